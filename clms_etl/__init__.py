@@ -1,0 +1,1 @@
+"""clms-etl: registry ETL library (no Dagster imports here)."""

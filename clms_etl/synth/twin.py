@@ -216,8 +216,12 @@ def build_twin(seed: int = 0) -> Truth:
         "ulceration": spread([True] * 10 + [False] * 69),
         "invasion": spread(_counts(dermal=24, dermo_hypodermal=35, ns=20)),
         "ki67": spread(KI67),
-        "proposed": spread(PROPOSED_MARGINS),
     }
+    # Nîmes charts carry no tumour-board (RCP) margin: the 60 proposals go elsewhere.
+    with_board = [i for i in range(n) if centres[i] != "nimes"]
+    table["proposed"] = [None] * n
+    for i, v in zip(with_board, spread(PROPOSED_MARGINS, len(with_board))):
+        table["proposed"][i] = v
     identities = IdentityFactory(rng)
     patients, tumours, surgeries, events = [], [], [], []
     for i, o in enumerate(outcomes):
@@ -240,7 +244,8 @@ def build_twin(seed: int = 0) -> Truth:
                 "immunosuppression": table["immunosuppression"][i],
                 "diagnosis_date": diagnosis,
                 "vital_status": _vital_status(o),
-                "record_complete": True,
+                # REDCap's patient_complete: a few Lyon records are not marked complete.
+                "record_complete": centre != "lyon" or bool(rng.random() > 0.15),
             }
         )
         d, m, nec, grade = grading[i]

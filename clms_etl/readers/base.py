@@ -1,0 +1,192 @@
+"""What every reader shares: the result shape, data queries, column matching, pseudonyms.
+
+A reader is a module ``clms_etl.readers.<format>`` with one function::
+
+    def read(ctx: ReadContext) -> ReadResult
+
+It turns one delivery folder into canonical frames (:mod:`clms_etl.model`) plus the data
+queries it raised while parsing. It never drops a row: a cell it cannot understand becomes
+null in the canonical row **and** an error-level query pointing at that row, and the row is
+quarantined later. A problem that makes the whole delivery unreadable (missing required
+column, unreadable file) raises :class:`ImportFailure` with a message naming file and column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from clms_etl import model
+
+ERROR = "error"
+WARNING = "warning"
+
+QUERY_SCHEMA = {
+    "centre": pl.String,
+    "delivery_date": pl.Date,
+    "file": pl.String,
+    "sheet": pl.String,
+    "row": pl.Int64,
+    "table_name": pl.String,  # canonical table of the row concerned (null: whole file)
+    "row_id": pl.String,  # canonical row concerned (null: whole file)
+    "patient_id": pl.String,
+    "field": pl.String,  # column as named in the centre's file
+    "value": pl.String,  # as received; masked for identifier columns
+    "rule": pl.String,
+    "severity": pl.String,
+    "message": pl.String,
+}
+
+IDENTIFIER_MASK = "<identifiant masqué>"
+
+
+@dataclass
+class DataQuery:
+    """One problem in one cell (or row, or file), for the centre's data manager."""
+
+    centre: str
+    delivery_date: dt.date
+    file: str
+    sheet: str | None
+    row: int | None
+    table_name: str | None
+    row_id: str | None
+    patient_id: str | None
+    field: str | None
+    value: str | None
+    rule: str
+    severity: str
+    message: str
+
+
+class ImportFailure(Exception):
+    """The delivery cannot be imported at all; the previous import stays in place."""
+
+    def __init__(self, message: str, file: str | None = None, column: str | None = None):
+        super().__init__(message)
+        self.file = file
+        self.column = column
+
+
+def pseudonym(key: bytes, centre: str, local_id: str) -> str:
+    """HMAC-SHA256 of ``centre:local_id`` (normalised), 80 bits in hex, prefixed ``P``.
+
+    80 bits keep the risk of a collision negligible for tens of millions of patients while
+    staying short enough to read out on the phone to a data manager.
+    """
+    message = f"{centre.strip().lower()}:{local_id.strip().upper()}".encode()
+    return "P" + hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
+
+
+@dataclass
+class ReadContext:
+    centre: str
+    delivery_dir: Path
+    delivery_date: dt.date
+    pseudonym_key: bytes
+    queries: list[DataQuery] = field(default_factory=list)
+
+    def pseudonymise(self, local_id: str) -> str:
+        return pseudonym(self.pseudonym_key, self.centre, local_id)
+
+    def query(self, *, file: str, sheet: str | None = None, row: int | None = None,
+              table: str | None = None, row_id: str | None = None, patient_id: str | None = None,
+              field: str | None = None, value=None, rule: str, severity: str = ERROR,
+              message: str) -> None:
+        text = None if value is None else str(value)
+        if text is not None and len(text) > 200:
+            text = text[:200] + "…"
+        self.queries.append(
+            DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id,
+                      patient_id, field, text, rule, severity, message)
+        )
+
+
+@dataclass
+class ReadResult:
+    centre: str
+    delivery_date: dt.date
+    frames: dict[str, pl.DataFrame]
+    queries: list[DataQuery]
+    files: list[Path]
+    # source rows read per file (label "file" or "file[sheet]"): the accounting starts here
+    source_rows: dict[str, int] = field(default_factory=dict)
+
+    def queries_frame(self) -> pl.DataFrame:
+        return queries_frame(self.queries)
+
+
+def queries_frame(queries: Iterable[DataQuery]) -> pl.DataFrame:
+    return pl.DataFrame([asdict(q) for q in queries], schema=QUERY_SCHEMA)
+
+
+# --- column matching ------------------------------------------------------------------------
+
+def normalise_name(name: str) -> str:
+    """``"Marge clinique (mm)"`` -> ``"marge_clinique_mm"``; accents, case, punctuation ignored."""
+    text = unicodedata.normalize("NFKD", str(name).replace("\ufeff", ""))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = text.replace("°", "o").replace("®", "")
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """A column a reader needs: its key in the reader, the names it may carry, and if required."""
+
+    key: str
+    names: tuple[str, ...]
+    required: bool = True
+    identifier: bool = False
+
+
+def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], file: str,
+                  sheet: str | None = None) -> dict[str, int]:
+    """Map each spec key to its column index by normalised name.
+
+    Missing required column -> ImportFailure; a duplicated header among the needed columns
+    -> ImportFailure (which one to trust is the centre's call); an unknown column -> a
+    warning query, and the column is ignored.
+    """
+    where = f"{file} (feuille {sheet})" if sheet else file
+    normalised = [normalise_name(h) if h is not None else "" for h in header]
+    found: dict[str, int] = {}
+    known: set[int] = set()
+    for spec in specs:
+        wanted = {normalise_name(n) for n in (spec.key, *spec.names)}
+        hits = [i for i, h in enumerate(normalised) if h in wanted]
+        if len(hits) > 1:
+            raise ImportFailure(
+                f"{where}: la colonne « {header[hits[0]]} » apparaît {len(hits)} fois "
+                f"(colonnes {', '.join(str(i + 1) for i in hits)}); import de ce centre arrêté.",
+                file, header[hits[0]],
+            )
+        if hits:
+            found[spec.key] = hits[0]
+            known.add(hits[0])
+        elif spec.required:
+            raise ImportFailure(
+                f"{where}: colonne obligatoire « {spec.names[0] if spec.names else spec.key} » absente; "
+                f"import de ce centre arrêté (les données précédentes restent en place).",
+                file, spec.names[0] if spec.names else spec.key,
+            )
+    for i, h in enumerate(header):
+        if i not in known and h not in (None, "") and normalised[i]:
+            ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
+                      severity=WARNING,
+                      message=f"Colonne inconnue « {h} » ignorée: vérifier l'export ou le contrat d'échange.")
+    return found
+
+
+def frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
+    schema = model.TABLES[table]
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)

@@ -1,0 +1,134 @@
+"""Parsing one cell at a time, the same way in every reader, with a query for each problem.
+
+A :class:`Cells` is bound to one source row and the canonical row it feeds. Each method
+returns the canonical value (or None) and, when the cell cannot be understood, records an
+error query naming file, row, column and the value as received; when the value had to be
+tidied (stray spaces, odd case) it records a warning so the centre can fix its chart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from clms_etl.dates import ParsedDate, parse_french_date
+from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ReadContext
+
+MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, single spaces: the form codes are compared in."""
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def is_missing(raw) -> bool:
+    return raw is None or (isinstance(raw, str) and fold(raw) in MISSING)
+
+
+@dataclass
+class Cells:
+    ctx: ReadContext
+    file: str
+    sheet: str | None
+    row: int
+    table: str
+    row_id: str
+    patient_id: str | None = None
+
+    def error(self, column: str, raw, rule: str, message: str, severity: str = ERROR,
+              identifier: bool = False, table: str | None = None, row_id: str | None = None) -> None:
+        self.ctx.query(file=self.file, sheet=self.sheet, row=self.row, table=table or self.table,
+                       row_id=row_id or self.row_id, patient_id=self.patient_id, field=column,
+                       value=IDENTIFIER_MASK if identifier and raw is not None else _text(raw),
+                       rule=rule, severity=severity, message=message)
+
+    def code(self, column: str, raw, mapping: dict[str, object], *, strict_case: bool = True, **where):
+        """Decode a coded value through ``mapping`` (keys compared folded).
+
+        Stray spaces always raise a warning (a clean export never has them); a different case
+        or missing accent does too when ``strict_case`` (exports of coded lists), not for
+        hand-typed free text where case carries no meaning.
+        """
+        if is_missing(raw):
+            return None
+        text = _text(raw)
+        folded = fold(text)
+        table = {fold(k): v for k, v in mapping.items()}
+        if folded not in table:
+            allowed = ", ".join(sorted({str(k) for k in mapping}))
+            self.error(column, raw, "unknown_code",
+                       f"Code « {text} » inconnu pour « {column} » (attendu: {allowed}).", **where)
+            return None
+        stripped = text.strip()
+        if text != stripped or (strict_case and stripped not in {str(k) for k in mapping}):
+            self.error(column, raw, "value_normalised",
+                       f"Valeur « {text} » lue comme « {table[folded]} » (espaces ou casse à corriger).",
+                       severity=WARNING, **where)
+        return table[folded]
+
+    def number(self, column: str, raw, *, decimal_comma: bool = True, integer: bool = False,
+               factor: float = 1.0, **where):
+        """A number; ``factor`` converts units (mm -> cm: 0.1)."""
+        if is_missing(raw):
+            return None
+        if isinstance(raw, bool):
+            raw = str(raw)
+        if isinstance(raw, (int, float)):
+            value = float(raw)
+        else:
+            text = _text(raw).strip().replace("\u00a0", "").replace(" ", "")
+            if decimal_comma:
+                text = text.replace(",", ".")
+            try:
+                value = float(text)
+            except ValueError:
+                self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
+                return None
+        if value != value or value in (float("inf"), float("-inf")):
+            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
+            return None
+        value *= factor
+        if integer:
+            if abs(value - round(value)) > 1e-9:
+                self.error(column, raw, "not_an_integer", f"« {_text(raw)} » devrait être un entier ({column}).", **where)
+                return None
+            return int(round(value))
+        return round(value, 6)
+
+    def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
+        """A date (Excel date, ``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
+        if is_missing(raw):
+            return None
+        if isinstance(raw, dt.datetime):
+            return ParsedDate(raw.date(), "day")
+        if isinstance(raw, dt.date):
+            return ParsedDate(raw, "day")
+        try:
+            parsed = parse_french_date(_text(raw))
+        except ValueError:
+            parsed = None
+        if parsed is None or not (1900 <= parsed.value.year <= 2100):
+            self.error(column, raw, "unparseable_date",
+                       f"Date illisible « {IDENTIFIER_MASK if identifier else _text(raw)} » ({column}).",
+                       identifier=identifier, **where)
+            return None
+        if parsed.imputed:
+            self.error(column, raw, "partial_date_imputed",
+                       f"Date partielle « {_text(raw)} » imputée au {parsed.value:%d/%m/%Y} ({column}).",
+                       severity=WARNING, identifier=identifier, **where)
+        return parsed
+
+
+def _text(raw) -> str | None:
+    if raw is None:
+        return None
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    if isinstance(raw, (dt.date, dt.datetime)):
+        return raw.isoformat()
+    return str(raw)

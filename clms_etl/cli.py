@@ -12,9 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clms_etl.config import DEFAULT_INCOMING
 
-app = typer.Typer(help="cLMS registry: synthetic deliveries, pipeline, exports.", no_args_is_help=True,
+app = typer.Typer(help="cLMS registry: synthetic deliveries, pipeline, exports.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
 console = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """cLMS registry: synthetic deliveries, pipeline, exports."""
 
 
 def _date(value: str | None) -> dt.date | None:

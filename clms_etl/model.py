@@ -43,7 +43,9 @@ TUMOUR = {
     "pain": pl.Boolean,
     "on_scar": pl.Boolean,
     "consultation_delay_months": pl.Float64,
-    "fnclcc_grade": pl.Int8,
+    "fnclcc_grade": pl.Int8,  # as recorded
+    "fnclcc_grade_computed": pl.Int8,  # from the three components when all are known
+    "grade_check": pl.String,  # consistent / inconsistent / unverifiable (set by validation)
     "differentiation_score": pl.Int8,
     "mitoses_per_10hpf": pl.Int32,
     "mitoses_is_upper_bound": pl.Boolean,  # "< 5" written in the chart: stored as 5, flagged

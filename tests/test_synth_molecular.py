@@ -1,8 +1,8 @@
 """The synthetic laboratory delivery says what the paper says, in the formats the lab's tools write.
 
-Every assertion reads the written files back with standard tools (csv for the manifest, ChAS and
-Archer tables, vcfpy for the VCFs, csv for the pinned gene table), never through the generator's
-own code, so a bug in rendering cannot hide behind the same bug in reading.
+Every assertion reads the written files back with standard tools (csv and polars for the manifest,
+ChAS and Archer tables, vcfpy for the VCFs, csv for the pinned gene table), never through the
+generator's own code, so a bug in rendering cannot hide behind the same bug in reading.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import vcfpy
 
@@ -27,7 +28,9 @@ CHAS_HEADER = [
     "Segment Interpretation", "Curation By", "Materially Modified Segment",
     "Microarray Nomenclature", "Full Location",
 ]  # fmt: skip
-ARCHER_HEADER = ["Genes", "Breakpoints", "Reads", "Unique Start Sites", "Percent of GSP2 reads", "Strong Evidence"]
+ARCHER_HEADER = [
+    "Genes", "Breakpoints", "Reads", "Unique Start Sites", "Percent of GSP2 reads", "Strong Evidence",
+]  # fmt: skip
 TVC_FORMAT = "GT:GQ:DP:FDP:RO:FRO:AO:FAO:AF:SAR:SAF:SRF:SRR:FSAR:FSAF:FSRF:FSRR".split(":")
 CHR13_CENTROMERE_END = 18_000_000  # hg19; everything beyond is 13q
 NOISE_AF = 0.02  # below the panel's limit of detection: low-level artefact, not a call
@@ -39,7 +42,8 @@ BOM = b"\xef\xbb\xbf"
 
 def pinned_genes() -> dict[str, tuple[str, int, int]]:
     lines = [ln for ln in GENE_TABLE.read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
-    return {r["gene"]: (r["chrom"], int(r["start"]), int(r["end"])) for r in csv.DictReader(lines, delimiter="\t")}
+    rows = csv.DictReader(lines, delimiter="\t")
+    return {r["gene"]: (r["chrom"], int(r["start"]), int(r["end"])) for r in rows}
 
 
 def read_manifest(delivery: Path) -> list[dict[str, str]]:
@@ -306,7 +310,8 @@ def test_no_fusion_is_reported_but_every_case_was_tested(twin, cases):
 
 def test_background_anomalies_touch_no_pinned_gene_but_one_partial_dmd_loss(cases):
     genes = pinned_genes()
-    touched = {g for obs in cases.values() for r in obs.rows for g, span in genes.items() if overlaps(r, span)}
+    rows = [r for obs in cases.values() for r in obs.rows]
+    touched = {g for r in rows for g, span in genes.items() if overlaps(r, span)}
     assert touched == {"RB1", "TP53", "MYOCD", "DMD"}
     dmd_chrom, dmd_start, dmd_end = genes["DMD"]
     partial = [r for obs in cases.values() for r in obs.over("DMD")]
@@ -360,6 +365,15 @@ def test_chas_exports_have_the_exact_header_and_chas_conventions(twin):
             assert r["Microarray Nomenclature"].startswith("arr[hg19] ")
             assert r["Microarray Nomenclature"].endswith(" hmz") == (r["Type"] == "LOH")
             assert re.fullmatch(r"\d+\.\d{1,3}", r["Size (kbp)"])
+
+
+def test_chas_exports_load_with_polars_whatever_the_bom_and_preamble(twin, cases):
+    manifest = {m["sample_id"]: int(m["case_no"]) for m in read_manifest(twin) if m["status"] == "ok"}
+    for sample, case_no in manifest.items():
+        raw = (twin / "chas" / f"{sample}.segments.txt").read_bytes()
+        frame = pl.read_csv(raw, separator="\t", comment_prefix="#", infer_schema=False)
+        assert frame.columns == CHAS_HEADER
+        assert frame.height == len(cases[case_no].rows)
 
 
 def test_chas_files_mix_bom_chromosome_spellings_separators_and_fractional_states(twin):
@@ -424,7 +438,8 @@ def test_random_cases_exercise_every_reader_path(tmp_path):
 
 
 def test_gene_table_is_versioned_hg19_with_entrez_ids():
-    assert GENE_TABLE.read_text(encoding="utf-8").splitlines()[0] == "# version: 1 (GRCh37/hg19, 1-based inclusive)"
+    first_line = GENE_TABLE.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line == "# version: 1 (GRCh37/hg19, 1-based inclusive)"
     table = load_gene_table()
     assert table.columns == ["gene", "chrom", "start", "end", "band", "source", "entrez_id"]
     rows = {r["gene"]: r for r in table.iter_rows(named=True)}

@@ -42,6 +42,8 @@ class Cells:
 
     def error(self, column: str, raw, rule: str, message: str, severity: str = ERROR,
               identifier: bool = False, table: str | None = None, row_id: str | None = None) -> None:
+        if len(message) > 500:  # a 50 MB cell quoted in a message would flood the query table
+            message = message[:500] + "…"
         self.ctx.query(file=self.file, sheet=self.sheet, row=self.row, table=table or self.table,
                        row_id=row_id or self.row_id, patient_id=self.patient_id, field=column,
                        value=IDENTIFIER_MASK if identifier and raw is not None else _text(raw),
@@ -118,10 +120,17 @@ class Cells:
                        identifier=identifier, **where)
             return None
         if parsed.imputed:
+            # An identifier (birth date) must not leak through the message either.
+            shown = IDENTIFIER_MASK if identifier else f"« {_text(raw)} » imputée au {parsed.value:%d/%m/%Y}"
             self.error(column, raw, "partial_date_imputed",
-                       f"Date partielle « {_text(raw)} » imputée au {parsed.value:%d/%m/%Y} ({column}).",
+                       f"Date partielle {shown} ({column}).",
                        severity=WARNING, identifier=identifier, **where)
         return parsed
+
+
+def age_at(birth: dt.date, day: dt.date) -> int:
+    """Completed years on ``day`` (the age a clinician writes); same rule as the generator's."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
 def _text(raw) -> str | None:

@@ -107,6 +107,8 @@ def write_centre(out_dir: Path, centre: str, fmt_name: str, truth: Truth, seed: 
         tables, planted = _render_with_defects(centre, fmt, chunk, rng, defect_rng, defect_rate, first_row)
         for d in planted:
             d.row += offsets.get((d.file, d.sheet), 0)
+            # formats that name a file by its delivery date render a placeholder
+            d.file = d.file.replace("<date>", delivery_date.isoformat())
         manifest += planted
         for t in tables:
             offsets[(t.file, t.sheet)] = offsets.get((t.file, t.sheet), 0) + len(t.rows)

@@ -15,6 +15,15 @@ Gene-level truth is decided on coordinates against the pinned table ``clms_etl/d
 (1-based inclusive, hg19). The random "background" anomalies of complex profiles never touch a gene
 of that table, so the published gene-level counts stay exact whatever the seed.
 
+What a reader must do to recover the truth from the files (the tests do exactly this):
+
+* ChAS: decide on ``Type`` / ``CN State`` / ``Full Location`` (after dropping the BOM, the ``#``
+  lines and the separators); Cytoband and Genes are decoration (bands are approximate, see
+  :func:`_band_at`; non-pinned gene names are LOC/LINC fillers).
+* VCF: a somatic allele is FILTER PASS, genotype neither ``0/0`` nor ``./.``, no GMAF >= 0.01, and
+  AF above the panel's noise (the second allele of a multi-allelic record is <= 0.4 %); VAF is AF.
+* Archer: a header without rows means "tested, no fusion".
+
 Everything that varies comes from the caller's ``numpy.random.Generator``: the same seed gives
 byte-identical files (no clock, no set ordering; dates come from the delivery folder's name).
 """
@@ -306,7 +315,9 @@ _RARE_SOMATIC = (("3", 178952085, "G"),)
 def _mutation(chrom: str, pos: int, alt: str, vaf: float, depth: int) -> Mutation:
     a = _allele(chrom, pos, alt)
     assert a is not None, f"not in the catalogue: {chrom}:{pos}>{alt}"
-    return Mutation(a.gene, a.chrom, a.pos, a.ref, a.alt, a.hgvs_c, a.hgvs_p, a.transcript, vaf, depth, a.function)
+    return Mutation(
+        a.gene, a.chrom, a.pos, a.ref, a.alt, a.hgvs_c, a.hgvs_p, a.transcript, vaf, depth, a.function
+    )
 
 
 # Archer fusions random_cases may report (breakpoints hg19; EWSR1:FLI1 from the brief,
@@ -381,13 +392,17 @@ def _loss_cn(rng: np.random.Generator) -> float:
     return float(_pick(rng, (1.0, 1.0, 1.0, 1.33, 1.67)))
 
 
+# Background anomalies land on an arm with a probability proportional to its length; Y is left
+# out because the sex of the patients is not the laboratory's business.
+_BACKGROUND_ARMS = tuple(a for a in _ARMS if not a.startswith("Y"))
+_BACKGROUND_WEIGHTS = np.array([_ARMS[a][1] - _ARMS[a][0] for a in _BACKGROUND_ARMS], dtype=float)
+_BACKGROUND_WEIGHTS /= _BACKGROUND_WEIGHTS.sum()
+
+
 def _background_segment(layout: _Layout, rng: np.random.Generator) -> Segment:
     """A random anomaly touching no gene of the pinned table nor any segment already placed."""
-    arms = [a for a in _ARMS if not a.startswith("Y")]
-    weights = np.array([_ARMS[a][1] - _ARMS[a][0] for a in arms], dtype=float)
-    weights /= weights.sum()
     for _ in range(1000):
-        arm = arms[int(rng.choice(len(arms), p=weights))]
+        arm = _BACKGROUND_ARMS[int(rng.choice(len(_BACKGROUND_ARMS), p=_BACKGROUND_WEIGHTS))]
         lo, hi = _ARMS[arm]
         length = min(_log_uniform(rng, 4e5, 4e7), (hi - lo) // 2)
         start = _randint(rng, lo, hi - length)
@@ -482,7 +497,8 @@ _TWIN_EVENTS: dict[int, tuple[Segment, ...]] = {
     6: (_whole_arm("13q", "Loss", 1.0),),  # the legend's "13p" is a typo: RB1 is on 13q14
     7: (_whole_arm("1q", "Gain", 3.0),),  # no gene of the table on chr1
 }
-_TWIN_PROFILES = {1: "complex", 2: "complex", 3: "complex", 4: "complex", 5: "simple", 6: "simple", 7: "simple"}
+_TWIN_COMPLEX = (1, 2, 3, 4)
+_TWIN_SIMPLE = (5, 6, 7)
 _TWIN_FLAT = (8, 9, 10, 11)
 _TWIN_FAILED = (12, 13, 14)
 _TWIN_MUTATIONS = {1: (("17", 7577545, "C"), 0.38), 9: (("17", 7577559, "A"), 0.06)}
@@ -503,7 +519,7 @@ def twin_cases(rng: np.random.Generator) -> list[MolecularCase]:
         if case_no in _TWIN_FAILED:
             cases.append(MolecularCase(case_no, sample_id, "not_contributory", None, (), (), ()))
             continue
-        profile = "flat" if case_no in _TWIN_FLAT else _TWIN_PROFILES[case_no]
+        profile = "complex" if case_no in _TWIN_COMPLEX else "simple" if case_no in _TWIN_SIMPLE else "flat"
         layout = _Layout()
         segments = [layout.take(s) for s in _TWIN_EVENTS.get(case_no, ())]
         if profile == "complex":
@@ -549,7 +565,7 @@ def _random_profile_segments(profile: str, rng: np.random.Generator) -> list[Seg
     if profile == "simple":
         roll = rng.uniform()
         if roll < 0.6:
-            arm = _pick(rng, [a for a in _ARMS if not a.startswith("Y")])
+            arm = _pick(rng, _BACKGROUND_ARMS)
             kind = _pick(rng, ("Gain", "Loss", "LOH"))
             cn = {"Gain": 3.0, "Loss": 1.0, "LOH": None}[kind]
             return [_whole_arm(arm, kind, cn)]
@@ -607,7 +623,9 @@ CHAS_COLUMNS = (
     "Segment Interpretation", "Curation By", "Materially Modified Segment",
     "Microarray Nomenclature", "Full Location",
 )  # fmt: skip
-ARCHER_COLUMNS = ("Genes", "Breakpoints", "Reads", "Unique Start Sites", "Percent of GSP2 reads", "Strong Evidence")
+ARCHER_COLUMNS = (
+    "Genes", "Breakpoints", "Reads", "Unique Start Sites", "Percent of GSP2 reads", "Strong Evidence",
+)  # fmt: skip
 TVC_FORMAT = "GT:GQ:DP:FDP:RO:FRO:AO:FAO:AF:SAR:SAF:SRF:SRR:FSAR:FSAF:FSRF:FSRR"
 _BOM = "\ufeff"
 
@@ -644,6 +662,9 @@ def write_lab_delivery(
     missing = [c.case_no for c in cases if c.case_no not in links]
     if missing:
         raise ValueError(f"no (centre, local_id) link for case(s) {missing}")
+    samples = [c.sample_id for c in cases]
+    if len(set(samples)) != len(samples):  # one file per accession: a duplicate would overwrite
+        raise ValueError("sample_id must be unique within a delivery")
     for sub in ("chas", "ngs", "fusions"):
         (delivery_dir / sub).mkdir(parents=True, exist_ok=True)
 
@@ -729,12 +750,14 @@ def _segment_genes(seg: Segment, rng: np.random.Generator) -> tuple[list[str], l
         (max(g.start, seg.start), g.gene) for g in _genes()
         if g.chrom == seg.chrom and g.start <= seg.end and g.end >= seg.start
     ]  # fmt: skip
-    size_mb = (seg.end - seg.start) / 1e6
-    for _ in range(min(int(rng.poisson(size_mb * 4)), 250)):
-        name = (
-            f"LOC{_randint(rng, 100126000, 105379999)}" if rng.uniform() < 0.6 else f"LINC{_randint(rng, 1, 2700):05d}"
-        )
-        placed.append((_randint(rng, seg.start, seg.end), name))
+    count = min(int(rng.poisson((seg.end - seg.start) / 1e6 * 4)), 250)
+    is_loc = rng.uniform(size=count) < 0.6
+    loc_ids = rng.integers(100126000, 105380000, size=count)
+    linc_ids = rng.integers(1, 2701, size=count)
+    positions = rng.integers(seg.start, seg.end + 1, size=count)
+    for i in range(count):
+        name = f"LOC{loc_ids[i]}" if is_loc[i] else f"LINC{linc_ids[i]:05d}"
+        placed.append((int(positions[i]), name))
     names = [name for _, name in sorted(placed)]
     omim = [f"{name} ({_OMIM[name]})" for name in names if name in _OMIM]
     return names, omim
@@ -900,10 +923,12 @@ def _call(
     fsrf, fsrr = _split(rng, fro)
     saf, sar, fsaf, fsar = [], [], [], []
     for raw, flow in zip(ao, fao, strict=True):
-        f, r = _split(rng, raw)
-        saf.append(f), sar.append(r)
-        f, r = _split(rng, flow)
-        fsaf.append(f), fsar.append(r)
+        forward, reverse = _split(rng, raw)
+        saf.append(forward)
+        sar.append(reverse)
+        forward, reverse = _split(rng, flow)
+        fsaf.append(forward)
+        fsar.append(reverse)
     af = [_g(f / fdp) for f in fao]
     alt_reads = sum(fao)
     qual = alt_reads * rng.uniform(6.0, 9.0) if gt not in ("0/0", "./.") else rng.uniform(5.0, 60.0)
@@ -947,7 +972,9 @@ def _in_imbalance(case: MolecularCase, chrom: str, pos: int) -> bool:
     return any(s.chrom == chrom and s.start <= pos <= s.end for s in case.segments)
 
 
-def _germline_fao(rng: np.random.Generator, case: MolecularCase, allele: _Allele, fdp: int) -> tuple[int, str]:
+def _germline_fao(
+    rng: np.random.Generator, case: MolecularCase, allele: _Allele, fdp: int
+) -> tuple[int, str]:
     """Flow alt count and genotype of a germline polymorphism in tumour DNA.
 
     Heterozygous sites sit near 50 %, or drift away from it where the tumour has lost or
@@ -1004,8 +1031,8 @@ def _vcf_records(case: MolecularCase, rng: np.random.Generator) -> list[_Record]
         chrom, pos = hotspots.pop()
         pair = list(_site(chrom, pos)[:2])
         fdp = _randint(rng, 800, 3000)
-        noise = [_randint(rng, 1, 6), _randint(rng, 0, 3)]
-        records.append(_call(rng, pair, noise, fdp, "0/0", hotspot=True))
+        noise_fao = [_randint(rng, 1, 6), _randint(rng, 0, 3)]
+        records.append(_call(rng, pair, noise_fao, fdp, "0/0", hotspot=True))
     for _ in range(_randint(rng, 1, 2)):  # filtered low-level candidates
         chrom, pos = hotspots.pop()
         allele = _site(chrom, pos)[0]
@@ -1021,7 +1048,9 @@ def _vcf_records(case: MolecularCase, rng: np.random.Generator) -> list[_Record]
 
 def _vcf_text(case: MolecularCase, date: dt.date, rng: np.random.Generator) -> str:
     records = _vcf_records(case, rng)
-    utc_time = f"{date.isoformat()}T{_randint(rng, 0, 5):02d}:{_randint(rng, 0, 59):02d}:{_randint(rng, 0, 59):02d}"
+    # The export ran in the early hours of the delivery date (only the date means anything).
+    hour, minute, second = _randint(rng, 0, 5), _randint(rng, 0, 59), _randint(rng, 0, 59)
+    utc_time = f"{date.isoformat()}T{hour:02d}:{minute:02d}:{second:02d}"
     header = [
         "##fileformat=VCFv4.1",
         f"##fileDate={date:%Y%m%d}",
@@ -1037,9 +1066,12 @@ def _vcf_text(case: MolecularCase, date: dt.date, rng: np.random.Generator) -> s
     chroms = sorted({r.chrom for r in records}, key=_CHROM_RANK.__getitem__)
     header += [f"##contig=<ID=chr{c},length={_HG19_LENGTH[c]},assembly=hg19>" for c in chroms]
     header += [f'##INFO=<ID={i},Number={n},Type={t},Description="{d}">' for i, n, t, d in _VCF_INFO]
-    header.append('##FILTER=<ID=NOCALL,Description="Generic filter. Filtering details stored in FR info tag.">')
+    header.append(
+        '##FILTER=<ID=NOCALL,Description="Generic filter. Filtering details stored in FR info tag.">'
+    )
     header += [f'##FORMAT=<ID={i},Number={n},Type={t},Description="{d}">' for i, n, t, d in _VCF_FORMAT]
-    header.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", case.sample_id]))
+    columns = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", case.sample_id]
+    header.append("\t".join(columns))
     return "\n".join(header + [r.line for r in records]) + "\n"
 
 

@@ -204,7 +204,6 @@ def build_twin(seed: int = 0) -> Truth:
     table = {
         "sex": spread(_counts(male=57, female=22)),
         "age": spread(AGES),
-        "immunosuppression": spread([True] + [False] * 78),
         "site": spread(_counts(head_neck=23, trunk=10, upper_limb=15, lower_limb=29, ns=2)),
         "presentation": spread(
             _counts(nodular=49, ulcerated=1, vegetative=1, infiltrated_patch=3, ns=25)
@@ -212,16 +211,19 @@ def build_twin(seed: int = 0) -> Truth:
         "pain": spread([True] * 33 + [False] * 46),
         "on_scar": spread([True] * 5 + [False] * 74),
         "size_cm": spread(SIZES_CM),
-        "delay": spread(DELAYS_MONTHS),
         "ulceration": spread([True] * 10 + [False] * 69),
         "invasion": spread(_counts(dermal=24, dermo_hypodermal=35, ns=20)),
         "ki67": spread(KI67),
     }
-    # Nîmes charts carry no tumour-board (RCP) margin: the 60 proposals go elsewhere.
-    with_board = [i for i in range(n) if centres[i] != "nimes"]
-    table["proposed"] = [None] * n
-    for i, v in zip(with_board, spread(PROPOSED_MARGINS, len(with_board))):
-        table["proposed"][i] = v
+    # Nîmes charts have no tumour-board (RCP) margin, no consultation delay and no
+    # immunosuppression field: those values go to the other centres, Nîmes keeps nulls
+    # (Table 1 counts an unmentioned immunosuppression as "no", as the paper does).
+    charted = [i for i in range(n) if centres[i] != "nimes"]
+    for name, values in (("proposed", PROPOSED_MARGINS), ("delay", DELAYS_MONTHS),
+                         ("immunosuppression", [True] + [False] * (len(charted) - 1))):
+        table[name] = [None] * n
+        for i, v in zip(charted, spread(values, len(charted))):
+            table[name][i] = v
     identities = IdentityFactory(rng)
     patients, tumours, surgeries, events = [], [], [], []
     for i, o in enumerate(outcomes):

@@ -45,6 +45,12 @@ METASTASIS_SITES = {
 VITAL_STATUS = {"alive": "VIVANT", "dead": "DCD", "lost_to_follow_up": "PDV"}
 DEATH_CAUSES = {"clms": "CLMS", "other": "AUTRE", "unknown": "INCONNUE"}
 MISSING_TOKENS = ("NA", "ND")
+# Where each kind of event's date lands (a death also fills DATE_DERNIERES_NOUVELLES when the
+# patient has no separate last-news event).
+EVENT_DATE_COLUMNS = {
+    "local_recurrence": "DATE_RECIDIVE", "metastasis": "DATE_META", "death": "DATE_DC",
+    "last_news": "DATE_DERNIERES_NOUVELLES",
+}
 
 _FIELDS = {
     ("patient", "local_id"): "IPP",
@@ -72,7 +78,8 @@ _FIELDS = {
     ("surgery", "histological_margin_cm"): "MARGE_HISTO_CM",
     ("surgery", "resection_status"): "STATUT_R",
     ("surgery", "adjuvant_radiotherapy"): "RT_ADJ",
-    # Events are columns here; the last-news date is the one nearly every patient has.
+    # Events are columns here, one date column per kind (EVENT_DATE_COLUMNS); the field-level
+    # answer is the last-news date, the one nearly every patient has.
     ("event", "event_date"): "DATE_DERNIERES_NOUVELLES",
     ("event", "metastasis_site"): "SITES_META",
     ("event", "death_cause"): "CAUSE_DC",
@@ -201,11 +208,16 @@ def render(truth: Truth, rng: np.random.Generator, first_row: int = 0) -> list[R
     return [table]
 
 
+# Letters with a stroke have no decomposition to strip.
+_STROKED = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i"})
+
+
 def _fold_unencodable(error: UnicodeEncodeError) -> tuple[str, int]:
-    """cp1252 has no such character: drop its accents (``Ł`` -> ``L``), and only then use ``?``."""
+    """cp1252 has no such character: drop its accents (``ř`` -> ``r``), and only then use ``?``."""
     out = []
     for ch in error.object[error.start:error.end]:
-        base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        decomposed = unicodedata.normalize("NFKD", ch.translate(_STROKED))
+        base = "".join(c for c in decomposed if not unicodedata.combining(c))
         try:
             base.encode(ENCODING)
             out.append(base or "?")

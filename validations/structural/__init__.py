@@ -1,0 +1,1 @@
+"""Structural (raw layout) schemas of each centre format, pandera over the raw string frames."""

@@ -74,6 +74,7 @@ class _Planned:
     ref: str = ""  # canonical row carrying the damaged field
     table: str = ""
     field: str = ""
+    event_kind: str | None = None
 
 
 def plan_clinical(truth: Truth, fmt, kinds: list[str], rng: np.random.Generator) -> tuple[Truth, list[_Planned]]:
@@ -126,7 +127,7 @@ def plan_clinical(truth: Truth, fmt, kinds: list[str], rng: np.random.Generator)
                 row = deaths.filter(pl.col("patient_key") == key).row(0, named=True)
                 when = row["diagnosis_date"] - dt.timedelta(days=int(rng.integers(60, 400)))
                 event = _set(event, key, "event_no", row["event_no"], "event_date", when)
-                planned.append(_Planned(kind, key, f"event:{key}:{row['event_no']}", "event", "event_date"))
+                planned.append(_Planned(kind, key, f"event:{key}:{row['event_no']}", "event", "event_date", row["event_kind"]))
         elif kind == "event_after_last_news":
             last = event.filter(pl.col("event_kind") == "last_news").select("patient_key", pl.col("event_date").alias("last_news"))
             relapses = event.filter(pl.col("event_kind") == "local_recurrence").join(last, on="patient_key")
@@ -135,7 +136,7 @@ def plan_clinical(truth: Truth, fmt, kinds: list[str], rng: np.random.Generator)
                 row = relapses.filter(pl.col("patient_key") == key).row(0, named=True)
                 when = row["last_news"] + dt.timedelta(days=int(rng.integers(60, 300)))
                 event = _set(event, key, "event_no", row["event_no"], "event_date", when)
-                planned.append(_Planned(kind, key, f"event:{key}:{row['event_no']}", "event", "event_date"))
+                planned.append(_Planned(kind, key, f"event:{key}:{row['event_no']}", "event", "event_date", row["event_kind"]))
     return Truth(patient, tumour, surgery, event, dict(truth.extras)), planned
 
 
@@ -149,13 +150,15 @@ def _set(frame: pl.DataFrame, key: str, no_col: str, no: int, column: str, value
 def locate_planned(centre: str, fmt, tables: list[RawTable], planned: list[_Planned], clean: list[RawTable]) -> list[Defect]:
     """Where each clinical defect landed.
 
-    The format names the column of a field; where one field spreads over several columns
-    (Montpellier writes each event kind in its own date column) the changed cell of the
-    row is the one. A defect that changed nothing in the file is a generator bug.
+    The format names the column of a field; a wide format that writes each event kind in its
+    own date column says which in ``EVENT_DATE_COLUMNS``; failing both, the one changed cell
+    of the row is the one. A defect that changed nothing in the file is a generator bug.
     """
     out = []
     for p in planned:
         file, sheet, column = fmt.locate(p.table, p.field)
+        if p.event_kind and p.field == "event_date":
+            column = getattr(fmt, "EVENT_DATE_COLUMNS", {}).get(p.event_kind, column)
         for t, c in zip(tables, clean):
             if (t.file, t.sheet) != (file, sheet):
                 continue

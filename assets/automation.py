@@ -1,0 +1,36 @@
+"""Jobs, the drop-folder sensor and the nightly schedule."""
+
+
+import json
+
+import dagster as dg
+
+from assets.ingest import centre_import, centre_warehouse
+from assets.partitions import REGISTRY
+from assets.resources import DropFolder
+from clms_etl.deliveries import latest_delivery
+
+import_job = dg.define_asset_job(
+    "import_centre",
+    selection=dg.AssetSelection.assets(centre_import, centre_warehouse),
+    description="Read, validate and load one centre's latest delivery (one partition = one centre).",
+)
+
+
+@dg.sensor(job=import_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Watches the drop folder: a new delivery for a centre requests one run of that "
+           "centre's partition (run key = centre, delivery date and content hash).")
+def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFolder) -> dg.SensorResult:
+    seen = json.loads(context.cursor) if context.cursor else {}
+    requests = []
+    for centre in REGISTRY:
+        delivery = latest_delivery(drop_folder.root, centre)
+        if delivery is None or not delivery.files:
+            continue
+        run_key = f"{centre}:{delivery.date.isoformat()}:{delivery.sha256[:16]}"
+        if seen.get(centre) == run_key:
+            continue
+        seen[centre] = run_key
+        requests.append(dg.RunRequest(run_key=run_key, partition_key=centre,
+                                      tags={"clms/centre": centre, "clms/delivery": delivery.date.isoformat()}))
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))

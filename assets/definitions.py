@@ -1,0 +1,22 @@
+"""The code location: ``dagster dev -w workspace.yaml`` or ``dg dev`` load ``defs`` from here.
+
+``CLMS_DEPLOYMENT=production`` switches the resources to their EnvVar-only configuration
+(PostgreSQL warehouse, key file); anything else is the local configuration.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets import automation, ingest
+from assets.resources import local_resources, production_resources
+
+defs = dg.Definitions(
+    assets=[ingest.centre_import, ingest.centre_warehouse],
+    asset_checks=[ingest.validation_gate, ingest.row_accounting],
+    jobs=[automation.import_job],
+    sensors=[automation.drop_folder_sensor],
+    resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production" else local_resources(),
+)

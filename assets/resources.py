@@ -1,0 +1,83 @@
+"""Resources of the code location, configured from the environment.
+
+Local configuration: plain values read once from the environment with the project's defaults
+(``data/incoming``, ``data/warehouse.duckdb``, ``data/outputs``, the demo key).
+Production configuration (``CLMS_DEPLOYMENT=production``): every value comes from an
+``EnvVar`` and must be set — a PostgreSQL URL, a real pseudonym key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from clms_etl.config import Settings
+
+
+class DropFolder(dg.ConfigurableResource):
+    """Where centres drop their deliveries (one sub-folder per centre and date)."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path)
+
+
+class OutputsFolder(dg.ConfigurableResource):
+    """Where files for people go: query lists, report, figures, exports."""
+
+    path: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.path)
+
+
+class PseudonymKey(dg.ConfigurableResource):
+    """The HMAC key of pseudonyms: inline (``key``) or a secrets file (``key_file``).
+
+    Left empty, the built-in demo key is used, which the warehouse accepts only on DuckDB.
+    """
+
+    key: str = ""
+    key_file: str = ""
+
+    def secret(self, warehouse_url: str) -> bytes:
+        from clms_etl.keys import resolve_key
+
+        return resolve_key(warehouse_url, key=self.key or None, key_file=self.key_file or None)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The harmonised warehouse (any SQLAlchemy URL; DuckDB file by default)."""
+
+    url: str
+
+    def open(self):
+        from clms_etl.warehouse.load import Warehouse
+
+        return Warehouse(self.url)
+
+
+def local_resources() -> dict:
+    settings = Settings.from_env()
+    import os
+
+    return {
+        "drop_folder": DropFolder(path=str(settings.incoming)),
+        "outputs": OutputsFolder(path=str(settings.outputs)),
+        "warehouse": WarehouseResource(url=settings.warehouse_url),
+        "pseudonym_key": PseudonymKey(key=os.environ.get("CLMS_PSEUDONYM_KEY", ""),
+                                      key_file=os.environ.get("CLMS_PSEUDONYM_KEY_FILE", "")),
+    }
+
+
+def production_resources() -> dict:
+    return {
+        "drop_folder": DropFolder(path=dg.EnvVar("CLMS_INCOMING")),
+        "outputs": OutputsFolder(path=dg.EnvVar("CLMS_OUTPUTS")),
+        "warehouse": WarehouseResource(url=dg.EnvVar("CLMS_WAREHOUSE_URL")),
+        "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("CLMS_PSEUDONYM_KEY_FILE")),
+    }

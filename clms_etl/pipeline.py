@@ -1,0 +1,64 @@
+"""One centre's import as plain functions: read → validate → query list (→ warehouse load).
+
+The Dagster layer (``assets/``) calls these steps one asset each; the same functions serve
+tests and scripts without Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from clms_etl.centres import Centre
+from clms_etl.deliveries import Delivery
+from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, queries_frame
+
+
+@dataclass
+class CentreImport:
+    """What became of one delivery: validated frames, or the reason it could not be read."""
+
+    centre: str
+    delivery: Delivery
+    validated: object | None  # clms_etl.validate.ValidatedDelivery
+    failure: str | None = None
+
+    @property
+    def queries(self) -> pl.DataFrame:
+        if self.validated is not None:
+            return self.validated.queries
+        return queries_frame([
+            DataQuery(self.centre, self.delivery.date, "", None, None, None, None, None, None, None,
+                      "import_failed", ERROR, self.failure or "import impossible")
+        ])
+
+
+def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) -> CentreImport:
+    """Read a delivery with its centre's reader and validate it; an unreadable delivery is a
+    :class:`CentreImport` with ``failure`` set (never an exception for bad data)."""
+    from clms_etl.validate import validate
+
+    ctx = ReadContext(centre.name, delivery.path, delivery.date, pseudonym_key)
+    try:
+        result = centre.reader.read(ctx)
+    except ImportFailure as failure:
+        return CentreImport(centre.name, delivery, None, str(failure))
+    validated = validate(result)
+    validated.assert_balanced()
+    return CentreImport(centre.name, delivery, validated)
+
+
+def query_list_path(outputs: Path, centre: str, delivery_date: dt.date) -> Path:
+    return outputs / "queries" / f"requetes_{centre}_{delivery_date.isoformat()}.xlsx"
+
+
+def write_query_list(outputs: Path, imported: CentreImport) -> Path:
+    """The Excel list a centre's data manager works through (errors first)."""
+    from clms_etl.queries import write_query_workbook
+
+    path = query_list_path(outputs, imported.centre, imported.delivery.date)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_query_workbook(imported.queries, path, imported.centre)

@@ -45,9 +45,10 @@ class PseudonymKey(dg.ConfigurableResource):
     key_file: str = ""
 
     def secret(self, warehouse_url: str) -> bytes:
-        from clms_etl.keys import resolve_key
+        """The key for deliveries bound for ``warehouse_url`` (refused on PostgreSQL if unset)."""
+        from clms_etl.keys import ENV_KEY, ENV_KEY_FILE, pseudonym_key
 
-        return resolve_key(warehouse_url, key=self.key or None, key_file=self.key_file or None)
+        return pseudonym_key(warehouse_url, {ENV_KEY: self.key, ENV_KEY_FILE: self.key_file})
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -88,7 +88,7 @@ MOLECULAR_SAMPLE = {
     "case_no": pl.Int32,
     "sample_id": pl.String,
     "status": pl.String,  # ok / not_contributory
-    "cn_assay": pl.String,  # tested / not_done
+    "cn_assay": pl.String,  # tested / not_done / failed
     "ngs_assay": pl.String,
     "fusion_assay": pl.String,
     **PROVENANCE,
@@ -121,7 +121,7 @@ VARIANT = {
     "filter": pl.String,
     "genotype": pl.String,
     "reportable": pl.Boolean,
-    "exclusion_reason": pl.String,  # polymorphism / filtered / reference_call / no_call
+    "exclusion_reason": pl.String,  # polymorphism / filtered / reference_call / low_vaf
     **PROVENANCE,
 }
 

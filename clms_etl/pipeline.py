@@ -46,7 +46,8 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
         result = centre.reader.read(ctx)
     except ImportFailure as failure:
         return CentreImport(centre.name, delivery, None, str(failure))
-    validated = validate(result)
+    # Queries name the centre's own columns when its reader says which column holds a field.
+    validated = validate(result, getattr(centre.reader, "SOURCE_COLUMNS", None))
     validated.assert_balanced()
     return CentreImport(centre.name, delivery, validated)
 

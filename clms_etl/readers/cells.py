@@ -9,6 +9,7 @@ tidied (stray spaces, odd case) it records a warning so the centre can fix its c
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -126,6 +127,35 @@ class Cells:
                        f"Date partielle {shown} ({column}).",
                        severity=WARNING, identifier=identifier, **where)
         return parsed
+
+
+def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
+    """``{local id: ctx.pseudonymise(local id)}`` for many ids, about twice as fast.
+
+    HMAC-SHA256 written out (RFC 2104) with the two keyed SHA-256 states computed once and
+    copied per id: the per-id key set-up of ``hmac.new`` dominates a 250 000-patient read.
+    The result is checked against ``ctx.pseudonymise`` on the first id, so a change of the
+    pseudonym scheme in ``base`` cannot go unnoticed here.
+    """
+    key = ctx.pseudonym_key
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    prefix = f"{ctx.centre.strip().lower()}:"
+    out: dict[str, str] = {}
+    for local_id in local_ids:
+        h = inner.copy()
+        h.update(f"{prefix}{local_id.strip().upper()}".encode())
+        o = outer.copy()
+        o.update(h.digest())
+        out[local_id] = "P" + o.hexdigest()[:20]
+    if out:
+        first = next(iter(out))
+        if out[first] != ctx.pseudonymise(first):
+            return {local_id: ctx.pseudonymise(local_id) for local_id in out}
+    return out
 
 
 def age_at(birth: dt.date, day: dt.date) -> int:

@@ -1,0 +1,108 @@
+"""Benchmark: read + validate a scale delivery, against polars alone parsing the same files.
+
+    .venv/bin/python -m bench.bench_read [--drop DIR] [--patients N --centres M]
+
+Without ``--drop`` it first writes a 1,000,000-patient scale delivery (see bench_synth).
+For every centre it times, in the same process and run:
+
+* the floor: polars parsing the same files into frames of strings — ``pl.read_csv`` after
+  transcoding for the CSV/text formats (polars decodes UTF-8 only), ``pl.read_excel`` with
+  its default calamine engine for the workbook, ``pl.read_csv`` over every lab file;
+* the project: the centre's reader + pandera validation + quarantine split
+  (:func:`clms_etl.pipeline.read_and_validate`).
+
+Prints both per format and in total, the ratio (target ≤ 3×) and the peak RSS (target ≤ 4 GiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import io
+import resource
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import polars as pl
+
+from clms_etl.centres import load_registry
+from clms_etl.deliveries import latest_delivery
+from clms_etl.keys import DEMO_KEY
+from clms_etl.pipeline import read_and_validate
+
+
+def _csv(data: bytes, encoding: str, separator: str, **kw) -> pl.DataFrame:
+    text = data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+    return pl.read_csv(io.BytesIO(text.encode()), separator=separator, infer_schema=False, **kw)
+
+
+def polars_floor(fmt: str, folder: Path) -> int:
+    """Parse the delivery's files with polars alone; returns the rows parsed."""
+    rows = 0
+    if fmt == "nice":
+        for frame in pl.read_excel(next(folder.glob("*.xlsx")), sheet_id=0).values():
+            rows += frame.height
+    elif fmt == "montpellier":
+        rows += _csv(next(folder.glob("*.csv")).read_bytes(), "cp1252", ";").height
+    elif fmt == "lyon":
+        for path in folder.glob("*.csv"):
+            rows += _csv(path.read_bytes(), "utf-8", ",").height
+    elif fmt == "nimes":
+        rows += _csv(next(folder.glob("*.txt")).read_bytes(), "mac_roman", "\t", quote_char=None).height
+    elif fmt == "molecular":
+        rows += pl.read_csv(folder / "manifest.csv", infer_schema=False).height
+        for path in folder.rglob("*.segments.txt"):
+            rows += pl.read_csv(path, separator="\t", infer_schema=False, comment_prefix="#").height
+        for path in folder.rglob("*.vcf"):
+            rows += pl.read_csv(path, separator="\t", infer_schema=False, comment_prefix="##").height
+        for path in folder.rglob("*.fusions.tsv"):
+            rows += pl.read_csv(path, separator="\t", infer_schema=False).height
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drop", type=Path, help="an existing scale drop folder (else one is written)")
+    parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--centres", type=int, default=40)
+    args = parser.parse_args()
+    drop = args.drop
+    if drop is None:
+        from clms_etl.synth.generate import generate
+
+        drop = Path(tempfile.mkdtemp(prefix="clms-bench-read-"))
+        generate(drop, seed=0, patients=args.patients, centres=args.centres, delivery_date=dt.date(2026, 11, 23))
+    registry = load_registry(drop)
+    floor, project, patients = defaultdict(float), defaultdict(float), defaultdict(int)
+    read_and_validate(registry["molecular"], latest_delivery(drop, "molecular"), DEMO_KEY)  # warm imports
+    for name, centre in registry.items():
+        delivery = latest_delivery(drop, name)
+        if delivery is None:
+            continue
+        gc.collect()
+        t0 = time.perf_counter()
+        polars_floor(centre.format, delivery.path)
+        t1 = time.perf_counter()
+        imported = read_and_validate(centre, delivery, DEMO_KEY)
+        t2 = time.perf_counter()
+        if imported.failure:
+            raise SystemExit(f"{name}: {imported.failure}")
+        first = imported.validated.accounting.row(0, named=True)
+        patients[centre.format] += first["rows_read"]
+        floor[centre.format] += t1 - t0
+        project[centre.format] += t2 - t1
+        del imported
+    print(f"read + validate vs polars parse, drop folder {drop}")
+    print(f"{'format':<12}{'rows (1st table)':>18}{'polars s':>10}{'project s':>11}{'ratio':>8}")
+    for fmt in floor:
+        print(f"{fmt:<12}{patients[fmt]:>18,}{floor[fmt]:>10.1f}{project[fmt]:>11.1f}{project[fmt] / floor[fmt]:>8.2f}")
+    total_f, total_p = sum(floor.values()), sum(project.values())
+    print(f"{'total':<12}{sum(patients.values()):>18,}{total_f:>10.1f}{total_p:>11.1f}{total_p / total_f:>8.2f}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Validation of one delivery: canonical rules -> data queries -> accepted and quarantined rows.
+
+:func:`validate` runs the pandera schemas of :mod:`validations.canonical` on the reader's
+canonical frames (lazily, so every failure is collected), turns each failure into a
+:class:`~clms_etl.readers.base.DataQuery` row pointing at the centre's file, sheet and row, adds
+the reader's own queries, and splits every table:
+
+* a row with at least one ERROR query (reader's or validation's) is quarantined, with the
+  rule ids in ``quarantine_reasons``;
+* a patient with no accepted row takes its tumour, operation and event rows with it (rule
+  ``parent_quarantined``, one query per cascaded row, so query counts and row counts agree);
+* every other row is accepted, with ``has_warning`` when a WARNING query concerns it.
+
+Severities come from :data:`validations.canonical.RULES` only. Everything here is vectorised
+polars except building the text of the queries for the rows that failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from dataclasses import dataclass
+
+import polars as pl
+from pandera.errors import SchemaErrors
+
+from clms_etl import model
+from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
+from validations.canonical import (
+    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SCHEMAS, VALUE_LABELS, VOCABULARY, add_context,
+    check_rule,
+)
+
+ACCOUNTING_SCHEMA = {
+    "table": pl.String,
+    "rows_read": pl.Int64,
+    "rows_accepted": pl.Int64,
+    "rows_quarantined": pl.Int64,
+}
+_EMPTY_REASONS = pl.lit([], dtype=pl.List(pl.String))
+
+
+@dataclass
+class ValidatedDelivery:
+    centre: str
+    delivery_date: dt.date
+    accepted: dict[str, pl.DataFrame]  # canonical columns + has_warning
+    quarantined: dict[str, pl.DataFrame]  # canonical columns + quarantine_reasons (rule ids)
+    queries: pl.DataFrame  # QUERY_SCHEMA: the reader's, then validation's, then cascades
+    accounting: pl.DataFrame  # table, rows_read, rows_accepted, rows_quarantined
+
+    @property
+    def balanced(self) -> bool:
+        return self.accounting.filter(
+            pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")
+        ).is_empty()
+
+    def assert_balanced(self) -> None:
+        """Every row read is either accepted or quarantined, never lost nor counted twice."""
+        if not self.balanced:
+            raise AssertionError(f"{self.centre} {self.delivery_date}: rows lost or doubled\n{self.accounting}")
+
+
+def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | None = None) -> ValidatedDelivery:
+    """Validate one reader result.
+
+    ``source_columns`` (table -> canonical field -> the column name in the centre's file) lets
+    queries name the file's own column; a reader may also set it as ``result.source_columns``.
+    Without it a query names the field as :data:`~validations.canonical.FIELD_LABELS` does.
+    """
+    names = source_columns or getattr(result, "source_columns", None) or {}
+    frames = {table: _conformed(table, frame) for table, frame in result.frames.items()}
+    contexts = add_context({t: f for t, f in frames.items() if t in SCHEMAS}, result.delivery_date)
+    found = [_failures_to_queries(table, frame, result, names) for table, frame in contexts.items()]
+    for table, frame in contexts.items():
+        frames[table] = frame.select(list(model.TABLES[table]))  # keeps the tumour grade just computed
+    queries = pl.concat([result.queries_frame(), *found], how="vertical")
+
+    marked = _mark(frames, queries)
+    cascade = _cascade(marked, result)
+    accepted, quarantined, counts = {}, {}, []
+    for table, frame in marked.items():
+        bad = pl.col("quarantine_reasons").list.len() > 0
+        columns = list(model.TABLES[table])
+        accepted[table] = frame.filter(~bad).select(*columns, "has_warning")
+        quarantined[table] = frame.filter(bad).select(*columns, "quarantine_reasons")
+        counts.append((table, frame.height, accepted[table].height, quarantined[table].height))
+    delivery = ValidatedDelivery(
+        result.centre, result.delivery_date, accepted, quarantined,
+        pl.concat([queries, cascade], how="vertical"),
+        pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"),
+    )
+    delivery.assert_balanced()
+    return delivery
+
+
+# --- reader contract ---------------------------------------------------------------------------
+
+def _conformed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame in canonical column order; a reader that broke the contract is a bug, not a query."""
+    if table not in model.TABLES:
+        raise ValueError(f"unknown canonical table {table!r}")
+    optional = set(FILLED_BY_VALIDATION.get(table, ()))
+    wrong = [
+        f"{c}: {frame.schema.get(c, 'missing')} instead of {t}"
+        for c, t in model.TABLES[table].items()
+        if (c in frame.columns and frame.schema[c] != t) or (c not in frame.columns and c not in optional)
+    ]
+    if wrong:
+        raise ValueError(f"reader frame {table!r} does not match clms_etl.model: {'; '.join(wrong)}")
+    ids = frame["row_id"]
+    if ids.null_count() or ids.is_duplicated().any():
+        raise ValueError(f"reader frame {table!r}: row_id must be unique and never null")
+    return model.conform(table, frame)
+
+
+# --- validation failures -> queries ----------------------------------------------------------
+
+def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
+                         names: dict[str, dict[str, str]]) -> pl.DataFrame:
+    try:
+        SCHEMAS[table].validate(frame, lazy=True)
+        return pl.DataFrame(schema=QUERY_SCHEMA)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    structural = cases.filter(pl.col("index").is_null())
+    if not structural.is_empty():  # dtype or a check that crashed: not the centre's data
+        raise ValueError(f"validation of {table!r} could not run: {structural.rows(named=True)}")
+    rule_field = pl.col("check").str.split_exact("@", 1)
+    failures = (
+        cases.select(
+            pl.col("index").cast(pl.UInt32),
+            rule_field.struct.field("field_0").alias("_rule"),
+            pl.when(pl.col("schema_context") == "Column").then(pl.col("column"))
+            .otherwise(pl.when(rule_field.struct.field("field_1") != "").then(rule_field.struct.field("field_1")))
+            .alias("_field"),
+        )
+        .unique(maintain_order=True)
+        .join(frame.with_row_index("index"), on="index", how="left", maintain_order="left")
+        .sort("index", maintain_order=True)
+    )
+    parts = []
+    # One vectorised select per (rule, field): the Python loop runs over rules, not rows.
+    for (rule, field), part in failures.group_by("_rule", "_field", maintain_order=True):
+        label = FIELD_LABELS[table].get(field, field) if field else None
+        shown = _shown_field(names.get(table, {}).get(field), label) if field else pl.lit(None, dtype=pl.String)
+        value = _text_expr(field, frame.schema) if field else pl.lit(None, dtype=pl.String)
+        slots = {"label": pl.lit(label), "value": value}
+        if field in VOCABULARY[table]:
+            slots["allowed"] = pl.lit(", ".join(str(v) for v in VOCABULARY[table][field]))
+        parts.append(part.select(
+            pl.lit(result.centre).alias("centre"),
+            pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
+            pl.col("source_file").alias("file"),
+            pl.col("source_sheet").alias("sheet"),
+            pl.col("source_row").alias("row"),
+            pl.lit(table).alias("table_name"),
+            "row_id",
+            "patient_id",
+            shown.alias("field"),
+            (pl.when(pl.col(field).is_not_null()).then(value) if field else value).alias("value"),
+            pl.lit(rule).alias("rule"),
+            pl.lit(RULES[rule].severity).alias("severity"),
+            _template_expr(RULES[rule].message, slots, frame.schema).alias("message"),
+        ))
+    return pl.concat(parts, how="vertical").cast(QUERY_SCHEMA)
+
+
+def _shown_field(source, label: str | None) -> pl.Expr:
+    """The column name the centre knows: one name, or (wide formats writing each event kind
+    in its own column) a mapping event kind -> column name; the canonical label otherwise."""
+    if isinstance(source, dict):
+        return pl.col("event_kind").replace_strict(source, default=label, return_dtype=pl.String)
+    return pl.lit(source or label, dtype=pl.String)
+
+
+def _template_expr(template: str, slots: dict[str, pl.Expr], schema: pl.Schema) -> pl.Expr:
+    """A ``str.format`` template as one expression: a slot is given, or a column shown as text."""
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append(pl.lit(literal))
+        if name:
+            parts.append(slots[name] if name in slots else _text_expr(name, schema))
+    return pl.concat_str(parts)
+
+
+def _text_expr(column: str, schema: pl.Schema) -> pl.Expr:
+    """A column the way a French data manager reads it: 3,0 / 12/03/2014 / 03/2014 / < 5 / oui."""
+    col = pl.col(column)
+    dtype = schema[column]
+    if column in VALUE_LABELS:
+        text = col.replace_strict(VALUE_LABELS[column], default=col, return_dtype=pl.String)
+    elif dtype == pl.Boolean:
+        text = pl.when(col).then(pl.lit("oui")).otherwise(pl.lit("non"))
+    elif dtype == pl.Date:
+        precision = pl.col(f"{column}_precision") if f"{column}_precision" in schema else pl.lit("day")
+        text = (
+            pl.when(precision == "year").then(col.dt.strftime("%Y"))
+            .when(precision == "month").then(col.dt.strftime("%m/%Y"))
+            .otherwise(col.dt.strftime("%d/%m/%Y"))
+        )
+    elif dtype.is_float():
+        text = col.round(2).cast(pl.String).str.replace(".", ",", literal=True)
+    elif column == "mitoses_per_10hpf":
+        text = pl.when(pl.col("mitoses_is_upper_bound").fill_null(False)).then(pl.lit("< ")).otherwise(pl.lit("")) \
+            + col.cast(pl.String)
+    else:
+        text = col.cast(pl.String)
+    return pl.when(col.is_null()).then(pl.lit("non renseigné")).otherwise(text)
+
+
+# --- accepted / quarantined --------------------------------------------------------------------
+
+def _mark(frames: dict[str, pl.DataFrame], queries: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each frame with ``quarantine_reasons`` (ERROR rule ids, sorted) and ``has_warning``."""
+    per_row = (
+        queries.filter(pl.col("row_id").is_not_null() & pl.col("table_name").is_not_null())
+        .group_by("table_name", "row_id")
+        .agg(
+            pl.col("rule").filter(pl.col("severity") == ERROR).unique().sort().alias("quarantine_reasons"),
+            (pl.col("severity") == WARNING).any().alias("has_warning"),
+        )
+    )
+    out = {}
+    for table, frame in frames.items():
+        mine = per_row.filter(pl.col("table_name") == table).drop("table_name")
+        out[table] = frame.join(mine, on="row_id", how="left", maintain_order="left").with_columns(
+            pl.col("quarantine_reasons").fill_null(_EMPTY_REASONS),
+            pl.col("has_warning").fill_null(False),
+        )
+    return out
+
+
+def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+    """Quarantine the rows of patients with no accepted patient row; one query per such row."""
+    if "patient" not in marked:
+        return pl.DataFrame(schema=QUERY_SCHEMA)
+    patient = marked["patient"].filter(pl.col("patient_id").is_not_null())
+    bad = pl.col("quarantine_reasons").list.len() > 0
+    kept = patient.filter(~bad)["patient_id"].implode()
+    held = (
+        patient.filter(bad & ~pl.col("patient_id").is_in(kept))  # an accepted copy keeps the patient
+        .group_by("patient_id", maintain_order=True)
+        .agg(
+            pl.col("quarantine_reasons").list.explode(keep_nulls=False, empty_as_null=False).unique().sort()
+            .str.join(", ").alias("parent_reasons"),
+            pl.concat_str(
+                pl.coalesce("source_sheet", "source_file"), pl.lit(", ligne "), pl.col("source_row").cast(pl.String)
+            ).first().alias("parent_where"),
+        )
+    )
+    queries = []
+    for table in CHILDREN:
+        if table not in marked:
+            continue
+        frame = marked[table].join(held, on="patient_id", how="left", maintain_order="left")
+        hit = pl.col("parent_where").is_not_null()
+        marked[table] = frame.with_columns(
+            pl.when(hit).then(pl.col("quarantine_reasons").list.concat(pl.lit(["parent_quarantined"])).list.unique().list.sort())
+            .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
+        ).drop("parent_where", "parent_reasons")
+        queries.append(
+            frame.filter(hit).select(
+                pl.lit(result.centre).alias("centre"),
+                pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
+                pl.col("source_file").alias("file"),
+                pl.col("source_sheet").alias("sheet"),
+                pl.col("source_row").alias("row"),
+                pl.lit(table).alias("table_name"),
+                "row_id",
+                "patient_id",
+                pl.lit(None, dtype=pl.String).alias("field"),
+                pl.lit(None, dtype=pl.String).alias("value"),
+                pl.lit("parent_quarantined").alias("rule"),
+                pl.lit(RULES["parent_quarantined"].severity).alias("severity"),
+                _template_expr(RULES["parent_quarantined"].message, {}, frame.schema).alias("message"),
+            )
+        )
+    return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
+

@@ -1,0 +1,362 @@
+"""The ``analytics`` schema: documented views for analysts, identical on DuckDB and PostgreSQL.
+
+The SQL below is written once, in the subset both engines read the same way: ``CASE``,
+``COALESCE``, ``LEAST``, window functions, ``string_agg(DISTINCT ... ORDER BY ...)``, explicit
+``CAST`` for every division and date difference (``date - date`` is an integer number of days
+on both; ``/`` on integers would truncate on PostgreSQL, so every division is on ``DOUBLE
+PRECISION``).
+
+Survival endpoints (``formats_and_rules.md`` §7, ``clms_paper.json`` ``survival``). Time origin:
+the date of pathological diagnosis. Censoring: last contact = the latest of the last-news and
+death dates. Months = days / (365.25 / 12).
+
+=========  ===============================================  =========================================
+endpoint   event                                            censored at
+=========  ===============================================  =========================================
+OS         death, any cause                                 last contact
+DSS        death with ``death_cause = 'clms'``              last contact; other or unknown causes of
+                                                            death are censored at death
+PFS        first of local recurrence, metastasis or death   last contact
+RFS        first metastasis (the study's "RFS" is           last contact (deaths censored at death)
+           metastasis-free survival, see clms_paper.json)
+LRFS       first local recurrence                           last contact (deaths censored at death)
+=========  ===============================================  =========================================
+
+Patients are analysed for survival when followed for at least :data:`MIN_FOLLOW_UP_MONTHS`
+months (the study's inclusion rule: 68 of 79 patients), flagged ``in_survival_population``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+# View names never repeat a base table's name: DuckDB binds an unqualified table name inside a
+# view of schema ``analytics`` to ``analytics.<name>`` first (a view named like its source table
+# would recurse), and the base tables' schema differs between backends (main / public), so the
+# view SQL cannot qualify them.
+
+DAYS_PER_MONTH = 365.25 / 12  # 30.4375
+MIN_FOLLOW_UP_MONTHS = 3  # the study's minimum follow-up for the survival analyses
+MITOSES_THRESHOLD = 10  # the study's "mitotic index > 10 / 10 HPF"
+ENDPOINTS = ("OS", "DSS", "PFS", "RFS", "LRFS")
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    description: str
+    columns: tuple[tuple[str, str], ...]  # (column, description), in the view's order
+    sql: str  # the SELECT
+
+    @property
+    def qualified(self) -> str:
+        return f"{ANALYTICS_SCHEMA}.{self.name}"
+
+
+_M = f"{DAYS_PER_MONTH!r}"
+_MIN_DAYS = f"{MIN_FOLLOW_UP_MONTHS * DAYS_PER_MONTH!r}"
+
+PATIENT_SUMMARY_SQL = f"""
+WITH first_surgery AS (
+    SELECT patient_id, surgery_date, resection_status, proposed_margin_cm, clinical_margin_cm,
+           histological_margin_cm, adjuvant_radiotherapy,
+           ROW_NUMBER() OVER (
+               PARTITION BY patient_id
+               ORDER BY CASE WHEN surgery_kind = 'primary_excision' THEN 0 ELSE 1 END, surgery_no
+           ) AS rn
+    FROM surgery
+),
+final_excision AS (
+    SELECT patient_id, resection_status,
+           ROW_NUMBER() OVER (PARTITION BY patient_id ORDER BY surgery_no DESC) AS rn
+    FROM surgery
+    WHERE surgery_kind IN ('primary_excision', 're_excision') AND resection_status IS NOT NULL
+),
+events AS (
+    SELECT patient_id,
+           MIN(CASE WHEN event_kind = 'local_recurrence' THEN event_date END) AS first_local_recurrence_date,
+           MIN(CASE WHEN event_kind = 'metastasis' THEN event_date END) AS first_metastasis_date,
+           string_agg(DISTINCT CASE WHEN event_kind = 'metastasis' THEN metastasis_site END, ','
+                      ORDER BY CASE WHEN event_kind = 'metastasis' THEN metastasis_site END) AS metastasis_sites,
+           MIN(CASE WHEN event_kind = 'death' THEN event_date END) AS death_date,
+           MAX(CASE WHEN event_kind = 'death' THEN death_cause END) AS death_cause,
+           MAX(CASE WHEN event_kind IN ('last_news', 'death') THEN event_date END) AS last_contact_date
+    FROM event
+    GROUP BY patient_id
+),
+base AS (
+    SELECT p.patient_id, p.centre, p.sex, p.age_at_diagnosis_years, p.immunosuppression,
+           p.diagnosis_date, p.diagnosis_date_precision, p.vital_status, p.record_complete,
+           t.site, t.size_cm, t.presentation, t.pain, t.on_scar, t.histological_ulceration,
+           COALESCE(t.fnclcc_grade, t.fnclcc_grade_computed) AS fnclcc_grade,
+           CASE WHEN t.fnclcc_grade IS NOT NULL THEN 'recorded'
+                WHEN t.fnclcc_grade_computed IS NOT NULL THEN 'computed' END AS fnclcc_grade_source,
+           t.grade_check, t.differentiation_score, t.mitoses_per_10hpf, t.mitoses_is_upper_bound,
+           t.mitosis_class, t.necrosis_score, t.invasion, t.ki67_percent,
+           s.surgery_date AS primary_surgery_date, s.resection_status, s.proposed_margin_cm,
+           s.clinical_margin_cm, s.histological_margin_cm, s.adjuvant_radiotherapy,
+           f.resection_status AS final_resection_status,
+           e.first_local_recurrence_date, e.first_metastasis_date, e.metastasis_sites,
+           e.death_date, e.death_cause, e.last_contact_date,
+           CAST(e.last_contact_date - p.diagnosis_date AS INTEGER) AS follow_up_days
+    FROM patient p
+    LEFT JOIN tumour t ON t.patient_id = p.patient_id
+    LEFT JOIN first_surgery s ON s.patient_id = p.patient_id AND s.rn = 1
+    LEFT JOIN final_excision f ON f.patient_id = p.patient_id AND f.rn = 1
+    LEFT JOIN events e ON e.patient_id = p.patient_id
+)
+SELECT
+    patient_id, centre, sex, age_at_diagnosis_years, immunosuppression,
+    diagnosis_date, diagnosis_date_precision, CAST(EXTRACT(YEAR FROM diagnosis_date) AS INTEGER) AS diagnosis_year,
+    site, size_cm,
+    CASE WHEN size_cm < 1 THEN '<1' WHEN size_cm < 3 THEN '1-2.9' WHEN size_cm >= 3 THEN '>=3' END AS size_class,
+    presentation, pain, on_scar, histological_ulceration,
+    fnclcc_grade, fnclcc_grade_source, grade_check,
+    CASE fnclcc_grade WHEN 1 THEN 'I' WHEN 2 THEN 'II' WHEN 3 THEN 'III' END AS grade_label,
+    CASE WHEN fnclcc_grade IS NULL THEN NULL ELSE fnclcc_grade >= 2 END AS grade_ii_iii,
+    differentiation_score,
+    CASE differentiation_score WHEN 1 THEN 'well' WHEN 2 THEN 'moderate' WHEN 3 THEN 'poor' END AS differentiation,
+    CASE WHEN differentiation_score IS NULL THEN NULL ELSE differentiation_score >= 2 END AS differentiation_moderate_poor,
+    mitoses_per_10hpf,
+    CASE WHEN mitoses_per_10hpf IS NOT NULL AND mitoses_is_upper_bound AND mitoses_per_10hpf > {MITOSES_THRESHOLD} THEN NULL
+         WHEN mitoses_per_10hpf IS NOT NULL THEN mitoses_per_10hpf > {MITOSES_THRESHOLD}
+         WHEN mitosis_class = '>=20' THEN TRUE
+         WHEN mitosis_class = '0-9' THEN FALSE END AS mitoses_gt_10,
+    necrosis_score,
+    CASE WHEN necrosis_score IS NULL THEN NULL ELSE necrosis_score > 0 END AS necrosis_present,
+    invasion, ki67_percent,
+    primary_surgery_date, resection_status,
+    CASE WHEN resection_status IS NULL THEN NULL ELSE resection_status = 'R0' END AS r0,
+    final_resection_status, proposed_margin_cm, clinical_margin_cm, histological_margin_cm, adjuvant_radiotherapy,
+    vital_status, record_complete, last_contact_date, follow_up_days,
+    CAST(follow_up_days AS DOUBLE PRECISION) / {_M} AS follow_up_months,
+    COALESCE(CAST(follow_up_days AS DOUBLE PRECISION) >= {_MIN_DAYS}, FALSE) AS in_survival_population,
+    first_local_recurrence_date IS NOT NULL AS local_recurrence,
+    first_local_recurrence_date,
+    first_metastasis_date IS NOT NULL AS metastasis,
+    first_metastasis_date, metastasis_sites,
+    (first_local_recurrence_date IS NOT NULL OR first_metastasis_date IS NOT NULL) AS relapse,
+    death_date IS NOT NULL AS death,
+    death_date, death_cause
+FROM base
+"""
+
+SURVIVAL_SQL = f"""
+WITH s AS (
+    SELECT patient_id, centre, diagnosis_date, last_contact_date, death_date, death_cause,
+           first_local_recurrence_date AS lr, first_metastasis_date AS met, in_survival_population
+    FROM {ANALYTICS_SCHEMA}.patient_summary
+),
+e AS (
+    SELECT patient_id, centre, 'OS' AS endpoint, diagnosis_date,
+           COALESCE(death_date, last_contact_date) AS end_date,
+           CASE WHEN death_date IS NOT NULL THEN 1 ELSE 0 END AS event, in_survival_population
+    FROM s
+    UNION ALL
+    SELECT patient_id, centre, 'DSS', diagnosis_date,
+           COALESCE(death_date, last_contact_date),
+           CASE WHEN death_date IS NOT NULL AND death_cause = 'clms' THEN 1 ELSE 0 END, in_survival_population
+    FROM s
+    UNION ALL
+    SELECT patient_id, centre, 'PFS', diagnosis_date,
+           COALESCE(LEAST(lr, met, death_date), last_contact_date),
+           CASE WHEN lr IS NOT NULL OR met IS NOT NULL OR death_date IS NOT NULL THEN 1 ELSE 0 END,
+           in_survival_population
+    FROM s
+    UNION ALL
+    SELECT patient_id, centre, 'RFS', diagnosis_date,
+           COALESCE(met, last_contact_date),
+           CASE WHEN met IS NOT NULL THEN 1 ELSE 0 END, in_survival_population
+    FROM s
+    UNION ALL
+    SELECT patient_id, centre, 'LRFS', diagnosis_date,
+           COALESCE(lr, last_contact_date),
+           CASE WHEN lr IS NOT NULL THEN 1 ELSE 0 END, in_survival_population
+    FROM s
+)
+SELECT patient_id, centre, endpoint, diagnosis_date, end_date,
+       CAST(end_date - diagnosis_date AS INTEGER) AS time_days,
+       CAST(end_date - diagnosis_date AS DOUBLE PRECISION) / {_M} AS time_months,
+       event, in_survival_population
+FROM e
+"""
+
+GENE_STATUS_SQL = """
+SELECT m.patient_id, p.centre, m.case_no, m.sample_id, g.gene, g.cn_event, g.cn_coverage, g.cn_state,
+       g.mutated, g.biallelic_inactivation, g.gene_table_version
+FROM gene_status g
+JOIN molecular_sample m ON m.sample_id = g.sample_id
+LEFT JOIN patient p ON p.patient_id = m.patient_id
+"""
+
+DELIVERY_STATUS_SQL = """
+SELECT d.centre, d.delivery_date, d.loaded_at, c.table_name, c.rows_read, c.rows_accepted, c.rows_quarantined
+FROM delivery d
+JOIN delivery_count c ON c.delivery_id = d.delivery_id
+WHERE d.is_current
+"""
+
+QUERY_SUMMARY_SQL = """
+SELECT q.centre, q.delivery_date, q.table_name, q.rule, q.severity, COUNT(*) AS n_queries
+FROM data_query q
+GROUP BY q.centre, q.delivery_date, q.table_name, q.rule, q.severity
+"""
+
+VIEWS: tuple[View, ...] = (
+    View(
+        "patient_summary",
+        "One row per patient with the analysis variables of the study (Table 1, outcomes, follow-up). "
+        "Built from patient, tumour, the first operation (the primary excision) and the events.",
+        (
+            ("patient_id", "Pseudonym of the patient."),
+            ("centre", "Centre following the patient."),
+            ("sex", "male / female."),
+            ("age_at_diagnosis_years", "Age at diagnosis, completed years."),
+            ("immunosuppression", "Immunosuppressed at diagnosis."),
+            ("diagnosis_date", "Date of pathological diagnosis (time origin of the endpoints)."),
+            ("diagnosis_date_precision", "day / month / year (month and year are imputed dates)."),
+            ("diagnosis_year", "Year of diagnosis."),
+            ("site", "Primary site: head_neck / trunk / upper_limb / lower_limb."),
+            ("size_cm", "Tumour size, centimetres."),
+            ("size_class", "Size class of the study: <1, 1-2.9, >=3 (cm)."),
+            ("presentation", "nodular / ulcerated / vegetative / infiltrated_patch."),
+            ("pain", "Pain at presentation."),
+            ("on_scar", "Arose on a scar."),
+            ("histological_ulceration", "Ulceration on histology."),
+            ("fnclcc_grade", "FNCLCC grade (1-3): as recorded, else as recomputed from its components."),
+            ("fnclcc_grade_source", "recorded / computed: where fnclcc_grade comes from."),
+            ("grade_check", "Recorded vs recomputed grade: consistent / inconsistent / unverifiable."),
+            ("grade_label", "Grade in roman numerals: I / II / III."),
+            ("grade_ii_iii", "Grade II or III (vs I), the study's dichotomy."),
+            ("differentiation_score", "FNCLCC differentiation score 1-3."),
+            ("differentiation", "well / moderate / poor."),
+            ("differentiation_moderate_poor", "Moderately or poorly differentiated (vs well)."),
+            ("mitoses_per_10hpf", "Mitotic count per 10 HPF."),
+            ("mitoses_gt_10", "Mitotic index > 10 / 10 HPF (from the count, else the recorded class; null when undecidable, e.g. class 10-19 or '< N' with N > 10)."),
+            ("necrosis_score", "FNCLCC necrosis score 0-2."),
+            ("necrosis_present", "Any necrosis (score >= 1)."),
+            ("invasion", "dermal / dermo_hypodermal."),
+            ("ki67_percent", "Ki67 index, percent."),
+            ("primary_surgery_date", "Date of the primary excision (first operation)."),
+            ("resection_status", "R status of the primary excision: R0 / R1 / R2."),
+            ("r0", "Primary excision R0 (vs R1/R2)."),
+            ("final_resection_status", "R status after the last excision or re-excision of the primary."),
+            ("proposed_margin_cm", "Margin proposed by the tumour board for the primary excision, cm."),
+            ("clinical_margin_cm", "Clinical margin of the primary excision, cm."),
+            ("histological_margin_cm", "Histological margin of the primary excision, cm."),
+            ("adjuvant_radiotherapy", "Adjuvant radiotherapy after the primary excision."),
+            ("vital_status", "alive / dead / lost_to_follow_up at last contact; null: no news."),
+            ("record_complete", "Chart marked complete by the centre."),
+            ("last_contact_date", "Latest of the last-news and death dates (censoring date)."),
+            ("follow_up_days", "Days from diagnosis to last contact."),
+            ("follow_up_months", "Months (days / 30.4375) from diagnosis to last contact."),
+            ("in_survival_population", f"Followed for at least {MIN_FOLLOW_UP_MONTHS} months: included in the survival analyses."),
+            ("local_recurrence", "At least one local recurrence."),
+            ("first_local_recurrence_date", "Date of the first local recurrence."),
+            ("metastasis", "At least one metastasis."),
+            ("first_metastasis_date", "Date of the first metastasis."),
+            ("metastasis_sites", "Metastatic sites, comma-separated, alphabetical."),
+            ("relapse", "Local recurrence or metastasis (the outcome of the study's Table 2)."),
+            ("death", "Died during follow-up."),
+            ("death_date", "Date of death."),
+            ("death_cause", "clms / other / unknown."),
+        ),
+        PATIENT_SUMMARY_SQL,
+    ),
+    View(
+        "survival",
+        "One row per patient and endpoint (OS, DSS, PFS, RFS = metastasis-free, LRFS): time from diagnosis "
+        "and event flag, ready for Kaplan-Meier or Cox models. Filter on in_survival_population for the study's analyses.",
+        (
+            ("patient_id", "Pseudonym of the patient."),
+            ("centre", "Centre following the patient."),
+            ("endpoint", "OS / DSS / PFS / RFS (metastasis-free, deaths censored) / LRFS (deaths censored)."),
+            ("diagnosis_date", "Time origin."),
+            ("end_date", "Date of the event, or of censoring (last contact) when event = 0."),
+            ("time_days", "Days from diagnosis to end_date."),
+            ("time_months", "Months (days / 30.4375) from diagnosis to end_date."),
+            ("event", "1: the endpoint's event occurred at end_date; 0: censored at end_date."),
+            ("in_survival_population", f"Followed for at least {MIN_FOLLOW_UP_MONTHS} months."),
+        ),
+        SURVIVAL_SQL,
+    ),
+    View(
+        "gene_profile",
+        "One row per profiled sample and gene of the pinned table: copy-number status, mutation, biallelic inactivation, "
+        "with the patient's pseudonym.",
+        (
+            ("patient_id", "Pseudonym of the patient (from the laboratory manifest)."),
+            ("centre", "Centre of the patient; null while that patient's centre has not delivered them."),
+            ("case_no", "Case number of the laboratory series."),
+            ("sample_id", "Laboratory accession of the sample."),
+            ("gene", "Gene symbol."),
+            ("cn_event", "amplification / gain / homozygous_deletion / heterozygous_deletion / cn_loh / neutral; null: not assessed."),
+            ("cn_coverage", "whole / partial gene covered by the event."),
+            ("cn_state", "Copy number of the event's segment."),
+            ("mutated", "A reportable variant in the gene; null: not sequenced."),
+            ("biallelic_inactivation", "Homozygous deletion, or mutation plus loss/LOH of the other allele."),
+            ("gene_table_version", "Pinned gene table used."),
+        ),
+        GENE_STATUS_SQL,
+    ),
+    View(
+        "delivery_status",
+        "Freshness: for each source's current delivery, the rows read, accepted and quarantined per table.",
+        (
+            ("centre", "Source: a centre or molecular (the laboratory)."),
+            ("delivery_date", "Date of the delivery currently loaded."),
+            ("loaded_at", "When it was loaded (UTC)."),
+            ("table_name", "Canonical table."),
+            ("rows_read", "Rows read."),
+            ("rows_accepted", "Rows accepted (in the warehouse)."),
+            ("rows_quarantined", "Rows quarantined (held back, see the centre's data queries)."),
+        ),
+        DELIVERY_STATUS_SQL,
+    ),
+    View(
+        "query_summary",
+        "Number of data queries per source, table, rule and severity for the current deliveries (counts only: "
+        "the values stay with the data managers).",
+        (
+            ("centre", "Source of the delivery."),
+            ("delivery_date", "Date of the delivery."),
+            ("table_name", "Canonical table concerned (null: whole file)."),
+            ("rule", "Rule that raised the queries."),
+            ("severity", "error (rows quarantined) / warning."),
+            ("n_queries", "Number of queries."),
+        ),
+        QUERY_SUMMARY_SQL,
+    ),
+)
+VIEWS_BY_NAME = {v.name: v for v in VIEWS}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def statements(schema: str = ANALYTICS_SCHEMA) -> list[str]:
+    """DDL creating the analytics schema and its documented views (drops them first)."""
+    out = [f"CREATE SCHEMA IF NOT EXISTS {schema}"]
+    out += [f"DROP VIEW IF EXISTS {schema}.{v.name}" for v in reversed(VIEWS)]
+    for v in VIEWS:
+        sql = v.sql.replace(f"{ANALYTICS_SCHEMA}.", f"{schema}.")
+        out.append(f"CREATE VIEW {schema}.{v.name} AS {sql.strip()}")
+        out.append(f"COMMENT ON VIEW {schema}.{v.name} IS {_literal(v.description)}")
+        for column, text in v.columns:
+            out.append(f"COMMENT ON COLUMN {schema}.{v.name}.{column} IS {_literal(text)}")
+    return out
+
+
+def create_analytics(bind: sa.Engine | sa.Connection) -> None:
+    """(Re)create the ``analytics`` views with their comments, in one transaction."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            create_analytics(conn)
+        return
+    for statement in statements():
+        bind.exec_driver_sql(statement)

@@ -1,0 +1,235 @@
+"""Great Expectations on the warehouse: one suite per table, run after each load, Data Docs written.
+
+The suites are data: ``validations/expectations/<table>.json``, each a list of GE expectation
+configurations (``type``, ``kwargs``, optional ``severity`` and ``notes``). Two placeholders keep
+them in step with the code: ``{"$columns": "<table>"}`` is the table's declared column list and
+``{"$vocabulary": "<NAME>"}`` a code list (:data:`VOCABULARIES`). Checks spanning tables —
+referential integrity, counts agreeing with ``delivery_count``, one current delivery per source —
+are ``unexpected_rows_expectation`` queries written in SQL both backends read alike. Severity
+``critical`` (the default) fails the run; ``warning`` flags a plausibility problem (e.g. the
+share of men of a centre) without failing it.
+
+**Backends.** Validation runs in SQL, in the warehouse, through GE's SQL datasource:
+
+* PostgreSQL: GE 1.24's SQL datasource works as is (``postgresql+psycopg://``).
+* DuckDB: through duckdb-engine 0.17 every expectation errors in GE 1.24 (``IndexError`` in
+  ``resolve_metric_bundle``): GE reads a result after returning its connection to the pool, and
+  duckdb-engine's cursor *is* the connection, so the rows are gone (``[]``). The fix is at the
+  driver level, not in GE: :mod:`clms_etl.warehouse.duckdb_buffered` registers the SQLAlchemy
+  dialect ``duckdb+clms_buffered``, a duckdb-engine subclass whose execution context fetches
+  every row-returning result into memory before the connection is released (SQLAlchemy's own
+  ``FullyBufferedCursorFetchStrategy``, what ``Result.freeze()`` does). GE is pointed at
+  ``duckdb+clms_buffered:///<file>``; results are identical to PostgreSQL's (the tests run the
+  same suites on both). Expectations whose SQL GE only knows for named dialects (regex, LIKE)
+  are not used: pseudonym shapes are checked with portable SQL instead.
+
+Data Docs (HTML) are rebuilt after each run in ``<warehouse dir>/data_docs/`` (DuckDB: next to the
+``.duckdb`` file; PostgreSQL: ``$CLMS_OUTPUTS/data_docs``), showing the latest run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from clms_etl import model, vocabulary
+from clms_etl.warehouse import schema
+
+CHROMOSOMES = tuple(str(i) for i in range(1, 23)) + ("X", "Y")
+VOCABULARIES: dict[str, tuple] = {
+    **{name: getattr(vocabulary, name) for name in dir(vocabulary) if name.isupper()},
+    **{name: getattr(schema, name) for name in (
+        "DATE_PRECISIONS", "GRADE_CHECKS", "SAMPLE_STATUSES", "ASSAY_STATES", "SEGMENT_TYPES",
+        "VARIANT_EXCLUSIONS", "QUERY_SEVERITIES", "CN_EVENTS", "CN_COVERAGES")},
+    "CHROMOSOMES": CHROMOSOMES,
+    "CANONICAL_TABLE_NAMES": tuple(model.TABLES),
+    "DATA_TABLE_NAMES": (*model.TABLES, "gene_status"),
+}
+CRITICAL, WARNING = "critical", "warning"
+
+
+@dataclass
+class ExpectationOutcome:
+    table: str
+    expectation: str  # GE expectation type
+    column: str | None
+    description: str | None
+    severity: str
+    success: bool
+    observed: Any = None
+    error: str | None = None  # GE raised while evaluating (counts as a failure)
+
+    def __str__(self) -> str:
+        what = self.description or f"{self.expectation}({self.column or ''})"
+        detail = f"error: {self.error}" if self.error else f"observed: {self.observed}"
+        return f"[{self.severity}] {self.table}: {what} — {detail}"
+
+
+@dataclass
+class ExpectationsReport:
+    backend: str
+    outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    data_docs_index: Path | None = None
+
+    @property
+    def failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    @property
+    def critical_failures(self) -> list[ExpectationOutcome]:
+        return [o for o in self.failures if o.severity == CRITICAL]
+
+    @property
+    def warnings(self) -> list[ExpectationOutcome]:
+        return [o for o in self.failures if o.severity != CRITICAL]
+
+    @property
+    def errors(self) -> list[ExpectationOutcome]:
+        return [o for o in self.outcomes if o.error]
+
+    @property
+    def success(self) -> bool:
+        """No critical expectation failed or errored (warnings do not fail the run)."""
+        return not self.critical_failures
+
+    def summary(self) -> str:
+        lines = [f"{len(self.outcomes)} expectations on {self.backend}: "
+                 f"{len(self.critical_failures)} critical failure(s), {len(self.warnings)} warning(s)"]
+        lines += [f"  {o}" for o in self.failures]
+        return "\n".join(lines)
+
+
+def suites_dir() -> Path:
+    try:
+        path = Path(str(resources.files("validations") / "expectations"))
+        if path.is_dir():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "validations" / "expectations"
+
+
+def load_suites(directory: Path | None = None) -> dict[str, dict]:
+    """table -> suite document, placeholders resolved."""
+    directory = directory or suites_dir()
+    suites = {}
+    for path in sorted(directory.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc["expectations"] = [_resolve(e) for e in doc["expectations"]]
+        suites[doc["table"]] = doc
+    return suites
+
+
+def _resolve(value):
+    if isinstance(value, dict):
+        if set(value) == {"$columns"}:
+            return schema.column_names(value["$columns"])
+        if set(value) == {"$vocabulary"}:
+            return list(VOCABULARIES[value["$vocabulary"]])
+        return {k: _resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    return value
+
+
+def ge_connection_string(url: str) -> str:
+    """The URL GE's SQL datasource gets: DuckDB through the buffered dialect (module docstring)."""
+    sa_url = sa.engine.make_url(url)
+    if sa_url.get_backend_name() == "duckdb":
+        from clms_etl.warehouse import duckdb_buffered
+
+        duckdb_buffered.register()
+        return sa_url.set(drivername=duckdb_buffered.DRIVERNAME).render_as_string(hide_password=False)
+    return sa_url.render_as_string(hide_password=False)
+
+
+def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_dir: Path | str | None | bool = None,
+                     suites: dict[str, dict] | None = None) -> ExpectationsReport:
+    """Run the suites of ``tables`` (default: all) against ``warehouse`` (a :class:`Warehouse`).
+
+    ``data_docs_dir``: where to write Data Docs (default: the warehouse's ``data_docs_dir``;
+    ``False``: none).
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    suites = suites or load_suites()
+    chosen = [t for t in (tables or list(suites)) if t in suites]
+    docs_dir = None if data_docs_dir is False else Path(data_docs_dir or warehouse.data_docs_dir or "data_docs")
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    site = "warehouse"
+    if docs_dir is not None:
+        if docs_dir.exists():
+            shutil.rmtree(docs_dir)  # Data Docs show the latest run only
+        docs_dir.mkdir(parents=True, exist_ok=True)
+        context.add_data_docs_site(site_name=site, site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    connection_string = ge_connection_string(warehouse.url)
+    if connection_string.startswith("postgresql"):
+        source = context.data_sources.add_postgres("warehouse", connection_string=connection_string)
+    else:
+        source = context.data_sources.add_sql("warehouse", connection_string=connection_string)
+    definitions = []
+    for table in chosen:
+        doc = suites[table]
+        asset = source.add_table_asset(table, table_name=table)
+        batch = asset.add_batch_definition_whole_table(f"{table} (whole table)")
+        expectations = []
+        for conf in doc["expectations"]:
+            kwargs = dict(conf["kwargs"])
+            expectations.append(ExpectationConfiguration(
+                type=conf["type"], kwargs=kwargs, description=kwargs.pop("description", None),
+                notes=conf.get("notes"), severity=conf.get("severity", CRITICAL),
+            ).to_domain_obj())
+        suite = context.suites.add(gx.ExpectationSuite(name=doc["name"], expectations=expectations,
+                                                       meta={"description": doc.get("description", "")}))
+        definitions.append(context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"validate {table}", data=batch, suite=suite)))
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[site])] if docs_dir else []
+    checkpoint = context.checkpoints.add(gx.Checkpoint(
+        name="warehouse", validation_definitions=definitions, actions=actions,
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
+    result = checkpoint.run()
+
+    report = ExpectationsReport(backend=sa.engine.make_url(warehouse.url).get_backend_name())
+    for run in result.run_results.values():
+        table = run.suite_name.split(".", 1)[-1]
+        for r in run.results:
+            config = r.expectation_config
+            info = r.exception_info or {}
+            raised = info.get("raised_exception")
+            report.outcomes.append(ExpectationOutcome(
+                table=table, expectation=config.type, column=config.kwargs.get("column"),
+                description=config.description,
+                severity=str(getattr(config, "severity", None) or CRITICAL).split(".")[-1].lower(),
+                success=bool(r.success) and not raised,
+                observed=_observed(r.result),
+                error=info.get("exception_message") if raised else None,
+            ))
+    if docs_dir is not None and (docs_dir / "index.html").exists():
+        report.data_docs_index = docs_dir / "index.html"
+    return report
+
+
+def _observed(result: dict | None):
+    if not result:
+        return None
+    for key in ("observed_value", "unexpected_count"):
+        if result.get(key) is not None:
+            value = result[key]
+            return value if not isinstance(value, list) or len(value) <= 10 else f"{value[:10]}…"
+    return None

@@ -1,0 +1,104 @@
+"""PostgreSQL roles of the warehouse: a loader that writes, an analyst that only reads ``analytics``.
+
+:func:`create_roles` is run once per database by its owner (the role that ran the migrations),
+after ``alembic upgrade head``; running it again updates the passwords and re-applies the
+grants (idempotent).
+
+* ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on
+  the base tables (not ``alembic_version``, no DDL: it cannot create, alter or drop anything);
+  ``SELECT`` on the analytics views. It is the role of the nightly pipeline (loads and Great
+  Expectations).
+* ``clms_analyst`` — LOGIN; ``USAGE`` on ``analytics`` and ``SELECT`` on its views, nothing
+  else: no access to the base schema (so neither the base tables nor ``data_query`` and its
+  values; the views run with their owner's rights), no temporary tables, and its sessions are
+  read-only by default.
+
+``PUBLIC`` loses its default rights on the database (``CONNECT``, ``TEMPORARY``) and on the base
+schema (``USAGE``): only the roles granted here, the owner and superusers get in. Default
+privileges make the views and tables the owner (re)creates later — ``Warehouse.create()``
+recreates the views, a new migration adds tables — inherit the same grants.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from clms_etl.warehouse.load import normalise_url
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+LOADER_ROLE = "clms_loader"
+ANALYST_ROLE = "clms_analyst"
+BASE_WRITE = "SELECT, INSERT, UPDATE, DELETE"
+
+
+def _conninfo(url: str) -> str:
+    """A libpq URL (psycopg) from a SQLAlchemy URL."""
+    url = normalise_url(url)
+    if not url.startswith("postgresql+psycopg://"):
+        raise ValueError("roles exist only on a PostgreSQL warehouse (postgresql+psycopg://...)")
+    return "postgresql://" + url[len("postgresql+psycopg://"):]
+
+
+def create_roles(url: str, loader_password: str, analyst_password: str, *, loader_role: str = LOADER_ROLE,
+                 analyst_role: str = ANALYST_ROLE) -> None:
+    """Create (or update) the loader and analyst roles and grant them their rights on ``url``'s database."""
+    for name, password in ((loader_role, loader_password), (analyst_role, analyst_password)):
+        if not password or len(password) < 12:
+            raise ValueError(f"the password of {name} must have at least 12 characters")
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        base = conn.execute("SELECT current_schema()").fetchone()[0]
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+        has_analytics = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [ANALYTICS_SCHEMA]).fetchone()
+        if not has_analytics:
+            raise RuntimeError(f"schema {ANALYTICS_SCHEMA} missing: run `alembic upgrade head` before creating roles")
+        with conn.transaction():
+            for name, password in ((loader_role, loader_password), (analyst_role, analyst_password)):
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone()
+                verb = "ALTER" if exists else "CREATE"
+                conn.execute(sql.SQL(
+                    "{} ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+                ).format(sql.SQL(verb), sql.Identifier(name), sql.Literal(password)))
+            for statement in _grants(database, base, loader_role, analyst_role, conn):
+                conn.execute(statement)
+
+
+def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[sql.Composable]:
+    db, bs, an = sql.Identifier(database), sql.Identifier(base), sql.Identifier(ANALYTICS_SCHEMA)
+    lo, ro = sql.Identifier(loader), sql.Identifier(analyst)
+    out = [
+        sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db),
+        sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(db, lo, ro),
+        sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(db, ro),
+        sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(bs),
+        sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(an),
+        # loader: write the base tables, read the views
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(bs, lo),
+        sql.SQL("GRANT " + BASE_WRITE + " ON ALL TABLES IN SCHEMA {} TO {}").format(bs, lo),
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(an, lo, ro),
+        sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}, {}").format(an, lo, ro),
+        # analyst: nothing in the base schema
+        sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(bs, ro),
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(bs, ro),
+        sql.SQL("REVOKE CREATE ON SCHEMA {} FROM {}, {}").format(an, lo, ro),
+        sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(ro),
+        # objects created later by the owner get the same rights
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT " + BASE_WRITE + " ON TABLES TO {}").format(bs, lo),
+        sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}, {}").format(an, lo, ro),
+    ]
+    if conn.execute("SELECT to_regclass(%s)", [f"{base}.alembic_version"]).fetchone()[0] is not None:
+        out.append(sql.SQL("REVOKE ALL ON TABLE {}.alembic_version FROM {}").format(bs, lo))
+        out.append(sql.SQL("GRANT SELECT ON TABLE {}.alembic_version TO {}").format(bs, lo))
+    return out
+
+
+def drop_roles(url: str, *roles: str) -> None:
+    """Remove the roles' rights in ``url``'s database and drop them (tests, decommissioning).
+
+    A role with rights in other databases of the cluster must be cleaned there first.
+    """
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        for name in roles:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
+                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
+                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

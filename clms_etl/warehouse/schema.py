@@ -1,0 +1,471 @@
+"""The warehouse schema, declared once for both backends (DuckDB file, PostgreSQL).
+
+Base tables live in the default schema (``main`` on DuckDB, ``public`` on PostgreSQL); the
+views analysts query live in the ``analytics`` schema (:mod:`clms_etl.warehouse.analytics`).
+
+* The canonical tables (``patient``, ``tumour``, ``surgery``, ``event``, ``molecular_sample``,
+  ``cn_segment``, ``variant``, ``fusion``) have exactly the columns of
+  :mod:`clms_etl.model` (domain columns, then provenance), plus ``delivery_id``: the delivery
+  that brought the row. ``gene_status`` is the gene-level status derived from the lab's rows
+  (:mod:`clms_etl.warehouse.genes`).
+* ``data_query`` holds every data query of the deliveries currently loaded (quarantine and
+  warnings), ``delivery`` / ``delivery_file`` / ``delivery_count`` the audit trail of loads.
+
+**Ownership.** Every data row belongs to one delivery (``delivery_id``), and every delivery to
+one source (``delivery.centre``: a centre, or ``molecular`` for the laboratory). Loading a
+source's delivery replaces *all* the rows of that source's previous deliveries, in every table.
+The laboratory owns the molecular tables; a centre owns its patients and their tumour,
+operation and event rows. Molecular samples point at patients by pseudonym without a foreign
+key: the two sources deliver independently (see :mod:`clms_etl.warehouse.load`).
+
+**Foreign keys are PostgreSQL-only** (``ddl_if(dialect="postgresql")``). DuckDB 2.0 cannot
+delete a referenced parent row in the same transaction as its children ("Violates foreign key
+constraint ... still referenced", verified), which is exactly what a replacing load does. On
+DuckDB referential integrity is enforced by the loader instead — parents inserted before
+children and an orphan check inside the load transaction, which rolls back on failure — and
+audited after every load by the Great Expectations suites (``validations/expectations``).
+
+Check constraints come from :mod:`clms_etl.vocabulary`; every table and column carries a
+comment, which both backends store (``COMMENT ON``) and ``docs/warehouse.md`` is built from.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import sqlalchemy as sa
+
+from clms_etl import model, vocabulary
+
+DATE_PRECISIONS = ("day", "month", "year")
+GRADE_CHECKS = ("consistent", "inconsistent", "unverifiable")
+SAMPLE_STATUSES = ("ok", "not_contributory")
+ASSAY_STATES = ("tested", "not_done")
+SEGMENT_TYPES = ("Gain", "Loss", "LOH")
+VARIANT_EXCLUSIONS = ("polymorphism", "filtered", "reference_call", "no_call")
+QUERY_SEVERITIES = ("error", "warning")
+CN_EVENTS = ("amplification", "gain", "homozygous_deletion", "heterozygous_deletion", "cn_loh", "neutral")
+CN_COVERAGES = ("whole", "partial")
+PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
+
+CLINICAL_TABLES = tuple(model.CLINICAL_TABLES)  # patient, tumour, surgery, event
+MOLECULAR_TABLES = (*model.MOLECULAR_TABLES, "gene_status")
+DATA_TABLES = (*CLINICAL_TABLES, *MOLECULAR_TABLES, "data_query")
+AUDIT_TABLES = ("delivery", "delivery_file", "delivery_count")
+ANALYTICS_SCHEMA = "analytics"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+_SA_TYPES = {
+    pl.String: sa.Text,
+    pl.Int8: sa.SmallInteger,
+    pl.Int16: sa.SmallInteger,
+    pl.Int32: sa.Integer,
+    pl.Int64: sa.BigInteger,
+    pl.Float64: sa.Double,
+    pl.Boolean: sa.Boolean,
+    pl.Date: sa.Date,
+}
+
+PROVENANCE_COMMENTS = {
+    "row_id": "Identifier of the canonical row within the delivery read (links data queries to the row).",
+    "source_file": "File of the delivery the row was read from.",
+    "source_sheet": "Excel sheet the row was read from (Nice workbook); null for text files.",
+    "source_row": "Row number in the source file as a data manager sees it (header = 1).",
+    "delivery_id": "Delivery that brought the row (delivery.delivery_id); it is replaced with that source's next delivery.",
+}
+
+TABLE_COMMENTS = {
+    "patient": "One row per patient of a centre: pseudonym, demographics at diagnosis, follow-up state. No name, hospital number or birth date is ever stored.",
+    "tumour": "The primary cutaneous leiomyosarcoma of each patient: site, size, presentation and FNCLCC grading components.",
+    "surgery": "One row per operation (primary excision, re-excision, surgery of a relapse or a metastasis), with margins and resection status.",
+    "event": "One row per follow-up event: local recurrence, metastasis (one row per site), death, last news.",
+    "molecular_sample": "One row per case profiled by the molecular laboratory (OncoScan copy number, Ion Torrent NGS, Archer fusions).",
+    "cn_segment": "Copy-number segments of the OncoScan / ChAS export (hg19), one row per segment.",
+    "variant": "Variant calls of the Ion Torrent VCF (hg19), one row per allele, with the reason a non-reportable call is excluded.",
+    "fusion": "Fusion calls of the Archer analysis; a tested sample without rows had no fusion.",
+    "gene_status": "Gene-level status of each profiled sample for the pinned hg19 gene table (clms_etl/data/genes_hg19.tsv), derived from cn_segment and variant at load time.",
+    "data_query": "Data queries of the deliveries currently loaded: every problem found in a cell, row or file (errors quarantine the row, warnings do not). Values are as received, identifiers masked.",
+    "delivery": "Audit trail: one row per delivery loaded (a centre or the laboratory), with the SHA-256 of its content. Deliveries replaced by a newer one stay, with is_current false.",
+    "delivery_file": "Files of each delivery with their SHA-256 and size.",
+    "delivery_count": "Rows read, accepted and quarantined per canonical table for each delivery.",
+}
+
+COLUMN_COMMENTS: dict[str, dict[str, str]] = {
+    "patient": {
+        "patient_id": "Pseudonym: HMAC-SHA256 of centre + hospital number with the deployment's secret key, 'P' + 20 hex digits. Same patient, same pseudonym across deliveries.",
+        "centre": "Centre that follows the patient and delivers the chart (nice, montpellier, lyon, nimes, or a further centre).",
+        "sex": "Sex: male / female.",
+        "age_at_diagnosis_years": "Age in completed years on the diagnosis date (replaces the birth date, which is never stored).",
+        "immunosuppression": "Patient immunosuppressed at diagnosis.",
+        "diagnosis_date": "Date of the pathological diagnosis: time origin of every survival endpoint. Partial dates imputed (mid-month, 1 July).",
+        "diagnosis_date_precision": "Precision of diagnosis_date as written in the chart: day / month / year (month and year are imputed).",
+        "vital_status": "Follow-up state at last contact: alive / dead / lost_to_follow_up; null when the chart has no news at all.",
+        "record_complete": "Chart marked complete by the centre (REDCap patient_complete = 2); other formats: true.",
+    },
+    "tumour": {
+        "patient_id": "Patient (patient.patient_id); one primary tumour per patient.",
+        "site": "Primary site: head_neck / trunk / upper_limb (shoulder included) / lower_limb (hip included).",
+        "site_detail": "Anatomical site as written in the chart (free text, e.g. 'jambe gauche').",
+        "size_cm": "Largest tumour diameter in centimetres.",
+        "presentation": "Clinical presentation: nodular / ulcerated / vegetative / infiltrated_patch.",
+        "pain": "Pain reported at presentation.",
+        "on_scar": "Tumour arose on a scar.",
+        "consultation_delay_months": "Months from the first symptom to the first consultation (biopsy or excision).",
+        "fnclcc_grade": "FNCLCC grade as recorded in the chart (1, 2, 3).",
+        "fnclcc_grade_computed": "FNCLCC grade recomputed from differentiation, mitotic count and necrosis when all three are known.",
+        "grade_check": "Recorded vs recomputed grade: consistent / inconsistent / unverifiable (set by validation).",
+        "differentiation_score": "FNCLCC differentiation score: 1 well, 2 moderately, 3 poorly differentiated.",
+        "mitoses_per_10hpf": "Mitotic count per 10 high-power fields ('< 5' in a chart is stored as 5 and flagged).",
+        "mitoses_is_upper_bound": "The mitotic count was written as an upper bound ('< N'): mitoses_per_10hpf holds N.",
+        "mitosis_class": "Mitotic class as recorded in the chart (0-9, 10-19, >=20), if any.",
+        "necrosis_score": "FNCLCC necrosis score: 0 none, 1 < 50 %, 2 >= 50 %.",
+        "invasion": "Depth of invasion: dermal / dermo_hypodermal.",
+        "histological_ulceration": "Ulceration seen on histology.",
+        "ki67_percent": "Ki67 proliferation index, percent of tumour cells.",
+    },
+    "surgery": {
+        "patient_id": "Patient (patient.patient_id).",
+        "surgery_no": "Order of the operation for the patient (1 = first).",
+        "surgery_date": "Date of the operation (partial dates imputed).",
+        "surgery_date_precision": "Precision of surgery_date: day / month / year.",
+        "surgery_kind": "primary_excision / re_excision / relapse_surgery / metastasis_surgery.",
+        "proposed_margin_cm": "Margin proposed by the multidisciplinary tumour board (RCP), centimetres.",
+        "clinical_margin_cm": "Clinical margin taken by the surgeon, centimetres.",
+        "histological_margin_cm": "Smallest histological margin measured by the pathologist, centimetres.",
+        "resection_status": "Resection status: R0 (complete), R1 (microscopic residue), R2 (macroscopic residue).",
+        "adjuvant_radiotherapy": "Adjuvant radiotherapy after this operation.",
+    },
+    "event": {
+        "patient_id": "Patient (patient.patient_id).",
+        "event_no": "Order of the event for the patient.",
+        "event_kind": "local_recurrence / metastasis / death / last_news.",
+        "event_date": "Date of the event (partial dates imputed).",
+        "event_date_precision": "Precision of event_date: day / month / year.",
+        "metastasis_site": "Metastatic site (metastasis rows): bone / skin / lung / liver / lymph_node / colon / other. A metastasis in two organs is two rows.",
+        "death_cause": "Cause of death (death rows): clms (the sarcoma) / other / unknown.",
+        "treatment": "Treatment of the event as written in the chart (free text).",
+    },
+    "molecular_sample": {
+        "patient_id": "Patient (patient.patient_id) linked through the laboratory manifest; no foreign key, the laboratory and the centres deliver independently.",
+        "case_no": "Case number of the laboratory series.",
+        "sample_id": "Laboratory accession of the tumour sample (no patient identifier).",
+        "status": "ok / not_contributory (the assays failed).",
+        "cn_assay": "Copy-number assay (OncoScan): tested / not_done.",
+        "ngs_assay": "DNA panel sequencing (Ion AmpliSeq Cancer Hotspot v2): tested / not_done.",
+        "fusion_assay": "RNA fusion panel (Archer FusionPlex Sarcoma): tested / not_done.",
+    },
+    "cn_segment": {
+        "sample_id": "Sample (molecular_sample.sample_id).",
+        "chrom": "Chromosome without the 'chr' prefix (1-22, X, Y), hg19.",
+        "start_bp": "Segment start, base pairs, 1-based inclusive (hg19).",
+        "end_bp": "Segment end, base pairs, inclusive (hg19).",
+        "cn_state": "Copy number (ChAS 'CN State'); null for copy-neutral LOH.",
+        "segment_type": "ChAS call: Gain / Loss / LOH.",
+    },
+    "variant": {
+        "sample_id": "Sample (molecular_sample.sample_id).",
+        "chrom": "Chromosome without the 'chr' prefix, hg19.",
+        "pos": "Position, 1-based (hg19).",
+        "ref": "Reference allele.",
+        "alt": "Alternate allele (one row per allele of a multi-allelic record).",
+        "gene": "Gene symbol (Ion Reporter FUNC annotation).",
+        "transcript": "RefSeq transcript of the annotation.",
+        "hgvs_c": "HGVS coding change (c.).",
+        "hgvs_p": "HGVS protein change (p.).",
+        "function": "Functional class (missense, nonsense, synonymous, ...).",
+        "vaf": "Variant allele fraction, 0-1 (TVC AF).",
+        "depth": "Flow depth (TVC FDP).",
+        "gmaf": "Global minor allele frequency (population), if annotated.",
+        "filter": "VCF FILTER (PASS, NOCALL, ...).",
+        "genotype": "Called genotype (GT).",
+        "reportable": "A somatic variant to report: PASS, called, not a polymorphism, above the panel's noise.",
+        "exclusion_reason": "Why the call is not reportable: polymorphism / filtered / reference_call / no_call.",
+    },
+    "fusion": {
+        "sample_id": "Sample (molecular_sample.sample_id).",
+        "gene_5p": "5' partner gene.",
+        "gene_3p": "3' partner gene.",
+        "breakpoint_5p": "5' breakpoint (chr:position, hg19).",
+        "breakpoint_3p": "3' breakpoint (chr:position, hg19).",
+        "reads": "Supporting reads.",
+        "unique_start_sites": "Unique start sites of the supporting reads.",
+        "percent_gsp2_reads": "Percent of GSP2 reads supporting the fusion.",
+        "strong_evidence": "Archer's strong-evidence flag.",
+    },
+}
+
+GENE_STATUS_COMMENTS = {
+    "sample_id": "Sample (molecular_sample.sample_id).",
+    "gene": "Gene symbol of the pinned hg19 gene table.",
+    "chrom": "Chromosome of the gene (hg19).",
+    "gene_start_bp": "Gene start, 1-based inclusive (hg19, pinned table).",
+    "gene_end_bp": "Gene end, inclusive (hg19, pinned table).",
+    "cn_event": "Copy-number status of the gene: amplification (CN >= 5), gain, homozygous_deletion (CN < 0.5), heterozygous_deletion, cn_loh, neutral; null when copy number was not assessed.",
+    "cn_coverage": "whole: one segment of that status covers the whole gene; partial: segments overlap only part of it (e.g. an intragenic deletion).",
+    "cn_state": "Copy number of the segment giving cn_event (lowest for losses, highest for gains); null for LOH and neutral.",
+    "mutated": "A reportable variant in the gene; null when the sample was not sequenced.",
+    "biallelic_inactivation": "Homozygous deletion, or a reportable mutation with loss or LOH of the other allele.",
+    "gene_table_version": "Version of the pinned gene table used (clms_etl/data/genes_hg19.tsv).",
+}
+
+QUERY_COMMENTS = {
+    "query_no": "Order of the query within its delivery.",
+    "centre": "Source of the delivery (a centre, or molecular for the laboratory).",
+    "delivery_date": "Date of the delivery (its folder name).",
+    "source_file": "File concerned.",
+    "source_sheet": "Sheet concerned (Excel), if any.",
+    "source_row": "Row concerned as the data manager sees it (header = 1); null for a whole-file query.",
+    "table_name": "Canonical table of the row concerned; null for a whole-file query.",
+    "row_id": "Canonical row concerned (row_id of that table); null for a whole-file query.",
+    "patient_id": "Pseudonym of the patient concerned, if known.",
+    "field": "Column as named in the centre's file.",
+    "value": "Value as received (truncated to 200 characters); identifier columns are masked.",
+    "rule": "Identifier of the rule that raised the query.",
+    "severity": "error (the row is quarantined) / warning (the row is kept).",
+    "message": "Message for the centre's data manager (French).",
+    "delivery_id": "Delivery that raised the query (delivery.delivery_id).",
+}
+
+DELIVERY_COMMENTS = {
+    "delivery_id": "Identifier: <centre>:<delivery date>:<first 16 hex digits of content_sha256>.",
+    "centre": "Source: a centre (nice, montpellier, lyon, nimes, ...) or molecular (the laboratory).",
+    "delivery_date": "Date of the delivery (name of its folder in the drop zone).",
+    "content_sha256": "SHA-256 over the delivery's files (names and per-file SHA-256): the same content is never loaded twice.",
+    "n_files": "Number of files in the delivery.",
+    "rows_read": "Rows read over all canonical tables.",
+    "rows_accepted": "Rows accepted (loaded) over all canonical tables.",
+    "rows_quarantined": "Rows quarantined (not loaded; see data_query) over all canonical tables.",
+    "run_id": "Identifier of the pipeline run that loaded it.",
+    "loaded_at": "When the load committed (UTC).",
+    "is_current": "The delivery whose rows are in the warehouse now (the latest of its source).",
+}
+DELIVERY_FILE_COMMENTS = {
+    "delivery_id": "Delivery (delivery.delivery_id).",
+    "file_name": "Path of the file relative to the delivery folder.",
+    "sha256": "SHA-256 of the file's bytes.",
+    "size_bytes": "Size of the file in bytes.",
+}
+DELIVERY_COUNT_COMMENTS = {
+    "delivery_id": "Delivery (delivery.delivery_id).",
+    "table_name": "Canonical table.",
+    "rows_read": "Rows the reader produced for that table.",
+    "rows_accepted": "Rows that passed validation and were loaded.",
+    "rows_quarantined": "Rows held back by an error-level data query.",
+}
+
+
+def _in(column: str, values) -> str:
+    items = ", ".join(str(v) if isinstance(v, int) else "'" + str(v).replace("'", "''") + "'" for v in values)
+    return f"{column} IN ({items})"
+
+
+def _pseudonym_check(column: str) -> str:
+    return f"length({column}) = {PSEUDONYM_LENGTH} AND substr({column}, 1, 1) = 'P'"
+
+
+CODE_CHECKS: dict[str, dict[str, tuple]] = {
+    "patient": {"sex": vocabulary.SEX, "vital_status": vocabulary.VITAL_STATUSES,
+                "diagnosis_date_precision": DATE_PRECISIONS},
+    "tumour": {"site": vocabulary.SITES, "presentation": vocabulary.PRESENTATIONS,
+               "fnclcc_grade": vocabulary.FNCLCC_GRADES, "fnclcc_grade_computed": vocabulary.FNCLCC_GRADES,
+               "grade_check": GRADE_CHECKS, "differentiation_score": vocabulary.DIFFERENTIATION_SCORES,
+               "mitosis_class": vocabulary.MITOSIS_CLASSES, "necrosis_score": vocabulary.NECROSIS_SCORES,
+               "invasion": vocabulary.INVASIONS},
+    "surgery": {"surgery_kind": vocabulary.SURGERY_KINDS, "resection_status": vocabulary.RESECTION_STATUSES,
+                "surgery_date_precision": DATE_PRECISIONS},
+    "event": {"event_kind": vocabulary.EVENT_KINDS, "metastasis_site": vocabulary.METASTASIS_SITES,
+              "death_cause": vocabulary.DEATH_CAUSES, "event_date_precision": DATE_PRECISIONS},
+    "molecular_sample": {"status": SAMPLE_STATUSES, "cn_assay": ASSAY_STATES, "ngs_assay": ASSAY_STATES,
+                         "fusion_assay": ASSAY_STATES},
+    "cn_segment": {"segment_type": SEGMENT_TYPES},
+    "variant": {"exclusion_reason": VARIANT_EXCLUSIONS},
+    "gene_status": {"cn_event": CN_EVENTS, "cn_coverage": CN_COVERAGES},
+    "data_query": {"severity": QUERY_SEVERITIES},
+}
+
+# Plausibility bounds enforced by the database (validation quarantines before that; these
+# stop a reader or validation bug from writing nonsense).
+RANGE_CHECKS: dict[str, dict[str, str]] = {
+    "patient": {"age_range": "age_at_diagnosis_years BETWEEN 0 AND 120",
+                "patient_id_pseudonym": _pseudonym_check("patient_id")},
+    "tumour": {"size_positive": "size_cm > 0", "ki67_range": "ki67_percent BETWEEN 0 AND 100",
+               "mitoses_non_negative": "mitoses_per_10hpf >= 0",
+               "delay_non_negative": "consultation_delay_months >= 0"},
+    "surgery": {"surgery_no_positive": "surgery_no >= 1",
+                "margins_non_negative": "proposed_margin_cm >= 0 AND clinical_margin_cm >= 0 AND histological_margin_cm >= 0"},
+    "event": {"event_no_positive": "event_no >= 1"},
+    "molecular_sample": {"patient_id_pseudonym": _pseudonym_check("patient_id")},
+    "cn_segment": {"segment_bounds": "start_bp >= 1 AND end_bp >= start_bp", "cn_non_negative": "cn_state >= 0"},
+    "variant": {"vaf_fraction": "vaf BETWEEN 0 AND 1", "depth_non_negative": "depth >= 0",
+                "pos_positive": "pos >= 1"},
+    "fusion": {"reads_non_negative": "reads >= 0 AND unique_start_sites >= 0"},
+    "data_query": {"patient_id_pseudonym": _pseudonym_check("patient_id")},
+}
+
+PRIMARY_KEYS = {
+    "patient": ("patient_id",),
+    "tumour": ("patient_id",),
+    "surgery": ("patient_id", "surgery_no"),
+    "event": ("patient_id", "event_no"),
+    "molecular_sample": ("sample_id",),
+    "cn_segment": ("sample_id", "row_id"),
+    "variant": ("sample_id", "row_id"),
+    "fusion": ("sample_id", "row_id"),
+}
+PARENTS = {  # child table -> (column, parent table, parent column); PostgreSQL foreign keys
+    "tumour": ("patient_id", "patient", "patient_id"),
+    "surgery": ("patient_id", "patient", "patient_id"),
+    "event": ("patient_id", "patient", "patient_id"),
+    "cn_segment": ("sample_id", "molecular_sample", "sample_id"),
+    "variant": ("sample_id", "molecular_sample", "sample_id"),
+    "fusion": ("sample_id", "molecular_sample", "sample_id"),
+    "gene_status": ("sample_id", "molecular_sample", "sample_id"),
+}
+NOT_NULL = {
+    "patient": {"centre"},
+    "event": {"event_kind"},
+    "molecular_sample": {"case_no"},
+    "cn_segment": {"chrom", "start_bp", "end_bp", "segment_type"},
+    "variant": {"chrom", "pos"},
+}
+
+
+def _fk(table: str) -> list[sa.ForeignKeyConstraint]:
+    if table not in PARENTS:
+        return []
+    column, parent, parent_column = PARENTS[table]
+    # PostgreSQL only: see the module docstring (DuckDB 2.0 cannot replace a parent and its
+    # children in one transaction; the loader's orphan check and the GE suites stand in).
+    return [sa.ForeignKeyConstraint([column], [f"{parent}.{parent_column}"]).ddl_if(dialect="postgresql")]
+
+
+def _checks(table: str) -> list[sa.CheckConstraint]:
+    checks = [sa.CheckConstraint(_in(col, values), name=f"{col}_code")
+              for col, values in CODE_CHECKS.get(table, {}).items()]
+    checks += [sa.CheckConstraint(text, name=name) for name, text in RANGE_CHECKS.get(table, {}).items()]
+    return checks
+
+
+def _canonical_table(name: str) -> sa.Table:
+    columns = []
+    keys = PRIMARY_KEYS[name]
+    for col, dtype in model.TABLES[name].items():
+        comment = COLUMN_COMMENTS[name].get(col) or PROVENANCE_COMMENTS[col]
+        nullable = col not in keys and col not in NOT_NULL.get(name, set()) and col != "row_id"
+        columns.append(sa.Column(col, _SA_TYPES[dtype](), nullable=nullable, comment=comment))
+    columns.append(sa.Column("delivery_id", sa.Text(), nullable=False, comment=PROVENANCE_COMMENTS["delivery_id"]))
+    return sa.Table(
+        name, metadata, *columns,
+        sa.PrimaryKeyConstraint(*keys),
+        *_fk(name), *_checks(name),
+        comment=TABLE_COMMENTS[name],
+    )
+
+
+for _name in model.TABLES:
+    _canonical_table(_name)
+
+gene_status = sa.Table(
+    "gene_status", metadata,
+    sa.Column("sample_id", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["sample_id"]),
+    sa.Column("gene", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["gene"]),
+    sa.Column("chrom", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["chrom"]),
+    sa.Column("gene_start_bp", sa.BigInteger(), nullable=False, comment=GENE_STATUS_COMMENTS["gene_start_bp"]),
+    sa.Column("gene_end_bp", sa.BigInteger(), nullable=False, comment=GENE_STATUS_COMMENTS["gene_end_bp"]),
+    sa.Column("cn_event", sa.Text(), comment=GENE_STATUS_COMMENTS["cn_event"]),
+    sa.Column("cn_coverage", sa.Text(), comment=GENE_STATUS_COMMENTS["cn_coverage"]),
+    sa.Column("cn_state", sa.Double(), comment=GENE_STATUS_COMMENTS["cn_state"]),
+    sa.Column("mutated", sa.Boolean(), comment=GENE_STATUS_COMMENTS["mutated"]),
+    sa.Column("biallelic_inactivation", sa.Boolean(), comment=GENE_STATUS_COMMENTS["biallelic_inactivation"]),
+    sa.Column("gene_table_version", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["gene_table_version"]),
+    sa.Column("delivery_id", sa.Text(), nullable=False, comment=PROVENANCE_COMMENTS["delivery_id"]),
+    sa.PrimaryKeyConstraint("sample_id", "gene"),
+    *_fk("gene_status"), *_checks("gene_status"),
+    comment=TABLE_COMMENTS["gene_status"],
+)
+
+data_query = sa.Table(
+    "data_query", metadata,
+    sa.Column("delivery_id", sa.Text(), nullable=False, comment=QUERY_COMMENTS["delivery_id"]),
+    sa.Column("query_no", sa.Integer(), nullable=False, comment=QUERY_COMMENTS["query_no"]),
+    sa.Column("centre", sa.Text(), nullable=False, comment=QUERY_COMMENTS["centre"]),
+    sa.Column("delivery_date", sa.Date(), nullable=False, comment=QUERY_COMMENTS["delivery_date"]),
+    sa.Column("source_file", sa.Text(), comment=QUERY_COMMENTS["source_file"]),
+    sa.Column("source_sheet", sa.Text(), comment=QUERY_COMMENTS["source_sheet"]),
+    sa.Column("source_row", sa.BigInteger(), comment=QUERY_COMMENTS["source_row"]),
+    sa.Column("table_name", sa.Text(), comment=QUERY_COMMENTS["table_name"]),
+    sa.Column("row_id", sa.Text(), comment=QUERY_COMMENTS["row_id"]),
+    sa.Column("patient_id", sa.Text(), comment=QUERY_COMMENTS["patient_id"]),
+    sa.Column("field", sa.Text(), comment=QUERY_COMMENTS["field"]),
+    sa.Column("value", sa.Text(), comment=QUERY_COMMENTS["value"]),
+    sa.Column("rule", sa.Text(), nullable=False, comment=QUERY_COMMENTS["rule"]),
+    sa.Column("severity", sa.Text(), nullable=False, comment=QUERY_COMMENTS["severity"]),
+    sa.Column("message", sa.Text(), nullable=False, comment=QUERY_COMMENTS["message"]),
+    sa.PrimaryKeyConstraint("delivery_id", "query_no"),
+    *_checks("data_query"),
+    comment=TABLE_COMMENTS["data_query"],
+)
+# data_query columns as they come from the readers (clms_etl.readers.base.QUERY_SCHEMA)
+QUERY_COLUMN_SOURCES = {"source_file": "file", "source_sheet": "sheet", "source_row": "row"}
+
+delivery = sa.Table(
+    "delivery", metadata,
+    sa.Column("delivery_id", sa.Text(), nullable=False, comment=DELIVERY_COMMENTS["delivery_id"]),
+    sa.Column("centre", sa.Text(), nullable=False, comment=DELIVERY_COMMENTS["centre"]),
+    sa.Column("delivery_date", sa.Date(), nullable=False, comment=DELIVERY_COMMENTS["delivery_date"]),
+    sa.Column("content_sha256", sa.Text(), nullable=False, comment=DELIVERY_COMMENTS["content_sha256"]),
+    sa.Column("n_files", sa.Integer(), nullable=False, comment=DELIVERY_COMMENTS["n_files"]),
+    sa.Column("rows_read", sa.BigInteger(), comment=DELIVERY_COMMENTS["rows_read"]),
+    sa.Column("rows_accepted", sa.BigInteger(), comment=DELIVERY_COMMENTS["rows_accepted"]),
+    sa.Column("rows_quarantined", sa.BigInteger(), comment=DELIVERY_COMMENTS["rows_quarantined"]),
+    sa.Column("run_id", sa.Text(), comment=DELIVERY_COMMENTS["run_id"]),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, comment=DELIVERY_COMMENTS["loaded_at"]),
+    sa.Column("is_current", sa.Boolean(), nullable=False, comment=DELIVERY_COMMENTS["is_current"]),
+    sa.PrimaryKeyConstraint("delivery_id"),
+    sa.CheckConstraint("length(content_sha256) = 64", name="sha256_hex"),
+    comment=TABLE_COMMENTS["delivery"],
+)
+
+delivery_file = sa.Table(
+    "delivery_file", metadata,
+    sa.Column("delivery_id", sa.Text(), nullable=False, comment=DELIVERY_FILE_COMMENTS["delivery_id"]),
+    sa.Column("file_name", sa.Text(), nullable=False, comment=DELIVERY_FILE_COMMENTS["file_name"]),
+    sa.Column("sha256", sa.Text(), nullable=False, comment=DELIVERY_FILE_COMMENTS["sha256"]),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False, comment=DELIVERY_FILE_COMMENTS["size_bytes"]),
+    sa.PrimaryKeyConstraint("delivery_id", "file_name"),
+    sa.ForeignKeyConstraint(["delivery_id"], ["delivery.delivery_id"]).ddl_if(dialect="postgresql"),
+    comment=TABLE_COMMENTS["delivery_file"],
+)
+
+delivery_count = sa.Table(
+    "delivery_count", metadata,
+    sa.Column("delivery_id", sa.Text(), nullable=False, comment=DELIVERY_COUNT_COMMENTS["delivery_id"]),
+    sa.Column("table_name", sa.Text(), nullable=False, comment=DELIVERY_COUNT_COMMENTS["table_name"]),
+    sa.Column("rows_read", sa.BigInteger(), nullable=False, comment=DELIVERY_COUNT_COMMENTS["rows_read"]),
+    sa.Column("rows_accepted", sa.BigInteger(), nullable=False, comment=DELIVERY_COUNT_COMMENTS["rows_accepted"]),
+    sa.Column("rows_quarantined", sa.BigInteger(), nullable=False, comment=DELIVERY_COUNT_COMMENTS["rows_quarantined"]),
+    sa.PrimaryKeyConstraint("delivery_id", "table_name"),
+    sa.ForeignKeyConstraint(["delivery_id"], ["delivery.delivery_id"]).ddl_if(dialect="postgresql"),
+    sa.CheckConstraint("rows_read >= 0 AND rows_accepted >= 0 AND rows_quarantined >= 0", name="counts_non_negative"),
+    comment=TABLE_COMMENTS["delivery_count"],
+)
+
+# Load order (parents first); deletes run in the reverse order.
+LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_segment", "variant", "fusion",
+              "gene_status", "data_query")
+
+
+def table(name: str) -> sa.Table:
+    return metadata.tables[name]
+
+
+def column_names(name: str) -> list[str]:
+    return [c.name for c in metadata.tables[name].columns]

@@ -1,0 +1,482 @@
+"""Canonical validation: each rule fires with its severity on a bad row and nowhere else, the
+split into accepted / quarantined rows adds up, and the query workbook reads back in Excel."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from clms_etl.queries import write_query_workbook
+from clms_etl.readers.base import ERROR, WARNING, DataQuery, ReadResult, frame
+from clms_etl.validate import validate
+from validations.canonical import RULES, SCHEMAS, check_rule
+
+D = dt.date
+DELIVERY = D(2026, 11, 23)
+SHEETS = {"patient": "Patients", "tumour": "Patients", "surgery": "Chirurgies", "event": "Évènements"}
+
+
+def _row(table: str, row_id: str, source_row: int, **values) -> dict:
+    return {"row_id": row_id, "source_file": "export_dermato_nice.xlsx", "source_sheet": SHEETS[table],
+            "source_row": source_row, **values}
+
+
+def clean_rows() -> dict[str, list[dict]]:
+    """Two coherent patients: P1 alive with a relapse and a metastasis, P2 dead of cLMS."""
+    return {
+        "patient": [
+            _row("patient", "pat1", 2, patient_id="P1", centre="nice", sex="female", age_at_diagnosis_years=62,
+                 immunosuppression=False, diagnosis_date=D(2015, 3, 2), diagnosis_date_precision="day",
+                 vital_status="alive", record_complete=True),
+            _row("patient", "pat2", 3, patient_id="P2", centre="nice", sex="male", age_at_diagnosis_years=71,
+                 immunosuppression=False, diagnosis_date=D(2016, 5, 10), diagnosis_date_precision="day",
+                 vital_status="dead", record_complete=True),
+        ],
+        "tumour": [
+            _row("tumour", "tum1", 2, patient_id="P1", site="trunk", size_cm=1.5, presentation="nodular",
+                 pain=False, on_scar=False, consultation_delay_months=6.0, fnclcc_grade=1,
+                 differentiation_score=1, mitoses_per_10hpf=4, mitoses_is_upper_bound=False, mitosis_class="0-9",
+                 necrosis_score=0, invasion="dermal", histological_ulceration=False, ki67_percent=10.0),
+            _row("tumour", "tum2", 3, patient_id="P2", site="lower_limb", size_cm=2.5, presentation="ulcerated",
+                 consultation_delay_months=12.0, fnclcc_grade=3, differentiation_score=3, mitoses_per_10hpf=25,
+                 necrosis_score=1, invasion="dermo_hypodermal", ki67_percent=40.0),
+        ],
+        "surgery": [
+            _row("surgery", "sur1", 2, patient_id="P1", surgery_no=1, surgery_date=D(2015, 3, 20),
+                 surgery_date_precision="day", surgery_kind="primary_excision", proposed_margin_cm=1.0,
+                 clinical_margin_cm=1.0, histological_margin_cm=0.5, resection_status="R1",
+                 adjuvant_radiotherapy=False),
+            _row("surgery", "sur2", 3, patient_id="P1", surgery_no=2, surgery_date=D(2015, 4, 20),
+                 surgery_date_precision="day", surgery_kind="re_excision", resection_status="R0"),
+            _row("surgery", "sur3", 4, patient_id="P2", surgery_no=1, surgery_date=D(2016, 5, 20),
+                 surgery_date_precision="day", surgery_kind="primary_excision", clinical_margin_cm=2.0,
+                 histological_margin_cm=1.2, resection_status="R0"),
+        ],
+        "event": [
+            _row("event", "evt1", 2, patient_id="P1", event_no=1, event_kind="local_recurrence",
+                 event_date=D(2017, 6, 1), event_date_precision="day", treatment="reprise chirurgicale"),
+            _row("event", "evt2", 3, patient_id="P1", event_no=2, event_kind="metastasis",
+                 event_date=D(2018, 1, 10), event_date_precision="day", metastasis_site="lung"),
+            _row("event", "evt3", 4, patient_id="P1", event_no=3, event_kind="last_news",
+                 event_date=D(2020, 1, 15), event_date_precision="day"),
+            _row("event", "evt4", 5, patient_id="P2", event_no=1, event_kind="local_recurrence",
+                 event_date=D(2017, 9, 1), event_date_precision="day"),
+            _row("event", "evt5", 6, patient_id="P2", event_no=2, event_kind="death",
+                 event_date=D(2019, 5, 5), event_date_precision="day", death_cause="clms"),
+        ],
+    }
+
+
+def read_result(rows: dict[str, list[dict]], queries: list[DataQuery] | None = None) -> ReadResult:
+    frames = {table: frame(table, table_rows) for table, table_rows in rows.items()}
+    return ReadResult("nice", DELIVERY, frames, list(queries or []), [])
+
+
+def changed(changes: dict[str, dict[str, object]] | None = None, extra: dict[str, list[dict]] | None = None):
+    """Clean rows with some fields of some rows (by row_id) changed, and extra rows appended."""
+    rows = clean_rows()
+    for table, table_rows in rows.items():
+        for r in table_rows:
+            r.update((changes or {}).get(r["row_id"], {}))
+        table_rows.extend((extra or {}).get(table, []))
+    return rows
+
+
+def copy_of(table: str, row_id: str, new_id: str, source_row: int, **values) -> dict:
+    original = next(r for r in clean_rows()[table] if r["row_id"] == row_id)
+    return {**copy.deepcopy(original), "row_id": new_id, "source_row": source_row, **values}
+
+
+def hits(validated, rule: str) -> pl.DataFrame:
+    return validated.queries.filter(pl.col("rule") == rule)
+
+
+# --- the clean delivery -------------------------------------------------------------------------
+
+def test_clean_delivery_raises_no_query_and_accepts_every_row():
+    validated = validate(read_result(clean_rows()))
+    assert validated.queries.is_empty(), validated.queries
+    for table, rows in clean_rows().items():
+        assert validated.accepted[table].height == len(rows)
+        assert validated.quarantined[table].is_empty()
+        assert not validated.accepted[table]["has_warning"].any()
+    assert validated.balanced
+
+
+# --- one case per rule ----------------------------------------------------------------------------
+
+@dataclass
+class Case:
+    rule: str
+    rows: list[str]  # row_ids where the rule must fire, and only there
+    changes: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+CASES = {
+    "missing_patient_pseudonym_is_an_error": Case(
+        "required_value_missing", ["tum1"], {"tum1": {"patient_id": None}}),
+    "event_without_kind_is_an_error": Case(
+        "required_value_missing", ["evt1"], {"evt1": {"event_kind": None}}),
+    "sex_outside_vocabulary_is_an_error": Case(
+        "code_not_in_vocabulary", ["pat1"], {"pat1": {"sex": "F"}}),
+    "metastatic_site_outside_vocabulary_is_an_error": Case(
+        "code_not_in_vocabulary", ["evt2"], {"evt2": {"metastasis_site": "poumon"}}),
+    "date_precision_outside_vocabulary_is_an_error": Case(
+        "code_not_in_vocabulary", ["sur1"], {"sur1": {"surgery_date_precision": "week"}}),
+    "differentiation_score_4_is_an_error": Case(
+        "score_not_in_set", ["tum1"], {"tum1": {"differentiation_score": 4}}),
+    "necrosis_score_3_is_an_error": Case(
+        "score_not_in_set", ["tum2"], {"tum2": {"necrosis_score": 3}}),
+    "second_copy_of_an_operation_is_an_error_the_first_is_kept": Case(
+        "duplicate_row", ["sur9"], extra={"surgery": [copy_of("surgery", "sur2", "sur9", 9, surgery_no=3)]}),
+    "event_after_the_delivery_is_an_error": Case(
+        "date_in_future", ["evt3"], {"evt3": {"event_date": D(2027, 3, 1)}}),
+    "partial_date_just_after_the_delivery_is_a_warning": Case(
+        "date_in_future_imprecise", ["evt3"], {"evt3": {"event_date": D(2026, 12, 15), "event_date_precision": "month"}}),
+    "diagnosis_after_the_delivery_is_an_error": Case(
+        "date_in_future", ["pat2"], {"pat2": {"diagnosis_date": D(2027, 1, 5)}}),
+    "row_of_an_unknown_patient_is_an_error": Case(
+        "orphan_row", ["evt9"], extra={"event": [copy_of("event", "evt3", "evt9", 9, patient_id="P9")]}),
+    "rows_of_a_quarantined_patient_are_quarantined_too": Case(
+        "parent_quarantined", ["tum1", "sur1", "sur2", "evt1", "evt2", "evt3"], {"pat1": {"age_at_diagnosis_years": -2}}),
+    "patient_without_diagnosis_date_is_an_error": Case(
+        "diagnosis_date_missing", ["pat1"], {"pat1": {"diagnosis_date": None, "diagnosis_date_precision": None}}),
+    "negative_age_is_an_error": Case(
+        "birth_after_diagnosis", ["pat1"], {"pat1": {"age_at_diagnosis_years": -1}}),
+    "age_above_120_is_an_error": Case(
+        "age_out_of_range", ["pat2"], {"pat2": {"age_at_diagnosis_years": 131}}),
+    "child_is_a_warning": Case(
+        "age_under_18", ["pat1"], {"pat1": {"age_at_diagnosis_years": 15}}),
+    "two_different_rows_for_one_pseudonym_are_errors": Case(
+        "patient_rows_conflict", ["pat1", "pat9"], extra={"patient": [copy_of("patient", "pat1", "pat9", 9, sex="male")]}),
+    "dead_patient_without_death_event_is_a_warning": Case(
+        "vital_status_inconsistent", ["pat1"], {"pat1": {"vital_status": "dead"}}),
+    "tumour_of_35_cm_is_an_error": Case(
+        "size_out_of_range", ["tum1"], {"tum1": {"size_cm": 35.0}}),
+    "tumour_of_0_cm_is_an_error": Case(
+        "size_out_of_range", ["tum2"], {"tum2": {"size_cm": 0.0}}),
+    "consultation_delay_of_700_months_is_an_error": Case(
+        "delay_out_of_range", ["tum1"], {"tum1": {"consultation_delay_months": 700.0}}),
+    "ki67_above_100_is_an_error": Case(
+        "ki67_out_of_range", ["tum1"], {"tum1": {"ki67_percent": 120.0}}),
+    "negative_mitotic_count_is_an_error": Case(
+        "mitoses_negative", ["tum2"], {"tum2": {"mitoses_per_10hpf": -3}}),
+    "mitotic_count_of_250_is_an_error": Case(
+        "mitoses_implausible", ["tum2"], {"tum2": {"mitoses_per_10hpf": 250}}),
+    "mitosis_class_contradicting_the_count_is_a_warning": Case(
+        "mitoses_class_mismatch", ["tum1"], {"tum1": {"mitoses_per_10hpf": 15}}),
+    "grade_contradicting_its_components_is_a_warning": Case(
+        "grade_inconsistent", ["tum1"], {"tum1": {"fnclcc_grade": 3}}),
+    "negative_clinical_margin_is_an_error": Case(
+        "margin_negative", ["sur1"], {"sur1": {"clinical_margin_cm": -0.5, "histological_margin_cm": None}}),
+    "proposed_margin_of_12_cm_is_an_error": Case(
+        "margin_out_of_range", ["sur3"], {"sur3": {"proposed_margin_cm": 12.0}}),
+    "histological_margin_wider_than_clinical_is_an_error": Case(
+        "histological_exceeds_clinical", ["sur3"], {"sur3": {"histological_margin_cm": 3.0}}),
+    "undated_operation_is_a_warning": Case(
+        "surgery_date_missing", ["sur2"], {"sur2": {"surgery_date": None, "surgery_date_precision": None}}),
+    "operation_a_year_before_diagnosis_is_an_error": Case(
+        "surgery_before_diagnosis", ["sur1"], {"sur1": {"surgery_date": D(2014, 1, 10)}}),
+    "month_dated_operation_two_weeks_before_diagnosis_is_a_warning": Case(
+        "surgery_before_diagnosis_imprecise", ["sur1"],
+        {"sur1": {"surgery_date": D(2015, 2, 15), "surgery_date_precision": "month"}}),
+    "operation_after_last_news_is_an_error": Case(
+        "surgery_after_last_news", ["sur2"], {"sur2": {"surgery_date": D(2021, 1, 1)}}),
+    "operation_just_after_month_dated_last_news_is_a_warning": Case(
+        "surgery_after_last_news_imprecise", ["sur2"],
+        {"sur2": {"surgery_date": D(2020, 2, 1)}, "evt3": {"event_date_precision": "month"}}),
+    "operation_after_death_is_an_error": Case(
+        "surgery_after_death", ["sur3"], {"sur3": {"surgery_date": D(2019, 9, 1)}}),
+    "operation_just_after_year_dated_death_is_a_warning": Case(
+        "surgery_after_death_imprecise", ["sur3"],
+        {"sur3": {"surgery_date": D(2019, 6, 1)}, "evt5": {"event_date_precision": "year"}}),
+    "undated_event_is_an_error": Case(
+        "event_date_missing", ["evt1"], {"evt1": {"event_date": None, "event_date_precision": None}}),
+    "death_before_diagnosis_is_an_error": Case(
+        "event_before_diagnosis", ["evt5"], {"evt5": {"event_date": D(2015, 11, 2)}}),
+    "month_dated_relapse_two_weeks_before_diagnosis_is_a_warning": Case(
+        "event_before_diagnosis_imprecise", ["evt1"],
+        {"evt1": {"event_date": D(2015, 2, 15), "event_date_precision": "month"}}),
+    "relapse_after_last_news_is_an_error": Case(
+        "event_after_last_news", ["evt1"], {"evt1": {"event_date": D(2020, 9, 1)}}),
+    "month_dated_relapse_just_after_last_news_is_a_warning": Case(
+        "event_after_last_news_imprecise", ["evt1"],
+        {"evt1": {"event_date": D(2020, 2, 1), "event_date_precision": "month"}}),
+    "relapse_after_death_is_an_error": Case(
+        "event_after_death", ["evt4"], {"evt4": {"event_date": D(2019, 8, 1)}}),
+    "month_dated_relapse_just_after_death_is_a_warning": Case(
+        "event_after_death_imprecise", ["evt4"],
+        {"evt4": {"event_date": D(2019, 5, 15), "event_date_precision": "month"}}),
+    "two_different_deaths_are_errors": Case(
+        "multiple_deaths", ["evt5", "evt9"],
+        extra={"event": [copy_of("event", "evt5", "evt9", 9, event_date=D(2019, 5, 1), event_no=3)]}),
+    "metastasis_without_site_is_an_error": Case(
+        "metastasis_without_site", ["evt2"], {"evt2": {"metastasis_site": None}}),
+    "metastatic_site_on_a_relapse_is_an_error": Case(
+        "metastasis_site_without_metastasis", ["evt1"], {"evt1": {"metastasis_site": "skin"}}),
+    "death_cause_on_last_news_is_an_error": Case(
+        "death_cause_without_death", ["evt3"], {"evt3": {"death_cause": "clms"}}),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_rule_fires_with_its_severity_on_the_bad_row_only(case: Case):
+    validated = validate(read_result(changed(case.changes, case.extra)))
+    found = hits(validated, case.rule)
+    assert sorted(found["row_id"].to_list()) == sorted(case.rows), validated.queries
+    severity = RULES[case.rule].severity
+    assert set(found["severity"]) == {severity}
+    assert found["message"].str.len_chars().min() > 20 and not found["message"].str.contains(r"\{").any()
+    for table in set(found["table_name"]):
+        mine = set(found.filter(pl.col("table_name") == table)["row_id"])
+        quarantined = validated.quarantined[table].filter(pl.col("row_id").is_in(list(mine)))
+        accepted = validated.accepted[table].filter(pl.col("row_id").is_in(list(mine)))
+        if severity == ERROR:
+            assert quarantined.height == len(mine)
+            assert all(case.rule in reasons for reasons in quarantined["quarantine_reasons"])
+        else:
+            assert accepted.height == len(mine) and accepted["has_warning"].all()
+    assert validated.balanced
+
+
+def test_every_rule_has_a_case_and_every_check_names_a_registered_rule():
+    assert {c.rule for c in CASES.values()} == set(RULES)
+    for table, schema in SCHEMAS.items():
+        checks = [*schema.checks, *(c for column in schema.columns.values() for c in column.checks)]
+        for check in checks:
+            rule, _ = check_rule(check.error)
+            assert rule in RULES, check.error
+            assert table in RULES[rule].table, (table, rule)
+    assert {r.severity for r in RULES.values()} == {ERROR, WARNING}
+
+
+def test_every_rule_is_documented_in_the_readme():
+    readme = (Path(__file__).parents[1] / "validations" / "README.md").read_text(encoding="utf-8")
+    assert [rule for rule in RULES if f"| `{rule}` |" not in readme] == []
+
+
+# --- messages and fields ------------------------------------------------------------------------
+
+def test_query_points_at_the_cell_with_a_french_message():
+    validated = validate(read_result(changed({"sur3": {"clinical_margin_cm": 2.0, "histological_margin_cm": 3.0}})))
+    query = hits(validated, "histological_exceeds_clinical").row(0, named=True)
+    assert query["centre"] == "nice" and query["delivery_date"] == DELIVERY
+    assert (query["file"], query["sheet"], query["row"]) == ("export_dermato_nice.xlsx", "Chirurgies", 4)
+    assert (query["table_name"], query["row_id"], query["patient_id"]) == ("surgery", "sur3", "P2")
+    assert query["field"] == "Marge histologique (cm)" and query["value"] == "3,0"
+    assert query["message"] == "Marge histologique (3,0 cm) supérieure à la marge clinique (2,0 cm)."
+
+
+def test_query_names_the_file_column_when_the_reader_recorded_it():
+    result = read_result(changed({"sur3": {"histological_margin_cm": 3.0}}))
+    validated = validate(result, source_columns={"surgery": {"histological_margin_cm": "Marge histologique (mm)"}})
+    assert hits(validated, "histological_exceeds_clinical")["field"].to_list() == ["Marge histologique (mm)"]
+
+
+def test_partial_dates_are_shown_at_their_precision():
+    validated = validate(read_result(changed({"evt1": {"event_date": D(2020, 2, 15), "event_date_precision": "month"}})))
+    query = hits(validated, "event_after_last_news_imprecise").row(0, named=True)
+    assert query["value"] == "02/2020"
+    assert "« Récidive locale » (02/2020)" in query["message"] and "(15/01/2020)" in query["message"]
+
+
+# --- imputed dates ------------------------------------------------------------------------------
+
+def test_violation_beyond_the_partial_dates_uncertainty_stays_an_error():
+    # 46 days after the last news: more than a month-precision date can be off.
+    validated = validate(read_result(changed({"evt1": {"event_date": D(2020, 3, 1), "event_date_precision": "month"}})))
+    assert hits(validated, "event_after_last_news")["row_id"].to_list() == ["evt1"]
+    assert hits(validated, "event_after_last_news_imprecise").is_empty()
+
+
+def test_year_precision_tolerates_up_to_a_year():
+    validated = validate(read_result(changed({"evt1": {"event_date": D(2014, 7, 1), "event_date_precision": "year"}})))
+    assert hits(validated, "event_before_diagnosis_imprecise")["severity"].to_list() == [WARNING]
+    assert "evt1" in validated.accepted["event"]["row_id"].to_list()
+
+
+def test_exact_dates_get_no_tolerance():
+    validated = validate(read_result(changed({"evt1": {"event_date": D(2015, 3, 1)}})))  # diagnosis - 1 day
+    assert hits(validated, "event_before_diagnosis")["severity"].to_list() == [ERROR]
+
+
+def test_death_dated_before_diagnosis_is_not_a_reference_for_the_other_events():
+    validated = validate(read_result(changed({"evt5": {"event_date": D(2015, 11, 2)}})))
+    assert hits(validated, "event_before_diagnosis")["row_id"].to_list() == ["evt5"]
+    assert validated.queries.height == 1, validated.queries
+
+
+def test_death_on_the_last_news_date_is_not_after_last_news():
+    extra = {"event": [_row("event", "evt9", 9, patient_id="P2", event_no=3, event_kind="last_news",
+                            event_date=D(2019, 5, 5), event_date_precision="day")]}
+    validated = validate(read_result(changed(extra=extra)))
+    assert validated.queries.is_empty(), validated.queries
+
+
+# --- FNCLCC grade -------------------------------------------------------------------------------
+
+def _grades(**tumour) -> dict:
+    rows = changed({"tum1": tumour})
+    validated = validate(read_result(rows))
+    row = pl.concat([validated.accepted["tumour"].drop("has_warning"),
+                     validated.quarantined["tumour"].drop("quarantine_reasons")]).filter(pl.col("row_id") == "tum1")
+    return {**row.row(0, named=True), "queries": hits(validated, "grade_inconsistent").height}
+
+
+def test_grade_matching_its_components_is_consistent():
+    got = _grades()
+    assert (got["fnclcc_grade_computed"], got["grade_check"], got["queries"]) == (1, "consistent", 0)
+
+
+def test_grade_contradicting_its_components_keeps_the_recorded_grade_and_is_flagged():
+    got = _grades(fnclcc_grade=2)
+    assert (got["fnclcc_grade"], got["fnclcc_grade_computed"], got["grade_check"], got["queries"]) == (2, 1, "inconsistent", 1)
+
+
+def test_grade_without_all_components_is_unverifiable_without_query():
+    got = _grades(necrosis_score=None)
+    assert (got["fnclcc_grade_computed"], got["grade_check"], got["queries"]) == (None, "unverifiable", 0)
+
+
+def test_unknown_mitotic_count_and_class_make_the_grade_unverifiable():
+    got = _grades(mitoses_per_10hpf=None, mitosis_class=None)
+    assert (got["fnclcc_grade_computed"], got["grade_check"], got["queries"]) == (None, "unverifiable", 0)
+
+
+def test_no_grade_leaves_the_check_empty_but_still_computes_the_grade():
+    got = _grades(fnclcc_grade=None, differentiation_score=2, mitoses_per_10hpf=12, mitosis_class=None, necrosis_score=1)
+    assert (got["fnclcc_grade_computed"], got["grade_check"]) == (2, None)  # 2 + 2 + 1 = 5
+
+
+def test_missing_count_is_graded_from_the_recorded_class():
+    got = _grades(mitoses_per_10hpf=None, mitosis_class=">=20", fnclcc_grade=2)  # 1 + 3 + 0 = 4
+    assert (got["fnclcc_grade_computed"], got["grade_check"]) == (2, "consistent")
+
+
+def test_upper_bound_below_10_scores_1_and_matches_class_0_9():
+    rows = changed({"tum1": {"mitoses_per_10hpf": 5, "mitoses_is_upper_bound": True, "mitosis_class": "0-9"}})
+    validated = validate(read_result(rows))
+    assert validated.queries.is_empty(), validated.queries
+    assert validated.accepted["tumour"].filter(pl.col("row_id") == "tum1")["grade_check"].to_list() == ["consistent"]
+
+
+def test_upper_bound_spanning_two_scores_is_unverifiable():
+    got = _grades(mitoses_per_10hpf=15, mitoses_is_upper_bound=True, mitosis_class=None)
+    assert (got["fnclcc_grade_computed"], got["grade_check"]) == (None, "unverifiable")
+
+
+# --- split, cascade, duplicates, accounting -----------------------------------------------------
+
+def test_quarantined_patient_cascades_and_every_count_adds_up():
+    validated = validate(read_result(changed({"pat1": {"diagnosis_date": None}})))
+    counts = {r["table"]: r for r in validated.accounting.iter_rows(named=True)}
+    expected = {"patient": (2, 1, 1), "tumour": (2, 1, 1), "surgery": (3, 1, 2), "event": (5, 2, 3)}
+    for table, (read, accepted, quarantined) in expected.items():
+        row = counts[table]
+        assert (row["rows_read"], row["rows_accepted"], row["rows_quarantined"]) == (read, accepted, quarantined)
+    for table in ("tumour", "surgery", "event"):
+        cascaded = hits(validated, "parent_quarantined").filter(pl.col("table_name") == table)
+        assert cascaded.height == validated.quarantined[table].height
+        assert set(validated.quarantined[table]["patient_id"]) == {"P1"}
+        assert "Patients, ligne 2" in cascaded["message"][0] and "diagnosis_date_missing" in cascaded["message"][0]
+    assert validated.balanced
+    validated.assert_balanced()
+
+
+def test_child_error_does_not_quarantine_its_patient():
+    validated = validate(read_result(changed({"sur1": {"clinical_margin_cm": 9.0, "histological_margin_cm": None}})))
+    assert validated.quarantined["surgery"]["row_id"].to_list() == ["sur1"]
+    assert validated.quarantined["patient"].is_empty() and hits(validated, "parent_quarantined").is_empty()
+
+
+def test_exact_copy_of_a_patient_row_keeps_the_first_and_its_children():
+    rows = changed(extra={"patient": [copy_of("patient", "pat1", "pat9", 9)]})
+    validated = validate(read_result(rows))
+    assert hits(validated, "duplicate_row")["row_id"].to_list() == ["pat9"]
+    assert "ligne 2" in hits(validated, "duplicate_row")["message"][0]
+    assert validated.quarantined["patient"]["row_id"].to_list() == ["pat9"]
+    assert hits(validated, "parent_quarantined").is_empty() and hits(validated, "patient_rows_conflict").is_empty()
+    assert validated.accepted["tumour"].height == 2
+
+
+def test_reader_error_quarantines_the_row_and_reader_warning_flags_it():
+    def query(row_id, severity, rule):
+        return DataQuery("nice", DELIVERY, "export_dermato_nice.xlsx", "Chirurgies", 2, "surgery", row_id, "P1",
+                         "Statut", "R?", rule, severity, "…")
+    validated = validate(read_result(clean_rows(), [query("sur1", ERROR, "unknown_code"),
+                                                    query("sur2", WARNING, "value_normalised")]))
+    assert validated.quarantined["surgery"].row(0, named=True)["quarantine_reasons"] == ["unknown_code"]
+    assert validated.accepted["surgery"].filter(pl.col("row_id") == "sur2")["has_warning"].to_list() == [True]
+    assert set(validated.queries["rule"]) == {"unknown_code", "value_normalised"}
+
+
+def test_reader_frame_breaking_the_model_is_a_bug_not_a_query():
+    rows = clean_rows()
+    bad = frame("surgery", rows["surgery"]).with_columns(pl.col("clinical_margin_cm").cast(pl.String))
+    result = read_result(rows)
+    result.frames["surgery"] = bad
+    with pytest.raises(ValueError, match="clinical_margin_cm"):
+        validate(result)
+    result.frames["surgery"] = frame("surgery", [*rows["surgery"], rows["surgery"][0]])
+    with pytest.raises(ValueError, match="row_id"):
+        validate(result)
+
+
+def test_empty_delivery_validates_to_empty_tables():
+    validated = validate(read_result({t: [] for t in clean_rows()}))
+    assert validated.queries.is_empty()
+    assert validated.accounting["rows_read"].sum() == 0 and validated.balanced
+
+
+# --- workbook -----------------------------------------------------------------------------------
+
+def _delivery_with_queries():
+    rows = changed({"pat1": {"age_at_diagnosis_years": 15}, "sur3": {"histological_margin_cm": 3.0},
+                    "tum2": {"fnclcc_grade": 1}})
+    return validate(read_result(rows))
+
+
+def test_workbook_opens_in_excel_with_french_headers_and_errors_first(tmp_path):
+    validated = _delivery_with_queries()
+    path = write_query_workbook(validated.queries, tmp_path / "requetes_nice.xlsx", "nice")
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["Requêtes", "Synthèse"]
+    sheet = book["Requêtes"]
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0] == ("Fichier", "Feuille", "Ligne", "Patient (pseudonyme)", "Champ", "Valeur reçue", "Règle",
+                       "Gravité", "Message", "Réponse du centre")
+    assert len(rows) - 1 == validated.queries.height == 3
+    severities = [r[7] for r in rows[1:]]
+    assert severities == ["erreur", "avertissement", "avertissement"]
+    first = rows[1]
+    assert first[:4] == ("export_dermato_nice.xlsx", "Chirurgies", 4, "P2")
+    assert first[6] == "histological_exceeds_clinical" and first[9] is None
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:J4"
+    assert sheet["I2"].alignment.wrap_text
+    summary = {r[0]: r[1:3] for r in book["Synthèse"].iter_rows(min_row=2, values_only=True)}
+    assert summary["histological_exceeds_clinical"] == ("erreur", 1)
+    assert summary["age_under_18"] == ("avertissement", 1)
+    assert summary["Total"][1] == 3
+
+
+def test_workbook_bytes_are_reproducible(tmp_path):
+    validated = _delivery_with_queries()
+    first = write_query_workbook(validated.queries, tmp_path / "a.xlsx", "nice").read_bytes()
+    second = write_query_workbook(validated.queries, tmp_path / "b.xlsx", "nice").read_bytes()
+    assert first == second
+
+
+def test_workbook_keeps_only_its_centre_and_writes_formula_like_values_as_text(tmp_path):
+    queries = _delivery_with_queries().queries
+    other = queries.head(1).with_columns(pl.lit("lyon").alias("centre"), pl.lit("=1+1").alias("value"))
+    path = write_query_workbook(pl.concat([queries, other]), tmp_path / "lyon.xlsx", "lyon")
+    sheet = openpyxl.load_workbook(path)["Requêtes"]
+    assert sheet.max_row == 2
+    assert sheet["F2"].value == "=1+1" and sheet["F2"].data_type == "s"

@@ -1,0 +1,186 @@
+"""Loads: one transaction per delivery, idempotent, never backwards, all-or-nothing, on both backends."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import polars as pl
+import pytest
+
+from clms_etl.warehouse import DeliveryRefused, Warehouse
+from clms_etl.warehouse.synthetic import SyntheticDelivery
+from tests.warehouse.helpers import (
+    DAY1, DAY2, assert_same, delivery_files, load_twin, queries_frame, snapshot, twin,
+)
+
+
+@pytest.fixture
+def loaded(warehouse_url, tmp_path):
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        yield wh
+
+
+def _changed(delivery: SyntheticDelivery, **tables: pl.DataFrame) -> SyntheticDelivery:
+    accepted = {**delivery.accepted, **tables}
+    return SyntheticDelivery(delivery.centre, delivery.delivery_date, accepted, queries=delivery.queries)
+
+
+def test_twin_loads_and_reloading_the_same_delivery_changes_nothing(loaded, tmp_path):
+    assert loaded.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
+    before = snapshot(loaded)
+    for centre, d in twin().items():
+        report = loaded.load_delivery(centre, DAY1, delivery_files(tmp_path, centre, DAY1), d, "run-2",
+                                      expectations=False)
+        assert report.status == "unchanged" and not report.changed
+        assert "already loaded" in report.message
+    assert_same(before, snapshot(loaded))
+
+
+def test_a_new_delivery_replaces_all_of_that_centres_rows_only(loaded, tmp_path):
+    before = snapshot(loaded)
+    nice = twin()["nice"]
+    dropped = nice.accepted["patient"]["patient_id"][0]
+    keep = pl.col("patient_id") != dropped
+    smaller = _changed(nice, **{t: nice.accepted[t].filter(keep) for t in ("patient", "tumour", "surgery", "event")})
+    smaller = dataclasses.replace(smaller, delivery_date=DAY2)
+    report = loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2), smaller, "run-2",
+                                  expectations=False)
+    assert report.status == "loaded"
+    assert report.rows_replaced["patient"] == 24 and report.rows_loaded["patient"] == 23
+    after = snapshot(loaded)
+    assert after["patient"].height == 78
+    assert dropped not in after["patient"]["patient_id"].to_list()
+    assert dropped not in after["event"]["patient_id"].to_list()
+    # other sources untouched, row for row
+    for table in ("patient", "tumour", "event", "molecular_sample", "cn_segment", "gene_status"):
+        other = pl.col("delivery_id").str.starts_with("nice:").not_()
+        assert before[table].filter(other).equals(after[table].filter(other)), table
+    deliveries = loaded.query("SELECT centre, delivery_date, is_current FROM delivery WHERE centre = 'nice' ORDER BY delivery_date")
+    assert deliveries["is_current"].to_list() == [False, True]
+    assert loaded.current_deliveries().height == 5
+
+
+def test_an_older_delivery_is_refused_and_changes_nothing(loaded, tmp_path):
+    newer = dataclasses.replace(twin()["lyon"], delivery_date=DAY2)
+    loaded.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2, "v2"), newer, "run-2", expectations=False)
+    before = snapshot(loaded)
+    older = twin()["lyon"]
+    with pytest.raises(DeliveryRefused, match=r"lyon: the delivery of 2026-11-23 is older than the one already loaded \(2026-11-24"):
+        loaded.load_delivery("lyon", DAY1, delivery_files(tmp_path, "lyon", DAY1, "v3"), older, "run-3",
+                             expectations=False)
+    assert_same(before, snapshot(loaded))
+
+
+def test_same_date_new_content_is_a_correction_and_force_reloads(loaded, tmp_path):
+    nimes = twin()["nimes"]
+    r = loaded.load_delivery("nimes", DAY1, delivery_files(tmp_path, "nimes", DAY1, "corrected"), nimes, "run-2",
+                             expectations=False)
+    assert r.status == "loaded" and r.rows_replaced["patient"] == 15
+    r2 = loaded.load_delivery("nimes", DAY1, delivery_files(tmp_path, "nimes", DAY1, "corrected"), nimes, "run-3",
+                              force=True, expectations=False)
+    assert r2.status == "loaded" and r2.delivery_id == r.delivery_id
+    assert loaded.query("SELECT COUNT(*) AS n FROM delivery WHERE centre = 'nimes'")["n"][0] == 2
+    assert loaded.query("SELECT COUNT(*) AS n FROM patient WHERE centre = 'nimes'")["n"][0] == 15
+
+
+@pytest.mark.parametrize("where", ["event", "tumour"])
+def test_a_failure_mid_load_leaves_the_previous_data_untouched(loaded, tmp_path, where):
+    """A row violating a check constraint in a late table: everything before it is rolled back."""
+    before = snapshot(loaded)
+    montpellier = twin()["montpellier"]
+    column, bad = {"event": ("event_kind", "abduction_by_aliens"), "tumour": ("site", "moon")}[where]
+    broken = montpellier.accepted[where].with_columns(
+        pl.when(pl.int_range(pl.len()) == pl.len() - 1).then(pl.lit(bad)).otherwise(pl.col(column)).alias(column))
+    delivery = dataclasses.replace(_changed(montpellier, **{where: broken}), delivery_date=DAY2)
+    with pytest.raises(Exception, match="(?i)check|constraint"):
+        loaded.load_delivery("montpellier", DAY2, delivery_files(tmp_path, "montpellier", DAY2), delivery, "run-2",
+                             expectations=False)
+    assert_same(before, snapshot(loaded))
+
+
+def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_path):
+    before = snapshot(loaded)
+    lyon, nice = twin()["lyon"], twin()["nice"]
+    orphan = lyon.accepted["tumour"].with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("P" + "0" * 20)).otherwise(pl.col("patient_id")).alias("patient_id"))
+    with pytest.raises(Exception, match="(?i)tumour|foreign key"):
+        loaded.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2), _changed(lyon, tumour=orphan),
+                             "run-2", expectations=False)
+    assert_same(before, snapshot(loaded))
+    # an event of Lyon pointing at a Nice patient: the patient exists, but belongs to another source
+    first = pl.int_range(pl.len()) == 0
+    stolen = lyon.accepted["event"].with_columns(
+        pl.when(first).then(pl.lit(nice.accepted["patient"]["patient_id"][0])).otherwise(pl.col("patient_id")).alias("patient_id"),
+        pl.when(first).then(99).otherwise(pl.col("event_no")).cast(pl.Int32).alias("event_no"))
+    with pytest.raises(Exception, match="not a patient of this delivery"):
+        loaded.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2, "v3"), _changed(lyon, event=stolen),
+                             "run-3", expectations=False)
+    assert_same(before, snapshot(loaded))
+
+
+def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):
+    lab = twin()["molecular"]
+    assert loaded.query("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 14
+    # a centre's new delivery leaves the laboratory's rows alone
+    nice = dataclasses.replace(twin()["nice"], delivery_date=DAY2)
+    loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2), nice, "run-2", expectations=False)
+    assert loaded.query("SELECT COUNT(*) AS n FROM cn_segment")["n"][0] == lab.accepted["cn_segment"].height
+    # the lab's next delivery replaces all of its rows
+    fewer = lab.accepted["molecular_sample"].filter(pl.col("case_no") <= 10)
+    samples = fewer["sample_id"].implode()
+    smaller = _changed(lab, molecular_sample=fewer,
+                       **{t: lab.accepted[t].filter(pl.col("sample_id").is_in(samples)) for t in ("cn_segment", "variant", "fusion")})
+    report = loaded.load_delivery("molecular", DAY2, delivery_files(tmp_path, "molecular", DAY2), smaller, "run-3",
+                                  expectations=False)
+    assert report.rows_replaced["molecular_sample"] == 14 and report.rows_loaded["molecular_sample"] == 10
+    assert loaded.query("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 10
+    assert loaded.query("SELECT COUNT(DISTINCT sample_id) AS n FROM gene_status")["n"][0] == 10  # cases 1-10 all succeeded
+    assert loaded.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
+
+
+def test_audit_rows_and_data_queries(warehouse_url, tmp_path):
+    lyon = twin()["lyon"]
+    pid = lyon.accepted["patient"]["patient_id"][0]
+    queries = queries_frame([
+        {"centre": "lyon", "delivery_date": DAY1, "file": "CLMSLYON_DATA.csv", "row": 5, "table_name": "patient",
+         "row_id": "patient:4", "patient_id": pid, "field": "sexe", "value": "3", "rule": "unknown_code",
+         "severity": "error", "message": "Code « 3 » inconnu pour « sexe »."},
+        {"centre": "lyon", "delivery_date": DAY1, "file": "CLMSLYON_DATA.csv", "row": 1, "field": "extra",
+         "value": "extra", "rule": "unknown_column", "severity": "warning", "message": "Colonne inconnue."},
+    ])
+    accounting = pl.DataFrame({"table": ["patient", "tumour", "surgery", "event"],
+                               "rows_read": [20, 19, 24, 21], "rows_accepted": [19, 19, 24, 21],
+                               "rows_quarantined": [1, 0, 0, 0]})
+    delivery = SyntheticDelivery("lyon", DAY1, lyon.accepted, queries=queries, accounting=accounting)
+    files = delivery_files(tmp_path, "lyon", DAY1) + [tmp_path / "incoming" / "lyon" / "2026-11-23" / "dictionary.csv"]
+    files[1].write_text("dictionary\n")
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        report = wh.load_delivery("lyon", DAY1, files, delivery, "run-42", expectations=False)
+        assert report.rows_loaded["data_query"] == 2
+        d = wh.query("SELECT * FROM delivery")
+        assert d["content_sha256"][0] == report.content_sha256 and len(report.content_sha256) == 64
+        assert d["run_id"][0] == "run-42" and d["n_files"][0] == 2
+        assert (d["rows_read"][0], d["rows_accepted"][0], d["rows_quarantined"][0]) == (84, 83, 1)
+        f = wh.query("SELECT file_name, size_bytes FROM delivery_file ORDER BY file_name")
+        assert f["file_name"].to_list() == ["dictionary.csv", "lyon_export.txt"]
+        q = wh.query("SELECT query_no, source_file, source_row, severity, value FROM data_query ORDER BY query_no")
+        assert q.rows() == [(1, "CLMSLYON_DATA.csv", 5, "error", "3"), (2, "CLMSLYON_DATA.csv", 1, "warning", "extra")]
+        c = wh.query("SELECT table_name, rows_quarantined FROM delivery_count ORDER BY table_name")
+        assert dict(c.rows())["patient"] == 1
+        # the next delivery replaces the centre's queries too
+        clean = SyntheticDelivery("lyon", DAY2, lyon.accepted)
+        wh.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2), clean, "run-43", expectations=False)
+        assert wh.query("SELECT COUNT(*) AS n FROM data_query")["n"][0] == 0
+
+
+def test_a_delivery_needs_files_and_known_tables(tmp_path):
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.create()
+        with pytest.raises(ValueError, match="at least one file"):
+            wh.load_delivery("nice", DAY1, [], twin()["nice"], expectations=False)
+        bad = SyntheticDelivery("nice", DAY1, {"patients": twin()["nice"].accepted["patient"]})
+        with pytest.raises(ValueError, match="unknown canonical tables"):
+            wh.load_delivery("nice", DAY1, delivery_files(tmp_path, "nice", DAY1), bad, expectations=False)

@@ -1,0 +1,101 @@
+"""PostgreSQL roles: connect as each one and prove what it can and cannot do."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import psycopg
+import pytest
+from alembic import command
+
+from clms_etl.keys import ENV_KEY
+from clms_etl.warehouse import Warehouse
+from clms_etl.warehouse.docs import example_queries
+from clms_etl.warehouse.roles import create_roles
+from tests.warehouse.helpers import DAY2, TEST_KEY, alembic_config, delivery_files, load_twin, twin
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def roles_db(pg_databases, tmp_path_factory):
+    """A migrated-equivalent warehouse with the twin loaded, and fresh loader / analyst roles."""
+    url = pg_databases.new()
+    root = tmp_path_factory.mktemp("roles")
+    command.upgrade(alembic_config(url), "head")  # the production path
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_KEY, TEST_KEY.decode())
+        with Warehouse(url) as wh:
+            load_twin(wh, root, sources=("nice", "lyon", "molecular"))
+    loader, analyst = pg_databases.role_name("loader"), pg_databases.role_name("analyst")
+    create_roles(url, "loader-password-123", "analyst-password-123", loader_role=loader, analyst_role=analyst)
+    create_roles(url, "loader-password-456", "analyst-password-456", loader_role=loader, analyst_role=analyst)  # idempotent
+    return {"url": url, "root": root, "loader": pg_databases.url_as(url, loader),
+            "analyst": pg_databases.url_as(url, analyst)}
+
+
+def _connect(url: str) -> psycopg.Connection:
+    return psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True)
+
+
+def _denied(conn: psycopg.Connection, statement: str) -> None:
+    with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction)):
+        conn.execute(statement)
+
+
+def test_analyst_reads_the_analytics_views_and_nothing_else(roles_db):
+    with _connect(roles_db["analyst"]) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM analytics.patient_summary").fetchone()[0] == 43
+        assert conn.execute("SELECT COUNT(*) FROM analytics.survival").fetchone()[0] == 43 * 5
+        assert conn.execute("SELECT COUNT(*) FROM analytics.gene_profile").fetchone()[0] > 0
+        assert conn.execute("SELECT COUNT(*) FROM analytics.delivery_status").fetchone()[0] > 0
+        conn.execute("SELECT * FROM analytics.query_summary").fetchall()
+        for table in ("patient", "tumour", "event", "data_query", "delivery", "molecular_sample", "alembic_version"):
+            _denied(conn, f"SELECT * FROM public.{table}")
+        _denied(conn, "SELECT value FROM public.data_query")
+        _denied(conn, "INSERT INTO public.patient (patient_id) VALUES ('P00000000000000000000')")
+        _denied(conn, "DELETE FROM public.event")
+        _denied(conn, "CREATE TABLE analytics.mine (x int)")
+        _denied(conn, "CREATE TABLE public.mine (x int)")
+        _denied(conn, "CREATE TEMP TABLE mine (x int)")
+        _denied(conn, "CREATE OR REPLACE VIEW analytics.patient_summary AS SELECT 1 AS x")
+
+
+def test_the_example_queries_run_as_the_analyst(roles_db):
+    with _connect(roles_db["analyst"]) as conn:
+        for query in example_queries():
+            conn.execute(query.sql).fetchall()
+
+
+def test_loader_loads_but_cannot_change_the_schema(roles_db):
+    loader_url = roles_db["loader"]
+    with Warehouse(loader_url) as wh:
+        nice = dataclasses.replace(twin()["nice"], delivery_date=DAY2)
+        report = wh.load_delivery("nice", DAY2, delivery_files(roles_db["root"], "nice", DAY2, "loader"), nice,
+                                  "as-loader", expectations=False)
+        assert report.status == "loaded" and report.rows_replaced["patient"] == 24
+        assert wh.query("SELECT COUNT(*) AS n FROM delivery WHERE run_id = 'as-loader'")["n"][0] == 1
+    with _connect(loader_url) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM analytics.patient_summary").fetchone()[0] == 43
+        _denied(conn, "DROP TABLE public.patient")
+        _denied(conn, "ALTER TABLE public.patient ADD COLUMN name text")
+        _denied(conn, "CREATE TABLE public.names (name text)")
+        _denied(conn, "CREATE TABLE analytics.names (name text)")
+        _denied(conn, "DROP VIEW analytics.survival")
+        _denied(conn, "UPDATE public.alembic_version SET version_num = 'x'")
+
+
+def test_a_role_without_grant_cannot_connect(roles_db, pg_databases):
+    stranger = pg_databases.role_name("stranger")
+    with _connect(roles_db["url"]) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(stranger)))
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        _connect(pg_databases.url_as(roles_db["url"], stranger)).close()
+
+
+def test_roles_need_a_postgresql_warehouse_and_real_passwords(roles_db):
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        create_roles("duckdb:///w.duckdb", "x" * 12, "y" * 12)
+    with pytest.raises(ValueError, match="at least 12"):
+        create_roles(roles_db["url"], "short", "y" * 12)
+

@@ -1,0 +1,99 @@
+"""The declared schema: both backends build it, Alembic's migrated schema equals it."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from clms_etl import model
+from clms_etl.warehouse import SchemaMismatch, Warehouse, analytics, schema
+from tests.warehouse.helpers import alembic_config
+
+
+def test_canonical_tables_have_the_model_columns_plus_their_delivery():
+    for name, columns in model.TABLES.items():
+        assert schema.column_names(name) == [*columns, "delivery_id"], name
+
+
+def test_every_table_and_column_is_commented():
+    for table in schema.metadata.tables.values():
+        assert table.comment, table.name
+        for column in table.columns:
+            assert column.comment, f"{table.name}.{column.name}"
+
+
+def test_code_list_checks_cover_the_vocabulary():
+    tumour = schema.table("tumour")
+    names = {c.name for c in tumour.constraints if isinstance(c, sa.CheckConstraint)}
+    assert "ck_tumour_site_code" in names and "ck_tumour_necrosis_score_code" in names
+    assert any("'head_neck'" in str(c.sqltext) for c in tumour.constraints if isinstance(c, sa.CheckConstraint))
+
+
+def _comments(wh: Warehouse) -> dict[tuple[str, str], str]:
+    if wh.backend == "duckdb":
+        sql = ("SELECT table_name, column_name, comment FROM duckdb_columns() "
+               "WHERE schema_name IN ('main', 'analytics') AND comment IS NOT NULL")
+    else:
+        sql = ("SELECT c.relname, a.attname, col_description(c.oid, a.attnum) FROM pg_class c "
+               "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
+               "WHERE n.nspname IN ('public', 'analytics') AND a.attnum > 0 AND NOT a.attisdropped "
+               "AND col_description(c.oid, a.attnum) IS NOT NULL")
+    return {(t, c): text for t, c, text in wh.query(sql).iter_rows()}
+
+
+def test_both_backends_create_the_schema_with_comments(warehouse_url):
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        wh.create()  # idempotent
+        comments = _comments(wh)
+        for table in schema.metadata.tables.values():
+            for column in table.columns:
+                assert comments.get((table.name, column.name)) == column.comment
+        for view in analytics.VIEWS:
+            frame = wh.query(f"SELECT * FROM {view.qualified} WHERE 1 = 0")
+            assert frame.columns == [c for c, _ in view.columns], view.name
+            for column, text in view.columns:
+                assert comments.get((view.name, column)) == text, (view.name, column)
+
+
+def test_a_schema_out_of_date_is_named(tmp_path):
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.create()
+        with wh.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE patient DROP COLUMN record_complete")
+        with pytest.raises(SchemaMismatch, match="patient: missing columns \\['record_complete'\\]"):
+            wh.check_schema()
+
+
+def _views(url: str) -> dict[str, str]:
+    libpq = "postgresql://" + url.split("://", 1)[1]
+    with psycopg.connect(libpq) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, pg_get_viewdef(c.oid, true), obj_description(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'analytics' AND c.relkind = 'v'"
+        ).fetchall()
+    return {name: (definition, comment) for name, definition, comment in rows}
+
+
+@pytest.mark.postgres
+def test_migrated_schema_equals_the_declared_one(pg_databases):
+    migrated, declared = pg_databases.new(), pg_databases.new()
+    command.upgrade(alembic_config(migrated), "head")
+    engine = sa.create_engine(migrated)
+    try:
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
+    finally:
+        engine.dispose()
+    assert diffs == []
+    with Warehouse(declared) as wh:
+        wh.create()
+    assert _views(migrated) == _views(declared)
+    # and back down to nothing, and up again
+    command.downgrade(alembic_config(migrated), "base")
+    command.upgrade(alembic_config(migrated), "head")
+    assert _views(migrated) == _views(declared)

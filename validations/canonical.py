@@ -1,0 +1,643 @@
+"""Validation of the canonical clinical tables: the rules that decide what the warehouse trusts.
+
+Three pieces, used by :func:`clms_etl.validate.validate`:
+
+* :data:`RULES`: every rule id with its severity, the table(s) it concerns, why it exists and
+  the French message a centre's data manager reads. It is the **only** place severities are
+  set: pandera checks all "fail" alike; the severity of a failure is looked up here.
+* :func:`add_context`: the canonical frames plus ``ctx_*`` columns that bring what a row is
+  compared with from elsewhere (the patient's diagnosis date, last news, death, the delivery
+  date, whether the row duplicates an earlier one), and the tumour's computed FNCLCC grade.
+* :data:`SCHEMAS`: one pandera polars ``DataFrameSchema`` per table, run on those frames.
+  Checks are named by their ``error``: ``"<rule>"`` on a column check (pandera reports the
+  column), ``"<rule>@<field>"`` on a dataframe-level check (the field the query points at;
+  empty for a whole-row rule).
+
+Time-order rules come in pairs: ``<rule>`` (ERROR) when the dates are contradictory beyond
+doubt, ``<rule>_imprecise`` (WARNING) when one of the two dates was imputed from a partial
+date and the contradiction fits inside that date's uncertainty (31 days for a month, 366 for
+a year): the chart may well be right, the centre only has to make the date precise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import NamedTuple
+
+import pandera.polars as pa
+import polars as pl
+
+from clms_etl import model, vocabulary
+from clms_etl.grading import fnclcc_grade_expr
+from clms_etl.readers.base import ERROR, WARNING
+
+CLINICAL = ("patient", "tumour", "surgery", "event")
+CHILDREN = ("tumour", "surgery", "event")
+
+MARGIN_MAX_CM = 5.0
+SIZE_MAX_CM = 30.0
+AGE_MAX_YEARS = 120
+AGE_ADULT_YEARS = 18
+DELAY_MAX_MONTHS = 600
+MITOSES_IMPLAUSIBLE = 200  # per 10 HPF; cLMS average about 5
+# Uncertainty of a date imputed from a partial one (dates.py imputes mid-month / 1 July).
+PRECISION_TOLERANCE_DAYS = {"month": 31, "year": 366}
+DATE_PRECISIONS = ("day", "month", "year")
+
+
+class Rule(NamedTuple):
+    severity: str  # ERROR quarantines the row, WARNING only flags it
+    table: tuple[str, ...]  # canonical table(s) whose rows the rule is checked on
+    description: str  # why the rule exists (for developers and validations/README.md)
+    message: str  # French template: {label}, {value}, {allowed} and any column of the row
+
+
+RULES: dict[str, Rule] = {
+    # --- any table --------------------------------------------------------------------------
+    "required_value_missing": Rule(
+        ERROR, ("patient", "tumour", "surgery", "event"),
+        "A row without its patient pseudonym (or an event without its kind) cannot be attached or used.",
+        "{label} absent(e) : champ obligatoire, la ligne ne peut pas être chargée."),
+    "code_not_in_vocabulary": Rule(
+        ERROR, ("patient", "tumour", "surgery", "event"),
+        "Coded columns take only the canonical values of clms_etl/vocabulary.py.",
+        "Valeur « {value} » hors du vocabulaire pour « {label} » (attendu : {allowed})."),
+    "score_not_in_set": Rule(
+        ERROR, ("tumour",),
+        "FNCLCC grade, differentiation and necrosis scores only exist as 1-3, 1-3 and 0-2.",
+        "{label} = {value} : valeur impossible (attendu : {allowed})."),
+    "duplicate_row": Rule(
+        ERROR, ("patient", "tumour", "surgery", "event"),
+        "An exact copy of an earlier row (provenance and numbering aside) would be counted twice; "
+        "the first copy is kept, the later ones quarantined.",
+        "Ligne identique à la ligne {ctx_duplicate_of_row} : doublon, non chargé une seconde fois."),
+    "date_in_future": Rule(
+        ERROR, ("patient", "surgery", "event"),
+        "No date can be later than the delivery itself.",
+        "{label} ({value}) postérieure à la date de livraison ({ctx_delivery_date})."),
+    "date_in_future_imprecise": Rule(
+        WARNING, ("patient", "surgery", "event"),
+        "As date_in_future, but within the uncertainty of a partial (imputed) date.",
+        "{label} ({value}, date partielle imputée) postérieure à la date de livraison "
+        "({ctx_delivery_date}) : préciser la date."),
+    "orphan_row": Rule(
+        ERROR, CHILDREN,
+        "A tumour, operation or event whose patient is not in the delivery cannot be attached.",
+        "Aucun patient {patient_id} dans la livraison : ligne rattachée à un patient inconnu."),
+    "parent_quarantined": Rule(
+        ERROR, CHILDREN,
+        "When the patient row is quarantined its tumour, operations and events are too: they "
+        "cannot be interpreted without it. One query per cascaded row.",
+        "Ligne non chargée : le patient ({parent_where}) est en quarantaine ({parent_reasons}) ; "
+        "corriger d'abord la ligne du patient."),
+    # --- patient ----------------------------------------------------------------------------
+    "diagnosis_date_missing": Rule(
+        ERROR, ("patient",),
+        "The diagnosis is the time origin of every endpoint: without it nothing can be timed.",
+        "Date du diagnostic absente : aucun évènement du patient ne peut être daté."),
+    "birth_after_diagnosis": Rule(
+        ERROR, ("patient",),
+        "A negative age at diagnosis means the birth date is after the diagnosis.",
+        "Âge au diagnostic négatif ({value} ans) : date de naissance postérieure au diagnostic."),
+    "age_out_of_range": Rule(
+        ERROR, ("patient",),
+        "An age above 120 years is a wrong birth or diagnosis date.",
+        "Âge au diagnostic de {value} ans : invraisemblable (au-delà de 120 ans)."),
+    "age_under_18": Rule(
+        WARNING, ("patient",),
+        "cLMS in a child is possible but exceptional: the centre confirms it.",
+        "Âge au diagnostic de {value} ans (patient mineur) : possible mais exceptionnel, à confirmer."),
+    "patient_rows_conflict": Rule(
+        ERROR, ("patient",),
+        "Several different rows for one pseudonym: which one is right is the centre's call, so "
+        "none is loaded.",
+        "Patient présent sur {ctx_patient_rows} lignes différentes : une seule ligne par patient "
+        "attendue, aucune n'est chargée avant correction."),
+    "vital_status_inconsistent": Rule(
+        WARNING, ("patient",),
+        "The vital status contradicts the events: dead without a death event, or alive/lost with one.",
+        "Statut vital « {value} » incohérent avec les évènements (décès enregistré : {ctx_has_death})."),
+    # --- tumour -----------------------------------------------------------------------------
+    "size_out_of_range": Rule(
+        ERROR, ("tumour",),
+        "Cutaneous LMS measure millimetres to a few centimetres: 0 < size <= 30 cm.",
+        "Taille de {value} cm hors de l'intervalle plausible (> 0 et ≤ 30 cm ; unité mm/cm ?)."),
+    "delay_out_of_range": Rule(
+        ERROR, ("tumour",),
+        "A delay before the first consultation is between 0 and 600 months (50 years).",
+        "Délai avant la première consultation de {value} mois hors de l'intervalle 0–600 mois."),
+    "ki67_out_of_range": Rule(
+        ERROR, ("tumour",),
+        "Ki67 is a percentage of nuclei: 0-100.",
+        "Ki67 de {value} % hors de l'intervalle 0–100 %."),
+    "mitoses_negative": Rule(
+        ERROR, ("tumour",),
+        "A mitotic count cannot be negative.",
+        "Compte mitotique négatif ({value} mitoses / 10 champs)."),
+    "mitoses_implausible": Rule(
+        ERROR, ("tumour",),
+        "200 or more mitoses per 10 HPF is not a cLMS count (likely per mm² or a typo).",
+        "Compte mitotique de {value} / 10 champs invraisemblable (≥ 200)."),
+    "mitoses_class_mismatch": Rule(
+        WARNING, ("tumour",),
+        "The recorded mitosis class contradicts the count; the count is kept and used for grading.",
+        "Classe mitotique « {value} » incohérente avec le compte de {mitoses_per_10hpf} mitoses / 10 champs."),
+    "grade_inconsistent": Rule(
+        WARNING, ("tumour",),
+        "The recorded FNCLCC grade differs from the one computed from its three components; "
+        "the recorded grade is kept, the row flagged (grade_check = inconsistent).",
+        "Grade FNCLCC {value} différent du grade recalculé {fnclcc_grade_computed} (différenciation "
+        "{differentiation_score}, {mitoses_per_10hpf} mitoses / 10 champs, nécrose {necrosis_score}) : "
+        "grade conservé, à vérifier."),
+    # --- surgery ----------------------------------------------------------------------------
+    "margin_negative": Rule(
+        ERROR, ("surgery",),
+        "A margin is a distance: never negative.",
+        "{label} négative ({value} cm)."),
+    "margin_out_of_range": Rule(
+        ERROR, ("surgery",),
+        "Margins above 5 cm are not done for cLMS: usually a mm/cm confusion.",
+        "{label} de {value} cm invraisemblable (> 5 cm ; unité mm/cm ?)."),
+    "histological_exceeds_clinical": Rule(
+        ERROR, ("surgery",),
+        "The histological margin is measured on the specimen cut with the clinical margin: it "
+        "cannot be wider.",
+        "Marge histologique ({histological_margin_cm} cm) supérieure à la marge clinique "
+        "({clinical_margin_cm} cm)."),
+    "surgery_date_missing": Rule(
+        WARNING, ("surgery",),
+        "An undated operation keeps its margins and status but cannot be placed in the follow-up.",
+        "Date de l'intervention absente : elle ne peut pas être située dans le suivi."),
+    "surgery_before_diagnosis": Rule(
+        ERROR, ("surgery",),
+        "Diagnosis (the time origin) precedes or equals every operation.",
+        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date})."),
+    "surgery_before_diagnosis_imprecise": Rule(
+        WARNING, ("surgery",),
+        "As surgery_before_diagnosis, within the uncertainty of a partial date.",
+        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date}), écart compatible "
+        "avec une date partielle : préciser les dates."),
+    "surgery_after_last_news": Rule(
+        ERROR, ("surgery",),
+        "An operation is a contact: it cannot be after the last news.",
+        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date})."),
+    "surgery_after_last_news_imprecise": Rule(
+        WARNING, ("surgery",),
+        "As surgery_after_last_news, within the uncertainty of a partial date.",
+        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date}), écart "
+        "compatible avec une date partielle : préciser les dates."),
+    "surgery_after_death": Rule(
+        ERROR, ("surgery",),
+        "No operation after death.",
+        "Intervention ({value}) postérieure au décès ({ctx_death_date})."),
+    "surgery_after_death_imprecise": Rule(
+        WARNING, ("surgery",),
+        "As surgery_after_death, within the uncertainty of a partial date.",
+        "Intervention ({value}) postérieure au décès ({ctx_death_date}), écart compatible avec une "
+        "date partielle : préciser les dates."),
+    # --- event ------------------------------------------------------------------------------
+    "event_date_missing": Rule(
+        ERROR, ("event",),
+        "An undated event cannot enter any survival endpoint.",
+        "Date absente pour l'évènement « {event_kind} » : il ne peut pas être daté."),
+    "event_before_diagnosis": Rule(
+        ERROR, ("event",),
+        "Diagnosis (the time origin) precedes or equals every event.",
+        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date})."),
+    "event_before_diagnosis_imprecise": Rule(
+        WARNING, ("event",),
+        "As event_before_diagnosis, within the uncertainty of a partial date.",
+        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date}), écart "
+        "compatible avec une date partielle : préciser les dates."),
+    "event_after_last_news": Rule(
+        ERROR, ("event",),
+        "The last news closes the follow-up: every other event is on or before it.",
+        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date})."),
+    "event_after_last_news_imprecise": Rule(
+        WARNING, ("event",),
+        "As event_after_last_news, within the uncertainty of a partial date.",
+        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date}), "
+        "écart compatible avec une date partielle : préciser les dates."),
+    "event_after_death": Rule(
+        ERROR, ("event",),
+        "Death is the last event.",
+        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date})."),
+    "event_after_death_imprecise": Rule(
+        WARNING, ("event",),
+        "As event_after_death, within the uncertainty of a partial date.",
+        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date}), écart "
+        "compatible avec une date partielle : préciser les dates."),
+    "multiple_deaths": Rule(
+        ERROR, ("event",),
+        "Different death records for one patient: which is right is the centre's call.",
+        "{ctx_death_count} décès différents enregistrés pour ce patient : un seul attendu."),
+    "metastasis_without_site": Rule(
+        ERROR, ("event",),
+        "A metastasis is recorded with its site (one row per site): without it the pattern of "
+        "spread, a main question of the registry, is lost.",
+        "Métastase sans site métastatique renseigné."),
+    "metastasis_site_without_metastasis": Rule(
+        ERROR, ("event",),
+        "A metastatic site only belongs on a metastasis event.",
+        "Site métastatique « {value} » sur un évènement « {event_kind} » : réservé aux métastases."),
+    "death_cause_without_death": Rule(
+        ERROR, ("event",),
+        "A death cause only belongs on a death event.",
+        "Cause de décès « {value} » sur un évènement « {event_kind} » : réservée au décès."),
+}
+
+# Canonical field -> the name a data manager understands (used in messages, and as the
+# query's field when the reader did not record the file's own column name).
+FIELD_LABELS: dict[str, dict[str, str]] = {
+    "patient": {
+        "patient_id": "Patient (pseudonyme)", "centre": "Centre", "sex": "Sexe",
+        "age_at_diagnosis_years": "Âge au diagnostic", "immunosuppression": "Immunodépression",
+        "diagnosis_date": "Date du diagnostic", "diagnosis_date_precision": "Précision de la date du diagnostic",
+        "vital_status": "Statut vital", "record_complete": "Dossier complet",
+    },
+    "tumour": {
+        "patient_id": "Patient (pseudonyme)", "site": "Localisation", "site_detail": "Localisation (texte)",
+        "size_cm": "Taille (cm)", "presentation": "Présentation", "pain": "Douleur", "on_scar": "Sur cicatrice",
+        "consultation_delay_months": "Délai 1ère consultation (mois)", "fnclcc_grade": "Grade FNCLCC",
+        "differentiation_score": "Différenciation", "mitoses_per_10hpf": "Mitoses /10 champs",
+        "mitosis_class": "Classe mitotique", "necrosis_score": "Nécrose", "invasion": "Envahissement",
+        "histological_ulceration": "Ulcération histologique", "ki67_percent": "Ki67 (%)",
+    },
+    "surgery": {
+        "patient_id": "Patient (pseudonyme)", "surgery_date": "Date de l'intervention",
+        "surgery_date_precision": "Précision de la date de l'intervention", "surgery_kind": "Type d'intervention",
+        "proposed_margin_cm": "Marge proposée RCP (cm)", "clinical_margin_cm": "Marge clinique (cm)",
+        "histological_margin_cm": "Marge histologique (cm)", "resection_status": "Statut d'exérèse (R)",
+        "adjuvant_radiotherapy": "Radiothérapie adjuvante",
+    },
+    "event": {
+        "patient_id": "Patient (pseudonyme)", "event_kind": "Évènement", "event_date": "Date de l'évènement",
+        "event_date_precision": "Précision de la date de l'évènement", "metastasis_site": "Site métastatique",
+        "death_cause": "Cause du décès", "treatment": "Traitement",
+    },
+}
+
+# Canonical codes shown in French inside messages.
+VALUE_LABELS: dict[str, dict[str, str]] = {
+    "event_kind": {"local_recurrence": "Récidive locale", "metastasis": "Métastase", "death": "Décès",
+                   "last_news": "Dernières nouvelles"},
+    "surgery_kind": {"primary_excision": "Exérèse initiale", "re_excision": "Reprise",
+                     "relapse_surgery": "Chirurgie de la récidive", "metastasis_surgery": "Chirurgie de métastase"},
+    "vital_status": {"alive": "vivant", "dead": "décédé", "lost_to_follow_up": "perdu de vue"},
+}
+
+# Allowed values of each coded column (the {allowed} of a message).
+VOCABULARY: dict[str, dict[str, tuple]] = {
+    "patient": {"sex": vocabulary.SEX, "vital_status": vocabulary.VITAL_STATUSES,
+                "diagnosis_date_precision": DATE_PRECISIONS},
+    "tumour": {"site": vocabulary.SITES, "presentation": vocabulary.PRESENTATIONS,
+               "invasion": vocabulary.INVASIONS, "mitosis_class": vocabulary.MITOSIS_CLASSES,
+               "fnclcc_grade": vocabulary.FNCLCC_GRADES,
+               "differentiation_score": vocabulary.DIFFERENTIATION_SCORES,
+               "necrosis_score": vocabulary.NECROSIS_SCORES},
+    "surgery": {"surgery_kind": vocabulary.SURGERY_KINDS, "resection_status": vocabulary.RESECTION_STATUSES,
+                "surgery_date_precision": DATE_PRECISIONS},
+    "event": {"event_kind": vocabulary.EVENT_KINDS, "metastasis_site": vocabulary.METASTASIS_SITES,
+              "death_cause": vocabulary.DEATH_CAUSES, "event_date_precision": DATE_PRECISIONS},
+}
+
+# Columns validation fills in; a reader may leave them out.
+FILLED_BY_VALIDATION = {"tumour": ("fnclcc_grade_computed", "grade_check")}
+# Numbering a reader gives rows: two rows differing only there are still duplicates.
+_NUMBERING = {"surgery_no", "event_no"}
+
+
+# --- FNCLCC grade ------------------------------------------------------------------------------
+
+_CLASS_LOW = {"0-9": 0, "10-19": 10, ">=20": 20}
+_CLASS_HIGH = {"0-9": 9, "10-19": 19, ">=20": None}
+
+
+def with_grade(tumour: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``fnclcc_grade_computed`` and ``grade_check``.
+
+    The mitotic score comes from the count, or from the recorded class when the count is
+    missing (the classes are the score's bands). A count written "< N" fixes the score only
+    when every value below N scores 1 (N <= 10). Components outside their sets are unknown.
+    """
+    count = pl.col("mitoses_per_10hpf")
+    upper = pl.col("mitoses_is_upper_bound").fill_null(False)
+    klass = pl.col("mitosis_class").replace_strict(_CLASS_LOW, default=None, return_dtype=pl.Int32)
+    mitoses = (
+        pl.when(count.is_null()).then(klass)
+        .when(count < 0).then(None)
+        .when(upper & (count > 10)).then(None)
+        .when(upper).then(0)
+        .otherwise(count)
+    )
+    diff = pl.col("differentiation_score")
+    necrosis = pl.col("necrosis_score")
+    # grading.fnclcc_grade_expr scores a null count as 3 (its when/otherwise): guard it here.
+    computed = pl.when(pl.col("_mitoses").is_not_null()).then(fnclcc_grade_expr("_diff", "_mitoses", "_necrosis"))
+    grade = pl.col("fnclcc_grade")
+    return (
+        tumour.with_columns(
+            _diff=pl.when(diff.is_in(vocabulary.DIFFERENTIATION_SCORES)).then(diff),
+            _mitoses=mitoses,
+            _necrosis=pl.when(necrosis.is_in(vocabulary.NECROSIS_SCORES)).then(necrosis),
+        )
+        .with_columns(fnclcc_grade_computed=computed)
+        .with_columns(
+            grade_check=pl.when(grade.is_null()).then(None)
+            .when(pl.col("fnclcc_grade_computed").is_null()).then(pl.lit("unverifiable"))
+            .when(grade == pl.col("fnclcc_grade_computed")).then(pl.lit("consistent"))
+            .otherwise(pl.lit("inconsistent"))
+        )
+        .drop("_diff", "_mitoses", "_necrosis")
+    )
+
+
+def _class_mismatch() -> pl.Expr:
+    """True where the recorded class cannot hold the count (a "< N" bound holds any class it reaches)."""
+    count = pl.col("mitoses_per_10hpf")
+    low = pl.col("mitosis_class").replace_strict(_CLASS_LOW, default=None, return_dtype=pl.Int32)
+    high = pl.col("mitosis_class").replace_strict(_CLASS_HIGH, default=None, return_dtype=pl.Int32)
+    exact = (count >= low) & ((count <= high) | high.is_null())
+    bounded = (low == 0) | (low < count)
+    ok = pl.when(pl.col("mitoses_is_upper_bound").fill_null(False)).then(bounded).otherwise(exact)
+    return ~ok
+
+
+# --- context -----------------------------------------------------------------------------------
+
+def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict[str, pl.DataFrame]:
+    """Validation frames of the clinical tables present: canonical columns (tumour grade filled)
+    plus the ``ctx_*`` columns the schemas compare with. Row order is the input's."""
+    patient = frames.get("patient", model.empty("patient"))
+    event = frames.get("event", model.empty("event"))
+    patients = (
+        patient.filter(pl.col("patient_id").is_not_null())
+        .group_by("patient_id", maintain_order=True)
+        .agg(
+            pl.col("diagnosis_date").first().alias("ctx_diagnosis_date"),
+            pl.col("diagnosis_date_precision").first().alias("ctx_diagnosis_date_precision"),
+        )
+        .with_columns(ctx_patient_known=pl.lit(True))
+    )
+    # Last news and death are the references other dates are compared with; one dated before
+    # the diagnosis (beyond imputation) is itself the error and must not condemn the others.
+    before_diagnosis = (pl.col("ctx_diagnosis_date") - pl.col("event_date")).dt.total_days() > _tolerance(
+        "event_date_precision", "ctx_diagnosis_date_precision")
+    references = (
+        event.filter(pl.col("event_date").is_not_null() & pl.col("event_kind").is_in(["last_news", "death"]))
+        .join(patients, on="patient_id", how="inner")
+        .filter(~before_diagnosis.fill_null(False))
+        .sort("event_date")
+    )
+    news = references.filter(pl.col("event_kind") == "last_news").group_by("patient_id").agg(
+        pl.col("event_date").last().alias("ctx_last_news_date"),
+        pl.col("event_date_precision").last().alias("ctx_last_news_date_precision"),
+    )
+    death = references.filter(pl.col("event_kind") == "death").group_by("patient_id").agg(
+        pl.col("event_date").first().alias("ctx_death_date"),
+        pl.col("event_date_precision").first().alias("ctx_death_date_precision"),
+    )
+    deaths = event.filter((pl.col("event_kind") == "death") & pl.col("patient_id").is_not_null()).group_by(
+        "patient_id").agg(pl.struct("event_date", "death_cause").n_unique().cast(pl.Int32).alias("ctx_death_count"))
+    follow_up = patients.join(news, on="patient_id", how="left").join(death, on="patient_id", how="left").join(
+        deaths, on="patient_id", how="left")
+
+    out: dict[str, pl.DataFrame] = {}
+    for table in CLINICAL:
+        if table not in frames:
+            continue
+        frame = _with_duplicates(table, frames[table])
+        frame = frame.with_columns(ctx_delivery_date=pl.lit(delivery_date, dtype=pl.Date))
+        if table == "patient":
+            has_death = deaths.select("patient_id", ctx_has_death=pl.lit(True))
+            frame = _join(frame, has_death).with_columns(pl.col("ctx_has_death").fill_null(False))
+            distinct = pl.col("ctx_is_duplicate").not_().sum().over("patient_id")
+            frame = frame.with_columns(
+                ctx_patient_rows=pl.when(pl.col("patient_id").is_not_null()).then(distinct).cast(pl.Int32)
+            )
+        else:
+            per_patient = patients.select("patient_id", "ctx_patient_known") if table == "tumour" else follow_up
+            frame = _join(frame, per_patient).with_columns(pl.col("ctx_patient_known").fill_null(False))
+            if table == "tumour":
+                frame = with_grade(frame)
+        out[table] = frame
+    return out
+
+
+def _join(frame: pl.DataFrame, per_patient: pl.DataFrame) -> pl.DataFrame:
+    return frame.join(per_patient, on="patient_id", how="left", maintain_order="left")
+
+
+def _with_duplicates(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """``ctx_is_duplicate``: same content as an earlier row; ``ctx_duplicate_of_row``: its source row."""
+    skip = set(model.PROVENANCE) | _NUMBERING | set(FILLED_BY_VALIDATION.get(table, ()))
+    key = pl.struct([c for c in model.TABLES[table] if c not in skip])
+    frame = frame.with_columns(ctx_is_duplicate=key.is_first_distinct().not_())
+    # Grouping every row by its whole content is costly; only needed when a duplicate exists.
+    first = pl.col("source_row").first().over(key) if frame["ctx_is_duplicate"].any() else None
+    return frame.with_columns(ctx_duplicate_of_row=pl.lit(None, dtype=pl.Int64) if first is None else first)
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+def _expr_check(rule: str, ok: pl.Expr) -> pa.Check:
+    """A check on a column that may read other columns of the row; null = nothing to check."""
+    return pa.Check(lambda data, ok=ok: data.lazyframe.select(ok.fill_null(True)), error=rule)
+
+
+def _wide(rule: str, field: str | None, ok: pl.Expr) -> pa.Check:
+    """A dataframe-level check; the query will point at ``field`` (None: the whole row)."""
+    return pa.Check(lambda data, ok=ok: data.lazyframe.select(ok.fill_null(True)), error=f"{rule}@{field or ''}")
+
+
+def _required(rule: str = "required_value_missing") -> pa.Check:
+    return pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).is_not_null()), error=rule)
+
+
+def _code(table: str, column: str, rule: str = "code_not_in_vocabulary") -> pa.Check:
+    return pa.Check.isin(list(VOCABULARY[table][column]), error=rule)
+
+
+def _tolerance(*precisions: str) -> pl.Expr:
+    return pl.max_horizontal(
+        pl.col(p).replace_strict(PRECISION_TOLERANCE_DAYS, default=0, return_dtype=pl.Int32) for p in precisions
+    )
+
+
+def _not_after(rule: str, field: str, earlier: str, later: str, precisions: tuple[str, ...],
+               when: pl.Expr | None = None) -> list[pa.Check]:
+    """``earlier`` <= ``later``: ERROR ``rule`` beyond the imputed dates' uncertainty, WARNING
+    ``rule_imprecise`` within it. ``when`` restricts the rows concerned."""
+    excess = (pl.col(earlier) - pl.col(later)).dt.total_days()
+    tolerance = _tolerance(*precisions)
+    scope = pl.lit(True) if when is None else when
+    return [
+        _wide(rule, field, ~(scope & (excess > tolerance))),
+        _wide(f"{rule}_imprecise", field, ~(scope & (excess > 0) & (excess <= tolerance))),
+    ]
+
+
+def _columns(table: str, checks: dict[str, list[pa.Check]]) -> dict[str, pa.Column]:
+    return {c: pa.Column(t, checks=checks.get(c, []), nullable=True) for c, t in model.TABLES[table].items()}
+
+
+_CTX_COMMON = {
+    "ctx_delivery_date": pl.Date,
+    "ctx_is_duplicate": pl.Boolean,
+    "ctx_duplicate_of_row": pl.Int64,
+}
+_CTX_FOLLOW_UP = {
+    "ctx_patient_known": pl.Boolean,
+    "ctx_diagnosis_date": pl.Date,
+    "ctx_diagnosis_date_precision": pl.String,
+    "ctx_last_news_date": pl.Date,
+    "ctx_last_news_date_precision": pl.String,
+    "ctx_death_date": pl.Date,
+    "ctx_death_date_precision": pl.String,
+    "ctx_death_count": pl.Int32,
+}
+
+
+def _ctx(columns: dict[str, pl.DataType]) -> dict[str, pa.Column]:
+    return {c: pa.Column(t, nullable=True) for c, t in columns.items()}
+
+
+_DUPLICATE = _wide("duplicate_row", None, ~pl.col("ctx_is_duplicate"))
+_ORPHAN = _wide("orphan_row", "patient_id", pl.col("ctx_patient_known") | pl.col("patient_id").is_null())
+
+
+def _patient_schema() -> pa.DataFrameSchema:
+    age = pl.col("age_at_diagnosis_years")
+    vital = pl.col("vital_status")
+    columns = _columns("patient", {
+        "patient_id": [_required()],
+        "sex": [_code("patient", "sex")],
+        "age_at_diagnosis_years": [
+            pa.Check.ge(0, error="birth_after_diagnosis"),
+            pa.Check.le(AGE_MAX_YEARS, error="age_out_of_range"),
+            _expr_check("age_under_18", ~age.is_between(0, AGE_ADULT_YEARS, closed="left")),
+        ],
+        "diagnosis_date": [_required("diagnosis_date_missing")],
+        "diagnosis_date_precision": [_code("patient", "diagnosis_date_precision")],
+        "vital_status": [
+            _code("patient", "vital_status"),
+            _expr_check("vital_status_inconsistent",
+                        pl.when(vital == "dead").then(pl.col("ctx_has_death"))
+                        .when(vital.is_in(["alive", "lost_to_follow_up"])).then(~pl.col("ctx_has_death"))),
+        ],
+    })
+    ctx = _ctx({**_CTX_COMMON, "ctx_has_death": pl.Boolean, "ctx_patient_rows": pl.Int32})
+    return pa.DataFrameSchema(
+        {**columns, **ctx},
+        checks=[
+            _DUPLICATE,
+            _wide("patient_rows_conflict", "patient_id", pl.col("ctx_patient_rows") <= 1),
+            *_not_after("date_in_future", "diagnosis_date", "diagnosis_date", "ctx_delivery_date",
+                        ("diagnosis_date_precision",)),
+        ],
+        name="patient",
+    )
+
+
+def _tumour_schema() -> pa.DataFrameSchema:
+    columns = _columns("tumour", {
+        "patient_id": [_required()],
+        "site": [_code("tumour", "site")],
+        "size_cm": [pa.Check.gt(0, error="size_out_of_range"), pa.Check.le(SIZE_MAX_CM, error="size_out_of_range")],
+        "presentation": [_code("tumour", "presentation")],
+        "consultation_delay_months": [pa.Check.in_range(0, DELAY_MAX_MONTHS, error="delay_out_of_range")],
+        "fnclcc_grade": [
+            _code("tumour", "fnclcc_grade", "score_not_in_set"),
+            _expr_check("grade_inconsistent", pl.col("grade_check") != "inconsistent"),
+        ],
+        "differentiation_score": [_code("tumour", "differentiation_score", "score_not_in_set")],
+        "mitoses_per_10hpf": [
+            pa.Check.ge(0, error="mitoses_negative"),
+            pa.Check.lt(MITOSES_IMPLAUSIBLE, error="mitoses_implausible"),
+        ],
+        "mitosis_class": [_code("tumour", "mitosis_class"), _expr_check("mitoses_class_mismatch", ~_class_mismatch())],
+        "necrosis_score": [_code("tumour", "necrosis_score", "score_not_in_set")],
+        "invasion": [_code("tumour", "invasion")],
+        "ki67_percent": [pa.Check.in_range(0, 100, error="ki67_out_of_range")],
+    })
+    ctx = _ctx({**_CTX_COMMON, "ctx_patient_known": pl.Boolean})
+    return pa.DataFrameSchema({**columns, **ctx}, checks=[_DUPLICATE, _ORPHAN], name="tumour")
+
+
+def _margin_checks() -> list[pa.Check]:
+    return [pa.Check.ge(0, error="margin_negative"), pa.Check.le(MARGIN_MAX_CM, error="margin_out_of_range")]
+
+
+def _follow_up_checks(rule_prefix: str, field: str, precision: str, when_news=None, when_death=None) -> list[pa.Check]:
+    return [
+        *_not_after("date_in_future", field, field, "ctx_delivery_date", (precision,)),
+        *_not_after(f"{rule_prefix}_before_diagnosis", field, "ctx_diagnosis_date", field,
+                    (precision, "ctx_diagnosis_date_precision")),
+        *_not_after(f"{rule_prefix}_after_last_news", field, field, "ctx_last_news_date",
+                    (precision, "ctx_last_news_date_precision"), when_news),
+        *_not_after(f"{rule_prefix}_after_death", field, field, "ctx_death_date",
+                    (precision, "ctx_death_date_precision"), when_death),
+    ]
+
+
+def _surgery_schema() -> pa.DataFrameSchema:
+    columns = _columns("surgery", {
+        "patient_id": [_required()],
+        "surgery_date": [_required("surgery_date_missing")],
+        "surgery_date_precision": [_code("surgery", "surgery_date_precision")],
+        "surgery_kind": [_code("surgery", "surgery_kind")],
+        "proposed_margin_cm": _margin_checks(),
+        "clinical_margin_cm": _margin_checks(),
+        "histological_margin_cm": [
+            *_margin_checks(),
+            _expr_check("histological_exceeds_clinical",
+                        pl.col("histological_margin_cm") <= pl.col("clinical_margin_cm")),
+        ],
+        "resection_status": [_code("surgery", "resection_status")],
+    })
+    ctx = _ctx({**_CTX_COMMON, **_CTX_FOLLOW_UP})
+    checks = [_DUPLICATE, _ORPHAN, *_follow_up_checks("surgery", "surgery_date", "surgery_date_precision")]
+    return pa.DataFrameSchema({**columns, **ctx}, checks=checks, name="surgery")
+
+
+def _event_schema() -> pa.DataFrameSchema:
+    kind = pl.col("event_kind")
+    columns = _columns("event", {
+        "patient_id": [_required()],
+        "event_kind": [_required(), _code("event", "event_kind")],
+        "event_date": [_required("event_date_missing")],
+        "event_date_precision": [_code("event", "event_date_precision")],
+        "metastasis_site": [
+            _code("event", "metastasis_site"),
+            _expr_check("metastasis_site_without_metastasis", pl.col("metastasis_site").is_null() | (kind == "metastasis")),
+        ],
+        "death_cause": [
+            _code("event", "death_cause"),
+            _expr_check("death_cause_without_death", pl.col("death_cause").is_null() | (kind == "death")),
+        ],
+    })
+    ctx = _ctx({**_CTX_COMMON, **_CTX_FOLLOW_UP})
+    checks = [
+        _DUPLICATE,
+        _ORPHAN,
+        *_follow_up_checks("event", "event_date", "event_date_precision",
+                           when_news=kind != "last_news", when_death=kind != "death"),
+        _wide("multiple_deaths", "event_date", ~((kind == "death") & (pl.col("ctx_death_count") > 1))),
+        _wide("metastasis_without_site", "metastasis_site",
+              ~((kind == "metastasis") & pl.col("metastasis_site").is_null())),
+    ]
+    return pa.DataFrameSchema({**columns, **ctx}, checks=checks, name="event")
+
+
+SCHEMAS: dict[str, pa.DataFrameSchema] = {
+    "patient": _patient_schema(),
+    "tumour": _tumour_schema(),
+    "surgery": _surgery_schema(),
+    "event": _event_schema(),
+}
+
+
+def check_rule(error: str) -> tuple[str, str | None]:
+    """``"<rule>@<field>"`` -> (rule, field or None); a column check's error is the bare rule."""
+    rule, _, field = error.partition("@")
+    return rule, field or None

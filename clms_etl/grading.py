@@ -42,7 +42,8 @@ def fnclcc_grade_expr(
 ) -> pl.Expr:
     """Vectorised :func:`fnclcc_grade`: null wherever one component is unknown."""
     mit_score = (
-        pl.when(pl.col(mitoses) <= 9).then(1).when(pl.col(mitoses) <= 19).then(2).otherwise(3)
+        pl.when(pl.col(mitoses).is_null()).then(None)
+        .when(pl.col(mitoses) <= 9).then(1).when(pl.col(mitoses) <= 19).then(2).otherwise(3)
     )
     total = pl.col(differentiation) + mit_score + pl.col(necrosis)
     return (

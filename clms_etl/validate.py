@@ -27,7 +27,7 @@ from pandera.errors import SchemaErrors
 from clms_etl import model
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
-    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SCHEMAS, VALUE_LABELS, VOCABULARY, add_context,
+    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SCHEMAS, UNITS, VALUE_LABELS, VOCABULARY, add_context,
     check_rule,
 )
 
@@ -158,7 +158,7 @@ def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
             "row_id",
             "patient_id",
             shown.alias("field"),
-            (pl.when(pl.col(field).is_not_null()).then(value) if field else value).alias("value"),
+            (pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value).alias("value"),
             pl.lit(rule).alias("rule"),
             pl.lit(RULES[rule].severity).alias("severity"),
             _template_expr(RULES[rule].message, slots, frame.schema).alias("message"),
@@ -172,6 +172,10 @@ def _shown_field(source, label: str | None) -> pl.Expr:
     if isinstance(source, dict):
         return pl.col("event_kind").replace_strict(source, default=label, return_dtype=pl.String)
     return pl.lit(source or label, dtype=pl.String)
+
+
+def _with_unit(text: pl.Expr, field: str) -> pl.Expr:
+    return text + pl.lit(f" {UNITS[field]}") if field in UNITS else text
 
 
 def _template_expr(template: str, slots: dict[str, pl.Expr], schema: pl.Schema) -> pl.Expr:

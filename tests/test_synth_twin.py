@@ -240,3 +240,11 @@ def test_another_seed_gives_other_files_but_the_same_marginals(tmp_path, twin_di
     assert all(a[k] != b[k] for k in charts)
     other = [p for c in oracle.read_all(tmp_path / "other", DATE.isoformat()).values() for p in c]
     assert Counter(p["grade"] for p in other) == Counter({1: 49, 2: 16, 3: 7, None: 7})
+
+
+def test_grade_expression_is_null_when_a_component_is_unknown():
+    from clms_etl.grading import fnclcc_grade_expr
+
+    frame = pl.DataFrame({"differentiation_score": [1, 1, None, 2], "mitoses_per_10hpf": [None, 3, 3, 25],
+                          "necrosis_score": [0, 0, 0, 1]})
+    assert frame.select(fnclcc_grade_expr().alias("g"))["g"].to_list() == [None, 1, None, 3]

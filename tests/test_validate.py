@@ -270,7 +270,7 @@ def test_query_points_at_the_cell_with_a_french_message():
     assert query["centre"] == "nice" and query["delivery_date"] == DELIVERY
     assert (query["file"], query["sheet"], query["row"]) == ("export_dermato_nice.xlsx", "Chirurgies", 4)
     assert (query["table_name"], query["row_id"], query["patient_id"]) == ("surgery", "sur3", "P2")
-    assert query["field"] == "Marge histologique (cm)" and query["value"] == "3,0"
+    assert query["field"] == "Marge histologique (cm)" and query["value"] == "3,0 cm"  # the unit: Nice writes mm
     assert query["message"] == "Marge histologique (3,0 cm) supérieure à la marge clinique (2,0 cm)."
 
 

@@ -277,6 +277,13 @@ FIELD_LABELS: dict[str, dict[str, str]] = {
     },
 }
 
+# Units of canonical numbers: a query's value carries its unit, since the centre's column may
+# hold another one (Nice writes margins in mm, the warehouse keeps cm).
+UNITS: dict[str, str] = {
+    "age_at_diagnosis_years": "ans", "size_cm": "cm", "consultation_delay_months": "mois",
+    "ki67_percent": "%", "proposed_margin_cm": "cm", "clinical_margin_cm": "cm", "histological_margin_cm": "cm",
+}
+
 # Canonical codes shown in French inside messages.
 VALUE_LABELS: dict[str, dict[str, str]] = {
     "event_kind": {"local_recurrence": "Récidive locale", "metastasis": "Métastase", "death": "Décès",

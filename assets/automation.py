@@ -6,6 +6,7 @@ import json
 import dagster as dg
 
 from assets.ingest import centre_import, centre_warehouse
+from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
 from clms_etl.deliveries import latest_delivery
@@ -14,6 +15,22 @@ import_job = dg.define_asset_job(
     "import_centre",
     selection=dg.AssetSelection.assets(centre_import, centre_warehouse),
     description="Read, validate and load one centre's latest delivery (one partition = one centre).",
+)
+
+
+nightly_job = dg.define_asset_job(
+    "nightly_refresh",
+    selection=dg.AssetSelection.assets(warehouse).downstream(),
+    description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
+)
+
+nightly_schedule = dg.ScheduleDefinition(
+    name="nightly_refresh_0200",
+    job=nightly_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="Europe/Paris",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="02:00 Europe/Paris: refresh the analytical assets after the centres' imports.",
 )
 
 

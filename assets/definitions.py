@@ -10,13 +10,14 @@ import os
 
 import dagster as dg
 
-from assets import automation, ingest
+from assets import automation, ingest, warehouse
 from assets.resources import local_resources, production_resources
 
 defs = dg.Definitions(
-    assets=[ingest.centre_import, ingest.centre_warehouse],
-    asset_checks=[ingest.validation_gate, ingest.row_accounting],
-    jobs=[automation.import_job],
+    assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse],
+    asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations],
+    jobs=[automation.import_job, automation.nightly_job],
+    schedules=[automation.nightly_schedule],
     sensors=[automation.drop_folder_sensor],
     resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production" else local_resources(),
 )

@@ -54,6 +54,12 @@ def main() -> int:
         print(f"import {centre:<12} {status}  (run {outcome.run_id[:8]})")
         if not outcome.success:
             failed.append(centre)
+    nightly = defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False)
+    print(f"nightly refresh  {'ok' if nightly.success else 'FAILED'}  (run {nightly.run_id[:8]})")
+    for check in nightly.get_asset_check_evaluations():
+        print(f"  check {check.asset_key.to_user_string()}.{check.check_name}: {'passed' if check.passed else 'FAILED'}")
+    if not nightly.success:
+        failed.append("nightly_refresh")
     print()
     print(f"warehouse     {settings.warehouse_url}")
     print(f"query lists   {settings.outputs / 'queries'}")

@@ -1,0 +1,64 @@
+"""Warehouse stage: the harmonised warehouse as a whole, gated by Great Expectations."""
+
+import polars as pl
+
+import dagster as dg
+from assets.ingest import centre_warehouse
+from assets.metadata import markdown_table
+from assets.resources import WarehouseResource
+
+COUNTS_SQL = """
+select 'patient' as table_name, centre, count(*) as rows from patient group by centre
+union all select 'tumour', p.centre, count(*) from tumour t join patient p using (patient_id) group by p.centre
+union all select 'surgery', p.centre, count(*) from surgery s join patient p using (patient_id) group by p.centre
+union all select 'event', p.centre, count(*) from event e join patient p using (patient_id) group by p.centre
+union all select 'data_query', centre, count(*) from data_query group by centre
+"""
+
+
+@dg.asset(
+    deps=[centre_warehouse],
+    group_name="warehouse",
+    owners=["team:data"],
+    kinds={"duckdb", "postgres"},
+    code_version="1",
+    description="The harmonised, pseudonymised warehouse once every centre's latest delivery is in: "
+    "what analysts query (schema `analytics`).",
+)
+def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    with warehouse.open() as wh:
+        counts = wh.query(COUNTS_SQL).sort("table_name", "centre")
+        deliveries = wh.current_deliveries()
+    patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": int(patients or 0),
+        "rows_per_table_and_centre": markdown_table(counts, 50),
+        "current_deliveries": markdown_table(deliveries, 20),
+    })
+
+
+@dg.asset_check(asset=warehouse, blocking=True,
+                description="Great Expectations suites of every warehouse table (validations/expectations/): "
+                "pseudonym uniqueness, referential integrity, value sets, plausible distributions, counts "
+                "that agree with `delivery`. Data Docs are written next to the warehouse.")
+def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from clms_etl.warehouse.expectations import run_expectations
+
+    with warehouse.open() as wh:
+        report = run_expectations(wh)
+    failures = pl.DataFrame(
+        [{"table": f.table, "expectation": f.expectation, "column": f.column, "severity": f.severity,
+          "observed": str(f.observed)[:80], "error": (f.error or "")[:120]} for f in report.failures],
+        schema={"table": pl.String, "expectation": pl.String, "column": pl.String, "severity": pl.String,
+                "observed": pl.String, "error": pl.String},
+    )
+    metadata = {
+        "expectations": len(report.outcomes),
+        "failures": failures.height,
+        "failed_expectations": markdown_table(failures, 30),
+        "summary": dg.MetadataValue.md(f"```\n{report.summary()}\n```"),
+    }
+    if report.data_docs_index:
+        metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))
+    return dg.AssetCheckResult(passed=bool(report.success), metadata=metadata,
+                               severity=dg.AssetCheckSeverity.ERROR)

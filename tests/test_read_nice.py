@@ -519,3 +519,60 @@ def test_arbitrary_content_in_a_cell_only_ever_yields_queries(tmp_path_factory, 
                                          & (pl.col("field") == column)).is_empty()
     blank = isinstance(value, str) and is_missing(value.strip())
     assert flagged or blank or got[0] is not None, (where, value, got)
+
+
+# --- the calamine fast path against the exact reader ---------------------------------------------
+
+def _exact(monkeypatch, folder: Path):
+    with monkeypatch.context() as m:
+        m.setattr(nice, "_fast_books", lambda path: None)
+        return read(folder)
+
+
+def test_fast_path_reads_an_ordinary_workbook_without_the_exact_reader(clean, monkeypatch):
+    def refuse(path):
+        raise AssertionError("exact reader used")
+
+    monkeypatch.setattr(nice, "_load_workbook", refuse)
+    result = read(clean[0])
+    for name in result.frames:
+        assert result.frames[name].equals(clean[1].frames[name]), name
+
+
+@pytest.mark.parametrize("edits", [
+    {},
+    {(PATIENTS, 2, "Date du diagnostic"): "12/03/2014", (PATIENTS, 4, "Date du diagnostic"): 41710},
+    {(PATIENTS, 2, "Taille (mm)"): "15,5", (PATIENTS, 3, "Taille (mm)"): 0.00001, (PATIENTS, 4, "Ki67 (%)"): -0.0,
+     (PATIENTS, 5, "Mitoses /10 champs"): 3_000_000_000, (PATIENTS, 6, "Mitoses /10 champs"): "< 5"},
+    {(PATIENTS, 2, "Sexe"): True, (PATIENTS, 3, "Localisation"): dt.date(2014, 3, 12), (EVENTS, 2, "Traitement"): 12.5},
+    {(PATIENTS, 2, "N° dossier"): 12345678901234567, (SURGERIES, 2, "N° dossier"): "true"},
+    {(PATIENTS, 2, "Grade FNCLCC"): 2, (PATIENTS, 3, "Grade FNCLCC"): "2", (PATIENTS, 4, "Différenciation"): 2.5,
+     (PATIENTS, 5, "Nécrose"): " Absente ", (EVENTS, 3, "Site métastatique"): "2014-03-12 00:00:00"},
+    {(PATIENTS, 2, "Sexe"): "#N/A", (PATIENTS, 3, "Sexe"): "a_x000D_b", (PATIENTS, 4, "Sexe"): "   "},
+])
+def test_fast_path_and_exact_reader_agree(tmp_path, sheets, monkeypatch, edits):
+    folder = save(tmp_path, sheets, edits)
+    fast, exact = read(folder), _exact(monkeypatch, folder)
+    for name in exact.frames:
+        assert fast.frames[name].equals(exact.frames[name]), name
+    assert fast.queries_frame().equals(exact.queries_frame())
+    assert fast.source_rows == exact.source_rows
+
+
+def test_fast_path_and_exact_reader_agree_on_duplicates_and_blank_rows(tmp_path, sheets, monkeypatch):
+    edited = copy.deepcopy(sheets)
+    rows = edited[PATIENTS]
+    rows.append(list(rows[1]))
+    copied = list(rows[2])
+    copied[rows[0].index("Taille (mm)")] = str(copied[rows[0].index("Taille (mm)")])  # "12" vs 12
+    rows.append(copied)
+    rows.insert(5, [None] * len(rows[0]))
+    rows.insert(6, ["  "] + [None] * (len(rows[0]) - 1))
+    edited[EVENTS][0].append(None)
+    edited[EVENTS][3].append("valeur sans en-tête")
+    folder = save(tmp_path, edited)
+    fast, exact = read(folder), _exact(monkeypatch, folder)
+    for name in exact.frames:
+        assert fast.frames[name].equals(exact.frames[name]), name
+    assert fast.queries_frame().equals(exact.queries_frame())
+    assert fast.source_rows == exact.source_rows

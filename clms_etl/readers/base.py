@@ -19,7 +19,7 @@ import hmac
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -109,6 +109,25 @@ class ReadContext:
                       patient_id, field, text, rule, severity, message)
         )
 
+    def extend_queries(self, frame: pl.DataFrame) -> None:
+        """Append one query per row of ``frame`` (columns of :data:`QUERY_SCHEMA`; ``centre`` and
+        ``delivery_date`` may be left out, ``severity`` defaults to error), in frame order, exactly
+        as :meth:`query` would: values longer than 200 characters cut with "…". For many alike
+        queries at once."""
+        if frame.is_empty():
+            return
+        frame = frame.with_columns(
+            **{k: pl.lit(v) for k, v in (("centre", self.centre), ("delivery_date", self.delivery_date),
+                                         ("severity", ERROR)) if k not in frame.columns},
+            **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
+               if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
+        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
+        value = pl.col("value")
+        frame = frame.with_columns(
+            pl.when(value.str.len_chars() > 200).then(value.str.slice(0, 200) + "…").otherwise(value).alias("value")
+        )
+        self.queries.extend(map(DataQuery, *(c.to_list() for c in frame.iter_columns())))
+
 
 @dataclass
 class ReadResult:
@@ -125,7 +144,9 @@ class ReadResult:
 
 
 def queries_frame(queries: Iterable[DataQuery]) -> pl.DataFrame:
-    return pl.DataFrame([asdict(q) for q in queries], schema=QUERY_SCHEMA)
+    # Column by column: ``dataclasses.asdict`` deep-copies every field of every query.
+    queries = queries if isinstance(queries, list) else list(queries)
+    return pl.DataFrame({name: [getattr(q, name) for q in queries] for name in QUERY_SCHEMA}, schema=QUERY_SCHEMA)
 
 
 # --- column matching ------------------------------------------------------------------------

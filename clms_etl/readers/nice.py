@@ -11,9 +11,15 @@ How cells are read:
   else is an ``unparseable_date`` error; a bare Excel serial number without date format is
   converted with a ``date_as_number`` warning.
 * Codes are decoded through explicit dictionaries; numbers typed as text (``1,5``) are read.
-* The workbook is parsed by a small streaming reader of the sheet XML (openpyxl's read-only
-  mode spends most of its time building cell objects); if it cannot make sense of a
-  workbook, openpyxl reads it instead.
+* The workbook is read by calamine (fastexcel) first. calamine types whole columns ("12"
+  typed as text and the number 12 both come as "12"), which changes nothing for these columns
+  except in a few shapes (a date column holding text or numbers, cell errors, booleans, dates
+  outside date columns, numbers Python writes differently, identical duplicate rows, unusual
+  number formats...): those workbooks, and any the fast path fails on, are read again by the
+  exact reader, a small streaming reader of the sheet XML (openpyxl's read-only mode spends
+  most of its time building cell objects; if even that reader cannot make sense of a workbook,
+  openpyxl reads it). Results are the exact reader's in every case (tests compare both).
+* Each distinct value of a column is parsed once; its queries are raised on every row holding it.
 
 Choices the contract leaves open:
 
@@ -369,6 +375,231 @@ def _load_workbook(path: Path) -> dict[str, list[tuple]]:
                             f"import de ce centre arrêté.", FILE) from exc
 
 
+# --- the fast path: calamine (fastexcel) ----------------------------------------------------------
+#
+# calamine parses a sheet about 10x faster than the streaming reader above, but it gives a column
+# one type: a column mixing numbers and text ("NR") comes as text, "12" whether typed as text or
+# as a number. For every column this reader needs, that difference changes nothing (a number and
+# its text are read alike: same values, same queries) except in a few shapes that the checks
+# below catch: then the workbook is read again by the exact reader (``_Inexact``). So the result
+# is always the exact reader's; the fast path only skips its cost on ordinary workbooks.
+
+class _Inexact(Exception):
+    """The fast path cannot vouch for the result: read the workbook with the exact reader."""
+
+
+# Text that may stand for a cell of another type (calamine's rendering of a date, a duration, a
+# boolean, or a number Python would write differently), or that the two XML readers may decode
+# differently (control characters, _xHHHH_ escapes).
+_SUSPECT_TEXT = (r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|^(?:true|false)$|^-0$|^-?0\.0000|\d{16}"
+                 r"|[\x00-\x08\x0b\x0c\x0d\x0e-\x1f]|_x[0-9A-Fa-f]{4}_")
+_DATE_KEYS = {"date_de_naissance", "date_du_diagnostic", "date"}
+# Number formats both readers classify alike (dates: only d m y / - . and spaces).
+_SAFE_BUILTIN_FORMATS = set(range(0, 27)) | set(range(37, 50))
+_SAFE_CUSTOM_FORMAT = re.compile(r'(?i)^(?:general|@|[dmy/\-. ]+|[0#?,.% ]+|[0#?,.% ]*[0#]E[+-]0+)$')
+_MIDNIGHT_FLOOR = dt.datetime(1900, 3, 1)
+
+
+def _fast_books(path: Path) -> dict[str, tuple[list, pl.DataFrame]] | None:
+    """{sheet title: (header row, cells of rows 2...)} by calamine, or None if not installed."""
+    try:
+        import fastexcel
+    except ImportError:  # pragma: no cover - a dependency of polars' read_excel
+        return None
+    book = _Workbook.__new__(_Workbook)
+    book.zip = zipfile.ZipFile(path)
+    try:
+        workbook = next((p for t, p in book._rels("").values() if t == "officeDocument"), "xl/workbook.xml")
+        rels = book._rels(workbook)
+        book.sheets = []
+        book.epoch = _EPOCH_1900
+        for el in book._xml(workbook).iter():
+            name = _local(el.tag)
+            if name == "sheet":
+                rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
+                kind, part = rels.get(rid, ("", ""))
+                if kind == "worksheet":
+                    book.sheets.append((el.get("name", ""), part))
+        parts = {t: p for t, p in rels.values()}
+        _check_styles(book, parts.get("styles"))
+        shared = parts.get("sharedStrings")
+        if shared and shared in book.zip.NameToInfo:
+            with book.zip.open(shared) as f:
+                if any(b"rPh" in chunk for chunk in iter(lambda: f.read(1 << 20), b"")):
+                    raise _Inexact("phonetic runs")
+        headers = {title: _first_row(book, part, shared) for title, part in book.sheets}
+    finally:
+        book.zip.close()
+    reader = fastexcel.read_excel(path)
+    if reader.sheet_names != [title for title, _ in book.sheets]:
+        raise _Inexact("sheets")
+    out = {}
+    for title, _ in book.sheets:
+        sheet = reader.load_sheet(title, header_row=None, skip_rows=1, schema_sample_rows=None)
+        batch, errors = sheet.to_arrow_with_errors()
+        if errors is not None and errors.errors:
+            raise _Inexact("cell errors")
+        cells = pl.from_arrow(batch)
+        if not isinstance(cells, pl.DataFrame):  # pragma: no cover
+            raise _Inexact("arrow")
+        columns = sheet.available_columns()
+        width = max([c.absolute_index + 1 for c in columns] + [len(headers[title])])
+        placed = {c.absolute_index: cells.get_column(c.name) for c in columns}
+        cells = pl.DataFrame([
+            placed[j].alias(f"c{j}") if j in placed else pl.Series(f"c{j}", [None] * cells.height, dtype=pl.Null)
+            for j in range(width)
+        ], height=cells.height)
+        out[title] = (headers[title], cells)
+    return out
+
+
+def _check_styles(book: _Workbook, part: str | None) -> None:
+    """_Inexact unless every number format in use is one both readers class alike (date or not)."""
+    if not part or part not in book.zip.NameToInfo:
+        return
+    custom: dict[int, str] = {}
+    for el in book._xml(part):
+        name = _local(el.tag)
+        if name == "numFmts":
+            for fmt in el:
+                custom[int(fmt.get("numFmtId", -1))] = fmt.get("formatCode", "")
+        elif name == "cellXfs":
+            for xf in el:
+                fid = int(xf.get("numFmtId", 0))
+                if fid in custom:
+                    if not _SAFE_CUSTOM_FORMAT.match(custom[fid]):
+                        raise _Inexact(f"number format {custom[fid]!r}")
+                elif fid not in _SAFE_BUILTIN_FORMATS:
+                    raise _Inexact(f"number format {fid}")
+
+
+def _first_row(book: _Workbook, part: str, shared: str | None) -> list:
+    """Row 1 of a sheet, as the exact reader gives it; _Inexact unless it holds only text."""
+    with book.zip.open(part) as f:
+        for _, el in ET.iterparse(f):
+            if _local(el.tag) != "row":
+                continue
+            if el.get("r", "1") != "1":
+                raise _Inexact("no row 1")
+            values: list = []
+            nxt = 0
+            wanted: dict[int, int] = {}
+            for c in el:
+                if _local(c.tag) != "c":
+                    continue
+                ref = c.get("r")
+                j = nxt
+                if ref:
+                    j = 0
+                    for ch in ref.rstrip("0123456789").upper():
+                        j = j * 26 + (ord(ch) - 64)
+                    j -= 1
+                nxt = j + 1
+                t = c.get("t")
+                if t == "inlineStr":
+                    node = next((n for n in c if _local(n.tag) == "is"), None)
+                    if node is None:
+                        continue
+                    value = _string_item(node)
+                else:
+                    v = next((n for n in c if _local(n.tag) == "v"), None)
+                    if v is None or v.text is None:
+                        continue
+                    if t == "s":
+                        wanted[j] = int(v.text)
+                        value = None
+                    elif t == "str":
+                        value = v.text
+                    else:
+                        raise _Inexact("header cell not text")
+                if j >= len(values):
+                    values.extend([None] * (j + 1 - len(values)))
+                values[j] = value
+            if wanted:
+                strings = _shared_upto(book, shared, max(wanted.values()))
+                for j, k in wanted.items():
+                    values[j] = strings[k]
+            return values
+    raise _Inexact("empty sheet")
+
+
+def _shared_upto(book: _Workbook, part: str | None, last: int) -> list[str]:
+    if not part or part not in book.zip.NameToInfo:
+        raise _Inexact("shared strings")
+    out = []
+    with book.zip.open(part) as f:
+        for _, el in ET.iterparse(f):
+            if _local(el.tag) == "si":
+                out.append(_string_item(el))
+                el.clear()
+                if len(out) > last:
+                    return out
+    raise _Inexact("shared strings")
+
+
+def _fast_sheet(ctx: ReadContext, role: str, title: str, first: list, cells: pl.DataFrame) -> _Sheet:
+    """:func:`_sheet` over calamine's cells (same header checks, blank rows, stray values)."""
+    if not any(v is not None and str(v).strip() for v in first):
+        raise _Inexact("header")  # the exact reader words the failure
+    header = [None if h is None else str(h).strip() for h in first]
+    found = match_columns(ctx, header, SPECS[role], FILE, sheet=title)
+    width = len(header)
+    names = cells.columns
+    blank_text = r"^[\s\x1c-\x1f]*$"
+    filled = [
+        (pl.col(c).is_not_null() & ~pl.col(c).str.contains(blank_text)) if cells.schema[c] == pl.String
+        else pl.col(c).is_not_null()
+        for c in names
+    ]
+    cells = cells.with_row_index("_k", offset=2).filter(pl.any_horizontal(filled) if filled else pl.lit(False))
+    numbers = cells.get_column("_k").to_list()
+    cells = cells.drop("_k")
+    stray = set()
+    counts = cells.select(pl.all().is_not_null().any()).row(0) if cells.height else (False,) * len(names)
+    for j, any_value in enumerate(counts):
+        if any_value and (j >= width or not header[j]):
+            stray.add(j)
+    for j in sorted(stray):
+        ctx.query(file=FILE, sheet=title, row=1, field=f"colonne {j + 1}", rule="value_without_header",
+                  severity=WARNING, message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+    if cells.width < width:
+        cells = cells.with_columns(pl.lit(None).alias(f"c{j}") for j in range(cells.width, width))
+    cells = cells.select(f"c{j}" for j in range(width))
+    columns = {}
+    for key, j in found.items():
+        series = cells.get_column(f"c{j}")
+        columns[key] = _exact_values(series, key)
+    return _Sheet(role, title, {key: header[j] for key, j in found.items()}, columns, numbers, None, cells=cells)
+
+
+def _exact_values(series: pl.Series, key: str) -> list:
+    """The column's values as the exact reader gives them, or _Inexact."""
+    dtype = series.dtype
+    if dtype == pl.Null:
+        return [None] * series.len()
+    if key in _DATE_KEYS:
+        if not isinstance(dtype, pl.Datetime):
+            raise _Inexact(f"{key}: {dtype}")  # numbers or text among dates: types matter
+    elif isinstance(dtype, (pl.Datetime, pl.Duration)):
+        raise _Inexact(f"{key}: {dtype}")
+    if isinstance(dtype, pl.Datetime):
+        day = series.dt.truncate("1d")
+        if ((series != day) | (series < _MIDNIGHT_FLOOR)).any():
+            raise _Inexact("datetime with a time or before March 1900")
+        return series.to_list()
+    if dtype == pl.String:
+        if series.str.contains(_SUSPECT_TEXT).any():
+            raise _Inexact(f"{key}: suspect text")
+        return series.to_list()
+    if dtype == pl.Float64:
+        if (series.abs() >= 2.0**53).any():
+            raise _Inexact("large number")
+        return [None if v is None else int(v) if v.is_integer() else v for v in series.to_list()]
+    if dtype == pl.Boolean:
+        return series.to_list()
+    raise _Inexact(f"{key}: {dtype}")
+
+
 # --- sheets ---------------------------------------------------------------------------------
 
 @dataclass
@@ -378,13 +609,19 @@ class _Sheet:
     header: dict[str, str]  # key -> header as written
     columns: dict[str, list]  # key -> raw values
     rows: list[int]  # Excel row numbers
-    records: list[tuple]  # raw rows (duplicate comparison)
+    records: list[tuple] | None  # raw rows (duplicate comparison); None: read from ``cells``
     pids: list[str | None] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)
+    cells: pl.DataFrame | None = None  # calamine's cells of the kept rows (fast path only)
 
     @property
     def n(self) -> int:
         return len(self.rows)
+
+    def record(self, i: int) -> tuple:
+        if self.records is not None:
+            return self.records[i]
+        return self.cells.row(i)
 
 
 def _pick_sheets(books: dict[str, list[tuple]]) -> dict[str, str]:
@@ -461,8 +698,20 @@ def _raw_frame(sheet: _Sheet) -> pl.DataFrame:
 
 # --- per-cell parsing with fast paths --------------------------------------------------------
 
+class _Recorder(Cells):
+    """Stands in for the Cells of a row while a distinct value is parsed: records the queries,
+    which are then raised on every row holding that value."""
+
+    def __init__(self):  # (no row: nothing of the dataclass is used)
+        self.calls: list[tuple[tuple, dict]] = []
+
+    def error(self, *args, **kwargs) -> None:
+        self.calls.append((args, kwargs))
+
+
 class _Parser:
-    """Column parsers: the common cell shapes are read inline, anything else goes to Cells."""
+    """Column parsers: each distinct cell value is parsed once (the common shapes inline, anything
+    else through Cells) and its queries are raised on every row that holds it."""
 
     def __init__(self, ctx: ReadContext, sheet: _Sheet):
         self.ctx, self.sheet = ctx, sheet
@@ -477,131 +726,146 @@ class _Parser:
             self._cells[(i, table)] = got
         return got
 
-    def code(self, key: str, mapping: dict, table: str) -> list:
-        """Text codes; numeric keys (``"1"``) also accept the Excel number 1."""
-        raw, column = self.sheet.columns[key], self.sheet.header[key]
-        numeric = {float(k): v for k, v in mapping.items() if k.isdigit()}
-        get, nget = mapping.get, numeric.get
+    def _column(self, key: str, table: str, parse) -> list:
+        """``parse(value, recorder) -> result`` once per distinct value, scattered to the rows."""
+        raw = self.sheet.columns[key]
         out = [None] * len(raw)
+        memo: dict = {}
         for i, v in enumerate(raw):
             if v is None:
                 continue
             tv = type(v)
+            # (0.0 and -0.0, 1 and True are equal as dict keys but not read alike)
+            k = v if tv is str or tv is dt.datetime else (tv, repr(v))
+            hit = memo.get(k)
+            if hit is None:
+                recorder = _Recorder()
+                hit = memo[k] = (parse(v, recorder), recorder.calls)
+            out[i] = hit[0]
+            if hit[1]:
+                cells = self.cells(i, table)
+                for args, kwargs in hit[1]:
+                    cells.error(*args, **kwargs)
+        return out
+
+    def code(self, key: str, mapping: dict, table: str) -> list:
+        """Text codes; numeric keys (``"1"``) also accept the Excel number 1."""
+        column = self.sheet.header[key]
+        numeric = {float(k): v for k, v in mapping.items() if k.isdigit()}
+        get, nget = mapping.get, numeric.get
+
+        def parse(v, cells):
+            tv = type(v)
             if tv is str:
                 hit = get(v)
                 if hit is not None:
-                    out[i] = hit
-                    continue
+                    return hit
                 if v in FAST_MISSING:
-                    continue
+                    return None
             elif (tv is int or tv is float) and numeric:
                 hit = nget(v)
                 if hit is not None:
-                    out[i] = hit
-                    continue
+                    return hit
             if tv is str and fold(v) in UNKNOWN_TOKENS:
-                _not_a_value(self.cells(i, table), column, v, "unknown_code")
-                continue
-            out[i] = self.cells(i, table).code(column, v, mapping)
-        return out
+                _not_a_value(cells, column, v, "unknown_code")
+                return None
+            return cells.code(column, v, mapping)
+        return self._column(key, table, parse)
 
     def number(self, key: str, table: str, *, factor: float = 1.0, integer: bool = False,
                bounds: set[int] | None = None) -> list:
-        raw, column = self.sheet.columns[key], self.sheet.header[key]
-        out = [None] * len(raw)
-        for i, v in enumerate(raw):
-            if v is None:
-                continue
+        column = self.sheet.header[key]
+
+        def parse(v, cells):
             tv = type(v)
             if tv is int or tv is float:
                 if math.isfinite(v):
                     x = v * factor if factor != 1.0 else v
                     if not integer:
-                        out[i] = round(float(x), 6)
-                        continue
+                        return round(float(x), 6), False
                     if float(x).is_integer() and abs(x) < INT32_MAX:
-                        out[i] = int(x)
-                        continue
+                        return int(x), False
             elif tv is str:
                 if v in FAST_MISSING:
-                    continue
+                    return None, False
                 if bounds is not None and (m := _BOUND.match(v)):
-                    out[i] = int(m.group(1))
-                    bounds.add(i)
-                    self.cells(i, table).error(
+                    cells.error(
                         column, v, "mitoses_upper_bound",
                         f"Mitoses « {v} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.",
                         severity=WARNING)
-                    continue
-            cells = self.cells(i, table)
+                    return int(m.group(1)), True
             if tv is str and fold(v) in UNKNOWN_TOKENS:
                 _not_a_value(cells, column, v, "unparseable_number")
-                continue
-            got = cells.number(column, v, integer=integer, factor=factor)
+                return None, False
+            got = Cells.number(cells, column, v, integer=integer, factor=factor)
             if integer and got is not None and abs(got) >= INT32_MAX:
                 cells.error(column, v, "number_out_of_range", f"« {v} » hors des bornes possibles ({column}).")
                 got = None
-            out[i] = got
+            return got, False
+        parsed = self._column(key, table, parse)
+        out = [None] * len(parsed)
+        for i, got in enumerate(parsed):
+            if got is not None:
+                out[i] = got[0]
+                if got[1] and bounds is not None:
+                    bounds.add(i)
         return out
 
     def date(self, key: str, table: str, *, identifier: bool = False) -> tuple[list, list]:
-        raw, column = self.sheet.columns[key], self.sheet.header[key]
-        values, precisions = [None] * len(raw), [None] * len(raw)
+        column = self.sheet.header[key]
         shown = (lambda v: IDENTIFIER_MASK) if identifier else str
-        for i, v in enumerate(raw):
-            if v is None:
-                continue
+
+        def parse(v, cells):
             tv = type(v)
             if tv is dt.datetime or tv is dt.date:
                 day = v.date() if tv is dt.datetime else v
                 if 1900 <= day.year <= 2100:
-                    values[i], precisions[i] = day, "day"
-                else:
-                    self.cells(i, table).error(column, v, "unparseable_date",
-                                               f"Date impossible « {shown(day)} » ({column}).", identifier=identifier)
-                continue
+                    return day, "day"
+                cells.error(column, v, "unparseable_date", f"Date impossible « {shown(day)} » ({column}).",
+                            identifier=identifier)
+                return None
             if tv is str and v in FAST_MISSING:
-                continue
-            cells = self.cells(i, table)
+                return None
             if (tv is int or tv is float) and math.isfinite(v) and 1 <= v < 2958466:
                 # An Excel date that lost its date format: the serial number of the day.
                 day = (_EPOCH_1900 + dt.timedelta(days=int(v) + (v < 60))).date()
                 if 1900 <= day.year <= 2100:
-                    values[i], precisions[i] = day, "day"
                     cells.error(column, v, "date_as_number",
                                 f"Date saisie comme nombre ({shown(v)}): lue comme {shown(f'{day:%d/%m/%Y}')} "
                                 f"({column}); remettre le format date.", severity=WARNING, identifier=identifier)
-                    continue
+                    return day, "day"
             if tv is str and fold(v) in UNKNOWN_TOKENS:
                 _not_a_value(cells, column, v, "unparseable_date", identifier)
-                continue
-            parsed = cells.date(column, v, identifier=identifier)
+                return None
+            parsed = Cells.date(cells, column, v, identifier=identifier)
             if parsed is None:
-                continue
-            values[i], precisions[i] = parsed.value, parsed.precision
+                return None
             if tv is str and not parsed.imputed:
                 cells.error(column, v, "date_typed_as_text",
                             f"Date saisie comme texte « {shown(v)} » ({column}): lue, mais à saisir comme date Excel.",
                             severity=WARNING, identifier=identifier)
+            return parsed.value, parsed.precision
+        parsed = self._column(key, table, parse)
+        values, precisions = [None] * len(parsed), [None] * len(parsed)
+        for i, got in enumerate(parsed):
+            if got is not None:
+                values[i], precisions[i] = got
         return values, precisions
 
     def text(self, key: str, table: str) -> list:
-        raw, column = self.sheet.columns[key], self.sheet.header[key]
-        out = [None] * len(raw)
-        for i, v in enumerate(raw):
-            if v is None:
-                continue
+        column = self.sheet.header[key]
+
+        def parse(v, cells):
             text = v.strip() if type(v) is str else _cell_text(v)
             # (missing-value tokens are short: the folding is spared to long texts)
             if not text or text in FAST_MISSING or (len(text) <= 16 and is_missing(text)):
-                continue
+                return None
             if len(text) > MAX_TEXT:
-                self.cells(i, table).error(column, v, "value_truncated",
-                                           f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
-                                           severity=WARNING)
+                cells.error(column, v, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
+                            severity=WARNING)
                 text = text[:MAX_TEXT]
-            out[i] = text
-        return out
+            return text
+        return self._column(key, table, parse)
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
@@ -626,10 +890,27 @@ def _cell_text(value) -> str:
 # --- the read -------------------------------------------------------------------------------
 
 def _read(ctx: ReadContext, path: Path) -> ReadResult:
+    if not zipfile.is_zipfile(path):
+        raise ImportFailure(f"{FILE}: ce n'est pas un classeur Excel .xlsx (fichier vide, tronqué ou d'un "
+                            f"autre format); import de ce centre arrêté.", FILE)
+    mark = len(ctx.queries)
+    try:
+        fast = _fast_books(path)
+        if fast is not None:
+            titles = _pick_sheets(fast)
+            sheets = {role: _fast_sheet(ctx, role, titles[role], *fast[titles[role]]) for role in SHEETS}
+            del fast
+            return _read_sheets(ctx, path, sheets)
+    except Exception:  # _Inexact, or anything the exact reader may judge differently (its failure wins)
+        del ctx.queries[mark:]
     books = _load_workbook(path)
     titles = _pick_sheets(books)
     sheets = {role: _sheet(ctx, role, titles[role], books[titles[role]]) for role in SHEETS}
     del books
+    return _read_sheets(ctx, path, sheets)
+
+
+def _read_sheets(ctx: ReadContext, path: Path, sheets: dict[str, _Sheet]) -> ReadResult:
     patients = sheets["patients"]
     if patients.n == 0:
         raise ImportFailure(f"{FILE} (feuille {patients.title}): aucun patient (en-tête seul); import de ce "
@@ -692,7 +973,11 @@ def _structural_queries(ctx: ReadContext, sheet: _Sheet, failures: pl.DataFrame)
                 groups.setdefault(sheet.keys[i], []).append(i)
             for members in groups.values():
                 lines = ", ".join(str(sheet.rows[i]) for i in members)
-                differ = len({sheet.records[i] for i in members}) > 1
+                differ = len({sheet.record(i) for i in members}) > 1
+                if not differ and sheet.cells is not None:
+                    # Text cells hide whether "12" was typed as text or as a number: the exact
+                    # reader decides whether these copies are identical.
+                    raise _Inexact("identical copies")
                 for j, i in enumerate(members):
                     if j == 0 and not differ:
                         continue

@@ -13,7 +13,7 @@ warehouse with the full schema (same keys, checks and, on PostgreSQL, foreign ke
   ``psql \\copy`` does; the conversion is not timed);
 * **load** — ``Warehouse.load_delivery`` of the same rows (from the polars frames: Arrow into
   DuckDB, polars CSV into ``COPY`` on PostgreSQL), first into the empty warehouse, then a second
-  delivery replacing all of them (delete + insert in one transaction, the nightly case).
+  delivery replacing all of them in one transaction (the nightly case).
 
 rows/s counts every row of every table; ratio = load rows/s / floor rows/s (target >= 0.5).
 PostgreSQL: a temporary database is created on the server of ``--pg-url`` (default
@@ -212,7 +212,7 @@ def main() -> None:
             print(f"    floor ({how}) {floor:7.1f} s {rows / floor:10,.0f} rows/s")
             print(f"    load_delivery, empty    {first:7.1f} s {rows / first:10,.0f} rows/s  ratio {floor / first:4.2f}")
             print(f"    load_delivery, replace  {replace:7.1f} s {rows / replace:10,.0f} rows/s  ratio {floor / replace:4.2f}"
-                  f"  (deletes {rows:,} rows too)")
+                  f"  (replaces all {rows:,} rows)")
             if ge is not None:
                 print(f"    great expectations run  {ge:7.1f} s (all suites, Data Docs)")
     finally:

@@ -170,7 +170,9 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     site = "warehouse"
     if docs_dir is not None:
-        if docs_dir.exists():
+        if docs_dir.exists() and any(docs_dir.iterdir()):
+            if not (docs_dir / "index.html").exists():
+                raise ValueError(f"{docs_dir} is not empty and holds no Data Docs: refusing to clear it")
             shutil.rmtree(docs_dir)  # Data Docs show the latest run only
         docs_dir.mkdir(parents=True, exist_ok=True)
         context.add_data_docs_site(site_name=site, site_config={
@@ -203,7 +205,11 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     checkpoint = context.checkpoints.add(gx.Checkpoint(
         name="warehouse", validation_definitions=definitions, actions=actions,
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
-    result = checkpoint.run()
+    try:
+        result = checkpoint.run()
+    finally:
+        # release GE's own connections (for DuckDB, its handle on the warehouse file)
+        source.get_engine().dispose()
 
     report = ExpectationsReport(backend=sa.engine.make_url(warehouse.url).get_backend_name())
     for run in result.run_results.values():

@@ -5,7 +5,8 @@ after ``alembic upgrade head``; running it again updates the passwords and re-ap
 grants (idempotent).
 
 * ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on
-  the base tables (not ``alembic_version``, no DDL: it cannot create, alter or drop anything);
+  the base tables (not ``alembic_version``, no DDL: it cannot create, alter or drop anything
+  but the temporary staging tables of its own loads);
   ``SELECT`` on the analytics views. It is the role of the nightly pipeline (loads and Great
   Expectations).
 * ``clms_analyst`` — LOGIN; ``USAGE`` on ``analytics`` and ``SELECT`` on its views, nothing
@@ -69,6 +70,7 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
     out = [
         sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db),
         sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(db, lo, ro),
+        sql.SQL("GRANT TEMPORARY ON DATABASE {} TO {}").format(db, lo),  # staging tables of the loads
         sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM {}").format(db, ro),
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(bs),
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(an),
@@ -102,3 +104,23 @@ def drop_roles(url: str, *roles: str) -> None:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
                 conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+def main() -> None:  # pragma: no cover - thin command wrapper, create_roles is tested
+    """``python -m clms_etl.warehouse.roles``: roles on ``$CLMS_WAREHOUSE_URL`` (run by the database owner).
+
+    Passwords come from ``CLMS_LOADER_PASSWORD`` and ``CLMS_ANALYST_PASSWORD`` (never from the
+    command line, which other users of the machine can read).
+    """
+    import os
+    import sys
+
+    missing = [v for v in ("CLMS_WAREHOUSE_URL", "CLMS_LOADER_PASSWORD", "CLMS_ANALYST_PASSWORD") if not os.environ.get(v)]
+    if missing:
+        sys.exit(f"set {', '.join(missing)}")
+    create_roles(os.environ["CLMS_WAREHOUSE_URL"], os.environ["CLMS_LOADER_PASSWORD"], os.environ["CLMS_ANALYST_PASSWORD"])
+    print(f"roles {LOADER_ROLE} and {ANALYST_ROLE} ready")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

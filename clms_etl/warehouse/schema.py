@@ -39,9 +39,9 @@ from clms_etl import model, vocabulary
 DATE_PRECISIONS = ("day", "month", "year")
 GRADE_CHECKS = ("consistent", "inconsistent", "unverifiable")
 SAMPLE_STATUSES = ("ok", "not_contributory")
-ASSAY_STATES = ("tested", "not_done")
+ASSAY_STATES = ("tested", "not_done", "failed")  # failed: file unreadable, or case not contributory
 SEGMENT_TYPES = ("Gain", "Loss", "LOH")
-VARIANT_EXCLUSIONS = ("polymorphism", "filtered", "reference_call", "no_call")
+VARIANT_EXCLUSIONS = ("polymorphism", "filtered", "reference_call", "no_call", "low_vaf")
 QUERY_SEVERITIES = ("error", "warning")
 CN_EVENTS = ("amplification", "gain", "homozygous_deletion", "heterozygous_deletion", "cn_loh", "neutral")
 CN_COVERAGES = ("whole", "partial")
@@ -158,9 +158,9 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "case_no": "Case number of the laboratory series.",
         "sample_id": "Laboratory accession of the tumour sample (no patient identifier).",
         "status": "ok / not_contributory (the assays failed).",
-        "cn_assay": "Copy-number assay (OncoScan): tested / not_done.",
-        "ngs_assay": "DNA panel sequencing (Ion AmpliSeq Cancer Hotspot v2): tested / not_done.",
-        "fusion_assay": "RNA fusion panel (Archer FusionPlex Sarcoma): tested / not_done.",
+        "cn_assay": "Copy-number assay (OncoScan): tested / not_done / failed (file unreadable, or case not contributory).",
+        "ngs_assay": "DNA panel sequencing (Ion AmpliSeq Cancer Hotspot v2): tested / not_done / failed.",
+        "fusion_assay": "RNA fusion panel (Archer FusionPlex Sarcoma): tested / not_done / failed.",
     },
     "cn_segment": {
         "sample_id": "Sample (molecular_sample.sample_id).",
@@ -187,7 +187,7 @@ COLUMN_COMMENTS: dict[str, dict[str, str]] = {
         "filter": "VCF FILTER (PASS, NOCALL, ...).",
         "genotype": "Called genotype (GT).",
         "reportable": "A somatic variant to report: PASS, called, not a polymorphism, above the panel's noise.",
-        "exclusion_reason": "Why the call is not reportable: polymorphism / filtered / reference_call / no_call.",
+        "exclusion_reason": "Why the call is not reportable: filtered / no_call / reference_call / polymorphism / low_vaf.",
     },
     "fusion": {
         "sample_id": "Sample (molecular_sample.sample_id).",

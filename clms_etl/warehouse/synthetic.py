@@ -103,8 +103,8 @@ def molecular_frames(cases, links: dict[int, tuple[str, str]], key: bytes) -> di
         done = case.status == "ok"
         samples.append({
             "patient_id": pseudonym(key, centre, local_id), "case_no": case.case_no, "sample_id": case.sample_id,
-            "status": case.status, "cn_assay": "tested" if done else "not_done",
-            "ngs_assay": "tested" if done else "not_done", "fusion_assay": "tested" if done else "not_done",
+            "status": case.status, "cn_assay": "tested" if done else "failed",
+            "ngs_assay": "tested" if done else "failed", "fusion_assay": "tested" if done else "failed",
             "row_id": f"manifest:{case.case_no}", "source_file": "manifest.csv", "source_row": case.case_no + 1,
         })
         for i, s in enumerate(case.segments):

@@ -118,6 +118,12 @@ def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_pat
         loaded.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2, "v3"), _changed(lyon, event=stolen),
                              "run-3", expectations=False)
     assert_same(before, snapshot(loaded))
+    # a row with the very key of another source's row must not overwrite it
+    taken = pl.concat([lyon.accepted["patient"], nice.accepted["patient"].head(1).with_columns(pl.lit("lyon").alias("centre"))])
+    with pytest.raises(Exception, match="(?i)another source|duplicate key"):
+        loaded.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2, "v4"), _changed(lyon, patient=taken),
+                             "run-4", expectations=False)
+    assert_same(before, snapshot(loaded))
 
 
 def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):
@@ -184,3 +190,36 @@ def test_a_delivery_needs_files_and_known_tables(tmp_path):
         bad = SyntheticDelivery("nice", DAY1, {"patients": twin()["nice"].accepted["patient"]})
         with pytest.raises(ValueError, match="unknown canonical tables"):
             wh.load_delivery("nice", DAY1, delivery_files(tmp_path, "nice", DAY1), bad, expectations=False)
+
+
+def test_the_embedded_warehouse_builds_itself(tmp_path):
+    with Warehouse(f"duckdb:///{tmp_path / 'fresh' / 'warehouse.duckdb'}") as wh:
+        report = wh.load_delivery("nice", DAY1, delivery_files(tmp_path, "nice", DAY1), twin()["nice"], "first",
+                                  expectations=False)
+        assert report.status == "loaded" and "patient 24" in str(report)
+
+
+@pytest.mark.postgres
+def test_postgresql_without_its_schema_says_to_migrate(pg_url, tmp_path):
+    from clms_etl.warehouse import SchemaMismatch
+
+    with Warehouse(pg_url) as wh, pytest.raises(SchemaMismatch, match="alembic upgrade head"):
+        wh.load_delivery("nice", DAY1, delivery_files(tmp_path, "nice", DAY1), twin()["nice"], "first",
+                         expectations=False)
+
+
+def test_the_content_fingerprint_is_the_drop_folders(tmp_path):
+    """The SHA-256 in ``delivery`` is the one ``clms_etl.deliveries`` computes for the same folder."""
+    from clms_etl.deliveries import open_delivery
+
+    folder = tmp_path / "drop" / "molecular" / DAY1.isoformat()
+    (folder / "chas").mkdir(parents=True)
+    (folder / "manifest.csv").write_text("case_no,centre\n1,nice\n")
+    (folder / "chas" / "OS-2017-0001.segments.txt").write_text("segments\n")
+    delivery = open_delivery(tmp_path / "drop", "molecular", DAY1)
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        report = wh.load_delivery("molecular", DAY1, [folder / name for name, _ in delivery.files], twin()["molecular"],
+                                  "sha", expectations=False)
+        assert report.content_sha256 == delivery.sha256
+        assert wh.query("SELECT file_name FROM delivery_file ORDER BY file_name")["file_name"].to_list() == \
+            ["chas/OS-2017-0001.segments.txt", "manifest.csv"]

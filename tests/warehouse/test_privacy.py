@@ -88,6 +88,13 @@ def test_no_identifier_in_any_column_of_any_table(warehouse_url, tmp_path):
         assert scan_values(values, ids) == {}
 
 
+def test_the_duckdb_file_is_readable_by_its_owner_only(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with Warehouse(f"duckdb:///{path}") as wh:
+        wh.create()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
 def test_no_identifier_in_the_raw_bytes_of_the_duckdb_file(tmp_path):
     ids = identifiers()
     path = tmp_path / "warehouse.duckdb"
@@ -164,3 +171,40 @@ def test_a_hospital_number_cannot_be_stored_as_a_patient_id(tmp_path):
             wh.load_delivery("nice", DAY1, [folder / "f.txt"], bad, expectations=False)
         assert wh.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 0
 
+
+
+@pytest.fixture(scope="module")
+def pipeline_imports(tmp_path_factory):
+    """The synthetic deliveries (with planted defects, so that data queries carry values) read and
+    validated by the project's own readers and validation, as the pipeline does."""
+    from clms_etl.centres import load_registry
+    from clms_etl.deliveries import latest_delivery
+    from clms_etl.pipeline import read_and_validate
+
+    drop = tmp_path_factory.mktemp("drop") / "incoming"
+    generate(drop, seed=0, delivery_date=DAY1, defect_rate=0.1)
+    out = []
+    for name, centre in load_registry(drop).items():
+        delivery = latest_delivery(drop, name)
+        imported = read_and_validate(centre, delivery, b"privacy-test-key-0123456789")
+        assert imported.validated is not None, imported.failure
+        out.append((name, delivery, imported.validated))
+    return out
+
+
+def test_no_identifier_after_the_real_readers_and_validation(pipeline_imports, warehouse_url, tmp_path):
+    ids = identifiers()
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        for name, delivery, validated in pipeline_imports:
+            wh.load_delivery(name, delivery.date, [delivery.path / f for f, _ in delivery.files], validated, "privacy",
+                             expectations=False)
+        assert wh.query("SELECT COUNT(*) AS n FROM data_query")["n"][0] > 10
+        assert scan_values(all_values(wh), ids) == {}
+        if wh.backend == "duckdb":
+            with wh.engine.connect() as conn:
+                conn.exec_driver_sql("CHECKPOINT")
+    if warehouse_url.startswith("duckdb"):
+        raw = b"".join(p.read_bytes() for p in tmp_path.glob("warehouse.duckdb*"))
+        for kind, items in ids.items():
+            assert {i for i in items if i.encode("utf-8") in raw and (kind != "name" or len(i) >= 4)} == set(), kind

@@ -60,5 +60,44 @@ def synth(
         console.print(f"planted {result.defects.height} defects: {out / '_truth' / 'defects.csv'}")
 
 
+warehouse_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("create")
+def warehouse_create(
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+) -> None:
+    """Create the schema (base tables and the analytics views) if it does not exist."""
+    from clms_etl.config import Settings
+    from clms_etl.warehouse.load import Warehouse
+
+    url = url or Settings.from_env().warehouse_url
+    with Warehouse(url) as wh:
+        wh.create()
+    console.print(f"[green]schema ready[/] in {url.split('@')[-1]}")
+
+
+@warehouse_app.command("roles")
+def warehouse_roles(
+    url: Annotated[str, typer.Option(envvar="CLMS_WAREHOUSE_URL", help="PostgreSQL URL of an administrator.")],
+    loader_password: Annotated[str, typer.Option(envvar="CLMS_LOADER_PASSWORD", prompt=True, hide_input=True)],
+    analyst_password: Annotated[str, typer.Option(envvar="CLMS_ANALYST_PASSWORD", prompt=True, hide_input=True)],
+) -> None:
+    """Create the PostgreSQL roles: a loader that writes, an analyst that reads `analytics` only."""
+    from clms_etl.warehouse.roles import create_roles
+
+    create_roles(url, loader_password, analyst_password)
+    console.print("[green]roles created[/]: clms_loader (writes), clms_analyst (SELECT on analytics only)")
+
+
+@warehouse_app.command("docs")
+def warehouse_docs() -> None:
+    """Regenerate docs/warehouse.md (data dictionary and example queries) from the schema."""
+    from clms_etl.warehouse.docs import write
+
+    console.print(f"wrote {write()}")
+
+
 def main() -> None:  # pragma: no cover
     app()

@@ -9,7 +9,6 @@ import tomllib
 import openpyxl
 import pytest
 
-from clms_etl.synth import scale
 from clms_etl.synth.generate import generate
 
 DATE = dt.date(2026, 11, 23)
@@ -18,12 +17,8 @@ DATE = dt.date(2026, 11, 23)
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(scale, "CHUNK", 250)  # several chunks per centre, so streaming is exercised
-    try:
-        result = generate(out, seed=3, patients=3_001, centres=6, delivery_date=DATE, workers=2)
-    finally:
-        mp.undo()
+    # chunks of 250: several per centre, so streaming is exercised
+    result = generate(out, seed=3, patients=3_001, centres=6, delivery_date=DATE, workers=2, chunk_size=250)
     return out, result
 
 

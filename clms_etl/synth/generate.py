@@ -62,6 +62,7 @@ def generate(
     delivery_date: dt.date | None = None,
     progress: ProgressFn | None = None,
     workers: int = 2,
+    chunk_size: int | None = None,
 ) -> SynthResult:
     """Write the twin (default) or a scale cohort of ``patients`` over ``centres`` centres."""
     delivery_date = delivery_date or dt.date.today()
@@ -70,7 +71,10 @@ def generate(
         return _generate_twin(out_dir, seed, defect_rate, delivery_date, progress)
     from clms_etl.synth.scale import generate_scale
 
-    return generate_scale(out_dir, seed, patients, centres or 4, defect_rate, delivery_date, progress, workers)
+    from clms_etl.synth.scale import CHUNK
+
+    return generate_scale(out_dir, seed, patients, centres or 4, defect_rate, delivery_date, progress, workers,
+                          chunk_size or CHUNK)
 
 
 def _generate_twin(out_dir, seed, defect_rate, delivery_date, progress) -> SynthResult:

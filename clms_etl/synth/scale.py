@@ -9,6 +9,7 @@ so memory stays bounded whatever the size; centres are spread over worker proces
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -48,15 +49,16 @@ def centres_toml(centres: list[tuple[str, str]]) -> str:
 
 
 def generate_scale(out_dir: Path, seed: int, patients: int, n_centres: int, defect_rate: float,
-                   delivery_date: dt.date, progress, workers: int) -> SynthResult:
+                   delivery_date: dt.date, progress, workers: int, chunk_size: int = CHUNK) -> SynthResult:
     centres = scale_centres(n_centres)
     sizes = [patients // n_centres + (1 if i < patients % n_centres else 0) for i in range(n_centres)]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "centres.toml").write_text(centres_toml(centres), encoding="utf-8")
     result = SynthResult(out_dir, delivery_date)
     manifest = []
-    jobs = [(out_dir, c, f, n, seed, defect_rate, delivery_date) for (c, f), n in zip(centres, sizes)]
-    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
+    jobs = [(out_dir, c, f, n, seed, defect_rate, delivery_date, chunk_size) for (c, f), n in zip(centres, sizes)]
+    # spawn, not fork: forking a process whose polars thread pool holds a lock deadlocks the child
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
         for (centre, _), (files, planted, n) in zip(centres, pool.map(_write_scale_centre, jobs)):
             result.files += files
             manifest += planted
@@ -70,14 +72,14 @@ def generate_scale(out_dir: Path, seed: int, patients: int, n_centres: int, defe
 
 
 def _write_scale_centre(job):
-    out_dir, centre, fmt, n, seed, defect_rate, delivery_date = job
+    out_dir, centre, fmt, n, seed, defect_rate, delivery_date, chunk_size = job
     twin = build_twin(seed).for_centre(fmt)
     rng = centre_rng(seed, centre, "bootstrap")
     identities = IdentityFactory(rng, pool_size=400)
 
     def chunks():
-        for start in range(0, n, CHUNK):
-            yield bootstrap_chunk(twin, centre, fmt, start, min(CHUNK, n - start), rng, identities)
+        for start in range(0, n, chunk_size):
+            yield bootstrap_chunk(twin, centre, fmt, start, min(chunk_size, n - start), rng, identities)
 
     files, planted = write_centre(out_dir, centre, fmt, None, seed, defect_rate, delivery_date, chunks=chunks())
     return files, planted, n

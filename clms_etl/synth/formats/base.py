@@ -85,6 +85,11 @@ class CentreFormat(Protocol):
         """Columns open to each format-level defect kind."""
 
 
+def pick(choices: list[str]) -> Callable[[Cell, np.random.Generator], Cell]:
+    """A Slot maker writing one of ``choices`` whatever the cell held (bad dates, unknown codes)."""
+    return lambda value, rng: str(rng.choice(choices))
+
+
 def yes_no(value: bool | None, yes: str, no: str, missing: Cell = None) -> Cell:
     if value is None:
         return missing

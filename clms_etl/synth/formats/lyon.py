@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clms_etl.synth.formats.base import Cell, RawTable, Slot
+from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.truth import Truth
 
 name = "lyon"
@@ -396,12 +396,7 @@ def writer(delivery_dir: Path, delivery_date: dt.date) -> Writer:
     return Writer(delivery_dir, delivery_date)
 
 
-def _bad_date(value: Cell, rng) -> Cell:
-    return str(rng.choice(["2014-02-31", "2014-13-45", "inconnue", "31/02/2014", "2011-??-??"]))
-
-
-def _unknown(choices: list[str]):
-    return lambda value, rng: str(rng.choice(choices))
+_bad_date = pick(["2014-02-31", "2014-13-45", "inconnue", "31/02/2014", "2011-??-??"])
 
 
 def _spaced(value: Cell, rng) -> Cell:
@@ -418,10 +413,10 @@ def slots() -> dict[str, list[Slot]]:
             Slot(DATA_FILE, None, "evt_date", _bad_date),
         ],
         "unknown_code": [
-            Slot(DATA_FILE, None, "sexe", _unknown(["9", "3"])),
-            Slot(DATA_FILE, None, "localisation", _unknown(["7", "0"])),
-            Slot(DATA_FILE, None, "presentation", _unknown(["5", "8"])),
-            Slot(DATA_FILE, None, "statut_r", _unknown(["3", "9"])),
+            Slot(DATA_FILE, None, "sexe", pick(["9", "3"])),
+            Slot(DATA_FILE, None, "localisation", pick(["7", "0"])),
+            Slot(DATA_FILE, None, "presentation", pick(["5", "8"])),
+            Slot(DATA_FILE, None, "statut_r", pick(["3", "9"])),
         ],
         "stray_spaces_case": [
             Slot(DATA_FILE, None, "sexe", _spaced),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clms_etl.synth.formats.base import Cell, RawTable, Slot
+from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.truth import Truth
 
 name = "montpellier"
@@ -254,12 +254,7 @@ def writer(delivery_dir: Path, delivery_date: dt.date) -> Writer:
     return Writer(delivery_dir, delivery_date)
 
 
-def _bad_date(value: Cell, rng) -> Cell:
-    return str(rng.choice(["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"]))
-
-
-def _unknown(choices: list[str]):
-    return lambda value, rng: str(rng.choice(choices))
+_bad_date = pick(["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"])
 
 
 def _messy(value: Cell, rng) -> Cell:
@@ -276,10 +271,10 @@ def slots() -> dict[str, list[Slot]]:
             Slot(FILE, None, "DATE_DERNIERES_NOUVELLES", _bad_date),
         ],
         "unknown_code": [
-            Slot(FILE, None, "SEXE", _unknown(["X", "I", "?"])),
-            Slot(FILE, None, "SITE", _unknown(["ZZ", "VI", "MUQ"])),
-            Slot(FILE, None, "GRADE", _unknown(["IV", "0"])),
-            Slot(FILE, None, "STATUT_R", _unknown(["R3", "RX"])),
+            Slot(FILE, None, "SEXE", pick(["X", "I", "?"])),
+            Slot(FILE, None, "SITE", pick(["ZZ", "VI", "MUQ"])),
+            Slot(FILE, None, "GRADE", pick(["IV", "0"])),
+            Slot(FILE, None, "STATUT_R", pick(["R3", "RX"])),
         ],
         "stray_spaces_case": [
             Slot(FILE, None, "SEXE", _messy),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import xlsxwriter
 
-from clms_etl.synth.formats.base import Cell, RawTable, Slot, yes_no
+from clms_etl.synth.formats.base import Cell, RawTable, Slot, yes_no, pick
 from clms_etl.synth.truth import Truth
 
 name = "nice"
@@ -181,12 +181,7 @@ def writer(delivery_dir: Path, delivery_date: dt.date) -> Writer:
     return Writer(delivery_dir, delivery_date)
 
 
-def _bad_date(value: Cell, rng) -> Cell:
-    return str(rng.choice(["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"]))
-
-
-def _unknown(choices: list[str]):
-    return lambda value, rng: str(rng.choice(choices))
+_bad_date = pick(["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"])
 
 
 def _messy(value: Cell, rng) -> Cell:
@@ -202,10 +197,10 @@ def slots() -> dict[str, list[Slot]]:
             Slot(FILE, EVENTS, "Date", _bad_date),
         ],
         "unknown_code": [
-            Slot(FILE, PATIENTS, "Sexe", _unknown(["X", "I", "?"])),
-            Slot(FILE, PATIENTS, "Localisation", _unknown(["Viscéral", "Muqueuse"])),
-            Slot(FILE, PATIENTS, "Nécrose", _unknown(["Massive", "Oui?"])),
-            Slot(FILE, SURGERIES, "Statut", _unknown(["R3", "Rx"])),
+            Slot(FILE, PATIENTS, "Sexe", pick(["X", "I", "?"])),
+            Slot(FILE, PATIENTS, "Localisation", pick(["Viscéral", "Muqueuse"])),
+            Slot(FILE, PATIENTS, "Nécrose", pick(["Massive", "Oui?"])),
+            Slot(FILE, SURGERIES, "Statut", pick(["R3", "Rx"])),
         ],
         "stray_spaces_case": [
             Slot(FILE, PATIENTS, "Sexe", _messy),

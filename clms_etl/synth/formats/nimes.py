@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from clms_etl.dates import format_partial, impute
-from clms_etl.synth.formats.base import Cell, RawTable, Slot
+from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.identities import age_at
 from clms_etl.synth.truth import Truth
 
@@ -463,13 +463,7 @@ def writer(delivery_dir: Path, delivery_date: dt.date) -> Writer:
 # --- format-level defects ---------------------------------------------------------------------
 
 
-def _bad_date(value: Cell, rng) -> Cell:
-    # "?" is fine here: the clean render writes a missing date as an empty cell, never "?".
-    return str(rng.choice(["32/13/2014", "inconnue", "?", "31/02/2015", "15/15/2015", "??/03/2012"]))
-
-
-def _unknown(choices: list[str]):
-    return lambda value, rng: str(rng.choice(choices))
+_bad_date = pick(["32/13/2014", "inconnue", "?", "31/02/2015", "15/15/2015", "??/03/2012"])
 
 
 def _messy(value: Cell, rng) -> Cell:
@@ -488,11 +482,11 @@ def slots() -> dict[str, list[Slot]]:
             Slot(FILE, None, "Dernières nouvelles", _bad_date),
         ],
         "unknown_code": [
-            Slot(FILE, None, "Sexe", _unknown(["X", "I"])),
-            Slot(FILE, None, "Aspect", _unknown(["kystique", "pigmenté"])),
-            Slot(FILE, None, "Nécrose", _unknown(["massive?", "oui?"])),
-            Slot(FILE, None, "Exérèse", _unknown(["R3", "Rx"])),
-            Slot(FILE, None, "Grade", _unknown(["IV", "G4"])),
+            Slot(FILE, None, "Sexe", pick(["X", "I"])),
+            Slot(FILE, None, "Aspect", pick(["kystique", "pigmenté"])),
+            Slot(FILE, None, "Nécrose", pick(["massive?", "oui?"])),
+            Slot(FILE, None, "Exérèse", pick(["R3", "Rx"])),
+            Slot(FILE, None, "Grade", pick(["IV", "G4"])),
         ],
         "stray_spaces_case": [
             Slot(FILE, None, "Sexe", _messy),

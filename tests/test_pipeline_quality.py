@@ -96,3 +96,11 @@ def test_error_queries_only_concern_patients_given_a_defect(defective):
         errors = imp.validated.queries.filter(pl.col("severity") == "error")
         strays = errors.filter(~pl.col("patient_id").is_in(list(planted)))
         assert strays.is_empty(), strays.select("file", "row", "field", "value", "rule")
+
+
+@pytest.mark.parametrize("seed", [5, 11, 12])
+def test_a_defect_in_every_patient_still_imports_every_centre(tmp_path, seed):
+    generate(tmp_path, seed=seed, defect_rate=1.0, delivery_date=DATE)
+    for centre, imp in import_all(tmp_path).items():
+        assert imp.failure is None, (centre, imp.failure)
+        assert imp.validated.balanced

@@ -164,7 +164,8 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
 
     suites = suites or load_suites()
     chosen = [t for t in (tables or list(suites)) if t in suites]
-    docs_dir = None if data_docs_dir is False else Path(data_docs_dir or warehouse.data_docs_dir or "data_docs")
+    # GE's site store wants an absolute path (the default warehouse URL is relative).
+    docs_dir = None if data_docs_dir is False else Path(data_docs_dir or warehouse.data_docs_dir or "data_docs").resolve()
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)

@@ -114,3 +114,14 @@ def test_suites_pass_on_postgresql_with_data_docs(pg_url, tmp_path):
     assert result.errors == [], [str(o) for o in result.errors]
     assert result.success and result.warnings == [], result.summary()
     assert result.data_docs_index == tmp_path / "data_docs" / "index.html" and result.data_docs_index.exists()
+
+
+def test_data_docs_work_with_a_relative_duckdb_url(tmp_path, monkeypatch):
+    """The default warehouse URL is relative (duckdb:///data/warehouse.duckdb)."""
+    monkeypatch.chdir(tmp_path)
+    with Warehouse("duckdb:///data/warehouse.duckdb") as wh:
+        wh.create()
+        load_twin(wh, tmp_path, sources=("nice",))
+        report = run_expectations(wh, tables=["patient"])
+    assert report.data_docs_index == (tmp_path / "data" / "data_docs" / "index.html")
+    assert report.data_docs_index.exists()

@@ -32,7 +32,18 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+def _data_docs(url: str, outputs: Path) -> Path:
+    if url.startswith("duckdb:///"):
+        return Path(url.removeprefix("duckdb:///")).parent / "data_docs" / "index.html"
+    return outputs / "data_docs" / "index.html"
+
+
 def main() -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", module="dagster")  # preview / supersession notices
+    warnings.filterwarnings("ignore", message=".*DEMO pseudonym key.*")
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     from clms_etl.config import Settings
     from clms_etl.deliveries import delivery_dates
 
@@ -46,15 +57,19 @@ def main() -> int:
 
         result = generate(settings.incoming, seed=0)
         print(f"wrote the synthetic twin deliveries: {len(result.files)} files under {settings.incoming}")
+    # The runs' full logs are in the Dagster UI; the terminal gets warnings and the summary.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     job = defs.resolve_job_def("import_centre")
     failed = []
     for centre in REGISTRY:
-        outcome = job.execute_in_process(partition_key=centre, instance=instance, raise_on_error=False)
+        outcome = job.execute_in_process(partition_key=centre, instance=instance, raise_on_error=False,
+                                         run_config=quiet)
         status = "ok" if outcome.success else "FAILED"
         print(f"import {centre:<12} {status}  (run {outcome.run_id[:8]})")
         if not outcome.success:
             failed.append(centre)
-    nightly = defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False)
+    nightly = defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False,
+                                                                                run_config=quiet)
     print(f"nightly refresh  {'ok' if nightly.success else 'FAILED'}  (run {nightly.run_id[:8]})")
     for check in nightly.get_asset_check_evaluations():
         print(f"  check {check.asset_key.to_user_string()}.{check.check_name}: {'passed' if check.passed else 'FAILED'}")
@@ -63,7 +78,9 @@ def main() -> int:
     print()
     print(f"warehouse     {settings.warehouse_url}")
     print(f"query lists   {settings.outputs / 'queries'}")
-    print(f"report        {settings.outputs / 'report'}")
+    report = settings.outputs / "report"
+    print(f"report        {report if report.exists() else '(no report asset yet)'}")
+    print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
     print(f"dagster runs  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     return 1 if failed else 0
 

@@ -805,3 +805,116 @@ def test_line_with_only_a_dossier_gives_empty_canonical_rows(tmp_path):
     assert result.frames["patient"].height == result.frames["tumour"].height == 1
     assert result.frames["surgery"].is_empty() and result.frames["event"].is_empty()
     assert result.frames["patient"]["vital_status"][0] is None
+
+
+# --- the vectorised paths read exactly what the pure parsers read -------------------------------------
+
+DATE_TEXTS = [
+    "12/03/2014", "1/3/2014", "01.03.2014", "1-3-2014", "31/02/2014", "29/02/2016", "29/02/2015", "00/03/2014",
+    "12/00/2014", "12/13/2014", "31/12/1899", "01/01/1900", "31/12/2100", "01/01/2101", "123/03/2014",
+    "12/03/14", "3/2014", "03/2014", "13/2014", "0/2014", "12-2014", "12.1899", "2014", "1899", "2101", "0000",
+    "mars 2014", "mars. 2014", "Mars 2014", "février 2014", "fevrier 2014", "janv 2014", "juil. 2101",
+    "foo 2014", "mars  2014", " 2014", "2014 ", "12/03/2014 ", "２０１４", "١٢/٠٣/٢٠١٤", "2014-03-12", "?",
+    "", "   ", "12/03/2014\n", "2014\n", "août 1920", "Août 1920", "DÉC 1947", "décembre. 1947", "mai 2014",
+    "maî 2014", "ǅuin 2014", "ｍａｒｓ 2014",
+]
+
+
+def _decode_both(texts: list[str], label: str = "Diagnostic", identifier: bool = False):
+    parse = nimes._dated(label, identifier=identifier)
+
+    def slow(text):  # the same parser without its polars path
+        return parse(text)
+
+    outputs = {"d": pl.Date, "p": pl.String}
+    series = pl.Series("cell", [*texts, None, *texts], dtype=pl.String)
+    return nimes._decode_column(series, parse, outputs), nimes._decode_column(series, slow, outputs)
+
+
+@pytest.mark.parametrize("identifier", [False, True])
+def test_fast_dates_read_exactly_what_parse_date_reads(identifier):
+    fast, slow = _decode_both(DATE_TEXTS, identifier=identifier)
+    for name in fast.columns:
+        assert fast.columns[name].equals(slow.columns[name]), name
+    key = ["_raw", "rule", "message"]
+    assert fast.issues.sort(key).equals(slow.issues.sort(key))
+    read_fast = nimes._fast_date_frame(pl.Series(DATE_TEXTS, dtype=pl.String), "x").filter("_ok")["_raw"]
+    assert {"12/03/2014", "1-3-2014", "29/02/2016", "3/2014", "mars 2014", "janv 2014",
+            "2014", "août 1920", "Mars 2014", "DÉC 1947"} <= set(read_fast)
+    assert not {"31/02/2014", "29/02/2015", "12/13/2014", "1899", "2101", "2014 ", "mars  2014"} & set(read_fast)
+    # per value, the issues come in parse order
+    for raw in set(slow.issues["_raw"]):
+        assert fast.issues.filter(pl.col("_raw") == raw).equals(slow.issues.filter(pl.col("_raw") == raw))
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.one_of(
+    st.builds(lambda d, m, y, s: f"{d}{s}{m}{s}{y}", st.integers(0, 40), st.integers(0, 14),
+              st.integers(1850, 2150), st.sampled_from("/.-")),
+    st.builds(lambda m, y: f"{m}/{y}", st.integers(0, 14), st.integers(1850, 2150)),
+    st.builds(lambda n, y: f"{n} {y}", st.sampled_from(["mars", "avr.", "dec", "x", "aout", "août"]),
+              st.integers(1850, 2150)),
+    st.integers(0, 9999).map(str), NUMBERISH, st.text(max_size=12),
+), max_size=30))
+def test_fast_dates_match_parse_date_on_generated_values(texts):
+    fast, slow = _decode_both(texts)
+    for name in fast.columns:
+        assert fast.columns[name].equals(slow.columns[name]), name
+    key = ["_raw", "rule", "message"]
+    assert fast.issues.sort(key).equals(slow.issues.sort(key))
+
+
+NOTES = [
+    "récidive locale 06/2016", "RL 06/2016", "RL2012", "RL - 2012", "récidive locale mars 2006", "RL avril. 2001",
+    "récidive 2010", "récidive locale 31/02/2016", "récidive locale 1899", "rl 13/2016",
+    "métastase osseuse 2017", "métastases osseuse et pulmonaire 2017", "métastase cérébrale 12/2017",
+    "métastases 2015", "DCD 03/2018 (cLMS)", "décès 03/2018 (autre cause)", "DCD 2018 (cause bizarre)",
+    "DCD 03/2018 ()", "décès mai 2011 (cLMS)", "RL 06/2016 (reprise chirurgicale)", "DCD 10/07/2010(cLMS)",
+    "2014", "(cLMS)", "n'importe quoi 2014", "RL ? 2014", "RL 2014?", "RL ²2014", "Récidive Locale 2009",
+    "RL 06/2016 (a (b))", "RL 6.2016", "RL 06/2016 x", "métastase ganglionnaire 10/2006",
+]
+
+
+def _notes_both(notes: list[str]):
+    unique = pl.Series("_text", notes, dtype=pl.String).unique(maintain_order=True)
+    mapping, issues = nimes._parse_notes(unique)
+    rows, expected_issues = [], []
+    for u, note in enumerate(unique.to_list()):
+        events, problems = nimes.parse_note(note)
+        rows += [(u, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
+                  e.death_cause, e.treatment) for k, e in enumerate(events)]
+        expected_issues += [(u, *p) for p in problems]
+    expected = pl.DataFrame(rows, schema=nimes._EVENT_COLUMNS, orient="row")
+    return (mapping, issues), (expected, pl.DataFrame(expected_issues, schema=nimes._NOTE_ISSUES, orient="row"))
+
+
+def _assert_same_notes(notes: list[str]):
+    (mapping, issues), (expected, expected_issues) = _notes_both(notes)
+    assert mapping.equals(expected)
+    # per note, the issues in parse order
+    assert issues.sort("_u", maintain_order=True).equals(expected_issues)
+
+
+def test_notes_read_in_bulk_exactly_as_parse_note_reads_them():
+    _assert_same_notes(NOTES)
+    fast = pl.Series(NOTES).str.extract(nimes._FAST_NOTE, 3).is_not_null().sum()
+    assert fast >= 20  # the usual forms do take the bulk path
+
+
+@settings(max_examples=150, deadline=None)
+@given(notes=st.lists(st.one_of(
+    st.builds(lambda words, sep, date, paren: f"{words}{sep}{date}{paren}",
+              st.sampled_from(["RL", "récidive locale", "récidive", "métastase osseuse", "métastases foie et os",
+                               "métastase du genou", "DCD", "décès", "mort", "RL mars", "décès décembre", "x", ""]),
+              st.sampled_from(["", " ", "  ", " - ", " en "]),
+              st.one_of(st.builds(lambda d, m, y: f"{d}/{m}/{y}", st.integers(0, 32), st.integers(0, 13),
+                                  st.integers(1890, 2110)),
+                        st.builds(lambda m, y: f"{m}/{y}", st.integers(0, 13), st.integers(1890, 2110)),
+                        st.integers(1890, 2110).map(str)),
+              st.sampled_from(["", " (cLMS)", "(autre cause)", " (inconnue)", " (reprise)", " ()", " (x"])),
+    MAC_ROMAN_TEXT,
+), min_size=1, max_size=20))
+def test_notes_read_in_bulk_match_parse_note_on_generated_notes(notes):
+    notes = [n.strip() for n in notes if n.strip()]
+    if notes:
+        _assert_same_notes(notes)

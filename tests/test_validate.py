@@ -480,3 +480,52 @@ def test_workbook_keeps_only_its_centre_and_writes_formula_like_values_as_text(t
     sheet = openpyxl.load_workbook(path)["Requêtes"]
     assert sheet.max_row == 2
     assert sheet["F2"].value == "=1+1" and sheet["F2"].data_type == "s"
+
+
+# --- the pandera shortcut -------------------------------------------------------------------------
+
+def _contexts(rows: dict[str, list[dict]]) -> dict[str, pl.DataFrame]:
+    from clms_etl.validate import _conformed
+    from validations.canonical import add_context
+
+    frames = {table: _conformed(table, f) for table, f in read_result(rows).frames.items()}
+    return add_context(frames, DELIVERY)
+
+
+def _pandera_cases(table: str, frame: pl.DataFrame):
+    from pandera.errors import SchemaErrors
+
+    try:
+        SCHEMAS[table].validate(frame, lazy=True)
+    except SchemaErrors as exc:
+        return exc.failure_cases
+    return None
+
+
+def test_clean_tables_skip_pandera_and_pandera_agrees():
+    from clms_etl.validate import _passes
+
+    for table, frame in _contexts(clean_rows()).items():
+        assert _passes(SCHEMAS[table], frame), table  # the shortcut is taken on a clean delivery
+        assert _pandera_cases(table, frame) is None, table
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_failure_cases_are_pandera_s_own(case: Case):
+    from clms_etl.validate import _passes, schema_failure_cases
+
+    for table, frame in _contexts(changed(case.changes, case.extra)).items():
+        expected = _pandera_cases(table, frame)
+        got = schema_failure_cases(SCHEMAS[table], frame)
+        assert (got is None) == (expected is None), table
+        assert _passes(SCHEMAS[table], frame) == (expected is None), table
+        if expected is not None:
+            assert got.equals(expected), table
+
+
+def test_structural_failure_still_goes_through_pandera():
+    from clms_etl.validate import _passes
+
+    frame = _contexts(clean_rows())["surgery"].with_columns(pl.col("ctx_death_count").cast(pl.Int64))
+    assert not _passes(SCHEMAS["surgery"], frame)
+    assert _pandera_cases("surgery", frame) is not None

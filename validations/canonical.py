@@ -466,9 +466,16 @@ def _code(table: str, column: str, rule: str = "code_not_in_vocabulary") -> pa.C
 
 
 def _tolerance(*precisions: str) -> pl.Expr:
-    return pl.max_horizontal(
-        pl.col(p).replace_strict(PRECISION_TOLERANCE_DAYS, default=0, return_dtype=pl.Int32) for p in precisions
-    )
+    """Days of uncertainty of the least precise of the dates (0 for exact or unknown precision)."""
+    return pl.max_horizontal(_days_of(pl.col(p)) for p in precisions)
+
+
+def _days_of(precision: pl.Expr) -> pl.Expr:
+    # when/then rather than replace_strict: a few times cheaper on a string column.
+    days = pl.lit(0, dtype=pl.Int32)
+    for name, tolerance in reversed(PRECISION_TOLERANCE_DAYS.items()):
+        days = pl.when(precision == name).then(pl.lit(tolerance, dtype=pl.Int32)).otherwise(days)
+    return days
 
 
 def _not_after(rule: str, field: str, earlier: str, later: str, precisions: tuple[str, ...],

@@ -41,8 +41,11 @@ Rule names emitted: ``unknown_code``, ``value_normalised`` (stray spaces), ``unp
 ``unknown_metastasis_site``, ``unknown_death_cause``, ``last_news_differs_from_death``,
 ``duplicate_patient``, ``missing_patient_id``, ``wrong_field_count``, ``value_too_long``,
 ``empty_row``, ``missing_final_line_end``, ``wrong_encoding``, ``unknown_column``. Queries are
-built straight with ``ctx.query`` for the cells that have an issue, with the same rule names,
-severities and masking as :class:`~clms_etl.readers.cells.Cells`.
+built as frames (``ctx.extend_queries``) for the cells that have an issue, with the same rule
+names, severities and masking as :class:`~clms_etl.readers.cells.Cells`. The common forms of
+dates (``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014``) and of Évolution notes (``<words>
+<date> [(<text>)]``) are read in polars for all distinct values at once; the parsers above
+read the rest, and the tests hold both paths to the same result.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
+from clms_etl.dates import _fold as _fold_date
 from clms_etl.readers.base import (
     ERROR,
     IDENTIFIER_MASK,
@@ -173,6 +177,78 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
         day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
         return parsed, [_warning("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label}).")]
     return parsed, []
+
+
+# The common written forms, read by polars for a whole column of distinct values at once; a
+# value they do not match exactly (or an impossible date) goes through parse_date.
+_FAST_DMY = r"^([0-9]{1,2})[/.\-]([0-9]{1,2})[/.\-]([0-9]{4})$"
+_FAST_MY = r"^([0-9]{1,2})[/.\-]([0-9]{4})$"
+_FAST_MONTH_NAME_Y = r"^(\p{L}+)\.? ([0-9]{4})$"
+_FAST_Y = r"^([0-9]{4})$"
+
+
+def _month_numbers(word: pl.Expr, unique: pl.Series) -> pl.Expr:
+    """The month a written month name stands for (``mars``, ``Août``, ``janv``), as parse_date
+    folds it (accents, case); null for any other word."""
+    words = unique.to_frame("_raw").select(word.drop_nulls().unique())[:, 0].to_list()
+    months = {w: FRENCH_MONTHS[f] for w in words if (f := _fold_date(w)) in FRENCH_MONTHS}
+    return word.replace_strict(months, default=None, return_dtype=pl.Int32)
+
+
+def _fast_dates(unique: pl.Series) -> pl.DataFrame:
+    """``_raw``, ``_value``, ``_precision``: the date of each distinct value exactly as
+    :func:`parse_date` gives it, for ASCII-digit ``12/03/2014``, ``3/2014``, ``2014`` and ``mars
+    2014`` / ``Août 2014`` within 1900-2100; null for anything else, which parse_date must then read."""
+    text = pl.col("_raw")
+
+    def part(pattern: str, group: int) -> pl.Expr:
+        return text.str.extract(pattern, group).cast(pl.Int32)
+
+    with_month_name = pl.col("_n_month").is_not_null()
+    return (
+        unique.alias("_raw").to_frame()
+        .with_columns(
+            _d_day=part(_FAST_DMY, 1), _d_month=part(_FAST_DMY, 2), _d_year=part(_FAST_DMY, 3),
+            _m_month=part(_FAST_MY, 1), _m_year=part(_FAST_MY, 2), _y_year=part(_FAST_Y, 1),
+            _n_month=_month_numbers(text.str.extract(_FAST_MONTH_NAME_Y, 1), unique),
+            _n_year=part(_FAST_MONTH_NAME_Y, 2),
+        )
+        .with_columns(
+            _year=pl.coalesce("_d_year", "_m_year", pl.when(with_month_name).then("_n_year"), "_y_year"),
+            _month=pl.coalesce("_d_month", "_m_month", "_n_month",
+                               pl.when(pl.col("_y_year").is_not_null()).then(pl.lit(7, dtype=pl.Int32))),
+            _day=pl.coalesce("_d_day",
+                             pl.when(pl.col("_m_year").is_not_null() | with_month_name).then(pl.lit(15, dtype=pl.Int32)),
+                             pl.when(pl.col("_y_year").is_not_null()).then(pl.lit(1, dtype=pl.Int32))),
+            _precision=pl.when(pl.col("_d_year").is_not_null()).then(pl.lit("day"))
+            .when(pl.col("_m_year").is_not_null() | with_month_name).then(pl.lit("month"))
+            .when(pl.col("_y_year").is_not_null()).then(pl.lit("year")),
+        )
+        # From the first of the month, so an impossible day (31/02) never reaches the date
+        # constructor: it overflows into the next month and is refused below.
+        .with_columns(_first=pl.date(pl.when(pl.col("_year").is_between(1900, 2100)).then("_year"),
+                                     pl.when(pl.col("_month").is_between(1, 12)).then("_month"), 1))
+        .with_columns(_value=pl.col("_first") + pl.duration(days=pl.col("_day") - 1))
+        .with_columns(_ok=((pl.col("_day") >= 1) & (pl.col("_value").dt.month() == pl.col("_first").dt.month()))
+                      .fill_null(False))
+        .select("_raw", pl.when("_ok").then("_value").alias("_value"), pl.when("_ok").then("_precision").alias("_precision"))
+    )
+
+
+def _fast_date_frame(unique: pl.Series, label: str, identifier: bool = False) -> pl.DataFrame:
+    """For distinct raw values: ``_raw``, ``_ok`` (read here), ``_value``, ``_precision`` and the
+    issue parse_date would give (``rule``, ``severity``, ``message``; null when none)."""
+    shown = pl.lit(IDENTIFIER_MASK) if identifier else pl.col("_raw")
+    day = pl.lit("") if identifier else pl.lit(" au ") + pl.col("_value").dt.strftime("%d/%m/%Y")
+    partial = pl.col("_precision") != "day"
+    return _fast_dates(unique).with_columns(
+        _ok=pl.col("_value").is_not_null(),
+        rule=pl.when(partial).then(pl.lit("partial_date_imputed")),
+        severity=pl.when(partial).then(pl.lit(WARNING)),
+        message=pl.when(partial).then(pl.concat_str(
+            pl.lit("Date partielle « "), shown, pl.lit(" » imputée"), day, pl.lit(f" ({label}).")
+        )),
+    )
 
 
 # --- codes --------------------------------------------------------------------------------------
@@ -527,6 +603,17 @@ def _metastasis_sites(text: str, note: str) -> tuple[list[str | None], list[Issu
     return sites or [None], issues
 
 
+def _note_date(body: str) -> tuple[str | None, str]:
+    """(date text, what precedes it) of a folded note: ``rl 06/2016`` -> (``06/2016``, ``rl ``)."""
+    if m := _TRAILING_DATE.search(body):
+        date_text, head = m.group(1), body[:m.start()]
+        if re.fullmatch(r"[0-9]{4}", date_text) and (mm := _TRAILING_MONTH.search(head)) \
+                and mm.group(1) in FRENCH_MONTHS:
+            date_text, head = f"{mm.group(1)} {date_text}", head[:mm.start()]
+        return date_text, head
+    return None, body
+
+
 def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
     """One Évolution note -> its events (a metastasis in two organs = two events).
 
@@ -545,14 +632,7 @@ def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
         if paren is None:
             return [], []
         return [], [_error("unparsed_evolution_note", f"Note d'évolution non comprise: « {note.strip()} ».")]
-    date_text = None
-    if m := _TRAILING_DATE.search(body):
-        date_text, head = m.group(1), body[:m.start()]
-        if re.fullmatch(r"[0-9]{4}", date_text) and (mm := _TRAILING_MONTH.search(head)) \
-                and mm.group(1) in FRENCH_MONTHS:
-            date_text, head = f"{mm.group(1)} {date_text}", head[:mm.start()]
-    else:
-        head = body
+    date_text, head = _note_date(body)
     head = _DATE_LEAD.sub("", head).strip()
 
     issues: list[Issue] = []
@@ -731,31 +811,51 @@ def _split(data: bytes, eol: str, width: int) -> tuple[pl.Series, pl.DataFrame]:
 # --- column decoding ------------------------------------------------------------------------------
 
 
+_ISSUES = {"_raw": pl.String, "rule": pl.String, "severity": pl.String, "message": pl.String}
+
+
 class _Decoded(NamedTuple):
     columns: dict[str, pl.Series]
-    issues: dict[str, list[Issue]]  # raw value -> its issues (only values that have some)
+    issues: pl.DataFrame  # _ISSUES: each raw value's issues, in order (only values that have some)
 
 
 def _decode_column(series: pl.Series, parse, outputs: dict[str, pl.DataType], *, spaces: bool = True) -> _Decoded:
-    """Apply ``parse`` (raw -> (values, issues)) once per distinct value and scatter back."""
+    """Apply ``parse`` (raw -> (values, issues)) once per distinct value and scatter back.
+
+    A parser with a ``fast`` attribute (distinct values -> frame, see :func:`_fast_date_frame`)
+    reads the values it recognises in polars; ``parse`` gets the others."""
     unique = series.drop_nulls().unique(maintain_order=True)
+    names = list(outputs)
+    parts: list[pl.DataFrame] = []
+    issue_parts: list[pl.DataFrame] = []
+    rest = unique
+    fast = getattr(parse, "fast", None)
+    if fast is not None and unique.len():
+        quick = fast(unique)
+        done = quick.filter(pl.col("_ok"))
+        rest = quick.filter(~pl.col("_ok"))["_raw"]
+        parts.append(done.select("_raw", *(pl.col(f"_{j}").cast(t).alias(n) for j, (n, t) in
+                                          zip(("value", "precision"), outputs.items()))))
+        issue_parts.append(done.filter(pl.col("rule").is_not_null()).select(list(_ISSUES)))
     values: list[tuple] = []
-    issues: dict[str, list[Issue]] = {}
+    issues: list[tuple] = []
     single = len(outputs) == 1
-    for raw in unique.to_list():
+    for raw in rest.to_list():
         value, problems = parse(raw)
         values.append((value,) if single else tuple(value))
         if spaces and raw != raw.strip():
             problems = [*problems, _warning("value_normalised", f"« {raw} »: espaces en trop à retirer.")]
-        if problems:
-            issues[raw] = problems
-    index = series.replace_strict(unique, pl.int_range(unique.len(), dtype=pl.UInt32, eager=True),
+        issues.extend((raw, *problem) for problem in problems)
+    parts.append(pl.DataFrame(
+        {"_raw": rest, **{name: pl.Series(name, [v[j] for v in values], dtype=dtype)
+                          for j, (name, dtype) in enumerate(outputs.items())}}
+    ))
+    issue_parts.append(pl.DataFrame(issues, schema=_ISSUES, orient="row"))
+    table = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    index = series.replace_strict(table["_raw"], pl.int_range(table.height, dtype=pl.UInt32, eager=True),
                                   default=None, return_dtype=pl.UInt32)
-    columns = {
-        name: pl.Series(name, [v[j] for v in values], dtype=dtype).gather(index)
-        for j, (name, dtype) in enumerate(outputs.items())
-    }
-    return _Decoded(columns, issues)
+    columns = {name: table[name].gather(index).alias(name) for name in names}
+    return _Decoded(columns, pl.concat(issue_parts, how="vertical") if len(issue_parts) > 1 else issue_parts[0])
 
 
 def _margins(text):
@@ -767,6 +867,7 @@ def _dated(label: str, identifier: bool = False):
     def parse(text):
         parsed, issues = parse_date(text, label, identifier=identifier)
         return (None, None) if parsed is None else (parsed.value, parsed.precision), issues
+    parse.fast = lambda unique: _fast_date_frame(unique, label, identifier)
     return parse
 
 
@@ -848,14 +949,14 @@ def _read(ctx: ReadContext) -> ReadResult:
         pl.col(ROW).alias("source_row"),
     )
 
-    news_issues: dict[str, list[Issue]] = {}
+    news_issues = pl.DataFrame(schema=_ISSUES)
     decoded: dict[str, pl.Series] = {}
     for key, (parse, outputs, table) in _COLUMNS.items():
         result = _decode_column(frame[key], parse, outputs)
         decoded.update(result.columns)
         if key == "dernieres_nouvelles":
             news_issues = result.issues  # their row is the last-news event, numbered below
-        elif result.issues:
+        elif not result.issues.is_empty():
             _cell_queries(ctx, frame, key, names[key], table, result.issues, identifier=key == "ne_e_le")
     frame = frame.with_columns(list(decoded.values()))
 
@@ -949,29 +1050,27 @@ def _structural_queries(ctx: ReadContext, frame: pl.DataFrame, width: int, names
                       message=f"Contrôle de structure « {check} » en échec sur la colonne « {column} ».")
 
 
-def _emit(ctx: ReadContext, hits: pl.DataFrame, field: str, issues_of: dict, *, identifier: bool = False) -> None:
-    """One query per (cell, issue). ``hits``: row, table, row_id, patient_id, value, key (into
-    ``issues_of``). Built in polars so that the loop only calls ``ctx.query``."""
-    query = ctx.query
-    for row, table, row_id, patient_id, value, key in zip(*(c.to_list() for c in hits.iter_columns())):
-        shown = IDENTIFIER_MASK if identifier else value
-        for rule, severity, message in issues_of[key]:
-            query(file=FILE, row=row, table=table, row_id=row_id, patient_id=patient_id, field=field,
-                  value=shown, rule=rule, severity=severity, message=message)
-
-
-def _hits(frame: pl.DataFrame, table: pl.Expr | str, row_id: pl.Expr, value: str, key: str | None = None) -> pl.DataFrame:
-    return frame.select(
-        ROW, (pl.lit(table) if isinstance(table, str) else table).alias("_table"), row_id.alias("_row_id"),
-        "patient_id", pl.col(value).alias("_value"), pl.col(key or value).alias("_key"),
+def _issue_queries(ctx: ReadContext, frame: pl.DataFrame, key: str, issues: pl.DataFrame, field: str,
+                   table: pl.Expr, row_id: pl.Expr, *, identifier: bool = False, value: str | None = None) -> None:
+    """One query per (row of ``frame`` whose ``key`` cell has issues, issue), in row order then
+    issue order, built as one frame (``issues``: ``_raw`` the key value, rule, severity, message)."""
+    hit = (
+        frame.with_row_index("_pos")
+        .join(issues.with_row_index("_i"), left_on=key, right_on="_raw", how="inner")
+        .sort("_pos", "_i")
     )
+    ctx.extend_queries(hit.select(
+        pl.lit(FILE).alias("file"), pl.col(ROW).alias("row"), table.alias("table_name"), row_id.alias("row_id"),
+        "patient_id", pl.lit(field).alias("field"),
+        (pl.lit(IDENTIFIER_MASK) if identifier else pl.col(value or key)).alias("value"), "rule", "severity", "message",
+    ))
 
 
 def _cell_queries(ctx: ReadContext, frame: pl.DataFrame, key: str, column: str, table: str,
-                  issues: dict[str, list[Issue]], *, identifier: bool = False) -> None:
-    hit = frame.filter(pl.col(key).is_in(list(issues)))
+                  issues: pl.DataFrame, *, identifier: bool = False) -> None:
     row_id = _row_id_expr("surgery", pl.lit(1)) if table == "surgery" else _row_id_expr(table)
-    _emit(ctx, _hits(hit, table, row_id, key), column, issues, identifier=identifier)
+    _issue_queries(ctx, frame.select(ROW, "patient_id", key), key, issues, column, pl.lit(table), row_id,
+                   identifier=identifier)
 
 
 _EVENT_COLUMNS = {
@@ -990,7 +1089,7 @@ def _rank_in_row(first: int) -> pl.Expr:
 
 
 def _events(ctx: ReadContext, frame: pl.DataFrame, names: dict[str, str],
-            news_issues: dict[str, list[Issue]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+            news_issues: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The event frame, and per row: vital_status."""
     notes = (
         frame.select(ROW, "patient_id", pl.col("evolution").str.split(";").alias("_text"))
@@ -999,15 +1098,7 @@ def _events(ctx: ReadContext, frame: pl.DataFrame, names: dict[str, str],
         .filter(pl.col("_text").is_not_null() & (pl.col("_text") != ""))
     )
     unique = notes["_text"].unique(maintain_order=True)
-    parsed = [parse_note(n) for n in unique.to_list()]
-    mapping = pl.DataFrame(
-        [
-            (u, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
-             e.death_cause, e.treatment)
-            for u, (events, _) in enumerate(parsed) for k, e in enumerate(events)
-        ],
-        schema=_EVENT_COLUMNS, orient="row",
-    )
+    mapping, note_issues = _parse_notes(unique)
     notes = notes.with_columns(
         pl.col("_text").replace_strict(unique, pl.int_range(unique.len(), dtype=pl.UInt32, eager=True),
                                        return_dtype=pl.UInt32).alias("_u")
@@ -1046,36 +1137,126 @@ def _events(ctx: ReadContext, frame: pl.DataFrame, names: dict[str, str],
             pl.col(ROW).alias("source_row"),
         )
     )
-    _event_queries(ctx, notes, parsed, events, names)
+    _event_queries(ctx, notes, note_issues, events, names)
     _news_queries(ctx, status, events, news_issues, names)
     return model.conform("event", events), status.select(ROW, "vital_status")
 
 
-def _event_queries(ctx, notes: pl.DataFrame, parsed: list, events: pl.DataFrame, names: dict[str, str]) -> None:
+def _event_queries(ctx, notes: pl.DataFrame, issues: pl.DataFrame, events: pl.DataFrame,
+                   names: dict[str, str]) -> None:
     """A note's issues go on its first event row (or the patient row when it gave no event)."""
-    issues = {u: problems for u, (_, problems) in enumerate(parsed) if problems}
-    if not issues:
+    if issues.is_empty():
         return
-    hit = notes.filter(pl.col("_u").is_in(list(issues))).join(
+    hit = notes.join(
         events.filter(pl.col("_k") == 0).select(ROW, "_note", pl.col("row_id").alias("_event")),
-        on=[ROW, "_note"], how="left",
+        on=[ROW, "_note"], how="left", maintain_order="left",
     )
     table = pl.when(pl.col("_event").is_null()).then(pl.lit("patient")).otherwise(pl.lit("event"))
     row_id = pl.coalesce("_event", _row_id_expr("patient"))
-    _emit(ctx, _hits(hit, table, row_id, "_text", "_u"), names["evolution"], issues)
+    # The issues are keyed by the note's index among the distinct notes (_u); the value shown is the note.
+    _issue_queries(ctx, hit, "_u",
+                   issues.rename({"_u": "_raw"}), names["evolution"], table, row_id, value="_text")
 
 
-def _news_queries(ctx, status: pl.DataFrame, events: pl.DataFrame, news_issues: dict[str, list[Issue]],
+# A note written "<words> <date> [(<text>)]" (the usual ``récidive locale 06/2016``, ``RL 2012``,
+# ``DCD 03/2018 (cLMS)``): its words and parenthesis decide its events, its date is read like a
+# date cell. Words of Latin letters and simple punctuation only, none of which folds into a
+# digit, "?" or a parenthesis.
+_FAST_NOTE = (r"^([A-Za-zÀ-ÖØ-öø-ÿŒœ .:,'\-]*?)( *)"
+              r"([0-9]{1,2}/[0-9]{1,2}/[0-9]{4}|[0-9]{1,2}/[0-9]{4}|[0-9]{4})((?: *\([^()]*\))?)$")
+_SHAPE_SAMPLE = {"day": "15/06/2000", "month": "6/2000", "year": "2000"}
+_NOTE_ISSUES = {"_u": pl.UInt32, "rule": pl.String, "severity": pl.String, "message": pl.String}
+
+
+def _parse_notes(unique: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The events (:data:`_EVENT_COLUMNS`) and issues (``_u``, rule, severity, message, in order)
+    of each distinct note (``_u`` its index), exactly as :func:`parse_note` gives them.
+
+    A ``<words> <date> [(<text>)]`` note is parse_note'd once per distinct words, date shape and
+    parenthesis, on a sample date of that shape (its events do not depend on the digits), and its own date is
+    read by :func:`_fast_date_frame`; parse_note reads the others, and any whose words raise an
+    issue of their own or whose date is not one of the common forms."""
+    frame = unique.alias("_text").to_frame().with_row_index("_u")
+    parts = frame.select(pl.col("_text").str.extract_groups(_FAST_NOTE).alias("_g")).unnest("_g")
+    frame = frame.with_columns(
+        _prefix=pl.concat_str(parts[:, 0], parts[:, 1]),  # the words and the spaces before the date
+        _date=parts[:, 2],
+        _suffix=parts[:, 3],
+        _shape=pl.when(parts[:, 2].str.count_matches("/") == 2).then(pl.lit("day"))
+        .when(parts[:, 2].str.contains("/")).then(pl.lit("month")).otherwise(pl.lit("year")),
+    )
+    # Per distinct (words, shape): the events and the date's month word, or null (not fast).
+    classes = frame.filter(pl.col("_date").is_not_null()).select("_prefix", "_shape", "_suffix").unique(
+        maintain_order=True)
+    kinds: list[list | None] = []
+    words: list[str | None] = []
+    for prefix, shape, suffix in classes.iter_rows():
+        sample = f"{prefix}{_SHAPE_SAMPLE[shape]}{suffix}"
+        events, issues = parse_note(sample)
+        if not events or any(i.rule != "partial_date_imputed" for i in issues) or any(e.date is None for e in events):
+            kinds.append(None)
+            words.append(None)
+            continue
+        kinds.append([(e.kind, e.metastasis_site, e.death_cause, e.treatment) for e in events])
+        date_text, _ = _note_date(fold(f"{prefix}{_SHAPE_SAMPLE[shape]}"))
+        words.append(date_text[:-len(_SHAPE_SAMPLE[shape])] if date_text != _SHAPE_SAMPLE[shape] else "")
+    classes = classes.with_columns(
+        pl.Series("_class", range(classes.height), dtype=pl.UInt32),
+        pl.Series("_word", words, dtype=pl.String),
+    )
+    frame = frame.join(classes, on=["_prefix", "_shape", "_suffix"], how="left", maintain_order="left").with_columns(
+        _date_text=pl.concat_str(pl.col("_word"), pl.col("_date"))
+    )
+    candidates = frame.filter(pl.col("_word").is_not_null())
+    dates = _fast_date_frame(candidates["_date_text"].unique(maintain_order=True), "Évolution")
+    fast = candidates.join(dates.rename({"_raw": "_date_text"}), on="_date_text", how="left",
+                           maintain_order="left").filter(pl.col("_ok"))
+    slow = frame.filter(~pl.col("_u").is_in(fast["_u"].implode()))
+
+    event_rows: list[tuple] = []
+    issue_rows: list[tuple] = []
+    for u, note in slow.select("_u", "_text").iter_rows():
+        events, problems = parse_note(note)
+        event_rows.extend(
+            (u, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
+             e.death_cause, e.treatment)
+            for k, e in enumerate(events)
+        )
+        issue_rows.extend((u, *problem) for problem in problems)
+    class_events = pl.DataFrame(
+        [(c, k, *event) for c, events in enumerate(kinds) if events for k, event in enumerate(events)],
+        schema={"_class": pl.UInt32, "_k": pl.Int32, "event_kind": pl.String, "metastasis_site": pl.String,
+                "death_cause": pl.String, "treatment": pl.String},
+        orient="row",
+    )
+    fast_events = fast.join(class_events, on="_class", how="inner").select(
+        "_u", "_k", "event_kind", pl.col("_value").alias("event_date"), pl.col("_precision").alias("event_date_precision"),
+        "metastasis_site", "death_cause", "treatment",
+    )
+    mapping = pl.concat(
+        [pl.DataFrame(event_rows, schema=_EVENT_COLUMNS, orient="row"), fast_events.cast(_EVENT_COLUMNS)],
+        how="vertical",
+    ).sort("_u", "_k")
+    fast_issues = fast.filter(pl.col("rule").is_not_null()).select(
+        "_u", "rule", "severity",
+        pl.concat_str(pl.col("message").str.head(-1), pl.lit(": « "), pl.col("_text"), pl.lit(" ».")).alias("message"),
+    )
+    issues = pl.concat([pl.DataFrame(issue_rows, schema=_NOTE_ISSUES, orient="row"), fast_issues.cast(_NOTE_ISSUES)],
+                       how="vertical")
+    return mapping, issues
+
+
+def _news_queries(ctx, status: pl.DataFrame, events: pl.DataFrame, news_issues: pl.DataFrame,
                   names: dict[str, str]) -> None:
     column = names["dernieres_nouvelles"]
-    if news_issues:
-        hit = status.filter(pl.col("dernieres_nouvelles").is_in(list(news_issues))).join(
+    if not news_issues.is_empty():
+        hit = status.select(ROW, "patient_id", "dernieres_nouvelles").join(
             events.filter(pl.col("event_kind") == "last_news").select(ROW, pl.col("row_id").alias("_event")),
-            on=ROW, how="left",
+            on=ROW, how="left", maintain_order="left",
         )
         table = pl.when(pl.col("_event").is_null()).then(pl.lit("patient")).otherwise(pl.lit("event"))
         row_id = pl.coalesce("_event", _row_id_expr("patient"))
-        _emit(ctx, _hits(hit, table, row_id, "dernieres_nouvelles"), column, news_issues)
+        _issue_queries(ctx, hit, "dernieres_nouvelles", news_issues, column, table, row_id)
     # A dead patient's last news is the death (several deaths: validation's multiple_deaths).
     odd = status.filter(
         (pl.col("_deaths") == 1) & pl.col("_news_date").is_not_null() & pl.col("_death_date").is_not_null()

@@ -11,14 +11,17 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from assets.metadata import column_schema, markdown_table
+from assets.metadata import bar_chart_png, column_schema, markdown_table, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery
 from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
 
-# Transient faults only: bad data never raises (it becomes queries), and an unreadable
-# delivery raises Failure(allow_retries=False).
+# Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
+# raises Failure(allow_retries=False), and so does a delivery the warehouse refuses (older than
+# the loaded one, keys of another source, schema out of date). What is left is retried: a
+# dropped connection, or the DuckDB file locked by a process outside Dagster (a CLI load, an
+# analyst's read-write connection) — runs of this code location queue on the `warehouse` pool.
 TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 # Share of a delivery's patients that may be quarantined before the gate closes.
 MAX_QUARANTINED_SHARE = 0.2
@@ -66,10 +69,20 @@ def centre_import(
             queries.group_by("rule", "severity").len().sort("len", descending=True)
         ),
         "query_list": dg.MetadataValue.path(str(query_list)),
+        "rows_plot": rows_plot(v.accounting, f"{centre.name} {delivery.date}"),
     }
     first = next(iter(v.accepted.values()))
     metadata["dagster/column_schema"] = column_schema(first)
     return dg.Output(imported, metadata=metadata, data_version=dg.DataVersion(delivery.sha256))
+
+
+def rows_plot(accounting: pl.DataFrame, title: str) -> dg.MetadataValue:
+    """Rows accepted vs quarantined per table, as a PNG embedded in Markdown (shown in the UI)."""
+    png = bar_chart_png(accounting["table"].to_list(),
+                        {"accepted": accounting["rows_accepted"].to_list(),
+                         "quarantined": accounting["rows_quarantined"].to_list()},
+                        title=f"{title}: rows accepted / quarantined per table")
+    return png_markdown(png, "rows accepted and quarantined per table")
 
 
 @dg.asset_check(asset=centre_import, blocking=True, partitions_def=centre_partitions,
@@ -117,13 +130,19 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
                      warehouse: WarehouseResource) -> dg.MaterializeResult:
+    from clms_etl.warehouse.load import DeliveryRefused, IntegrityProblem, SchemaMismatch
+
     d = centre_import.delivery
     files = [d.path / name for name, _ in d.files]
     # Great Expectations runs once over the whole warehouse (blocking check on `warehouse`),
     # not after each centre's load.
-    with warehouse.open() as wh:
-        report = wh.load_delivery(centre_import.centre, d.date, files, centre_import.validated,
-                                  run_id=context.run.run_id, expectations=False)
+    try:
+        with warehouse.open() as wh:
+            report = wh.load_delivery(centre_import.centre, d.date, files, centre_import.validated,
+                                      run_id=context.run.run_id, expectations=False)
+    except (DeliveryRefused, IntegrityProblem, SchemaMismatch) as refused:
+        # not transient: retrying would refuse again (the warehouse is unchanged)
+        raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
     return dg.MaterializeResult(metadata={
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 import polars as pl
@@ -33,3 +35,31 @@ def markdown_table(frame: pl.DataFrame, limit: int = 15) -> dg.MetadataValue:
 def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
     """Dagster 1.13 has no image metadata type: a base64 PNG inside Markdown shows the plot."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def bar_chart_png(categories: Sequence[str], series: Mapping[str, Sequence[int]], title: str,
+                  xlabel: str = "rows") -> bytes:
+    """A small stacked horizontal bar chart as PNG bytes (one bar per category, one colour per series).
+
+    Drawn on a bare ``Figure`` with the Agg canvas: no pyplot global state, safe in any thread
+    or run worker, no display needed.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 0.45 * max(len(categories), 1) + 1.2), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    left = [0] * len(categories)
+    colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    for i, (label, values) in enumerate(series.items()):
+        ax.barh(list(categories), list(values), left=left, label=label, color=colours[i % len(colours)])
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.invert_yaxis()  # first category on top, as in the tables next to it
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

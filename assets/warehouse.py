@@ -22,6 +22,7 @@ union all select 'data_query', centre, count(*) from data_query group by centre
     owners=["team:data"],
     kinds={"duckdb", "postgres"},
     code_version="1",
+    pool="warehouse",  # reads the DuckDB file: a writer in another run process would hold its lock
     description="The harmonised, pseudonymised warehouse once every centre's latest delivery is in: "
     "what analysts query (schema `analytics`).",
 )
@@ -37,7 +38,7 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     })
 
 
-@dg.asset_check(asset=warehouse, blocking=True,
+@dg.asset_check(asset=warehouse, blocking=True, pool="warehouse",
                 description="Great Expectations suites of every warehouse table (validations/expectations/): "
                 "pseudonym uniqueness, referential integrity, value sets, plausible distributions, counts "
                 "that agree with `delivery`. Data Docs are written next to the warehouse.")

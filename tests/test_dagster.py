@@ -8,7 +8,6 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pytest
 
 from assets import ingest
 from assets.automation import drop_folder_sensor
@@ -20,11 +19,7 @@ DATE = dt.date(2026, 11, 23)
 INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting]
 
 
-@pytest.fixture(scope="module")
-def twin_drop(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("drop")
-    generate(root, seed=0, delivery_date=DATE)
-    return root
+# twin_drop (the synthetic twin's drop folder, delivered on DATE): tests/conftest.py
 
 
 def resources(drop: Path, tmp: Path) -> dict:

@@ -209,8 +209,15 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     try:
         result = checkpoint.run()
     finally:
-        # release GE's own connections (for DuckDB, its handle on the warehouse file)
+        # release GE's own connections (for DuckDB, its handle on the warehouse file): the
+        # datasource's engine and the one its execution engine built, which the checkpoint used
+        # and which otherwise keeps a pooled connection — the file stays locked (other processes)
+        # or bound to GE's configuration (this process) until the interpreter exits
         source.get_engine().dispose()
+        for datasource in {id(s): s for s in (source, context.data_sources.get("warehouse"))}.values():
+            execution_engine = datasource.execution_engine
+            if execution_engine is not None and execution_engine.engine is not None:
+                execution_engine.engine.dispose()
 
     report = ExpectationsReport(backend=sa.engine.make_url(warehouse.url).get_backend_name())
     for run in result.run_results.values():

@@ -113,7 +113,7 @@ def _conformed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     if wrong:
         raise ValueError(f"reader frame {table!r} does not match clms_etl.model: {'; '.join(wrong)}")
     ids = frame["row_id"]
-    if ids.null_count() or ids.is_duplicated().any():
+    if ids.null_count() or ids.n_unique() != ids.len():  # n_unique: no per-row mask to build
         raise ValueError(f"reader frame {table!r}: row_id must be unique and never null")
     return model.conform(table, frame)
 
@@ -284,22 +284,44 @@ def _text_expr(column: str, schema: pl.Schema) -> pl.Expr:
 
 def _mark(frames: dict[str, pl.DataFrame], queries: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Each frame with ``quarantine_reasons`` (ERROR rule ids, sorted) and ``has_warning``."""
-    per_row = (
-        queries.filter(pl.col("row_id").is_not_null() & pl.col("table_name").is_not_null())
+    # Vectorised: distinct (row, rule) pairs sorted by rule, then gathered per row (a group keeps
+    # its rows' order), rather than a sort and a unique inside every one of thousands of groups.
+    concerned = queries.lazy().filter(pl.col("row_id").is_not_null() & pl.col("table_name").is_not_null())
+    errors = (
+        concerned.filter(pl.col("severity") == ERROR)
+        .select("table_name", "row_id", "rule")
+        .unique()
+        .sort("rule", nulls_last=False)
         .group_by("table_name", "row_id")
-        .agg(
-            pl.col("rule").filter(pl.col("severity") == ERROR).unique().sort().alias("quarantine_reasons"),
-            (pl.col("severity") == WARNING).any().alias("has_warning"),
-        )
+        .agg(pl.col("rule").alias("quarantine_reasons"))
     )
-    out = {}
+    warned = (
+        concerned.filter(pl.col("severity") == WARNING)
+        .select("table_name", "row_id")
+        .unique()
+        .with_columns(has_warning=pl.lit(True))
+    )
+    errors, warned = errors.collect(), warned.collect()
+    out, lookups = {}, {}
     for table, frame in frames.items():
-        mine = per_row.filter(pl.col("table_name") == table).drop("table_name")
-        out[table] = frame.join(mine, on="row_id", how="left", maintain_order="left").with_columns(
-            pl.col("quarantine_reasons").fill_null(_EMPTY_REASONS),
-            pl.col("has_warning").fill_null(False),
+        mine_e = errors.filter(pl.col("table_name") == table).drop("table_name")
+        mine_w = warned.filter(pl.col("table_name") == table).drop("table_name")
+        if mine_e.is_empty() and mine_w.is_empty():  # nothing concerns this table's rows
+            out[table] = frame.with_columns(quarantine_reasons=_EMPTY_REASONS, has_warning=pl.lit(False))
+            continue
+        # Joined on the row ids alone, then put beside the frame: no copy of its other columns.
+        lookups[table] = (
+            frame.lazy().select("row_id")
+            .join(mine_e.lazy(), on="row_id", how="left", maintain_order="left")
+            .join(mine_w.lazy(), on="row_id", how="left", maintain_order="left")
+            .select(
+                pl.col("quarantine_reasons").fill_null(_EMPTY_REASONS),
+                pl.col("has_warning").fill_null(False),
+            )
         )
-    return out
+    for table, extra in lookups.items():
+        out[table] = frames[table].hstack(extra.collect().get_columns())
+    return {table: out[table] for table in frames}
 
 
 def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
@@ -321,6 +343,8 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFram
         )
     )
     queries = []
+    if held.is_empty():  # no patient held back: nothing cascades
+        return pl.DataFrame(schema=QUERY_SCHEMA)
     for table in CHILDREN:
         if table not in marked:
             continue

@@ -417,6 +417,49 @@ def test_reader_error_quarantines_the_row_and_reader_warning_flags_it():
     assert set(validated.queries["rule"]) == {"unknown_code", "value_normalised"}
 
 
+def test_reader_queries_on_one_row_give_its_distinct_error_rules_sorted_and_its_warning():
+    def query(row_id, severity, rule):
+        return DataQuery("nice", DELIVERY, "export_dermato_nice.xlsx", "Chirurgies", 2, "surgery", row_id, "P1",
+                         "Statut", "R?", rule, severity, "…")
+    validated = validate(read_result(clean_rows(), [
+        query("sur1", ERROR, "unknown_code"), query("sur1", WARNING, "value_normalised"),
+        query("sur1", ERROR, "unparseable_date"), query("sur1", ERROR, "unknown_code"),
+        DataQuery("nice", DELIVERY, "export_dermato_nice.xlsx", None, 1, None, None, None, "X", "X",
+                  "unknown_column", WARNING, "…"),  # whole-file query: concerns no row
+    ]))
+    quarantined = validated.quarantined["surgery"]
+    assert quarantined["row_id"].to_list() == ["sur1"]
+    assert quarantined.row(0, named=True)["quarantine_reasons"] == ["unknown_code", "unparseable_date"]
+    assert not validated.accepted["surgery"]["has_warning"].any()
+    assert not validated.accepted["patient"]["has_warning"].any()
+    assert validated.queries.height == 5 and validated.balanced
+
+
+def test_queries_appended_as_frames_keep_their_place_among_single_queries():
+    from clms_etl.readers.base import QueryLog, ReadContext, queries_frame
+
+    def build():
+        ctx = ReadContext("nice", Path("."), DELIVERY, b"key")
+        ctx.extend_queries(pl.DataFrame({"file": ["a"], "rule": ["r0"], "message": ["m"]}))
+        ctx.query(file="b", row=3, rule="r1", severity=WARNING, message="m", value=7)
+        ctx.extend_queries(pl.DataFrame({"file": ["c", "d"], "rule": ["r2", "r3"], "message": ["m", "m"],
+                                         "value": ["x" * 300, None]}))
+        ctx.extend_queries(pl.DataFrame(schema={"file": pl.String, "rule": pl.String, "message": pl.String}))
+        ctx.query(file="e", rule="r4", message="m")
+        return ctx
+
+    ctx = build()
+    assert isinstance(ctx.queries, QueryLog)
+    as_frame = ReadResult("nice", DELIVERY, {}, ctx.queries, []).queries_frame()  # frames never listed
+    listed = build().queries
+    assert [q.rule for q in listed] == ["r0", "r1", "r2", "r3", "r4"] and len(listed) == 5
+    assert listed[2].value == "x" * 200 + "…" and listed[0].severity == ERROR and listed[1].value == "7"
+    assert as_frame.equals(queries_frame(list(listed))) and as_frame.schema == queries_frame([]).schema
+    del listed[1:]
+    listed.extend(build().queries[4:])
+    assert [q.rule for q in listed] == ["r0", "r4"]
+
+
 def test_reader_frame_breaking_the_model_is_a_bug_not_a_query():
     rows = clean_rows()
     bad = frame("surgery", rows["surgery"]).with_columns(pl.col("clinical_margin_cm").cast(pl.String))

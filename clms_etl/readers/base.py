@@ -92,7 +92,7 @@ class ReadContext:
     delivery_dir: Path
     delivery_date: dt.date
     pseudonym_key: bytes
-    queries: list[DataQuery] = field(default_factory=list)
+    queries: list[DataQuery] = field(default_factory=lambda: QueryLog())
 
     def pseudonymise(self, local_id: str) -> str:
         return pseudonym(self.pseudonym_key, self.centre, local_id)
@@ -126,7 +126,10 @@ class ReadContext:
         frame = frame.with_columns(
             pl.when(value.str.len_chars() > 200).then(value.str.slice(0, 200) + "…").otherwise(value).alias("value")
         )
-        self.queries.extend(map(DataQuery, *(c.to_list() for c in frame.iter_columns())))
+        if isinstance(self.queries, QueryLog):
+            self.queries.append_frame(frame)  # kept as a frame until someone reads it as a list
+        else:
+            self.queries.extend(_to_queries(frame))
 
 
 @dataclass
@@ -140,13 +143,79 @@ class ReadResult:
     source_rows: dict[str, int] = field(default_factory=dict)
 
     def queries_frame(self) -> pl.DataFrame:
+        if isinstance(self.queries, QueryLog):
+            return self.queries.to_frame()
         return queries_frame(self.queries)
 
 
 def queries_frame(queries: Iterable[DataQuery]) -> pl.DataFrame:
     # Column by column: ``dataclasses.asdict`` deep-copies every field of every query.
+    if isinstance(queries, QueryLog):
+        return queries.to_frame()
     queries = queries if isinstance(queries, list) else list(queries)
     return pl.DataFrame({name: [getattr(q, name) for q in queries] for name in QUERY_SCHEMA}, schema=QUERY_SCHEMA)
+
+
+def _to_queries(frame: pl.DataFrame) -> list[DataQuery]:
+    return list(map(DataQuery, *(c.to_list() for c in frame.iter_columns())))
+
+
+def _flushing(name: str):
+    method = getattr(list, name)
+
+    def wrapper(self, *args, **kwargs):
+        self._flush()
+        return method(self, *args, **kwargs)
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+class QueryLog(list):
+    """The queries of one read, in order: a list of :class:`DataQuery` that also takes whole
+    frames of queries (:meth:`ReadContext.extend_queries`) without turning each row into an
+    object. A frame stays a frame until the log is read as a list (then its rows become
+    ``DataQuery`` objects in place, so the list is exactly what it would have been);
+    :meth:`to_frame` concatenates the frames as they are, which is what validation needs.
+    Appending (``append``, ``extend``, ``+=``) never needs the frames, so it leaves them be."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._pending: list[tuple[int, pl.DataFrame]] = []  # (objects before it, frame)
+
+    def append_frame(self, frame: pl.DataFrame) -> None:
+        if not frame.is_empty():
+            self.__dict__.setdefault("_pending", []).append((list.__len__(self), frame))
+
+    def _flush(self) -> None:
+        pending = self.__dict__.get("_pending")
+        if not pending:
+            return
+        self._pending = []
+        for at, frame in reversed(pending):  # from the end, so earlier positions stay valid
+            list.__setitem__(self, slice(at, at), _to_queries(frame))
+
+    def to_frame(self) -> pl.DataFrame:
+        """Every query as one :data:`QUERY_SCHEMA` frame, in order."""
+        pending = self.__dict__.get("_pending") or []
+        parts, start = [], 0
+        for at, frame in pending:
+            if at > start:
+                parts.append(queries_frame(list.__getitem__(self, slice(start, at))))
+            parts.append(frame)
+            start = at
+        if start < list.__len__(self) or not parts:
+            parts.append(queries_frame(list.__getitem__(self, slice(start, None))))
+        return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
+
+    for _name in ("__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__",
+                  "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__", "__reversed__",
+                  "__add__", "__mul__", "__imul__", "__reduce__", "__reduce_ex__", "__copy__", "copy", "index",
+                  "count", "insert", "pop", "remove", "reverse", "sort", "clear"):
+        if hasattr(list, _name):
+            locals()[_name] = _flushing(_name)
+    del _name
+    __hash__ = None
 
 
 # --- column matching ------------------------------------------------------------------------

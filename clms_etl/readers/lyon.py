@@ -65,7 +65,7 @@ from clms_etl.readers.base import (
     match_columns,
     normalise_name,
 )
-from clms_etl.readers.cells import Cells, fold
+from clms_etl.readers.cells import Cells, fold, pseudonymise_many
 from clms_etl import model
 from validations.structural import lyon as structural
 
@@ -733,12 +733,12 @@ class _Lyon:
     def run(self) -> dict[str, pl.DataFrame]:
         file = self.file
         base = self._subset(None, PATIENT_KEYS)
-        pseudo: dict[str, str] = {}
-        ids = [
-            None if v is None or not v.strip() else pseudo.get(v) or pseudo.setdefault(v, self.ctx.pseudonymise(v))
-            for v in base["ipp"].to_list()
-        ]
-        base = base.with_columns(pl.Series("patient_id", ids, dtype=pl.String), _rid("patient", file),
+        ipp = base["ipp"]
+        # blank or missing IPP: no pseudonym (null patient_id); each distinct IPP hashed once
+        pseudo = pseudonymise_many(self.ctx, [v for v in ipp.unique().to_list() if v is not None and v.strip()])
+        ids = ipp.replace_strict(pseudo, default=None, return_dtype=pl.String) if pseudo else \
+            pl.Series(values=[None] * len(ipp), dtype=pl.String)
+        base = base.with_columns(ids.alias("patient_id"), _rid("patient", file),
                                  _rid("tumour", file))
         self.frame = self.frame.with_columns(self._owners(base["patient_id"]))
         surgery = self._surgery(self._subset("chirurgie", ("patient_id", *SURGERY_KEYS)))

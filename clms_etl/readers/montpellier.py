@@ -146,6 +146,10 @@ def _find(folder: Path) -> Path:
 
 # --- the file -------------------------------------------------------------------------------
 
+# control bytes that never occur in a text file (tab, line feed … carriage return do)
+_CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)
+
+
 def _decode(ctx: ReadContext, data: bytes) -> str:
     """Bytes -> text: cp1252 by contract, UTF-8 (with a warning) when the centre saved it so."""
     if not data or (len(data) < 4096 and not data.strip()):
@@ -159,7 +163,7 @@ def _decode(ctx: ReadContext, data: bytes) -> str:
                 raise ImportFailure(f"{FILE}: fichier UTF-16 illisible; import de ce centre arrêté.", FILE) from exc
     head = data[:65536]
     if (b"\x00" in head or head.startswith((b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0"))
-            or sum(b < 9 or 13 < b < 32 for b in head) > len(head) // 100):
+            or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
         raise ImportFailure(f"{FILE}: fichier binaire, pas un texte CSV; import de ce centre arrêté.", FILE)
     if data.startswith(b"\xef\xbb\xbf"):
         _wrong_encoding(ctx, "UTF-8")

@@ -698,6 +698,9 @@ def _raw_frame(sheet: _Sheet) -> pl.DataFrame:
 
 # --- per-cell parsing with fast paths --------------------------------------------------------
 
+_SELF_KEYED = {str, dt.datetime, type(None)}
+
+
 class _Recorder(Cells):
     """Stands in for the Cells of a row while a distinct value is parsed: records the queries,
     which are then raised on every row holding that value."""
@@ -729,23 +732,33 @@ class _Parser:
     def _column(self, key: str, table: str, parse) -> list:
         """``parse(value, recorder) -> result`` once per distinct value, scattered to the rows."""
         raw = self.sheet.columns[key]
-        out = [None] * len(raw)
-        memo: dict = {}
-        for i, v in enumerate(raw):
-            if v is None:
+        # The memo key of each cell: the value itself for text and dates (the usual case, so the
+        # column is its own list of keys); (0.0 and -0.0, 1 and True are equal as dict keys but
+        # not read alike) type and repr for anything else.
+        if set(map(type, raw)) <= _SELF_KEYED:
+            keys = raw
+        else:
+            keys = [v if v is None or type(v) is str or type(v) is dt.datetime else (type(v), repr(v)) for v in raw]
+        values: dict = {None: None}
+        calls: dict = {}
+        # each distinct key once, in order of first appearance, with the first cell holding it
+        source = None if keys is raw else dict(zip(reversed(keys), reversed(raw)))
+        for k in dict.fromkeys(keys):
+            if k is None:
                 continue
-            tv = type(v)
-            # (0.0 and -0.0, 1 and True are equal as dict keys but not read alike)
-            k = v if tv is str or tv is dt.datetime else (tv, repr(v))
-            hit = memo.get(k)
-            if hit is None:
-                recorder = _Recorder()
-                hit = memo[k] = (parse(v, recorder), recorder.calls)
-            out[i] = hit[0]
-            if hit[1]:
-                cells = self.cells(i, table)
-                for args, kwargs in hit[1]:
-                    cells.error(*args, **kwargs)
+            v = k if source is None else source[k]
+            recorder = _Recorder()
+            values[k] = parse(v, recorder)
+            if recorder.calls:
+                calls[k] = recorder.calls
+        out = list(map(values.__getitem__, keys))
+        if calls:  # the queries of a value, raised on every row holding it, in row order
+            for i, k in enumerate(keys):
+                hit = calls.get(k) if k is not None else None
+                if hit:
+                    cells = self.cells(i, table)
+                    for args, kwargs in hit:
+                        cells.error(*args, **kwargs)
         return out
 
     def code(self, key: str, mapping: dict, table: str) -> list:

@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -280,3 +280,31 @@ def frame(table: str, rows: list[dict]) -> pl.DataFrame:
     """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
     schema = model.TABLES[table]
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def find_delivery_file(folder: Path, name: str) -> Path:
+    """The delivery's file ``name`` (case-insensitive: Windows exports change the case), or an
+    :class:`ImportFailure` naming it."""
+    path = folder / name
+    if path.is_file():
+        return path
+    if folder.is_dir():
+        same = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == name.lower()]
+        if len(same) == 1:
+            return same[0]
+    raise ImportFailure(f"{name}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", name)
+
+
+def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, Path], ReadResult]) -> ReadResult:
+    """``read_file(ctx, path)`` on the delivery's file ``name``, any unexpected error turned into
+    an :class:`ImportFailure` naming the file: a delivery never ends in a raw traceback (the
+    cause stays chained for the logs)."""
+    path = find_delivery_file(ctx.delivery_dir, name)
+    try:
+        return read_file(ctx, path)
+    except ImportFailure:
+        raise
+    except Exception as exc:
+        raise ImportFailure(
+            f"{name}: lecture impossible ({type(exc).__name__}); import de ce centre arrêté.", name
+        ) from exc

@@ -67,6 +67,7 @@ from clms_etl.readers.base import (
     WARNING,
     ColumnSpec,
     ImportFailure,
+    read_guarded,
     ReadContext,
     ReadResult,
     match_columns,
@@ -142,26 +143,7 @@ DEATH_CAUSES = {"cLMS": "clms", "Autre": "other", "Inconnue": "unknown"}
 
 
 def read(ctx: ReadContext) -> ReadResult:
-    path = _find(ctx.delivery_dir)
-    try:
-        return _read(ctx, path)
-    except ImportFailure:
-        raise
-    except Exception as exc:  # never a raw traceback for a delivery; the cause stays chained
-        raise ImportFailure(
-            f"{FILE}: lecture impossible ({type(exc).__name__}); import de ce centre arrêté.", FILE
-        ) from exc
-
-
-def _find(folder: Path) -> Path:
-    path = folder / FILE
-    if path.is_file():
-        return path
-    if folder.is_dir():
-        same = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == FILE.lower()]
-        if len(same) == 1:
-            return same[0]
-    raise ImportFailure(f"{FILE}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", FILE)
+    return read_guarded(ctx, FILE, _read)
 
 
 # --- the workbook ---------------------------------------------------------------------------

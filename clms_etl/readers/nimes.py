@@ -65,6 +65,7 @@ from clms_etl.readers.base import (
     ERROR,
     IDENTIFIER_MASK,
     WARNING,
+    find_delivery_file,
     ColumnSpec,
     ImportFailure,
     ReadContext,
@@ -679,17 +680,6 @@ def parse_evolution(text: str | None) -> list[Note]:
 _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
 
 
-def _find(ctx: ReadContext) -> Path:
-    path = Path(ctx.delivery_dir) / FILE
-    if path.is_file():
-        return path
-    if Path(ctx.delivery_dir).is_dir():
-        for candidate in sorted(Path(ctx.delivery_dir).iterdir()):
-            if candidate.name.lower() == FILE and candidate.is_file():
-                return candidate
-    raise ImportFailure(f"{FILE}: fichier absent de la livraison {ctx.delivery_dir}; import de ce centre arrêté.", FILE)
-
-
 def _wrong_encoding(ctx: ReadContext, found: str) -> None:
     ctx.query(file=FILE, rule="wrong_encoding", severity=WARNING, value=found,
               message=f"{FILE} est encodé en {found} et non en Mac Roman comme convenu: lu en {found}, "
@@ -925,7 +915,7 @@ def read(ctx: ReadContext) -> ReadResult:
 
 
 def _read(ctx: ReadContext) -> ReadResult:
-    path = _find(ctx)
+    path = find_delivery_file(Path(ctx.delivery_dir), FILE)
     raw = _load(ctx, path)
     names = _column_names(raw.header)
     frame = raw.frame

@@ -38,7 +38,8 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,8 @@ class Warehouse:
         replace = self.backend == "duckdb" if replace_views is None else replace_views
         with self.engine.begin() as conn:
             schema.metadata.create_all(conn)
+            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema.ANALYTICS_SCHEMA}"))
+            schema.results_metadata.create_all(conn)
             present = {r[0] for r in conn.execute(sa.text(
                 "SELECT table_name FROM information_schema.views WHERE table_schema = :s"),
                 {"s": schema.ANALYTICS_SCHEMA})}
@@ -215,14 +218,16 @@ class Warehouse:
         """Raise :class:`SchemaMismatch` when a table's columns differ from the declared ones."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.text(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema()"
-            )).all()
+                "SELECT CASE WHEN table_schema = current_schema() THEN table_name "
+                "ELSE table_schema || '.' || table_name END, column_name FROM information_schema.columns "
+                "WHERE table_schema IN (current_schema(), :analytics)"
+            ), {"analytics": schema.ANALYTICS_SCHEMA}).all()
         actual: dict[str, set[str]] = {}
         for table_name, column_name in rows:
             actual.setdefault(table_name, set()).add(column_name)
         problems = []
-        for name, table in schema.metadata.tables.items():
+        declared_tables = {**schema.metadata.tables, **schema.results_metadata.tables}
+        for name, table in declared_tables.items():
             declared = {c.name for c in table.columns}
             found = actual.get(name)
             if found is None:
@@ -251,6 +256,29 @@ class Warehouse:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
         return self.query(f"SELECT {cols} FROM {name}")
 
+    def results(self, name: str) -> pl.DataFrame:
+        """A result table of the ``analytics`` schema (:mod:`clms_etl.warehouse.results`)."""
+        table = schema.result_table(name)
+        return self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+
+    def replace_results(self, frames: Mapping[str, pl.DataFrame], run_id: str | None = None) -> dict[str, int]:
+        """Make ``frames`` the whole content of these result tables, in one transaction.
+
+        Frames are conformed to their :class:`~clms_etl.warehouse.results.ResultTable` first, so a
+        frame that does not fit changes nothing; on any failure every table keeps its previous
+        rows. Returns the rows written per table.
+        """
+        self.ensure_schema()
+        conformed = {name: schema.RESULT_TABLES[name].conform(frame, run_id) for name, frame in frames.items()}
+        with _transaction(self) as tx:
+            tx.lock("analytics results")
+            for name, frame in conformed.items():
+                target = schema.result_table(name).fullname
+                tx.execute(f"DELETE FROM {target}", [])
+                if not frame.is_empty():
+                    tx.insert_frame(target, frame)
+        return {name: frame.height for name, frame in conformed.items()}
+
     def current_deliveries(self) -> pl.DataFrame:
         return self.query("SELECT * FROM delivery WHERE is_current ORDER BY centre")
 
@@ -273,8 +301,7 @@ class Warehouse:
         queries = self._queries(validated, centre, delivery_date, delivery_id)
         counts = self._counts(validated)
 
-        tx = _open_transaction(self)
-        try:
+        with _transaction(self) as tx:
             tx.lock(centre)
             current = tx.fetch(
                 "SELECT delivery_id, delivery_date, content_sha256, loaded_at FROM delivery "
@@ -319,12 +346,6 @@ class Warehouse:
             if counts.height:
                 tx.insert_frame("delivery_count", counts.with_columns(pl.lit(delivery_id).alias("delivery_id")))
             self._check_links(tx, delivery_id, loaded)
-            tx.commit()
-        except BaseException:
-            tx.rollback()
-            raise
-        finally:
-            tx.close()
 
         report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced,
                             message=f"{centre}: delivery {delivery_date} loaded "
@@ -616,6 +637,22 @@ class _PostgresTransaction(_Transaction):
     def close(self) -> None:
         self.cur.close()
         super().close()
+
+
+@contextmanager
+def _transaction(warehouse: Warehouse) -> Iterator[_Transaction]:
+    """A load transaction: committed when the block ends normally (unless already ended),
+    rolled back on any error, the connection closed in every case."""
+    tx = _open_transaction(warehouse)
+    try:
+        yield tx
+        if not tx.done:
+            tx.commit()
+    except BaseException:
+        tx.rollback()
+        raise
+    finally:
+        tx.close()
 
 
 def _open_transaction(warehouse: Warehouse) -> _Transaction:

@@ -4,7 +4,7 @@
 after ``alembic upgrade head``; running it again updates the passwords and re-applies the
 grants (idempotent).
 
-* ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on
+* ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on the result tables of ``analytics`` and on
   the base tables (not ``alembic_version``, no DDL: it cannot create, alter or drop anything
   but the temporary staging tables of its own loads);
   ``SELECT`` on the analytics views. It is the role of the nightly pipeline (loads and Great
@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 
 from clms_etl.warehouse.load import normalise_url
-from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, results_metadata
 
 LOADER_ROLE = "clms_loader"
 ANALYST_ROLE = "clms_analyst"
@@ -79,6 +79,9 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
         sql.SQL("GRANT " + BASE_WRITE + " ON ALL TABLES IN SCHEMA {} TO {}").format(bs, lo),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(an, lo, ro),
         sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}, {}").format(an, lo, ro),
+        # loader: rewrite the result tables of the nightly analyses (clms_etl.warehouse.results)
+        *[sql.SQL("GRANT " + BASE_WRITE + " ON TABLE {}.{} TO {}").format(an, sql.Identifier(t.name), lo)
+          for t in results_metadata.tables.values()],
         # analyst: nothing in the base schema
         sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(bs, ro),
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(bs, ro),

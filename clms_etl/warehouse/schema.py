@@ -35,6 +35,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl import model, vocabulary
+from clms_etl.warehouse.results import RUN_ID_COMMENT, ResultTable
 
 DATE_PRECISIONS = ("day", "month", "year")
 GRADE_CHECKS = ("consistent", "inconsistent", "unverifiable")
@@ -208,8 +209,8 @@ GENE_STATUS_COMMENTS = {
     "chrom": "Chromosome of the gene (hg19).",
     "gene_start_bp": "Gene start, 1-based inclusive (hg19, pinned table).",
     "gene_end_bp": "Gene end, inclusive (hg19, pinned table).",
-    "cn_event": "Copy-number status of the gene: amplification (CN >= 5), gain, homozygous_deletion (CN < 0.5), heterozygous_deletion, cn_loh, neutral; null when copy number was not assessed.",
-    "cn_coverage": "whole: one segment of that status covers the whole gene; partial: segments overlap only part of it (e.g. an intragenic deletion).",
+    "cn_event": "Copy-number status of the gene (oncoscanR thresholds): amplification (Gain, CN > 4), gain, homozygous_deletion (Loss, CN < 1), heterozygous_deletion, cn_loh, neutral; null when copy number was not assessed.",
+    "cn_coverage": "whole: segments of that status cover the whole gene; partial: they overlap only part of it (e.g. an intragenic deletion).",
     "cn_state": "Copy number of the segment giving cn_event (lowest for losses, highest for gains); null for LOH and neutral.",
     "mutated": "A reportable variant in the gene; null when the sample was not sequenced.",
     "biallelic_inactivation": "Homozygous deletion, or a reportable mutation with loss or LOH of the other allele.",
@@ -461,6 +462,44 @@ delivery_count = sa.Table(
 # Load order (parents first); deletes run in the reverse order.
 LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_segment", "variant", "fusion",
               "gene_status", "data_query")
+
+
+# -- result tables (analytics schema) ------------------------------------------------------------
+# Declared by the modules that compute them (clms_etl.warehouse.results); a separate MetaData
+# because they live in the analytics schema and are written whole by each analysis run, not
+# by deliveries (no delivery_id, no Great Expectations suite of their own).
+
+RESULT_MODULES = ("clms_etl.survival.tables", "clms_etl.molecular.tables")
+results_metadata = sa.MetaData(schema=ANALYTICS_SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+def _result_tables() -> dict[str, "ResultTable"]:
+    import importlib
+
+    out = {}
+    for module in RESULT_MODULES:
+        for spec in importlib.import_module(module).TABLES:
+            if spec.name in out or spec.name in metadata.tables:
+                raise ValueError(f"result table {spec.name} declared twice")
+            out[spec.name] = spec
+    return out
+
+
+RESULT_TABLES = _result_tables()
+for _spec in RESULT_TABLES.values():
+    sa.Table(
+        _spec.name, results_metadata,
+        *[sa.Column(c.name, _SA_TYPES[c.dtype if isinstance(c.dtype, type) else type(c.dtype)](),
+                    nullable=c.nullable and c.name not in _spec.primary_key, comment=c.comment)
+          for c in _spec.columns],
+        sa.Column("run_id", sa.Text(), comment=RUN_ID_COMMENT),
+        sa.PrimaryKeyConstraint(*_spec.primary_key),
+        comment=_spec.description,
+    )
+
+
+def result_table(name: str) -> sa.Table:
+    return results_metadata.tables[f"{ANALYTICS_SCHEMA}.{name}"]
 
 
 def table(name: str) -> sa.Table:

@@ -1,0 +1,1 @@
+"""The clinicians' report: one self-contained HTML file and an Excel workbook of the study's tables."""

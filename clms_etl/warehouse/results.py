@@ -1,0 +1,71 @@
+"""Result tables: what the nightly analyses write back into the warehouse for analysts.
+
+The study's results (Kaplan-Meier estimates and curves, univariate analysis, Table 1, the
+molecular summary, ...) are recomputed from the harmonised data after every refresh and stored
+as plain tables in the ``analytics`` schema, next to the views: analysts (the ``clms_analyst``
+role, which reads ``analytics`` only) query them like any view, and nobody has to rerun the
+statistics to read a number.
+
+Each table is declared once as a :class:`ResultTable` (polars dtypes, column comments, primary
+key) by the module that computes it; :mod:`clms_etl.warehouse.schema` turns the declarations into
+SQLAlchemy tables of :data:`clms_etl.warehouse.schema.results_metadata`, and
+:meth:`clms_etl.warehouse.load.Warehouse.replace_results` replaces their content in one
+transaction. Every table gets a last ``run_id`` column: the pipeline run that computed the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+RUN_ID_COMMENT = "Pipeline run that computed the row (Dagster run id, or 'cli' / 'test')."
+
+
+@dataclass(frozen=True)
+class ResultColumn:
+    name: str
+    dtype: pl.DataType | type[pl.DataType]
+    comment: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class ResultTable:
+    """A table of results: name, description (stored as the table comment), columns, key."""
+
+    name: str
+    description: str
+    columns: tuple[ResultColumn, ...]
+    primary_key: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names) or "run_id" in names:
+            raise ValueError(f"{self.name}: duplicate column names or a declared run_id")
+        missing = set(self.primary_key) - set(names)
+        if missing:
+            raise ValueError(f"{self.name}: primary key columns {sorted(missing)} not declared")
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The polars schema of the table, ``run_id`` excluded."""
+        return {c.name: c.dtype for c in self.columns}
+
+    def conform(self, frame: pl.DataFrame, run_id: str | None = None) -> pl.DataFrame:
+        """``frame`` with exactly the declared columns, in order, cast to their dtypes, plus ``run_id``.
+
+        Raises ``ValueError`` naming the missing columns, or the key columns holding nulls or
+        duplicates: a result table with a broken key is a bug of the computation, not data.
+        """
+        missing = [c for c in self.schema if c not in frame.columns]
+        if missing:
+            raise ValueError(f"result table {self.name}: missing columns {missing}")
+        out = frame.select([pl.col(c).cast(t, strict=True) for c, t in self.schema.items()])
+        out = out.with_columns(pl.lit(run_id, dtype=pl.String).alias("run_id"))
+        key = list(self.primary_key)
+        if out.select(pl.any_horizontal(pl.col(key).is_null())).to_series().any():
+            raise ValueError(f"result table {self.name}: null in key columns {key}")
+        if out.select(key).is_duplicated().any():
+            raise ValueError(f"result table {self.name}: duplicate keys {key}")
+        return out

@@ -78,8 +78,10 @@ def main() -> int:
     print()
     print(f"warehouse     {settings.warehouse_url}")
     print(f"query lists   {settings.outputs / 'queries'}")
-    report = settings.outputs / "report"
-    print(f"report        {report if report.exists() else '(no report asset yet)'}")
+    report = settings.outputs / "report" / "clms_report.html"
+    print(f"report        {report if report.exists() else '(not written: see the nightly refresh above)'}")
+    print(f"tables        {settings.outputs / 'report' / 'clms_tables.xlsx'}")
+    print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
     print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
     print(f"dagster runs  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     return 1 if failed else 0

@@ -99,5 +99,77 @@ def warehouse_docs() -> None:
     console.print(f"wrote {write()}")
 
 
+export_app = typer.Typer(help="Exports of the warehouse for other tools.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("analysis")
+def export_analysis_command(
+    outdir: Annotated[Path, typer.Argument(help="Folder to write into: one sub-folder per format, plus README.md.")],
+    format: Annotated[list[str] | None, typer.Option("--format", "-f",
+                                                     help="parquet, csv, xpt or dta; repeat for several (default: all).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+) -> None:
+    """Export the analysis views and result tables for statisticians (Parquet, CSV, SAS XPT, Stata)."""
+    from clms_etl.config import Settings
+    from clms_etl.report.exports import FORMATS, export_analysis
+    from clms_etl.warehouse.load import Warehouse
+
+    formats = format or list(FORMATS)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise typer.BadParameter(f"unknown format {', '.join(unknown)}: choose among {', '.join(FORMATS)}",
+                                 param_hint="--format")
+    with Warehouse(url or Settings.from_env().warehouse_url) as wh:
+        result = export_analysis(wh, outdir, formats)
+    for fmt, files in result.files.items():
+        console.print(f"[green]{fmt}[/]: {len(files)} files in {outdir / fmt}")
+    console.print(f"codebook: {result.readme}")
+
+
+@export_app.command("cbioportal")
+def export_cbioportal_command(
+    outdir: Annotated[Path, typer.Argument(help="Study folder to write (created; previous files replaced).")],
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+) -> None:
+    """Export the molecular series as a cBioPortal study folder (docs/molecular.md)."""
+    from clms_etl.config import Settings
+    from clms_etl.molecular.run import export_cbioportal
+    from clms_etl.warehouse.load import Warehouse
+
+    with Warehouse(url or Settings.from_env().warehouse_url) as wh:
+        files = export_cbioportal(wh, outdir)
+    console.print(f"[green]cBioPortal study[/]: {len(files)} files in {outdir}")
+
+
+@app.command("survival")
+def survival_command(
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    outputs: Annotated[Path | None, typer.Option(help="Outputs folder (default: CLMS_OUTPUTS); figures/ and tables/ go in it.")] = None,
+    min_follow_up_months: Annotated[float, typer.Option(help="Survival population: minimum follow-up, months.")] = 3.0,
+    ci_transform: Annotated[str, typer.Option(help="Interval shown in the tables and Figure 2: log (R) or log-log.")] = "log",
+    write_results: Annotated[bool, typer.Option(help="Replace the survival result tables in the warehouse.")] = True,
+) -> None:
+    """Survival analysis, Table 1, Table 2 and Figure 2 from the warehouse (docs/survival.md)."""
+    from clms_etl.config import Settings
+    from clms_etl.survival.km import CI_TRANSFORMS
+    from clms_etl.survival.study import analyse, load_inputs
+    from clms_etl.warehouse.load import Warehouse
+
+    if ci_transform not in CI_TRANSFORMS:
+        raise typer.BadParameter(f"choose among {', '.join(CI_TRANSFORMS)}", param_hint="--ci-transform")
+    settings = Settings.from_env()
+    outputs = outputs or settings.outputs
+    with Warehouse(url or settings.warehouse_url) as wh:
+        results = analyse(*load_inputs(wh), min_follow_up_months=min_follow_up_months, ci_transform=ci_transform)
+        if write_results:
+            written = wh.replace_results(results.result_tables(), run_id="cli")
+            console.print("[green]result tables[/]: " + ", ".join(f"{k} ({v})" for k, v in written.items()))
+    files = {**results.write_figures(outputs / "figures"), **results.write_tables(outputs / "tables")}
+    for path in files.values():
+        console.print(f"wrote {path}")
+    console.print(results.survival_display())
+
+
 def main() -> None:  # pragma: no cover
     app()

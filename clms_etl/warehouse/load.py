@@ -191,7 +191,10 @@ class Warehouse:
         replace = self.backend == "duckdb" if replace_views is None else replace_views
         with self.engine.begin() as conn:
             schema.metadata.create_all(conn)
-            conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {schema.ANALYTICS_SCHEMA}"))
+            # IF NOT EXISTS still needs the CREATE right on PostgreSQL, which the loader lacks
+            if not conn.execute(sa.text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :s"),
+                                {"s": schema.ANALYTICS_SCHEMA}).first():
+                conn.execute(sa.text(f"CREATE SCHEMA {schema.ANALYTICS_SCHEMA}"))
             schema.results_metadata.create_all(conn)
             present = {r[0] for r in conn.execute(sa.text(
                 "SELECT table_name FROM information_schema.views WHERE table_schema = :s"),
@@ -257,14 +260,14 @@ class Warehouse:
         return self.query(f"SELECT {cols} FROM {name}")
 
     def results(self, name: str) -> pl.DataFrame:
-        """A result table of the ``analytics`` schema (:mod:`clms_etl.warehouse.results`)."""
+        """A result table of the ``analytics`` schema (:mod:`clms_etl.results`)."""
         table = schema.result_table(name)
         return self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
 
     def replace_results(self, frames: Mapping[str, pl.DataFrame], run_id: str | None = None) -> dict[str, int]:
         """Make ``frames`` the whole content of these result tables, in one transaction.
 
-        Frames are conformed to their :class:`~clms_etl.warehouse.results.ResultTable` first, so a
+        Frames are conformed to their :class:`~clms_etl.results.ResultTable` first, so a
         frame that does not fit changes nothing; on any failure every table keeps its previous
         rows. Returns the rows written per table.
         """

@@ -79,7 +79,7 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
         sql.SQL("GRANT " + BASE_WRITE + " ON ALL TABLES IN SCHEMA {} TO {}").format(bs, lo),
         sql.SQL("GRANT USAGE ON SCHEMA {} TO {}, {}").format(an, lo, ro),
         sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}, {}").format(an, lo, ro),
-        # loader: rewrite the result tables of the nightly analyses (clms_etl.warehouse.results)
+        # loader: rewrite the result tables of the nightly analyses (clms_etl.results)
         *[sql.SQL("GRANT " + BASE_WRITE + " ON TABLE {}.{} TO {}").format(an, sql.Identifier(t.name), lo)
           for t in results_metadata.tables.values()],
         # analyst: nothing in the base schema

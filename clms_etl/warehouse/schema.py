@@ -35,7 +35,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl import model, vocabulary
-from clms_etl.warehouse.results import RUN_ID_COMMENT, ResultTable
+from clms_etl.results import RUN_ID_COMMENT, ResultTable
 
 DATE_PRECISIONS = ("day", "month", "year")
 GRADE_CHECKS = ("consistent", "inconsistent", "unverifiable")
@@ -465,7 +465,7 @@ LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_s
 
 
 # -- result tables (analytics schema) ------------------------------------------------------------
-# Declared by the modules that compute them (clms_etl.warehouse.results); a separate MetaData
+# Declared by the modules that compute them (clms_etl.results); a separate MetaData
 # because they live in the analytics schema and are written whole by each analysis run, not
 # by deliveries (no delivery_id, no Great Expectations suite of their own).
 
@@ -490,7 +490,8 @@ for _spec in RESULT_TABLES.values():
     sa.Table(
         _spec.name, results_metadata,
         *[sa.Column(c.name, _SA_TYPES[c.dtype if isinstance(c.dtype, type) else type(c.dtype)](),
-                    nullable=c.nullable and c.name not in _spec.primary_key, comment=c.comment)
+                    nullable=c.nullable and c.name not in _spec.primary_key, comment=c.comment,
+                    autoincrement=False)  # an integer key alone would become SERIAL (unknown to DuckDB)
           for c in _spec.columns],
         sa.Column("run_id", sa.Text(), comment=RUN_ID_COMMENT),
         sa.PrimaryKeyConstraint(*_spec.primary_key),

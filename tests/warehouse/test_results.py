@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from clms_etl.warehouse.results import ResultColumn, ResultTable
+from clms_etl.results import ResultColumn, ResultTable
 
 SPEC = ResultTable(
     name="example_estimate",

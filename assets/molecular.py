@@ -1,0 +1,66 @@
+"""Analysis stage: the molecular summary and the cBioPortal study export (issue #7)."""
+
+import dagster as dg
+
+from assets.metadata import markdown_table, png_markdown
+from assets.resources import OutputsFolder, WarehouseResource
+from assets.warehouse import warehouse
+
+
+@dg.asset(
+    deps=[warehouse],
+    group_name="analysis",
+    owners=["team:data"],
+    kinds={"python", "polars", "matplotlib"},
+    code_version="1",
+    pool="warehouse",  # reads and writes the DuckDB file
+    description="Molecular summary of the laboratory series: profile classes, recurrent alterations, Table 3 "
+    "(result tables in schema `analytics`, CSV under `tables/`) and the OncoPrint (PNG and SVG under `figures/`).",
+)
+def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.molecular.run import write_outputs
+    from clms_etl.molecular.table3 import table3_display
+
+    with warehouse.open() as wh:
+        out = write_outputs(wh, outputs.root, context.run_id)
+    counts = out.summary.counts()
+    profiles = counts["cgh_snp_array"]
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": out.summary.cases.height,
+        "cases": counts["cases"],
+        "contributory": counts["contributory"],
+        "complex / simple / flat / not contributory": (
+            f"{profiles['complex']} / {profiles['simple']} / {profiles['flat']} / {profiles['not_contributory']}"),
+        "biallelic_tp53_or_rb1": counts["biallelic_TP53_or_RB1_inactivation"],
+        "mutations": counts["mutations"],
+        "fusions": counts["fusions"],
+        "rows_written": dg.MetadataValue.json(out.rows_written),
+        "oncoprint": png_markdown(out.figure_png.read_bytes(), "OncoPrint of the molecular series"),
+        "table3": markdown_table(table3_display(out.table3), 30),
+        "table3_csv": dg.MetadataValue.path(str(out.table3_csv)),
+        "oncoprint_svg": dg.MetadataValue.path(str(out.figure_svg)),
+    })
+
+
+@dg.asset(
+    deps=[warehouse],
+    group_name="analysis",
+    owners=["team:data"],
+    kinds={"python"},
+    code_version="1",
+    pool="warehouse",
+    description="The molecular series as a cBioPortal study folder (`<outputs>/cbioportal/`): meta_study, "
+    "clinical patient and sample files, MAF, discrete CNA, segments, structural variants, case lists.",
+)
+def cbioportal_study(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.molecular.run import export_cbioportal
+
+    folder = outputs.root / "cbioportal"
+    with warehouse.open() as wh:
+        files = export_cbioportal(wh, folder)
+    return dg.MaterializeResult(metadata={
+        "folder": dg.MetadataValue.path(str(folder)),
+        "files": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in sorted(files))),
+    })

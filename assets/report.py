@@ -1,0 +1,96 @@
+"""Report stage: the clinicians' HTML report with its Excel workbook, and the statisticians' exports.
+
+Both read the warehouse once its quality gate has passed, so they are part of the nightly
+refresh (downstream of ``warehouse``). The analyses' own assets (survival, molecular) hand their
+content to the report as :class:`~clms_etl.report.sections.Section`s: see ``ANALYSIS_DEPS`` and
+``analysis_sections`` below, the one place where a new analysis is added to the report.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.metadata import markdown_table
+from assets.resources import OutputsFolder, WarehouseResource
+from assets.warehouse import warehouse
+
+# ---- analyses in the report ------------------------------------------------------------------
+# LEAD: add the survival and molecular assets here (e.g. ``survival.survival_results``,
+# ``molecular.molecular_summary``) so that the report and the exports wait for them, and build
+# their sections in ``analysis_sections`` (e.g. ``clms_etl.survival.report.sections(wh, outputs)``).
+ANALYSIS_DEPS: list = []
+
+
+def analysis_sections(wh, outputs: Path) -> list:
+    """The analyses' sections, in report order (Table 1, Table 2, Figure 2, molecular summary, ...)."""
+    sections: list = []
+    # LEAD: sections += survival_sections(wh, outputs); sections += molecular_sections(wh, outputs)
+    return sections
+# ----------------------------------------------------------------------------------------------
+
+
+@dg.asset(
+    deps=[warehouse, *ANALYSIS_DEPS],
+    group_name="report",
+    owners=["team:data"],
+    kinds={"html", "excel"},
+    code_version="1",
+    pool="warehouse",  # reads the DuckDB file: a writer in another run process would hold its lock
+    description="The clinicians' report: one self-contained HTML file (tables, figures, data quality per centre, "
+    "provenance) and the same tables as an Excel workbook, in <outputs>/report/.",
+)
+def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.report.build import build_report, markdown_preview
+
+    outdir = outputs.root / "report"
+    with warehouse.open() as wh:
+        result = build_report(wh, analysis_sections(wh, outputs.root), outdir, run_id=context.run_id)
+    tables = sum(len(s.tables) for s in result.sections)
+    figures = sum(len(s.figures) for s in result.sections)
+    context.log.info(f"report written: {result.html} ({tables} tables, {figures} figures)")
+    return dg.MaterializeResult(metadata={
+        "report_html": dg.MetadataValue.path(str(result.html.resolve())),
+        "workbook": dg.MetadataValue.path(str(result.workbook.resolve())),
+        "html_size_bytes": result.html.stat().st_size,
+        "workbook_size_bytes": result.workbook.stat().st_size,
+        "sections": len(result.sections),
+        "tables": tables,
+        "figures": figures,
+        "preview": dg.MetadataValue.md(markdown_preview(result)),
+        "code_version": result.provenance.code_version,
+    })
+
+
+@dg.asset(
+    deps=[warehouse, *ANALYSIS_DEPS],
+    group_name="report",
+    owners=["team:data"],
+    kinds={"parquet", "csv", "sas", "stata"},
+    code_version="1",
+    pool="warehouse",
+    description="The analysis views and result tables for statisticians: Parquet, CSV, SAS transport (XPT v5) "
+    "and Stata files with a codebook, in <outputs>/exports/.",
+)
+def analysis_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                     outputs: OutputsFolder) -> dg.MaterializeResult:
+    import polars as pl
+
+    from clms_etl.report.exports import export_analysis
+
+    outdir = outputs.root / "exports"
+    with warehouse.open() as wh:
+        result = export_analysis(wh, outdir)
+    files = pl.DataFrame(
+        [{"format": fmt, "dataset": name, "file": str(path.relative_to(outdir)), "size_bytes": path.stat().st_size}
+         for fmt, by_name in result.files.items() for name, path in by_name.items()],
+        schema={"format": pl.String, "dataset": pl.String, "file": pl.String, "size_bytes": pl.Int64})
+    rows = pl.DataFrame({"dataset": list(result.rows), "rows": list(result.rows.values())},
+                        schema={"dataset": pl.String, "rows": pl.Int64})
+    return dg.MaterializeResult(metadata={
+        "exports": dg.MetadataValue.path(str(outdir.resolve())),
+        "codebook": dg.MetadataValue.path(str(result.readme.resolve())) if result.readme else "",
+        "dagster/row_count": int(rows["rows"].sum()) if rows.height else 0,
+        "rows_per_dataset": markdown_table(rows, 30),
+        "files": markdown_table(files, 60),
+    })

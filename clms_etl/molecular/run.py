@@ -1,0 +1,84 @@
+"""The molecular summary against a warehouse: read the frames, write results, files and the export.
+
+Used by the Dagster assets (``assets/molecular.py``) and the CLI (``clms-etl export cbioportal``);
+everything that computes is in :mod:`~clms_etl.molecular.summary`,
+:mod:`~clms_etl.molecular.table3`, :mod:`~clms_etl.molecular.oncoprint` and
+:mod:`~clms_etl.molecular.cbioportal`, which never see a warehouse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from clms_etl.molecular.summary import MolecularSummary, summarise
+from clms_etl.molecular.table3 import table3, table3_display
+
+TABLE3_CSV = "table3_molecular_cases.csv"
+FIGURE_STEM = "figure_oncoprint"
+
+
+@dataclass(frozen=True)
+class MolecularOutputs:
+    summary: MolecularSummary
+    table3: pl.DataFrame
+    rows_written: dict[str, int]
+    table3_csv: Path
+    figure_png: Path
+    figure_svg: Path
+
+
+def read_summary(wh) -> tuple[MolecularSummary, pl.DataFrame]:
+    """The summary of the warehouse's molecular tables, and ``analytics.patient_summary``."""
+    summary = summarise(wh.table("molecular_sample"), wh.table("cn_segment"), wh.table("variant"),
+                        wh.table("fusion"), wh.table("gene_status"))
+    return summary, wh.query("SELECT * FROM analytics.patient_summary")
+
+
+def result_frames(summary: MolecularSummary, table: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The result tables of :mod:`clms_etl.molecular.tables`, by name."""
+    return {"molecular_profile": summary.cases, "recurrent_alteration": summary.recurrent,
+            "somatic_mutation": summary.mutations, "table3": table}
+
+
+def write_outputs(wh, outputs: Path, run_id: str | None) -> MolecularOutputs:
+    """Result tables into the warehouse, Table 3 CSV under ``tables/``, the OncoPrint under ``figures/``."""
+    from clms_etl.molecular.oncoprint import write_oncoprint
+
+    summary, patients = read_summary(wh)
+    table = table3(summary, patients)
+    written = wh.replace_results(result_frames(summary, table), run_id)
+    csv = outputs / "tables" / TABLE3_CSV
+    csv.parent.mkdir(parents=True, exist_ok=True)
+    table3_display(table).write_csv(csv)
+    png, svg = write_oncoprint(summary, table, outputs / "figures" / f"{FIGURE_STEM}.png",
+                               outputs / "figures" / f"{FIGURE_STEM}.svg")
+    return MolecularOutputs(summary, table, written, csv, png, svg)
+
+
+def export_cbioportal(wh, outdir: Path) -> dict[str, Path]:
+    """Write the cBioPortal study folder of the warehouse's molecular series into ``outdir``."""
+    from clms_etl.molecular.cbioportal import write_study
+
+    summary, patients = read_summary(wh)
+    return write_study(summary, patients, outdir)
+
+
+def molecular_sections(wh, outputs: Path) -> list:
+    """The report's molecular section (for ``assets/report.py``'s ``analysis_sections``).
+
+    Recomputes the summary from the warehouse (cheap) and uses the OncoPrint that the
+    ``molecular_summary`` asset wrote under ``<outputs>/figures/``, drawing it if absent.
+    """
+    from clms_etl.molecular.oncoprint import write_oncoprint
+    from clms_etl.molecular.report import report_sections
+
+    summary, patients = read_summary(wh)
+    table = table3(summary, patients)
+    png = outputs / "figures" / f"{FIGURE_STEM}.png"
+    svg = outputs / "figures" / f"{FIGURE_STEM}.svg"
+    if not png.is_file() or not svg.is_file():
+        write_oncoprint(summary, table, png, svg)
+    return report_sections(summary, table, png, svg)

@@ -1,0 +1,167 @@
+"""Exports for statisticians: every dataset read back from each format equals the warehouse's."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import polars as pl
+import pyreadstat
+import pytest
+from typer.testing import CliRunner
+
+from clms_etl.report.exports import (
+    DTA_LABEL_LENGTH, FORMATS, XPT_LABEL_LENGTH, analysis_datasets, cut_label, export_analysis, short_names)
+from clms_etl.warehouse.analytics import VIEWS_BY_NAME
+from clms_etl.warehouse.schema import RESULT_TABLES
+from tests.report.helpers import identifiers, scan_values
+
+
+@pytest.fixture(scope="module")
+def exported(report_warehouse, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("outputs") / "exports"
+    return export_analysis(report_warehouse, outdir), analysis_datasets(report_warehouse)
+
+
+def _source(datasets, name) -> pl.DataFrame:
+    return next(d.frame for d in datasets if d.name == name)
+
+
+def test_the_views_and_every_result_table_are_exported_in_every_format(exported, report_warehouse):
+    result, datasets = exported
+    names = ["patient_summary", "survival", *sorted(RESULT_TABLES)]
+    assert [d.name for d in datasets] == names
+    assert {fmt: sorted(files) for fmt, files in result.files.items()} == {fmt: sorted(names) for fmt in FORMATS}
+    assert result.rows["patient_summary"] == 79
+    assert result.rows["survival"] == 79 * 5
+    for fmt, files in result.files.items():
+        assert all(p.parent == result.outdir / fmt and p.stat().st_size > 0 for p in files.values())
+
+
+def test_parquet_round_trips_exactly(exported):
+    result, datasets = exported
+    for name, path in result.files["parquet"].items():
+        assert pl.read_parquet(path).equals(_source(datasets, name)), name
+
+
+def test_csv_round_trips_with_the_source_types(exported):
+    result, datasets = exported
+    for name, path in result.files["csv"].items():
+        source = _source(datasets, name)
+        back = pl.read_csv(path, schema=source.schema)
+        assert back.equals(source), name
+
+
+def _expected_stats_values(series: pl.Series, fmt: str) -> list:
+    """What SAS / Stata hold for a column (the documented conversions)."""
+    if series.dtype == pl.Boolean or series.dtype.is_numeric():
+        return [math.nan if v is None else float(v) for v in series.to_list()]
+    if series.dtype == pl.Date:
+        return [None if v is None else v for v in series.to_list()]
+    return ["" if v is None else v for v in series.to_list()]
+
+
+def _same(a: list, b: list) -> bool:
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        if isinstance(v, dt.datetime):
+            return v.date()
+        return v
+    return [norm(v) for v in a] == [norm(v) for v in b]
+
+
+@pytest.mark.parametrize("fmt", ["xpt", "dta"])
+def test_sas_and_stata_files_round_trip_with_names_and_labels_from_the_codebook(exported, fmt):
+    result, datasets = exported
+    codebook = result.codebook
+    for name, path in result.files[fmt].items():
+        source = _source(datasets, name)
+        frame, meta = (pyreadstat.read_xport(str(path)) if fmt == "xpt" else pyreadstat.read_dta(str(path)))
+        book = codebook.filter(pl.col("dataset") == name).sort("position")
+        names = book["xpt_name" if fmt == "xpt" else "stata_name"].to_list()
+        assert list(frame.columns) == names
+        labels = dict(zip(book["column"], book["label"], strict=True))
+        limit = XPT_LABEL_LENGTH if fmt == "xpt" else DTA_LABEL_LENGTH
+        assert meta.column_labels == [cut_label(labels[c], limit) for c in source.columns]
+        assert frame.shape[0] == source.height
+        for column, short in zip(source.columns, names, strict=True):
+            expected = _expected_stats_values(source[column], fmt)
+            got = frame[short].tolist()
+            if fmt == "xpt" and source[column].dtype == pl.String:
+                got = ["" if v is None else v for v in got]
+            assert _same(got, expected), (name, column)
+        if fmt == "xpt":
+            assert meta.table_name == book["xpt_dataset"][0]
+            assert all(len(n) <= 8 for n in names)
+        else:
+            booleans = [s for c, s in zip(source.columns, names, strict=True) if source[c].dtype == pl.Boolean]
+            assert all(meta.variable_value_labels[b] == {0: "no", 1: "yes"} for b in booleans)
+
+
+def test_dates_are_sas_and_stata_dates(exported):
+    result, _ = exported
+    _, xpt = pyreadstat.read_xport(str(result.files["xpt"]["patient_summary"]), metadataonly=True)
+    _, dta = pyreadstat.read_dta(str(result.files["dta"]["patient_summary"]), metadataonly=True)
+    assert xpt.original_variable_types["diagdate"] == "DATE"
+    assert dta.original_variable_types["diagnosis_date"] == "%td"
+    assert b"<release>118</release>" in result.files["dta"]["patient_summary"].read_bytes()[:64]  # Stata 14+
+
+
+def test_the_codebook_documents_every_column_with_its_warehouse_comment(exported):
+    result, datasets = exported
+    for dataset in datasets:
+        rows = result.codebook.filter(pl.col("dataset") == dataset.name)
+        assert rows["column"].to_list() == dataset.frame.columns
+        assert all(rows["label"].str.len_chars() > 0)
+    summary = result.codebook.filter(pl.col("dataset") == "patient_summary")
+    assert dict(zip(summary["column"], summary["label"], strict=True)) == dict(VIEWS_BY_NAME["patient_summary"].columns)
+    readme = result.readme.read_text()
+    assert "SAS transport" in readme and "`age_at_diagnosis_years`" in readme
+    name_map = pl.read_csv(result.outdir / "xpt" / "name_map.csv")
+    assert name_map.height == result.codebook.height
+    assert name_map.filter(pl.col("column") == "age_at_diagnosis_years")["xpt_name"].to_list() != []
+
+
+def test_short_names_are_unique_readable_and_within_the_limit():
+    names = ["patient_id", "age_at_diagnosis_years", "differentiation_moderate_poor", "differentiation_score",
+             "differentiation", "first_local_recurrence_date", "first_local_recurrence_days", "ab", "9lives_long_name"]
+    short = short_names(names, 8)
+    assert list(short) == names
+    assert all(len(s) <= 8 and (s[0].isalpha() or s[0] == "_") for s in short.values())
+    assert len({s.lower() for s in short.values()}) == len(names)
+    assert short["ab"] == "ab" and short["age_at_diagnosis_years"] == "agatdiye"
+    assert short_names(names, 8) == short  # deterministic
+
+
+def test_no_identifier_in_any_exported_file(exported):
+    result, _ = exported
+    ids = identifiers()
+    values = []
+    for fmt, files in result.files.items():
+        for path in files.values():
+            if fmt in ("xpt", "dta"):
+                frame, _ = pyreadstat.read_xport(str(path)) if fmt == "xpt" else pyreadstat.read_dta(str(path))
+                values += [str(v) for col in frame.columns for v in frame[col].tolist()]
+            else:
+                frame = pl.read_parquet(path) if fmt == "parquet" else pl.read_csv(path, infer_schema=False)
+                values += [str(v) for col in frame.columns for v in frame[col].drop_nulls().to_list()]
+            raw = path.read_bytes()
+            for kind in ("local_id", "birth_date"):
+                assert not {i for i in ids[kind] if i.encode() in raw}, (path, kind)
+    assert len(values) > 5000
+    assert scan_values(values, ids) == {}
+
+
+def test_the_cli_exports_the_chosen_formats(report_warehouse, tmp_path):
+    from clms_etl.cli import app
+
+    runner = CliRunner()
+    outcome = runner.invoke(app, ["export", "analysis", str(tmp_path / "out"), "--format", "csv", "--format", "dta",
+                                  "--url", report_warehouse.url])
+    assert outcome.exit_code == 0, outcome.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "codebook.csv", "csv", "dta"]
+    assert (tmp_path / "out" / "csv" / "survival.csv").is_file()
+    bad = runner.invoke(app, ["export", "analysis", str(tmp_path / "bad"), "--format", "sav", "--url",
+                              report_warehouse.url])
+    assert bad.exit_code != 0 and "unknown format sav" in bad.output

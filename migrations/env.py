@@ -14,13 +14,22 @@ import sqlalchemy as sa
 from alembic import context
 
 from clms_etl.warehouse.load import normalise_url
-from clms_etl.warehouse.schema import metadata
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, metadata, results_metadata
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = metadata
+# base tables (default schema) and the analyses' result tables (analytics schema)
+target_metadata = [metadata, results_metadata]
+
+
+def include_name(name, type_, parent_names) -> bool:
+    """Autogenerate looks at the default schema and ``analytics`` only (its views are the
+    revisions' own DDL: Alembic compares tables)."""
+    if type_ == "schema":
+        return name in (None, ANALYTICS_SCHEMA)
+    return True
 
 
 def _url() -> str:
@@ -33,6 +42,7 @@ def _url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
+                      include_schemas=True, include_name=include_name,
                       dialect_opts={"paramstyle": "named"}, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -51,6 +61,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
+                      include_schemas=True, include_name=include_name,
                       transaction_per_migration=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -91,3 +91,13 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     config.attributes["configure_logger"] = False
     return config
+
+
+_ONE_VALUE = {pl.String: "x", pl.Int16: 1, pl.Int32: 1, pl.Int64: 1, pl.Float64: 0.5, pl.Boolean: True,
+              pl.Date: dt.date(2026, 1, 1)}
+
+
+def one_result_row(spec) -> pl.DataFrame:
+    """A one-row frame that fits a result table (a value of the right type in every column)."""
+    return pl.DataFrame({c.name: [_ONE_VALUE[c.dtype if isinstance(c.dtype, type) else type(c.dtype)]]
+                         for c in spec.columns}, schema=spec.schema)

@@ -6,6 +6,8 @@ import polars as pl
 import pytest
 
 from clms_etl.results import ResultColumn, ResultTable
+from clms_etl.warehouse import Warehouse, schema
+from tests.warehouse.helpers import one_result_row
 
 SPEC = ResultTable(
     name="example_estimate",
@@ -42,3 +44,30 @@ def test_conform_refuses_a_broken_key():
 def test_a_key_column_must_be_declared():
     with pytest.raises(ValueError, match="primary key columns"):
         ResultTable("bad", "Bad.", (ResultColumn("a", pl.String, "A."),), ("b",))
+
+
+def test_replace_results_swaps_whole_tables_and_a_bad_frame_changes_nothing(warehouse_url):
+    first, second = list(schema.RESULT_TABLES.values())[:2]
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        wh.replace_results({first.name: one_result_row(first), second.name: one_result_row(second)}, "run-1")
+        assert wh.results(first.name)["run_id"].to_list() == ["run-1"]
+        # a frame that does not fit its table: neither table changes
+        with pytest.raises(ValueError, match="missing columns"):
+            wh.replace_results({first.name: one_result_row(first), second.name: pl.DataFrame({"x": [1]})}, "run-2")
+        assert wh.results(first.name)["run_id"].to_list() == ["run-1"]
+        with pytest.raises(ValueError, match="duplicate keys"):
+            wh.replace_results({first.name: one_result_row(first),
+                                second.name: pl.concat([one_result_row(second)] * 2)}, "run-3")
+        assert wh.results(first.name)["run_id"].to_list() == ["run-1"]
+        # a failure inside the transaction, after the first table was emptied, rolls it back
+        with wh.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE analytics.{second.name} RENAME TO gone")
+        with pytest.raises(Exception, match="(?i)gone|does not exist|not exist"):
+            wh.replace_results({first.name: one_result_row(first), second.name: one_result_row(second)}, "run-3")
+        assert wh.results(first.name)["run_id"].to_list() == ["run-1"]
+        with wh.engine.begin() as conn:
+            conn.exec_driver_sql(f"ALTER TABLE analytics.gone RENAME TO {second.name}")
+        wh.replace_results({first.name: one_result_row(first).clear()}, "run-4")
+        assert wh.results(first.name).height == 0
+        assert wh.results(second.name)["run_id"].to_list() == ["run-1"]

@@ -9,10 +9,10 @@ import pytest
 from alembic import command
 
 from clms_etl.keys import ENV_KEY
-from clms_etl.warehouse import Warehouse
+from clms_etl.warehouse import Warehouse, schema
 from clms_etl.warehouse.docs import example_queries
 from clms_etl.warehouse.roles import create_roles
-from tests.warehouse.helpers import DAY2, TEST_KEY, alembic_config, delivery_files, load_twin, twin
+from tests.warehouse.helpers import DAY2, TEST_KEY, alembic_config, delivery_files, load_twin, one_result_row, twin
 
 pytestmark = pytest.mark.postgres
 
@@ -100,3 +100,16 @@ def test_roles_need_a_postgresql_warehouse_and_real_passwords(roles_db):
     with pytest.raises(ValueError, match="at least 12"):
         create_roles(roles_db["url"], "short", "y" * 12)
 
+
+
+def test_loader_rewrites_the_result_tables_and_the_analyst_only_reads_them(roles_db):
+    spec = next(iter(schema.RESULT_TABLES.values()))
+    with Warehouse(roles_db["loader"]) as wh:
+        assert wh.replace_results({spec.name: one_result_row(spec)}, "as-loader") == {spec.name: 1}
+    with _connect(roles_db["analyst"]) as conn:
+        assert conn.execute(f"SELECT run_id FROM analytics.{spec.name}").fetchall() == [("as-loader",)]
+        _denied(conn, f"DELETE FROM analytics.{spec.name}")
+        _denied(conn, f"INSERT INTO analytics.{spec.name} (run_id) VALUES ('x')")
+    with _connect(roles_db["loader"]) as conn:
+        _denied(conn, f"DROP TABLE analytics.{spec.name}")
+        _denied(conn, f"ALTER TABLE analytics.{spec.name} ADD COLUMN name text")

@@ -20,7 +20,7 @@ def test_canonical_tables_have_the_model_columns_plus_their_delivery():
 
 
 def test_every_table_and_column_is_commented():
-    for table in schema.metadata.tables.values():
+    for table in [*schema.metadata.tables.values(), *schema.results_metadata.tables.values()]:
         assert table.comment, table.name
         for column in table.columns:
             assert column.comment, f"{table.name}.{column.name}"
@@ -50,7 +50,7 @@ def test_both_backends_create_the_schema_with_comments(warehouse_url):
         wh.create()
         wh.create()  # idempotent
         comments = _comments(wh)
-        for table in schema.metadata.tables.values():
+        for table in [*schema.metadata.tables.values(), *schema.results_metadata.tables.values()]:
             for column in table.columns:
                 assert comments.get((table.name, column.name)) == column.comment
         for view in analytics.VIEWS:
@@ -85,7 +85,7 @@ def _constraints(url: str) -> dict[str, str]:
     with psycopg.connect(libpq) as conn:
         rows = conn.execute(
             "SELECT c.conrelid::regclass::text || '.' || c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-            "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = 'public'"
+            "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname IN ('public', 'analytics')"
         ).fetchall()
         rows += conn.execute(
             "SELECT 'comment ' || c.relname || '.' || coalesce(a.attname, ''), d.description FROM pg_description d "
@@ -103,7 +103,10 @@ def test_migrated_schema_equals_the_declared_one(pg_databases):
     engine = sa.create_engine(migrated)
     try:
         with engine.connect() as conn:
-            diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
+            opts = {"compare_type": True, "include_schemas": True,
+                    "include_name": lambda name, type_, parents: type_ != "schema" or name in (None, "analytics")}
+            diffs = compare_metadata(MigrationContext.configure(conn, opts=opts),
+                                     [schema.metadata, schema.results_metadata])
     finally:
         engine.dispose()
     assert diffs == []

@@ -90,6 +90,9 @@ def generate() -> str:
         "* [Analytics views](#analytics-views)",
     ]
     lines += [f"  * [`analytics.{v.name}`](#analytics{v.name.replace('_', '')})" for v in analytics.VIEWS]
+    lines += ["* [Result tables](#result-tables)"]
+    lines += [f"  * [`analytics.{t.name}`](#analytics{t.name.replace('_', '')})"
+              for t in schema.results_metadata.tables.values()]
     lines += ["* [Survival endpoints](#survival-endpoints)", "* [Base tables](#base-tables)"]
     lines += [f"  * [`{t}`](#{t.replace('_', '')})" for t in schema.metadata.tables]
     lines += ["* [Example queries](#example-queries)", ""]
@@ -98,6 +101,17 @@ def generate() -> str:
     for v in analytics.VIEWS:
         lines += [f"### analytics.{v.name}", "", v.description, "", "| column | description |", "|---|---|"]
         lines += [f"| `{c}` | {_md(d)} |" for c, d in v.columns]
+        lines.append("")
+
+    lines += ["## Result tables", "",
+              "Written by the nightly analyses (survival: `docs/survival.md`; molecular: `docs/molecular.md`),",
+              "each replaced whole in one transaction per run; `run_id` names the run that computed the rows.", ""]
+    for table in schema.results_metadata.tables.values():
+        pk = {c.name for c in table.primary_key.columns}
+        lines += [f"### analytics.{table.name}", "", _md(table.comment), "",
+                  "| column | type | null | key | description |", "|---|---|---|---|---|"]
+        lines += [f"| `{c.name}` | {_type(c)} | {'yes' if c.nullable else 'no'} | {'PK' if c.name in pk else ''} | "
+                  f"{_md(c.comment)} |" for c in table.columns]
         lines.append("")
 
     lines += [

@@ -11,21 +11,26 @@ from pathlib import Path
 import dagster as dg
 
 from assets.metadata import markdown_table
+from assets.molecular import molecular_summary
 from assets.resources import OutputsFolder, WarehouseResource
+from assets.survival import survival_analysis
 from assets.warehouse import warehouse
 
 # ---- analyses in the report ------------------------------------------------------------------
-# LEAD: add the survival and molecular assets here (e.g. ``survival.survival_results``,
-# ``molecular.molecular_summary``) so that the report and the exports wait for them, and build
-# their sections in ``analysis_sections`` (e.g. ``clms_etl.survival.report.sections(wh, outputs)``).
-ANALYSIS_DEPS: list = []
+# The one place where an analysis joins the report: its asset (so the report waits for it) and
+# its sections. Both analyses are deterministic: recomputing the sections from the warehouse
+# gives the numbers their assets stored (with the assets' default configuration).
+ANALYSIS_DEPS: list = [survival_analysis, molecular_summary]
 
 
 def analysis_sections(wh, outputs: Path) -> list:
-    """The analyses' sections, in report order (Table 1, Table 2, Figure 2, molecular summary, ...)."""
-    sections: list = []
-    # LEAD: sections += survival_sections(wh, outputs); sections += molecular_sections(wh, outputs)
-    return sections
+    """The analyses' sections, in report order (Table 1, survival and Figure 2, Table 2, molecular)."""
+    from clms_etl.molecular.run import molecular_sections
+    from clms_etl.survival.report import sections as survival_sections
+
+    return [*survival_sections(wh, outputs), *molecular_sections(wh, outputs)]
+
+
 # ----------------------------------------------------------------------------------------------
 
 

@@ -45,6 +45,10 @@ BIN = Path(sys.executable).parent
 CENTRES = list(REGISTRY)  # nice, montpellier, lyon, nimes, molecular (the laboratory: no patient)
 TWIN_PATIENTS = {"nice": 24, "montpellier": 21, "lyon": 19, "nimes": 15}  # 79 in all
 POOL = "warehouse"
+# what the nightly refresh materialises (the warehouse and everything downstream of it)
+NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
+                  "analysis_exports"}
+ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -154,7 +158,7 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
     assert "All definitions loaded successfully" in check_out
     assert listing.returncode == 0, list_err
     listed = json.loads(list_out)
-    assert {a["asset_key"] for a in listed["assets"]} == {"centre_import", "centre_warehouse", "warehouse"}
+    assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
         "centre_import:validation_gate", "centre_import:row_accounting", "warehouse:great_expectations"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
@@ -177,6 +181,7 @@ def test_instance_config_examples_are_valid_dagster_yaml():
     assert "postgres" in production["storage"]
     # the pool the single-writer guard relies on is the one the warehouse assets declare
     assert ingest.centre_warehouse.op.pool == POOL
+    assert {defs.resolve_assets_def(name).op.pool for name in NIGHTLY_ASSETS} == {POOL}
     assert {defs.resolve_assets_def("warehouse").op.pool,
             defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("warehouse"), "great_expectations")).node_def.pool
             } == {POOL}
@@ -212,6 +217,11 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert whole["dagster/row_count"].value == 79
     ge = nightly.get_asset_check_evaluations()[0].metadata
     assert ge["failures"].value == 0 and Path(ge["data_docs"].path).is_file()
+    # the nightly refresh runs the analyses and the report after the warehouse
+    done = {e.asset_key.to_user_string() for e in nightly.get_asset_materialization_events()}
+    assert done == NIGHTLY_ASSETS
+    report = nightly.asset_materializations_for_node("clinician_report")[0].metadata
+    assert Path(report["report_html"].path).is_file() and report["figures"].value >= 2
 
 
 # -- concurrency: one DuckDB writer -----------------------------------------------------------
@@ -393,7 +403,7 @@ def test_nightly_schedule_requests_the_refresh_at_two_in_paris():
     nightly = defs.resolve_job_def("nightly_refresh")
     dg.validate_run_config(nightly, request.run_config)
     selected = {k.to_user_string() for k in nightly.asset_layer.executable_asset_keys}
-    assert selected == {"warehouse"}
+    assert selected == NIGHTLY_ASSETS
 
 
 # -- the webserver ------------------------------------------------------------------------------
@@ -450,7 +460,7 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     [entry] = data["workspaceOrError"]["locationEntries"]
     assert entry["name"] == "clms_etl" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
-    assert set(nodes) == {"centre_import", "centre_warehouse", "warehouse"}
+    assert set(nodes) == ALL_ASSETS
     assert nodes["centre_import"]["groupName"] == "ingest" and nodes["centre_import"]["isPartitioned"]
     assert nodes["warehouse"]["groupName"] == "warehouse" and not nodes["warehouse"]["isPartitioned"]
     checks = {(key, c["name"], c["blocking"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}

@@ -1,7 +1,177 @@
-"""Result tables of the survival analysis (see :mod:`clms_etl.warehouse.results`)."""
+"""Result tables of the survival analysis (see :mod:`clms_etl.results`).
+
+Written whole by every run of :func:`clms_etl.survival.study.analyse` (asset
+``survival_analysis``); read them in schema ``analytics`` like the views. Conventions
+(``docs/survival.md``): time in months (days / 30.4375) from the pathological diagnosis;
+confidence intervals at 95 %, the transform named in ``ci_transform`` (``log`` = R ``survfit``'s
+default, ``log-log`` = lifelines' default); ``group_variable = group_value = 'all'`` for the
+whole survival population.
+
+Import-light on purpose (polars only): :mod:`clms_etl.warehouse.schema` imports this module.
+"""
 
 from __future__ import annotations
 
-from clms_etl.warehouse.results import ResultTable
+import polars as pl
 
-TABLES: tuple[ResultTable, ...] = ()
+from clms_etl.results import ResultColumn as C
+from clms_etl.results import ResultTable
+
+_ENDPOINT = C("endpoint", pl.String, "OS / DSS / PFS / RFS (metastasis-free) / LRFS / RMFS (first local recurrence "
+              "or metastasis), see docs/survival.md.")
+_GROUP_VARIABLE = C("group_variable", pl.String, "Predictor splitting the population ('all': whole survival population).")
+_GROUP_VALUE = C("group_value", pl.String, "Level of group_variable ('all': whole survival population).")
+_CI_TRANSFORM = C("ci_transform", pl.String, "Transform of the 95 % confidence interval: log (R survfit default) "
+                  "or log-log (lifelines default).")
+
+SURVIVAL_ESTIMATE = ResultTable(
+    "survival_estimate",
+    "Kaplan-Meier estimates per endpoint and group: survival at 12/24/60/96 months and median survival, with "
+    "95 % CI (transform named in ci_transform), numbers at risk and events. Survival population only.",
+    (
+        _ENDPOINT, _GROUP_VARIABLE, _GROUP_VALUE, _CI_TRANSFORM,
+        C("estimate", pl.String, "survival_<t>m: survival at t months; median: median survival time (R's rule)."),
+        C("time_months", pl.Float64, "survival_<t>m: the time point t; median: the median (null: not reached)."),
+        C("survival", pl.Float64, "Kaplan-Meier survival at time_months (survival rows; null beyond the last follow-up "
+          "or for medians)."),
+        C("ci_lower", pl.Float64, "Lower 95 % bound: of the survival (survival rows) or of the median, months."),
+        C("ci_upper", pl.Float64, "Upper 95 % bound: of the survival (survival rows) or of the median, months "
+          "(null: not reached)."),
+        C("n_at_risk", pl.Int64, "Patients still at risk at time_months (time >= t; survival rows)."),
+        C("cumulative_events", pl.Int64, "Events up to time_months (survival rows)."),
+        C("n", pl.Int64, "Patients in the group.", nullable=False),
+        C("events", pl.Int64, "Events in the group over the whole follow-up.", nullable=False),
+        C("display", pl.String, "Estimate as printed in the tables, e.g. '0.92 [0.81-0.97]'."),
+    ),
+    ("endpoint", "group_variable", "group_value", "ci_transform", "estimate"),
+)
+
+SURVIVAL_CURVE = ResultTable(
+    "survival_curve",
+    "Kaplan-Meier step curves per endpoint and group: one row per distinct time (time 0 included) with "
+    "survival, 95 % CI, numbers at risk, events and censored patients at that time.",
+    (
+        _ENDPOINT, _GROUP_VARIABLE, _GROUP_VALUE, _CI_TRANSFORM,
+        C("time_months", pl.Float64, "Time of the step, months since diagnosis.", nullable=False),
+        C("survival", pl.Float64, "Kaplan-Meier survival just after time_months."),
+        C("ci_lower", pl.Float64, "Lower 95 % bound of survival (null when survival is 0 with the log transform)."),
+        C("ci_upper", pl.Float64, "Upper 95 % bound of survival."),
+        C("n_at_risk", pl.Int64, "Patients at risk just before time_months."),
+        C("events", pl.Int64, "Events at time_months."),
+        C("censored", pl.Int64, "Patients censored at time_months."),
+    ),
+    ("endpoint", "group_variable", "group_value", "ci_transform", "time_months"),
+)
+
+UNIVARIATE_ANALYSIS = ResultTable(
+    "univariate_analysis",
+    "Univariate analysis per endpoint (RMFS: local recurrence or metastasis, Table 2; OS) and predictor level "
+    "vs the reference level: events per group, log-rank test, Cox hazard ratio with 95 % CI (Efron ties). "
+    "Comparisons with too few events are reported as not estimable, with the reason.",
+    (
+        _ENDPOINT,
+        C("predictor", pl.String, "Predictor key, e.g. grade_ii_iii."),
+        C("predictor_label", pl.String, "Predictor as printed, e.g. 'FNCLCC grade'."),
+        C("level", pl.String, "Compared level, e.g. 'II/III'."),
+        C("reference_level", pl.String, "Reference level of the hazard ratio, e.g. 'I'."),
+        C("definition", pl.String, "How the levels are defined (thresholds, medians used)."),
+        C("row_order", pl.Int32, "Order of the row in Table 2.", nullable=False),
+        C("n", pl.Int64, "Patients with a known value of the predictor (level + reference, or all levels)."),
+        C("events", pl.Int64, "Events among them."),
+        C("n_level", pl.Int64, "Patients in the compared level."),
+        C("events_level", pl.Int64, "Events in the compared level."),
+        C("n_reference", pl.Int64, "Patients in the reference level."),
+        C("events_reference", pl.Int64, "Events in the reference level."),
+        C("hr", pl.Float64, "Cox hazard ratio, level vs reference (null: not estimable)."),
+        C("hr_ci_lower", pl.Float64, "Lower 95 % bound of the hazard ratio (Wald)."),
+        C("hr_ci_upper", pl.Float64, "Upper 95 % bound of the hazard ratio (Wald)."),
+        C("cox_p", pl.Float64, "Wald p-value of the hazard ratio."),
+        C("logrank_chi2", pl.Float64, "Log-rank chi-square over all levels of the predictor."),
+        C("logrank_df", pl.Int64, "Degrees of freedom of the log-rank test."),
+        C("logrank_p", pl.Float64, "Log-rank p-value over all levels of the predictor."),
+        C("estimable", pl.Boolean, "False: too few events for a hazard ratio (see reason).", nullable=False),
+        C("reason", pl.String, "Why the hazard ratio is not estimable (null when it is)."),
+        C("ties", pl.String, "Tie handling of the Cox partial likelihood (efron, as R coxph)."),
+    ),
+    ("endpoint", "predictor", "level"),
+)
+
+TABLE1 = ResultTable(
+    "table1",
+    "Table 1 of the study in long format: patient characteristics of all included patients, one row per "
+    "category count (n, percent) or summary statistic (value), with the printed text and the order of the rows.",
+    (
+        C("row_order", pl.Int32, "Order of the row in Table 1.", nullable=False),
+        C("variable", pl.String, "Characteristic key, e.g. primary_site."),
+        C("variable_label", pl.String, "Characteristic as printed, e.g. 'Primary site'."),
+        C("item", pl.String, "Category (count rows, 'ns' = not specified) or statistic name (median, q1, q3, mean, "
+          "sd, min, max, n_known)."),
+        C("item_label", pl.String, "Category or statistic as printed."),
+        C("kind", pl.String, "count / statistic.", nullable=False),
+        C("n", pl.Int64, "Patients in the category (count rows)."),
+        C("denominator", pl.Int64, "Denominator of percent (count rows)."),
+        C("percent", pl.Float64, "100 * n / denominator (count rows)."),
+        C("value", pl.Float64, "Value of the statistic (statistic rows; unit in variable_label)."),
+        C("display", pl.String, "Text as printed, e.g. '57 (72.2 %)' or '70 [57-79]'."),
+    ),
+    ("variable", "item"),
+)
+
+SURVIVAL_EXCLUSION = ResultTable(
+    "survival_exclusion",
+    "Patients of the registry left out of the survival population, with the reason (missing dates, follow-up "
+    "shorter than the minimum).",
+    (
+        C("patient_id", pl.String, "Pseudonym of the patient."),
+        C("centre", pl.String, "Centre following the patient."),
+        C("reason", pl.String, "no_diagnosis_date / no_follow_up_date / follow_up_before_diagnosis / "
+          "short_follow_up.", nullable=False),
+        C("detail", pl.String, "Reason in words, e.g. 'follow-up 1.0 months < 3 months'."),
+        C("follow_up_months", pl.Float64, "Months from diagnosis to last contact, when known."),
+        C("min_follow_up_months", pl.Float64, "Minimum follow-up of the survival population used.", nullable=False),
+    ),
+    ("patient_id",),
+)
+
+FOLLOW_UP = ResultTable(
+    "follow_up",
+    "Follow-up of the survival population: median and quartiles by reverse Kaplan-Meier (deaths censored, "
+    "censoring as the event; Schemper & Smith 1996) and of the observed times.",
+    (
+        C("method", pl.String, "reverse_kaplan_meier / observed (quantiles of the follow-up times, R type 7)."),
+        C("n", pl.Int64, "Patients.", nullable=False),
+        C("median_months", pl.Float64, "Median follow-up, months."),
+        C("q1_months", pl.Float64, "First quartile, months."),
+        C("q3_months", pl.Float64, "Third quartile, months."),
+        C("median_ci_lower", pl.Float64, "Lower 95 % bound of the median (reverse KM, log transform)."),
+        C("median_ci_upper", pl.Float64, "Upper 95 % bound of the median (reverse KM, log transform)."),
+        C("display", pl.String, "As printed, e.g. '39.0 months (IQR 4.9-73.9)'."),
+    ),
+    ("method",),
+)
+
+GROUP_COMPARISON = ResultTable(
+    "group_comparison",
+    "Means of a continuous variable between patients with and without an outcome, with the test used "
+    "(the study's clinical margin with vs without relapse).",
+    (
+        C("variable", pl.String, "Compared variable, e.g. clinical_margin_cm."),
+        C("outcome", pl.String, "Grouping outcome, e.g. relapse (local recurrence or metastasis)."),
+        C("population", pl.String, "Patients compared, e.g. 'all included patients with a known value'."),
+        C("n_with", pl.Int64, "Patients with the outcome."),
+        C("mean_with", pl.Float64, "Mean among them."),
+        C("sd_with", pl.Float64, "Standard deviation among them."),
+        C("n_without", pl.Int64, "Patients without the outcome."),
+        C("mean_without", pl.Float64, "Mean among them."),
+        C("sd_without", pl.Float64, "Standard deviation among them."),
+        C("test", pl.String, "Test used (Welch two-sample t-test, unequal variances)."),
+        C("statistic", pl.Float64, "Test statistic (t)."),
+        C("df", pl.Float64, "Degrees of freedom (Welch-Satterthwaite)."),
+        C("p", pl.Float64, "Two-sided p-value."),
+    ),
+    ("variable", "outcome"),
+)
+
+TABLES: tuple[ResultTable, ...] = (
+    SURVIVAL_ESTIMATE, SURVIVAL_CURVE, UNIVARIATE_ANALYSIS, TABLE1, SURVIVAL_EXCLUSION, FOLLOW_UP, GROUP_COMPARISON,
+)

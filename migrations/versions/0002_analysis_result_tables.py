@@ -1,5 +1,11 @@
 """analysis result tables
 
+The tables the nightly analyses write into the ``analytics`` schema (clms_etl.results: survival
+estimates and curves, univariate analysis, Table 1, exclusions, follow-up, molecular profiles,
+recurrent alterations, somatic mutations, Table 3), and the gene_status comments that state the
+oncoscanR copy-number thresholds. After upgrading, rerun ``python -m clms_etl.warehouse.roles``
+so that the loader role may write the new tables.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24 08:08:22.919046

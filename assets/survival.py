@@ -1,0 +1,58 @@
+"""Analysis stage: the study's survival analysis, Table 1, Table 2 and Figure 2 from the warehouse."""
+
+# No `from __future__ import annotations`: Dagster reads the Config annotation at definition time.
+import dagster as dg
+
+from assets.metadata import markdown_table, png_markdown
+from assets.resources import OutputsFolder, WarehouseResource
+from assets.warehouse import warehouse as warehouse_asset
+
+
+class SurvivalConfig(dg.Config):
+    """Parameters of the survival analysis (defaults: the study's)."""
+
+    min_follow_up_months: float = 3.0  # survival population: at least this follow-up
+    ci_transform: str = "log"  # interval shown in the tables and Figure 2: log (R default) or log-log
+
+
+@dg.asset(
+    deps=[warehouse_asset],
+    group_name="analysis",
+    owners=["team:data"],
+    kinds={"python", "duckdb", "postgres"},
+    code_version="1",
+    pool="warehouse",  # writes result tables into the DuckDB file: one writer at a time
+    description="Survival analysis of the registry (docs/survival.md): Kaplan-Meier estimates, median follow-up, "
+    "univariate analysis (Table 2), Table 1 and Figure 2. Writes the result tables of schema `analytics` "
+    "(survival_estimate, survival_curve, univariate_analysis, table1, survival_exclusion, follow_up, "
+    "group_comparison) and the figures and CSV tables under the outputs folder.",
+)
+def survival_analysis(context: dg.AssetExecutionContext, config: SurvivalConfig, warehouse: WarehouseResource,
+                      outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.survival.study import analyse, load_inputs
+
+    with warehouse.open() as wh:
+        patient_summary, survival = load_inputs(wh)
+        results = analyse(patient_summary, survival, min_follow_up_months=config.min_follow_up_months,
+                          ci_transform=config.ci_transform)
+        written = wh.replace_results(results.result_tables(), run_id=context.run_id)
+    figures = results.write_figures(outputs.root / "figures")
+    tables = results.write_tables(outputs.root / "tables")
+    context.log.info("survival analysis: %s", ", ".join(f"{k} {v} rows" for k, v in written.items()))
+
+    follow = {r["method"]: r["display"] for r in results.follow_up.iter_rows(named=True)}
+    key = {k: round(v, 3) for k, v in results.key_estimates().items() if v is not None}
+    metadata = {
+        "dagster/row_count": len(results.endpoints["patient_id"].unique()),
+        "figure2": png_markdown(figures["figure2_png"].read_bytes(), "Figure 2: Kaplan-Meier curves"),
+        "table1": markdown_table(results.table1_display(), 100),
+        "table2": markdown_table(results.table2_display(), 50),
+        "survival_estimates": markdown_table(results.survival_display(), 10),
+        "key_estimates": dg.MetadataValue.json(key),
+        "median_follow_up_reverse_km": follow["reverse_kaplan_meier"],
+        "excluded_from_survival": results.survival_exclusion.height,
+        "ci_transform": results.ci_transform,
+        "result_table_rows": dg.MetadataValue.json(written),
+        **{f"file_{k}": dg.MetadataValue.path(str(p)) for k, p in {**figures, **tables}.items() if p is not None},
+    }
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,98 @@
+"""Endpoint frames and the survival population, from the warehouse's analytics views.
+
+Time origin: the date of pathological diagnosis; censoring at last contact (the latest of the
+last-news and death dates); months = days / 30.4375 (:data:`DAYS_PER_MONTH`).
+
+========  ==============================================================  ==================================
+endpoint  event                                                           censored at
+========  ==============================================================  ==================================
+OS        death, any cause                                                last contact
+DSS       death from cLMS                                                 last contact; other deaths at death
+PFS       first of local recurrence, metastasis or death                  last contact
+RFS       first metastasis (the study's "RFS" = metastasis-free, see      last contact; deaths at death
+          clms_paper.json ``survival._note``)
+LRFS      first local recurrence                                          last contact; deaths at death
+RMFS      first local recurrence or metastasis (outcome of Table 2)       last contact; deaths at death
+========  ==============================================================  ==================================
+
+OS to LRFS come from the ``analytics.survival`` view; RMFS is derived here from
+``analytics.patient_summary`` (first local recurrence and first metastasis dates).
+
+The survival population is the patients followed for at least ``min_follow_up_months``
+(:data:`MIN_FOLLOW_UP_MONTHS` = 3, the study's rule, by default); every other patient is listed
+by :func:`exclusions` with the reason.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from clms_etl.warehouse.analytics import DAYS_PER_MONTH, MIN_FOLLOW_UP_MONTHS
+
+VIEW_ENDPOINTS = ("OS", "DSS", "PFS", "RFS", "LRFS")
+ENDPOINTS = (*VIEW_ENDPOINTS, "RMFS")
+ENDPOINT_LABELS = {
+    "OS": "Overall survival",
+    "DSS": "Disease-specific survival",
+    "PFS": "Progression-free survival",
+    "RFS": "Relapse-free survival (metastasis-free)",
+    "LRFS": "Local recurrence-free survival",
+    "RMFS": "Local recurrence- or metastasis-free survival",
+}
+ENDPOINT_SCHEMA = {"patient_id": pl.String, "endpoint": pl.String, "time_months": pl.Float64, "event": pl.Int64}
+
+
+def survival_population(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS
+                        ) -> pl.DataFrame:
+    """Patients of the survival population (one row per patient, the ``patient_summary`` columns)."""
+    excluded = exclusions(patient_summary, min_follow_up_months)["patient_id"]
+    return patient_summary.filter(~pl.col("patient_id").is_in(excluded.implode()))
+
+
+def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS) -> pl.DataFrame:
+    """Patients left out of the survival population, with the reason (table ``survival_exclusion``)."""
+    s = patient_summary.with_columns(
+        follow_up_months=(pl.col("last_contact_date") - pl.col("diagnosis_date")).dt.total_days() / DAYS_PER_MONTH)
+    reason = (
+        pl.when(pl.col("diagnosis_date").is_null()).then(pl.lit("no_diagnosis_date"))
+        .when(pl.col("last_contact_date").is_null()).then(pl.lit("no_follow_up_date"))
+        .when(pl.col("follow_up_months") < 0).then(pl.lit("follow_up_before_diagnosis"))
+        .when(pl.col("follow_up_months") < min_follow_up_months).then(pl.lit("short_follow_up"))
+    )
+    detail = (
+        pl.when(pl.col("reason") == "no_diagnosis_date").then(pl.lit("no date of pathological diagnosis"))
+        .when(pl.col("reason") == "no_follow_up_date").then(pl.lit("no date of last news or death"))
+        .when(pl.col("reason") == "follow_up_before_diagnosis").then(pl.lit("last contact dated before the diagnosis"))
+        .otherwise(pl.format("follow-up {} months < {} months", pl.col("follow_up_months").round(1),
+                             pl.lit(float(min_follow_up_months))))
+    )
+    return (
+        s.with_columns(reason=reason)
+        .filter(pl.col("reason").is_not_null())
+        .with_columns(detail=detail, min_follow_up_months=pl.lit(float(min_follow_up_months)))
+        .select("patient_id", "centre", "reason", "detail", "follow_up_months", "min_follow_up_months")
+        .sort("reason", "patient_id")
+    )
+
+
+def endpoint_frame(patient_summary: pl.DataFrame, survival: pl.DataFrame,
+                   min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS) -> pl.DataFrame:
+    """One row per patient of the survival population and endpoint: ``time_months``, ``event`` (1/0).
+
+    ``survival`` is the ``analytics.survival`` view (its own ``in_survival_population`` flag, fixed
+    at 3 months, is ignored: the population here follows ``min_follow_up_months``).
+    """
+    population = survival_population(patient_summary, min_follow_up_months)
+    relapse_date = pl.min_horizontal("first_local_recurrence_date", "first_metastasis_date")
+    rmfs = population.select(
+        "patient_id",
+        endpoint=pl.lit("RMFS"),
+        time_months=(pl.coalesce(relapse_date, "last_contact_date") - pl.col("diagnosis_date")).dt.total_days()
+        / DAYS_PER_MONTH,
+        event=relapse_date.is_not_null().cast(pl.Int64),
+    )
+    views = (
+        survival.filter(pl.col("endpoint").is_in(VIEW_ENDPOINTS) & pl.col("patient_id").is_in(population["patient_id"].implode()))
+        .select("patient_id", "endpoint", pl.col("time_months").cast(pl.Float64), pl.col("event").cast(pl.Int64))
+    )
+    return pl.concat([views.cast(ENDPOINT_SCHEMA), rmfs.cast(ENDPOINT_SCHEMA)]).sort("endpoint", "patient_id")

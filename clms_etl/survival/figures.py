@@ -1,0 +1,72 @@
+"""Figure 2 of the study: four Kaplan-Meier panels (OS, PFS, DSS, RFS) with CI bands and numbers at risk.
+
+Drawn on a bare matplotlib ``Figure`` with the Agg canvas (no pyplot state, no display); the
+output is deterministic: no date in the SVG metadata and a fixed SVG hash salt, so the same
+data give the same bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from clms_etl.survival.km import KaplanMeier
+
+PANELS = (("A", "OS"), ("B", "PFS"), ("C", "DSS"), ("D", "RFS"))
+PANEL_TITLES = {"OS": "Overall survival", "PFS": "Progression-free survival", "DSS": "Disease-specific survival",
+                "RFS": "Relapse-free survival (metastasis)"}
+TICK_MONTHS = 24
+
+
+def _at_risk_ticks(max_time: float) -> list[float]:
+    return [float(t) for t in np.arange(0, max_time + 1e-9, TICK_MONTHS)]
+
+
+def draw_panel(ax, km: KaplanMeier, title: str, colour: str = "#1f4e79") -> None:
+    """One Kaplan-Meier panel: step curve, CI band, censoring marks, numbers at risk under the axis."""
+    ax.step(km.time, km.survival, where="post", color=colour, linewidth=1.6)
+    lower = np.where(np.isnan(km.ci_lower), km.survival, km.ci_lower)
+    upper = np.where(np.isnan(km.ci_upper), km.survival, km.ci_upper)
+    ax.fill_between(km.time, lower, upper, step="post", color=colour, alpha=0.18, linewidth=0)
+    censored = km.censored > 0
+    ax.plot(km.time[censored], km.survival[censored], linestyle="none", marker="|", markersize=7, color=colour)
+    max_time = float(km.durations.max()) if km.n else 1.0
+    ticks = _at_risk_ticks(max_time)
+    ax.set_xlim(0, max(ticks[-1], max_time) * 1.02)
+    ax.set_ylim(0, 1.03)
+    ax.set_xticks(ticks)
+    ax.set_xlabel("Months since diagnosis", fontsize=9)
+    ax.set_ylabel("Survival probability", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(alpha=0.25, linewidth=0.5)
+    ax.tick_params(labelsize=8)
+    # Numbers at risk drawn here rather than with lifelines' add_at_risk_counts, so that they are
+    # the same counts as in survival_estimate (time >= t) and need no pyplot.
+    transform = ax.get_xaxis_transform()
+    ax.text(-0.06, -0.27, "At risk", transform=ax.transAxes, ha="right", va="center", fontsize=8)
+    for t in ticks:
+        ax.text(t, -0.27, str(int((km.durations >= t).sum())), transform=transform, ha="center", va="center",
+                fontsize=8)
+
+
+def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, ci_transform: str = "log") -> tuple[Path, Path | None]:
+    """Write Figure 2 (PNG, and SVG if asked) from the fitted curves of OS, PFS, DSS and RFS."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 8.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2)
+    for ax, (letter, endpoint) in zip(axes.flat, PANELS, strict=True):
+        km = curves[endpoint]
+        draw_panel(ax, km, f"{letter}. {PANEL_TITLES[endpoint]} (n = {km.n}, {km.n_events} events)")
+    fig.suptitle(f"Kaplan-Meier estimates with 95 % confidence bands ({ci_transform} transform)", fontsize=11)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.55, wspace=0.25)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", metadata={"Software": None})
+    if svg is not None:
+        with matplotlib.rc_context({"svg.hashsalt": "clms-figure2"}):
+            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return png, svg

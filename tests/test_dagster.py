@@ -12,8 +12,9 @@ import duckdb
 from assets import ingest
 from assets.automation import drop_folder_sensor
 from assets.definitions import defs
-from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
+from assets.resources import DropFolder
 from clms_etl.synth.generate import generate
+from tests.dagster_resources import resources_for
 
 DATE = dt.date(2026, 11, 23)
 INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting]
@@ -22,13 +23,7 @@ INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate,
 # twin_drop (the synthetic twin's drop folder, delivered on DATE): tests/conftest.py
 
 
-def resources(drop: Path, tmp: Path) -> dict:
-    return {
-        "drop_folder": DropFolder(path=str(drop)),
-        "outputs": OutputsFolder(path=str(tmp / "outputs")),
-        "warehouse": WarehouseResource(url=f"duckdb:///{tmp / 'warehouse.duckdb'}"),
-        "pseudonym_key": PseudonymKey(),
-    }
+resources = resources_for
 
 
 def patients_by_centre(tmp: Path) -> dict[str, int]:

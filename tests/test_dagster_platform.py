@@ -38,7 +38,8 @@ from assets import ingest
 from assets.automation import nightly_schedule
 from assets.definitions import defs
 from assets.partitions import REGISTRY
-from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource, local_resources
+from assets.resources import local_resources
+from tests.dagster_resources import resources_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,13 +55,7 @@ ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def resources(drop: Path, tmp: Path) -> dict:
-    return {
-        "drop_folder": DropFolder(path=str(drop)),
-        "outputs": OutputsFolder(path=str(tmp / "outputs")),
-        "warehouse": WarehouseResource(url=f"duckdb:///{tmp / 'warehouse.duckdb'}"),
-        "pseudonym_key": PseudonymKey(),
-    }
+resources = resources_for
 
 
 def platform_defs(res: dict, executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:

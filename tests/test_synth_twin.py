@@ -17,17 +17,17 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from clms_etl.synth.generate import generate
 from clms_etl.synth.twin import build_twin
 from tests import oracle
+from tests.conftest import TWIN_DATE
 
 PAPER = json.loads((Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "clms_paper.json").read_text())
 TABLE1 = PAPER["table1"]
-DATE = dt.date(2026, 11, 23)
+DATE = TWIN_DATE
 
 
 @pytest.fixture(scope="module")
-def twin_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("twin")
-    generate(out, seed=0, delivery_date=DATE)
-    return out
+def twin_dir(twin_drop) -> Path:
+    """The twin written once for the session (tests/conftest.py: seed 0, delivered on DATE)."""
+    return twin_drop
 
 
 @pytest.fixture(scope="module")

@@ -81,11 +81,19 @@ def main() -> int:
     report = settings.outputs / "report" / "clms_report.html"
     print(f"report        {report if report.exists() else '(not written: see the nightly refresh above)'}")
     print(f"tables        {settings.outputs / 'report' / 'clms_tables.xlsx'}")
+    print(f"figures       {settings.outputs / 'figures'}  (Figure 2, OncoPrint; PNG and SVG)")
     print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
+    print(f"cbioportal    {settings.outputs / 'cbioportal'}")
     print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
     print(f"dagster runs  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # duckdb 2.0's bindings print ~100 lines of "nanobind: leaked ..." at interpreter shutdown
+    # (a known reference-count report of the extension, harmless): everything is written and
+    # closed by now, so leave without the shutdown that prints them.
+    os._exit(code)

@@ -706,3 +706,22 @@ def test_any_vcf_body_lines_give_rows_or_queries_never_an_exception(lab, twin_de
     path.write_text("\n".join(header + [ln.replace("\x00", "") for ln in lines]) + "\n", encoding="utf-8")
     result = read(lab)
     assert sample_of(result, sample)["ngs_assay"] in ("tested", "failed")
+
+
+def test_a_case_from_a_centre_the_registry_does_not_know_is_kept_unlinked_with_a_warning(lab):
+    rows = manifest(lab)
+    rows[0]["centre"] = "Marseille"
+    rows[1]["centre"] = " NICE "  # known, whatever the case and spaces
+    with open(lab / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = read(lab)
+    q = result.queries_frame().filter(pl.col("rule") == "unknown_centre")
+    assert q.select("row", "severity", "value").rows() == [(2, "warning", "Marseille")]
+    assert "Marseille" in q["message"][0] and "nice" in q["message"][0]
+    samples = result.frames["molecular_sample"].sort("source_row")
+    assert samples.height == len(rows)
+    assert samples["patient_id"][0] is None
+    assert samples["patient_id"][1] == pseudonym(KEY, "nice", rows[1]["local_id"])
+    assert errors(result).filter(pl.col("file") == "manifest.csv").is_empty()

@@ -70,6 +70,7 @@ from pathlib import Path
 import polars as pl
 import vcfpy
 
+from clms_etl.centres import load_registry
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
     WARNING,
@@ -532,10 +533,20 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         if rule in ("missing_sample_id", "invalid_sample_id"):
             bad_sample.add(index)
 
-    pids = [
-        pseudonym(ctx.pseudonym_key, centre, local_id) if centre and local_id else None
-        for centre, local_id in ((raw(rec, "centre"), raw(rec, "local_id")) for _, rec in data)
-    ]
+    # A centre the registry does not know cannot be the patient's: its pseudonym would link the
+    # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
+    known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
+    pids = []
+    for row, record in data:
+        centre, local_id = raw(record, "centre"), raw(record, "local_id")
+        if centre and centre.strip().lower() not in known:
+            ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
+                      field=header[cols["centre"]], value=centre, rule="unknown_centre", severity=WARNING,
+                      message=f"{MANIFEST}, ligne {row}: centre « {centre} » inconnu du registre "
+                              f"({', '.join(sorted(known))}): cas conservé sans lien avec un patient.")
+            pids.append(None)
+        else:
+            pids.append(pseudonym(ctx.pseudonym_key, centre, local_id) if centre and local_id else None)
     for index, rule in problems:
         row = data[index][0]
         key = _STRUCTURAL_FIELD.get(rule)

@@ -253,6 +253,8 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
     """
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "case_lists").mkdir(exist_ok=True)
+    for stale in (outdir / "case_lists").glob("*.txt"):  # a list empty this time must not survive
+        stale.unlink()
     table = entrez_ids()
     cases = summary.cases
     sid = {r["sample_id"]: sample_id(r["patient_id"], r["case_no"]) for r in cases.iter_rows(named=True)}
@@ -272,7 +274,6 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
         "type_of_cancer": CANCER_TYPE,
         "cancer_study_identifier": STUDY_ID,
         "name": "Primary cutaneous leiomyosarcoma (multicentre registry)",
-        "short_name": "cLMS registry",
         "description": "Molecular series of the cLMS registry: OncoScan copy number (ChAS), Ion Torrent "
                        "hotspot panel, Archer fusions; clinical data pseudonymised.",
         "add_global_case_list": "false",
@@ -302,7 +303,8 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
             VARIANT_CLASSIFICATION.get(m["function"] or "", "Missense_Mutation" if kind == "SNP" else "Unknown"),
             kind, ref, ref, alt, sid[m["sample_id"]], "Somatic", "Unknown",
             m["hgvs_c"], m["hgvs_p"], hgvsp_short(m["hgvs_p"]), m["transcript"],
-            None if alt_reads is None else depth - alt_reads, alt_reads,
+            # read counts: an integer, or empty when unknown (validateData.py rejects "NA" here)
+            "" if alt_reads is None else depth - alt_reads, "" if alt_reads is None else alt_reads,
         ])
     files["data_mutations.txt"] = outdir / "data_mutations.txt"
     _write_table(files["data_mutations.txt"], MAF_COLUMNS, maf_rows)
@@ -376,6 +378,8 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
         ("cases_sv.txt", "sv", "Samples with fusion data", "Samples tested with Archer FusionPlex", None, sv),
     )
     for name, suffix, title, description, category, ids in lists:
+        if not ids:  # cBioPortal's validator rejects an empty list (it reads one sample named '')
+            continue
         fields = {"cancer_study_identifier": STUDY_ID, "stable_id": f"{STUDY_ID}_{suffix}",
                   "case_list_name": title, "case_list_description": description}
         if category:

@@ -27,6 +27,10 @@ from clms_etl.synth.twin import build_twin
 ID = re.compile(r"^[A-Za-z0-9._\-]+$")  # validateData.py accepts a little more; we stay strict
 CLINICAL_DATATYPES = {"STRING", "NUMBER", "BOOLEAN"}
 HG19_LENGTH = {"1": 249250621, "13": 115169878, "17": 81195210, "X": 155270560}
+# meta_study.txt fields validateData.py recognises (cbioportal_common.META_FIELD_MAP); any other
+# (e.g. short_name) draws an "Unrecognized field" warning and the importer ignores it
+META_STUDY_FIELDS = {"cancer_study_identifier", "type_of_cancer", "name", "description", "citation", "pmid",
+                     "groups", "add_global_case_list", "tags_file", "reference_genome"}
 
 
 def _meta(path: Path) -> dict[str, str]:
@@ -64,7 +68,7 @@ def test_meta_study_names_hg19_and_the_lms_cancer_type(study):
     meta = _meta(study / "meta_study.txt")
     assert meta["type_of_cancer"] == "lms" and meta["reference_genome"] == "hg19"
     assert meta["cancer_study_identifier"] == STUDY_ID and re.fullmatch(r"[a-z0-9_]+", STUDY_ID)
-    assert {"name", "description", "short_name"} <= set(meta)
+    assert {"name", "description"} <= set(meta) and set(meta) <= META_STUDY_FIELDS
 
 
 def test_every_meta_file_names_the_study_and_an_existing_data_file(study):
@@ -167,6 +171,24 @@ def test_mutations_maf_carries_the_published_mutations_with_entrez_ids(study, pa
     assert {r[col["HGVSp_Short"]] for r in rows} == {"p.M246V", "p.S241F"}
 
 
+def test_unknown_read_counts_are_left_empty_not_na(tmp_path):
+    """validateData.py accepts an integer, '' or '.' in t_ref_count / t_alt_count; 'NA' is an error."""
+    samples = model.conform("molecular_sample", pl.DataFrame([{"sample_id": "OS-2020-0001", "patient_id": "Pabc",
+                                                               "case_no": 1, "status": "ok", "cn_assay": "tested",
+                                                               "ngs_assay": "tested", "fusion_assay": "tested"}]))
+    call = {"sample_id": "OS-2020-0001", "chrom": "7", "ref": "A", "gene": "EGFR", "transcript": "NM_005228.5",
+            "function": "missense", "vaf": 0.3, "filter": "PASS", "genotype": "0/1", "reportable": True}
+    variant = model.conform("variant", pl.DataFrame([
+        {**call, "pos": 55259515, "alt": "G", "depth": None, "row_id": "v1"},
+        {**call, "pos": 55259516, "alt": "C", "depth": 400, "row_id": "v2"},
+    ]))
+    s = summarise(samples, model.empty("cn_segment"), variant, model.empty("fusion"))
+    write_study(s, pl.DataFrame({"patient_id": ["Pabc"]}), tmp_path)
+    _, header, rows = _table(tmp_path / "data_mutations.txt")
+    counts = sorted((r[header.index("t_ref_count")], r[header.index("t_alt_count")]) for r in rows)
+    assert counts == [("", ""), ("280", "120")]
+
+
 def test_discrete_cna_uses_the_five_levels_and_matches_case_2(study, twin_read):
     summary, _ = twin_read
     _, header, rows = _table(study / "data_cna.txt")
@@ -235,3 +257,20 @@ def test_vcf_alleles_become_maf_alleles():
     assert maf_alleles(100, "C", "CTT") == (100, 101, "-", "TT", "INS")
     assert maf_alleles(100, "AC", "GT") == (100, 101, "AC", "GT", "DNP")
     assert hgvsp_short("p.Arg248Gln") == "p.R248Q" and hgvsp_short("p.Gln787=") == "p.Q787="
+
+
+def test_a_case_list_with_no_sample_is_not_written(twin_warehouse_url, tmp_path):
+    from clms_etl.warehouse.load import Warehouse
+
+    with Warehouse(twin_warehouse_url) as wh:
+        samples = wh.table("molecular_sample").with_columns(pl.lit("not_done").alias("fusion_assay"))
+        summary = summarise(samples, wh.table("cn_segment"), wh.table("variant"), wh.table("fusion"),
+                            wh.table("gene_status"))
+        patients = wh.query("SELECT * FROM analytics.patient_summary")
+    (tmp_path / "clms" / "case_lists").mkdir(parents=True)
+    (tmp_path / "clms" / "case_lists" / "cases_sv.txt").write_text("from a previous export\n")
+    write_study(summary, patients, tmp_path / "clms")
+    lists = {p.name for p in (tmp_path / "clms" / "case_lists").glob("*.txt")}
+    assert "cases_sv.txt" not in lists and "cases_all.txt" in lists
+    for path in (tmp_path / "clms" / "case_lists").glob("*.txt"):
+        assert _meta(path)["case_list_ids"].strip(), path.name

@@ -10,14 +10,15 @@ import os
 
 import dagster as dg
 
-from assets import automation, ingest, molecular, report, survival, warehouse
+from assets import automation, ingest, molecular, report, result_checks, survival, warehouse
 from assets.resources import local_resources, production_resources
 
 defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
             molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis,
             report.clinician_report, report.analysis_exports],
-    asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations],
+    asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations,
+                  *result_checks.CHECKS],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],
     sensors=[automation.drop_folder_sensor],

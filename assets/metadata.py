@@ -63,3 +63,24 @@ def bar_chart_png(categories: Sequence[str], series: Mapping[str, Sequence[int]]
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
+
+
+def expectations_check_result(report) -> dg.AssetCheckResult:
+    """A Great Expectations run (:class:`~clms_etl.warehouse.expectations.ExpectationsReport`) as the
+    result of a blocking check: passed unless a critical expectation failed; counts, the failed
+    expectations, the summary and the Data Docs page in the metadata."""
+    failures = pl.DataFrame(
+        [{"table": f.table, "expectation": f.expectation, "column": f.column, "severity": f.severity,
+          "observed": str(f.observed)[:80], "error": (f.error or "")[:120]} for f in report.failures],
+        schema={"table": pl.String, "expectation": pl.String, "column": pl.String, "severity": pl.String,
+                "observed": pl.String, "error": pl.String},
+    )
+    metadata = {
+        "expectations": len(report.outcomes),
+        "failures": failures.height,
+        "failed_expectations": markdown_table(failures, 30),
+        "summary": dg.MetadataValue.md(f"```\n{report.summary()}\n```"),
+    }
+    if report.data_docs_index:
+        metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))
+    return dg.AssetCheckResult(passed=bool(report.success), metadata=metadata, severity=dg.AssetCheckSeverity.ERROR)

@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 from assets.ingest import centre_warehouse
-from assets.metadata import markdown_table
+from assets.metadata import expectations_check_result, markdown_table
 from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
@@ -47,19 +47,4 @@ def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: Wareho
 
     with warehouse.open() as wh:
         report = run_expectations(wh)
-    failures = pl.DataFrame(
-        [{"table": f.table, "expectation": f.expectation, "column": f.column, "severity": f.severity,
-          "observed": str(f.observed)[:80], "error": (f.error or "")[:120]} for f in report.failures],
-        schema={"table": pl.String, "expectation": pl.String, "column": pl.String, "severity": pl.String,
-                "observed": pl.String, "error": pl.String},
-    )
-    metadata = {
-        "expectations": len(report.outcomes),
-        "failures": failures.height,
-        "failed_expectations": markdown_table(failures, 30),
-        "summary": dg.MetadataValue.md(f"```\n{report.summary()}\n```"),
-    }
-    if report.data_docs_index:
-        metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))
-    return dg.AssetCheckResult(passed=bool(report.success), metadata=metadata,
-                               severity=dg.AssetCheckSeverity.ERROR)
+    return expectations_check_result(report)

@@ -155,7 +155,8 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
     listed = json.loads(list_out)
     assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
-        "centre_import:validation_gate", "centre_import:row_accounting", "warehouse:great_expectations"}
+        "centre_import:validation_gate", "centre_import:row_accounting", "warehouse:great_expectations",
+        "survival_analysis:result_expectations", "molecular_summary:result_expectations"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
     assert [s["name"] for s in listed["sensors"]] == ["drop_folder_sensor"]
@@ -178,8 +179,9 @@ def test_instance_config_examples_are_valid_dagster_yaml():
     assert ingest.centre_warehouse.op.pool == POOL
     assert {defs.resolve_assets_def(name).op.pool for name in NIGHTLY_ASSETS} == {POOL}
     assert {defs.resolve_assets_def("warehouse").op.pool,
-            defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("warehouse"), "great_expectations")).node_def.pool
-            } == {POOL}
+            defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("warehouse"), "great_expectations")).node_def.pool,
+            *(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey(a), "result_expectations")).node_def.pool
+              for a in ("survival_analysis", "molecular_summary"))} == {POOL}
 
 
 # -- the whole graph --------------------------------------------------------------------------
@@ -199,7 +201,9 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
         assert checks == {"validation_gate": True, "row_accounting": True}, centre
     assert instance.get_materialized_partitions(dg.AssetKey("centre_warehouse")) == set(CENTRES)
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == TWIN_PATIENTS
-    assert [(e.check_name, e.passed) for e in nightly.get_asset_check_evaluations()] == [("great_expectations", True)]
+    assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in nightly.get_asset_check_evaluations()) == [
+        ("molecular_summary", "result_expectations", True), ("survival_analysis", "result_expectations", True),
+        ("warehouse", "great_expectations", True)]
 
     # what a user reads in the UI, without a notebook
     imported = imports["nice"].asset_materializations_for_node("centre_import")[0].metadata
@@ -210,8 +214,10 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert isinstance(imported["queries_by_rule"], dg.MarkdownMetadataValue)  # the twin of Nice: "_(no row)_"
     whole = nightly.asset_materializations_for_node("warehouse")[0].metadata
     assert whole["dagster/row_count"].value == 79
-    ge = nightly.get_asset_check_evaluations()[0].metadata
+    ge = next(e for e in nightly.get_asset_check_evaluations() if e.check_name == "great_expectations").metadata
     assert ge["failures"].value == 0 and Path(ge["data_docs"].path).is_file()
+    results = [e.metadata for e in nightly.get_asset_check_evaluations() if e.check_name == "result_expectations"]
+    assert all(m["failures"].value == 0 and Path(m["data_docs"].path).is_file() for m in results)
     # the nightly refresh runs the analyses and the report after the warehouse
     done = {e.asset_key.to_user_string() for e in nightly.get_asset_materialization_events()}
     assert done == NIGHTLY_ASSETS
@@ -460,7 +466,8 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert nodes["warehouse"]["groupName"] == "warehouse" and not nodes["warehouse"]["isPartitioned"]
     checks = {(key, c["name"], c["blocking"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}
     assert checks == {("centre_import", "validation_gate", True), ("centre_import", "row_accounting", True),
-                      ("warehouse", "great_expectations", True)}
+                      ("warehouse", "great_expectations", True), ("survival_analysis", "result_expectations", True),
+                      ("molecular_summary", "result_expectations", True)}
     [repository] = data["repositoriesOrError"]["nodes"]
     assert repository["location"]["name"] == "clms_etl"
     assert {j["name"] for j in repository["jobs"]} >= {"import_centre", "nightly_refresh"}

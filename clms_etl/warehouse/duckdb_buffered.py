@@ -7,6 +7,12 @@ dialect is duckdb-engine's with one change: after executing a statement that ret
 execution context swaps SQLAlchemy's streaming fetch strategy for its
 ``FullyBufferedCursorFetchStrategy`` (the rows are read into memory at once, as
 ``Result.freeze()`` would). Only GE's engine uses it; the warehouse's own engine and loads do not.
+
+Second change: column reflection (``Inspector.get_columns``) reads DuckDB's
+``information_schema.columns``. duckdb-engine inherits PostgreSQL's catalog query, which under
+SQLAlchemy 2.1 joins ``pg_catalog.pg_collation`` (absent from DuckDB) and fails; GE then falls
+back to ``SELECT * FROM <table> LIMIT 1`` *without the schema*, so a table outside ``main`` (the
+result tables of schema ``analytics``) could not be validated at all.
 """
 
 from __future__ import annotations
@@ -14,8 +20,11 @@ from __future__ import annotations
 from duckdb_engine import Dialect as _DuckDBDialect
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import cursor as _cursor
+from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.sql import sqltypes
 
 DRIVERNAME = "duckdb+clms_buffered"
+_DUCKDB_TYPES = {"double": sqltypes.Double, "float": sqltypes.Float, "real": sqltypes.Float}  # not in the PG names
 
 
 class BufferedExecutionContext(_DuckDBDialect.execution_ctx_cls):
@@ -28,6 +37,21 @@ class BufferedExecutionContext(_DuckDBDialect.execution_ctx_cls):
 class BufferedDuckDBDialect(_DuckDBDialect):
     execution_ctx_cls = BufferedExecutionContext
     supports_statement_cache = False
+
+    def get_columns(self, connection, table_name, schema=None, **kw):
+        rows = connection.exec_driver_sql(
+            "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+            "WHERE table_schema = COALESCE(?, current_schema()) AND table_name = ? ORDER BY ordinal_position",
+            (schema, table_name)).fetchall()
+        if not rows:
+            raise NoSuchTableError(f"{schema}.{table_name}" if schema else table_name)
+        return [{"name": name, "type": self._column_type(data_type), "nullable": nullable == "YES",
+                 "default": default, "autoincrement": False} for name, data_type, nullable, default in rows]
+
+    def _column_type(self, data_type: str):
+        name = data_type.lower()
+        found = self.ischema_names.get(name) or self.ischema_names.get(name.split("(")[0]) or _DUCKDB_TYPES.get(name)
+        return found() if found else sqltypes.NULLTYPE
 
 
 def register() -> None:

@@ -25,6 +25,16 @@ share of men of a centre) without failing it.
 
 Data Docs (HTML) are rebuilt after each run in ``<warehouse dir>/data_docs/`` (DuckDB: next to the
 ``.duckdb`` file; PostgreSQL: ``$CLMS_OUTPUTS/data_docs``), showing the latest run.
+
+**Result tables** (``scope="results"``). The analyses' result tables of schema ``analytics``
+(:data:`clms_etl.warehouse.schema.RESULT_TABLES`) have their suites in
+``validations/expectations/analytics/<table>.json`` (``"schema": "analytics"`` in the document;
+``{"$columns": "analytics.<table>"}`` is the result table's column list, ``run_id`` included).
+Their code lists (endpoints, CI transforms, profile classes, ...) come from the analysis modules,
+imported only when these suites are loaded (:func:`result_vocabularies`), so that the load of a
+delivery never imports the analyses. Each analysis gates its own tables (its asset's check), so
+their Data Docs go to a folder per analysis next to the base tables' (:func:`results_data_docs_dir`):
+a run of one never clears the docs of another.
 """
 
 from __future__ import annotations
@@ -53,6 +63,24 @@ VOCABULARIES: dict[str, tuple] = {
     "DATA_TABLE_NAMES": (*model.TABLES, "gene_status"),
 }
 CRITICAL, WARNING = "critical", "warning"
+BASE, RESULTS = "base", "results"  # the scopes of the suites: base tables, analyses' result tables
+RESULTS_SUBDIR = "analytics"  # validations/expectations/analytics/: the result tables' suites
+
+
+def result_vocabularies() -> dict[str, tuple]:
+    """Code lists of the result tables, from the analyses that write them (imported on demand)."""
+    from clms_etl.molecular import summary as molecular
+    from clms_etl.survival import endpoints, km, study
+
+    return {
+        "SURVIVAL_ENDPOINTS": endpoints.ENDPOINTS,
+        "UNIVARIATE_ENDPOINTS": study.UNIVARIATE_ENDPOINTS,
+        "CI_TRANSFORMS": km.CI_TRANSFORMS,
+        "SURVIVAL_ESTIMATES": ("median", *(f"survival_{t}m" for t in study.TIME_POINTS_MONTHS)),
+        "PROFILE_CLASSES": molecular.PROFILE_CLASSES,
+        "FUSION_STATES": molecular.FUSION_STATES,
+        "ALTERATIONS": molecular.ALTERATIONS,
+    }
 
 
 @dataclass
@@ -116,27 +144,46 @@ def suites_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "validations" / "expectations"
 
 
-def load_suites(directory: Path | None = None) -> dict[str, dict]:
-    """table -> suite document, placeholders resolved."""
-    directory = directory or suites_dir()
+def load_suites(directory: Path | None = None, *, scope: str = BASE) -> dict[str, dict]:
+    """table -> suite document, placeholders resolved.
+
+    ``scope``: ``"base"`` (default) the base tables' suites, ``"results"`` the result tables'
+    (``<suites dir>/analytics/``); ``directory`` overrides where they are read from.
+    """
+    if scope not in (BASE, RESULTS):
+        raise ValueError(f"unknown scope {scope!r}: {BASE!r} or {RESULTS!r}")
+    directory = directory or (suites_dir() / RESULTS_SUBDIR if scope == RESULTS else suites_dir())
+    vocabularies = {**VOCABULARIES, **result_vocabularies()} if scope == RESULTS else VOCABULARIES
     suites = {}
     for path in sorted(directory.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
-        doc["expectations"] = [_resolve(e) for e in doc["expectations"]]
+        doc["expectations"] = [_resolve(e, vocabularies) for e in doc["expectations"]]
         suites[doc["table"]] = doc
     return suites
 
 
-def _resolve(value):
+def _columns(name: str) -> list[str]:
+    if "." in name:  # a result table, schema-qualified: analytics.<table>
+        return [c.name for c in schema.results_metadata.tables[name].columns]
+    return schema.column_names(name)
+
+
+def _resolve(value, vocabularies: dict[str, tuple] = VOCABULARIES):
     if isinstance(value, dict):
         if set(value) == {"$columns"}:
-            return schema.column_names(value["$columns"])
+            return _columns(value["$columns"])
         if set(value) == {"$vocabulary"}:
-            return list(VOCABULARIES[value["$vocabulary"]])
-        return {k: _resolve(v) for k, v in value.items()}
+            return list(vocabularies[value["$vocabulary"]])
+        return {k: _resolve(v, vocabularies) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v) for v in value]
+        return [_resolve(v, vocabularies) for v in value]
     return value
+
+
+def results_data_docs_dir(warehouse, analysis: str) -> Path:
+    """Data Docs of one analysis' result tables: ``<data_docs>_analytics/<analysis>/``, beside the base tables'."""
+    base = Path(warehouse.data_docs_dir or "data_docs")
+    return base.with_name(f"{base.name}_{RESULTS_SUBDIR}") / analysis
 
 
 def ge_connection_string(url: str) -> str:
@@ -151,10 +198,12 @@ def ge_connection_string(url: str) -> str:
 
 
 def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_dir: Path | str | None | bool = None,
-                     suites: dict[str, dict] | None = None) -> ExpectationsReport:
-    """Run the suites of ``tables`` (default: all) against ``warehouse`` (a :class:`Warehouse`).
+                     suites: dict[str, dict] | None = None, scope: str = BASE) -> ExpectationsReport:
+    """Run the suites of ``tables`` (default: all of the scope) against ``warehouse`` (a :class:`Warehouse`).
 
-    ``data_docs_dir``: where to write Data Docs (default: the warehouse's ``data_docs_dir``;
+    ``scope``: ``"base"`` (default) the base tables, ``"results"`` the analyses' result tables of
+    schema ``analytics`` (see :func:`load_suites`). ``data_docs_dir``: where to write Data Docs
+    (default: the warehouse's ``data_docs_dir``; for results ``results_data_docs_dir(wh, "all")``;
     ``False``: none).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
@@ -162,8 +211,10 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    suites = suites or load_suites()
+    suites = suites or load_suites(scope=scope)
     chosen = [t for t in (tables or list(suites)) if t in suites]
+    if data_docs_dir is None and scope == RESULTS:
+        data_docs_dir = results_data_docs_dir(warehouse, "all")
     # GE's site store wants an absolute path (the default warehouse URL is relative).
     docs_dir = None if data_docs_dir is False else Path(data_docs_dir or warehouse.data_docs_dir or "data_docs").resolve()
 
@@ -189,7 +240,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     definitions = []
     for table in chosen:
         doc = suites[table]
-        asset = source.add_table_asset(table, table_name=table)
+        asset = source.add_table_asset(table, table_name=table, schema_name=doc.get("schema"))
         batch = asset.add_batch_definition_whole_table(f"{table} (whole table)")
         expectations = []
         for conf in doc["expectations"]:
@@ -224,7 +275,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
         table = run.suite_name.split(".", 1)[-1]
         for r in run.results:
             config = r.expectation_config
-            info = r.exception_info or {}
+            info = _exception_info(r.exception_info)
             raised = info.get("raised_exception")
             report.outcomes.append(ExpectationOutcome(
                 table=table, expectation=config.type, column=config.kwargs.get("column"),
@@ -237,6 +288,13 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     if docs_dir is not None and (docs_dir / "index.html").exists():
         report.data_docs_index = docs_dir / "index.html"
     return report
+
+
+def _exception_info(info: dict | None) -> dict:
+    """GE's exception info: flat, or (a metric failed to resolve) one entry per metric configuration."""
+    if not info or "raised_exception" in info:
+        return info or {}
+    return next((v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")), {})
 
 
 def _observed(result: dict | None):

@@ -12,23 +12,24 @@ import dagster as dg
 
 from assets.metadata import markdown_table
 from assets.molecular import molecular_summary
-from assets.resources import OutputsFolder, WarehouseResource
+from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.survival import survival_analysis
 from assets.warehouse import warehouse
 
 # ---- analyses in the report ------------------------------------------------------------------
 # The one place where an analysis joins the report: its asset (so the report waits for it) and
 # its sections. Both analyses are deterministic: recomputing the sections from the warehouse
-# gives the numbers their assets stored (with the assets' default configuration).
+# gives the numbers their assets stored (the survival parameters are one shared resource).
 ANALYSIS_DEPS: list = [survival_analysis, molecular_summary]
 
 
-def analysis_sections(wh, outputs: Path) -> list:
-    """The analyses' sections, in report order (Table 1, survival and Figure 2, Table 2, molecular)."""
+def analysis_sections(wh, outputs: Path, survival: SurvivalSettings) -> list:
+    """The analyses' sections, in report order (Table 1, survival and Figure 2, Table 2, molecular),
+    with the survival parameters the ``survival_analysis`` asset uses (same resource)."""
     from clms_etl.molecular.run import molecular_sections
     from clms_etl.survival.report import sections as survival_sections
 
-    return [*survival_sections(wh, outputs), *molecular_sections(wh, outputs)]
+    return [*survival_sections(wh, outputs, **survival.options()), *molecular_sections(wh, outputs)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,12 +46,12 @@ def analysis_sections(wh, outputs: Path) -> list:
     "provenance) and the same tables as an Excel workbook, in <outputs>/report/.",
 )
 def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                     outputs: OutputsFolder) -> dg.MaterializeResult:
+                     outputs: OutputsFolder, survival: SurvivalSettings) -> dg.MaterializeResult:
     from clms_etl.report.build import build_report, markdown_preview
 
     outdir = outputs.root / "report"
     with warehouse.open() as wh:
-        result = build_report(wh, analysis_sections(wh, outputs.root), outdir, run_id=context.run_id)
+        result = build_report(wh, analysis_sections(wh, outputs.root, survival), outdir, run_id=context.run_id)
     tables = sum(len(s.tables) for s in result.sections)
     figures = sum(len(s.figures) for s in result.sections)
     context.log.info(f"report written: {result.html} ({tables} tables, {figures} figures)")

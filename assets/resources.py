@@ -62,6 +62,19 @@ class WarehouseResource(dg.ConfigurableResource):
         return Warehouse(self.url)
 
 
+class SurvivalSettings(dg.ConfigurableResource):
+    """Parameters of the survival analysis (defaults: the study's), one resource so that the
+    ``survival_analysis`` asset and the report that shows its results always use the same ones
+    (set them for a run in the launchpad under ``resources: survival: config:``)."""
+
+    min_follow_up_months: float = 3.0  # survival population: at least this follow-up
+    ci_transform: str = "log"  # interval shown in the tables and Figure 2: log (R default) or log-log
+
+    def options(self) -> dict:
+        """Keyword arguments of :func:`clms_etl.survival.study.analyse`."""
+        return {"min_follow_up_months": self.min_follow_up_months, "ci_transform": self.ci_transform}
+
+
 def local_resources() -> dict:
     settings = Settings.from_env()
     import os
@@ -72,6 +85,7 @@ def local_resources() -> dict:
         "warehouse": WarehouseResource(url=settings.warehouse_url),
         "pseudonym_key": PseudonymKey(key=os.environ.get("CLMS_PSEUDONYM_KEY", ""),
                                       key_file=os.environ.get("CLMS_PSEUDONYM_KEY_FILE", "")),
+        "survival": SurvivalSettings(),
     }
 
 
@@ -81,4 +95,5 @@ def production_resources() -> dict:
         "outputs": OutputsFolder(path=dg.EnvVar("CLMS_OUTPUTS")),
         "warehouse": WarehouseResource(url=dg.EnvVar("CLMS_WAREHOUSE_URL")),
         "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("CLMS_PSEUDONYM_KEY_FILE")),
+        "survival": SurvivalSettings(),
     }

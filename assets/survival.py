@@ -1,18 +1,11 @@
 """Analysis stage: the study's survival analysis, Table 1, Table 2 and Figure 2 from the warehouse."""
 
-# No `from __future__ import annotations`: Dagster reads the Config annotation at definition time.
+# No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
 import dagster as dg
 
 from assets.metadata import markdown_table, png_markdown
-from assets.resources import OutputsFolder, WarehouseResource
+from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.warehouse import warehouse as warehouse_asset
-
-
-class SurvivalConfig(dg.Config):
-    """Parameters of the survival analysis (defaults: the study's)."""
-
-    min_follow_up_months: float = 3.0  # survival population: at least this follow-up
-    ci_transform: str = "log"  # interval shown in the tables and Figure 2: log (R default) or log-log
 
 
 @dg.asset(
@@ -27,14 +20,13 @@ class SurvivalConfig(dg.Config):
     "(survival_estimate, survival_curve, univariate_analysis, table1, survival_exclusion, follow_up, "
     "group_comparison) and the figures and CSV tables under the outputs folder.",
 )
-def survival_analysis(context: dg.AssetExecutionContext, config: SurvivalConfig, warehouse: WarehouseResource,
+def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.survival.study import analyse, load_inputs
 
     with warehouse.open() as wh:
-        patient_summary, survival = load_inputs(wh)
-        results = analyse(patient_summary, survival, min_follow_up_months=config.min_follow_up_months,
-                          ci_transform=config.ci_transform)
+        patient_summary, endpoints = load_inputs(wh)
+        results = analyse(patient_summary, endpoints, **survival.options())
         written = wh.replace_results(results.result_tables(), run_id=context.run_id)
     figures = results.write_figures(outputs.root / "figures")
     tables = results.write_tables(outputs.root / "tables")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
+from assets.resources import DropFolder, OutputsFolder, PseudonymKey, SurvivalSettings, WarehouseResource
 
 
 def resources_for(drop: Path, tmp: Path) -> dict:
@@ -13,4 +13,5 @@ def resources_for(drop: Path, tmp: Path) -> dict:
         "outputs": OutputsFolder(path=str(tmp / "outputs")),
         "warehouse": WarehouseResource(url=f"duckdb:///{tmp / 'warehouse.duckdb'}"),
         "pseudonym_key": PseudonymKey(),
+        "survival": SurvivalSettings(),
     }

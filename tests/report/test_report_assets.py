@@ -7,7 +7,7 @@ import dagster as dg
 from openpyxl import load_workbook
 
 from assets import report
-from assets.resources import OutputsFolder, WarehouseResource
+from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 
 
 def test_the_report_assets_are_downstream_of_the_warehouse_and_in_the_nightly_refresh():
@@ -25,7 +25,7 @@ def test_the_report_assets_are_downstream_of_the_warehouse_and_in_the_nightly_re
 
 def test_materialising_writes_the_report_workbook_and_exports(report_warehouse, tmp_path):
     resources = {"warehouse": WarehouseResource(url=report_warehouse.url),
-                 "outputs": OutputsFolder(path=str(tmp_path / "outputs"))}
+                 "outputs": OutputsFolder(path=str(tmp_path / "outputs")), "survival": SurvivalSettings()}
     result = dg.materialize([report.clinician_report, report.analysis_exports], resources=resources,
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success

@@ -9,7 +9,8 @@ import dagster as dg
 import polars as pl
 
 from assets.definitions import defs
-from assets.resources import OutputsFolder, WarehouseResource
+from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
+from assets.report import clinician_report
 from assets.survival import survival_analysis
 from clms_etl.warehouse import Warehouse
 
@@ -28,7 +29,8 @@ def test_survival_analysis_materialises_on_the_twin_and_fills_its_result_tables(
     shutil.copy(twin_warehouse_url.removeprefix("duckdb:///"), db)
     url = f"duckdb:///{db}"
     result = dg.materialize([survival_analysis], instance=dg.DagsterInstance.ephemeral(), resources={
-        "warehouse": WarehouseResource(url=url), "outputs": OutputsFolder(path=str(tmp_path / "outputs"))})
+        "warehouse": WarehouseResource(url=url), "outputs": OutputsFolder(path=str(tmp_path / "outputs")),
+        "survival": SurvivalSettings()})
     assert result.success
     meta = result.asset_materializations_for_node("survival_analysis")[0].metadata
     assert meta["dagster/row_count"].value == 68
@@ -52,15 +54,22 @@ def test_survival_analysis_materialises_on_the_twin_and_fills_its_result_tables(
         assert table1.filter((pl.col("variable") == "sex") & (pl.col("item") == "male"))["n"].item() == 57
 
 
-def test_the_population_rule_is_run_configuration(twin_warehouse_url, tmp_path):
+def test_the_population_rule_is_a_setting_the_report_shares(twin_warehouse_url, tmp_path):
     db = tmp_path / "warehouse.duckdb"
     shutil.copy(twin_warehouse_url.removeprefix("duckdb:///"), db)
     url = f"duckdb:///{db}"
+    # set for the run in the launchpad (resources: survival: config:), seen by the analysis and the report
     result = dg.materialize(
-        [survival_analysis], instance=dg.DagsterInstance.ephemeral(),
-        resources={"warehouse": WarehouseResource(url=url), "outputs": OutputsFolder(path=str(tmp_path / "out"))},
-        run_config={"ops": {"survival_analysis": {"config": {"min_follow_up_months": 0.0}}}})
+        [survival_analysis, clinician_report], instance=dg.DagsterInstance.ephemeral(),
+        resources={"warehouse": WarehouseResource(url=url), "outputs": OutputsFolder(path=str(tmp_path / "out")),
+                   "survival": SurvivalSettings.configure_at_launch()},
+        run_config={"resources": {"survival": {"config": {"min_follow_up_months": 0.0,
+                                                          "ci_transform": "log-log"}}}})
     assert result.success
+    html = (tmp_path / "out" / "report" / "clms_report.html").read_text()
+    assert "76 followed for at least 0 months form the survival population" in html
+    assert "95 % confidence intervals (log-log transform" in html
+    assert "95 % confidence intervals (log transform" not in html
     with Warehouse(url) as wh:
         # 0 months: only the patients without a follow-up date stay out
         assert set(wh.results("survival_exclusion")["reason"]) == {"no_follow_up_date"}

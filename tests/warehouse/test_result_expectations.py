@@ -200,7 +200,7 @@ def test_failing_result_expectations_stop_the_report(twin_warehouse_path, tmp_pa
     from assets import result_checks
     from assets.molecular import molecular_summary
     from assets.report import analysis_exports, clinician_report
-    from assets.resources import OutputsFolder, WarehouseResource
+    from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
     from assets.survival import survival_analysis
     from clms_etl.survival.study import StudyResults
 
@@ -218,7 +218,7 @@ def test_failing_result_expectations_stop_the_report(twin_warehouse_path, tmp_pa
     result = dg.materialize(
         [survival_analysis, molecular_summary, clinician_report, analysis_exports, *result_checks.CHECKS],
         resources={"warehouse": WarehouseResource(url=f"duckdb:///{path}"),
-                   "outputs": OutputsFolder(path=str(tmp_path / "outputs"))},
+                   "outputs": OutputsFolder(path=str(tmp_path / "outputs")), "survival": SurvivalSettings()},
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
 
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}

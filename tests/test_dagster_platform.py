@@ -310,23 +310,30 @@ def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop
     run_id = str(uuid.uuid4())
     released = threading.Event()
 
+    def retry_seen(watcher) -> bool:
+        try:
+            return watcher.has_run(run_id) and any(e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
+                                                   for e in step_events(watcher, run_id, "centre_warehouse"))
+        except Exception:  # SQLite storage being written by the run at the same moment: look again
+            return False
+
     def release_after_first_failed_attempt() -> None:
-        with dg.DagsterInstance.from_config(str(home)) as watcher:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if watcher.has_run(run_id) and any(e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
-                                                   for e in step_events(watcher, run_id, "centre_warehouse")):
-                    break
-                time.sleep(0.2)
-        released.set()
-        holder.stdin.write("\n")
-        holder.stdin.flush()
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as watcher:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not retry_seen(watcher):
+                    time.sleep(0.2)
+            released.set()
+        finally:  # whatever happens, the holder lets go (the assertions below say if it was too early)
+            holder.stdin.write("\n")
+            holder.stdin.flush()
 
     try:
         assert holder.stdout.readline().strip() == "locked"
-        watcher = threading.Thread(target=release_after_first_failed_attempt, daemon=True)
-        watcher.start()
         with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.has_run(run_id)  # the instance's SQLite storage exists before the watcher opens it too
+            watcher = threading.Thread(target=release_after_first_failed_attempt, daemon=True)
+            watcher.start()
             result = platform_defs(resources(twin_drop, tmp_path)).resolve_job_def("import_centre").execute_in_process(
                 partition_key="lyon", instance=instance, run_id=run_id, raise_on_error=False)
             watcher.join(30)

@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
 import dagster as dg
+import polars as pl
 
 from assets.metadata import markdown_table, png_markdown
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
@@ -22,11 +23,17 @@ from assets.warehouse import warehouse as warehouse_asset
 )
 def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
-    from clms_etl.survival.study import analyse, load_inputs
+    from clms_etl.survival.study import EmptyCohort, analyse, load_inputs
+    from clms_etl.survival.tables import TABLES
 
     with warehouse.open() as wh:
         patient_summary, endpoints = load_inputs(wh)
-        results = analyse(patient_summary, endpoints, **survival.options())
+        try:
+            results = analyse(patient_summary, endpoints, **survival.options())
+        except EmptyCohort as empty:  # before the first deliveries: empty results, said plainly
+            wh.replace_results({t.name: pl.DataFrame(schema=t.schema) for t in TABLES}, run_id=context.run_id)
+            context.log.warning(f"survival analysis: {empty}")
+            return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": str(empty)})
         written = wh.replace_results(results.result_tables(), run_id=context.run_id)
     figures = results.write_figures(outputs.root / "figures")
     tables = results.write_tables(outputs.root / "tables")

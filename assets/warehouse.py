@@ -28,6 +28,7 @@ union all select 'data_query', centre, count(*) from data_query group by centre
 )
 def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.open() as wh:
+        wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
         counts = wh.query(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()

@@ -225,6 +225,21 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert Path(report["report_html"].path).is_file() and report["figures"].value >= 2
 
 
+def test_the_nightly_refresh_before_any_delivery_succeeds_and_its_report_says_so(tmp_path):
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    nightly = platform_defs(resources(drop, tmp_path)).resolve_job_def("nightly_refresh").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert nightly.success
+    assert all(c.passed for c in nightly.get_asset_check_evaluations())
+    assert {e.asset_key.to_user_string() for e in nightly.get_asset_materialization_events()} == NIGHTLY_ASSETS
+    survival = nightly.asset_materializations_for_node("survival_analysis")[0].metadata
+    assert survival["dagster/row_count"].value == 0 and "nothing to estimate yet" in survival["status"].value
+    html = (tmp_path / "outputs" / "report" / "clms_report.html").read_text()
+    assert "No survival analysis: no patient in the survival population" in html
+    assert "No laboratory results in the warehouse yet" in html
+
+
 # -- concurrency: one DuckDB writer -----------------------------------------------------------
 
 # One run as the default run launcher would start it: its own process, this machine's instance

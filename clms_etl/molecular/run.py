@@ -76,6 +76,11 @@ def molecular_sections(wh, outputs: Path) -> list:
     from clms_etl.molecular.report import report_sections
 
     summary, patients = read_summary(wh)
+    if summary.cases.is_empty():  # no laboratory delivery yet: say so rather than draw empty tables
+        from clms_etl.report.sections import Section
+
+        return [Section(key="molecular", title="Molecular profile",
+                        text="No laboratory results in the warehouse yet: no case has been profiled.")]
     table = table3(summary, patients)
     png = outputs / "figures" / f"{FIGURE_STEM}.png"
     svg = outputs / "figures" / f"{FIGURE_STEM}.svg"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clms_etl.survival.study import analyse, load_inputs, report_sections
+from clms_etl.report.sections import Section
+from clms_etl.survival.study import EmptyCohort, analyse, load_inputs, report_sections
 
 
 def sections(wh, outputs: Path, **analysis_options) -> list:
@@ -14,6 +15,9 @@ def sections(wh, outputs: Path, **analysis_options) -> list:
     asset's result tables; Figure 2 is (re)written under ``<outputs>/figures/``.
     """
     patient_summary, survival = load_inputs(wh)
-    results = analyse(patient_summary, survival, **analysis_options)
+    try:
+        results = analyse(patient_summary, survival, **analysis_options)
+    except EmptyCohort as empty:  # the report still goes out, saying why there is no survival section
+        return [Section(key="survival", title="Survival", text=f"No survival analysis: {empty}")]
     figures = results.write_figures(Path(outputs) / "figures")
     return report_sections(results, figures)

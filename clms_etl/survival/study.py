@@ -263,6 +263,10 @@ def _follow_up(population: pl.DataFrame) -> pl.DataFrame:
                "display": pl.String})
 
 
+class EmptyCohort(ValueError):
+    """No patient in the survival population: nothing to estimate (e.g. before the first delivery)."""
+
+
 def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS, ci_transform: str = DEFAULT_CI_TRANSFORM,
             time_points_months: tuple[int, ...] = TIME_POINTS_MONTHS, alpha: float = 0.05) -> StudyResults:
@@ -271,11 +275,14 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     ``patient_summary``: one row per included patient (Table 1 population); ``survival``: the
     ``analytics.survival`` view. ``min_follow_up_months``: the survival population rule;
     ``ci_transform``: the interval shown in the display tables and Figure 2 (both transforms are
-    always in the result tables).
+    always in the result tables). Raises :class:`EmptyCohort` when the survival population is empty.
     """
     if ci_transform not in CI_TRANSFORMS:
         raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}")
     population = ep.survival_population(patient_summary, min_follow_up_months)
+    if population.is_empty():
+        raise EmptyCohort(f"no patient in the survival population (at least {min_follow_up_months:g} months of "
+                          f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months)
     levels, specs = predictors(population)
     data = frames.join(levels, on="patient_id", how="left")

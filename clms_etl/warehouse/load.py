@@ -250,9 +250,11 @@ class Warehouse:
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), params or {})
             columns = list(result.keys())
+            description = result.cursor.description if result.cursor is not None else None
             rows = result.all()
-        if not rows:
-            return pl.DataFrame(schema={c: pl.Null for c in columns})
+        if not rows:  # typed from the driver, so that an empty warehouse joins and filters like a full one
+            types = [_polars_type(d[1]) for d in description] if description else [pl.Null] * len(columns)
+            return pl.DataFrame(schema=dict(zip(columns, types)))
         return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
 
     def table(self, name: str) -> pl.DataFrame:
@@ -423,6 +425,24 @@ class Warehouse:
 
 
 _POLARS_TYPES = {sa.Text: pl.String, sa.Integer: pl.Int32, sa.BigInteger: pl.Int64, sa.Date: pl.Date}
+
+# Column types of a result as the drivers describe them: DuckDB's type names, PostgreSQL's type OIDs.
+_DRIVER_TYPES = {
+    "VARCHAR": pl.String, "BIGINT": pl.Int64, "INTEGER": pl.Int32, "SMALLINT": pl.Int16, "HUGEINT": pl.Int64,
+    "DOUBLE": pl.Float64, "FLOAT": pl.Float64, "BOOLEAN": pl.Boolean, "DATE": pl.Date,
+    "TIMESTAMP": pl.Datetime("us"), "TIMESTAMP WITH TIME ZONE": pl.Datetime("us", "UTC"),
+    25: pl.String, 1043: pl.String, 20: pl.Int64, 23: pl.Int32, 21: pl.Int16, 701: pl.Float64, 700: pl.Float64,
+    1700: pl.Float64, 16: pl.Boolean, 1082: pl.Date, 1114: pl.Datetime("us"), 1184: pl.Datetime("us", "UTC"),
+}
+
+
+def _polars_type(type_code) -> pl.DataType:
+    if isinstance(type_code, int):
+        return _DRIVER_TYPES.get(type_code, pl.Null)
+    name = str(type_code).upper()
+    if name.startswith("DECIMAL"):
+        return pl.Float64
+    return _DRIVER_TYPES.get(name, pl.Null)
 
 
 class IntegrityProblem(RuntimeError):

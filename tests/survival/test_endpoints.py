@@ -74,3 +74,13 @@ def test_months_are_days_over_30_4375(twin_endpoints):
     os_ = frames.filter(pl.col("endpoint") == "OS").join(
         survival.filter(pl.col("endpoint") == "OS").select("patient_id", "time_days"), on="patient_id")
     assert (os_["time_months"] - os_["time_days"] / DAYS_PER_MONTH).abs().max() < 1e-9
+
+
+def test_an_empty_warehouse_gives_an_empty_cohort_said_plainly_not_a_crash(tmp_path):
+    from clms_etl.survival.study import EmptyCohort, analyse
+
+    with Warehouse(f"duckdb:///{tmp_path / 'empty.duckdb'}") as wh:
+        wh.create()
+        patient_summary, survival = load_inputs(wh)
+    with pytest.raises(EmptyCohort, match=r"no patient in the survival population .* among the 0 included"):
+        analyse(patient_summary, survival)

@@ -71,3 +71,16 @@ def test_replace_results_swaps_whole_tables_and_a_bad_frame_changes_nothing(ware
         wh.replace_results({first.name: one_result_row(first).clear()}, "run-4")
         assert wh.results(first.name).height == 0
         assert wh.results(second.name)["run_id"].to_list() == ["run-1"]
+
+
+def test_an_empty_query_result_keeps_its_column_types(warehouse_url):
+    # analyses run before the first delivery must join and filter empty frames like full ones
+    from clms_etl import model
+
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        empty = wh.table("patient")
+        view = wh.query("SELECT patient_id, diagnosis_date, in_survival_population FROM analytics.survival")
+    assert empty.height == 0
+    assert dict(empty.schema) == {**model.TABLES["patient"], "delivery_id": pl.String}
+    assert dict(view.schema) == {"patient_id": pl.String, "diagnosis_date": pl.Date, "in_survival_population": pl.Boolean}

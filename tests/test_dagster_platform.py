@@ -82,6 +82,12 @@ def dagster_home(tmp: Path) -> Path:
     home = tmp / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    # Create its SQLite storage once, here: processes or threads creating it together race
+    # ("table alembic_version already exists", "table run_tags already exists").
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.has_run("storage-ready")
+        instance.all_instigator_state()
+        instance.event_log_storage.get_concurrency_keys()
     return home
 
 

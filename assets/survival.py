@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
 import dagster as dg
-import polars as pl
 
 from assets.metadata import markdown_table, png_markdown
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
@@ -23,27 +22,21 @@ from assets.warehouse import warehouse as warehouse_asset
 )
 def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
-    from clms_etl.survival.study import EmptyCohort, analyse, load_inputs
-    from clms_etl.survival.tables import TABLES
+    from clms_etl.survival.run import write_outputs
 
     with warehouse.open() as wh:
-        patient_summary, endpoints = load_inputs(wh)
-        try:
-            results = analyse(patient_summary, endpoints, **survival.options())
-        except EmptyCohort as empty:  # before the first deliveries: empty results, said plainly
-            wh.replace_results({t.name: pl.DataFrame(schema=t.schema) for t in TABLES}, run_id=context.run_id)
-            context.log.warning(f"survival analysis: {empty}")
-            return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": str(empty)})
-        written = wh.replace_results(results.result_tables(), run_id=context.run_id)
-    figures = results.write_figures(outputs.root / "figures")
-    tables = results.write_tables(outputs.root / "tables")
+        out = write_outputs(wh, outputs.root, context.run_id, **survival.options())
+    if out.results is None:  # before the first deliveries: empty results, said plainly
+        context.log.warning(f"survival analysis: {out.status}")
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": out.status})
+    results, written = out.results, out.rows_written
     context.log.info("survival analysis: %s", ", ".join(f"{k} {v} rows" for k, v in written.items()))
 
     follow = {r["method"]: r["display"] for r in results.follow_up.iter_rows(named=True)}
     key = {k: round(v, 3) for k, v in results.key_estimates().items() if v is not None}
     metadata = {
         "dagster/row_count": len(results.endpoints["patient_id"].unique()),
-        "figure2": png_markdown(figures["figure2_png"].read_bytes(), "Figure 2: Kaplan-Meier curves"),
+        "figure2": png_markdown(out.files["figure2_png"].read_bytes(), "Figure 2: Kaplan-Meier curves"),
         "table1": markdown_table(results.table1_display(), 100),
         "table2": markdown_table(results.table2_display(), 50),
         "survival_estimates": markdown_table(results.survival_display(), 10),
@@ -52,6 +45,6 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
         "excluded_from_survival": results.survival_exclusion.height,
         "ci_transform": results.ci_transform,
         "result_table_rows": dg.MetadataValue.json(written),
-        **{f"file_{k}": dg.MetadataValue.path(str(p)) for k, p in {**figures, **tables}.items() if p is not None},
+        **{f"file_{k}": dg.MetadataValue.path(str(p)) for k, p in out.files.items() if p is not None},
     }
     return dg.MaterializeResult(metadata=metadata)

@@ -153,22 +153,23 @@ def survival_command(
     """Survival analysis, Table 1, Table 2 and Figure 2 from the warehouse (docs/survival.md)."""
     from clms_etl.config import Settings
     from clms_etl.survival.km import CI_TRANSFORMS
-    from clms_etl.survival.study import analyse, load_inputs
+    from clms_etl.survival.run import write_outputs
     from clms_etl.warehouse.load import Warehouse
 
     if ci_transform not in CI_TRANSFORMS:
         raise typer.BadParameter(f"choose among {', '.join(CI_TRANSFORMS)}", param_hint="--ci-transform")
     settings = Settings.from_env()
-    outputs = outputs or settings.outputs
     with Warehouse(url or settings.warehouse_url) as wh:
-        results = analyse(*load_inputs(wh), min_follow_up_months=min_follow_up_months, ci_transform=ci_transform)
-        if write_results:
-            written = wh.replace_results(results.result_tables(), run_id="cli")
-            console.print("[green]result tables[/]: " + ", ".join(f"{k} ({v})" for k, v in written.items()))
-    files = {**results.write_figures(outputs / "figures"), **results.write_tables(outputs / "tables")}
-    for path in files.values():
+        out = write_outputs(wh, outputs or settings.outputs, "cli", write_results=write_results,
+                            min_follow_up_months=min_follow_up_months, ci_transform=ci_transform)
+    if out.rows_written:
+        console.print("[green]result tables[/]: " + ", ".join(f"{k} ({v})" for k, v in out.rows_written.items()))
+    if out.results is None:
+        console.print(f"[yellow]no survival analysis[/]: {out.status}")
+        return
+    for path in out.files.values():
         console.print(f"wrote {path}")
-    console.print(results.survival_display())
+    console.print(out.results.survival_display())
 
 
 def main() -> None:  # pragma: no cover

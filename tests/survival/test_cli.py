@@ -27,3 +27,13 @@ def test_survival_command_refuses_an_unknown_transform(tmp_path):
     result = CliRunner().invoke(app, ["survival", "--url", f"duckdb:///{tmp_path / 'w.duckdb'}",
                                       "--ci-transform", "plain"])
     assert result.exit_code != 0 and "ci-transform" in result.output
+
+
+def test_survival_command_on_an_empty_warehouse_says_there_is_nothing_to_estimate(tmp_path):
+    url = f"duckdb:///{tmp_path / 'empty.duckdb'}"
+    with Warehouse(url) as wh:
+        wh.create()
+    result = CliRunner().invoke(app, ["survival", "--url", url, "--outputs", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "no survival analysis" in result.output and "nothing to estimate yet" in result.output
+    assert not (tmp_path / "out" / "figures").exists()

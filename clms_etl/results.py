@@ -29,6 +29,11 @@ class ResultColumn:
     comment: str
     nullable: bool = True
 
+    @property
+    def dtype_class(self) -> type[pl.DataType]:
+        """The dtype as a class, whether declared as ``pl.String`` or ``pl.String()``."""
+        return self.dtype if isinstance(self.dtype, type) else type(self.dtype)
+
 
 @dataclass(frozen=True)
 class ResultTable:

@@ -4,9 +4,9 @@
 after ``alembic upgrade head``; running it again updates the passwords and re-applies the
 grants (idempotent).
 
-* ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on the result tables of ``analytics`` and on
-  the base tables (not ``alembic_version``, no DDL: it cannot create, alter or drop anything
-  but the temporary staging tables of its own loads);
+* ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on
+  the base tables (not ``alembic_version``) and on the result tables of ``analytics``; no DDL:
+  it cannot create, alter or drop anything but the temporary staging tables of its own loads;
   ``SELECT`` on the analytics views. It is the role of the nightly pipeline (loads and Great
   Expectations).
 * ``clms_analyst`` — LOGIN; ``USAGE`` on ``analytics`` and ``SELECT`` on its views, nothing

@@ -467,7 +467,7 @@ LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_s
 # -- result tables (analytics schema) ------------------------------------------------------------
 # Declared by the modules that compute them (clms_etl.results); a separate MetaData
 # because they live in the analytics schema and are written whole by each analysis run, not
-# by deliveries (no delivery_id, no Great Expectations suite of their own).
+# by deliveries (no delivery_id; their Great Expectations suites are validations/expectations/analytics/).
 
 RESULT_MODULES = ("clms_etl.survival.tables", "clms_etl.molecular.tables")
 results_metadata = sa.MetaData(schema=ANALYTICS_SCHEMA, naming_convention=NAMING_CONVENTION)
@@ -489,7 +489,7 @@ RESULT_TABLES = _result_tables()
 for _spec in RESULT_TABLES.values():
     sa.Table(
         _spec.name, results_metadata,
-        *[sa.Column(c.name, _SA_TYPES[c.dtype if isinstance(c.dtype, type) else type(c.dtype)](),
+        *[sa.Column(c.name, _SA_TYPES[c.dtype_class](),
                     nullable=c.nullable and c.name not in _spec.primary_key, comment=c.comment,
                     autoincrement=False)  # an integer key alone would become SERIAL (unknown to DuckDB)
           for c in _spec.columns],

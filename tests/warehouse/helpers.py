@@ -99,5 +99,5 @@ _ONE_VALUE = {pl.String: "x", pl.Int16: 1, pl.Int32: 1, pl.Int64: 1, pl.Float64:
 
 def one_result_row(spec) -> pl.DataFrame:
     """A one-row frame that fits a result table (a value of the right type in every column)."""
-    return pl.DataFrame({c.name: [_ONE_VALUE[c.dtype if isinstance(c.dtype, type) else type(c.dtype)]]
+    return pl.DataFrame({c.name: [_ONE_VALUE[c.dtype_class]]
                          for c in spec.columns}, schema=spec.schema)

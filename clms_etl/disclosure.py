@@ -17,8 +17,11 @@ Conventions (conservative, stated once):
 
 :func:`suppress_until_k` is local suppression as sdcMicro's ``localSuppression`` does it: the
 quasi-identifiers are taken in order of *least* analytic importance; each pass blanks the current
-one in the records of classes smaller than *k*, until every class reaches *k*. What it blanked is
-counted per quasi-identifier so that the export can say it.
+one in the records of classes smaller than *k*, until every class reaches *k*. Records still in
+small classes then have every quasi-identifier blank, so they form one class; when it is smaller
+than *k*, the smallest other classes are blanked into it (complementary suppression) until it
+reaches *k* — which always succeeds when the export holds at least *k* patients. What it blanked
+is counted per quasi-identifier so that the export can say it.
 """
 
 from __future__ import annotations
@@ -149,11 +152,24 @@ def suppress_until_k(frame: pl.DataFrame, suppression_order: Sequence[str],
     blocks)."""
     qis = present(frame, suppression_order)
     suppressed = {q: 0 for q in qis}
+
+    def blank(rows: pl.Series, columns: Sequence[str]) -> pl.DataFrame:
+        for qi in columns:
+            suppressed[qi] += int(frame.select(pl.lit(rows) & pl.col(qi).is_not_null()).to_series().sum())
+        return frame.with_columns(*[pl.when(pl.lit(rows)).then(None).otherwise(pl.col(q)).alias(q) for q in columns])
+
     for qi in qis:
-        small = _class_size(qis) < threshold
-        to_blank = frame.select((small & pl.col(qi).is_not_null()).alias("b"))["b"]
-        if not frame.select(small.any()).item():
+        small = frame.select(_class_size(qis) < threshold).to_series()
+        if not small.any():
             break
-        suppressed[qi] = int(to_blank.sum())
-        frame = frame.with_columns(pl.when(to_blank).then(None).otherwise(pl.col(qi)).alias(qi))
+        frame = blank(small, [qi])
+    # complementary suppression: the all-blank class is too small; blank the smallest other classes into it
+    all_blank = pl.all_horizontal([pl.col(q).is_null() for q in qis]) if qis else pl.lit(True)
+    while qis and frame.height >= threshold:
+        sizes = frame.with_row_index("_row").with_columns(_class_size(qis).alias("_size"), all_blank.alias("_blank"))
+        if sizes.filter(pl.col("_size") < threshold).is_empty():
+            break
+        smallest = (sizes.filter(~pl.col("_blank")).sort("_size", *qis, nulls_last=True).head(1)
+                    .select(*qis).join(sizes, on=qis, nulls_equal=True))
+        frame = blank(sizes["_row"].is_in(smallest["_row"].implode()), qis)
     return frame, k_anonymity(frame, qis, threshold, suppressed)

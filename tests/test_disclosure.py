@@ -68,3 +68,14 @@ def test_suppression_that_cannot_reach_k_fails_with_a_message_naming_k_the_thres
     assert "use --k-threshold N" in message and "4 of 4 patients" in message
     with pytest.raises(DisclosureBlocked):
         raise error
+
+
+def test_when_blanking_leaves_a_group_too_small_the_smallest_other_group_is_blanked_into_it():
+    # (a, F) x3, (a, M) x3, (b, M) x1: blanking the lone patient's centre then sex leaves a class of 1
+    frame = pl.DataFrame({"centre": ["a"] * 6 + ["b"], "sex": ["female"] * 3 + ["male"] * 4})
+    protected, k = suppress_until_k(frame, ("centre", "sex"), threshold=3)
+    assert k.passes and k.k == 3 and k.classes == 2
+    assert protected.rows() == [(None, None)] * 3 + [("a", "male")] * 3 + [(None, None)]
+    assert k.suppressed == {"centre": 4, "sex": 4}
+    _, k = suppress_until_k(frame.head(2), ("centre", "sex"), threshold=3)
+    assert not k.passes and k.k == 2  # fewer patients than the threshold: nothing can make it

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.disclosure import CbioportalConfig, blocked, disclosure_metadata
 from assets.metadata import markdown_table, png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.warehouse import warehouse
@@ -51,16 +52,23 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     code_version="1",
     pool="warehouse",
     description="The molecular series as a cBioPortal study folder (`<outputs>/cbioportal/`): meta_study, "
-    "clinical patient and sample files, MAF, discrete CNA, segments, structural variants, case lists.",
+    "clinical patient and sample files, MAF, discrete CNA, segments, structural variants, case lists. Shareable: "
+    "no date, age bands, no centre; not written unless every group of sex x age band x site holds k_threshold patients.",
 )
-def cbioportal_study(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig, warehouse: WarehouseResource,
                      outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.disclosure import DisclosureBlocked
     from clms_etl.molecular.run import export_cbioportal
 
     folder = outputs.root / "cbioportal"
-    with warehouse.open() as wh:
-        files = export_cbioportal(wh, folder)
+    try:
+        with warehouse.open() as wh:
+            study = export_cbioportal(wh, folder, config.k_threshold)
+    except DisclosureBlocked as e:
+        raise blocked(e) from None
+    context.log.info(f"cBioPortal study: {study.disclosure.summary()}")
     return dg.MaterializeResult(metadata={
         "folder": dg.MetadataValue.path(str(folder)),
-        "files": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in sorted(files))),
+        "files": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in sorted(study.files))),
+        **disclosure_metadata(study.disclosure),
     })

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.disclosure import AnalysisExportConfig, blocked, disclosure_metadata
 from assets.metadata import markdown_table
 from assets.molecular import molecular_summary
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
@@ -76,17 +77,23 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     code_version="1",
     pool="warehouse",
     description="The analysis views and result tables for statisticians: Parquet, CSV, SAS transport (XPT v5) "
-    "and Stata files with a codebook, in <outputs>/exports/.",
+    "and Stata files with a codebook, in <outputs>/exports/. No calendar date (days from diagnosis); in-house by "
+    "default (k-anonymity reported), shareable with config shareable: true (blocked below k_threshold).",
 )
-def analysis_exports(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+def analysis_exports(context: dg.AssetExecutionContext, config: AnalysisExportConfig, warehouse: WarehouseResource,
                      outputs: OutputsFolder) -> dg.MaterializeResult:
     import polars as pl
 
+    from clms_etl.disclosure import DisclosureBlocked
     from clms_etl.report.exports import export_analysis
 
     outdir = outputs.root / "exports"
-    with warehouse.open() as wh:
-        result = export_analysis(wh, outdir)
+    try:
+        with warehouse.open() as wh:
+            result = export_analysis(wh, outdir, shareable=config.shareable, k_threshold=config.k_threshold)
+    except DisclosureBlocked as e:
+        raise blocked(e) from None
+    context.log.info(f"exports ({'shareable' if result.shareable else 'in-house'}): {result.disclosure.summary()}")
     files = pl.DataFrame(
         [{"format": fmt, "dataset": name, "file": str(path.relative_to(outdir)), "size_bytes": path.stat().st_size}
          for fmt, by_name in result.files.items() for name, path in by_name.items()],
@@ -99,4 +106,5 @@ def analysis_exports(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         "dagster/row_count": int(rows["rows"].sum()) if rows.height else 0,
         "rows_per_dataset": markdown_table(rows, 30),
         "files": markdown_table(files, 60),
+        **disclosure_metadata(result.disclosure, result.shareable),
     })

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clms_etl.config import DEFAULT_INCOMING
+from clms_etl.disclosure import DEFAULT_K_THRESHOLD
 
 app = typer.Typer(help="cLMS registry: synthetic deliveries, pipeline, exports.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -101,6 +104,20 @@ def warehouse_docs() -> None:
 
 export_app = typer.Typer(help="Exports of the warehouse for other tools.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
+K_THRESHOLD_HELP = ("Smallest group of patients sharing the quasi-identifiers (sex, age band, diagnosis year, site, "
+                    "centre) a shareable export must reach; lower it only with the data protection officer.")
+
+
+@contextmanager
+def _disclosure_guard() -> Iterator[None]:
+    """A blocked shareable export: its message and exit status 1, no traceback."""
+    from clms_etl.disclosure import DisclosureBlocked
+
+    try:
+        yield
+    except DisclosureBlocked as e:
+        console.print(f"[red]blocked[/]: {e}")
+        raise typer.Exit(1) from None
 
 
 @export_app.command("analysis")
@@ -109,8 +126,13 @@ def export_analysis_command(
     format: Annotated[list[str] | None, typer.Option("--format", "-f",
                                                      help="parquet, csv, xpt or dta; repeat for several (default: all).")] = None,
     url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    shareable: Annotated[bool, typer.Option(help="Files that may leave the registry: age bands, quasi-identifiers "
+                                            "suppressed in small groups, not written below --k-threshold. "
+                                            "Default: in-house (full detail, k reported only).")] = False,
+    k_threshold: Annotated[int, typer.Option(help=K_THRESHOLD_HELP)] = DEFAULT_K_THRESHOLD,
 ) -> None:
-    """Export the analysis views and result tables for statisticians (Parquet, CSV, SAS XPT, Stata)."""
+    """Export the analysis views and result tables for statisticians (Parquet, CSV, SAS XPT, Stata): no
+    calendar date (days from diagnosis), k-anonymity in the codebook."""
     from clms_etl.config import Settings
     from clms_etl.report.exports import FORMATS, export_analysis
     from clms_etl.warehouse.load import Warehouse
@@ -120,26 +142,30 @@ def export_analysis_command(
     if unknown:
         raise typer.BadParameter(f"unknown format {', '.join(unknown)}: choose among {', '.join(FORMATS)}",
                                  param_hint="--format")
-    with Warehouse(url or Settings.from_env().warehouse_url) as wh:
-        result = export_analysis(wh, outdir, formats)
+    with Warehouse(url or Settings.from_env().warehouse_url) as wh, _disclosure_guard():
+        result = export_analysis(wh, outdir, formats, shareable=shareable, k_threshold=k_threshold)
     for fmt, files in result.files.items():
         console.print(f"[green]{fmt}[/]: {len(files)} files in {outdir / fmt}")
     console.print(f"codebook: {result.readme}")
+    console.print(f"{'shareable' if shareable else 'in-house'} export, {result.disclosure.summary()}")
 
 
 @export_app.command("cbioportal")
 def export_cbioportal_command(
     outdir: Annotated[Path, typer.Argument(help="Study folder to write (created; previous files replaced).")],
     url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    k_threshold: Annotated[int, typer.Option(help=K_THRESHOLD_HELP)] = DEFAULT_K_THRESHOLD,
 ) -> None:
-    """Export the molecular series as a cBioPortal study folder (docs/molecular.md)."""
+    """Export the molecular series as a cBioPortal study folder (docs/molecular.md); not written when a
+    group of patients sharing sex, age band and site is smaller than --k-threshold."""
     from clms_etl.config import Settings
     from clms_etl.molecular.run import export_cbioportal
     from clms_etl.warehouse.load import Warehouse
 
-    with Warehouse(url or Settings.from_env().warehouse_url) as wh:
-        files = export_cbioportal(wh, outdir)
-    console.print(f"[green]cBioPortal study[/]: {len(files)} files in {outdir}")
+    with Warehouse(url or Settings.from_env().warehouse_url) as wh, _disclosure_guard():
+        study = export_cbioportal(wh, outdir, k_threshold)
+    console.print(f"[green]cBioPortal study[/]: {len(study.files)} files in {outdir}")
+    console.print(f"disclosure control: {study.disclosure.summary()}")
 
 
 @app.command("survival")

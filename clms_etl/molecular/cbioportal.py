@@ -5,7 +5,7 @@
 
 =================================  =================================================================
 ``meta_study.txt``                 study ``clms_registry``, ``type_of_cancer: lms``, hg19
-``data_clinical_patient.txt``      4-line attribute header; OS / DFS, sex, age, centre, outcome
+``data_clinical_patient.txt``      4-line attribute header; OS / DFS, sex, age band, outcome
 ``data_clinical_sample.txt``       one sample per case of the lab series; profile class, ...
 ``data_mutations.txt``             MAF (reportable somatic mutations, ``Entrez_Gene_Id`` pinned)
 ``data_cna.txt``                   discrete copy number (-2 / -1 / 0 / 1 / 2) of the pinned genes
@@ -19,6 +19,14 @@ each data file with its ``meta_*.txt``. Conventions:
 * **Identifiers**: ``PATIENT_ID`` is the registry pseudonym; ``SAMPLE_ID`` is
   ``<pseudonym>-M<case number>`` (the laboratory's accession is not exported). No name,
   hospital number, birth or event date: times are in months from diagnosis.
+* **Shareable** (a portal shows it to every user): the quasi-identifiers are generalised
+  before writing (:mod:`clms_etl.disclosure`): ``AGE`` is the lower bound of the 10-year
+  band in years (60 = 60-69, 90 = 90 and over), neither the centre nor the year of diagnosis is
+  written; then primary site, age band and sex are suppressed (``NA``), in that order, in
+  groups smaller than the threshold (default :data:`~clms_etl.disclosure.DEFAULT_K_THRESHOLD`)
+  until every group of sex x age band x site reaches it. A study that cannot reach it is not
+  written (:class:`~clms_etl.disclosure.DisclosureBlocked`); ``meta_study.txt``'s description
+  states the smallest group and what was suppressed.
 * **OS**: death of any cause, months from diagnosis to death or last contact
   (``0:LIVING`` / ``1:DECEASED``). **DFS**: first local recurrence or metastasis, months from
   diagnosis to it or to last contact (``0:DiseaseFree`` / ``1:Recurred/Progressed``); deaths
@@ -39,10 +47,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from clms_etl.disclosure import DEFAULT_K_THRESHOLD, DisclosureBlocked, KAnonymity, age_band_floor, suppress_until_k
 from clms_etl.molecular.summary import MolecularSummary
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH
 from clms_etl.warehouse.genes import entrez_ids
@@ -94,8 +104,8 @@ SV_COLUMNS = (
 PATIENT_ATTRIBUTES = (
     ("PATIENT_ID", "Patient Identifier", "Registry pseudonym of the patient", "STRING", "1"),
     ("SEX", "Sex", "Sex of the patient", "STRING", "1"),
-    ("AGE", "Age at diagnosis", "Age at diagnosis in completed years", "NUMBER", "1"),
-    ("CENTRE", "Centre", "Centre following the patient", "STRING", "1"),
+    ("AGE", "Age at diagnosis (10-year band)",
+     "Age at diagnosis in years, rounded down to its 10-year band (60: 60-69; 90: 90 and over)", "NUMBER", "1"),
     ("IMMUNOSUPPRESSION", "Immunosuppression", "Immunosuppressed at diagnosis", "STRING", "1"),
     ("OS_STATUS", "Overall Survival Status", "Death of any cause", "STRING", "1"),
     ("OS_MONTHS", "Overall Survival (Months)", "Months from diagnosis to death or last contact", "NUMBER", "1"),
@@ -186,15 +196,41 @@ def _months(days: int | None) -> float | None:
     return None if days is None else days / DAYS_PER_MONTH
 
 
-def _patients(summary: MolecularSummary, clinical: pl.DataFrame) -> list[dict]:
+# quasi-identifiers the study publishes, least important to the portal's users first (suppressed first)
+SUPPRESSION_ORDER = ("site", "age_band", "sex")
+BLOCKED_HOW = "clms-etl export cbioportal --k-threshold N, or the cbioportal_study asset's config k_threshold"
+
+
+def protected_clinical(summary: MolecularSummary, clinical: pl.DataFrame,
+                       k_threshold: int = DEFAULT_K_THRESHOLD) -> tuple[pl.DataFrame, KAnonymity]:
+    """One row per patient of the study (``PATIENT_ID`` as written) with the quasi-identifiers it
+    publishes, generalised (age band; no centre, no diagnosis year) and locally suppressed until
+    every group reaches ``k_threshold``. Raises :class:`DisclosureBlocked` when it cannot."""
+    ids = pl.DataFrame(
+        [{"PATIENT_ID": patient_id(r["patient_id"], r["case_no"]), "patient_id": r["patient_id"]}
+         for r in summary.cases.iter_rows(named=True)],
+        schema={"PATIENT_ID": pl.String, "patient_id": pl.String}).unique("PATIENT_ID", maintain_order=True)
+    wanted = ["patient_id", "sex", "age_at_diagnosis_years", "site"]
+    rows = ids.join(clinical.select([c for c in wanted if c in clinical.columns]), on="patient_id", how="left")
+    rows = rows.with_columns(*[pl.lit(None, pl.String).alias(c) for c in ("sex", "site") if c not in rows.columns])
+    age = pl.col("age_at_diagnosis_years") if "age_at_diagnosis_years" in rows.columns else pl.lit(None, pl.Int32)
+    rows = rows.with_columns(age_band_floor(age).alias("age_band")).drop("age_at_diagnosis_years", strict=False)
+    protected, k = suppress_until_k(rows, SUPPRESSION_ORDER, k_threshold)
+    if not k.passes:
+        raise DisclosureBlocked("cBioPortal study", k, BLOCKED_HOW)
+    return protected, k
+
+
+def _patients(summary: MolecularSummary, clinical: pl.DataFrame, protected: pl.DataFrame) -> list[dict]:
     by_id = {r["patient_id"]: r for r in clinical.iter_rows(named=True)}
+    qi = {r["PATIENT_ID"]: r for r in protected.iter_rows(named=True)}
     rows, seen = [], set()
     for case in summary.cases.iter_rows(named=True):
         pid = patient_id(case["patient_id"], case["case_no"])
         if pid in seen:
             continue
         seen.add(pid)
-        c = by_id.get(case["patient_id"], {})
+        c, q = by_id.get(case["patient_id"], {}), qi[pid]
         diag, last = c.get("diagnosis_date"), c.get("last_contact_date")
         relapse = min([d for d in (c.get("first_local_recurrence_date"), c.get("first_metastasis_date")) if d],
                       default=None)
@@ -204,8 +240,8 @@ def _patients(summary: MolecularSummary, clinical: pl.DataFrame) -> list[dict]:
         dfs_days = None if diag is None or dfs_end is None else (dfs_end - diag).days
         vital = c.get("vital_status")
         rows.append({
-            "PATIENT_ID": pid, "SEX": c.get("sex"), "AGE": c.get("age_at_diagnosis_years"),
-            "CENTRE": c.get("centre"), "IMMUNOSUPPRESSION": c.get("immunosuppression"),
+            "PATIENT_ID": pid, "SEX": q.get("sex"), "AGE": q.get("age_band"),
+            "IMMUNOSUPPRESSION": c.get("immunosuppression"),
             "OS_STATUS": None if not c else "1:DECEASED" if death is not None else "0:LIVING",
             "OS_MONTHS": _months(os_days),
             "DFS_STATUS": None if not c else "1:Recurred/Progressed" if relapse is not None else "0:DiseaseFree",
@@ -216,17 +252,18 @@ def _patients(summary: MolecularSummary, clinical: pl.DataFrame) -> list[dict]:
     return rows
 
 
-def _samples(summary: MolecularSummary, clinical: pl.DataFrame) -> list[dict]:
+def _samples(summary: MolecularSummary, clinical: pl.DataFrame, protected: pl.DataFrame) -> list[dict]:
     by_id = {r["patient_id"]: r for r in clinical.iter_rows(named=True)}
+    site = {r["PATIENT_ID"]: r["site"] for r in protected.iter_rows(named=True)}
     rows = []
     for case in summary.cases.iter_rows(named=True):
         c = by_id.get(case["patient_id"], {})
+        pid = patient_id(case["patient_id"], case["case_no"])
         rows.append({
-            "SAMPLE_ID": sample_id(case["patient_id"], case["case_no"]),
-            "PATIENT_ID": patient_id(case["patient_id"], case["case_no"]), "CASE_NO": case["case_no"],
+            "SAMPLE_ID": sample_id(case["patient_id"], case["case_no"]), "PATIENT_ID": pid, "CASE_NO": case["case_no"],
             "CANCER_TYPE": "Leiomyosarcoma", "CANCER_TYPE_DETAILED": "Cutaneous Leiomyosarcoma",
             "ONCOTREE_CODE": "LMS", "SAMPLE_TYPE": "Primary",
-            "PRIMARY_SITE": None if c.get("site") is None else c["site"].replace("_", " "),
+            "PRIMARY_SITE": None if site[pid] is None else site[pid].replace("_", " "),
             "TUMOR_SIZE_CM": c.get("size_cm"), "FNCLCC_GRADE": c.get("grade_label"),
             "INVASION": None if c.get("invasion") is None else c["invasion"].replace("_", "-"),
             "RESECTION_STATUS": c.get("final_resection_status"),
@@ -245,12 +282,21 @@ def _breakpoint(text: str | None) -> tuple[str | None, int | None]:
     return (m.group(1).upper(), int(m.group(2).replace(",", ""))) if m else (None, None)
 
 
-def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir: Path) -> dict[str, Path]:
+@dataclass(frozen=True)
+class Study:
+    files: dict[str, Path]  # by short name
+    disclosure: KAnonymity
+
+
+def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir: Path,
+                k_threshold: int = DEFAULT_K_THRESHOLD) -> Study:
     """Write the study folder into ``outdir`` (created; files of a previous export replaced).
 
     ``patient_summary``: ``analytics.patient_summary`` (dates are used to compute months, never
-    written). Returns the files written, by short name.
+    written). Checked first: a study whose smallest group stays below ``k_threshold`` raises
+    :class:`DisclosureBlocked` and writes nothing (a previous export stays as it was).
     """
+    protected, disclosure = protected_clinical(summary, patient_summary, k_threshold)
     outdir.mkdir(parents=True, exist_ok=True)
     (outdir / "case_lists").mkdir(exist_ok=True)
     for stale in (outdir / "case_lists").glob("*.txt"):  # a list empty this time must not survive
@@ -275,18 +321,19 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
         "cancer_study_identifier": STUDY_ID,
         "name": "Primary cutaneous leiomyosarcoma (multicentre registry)",
         "description": "Molecular series of the cLMS registry: OncoScan copy number (ChAS), Ion Torrent "
-                       "hotspot panel, Archer fusions; clinical data pseudonymised.",
+                       "hotspot panel, Archer fusions; clinical data pseudonymised, ages in 10-year bands, no "
+                       f"date, no centre. Disclosure control: {disclosure.summary()}",
         "add_global_case_list": "false",
         "reference_genome": GENOME,
     })
 
-    patients = _patients(summary, patient_summary)
+    patients = _patients(summary, patient_summary, protected)
     files["data_clinical_patient.txt"] = outdir / "data_clinical_patient.txt"
     _write_table(files["data_clinical_patient.txt"], [a[0] for a in PATIENT_ATTRIBUTES],
                  ([r[a[0]] for a in PATIENT_ATTRIBUTES] for r in patients), _clinical_header(PATIENT_ATTRIBUTES))
     meta("meta_clinical_patient.txt", {"genetic_alteration_type": "CLINICAL", "datatype": "PATIENT_ATTRIBUTES",
                                        "data_filename": "data_clinical_patient.txt"})
-    samples = _samples(summary, patient_summary)
+    samples = _samples(summary, patient_summary, protected)
     files["data_clinical_sample.txt"] = outdir / "data_clinical_sample.txt"
     _write_table(files["data_clinical_sample.txt"], [a[0] for a in SAMPLE_ATTRIBUTES],
                  ([r[a[0]] for a in SAMPLE_ATTRIBUTES] for r in samples), _clinical_header(SAMPLE_ATTRIBUTES))
@@ -387,4 +434,4 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
         fields["case_list_ids"] = "\t".join(ids)
         files[f"case_lists/{name}"] = outdir / "case_lists" / name
         _write_meta(files[f"case_lists/{name}"], fields)
-    return files
+    return Study(files, disclosure)

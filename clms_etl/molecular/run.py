@@ -58,12 +58,14 @@ def write_outputs(wh, outputs: Path, run_id: str | None) -> MolecularOutputs:
     return MolecularOutputs(summary, table, written, csv, png, svg)
 
 
-def export_cbioportal(wh, outdir: Path) -> dict[str, Path]:
-    """Write the cBioPortal study folder of the warehouse's molecular series into ``outdir``."""
+def export_cbioportal(wh, outdir: Path, k_threshold: int | None = None):
+    """Write the cBioPortal study folder of the warehouse's molecular series into ``outdir``
+    (:class:`~clms_etl.molecular.cbioportal.Study`); blocked below ``k_threshold`` (default 5)."""
+    from clms_etl.disclosure import DEFAULT_K_THRESHOLD
     from clms_etl.molecular.cbioportal import write_study
 
     summary, patients = read_summary(wh)
-    return write_study(summary, patients, outdir)
+    return write_study(summary, patients, outdir, DEFAULT_K_THRESHOLD if k_threshold is None else k_threshold)
 
 
 def molecular_sections(wh, outputs: Path) -> list:

@@ -5,23 +5,37 @@ in :data:`clms_etl.warehouse.schema.RESULT_TABLES` (Table 1, survival estimates,
 per dataset and format under ``<outdir>/<format>/``, plus ``<outdir>/README.md`` (the codebook:
 every column with its type, label and its name in each format) and ``<outdir>/codebook.csv``.
 
+No calendar date leaves the warehouse (:data:`RELATIVE_DATES`): every date becomes days from
+the pathological diagnosis (the endpoints' time origin), the diagnosis date itself is dropped
+(``diagnosis_year`` stays), ages are in completed years. Before anything is written, the
+quasi-identifiers are measured (:mod:`clms_etl.disclosure`, k-anonymity over sex, 10-year age
+band, diagnosis year, site and centre) and the smallest group goes into the codebook:
+
+* **in-house** (default): the full analytic detail (exact age, diagnosis year, centre) for the
+  registry's own statisticians; k is reported and the codebook says whether the files may be
+  shared — they are never blocked;
+* **shareable** (``--shareable``): age becomes its 10-year band (``age_band``), the laboratory
+  accession (``sample_id``) is dropped, then diagnosis year, centre, site, age band and sex are
+  suppressed (null), in that order, for the patients of groups smaller than the threshold (default
+  5, ``--k-threshold``) in every per-patient dataset alike; an export that cannot reach the
+  threshold is not written (:class:`~clms_etl.disclosure.DisclosureBlocked`).
+
 Conventions per format (what a statistician reading the files needs to know):
 
-* **Parquet** — the warehouse's types as they are (dates, booleans, nulls); read with
+* **Parquet** — the warehouse's types as they are (booleans, nulls); read with
   ``arrow::read_parquet`` / ``polars`` / ``pandas``.
-* **CSV** — UTF-8, comma-separated, header row, ISO dates (``YYYY-MM-DD``), booleans
-  ``true`` / ``false``, nulls as empty fields.
+* **CSV** — UTF-8, comma-separated, header row, booleans ``true`` / ``false``, nulls as empty
+  fields.
 * **SAS transport** (``.xpt``, version 5, what regulators and ``haven::read_xpt`` /
   ``PROC COPY`` read): variable names of at most 8 characters, so long names are shortened
   (``xpt/name_map.csv`` and the codebook give the mapping; the full column name is also
   in the codebook); dataset names too (``patient_summary`` -> ``patisumm``); labels are the
   warehouse column comments cut to 40 characters (the full text is in the codebook); booleans
-  are numeric 1 / 0; dates are SAS dates (format ``DATE9``); nulls are ``.`` (numeric) or
-  blank (character); strings are UTF-8 bytes, longer than 200 bytes cut (v5 limit).
+  are numeric 1 / 0; nulls are ``.`` (numeric) or blank (character); strings are UTF-8 bytes,
+  longer than 200 bytes cut (v5 limit).
 * **Stata** (``.dta``, format 118: Stata 14 and later, ``haven::read_dta``): names up to 32 characters (shortened like
   the XPT ones if longer), labels cut to 80 characters, booleans numeric 1 / 0 with value
-  labels ``no`` / ``yes``, dates ``%td``; Stata has no missing string, so null strings are
-  empty strings.
+  labels ``no`` / ``yes``; Stata has no missing string, so null strings are empty strings.
 
 Only pseudonyms leave the warehouse: the views and result tables hold no direct identifier
 (``tests/report`` scans every exported file for the synthetic deliveries' identifiers).
@@ -38,6 +52,9 @@ from pathlib import Path
 
 import polars as pl
 
+from clms_etl.disclosure import (
+    DEFAULT_K_THRESHOLD, QUASI_IDENTIFIERS, DisclosureBlocked, KAnonymity, age_band, k_anonymity, suppress_until_k)
+
 FORMATS = ("parquet", "csv", "xpt", "dta")
 VIEW_DATASETS = ("patient_summary", "survival")
 XPT_NAME_LENGTH = 8
@@ -47,6 +64,32 @@ DTA_NAME_LENGTH = 32
 DTA_LABEL_LENGTH = 80
 DTA_VERSION = 14  # file format 118: read by Stata 14 and later (15's format 119 is not read by Stata 14)
 BOOLEAN_LABELS = {0: "no", 1: "yes"}
+
+ORIGIN = "diagnosis_date"  # time origin of every relative time: day 0, not exported
+AGE_COLUMN = "age_at_diagnosis_years"
+# Calendar dates of the analysis views -> days from diagnosis (name, label); None: dropped, because
+# another column already says it. A date column not listed becomes <name without _date>_days.
+RELATIVE_DATES: dict[str, tuple[str, str] | None] = {
+    ORIGIN: None,
+    "last_contact_date": None,  # follow_up_days
+    "end_date": None,  # survival: time_days
+    "primary_surgery_date": ("primary_surgery_days", "Days from diagnosis to the primary excision."),
+    "first_local_recurrence_date": ("first_local_recurrence_days", "Days from diagnosis to the first local recurrence."),
+    "first_metastasis_date": ("first_metastasis_days", "Days from diagnosis to the first metastasis."),
+    "death_date": ("death_days", "Days from diagnosis to death."),
+}
+# labels of the views that name a dropped date column, as the exports say them
+EXPORT_LABELS = {
+    ("survival", "time_days"): "Days from diagnosis to the event, or to censoring (last contact) when event = 0.",
+    ("survival", "time_months"): "Months (days / 30.4375) from diagnosis to the event or to censoring.",
+    ("survival", "event"): "1: the endpoint's event occurred at time_days; 0: censored at time_days.",
+}
+AGE_BAND_LABEL = "Age at diagnosis, 10-year band (90+: 90 and over)."
+# shareable exports: the quasi-identifiers least useful to an analysis are suppressed first
+SUPPRESSION_ORDER = ("diagnosis_year", "centre", "site", "age_band", "sex")
+NOT_SHAREABLE_COLUMNS = ("sample_id",)  # the laboratory's accession
+BLOCKED_HOW = ("clms-etl export analysis --k-threshold N, or the analysis_exports asset's config k_threshold; "
+               "an in-house export (without --shareable) is never blocked")
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,8 @@ class ExportResult:
     rows: dict[str, int] = field(default_factory=dict)  # dataset -> rows
     codebook: pl.DataFrame | None = None
     readme: Path | None = None
+    disclosure: KAnonymity | None = None
+    shareable: bool = False  # exported as shareable (generalised, suppressed, checked)
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -161,6 +206,95 @@ def analysis_datasets(wh) -> list[Dataset]:
     return out
 
 
+# -- no date, k-anonymity ---------------------------------------------------------------------
+
+
+def _origins(datasets: Sequence[Dataset]) -> pl.DataFrame:
+    """patient_id -> diagnosis date, from the first dataset that has both."""
+    for d in datasets:
+        if {"patient_id", ORIGIN} <= set(d.frame.columns):
+            return d.frame.select("patient_id", pl.col(ORIGIN).alias("_origin")).unique("patient_id")
+    return pl.DataFrame(schema={"patient_id": pl.String, "_origin": pl.Date})
+
+
+def without_dates(dataset: Dataset, origins: pl.DataFrame) -> Dataset:
+    """``dataset`` with every calendar date replaced by days from the patient's diagnosis."""
+    dates = [c for c, t in dataset.frame.schema.items() if t in (pl.Date,) or isinstance(t, pl.Datetime)]
+    if not dates:
+        return dataset
+    if "patient_id" not in dataset.frame.columns:
+        raise ValueError(f"{dataset.name}: date columns {dates} with no patient_id to relate them to a diagnosis")
+    frame = dataset.frame.join(origins, on="patient_id", how="left", maintain_order="left")
+    labels = dict(dataset.labels)
+    columns = []
+    for column in dataset.frame.columns:
+        if column not in dates:
+            columns.append(pl.col(column))
+            continue
+        target = RELATIVE_DATES.get(column, (f"{column.removesuffix('_date')}_days",
+                                             f"Days from diagnosis to: {labels.get(column, column)}"))
+        if target is None:
+            continue
+        name, label = target
+        if name in dataset.frame.columns:
+            raise ValueError(f"{dataset.name}: {column} would become {name}, which exists already")
+        days = pl.col(column).cast(pl.Date) - pl.col("_origin").cast(pl.Date)
+        columns.append(days.dt.total_days().cast(pl.Int32).alias(name))
+        labels[name] = label
+    frame = frame.select(columns)
+    labels = {c: EXPORT_LABELS.get((dataset.name, c), labels.get(c, "")) for c in frame.columns}
+    return Dataset(dataset.name, dataset.description, frame, labels)
+
+
+def _patients(datasets: Sequence[Dataset]) -> pl.DataFrame:
+    """One row per patient with the quasi-identifiers (age as its band), from patient_summary."""
+    summary = next((d.frame for d in datasets if d.name == "patient_summary"), None)
+    if summary is None:
+        return pl.DataFrame(schema={"patient_id": pl.String})
+    frame = summary.with_columns(age_band(pl.col(AGE_COLUMN)).alias("age_band")) if AGE_COLUMN in summary.columns \
+        else summary
+    return frame.select("patient_id", *[q for q in QUASI_IDENTIFIERS if q in frame.columns])
+
+
+def _generalised(dataset: Dataset, protected: pl.DataFrame) -> Dataset:
+    """A per-patient dataset with the patients' protected quasi-identifiers, age as its band, no accession."""
+    frame, labels = dataset.frame, dict(dataset.labels)
+    if "patient_id" not in frame.columns:
+        return dataset
+    replaced = [q for q in protected.columns if q != "patient_id" and (q in frame.columns or
+                                                                        (q == "age_band" and AGE_COLUMN in frame.columns))]
+    values = protected.select("patient_id", *[pl.col(q).alias(f"_{q}") for q in replaced])
+    frame = frame.join(values, on="patient_id", how="left", maintain_order="left")
+    columns = []
+    for column in dataset.frame.columns:
+        if column in NOT_SHAREABLE_COLUMNS:
+            continue
+        if column == AGE_COLUMN and "age_band" in replaced:
+            columns.append(pl.col("_age_band").alias("age_band"))
+            labels["age_band"] = AGE_BAND_LABEL
+        elif column in replaced:
+            columns.append(pl.col(f"_{column}").cast(frame.schema[column]).alias(column))
+        else:
+            columns.append(pl.col(column))
+    frame = frame.select(columns)
+    return Dataset(dataset.name, dataset.description, frame, {c: labels.get(c, "") for c in frame.columns})
+
+
+def protect(datasets: Sequence[Dataset], shareable: bool = False,
+            k_threshold: int = DEFAULT_K_THRESHOLD) -> tuple[list[Dataset], KAnonymity]:
+    """The datasets as they are exported (no date; shareable: generalised and suppressed) and their
+    k-anonymity. A shareable export below ``k_threshold`` raises :class:`DisclosureBlocked`."""
+    origins = _origins(datasets)
+    patients = _patients(datasets)
+    out = [without_dates(d, origins) for d in datasets]
+    if not shareable:
+        return out, k_anonymity(patients, QUASI_IDENTIFIERS, k_threshold)
+    protected, k = suppress_until_k(patients, SUPPRESSION_ORDER, k_threshold)
+    if not k.passes:
+        raise DisclosureBlocked("Shareable analysis export", k, BLOCKED_HOW)
+    return [_generalised(d, protected) for d in out], k
+
+
 # -- writing ------------------------------------------------------------------------------------
 
 
@@ -249,14 +383,20 @@ def _type_name(dtype: pl.DataType) -> str:
 
 
 def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
-                    datasets: Sequence[Dataset] | None = None) -> ExportResult:
-    """Write the analysis datasets in ``formats`` under ``outdir/<format>/``, plus the codebook."""
+                    datasets: Sequence[Dataset] | None = None, *, shareable: bool = False,
+                    k_threshold: int = DEFAULT_K_THRESHOLD) -> ExportResult:
+    """Write the analysis datasets in ``formats`` under ``outdir/<format>/``, plus the codebook.
+
+    ``datasets`` (default: :func:`analysis_datasets`) are protected first (:func:`protect`): a
+    blocked shareable export raises :class:`DisclosureBlocked` before anything is written.
+    """
     formats = tuple(dict.fromkeys(formats))
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export formats {sorted(unknown)}: choose among {', '.join(FORMATS)}")
-    datasets = list(datasets) if datasets is not None else analysis_datasets(wh)
-    result = ExportResult(outdir)
+    datasets, disclosure = protect(list(datasets) if datasets is not None else analysis_datasets(wh),
+                                   shareable, k_threshold)
+    result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
     members = short_names([d.name for d in datasets], XPT_NAME_LENGTH)
     codebook_rows = []
     for dataset in datasets:
@@ -283,19 +423,44 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
         codebook.select("xpt_dataset", "xpt_name", "dataset", "column", "label").write_csv(outdir / "xpt" / "name_map.csv")
     result.codebook = codebook
     result.readme = outdir / "README.md"
-    result.readme.write_text(_readme(datasets, codebook, formats), encoding="utf-8")
+    result.readme.write_text(_readme(datasets, codebook, formats, disclosure, shareable), encoding="utf-8")
     return result
 
 
-def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequence[str]) -> str:
+def disclosure_text(disclosure: KAnonymity, shareable: bool) -> str:
+    """The codebook's paragraph on re-identification: the smallest group and whether to share."""
+    if shareable:
+        verdict = (f"**Shareable**: generalised (age in 10-year bands, no laboratory accession) and locally "
+                   f"suppressed until every group holds at least {disclosure.threshold} patients.")
+    elif disclosure.passes:
+        verdict = (f"**In-house** export (exact age, diagnosis year, centre); its smallest group reaches the "
+                   f"threshold of {disclosure.threshold}, but exact ages are finer than the bands measured: "
+                   f"export with `--shareable` to share it.")
+    else:
+        verdict = (f"**In-house only — not shareable**: groups smaller than {disclosure.threshold} patients "
+                   f"(exact age, diagnosis year and centre are kept for the registry's own analyses). "
+                   f"Export with `--shareable` for files that may leave the registry.")
+    return f"{verdict} k-anonymity (one row per patient, age in 10-year bands): {disclosure.summary()}"
+
+
+def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequence[str],
+            disclosure: KAnonymity, shareable: bool) -> str:
     # the module docstring's conventions, from reStructuredText to Markdown
     doc = (__doc__ or "").split("Conventions per format", 1)[1].split("Only pseudonyms", 1)[0]
     doc = doc.split("\n", 1)[1].replace("``", "`")
+    dates = (__doc__ or "").split("No calendar date", 1)[1].split("Conventions per format", 1)[0]
+    dates = re.sub(r":(?:data|mod|class):`~?([^`]+)`", r"`\1`", "No calendar date" + dates).replace("``", "`")
     lines = [
         "# cLMS registry: analysis datasets",
         "",
         f"Exported {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC} by clms-etl from the warehouse's `analytics` schema. "
         f"Formats: {', '.join(formats)} (one folder each). Patients appear under pseudonyms only.",
+        "",
+        "## Dates, ages and re-identification",
+        "",
+        dates.strip(),
+        "",
+        disclosure_text(disclosure, shareable),
         "",
         "## Conventions per format",
         "",

@@ -183,7 +183,7 @@ def test_unknown_read_counts_are_left_empty_not_na(tmp_path):
         {**call, "pos": 55259516, "alt": "C", "depth": 400, "row_id": "v2"},
     ]))
     s = summarise(samples, model.empty("cn_segment"), variant, model.empty("fusion"))
-    write_study(s, pl.DataFrame({"patient_id": ["Pabc"]}), tmp_path)
+    write_study(s, pl.DataFrame({"patient_id": ["Pabc"]}), tmp_path, k_threshold=1)  # one patient: never 5-anonymous
     _, header, rows = _table(tmp_path / "data_mutations.txt")
     counts = sorted((r[header.index("t_ref_count")], r[header.index("t_alt_count")]) for r in rows)
     assert counts == [("", ""), ("280", "120")]
@@ -228,7 +228,7 @@ def test_a_fusion_becomes_a_structural_variant_row(tmp_path):
                                                     "breakpoint_3p": "chr22:39639691", "reads": 310,
                                                     "strong_evidence": True, "row_id": "f1"}]))
     s = summarise(samples, model.empty("cn_segment"), model.empty("variant"), fusion)
-    write_study(s, pl.DataFrame({"patient_id": ["Pabc"]}), tmp_path)
+    write_study(s, pl.DataFrame({"patient_id": ["Pabc"]}), tmp_path, k_threshold=1)  # one patient: never 5-anonymous
     _, header, rows = _table(tmp_path / "data_sv.txt")
     row = dict(zip(header, rows[0], strict=True))
     assert (row["Sample_Id"], row["SV_Status"], row["Site1_Hugo_Symbol"], row["Site2_Hugo_Symbol"]) == (

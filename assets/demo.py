@@ -23,8 +23,10 @@ telemetry:
 
 
 def _instance():
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(DEFAULT_DAGSTER_HOME.resolve())))
-    home.mkdir(parents=True, exist_ok=True)
+    from clms_etl.files import private_home
+
+    # owner-only whatever created it: the webserver or daemon may run with a looser umask
+    home = private_home(os.environ.setdefault("DAGSTER_HOME", str(DEFAULT_DAGSTER_HOME.resolve())))
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
     import dagster as dg
@@ -40,6 +42,10 @@ def _data_docs(url: str, outputs: Path) -> Path:
 
 def main() -> int:
     import warnings
+
+    from clms_etl.files import private_process
+
+    private_process()  # the runs' files, the warehouse and the outputs: owner-only
 
     warnings.filterwarnings("ignore", module="dagster")  # preview / supersession notices
     warnings.filterwarnings("ignore", message=".*DEMO pseudonym key.*")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clms_etl.config import DEFAULT_INCOMING
+from clms_etl.files import private_process
 
 app = typer.Typer(help="cLMS registry: synthetic deliveries, pipeline, exports.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -20,6 +21,7 @@ console = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """cLMS registry: synthetic deliveries, pipeline, exports."""
+    private_process()  # every file a command writes holds or derives from row-level data
 
 
 def _date(value: str | None) -> dt.date | None:

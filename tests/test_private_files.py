@@ -116,7 +116,7 @@ def test_a_closed_gate_leaves_nothing_readable_by_others_and_the_next_import_cle
     assert readable_by_others(outputs, handoff, warehouse) == []
     patient_ids = pseudonyms(warehouse)
     assert len(patient_ids) == 24
-    assert files_holding_rows(home / "storage", patient_ids) == []
+    assert files_holding_rows(home, patient_ids) == []  # run and event storage, compute logs
 
 
 @pytest.mark.slow

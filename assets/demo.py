@@ -17,6 +17,9 @@ INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+instance_class:  # every process of the instance writes owner-only files (assets/private_instance.py)
+  module: assets.private_instance
+  class: OwnerOnlyInstance
 telemetry:
   enabled: false
 """
@@ -31,7 +34,9 @@ def _instance():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
     import dagster as dg
 
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    private_home(home)  # the SQLite files the storage created on opening
+    return instance
 
 
 def _data_docs(url: str, outputs: Path) -> Path:

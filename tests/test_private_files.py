@@ -7,9 +7,12 @@ the product makes them so, not because of the machine.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import time
+import urllib.error
 from pathlib import Path
 
 import dagster as dg
@@ -25,7 +28,7 @@ from clms_etl.pipeline import read_and_validate
 from clms_etl.synth.generate import generate
 from tests.conftest import TWIN_DATE
 from tests.dagster_resources import resources_for
-from tests.test_dagster_platform import ROOT, clms_env, dagster_home
+from tests.test_dagster_platform import BIN, GRAPHQL, ROOT, clms_env, dagster_home, free_port, graphql, stop
 
 INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting]
 
@@ -138,3 +141,39 @@ def test_the_demo_under_umask_022_writes_only_owner_only_files_and_no_rows_in_da
     # lists, report, figures, exports, cBioPortal study
     assert (outputs / "report" / "clms_report.html").is_file() and (tmp_path / "wh" / "data_docs").is_dir()
     assert readable_by_others(home, tmp_path / "wh", outputs, handoff) == []
+
+
+@pytest.mark.slow
+def test_the_webserver_started_under_umask_022_creates_only_owner_only_files_in_dagster_home(tmp_path):
+    """The webserver never loads the code location (a code server does): the instance named in
+    dagster.yaml makes its files private."""
+    webserver = BIN / "dagster-webserver"
+    if not webserver.exists():
+        pytest.skip(f"dagster-webserver is not installed next to {sys.executable}")
+    home = tmp_path / "dagster_home"
+    home.mkdir(mode=0o755)  # as a user would make it
+    shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    env = clms_env(tmp_path, tmp_path / "incoming", home)
+    port = free_port()
+    log = (tmp_path / "webserver.log").open("w")
+    server = subprocess.Popen([str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                              cwd=ROOT, env=env, umask=0o022, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "webserver.log").read_text()[-3000:]
+            try:
+                entries = graphql(port, GRAPHQL)["data"]["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["loadStatus"] == "LOADED":
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError):
+                pass
+            time.sleep(0.5)
+    finally:
+        stop(server)
+        log.close()
+    assert (home / "history" / "runs.db").is_file()
+    (home / "dagster.yaml").chmod(0o600)  # the test's copy: not the product's to judge
+    assert readable_by_others(home) == []

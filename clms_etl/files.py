@@ -60,11 +60,6 @@ def make_private(*paths: Path | str) -> None:
                     os.chmod(file, FILE_MODE)
 
 
-def is_private(path: Path | str) -> bool:
-    """No permission bit for group or others on ``path``."""
-    return os.stat(path).st_mode & 0o077 == 0
-
-
 def private_home(path: Path | str) -> Path:
     """A folder the product owns whole (DAGSTER_HOME): created owner-only if missing, and
     tightened with everything already in it (files a looser umask created before)."""

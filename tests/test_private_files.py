@@ -128,7 +128,7 @@ def test_the_demo_under_umask_022_writes_only_owner_only_files_and_no_rows_in_da
     started by a shell whose umask is 022."""
     home, handoff, outputs = tmp_path / "dagster_home", tmp_path / "handoff", tmp_path / "outputs"
     env = clms_env(tmp_path, twin_drop, home)  # DAGSTER_HOME not created yet: the demo creates it
-    env.update(CLMS_WAREHOUSE_URL=f"duckdb:///{tmp_path / 'wh' / 'warehouse.duckdb'}", CLMS_HANDOFF=str(handoff))
+    env["CLMS_WAREHOUSE_URL"] = f"duckdb:///{tmp_path / 'wh' / 'warehouse.duckdb'}"  # its folder holds Data Docs too
     demo = subprocess.run([sys.executable, "-m", "assets.demo"], cwd=ROOT, env=env, umask=0o022,
                           capture_output=True, text=True, timeout=900)
     assert demo.returncode == 0, demo.stdout + demo.stderr[-3000:]

@@ -12,6 +12,11 @@ import dagster as dg
 
 from assets import automation, ingest, molecular, report, result_checks, survival, warehouse
 from assets.resources import local_resources, production_resources
+from clms_etl.files import private_process
+
+# Every process that loads the code location (code server, run and step workers, `dg` / `dagster`
+# CLIs) creates owner-only files: Dagster's run storage and compute logs, DuckDB's file and WAL.
+private_process()
 
 defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,

@@ -17,19 +17,26 @@ INSTANCE_YAML = """\
 concurrency:
   pools:
     default_limit: 1
+instance_class:  # every process of the instance writes owner-only files (assets/private_instance.py)
+  module: assets.private_instance
+  class: OwnerOnlyInstance
 telemetry:
   enabled: false
 """
 
 
 def _instance():
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(DEFAULT_DAGSTER_HOME.resolve())))
-    home.mkdir(parents=True, exist_ok=True)
+    from clms_etl.files import private_home
+
+    # owner-only whatever created it: the webserver or daemon may run with a looser umask
+    home = private_home(os.environ.setdefault("DAGSTER_HOME", str(DEFAULT_DAGSTER_HOME.resolve())))
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(INSTANCE_YAML)
     import dagster as dg
 
-    return dg.DagsterInstance.get()
+    instance = dg.DagsterInstance.get()
+    private_home(home)  # the SQLite files the storage created on opening
+    return instance
 
 
 def _data_docs(url: str, outputs: Path) -> Path:
@@ -40,6 +47,10 @@ def _data_docs(url: str, outputs: Path) -> Path:
 
 def main() -> int:
     import warnings
+
+    from clms_etl.files import private_process
+
+    private_process()  # the runs' files, the warehouse and the outputs: owner-only
 
     warnings.filterwarnings("ignore", module="dagster")  # preview / supersession notices
     warnings.filterwarnings("ignore", message=".*DEMO pseudonym key.*")

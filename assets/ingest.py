@@ -3,6 +3,8 @@
 ``centre_import`` reads the latest delivery of the partition's centre with that centre's
 reader, validates it (pandera) and writes the centre's query list; two blocking checks gate
 it; ``centre_warehouse`` replaces the centre's rows in the warehouse in one transaction.
+In between, the validated delivery waits in the import handoff (assets/handoff.py), not in
+Dagster's storage.
 """
 
 
@@ -11,6 +13,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
+from assets.handoff import CentreHandoff
 from assets.metadata import bar_chart_png, column_schema, markdown_table, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
@@ -34,6 +37,7 @@ MAX_QUARANTINED_SHARE = 0.2
     kinds={"polars", "pandera"},
     code_version="1",
     retry_policy=TRANSIENT_RETRIES,
+    io_manager_key="centre_handoff",
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=2)),
     description="The centre's latest delivery read into the canonical model and validated: "
     "accepted and quarantined rows, data queries, and the centre's Excel query list.",
@@ -44,8 +48,10 @@ def centre_import(
     outputs: OutputsFolder,
     pseudonym_key: PseudonymKey,
     warehouse: WarehouseResource,
+    centre_handoff: dg.ResourceParam[CentreHandoff],
 ) -> dg.Output[CentreImport]:
     centre = REGISTRY[context.partition_key]
+    centre_handoff.discard(centre.name)  # a previous import that never loaded goes now
     delivery = latest_delivery(drop_folder.root, centre.name)
     if delivery is None:
         raise dg.Failure(f"No delivery for {centre.name} in {drop_folder.root / centre.name}", allow_retries=False)
@@ -129,7 +135,7 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
     "(idempotent: the same delivery twice changes nothing).",
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
-                     warehouse: WarehouseResource) -> dg.MaterializeResult:
+                     warehouse: WarehouseResource, centre_handoff: dg.ResourceParam[CentreHandoff]) -> dg.MaterializeResult:
     from clms_etl.warehouse.load import DeliveryRefused, IntegrityProblem, SchemaMismatch
 
     d = centre_import.delivery
@@ -143,6 +149,7 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
     except (DeliveryRefused, IntegrityProblem, SchemaMismatch) as refused:
         # not transient: retrying would refuse again (the warehouse is unchanged)
         raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
+    centre_handoff.discard(centre_import.centre)  # loaded: no second copy of the rows
     return dg.MaterializeResult(metadata={
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),

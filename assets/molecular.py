@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.disclosure import CbioportalConfig, blocked, disclosure_metadata
-from assets.metadata import markdown_table, png_markdown
+from assets.metadata import png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.warehouse import warehouse
 
@@ -21,7 +21,6 @@ from assets.warehouse import warehouse
 def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.molecular.run import write_outputs
-    from clms_etl.molecular.table3 import table3_display
 
     with warehouse.open() as wh:
         out = write_outputs(wh, outputs.root, context.run_id)
@@ -38,7 +37,8 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         "fusions": counts["fusions"],
         "rows_written": dg.MetadataValue.json(out.rows_written),
         "oncoprint": png_markdown(out.figure_png.read_bytes(), "OncoPrint of the molecular series"),
-        "table3": markdown_table(table3_display(out.table3), 30),
+        # Table 3 has one row per case (pseudonym, clinical features, outcome): it stays in the
+        # warehouse and the outputs, not in Dagster's event log
         "table3_csv": dg.MetadataValue.path(str(out.table3_csv)),
         "oncoprint_svg": dg.MetadataValue.path(str(out.figure_svg)),
     })

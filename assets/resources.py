@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.handoff import CentreHandoff
 from clms_etl.config import Settings
 
 
@@ -26,13 +27,24 @@ class DropFolder(dg.ConfigurableResource):
 
 
 class OutputsFolder(dg.ConfigurableResource):
-    """Where files for people go: query lists, report, figures, exports."""
+    """Where files for people go: query lists, report, figures, exports — owner-only."""
 
     path: str
 
     @property
     def root(self) -> Path:
         return Path(self.path)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        from clms_etl.files import private_dir
+
+        private_dir(self.root)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        from clms_etl.files import make_private
+
+        # what matplotlib, xlsxwriter or pyreadstat wrote with the process umask
+        make_private(self.root)
 
 
 class PseudonymKey(dg.ConfigurableResource):
@@ -86,6 +98,7 @@ def local_resources() -> dict:
         "pseudonym_key": PseudonymKey(key=os.environ.get("CLMS_PSEUDONYM_KEY", ""),
                                       key_file=os.environ.get("CLMS_PSEUDONYM_KEY_FILE", "")),
         "survival": SurvivalSettings(),
+        "centre_handoff": CentreHandoff(path=str(settings.handoff)),
     }
 
 
@@ -96,4 +109,5 @@ def production_resources() -> dict:
         "warehouse": WarehouseResource(url=dg.EnvVar("CLMS_WAREHOUSE_URL")),
         "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("CLMS_PSEUDONYM_KEY_FILE")),
         "survival": SurvivalSettings(),
+        "centre_handoff": CentreHandoff(path=dg.EnvVar("CLMS_HANDOFF")),
     }

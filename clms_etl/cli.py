@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clms_etl.config import DEFAULT_INCOMING
 from clms_etl.disclosure import DEFAULT_K_THRESHOLD
+from clms_etl.files import private_process
 
 app = typer.Typer(help="cLMS registry: synthetic deliveries, pipeline, exports.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False)
@@ -23,6 +24,7 @@ console = Console(stderr=True)
 @app.callback()
 def _root() -> None:
     """cLMS registry: synthetic deliveries, pipeline, exports."""
+    private_process()  # every file a command writes holds or derives from row-level data
 
 
 def _date(value: str | None) -> dt.date | None:

@@ -14,6 +14,7 @@ import polars as pl
 
 from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
+from clms_etl.files import make_private, private_dir
 from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, queries_frame
 
 
@@ -61,5 +62,7 @@ def write_query_list(outputs: Path, imported: CentreImport) -> Path:
     from clms_etl.queries import write_query_workbook
 
     path = query_list_path(outputs, imported.centre, imported.delivery.date)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_query_workbook(imported.queries, path, imported.centre)
+    private_dir(path.parent)
+    written = write_query_workbook(imported.queries, path, imported.centre)
+    make_private(written)
+    return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from assets.handoff import CentreHandoff
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, SurvivalSettings, WarehouseResource
 
 
@@ -14,4 +15,5 @@ def resources_for(drop: Path, tmp: Path) -> dict:
         "warehouse": WarehouseResource(url=f"duckdb:///{tmp / 'warehouse.duckdb'}"),
         "pseudonym_key": PseudonymKey(),
         "survival": SurvivalSettings(),
+        "centre_handoff": CentreHandoff(path=str(tmp / "handoff")),
     }

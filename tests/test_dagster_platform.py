@@ -95,7 +95,7 @@ def clms_env(tmp: Path, drop: Path, home: Path | None = None) -> dict[str, str]:
     """Environment of a subprocess: the code location's paths under ``tmp`` (never data/)."""
     env = dict(os.environ)
     env.update(CLMS_INCOMING=str(drop), CLMS_OUTPUTS=str(tmp / "outputs"),
-               CLMS_WAREHOUSE_URL=f"duckdb:///{tmp / 'warehouse.duckdb'}",
+               CLMS_WAREHOUSE_URL=f"duckdb:///{tmp / 'warehouse.duckdb'}", CLMS_HANDOFF=str(tmp / "handoff"),
                DAGSTER_HOME=str(home or dagster_home(tmp)), VIRTUAL_ENV=str(BIN.parent),
                PYTHONWARNINGS="ignore", DAGSTER_DISABLE_TELEMETRY="1")
     env.pop("CLMS_DEPLOYMENT", None)
@@ -397,6 +397,7 @@ def test_import_job_on_the_multiprocess_executor(twin_drop, tmp_path, monkeypatc
     monkeypatch.setenv("CLMS_INCOMING", str(twin_drop))
     monkeypatch.setenv("CLMS_OUTPUTS", str(tmp_path / "outputs"))
     monkeypatch.setenv("CLMS_WAREHOUSE_URL", f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    monkeypatch.setenv("CLMS_HANDOFF", str(tmp_path / "handoff"))
     monkeypatch.delenv("CLMS_DEPLOYMENT", raising=False)
     with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
         result = dg.execute_job(dg.reconstructable(import_job_from_env), instance=instance,

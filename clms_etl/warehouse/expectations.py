@@ -50,6 +50,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from clms_etl import model, vocabulary
+from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import schema
 
 CHROMOSOMES = tuple(str(i) for i in range(1, 23)) + ("X", "Y")
@@ -226,7 +227,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
             if not (docs_dir / "index.html").exists():
                 raise ValueError(f"{docs_dir} is not empty and holds no Data Docs: refusing to clear it")
             shutil.rmtree(docs_dir)  # Data Docs show the latest run only
-        docs_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(docs_dir)
         context.add_data_docs_site(site_name=site, site_config={
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
@@ -286,6 +287,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
                 error=info.get("exception_message") if raised else None,
             ))
     if docs_dir is not None and (docs_dir / "index.html").exists():
+        make_private(docs_dir)  # GE writes with the process umask
         report.data_docs_index = docs_dir / "index.html"
     return report
 

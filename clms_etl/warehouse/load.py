@@ -48,6 +48,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl import keys, model
+from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import analytics, genes, schema
 
 COPY_CHUNK_ROWS = 250_000
@@ -152,7 +153,7 @@ class Warehouse:
         self.path: Path | None = None
         if self.backend == "duckdb" and sa_url.database and sa_url.database != ":memory:":
             self.path = Path(sa_url.database)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
         if data_docs_dir is not None:
             self.data_docs_dir: Path | None = Path(data_docs_dir)
         elif self.path is not None:
@@ -174,6 +175,8 @@ class Warehouse:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.path is not None:  # DuckDB creates its file and WAL with the process umask
+            make_private(self.path, self.path.with_name(f"{self.path.name}.wal"))
 
     def __repr__(self) -> str:
         return f"Warehouse({self.engine.url.render_as_string(hide_password=True)!r})"

@@ -1,0 +1,442 @@
+"""Identifiers cannot travel: what leaves a reader is screened against the delivery's own identifiers.
+
+Readers know which columns of their files hold identifiers (names, first names, hospital
+numbers, birth dates) and register those cells, raw, in :class:`Identifiers` (``ctx.identifiers``).
+:func:`screen_read` then runs once on every reader's result, whatever the format:
+
+* a **shifted line** (a record whose field count is wrong: a separator typed inside a cell) can
+  carry any identifier in any column, so matching is not enough: every canonical row built from
+  that line is quarantined whole (an error query per row, rule ``wrong_field_count``) with every
+  value masked, and the line's other queries, which quote shifted cells, are dropped;
+* every other string value of every canonical frame, and the ``value`` and ``message`` of every
+  query, is searched for the delivery's identifiers; a match is replaced in place by
+  :data:`~clms_etl.readers.base.IDENTIFIER_MASK` and raises an ``identifier_masked`` warning that
+  names file, row and column, so the data manager can remove it from the chart.
+
+What matches (text compared folded: lower case, no accents):
+
+* a name or first name as a **whole word** (``Roy`` masks "Roy" and "ROY", not "Royal"); a
+  compound name word by word. A word of fewer than 3 letters (``Ly``, ``Le``) and the particles
+  of French names (``de``, ``des``, ``van``, ``épouse``...) are too common to be hunted inside
+  text: they are masked only when they are a field's whole value (a shifted cell);
+* a hospital number as a **whole token** of at least 5 characters (a 4-digit number is more
+  likely a year), with or without its leading zeros; a shorter one only as a whole value;
+* a birth date in the spellings of a French chart: ``05/10/1933``, ``5/10/1933``, ``05-10-1933``,
+  ``05.10.1933``, ``05/10/33``, ``1933-10-05``, ``1933/10/05``, ``5 oct. 1933``, ``5 octobre 1933``,
+  ``1er octobre 1933``, ``05101933``, ``19331005``;
+* any registered cell as a field's whole value, whatever its spelling.
+
+Everything is vectorised polars over the *distinct* strings of a column; only the strings that
+do contain an identifier are rewritten one by one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from clms_etl import model
+from clms_etl.dates import FRENCH_MONTHS
+from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, QUERY_SCHEMA, WARNING
+
+NAME = "name"
+HOSPITAL_NUMBER = "hospital_number"
+BIRTH_DATE = "birth_date"
+KINDS = (NAME, HOSPITAL_NUMBER, BIRTH_DATE)
+
+MIN_NAME_WORD = 3  # letters; shorter name words only as a whole value
+MIN_NUMBER_TOKEN = 5  # characters; shorter hospital numbers only as a whole value
+MIN_WHOLE_VALUE = 2  # a one-character cell is no identifier
+# Particles and civil-status words of French names: never hunted alone inside text.
+NAME_PARTICLES = frozenset({
+    "des", "les", "van", "von", "der", "den", "del", "della", "dos", "das", "ben", "ibn", "mac",
+    "saint", "sainte", "epouse", "nee", "veuve", "dit", "dite",
+})
+
+SHIFT_RULE = "wrong_field_count"  # the reader's query for a record with a wrong field count
+MASKED_RULE = "identifier_masked"
+# Rules the screen emits, declared once: severity and the French message of the data manager.
+RULES = {
+    SHIFT_RULE: (ERROR, "Ligne décalée (nombre de champs incorrect: séparateur saisi dans une cellule ?): "
+                        "ligne entière en quarantaine, valeurs masquées. Corriger la ligne dans l'export."),
+    MASKED_RULE: (WARNING, "Identifiant du patient (nom, prénom, n° de dossier ou date de naissance) saisi "
+                           "dans « {field} »: masqué. À retirer de ce champ."),
+}
+# Columns the screen never rewrites: provenance, pseudonyms and keys built by the reader.
+KEPT = frozenset({*model.PROVENANCE, "patient_id", "centre", "sample_id", "case_no", "surgery_no", "event_no",
+                  "event_kind"})
+
+_WORD = r"[\p{L}\p{N}]+"
+_MONTH = "|".join(sorted(FRENCH_MONTHS, key=len, reverse=True))
+_YEAR = r"\d{4}|\d{2}"
+_DATE = (rf"\b(?:\d{{1,2}}\s*[/.\-]\s*\d{{1,2}}\s*[/.\-]\s*(?:{_YEAR})"
+         rf"|\d{{4}}\s*[/.\-]\s*\d{{1,2}}\s*[/.\-]\s*\d{{1,2}}"
+         rf"|(?:1er|\d{{1,2}})\s*(?:{_MONTH})\.?\s*(?:{_YEAR}))\b")
+_DATE_PY = re.compile(_DATE)
+_WORD_PY = re.compile(r"[^\W_]+")
+_DMY = re.compile(r"(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4}|\d{2})")
+_YMD = re.compile(r"(\d{4})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})")
+_D_MONTH_Y = re.compile(rf"(1er|\d{{1,2}})\s*({_MONTH})\.?\s*(\d{{4}}|\d{{2}})")
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents (the form identifiers are compared in); same as :func:`_fold_expr`."""
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+
+
+def _fold_expr(expr: pl.Expr) -> pl.Expr:
+    return expr.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
+
+
+def _whole(text: str) -> str:
+    return " ".join(fold(text).split())
+
+
+def date_key(text: str) -> tuple[int, int, int] | None:
+    """(day, month, year as written: 4 or 2 digits) of a folded date spelling, None if it is none."""
+    text = text.strip()
+    if m := _DMY.fullmatch(text):
+        d, mo, y = m.groups()
+    elif m := _YMD.fullmatch(text):
+        y, mo, d = m.groups()
+    elif m := _D_MONTH_Y.fullmatch(text):
+        d, month, y = m.groups()
+        d, mo = ("1" if d == "1er" else d), FRENCH_MONTHS[month]
+    else:
+        return None
+    return int(d), int(mo), int(y)
+
+
+@dataclass
+class Identifiers:
+    """The identifier cells of one delivery, raw, as the reader found them, and their columns."""
+
+    values: dict[str, list] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    columns: set[str] = field(default_factory=set)
+
+    def add(self, kind: str, values, column: str | None = None) -> None:
+        """Register the cells of one identifier column (a Series, or any iterable of cells)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown identifier kind {kind!r}")
+        if isinstance(values, pl.Series):
+            values = values.drop_nulls().unique().to_list()
+        self.values[kind].extend(v for v in values if v is not None)
+        if column:
+            self.columns.add(column)
+
+    def screen(self) -> Screen:
+        return Screen.build(self)
+
+
+@dataclass
+class Screen:
+    """The compiled look-up sets of one delivery (folded forms)."""
+
+    words: set[str]  # name words and hospital-number tokens hunted inside text
+    whole: set[str]  # values masked when they are a field's whole value
+    dates: set[tuple[int, int, int]]  # (day, month, year) and (day, month, year % 100)
+    columns: set[str]  # the centre's identifier columns (their own queries need no warning)
+
+    @classmethod
+    def build(cls, ids: Identifiers) -> Screen:
+        words: set[str] = set()
+        whole: set[str] = set()
+        dates: set[tuple[int, int, int]] = set()
+        for raw in set(map(str, ids.values[NAME])):
+            text = _whole(raw)
+            if len(text) >= MIN_WHOLE_VALUE:
+                whole.add(text)
+            words.update(w for w in _WORD_PY.findall(text)
+                         if len(w) >= MIN_NAME_WORD and not w.isdigit() and w not in NAME_PARTICLES)
+        for raw in set(ids.values[HOSPITAL_NUMBER]):
+            text = _whole(_number_text(raw))
+            for variant in (text, text.lstrip("0")):
+                if len(variant) >= 4:
+                    whole.add(variant)
+                words.update(w for w in (variant, *_WORD_PY.findall(variant))
+                             if len(w) >= MIN_NUMBER_TOKEN and any(c.isdigit() for c in w))
+        for raw in set(ids.values[BIRTH_DATE]):
+            day = _as_date(raw)
+            if isinstance(raw, str) and len(_whole(raw)) >= 6:
+                whole.add(_whole(raw))
+            if day is None:
+                continue
+            dates.update({(day.day, day.month, day.year), (day.day, day.month, day.year % 100)})
+            words.update({f"{day:%d%m%Y}", f"{day:%Y%m%d}"})
+        return cls(words, whole, dates, set(ids.columns))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.words or self.whole or self.dates)
+
+    # --- vectorised search ---------------------------------------------------------------------
+
+    def hits(self, values: pl.Series) -> pl.Series:
+        """The distinct strings of ``values`` that contain an identifier (exact: checked in Python)."""
+        values = values.drop_nulls().unique()
+        if self.empty or values.is_empty():
+            return values.clear()
+        frame = pl.DataFrame({"v": values}).with_columns(f=_fold_expr(pl.col("v")))
+        words = pl.Series(list(self.words), dtype=pl.String)
+        whole = pl.Series(list(self.whole), dtype=pl.String)
+        token_hit = (
+            frame.select("v", t=pl.col("f").str.extract_all(_WORD)).explode("t")
+            .filter(pl.col("t").is_in(words.implode())).get_column("v")
+        )
+        whole_hit = frame.filter(
+            pl.col("f").str.strip_chars().str.replace_all(r"\s+", " ").is_in(whole.implode())
+        ).get_column("v")
+        dated = frame.select("v", d=pl.col("f").str.extract_all(_DATE)).explode("d").drop_nulls("d")
+        date_hit = dated.head(0).get_column("v")
+        if self.dates and not dated.is_empty():
+            found = [d for d in dated.get_column("d").unique().to_list() if date_key(d) in self.dates]
+            date_hit = dated.filter(pl.col("d").is_in(pl.Series(found, dtype=pl.String).implode())).get_column("v")
+        return pl.concat([token_hit, whole_hit, date_hit]).unique()
+
+    def mask_text(self, text: str) -> str:
+        """``text`` with every identifier in it replaced by the mask."""
+        if _whole(text) in self.whole:
+            return IDENTIFIER_MASK
+        folded, origin = _fold_indexed(text)
+        spans = [m.span() for m in _WORD_PY.finditer(folded) if m.group() in self.words]
+        spans += [m.span() for m in _DATE_PY.finditer(folded) if date_key(m.group()) in self.dates]
+        if not spans:
+            return text
+        out, at = [], 0
+        for start, end in _merged(spans):
+            a, b = origin[start], origin[end - 1] + 1
+            if a < at:  # overlaps the previous span through a multi-character fold
+                a = at
+            out.append(text[at:a])
+            out.append(IDENTIFIER_MASK)
+            at = b
+        out.append(text[at:])
+        return "".join(out)
+
+    def masked(self, values: pl.Series) -> dict[str, str]:
+        """{string: masked string} for the distinct strings of ``values`` that contain an identifier."""
+        out = {}
+        for text in self.hits(values).to_list():
+            new = self.mask_text(text)
+            if new != text:
+                out[text] = new
+        return out
+
+    def mask_series(self, values: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """``values`` masked, and a boolean Series telling which rows were."""
+        mapping = self.masked(values)
+        if not mapping:
+            return values, pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+        hit = values.is_in(pl.Series(list(mapping), dtype=pl.String).implode())
+        return values.replace(mapping), hit
+
+
+def _number_text(raw) -> str:
+    if isinstance(raw, float) and raw.is_integer():  # an Excel number cell
+        return str(int(raw))
+    return str(raw)
+
+
+def _as_date(raw) -> dt.date | None:
+    if isinstance(raw, dt.datetime):
+        return raw.date()
+    if isinstance(raw, dt.date):
+        return raw
+    if not isinstance(raw, str):
+        return None
+    key = date_key(" ".join(fold(raw).split()))
+    if key is None:
+        return None
+    d, m, y = key
+    if y < 100:  # a two-digit year of a birth date: the last century or this one, never the future
+        y += 1900 if y > dt.date.today().year % 100 else 2000
+    try:
+        return dt.date(y, m, d)
+    except ValueError:
+        return None
+
+
+def _fold_indexed(text: str) -> tuple[str, list[int]]:
+    """:func:`fold` of ``text`` and, for each folded character, its position in ``text``."""
+    chars, origin = [], []
+    for i, ch in enumerate(text):
+        for f in fold(ch):
+            chars.append(f)
+            origin.append(i)
+    return "".join(chars), origin
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return [(a, b) for a, b in out]
+
+
+# --- applied to a reader's result --------------------------------------------------------------
+
+@dataclass
+class Screened:
+    """What :func:`screen_read` found, for :func:`screen_validated` to finish after validation."""
+
+    screen: Screen
+    shifted: pl.DataFrame  # (file, row) of the shifted lines
+    reader_queries: int  # how many queries (first in the validated query frame) are already screened
+
+
+def screen_read(result, identifiers: Identifiers, source_columns: dict | None = None):
+    """``result`` (a :class:`~clms_etl.readers.base.ReadResult`) with shifted lines quarantined and
+    masked, every identifier masked in its frames and queries, and the warnings that say where."""
+    from clms_etl.readers.base import QueryLog, ReadResult
+
+    screen = identifiers.screen()
+    names = source_columns or {}
+    queries = result.queries_frame()
+    shift_queries = queries.filter((pl.col("rule") == SHIFT_RULE) & pl.col("row").is_not_null())
+    shifted = shift_queries.select("file", "row").unique(maintain_order=True)
+    named = shift_queries.select("table_name", "row_id").drop_nulls()
+    frames, found = {}, []
+    for table, frame in result.frames.items():
+        frame, errors = _quarantine_shifted(table, frame, shifted, named, result)
+        frame, warnings = _screen_frame(table, frame, screen, names.get(table, {}), result)
+        frames[table] = frame
+        found += [errors, warnings]
+    on_shifted = _on_lines(queries, shifted)
+    queries = queries.filter(~on_shifted | (pl.col("rule") == SHIFT_RULE)).with_columns(
+        pl.when(pl.col("rule") == SHIFT_RULE).then(pl.lit(IDENTIFIER_MASK)).otherwise(pl.col("value")).alias("value")
+    )
+    queries = pl.concat([screen_queries(queries, screen), *found], how="vertical")
+    log = QueryLog()
+    log.append_frame(queries)
+    screened = ReadResult(result.centre, result.delivery_date, frames, log, result.files, result.source_rows)
+    for name in ("source_columns",):  # optional attributes a reader may set
+        if hasattr(result, name):
+            setattr(screened, name, getattr(result, name))
+    return screened, Screened(screen, shifted, queries.height)
+
+
+def screen_validated(validated, screened: Screened) -> None:
+    """Screen, in place, the queries validation added (they quote canonical values); on a shifted
+    line only its quarantine queries stay (its values are masked, their checks mean nothing)."""
+    queries = validated.queries
+    done, added = queries.head(screened.reader_queries), queries.slice(screened.reader_queries)
+    keep = ~_on_lines(added, screened.shifted) | pl.col("rule").is_in([SHIFT_RULE, "parent_quarantined"])
+    validated.queries = pl.concat([done, screen_queries(added.filter(keep), screened.screen)], how="vertical")
+
+
+def screen_text(text: str | None, identifiers: Identifiers) -> str | None:
+    """One message (an import failure) screened the same way."""
+    if not text:
+        return text
+    return identifiers.screen().mask_text(text)
+
+
+def screen_queries(queries: pl.DataFrame, screen: Screen) -> pl.DataFrame:
+    """Queries with identifiers masked in ``value`` and ``message``, plus one warning per cell."""
+    if queries.is_empty() or screen.empty:
+        return queries
+    value, value_hit = screen.mask_series(queries.get_column("value"))
+    message, message_hit = screen.mask_series(queries.get_column("message"))
+    hit = value_hit | message_hit
+    if not hit.any():
+        return queries
+    out = queries.with_columns(value.alias("value"), message.alias("message"))
+    cells = (
+        queries.filter(hit & ~pl.col("field").is_in(list(screen.columns)).fill_null(False)
+                       & (pl.col("rule") != MASKED_RULE))
+        .unique(["file", "sheet", "row", "table_name", "row_id", "field"], maintain_order=True)
+    )
+    warnings = cells.select(*_where(), *_masked_query(pl.col("field").fill_null(pl.lit("cette ligne"))))
+    return pl.concat([out, warnings.cast(QUERY_SCHEMA)], how="vertical")
+
+
+def _on_lines(queries: pl.DataFrame, shifted: pl.DataFrame) -> pl.Series:
+    if shifted.is_empty():
+        return pl.Series([False] * queries.height, dtype=pl.Boolean)
+    lines = shifted.select(pl.struct("file", "row")).to_series().implode()
+    return queries.select(pl.struct("file", "row").is_in(lines)).to_series()
+
+
+def _where() -> list[pl.Expr]:
+    return [pl.col(c) for c in ("centre", "delivery_date", "file", "sheet", "row", "table_name", "row_id",
+                                "patient_id", "field")]
+
+
+def _masked_query(shown: pl.Expr) -> list[pl.Expr]:
+    severity, template = RULES[MASKED_RULE]
+    before, after = template.split("{field}")
+    return [pl.lit(IDENTIFIER_MASK).alias("value"), pl.lit(MASKED_RULE).alias("rule"),
+            pl.lit(severity).alias("severity"), pl.concat_str(pl.lit(before), shown, pl.lit(after)).alias("message")]
+
+
+def _provenance(table: str, result) -> list[pl.Expr]:
+    return [
+        pl.lit(result.centre).alias("centre"), pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
+        pl.col("source_file").alias("file"), pl.col("source_sheet").alias("sheet"),
+        pl.col("source_row").alias("row"), pl.lit(table).alias("table_name"), "row_id",
+        (pl.col("patient_id") if "patient_id" in model.TABLES[table] else pl.lit(None, dtype=pl.String))
+        .alias("patient_id"),
+    ]
+
+
+def _quarantine_shifted(table: str, frame: pl.DataFrame, shifted: pl.DataFrame, named: pl.DataFrame, result):
+    """Rows built from a shifted line: every value masked (text) or emptied, and an error query
+    for each row the reader's own query does not name yet."""
+    none = pl.DataFrame(schema=QUERY_SCHEMA)
+    if shifted.is_empty() or frame.is_empty():
+        return frame, none
+    line = pl.struct(pl.col("source_file").alias("file"), pl.col("source_row").alias("row"))
+    mark = frame.select(line.is_in(shifted.select(pl.struct("file", "row")).to_series().implode())).to_series()
+    if not mark.any():
+        return frame, none
+    masked = frame.with_columns(
+        (pl.when(mark & pl.col(c).is_not_null()).then(pl.lit(IDENTIFIER_MASK)).otherwise(pl.col(c))
+         if t == pl.String else pl.when(~mark).then(pl.col(c))).alias(c)
+        for c, t in frame.schema.items() if c not in KEPT
+    )
+    severity, message = RULES[SHIFT_RULE]
+    already = named.filter(pl.col("table_name") == table).get_column("row_id")
+    errors = masked.filter(mark & ~pl.col("row_id").is_in(already.implode())).select(
+        *_provenance(table, result), pl.lit(None, dtype=pl.String).alias("field"),
+        pl.lit(IDENTIFIER_MASK).alias("value"), pl.lit(SHIFT_RULE).alias("rule"),
+        pl.lit(severity).alias("severity"), pl.lit(message).alias("message"),
+    )
+    return masked, errors.cast(QUERY_SCHEMA)
+
+
+def _screen_frame(table: str, frame: pl.DataFrame, screen: Screen, names: dict, result):
+    """Identifiers masked in the frame's text columns; a warning per masked cell."""
+    from clms_etl.validate import _shown_field
+    from validations.canonical import FIELD_LABELS, VOCABULARY
+
+    none = pl.DataFrame(schema=QUERY_SCHEMA)
+    if screen.empty or frame.is_empty():
+        return frame, none
+    vocabulary = VOCABULARY.get(table, {})
+    warnings = []
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column in KEPT or column.endswith("_precision"):
+            continue
+        values = frame.get_column(column)
+        candidates = values.unique()
+        if column in vocabulary:  # the reader's own codes are not the chart's text
+            candidates = candidates.filter(~candidates.is_in(pl.Series([str(v) for v in vocabulary[column]]).implode()))
+        mapping = screen.masked(candidates)
+        if not mapping:
+            continue
+        hit = values.is_in(pl.Series(list(mapping), dtype=pl.String).implode())
+        frame = frame.with_columns(values.replace(mapping).alias(column))
+        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
+                                                 *_masked_query(shown)))
+    if not warnings:
+        return frame, none
+    return frame, pl.concat(warnings, how="vertical").cast(QUERY_SCHEMA)

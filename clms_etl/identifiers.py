@@ -36,6 +36,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import polars as pl
 
@@ -116,16 +117,23 @@ def date_key(text: str) -> tuple[int, int, int] | None:
 class Identifiers:
     """The identifier cells of one delivery, raw, as the reader found them, and their columns."""
 
-    values: dict[str, list] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    texts: dict[str, list[pl.Series]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
+    days: list[pl.Series] = field(default_factory=list)  # birth dates the file held as dates
     columns: set[str] = field(default_factory=set)
 
     def add(self, kind: str, values, column: str | None = None) -> None:
         """Register the cells of one identifier column (a Series, or any iterable of cells)."""
         if kind not in KINDS:
             raise ValueError(f"unknown identifier kind {kind!r}")
-        if isinstance(values, pl.Series):
-            values = values.drop_nulls().unique().to_list()
-        self.values[kind].extend(v for v in values if v is not None)
+        if not isinstance(values, pl.Series):  # cells of a workbook: text, numbers, dates
+            values = [v for v in values if v is not None]
+            days = [v.date() if isinstance(v, dt.datetime) else v for v in values if isinstance(v, dt.date)]
+            self.days.append(pl.Series(days, dtype=pl.Date))
+            values = pl.Series([_number_text(v) for v in values if not isinstance(v, dt.date)], dtype=pl.String)
+        if values.dtype == pl.Date:
+            self.days.append(values)
+        else:
+            self.texts[kind].append(values.cast(pl.String))
         if column:
             self.columns.add(column)
 
@@ -137,42 +145,54 @@ class Identifiers:
 class Screen:
     """The compiled look-up sets of one delivery (folded forms)."""
 
-    words: set[str]  # name words and hospital-number tokens hunted inside text
-    whole: set[str]  # values masked when they are a field's whole value
+    word_series: pl.Series  # name words and hospital-number tokens hunted inside text
+    whole_series: pl.Series  # values masked when they are a field's whole value
     dates: set[tuple[int, int, int]]  # (day, month, year) and (day, month, year % 100)
     columns: set[str]  # the centre's identifier columns (their own queries need no warning)
 
     @classmethod
     def build(cls, ids: Identifiers) -> Screen:
-        words: set[str] = set()
-        whole: set[str] = set()
-        dates: set[tuple[int, int, int]] = set()
-        for raw in set(map(str, ids.values[NAME])):
-            text = _whole(raw)
-            if len(text) >= MIN_WHOLE_VALUE:
-                whole.add(text)
-            words.update(w for w in _WORD_PY.findall(text)
-                         if len(w) >= MIN_NAME_WORD and not w.isdigit() and w not in NAME_PARTICLES)
-        for raw in set(ids.values[HOSPITAL_NUMBER]):
-            text = _whole(_number_text(raw))
-            for variant in (text, text.lstrip("0")):
-                if len(variant) >= 4:
-                    whole.add(variant)
-                words.update(w for w in (variant, *_WORD_PY.findall(variant))
-                             if len(w) >= MIN_NUMBER_TOKEN and any(c.isdigit() for c in w))
-        for raw in set(ids.values[BIRTH_DATE]):
-            day = _as_date(raw)
-            if isinstance(raw, str) and len(_whole(raw)) >= 6:
-                whole.add(_whole(raw))
-            if day is None:
-                continue
-            dates.update({(day.day, day.month, day.year), (day.day, day.month, day.year % 100)})
-            words.update({f"{day:%d%m%Y}", f"{day:%Y%m%d}"})
+        """Vectorised: a delivery registers millions of cells."""
+        def folded(kind: str) -> pl.Series:
+            parts = [s for s in ids.texts[kind] if s.len()]
+            values = pl.concat(parts).drop_nulls().unique() if parts else pl.Series([], dtype=pl.String)
+            return values.to_frame("v").select(
+                _fold_expr(pl.col("v")).str.strip_chars().str.replace_all(r"\s+", " ")
+            ).to_series().unique()
+
+        def tokens(values: pl.Series) -> pl.Series:
+            return values.to_frame("v").select(pl.col("v").str.extract_all(_WORD)).to_series().explode().drop_nulls()
+
+        names, numbers, births = folded(NAME), folded(HOSPITAL_NUMBER), folded(BIRTH_DATE)
+        name_words = tokens(names)
+        name_words = name_words.filter((name_words.str.len_chars() >= MIN_NAME_WORD)
+                                       & ~name_words.str.contains(r"^\d+$")
+                                       & ~name_words.is_in(pl.Series(sorted(NAME_PARTICLES)).implode()))
+        numbers = pl.concat([numbers, numbers.str.strip_chars_start("0")])
+        number_words = pl.concat([numbers, tokens(numbers)])
+        number_words = number_words.filter((number_words.str.len_chars() >= MIN_NUMBER_TOKEN)
+                                           & number_words.str.contains(r"\d"))
+        days = pl.concat([_parse_days(births), *ids.days]).drop_nulls().unique()
+        day_words = pl.concat([days.dt.strftime("%d%m%Y"), days.dt.strftime("%Y%m%d")])
+        day, month, year = days.dt.day().to_list(), days.dt.month().to_list(), days.dt.year()
+        dates = set(zip(day, month, year.to_list())) | set(zip(day, month, (year % 100).to_list()))
+        words = pl.concat([name_words, number_words, day_words]).unique()
+        whole = pl.concat([names.filter(names.str.len_chars() >= MIN_WHOLE_VALUE),
+                           numbers.filter(numbers.str.len_chars() >= 4),
+                           births.filter(births.str.len_chars() >= 6)]).unique()
         return cls(words, whole, dates, set(ids.columns))
+
+    @cached_property
+    def words(self) -> set[str]:
+        return set(self.word_series.to_list())
+
+    @cached_property
+    def whole(self) -> set[str]:
+        return set(self.whole_series.to_list())
 
     @property
     def empty(self) -> bool:
-        return not (self.words or self.whole or self.dates)
+        return self.word_series.is_empty() and self.whole_series.is_empty() and not self.dates
 
     # --- vectorised search ---------------------------------------------------------------------
 
@@ -182,8 +202,7 @@ class Screen:
         if self.empty or values.is_empty():
             return values.clear()
         frame = pl.DataFrame({"v": values}).with_columns(f=_fold_expr(pl.col("v")))
-        words = pl.Series(list(self.words), dtype=pl.String)
-        whole = pl.Series(list(self.whole), dtype=pl.String)
+        words, whole = self.word_series, self.whole_series
         token_hit = (
             frame.select("v", t=pl.col("f").str.extract_all(_WORD)).explode("t")
             .filter(pl.col("t").is_in(words.implode())).get_column("v")
@@ -242,23 +261,29 @@ def _number_text(raw) -> str:
     return str(raw)
 
 
-def _as_date(raw) -> dt.date | None:
-    if isinstance(raw, dt.datetime):
-        return raw.date()
-    if isinstance(raw, dt.date):
-        return raw
-    if not isinstance(raw, str):
-        return None
-    key = date_key(" ".join(fold(raw).split()))
-    if key is None:
-        return None
-    d, m, y = key
-    if y < 100:  # a two-digit year of a birth date: the last century or this one, never the future
-        y += 1900 if y > dt.date.today().year % 100 else 2000
-    try:
-        return dt.date(y, m, d)
-    except ValueError:
-        return None
+def _parse_days(texts: pl.Series) -> pl.Series:
+    """The full dates among folded birth-date cells, in the spellings :func:`date_key` reads."""
+    month = pl.col("mo").replace_strict(FRENCH_MONTHS, default=None, return_dtype=pl.Int32)
+    frame = texts.to_frame("v").select(
+        pl.col("v").str.extract_groups(f"^{_DMY.pattern}$").struct.rename_fields(["d", "m", "y"]).alias("dmy"),
+        pl.col("v").str.extract_groups(f"^{_YMD.pattern}$").struct.rename_fields(["y", "m", "d"]).alias("ymd"),
+        pl.col("v").str.extract_groups(f"^{_D_MONTH_Y.pattern}$").struct.rename_fields(["d", "mo", "y"]).alias("dmo"),
+    ).unnest("dmo").with_columns(
+        d=pl.coalesce(pl.col("dmy").struct.field("d"), pl.col("ymd").struct.field("d"),
+                      pl.col("d").replace("1er", "1")).cast(pl.Int32, strict=False),
+        m=pl.coalesce(pl.col("dmy").struct.field("m").cast(pl.Int32, strict=False),
+                      pl.col("ymd").struct.field("m").cast(pl.Int32, strict=False), month),
+        y=pl.coalesce(pl.col("dmy").struct.field("y"), pl.col("ymd").struct.field("y"), pl.col("y"))
+        .cast(pl.Int32, strict=False),
+    )
+    # a two-digit year of a birth date: the last century or this one, never the future
+    this = dt.date.today().year % 100
+    year = pl.when(pl.col("y") < 100).then(pl.col("y") + pl.when(pl.col("y") > this).then(1900).otherwise(2000)) \
+        .otherwise(pl.col("y"))
+    return frame.select(
+        pl.format("{}-{}-{}", year, *(pl.col(c).cast(pl.String).str.zfill(2) for c in ("m", "d")))
+        .str.to_date("%Y-%m-%d", strict=False)
+    ).to_series().alias("day")
 
 
 def _fold_indexed(text: str) -> tuple[str, list[int]]:

@@ -10,7 +10,7 @@ numbers, birth dates) and register those cells, raw, in :class:`Identifiers` (``
   value masked, and the line's other queries, which quote shifted cells, are dropped;
 * every other string value of every canonical frame, and the ``value`` and ``message`` of every
   query, is searched for the delivery's identifiers; a match is replaced in place by
-  :data:`~clms_etl.readers.base.IDENTIFIER_MASK` and raises an ``identifier_masked`` warning that
+  :data:`~clms_etl.readers.base.IDENTIFIER_MASK` and raises an ``identifier_in_text`` warning that
   names file, row and column, so the data manager can remove it from the chart.
 
 What matches (text compared folded: lower case, no accents):
@@ -59,7 +59,7 @@ NAME_PARTICLES = frozenset({
 })
 
 SHIFT_RULE = "wrong_field_count"  # the reader's query for a record with a wrong field count
-MASKED_RULE = "identifier_masked"
+MASKED_RULE = "identifier_in_text"
 # Rules the screen emits, declared once: severity and the French message of the data manager.
 RULES = {
     SHIFT_RULE: (ERROR, "Ligne décalée (nombre de champs incorrect: séparateur saisi dans une cellule ?): "
@@ -120,6 +120,14 @@ class Identifiers:
     texts: dict[str, list[pl.Series]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     days: list[pl.Series] = field(default_factory=list)  # birth dates the file held as dates
     columns: set[str] = field(default_factory=set)
+    births: list[pl.DataFrame] = field(default_factory=list)  # (patient_id, day): each patient's own
+
+    def add_births(self, patient_ids, days) -> None:
+        """Each patient's parsed birth date: a date column of the same patient holding it is masked."""
+        frame = pl.DataFrame({"patient_id": pl.Series(patient_ids, dtype=pl.String),
+                              "day": pl.Series(days, dtype=pl.Date)})
+        self.births.append(frame.drop_nulls())
+        self.days.append(frame.get_column("day"))
 
     def add(self, kind: str, values, column: str | None = None) -> None:
         """Register the cells of one identifier column (a Series, or any iterable of cells)."""
@@ -149,6 +157,7 @@ class Screen:
     whole_series: pl.Series  # values masked when they are a field's whole value
     dates: set[tuple[int, int, int]]  # (day, month, year) and (day, month, year % 100)
     columns: set[str]  # the centre's identifier columns (their own queries need no warning)
+    births: pl.DataFrame  # (patient_id, day)
 
     @classmethod
     def build(cls, ids: Identifiers) -> Screen:
@@ -180,7 +189,8 @@ class Screen:
         whole = pl.concat([names.filter(names.str.len_chars() >= MIN_WHOLE_VALUE),
                            numbers.filter(numbers.str.len_chars() >= 4),
                            births.filter(births.str.len_chars() >= 6)]).unique()
-        return cls(words, whole, dates, set(ids.columns))
+        births = pl.concat([pl.DataFrame(schema={"patient_id": pl.String, "day": pl.Date}), *ids.births]).unique()
+        return cls(words, whole, dates, set(ids.columns), births)
 
     @cached_property
     def words(self) -> set[str]:
@@ -332,8 +342,9 @@ def screen_read(result, identifiers: Identifiers, source_columns: dict | None = 
     for table, frame in result.frames.items():
         frame, errors = _quarantine_shifted(table, frame, shifted, named, result)
         frame, warnings = _screen_frame(table, frame, screen, names.get(table, {}), result)
+        frame, births = _screen_dates(table, frame, screen, names.get(table, {}), result)
         frames[table] = frame
-        found += [errors, warnings]
+        found += [errors, warnings, births]
     on_shifted = _on_lines(queries, shifted)
     queries = queries.filter(~on_shifted | (pl.col("rule") == SHIFT_RULE)).with_columns(
         pl.when(pl.col("rule") == SHIFT_RULE).then(pl.lit(IDENTIFIER_MASK)).otherwise(pl.col("value")).alias("value")
@@ -462,6 +473,36 @@ def _screen_frame(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
         shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
                                                  *_masked_query(shown)))
+    if not warnings:
+        return frame, none
+    return frame, pl.concat(warnings, how="vertical").cast(QUERY_SCHEMA)
+
+
+def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, result):
+    """A date of a patient's row equal to that patient's birth date (a cell typed in the wrong
+    column) is emptied, with a warning naming the column: the date itself is the identifier."""
+    from clms_etl.validate import _shown_field
+    from validations.canonical import FIELD_LABELS
+
+    none = pl.DataFrame(schema=QUERY_SCHEMA)
+    dated = [c for c, t in frame.schema.items() if t == pl.Date and c not in KEPT]
+    if screen.births.is_empty() or frame.is_empty() or "patient_id" not in frame.columns or not dated:
+        return frame, none
+    warnings = []
+    for column in dated:
+        hit = frame.select("patient_id", column).join(
+            screen.births.with_columns(_birth=pl.lit(True)), left_on=["patient_id", column],
+            right_on=["patient_id", "day"], how="left", maintain_order="left",
+        ).get_column("_birth").fill_null(False)
+        if not hit.any():
+            continue
+        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
+                                                 *_masked_query(shown)))
+        precision = f"{column}_precision"
+        frame = frame.with_columns(
+            pl.when(~hit).then(pl.col(c)).alias(c) for c in (column, precision) if c in frame.columns
+        )
     if not warnings:
         return frame, none
     return frame, pl.concat(warnings, how="vertical").cast(QUERY_SCHEMA)

@@ -167,7 +167,7 @@ def test_montpellier_shifted_name_free_text_and_identifier_defect_leave_no_ident
 
     _assert_nothing_leaks(imported, workbook, oracle)
     _assert_quarantined_whole(imported, "clms_montpellier.csv", 2)
-    masked = _query(imported, rule="identifier_masked", row=relapsed + 2)
+    masked = _query(imported, rule="identifier_in_text", row=relapsed + 2)
     assert masked["file"].unique().to_list() == ["clms_montpellier.csv"]
     assert "TTT_RECHUTE" in masked["field"].to_list()
     treatments = imported.validated.accepted["event"].filter(pl.col("source_row") == relapsed + 2)["treatment"]
@@ -197,7 +197,7 @@ def test_nimes_tab_in_patient_name_and_names_in_evolution_leave_no_identifier(tw
 
     _assert_nothing_leaks(imported, workbook, oracle)
     _assert_quarantined_whole(imported, "nimes_dossiers.txt", 2)
-    masked = _query(imported, rule="identifier_masked", row=4)
+    masked = _query(imported, rule="identifier_in_text", row=4)
     assert masked["file"].unique().to_list() == ["nimes_dossiers.txt"]
     assert "Évolution" in masked["field"].to_list()
 
@@ -232,7 +232,7 @@ def test_lyon_unquoted_comma_in_name_and_name_in_treatment_leave_no_identifier(t
 
     _assert_nothing_leaks(imported, workbook, oracle)
     _assert_quarantined_whole(imported, path.name, shifted + 2)
-    masked = _query(imported, rule="identifier_masked", row=event + 2)
+    masked = _query(imported, rule="identifier_in_text", row=event + 2)
     assert masked["file"].unique().to_list() == [path.name]
     assert "evt_traitement" in masked["field"].to_list()
 
@@ -256,6 +256,8 @@ def test_nice_name_in_wrong_column_and_in_treatment_leave_no_identifier(twin_dro
     first = {h: patients.cell(2, j) for h, j in head.items()}
     first["Sexe"].value = f"{first['Date de naissance'].value:%d/%m/%Y}"
     first["Localisation"].value = first["Nom"].value
+    # the birth date typed again in the diagnosis date of the same patient
+    patients.cell(4, head["Date du diagnostic"]).value = patients.cell(4, head["Date de naissance"]).value
     # the identifier column itself: a birth date typed as odd text
     patients.cell(3, head["Date de naissance"]).value = "né en 19" + f"{patients.cell(3, head['Date de naissance']).value:%y}"
     ehead = {c.value: c.column for c in events[1]}
@@ -268,10 +270,15 @@ def test_nice_name_in_wrong_column_and_in_treatment_leave_no_identifier(twin_dro
     imported, workbook = _import(drop, "nice", tmp_path / "out")
 
     _assert_nothing_leaks(imported, workbook, oracle)
-    masked = _query(imported, rule="identifier_masked")
+    masked = _query(imported, rule="identifier_in_text")
     where = set(masked.select("sheet", "row", "field").iter_rows())
     assert ("Évènements", row, "Traitement") in where
     assert ("Patients", 2, "Localisation") in where or ("Patients", 2, "Sexe") in where
+    assert ("Patients", 4, "Date du diagnostic") in where
+    fourth = pl.concat([imported.validated.accepted["patient"].drop("has_warning"),
+                        imported.validated.quarantined["patient"].drop("quarantine_reasons")]).filter(
+        pl.col("source_row") == 4)
+    assert fourth["diagnosis_date"].to_list() == [None]
 
 
 # --- the matching itself ---------------------------------------------------------------------

@@ -104,6 +104,11 @@ class ReadContext:
         everything that leaves the reader is screened against them."""
         self.identifiers.add(kind, values, column)
 
+    def register_birth_dates(self, patient_ids, days) -> None:
+        """Each patient's parsed birth date (pseudonym, date), aligned: a date of that patient's
+        rows equal to it is masked."""
+        self.identifiers.add_births(patient_ids, days)
+
     def pseudonymise(self, local_id: str) -> str:
         return pseudonym(self.pseudonym_key, self.centre, local_id)
 

@@ -781,6 +781,7 @@ class _Lyon:
         d = self.decode
         diag, diag_p = d.date(base, "date_diag", "patient")
         birth, _ = d.date(base, "date_naissance", "patient", identifier=True)
+        self.ctx.register_birth_dates(base["patient_id"], birth)
         complete = d.code(base, "patient_complete", COMPLETE_CODES, "patient", pl.Boolean)
         age = pl.select(
             (diag.dt.year() - birth.dt.year()

@@ -548,6 +548,7 @@ def _parse(ctx: ReadContext, c: _Cols, pids: pl.Series, rows: pl.Series) -> dict
 
 def _age(c: _Cols, v: dict[str, _Parsed]) -> pl.Series:
     birth, diag = v["ddn"].values, v["date_diag"].values
+    c.ctx.register_birth_dates(c.pids, birth)
     frame = pl.DataFrame({"b": birth, "d": diag})
     def month_day(c: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
         return pl.col(c).dt.month().cast(pl.Int32) * 100 + pl.col(c).dt.day().cast(pl.Int32)

@@ -1010,6 +1010,7 @@ def _patients(ctx: ReadContext, sheet: _Sheet) -> tuple[pl.DataFrame, pl.DataFra
     p = _Parser(ctx, sheet)
     diag, diag_precision = p.date("date_du_diagnostic", "patient")
     birth, _ = p.date("date_de_naissance", "patient", identifier=True)
+    ctx.register_birth_dates(sheet.pids, birth)
     ages = [None] * sheet.n
     for i, (b, d) in enumerate(zip(birth, diag)):
         if b is None or d is None:

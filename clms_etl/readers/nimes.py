@@ -956,6 +956,7 @@ def _read(ctx: ReadContext) -> ReadResult:
         elif not result.issues.is_empty():
             _cell_queries(ctx, frame, key, names[key], table, result.issues, identifier=key == "ne_e_le")
     frame = frame.with_columns(list(decoded.values()))
+    ctx.register_birth_dates(frame["patient_id"], frame["birth_date"])
 
     events, status = _events(ctx, frame, names, news_issues)
     frame = frame.join(status, on=ROW, how="left", maintain_order="left")

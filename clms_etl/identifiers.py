@@ -84,14 +84,31 @@ _YMD = re.compile(r"(\d{4})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})")
 _D_MONTH_Y = re.compile(rf"(1er|\d{{1,2}})\s*({_MONTH})\.?\s*(\d{{4}}|\d{{2}})")
 
 
+def _accent_table() -> dict[str, str]:
+    """Each lower-case Latin letter with a diacritic (Latin-1, Extended-A/B and Additional, the
+    ligatures) -> its letters without it; combining marks -> nothing. A table, not a Unicode
+    normalisation: polars applies it in one Aho-Corasick pass, twice as fast."""
+    letters = [*range(0xC0, 0x250), *range(0x1E00, 0x1F00), *range(0xFB00, 0xFB07)]
+    table = {}
+    for code in letters:
+        low = chr(code).lower()
+        bare = "".join(c for c in unicodedata.normalize("NFKD", low) if not unicodedata.combining(c))
+        if bare != low and len(low) == 1:
+            table[low] = bare
+    return table | {chr(code): "" for code in range(0x300, 0x370)}
+
+
+_ACCENTS = _accent_table()
+_ACCENTS_PY = str.maketrans(_ACCENTS)
+
+
 def fold(text: str) -> str:
     """Lower case, no accents (the form identifiers are compared in); same as :func:`_fold_expr`."""
-    text = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    return text.lower().translate(_ACCENTS_PY)
 
 
 def _fold_expr(expr: pl.Expr) -> pl.Expr:
-    return expr.str.normalize("NFKD").str.replace_all(r"\p{M}", "").str.to_lowercase()
+    return expr.str.to_lowercase().str.replace_many(list(_ACCENTS), list(_ACCENTS.values()))
 
 
 def _whole(text: str) -> str:
@@ -155,7 +172,7 @@ class Screen:
 
     word_series: pl.Series  # name words and hospital-number tokens hunted inside text
     whole_series: pl.Series  # values masked when they are a field's whole value
-    dates: set[tuple[int, int, int]]  # (day, month, year) and (day, month, year % 100)
+    date_parts: pl.DataFrame  # d, m, y of each birth date, y as 4 and as 2 digits
     columns: set[str]  # the centre's identifier columns (their own queries need no warning)
     births: pl.DataFrame  # (patient_id, day)
 
@@ -183,8 +200,10 @@ class Screen:
                                            & number_words.str.contains(r"\d"))
         days = pl.concat([_parse_days(births), *ids.days]).drop_nulls().unique()
         day_words = pl.concat([days.dt.strftime("%d%m%Y"), days.dt.strftime("%Y%m%d")])
-        day, month, year = days.dt.day().to_list(), days.dt.month().to_list(), days.dt.year()
-        dates = set(zip(day, month, year.to_list())) | set(zip(day, month, (year % 100).to_list()))
+        parts = days.to_frame("day").select(d=pl.col("day").dt.day().cast(pl.Int32),
+                                            m=pl.col("day").dt.month().cast(pl.Int32),
+                                            y=pl.col("day").dt.year().cast(pl.Int32))
+        dates = pl.concat([parts, parts.with_columns(pl.col("y") % 100)]).unique()
         words = pl.concat([name_words, number_words, day_words]).unique()
         whole = pl.concat([names.filter(names.str.len_chars() >= MIN_WHOLE_VALUE),
                            numbers.filter(numbers.str.len_chars() >= 4),
@@ -200,9 +219,13 @@ class Screen:
     def whole(self) -> set[str]:
         return set(self.whole_series.to_list())
 
+    @cached_property
+    def dates(self) -> set[tuple[int, int, int]]:
+        return set(self.date_parts.iter_rows())
+
     @property
     def empty(self) -> bool:
-        return self.word_series.is_empty() and self.whole_series.is_empty() and not self.dates
+        return self.word_series.is_empty() and self.whole_series.is_empty() and self.date_parts.is_empty()
 
     # --- vectorised search ---------------------------------------------------------------------
 
@@ -213,18 +236,20 @@ class Screen:
             return values.clear()
         frame = pl.DataFrame({"v": values}).with_columns(f=_fold_expr(pl.col("v")))
         words, whole = self.word_series, self.whole_series
-        token_hit = (
-            frame.select("v", t=pl.col("f").str.extract_all(_WORD)).explode("t")
-            .filter(pl.col("t").is_in(words.implode())).get_column("v")
-        )
-        whole_hit = frame.filter(
-            pl.col("f").str.strip_chars().str.replace_all(r"\s+", " ").is_in(whole.implode())
-        ).get_column("v")
+        # The delivery's sets are large, the text's distinct tokens few: the sets are probed with
+        # the tokens (a hash set of the few), then the text filtered by the tokens found.
+        tokens = frame.select("v", t=pl.col("f").str.extract_all(_WORD)).explode("t").drop_nulls("t")
+        found = words.filter(words.is_in(tokens.get_column("t").unique().implode()))
+        token_hit = tokens.filter(pl.col("t").is_in(found.implode())).get_column("v")
+        frame = frame.with_columns(w=pl.col("f").str.strip_chars().str.replace_all(r"\s+", " "))
+        found = whole.filter(whole.is_in(frame.get_column("w").implode()))
+        whole_hit = frame.filter(pl.col("w").is_in(found.implode())).get_column("v")
         dated = frame.select("v", d=pl.col("f").str.extract_all(_DATE)).explode("d").drop_nulls("d")
         date_hit = dated.head(0).get_column("v")
-        if self.dates and not dated.is_empty():
-            found = [d for d in dated.get_column("d").unique().to_list() if date_key(d) in self.dates]
-            date_hit = dated.filter(pl.col("d").is_in(pl.Series(found, dtype=pl.String).implode())).get_column("v")
+        if not (self.date_parts.is_empty() or dated.is_empty()):
+            spelled = dated.get_column("d").unique()
+            found = _date_parts(spelled).join(self.date_parts, on=["d", "m", "y"], how="semi").get_column("v")
+            date_hit = dated.filter(pl.col("d").is_in(found.implode())).get_column("v")
         return pl.concat([token_hit, whole_hit, date_hit]).unique()
 
     def mask_text(self, text: str) -> str:
@@ -256,9 +281,10 @@ class Screen:
                 out[text] = new
         return out
 
-    def mask_series(self, values: pl.Series) -> tuple[pl.Series, pl.Series]:
-        """``values`` masked, and a boolean Series telling which rows were."""
-        mapping = self.masked(values)
+    def mask_series(self, values: pl.Series, mapping: dict[str, str] | None = None) -> tuple[pl.Series, pl.Series]:
+        """``values`` masked (through ``mapping``, from :meth:`masked`, when given), and a boolean
+        Series telling which rows were."""
+        mapping = self.masked(values) if mapping is None else mapping
         if not mapping:
             return values, pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
         hit = values.is_in(pl.Series(list(mapping), dtype=pl.String).implode())
@@ -271,10 +297,13 @@ def _number_text(raw) -> str:
     return str(raw)
 
 
-def _parse_days(texts: pl.Series) -> pl.Series:
-    """The full dates among folded birth-date cells, in the spellings :func:`date_key` reads."""
+def _date_parts(texts: pl.Series) -> pl.DataFrame:
+    """``v`` (each folded text) and its d, m, y (year as written) when it is a date spelling
+    :func:`date_key` reads — the same reading, vectorised."""
+    texts = texts.str.strip_chars()
     month = pl.col("mo").replace_strict(FRENCH_MONTHS, default=None, return_dtype=pl.Int32)
-    frame = texts.to_frame("v").select(
+    return texts.to_frame("v").select(
+        "v",
         pl.col("v").str.extract_groups(f"^{_DMY.pattern}$").struct.rename_fields(["d", "m", "y"]).alias("dmy"),
         pl.col("v").str.extract_groups(f"^{_YMD.pattern}$").struct.rename_fields(["y", "m", "d"]).alias("ymd"),
         pl.col("v").str.extract_groups(f"^{_D_MONTH_Y.pattern}$").struct.rename_fields(["d", "mo", "y"]).alias("dmo"),
@@ -285,7 +314,12 @@ def _parse_days(texts: pl.Series) -> pl.Series:
                       pl.col("ymd").struct.field("m").cast(pl.Int32, strict=False), month),
         y=pl.coalesce(pl.col("dmy").struct.field("y"), pl.col("ymd").struct.field("y"), pl.col("y"))
         .cast(pl.Int32, strict=False),
-    )
+    ).select("v", "d", "m", "y")
+
+
+def _parse_days(texts: pl.Series) -> pl.Series:
+    """The full dates among folded birth-date cells."""
+    frame = _date_parts(texts)
     # a two-digit year of a birth date: the last century or this one, never the future
     this = dt.date.today().year % 100
     year = pl.when(pl.col("y") < 100).then(pl.col("y") + pl.when(pl.col("y") > this).then(1900).otherwise(2000)) \
@@ -340,16 +374,20 @@ def screen_read(result, identifiers: Identifiers, source_columns: dict | None = 
     named = shift_queries.select("table_name", "row_id").drop_nulls()
     frames, found = {}, []
     for table, frame in result.frames.items():
-        frame, errors = _quarantine_shifted(table, frame, shifted, named, result)
-        frame, warnings = _screen_frame(table, frame, screen, names.get(table, {}), result)
-        frame, births = _screen_dates(table, frame, screen, names.get(table, {}), result)
-        frames[table] = frame
-        found += [errors, warnings, births]
+        frames[table], errors = _quarantine_shifted(table, frame, shifted, named, result)
+        found.append(errors)
     on_shifted = _on_lines(queries, shifted)
     queries = queries.filter(~on_shifted | (pl.col("rule") == SHIFT_RULE)).with_columns(
         pl.when(pl.col("rule") == SHIFT_RULE).then(pl.lit(IDENTIFIER_MASK)).otherwise(pl.col("value")).alias("value")
     )
-    queries = pl.concat([screen_queries(queries, screen), *found], how="vertical")
+    # every distinct text searched at once: one search, whatever the number of columns
+    texts = [c for table, frame in frames.items() for _, c in _text_columns(table, frame)]
+    mapping = screen.masked(pl.concat([*texts, queries.get_column("value"), queries.get_column("message")]))
+    for table, frame in frames.items():
+        frame, warnings = _screen_frame(table, frame, mapping, names.get(table, {}), result)
+        frames[table], births = _screen_dates(table, frame, screen, names.get(table, {}), result)
+        found += [warnings, births]
+    queries = pl.concat([screen_queries(queries, screen, mapping), *found], how="vertical")
     log = QueryLog()
     log.append_frame(queries)
     screened = ReadResult(result.centre, result.delivery_date, frames, log, result.files, result.source_rows)
@@ -375,12 +413,14 @@ def screen_text(text: str | None, identifiers: Identifiers) -> str | None:
     return identifiers.screen().mask_text(text)
 
 
-def screen_queries(queries: pl.DataFrame, screen: Screen) -> pl.DataFrame:
+def screen_queries(queries: pl.DataFrame, screen: Screen, mapping: dict[str, str] | None = None) -> pl.DataFrame:
     """Queries with identifiers masked in ``value`` and ``message``, plus one warning per cell."""
     if queries.is_empty() or screen.empty:
         return queries
-    value, value_hit = screen.mask_series(queries.get_column("value"))
-    message, message_hit = screen.mask_series(queries.get_column("message"))
+    if mapping is None:
+        mapping = screen.masked(pl.concat([queries.get_column("value"), queries.get_column("message")]))
+    value, value_hit = screen.mask_series(queries.get_column("value"), mapping)
+    message, message_hit = screen.mask_series(queries.get_column("message"), mapping)
     hit = value_hit | message_hit
     if not hit.any():
         return queries
@@ -448,27 +488,38 @@ def _quarantine_shifted(table: str, frame: pl.DataFrame, shifted: pl.DataFrame, 
     return masked, errors.cast(QUERY_SCHEMA)
 
 
-def _screen_frame(table: str, frame: pl.DataFrame, screen: Screen, names: dict, result):
-    """Identifiers masked in the frame's text columns; a warning per masked cell."""
-    from clms_etl.validate import _shown_field
-    from validations.canonical import FIELD_LABELS, VOCABULARY
+def _text_columns(table: str, frame: pl.DataFrame) -> list[tuple[str, pl.Series]]:
+    """(column, its distinct values to search) for each text column the screen rewrites."""
+    from validations.canonical import VOCABULARY
 
-    none = pl.DataFrame(schema=QUERY_SCHEMA)
-    if screen.empty or frame.is_empty():
-        return frame, none
     vocabulary = VOCABULARY.get(table, {})
-    warnings = []
+    out = []
     for column, dtype in frame.schema.items():
         if dtype != pl.String or column in KEPT or column.endswith("_precision"):
             continue
-        values = frame.get_column(column)
-        candidates = values.unique()
+        candidates = frame.get_column(column).unique()
         if column in vocabulary:  # the reader's own codes are not the chart's text
             candidates = candidates.filter(~candidates.is_in(pl.Series([str(v) for v in vocabulary[column]]).implode()))
-        mapping = screen.masked(candidates)
-        if not mapping:
+        out.append((column, candidates))
+    return out
+
+
+def _screen_frame(table: str, frame: pl.DataFrame, mapping: dict[str, str], names: dict, result):
+    """Identifiers masked (``mapping``: text -> masked text) in the frame's text columns; a
+    warning per masked cell."""
+    from clms_etl.validate import _shown_field
+    from validations.canonical import FIELD_LABELS
+
+    none = pl.DataFrame(schema=QUERY_SCHEMA)
+    if not mapping or frame.is_empty():
+        return frame, none
+    keys = pl.Series(list(mapping), dtype=pl.String)
+    warnings = []
+    for column, candidates in _text_columns(table, frame):
+        if not candidates.is_in(keys.implode()).any():
             continue
-        hit = values.is_in(pl.Series(list(mapping), dtype=pl.String).implode())
+        values = frame.get_column(column)
+        hit = values.is_in(keys.implode())
         frame = frame.with_columns(values.replace(mapping).alias(column))
         shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),

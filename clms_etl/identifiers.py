@@ -155,8 +155,8 @@ class Identifiers:
             days = [v.date() if isinstance(v, dt.datetime) else v for v in values if isinstance(v, dt.date)]
             self.days.append(pl.Series(days, dtype=pl.Date))
             values = pl.Series([_number_text(v) for v in values if not isinstance(v, dt.date)], dtype=pl.String)
-        if values.dtype == pl.Date:
-            self.days.append(values)
+        if values.dtype in (pl.Date, pl.Datetime):
+            self.days.append(values.cast(pl.Date))
         else:
             self.texts[kind].append(values.cast(pl.String))
         if column:
@@ -231,33 +231,42 @@ class Screen:
 
     def hits(self, values: pl.Series) -> pl.Series:
         """The distinct strings of ``values`` that contain an identifier (exact: checked in Python)."""
+        return self._search(values)[0]
+
+    def _search(self, values: pl.Series) -> tuple[pl.Series, set[str], set[str]]:
+        """:meth:`hits`, and the words and whole values of the delivery found in them (the small
+        sets the texts are then rewritten with)."""
         values = values.drop_nulls().unique()
         if self.empty or values.is_empty():
-            return values.clear()
+            return values.clear(), set(), set()
         frame = pl.DataFrame({"v": values}).with_columns(f=_fold_expr(pl.col("v")))
         words, whole = self.word_series, self.whole_series
         # The delivery's sets are large, the text's distinct tokens few: the sets are probed with
         # the tokens (a hash set of the few), then the text filtered by the tokens found.
         tokens = frame.select("v", t=pl.col("f").str.extract_all(_WORD)).explode("t").drop_nulls("t")
-        found = words.filter(words.is_in(tokens.get_column("t").unique().implode()))
-        token_hit = tokens.filter(pl.col("t").is_in(found.implode())).get_column("v")
+        found_words = words.filter(words.is_in(tokens.get_column("t").unique().implode()))
+        token_hit = tokens.filter(pl.col("t").is_in(found_words.implode())).get_column("v")
         frame = frame.with_columns(w=pl.col("f").str.strip_chars().str.replace_all(r"\s+", " "))
-        found = whole.filter(whole.is_in(frame.get_column("w").implode()))
-        whole_hit = frame.filter(pl.col("w").is_in(found.implode())).get_column("v")
+        found_whole = whole.filter(whole.is_in(frame.get_column("w").implode()))
+        whole_hit = frame.filter(pl.col("w").is_in(found_whole.implode())).get_column("v")
         dated = frame.select("v", d=pl.col("f").str.extract_all(_DATE)).explode("d").drop_nulls("d")
         date_hit = dated.head(0).get_column("v")
         if not (self.date_parts.is_empty() or dated.is_empty()):
             spelled = dated.get_column("d").unique()
             found = _date_parts(spelled).join(self.date_parts, on=["d", "m", "y"], how="semi").get_column("v")
             date_hit = dated.filter(pl.col("d").is_in(found.implode())).get_column("v")
-        return pl.concat([token_hit, whole_hit, date_hit]).unique()
+        hit = pl.concat([token_hit, whole_hit, date_hit]).unique()
+        return hit, set(found_words.to_list()), set(found_whole.to_list())
 
     def mask_text(self, text: str) -> str:
         """``text`` with every identifier in it replaced by the mask."""
-        if _whole(text) in self.whole:
+        return self._mask(text, self.words, self.whole)
+
+    def _mask(self, text: str, words: set[str], whole: set[str]) -> str:
+        if _whole(text) in whole:
             return IDENTIFIER_MASK
         folded, origin = _fold_indexed(text)
-        spans = [m.span() for m in _WORD_PY.finditer(folded) if m.group() in self.words]
+        spans = [m.span() for m in _WORD_PY.finditer(folded) if m.group() in words]
         spans += [m.span() for m in _DATE_PY.finditer(folded) if date_key(m.group()) in self.dates]
         if not spans:
             return text
@@ -275,8 +284,9 @@ class Screen:
     def masked(self, values: pl.Series) -> dict[str, str]:
         """{string: masked string} for the distinct strings of ``values`` that contain an identifier."""
         out = {}
-        for text in self.hits(values).to_list():
-            new = self.mask_text(text)
+        hits, words, whole = self._search(values)
+        for text in hits.to_list():
+            new = self._mask(text, words, whole)
             if new != text:
                 out[text] = new
         return out

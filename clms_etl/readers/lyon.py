@@ -27,7 +27,10 @@ Choices made where the contract is silent:
 * a ``Dernières nouvelles`` instance of a patient who has a ``Décès`` instance yields no event
   row (the death is that patient's last news) and a ``last_news_of_dead_patient`` warning;
 * ``patient_complete`` 0/1 loads the record with ``record_complete = False`` and a
-  ``record_incomplete`` warning.
+  ``record_incomplete`` warning;
+* a record with more or fewer fields than the header (a comma typed outside quotes: a comma
+  inside quotes is fine) is a ``wrong_field_count`` error on its row, not an import failure;
+  the pipeline's identifier screen quarantines it whole, values masked.
 
 Fast path: every column is decoded with polars expressions; only the cells the fast path
 rejects go through :class:`Cells`, which writes the data queries.

@@ -21,8 +21,9 @@ Choices the contract leaves open:
   as UTF-8 with a ``wrong_encoding`` warning. Bytes undefined in cp1252 become U+FFFD with an
   ``encoding_error`` warning.
 * The export ends every line with CRLF: a file that does not end with a line break was cut
-  during the transfer: :class:`ImportFailure`. A short or long record is a
-  ``wrong_field_count`` error on that row (its cells are still read).
+  during the transfer: :class:`ImportFailure`. A short or long record (a ``;`` typed in a
+  cell) is a ``wrong_field_count`` error on that row; its cells are read, shifted, and the
+  pipeline's identifier screen (``clms_etl/identifiers.py``) quarantines them whole, masked.
 * A completely blank line is skipped with an ``empty_row`` warning (it is no record).
 * A death event is written whenever the row says the patient died (``DCD``, a death date or a
   cause); a contradiction with ``STATUT_VITAL`` is an error query, not a silent choice.

@@ -39,7 +39,7 @@ Rules raised here (besides Cells' ``unknown_code``, ``value_normalised``, ``unpa
 ``partial_date_imputed``, ``unparseable_number``, ``not_an_integer`` and match_columns'
 ``unknown_column``): structural (``validations/structural/lyon.py``) ``missing_patient_id``,
 ``duplicate_patient``, ``orphan_repeat_row``, ``unknown_repeat_instrument``,
-``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``implausible_age``,
+``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``wrong_field_count``, ``implausible_age``,
 ``metastasis_site_without_metastasis``; warnings ``wrong_encoding``, ``file_date_mismatch``,
 ``date_not_iso``, ``label_instead_of_code``, ``record_incomplete``, ``mitoses_upper_bound``,
 ``metastasis_site_missing``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,

@@ -224,6 +224,8 @@ def test_lyon_unquoted_comma_in_name_and_name_in_treatment_leave_no_identifier(t
     owner = max(i for i in base if i < event)
     rows[event][col["evt_traitement"]] = (f"chimiothérapie; vu par {rows[owner][col['prenom']]} "
                                           f"{rows[owner][col['nom']].upper()} {rows[owner][col['date_naissance']]}")
+    quoted = base[3]  # a comma inside quotes is fine: no shift
+    rows[quoted][col["nom"]] = '"' + rows[quoted][col["nom"]][:2] + "," + rows[quoted][col["nom"]][2:] + '"'
     defect = base[1]
     rows[defect][col["date_naissance"]] = rows[defect][col["date_naissance"]].replace("-", "-13-", 1)[:-3]
     path.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n", "utf-8")
@@ -232,6 +234,7 @@ def test_lyon_unquoted_comma_in_name_and_name_in_treatment_leave_no_identifier(t
 
     _assert_nothing_leaks(imported, workbook, oracle)
     _assert_quarantined_whole(imported, path.name, shifted + 2)
+    assert _query(imported, rule="wrong_field_count", row=quoted + 2).is_empty()
     masked = _query(imported, rule="identifier_in_text", row=event + 2)
     assert masked["file"].unique().to_list() == [path.name]
     assert "evt_traitement" in masked["field"].to_list()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import openpyxl
 import polars as pl
-import pytest
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
@@ -262,7 +261,8 @@ def test_nice_name_in_wrong_column_and_in_treatment_leave_no_identifier(twin_dro
     # the birth date typed again in the diagnosis date of the same patient
     patients.cell(4, head["Date du diagnostic"]).value = patients.cell(4, head["Date de naissance"]).value
     # the identifier column itself: a birth date typed as odd text
-    patients.cell(3, head["Date de naissance"]).value = "né en 19" + f"{patients.cell(3, head['Date de naissance']).value:%y}"
+    born = patients.cell(3, head["Date de naissance"])
+    born.value = f"né le {born.value:%d}/{born.value:%m} en 19{born.value:%y}"
     ehead = {c.value: c.column for c in events[1]}
     row = next(r for r in range(2, events.max_row + 1) if events.cell(r, ehead["Traitement"]).value)
     who = people[str(events.cell(row, ehead["N° dossier"]).value)]

@@ -15,6 +15,7 @@ import polars as pl
 from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
+from clms_etl.identifiers import screen_read, screen_text, screen_validated
 from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, queries_frame
 
 
@@ -46,9 +47,14 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
     try:
         result = centre.reader.read(ctx)
     except ImportFailure as failure:
-        return CentreImport(centre.name, delivery, None, str(failure))
+        # a failure message quotes the file: screened like everything else that leaves the reader
+        return CentreImport(centre.name, delivery, None, screen_text(str(failure), ctx.identifiers))
     # Queries name the centre's own columns when its reader says which column holds a field.
-    validated = validate(result, getattr(centre.reader, "SOURCE_COLUMNS", None))
+    source_columns = getattr(centre.reader, "SOURCE_COLUMNS", None)
+    # Nothing the reader found leaves it unscreened: identifiers masked, shifted lines quarantined.
+    result, screened = screen_read(result, ctx.identifiers, source_columns)
+    validated = validate(result, source_columns)
+    screen_validated(validated, screened)
     validated.assert_balanced()
     return CentreImport(centre.name, delivery, validated)
 

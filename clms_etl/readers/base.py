@@ -13,15 +13,18 @@ column, unreadable file) raises :class:`ImportFailure` with a message naming fil
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import io
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from clms_etl import model
@@ -93,6 +96,18 @@ class ReadContext:
     delivery_date: dt.date
     pseudonym_key: bytes
     queries: list[DataQuery] = field(default_factory=lambda: QueryLog())
+    # the delivery's identifier cells, registered raw by the reader (clms_etl.identifiers)
+    identifiers: object = field(default_factory=lambda: _identifiers())
+
+    def register_identifiers(self, kind: str, values, column: str | None = None) -> None:
+        """The cells of one identifier column (``kind``: name, hospital_number, birth_date), raw:
+        everything that leaves the reader is screened against them."""
+        self.identifiers.add(kind, values, column)
+
+    def register_birth_dates(self, patient_ids, days) -> None:
+        """Each patient's parsed birth date (pseudonym, date), aligned: a date of that patient's
+        rows equal to it is masked."""
+        self.identifiers.add_births(patient_ids, days)
 
     def pseudonymise(self, local_id: str) -> str:
         return pseudonym(self.pseudonym_key, self.centre, local_id)
@@ -146,6 +161,12 @@ class ReadResult:
         if isinstance(self.queries, QueryLog):
             return self.queries.to_frame()
         return queries_frame(self.queries)
+
+
+def _identifiers():
+    from clms_etl.identifiers import Identifiers  # (it imports this module)
+
+    return Identifiers()
 
 
 def queries_frame(queries: Iterable[DataQuery]) -> pl.DataFrame:
@@ -308,3 +329,25 @@ def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, 
         raise ImportFailure(
             f"{name}: lecture impossible ({type(exc).__name__}); import de ce centre arrêté.", name
         ) from exc
+
+
+def field_counts(data: bytes, height: int, separator: str) -> np.ndarray:
+    """Fields of each record of a UTF-8 CSV (header excluded), the way the CSV dialect counts
+    them; -1 everywhere when they cannot be told (then no record is reported for its width).
+
+    Without quotes a record is a line: separators are counted per line on the raw bytes.
+    """
+    if b'"' not in data:
+        buf = np.frombuffer(data, dtype=np.uint8)
+        ends = np.flatnonzero(buf == 10)
+        if len(ends) == 0 or ends[-1] != len(buf) - 1:
+            ends = np.append(ends, len(buf))  # a last line without line break
+        if len(ends) - 1 == height:
+            seps = np.flatnonzero(buf == ord(separator))
+            per_line = np.diff(np.searchsorted(seps, ends))
+            return per_line + 1
+    try:
+        counts = [len(r) for r in csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)][1:]
+    except csv.Error:  # (a quoted field over the csv module's size limit): counts unknown
+        counts = []
+    return np.array(counts if len(counts) == height else [-1] * height)

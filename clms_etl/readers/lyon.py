@@ -27,7 +27,10 @@ Choices made where the contract is silent:
 * a ``Dernières nouvelles`` instance of a patient who has a ``Décès`` instance yields no event
   row (the death is that patient's last news) and a ``last_news_of_dead_patient`` warning;
 * ``patient_complete`` 0/1 loads the record with ``record_complete = False`` and a
-  ``record_incomplete`` warning.
+  ``record_incomplete`` warning;
+* a record with more or fewer fields than the header (a comma typed outside quotes: a comma
+  inside quotes is fine) is a ``wrong_field_count`` error on its row, not an import failure;
+  the pipeline's identifier screen quarantines it whole, values masked.
 
 Fast path: every column is decoded with polars expressions; only the cells the fast path
 rejects go through :class:`Cells`, which writes the data queries.
@@ -36,7 +39,7 @@ Rules raised here (besides Cells' ``unknown_code``, ``value_normalised``, ``unpa
 ``partial_date_imputed``, ``unparseable_number``, ``not_an_integer`` and match_columns'
 ``unknown_column``): structural (``validations/structural/lyon.py``) ``missing_patient_id``,
 ``duplicate_patient``, ``orphan_repeat_row``, ``unknown_repeat_instrument``,
-``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``implausible_age``,
+``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``wrong_field_count``, ``implausible_age``,
 ``metastasis_site_without_metastasis``; warnings ``wrong_encoding``, ``file_date_mismatch``,
 ``date_not_iso``, ``label_instead_of_code``, ``record_incomplete``, ``mitoses_upper_bound``,
 ``metastasis_site_missing``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,
@@ -62,11 +65,13 @@ from clms_etl.readers.base import (
     ImportFailure,
     ReadContext,
     ReadResult,
+    field_counts,
     match_columns,
     normalise_name,
 )
 from clms_etl.readers.cells import Cells, fold, pseudonymise_many
 from clms_etl import model
+from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from validations.structural import lyon as structural
 
 DICTIONARY_NAME = "CLMSLYON_DataDictionary.csv"
@@ -220,6 +225,9 @@ SPECS = [
     _spec("evenement_complete", required=False),
 ]
 IDENTIFIERS = {s.key for s in SPECS if s.identifier}
+# what each identifier column holds (everything leaving the reader is screened against them)
+IDENTIFIER_KINDS = {"ipp": HOSPITAL_NUMBER, "nom": NAME, "prenom": NAME, "date_naissance": BIRTH_DATE}
+assert set(IDENTIFIER_KINDS) == IDENTIFIERS
 
 DICT_SPECS = [
     ColumnSpec("field", ("Variable / Field Name", "field_name")),
@@ -545,11 +553,14 @@ def read(ctx: ReadContext) -> ReadResult:
     headers = {("record_id" if k == "_record_id" else k): header[i] for k, i in cols.items()}
 
     try:
+        # a record with a field too many (a comma typed outside quotes) is cut here, and
+        # quarantined whole below (wrong_field_count): never an import failure for one line
         raw = pl.read_csv(data, has_header=True, infer_schema=False, encoding="utf8",
-                          quote_char='"')
+                          quote_char='"', truncate_ragged_lines=True)
     except Exception as exc:  # polars' messages are technical; the data manager gets one line
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ImportFailure(f"{file}: CSV illisible ({detail}).", file) from None
+    fields = field_counts(data, raw.height, ",")
     del data
     if raw.width != len(header):
         raise ImportFailure(f"{file}: {raw.width} colonnes lues pour {len(header)} en-têtes.", file)
@@ -570,10 +581,14 @@ def read(ctx: ReadContext) -> ReadResult:
         ]
     )
     frame = frame.with_columns(pl.col("redcap_repeat_instrument").str.to_lowercase())
+    for key, kind in IDENTIFIER_KINDS.items():
+        if key in frame.columns:
+            ctx.register_identifiers(kind, frame[key], headers[key])
     # a project keyed on the hospital number: its record ids must not appear in queries either
     first = dictionary.get(normalise_name(header[0]))
     masked = cols["_record_id"] == cols["ipp"] or (first is not None and first.identifier)
     _structural(ctx, frame, file, headers, masked)
+    _field_count_queries(ctx, frame, fields, len(header), file)
 
     reader = _Lyon(ctx, file, dict_path.name, dictionary, headers, frame)
     frames = reader.run()
@@ -591,6 +606,7 @@ def _clean(col: pl.Expr, strip: bool) -> pl.Expr:
     return pl.when(col != "").then(col)
 
 
+_INSTRUMENT_TABLES = {"chirurgie": "surgery", "evenement": "event"}
 _STRUCTURAL_MESSAGES = {
     "missing_patient_id": "Enregistrement sans identifiant (record_id ou IPP vide): rattachement impossible.",
     "duplicate_patient": "Patient présent plusieurs fois (même record_id ou même IPP sur plusieurs lignes patient).",
@@ -639,13 +655,27 @@ def _structural(ctx: ReadContext, frame: pl.DataFrame, file: str, headers: dict[
             field, value = headers["record_id"], row["record_id"]
             if record_id_is_identifier and value is not None:
                 value = IDENTIFIER_MASK
-        table = "patient" if is_base else {"chirurgie": "surgery", "evenement": "event"}.get(
-            row["redcap_repeat_instrument"])
+        table = "patient" if is_base else _INSTRUMENT_TABLES.get(row["redcap_repeat_instrument"])
         row_id = f"{table}:{file}:{row['_row']}" if table else None
         pid = ctx.pseudonymise(ipp) if is_base and ipp and ipp.strip() else None
         ctx.query(file=file, row=row["_row"], table=table, row_id=row_id, patient_id=pid, field=field,
                   value=value, rule=rule, severity=ERROR,
                   message=_STRUCTURAL_MESSAGES.get(rule, f"Contrôle structurel « {check} » en échec."))
+
+
+def _field_count_queries(ctx: ReadContext, frame: pl.DataFrame, fields, width: int, file: str) -> None:
+    """A record with the wrong number of fields (a comma outside quotes, a broken line): its
+    cells are shifted; one error on its row, which the screen quarantines whole and masks."""
+    wrong = frame.select("_row", "ipp", "redcap_repeat_instrument").with_columns(
+        pl.Series("_fields", fields, dtype=pl.Int64)
+    ).filter((pl.col("_fields") >= 0) & (pl.col("_fields") != width))
+    for row, ipp, instrument, count in wrong.iter_rows():
+        table = "patient" if instrument is None else _INSTRUMENT_TABLES.get(instrument)
+        ctx.query(file=file, row=row, table=table, row_id=f"{table}:{file}:{row}" if table else None,
+                  patient_id=ctx.pseudonymise(ipp) if instrument is None and ipp and ipp.strip() else None,
+                  value=IDENTIFIER_MASK, rule="wrong_field_count",
+                  message=f"La ligne compte {count} champs au lieu de {width} (virgule hors guillemets ?): "
+                          f"colonnes décalées.")
 
 
 class _Lyon:
@@ -754,6 +784,7 @@ class _Lyon:
         d = self.decode
         diag, diag_p = d.date(base, "date_diag", "patient")
         birth, _ = d.date(base, "date_naissance", "patient", identifier=True)
+        self.ctx.register_birth_dates(base["patient_id"], birth)
         complete = d.code(base, "patient_complete", COMPLETE_CODES, "patient", pl.Boolean)
         age = pl.select(
             (diag.dt.year() - birth.dt.year()
@@ -962,5 +993,5 @@ SOURCE_COLUMNS = {
                 "clinical_margin_cm": "marge_clin_mm", "histological_margin_cm": "marge_histo_mm",
                 "resection_status": "statut_r"},
     "event": {"event_date": "evt_date", "event_kind": "evt_type", "death_cause": "deces_cause",
-              "metastasis_site": "meta_site"},
+              "metastasis_site": "meta_site", "treatment": "evt_traitement"},
 }

@@ -71,6 +71,7 @@ import polars as pl
 import vcfpy
 
 from clms_etl.centres import load_registry
+from clms_etl.identifiers import HOSPITAL_NUMBER
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
     WARNING,
@@ -522,6 +523,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
 
     raw_frame = {structural.ROW: [r for r, _ in data], structural.FIELDS: [len(rec) for _, rec in data],
                  **{key: [raw(rec, key) for _, rec in data] for key in structural.COLUMNS}}
+    ctx.register_identifiers(HOSPITAL_NUMBER, raw_frame["local_id"], header[cols["local_id"]])
     raw_df = pl.DataFrame(raw_frame, schema={structural.ROW: pl.Int64, structural.FIELDS: pl.Int64,
                                              **{k: pl.String for k in structural.COLUMNS}})
     failures = structural.failures(raw_df, len(header))

@@ -21,8 +21,9 @@ Choices the contract leaves open:
   as UTF-8 with a ``wrong_encoding`` warning. Bytes undefined in cp1252 become U+FFFD with an
   ``encoding_error`` warning.
 * The export ends every line with CRLF: a file that does not end with a line break was cut
-  during the transfer: :class:`ImportFailure`. A short or long record is a
-  ``wrong_field_count`` error on that row (its cells are still read).
+  during the transfer: :class:`ImportFailure`. A short or long record (a ``;`` typed in a
+  cell) is a ``wrong_field_count`` error on that row; its cells are read, shifted, and the
+  pipeline's identifier screen (``clms_etl/identifiers.py``) quarantines them whole, masked.
 * A completely blank line is skipped with an ``empty_row`` warning (it is no record).
 * A death event is written whenever the row says the patient died (``DCD``, a death date or a
   cause); a contradiction with ``STATUT_VITAL`` is an error query, not a silent choice.
@@ -53,10 +54,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from clms_etl import model
+from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import (
     WARNING,
     ColumnSpec,
@@ -64,6 +65,7 @@ from clms_etl.readers.base import (
     read_guarded,
     ReadContext,
     ReadResult,
+    field_counts,
     match_columns,
     normalise_name,
 )
@@ -97,6 +99,9 @@ SPECS = [
     _spec("STATUT_VITAL"), _spec("DATE_DC"), _spec("CAUSE_DC"), _spec("DATE_DERNIERES_NOUVELLES"),
 ]
 assert {s.key for s in SPECS if s.required} == set(structural.REQUIRED)
+# what each identifier column holds (everything leaving the reader is screened against them)
+IDENTIFIER_KINDS = {"ipp": HOSPITAL_NUMBER, "nom": NAME, "prenom": NAME, "ddn": BIRTH_DATE}
+assert set(IDENTIFIER_KINDS) == {s.key for s in SPECS if s.identifier}
 
 SEX = {"H": "male", "F": "female"}
 YES_NO = {"1": True, "0": False}
@@ -188,27 +193,6 @@ def _header(text: str) -> list[str]:
         return next(csv.reader([first], delimiter=SEPARATOR))
     except (csv.Error, StopIteration) as exc:
         raise ImportFailure(f"{FILE}: ligne d'en-tête illisible; import de ce centre arrêté.", FILE) from exc
-
-
-def _field_counts(data: bytes, text: str, height: int) -> np.ndarray:
-    """Fields of each record (header excluded), the way the CSV dialect counts them.
-
-    Without quotes a record is a line: separators are counted per line on the raw bytes.
-    """
-    if b'"' not in data:
-        buf = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(buf == 10)
-        if len(ends) == 0 or ends[-1] != len(buf) - 1:
-            ends = np.append(ends, len(buf))  # a last line without line break
-        if len(ends) - 1 == height:
-            seps = np.flatnonzero(buf == ord(SEPARATOR))
-            per_line = np.diff(np.searchsorted(seps, ends))
-            return per_line + 1
-    try:
-        counts = [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=SEPARATOR)][1:]
-    except csv.Error:  # (a quoted field over the csv module's size limit): counts unknown
-        counts = []
-    return np.array(counts if len(counts) == height else [-1] * height)
 
 
 # --- vectorised cells -----------------------------------------------------------------------
@@ -431,7 +415,7 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
         # The export ends every line with CRLF: a file cut during the transfer ends mid-line.
         raise ImportFailure(f"{FILE}: fichier tronqué (la dernière ligne n'est pas terminée); "
                             f"import de ce centre arrêté.", FILE)
-    fields = _field_counts(data, text, df.height)
+    fields = field_counts(data, df.height, SEPARATOR)
     del data
 
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
@@ -446,6 +430,9 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
         df, rows, fields_s = df.filter(keep), rows_all.filter(keep), fields_s.filter(keep)
 
     raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()})
+    for key, kind in IDENTIFIER_KINDS.items():
+        if key in raw.columns:
+            ctx.register_identifiers(kind, raw[key], header[found[key]])
     ids = raw[normalise_name("IPP")]
     keys = ids.str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(FAST_MISSING)).then(keys)).to_series()
@@ -562,6 +549,7 @@ def _parse(ctx: ReadContext, c: _Cols, pids: pl.Series, rows: pl.Series) -> dict
 
 def _age(c: _Cols, v: dict[str, _Parsed]) -> pl.Series:
     birth, diag = v["ddn"].values, v["date_diag"].values
+    c.ctx.register_birth_dates(c.pids, birth)
     frame = pl.DataFrame({"b": birth, "d": diag})
     def month_day(c: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
         return pl.col(c).dt.month().cast(pl.Int32) * 100 + pl.col(c).dt.day().cast(pl.Int32)
@@ -714,5 +702,5 @@ SOURCE_COLUMNS = {
                 "resection_status": "STATUT_R"},
     "event": {"event_date": {"local_recurrence": "DATE_RECIDIVE", "metastasis": "DATE_META", "death": "DATE_DC",
                              "last_news": "DATE_DERNIERES_NOUVELLES"},
-              "metastasis_site": "SITES_META", "death_cause": "CAUSE_DC"},
+              "metastasis_site": "SITES_META", "death_cause": "CAUSE_DC", "treatment": "TTT_RECHUTE"},
 }

@@ -62,6 +62,7 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl import model
+from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
     WARNING,
@@ -115,6 +116,10 @@ SPECS = {
         _spec("Site métastatique"), _spec("Cause du décès"), _spec("Traitement"),
     ],
 }
+# what each identifier column holds (everything leaving the reader is screened against them)
+IDENTIFIER_KINDS = {structural.PATIENT_ID: HOSPITAL_NUMBER, "nom": NAME, "prenom": NAME,
+                    "date_de_naissance": BIRTH_DATE}
+assert set(IDENTIFIER_KINDS) == {s.key for specs in SPECS.values() for s in specs if s.identifier}
 for _role, _specs in SPECS.items():
     assert {s.key for s in _specs if s.required} == set(structural.REQUIRED[_role]), _role
 
@@ -916,7 +921,11 @@ def _read_sheets(ctx: ReadContext, path: Path, sheets: dict[str, _Sheet]) -> Rea
                       message=f"Feuille « {sheets[role].title} » sans aucune ligne: export à vérifier.")
 
     for sheet in sheets.values():
+        for key, kind in IDENTIFIER_KINDS.items():
+            if key in sheet.columns:
+                ctx.register_identifiers(kind, sheet.columns[key], sheet.header[key])
         ids = [_local_id(v) for v in sheet.columns[structural.PATIENT_ID]]
+        ctx.register_identifiers(HOSPITAL_NUMBER, ids)
         sheet.keys = [None if v is None else v.upper() for v in ids]
     pseudonyms = pseudonymise_many(ctx, {k for s in sheets.values() for k in s.keys if k is not None})
     for sheet in sheets.values():
@@ -1001,6 +1010,7 @@ def _patients(ctx: ReadContext, sheet: _Sheet) -> tuple[pl.DataFrame, pl.DataFra
     p = _Parser(ctx, sheet)
     diag, diag_precision = p.date("date_du_diagnostic", "patient")
     birth, _ = p.date("date_de_naissance", "patient", identifier=True)
+    ctx.register_birth_dates(sheet.pids, birth)
     ages = [None] * sheet.n
     for i, (b, d) in enumerate(zip(birth, diag)):
         if b is None or d is None:
@@ -1156,5 +1166,5 @@ SOURCE_COLUMNS = {
                 "clinical_margin_cm": "Marge clinique (mm)", "histological_margin_cm": "Marge histologique (mm)",
                 "resection_status": "Statut"},
     "event": {"event_date": "Date", "event_kind": "Évènement", "metastasis_site": "Site métastatique",
-              "death_cause": "Cause du décès"},
+              "death_cause": "Cause du décès", "treatment": "Traitement"},
 }

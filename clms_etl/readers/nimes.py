@@ -59,6 +59,7 @@ from typing import NamedTuple
 import polars as pl
 
 from clms_etl import model
+from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
 from clms_etl.dates import _fold as _fold_date
 from clms_etl.readers.base import (
@@ -107,6 +108,9 @@ SPECS = [
     ColumnSpec("evolution", ("Évolution",)),
     ColumnSpec("dernieres_nouvelles", ("Dernières nouvelles", "DN", "Date des dernières nouvelles")),
 ]
+# what each identifier column holds (everything leaving the reader is screened against them)
+IDENTIFIER_KINDS = {"dossier": HOSPITAL_NUMBER, "patient": NAME, "ne_e_le": BIRTH_DATE}
+assert set(IDENTIFIER_KINDS) == {s.key for s in SPECS if s.identifier}
 assert [s.key for s in SPECS if s.required] == structural.REQUIRED
 
 
@@ -919,6 +923,9 @@ def _read(ctx: ReadContext) -> ReadResult:
     raw = _load(ctx, path)
     names = _column_names(raw.header)
     frame = raw.frame
+    for key, kind in IDENTIFIER_KINDS.items():
+        if key in frame.columns:
+            ctx.register_identifiers(kind, frame[key], names.get(key))
     keys = [k for k in names if k in frame.columns]
     # Cells too long to be chart values (a broken line): null + error, before any parsing.
     if frame.select(pl.any_horizontal([pl.col(k).str.len_chars() > MAX_CELL for k in keys]).any()).item():
@@ -949,6 +956,7 @@ def _read(ctx: ReadContext) -> ReadResult:
         elif not result.issues.is_empty():
             _cell_queries(ctx, frame, key, names[key], table, result.issues, identifier=key == "ne_e_le")
     frame = frame.with_columns(list(decoded.values()))
+    ctx.register_birth_dates(frame["patient_id"], frame["birth_date"])
 
     events, status = _events(ctx, frame, names, news_issues)
     frame = frame.join(status, on=ROW, how="left", maintain_order="left")
@@ -1261,12 +1269,12 @@ def _news_queries(ctx, status: pl.DataFrame, events: pl.DataFrame, news_issues: 
 # events live in the Évolution notes, the last news in its own column.
 SOURCE_COLUMNS = {
     "patient": {"diagnosis_date": "Diagnostic", "sex": "Sexe", "age_at_diagnosis_years": "Né(e) le"},
-    "tumour": {"site": "Siège", "size_cm": "Taille", "presentation": "Aspect", "fnclcc_grade": "Grade",
+    "tumour": {"site": "Siège", "site_detail": "Siège", "size_cm": "Taille", "presentation": "Aspect", "fnclcc_grade": "Grade",
                "differentiation_score": "Différenciation", "mitoses_per_10hpf": "Mitoses",
                "necrosis_score": "Nécrose", "invasion": "Infiltration", "ki67_percent": "Ki67"},
     "surgery": {"surgery_date": "Chirurgie", "clinical_margin_cm": "Marges", "histological_margin_cm": "Marges",
                 "resection_status": "Exérèse"},
     "event": {"event_date": {"local_recurrence": "Évolution", "metastasis": "Évolution", "death": "Évolution",
                              "last_news": "Dernières nouvelles"},
-              "metastasis_site": "Évolution", "death_cause": "Évolution"},
+              "metastasis_site": "Évolution", "death_cause": "Évolution", "treatment": "Évolution"},
 }

@@ -19,9 +19,6 @@ Conventions:
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl.report.sections import ReportTable, Section
+from clms_etl.version import code_version
 
 TOP_RULES = 10
 SHA_PREFIX = 12  # hex digits of a delivery's SHA-256 shown: enough to tell deliveries apart
@@ -139,28 +137,6 @@ class Provenance:
     backend: str  # e.g. "duckdb (warehouse.duckdb)" — never a user, password or full URL
     generated_at: dt.datetime
     deliveries: pl.DataFrame  # source, delivery_date, loaded_at, n_files, sha256_prefix, rows_accepted
-
-
-def code_version() -> str:
-    """``<package version>`` plus ``+git <commit>`` (``-dirty`` with local changes) when known."""
-    try:
-        version = importlib.metadata.version("clms-etl")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    commit = os.environ.get("CLMS_GIT_COMMIT") or _git_commit(Path(__file__).resolve().parents[2])
-    return f"{version} (git {commit})" if commit else version
-
-
-def _git_commit(root: Path) -> str | None:
-    # no git, not a checkout, or a hung git: the version alone is still a valid answer
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if commit and dirty else (commit or None)
 
 
 def describe_backend(url: str) -> str:

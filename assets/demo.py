@@ -42,7 +42,8 @@ def main() -> int:
     import warnings
 
     warnings.filterwarnings("ignore", module="dagster")  # preview / supersession notices
-    warnings.filterwarnings("ignore", message=".*DEMO pseudonym key.*")
+    # The demo's explicit opt-in to the public demo key (DuckDB only; a configured key still wins).
+    os.environ["CLMS_DEMO"] = "1"
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     from clms_etl.config import Settings
     from clms_etl.deliveries import delivery_dates

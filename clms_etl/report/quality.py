@@ -29,6 +29,7 @@ from clms_etl.report.sections import ReportTable, Section
 from clms_etl.version import code_version
 
 TOP_RULES = 10
+AUDIT_ROWS = 20  # latest changes of the warehouse shown in the provenance
 SHA_PREFIX = 12  # hex digits of a delivery's SHA-256 shown: enough to tell deliveries apart
 
 CENTRE_QUALITY_SCHEMA = {
@@ -137,6 +138,7 @@ class Provenance:
     backend: str  # e.g. "duckdb (warehouse.duckdb)" — never a user, password or full URL
     generated_at: dt.datetime
     deliveries: pl.DataFrame  # source, delivery_date, loaded_at, n_files, sha256_prefix, rows_accepted
+    audit: pl.DataFrame | None = None  # recorded_at, action, run_id, key_id, code_version, n_deliveries
 
 
 def describe_backend(url: str) -> str:
@@ -164,12 +166,16 @@ def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None =
             "n_files", pl.col("content_sha256").str.slice(0, SHA_PREFIX).alias("sha256_prefix"), "rows_accepted",
             pl.col("run_id").alias("load_run"),
         )
+    audit = wh.audit_log(limit=AUDIT_ROWS)  # who ran it stays in the warehouse: no user in the report
+    audit = audit.select(_utc_text(pl.col("recorded_at"), audit.schema["recorded_at"]), "action", "run_id",
+                         "key_id", "code_version", "n_deliveries")
     return Provenance(
         run_id=run_id or "manual",
         code_version=code_version(),
         backend=describe_backend(wh.url),
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         deliveries=deliveries,
+        audit=audit,
     )
 
 
@@ -199,5 +205,11 @@ def provenance_section(prov: Provenance) -> Section:
             ReportTable("provenance_deliveries", "Deliveries loaded", deliveries,
                         note=f"SHA-256 over each delivery's files (names and contents), first {SHA_PREFIX} hex "
                              "digits: the same content always gives the same digits."),
+            *([] if prov.audit is None else [ReportTable(
+                "provenance_audit", f"Latest changes of the warehouse (audit trail, at most {AUDIT_ROWS})",
+                prov.audit.rename({"recorded_at": "When", "action": "Action", "run_id": "Run", "key_id": "Key",
+                                   "code_version": "Code version", "n_deliveries": "Deliveries"}),
+                note="Each load, re-key and nightly refresh of the warehouse (table audit_log, where the account "
+                     "that ran it is kept too). Key: the name of the pseudonym key's fingerprint, never the key.")]),
         ),
     )

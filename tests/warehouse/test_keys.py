@@ -207,3 +207,37 @@ def test_each_load_writes_an_audit_row_with_user_key_code_version_and_delivery(t
         assert deliveries.filter(pl.col("action") == "refresh")["centre"].to_list() == ["lyon", "nice"]
         assert all(sha[c] == s for c, s in zip(deliveries["centre"], deliveries["content_sha256"]))
         assert set(deliveries["delivery_date"]) == {DAY1}
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def test_the_rekey_command_takes_its_keys_from_the_environment_only(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clms_etl.cli import app
+
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    with Warehouse(url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        links = _links(wh)
+    mapping = tmp_path / "centres_ids.csv"
+    twin_mapping().write_csv(mapping)
+    monkeypatch.setenv("CLMS_WAREHOUSE_URL", url)
+    monkeypatch.setenv(keys.ENV_KEY, OTHER_KEY.decode())
+    runner = CliRunner()
+    refused = runner.invoke(app, ["warehouse", "rekey", "--mapping", str(mapping)])
+    assert refused.exit_code == 1 and keys.ENV_OLD_KEY in refused.output and "Traceback" not in refused.output
+    old_file = tmp_path / "old.key"
+    old_file.write_text(TEST_KEY.decode() + "\n")
+    monkeypatch.setenv(keys.ENV_OLD_KEY_FILE, str(old_file))
+    done = runner.invoke(app, ["warehouse", "rekey", "--mapping", str(mapping)])
+    assert done.exit_code == 0, done.output
+    assert TEST_KEY.decode() not in done.output and OTHER_KEY.decode() not in done.output
+    with Warehouse(url) as wh:
+        assert keys.matches(OTHER_KEY, wh.key_fingerprint())
+        assert _links(wh) == links
+        assert wh.audit_log()["run_id"][0] == "cli"
+    again = runner.invoke(app, ["warehouse", "rekey", "--mapping", str(mapping)])  # the old key is no longer it
+    assert again.exit_code == 1 and "is not the warehouse's key" in again.output

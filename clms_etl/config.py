@@ -5,7 +5,7 @@
 | ``CLMS_INCOMING`` | ``data/incoming`` | the drop folder (one sub-folder per centre) |
 | ``CLMS_WAREHOUSE_URL`` | ``duckdb:///data/warehouse.duckdb`` | SQLAlchemy URL of the warehouse |
 | ``CLMS_OUTPUTS`` | ``data/outputs`` | everything written for people |
-| ``CLMS_PSEUDONYM_KEY`` / ``CLMS_PSEUDONYM_KEY_FILE`` | demo key (DuckDB only) | HMAC key |
+| ``CLMS_PSEUDONYM_KEY`` / ``CLMS_PSEUDONYM_KEY_FILE`` | none (``CLMS_DEMO=1``: the demo key, DuckDB only) | HMAC key (:mod:`clms_etl.keys`) |
 """
 
 from __future__ import annotations

@@ -327,6 +327,7 @@ class Warehouse:
 
         with _transaction(self) as tx:
             tx.lock(centre)
+            key_id = self._verify_key(tx, key, centre)  # another key: refused before anything else
             current = tx.fetch(
                 "SELECT delivery_id, delivery_date, content_sha256, loaded_at FROM delivery "
                 "WHERE centre = ? AND is_current", [centre])
@@ -346,7 +347,6 @@ class Warehouse:
                         f"To go back to older data, remove the newer delivery from the drop folder and ask "
                         f"the data manager to send a new export."
                     )
-            key_id = self._verify_key(tx, key, centre)
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}

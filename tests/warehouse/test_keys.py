@@ -91,6 +91,9 @@ def test_a_load_with_another_key_is_refused_and_nothing_is_written(warehouse_url
                              expectations=False, key=OTHER_KEY)
         assert isinstance(refused.value, DeliveryRefused)  # the Dagster asset fails it without retry
         assert OTHER_KEY.decode() not in str(refused.value) and TEST_KEY.decode() not in str(refused.value)
+        with pytest.raises(KeyMismatch):  # the same files as last night, read with another key: said, not "unchanged"
+            wh.load_delivery("nice", DAY1, delivery_files(tmp_path, "nice", DAY1), twin_with(OTHER_KEY)["nice"],
+                             expectations=False, key=OTHER_KEY)
         assert_same(before, snapshot(wh))  # row counts, deliveries, audit trail: unchanged
 
 

@@ -177,6 +177,7 @@ class Warehouse:
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
         self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         self._schema_ready = False
+        self._verified_keys: dict[str, bytes] = {}  # fingerprint -> SHA-256 of the key that matched it
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -421,12 +422,11 @@ class Warehouse:
 
     def _matches(self, key: bytes, stored: str) -> bool:
         # scrypt is slow on purpose: remember the keys already verified by this object
-        verified = self.__dict__.setdefault("_verified_keys", {})
-        if stored not in verified:
+        if stored not in self._verified_keys:
             if not keys.matches(key, stored):
                 return False
-            verified[stored] = hashlib.sha256(key).digest()
-        return verified[stored] == hashlib.sha256(key).digest()
+            self._verified_keys[stored] = hashlib.sha256(key).digest()
+        return hmac.compare_digest(self._verified_keys[stored], hashlib.sha256(key).digest())
 
     def adopt_key(self, key: bytes, run_id: str = "cli", run_user: str | None = None) -> str:
         """Record the fingerprint of ``key`` for a warehouse that has none (built before fingerprints):
@@ -520,7 +520,7 @@ class Warehouse:
             detail = (f"re-keyed from key {keys.key_id(stored)} to {key_id}: "
                       + ", ".join(f"{name} {n}" for name, n in changed.items() if n))
             _audit(tx, "rekey", run_id, run_user, key_id, detail, _current_deliveries(tx))
-        self.__dict__.pop("_verified_keys", None)
+        self._verified_keys.clear()
         return RekeyReport(keys.key_id(stored), key_id, {k: v for k, v in changed.items() if v}, detail)
 
     # -- helpers ------------------------------------------------------------------------------

@@ -86,7 +86,7 @@ def main() -> int:
     print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
     print(f"cbioportal    {settings.outputs / 'cbioportal'}")
     print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
-    print(f"dagster runs  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
+    print(f"dagster runs  CLMS_DEMO=1 DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     return 1 if failed else 0
 
 

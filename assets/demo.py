@@ -53,7 +53,8 @@ def main() -> int:
     private_process()  # the runs' files, the warehouse and the outputs: owner-only
 
     warnings.filterwarnings("ignore", module="dagster")  # preview / supersession notices
-    warnings.filterwarnings("ignore", message=".*DEMO pseudonym key.*")
+    # The demo's explicit opt-in to the public demo key (DuckDB only; a configured key still wins).
+    os.environ["CLMS_DEMO"] = "1"
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     from clms_etl.config import Settings
     from clms_etl.deliveries import delivery_dates
@@ -96,7 +97,7 @@ def main() -> int:
     print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
     print(f"cbioportal    {settings.outputs / 'cbioportal'}")
     print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
-    print(f"dagster runs  DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
+    print(f"dagster runs  CLMS_DEMO=1 DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
     return 1 if failed else 0
 
 

@@ -55,7 +55,7 @@ def centre_import(
     delivery = latest_delivery(drop_folder.root, centre.name)
     if delivery is None:
         raise dg.Failure(f"No delivery for {centre.name} in {drop_folder.root / centre.name}", allow_retries=False)
-    imported = read_and_validate(centre, delivery, pseudonym_key.secret(warehouse.url))
+    imported = read_and_validate(centre, delivery, _key(pseudonym_key, warehouse))
     query_list = write_query_list(outputs.root, imported)
     if imported.failure:
         raise dg.Failure(
@@ -80,6 +80,16 @@ def centre_import(
     first = next(iter(v.accepted.values()))
     metadata["dagster/column_schema"] = column_schema(first)
     return dg.Output(imported, metadata=metadata, data_version=dg.DataVersion(delivery.sha256))
+
+
+def _key(pseudonym_key: PseudonymKey, warehouse: WarehouseResource) -> bytes:
+    """The pseudonym key, read now; missing, weak or the demo key outside the demo: no retry."""
+    from clms_etl.keys import PseudonymKeyError
+
+    try:
+        return pseudonym_key.secret(warehouse.resolved_url)
+    except PseudonymKeyError as refused:
+        raise dg.Failure(description=str(refused), allow_retries=False) from None
 
 
 def rows_plot(accounting: pl.DataFrame, title: str) -> dg.MetadataValue:
@@ -135,17 +145,20 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
     "(idempotent: the same delivery twice changes nothing).",
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
-                     warehouse: WarehouseResource, centre_handoff: dg.ResourceParam[CentreHandoff]) -> dg.MaterializeResult:
+                     warehouse: WarehouseResource, pseudonym_key: PseudonymKey,
+                     centre_handoff: dg.ResourceParam[CentreHandoff]) -> dg.MaterializeResult:
     from clms_etl.warehouse.load import DeliveryRefused, IntegrityProblem, SchemaMismatch
 
     d = centre_import.delivery
     files = [d.path / name for name, _ in d.files]
     # Great Expectations runs once over the whole warehouse (blocking check on `warehouse`),
     # not after each centre's load.
+    key = _key(pseudonym_key, warehouse)
     try:
         with warehouse.open() as wh:
             report = wh.load_delivery(centre_import.centre, d.date, files, centre_import.validated,
-                                      run_id=context.run.run_id, expectations=False)
+                                      run_id=context.run.run_id, expectations=False, key=key,
+                                      run_user=run_user(context))
     except (DeliveryRefused, IntegrityProblem, SchemaMismatch) as refused:
         # not transient: retrying would refuse again (the warehouse is unchanged)
         raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
@@ -153,5 +166,10 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
     return dg.MaterializeResult(metadata={
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),
-        "warehouse": warehouse.url.split("@")[-1],
+        "warehouse": warehouse.describe(),
     })
+
+
+def run_user(context) -> str | None:
+    """Who launched the run, when Dagster knows (its ``user`` run tag: Dagster+, launches by a user)."""
+    return context.run.tags.get("user")

@@ -1,19 +1,28 @@
 """Resources of the code location, configured from the environment.
 
-Local configuration: plain values read once from the environment with the project's defaults
-(``data/incoming``, ``data/warehouse.duckdb``, ``data/outputs``, the demo key).
-Production configuration (``CLMS_DEPLOYMENT=production``): every value comes from an
-``EnvVar`` and must be set — a PostgreSQL URL, a real pseudonym key.
+Local configuration: folders read once from the environment with the project's defaults
+(``data/incoming``, ``data/outputs``). Production configuration (``CLMS_DEPLOYMENT=production``):
+folders from ``EnvVar``s that must be set.
+
+Secrets are never configuration values, in either configuration: Dagster writes resource
+configuration into its run storage and serves it on its GraphQL API (the UI's Resources page).
+:class:`PseudonymKey` and :class:`WarehouseResource` hold the *names* of the environment
+variables (``CLMS_PSEUDONYM_KEY`` / ``CLMS_PSEUDONYM_KEY_FILE``, ``CLMS_WAREHOUSE_URL``) and read
+them when a step runs; a warehouse URL given inline (tests) may not carry a password.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
+from pydantic import field_validator
 
 from assets.handoff import CentreHandoff
 from clms_etl.config import Settings
+from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
 
 
 class DropFolder(dg.ConfigurableResource):
@@ -48,30 +57,56 @@ class OutputsFolder(dg.ConfigurableResource):
 
 
 class PseudonymKey(dg.ConfigurableResource):
-    """The HMAC key of pseudonyms: inline (``key``) or a secrets file (``key_file``).
+    """The HMAC key of pseudonyms, read when a step runs from the environment variables named here
+    (the key itself, or a secrets file holding it); never a configuration value."""
 
-    Left empty, the built-in demo key is used, which the warehouse accepts only on DuckDB.
-    """
-
-    key: str = ""
-    key_file: str = ""
+    key_env: str = ENV_KEY
+    key_file_env: str = ENV_KEY_FILE
 
     def secret(self, warehouse_url: str) -> bytes:
-        """The key for deliveries bound for ``warehouse_url`` (refused on PostgreSQL if unset)."""
-        from clms_etl.keys import ENV_KEY, ENV_KEY_FILE, pseudonym_key
+        """The key for deliveries bound for ``warehouse_url``: refused when missing, weak, or the
+        public demo key outside the demo (:func:`clms_etl.keys.pseudonym_key`)."""
+        from clms_etl.keys import pseudonym_key
 
-        return pseudonym_key(warehouse_url, {ENV_KEY: self.key, ENV_KEY_FILE: self.key_file})
+        return pseudonym_key(warehouse_url, variable=self.key_env, file_variable=self.key_file_env)
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The harmonised warehouse (any SQLAlchemy URL; DuckDB file by default)."""
+    """The harmonised warehouse: its SQLAlchemy URL is read when a step runs from the variable
+    ``url_env`` (default ``CLMS_WAREHOUSE_URL``; unset: the DuckDB file of the local defaults).
+    ``url`` may name a warehouse inline (tests) if it carries no password."""
 
-    url: str
+    url: str = ""
+    url_env: str = "CLMS_WAREHOUSE_URL"
+    local_default: bool = True  # url_env unset: the local DuckDB file (False: an error)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        if url and sa.engine.make_url(url).password:
+            raise ValueError("a warehouse URL with a password cannot be a configuration value (Dagster stores "
+                             "and shows it): put it in CLMS_WAREHOUSE_URL and leave url empty")
+        return url
+
+    @property
+    def resolved_url(self) -> str:
+        url = self.url or os.environ.get(self.url_env)
+        if url:
+            return url
+        if not self.local_default:
+            raise RuntimeError(f"{self.url_env} is not set: the warehouse URL is read from it at run time")
+        return Settings.from_env().warehouse_url
+
+    def describe(self) -> str:
+        """The warehouse for metadata and logs: backend and database, never a user or password."""
+        from clms_etl.report.quality import describe_backend
+
+        return describe_backend(self.resolved_url)
 
     def open(self):
         from clms_etl.warehouse.load import Warehouse
 
-        return Warehouse(self.url)
+        return Warehouse(self.resolved_url)
 
 
 class SurvivalSettings(dg.ConfigurableResource):
@@ -89,14 +124,11 @@ class SurvivalSettings(dg.ConfigurableResource):
 
 def local_resources() -> dict:
     settings = Settings.from_env()
-    import os
-
     return {
         "drop_folder": DropFolder(path=str(settings.incoming)),
         "outputs": OutputsFolder(path=str(settings.outputs)),
-        "warehouse": WarehouseResource(url=settings.warehouse_url),
-        "pseudonym_key": PseudonymKey(key=os.environ.get("CLMS_PSEUDONYM_KEY", ""),
-                                      key_file=os.environ.get("CLMS_PSEUDONYM_KEY_FILE", "")),
+        "warehouse": WarehouseResource(),
+        "pseudonym_key": PseudonymKey(),
         "survival": SurvivalSettings(),
         "centre_handoff": CentreHandoff(path=str(settings.handoff)),
     }
@@ -106,8 +138,8 @@ def production_resources() -> dict:
     return {
         "drop_folder": DropFolder(path=dg.EnvVar("CLMS_INCOMING")),
         "outputs": OutputsFolder(path=dg.EnvVar("CLMS_OUTPUTS")),
-        "warehouse": WarehouseResource(url=dg.EnvVar("CLMS_WAREHOUSE_URL")),
-        "pseudonym_key": PseudonymKey(key_file=dg.EnvVar("CLMS_PSEUDONYM_KEY_FILE")),
+        "warehouse": WarehouseResource(local_default=False),  # never the DuckDB default in production
+        "pseudonym_key": PseudonymKey(),
         "survival": SurvivalSettings(),
         "centre_handoff": CentreHandoff(path=dg.EnvVar("CLMS_HANDOFF")),
     }

@@ -3,7 +3,7 @@
 import polars as pl
 
 import dagster as dg
-from assets.ingest import centre_warehouse
+from assets.ingest import centre_warehouse, run_user
 from assets.metadata import expectations_check_result, markdown_table
 from assets.resources import WarehouseResource
 
@@ -31,6 +31,7 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
         counts = wh.query(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
+        wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(patients or 0),

@@ -96,6 +96,63 @@ def warehouse_roles(
     console.print("[green]roles created[/]: clms_loader (writes), clms_analyst (SELECT on analytics only)")
 
 
+def _key_refused(exc: Exception) -> typer.Exit:
+    console.print(f"[red]refused[/]: {exc}")
+    return typer.Exit(1)
+
+
+@warehouse_app.command("rekey")
+def warehouse_rekey(
+    mapping: Annotated[Path, typer.Option(help="CSV from the centres, UTF-8, with the columns centre and local_id "
+                                               "(the hospital numbers of every patient they delivered); read, "
+                                               "never stored.", exists=True, dir_okay=False)],
+) -> None:
+    """Re-pseudonymise the warehouse with a new key, in one transaction.
+
+    Every pseudonym of every table is recomputed from the mapping (old key -> new key) and the
+    warehouse's key fingerprint replaced; the next deliveries are read with the new key. Keys
+    from the environment only: the old one in CLMS_OLD_PSEUDONYM_KEY or CLMS_OLD_PSEUDONYM_KEY_FILE,
+    the new one in CLMS_PSEUDONYM_KEY or CLMS_PSEUDONYM_KEY_FILE; the warehouse is CLMS_WAREHOUSE_URL.
+    """
+    import polars as pl
+
+    from clms_etl import keys
+    from clms_etl.config import Settings
+    from clms_etl.warehouse.load import KeyMismatch, Warehouse
+
+    url = Settings.from_env().warehouse_url
+    try:
+        old_key = keys.pseudonym_key(url, variable=keys.ENV_OLD_KEY, file_variable=keys.ENV_OLD_KEY_FILE)
+        new_key = keys.pseudonym_key(url)
+        pairs = pl.read_csv(mapping, infer_schema=False)  # hospital numbers stay text (leading zeros)
+        with Warehouse(url) as wh:
+            report = wh.rekey(pairs, old_key, new_key, run_id="cli")
+    except (keys.PseudonymKeyError, KeyMismatch, ValueError, pl.exceptions.PolarsError) as exc:
+        raise _key_refused(exc) from None
+    console.print(f"[green]re-keyed[/] {report.detail}")
+
+
+@warehouse_app.command("adopt-key")
+def warehouse_adopt_key() -> None:
+    """Record the key fingerprint of a warehouse loaded before fingerprints existed (migration 0003).
+
+    The key (CLMS_PSEUDONYM_KEY or CLMS_PSEUDONYM_KEY_FILE) must be the one its pseudonyms were
+    computed with: loads with any other key are refused from then on.
+    """
+    from clms_etl import keys
+    from clms_etl.config import Settings
+    from clms_etl.warehouse.load import KeyMismatch, Warehouse
+
+    url = Settings.from_env().warehouse_url
+    try:
+        key = keys.pseudonym_key(url)
+        with Warehouse(url) as wh:
+            key_id = wh.adopt_key(key, run_id="cli")
+    except (keys.PseudonymKeyError, KeyMismatch) as exc:
+        raise _key_refused(exc) from None
+    console.print(f"[green]key {key_id} recorded[/]")
+
+
 @warehouse_app.command("docs")
 def warehouse_docs() -> None:
     """Regenerate docs/warehouse.md (data dictionary and example queries) from the schema."""

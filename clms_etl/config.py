@@ -6,7 +6,7 @@
 | ``CLMS_WAREHOUSE_URL`` | ``duckdb:///data/warehouse.duckdb`` | SQLAlchemy URL of the warehouse |
 | ``CLMS_OUTPUTS`` | ``data/outputs`` | everything written for people |
 | ``CLMS_HANDOFF`` | ``data/handoff`` | a validated delivery between its import and its load (emptied by the load) |
-| ``CLMS_PSEUDONYM_KEY`` / ``CLMS_PSEUDONYM_KEY_FILE`` | demo key (DuckDB only) | HMAC key |
+| ``CLMS_PSEUDONYM_KEY`` / ``CLMS_PSEUDONYM_KEY_FILE`` | none (``CLMS_DEMO=1``: the demo key, DuckDB only) | HMAC key (:mod:`clms_etl.keys`) |
 """
 
 from __future__ import annotations

@@ -1,32 +1,54 @@
 """The pseudonym key: the secret that turns a hospital number into a pseudonym.
 
-Read, in this order, from
+Read at run time, never from configuration values, in this order, from
 
-1. ``CLMS_PSEUDONYM_KEY`` — the key itself (at least 16 characters);
+1. ``CLMS_PSEUDONYM_KEY`` — the key itself;
 2. ``CLMS_PSEUDONYM_KEY_FILE`` — a file holding it (a Docker/Kubernetes secret, a vault
-   agent's file...); surrounding whitespace and the final newline are ignored.
+   agent's file...).
 
-Without either, :data:`DEMO_KEY` — public, written in this file, so *not* a secret — is used,
-and only when the warehouse is an embedded DuckDB file (the demo). A PostgreSQL warehouse is
-production: :func:`pseudonym_key` refuses to run without a real key, and refuses the demo key
-even if someone sets it explicitly.
+Surrounding whitespace (a file's final newline) is not part of the key. A key must be strong:
+at least :data:`MIN_KEY_LENGTH` characters, not a repetition of a shorter string, and about
+:data:`MIN_KEY_BITS` bits by its characters' entropy (16 identical characters are refused).
+
+:data:`DEMO_KEY` is public — written in this file, so *not* a secret. It exists for the demo
+only: with ``CLMS_DEMO=1`` (set by ``make demo`` / ``python -m assets.demo``, see
+:data:`ENV_DEMO`) and an embedded DuckDB warehouse it is used when no key is configured.
+Anywhere else it is refused, whatever its spelling (case, spaces, punctuation), and a missing
+key is an error on every backend — no silent fallback.
+
+The warehouse keeps a :func:`fingerprint` of the key it was built with (salted scrypt: checking
+a guessed key against it costs far more than checking it against a pseudonym, so storing it
+helps no brute force); a load with another key is refused (:mod:`clms_etl.warehouse.load`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
-import warnings
+import secrets
+import unicodedata
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 ENV_KEY = "CLMS_PSEUDONYM_KEY"
 ENV_KEY_FILE = "CLMS_PSEUDONYM_KEY_FILE"
-MIN_KEY_LENGTH = 16
+# The key a warehouse was built with, for `clms-etl warehouse rekey` (the new one is ENV_KEY).
+ENV_OLD_KEY = "CLMS_OLD_PSEUDONYM_KEY"
+ENV_OLD_KEY_FILE = "CLMS_OLD_PSEUDONYM_KEY_FILE"
+# Explicit opt-in to the public demo key: the demo command sets it, nothing else should.
+ENV_DEMO = "CLMS_DEMO"
+MIN_KEY_LENGTH = 32
+MIN_KEY_BITS = 96  # characters' Shannon entropy x length: secrets.token_hex(16) passes, "a" * 40 does not
+GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
-# Public demo key: anyone can recompute the demo's pseudonyms with it. DuckDB demo only.
+# Public demo key: anyone can recompute the demo's pseudonyms with it. Demo (CLMS_DEMO=1) only.
 DEMO_KEY = b"clms-etl PUBLIC DEMO pseudonym key - not a secret - DuckDB demo only"
+
+# Fingerprint: scrypt with a per-warehouse random salt (~50 ms and 16 MiB per guess).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
 class PseudonymKeyError(RuntimeError):
@@ -41,57 +63,117 @@ def backend_of(url: str | None) -> str:
     return scheme.split("+", 1)[0].lower()
 
 
-def configured_key(env: Mapping[str, str] | None = None) -> bytes | None:
-    """The key from the environment or the secrets file, or None when neither is set."""
+def demo_mode(env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
-    value = env.get(ENV_KEY)
-    source = ENV_KEY
-    if not value and env.get(ENV_KEY_FILE):
-        path = Path(env[ENV_KEY_FILE])
+    return env.get(ENV_DEMO, "").strip().lower() in ("1", "true", "yes")
+
+
+def is_demo_key(key: bytes | str) -> bool:
+    """The demo key in any spelling: case, whitespace and punctuation are ignored."""
+    return hmac.compare_digest(_spelling(key), _spelling(DEMO_KEY))
+
+
+def _spelling(key: bytes | str) -> bytes:
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if ch.isalnum()).encode()
+
+
+def weakness(key: bytes) -> str | None:
+    """Why ``key`` is too weak to pseudonymise with, or None."""
+    text = key.decode("utf-8", "replace")
+    if len(text) < MIN_KEY_LENGTH:
+        return f"it has {len(text)} characters, at least {MIN_KEY_LENGTH} are needed"
+    for period in range(1, len(text) // 2 + 1):
+        if len(text) % period == 0 and text[:period] * (len(text) // period) == text:
+            return f"it repeats {period} character(s) over and over"
+    counts = Counter(text)
+    bits = -len(text) * sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+    if bits < MIN_KEY_BITS:
+        return f"its characters carry about {bits:.0f} bits of entropy, at least {MIN_KEY_BITS} are needed"
+    return None
+
+
+def read_key(env: Mapping[str, str] | None = None, variable: str = ENV_KEY,
+             file_variable: str = ENV_KEY_FILE) -> bytes | None:
+    """The key from ``variable`` or the file named by ``file_variable``, or None when neither is set."""
+    env = os.environ if env is None else env
+    value = (env.get(variable) or "").strip()
+    if not value and (env.get(file_variable) or "").strip():
+        path = Path(env[file_variable].strip())
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise PseudonymKeyError(f"{ENV_KEY_FILE}={path}: cannot read the pseudonym key file ({exc}).") from exc
-        source = f"{ENV_KEY_FILE} ({path})"
-    if not value:
-        return None
-    if len(value) < MIN_KEY_LENGTH:
-        raise PseudonymKeyError(f"{source}: the pseudonym key must have at least {MIN_KEY_LENGTH} characters.")
-    return value.encode("utf-8")
+            raise PseudonymKeyError(f"{file_variable}={path}: cannot read the pseudonym key file "
+                                    f"({exc.strerror or exc.__class__.__name__}).") from None
+    return value.encode("utf-8") if value else None
 
 
-def pseudonym_key(url: str | None = None, env: Mapping[str, str] | None = None) -> bytes:
-    """The key to pseudonymise deliveries bound for the warehouse at ``url``.
-
-    PostgreSQL (production) without a configured key, or with the demo key, is refused with a
-    :class:`PseudonymKeyError` saying how to set one. DuckDB without a key gets
-    :data:`DEMO_KEY`, with a warning.
-    """
-    key = configured_key(env)
+def checked(key: bytes, url: str | None, env: Mapping[str, str] | None = None, source: str = ENV_KEY) -> bytes:
+    """``key`` if it may pseudonymise deliveries bound for ``url``; else :class:`PseudonymKeyError`."""
     backend = backend_of(url)
-    if backend == "duckdb":
-        if key is None:
-            warnings.warn(
-                f"No {ENV_KEY} / {ENV_KEY_FILE}: using the public DEMO pseudonym key (DuckDB demo only).",
-                stacklevel=2,
-            )
+    if is_demo_key(key):
+        if backend == "duckdb" and demo_mode(env):
             return DEMO_KEY
-        return key
-    if key is None:
-        raise PseudonymKeyError(
-            f"Refusing to run against a {backend} warehouse without a pseudonym key: set {ENV_KEY} "
-            f"or point {ENV_KEY_FILE} at a file holding the deployment's secret key (at least "
-            f"{MIN_KEY_LENGTH} characters). The built-in demo key is only for the DuckDB demo."
-        )
-    if hmac.compare_digest(key, DEMO_KEY):
-        raise PseudonymKeyError(f"The public DEMO key cannot be used for a {backend} warehouse: set a secret key.")
+        where = (f"a {backend} warehouse" if backend != "duckdb"
+                 else f"a warehouse outside the demo (the demo sets {ENV_DEMO}=1)")
+        raise PseudonymKeyError(f"{source}: the public DEMO key cannot be used for {where}: set a secret key "
+                                f"({GENERATE_HINT}).")
+    problem = weakness(key)
+    if problem:
+        raise PseudonymKeyError(f"{source}: the pseudonym key is too weak: {problem}; {GENERATE_HINT}.")
     return key
 
 
-def is_demo_key(key: bytes) -> bool:
-    return hmac.compare_digest(key, DEMO_KEY)
+def pseudonym_key(url: str | None = None, env: Mapping[str, str] | None = None, variable: str = ENV_KEY,
+                  file_variable: str = ENV_KEY_FILE) -> bytes:
+    """The key to pseudonymise deliveries bound for the warehouse at ``url``, read now from ``env``
+    (``variable`` / ``file_variable``: the old key of a re-key comes from another pair).
+
+    No key, the demo key outside the demo, or a weak key: :class:`PseudonymKeyError` saying how
+    to set one. In demo mode (``CLMS_DEMO=1``) on DuckDB, no key means :data:`DEMO_KEY`.
+    """
+    key = read_key(env, variable, file_variable)
+    backend = backend_of(url)
+    if key is None:
+        if backend == "duckdb" and demo_mode(env) and variable == ENV_KEY:
+            return DEMO_KEY
+        raise PseudonymKeyError(
+            f"Refusing to run against a {backend} warehouse without a pseudonym key: set {variable} "
+            f"or point {file_variable} at a file holding the deployment's secret key (at least "
+            f"{MIN_KEY_LENGTH} characters; {GENERATE_HINT}). The public demo key is only for the "
+            f"demo ({ENV_DEMO}=1, DuckDB)."
+        )
+    return checked(key, url, env, variable)
 
 
-def key_fingerprint(key: bytes) -> str:
-    """A short, non-reversible fingerprint to tell keys apart in logs (never the key itself)."""
-    return hashlib.sha256(b"clms-etl key fingerprint:" + key).hexdigest()[:12]
+# -- fingerprint ---------------------------------------------------------------------------------
+
+
+def fingerprint(key: bytes, salt: bytes | None = None) -> str:
+    """``scrypt$N$r$p$<salt hex>$<digest hex>``: stored in the warehouse, never the key.
+
+    Keyed by the key itself and salted per warehouse, and slow: testing a guessed key against it
+    costs a scrypt (~50 ms, 16 MiB), against a known pseudonym one HMAC, so it helps no brute force.
+    """
+    salt = secrets.token_bytes(16) if salt is None else salt
+    digest = hashlib.scrypt(key, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 2**20, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def matches(key: bytes, stored: str) -> bool:
+    """Whether ``key`` is the key of the ``stored`` fingerprint."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+    except ValueError:
+        return False
+    if scheme != "scrypt":
+        return False
+    mine = hashlib.scrypt(key, salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), maxmem=64 * 2**20,
+                          dklen=len(digest) // 2)
+    return hmac.compare_digest(mine.hex(), digest)
+
+
+def key_id(stored: str) -> str:
+    """A short name of a stored fingerprint for audit rows and logs (from the slow digest, not the key)."""
+    return stored.rsplit("$", 1)[-1][:16]

@@ -26,3 +26,6 @@ DEATH_CAUSES = ("clms", "other", "unknown")
 VITAL_STATUSES = ("alive", "dead", "lost_to_follow_up")
 # Mitotic-count classes as some charts record them next to (or instead of) the count.
 MITOSIS_CLASSES = ("0-9", "10-19", ">=20")
+
+# Actions recorded in the warehouse's audit_log (clms_etl.warehouse.load).
+AUDIT_ACTIONS = ("load", "rekey", "refresh", "adopt_key")

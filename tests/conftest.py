@@ -1,4 +1,4 @@
-"""Fixtures shared by the Dagster test modules."""
+"""Fixtures shared by the test modules: the suite's pseudonym key, the twin's drop folder."""
 
 from __future__ import annotations
 
@@ -7,9 +7,22 @@ from pathlib import Path
 
 import pytest
 
+from clms_etl.keys import ENV_DEMO, ENV_KEY, ENV_KEY_FILE
 from clms_etl.synth.generate import generate
+from tests.warehouse.helpers import TEST_KEY
 
 TWIN_DATE = dt.date(2026, 11, 23)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_pseudonym_key():
+    """The whole suite runs with the tests' own key, set explicitly and never the demo's: outside
+    demo mode there is no fallback key (a test of the fallback removes it, a demo test sets CLMS_DEMO)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(ENV_KEY_FILE, raising=False)
+        mp.delenv(ENV_DEMO, raising=False)
+        mp.setenv(ENV_KEY, TEST_KEY.decode())
+        yield TEST_KEY
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("args", [[], ["synth"], ["warehouse"], ["warehouse", "create"],
-                                  ["warehouse", "roles"], ["warehouse", "docs"]])
+                                  ["warehouse", "roles"], ["warehouse", "docs"],
+                                  ["warehouse", "rekey"], ["warehouse", "adopt-key"]])
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output

@@ -19,9 +19,6 @@ Conventions:
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +26,10 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl.report.sections import ReportTable, Section
+from clms_etl.version import code_version
 
 TOP_RULES = 10
+AUDIT_ROWS = 20  # latest changes of the warehouse shown in the provenance
 SHA_PREFIX = 12  # hex digits of a delivery's SHA-256 shown: enough to tell deliveries apart
 
 CENTRE_QUALITY_SCHEMA = {
@@ -139,28 +138,7 @@ class Provenance:
     backend: str  # e.g. "duckdb (warehouse.duckdb)" — never a user, password or full URL
     generated_at: dt.datetime
     deliveries: pl.DataFrame  # source, delivery_date, loaded_at, n_files, sha256_prefix, rows_accepted
-
-
-def code_version() -> str:
-    """``<package version>`` plus ``+git <commit>`` (``-dirty`` with local changes) when known."""
-    try:
-        version = importlib.metadata.version("clms-etl")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    commit = os.environ.get("CLMS_GIT_COMMIT") or _git_commit(Path(__file__).resolve().parents[2])
-    return f"{version} (git {commit})" if commit else version
-
-
-def _git_commit(root: Path) -> str | None:
-    # no git, not a checkout, or a hung git: the version alone is still a valid answer
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if commit and dirty else (commit or None)
+    audit: pl.DataFrame | None = None  # recorded_at, action, run_id, key_id, code_version, n_deliveries
 
 
 def describe_backend(url: str) -> str:
@@ -188,12 +166,16 @@ def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None =
             "n_files", pl.col("content_sha256").str.slice(0, SHA_PREFIX).alias("sha256_prefix"), "rows_accepted",
             pl.col("run_id").alias("load_run"),
         )
+    audit = wh.audit_log(limit=AUDIT_ROWS)  # who ran it stays in the warehouse: no user in the report
+    audit = audit.select(_utc_text(pl.col("recorded_at"), audit.schema["recorded_at"]), "action", "run_id",
+                         "key_id", "code_version", "n_deliveries")
     return Provenance(
         run_id=run_id or "manual",
         code_version=code_version(),
         backend=describe_backend(wh.url),
         generated_at=generated_at or dt.datetime.now(dt.UTC),
         deliveries=deliveries,
+        audit=audit,
     )
 
 
@@ -223,5 +205,11 @@ def provenance_section(prov: Provenance) -> Section:
             ReportTable("provenance_deliveries", "Deliveries loaded", deliveries,
                         note=f"SHA-256 over each delivery's files (names and contents), first {SHA_PREFIX} hex "
                              "digits: the same content always gives the same digits."),
+            *([] if prov.audit is None else [ReportTable(
+                "provenance_audit", f"Latest changes of the warehouse (audit trail, at most {AUDIT_ROWS})",
+                prov.audit.rename({"recorded_at": "When", "action": "Action", "run_id": "Run", "key_id": "Key",
+                                   "code_version": "Code version", "n_deliveries": "Deliveries"}),
+                note="Each load, re-key and nightly refresh of the warehouse (table audit_log, where the account "
+                     "that ran it is kept too). Key: the name of the pseudonym key's fingerprint, never the key.")]),
         ),
     )

@@ -26,6 +26,13 @@ source (a centre, or ``molecular`` for the laboratory) with :meth:`Warehouse.loa
   both backends — this is what enforces referential integrity on DuckDB, where the schema has
   no foreign keys (see :mod:`clms_etl.warehouse.schema`).
 
+* **One key.** The warehouse keeps the fingerprint of the pseudonym key it was built with
+  (``warehouse_key``, :func:`clms_etl.keys.fingerprint`); a delivery pseudonymised with another
+  key is refused before anything is written (:class:`KeyMismatch`). Changing the key on purpose
+  is :meth:`Warehouse.rekey` (``clms-etl warehouse rekey``).
+* **Audited.** Every load that changes something, every re-key and nightly refresh appends a row
+  to ``audit_log`` (who, run, key, code version, when) and its deliveries to ``audit_delivery``.
+
 After the commit the Great Expectations suites run against the warehouse
 (:mod:`clms_etl.warehouse.expectations`) unless ``expectations=False``; their outcome is in the
 :class:`LoadReport` (an audit: the load itself is already committed).
@@ -34,10 +41,13 @@ After the commit the Great Expectations suites run against the warehouse
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
+import hmac
 import io
 import os
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,6 +67,10 @@ _STAGING = "_clms_staging"
 
 class DeliveryRefused(Exception):
     """The delivery is older than the one already loaded for that source: nothing was changed."""
+
+
+class KeyMismatch(DeliveryRefused):
+    """The delivery was pseudonymised with another key than the warehouse's: nothing was changed."""
 
 
 class SchemaMismatch(RuntimeError):
@@ -164,6 +178,7 @@ class Warehouse:
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
         self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         self._schema_ready = False
+        self._verified_keys: dict[str, bytes] = {}  # fingerprint -> SHA-256 of the key that matched it
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -293,14 +308,19 @@ class Warehouse:
     # -- loading ------------------------------------------------------------------------------
 
     def load_delivery(self, centre: str, delivery_date: dt.date, files: Sequence[Path], validated,
-                      run_id: str | None = None, *, force: bool = False, expectations: bool = True) -> LoadReport:
+                      run_id: str | None = None, *, force: bool = False, expectations: bool = True,
+                      key: bytes | None = None, run_user: str | None = None) -> LoadReport:
         """Replace ``centre``'s rows by this validated delivery, atomically (see the module doc).
 
         ``validated`` is duck-typed like ``clms_etl.validate.ValidatedDelivery``: ``accepted``
         (table -> canonical frame), ``queries`` (``QUERY_SCHEMA``) and ``accounting`` (table,
         rows_read, rows_accepted, rows_quarantined).
+
+        ``key`` is the pseudonym key the delivery was read with (default: the deployment's, read
+        now from the environment); another key than the warehouse's is refused (:class:`KeyMismatch`).
         """
         started = time.perf_counter()
+        key = keys.pseudonym_key(self.url) if key is None else key
         self.ensure_schema()
         described = describe_files(files)
         sha = content_sha256(described)
@@ -311,6 +331,7 @@ class Warehouse:
 
         with _transaction(self) as tx:
             tx.lock(centre)
+            key_id = self._verify_key(tx, key, centre)  # another key: refused before anything else
             current = tx.fetch(
                 "SELECT delivery_id, delivery_date, content_sha256, loaded_at FROM delivery "
                 "WHERE centre = ? AND is_current", [centre])
@@ -354,16 +375,156 @@ class Warehouse:
             if counts.height:
                 tx.insert_frame("delivery_count", counts.with_columns(pl.lit(delivery_id).alias("delivery_id")))
             self._check_links(tx, delivery_id, loaded)
+            message = (f"{centre}: delivery {delivery_date} loaded "
+                       f"({sum(loaded.values())} rows, replacing {sum(replaced.values())}).")
+            _audit(tx, "load", run_id, run_user, key_id, message, [(centre, delivery_date, sha)])
 
-        report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced,
-                            message=f"{centre}: delivery {delivery_date} loaded "
-                                    f"({sum(loaded.values())} rows, replacing {sum(replaced.values())}).")
+        report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced, message=message)
         if expectations:
             from clms_etl.warehouse.expectations import run_expectations
 
             report.expectations = run_expectations(self)
         report.seconds = time.perf_counter() - started
         return report
+
+    # -- the pseudonym key ----------------------------------------------------------------------
+
+    def key_fingerprint(self) -> str | None:
+        """The stored fingerprint of the warehouse's key (None before the first load)."""
+        self.ensure_schema()
+        rows = self.query("SELECT fingerprint FROM warehouse_key WHERE is_current")
+        return rows["fingerprint"][0] if rows.height else None
+
+    def _verify_key(self, tx: _Transaction, key: bytes, source: str) -> str:
+        """Inside a load: the key id if ``key`` is the warehouse's (recorded on the very first
+        load); :class:`KeyMismatch` otherwise. A re-key waits for the loads under way (shared lock)."""
+        stored = _current_fingerprint(tx)
+        if stored is None:
+            tx.lock(_KEY_LOCK)
+            stored = _current_fingerprint(tx)
+            if stored is None:
+                if tx.fetch("SELECT COUNT(*) FROM delivery", [])[0][0]:
+                    raise KeyMismatch(
+                        f"{source}: refused, nothing changed: this warehouse holds deliveries but no fingerprint of "
+                        f"the pseudonym key they were pseudonymised with (built before fingerprints). Record it "
+                        f"with `clms-etl warehouse adopt-key` (with that key in {keys.ENV_KEY} or "
+                        f"{keys.ENV_KEY_FILE}), then load again.")
+                return _record_key(tx, key)
+        else:
+            tx.lock(_KEY_LOCK, shared=True)
+            stored = _current_fingerprint(tx)  # a re-key may have committed while we waited
+        if not self._matches(key, stored):
+            raise KeyMismatch(
+                f"{source}: refused, nothing changed: the delivery was pseudonymised with another key than the "
+                f"warehouse's (key {keys.key_id(stored)}); its pseudonyms would not match the patients already "
+                f"loaded. Set the warehouse's key in {keys.ENV_KEY} / {keys.ENV_KEY_FILE}; to change the key on "
+                f"purpose, re-key the warehouse first: `clms-etl warehouse rekey --mapping centres_ids.csv` with "
+                f"the old key in {keys.ENV_OLD_KEY} (or {keys.ENV_OLD_KEY_FILE}) and the new one in "
+                f"{keys.ENV_KEY} (docs/privacy.md).")
+        return keys.key_id(stored)
+
+    def _matches(self, key: bytes, stored: str) -> bool:
+        # scrypt is slow on purpose: remember the keys already verified by this object
+        if stored not in self._verified_keys:
+            if not keys.matches(key, stored):
+                return False
+            self._verified_keys[stored] = hashlib.sha256(key).digest()
+        return hmac.compare_digest(self._verified_keys[stored], hashlib.sha256(key).digest())
+
+    def adopt_key(self, key: bytes, run_id: str = "cli", run_user: str | None = None) -> str:
+        """Record the fingerprint of ``key`` for a warehouse that has none (built before fingerprints):
+        the operator asserts it is the key its pseudonyms were computed with. Returns the key id."""
+        self.ensure_schema()
+        with _transaction(self) as tx:
+            tx.lock(_KEY_LOCK)
+            stored = _current_fingerprint(tx)
+            if stored is not None:
+                raise KeyMismatch(f"this warehouse already has a key fingerprint (key {keys.key_id(stored)}); "
+                                  "to change the key, use `clms-etl warehouse rekey`.")
+            key_id = _record_key(tx, key)
+            _audit(tx, "adopt_key", run_id, run_user, key_id, "key fingerprint recorded for existing deliveries",
+                   _current_deliveries(tx))
+        return key_id
+
+    def record_refresh(self, run_id: str | None = None, run_user: str | None = None, detail: str = "") -> None:
+        """Audit row of a nightly refresh over the deliveries currently loaded."""
+        self.ensure_schema()
+        with _transaction(self) as tx:
+            stored = _current_fingerprint(tx)
+            _audit(tx, "refresh", run_id, run_user, keys.key_id(stored) if stored else None,
+                   detail or "nightly refresh", _current_deliveries(tx))
+
+    def audit_log(self, limit: int | None = None) -> pl.DataFrame:
+        """The audit trail, newest first, with the number of deliveries of each action."""
+        self.ensure_schema()
+        return self.query(
+            "SELECT a.recorded_at, a.action, a.run_id, a.key_id, a.code_version, a.os_user, a.run_user, a.detail, "
+            "(SELECT COUNT(*) FROM audit_delivery d WHERE d.audit_id = a.audit_id) AS n_deliveries "
+            "FROM audit_log a ORDER BY a.recorded_at DESC" + (f" LIMIT {int(limit)}" if limit else ""))
+
+    def rekey(self, mapping: pl.DataFrame, old_key: bytes, new_key: bytes, run_id: str = "cli",
+              run_user: str | None = None) -> RekeyReport:
+        """Recompute every pseudonym of the warehouse with ``new_key``, in one transaction.
+
+        ``mapping`` has the columns ``centre`` and ``local_id`` (the centres' hospital numbers, used
+        here and never stored): each pair's old pseudonym (``old_key``, which must be the
+        warehouse's) is replaced by its new one in every pseudonym column of every table (base and
+        result tables), and the fingerprint of ``new_key`` becomes the warehouse's. A pseudonym of
+        the warehouse missing from the mapping stops the re-key (nothing changed): it would be
+        left behind, cut off from its next deliveries.
+        """
+        from clms_etl.readers.base import pseudonym
+
+        missing = {"centre", "local_id"} - set(mapping.columns)
+        if missing:
+            raise ValueError(f"the mapping needs the columns centre and local_id (missing: {sorted(missing)})")
+        if hmac.compare_digest(old_key, new_key):
+            raise KeyMismatch("the new key is the old key: nothing to re-key.")
+        new_key = keys.checked(new_key, self.url, source=f"{keys.ENV_KEY} (the new key)")
+        pairs = mapping.select(pl.col("centre").cast(pl.String), pl.col("local_id").cast(pl.String)).drop_nulls().unique()
+        ids = pl.DataFrame({
+            "old_id": [pseudonym(old_key, c, i) for c, i in pairs.iter_rows()],
+            "new_id": [pseudonym(new_key, c, i) for c, i in pairs.iter_rows()],
+        }, schema={"old_id": pl.String, "new_id": pl.String}).unique("old_id")
+        self.ensure_schema()
+        columns = schema.pseudonym_columns()
+        with _transaction(self) as tx:
+            tx.lock(_KEY_LOCK)
+            stored = _current_fingerprint(tx)
+            if stored is None or not keys.matches(old_key, stored):
+                raise KeyMismatch(f"re-key refused, nothing changed: the old key ({keys.ENV_OLD_KEY} / "
+                                  f"{keys.ENV_OLD_KEY_FILE}) is not the warehouse's key"
+                                  + (f" (key {keys.key_id(stored)})." if stored else " (the warehouse has none yet)."))
+            tx.create_temp(_REKEY, {"old_id": "TEXT", "new_id": "TEXT"})
+            if ids.height:
+                tx.insert_frame(_REKEY, ids)
+            every = " UNION ".join(f"SELECT {c} AS pid FROM {t.fullname}" for t, c in columns)
+            unmapped = tx.fetch(f"SELECT COUNT(*) FROM ({every}) p WHERE pid IS NOT NULL "
+                                f"AND pid NOT IN (SELECT old_id FROM {_REKEY})", [])[0][0]
+            if unmapped:
+                raise KeyMismatch(f"re-key refused, nothing changed: {unmapped} pseudonym(s) of the warehouse have "
+                                  "no line in the mapping (centre, local_id); ask the centres for the complete list.")
+            changed = {}
+            keyed = [(t, c) for t, c in columns if c in t.primary_key.columns]
+            for t, c in columns:  # parents first: a child's new key must find its new parent
+                names = [col.name for col in t.columns]
+                if (t, c) in keyed:
+                    select = ", ".join("m.new_id" if n == c else f"t.{n}" for n in names)
+                    changed[t.fullname] = tx.execute(
+                        f"INSERT INTO {t.fullname} ({', '.join(names)}) SELECT {select} FROM {t.fullname} t "
+                        f"JOIN {_REKEY} m ON t.{c} = m.old_id", [])
+                else:
+                    changed[t.fullname] = tx.execute(
+                        f"UPDATE {t.fullname} AS t SET {c} = m.new_id FROM {_REKEY} m WHERE t.{c} = m.old_id", [])
+            for t, c in reversed(keyed):  # then the old rows, children first
+                tx.execute(f"DELETE FROM {t.fullname} WHERE {c} IN (SELECT old_id FROM {_REKEY})", [])
+            tx.execute("UPDATE warehouse_key SET is_current = FALSE WHERE is_current", [])
+            key_id = _record_key(tx, new_key)
+            detail = (f"re-keyed from key {keys.key_id(stored)} to {key_id}: "
+                      + ", ".join(f"{name} {n}" for name, n in changed.items() if n))
+            _audit(tx, "rekey", run_id, run_user, key_id, detail, _current_deliveries(tx))
+        self._verified_keys.clear()
+        return RekeyReport(keys.key_id(stored), key_id, {k: v for k, v in changed.items() if v}, detail)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -452,6 +613,55 @@ class IntegrityProblem(RuntimeError):
     """Rows of a delivery do not hang together (orphans): the load was rolled back."""
 
 
+@dataclass(frozen=True)
+class RekeyReport:
+    old_key_id: str
+    new_key_id: str
+    rows_changed: dict[str, int]  # table -> rows whose pseudonym was recomputed
+    detail: str
+
+
+_KEY_LOCK = "@pseudonym key"  # not a source name: loads share it, a re-key takes it alone
+_REKEY = "_clms_rekey"
+
+
+def _current_fingerprint(tx: _Transaction) -> str | None:
+    rows = tx.fetch("SELECT fingerprint FROM warehouse_key WHERE is_current", [])
+    return rows[0][0] if rows else None
+
+
+def _record_key(tx: _Transaction, key: bytes) -> str:
+    stored = keys.fingerprint(key)
+    tx.execute("INSERT INTO warehouse_key (key_id, fingerprint, set_at, is_current) VALUES (?, ?, ?, TRUE)",
+               [keys.key_id(stored), stored, dt.datetime.now(dt.UTC)])
+    return keys.key_id(stored)
+
+
+def _current_deliveries(tx: _Transaction) -> list[tuple]:
+    return tx.fetch("SELECT centre, delivery_date, content_sha256 FROM delivery WHERE is_current ORDER BY centre", [])
+
+
+def os_user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return str(os.getuid()) if hasattr(os, "getuid") else None
+
+
+def _audit(tx: _Transaction, action: str, run_id: str | None, run_user: str | None, key_id: str | None,
+           detail: str, deliveries: Sequence[tuple]) -> None:
+    from clms_etl.version import code_version
+
+    audit_id = uuid.uuid4().hex
+    tx.execute("INSERT INTO audit_log (audit_id, action, recorded_at, os_user, run_user, run_id, key_id, code_version, detail) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               [audit_id, action, dt.datetime.now(dt.UTC), os_user(), run_user, run_id, key_id, code_version(),
+                detail])
+    for centre, delivery_date, sha in deliveries:
+        tx.execute("INSERT INTO audit_delivery (audit_id, centre, delivery_date, content_sha256) VALUES (?, ?, ?, ?)",
+                   [audit_id, centre, _as_date(delivery_date), sha])
+
+
 def _as_date(value) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
@@ -470,8 +680,15 @@ class _Transaction:
         self.raw = warehouse.engine.raw_connection()
         self.done = False
 
-    def lock(self, centre: str) -> None:
+    def lock(self, centre: str, shared: bool = False) -> None:
         pass
+
+    def create_temp(self, name: str, columns: dict[str, str]) -> None:
+        """A temporary table dropped at the end of the transaction."""
+        cols = ", ".join(f"{c} {t}" for c, t in columns.items())
+        self.execute(f"{self._create_temp} {name} ({cols}){self._on_commit_drop}", [])
+
+    _create_temp, _on_commit_drop = "CREATE TEMPORARY TABLE", ""
 
     def fetch(self, sql: str, params: list) -> list[tuple]:
         raise NotImplementedError
@@ -509,6 +726,7 @@ class _Transaction:
 
 
 class _DuckDBTransaction(_Transaction):
+    _create_temp = "CREATE OR REPLACE TEMPORARY TABLE"  # lives as long as the pooled connection
     def __init__(self, warehouse: Warehouse):
         super().__init__(warehouse)
         self.con = self.raw.dbapi_connection  # duckdb-engine's wrapper around the duckdb connection
@@ -594,9 +812,12 @@ class _PostgresTransaction(_Transaction):
         self.con = self.raw.driver_connection  # psycopg.Connection, not autocommit: one transaction
         self.cur = self.con.cursor()
 
-    def lock(self, centre: str) -> None:
+    _on_commit_drop = " ON COMMIT DROP"
+
+    def lock(self, centre: str, shared: bool = False) -> None:
         # Two loads of the same source wait for each other instead of interleaving.
-        self.cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"clms-etl load {centre}"])
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self.cur.execute(f"SELECT {function}(hashtext(%s))", [f"clms-etl load {centre}"])
 
     def fetch(self, sql: str, params: list) -> list[tuple]:
         self.cur.execute(sql.replace("?", "%s"), params)

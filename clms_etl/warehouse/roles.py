@@ -7,6 +7,8 @@ grants (idempotent).
 * ``clms_loader`` — LOGIN; ``USAGE`` on the base schema; ``SELECT, INSERT, UPDATE, DELETE`` on
   the base tables (not ``alembic_version``) and on the result tables of ``analytics``; no DDL:
   it cannot create, alter or drop anything but the temporary staging tables of its own loads;
+  only ``SELECT, INSERT`` on the audit trail (``audit_log``, ``audit_delivery``): it appends, it
+  never rewrites;
   ``SELECT`` on the analytics views. It is the role of the nightly pipeline (loads and Great
   Expectations).
 * ``clms_analyst`` — LOGIN; ``USAGE`` on ``analytics`` and ``SELECT`` on its views, nothing
@@ -26,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from clms_etl.warehouse.load import normalise_url
-from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, results_metadata
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, APPEND_ONLY_TABLES, results_metadata
 
 LOADER_ROLE = "clms_loader"
 ANALYST_ROLE = "clms_analyst"
@@ -91,6 +93,10 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
         sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT " + BASE_WRITE + " ON TABLES TO {}").format(bs, lo),
         sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}, {}").format(an, lo, ro),
     ]
+    for table in APPEND_ONLY_TABLES:  # the audit trail: the loader appends, never rewrites
+        if conn.execute("SELECT to_regclass(%s)", [f"{base}.{table}"]).fetchone()[0] is not None:
+            out.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE {}.{} FROM {}").format(
+                bs, sql.Identifier(table), lo))
     if conn.execute("SELECT to_regclass(%s)", [f"{base}.alembic_version"]).fetchone()[0] is not None:
         out.append(sql.SQL("REVOKE ALL ON TABLE {}.alembic_version FROM {}").format(bs, lo))
         out.append(sql.SQL("GRANT SELECT ON TABLE {}.alembic_version TO {}").format(bs, lo))

@@ -51,7 +51,7 @@ PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
 CLINICAL_TABLES = tuple(model.CLINICAL_TABLES)  # patient, tumour, surgery, event
 MOLECULAR_TABLES = (*model.MOLECULAR_TABLES, "gene_status")
 DATA_TABLES = (*CLINICAL_TABLES, *MOLECULAR_TABLES, "data_query")
-AUDIT_TABLES = ("delivery", "delivery_file", "delivery_count")
+AUDIT_TABLES = ("delivery", "delivery_file", "delivery_count", "warehouse_key", "audit_log", "audit_delivery")
 ANALYTICS_SCHEMA = "analytics"
 
 NAMING_CONVENTION = {
@@ -97,6 +97,9 @@ TABLE_COMMENTS = {
     "delivery": "Audit trail: one row per delivery loaded (a centre or the laboratory), with the SHA-256 of its content. Deliveries replaced by a newer one stay, with is_current false.",
     "delivery_file": "Files of each delivery with their SHA-256 and size.",
     "delivery_count": "Rows read, accepted and quarantined per canonical table for each delivery.",
+    "warehouse_key": "Fingerprint of the pseudonym key the warehouse was built with (salted scrypt, never the key): a delivery pseudonymised with another key is refused. A re-key adds a row and retires the previous one.",
+    "audit_log": "Audit trail of every change: a load, a re-key, a nightly refresh; who ran it, with which key and code version, when, in which run. The loader role may only append to it.",
+    "audit_delivery": "The deliveries each audited action concerned (centre, date, SHA-256 of the content).",
 }
 
 COLUMN_COMMENTS: dict[str, dict[str, str]] = {
@@ -247,6 +250,29 @@ DELIVERY_COMMENTS = {
     "run_id": "Identifier of the pipeline run that loaded it.",
     "loaded_at": "When the load committed (UTC).",
     "is_current": "The delivery whose rows are in the warehouse now (the latest of its source).",
+}
+WAREHOUSE_KEY_COMMENTS = {
+    "key_id": "Short name of the key: the first 16 hex digits of the scrypt digest (it tells keys apart, it reveals nothing).",
+    "fingerprint": "scrypt$N$r$p$<salt>$<digest> of the key (clms_etl.keys.fingerprint); a guessed key costs a scrypt to test.",
+    "set_at": "When the key was recorded (first load, adoption or re-key), UTC.",
+    "is_current": "The key the warehouse's pseudonyms are computed with now (exactly one row).",
+}
+AUDIT_LOG_COMMENTS = {
+    "audit_id": "Identifier of the audited action (random).",
+    "action": "load (a delivery replaced a source's rows), rekey (pseudonyms recomputed with a new key), refresh (nightly refresh of the warehouse), adopt_key (key recorded for a warehouse built before fingerprints).",
+    "recorded_at": "When the action committed (UTC).",
+    "os_user": "Operating-system account of the process that ran it.",
+    "run_user": "User who launched the Dagster run, when Dagster knows one (run tag 'user'); null otherwise.",
+    "run_id": "Pipeline run (Dagster run id) or 'cli'.",
+    "key_id": "Key the warehouse's pseudonyms were computed with after the action (warehouse_key.key_id).",
+    "code_version": "Package version and git commit of the code that ran it.",
+    "detail": "What changed, in words (rows loaded, pseudonyms recomputed...).",
+}
+AUDIT_DELIVERY_COMMENTS = {
+    "audit_id": "Audited action (audit_log.audit_id).",
+    "centre": "Source of the delivery (a centre, or molecular).",
+    "delivery_date": "Date of the delivery.",
+    "content_sha256": "SHA-256 of the delivery's content (delivery.content_sha256).",
 }
 DELIVERY_FILE_COMMENTS = {
     "delivery_id": "Delivery (delivery.delivery_id).",
@@ -459,6 +485,46 @@ delivery_count = sa.Table(
     comment=TABLE_COMMENTS["delivery_count"],
 )
 
+warehouse_key = sa.Table(
+    "warehouse_key", metadata,
+    sa.Column("key_id", sa.Text(), nullable=False, comment=WAREHOUSE_KEY_COMMENTS["key_id"]),
+    sa.Column("fingerprint", sa.Text(), nullable=False, comment=WAREHOUSE_KEY_COMMENTS["fingerprint"]),
+    sa.Column("set_at", sa.DateTime(timezone=True), nullable=False, comment=WAREHOUSE_KEY_COMMENTS["set_at"]),
+    sa.Column("is_current", sa.Boolean(), nullable=False, comment=WAREHOUSE_KEY_COMMENTS["is_current"]),
+    sa.PrimaryKeyConstraint("key_id"),
+    comment=TABLE_COMMENTS["warehouse_key"],
+)
+
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("audit_id", sa.Text(), nullable=False, comment=AUDIT_LOG_COMMENTS["audit_id"]),
+    sa.Column("action", sa.Text(), nullable=False, comment=AUDIT_LOG_COMMENTS["action"]),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, comment=AUDIT_LOG_COMMENTS["recorded_at"]),
+    sa.Column("os_user", sa.Text(), comment=AUDIT_LOG_COMMENTS["os_user"]),
+    sa.Column("run_user", sa.Text(), comment=AUDIT_LOG_COMMENTS["run_user"]),
+    sa.Column("run_id", sa.Text(), comment=AUDIT_LOG_COMMENTS["run_id"]),
+    sa.Column("key_id", sa.Text(), comment=AUDIT_LOG_COMMENTS["key_id"]),
+    sa.Column("code_version", sa.Text(), nullable=False, comment=AUDIT_LOG_COMMENTS["code_version"]),
+    sa.Column("detail", sa.Text(), comment=AUDIT_LOG_COMMENTS["detail"]),
+    sa.PrimaryKeyConstraint("audit_id"),
+    sa.CheckConstraint(_in("action", vocabulary.AUDIT_ACTIONS), name="action_code"),
+    comment=TABLE_COMMENTS["audit_log"],
+)
+
+audit_delivery = sa.Table(
+    "audit_delivery", metadata,
+    sa.Column("audit_id", sa.Text(), nullable=False, comment=AUDIT_DELIVERY_COMMENTS["audit_id"]),
+    sa.Column("centre", sa.Text(), nullable=False, comment=AUDIT_DELIVERY_COMMENTS["centre"]),
+    sa.Column("delivery_date", sa.Date(), nullable=False, comment=AUDIT_DELIVERY_COMMENTS["delivery_date"]),
+    sa.Column("content_sha256", sa.Text(), nullable=False, comment=AUDIT_DELIVERY_COMMENTS["content_sha256"]),
+    sa.PrimaryKeyConstraint("audit_id", "centre"),
+    sa.ForeignKeyConstraint(["audit_id"], ["audit_log.audit_id"]).ddl_if(dialect="postgresql"),
+    sa.CheckConstraint("length(content_sha256) = 64", name="sha256_hex"),
+    comment=TABLE_COMMENTS["audit_delivery"],
+)
+# The loader role may append to these and nothing more (clms_etl.warehouse.roles).
+APPEND_ONLY_TABLES = ("audit_log", "audit_delivery")
+
 # Load order (parents first); deletes run in the reverse order.
 LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_segment", "variant", "fusion",
               "gene_status", "data_query")
@@ -505,6 +571,14 @@ def result_table(name: str) -> sa.Table:
 
 def table(name: str) -> sa.Table:
     return metadata.tables[name]
+
+
+def pseudonym_columns() -> list[tuple[sa.Table, str]]:
+    """Every (table, column) holding a pseudonym, base and result tables: what a re-key rewrites,
+    parents (patient) first."""
+    tables = [*metadata.tables.values(), *results_metadata.tables.values()]
+    found = [(t, "patient_id") for t in tables if "patient_id" in t.columns]
+    return sorted(found, key=lambda tc: tc[0].name != "patient")
 
 
 def column_names(name: str) -> list[str]:

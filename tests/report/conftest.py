@@ -41,7 +41,7 @@ def load_imports(wh: Warehouse, imports: list) -> None:
     wh.create()
     for name, delivery, validated in imports:
         wh.load_delivery(name, delivery.date, [delivery.path / f for f, _ in delivery.files], validated,
-                         run_id="report-test-load", expectations=False)
+                         run_id="report-test-load", expectations=False, key=KEY)
 
 
 @pytest.fixture(scope="session")

@@ -99,6 +99,21 @@ def test_provenance_names_deliveries_run_and_code_version(built_report, report_w
     assert facts["Warehouse"] == "duckdb (warehouse.duckdb)"
 
 
+def test_provenance_shows_the_audit_trail_of_the_warehouse_without_users(built_report, report_warehouse):
+    from clms_etl.keys import key_id
+    from clms_etl.warehouse.load import os_user
+
+    parsed = parse_report(built_report.html.read_text())
+    table = next(t for t in parsed.tables if t.key == "provenance_audit")
+    rows = [dict(zip(table.header, r, strict=True)) for r in table.rows]
+    sources = report_warehouse.query("SELECT COUNT(*) AS n FROM delivery")["n"][0]
+    assert [r["Action"] for r in rows].count("load") == sources
+    assert {r["Key"] for r in rows} == {key_id(report_warehouse.key_fingerprint())}
+    assert {r["Run"] for r in rows} == {"report-test-load"}
+    assert all(r["Code version"] and r["When"].endswith("UTC") for r in rows)
+    assert "os_user" not in table.header and f">{os_user()}<" not in built_report.html.read_text()
+
+
 def test_the_warehouse_is_described_without_user_or_password():
     text = describe_backend("postgresql+psycopg://clms_loader:s3cr3t-Pa55@db.example.org:5432/clms")
     assert text == "postgresql (db.example.org:5432/clms)"

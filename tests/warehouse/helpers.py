@@ -15,6 +15,7 @@ from clms_etl.warehouse import schema
 from clms_etl.warehouse.synthetic import SyntheticDelivery, twin_deliveries
 
 TEST_KEY = b"test-key-of-the-warehouse-tests-0123456789"
+OTHER_KEY = b"another-key-for-the-rekey-tests-Zq8Lw3Xv6Np"  # a second deployment key (re-key)
 DAY1 = dt.date(2026, 11, 23)
 DAY2 = dt.date(2026, 11, 24)
 SOURCES = ("nice", "montpellier", "lyon", "nimes", "molecular")
@@ -29,6 +30,19 @@ def _twin(delivery_date: dt.date) -> dict[str, SyntheticDelivery]:
 def twin(delivery_date: dt.date = DAY1) -> dict[str, SyntheticDelivery]:
     """The twin cohort as five validated deliveries (cached; do not mutate the frames)."""
     return _twin(delivery_date)
+
+
+@cache
+def twin_with(key: bytes, delivery_date: dt.date = DAY1) -> dict[str, SyntheticDelivery]:
+    """The twin cohort pseudonymised with another key."""
+    return twin_deliveries(key, delivery_date)
+
+
+def twin_mapping() -> pl.DataFrame:
+    """What the centres send for a re-key: centre and hospital number of every twin patient."""
+    from clms_etl.synth.twin import build_twin
+
+    return build_twin(0).patient.select("centre", "local_id")
 
 
 def delivery_files(root: Path, centre: str, delivery_date: dt.date, content: str = "v1") -> list[Path]:

@@ -136,24 +136,17 @@ def test_postgresql_without_a_key_is_refused(monkeypatch):
         keys.pseudonym_key("postgresql+psycopg://x@h/db", env={})
 
 
-def test_the_demo_key_is_for_duckdb_only():
-    with pytest.warns(UserWarning, match="public DEMO pseudonym key"):
-        assert keys.pseudonym_key("duckdb:///data/warehouse.duckdb", env={}) == keys.DEMO_KEY
-    with pytest.raises(keys.PseudonymKeyError, match="DEMO key cannot be used"):
-        keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY: keys.DEMO_KEY.decode()})
-    assert keys.is_demo_key(keys.DEMO_KEY)
-
-
 def test_the_key_comes_from_the_environment_or_a_secrets_file(tmp_path):
-    assert keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY: "s3cret-key-from-env!"}) == b"s3cret-key-from-env!"
+    from_env = "s3cret-key-from-env-Qx7vT2mL9pW4zR8k"
+    assert keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY: from_env}) == from_env.encode()
     secret = tmp_path / "pseudonym.key"
-    secret.write_text("s3cret-key-from-a-file\n")
-    assert keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY_FILE: str(secret)}) == b"s3cret-key-from-a-file"
+    secret.write_text("s3cret-key-from-a-file-Hd83Jf0qLz5Nw\n")
+    assert keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY_FILE: str(secret)}) == \
+        b"s3cret-key-from-a-file-Hd83Jf0qLz5Nw"
     with pytest.raises(keys.PseudonymKeyError, match="cannot read"):
         keys.pseudonym_key("postgresql://h/db", env={keys.ENV_KEY_FILE: str(tmp_path / "missing")})
-    with pytest.raises(keys.PseudonymKeyError, match="at least 16"):
+    with pytest.raises(keys.PseudonymKeyError, match="at least 32"):
         keys.pseudonym_key("duckdb:///w.duckdb", env={keys.ENV_KEY: "short"})
-    assert keys.key_fingerprint(b"a" * 20) != keys.key_fingerprint(b"b" * 20)
 
 
 def test_a_hospital_number_cannot_be_stored_as_a_patient_id(tmp_path):

@@ -113,3 +113,23 @@ def test_loader_rewrites_the_result_tables_and_the_analyst_only_reads_them(roles
     with _connect(roles_db["loader"]) as conn:
         _denied(conn, f"DROP TABLE analytics.{spec.name}")
         _denied(conn, f"ALTER TABLE analytics.{spec.name} ADD COLUMN name text")
+
+
+def test_loads_write_the_audit_log_which_the_analyst_cannot_write_and_the_loader_only_appends(roles_db):
+    with _connect(roles_db["url"]) as conn:  # the owner: the fixture's loads are in the audit trail
+        actions = conn.execute("SELECT action, COUNT(*) FROM public.audit_log WHERE run_id = 'test' "
+                               "GROUP BY action").fetchall()
+        assert ("load", 3) in actions
+        assert conn.execute("SELECT COUNT(*) FROM public.warehouse_key WHERE is_current").fetchone()[0] == 1
+    row = ("INSERT INTO public.audit_log (audit_id, action, recorded_at, code_version) "
+           "VALUES ('forged', 'load', now(), 'x')")
+    with _connect(roles_db["analyst"]) as conn:
+        _denied(conn, row)
+        _denied(conn, "SELECT * FROM public.audit_log")
+        _denied(conn, "UPDATE public.warehouse_key SET is_current = FALSE")
+    with _connect(roles_db["loader"]) as conn:
+        _denied(conn, "UPDATE public.audit_log SET os_user = 'someone else'")
+        _denied(conn, "DELETE FROM public.audit_log")
+        _denied(conn, "DELETE FROM public.audit_delivery")
+        _denied(conn, "TRUNCATE public.audit_log")
+        conn.execute("SELECT COUNT(*) FROM public.audit_log").fetchone()

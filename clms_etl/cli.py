@@ -65,13 +65,30 @@ def synth(
         console.print(f"planted {result.defects.height} defects: {out / '_truth' / 'defects.csv'}")
 
 
+def _no_secret_on_command_line(ctx: typer.Context, param: typer.CallbackParam, value):
+    """A password typed on the command line is readable by every user of the machine (``ps``)
+    and kept in shell histories: warehouse URLs with a password and role passwords come from the
+    environment (or a prompt), never from an argument."""
+    import sqlalchemy as sa
+
+    # by name: typer may bring its own copy of click and its ParameterSource enum
+    if value and getattr(ctx.get_parameter_source(param.name), "name", None) == "COMMANDLINE":
+        secret = "password" in param.name or (isinstance(value, str) and "://" in value
+                                               and sa.engine.make_url(value).password)
+        if secret:
+            raise typer.BadParameter("no password on the command line (other users can read it): set "
+                                     + (", ".join(param.envvar) if isinstance(param.envvar, list | tuple)
+                                        else param.envvar or "CLMS_WAREHOUSE_URL") + " instead.")
+    return value
+
+
 warehouse_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
 
 
 @warehouse_app.command("create")
 def warehouse_create(
-    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
 ) -> None:
     """Create the schema (base tables and the analytics views) if it does not exist."""
     from clms_etl.config import Settings
@@ -85,9 +102,9 @@ def warehouse_create(
 
 @warehouse_app.command("roles")
 def warehouse_roles(
-    url: Annotated[str, typer.Option(envvar="CLMS_WAREHOUSE_URL", help="PostgreSQL URL of an administrator.")],
-    loader_password: Annotated[str, typer.Option(envvar="CLMS_LOADER_PASSWORD", prompt=True, hide_input=True)],
-    analyst_password: Annotated[str, typer.Option(envvar="CLMS_ANALYST_PASSWORD", prompt=True, hide_input=True)],
+    url: Annotated[str, typer.Option(envvar="CLMS_WAREHOUSE_URL", help="PostgreSQL URL of an administrator.", callback=_no_secret_on_command_line)],
+    loader_password: Annotated[str, typer.Option(envvar="CLMS_LOADER_PASSWORD", prompt=True, hide_input=True, callback=_no_secret_on_command_line)],
+    analyst_password: Annotated[str, typer.Option(envvar="CLMS_ANALYST_PASSWORD", prompt=True, hide_input=True, callback=_no_secret_on_command_line)],
 ) -> None:
     """Create the PostgreSQL roles: a loader that writes, an analyst that reads `analytics` only."""
     from clms_etl.warehouse.roles import create_roles
@@ -184,7 +201,7 @@ def export_analysis_command(
     outdir: Annotated[Path, typer.Argument(help="Folder to write into: one sub-folder per format, plus README.md.")],
     format: Annotated[list[str] | None, typer.Option("--format", "-f",
                                                      help="parquet, csv, xpt or dta; repeat for several (default: all).")] = None,
-    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
     shareable: Annotated[bool, typer.Option(help="Files that may leave the registry: age bands, quasi-identifiers "
                                             "suppressed in small groups, not written below --k-threshold. "
                                             "Default: in-house (full detail, k reported only).")] = False,
@@ -212,7 +229,7 @@ def export_analysis_command(
 @export_app.command("cbioportal")
 def export_cbioportal_command(
     outdir: Annotated[Path, typer.Argument(help="Study folder to write (created; previous files replaced).")],
-    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
     k_threshold: Annotated[int, typer.Option(help=K_THRESHOLD_HELP)] = DEFAULT_K_THRESHOLD,
 ) -> None:
     """Export the molecular series as a cBioPortal study folder (docs/molecular.md); not written when a
@@ -229,7 +246,7 @@ def export_cbioportal_command(
 
 @app.command("survival")
 def survival_command(
-    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
     outputs: Annotated[Path | None, typer.Option(help="Outputs folder (default: CLMS_OUTPUTS); figures/ and tables/ go in it.")] = None,
     min_follow_up_months: Annotated[float, typer.Option(help="Survival population: minimum follow-up, months.")] = 3.0,
     ci_transform: Annotated[str, typer.Option(help="Interval shown in the tables and Figure 2: log (R) or log-log.")] = "log",

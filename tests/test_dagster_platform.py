@@ -161,7 +161,8 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
     listed = json.loads(list_out)
     assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
-        "centre_import:validation_gate", "centre_import:row_accounting", "warehouse:great_expectations",
+        "centre_import:validation_gate", "centre_import:row_accounting", "centre_import:shrinkage_guard",
+        "warehouse:great_expectations",
         "survival_analysis:result_expectations", "molecular_summary:result_expectations"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
@@ -204,7 +205,7 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert all(r.success for r in imports.values()) and nightly.success
     for centre, result in imports.items():
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"validation_gate": True, "row_accounting": True}, centre
+        assert checks == {"validation_gate": True, "row_accounting": True, "shrinkage_guard": True}, centre
     assert instance.get_materialized_partitions(dg.AssetKey("centre_warehouse")) == set(CENTRES)
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == TWIN_PATIENTS
     assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in nightly.get_asset_check_evaluations()) == [
@@ -404,11 +405,12 @@ def test_import_job_on_the_multiprocess_executor(twin_drop, tmp_path, monkeypatc
         assert result.success
         steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
         assert set(steps) == {"centre_import", "centre_import_validation_gate", "centre_import_row_accounting",
+                              "centre_import_shrinkage_guard",
                               "centre_warehouse"}
         assert os.getpid() not in steps.values()  # every step ran in a process of its own
         assert len(set(steps.values())) == len(steps)
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"validation_gate": True, "row_accounting": True}
+        assert checks == {"validation_gate": True, "row_accounting": True, "shrinkage_guard": True}
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == {"montpellier": TWIN_PATIENTS["montpellier"]}
 
 
@@ -494,6 +496,7 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert nodes["warehouse"]["groupName"] == "warehouse" and not nodes["warehouse"]["isPartitioned"]
     checks = {(key, c["name"], c["blocking"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}
     assert checks == {("centre_import", "validation_gate", True), ("centre_import", "row_accounting", True),
+                      ("centre_import", "shrinkage_guard", True),
                       ("warehouse", "great_expectations", True), ("survival_analysis", "result_expectations", True),
                       ("molecular_summary", "result_expectations", True)}
     [repository] = data["repositoriesOrError"]["nodes"]

@@ -86,12 +86,21 @@ def _definitions(incoming: Path) -> dg.Definitions:
                           resources={**defs.resources, "drop_folder": DropFolder(path=str(incoming))})
 
 
+def _check_reason(evaluation) -> str:
+    if evaluation.description:
+        return evaluation.description
+    summary = evaluation.metadata.get("summary")  # expectation checks: a count, then one line per failure
+    lines = [line.strip() for line in str(summary.value).strip("`\n").splitlines()] if summary else []
+    detail = next((line for line in lines if line.startswith("[")), lines[0] if lines else "failed")
+    return f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {detail}"
+
+
 def _reason(result: dg.ExecuteInProcessResult) -> str:
     """One line: the failed blocking checks' descriptions, else the first failed step's error."""
     checks = [e for e in result.get_asset_check_evaluations()
               if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
     if checks:
-        return " | ".join(e.description or f"check {e.check_name} failed" for e in checks)
+        return " | ".join(_check_reason(e) for e in checks)
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             data = event.event_specific_data

@@ -102,6 +102,33 @@ def warehouse_create(
     console.print(f"[green]schema ready[/] in {url.split('@')[-1]}")
 
 
+@warehouse_app.command("rollback")
+def warehouse_rollback(
+    centre: Annotated[str, typer.Argument(help="Centre (or the laboratory) to take back to its previous delivery.")],
+    incoming: Annotated[Path | None, typer.Option(help="Drop folder (default: CLMS_INCOMING or data/incoming).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+) -> None:
+    """Re-load the centre's delivery before the current one from the drop folder; newer folders move to _rolled_back/."""
+    from clms_etl.config import Settings
+    from clms_etl.keys import pseudonym_key
+    from clms_etl.rollback import RollbackImpossible, rollback
+    from clms_etl.warehouse.load import Warehouse
+
+    settings = Settings.from_env()
+    url = url or settings.warehouse_url
+    with Warehouse(url) as wh:
+        try:
+            done = rollback(centre, incoming or settings.incoming, wh, settings.outputs, pseudonym_key(url))
+        except RollbackImpossible as impossible:
+            console.print(f"[red]rollback refused[/]: {impossible}")
+            raise typer.Exit(1) from None
+    console.print(f"[green]{centre}[/]: {done.replaced} replaced by the delivery of {done.restored}")
+    console.print(done.summary, markup=False)
+    for folder in done.moved:
+        console.print(f"moved aside: {folder}", markup=False)
+    console.print("run the nightly refresh (clms-etl run) to recompute the analyses")
+
+
 @warehouse_app.command("roles")
 def warehouse_roles(
     url: Annotated[str, typer.Option(envvar="CLMS_WAREHOUSE_URL", help="PostgreSQL URL of an administrator.")],
@@ -197,4 +224,21 @@ def survival_command(
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """The ``clms-etl`` executable: leaves without the interpreter's shutdown, where duckdb 2.0's
+    bindings print ~100 lines of "nanobind: leaked ..." (harmless; everything is written and closed
+    by then) that would bury the command's last lines."""
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as end:
+        code = end.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -60,3 +60,16 @@ def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFol
             tags["clms/delivery"] = delivery.date.isoformat()
         requests.append(dg.RunRequest(run_key=run_key, partition_key=centre, tags=tags))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Fails the runs of this host still marked in progress whose process is gone (a "
+           "`clms-etl run` killed with kill -9) and frees their pool slots, so that the nightly does not "
+           "wait for them forever (Dagster's run monitoring watches only the runs its launcher started).")
+def dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    from assets.run import fail_dead_runs
+
+    dead = fail_dead_runs(context.instance)
+    for run_id in dead:
+        context.log.warning(f"run {run_id}: its process is gone; marked failed, its pool slots freed")
+    return dg.SkipReason(f"{len(dead)} dead run(s) failed" if dead else "no dead run")

@@ -21,6 +21,6 @@ defs = dg.Definitions(
                   *result_checks.CHECKS],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],
-    sensors=[automation.drop_folder_sensor],
+    sensors=[automation.drop_folder_sensor, automation.dead_runs_sensor],
     resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production" else local_resources(),
 )

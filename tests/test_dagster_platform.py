@@ -166,7 +166,7 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
         "survival_analysis:result_expectations", "molecular_summary:result_expectations"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
-    assert [s["name"] for s in listed["sensors"]] == ["drop_folder_sensor"]
+    assert sorted(s["name"] for s in listed["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
 
 
 def test_instance_config_examples_are_valid_dagster_yaml():
@@ -324,6 +324,10 @@ con.close()
 """
 
 
+# the import run's steps that open the warehouse: the shrinkage guard reads the centre's current rows
+OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
+
+
 def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop, tmp_path):
     db = tmp_path / "warehouse.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_DUCKDB_LOCK, str(db)], stdin=subprocess.PIPE,
@@ -335,7 +339,8 @@ def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop
     def retry_seen(watcher) -> bool:
         try:
             return watcher.has_run(run_id) and any(e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
-                                                   for e in step_events(watcher, run_id, "centre_warehouse"))
+                                                   for step in OPENS_THE_WAREHOUSE
+                                                   for e in step_events(watcher, run_id, step))
         except Exception:  # SQLite storage being written by the run at the same moment: look again
             return False
 
@@ -359,7 +364,7 @@ def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop
             result = platform_defs(resources(twin_drop, tmp_path)).resolve_job_def("import_centre").execute_in_process(
                 partition_key="lyon", instance=instance, run_id=run_id, raise_on_error=False)
             watcher.join(30)
-            retried = [e for e in step_events(instance, run_id, "centre_warehouse")
+            retried = [e for step in OPENS_THE_WAREHOUSE for e in step_events(instance, run_id, step)
                        if e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"]
     finally:
         stop(holder)
@@ -504,7 +509,7 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert {j["name"] for j in repository["jobs"]} >= {"import_centre", "nightly_refresh"}
     assert repository["schedules"] == [{"name": "nightly_refresh_0200", "cronSchedule": "0 2 * * *",
                                         "executionTimezone": "Europe/Paris", "pipelineName": "nightly_refresh"}]
-    assert [s["name"] for s in repository["sensors"]] == ["drop_folder_sensor"]
+    assert sorted(s["name"] for s in repository["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
 
 
 # -- metadata -----------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ hold.execute_in_process(instance=ensure_instance(), run_id=sys.argv[1], tags=pro
 
 @pytest.mark.slow
 def test_a_run_killed_while_holding_the_warehouse_slot_is_failed_and_its_slot_freed(tmp_path):
+    from assets.automation import dead_runs_sensor
     from assets.run import fail_dead_runs
 
     home = tmp_path / "dagster_home"  # created by the holder's ensure_instance
@@ -146,7 +147,9 @@ def test_a_run_killed_while_holding_the_warehouse_slot_is_failed_and_its_slot_fr
             os.killpg(holder.pid, signal.SIGKILL)
             holder.wait(30)
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # Dagster alone: forever
-            assert fail_dead_runs(instance) == [run_id]  # what the next `clms-etl run` does first
+            # the daemon's sensor (every minute), as the next `clms-etl run` does first
+            tick = dead_runs_sensor(dg.build_sensor_context(instance=instance))
+            assert tick.skip_message == "1 dead run(s) failed"
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
             info = instance.event_log_storage.get_concurrency_info("warehouse")
             assert info.claimed_slots == [] and info.slot_count == 1

@@ -15,7 +15,7 @@ import polars as pl
 from assets.metadata import bar_chart_png, column_schema, markdown_table, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
-from clms_etl.deliveries import latest_delivery, latest_today, refused_folders
+from clms_etl.deliveries import latest_delivery, refused_folders
 from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
@@ -92,7 +92,7 @@ def refuse_misnamed_folders(drop_folder: DropFolder, outputs: OutputsFolder, cen
     refused = refused_folders(drop_folder.root, centre)
     if not refused:
         return
-    today = latest_today()
+    today = dt.date.today()
     path = write_query_workbook(queries_frame([r.query(today) for r in refused]),
                                 query_list_path(outputs.root, centre, today), centre)
     raise dg.Failure(description=" ".join(r.message for r in refused),
@@ -144,7 +144,7 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
 
 @dg.asset_check(asset=centre_import, blocking=True, partitions_def=centre_partitions, pool="warehouse",
                 retry_policy=TRANSIENT_RETRIES,
-                description="Shrinkage guard: holds a delivery that removes more than 10 % "
+                description=f"Shrinkage guard: holds a delivery that removes more than {MAX_REMOVED_SHARE:.0%} "
                 "(CLMS_MAX_REMOVED_SHARE) of the centre's patients now in the warehouse, until a run "
                 f"tagged {ACCEPT_SHRINKAGE_TAG}=true accepts it (clms-etl run --accept-shrinkage CENTRE).")
 def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: CentreImport,

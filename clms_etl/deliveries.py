@@ -85,8 +85,7 @@ def _classify(folder: Path, centre: str, today: dt.date) -> dt.date | RefusedFol
     except ValueError:
         return RefusedFolder(centre, folder, f"« {name} » n'est pas une date réelle au format AAAA-MM-JJ")
     if date > today:
-        return RefusedFolder(centre, folder, f"la date {date.isoformat()} est dans le futur "
-                                             f"(aujourd'hui : {today.isoformat()})")
+        return RefusedFolder(centre, folder, f"la date {date.isoformat()} est dans le futur")
     return date
 
 

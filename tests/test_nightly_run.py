@@ -13,11 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import openpyxl
 import pytest
 import yaml
@@ -29,21 +27,10 @@ from assets.resources import DropFolder
 from clms_etl.cli import app
 from clms_etl.deliveries import delivery_dates, latest_delivery, refused_folders
 from tests.dagster_resources import resources_for
+from tests.test_dagster import DATE, INGEST
+from tests.test_dagster_platform import ROOT, TWIN_PATIENTS, patients_by_centre
 
-ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "clms-etl"
-DATE = dt.date(2026, 11, 23)
-TWIN_PATIENTS = {"nice": 24, "montpellier": 21, "lyon": 19, "nimes": 15}
-INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting,
-          ingest.shrinkage_guard]
-
-
-def patients_by_centre(db: Path) -> dict[str, int]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return dict(con.sql("select centre, count(*) from patient group by centre").fetchall())
-    finally:
-        con.close()
 
 
 def drop_of(twin_drop: Path, root: Path, *centres: str) -> Path:

@@ -46,6 +46,9 @@ BIN = Path(sys.executable).parent
 CENTRES = list(REGISTRY)  # nice, montpellier, lyon, nimes, molecular (the laboratory: no patient)
 TWIN_PATIENTS = {"nice": 24, "montpellier": 21, "lyon": 19, "nimes": 15}  # 79 in all
 POOL = "warehouse"
+# the import run's steps that open the warehouse (pool `warehouse`): the shrinkage guard reads the
+# centre's current rows, then centre_warehouse loads
+OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
 NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
                   "analysis_exports"}
@@ -294,7 +297,7 @@ def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop,
                         pytest.fail(f"{centre} run ended before reaching the pool: {procs[centre].communicate()[1][-3000:]}")
                     if centre not in blocked and instance.has_run(run_id) and any(
                             f"blocked by limit for pool {POOL}" in (e.message or "")
-                            for e in step_events(instance, run_id, "centre_warehouse")):
+                            for step in OPENS_THE_WAREHOUSE for e in step_events(instance, run_id, step)):
                         blocked.add(centre)
                 assert time.monotonic() < deadline, f"runs never waited on the pool: {blocked}"
                 time.sleep(0.3)
@@ -322,10 +325,6 @@ print("locked", flush=True)
 sys.stdin.readline()
 con.close()
 """
-
-
-# the import run's steps that open the warehouse: the shrinkage guard reads the centre's current rows
-OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 
 
 def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop, tmp_path):

@@ -71,6 +71,16 @@ def test_run_with_one_centre_delivered_imports_it_and_reports_the_others_skipped
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
         assert record.dagster_run.tags["dagster/partition"] == "lyon"
 
+    # a real failure, and only that, makes the exit code non-zero: one line saying why
+    shutil.copytree(twin_drop / "nimes" / DATE.isoformat(), drop / "nimes" / "2062-11-23")
+    again = subprocess.run([str(CLI), "run", "--incoming", str(drop), "--no-refresh"], cwd=tmp_path,
+                           env=env_for(tmp_path, home), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 1
+    lines = {line.split()[0]: line for line in again.stderr.splitlines() if line.strip()}
+    assert lines["lyon"].split()[1:3] == ["ok", "unchanged"]
+    assert lines["nimes"].split()[1] == "failed" and "« nimes/2062-11-23 » refusé" in lines["nimes"]
+    assert lines["1"] == "1 failed: nimes"
+
 
 @pytest.mark.slow
 def test_five_runs_launched_together_on_a_fresh_dagster_home_all_succeed(twin_drop, tmp_path):

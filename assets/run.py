@@ -32,7 +32,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 @dataclass(frozen=True)
 class Outcome:
     name: str  # a centre, or nightly_refresh
-    status: str  # ok | skipped | failed
+    status: str  # ok | skipped | failed | freed (a dead run's slots)
     detail: str = ""
     run_id: str | None = None
 
@@ -128,13 +128,17 @@ def run_nightly(incoming: Path | None = None, *, refresh: bool = True,
 
     incoming = Path(incoming or Settings.from_env().incoming)
     instance = ensure_instance()
-    outcomes = [Outcome(run_id[:8], "failed", "run of a process that died: marked failed, pool slots freed")
+    # an earlier failure, cleaned up: said, but not a failure of this nightly
+    outcomes = [Outcome(f"run {run_id[:8]}", "freed", "its process had died: marked failed, its pool slots freed")
                 for run_id in fail_dead_runs(instance)]
     defs = _definitions(incoming)
     job = defs.resolve_job_def("import_centre")
     partitions = set(job.partitions_def.get_partition_keys())
+    registry = load_registry(incoming)
     accept = set(accept_shrinkage)
-    for centre in load_registry(incoming):
+    outcomes += [Outcome(name, "failed", "--accept-shrinkage names no centre of the registry") for name in
+                 sorted(accept - set(registry))]
+    for centre in registry:
         delivery = latest_delivery(incoming, centre)
         if delivery is None and not refused_folders(incoming, centre):
             outcomes.append(Outcome(centre, "skipped", f"no delivery in {incoming / centre}"))

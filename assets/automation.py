@@ -9,7 +9,7 @@ from assets.ingest import centre_import, centre_warehouse
 from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
-from clms_etl.deliveries import latest_delivery
+from clms_etl.deliveries import latest_delivery, refused_folders
 
 import_job = dg.define_asset_job(
     "import_centre",
@@ -36,18 +36,40 @@ nightly_schedule = dg.ScheduleDefinition(
 
 @dg.sensor(job=import_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Watches the drop folder: a new delivery for a centre requests one run of that "
-           "centre's partition (run key = centre, delivery date and content hash).")
+           "centre's partition (run key = centre, delivery date and content hash). A folder that is not a "
+           "real, past date is refused: the centre's run fails naming it (and its query list says so).")
 def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFolder) -> dg.SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
     requests = []
     for centre in REGISTRY:
+        refused = refused_folders(drop_folder.root, centre)
         delivery = latest_delivery(drop_folder.root, centre)
-        if delivery is None or not delivery.files:
+        if refused:  # one run that fails with the refusal, visible in the UI, once per set of folders
+            run_key = f"{centre}:refused:{','.join(sorted(f.path.name for f in refused))}"
+        elif delivery is None or not delivery.files:
             continue
-        run_key = f"{centre}:{delivery.date.isoformat()}:{delivery.sha256[:16]}"
+        else:
+            run_key = f"{centre}:{delivery.date.isoformat()}:{delivery.sha256[:16]}"
         if seen.get(centre) == run_key:
             continue
         seen[centre] = run_key
-        requests.append(dg.RunRequest(run_key=run_key, partition_key=centre,
-                                      tags={"clms/centre": centre, "clms/delivery": delivery.date.isoformat()}))
+        for folder in refused:
+            context.log.warning(folder.message)
+        tags = {"clms/centre": centre}
+        if delivery is not None and not refused:
+            tags["clms/delivery"] = delivery.date.isoformat()
+        requests.append(dg.RunRequest(run_key=run_key, partition_key=centre, tags=tags))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Fails the runs of this host still marked in progress whose process is gone (a "
+           "`clms-etl run` killed with kill -9) and frees their pool slots, so that the nightly does not "
+           "wait for them forever (Dagster's run monitoring watches only the runs its launcher started).")
+def dead_runs_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    from assets.run import fail_dead_runs
+
+    dead = fail_dead_runs(context.instance)
+    for run_id in dead:
+        context.log.warning(f"run {run_id}: its process is gone; marked failed, its pool slots freed")
+    return dg.SkipReason(f"{len(dead)} dead run(s) failed" if dead else "no dead run")

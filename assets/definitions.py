@@ -22,10 +22,10 @@ defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
             molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis,
             report.clinician_report, report.analysis_exports],
-    asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations,
+    asset_checks=[ingest.validation_gate, ingest.row_accounting, ingest.shrinkage_guard, warehouse.great_expectations,
                   *result_checks.CHECKS],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],
-    sensors=[automation.drop_folder_sensor],
+    sensors=[automation.drop_folder_sensor, automation.dead_runs_sensor],
     resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production" else local_resources(),
 )

@@ -9,6 +9,7 @@ Dagster's storage.
 
 
 import datetime as dt
+import os
 
 import dagster as dg
 import polars as pl
@@ -17,7 +18,7 @@ from assets.handoff import CentreHandoff
 from assets.metadata import bar_chart_png, column_schema, markdown_table, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
-from clms_etl.deliveries import latest_delivery
+from clms_etl.deliveries import latest_delivery, refused_folders
 from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
@@ -28,6 +29,11 @@ from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
 TRANSIENT_RETRIES = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 # Share of a delivery's patients that may be quarantined before the gate closes.
 MAX_QUARANTINED_SHARE = 0.2
+# Share of a centre's patients in the warehouse that one delivery may remove before the shrinkage
+# guard holds it (a truncated export must never wipe data silently); CLMS_MAX_REMOVED_SHARE overrides.
+MAX_REMOVED_SHARE = 0.10
+# A run with this tag set to "true" lands a delivery the shrinkage guard held (someone checked it).
+ACCEPT_SHRINKAGE_TAG = "clms/accept_shrinkage"
 
 
 @dg.asset(
@@ -52,6 +58,7 @@ def centre_import(
 ) -> dg.Output[CentreImport]:
     centre = REGISTRY[context.partition_key]
     centre_handoff.discard(centre.name)  # a previous import that never loaded goes now
+    refuse_misnamed_folders(drop_folder, outputs, centre.name)
     delivery = latest_delivery(drop_folder.root, centre.name)
     if delivery is None:
         raise dg.Failure(f"No delivery for {centre.name} in {drop_folder.root / centre.name}", allow_retries=False)
@@ -92,6 +99,22 @@ def _key(pseudonym_key: PseudonymKey, warehouse: WarehouseResource) -> bytes:
         raise dg.Failure(description=str(refused), allow_retries=False) from None
 
 
+def refuse_misnamed_folders(drop_folder: DropFolder, outputs: OutputsFolder, centre: str) -> None:
+    """A folder that is not a real, past date stops the centre's import: its query list tells the centre."""
+    from clms_etl.pipeline import query_list_path
+    from clms_etl.queries import write_query_workbook
+    from clms_etl.readers.base import queries_frame
+
+    refused = refused_folders(drop_folder.root, centre)
+    if not refused:
+        return
+    today = dt.date.today()
+    path = write_query_workbook(queries_frame([r.query(today) for r in refused]),
+                                query_list_path(outputs.root, centre, today), centre)
+    raise dg.Failure(description=" ".join(r.message for r in refused),
+                     metadata={"query_list": dg.MetadataValue.path(str(path))}, allow_retries=False)
+
+
 def rows_plot(accounting: pl.DataFrame, title: str) -> dg.MetadataValue:
     """Rows accepted vs quarantined per table, as a PNG embedded in Markdown (shown in the UI)."""
     png = bar_chart_png(accounting["table"].to_list(),
@@ -115,6 +138,8 @@ def validation_gate(context: dg.AssetCheckExecutionContext, centre_import: Centr
     return dg.AssetCheckResult(
         passed=share <= MAX_QUARANTINED_SHARE,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{centre_import.centre}: {quarantined} of {read} {first} rows quarantined ({share:.0%}; "
+                    f"the gate closes above {MAX_QUARANTINED_SHARE:.0%}).",
         metadata={
             "rows_read": read,
             "rows_quarantined": quarantined,
@@ -131,6 +156,46 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
     acc = centre_import.validated.accounting
     broken = acc.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined"))
     return dg.AssetCheckResult(passed=broken.is_empty(), metadata={"accounting": markdown_table(acc)})
+
+
+@dg.asset_check(asset=centre_import, blocking=True, partitions_def=centre_partitions, pool="warehouse",
+                retry_policy=TRANSIENT_RETRIES,
+                description=f"Shrinkage guard: holds a delivery that removes more than {MAX_REMOVED_SHARE:.0%} "
+                "(CLMS_MAX_REMOVED_SHARE) of the centre's patients now in the warehouse, until a run "
+                f"tagged {ACCEPT_SHRINKAGE_TAG}=true accepts it (clms-etl run --accept-shrinkage CENTRE).")
+def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: CentreImport,
+                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    from clms_etl.warehouse import schema
+
+    accepted = centre_import.validated.accepted
+    table = "patient" if "patient" in accepted else next(iter(accepted))
+    keys = [c.name for c in schema.table(table).primary_key.columns]
+    with warehouse.open() as wh:
+        if wh.path is not None and not wh.path.exists():  # no warehouse yet: nothing to remove
+            current = pl.DataFrame(schema={k: pl.String for k in keys})
+        else:
+            wh.ensure_schema()
+            current = wh.query(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
+                               "(SELECT delivery_id FROM delivery WHERE centre = :centre AND is_current)",
+                               {"centre": centre_import.centre})
+    delivered = accepted[table].select(keys).cast({k: current.schema[k] for k in keys if current.schema[k] != pl.Null})
+    removed = current.join(delivered, on=keys, how="anti").height
+    share = removed / current.height if current.height else 0.0
+    limit = float(os.environ.get("CLMS_MAX_REMOVED_SHARE", MAX_REMOVED_SHARE))
+    accepted_by_tag = context.run.tags.get(ACCEPT_SHRINKAGE_TAG, "").lower() == "true"
+    numbers = (f"{centre_import.centre} {centre_import.delivery.date}: this delivery removes {removed} of the "
+               f"{current.height} {table} rows in the warehouse ({share:.0%}; limit {limit:.0%})")
+    held = share > limit and not accepted_by_tag
+    return dg.AssetCheckResult(
+        passed=not held,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{numbers}: held. If the export is complete, accept it with a run tagged "
+                     f"{ACCEPT_SHRINKAGE_TAG}=true (clms-etl run --accept-shrinkage {centre_import.centre})."
+                     if held else numbers + (": accepted by the run's tag." if share > limit else ".")),
+        metadata={"rows_in_warehouse": current.height, "rows_delivered": accepted[table].height,
+                  "rows_removed": removed, "removed_share": round(share, 4), "max_removed_share": limit,
+                  "accepted_by_tag": accepted_by_tag},
+    )
 
 
 @dg.asset(

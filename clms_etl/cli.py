@@ -82,6 +82,30 @@ def _no_secret_on_command_line(ctx: typer.Context, param: typer.CallbackParam, v
     return value
 
 
+@app.command("run")
+def run_command(
+    incoming: Annotated[Path | None, typer.Option(help="Drop folder (default: CLMS_INCOMING or data/incoming).")] = None,
+    refresh: Annotated[bool, typer.Option(help="After the imports, run the nightly refresh (checks, analyses, report).")] = True,
+    accept_shrinkage: Annotated[list[str] | None, typer.Option(
+        "--accept-shrinkage", help="Centre whose delivery may remove more patients than the shrinkage guard allows "
+        "(you checked the export is complete); repeat for several.")] = None,
+) -> None:
+    """The nightly through Dagster (DAGSTER_HOME): import every centre that delivered, then the nightly refresh."""
+    import os
+
+    if incoming is not None:  # before the code location is imported: its partitions come from this drop folder
+        os.environ["CLMS_INCOMING"] = str(incoming)
+    from assets.run import run_nightly
+
+    outcomes = run_nightly(incoming, refresh=refresh, accept_shrinkage=accept_shrinkage or ())
+    for outcome in outcomes:
+        console.print(outcome.line(), markup=False, highlight=False, soft_wrap=True)
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        console.print(f"{len(failed)} failed: " + ", ".join(o.name for o in failed), markup=False)
+        raise typer.Exit(1)
+
+
 warehouse_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)
 app.add_typer(warehouse_app, name="warehouse")
 
@@ -98,6 +122,33 @@ def warehouse_create(
     with Warehouse(url) as wh:
         wh.create()
     console.print(f"[green]schema ready[/] in {url.split('@')[-1]}")
+
+
+@warehouse_app.command("rollback")
+def warehouse_rollback(
+    centre: Annotated[str, typer.Argument(help="Centre (or the laboratory) to take back to its previous delivery.")],
+    incoming: Annotated[Path | None, typer.Option(help="Drop folder (default: CLMS_INCOMING or data/incoming).")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default: CLMS_WAREHOUSE_URL or the DuckDB file).")] = None,
+) -> None:
+    """Re-load the centre's delivery before the current one from the drop folder; newer folders move to _rolled_back/."""
+    from clms_etl.config import Settings
+    from clms_etl.keys import pseudonym_key
+    from clms_etl.rollback import RollbackImpossible, rollback
+    from clms_etl.warehouse.load import Warehouse
+
+    settings = Settings.from_env()
+    url = url or settings.warehouse_url
+    with Warehouse(url) as wh:
+        try:
+            done = rollback(centre, incoming or settings.incoming, wh, settings.outputs, pseudonym_key(url))
+        except RollbackImpossible as impossible:
+            console.print(f"[red]rollback refused[/]: {impossible}")
+            raise typer.Exit(1) from None
+    console.print(f"[green]{centre}[/]: {done.replaced} replaced by the delivery of {done.restored}")
+    console.print(done.summary, markup=False)
+    for folder in done.moved:
+        console.print(f"moved aside: {folder}", markup=False)
+    console.print("run the nightly refresh (clms-etl run) to recompute the analyses")
 
 
 @warehouse_app.command("roles")
@@ -275,4 +326,21 @@ def survival_command(
 
 
 def main() -> None:  # pragma: no cover
-    app()
+    """The ``clms-etl`` executable: leaves without the interpreter's shutdown, where duckdb 2.0's
+    bindings print ~100 lines of "nanobind: leaked ..." (harmless; everything is written and closed
+    by then) that would bury the command's last lines."""
+    import os
+    import sys
+
+    try:
+        app()
+        code = 0
+    except SystemExit as end:
+        code = end.code
+    if not isinstance(code, int):
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

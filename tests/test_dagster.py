@@ -17,7 +17,8 @@ from clms_etl.synth.generate import generate
 from tests.dagster_resources import resources_for
 
 DATE = dt.date(2026, 11, 23)
-INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting]
+INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting,
+          ingest.shrinkage_guard]
 
 
 # twin_drop (the synthetic twin's drop folder, delivered on DATE): tests/conftest.py
@@ -48,7 +49,7 @@ def test_one_partition_imports_only_its_centre(twin_drop, tmp_path):
     assert result.success
     assert patients_by_centre(tmp_path) == {"montpellier": 21}
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"validation_gate": True, "row_accounting": True}
+    assert checks == {"validation_gate": True, "row_accounting": True, "shrinkage_guard": True}
     assert (tmp_path / "outputs" / "queries" / f"requetes_montpellier_{DATE}.xlsx").is_file()
 
 

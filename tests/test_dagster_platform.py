@@ -46,6 +46,9 @@ BIN = Path(sys.executable).parent
 CENTRES = list(REGISTRY)  # nice, montpellier, lyon, nimes, molecular (the laboratory: no patient)
 TWIN_PATIENTS = {"nice": 24, "montpellier": 21, "lyon": 19, "nimes": 15}  # 79 in all
 POOL = "warehouse"
+# the import run's steps that open the warehouse (pool `warehouse`): the shrinkage guard reads the
+# centre's current rows, then centre_warehouse loads
+OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
 NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
                   "analysis_exports"}
@@ -161,11 +164,12 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
     listed = json.loads(list_out)
     assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
-        "centre_import:validation_gate", "centre_import:row_accounting", "warehouse:great_expectations",
+        "centre_import:validation_gate", "centre_import:row_accounting", "centre_import:shrinkage_guard",
+        "warehouse:great_expectations",
         "survival_analysis:result_expectations", "molecular_summary:result_expectations"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
-    assert [s["name"] for s in listed["sensors"]] == ["drop_folder_sensor"]
+    assert sorted(s["name"] for s in listed["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
 
 
 def test_instance_config_examples_are_valid_dagster_yaml():
@@ -204,7 +208,7 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert all(r.success for r in imports.values()) and nightly.success
     for centre, result in imports.items():
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"validation_gate": True, "row_accounting": True}, centre
+        assert checks == {"validation_gate": True, "row_accounting": True, "shrinkage_guard": True}, centre
     assert instance.get_materialized_partitions(dg.AssetKey("centre_warehouse")) == set(CENTRES)
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == TWIN_PATIENTS
     assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in nightly.get_asset_check_evaluations()) == [
@@ -293,7 +297,7 @@ def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop,
                         pytest.fail(f"{centre} run ended before reaching the pool: {procs[centre].communicate()[1][-3000:]}")
                     if centre not in blocked and instance.has_run(run_id) and any(
                             f"blocked by limit for pool {POOL}" in (e.message or "")
-                            for e in step_events(instance, run_id, "centre_warehouse")):
+                            for step in OPENS_THE_WAREHOUSE for e in step_events(instance, run_id, step)):
                         blocked.add(centre)
                 assert time.monotonic() < deadline, f"runs never waited on the pool: {blocked}"
                 time.sleep(0.3)
@@ -334,7 +338,8 @@ def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop
     def retry_seen(watcher) -> bool:
         try:
             return watcher.has_run(run_id) and any(e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"
-                                                   for e in step_events(watcher, run_id, "centre_warehouse"))
+                                                   for step in OPENS_THE_WAREHOUSE
+                                                   for e in step_events(watcher, run_id, step))
         except Exception:  # SQLite storage being written by the run at the same moment: look again
             return False
 
@@ -358,7 +363,7 @@ def test_a_warehouse_file_locked_outside_dagster_is_retried_not_failed(twin_drop
             result = platform_defs(resources(twin_drop, tmp_path)).resolve_job_def("import_centre").execute_in_process(
                 partition_key="lyon", instance=instance, run_id=run_id, raise_on_error=False)
             watcher.join(30)
-            retried = [e for e in step_events(instance, run_id, "centre_warehouse")
+            retried = [e for step in OPENS_THE_WAREHOUSE for e in step_events(instance, run_id, step)
                        if e.dagster_event.event_type_value == "STEP_UP_FOR_RETRY"]
     finally:
         stop(holder)
@@ -405,11 +410,12 @@ def test_import_job_on_the_multiprocess_executor(twin_drop, tmp_path, monkeypatc
         assert result.success
         steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
         assert set(steps) == {"centre_import", "centre_import_validation_gate", "centre_import_row_accounting",
+                              "centre_import_shrinkage_guard",
                               "centre_warehouse"}
         assert os.getpid() not in steps.values()  # every step ran in a process of its own
         assert len(set(steps.values())) == len(steps)
         checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-        assert checks == {"validation_gate": True, "row_accounting": True}
+        assert checks == {"validation_gate": True, "row_accounting": True, "shrinkage_guard": True}
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == {"montpellier": TWIN_PATIENTS["montpellier"]}
 
 
@@ -495,6 +501,7 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert nodes["warehouse"]["groupName"] == "warehouse" and not nodes["warehouse"]["isPartitioned"]
     checks = {(key, c["name"], c["blocking"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}
     assert checks == {("centre_import", "validation_gate", True), ("centre_import", "row_accounting", True),
+                      ("centre_import", "shrinkage_guard", True),
                       ("warehouse", "great_expectations", True), ("survival_analysis", "result_expectations", True),
                       ("molecular_summary", "result_expectations", True)}
     [repository] = data["repositoriesOrError"]["nodes"]
@@ -502,7 +509,7 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert {j["name"] for j in repository["jobs"]} >= {"import_centre", "nightly_refresh"}
     assert repository["schedules"] == [{"name": "nightly_refresh_0200", "cronSchedule": "0 2 * * *",
                                         "executionTimezone": "Europe/Paris", "pipelineName": "nightly_refresh"}]
-    assert [s["name"] for s in repository["sensors"]] == ["drop_folder_sensor"]
+    assert sorted(s["name"] for s in repository["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
 
 
 # -- metadata -----------------------------------------------------------------------------------

@@ -309,12 +309,14 @@ class Warehouse:
 
     def load_delivery(self, centre: str, delivery_date: dt.date, files: Sequence[Path], validated,
                       run_id: str | None = None, *, force: bool = False, expectations: bool = True,
-                      key: bytes | None = None, run_user: str | None = None) -> LoadReport:
+                      key: bytes | None = None, run_user: str | None = None,
+                      allow_older: bool = False) -> LoadReport:
         """Replace ``centre``'s rows by this validated delivery, atomically (see the module doc).
 
         ``validated`` is duck-typed like ``clms_etl.validate.ValidatedDelivery``: ``accepted``
         (table -> canonical frame), ``queries`` (``QUERY_SCHEMA``) and ``accounting`` (table,
-        rows_read, rows_accepted, rows_quarantined).
+        rows_read, rows_accepted, rows_quarantined). ``allow_older``: a rollback to an earlier
+        delivery (:mod:`clms_etl.rollback`), the only way back.
 
         ``key`` is the pseudonym key the delivery was read with (default: the deployment's, read
         now from the environment); another key than the warehouse's is refused (:class:`KeyMismatch`).
@@ -344,12 +346,11 @@ class Warehouse:
                                       seconds=time.perf_counter() - started,
                                       message=f"{centre}: delivery {delivery_date} already loaded "
                                               f"(same content, SHA-256 {sha[:12]}…, loaded at {cur_loaded}); nothing changed.")
-                if delivery_date < cur_date:
+                if delivery_date < cur_date and not allow_older:
                     raise DeliveryRefused(
                         f"{centre}: the delivery of {delivery_date} is older than the one already loaded "
                         f"({cur_date}, loaded at {cur_loaded}); refused — the warehouse keeps the {cur_date} data. "
-                        f"To go back to older data, remove the newer delivery from the drop folder and ask "
-                        f"the data manager to send a new export."
+                        f"To go back to the previous delivery: `clms-etl warehouse rollback {centre}`."
                     )
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)

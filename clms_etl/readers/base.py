@@ -295,16 +295,39 @@ def find_delivery_file(folder: Path, name: str) -> Path:
     raise ImportFailure(f"{name}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", name)
 
 
-def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, Path], ReadResult]) -> ReadResult:
-    """``read_file(ctx, path)`` on the delivery's file ``name``, any unexpected error turned into
-    an :class:`ImportFailure` naming the file: a delivery never ends in a raw traceback (the
-    cause stays chained for the logs)."""
+# Signals to the process, not faults of a file: never turned into an ImportFailure.
+PROCESS_SIGNALS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def is_foreign_panic(exc: BaseException) -> bool:
+    """A native library's crash surfacing in Python: pyo3 turns a Rust panic (fastexcel/calamine,
+    polars) into ``PanicException``, a ``BaseException`` that ``except Exception`` lets through."""
+    return not isinstance(exc, (Exception, *PROCESS_SIGNALS))
+
+
+def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, Path], ReadResult],
+                 locate: Callable[[Path], str | None] | None = None) -> ReadResult:
+    """``read_file(ctx, path)`` on the delivery's file ``name``, any unexpected error — a native
+    library's panic included — turned into an :class:`ImportFailure` naming the file: a delivery
+    never ends in a raw traceback (the cause stays chained for the logs). ``locate(path)``, when
+    given, names the place in the file that made it fail (``"feuille X, cellule B7"``) for the
+    message; Ctrl-C and SystemExit go through untouched."""
     path = find_delivery_file(ctx.delivery_dir, name)
     try:
         return read_file(ctx, path)
     except ImportFailure:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
+        where = None
+        if locate is not None:
+            try:
+                where = locate(path)
+            except Exception:  # the locator is a courtesy: its failure must not hide the first one
+                where = None
+        cause = "la bibliothèque de lecture a planté" if is_foreign_panic(exc) else "lecture impossible"
         raise ImportFailure(
-            f"{name}: lecture impossible ({type(exc).__name__}); import de ce centre arrêté.", name
+            f"{name}{f' ({where})' if where else ''}: {cause} ({type(exc).__name__}); "
+            f"import de ce centre arrêté (les données précédentes restent en place).", name
         ) from exc

@@ -67,6 +67,7 @@ from clms_etl.readers.base import (
     WARNING,
     ColumnSpec,
     ImportFailure,
+    is_foreign_panic,
     read_guarded,
     ReadContext,
     ReadResult,
@@ -143,13 +144,38 @@ DEATH_CAUSES = {"cLMS": "clms", "Autre": "other", "Inconnue": "unknown"}
 
 
 def read(ctx: ReadContext) -> ReadResult:
-    return read_guarded(ctx, FILE, _read)
+    return read_guarded(ctx, FILE, _read, locate=_locate_bad_cell)
+
+
+def _locate_bad_cell(path: Path) -> str | None:
+    """Where a workbook that crashed a reader holds a cell no reader can decode, read cell by
+    cell with openpyxl, which names such a cell in a warning (a date-formatted number outside
+    Excel's calendar) instead of failing; None when nothing looks wrong."""
+    import warnings
+
+    import openpyxl
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            for ws in book.worksheets:
+                ws.reset_dimensions()
+                del caught[:]
+                for _ in ws.iter_rows(values_only=True):
+                    if caught:
+                        cell = re.search(r"\bCell ([A-Z]+[0-9]+)\b", str(caught[0].message))
+                        return f"feuille {ws.title}, cellule {cell.group(1) if cell else '?'}"
+        finally:
+            book.close()
+    return None
 
 
 # --- the workbook ---------------------------------------------------------------------------
 
 _EPOCH_1900 = dt.datetime(1899, 12, 30)
 _EPOCH_1904 = dt.datetime(1904, 1, 1)
+_EXCEL_DAYS = 2958466  # serial of 01/01/10000: the end of Excel's calendar
 
 
 def _local(tag: str) -> str:
@@ -294,7 +320,8 @@ class _Workbook:
                             value = shared[int(text)]
                         elif t is None or t == "n":
                             value = float(text) if ("." in text or "E" in text or "e" in text) else int(text)
-                            if c.get("s") in date_styles:
+                            # outside Excel's calendar (0 to 31/12/9999): left a number, reported by the date parser
+                            if c.get("s") in date_styles and 0 <= value < _EXCEL_DAYS:
                                 if epoch is _EPOCH_1900 and value < 60:
                                     value += 1  # Excel's phantom 29/02/1900
                                 value = epoch + dt.timedelta(days=value)
@@ -896,7 +923,10 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
             sheets = {role: _fast_sheet(ctx, role, titles[role], *fast[titles[role]]) for role in SHEETS}
             del fast
             return _read_sheets(ctx, path, sheets)
-    except Exception:  # _Inexact, or anything the exact reader may judge differently (its failure wins)
+    except BaseException as exc:  # _Inexact, anything the exact reader may judge differently, or a
+        # calamine panic on a cell it cannot convert (a date-formatted -1e12): the exact reader's word wins
+        if not (isinstance(exc, Exception) or is_foreign_panic(exc)):
+            raise
         del ctx.queries[mark:]
     books = _load_workbook(path)
     titles = _pick_sheets(books)

@@ -1,0 +1,42 @@
+"""A fresh, editable copy of the synthetic twin's drop folder for each hostile case."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clms_etl.centres import load_registry
+from clms_etl.deliveries import latest_delivery
+from clms_etl.pipeline import CentreImport, read_and_validate
+
+KEY = b"hostile-corpus-test-key-00000000"
+
+
+@pytest.fixture
+def drop(twin_drop, tmp_path) -> Path:
+    """The twin's drop folder (seed 0), copied: edit its files freely."""
+    root = tmp_path / "drop"
+    shutil.copytree(twin_drop, root, symlinks=True)
+    return root
+
+
+def delivery_dir(drop: Path, centre: str) -> Path:
+    """The one delivery folder of ``centre`` in the twin."""
+    (folder,) = (drop / centre).iterdir()
+    return folder
+
+
+def import_centre(drop: Path, centre: str) -> CentreImport:
+    """Read and validate ``centre``'s latest delivery, as the nightly does."""
+    return read_and_validate(load_registry(drop)[centre], latest_delivery(drop, centre), KEY)
+
+
+def accounting(imported: CentreImport) -> dict[str, tuple[int, int, int]]:
+    """table -> (rows read, accepted, quarantined), after checking none is lost."""
+    out = {}
+    for row in imported.validated.accounting.iter_rows(named=True):
+        assert row["rows_read"] == row["rows_accepted"] + row["rows_quarantined"], row
+        out[row["table"]] = (row["rows_read"], row["rows_accepted"], row["rows_quarantined"])
+    return out

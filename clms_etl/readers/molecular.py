@@ -961,9 +961,10 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
         if build is not None:
             c.error("##reference", build, "genome_build",
                     f"VCF aligné sur « {build} », pas sur hg19 (contrat): coordonnées non comparables.")
-        pos = record.POS if 0 <= record.POS <= POSITION_MAX else None
+        pos = record.POS if 1 <= record.POS <= POSITION_MAX else None  # VCF positions are 1-based
         if pos is None:
-            c.error("POS", record.POS, "number_out_of_range", f"Position {record.POS} impossible.")
+            c.error("POS", record.POS, "number_out_of_range",
+                    f"Position {record.POS} impossible (une position VCF commence à 1).")
 
         if filters != ["PASS"]:
             reason = "filtered"

@@ -9,6 +9,8 @@ the reader's own queries, and splits every table:
   rule ids in ``quarantine_reasons``;
 * a patient with no accepted row takes its tumour, operation and event rows with it (rule
   ``parent_quarantined``, one query per cascaded row, so query counts and row counts agree);
+  likewise a laboratory sample with no accepted manifest row takes its segments, variants and
+  fusions (``sample_quarantined``, or ``sample_not_in_manifest`` when no manifest row names it);
 * every other row is accepted, with ``has_warning`` when a WARNING query concerns it.
 
 Severities come from :data:`validations.canonical.RULES` only. Everything here is vectorised
@@ -31,8 +33,8 @@ from pandera.errors import SchemaErrors
 from clms_etl import model
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
-    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SCHEMAS, UNITS, VALUE_LABELS, VOCABULARY, add_context,
-    check_rule,
+    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
+    VOCABULARY, add_context, check_rule,
 )
 
 ACCOUNTING_SCHEMA = {
@@ -81,7 +83,7 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     queries = pl.concat([result.queries_frame(), *found], how="vertical")
 
     marked = _mark(frames, queries)
-    cascade = _cascade(marked, result)
+    cascade = pl.concat([_cascade(marked, result), _cascade_samples(marked, result)], how="vertical")
     accepted, quarantined, counts = {}, {}, []
     for table, frame in marked.items():
         bad = pl.col("quarantine_reasons").list.len() > 0
@@ -373,3 +375,61 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFram
         )
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
+
+
+def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+    """Quarantine the segments, variants and fusions of samples with no accepted manifest row
+    (:data:`~validations.canonical.SAMPLE_RULES`); one query per such row, naming its own file and
+    line and, for a quarantined case, the manifest line and its reasons."""
+    if "molecular_sample" not in marked:
+        return pl.DataFrame(schema=QUERY_SCHEMA)
+    samples = marked["molecular_sample"].filter(pl.col("sample_id").is_not_null())
+    bad = pl.col("quarantine_reasons").list.len() > 0
+    kept = samples.filter(~bad)["sample_id"].implode()
+    held = (
+        samples.filter(bad & ~pl.col("sample_id").is_in(kept))  # an accepted copy keeps the sample
+        .group_by("sample_id", maintain_order=True)
+        .agg(
+            pl.col("quarantine_reasons").list.explode(keep_nulls=False, empty_as_null=False).unique().sort()
+            .str.join(", ").alias("parent_reasons"),
+            pl.concat_str(pl.col("source_file"), pl.lit(", ligne "), pl.col("source_row").cast(pl.String))
+            .first().alias("parent_where"),
+            pl.col("patient_id").first(),
+        )
+    )
+    queries = []
+    for table in SAMPLE_CHILDREN:
+        if table not in marked or marked[table].is_empty():
+            continue
+        frame = marked[table].join(held, on="sample_id", how="left", maintain_order="left")
+        rule = (
+            pl.when(pl.col("parent_where").is_not_null()).then(pl.lit("sample_quarantined"))
+            .when(~pl.col("sample_id").is_in(kept)).then(pl.lit("sample_not_in_manifest"))
+        )
+        frame = frame.with_columns(rule.alias("_cascade"))
+        hit = pl.col("_cascade").is_not_null()
+        marked[table] = frame.with_columns(
+            pl.when(hit).then(pl.col("quarantine_reasons").list.concat(pl.concat_list("_cascade")).list.unique()
+                              .list.sort())
+            .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
+        ).drop("parent_where", "parent_reasons", "patient_id", "_cascade")
+        for name, template in SAMPLE_RULES.items():
+            part = frame.filter(pl.col("_cascade") == name)
+            if part.is_empty():
+                continue
+            queries.append(part.select(
+                pl.lit(result.centre).alias("centre"),
+                pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
+                pl.col("source_file").alias("file"),
+                pl.col("source_sheet").alias("sheet"),
+                pl.col("source_row").alias("row"),
+                pl.lit(table).alias("table_name"),
+                "row_id",
+                "patient_id",
+                pl.lit("sample_id").alias("field"),
+                pl.col("sample_id").alias("value"),
+                pl.lit(name).alias("rule"),
+                pl.lit(template.severity).alias("severity"),
+                _template_expr(template.message, {}, part.schema).alias("message"),
+            ))
+    return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)

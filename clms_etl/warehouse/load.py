@@ -419,7 +419,14 @@ class Warehouse:
                 f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?)",
                 [delivery_id, delivery_id])[0][0]
             if n:
-                problems.append(f"{n} {child} row(s) whose {column} is not a {parent} of this delivery")
+                rows = tx.fetch(
+                    f"SELECT c.source_file, c.source_row FROM {child} c WHERE c.delivery_id = ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?) "
+                    f"ORDER BY c.source_file, c.source_row LIMIT {_SHOWN_ROWS}",
+                    [delivery_id, delivery_id]) if "source_row" in schema.column_names(child) else []
+                shown = "; ".join(f"{file} row {row}, field {column}" for file, row in rows)
+                problems.append(f"{n} {child} row(s) whose {column} is not a {parent} of this delivery"
+                                + (f" ({shown}{'; …' if n > len(rows) else ''})" if rows else ""))
         if problems:
             raise IntegrityProblem("delivery refused, nothing changed: " + "; ".join(problems) + ".")
 

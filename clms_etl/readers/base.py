@@ -282,16 +282,25 @@ def frame(table: str, rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
+def leaves_folder(folder: Path, path: Path) -> bool:
+    """True when ``path``, symbolic links followed, is not inside ``folder``: a link in a delivery
+    must not make the reader read (or hash) a file the centre did not deliver."""
+    return not path.resolve().is_relative_to(folder.resolve())
+
+
 def find_delivery_file(folder: Path, name: str) -> Path:
     """The delivery's file ``name`` (case-insensitive: Windows exports change the case), or an
-    :class:`ImportFailure` naming it."""
+    :class:`ImportFailure` naming it (also when it is a link to a file outside the delivery)."""
     path = folder / name
-    if path.is_file():
-        return path
-    if folder.is_dir():
+    if not path.is_file() and folder.is_dir():
         same = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == name.lower()]
         if len(same) == 1:
-            return same[0]
+            path = same[0]
+    if path.is_file():
+        if leaves_folder(folder, path):
+            raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
+                                f"refusé; import de ce centre arrêté (livrer le fichier lui-même).", path.name)
+        return path
     raise ImportFailure(f"{name}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", name)
 
 

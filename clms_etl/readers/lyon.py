@@ -62,6 +62,7 @@ from clms_etl.readers.base import (
     ImportFailure,
     ReadContext,
     ReadResult,
+    leaves_folder,
     match_columns,
     normalise_name,
 )
@@ -266,6 +267,10 @@ def _find_files(ctx: ReadContext) -> tuple[Path, Path]:
                                 f"({', '.join(sorted(p.name for p in datas))}); lequel utiliser ?", wanted)
         datas = dated
     data = datas[0]
+    for path in (dictionary, data):
+        if leaves_folder(folder, path):
+            raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
+                                f"refusé (livrer le fichier lui-même).", path.name)
     found = _DATE_IN_NAME.search(data.name)
     if not found or found.group(1) != ctx.delivery_date.isoformat():
         ctx.query(file=data.name, rule="file_date_mismatch", severity=WARNING,

@@ -77,6 +77,7 @@ from clms_etl.readers.base import (
     ColumnSpec,
     ImportFailure,
     ReadContext,
+    leaves_folder,
     ReadResult,
     frame,
     match_columns,
@@ -103,6 +104,11 @@ INT32_MAX = 2**31 - 1
 POSITION_MAX = 10**10  # larger than any chromosome; also keeps Int64 safe
 MAX_NAME = 200  # header names longer than this are cut before matching (a 50 MB "header")
 MAX_TEXT = 1000  # text kept from a record vcfpy could not parse
+# Longest REF/ALT kept. The lab's NGS is an amplicon panel read by the Torrent Variant Caller: an
+# allele cannot be longer than its amplicon (under 400 bp even in long designs), and larger events
+# are the copy-number array's and Archer's to report. 1,000 bp leaves room for any real indel; a
+# longer allele is a broken export (a megabyte "allele" would be stored, reportable, in the warehouse).
+MAX_ALLELE_BP = 1000
 
 HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
 BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
@@ -489,6 +495,9 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     stop = "import du laboratoire arrêté (les données précédentes restent en place)"
     if not path.is_file():
         raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
+    if leaves_folder(path.parent, path):
+        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.",
+                            MANIFEST)
     try:
         text = _decode(ctx, path.read_bytes(), MANIFEST)
     except _FileFailure as failure:
@@ -577,11 +586,17 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == MANIFEST:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
+        if leaves_folder(folder, entry):
+            _outside_file(ctx, entry.name)
+            continue
         if entry.is_dir() and entry.name in by_folder:
             assay, suffix = by_folder[entry.name]
             for path in sorted(entry.iterdir()):
                 stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else ""
                 if path.name.startswith("."):
+                    continue
+                if leaves_folder(folder, path):
+                    _outside_file(ctx, f"{entry.name}/{path.name}")
                     continue
                 if path.is_file() and stem:
                     found[assay][stem] = path
@@ -590,6 +605,12 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
         else:
             _unknown_file(ctx, entry.name)
     return found
+
+
+def _outside_file(ctx: ReadContext, label: str) -> None:
+    ctx.query(file=label, rule="file_outside_delivery",
+              message=f"{label}: lien symbolique vers un emplacement hors du dossier de livraison: fichier "
+                      f"refusé, non lu (livrer le fichier lui-même).")
 
 
 def _unknown_file(ctx: ReadContext, label: str) -> None:
@@ -982,8 +1003,18 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
             reason = "no_call"
         else:
             reason = None
+        ref = record.REF
+        for name, allele_text in (("REF", ref), ("ALT", alt)):
+            if allele_text is not None and len(allele_text) > MAX_ALLELE_BP:
+                c.error(name, allele_text, "allele_too_long",
+                        f"Allèle {name} de {len(allele_text)} bases : plus long que tout amplicon du panel "
+                        f"(maximum {MAX_ALLELE_BP} bases) ; export VCF à vérifier.")
+        if ref is not None and len(ref) > MAX_ALLELE_BP:
+            ref = ref[:MAX_ALLELE_BP] + "…"
+        if alt is not None and len(alt) > MAX_ALLELE_BP:
+            alt = alt[:MAX_ALLELE_BP] + "…"
         rows.append((c, {
-            "sample_id": sample_id, "chrom": _vcf_chrom(record.CHROM), "pos": pos, "ref": record.REF, "alt": alt,
+            "sample_id": sample_id, "chrom": _vcf_chrom(record.CHROM), "pos": pos, "ref": ref, "alt": alt,
             "vaf": vaf, "depth": depth, "gmaf": gmaf, "filter": filter_text, "genotype": gt,
             "reportable": None if reason == "unknown" else reason is None,
             "exclusion_reason": None if reason == "unknown" else reason,

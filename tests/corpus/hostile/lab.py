@@ -28,13 +28,18 @@ def manifest(folder: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def delivered(folder: Path, pattern: str) -> list[Path]:
+    """Files of the delivery matching ``pattern``; a symbolic link is not a delivered file."""
+    return [p for p in folder.glob(pattern) if not p.is_symlink()]
+
+
 def rows_read(folder: Path) -> dict[str, int]:
     """table -> source rows of the lab delivery, counted from the files on disk."""
     return {
         "molecular_sample": len(manifest(folder)),
-        "cn_segment": sum(table_rows(p) for p in (folder / "chas").glob("*.segments.txt")),
-        "variant": sum(vcf_alleles(p) for p in (folder / "ngs").glob("*.vcf")),
-        "fusion": sum(table_rows(p) for p in (folder / "fusions").glob("*.fusions.tsv")),
+        "cn_segment": sum(table_rows(p) for p in delivered(folder, "chas/*.segments.txt")),
+        "variant": sum(vcf_alleles(p) for p in delivered(folder, "ngs/*.vcf")),
+        "fusion": sum(table_rows(p) for p in delivered(folder, "fusions/*.fusions.tsv")),
     }
 
 

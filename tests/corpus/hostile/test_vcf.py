@@ -80,3 +80,19 @@ def test_a_row_breaking_a_warehouse_constraint_is_refused_once_naming_file_row_a
             wh.load_delivery(LAB, imported.delivery.date, files, v, expectations=False)
         assert wh.query("SELECT count(*) AS n FROM variant")["n"][0] == 0  # nothing changed
     assert f"{file} row {row}, field pos (pos_positive" in str(refused.value)
+
+
+def test_a_fifty_megabyte_alt_allele_is_quarantined_with_a_query_not_stored_as_reportable(drop):
+    folder = delivery_dir(drop, LAB)
+    path, line = _record(folder)
+    edit_field(path, line, 4, "A" * 50_000_000)
+    imported = import_centre(drop, LAB)
+    v = imported.validated
+    label = f"ngs/{path.name}"
+    query = v.queries.filter(pl.col("file") == label, pl.col("row") == line, pl.col("field") == "ALT")
+    assert query.select("rule", "severity").rows() == [("allele_too_long", "error")]
+    assert len(query["value"][0]) <= 201  # the query keeps a sample of the value, not 50 MB
+    assert v.accepted["variant"].filter(pl.col("source_file") == label, pl.col("source_row") == line).is_empty()
+    held = v.quarantined["variant"].filter(pl.col("source_file") == label, pl.col("source_row") == line)
+    assert held.height == 1 and len(held["alt"][0]) <= 1001
+    assert {t: n for t, (n, _, _) in accounting(imported).items()} == rows_read(folder)

@@ -85,3 +85,35 @@ def test_ctrl_c_goes_through_the_read_guard(drop):
 
     with pytest.raises(KeyboardInterrupt):
         read_guarded(ReadContext("nice", folder, dt.date.fromisoformat(folder.name), KEY), nice.FILE, interrupted)
+
+
+def test_an_extra_hidden_sheet_is_reported_as_a_warning_naming_it(drop):
+    path = delivery_dir(drop, "nice") / nice.FILE
+    book = openpyxl.load_workbook(path)
+    extra = book.create_sheet("Patients 2019")
+    extra.append(["N° dossier", "Date du diagnostic"])
+    extra.append(["12345678", "2019-03-02"])
+    extra.sheet_state = "hidden"
+    book.save(path)
+    imported = import_centre(drop, "nice")
+    asked = imported.validated.queries.filter(pl.col("sheet") == "Patients 2019")
+    assert asked.select("file", "rule", "severity").rows() == [(nice.FILE, "unknown_sheet", "warning")]
+    assert "masquée" in asked["message"][0]
+    assert accounting(imported)["patient"][0] == _patient_rows(path)
+
+
+def test_a_formula_without_cached_value_is_a_query_naming_sheet_row_and_column_not_a_silent_null(drop):
+    path = delivery_dir(drop, "nice") / nice.FILE
+    book = openpyxl.load_workbook(path)
+    ws = book["Patients"]
+    col = next(c.column_letter for c in ws[1] if c.value == "Taille (mm)")
+    ws[f"{col}6"] = "=12+3"  # openpyxl stores the formula without computing it: no cached value
+    book.save(path)
+    imported = import_centre(drop, "nice")
+    asked = imported.validated.queries.filter(pl.col("rule") == "formula_without_value")
+    assert asked.select("file", "sheet", "row", "field", "severity").rows() == [
+        (nice.FILE, "Patients", 6, "Taille (mm)", "error")]
+    assert f"{col}6" in asked["message"][0]
+    assert imported.validated.quarantined["patient"].filter(pl.col("source_row") == 6).height == 1
+    read_, _, _ = accounting(imported)["patient"]
+    assert read_ == _patient_rows(path)

@@ -58,6 +58,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.readers.base import (
+    IDENTIFIER_MASK,
     WARNING,
     ColumnSpec,
     ImportFailure,
@@ -190,12 +191,39 @@ def _header(text: str) -> list[str]:
         raise ImportFailure(f"{FILE}: ligne d'en-tête illisible; import de ce centre arrêté.", FILE) from exc
 
 
-def _field_counts(data: bytes, text: str, height: int) -> np.ndarray:
+# A line whose double quotes all stand for CSV quoting: each field plain, or quoted with inner quotes doubled.
+_QUOTED_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^";\r\n]*)(?:;(?:"(?:[^"]|"")*"|[^";\r\n]*))*\r?')
+
+
+def _quote_char(ctx: ReadContext, text: str, header: list[str], found: dict[str, int]) -> str | None:
+    """``'"'`` when every double quote of the file is CSV quoting, else None: a cell typed with a
+    quote at its start or end (``"Dupont``) would open a quoted field swallowing separators and
+    lines, so the quotes are then read as characters of the values (a record is a line, as the
+    export writes it), and each such cell gets a warning naming its row and column."""
+    if '"' not in text:
+        return '"'
+    identifiers = {found[s.key] for s in SPECS if s.identifier and s.key in found}
+    stray = []
+    for row, line in enumerate(text.split("\n")[1:], start=2):
+        if '"' in line and not _QUOTED_LINE.fullmatch(line):
+            stray.extend((row, j, cell) for j, cell in enumerate(line.rstrip("\r").split(SEPARATOR)) if '"' in cell)
+    if not stray:
+        return '"'
+    for row, j, cell in stray:
+        column = header[j] if j < len(header) else f"colonne {j + 1}"
+        ctx.query(file=FILE, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
+                  rule="quote_in_cell", severity=WARNING,
+                  message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
+                          f"de la valeur (l'export ne met pas de guillemets).")
+    return None
+
+
+def _field_counts(data: bytes, text: str, height: int, quote: str | None = '"') -> np.ndarray:
     """Fields of each record (header excluded), the way the CSV dialect counts them.
 
-    Without quotes a record is a line: separators are counted per line on the raw bytes.
+    Without quotes (or quoting) a record is a line: separators are counted per line on the raw bytes.
     """
-    if b'"' not in data:
+    if quote is None or b'"' not in data:
         buf = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(buf == 10)
         if len(ends) == 0 or ends[-1] != len(buf) - 1:
@@ -415,11 +443,12 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
     header = _header(text)
     found = match_columns(ctx, header, SPECS, FILE)
     width = len(header)
+    quote = _quote_char(ctx, text, header, found)
     data = text.encode("utf-8")
     try:
         # NA / ND are the export's missing values: null from the start (Cells reads them so too)
         df = pl.read_csv(io.BytesIO(data), separator=SEPARATOR, has_header=True, infer_schema=False,
-                         truncate_ragged_lines=True, quote_char='"', null_values=["NA", "ND"])
+                         truncate_ragged_lines=True, quote_char=quote, null_values=["NA", "ND"])
     except Exception as exc:
         raise ImportFailure(f"{FILE}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", FILE) from exc
     if df.width != width:
@@ -431,7 +460,7 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
         # The export ends every line with CRLF: a file cut during the transfer ends mid-line.
         raise ImportFailure(f"{FILE}: fichier tronqué (la dernière ligne n'est pas terminée); "
                             f"import de ce centre arrêté.", FILE)
-    fields = _field_counts(data, text, df.height)
+    fields = _field_counts(data, text, df.height, quote)
     del data
 
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)

@@ -40,7 +40,8 @@ Rules raised here (besides Cells' ``unknown_code``, ``value_normalised``, ``unpa
 ``metastasis_site_without_metastasis``; warnings ``wrong_encoding``, ``file_date_mismatch``,
 ``date_not_iso``, ``label_instead_of_code``, ``record_incomplete``, ``mitoses_upper_bound``,
 ``metastasis_site_missing``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,
-``checkbox_code_not_in_dictionary``, ``field_not_in_dictionary``.
+``checkbox_code_not_in_dictionary``, ``field_not_in_dictionary``, ``value_in_other_instrument``
+(a value typed in the columns of another form than the row's: read by no one, so reported).
 """
 
 from __future__ import annotations

@@ -51,7 +51,11 @@ Choices the contract leaves open:
   e.g. ``NOCALL (FR=QualityScore<12)``, the model having no column for it), ``no_call``
   (``./.``, no genotype), ``reference_call`` (``0/0`` or AF = 0), ``polymorphism``,
   ``low_vaf``, ``no_call`` (the genotype does not carry this allele). ``reportable`` is null when
-  the VAF could not be read (an error query says why).
+  the VAF could not be read (an error query says why). A REF or ALT longer than
+  :data:`MAX_ALLELE_BP` is an error ``allele_too_long`` (kept cut, quarantined); a POS below 1
+  an error ``number_out_of_range`` on ``POS``.
+* A file or folder whose real path leaves the delivery folder (a symbolic link out of it) is
+  never read: the manifest -> :class:`ImportFailure`, a sample file -> error ``file_outside_delivery``.
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``, ``value_truncated``,
 ``missing_surgery_date``, ``missing_event_date``, ``metastasis_site_other``,
 ``vital_status_contradiction``, ``missing_vital_status``, ``last_news_differs_from_death``,
-``treatment_without_relapse``.
+``treatment_without_relapse``, ``quote_in_cell`` (a double quote that is not CSV quoting, e.g. a
+cell typed ``"Dupont``: the file is then read without quoting, quotes kept in the values).
 """
 
 from __future__ import annotations

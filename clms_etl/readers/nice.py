@@ -45,7 +45,10 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``date_as_number``, ``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``,
 ``value_truncated``, ``missing_surgery_date``, ``first_surgery_not_primary``,
 ``missing_event_date``, ``missing_event_kind``, ``site_without_metastasis``,
-``cause_without_death``, ``last_news_for_dead_patient``.
+``cause_without_death``, ``last_news_for_dead_patient``, ``unknown_sheet`` (a sheet, hidden or not,
+the reader does not read: warning), ``formula_without_value`` (a formula saved without its
+computed value: error on its row). A date-formatted number outside Excel's calendar (-1e12) makes
+calamine panic: the exact reader then reads it and reports ``unparseable_date`` on its row.
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ import vcfpy
 from clms_etl.centres import load_registry
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
+    PROCESS_SIGNALS,
     WARNING,
     ColumnSpec,
     ImportFailure,
@@ -203,7 +204,9 @@ def read(ctx: ReadContext) -> ReadResult:
         return _read(ctx)
     except ImportFailure:
         raise
-    except Exception as exc:  # never a raw traceback for a delivery; the cause stays chained
+    except BaseException as exc:  # never a raw traceback for a delivery (a native panic included)
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
         raise ImportFailure(
             f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire arrêté.",
             str(ctx.delivery_dir),
@@ -264,7 +267,9 @@ def _read_file(ctx, reader, path: Path, label: str, sample_id: str, patient_id, 
         return TESTED
     except _FileFailure as failure:
         rule, column, message = failure.rule, failure.column, str(failure)
-    except Exception as exc:  # a hostile file must not stop the other samples
+    except BaseException as exc:  # a hostile file (even one a native library panics on) must not stop the others
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
         rule, column, message = "unreadable_file", None, f"{label}: lecture impossible ({type(exc).__name__})"
     source_rows[label] = 0
     what = next(w for folder, _, w in ASSAYS.values() if label.startswith(folder + "/"))
@@ -649,7 +654,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
             chrom = _chromosome(m.group(1))
             start, end = (int(d) if d and len(d) <= 11 else None
                           for d in (re.sub(r"\D", "", g) for g in m.group(2, 3)))
-        if chrom is None or start is None or end is None or start > end or end > POSITION_MAX:
+        if chrom is None or start is None or end is None or not 1 <= start <= end <= POSITION_MAX:  # 1-based
             chrom = start = end = None
             rule = "missing_location" if is_missing(raw_location) else "invalid_location"
             c.error(loc_col, raw_location, rule,

@@ -483,10 +483,7 @@ def _rows_breaking_constraints(frames: dict[str, pl.DataFrame]) -> list[str]:
     for table, frame in frames.items():
         if frame is None or frame.is_empty() or "source_row" not in frame.columns:
             continue
-        checks = [(f"{col}_code", schema._in(col, values)) for col, values in schema.CODE_CHECKS.get(table, {}).items()]
-        checks += list(schema.RANGE_CHECKS.get(table, {}).items())
-        checks += [(f"{col}_not_null", f"{col} IS NOT NULL") for col in sorted(schema.NOT_NULL.get(table, ()))]
-        for name, condition in checks:
+        for name, condition in schema.check_conditions(table).items():
             fields = [c for c in frame.columns if c in condition.replace("(", " ").replace(")", " ").split()]
             try:
                 bad = pl.SQLContext(rows=frame).execute(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from assets.definitions import defs
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.pipeline import CentreImport, read_and_validate
+from tests.dagster_resources import resources_for
 
 KEY = b"hostile-corpus-test-key-00000000"
 
@@ -40,3 +43,10 @@ def accounting(imported: CentreImport) -> dict[str, tuple[int, int, int]]:
         assert row["rows_read"] == row["rows_accepted"] + row["rows_quarantined"], row
         out[row["table"]] = (row["rows_read"], row["rows_accepted"], row["rows_quarantined"])
     return out
+
+
+def run_import(drop: Path, tmp_path: Path, centre: str) -> dg.ExecutionResult:
+    """The code location's ``import_centre`` job for ``centre``, on a DuckDB warehouse in ``tmp_path``."""
+    job = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+                         resources=resources_for(drop, tmp_path)).resolve_job_def("import_centre")
+    return job.execute_in_process(partition_key=centre, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)

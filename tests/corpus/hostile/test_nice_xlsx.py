@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import openpyxl
 import polars as pl
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from clms_etl.readers import nice
 from clms_etl.readers.base import ImportFailure, ReadContext, read_guarded
 
-from .conftest import KEY, accounting, delivery_dir, import_centre
+from .conftest import KEY, accounting, delivery_dir, import_centre, run_import
 
 DIAGNOSIS = "Date du diagnostic"
 
@@ -57,6 +58,19 @@ def test_a_negative_date_that_panics_calamine_quarantines_its_row_naming_sheet_r
     assert quarantined.filter(pl.col("source_row") == 5).height == 1
     read_, accepted, held = accounting(imported)["patient"]
     assert read_ == _patient_rows(path) and held >= 1
+
+
+def test_a_date_that_panics_calamine_runs_in_dagster_to_a_query_not_a_rust_trace(drop, tmp_path):
+    _plant_date(delivery_dir(drop, "nice") / nice.FILE, 5, -1e12)
+    result = run_import(drop, tmp_path, "nice")
+    assert result.success
+    assert "STEP_FAILURE" not in [e.event_type_value for e in result.all_events]
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        asked = con.sql("SELECT source_sheet, field, severity FROM data_query WHERE source_row = 5").fetchall()
+    finally:
+        con.close()
+    assert ("Patients", DIAGNOSIS, "error") in asked
 
 
 def test_a_native_panic_inside_a_guarded_read_is_an_import_failure_naming_file_sheet_and_cell(drop):

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dagster as dg
 import duckdb
 import polars as pl
 import pytest
 
-from assets.definitions import defs
 from clms_etl.warehouse.load import IntegrityProblem, Warehouse
-from tests.dagster_resources import resources_for
 from tests.warehouse.conftest import (  # noqa: F401  (fixtures: a fresh PostgreSQL database, the test key)
     pg_admin_url, pg_databases, pg_url, pseudonym_key_env, warehouse_url,
 )
 
-from .conftest import accounting, delivery_dir, import_centre
+from .conftest import accounting, delivery_dir, import_centre, run_import
 from .lab import data_lines, edit_field, rows_read
 
 LAB = "molecular"
@@ -44,9 +41,7 @@ def test_a_variant_at_position_zero_ends_the_run_at_once_without_retries(drop, t
     folder = delivery_dir(drop, LAB)
     path, line = _record(folder)
     edit_field(path, line, 1, "0")
-    job = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                         resources=resources_for(drop, tmp_path)).resolve_job_def("import_centre")
-    result = job.execute_in_process(partition_key=LAB, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = run_import(drop, tmp_path, LAB)
     events = [e.event_type_value for e in result.all_events]
     assert "STEP_UP_FOR_RETRY" not in events  # bad data is never retried
     assert result.success  # the variant is quarantined, the rest of the lab's delivery loaded

@@ -14,7 +14,7 @@ import polars as pl
 
 from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
-from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, queries_frame
+from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
 
 
 @dataclass
@@ -46,6 +46,14 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
         result = centre.reader.read(ctx)
     except ImportFailure as failure:
         return CentreImport(centre.name, delivery, None, str(failure))
+    except BaseException as exc:
+        if not is_foreign_panic(exc):
+            raise
+        # a native library's panic in a reader without its own guard: a clear failure, not a Rust trace
+        return CentreImport(centre.name, delivery, None,
+                            f"{centre.name} {delivery.date}: une bibliothèque de lecture a planté "
+                            f"({type(exc).__name__}) sur un fichier de la livraison; import de ce centre arrêté "
+                            f"(les données précédentes restent en place).")
     # Queries name the centre's own columns when its reader says which column holds a field.
     validated = validate(result, getattr(centre.reader, "SOURCE_COLUMNS", None))
     validated.assert_balanced()

@@ -569,8 +569,12 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         row = data[index][0]
         key = _STRUCTURAL_FIELD.get(rule)
         value = raw(data[index][1], key) if key else None
+        field = header[cols[key]] if key else None
+        if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
+            width = len(data[index][1])
+            field = header[width] if width < len(header) else f"colonne {len(header) + 1}"
         ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
-                  patient_id=pids[index], field=header[cols[key]] if key else None,
+                  patient_id=pids[index], field=field,
                   value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
                   message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE.get(rule, rule)}.")
     samples = []

@@ -16,7 +16,7 @@ from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
-from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, queries_frame
+from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
 
 
 @dataclass
@@ -49,6 +49,14 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
     except ImportFailure as failure:
         # a failure message quotes the file: screened like everything else that leaves the reader
         return CentreImport(centre.name, delivery, None, screen_text(str(failure), ctx.identifiers))
+    except BaseException as exc:
+        if not is_foreign_panic(exc):
+            raise
+        # a native library's panic in a reader without its own guard: a clear failure, not a Rust trace
+        return CentreImport(centre.name, delivery, None,
+                            f"{centre.name} {delivery.date}: une bibliothèque de lecture a planté "
+                            f"({type(exc).__name__}) sur un fichier de la livraison; import de ce centre arrêté "
+                            f"(les données précédentes restent en place).")
     # Queries name the centre's own columns when its reader says which column holds a field.
     source_columns = getattr(centre.reader, "SOURCE_COLUMNS", None)
     # Nothing the reader found leaves it unscreened: identifiers masked, shifted lines quarantined.

@@ -9,6 +9,8 @@ the reader's own queries, and splits every table:
   rule ids in ``quarantine_reasons``;
 * a patient with no accepted row takes its tumour, operation and event rows with it (rule
   ``parent_quarantined``, one query per cascaded row, so query counts and row counts agree);
+  likewise a laboratory sample with no accepted manifest row takes its segments, variants and
+  fusions (``sample_quarantined``, or ``sample_not_in_manifest`` when no manifest row names it);
 * every other row is accepted, with ``has_warning`` when a WARNING query concerns it.
 
 Severities come from :data:`validations.canonical.RULES` only. Everything here is vectorised
@@ -31,8 +33,8 @@ from pandera.errors import SchemaErrors
 from clms_etl import model
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
-    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SCHEMAS, UNITS, VALUE_LABELS, VOCABULARY, add_context,
-    check_rule,
+    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
+    VOCABULARY, add_context, check_rule,
 )
 
 ACCOUNTING_SCHEMA = {
@@ -81,7 +83,7 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     queries = pl.concat([result.queries_frame(), *found], how="vertical")
 
     marked = _mark(frames, queries)
-    cascade = _cascade(marked, result)
+    cascade = pl.concat([_cascade(marked, result), _cascade_samples(marked, result)], how="vertical")
     accepted, quarantined, counts = {}, {}, []
     for table, frame in marked.items():
         bad = pl.col("quarantine_reasons").list.len() > 0
@@ -150,20 +152,9 @@ def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
         slots = {"label": pl.lit(label), "value": value}
         if field in VOCABULARY[table]:
             slots["allowed"] = pl.lit(", ".join(str(v) for v in VOCABULARY[table][field]))
-        parts.append(part.select(
-            pl.lit(result.centre).alias("centre"),
-            pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
-            pl.col("source_file").alias("file"),
-            pl.col("source_sheet").alias("sheet"),
-            pl.col("source_row").alias("row"),
-            pl.lit(table).alias("table_name"),
-            "row_id",
-            "patient_id",
-            shown.alias("field"),
-            (pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value).alias("value"),
-            pl.lit(rule).alias("rule"),
-            pl.lit(RULES[rule].severity).alias("severity"),
-            _template_expr(RULES[rule].message, slots, frame.schema).alias("message"),
+        parts.append(_row_queries(
+            part, result, table, rule, RULES[rule], shown,
+            pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value, slots,
         ))
     return pl.concat(parts, how="vertical").cast(QUERY_SCHEMA)
 
@@ -324,24 +315,60 @@ def _mark(frames: dict[str, pl.DataFrame], queries: pl.DataFrame) -> dict[str, p
     return {table: out[table] for table in frames}
 
 
-def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
-    """Quarantine the rows of patients with no accepted patient row; one query per such row."""
-    if "patient" not in marked:
-        return pl.DataFrame(schema=QUERY_SCHEMA)
-    patient = marked["patient"].filter(pl.col("patient_id").is_not_null())
+def _held_parents(parents: pl.DataFrame, key: str, *carried: str) -> tuple[pl.Series, pl.DataFrame]:
+    """The ``key`` values with an accepted parent row, and one row per ``key`` with none (only
+    quarantined rows): ``parent_reasons`` (their rule ids), ``parent_where`` (the first one's sheet
+    or file and row) and the first value of each ``carried`` column."""
+    parents = parents.filter(pl.col(key).is_not_null())
     bad = pl.col("quarantine_reasons").list.len() > 0
-    kept = patient.filter(~bad)["patient_id"].implode()
+    kept = parents.filter(~bad)[key].implode()
     held = (
-        patient.filter(bad & ~pl.col("patient_id").is_in(kept))  # an accepted copy keeps the patient
-        .group_by("patient_id", maintain_order=True)
+        parents.filter(bad & ~pl.col(key).is_in(kept))  # an accepted copy keeps the parent
+        .group_by(key, maintain_order=True)
         .agg(
             pl.col("quarantine_reasons").list.explode(keep_nulls=False, empty_as_null=False).unique().sort()
             .str.join(", ").alias("parent_reasons"),
             pl.concat_str(
                 pl.coalesce("source_sheet", "source_file"), pl.lit(", ligne "), pl.col("source_row").cast(pl.String)
             ).first().alias("parent_where"),
+            *(pl.col(c).first() for c in carried),
         )
     )
+    return kept, held
+
+
+def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str, rule_def,
+                 field: pl.Expr, value: pl.Expr, slots: dict[str, pl.Expr] | None = None) -> pl.DataFrame:
+    """One query per row of ``frame`` (rows of canonical ``table``) under ``rule``, at the row's own place."""
+    return frame.select(
+        pl.lit(result.centre).alias("centre"),
+        pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
+        pl.col("source_file").alias("file"),
+        pl.col("source_sheet").alias("sheet"),
+        pl.col("source_row").alias("row"),
+        pl.lit(table).alias("table_name"),
+        "row_id",
+        "patient_id",
+        field.alias("field"),
+        value.alias("value"),
+        pl.lit(rule).alias("rule"),
+        pl.lit(rule_def.severity).alias("severity"),
+        _template_expr(rule_def.message, slots or {}, frame.schema).alias("message"),
+    )
+
+
+def _with_reason(frame: pl.DataFrame, hit: pl.Expr, reason: pl.Expr) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(hit).then(pl.col("quarantine_reasons").list.concat(reason).list.unique().list.sort())
+        .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
+    )
+
+
+def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+    """Quarantine the rows of patients with no accepted patient row; one query per such row."""
+    if "patient" not in marked:
+        return pl.DataFrame(schema=QUERY_SCHEMA)
+    _, held = _held_parents(marked["patient"], "patient_id")
     queries = []
     if held.is_empty():  # no patient held back: nothing cascades
         return pl.DataFrame(schema=QUERY_SCHEMA)
@@ -350,26 +377,35 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFram
             continue
         frame = marked[table].join(held, on="patient_id", how="left", maintain_order="left")
         hit = pl.col("parent_where").is_not_null()
-        marked[table] = frame.with_columns(
-            pl.when(hit).then(pl.col("quarantine_reasons").list.concat(pl.lit(["parent_quarantined"])).list.unique().list.sort())
-            .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
-        ).drop("parent_where", "parent_reasons")
-        queries.append(
-            frame.filter(hit).select(
-                pl.lit(result.centre).alias("centre"),
-                pl.lit(result.delivery_date, dtype=pl.Date).alias("delivery_date"),
-                pl.col("source_file").alias("file"),
-                pl.col("source_sheet").alias("sheet"),
-                pl.col("source_row").alias("row"),
-                pl.lit(table).alias("table_name"),
-                "row_id",
-                "patient_id",
-                pl.lit(None, dtype=pl.String).alias("field"),
-                pl.lit(None, dtype=pl.String).alias("value"),
-                pl.lit("parent_quarantined").alias("rule"),
-                pl.lit(RULES["parent_quarantined"].severity).alias("severity"),
-                _template_expr(RULES["parent_quarantined"].message, {}, frame.schema).alias("message"),
-            )
-        )
+        marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"])).drop("parent_where", "parent_reasons")
+        none = pl.lit(None, dtype=pl.String)
+        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined",
+                                        RULES["parent_quarantined"], none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
+
+def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+    """Quarantine the segments, variants and fusions of samples with no accepted manifest row
+    (:data:`~validations.canonical.SAMPLE_RULES`); one query per such row, naming its own file and
+    line and, for a quarantined case, the manifest line and its reasons."""
+    if "molecular_sample" not in marked:
+        return pl.DataFrame(schema=QUERY_SCHEMA)
+    kept, held = _held_parents(marked["molecular_sample"], "sample_id", "patient_id")
+    queries = []
+    for table in SAMPLE_CHILDREN:
+        if table not in marked or marked[table].is_empty():
+            continue
+        frame = marked[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
+            pl.when(pl.col("parent_where").is_not_null()).then(pl.lit("sample_quarantined"))
+            .when(~pl.col("sample_id").is_in(kept)).then(pl.lit("sample_not_in_manifest"))
+            .alias("_cascade")
+        )
+        hit = pl.col("_cascade").is_not_null()
+        marked[table] = _with_reason(frame, hit, pl.concat_list("_cascade")).drop(
+            "parent_where", "parent_reasons", "patient_id", "_cascade")
+        for rule, rule_def in SAMPLE_RULES.items():
+            part = frame.filter(pl.col("_cascade") == rule)
+            if not part.is_empty():
+                queries.append(_row_queries(part, result, table, rule, rule_def, pl.lit("sample_id"),
+                                                pl.col("sample_id")))
+    return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)

@@ -246,6 +246,25 @@ RULES: dict[str, Rule] = {
         "Cause de décès « {value} » sur un évènement « {event_kind} » : réservée au décès."),
 }
 
+# The laboratory's tables: a segment, variant or fusion is loaded only with an accepted manifest
+# case of its sample (the warehouse refuses a child without its parent, and would refuse the whole
+# laboratory delivery). The cascade is done by :func:`clms_etl.validate.validate`.
+SAMPLE_CHILDREN = ("cn_segment", "variant", "fusion")
+SAMPLE_RULES: dict[str, Rule] = {
+    "sample_quarantined": Rule(
+        ERROR, SAMPLE_CHILDREN,
+        "When a manifest row is quarantined, the segments, variants and fusions of its sample are too: "
+        "without their case they belong to no patient. One query per cascaded row.",
+        "Ligne non chargée : le cas de l'échantillon « {sample_id} » ({parent_where}) est en quarantaine "
+        "({parent_reasons}) ; corriger d'abord la ligne du manifeste."),
+    "sample_not_in_manifest": Rule(
+        ERROR, SAMPLE_CHILDREN,
+        "A segment, variant or fusion whose sample is not a usable case of the manifest (no row, or an "
+        "unusable sample id) cannot be attached to any patient.",
+        "Ligne non chargée : échantillon « {sample_id} » absent du manifeste (ou numéro inutilisable) ; "
+        "ajouter le cas au manifeste ou retirer le fichier."),
+}
+
 # Canonical field -> the name a data manager understands (used in messages, and as the
 # query's field when the reader did not record the file's own column name).
 FIELD_LABELS: dict[str, dict[str, str]] = {

@@ -303,41 +303,76 @@ def frame(table: str, rows: list[dict]) -> pl.DataFrame:
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
+def leaves_folder(folder: Path, path: Path) -> bool:
+    """True when ``path``, symbolic links followed, is not inside ``folder``: a link in a delivery
+    must not make the reader read (or hash) a file the centre did not deliver."""
+    return not path.resolve().is_relative_to(folder.resolve())
+
+
 def find_delivery_file(folder: Path, name: str) -> Path:
     """The delivery's file ``name`` (case-insensitive: Windows exports change the case), or an
-    :class:`ImportFailure` naming it."""
+    :class:`ImportFailure` naming it (also when it is a link to a file outside the delivery)."""
     path = folder / name
-    if path.is_file():
-        return path
-    if folder.is_dir():
+    if not path.is_file() and folder.is_dir():
         same = [p for p in folder.iterdir() if p.is_file() and p.name.lower() == name.lower()]
         if len(same) == 1:
-            return same[0]
+            path = same[0]
+    if path.is_file():
+        if leaves_folder(folder, path):
+            raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
+                                f"refusé; import de ce centre arrêté (livrer le fichier lui-même).", path.name)
+        return path
     raise ImportFailure(f"{name}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", name)
 
 
-def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, Path], ReadResult]) -> ReadResult:
-    """``read_file(ctx, path)`` on the delivery's file ``name``, any unexpected error turned into
-    an :class:`ImportFailure` naming the file: a delivery never ends in a raw traceback (the
-    cause stays chained for the logs)."""
+# Signals to the process, not faults of a file: never turned into an ImportFailure.
+PROCESS_SIGNALS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def is_foreign_panic(exc: BaseException) -> bool:
+    """A native library's crash surfacing in Python: pyo3 turns a Rust panic (fastexcel/calamine,
+    polars) into ``PanicException``, a ``BaseException`` that ``except Exception`` lets through."""
+    return not isinstance(exc, (Exception, *PROCESS_SIGNALS))
+
+
+def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, Path], ReadResult],
+                 locate: Callable[[Path], str | None] | None = None) -> ReadResult:
+    """``read_file(ctx, path)`` on the delivery's file ``name``, any unexpected error — a native
+    library's panic included — turned into an :class:`ImportFailure` naming the file: a delivery
+    never ends in a raw traceback (the cause stays chained for the logs). ``locate(path)``, when
+    given, names the place in the file that made it fail (``"feuille X, cellule B7"``) for the
+    message; Ctrl-C and SystemExit go through untouched."""
     path = find_delivery_file(ctx.delivery_dir, name)
     try:
         return read_file(ctx, path)
     except ImportFailure:
         raise
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
+        where = None
+        if locate is not None:
+            try:
+                where = locate(path)
+            except Exception:  # the locator is a courtesy: its failure must not hide the first one
+                where = None
+        cause = "la bibliothèque de lecture a planté" if is_foreign_panic(exc) else "lecture impossible"
         raise ImportFailure(
-            f"{name}: lecture impossible ({type(exc).__name__}); import de ce centre arrêté.", name
+            f"{name}{f' ({where})' if where else ''}: {cause} ({type(exc).__name__}); "
+            f"import de ce centre arrêté (les données précédentes restent en place).", name
         ) from exc
 
 
-def field_counts(data: bytes, height: int, separator: str) -> np.ndarray:
-    """Fields of each record of a UTF-8 CSV (header excluded), the way the CSV dialect counts
-    them; -1 everywhere when they cannot be told (then no record is reported for its width).
+def field_counts(data: bytes, height: int, separator: str, *, text: str | None = None,
+                 quote: str | None = '"') -> np.ndarray:
+    """Fields of each record of a CSV (header excluded), the way the CSV dialect counts them;
+    -1 everywhere when they cannot be told (then no record is reported for its width). ``text``
+    is the decoded file when it is not UTF-8.
 
-    Without quotes a record is a line: separators are counted per line on the raw bytes.
+    Without quotes (or without quoting: ``quote`` None) a record is a line: separators are
+    counted per line on the raw bytes.
     """
-    if b'"' not in data:
+    if quote is None or b'"' not in data:
         buf = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(buf == 10)
         if len(ends) == 0 or ends[-1] != len(buf) - 1:
@@ -347,7 +382,8 @@ def field_counts(data: bytes, height: int, separator: str) -> np.ndarray:
             per_line = np.diff(np.searchsorted(seps, ends))
             return per_line + 1
     try:
-        counts = [len(r) for r in csv.reader(io.StringIO(data.decode("utf-8"), newline=""), delimiter=separator)][1:]
+        text = data.decode("utf-8") if text is None else text
+        counts = [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=separator)][1:]
     except csv.Error:  # (a quoted field over the csv module's size limit): counts unknown
         counts = []
     return np.array(counts if len(counts) == height else [-1] * height)

@@ -43,7 +43,8 @@ Rules raised here (besides Cells' ``unknown_code``, ``value_normalised``, ``unpa
 ``metastasis_site_without_metastasis``; warnings ``wrong_encoding``, ``file_date_mismatch``,
 ``date_not_iso``, ``label_instead_of_code``, ``record_incomplete``, ``mitoses_upper_bound``,
 ``metastasis_site_missing``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,
-``checkbox_code_not_in_dictionary``, ``field_not_in_dictionary``.
+``checkbox_code_not_in_dictionary``, ``field_not_in_dictionary``, ``value_in_other_instrument``
+(a value typed in the columns of another form than the row's: read by no one, so reported).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from clms_etl.readers.base import (
     ReadContext,
     ReadResult,
     field_counts,
+    leaves_folder,
     match_columns,
     normalise_name,
 )
@@ -274,6 +276,10 @@ def _find_files(ctx: ReadContext) -> tuple[Path, Path]:
                                 f"({', '.join(sorted(p.name for p in datas))}); lequel utiliser ?", wanted)
         datas = dated
     data = datas[0]
+    for path in (dictionary, data):
+        if leaves_folder(folder, path):
+            raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
+                                f"refusé (livrer le fichier lui-même).", path.name)
     found = _DATE_IN_NAME.search(data.name)
     if not found or found.group(1) != ctx.delivery_date.isoformat():
         ctx.query(file=data.name, rule="file_date_mismatch", severity=WARNING,
@@ -771,10 +777,37 @@ class _Lyon:
         base = base.with_columns(ids.alias("patient_id"), _rid("patient", file),
                                  _rid("tumour", file))
         self.frame = self.frame.with_columns(self._owners(base["patient_id"]))
+        self._misplaced_values()
         surgery = self._surgery(self._subset("chirurgie", ("patient_id", *SURGERY_KEYS)))
         event, vital = self._events(self._subset("evenement", ("patient_id", *EVENT_KEYS, *(k for k, _, _ in self.boxes))))
         patient, tumour = self._patients(base, vital)
         return {"patient": patient, "tumour": tumour, "surgery": surgery, "event": event}
+
+    def _misplaced_values(self) -> None:
+        """A value typed in another instrument's column (a ``chir_date`` on an ``evenement`` row,
+        an ``evt_type`` on the patient row) is read by no one: a warning naming row and column, so
+        the centre moves it to the right instance instead of losing it."""
+        f, file = self.frame, self.file
+        boxes = tuple(k for k, _, _ in self.boxes)
+        owned = {None: ("nom", "prenom", *PATIENT_KEYS), "chirurgie": (*SURGERY_KEYS, "chirurgie_complete"),
+                 "evenement": (*EVENT_KEYS, "evenement_complete", *boxes)}
+        tables = {None: "patient", "chirurgie": "surgery", "evenement": "event"}
+        form = pl.col("redcap_repeat_instrument")
+        for instrument, own in owned.items():
+            rows = f.filter(form.is_null() if instrument is None else form == instrument)
+            for other, columns in owned.items():
+                for key in (k for k in columns if other != instrument and k in rows.columns and k in self.headers):
+                    value = pl.col(key).str.strip_chars()
+                    filled = rows.filter((value != "") & ~(pl.lit(key in boxes) & (value == "0")))
+                    column, where = self.headers[key], other or "patient"
+                    table = tables[instrument]
+                    for row, raw, pid in filled.select("_row", key, "patient_id").iter_rows():
+                        self.ctx.query(
+                            file=file, row=row, table=table, row_id=f"{table}:{file}:{row}", patient_id=pid,
+                            field=column, value=IDENTIFIER_MASK if key in IDENTIFIERS else raw,
+                            rule="value_in_other_instrument", severity=WARNING,
+                            message=f"Valeur saisie dans « {column} » (formulaire {where}) sur une ligne "
+                                    f"{instrument or 'patient'} : non lue ; la saisir dans le bon formulaire.")
 
     def _code(self, frame, key, table, dtype=None):
         dtype = dtype or CODED[key][1]

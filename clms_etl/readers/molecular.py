@@ -51,7 +51,11 @@ Choices the contract leaves open:
   e.g. ``NOCALL (FR=QualityScore<12)``, the model having no column for it), ``no_call``
   (``./.``, no genotype), ``reference_call`` (``0/0`` or AF = 0), ``polymorphism``,
   ``low_vaf``, ``no_call`` (the genotype does not carry this allele). ``reportable`` is null when
-  the VAF could not be read (an error query says why).
+  the VAF could not be read (an error query says why). A REF or ALT longer than
+  :data:`MAX_ALLELE_BP` is an error ``allele_too_long`` (kept cut, quarantined); a POS below 1
+  an error ``number_out_of_range`` on ``POS``.
+* A file or folder whose real path leaves the delivery folder (a symbolic link out of it) is
+  never read: the manifest -> :class:`ImportFailure`, a sample file -> error ``file_outside_delivery``.
 """
 
 from __future__ import annotations
@@ -74,10 +78,12 @@ from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
+    PROCESS_SIGNALS,
     WARNING,
     ColumnSpec,
     ImportFailure,
     ReadContext,
+    leaves_folder,
     ReadResult,
     frame,
     match_columns,
@@ -104,6 +110,11 @@ INT32_MAX = 2**31 - 1
 POSITION_MAX = 10**10  # larger than any chromosome; also keeps Int64 safe
 MAX_NAME = 200  # header names longer than this are cut before matching (a 50 MB "header")
 MAX_TEXT = 1000  # text kept from a record vcfpy could not parse
+# Longest REF/ALT kept. The lab's NGS is an amplicon panel read by the Torrent Variant Caller: an
+# allele cannot be longer than its amplicon (under 400 bp even in long designs), and larger events
+# are the copy-number array's and Archer's to report. 1,000 bp leaves room for any real indel; a
+# longer allele is a broken export (a megabyte "allele" would be stored, reportable, in the warehouse).
+MAX_ALLELE_BP = 1000
 
 HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
 BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
@@ -194,7 +205,9 @@ def read(ctx: ReadContext) -> ReadResult:
         return _read(ctx)
     except ImportFailure:
         raise
-    except Exception as exc:  # never a raw traceback for a delivery; the cause stays chained
+    except BaseException as exc:  # never a raw traceback for a delivery (a native panic included)
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
         raise ImportFailure(
             f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire arrêté.",
             str(ctx.delivery_dir),
@@ -255,7 +268,9 @@ def _read_file(ctx, reader, path: Path, label: str, sample_id: str, patient_id, 
         return TESTED
     except _FileFailure as failure:
         rule, column, message = failure.rule, failure.column, str(failure)
-    except Exception as exc:  # a hostile file must not stop the other samples
+    except BaseException as exc:  # a hostile file (even one a native library panics on) must not stop the others
+        if isinstance(exc, PROCESS_SIGNALS):
+            raise
         rule, column, message = "unreadable_file", None, f"{label}: lecture impossible ({type(exc).__name__})"
     source_rows[label] = 0
     what = next(w for folder, _, w in ASSAYS.values() if label.startswith(folder + "/"))
@@ -490,6 +505,9 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     stop = "import du laboratoire arrêté (les données précédentes restent en place)"
     if not path.is_file():
         raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
+    if leaves_folder(path.parent, path):
+        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.",
+                            MANIFEST)
     try:
         text = _decode(ctx, path.read_bytes(), MANIFEST)
     except _FileFailure as failure:
@@ -553,8 +571,12 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         row = data[index][0]
         key = _STRUCTURAL_FIELD.get(rule)
         value = raw(data[index][1], key) if key else None
+        field = header[cols[key]] if key else None
+        if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
+            width = len(data[index][1])
+            field = header[width] if width < len(header) else f"colonne {len(header) + 1}"
         ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
-                  patient_id=pids[index], field=header[cols[key]] if key else None,
+                  patient_id=pids[index], field=field,
                   value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
                   message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE.get(rule, rule)}.")
     samples = []
@@ -579,11 +601,17 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == MANIFEST:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
+        if leaves_folder(folder, entry):
+            _outside_file(ctx, entry.name)
+            continue
         if entry.is_dir() and entry.name in by_folder:
             assay, suffix = by_folder[entry.name]
             for path in sorted(entry.iterdir()):
                 stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else ""
                 if path.name.startswith("."):
+                    continue
+                if leaves_folder(folder, path):
+                    _outside_file(ctx, f"{entry.name}/{path.name}")
                     continue
                 if path.is_file() and stem:
                     found[assay][stem] = path
@@ -592,6 +620,12 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
         else:
             _unknown_file(ctx, entry.name)
     return found
+
+
+def _outside_file(ctx: ReadContext, label: str) -> None:
+    ctx.query(file=label, rule="file_outside_delivery",
+              message=f"{label}: lien symbolique vers un emplacement hors du dossier de livraison: fichier "
+                      f"refusé, non lu (livrer le fichier lui-même).")
 
 
 def _unknown_file(ctx: ReadContext, label: str) -> None:
@@ -626,7 +660,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
             chrom = _chromosome(m.group(1))
             start, end = (int(d) if d and len(d) <= 11 else None
                           for d in (re.sub(r"\D", "", g) for g in m.group(2, 3)))
-        if chrom is None or start is None or end is None or start > end or end > POSITION_MAX:
+        if chrom is None or start is None or end is None or not 1 <= start <= end <= POSITION_MAX:  # 1-based
             chrom = start = end = None
             rule = "missing_location" if is_missing(raw_location) else "invalid_location"
             c.error(loc_col, raw_location, rule,
@@ -963,9 +997,10 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
         if build is not None:
             c.error("##reference", build, "genome_build",
                     f"VCF aligné sur « {build} », pas sur hg19 (contrat): coordonnées non comparables.")
-        pos = record.POS if 0 <= record.POS <= POSITION_MAX else None
+        pos = record.POS if 1 <= record.POS <= POSITION_MAX else None  # VCF positions are 1-based
         if pos is None:
-            c.error("POS", record.POS, "number_out_of_range", f"Position {record.POS} impossible.")
+            c.error("POS", record.POS, "number_out_of_range",
+                    f"Position {record.POS} impossible (une position VCF commence à 1).")
 
         if filters != ["PASS"]:
             reason = "filtered"
@@ -983,8 +1018,18 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
             reason = "no_call"
         else:
             reason = None
+        ref = record.REF
+        for name, allele_text in (("REF", ref), ("ALT", alt)):
+            if allele_text is not None and len(allele_text) > MAX_ALLELE_BP:
+                c.error(name, allele_text, "allele_too_long",
+                        f"Allèle {name} de {len(allele_text)} bases : plus long que tout amplicon du panel "
+                        f"(maximum {MAX_ALLELE_BP} bases) ; export VCF à vérifier.")
+        if ref is not None and len(ref) > MAX_ALLELE_BP:
+            ref = ref[:MAX_ALLELE_BP] + "…"
+        if alt is not None and len(alt) > MAX_ALLELE_BP:
+            alt = alt[:MAX_ALLELE_BP] + "…"
         rows.append((c, {
-            "sample_id": sample_id, "chrom": _vcf_chrom(record.CHROM), "pos": pos, "ref": record.REF, "alt": alt,
+            "sample_id": sample_id, "chrom": _vcf_chrom(record.CHROM), "pos": pos, "ref": ref, "alt": alt,
             "vaf": vaf, "depth": depth, "gmaf": gmaf, "filter": filter_text, "genotype": gt,
             "reportable": None if reason == "unknown" else reason is None,
             "exclusion_reason": None if reason == "unknown" else reason,

@@ -42,7 +42,8 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``, ``value_truncated``,
 ``missing_surgery_date``, ``missing_event_date``, ``metastasis_site_other``,
 ``vital_status_contradiction``, ``missing_vital_status``, ``last_news_differs_from_death``,
-``treatment_without_relapse``.
+``treatment_without_relapse``, ``quote_in_cell`` (a double quote that is not CSV quoting, e.g. a
+cell typed ``"Dupont``: the file is then read without quoting, quotes kept in the values).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ import polars as pl
 from clms_etl import model
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import (
+    IDENTIFIER_MASK,
     WARNING,
     ColumnSpec,
     ImportFailure,
@@ -193,6 +195,33 @@ def _header(text: str) -> list[str]:
         return next(csv.reader([first], delimiter=SEPARATOR))
     except (csv.Error, StopIteration) as exc:
         raise ImportFailure(f"{FILE}: ligne d'en-tête illisible; import de ce centre arrêté.", FILE) from exc
+
+
+# A line whose double quotes all stand for CSV quoting: each field plain, or quoted with inner quotes doubled.
+_QUOTED_LINE = re.compile(r'(?:"(?:[^"]|"")*"|[^";\r\n]*)(?:;(?:"(?:[^"]|"")*"|[^";\r\n]*))*\r?')
+
+
+def _quote_char(ctx: ReadContext, text: str, header: list[str], found: dict[str, int]) -> str | None:
+    """``'"'`` when every double quote of the file is CSV quoting, else None: a cell typed with a
+    quote at its start or end (``"Dupont``) would open a quoted field swallowing separators and
+    lines, so the quotes are then read as characters of the values (a record is a line, as the
+    export writes it), and each such cell gets a warning naming its row and column."""
+    if '"' not in text:
+        return '"'
+    identifiers = {found[s.key] for s in SPECS if s.identifier and s.key in found}
+    stray = []
+    for row, line in enumerate(text.split("\n")[1:], start=2):
+        if '"' in line and not _QUOTED_LINE.fullmatch(line):
+            stray.extend((row, j, cell) for j, cell in enumerate(line.rstrip("\r").split(SEPARATOR)) if '"' in cell)
+    if not stray:
+        return '"'
+    for row, j, cell in stray:
+        column = header[j] if j < len(header) else f"colonne {j + 1}"
+        ctx.query(file=FILE, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
+                  rule="quote_in_cell", severity=WARNING,
+                  message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
+                          f"de la valeur (l'export ne met pas de guillemets).")
+    return None
 
 
 # --- vectorised cells -----------------------------------------------------------------------
@@ -399,11 +428,12 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
     header = _header(text)
     found = match_columns(ctx, header, SPECS, FILE)
     width = len(header)
+    quote = _quote_char(ctx, text, header, found)
     data = text.encode("utf-8")
     try:
         # NA / ND are the export's missing values: null from the start (Cells reads them so too)
         df = pl.read_csv(io.BytesIO(data), separator=SEPARATOR, has_header=True, infer_schema=False,
-                         truncate_ragged_lines=True, quote_char='"', null_values=["NA", "ND"])
+                         truncate_ragged_lines=True, quote_char=quote, null_values=["NA", "ND"])
     except Exception as exc:
         raise ImportFailure(f"{FILE}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", FILE) from exc
     if df.width != width:
@@ -415,7 +445,7 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
         # The export ends every line with CRLF: a file cut during the transfer ends mid-line.
         raise ImportFailure(f"{FILE}: fichier tronqué (la dernière ligne n'est pas terminée); "
                             f"import de ce centre arrêté.", FILE)
-    fields = field_counts(data, df.height, SEPARATOR)
+    fields = field_counts(data, df.height, SEPARATOR, text=text, quote=quote)
     del data
 
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)

@@ -45,7 +45,10 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``date_as_number``, ``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``,
 ``value_truncated``, ``missing_surgery_date``, ``first_surgery_not_primary``,
 ``missing_event_date``, ``missing_event_kind``, ``site_without_metastasis``,
-``cause_without_death``, ``last_news_for_dead_patient``.
+``cause_without_death``, ``last_news_for_dead_patient``, ``unknown_sheet`` (a sheet, hidden or not,
+the reader does not read: warning), ``formula_without_value`` (a formula saved without its
+computed value: error on its row). A date-formatted number outside Excel's calendar (-1e12) makes
+calamine panic: the exact reader then reads it and reports ``unparseable_date`` on its row.
 """
 
 from __future__ import annotations
@@ -64,10 +67,12 @@ import polars as pl
 from clms_etl import model
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import (
+    ERROR,
     IDENTIFIER_MASK,
     WARNING,
     ColumnSpec,
     ImportFailure,
+    is_foreign_panic,
     read_guarded,
     ReadContext,
     ReadResult,
@@ -148,13 +153,38 @@ DEATH_CAUSES = {"cLMS": "clms", "Autre": "other", "Inconnue": "unknown"}
 
 
 def read(ctx: ReadContext) -> ReadResult:
-    return read_guarded(ctx, FILE, _read)
+    return read_guarded(ctx, FILE, _read, locate=_locate_bad_cell)
+
+
+def _locate_bad_cell(path: Path) -> str | None:
+    """Where a workbook that crashed a reader holds a cell no reader can decode, read cell by
+    cell with openpyxl, which names such a cell in a warning (a date-formatted number outside
+    Excel's calendar) instead of failing; None when nothing looks wrong."""
+    import warnings
+
+    import openpyxl
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            for ws in book.worksheets:
+                ws.reset_dimensions()
+                del caught[:]
+                for _ in ws.iter_rows(values_only=True):
+                    if caught:
+                        cell = re.search(r"\bCell ([A-Z]+[0-9]+)\b", str(caught[0].message))
+                        return f"feuille {ws.title}, cellule {cell.group(1) if cell else '?'}"
+        finally:
+            book.close()
+    return None
 
 
 # --- the workbook ---------------------------------------------------------------------------
 
 _EPOCH_1900 = dt.datetime(1899, 12, 30)
 _EPOCH_1904 = dt.datetime(1904, 1, 1)
+_EXCEL_DAYS = 2958466  # serial of 01/01/10000: the end of Excel's calendar
 
 
 def _local(tag: str) -> str:
@@ -211,6 +241,7 @@ class _Workbook:
                 if kind == "worksheet":
                     self.sheets.append((el.get("name", ""), part))
         parts = {t: p for t, p in rels.values()}
+        self.uncached: list[tuple[str, int, int]] = []  # (part, Excel row, column index) of formulas without value
         self.shared = self._shared(parts.get("sharedStrings"))
         self.date_styles = self._date_styles(parts.get("styles"))
 
@@ -250,14 +281,14 @@ class _Workbook:
         shared, date_styles, epoch = self.shared, self.date_styles, self.epoch
         letters_to_index: dict[str, int] = {}
         out: list[tuple] = []
-        ROW = C = V = IS = None
+        ROW = C = V = IS = F = None
         with self.zip.open(part) as f:
             for _, el in ET.iterparse(f):
                 tag = el.tag
                 if tag != ROW:
                     if ROW is None and (tag.endswith(("}c", "}row")) or tag in ("c", "row")):
                         ns = tag[: tag.rfind("}") + 1]
-                        ROW, C, V, IS = ns + "row", ns + "c", ns + "v", ns + "is"
+                        ROW, C, V, IS, F = ns + "row", ns + "c", ns + "v", ns + "is", ns + "f"
                         if tag != ROW:
                             continue
                     else:
@@ -293,13 +324,16 @@ class _Workbook:
                     else:
                         v = c.find(V)
                         if v is None or v.text is None:
+                            if c.find(F) is not None:  # a formula Excel never computed: no value to read
+                                self.uncached.append((part, number, j))
                             continue
                         text = v.text
                         if t == "s":
                             value = shared[int(text)]
                         elif t is None or t == "n":
                             value = float(text) if ("." in text or "E" in text or "e" in text) else int(text)
-                            if c.get("s") in date_styles:
+                            # outside Excel's calendar (0 to 31/12/9999): left a number, reported by the date parser
+                            if c.get("s") in date_styles and 0 <= value < _EXCEL_DAYS:
                                 if epoch is _EPOCH_1900 and value < 60:
                                     value += 1  # Excel's phantom 29/02/1900
                                 value = epoch + dt.timedelta(days=value)
@@ -332,15 +366,19 @@ def _string_item(el: ET.Element) -> str:
     return "".join(parts)
 
 
-def _load_workbook(path: Path) -> dict[str, list[tuple]]:
-    """{sheet title: rows} of every worksheet, by the fast reader or else by openpyxl."""
+def _load_workbook(path: Path) -> tuple[dict[str, list[tuple]], list[tuple[str, int, int]]]:
+    """{sheet title: rows} of every worksheet, by the fast reader or else by openpyxl, and the
+    (sheet title, Excel row, column index) of formula cells without a cached value (fast reader only:
+    openpyxl reads them as empty)."""
     if not zipfile.is_zipfile(path):
         raise ImportFailure(f"{FILE}: ce n'est pas un classeur Excel .xlsx (fichier vide, tronqué ou d'un "
                             f"autre format); import de ce centre arrêté.", FILE)
     try:
         book = _Workbook(path)
         try:
-            return {title: book.rows(part) for title, part in book.sheets}
+            books = {title: book.rows(part) for title, part in book.sheets}
+            titles = {part: title for title, part in book.sheets}
+            return books, [(titles[part], row, j) for part, row, j in book.uncached]
         finally:
             book.close()
     except Exception:
@@ -354,7 +392,7 @@ def _load_workbook(path: Path) -> dict[str, list[tuple]]:
             for ws in book.worksheets:
                 ws.reset_dimensions()  # a wrong <dimension> would cut rows off
                 out[ws.title] = [tuple(r) for r in ws.iter_rows(values_only=True)]
-            return out
+            return out, []
         finally:
             book.close()
     except Exception as exc:
@@ -415,6 +453,8 @@ def _fast_books(path: Path) -> dict[str, tuple[list, pl.DataFrame]] | None:
                 if any(b"rPh" in chunk for chunk in iter(lambda: f.read(1 << 20), b"")):
                     raise _Inexact("phonetic runs")
         headers = {title: _first_row(book, part, shared) for title, part in book.sheets}
+        if any(_has_formula(book, part) for _, part in book.sheets):
+            raise _Inexact("formulas")  # calamine reads a formula without cached value as empty
     finally:
         book.zip.close()
     reader = fastexcel.read_excel(path)
@@ -901,16 +941,82 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
             sheets = {role: _fast_sheet(ctx, role, titles[role], *fast[titles[role]]) for role in SHEETS}
             del fast
             return _read_sheets(ctx, path, sheets)
-    except Exception:  # _Inexact, or anything the exact reader may judge differently (its failure wins)
+    except BaseException as exc:  # _Inexact, anything the exact reader may judge differently, or a
+        # calamine panic on a cell it cannot convert (a date-formatted -1e12): the exact reader's word wins
+        if not (isinstance(exc, Exception) or is_foreign_panic(exc)):
+            raise
         del ctx.queries[mark:]
-    books = _load_workbook(path)
+    books, uncached = _load_workbook(path)
     titles = _pick_sheets(books)
     sheets = {role: _sheet(ctx, role, titles[role], books[titles[role]]) for role in SHEETS}
+    _uncached_formula_queries(ctx, sheets, books, uncached)
     del books
     return _read_sheets(ctx, path, sheets)
 
 
+_TABLE_OF_ROLE = {"patients": "patient", "surgeries": "surgery", "events": "event"}
+_FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
+
+
+def _has_formula(book: _Workbook, part: str) -> bool:
+    """Whether the sheet XML holds any formula element (read in chunks, a tag cut between two kept whole)."""
+    tail = b""
+    with book.zip.open(part) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            if _FORMULA.search(tail + chunk):
+                return True
+            tail = chunk[-32:]
+    return False
+
+
+def _column_letter(j: int) -> str:
+    letters = ""
+    j += 1
+    while j:
+        j, r = divmod(j - 1, 26)
+        letters = chr(65 + r) + letters
+    return letters
+
+
+def _uncached_formula_queries(ctx: ReadContext, sheets: dict[str, _Sheet], books: dict[str, list[tuple]],
+                              uncached: list[tuple[str, int, int]]) -> None:
+    """A formula cell without a cached value holds no value any reader can see (the workbook was
+    saved by a tool that does not compute formulas): an error on its row, never a silent blank."""
+    role_of = {sheet.title: role for role, sheet in sheets.items()}
+    for title, row, j in uncached:
+        header = books[title][0] if books[title] else ()
+        name = str(header[j]) if j < len(header) and header[j] is not None else f"colonne {j + 1}"
+        role = role_of.get(title)
+        data_row = role is not None and row in sheets[role].rows
+        table = _TABLE_OF_ROLE[role] if data_row else None
+        ctx.query(file=FILE, sheet=title, row=row, table=table, row_id=f"{table}:{title}:{row}" if data_row else None,
+                  field=name, rule="formula_without_value", severity=ERROR if data_row else WARNING,
+                  message=f"Cellule {_column_letter(j)}{row} ({name}) : formule sans valeur calculée (classeur "
+                          f"enregistré sans recalcul) ; valeur illisible, ouvrir et réenregistrer dans Excel "
+                          f"ou saisir la valeur.")
+
+
+def _extra_sheet_queries(ctx: ReadContext, path: Path, used: set[str]) -> None:
+    """A warning for every sheet of the workbook the reader does not read, hidden ones included:
+    data typed there would otherwise be ignored without anyone knowing."""
+    book = _Workbook.__new__(_Workbook)
+    book.zip = zipfile.ZipFile(path)
+    try:
+        workbook = next((p for t, p in book._rels("").values() if t == "officeDocument"), "xl/workbook.xml")
+        for el in book._xml(workbook).iter():
+            title = el.get("name", "")
+            if _local(el.tag) != "sheet" or title in used:
+                continue
+            hidden = el.get("state") in ("hidden", "veryHidden")
+            ctx.query(file=FILE, sheet=title, field=None, value=title, rule="unknown_sheet", severity=WARNING,
+                      message=f"Feuille {'masquée ' if hidden else ''}« {title} » non prévue par le contrat "
+                              f"d'échange : non lue. Vérifier qu'elle ne contient pas de données à importer.")
+    finally:
+        book.zip.close()
+
+
 def _read_sheets(ctx: ReadContext, path: Path, sheets: dict[str, _Sheet]) -> ReadResult:
+    _extra_sheet_queries(ctx, path, {sheet.title for sheet in sheets.values()})
     patients = sheets["patients"]
     if patients.n == 0:
         raise ImportFailure(f"{FILE} (feuille {patients.title}): aucun patient (en-tête seul); import de ce "

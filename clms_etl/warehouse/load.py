@@ -331,7 +331,7 @@ class Warehouse:
         queries = self._queries(validated, centre, delivery_date, delivery_id)
         counts = self._counts(validated)
 
-        with _transaction(self) as tx:
+        with _transaction(self, explain=lambda: _rows_breaking_constraints(frames)) as tx:
             tx.lock(centre)
             key_id = self._verify_key(tx, key, centre)  # another key: refused before anything else
             current = tx.fetch(
@@ -584,7 +584,14 @@ class Warehouse:
                 f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?)",
                 [delivery_id, delivery_id])[0][0]
             if n:
-                problems.append(f"{n} {child} row(s) whose {column} is not a {parent} of this delivery")
+                rows = tx.fetch(
+                    f"SELECT c.source_file, c.source_row FROM {child} c WHERE c.delivery_id = ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?) "
+                    f"ORDER BY c.source_file, c.source_row LIMIT {_SHOWN_ROWS}",
+                    [delivery_id, delivery_id]) if "source_row" in schema.column_names(child) else []
+                shown = "; ".join(f"{file} row {row}, field {column}" for file, row in rows)
+                problems.append(f"{n} {child} row(s) whose {column} is not a {parent} of this delivery"
+                                + (f" ({shown}{'; …' if n > len(rows) else ''})" if rows else ""))
         if problems:
             raise IntegrityProblem("delivery refused, nothing changed: " + "; ".join(problems) + ".")
 
@@ -611,7 +618,49 @@ def _polars_type(type_code) -> pl.DataType:
 
 
 class IntegrityProblem(RuntimeError):
-    """Rows of a delivery do not hang together (orphans): the load was rolled back."""
+    """Rows of a delivery do not hang together (orphans), or break a constraint of the warehouse:
+    the load was rolled back. Bad data, never a transient fault: loading again refuses again."""
+
+
+def _data_refusals() -> tuple[type[BaseException], ...]:
+    """The drivers' errors that mean "these rows break a constraint or do not fit a column"."""
+    import duckdb
+
+    found: list[type[BaseException]] = [duckdb.IntegrityError, duckdb.DataError, sa.exc.IntegrityError,
+                                        sa.exc.DataError]
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - DuckDB-only installation
+        pass
+    else:
+        found += [psycopg.IntegrityError, psycopg.DataError]
+    return tuple(found)
+
+
+_SHOWN_ROWS = 5  # rows named per broken constraint: enough to find the cause, not a dump
+
+
+def _rows_breaking_constraints(frames: dict[str, pl.DataFrame]) -> list[str]:
+    """Each row of ``frames`` a CHECK or NOT NULL constraint of :mod:`schema` refuses, as
+    "table: file[, sheet] row N, field f (constraint)", evaluated with polars' SQL on the frames
+    (SQL NULL semantics: a CHECK on NULL passes). A check polars cannot evaluate is skipped."""
+    out = []
+    for table, frame in frames.items():
+        if frame is None or frame.is_empty() or "source_row" not in frame.columns:
+            continue
+        for name, condition in schema.check_conditions(table).items():
+            fields = [c for c in frame.columns if c in condition.replace("(", " ").replace(")", " ").split()]
+            try:
+                bad = pl.SQLContext(rows=frame).execute(
+                    f"SELECT source_file, source_sheet, source_row FROM rows WHERE NOT ({condition})", eager=True)
+            except Exception:
+                continue
+            for file, sheet, row in bad.head(_SHOWN_ROWS).iter_rows():
+                where = f"{file}{f', {sheet}' if sheet else ''} row {row}"
+                out.append(f"{table}: {where}, field {', '.join(fields) or '?'} ({name}: {condition})")
+            if bad.height > _SHOWN_ROWS:
+                out.append(f"{table}: … {bad.height - _SHOWN_ROWS} more row(s) breaking {name}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -888,14 +937,24 @@ class _PostgresTransaction(_Transaction):
 
 
 @contextmanager
-def _transaction(warehouse: Warehouse) -> Iterator[_Transaction]:
+def _transaction(warehouse: Warehouse, explain=None) -> Iterator[_Transaction]:
     """A load transaction: committed when the block ends normally (unless already ended),
-    rolled back on any error, the connection closed in every case."""
+    rolled back on any error, the connection closed in every case. A constraint the data break
+    becomes an :class:`IntegrityProblem` (``explain()`` lists the rows concerned), so that no
+    caller mistakes it for a transient fault and loads the same rows again."""
     tx = _open_transaction(warehouse)
     try:
         yield tx
         if not tx.done:
             tx.commit()
+    except _data_refusals() as exc:
+        tx.rollback()
+        rows = explain() if explain is not None else []
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IntegrityProblem(
+            f"delivery refused, nothing changed: the warehouse rejected rows ({type(exc).__name__}: {detail})"
+            + (": " + "; ".join(rows) if rows else "") + "."
+        ) from exc
     except BaseException:
         tx.rollback()
         raise

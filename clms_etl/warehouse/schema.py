@@ -381,6 +381,14 @@ def _checks(table: str) -> list[sa.CheckConstraint]:
     return checks
 
 
+def check_conditions(table: str) -> dict[str, str]:
+    """Constraint name -> SQL condition of every CHECK and NOT NULL constraint of a canonical table
+    (what the loader evaluates to name the rows the database refused)."""
+    out = {str(c.name): str(c.sqltext) for c in _checks(table)}
+    out.update({f"{col}_not_null": f"{col} IS NOT NULL" for col in sorted(NOT_NULL.get(table, ()))})
+    return out
+
+
 def _canonical_table(name: str) -> sa.Table:
     columns = []
     keys = PRIMARY_KEYS[name]

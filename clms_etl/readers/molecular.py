@@ -1001,6 +1001,10 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
         if pos is None:
             c.error("POS", record.POS, "number_out_of_range",
                     f"Position {record.POS} impossible (une position VCF commence à 1).")
+        chrom = _chromosome(record.CHROM)  # a variant nowhere in the genome is no variant
+        if chrom is None:
+            c.error("#CHROM", record.CHROM, "missing_location" if is_missing(record.CHROM) else "invalid_location",
+                    f"Chromosome « {record.CHROM or ''} » illisible (attendu chr1-chr22, chrX, chrY).")
 
         if filters != ["PASS"]:
             reason = "filtered"
@@ -1029,7 +1033,7 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
         if alt is not None and len(alt) > MAX_ALLELE_BP:
             alt = alt[:MAX_ALLELE_BP] + "…"
         rows.append((c, {
-            "sample_id": sample_id, "chrom": _vcf_chrom(record.CHROM), "pos": pos, "ref": ref, "alt": alt,
+            "sample_id": sample_id, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
             "vaf": vaf, "depth": depth, "gmaf": gmaf, "filter": filter_text, "genotype": gt,
             "reportable": None if reason == "unknown" else reason is None,
             "exclusion_reason": None if reason == "unknown" else reason,

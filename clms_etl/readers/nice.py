@@ -46,7 +46,7 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``value_truncated``, ``missing_surgery_date``, ``first_surgery_not_primary``,
 ``missing_event_date``, ``missing_event_kind``, ``site_without_metastasis``,
 ``cause_without_death``, ``last_news_for_dead_patient``, ``unknown_sheet`` (a sheet, hidden or not,
-the reader does not read: warning), ``formula_without_value`` (a formula saved without its
+the reader does not read: warning), ``merged_cells`` (a merged range of a sheet read: warning), ``formula_without_value`` (a formula saved without its
 computed value: error on its row). A date-formatted number outside Excel's calendar (-1e12) makes
 calamine panic: the exact reader then reads it and reports ``unparseable_date`` on its row.
 """
@@ -996,16 +996,46 @@ def _uncached_formula_queries(ctx: ReadContext, sheets: dict[str, _Sheet], books
                           f"ou saisir la valeur.")
 
 
+_MERGE = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+)([0-9]+))?"')
+
+
+def _merged_ranges(book: _Workbook, part: str) -> list[tuple[str, int, str, int]]:
+    """The merged ranges of a sheet (``E2:F3`` -> ("E", 2, "F", 3)), read in chunks (a tag cut
+    between two chunks is kept whole by the overlap)."""
+    found, tail = set(), b""
+    with book.zip.open(part) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            for m in _MERGE.finditer(tail + chunk):
+                a, r1, b, r2 = m.groups()
+                found.add((a.decode(), int(r1), (b or a).decode(), int(r2 or r1)))
+            tail = chunk[-256:]
+    return sorted(found, key=lambda t: (t[1], t[0]))
+
+
 def _extra_sheet_queries(ctx: ReadContext, path: Path, used: set[str]) -> None:
     """A warning for every sheet of the workbook the reader does not read, hidden ones included:
-    data typed there would otherwise be ignored without anyone knowing."""
+    data typed there would otherwise be ignored without anyone knowing; and for every merged
+    range of a sheet it reads: only the range's first cell holds a value, the others read empty."""
     book = _Workbook.__new__(_Workbook)
     book.zip = zipfile.ZipFile(path)
     try:
         workbook = next((p for t, p in book._rels("").values() if t == "officeDocument"), "xl/workbook.xml")
+        rels = book._rels(workbook)
         for el in book._xml(workbook).iter():
             title = el.get("name", "")
-            if _local(el.tag) != "sheet" or title in used:
+            if _local(el.tag) != "sheet":
+                continue
+            if title in used:
+                rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
+                part = rels.get(rid, ("", ""))[1]
+                if part in book.zip.NameToInfo:
+                    for first_col, first_row, last_col, last_row in _merged_ranges(book, part):
+                        cells = f"{first_col}{first_row}:{last_col}{last_row}"
+                        ctx.query(file=FILE, sheet=title, row=first_row, field=cells, value=None,
+                                  rule="merged_cells", severity=WARNING,
+                                  message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de "
+                                          f"{first_col}{first_row} est lue, les autres cellules de la plage sont "
+                                          f"vides pour l'import. Défusionner et saisir chaque valeur.")
                 continue
             hidden = el.get("state") in ("hidden", "veryHidden")
             ctx.query(file=FILE, sheet=title, field=None, value=title, rule="unknown_sheet", severity=WARNING,

@@ -191,8 +191,11 @@ def test_gbsg2_grade_hazard_ratio_equals_lifelines_on_the_lyon_patients(gbsg2_st
     assert n == len(cases) + len(lung)
 
 
-def test_table1_counts_unrecorded_signs_per_centre(gbsg2_stage):
+def test_table1_size_classes_come_from_the_centre_that_records_size(gbsg2_stage):
     tmp, *_ = gbsg2_stage
     sizes = dict(_sql(tmp, "SELECT item, n FROM analytics.table1 WHERE variable = 'tumour_size_cm' AND kind = 'count'"))
     lyon = [c.size_mm / 10 for c in corpus.gbsg2_cases()]
-    assert sizes["ge_3"] == sum(s >= 3 for s in lyon) and sum(sizes.values()) == len(lyon) + 228
+    assert sizes["ge_3"] == sum(s >= 3 for s in lyon) and sizes["lt_1"] == sum(s < 1 for s in lyon)
+    assert sizes["ns"] == 228  # lung's patients: Montpellier delivered no size
+    unrecorded = set(_sql(tmp, "SELECT variable, n FROM analytics.table1 WHERE item = 'not_recorded'"))
+    assert ("pain", 228 + 686) in unrecorded  # neither centre records pain: nobody is said free of pain

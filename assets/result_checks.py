@@ -12,16 +12,15 @@ import dagster as dg
 
 from assets.metadata import expectations_check_result
 from assets.molecular import molecular_summary
-from assets.resources import DropFolder, WarehouseResource
+from assets.resources import WarehouseResource
 from assets.survival import survival_analysis
 
 
-def _run(warehouse: WarehouseResource, drop_folder: DropFolder, analysis: str, tables: list[str]) -> dg.AssetCheckResult:
+def _run(warehouse: WarehouseResource, analysis: str, tables: list[str]) -> dg.AssetCheckResult:
     from clms_etl.warehouse.expectations import RESULTS, results_data_docs_dir, run_expectations
 
-    with warehouse.open() as wh:  # centres: the registry with the drop folder's centres.toml (scale deliveries)
-        report = run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=results_data_docs_dir(wh, analysis),
-                                  drop_folder=drop_folder.root)
+    with warehouse.open() as wh:
+        report = run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=results_data_docs_dir(wh, analysis))
     return expectations_check_result(report)
 
 
@@ -31,10 +30,10 @@ def _run(warehouse: WarehouseResource, drop_folder: DropFolder, analysis: str, t
                 "numbers at risk never increasing, the product-limit, hazard ratios > 0 inside their CI or a "
                 "reason, p-values in [0, 1], Table 1 percentages, the survival population of analytics.survival. "
                 "Data Docs in data_docs_analytics/survival_analysis/ next to the warehouse's.")
-def survival_result_expectations(warehouse: WarehouseResource, drop_folder: DropFolder) -> dg.AssetCheckResult:
+def survival_result_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.survival.tables import TABLES
 
-    return _run(warehouse, drop_folder, "survival_analysis", [t.name for t in TABLES])
+    return _run(warehouse, "survival_analysis", [t.name for t in TABLES])
 
 
 @dg.asset_check(asset=molecular_summary, name="result_expectations", blocking=True, pool="warehouse",
@@ -43,10 +42,10 @@ def survival_result_expectations(warehouse: WarehouseResource, drop_folder: Drop
                 "anomaly counts, one profile and one Table 3 row per case of molecular_sample, recurrent "
                 "alterations within the assessed and contributory cases, allele fractions in [0, 1], pseudonyms. "
                 "Data Docs in data_docs_analytics/molecular_summary/ next to the warehouse's.")
-def molecular_result_expectations(warehouse: WarehouseResource, drop_folder: DropFolder) -> dg.AssetCheckResult:
+def molecular_result_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.molecular.tables import TABLES
 
-    return _run(warehouse, drop_folder, "molecular_summary", [t.name for t in TABLES])
+    return _run(warehouse, "molecular_summary", [t.name for t in TABLES])
 
 
 CHECKS = [survival_result_expectations, molecular_result_expectations]

@@ -5,7 +5,7 @@ import polars as pl
 import dagster as dg
 from assets.ingest import centre_warehouse
 from assets.metadata import expectations_check_result, markdown_table
-from assets.resources import DropFolder, WarehouseResource
+from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
 select 'patient' as table_name, centre, count(*) as rows from patient group by centre
@@ -43,10 +43,9 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
                 description="Great Expectations suites of every warehouse table (validations/expectations/): "
                 "pseudonym uniqueness, referential integrity, value sets, plausible distributions, counts "
                 "that agree with `delivery`. Data Docs are written next to the warehouse.")
-def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource,
-                       drop_folder: DropFolder) -> dg.AssetCheckResult:
+def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.warehouse.expectations import run_expectations
 
-    with warehouse.open() as wh:  # centres: the registry with the drop folder's centres.toml
-        report = run_expectations(wh, drop_folder=drop_folder.root)
+    with warehouse.open() as wh:
+        report = run_expectations(wh)
     return expectations_check_result(report)

@@ -366,7 +366,7 @@ def _unrecorded_table(items: pl.DataFrame) -> tuple:
     if items.is_empty():
         return ()
     per_centre = items.group_by("centre", maintain_order=True).agg(
-        pl.col("variable_label").str.join(", ").alias("Not recorded"), pl.col("patients").first().alias("Patients"))
+        pl.col("variable_label").str.join("; ").alias("Not recorded"), pl.col("patients").first().alias("Patients"))
     return (ReportTable("unrecorded", "Items a centre does not record",
                         per_centre.rename({"centre": "Centre"}),
                         note="Characteristics of Table 1 for which no patient of the centre has a known value: "

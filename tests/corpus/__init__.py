@@ -1,15 +1,18 @@
 """Public survival datasets written as real centre deliveries, for end-to-end tests.
 
 The product must survive data it did not write: this package takes lifelines' copies of R's
-``lung`` (228 patients, 165 deaths: age, sex, survival time and status, nothing else) and of
-``GBSG2`` (686 women with breast cancer: age, tumour size in mm, grade, recurrence-free time)
+``lung`` (228 patients, 165 deaths: age, sex, survival time and status, nothing else), ``GBSG2`` (686
+women with breast cancer: age, tumour size in mm, grade, recurrence-free time), Rossi's
+recidivism data (432 men, weeks to arrest) and ``larynx`` (90 patients, years to death)
 and writes them as a centre's nightly export, in that centre's contract
 (``../shared/domain/centre_exports.md``), with every clinical field the dataset does not have
 left empty (``NA``, ``ND`` or blank, as the centres write it):
 
 * :func:`write_montpellier` — ``clms_montpellier.csv``, cp1252, ``;``, CRLF, ``dd/mm/yyyy``;
 * :func:`write_lyon` — a REDCap raw records export plus the project's data dictionary
-  (the dictionary is the project's, so it is the one the synthetic deliveries carry).
+  (the dictionary is the project's, so it is the one the synthetic deliveries carry);
+* :func:`write_nice` — ``export_dermato_nice.xlsx``, three sheets, real Excel dates;
+* :func:`write_nimes` — ``nimes_dossiers.txt``, tab-separated Mac Roman text, CR line ends.
 
 Time and status become dates: the diagnosis on a day of its own per patient, then a death
 (status 1) or a last news (status 0) ``time`` days later. The number of rows of each table is
@@ -30,6 +33,8 @@ FIRST_DIAGNOSIS = dt.date(2012, 1, 2)
 
 @dataclass(frozen=True)
 class Case:
+    """One patient of a public dataset, in the registry's terms."""
+
     local_id: str
     sex: str  # "male" / "female"
     age_years: int
@@ -38,6 +43,7 @@ class Case:
     died: bool
     size_mm: float | None = None
     grade: int | None = None  # 1, 2, 3
+    pain: bool | None = None
 
     @property
     def outcome_date(self) -> dt.date:
@@ -78,6 +84,29 @@ def gbsg2_cases() -> list[Case]:
     data = load_gbsg2()
     return [Case(f"GB{i:05d}", "female", int(r.age), _diagnosis(i), int(r.time), bool(r.cens == 1),
                  float(r.tsize), grades[str(r.tgrade)]) for i, r in enumerate(data.itertuples(index=False), start=1)]
+
+
+def rossi_cases() -> list[Case]:
+    """Rossi's recidivism data (lifelines ``load_rossi``): 432 men, ``week`` of arrest (the event) or 52;
+    ``fin`` (financial aid) stands for a recorded sign, pain, left blank in one chart out of ten."""
+    from lifelines.datasets import load_rossi
+
+    return [Case(f"R{i:06d}", "male", int(r.age), _diagnosis(i), int(r.week) * 7, bool(r.arrest == 1),
+                 pain=None if i % 10 == 0 else bool(r.fin == 1))
+            for i, r in enumerate(load_rossi().itertuples(index=False), start=1)]
+
+
+def larynx_cases() -> list[Case]:
+    """Larynx cancer (lifelines ``load_larynx``): 90 patients, time in years (one decimal), death; sex unknown."""
+    from lifelines.datasets import load_larynx
+
+    return [Case(f"L{i:03d}", "", int(r.age), _diagnosis(i), round(r.time * 365.25), bool(r.death == 1))
+            for i, r in enumerate(load_larynx().itertuples(index=False), start=1)]
+
+
+def dataset_frame(cases: list[Case]) -> tuple[list[float], list[int]]:
+    """(time in days, event) of the cases, as the dataset gives them."""
+    return [float(c.time_days) for c in cases], [int(c.died) for c in cases]
 
 
 # -- Montpellier ------------------------------------------------------------------------------
@@ -147,6 +176,79 @@ def write_lyon(drop: Path, cases: list[Case], delivery_date: dt.date = DELIVERY_
     return path
 
 
+# -- Nice (Excel workbook) --------------------------------------------------------------------
+
+NICE_FILE = "export_dermato_nice.xlsx"
+NICE_SHEETS = {
+    "Patients": ["N° dossier", "Nom", "Prénom", "Date de naissance", "Sexe", "Immunodépression", "Date du diagnostic",
+                 "Localisation", "Taille (mm)", "Présentation", "Douleur", "Sur cicatrice",
+                 "Délai 1ère consultation (mois)", "Grade FNCLCC", "Différenciation", "Mitoses /10 champs", "Nécrose",
+                 "Envahissement", "Ulcération histologique", "Ki67 (%)"],
+    "Chirurgies": ["N° dossier", "Date", "Type", "Marge proposée RCP (mm)", "Marge clinique (mm)",
+                   "Marge histologique (mm)", "Statut", "Radiothérapie adjuvante"],
+    "Évènements": ["N° dossier", "Date", "Évènement", "Site métastatique", "Cause du décès", "Traitement"],
+}
+
+
+def write_nice(drop: Path, cases: list[Case], delivery_date: dt.date = DELIVERY_DATE, centre: str = "nice") -> Path:
+    """Real Excel dates, French headers; missing as blank or ``NR``; no operation (the sheet keeps its header)."""
+    from openpyxl import Workbook
+
+    folder = drop / centre / delivery_date.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    book = Workbook()
+    book.remove(book.active)
+    sheets = {name: book.create_sheet(name) for name in NICE_SHEETS}
+    for name, ws in sheets.items():
+        ws.append(NICE_SHEETS[name])
+
+    def day(value: dt.date):
+        return dt.datetime.combine(value, dt.time())
+    for i, c in enumerate(cases):
+        row = dict.fromkeys(NICE_SHEETS["Patients"], "NR" if i % 2 else None)
+        row.update({"N° dossier": c.local_id, "Nom": "PATIENT", "Prénom": f"Cas {i + 1}",
+                    "Date de naissance": day(c.birth_date), "Sexe": "M" if c.sex == "male" else "F",
+                    "Date du diagnostic": day(c.diagnosis_date),
+                    "Douleur": None if c.pain is None else ("Oui" if c.pain else "Non")})
+        sheets["Patients"].append([row[k] for k in NICE_SHEETS["Patients"]])
+        sheets["Évènements"].append([c.local_id, day(c.outcome_date), "Décès" if c.died else "Dernières nouvelles",
+                                     None, None, None])
+    for ws in sheets.values():
+        for cells in ws.iter_rows(min_row=2):
+            for cell in cells:
+                if isinstance(cell.value, dt.datetime):
+                    cell.number_format = "dd/mm/yyyy"
+    path = folder / NICE_FILE
+    book.save(path)
+    return path
+
+
+# -- Nîmes (transcribed charts, Mac Roman text) --------------------------------------------------
+
+NIMES_FILE = "nimes_dossiers.txt"
+NIMES_COLUMNS = ["Dossier", "Patient", "Né(e) le", "Sexe", "Diagnostic", "Siège", "Taille", "Aspect", "Douleur",
+                 "Cicatrice", "Grade", "Différenciation", "Mitoses", "Nécrose", "Infiltration", "Ulcération", "Ki67",
+                 "Chirurgie", "Marges", "Exérèse", "Évolution", "Dernières nouvelles"]
+
+
+def write_nimes(drop: Path, cases: list[Case], delivery_date: dt.date = DELIVERY_DATE, centre: str = "nimes") -> Path:
+    """Tab-separated, Mac Roman, CR line ends; a death is an Évolution note (``DCD 12/03/2018``)."""
+    folder = drop / centre / delivery_date.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(NIMES_COLUMNS)]
+    for i, c in enumerate(cases, start=1):
+        row = dict.fromkeys(NIMES_COLUMNS, "")
+        row.update({"Dossier": c.local_id, "Patient": f"PATIENT Cas{i}", "Né(e) le": f"{c.birth_date:%d/%m/%Y}",
+                    "Sexe": {"male": "Homme", "female": "Femme"}.get(c.sex, ""),
+                    "Diagnostic": f"{c.diagnosis_date:%d/%m/%Y}",
+                    "Évolution": f"DCD {c.outcome_date:%d/%m/%Y}" if c.died else "",
+                    "Dernières nouvelles": "" if c.died else f"{c.outcome_date:%d/%m/%Y}"})
+        lines.append("\t".join(row[k] for k in NIMES_COLUMNS))
+    path = folder / NIMES_FILE
+    path.write_bytes(("\r".join(lines) + "\r").encode("mac_roman"))
+    return path
+
+
 # -- counting, from the files alone -----------------------------------------------------------
 
 
@@ -158,6 +260,22 @@ def count_rows(delivery: Path) -> dict[str, int]:
     record row, one event per ``evenement`` instance.
     """
     names = {p.name for p in delivery.iterdir()}
+    if NICE_FILE in names:
+        from openpyxl import load_workbook
+
+        book = load_workbook(delivery / NICE_FILE, read_only=True)
+        rows = {name: [r for r in book[name].iter_rows(min_row=2, values_only=True) if any(v is not None for v in r)]
+                for name in NICE_SHEETS}
+        book.close()
+        return {"patient": len(rows["Patients"]), "tumour": len(rows["Patients"]), "surgery": len(rows["Chirurgies"]),
+                "event": len(rows["Évènements"])}
+    if NIMES_FILE in names:
+        lines = (delivery / NIMES_FILE).read_bytes().decode("mac_roman").split("\r")
+        assert lines[-1] == "", "every line ends with CR"
+        header, records = lines[0].split("\t"), [line.split("\t") for line in lines[1:-1]]
+        notes, news = header.index("Évolution"), header.index("Dernières nouvelles")
+        events = sum(1 for r in records for i in (notes, news) if r[i].strip())  # one dated note or news each
+        return {"patient": len(records), "tumour": len(records), "surgery": 0, "event": events}
     if MONTPELLIER_FILE in names:
         raw = (delivery / MONTPELLIER_FILE).read_bytes()
         lines = raw.split(b"\r\n")

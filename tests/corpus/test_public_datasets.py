@@ -9,6 +9,8 @@ R's published ones for ``lung`` and lifelines' own fits on the datasets as shipp
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 import duckdb
 import numpy as np
@@ -25,13 +27,13 @@ DAYS_PER_MONTH = 30.4375
 pytestmark = pytest.mark.slow
 
 
-def _run(drop, tmp, instance, centre: str, **survival) -> tuple[dg.ExecuteInProcessResult, dg.ExecuteInProcessResult]:
+def _run(drop, tmp, instance, *centres: str, **survival) -> list[dg.ExecuteInProcessResult]:
+    """Each centre's import job (its partition), then the nightly refresh: the runs, in that order."""
     res = {**resources_for(drop, tmp), "survival": SurvivalSettings(**survival)}
     defs = platform_defs(res)
-    imported = defs.resolve_job_def("import_centre").execute_in_process(
-        partition_key=centre, instance=instance, raise_on_error=False)
-    nightly = defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False)
-    return imported, nightly
+    runs = [defs.resolve_job_def("import_centre").execute_in_process(
+        partition_key=centre, instance=instance, raise_on_error=False) for centre in centres]
+    return [*runs, defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False)]
 
 
 def _sql(tmp, query: str) -> list[tuple]:
@@ -61,7 +63,18 @@ def gbsg2_stage(lung_stage):
     tmp, drop, instance, _, _ = lung_stage
     corpus.write_lyon(drop, corpus.gbsg2_cases())
     imported, nightly = _run(drop, tmp, instance, "lyon")
-    return tmp, drop, imported, nightly
+    return tmp, drop, instance, imported, nightly
+
+
+@pytest.fixture(scope="module")
+def four_centres_stage(gbsg2_stage):
+    """Then Nice delivers Rossi's data (an xlsx that records pain for most charts) and Nîmes ``larynx``
+    (Mac Roman text, no sex): four centres, four formats, one nightly."""
+    tmp, drop, instance, _, _ = gbsg2_stage
+    corpus.write_nice(drop, corpus.rossi_cases())
+    corpus.write_nimes(drop, corpus.larynx_cases())
+    *imports, nightly = _run(drop, tmp, instance, "nice", "nimes")
+    return tmp, drop, imports, nightly
 
 
 def _all_checks_pass(result: dg.ExecuteInProcessResult) -> None:
@@ -159,7 +172,7 @@ def test_lung_table1_says_not_recorded_instead_of_absent_and_the_report_names_th
 
 
 def test_gbsg2_delivered_by_lyon_imports_and_the_nightly_refresh_passes_every_check(gbsg2_stage):
-    _, _, imported, nightly = gbsg2_stage
+    _, _, _, imported, nightly = gbsg2_stage
     _all_checks_pass(imported)
     _all_checks_pass(nightly)
 
@@ -199,3 +212,49 @@ def test_table1_size_classes_come_from_the_centre_that_records_size(gbsg2_stage)
     assert sizes["ns"] == 228  # lung's patients: Montpellier delivered no size
     unrecorded = set(_sql(tmp, "SELECT variable, n FROM analytics.table1 WHERE item = 'not_recorded'"))
     assert ("pain", 228 + 686) in unrecorded  # neither centre records pain: nobody is said free of pain
+
+
+def test_four_centres_in_four_formats_import_and_the_nightly_refresh_passes_every_check(four_centres_stage):
+    _, _, imports, nightly = four_centres_stage
+    for imported in imports:
+        _all_checks_pass(imported)
+    _all_checks_pass(nightly)
+
+
+def test_four_centres_rows_read_are_the_files_rows_accepted_plus_quarantined(four_centres_stage):
+    tmp, drop, *_ = four_centres_stage
+    for centre in ("nice", "nimes", "lyon", "montpellier"):
+        _accounting_matches_the_files(tmp, drop, centre)
+
+
+def test_four_centres_overall_survival_is_lifelines_on_the_pooled_datasets(four_centres_stage):
+    tmp, *_ = four_centres_stage
+    times, events = [], []
+    for cases in (corpus.lung_cases(), corpus.gbsg2_cases(), corpus.rossi_cases(), corpus.larynx_cases()):
+        for t, e in zip(*corpus.dataset_frame(cases)):
+            if t / DAYS_PER_MONTH >= 3:  # the study's survival population
+                times.append(t / DAYS_PER_MONTH)
+                events.append(e)
+    expected = KaplanMeierFitter().fit(times, events).survival_function_.iloc[:, 0]
+    curve = dict(_sql(tmp, "SELECT time_months, survival FROM analytics.survival_curve "
+                           "WHERE endpoint = 'OS' AND group_variable = 'all' AND ci_transform = 'log'"))
+    assert np.allclose([curve[t] for t in sorted(curve)], expected.to_numpy())
+    [(n, deaths)] = _sql(tmp, "SELECT n, events FROM analytics.survival_estimate WHERE endpoint = 'OS' "
+                              "AND group_variable = 'all' AND estimate = 'median' AND ci_transform = 'log'")
+    assert (n, deaths) == (len(times), sum(events))
+
+
+def test_table1_counts_a_blank_chart_as_absent_only_in_the_centre_that_records_the_sign(four_centres_stage):
+    tmp, *_ = four_centres_stage
+    rossi = corpus.rossi_cases()
+    pain = dict(_sql(tmp, "SELECT item, n FROM analytics.table1 WHERE variable = 'pain'"))
+    assert pain == {"present": sum(c.pain is True for c in rossi),
+                    "absent": sum(c.pain is not True for c in rossi),  # Nice's blank charts: the paper's convention
+                    "not_recorded": 228 + 686 + 90}  # the three centres that record no pain
+    sex = dict(_sql(tmp, "SELECT item, n FROM analytics.table1 WHERE variable = 'sex'"))
+    assert sex["ns"] == 90  # larynx gives no sex: not specified, never guessed
+    html = (tmp / "outputs" / "report" / "clms_report.html").read_text(encoding="utf-8")
+    section = html.split("Items a centre does not record", 1)[1].split("</table>", 1)[0]
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", section))
+    assert {c for c, items in rows.items() if "Pain" in items.split("; ")} == {"lyon", "montpellier", "nimes"}
+    assert "Sex" in rows["nimes"].split("; ") and "FNCLCC grade" not in rows["lyon"].split("; ")

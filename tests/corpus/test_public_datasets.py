@@ -1,8 +1,11 @@
 """The whole nightly on data the product did not write: R's ``lung`` delivered by Montpellier, then
 GBSG2 delivered by Lyon, every clinical field they do not have left empty.
 
-Each stage runs through Dagster in one instance, as the platform runs it: the centre's import job
-(its partition), then the nightly refresh. What is held against the product comes from elsewhere:
+Each stage runs through Dagster as the platform runs it: one instance on disk (a DAGSTER_HOME with
+the project's ``deploy/dagster.local.yaml``: SQLite storage, the ``warehouse`` pool), the code
+location's local resources read from the ``CLMS_*`` variables pointed at the test's drop folder,
+DuckDB file and outputs; the centre's import job (its partition), then the nightly refresh. What
+is held against the product comes from elsewhere:
 the rows are counted in the files by :func:`tests.corpus.count_rows`, the survival figures are
 R's published ones for ``lung`` and lifelines' own fits on the datasets as shipped.
 """
@@ -18,19 +21,17 @@ import pytest
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import logrank_test
 
-from assets.resources import SurvivalSettings
+from assets.resources import SurvivalSettings, local_resources
 from tests import corpus
-from tests.dagster_resources import resources_for
-from tests.test_dagster_platform import platform_defs
+from tests.test_dagster_platform import dagster_home, platform_defs
 
 DAYS_PER_MONTH = 30.4375
 pytestmark = pytest.mark.slow
 
 
-def _run(drop, tmp, instance, *centres: str, **survival) -> list[dg.ExecuteInProcessResult]:
+def _run(instance, *centres: str, **survival) -> list[dg.ExecuteInProcessResult]:
     """Each centre's import job (its partition), then the nightly refresh: the runs, in that order."""
-    res = {**resources_for(drop, tmp), "survival": SurvivalSettings(**survival)}
-    defs = platform_defs(res)
+    defs = platform_defs({**local_resources(), "survival": SurvivalSettings(**survival)})
     runs = [defs.resolve_job_def("import_centre").execute_in_process(
         partition_key=centre, instance=instance, raise_on_error=False) for centre in centres]
     return [*runs, defs.resolve_job_def("nightly_refresh").execute_in_process(instance=instance, raise_on_error=False)]
@@ -51,9 +52,16 @@ def lung_stage(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("public")
     drop = tmp / "drop"
     corpus.write_montpellier(drop, corpus.lung_cases())
-    instance = dg.DagsterInstance.ephemeral()
-    imported, nightly = _run(drop, tmp, instance, "montpellier", min_follow_up_months=0.0)
-    return tmp, drop, instance, imported, nightly
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"CLMS_INCOMING": drop, "CLMS_OUTPUTS": tmp / "outputs",
+                            "CLMS_WAREHOUSE_URL": f"duckdb:///{tmp / 'warehouse.duckdb'}",
+                            "DAGSTER_HOME": dagster_home(tmp)}.items():
+            env.setenv(name, str(value))
+        for name in ("CLMS_DEPLOYMENT", "CLMS_PSEUDONYM_KEY", "CLMS_PSEUDONYM_KEY_FILE"):
+            env.delenv(name, raising=False)
+        with dg.DagsterInstance.get() as instance:
+            imported, nightly = _run(instance, "montpellier", min_follow_up_months=0.0)
+            yield tmp, drop, instance, imported, nightly
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +70,7 @@ def gbsg2_stage(lung_stage):
     the study's rule (3 months of follow-up)."""
     tmp, drop, instance, _, _ = lung_stage
     corpus.write_lyon(drop, corpus.gbsg2_cases())
-    imported, nightly = _run(drop, tmp, instance, "lyon")
+    imported, nightly = _run(instance, "lyon")
     return tmp, drop, instance, imported, nightly
 
 
@@ -73,7 +81,7 @@ def four_centres_stage(gbsg2_stage):
     tmp, drop, instance, _, _ = gbsg2_stage
     corpus.write_nice(drop, corpus.rossi_cases())
     corpus.write_nimes(drop, corpus.larynx_cases())
-    *imports, nightly = _run(drop, tmp, instance, "nice", "nimes")
+    *imports, nightly = _run(instance, "nice", "nimes")
     return tmp, drop, imports, nightly
 
 
@@ -102,9 +110,12 @@ def _accounting_matches_the_files(tmp, drop, centre: str) -> None:
 
 
 def test_lung_delivered_by_montpellier_imports_and_the_nightly_refresh_passes_every_check(lung_stage):
-    _, _, _, imported, nightly = lung_stage
+    _, _, instance, imported, nightly = lung_stage
     _all_checks_pass(imported)
     _all_checks_pass(nightly)
+    # the runs are the instance's, as the UI shows them
+    assert {instance.get_run_by_id(r.run_id).status for r in (imported, nightly)} == {dg.DagsterRunStatus.SUCCESS}
+    assert instance.get_materialized_partitions(dg.AssetKey("centre_warehouse")) == {"montpellier"}
 
 
 def test_lung_rows_read_are_the_files_rows_accepted_plus_quarantined(lung_stage):

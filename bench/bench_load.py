@@ -36,7 +36,7 @@ import polars as pl
 from clms_etl import keys
 from clms_etl.warehouse import Warehouse, schema
 from clms_etl.warehouse.synthetic import SyntheticDelivery, accounting_of, twin_deliveries
-from clms_etl.vocabulary import CENTRES
+from clms_etl.synth.twin import CENTRE_SIZES
 
 CENTRE = "bench"
 DAY1, DAY2 = dt.date(2026, 11, 23), dt.date(2026, 11, 24)
@@ -47,7 +47,7 @@ BENCH_KEY = b"bench-key-not-a-secret-0123456789"
 def build_frames(patients: int) -> dict[str, pl.DataFrame]:
     """Canonical frames of ``patients`` patients: the twin replicated, new pseudonyms and row ids."""
     twin = twin_deliveries(BENCH_KEY, DAY1)
-    base = {t: pl.concat([twin[c].accepted[t] for c in CENTRES]) for t in TABLES}
+    base = {t: pl.concat([twin[c].accepted[t] for c in CENTRE_SIZES]) for t in TABLES}
     n = base["patient"].height
     copies = -(-patients // n)
     ids = base["patient"].select("patient_id").with_row_index("_i")

@@ -22,6 +22,16 @@ class Centre:
         return importlib.import_module(f"clms_etl.readers.{self.format}")
 
 
+def centre_names(drop_folder: Path | None = None) -> tuple[str, ...]:
+    """The centres of the registry (the laboratory left out): the one list of centres there is."""
+    return tuple(name for name, c in load_registry(drop_folder).items() if not c.laboratory)
+
+
+def centre_formats() -> tuple[str, ...]:
+    """The delivery formats the packaged centres use (one reader module each), in registry order."""
+    return tuple(dict.fromkeys(c.format for c in load_registry().values() if not c.laboratory))
+
+
 def load_registry(drop_folder: Path | None = None) -> dict[str, Centre]:
     """Packaged centres, then those of ``<drop_folder>/centres.toml`` on top (same name wins)."""
     data = tomllib.loads(resources.files("clms_etl").joinpath("data/centres.toml").read_text("utf-8"))

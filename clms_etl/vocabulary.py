@@ -6,7 +6,8 @@ paper's "not specified"), never 0 and never a sentinel.
 
 from __future__ import annotations
 
-CENTRES = ("nice", "montpellier", "lyon", "nimes")
+# The centres are not a code list: they come from the registry (clms_etl.centres.centre_names,
+# clms_etl/data/centres.toml plus a drop folder's centres.toml), which may hold forty of them.
 LABORATORY = "molecular"
 
 SEX = ("male", "female")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from clms_etl.molecular.summary import MolecularSummary
+from clms_etl.molecular.tables import TABLE3
 
 # analytics.patient_summary columns Table 3 needs
 CLINICAL_COLUMNS = (
@@ -23,7 +24,10 @@ _FUSIONS = {"negative": "none", "failed": "failed", "not_done": "not done"}
 
 def table3(summary: MolecularSummary, patient_summary: pl.DataFrame) -> pl.DataFrame:
     """Table 3 as stored (result table ``table3``): typed columns, one row per case, by case number."""
-    clinical = patient_summary.select(CLINICAL_COLUMNS).unique("patient_id", keep="first")
+    # typed as Table 3 declares them: a column no centre fills still rounds and formats
+    types = {**TABLE3.schema, "grade_label": pl.String}
+    clinical = patient_summary.select(pl.col(c).cast(types[c]) for c in CLINICAL_COLUMNS).unique(
+        "patient_id", keep="first")
     cases = summary.cases
     return (
         cases.join(clinical, on="patient_id", how="left")

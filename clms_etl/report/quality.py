@@ -94,10 +94,12 @@ _QUALITY_LABELS = {
 
 
 def _source_labels() -> dict[str, str]:
-    """The registry's names of the sources (in French, as the centres name themselves)."""
+    """The registry's names of the sources (in French, as the centres name themselves), the drop
+    folder's ``centres.toml`` included (scale deliveries), as the Dagster partitions read it."""
     from clms_etl.centres import load_registry
+    from clms_etl.config import Settings
 
-    return {name: centre.label for name, centre in load_registry().items()}
+    return {name: centre.label for name, centre in load_registry(Settings.from_env().incoming).items()}
 
 
 def quality_section(wh) -> Section:

@@ -17,7 +17,7 @@ import polars as pl
 
 from clms_etl.survival import endpoints as ep
 from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
-from clms_etl.survival.table1 import table1, table1_display
+from clms_etl.survival.table1 import table1, table1_display, unrecorded_items
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
 from clms_etl.warehouse.analytics import MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
 
@@ -141,6 +141,8 @@ class StudyResults:
     follow_up: pl.DataFrame
     group_comparison: pl.DataFrame
     curves: dict[tuple[str, str, str, str], KaplanMeier] = field(repr=False)
+    # Table 1 characteristics a centre records nothing for (table1.unrecorded_items); report only
+    unrecorded_items: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
 
     def result_tables(self) -> dict[str, pl.DataFrame]:
         """Frames of the result tables, by table name (for ``Warehouse.replace_results``)."""
@@ -263,6 +265,20 @@ def _follow_up(population: pl.DataFrame) -> pl.DataFrame:
                "display": pl.String})
 
 
+def _unrecorded_by_centre(levels: pl.DataFrame, keys: list[str]) -> dict[str, list[str]]:
+    """Per predictor, the centres none of whose patients has a known value for it."""
+    per_centre = levels.group_by("centre").agg(pl.col(keys).is_not_null().any()).sort("centre")
+    return {k: per_centre.filter(~pl.col(k))["centre"].to_list() for k in keys}
+
+
+def _no_known_value(row: dict, centres: list[str]) -> dict:
+    """A predictor nobody in the survival population has a value for is left out: the reason says so."""
+    if row["n"]:
+        return {}
+    where = f" (not recorded by {', '.join(centres)})" if centres else ""
+    return {"reason": f"no known value in the survival population{where}: predictor left out"}
+
+
 class EmptyCohort(ValueError):
     """No patient in the survival population: nothing to estimate (e.g. before the first delivery)."""
 
@@ -285,6 +301,8 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months)
     levels, specs = predictors(population)
+    unrecorded = _unrecorded_by_centre(levels.join(population.select("patient_id", "centre"), on="patient_id"),
+                                       [p.key for p in specs])
     data = frames.join(levels, on="patient_id", how="left")
 
     curves: dict[tuple[str, str, str, str], KaplanMeier] = {}
@@ -301,6 +319,8 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                     for level in (p.reference, *p.levels):
                         groups.append((p.key, level, e.filter(pl.col(p.key) == level)))
             for variable, value, g in groups:
+                if g.is_empty() and variable != ALL:
+                    continue  # a level nobody has (e.g. a predictor no centre records): no curve for nobody
                 for transform in CI_TRANSFORMS:
                     km = kaplan_meier(g["time_months"].to_numpy(), g["event"].to_numpy(), ci_transform=transform,
                                       alpha=alpha)
@@ -311,7 +331,8 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                         curve_frames.append(_curve_rows(km, key))
             if endpoint in UNIVARIATE_ENDPOINTS:
                 for p in specs:
-                    univariate_rows += [{"endpoint": endpoint, **r} for r in univariate(e, p)]
+                    univariate_rows += [{"endpoint": endpoint, **r, **_no_known_value(r, unrecorded[p.key])}
+                                        for r in univariate(e, p)]
 
     estimate_schema = {"endpoint": pl.String, "group_variable": pl.String, "group_value": pl.String,
                        "ci_transform": pl.String, "estimate": pl.String, "time_months": pl.Float64,
@@ -334,7 +355,24 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                                         "population": "all included patients with a known clinical margin",
                                         **margins}]),
         curves=curves,
+        unrecorded_items=unrecorded_items(patient_summary),
     )
+
+
+def _unrecorded_table(items: pl.DataFrame) -> tuple:
+    """The report's list of what each centre does not record (empty when every centre records everything)."""
+    from clms_etl.report.sections import ReportTable
+
+    if items.is_empty():
+        return ()
+    per_centre = items.group_by("centre", maintain_order=True).agg(
+        pl.col("variable_label").str.join("; ").alias("Not recorded"), pl.col("patients").first().alias("Patients"))
+    return (ReportTable("unrecorded", "Items a centre does not record",
+                        per_centre.rename({"centre": "Centre"}),
+                        note="Characteristics of Table 1 for which no patient of the centre has a known value: "
+                             "the centre's export does not carry them. Table 1 counts these patients as not "
+                             "recorded (or not specified), never as absent, and the univariate analysis leaves "
+                             "them out of the predictor's comparison."),)
 
 
 def report_sections(results: StudyResults, figures: dict[str, Path] | None = None) -> list:
@@ -360,8 +398,10 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
         tables=(ReportTable("table1", "Table 1. Characteristics of the patients", results.table1_display(),
                             note="n (%) of all included patients; tumour size classes as % of the patients with a "
                                  "known size. Medians with interquartile range (R type 7 quantiles), means ± SD. "
-                                 "Signs not recorded in the chart are counted as absent where the study lists no "
-                                 "'not specified' row."),
+                                 "Where the study lists no 'not specified' row, a sign not mentioned in the chart "
+                                 "is counted as absent in a centre that records the sign; the patients of a centre "
+                                 "that records nothing for it are counted as not recorded."),
+                *_unrecorded_table(results.unrecorded_items),
                 ReportTable("exclusions", "Patients outside the survival population",
                             results.survival_exclusion.select("patient_id", "centre", "detail"),
                             note="Pseudonyms only.")),

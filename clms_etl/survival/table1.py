@@ -7,7 +7,10 @@ Conventions, as in the published table (``clms_paper.json`` ``table1``):
 * "not specified" (``ns``) rows count the patients whose value is unknown; clinical signs the
   paper lists without an ``ns`` row (immunosuppression, pain, occurrence on a scar, histological
   ulceration) count an unrecorded sign as absent, as the charts were abstracted (a sign not
-  mentioned was not present);
+  mentioned was not present) — but only in a centre that records the sign: where a centre
+  records nothing for it (no patient with a known value), "absent" would be a finding made up,
+  so its patients are counted in a "not recorded" row (:data:`NOT_RECORDED`);
+* a statistic with no known value is stored null and shown "not recorded";
 * medians and quartiles with R's default quantile (type 7, linear interpolation); means with the
   sample standard deviation (n - 1);
 * mitotic index classes from the count per 10 HPF (else the recorded class); a count recorded as
@@ -23,6 +26,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+NOT_RECORDED = "not_recorded"
+NOT_RECORDED_LABEL = "Not recorded (the centre does not record it)"
+NO_KNOWN_VALUE = "not recorded"  # display of a statistic with no known value
 STATISTIC_LABELS = {"median": "Median", "q1": "First quartile", "q3": "Third quartile", "mean": "Mean",
                     "sd": "Standard deviation", "min": "Minimum", "max": "Maximum", "n_known": "Known in"}
 
@@ -134,8 +140,46 @@ def _prepare(patients: pl.DataFrame) -> pl.DataFrame:
     return patients.with_columns(missing).with_columns(mitosis_class_t1=_mitosis_class())
 
 
-def _fmt(value: float | None, decimals: int) -> str:
-    return "-" if value is None else f"{value:.{decimals}f}"
+def _fmt(value: float | None, decimals: int, known: int = 1) -> str:
+    if value is None:
+        return NO_KNOWN_VALUE if not known else "-"
+    return f"{value:.{decimals}f}"
+
+
+def _known(part: Counts | Statistics) -> pl.Expr:
+    """Per patient: the part has a known value."""
+    if isinstance(part, Statistics):
+        return pl.col(part.column).is_not_null()
+    return pl.any_horizontal([cond.fill_null(False) for _, _, cond in part.categories])
+
+
+def _centres_recording(p: pl.DataFrame, known: pl.Expr) -> pl.Expr:
+    """Per patient: the patient's centre has a known value for at least one of its patients."""
+    if "centre" not in p.columns:
+        return pl.lit(True)
+    return known.any().over("centre")
+
+
+def unrecorded_items(patients: pl.DataFrame) -> pl.DataFrame:
+    """Which centre records nothing for which Table 1 characteristic: (centre, variable, label, patients).
+
+    A centre does not record a characteristic when none of its patients has a known value for it
+    (the report lists them, so that a blank is read as "not collected here", not as a finding).
+    """
+    p = _prepare(patients)
+    schema = {"centre": pl.String, "variable": pl.String, "variable_label": pl.String, "patients": pl.Int64}
+    if p.is_empty() or "centre" not in p.columns:
+        return pl.DataFrame(schema=schema)
+    rows = []
+    for order, var in enumerate(VARIABLES):
+        known = pl.any_horizontal([_known(part) for part in var.parts])
+        per_centre = p.group_by("centre").agg(known.any().alias("recorded"), pl.len().alias("patients"))
+        for r in per_centre.filter(~pl.col("recorded")).iter_rows(named=True):
+            rows.append({"centre": r["centre"], "variable": var.key, "variable_label": var.label,
+                         "patients": r["patients"], "order": order})
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows).sort("centre", "order").select(list(schema)).cast(schema)
 
 
 def table1(patients: pl.DataFrame) -> pl.DataFrame:
@@ -152,24 +196,31 @@ def table1(patients: pl.DataFrame) -> pl.DataFrame:
                 exprs = {"median": col.median(), "q1": col.quantile(0.25, "linear"), "q3": col.quantile(0.75, "linear"),
                          "mean": col.mean(), "sd": col.std(ddof=1), "min": col.min(), "max": col.max(),
                          "n_known": col.count().cast(pl.Float64)}
-                values = p.select(**{s: exprs[s] for s in part.statistics}).row(0, named=True)
+                values = p.select(**{s: exprs[s] for s in part.statistics}, _known=col.count()).row(0, named=True)
                 for stat in part.statistics:
                     v = values[stat]
                     rows.append({"variable": var.key, "variable_label": var.label, "item": stat,
                                  "item_label": STATISTIC_LABELS[stat], "kind": "statistic", "n": None,
                                  "denominator": None, "percent": None, "value": v,
-                                 "display": str(int(v)) if stat == "n_known" and v is not None else _fmt(v, part.decimals)})
+                                 "display": str(int(v)) if stat == "n_known" and v is not None
+                                 else _fmt(v, part.decimals, values["_known"])})
                 continue
             counts = p.select(**{item: cond.fill_null(False).sum() for item, _, cond in part.categories}).row(0, named=True)
-            matched = p.select(pl.any_horizontal([cond.fill_null(False) for _, _, cond in part.categories]).sum()).item()
+            known_expr = _known(part)
+            matched = p.select(known_expr.sum()).item()
             unknown = total - matched
+            not_recorded = 0
             if part.absent_item:
-                counts[part.absent_item] += unknown
+                # the paper's convention (unrecorded = absent) only where the centre records the sign
+                not_recorded = p.select((~_centres_recording(p, known_expr)).sum()).item() if total else 0
+                counts[part.absent_item] += unknown - not_recorded
             known = sum(counts.values()) if part.absent_item is None else total
             denominator = known if part.known_denominator else total
             items = [(item, label, counts[item]) for item, label, _ in part.categories]
             if part.ns == "always" or (part.ns == "if_any" and unknown):
                 items.append(("ns", "Not specified", unknown))
+            if not_recorded:
+                items.append((NOT_RECORDED, NOT_RECORDED_LABEL, not_recorded))
             for item, label, n in items:
                 pct = 100.0 * n / denominator if denominator and not (item == "ns" and part.known_denominator) else None
                 rows.append({"variable": var.key, "variable_label": var.label, "item": item, "item_label": label,
@@ -194,13 +245,17 @@ def table1_display(long: pl.DataFrame) -> pl.DataFrame:
         stats = {r["item"]: r["display"] for r in part.filter(pl.col("kind") == "statistic").iter_rows(named=True)}
         out.append((var.label, ""))
         layout = layouts[var.key]
+        unrecorded = stats.get("mean") == NO_KNOWN_VALUE  # no patient with a known value: said once
+
+        def shown(text: str) -> str:
+            return NO_KNOWN_VALUE if unrecorded else text
         if "median_iqr" in layout:
-            out.append(("    Median [IQR]", f"{stats['median']} [{stats['q1']}-{stats['q3']}]"))
+            out.append(("    Median [IQR]", shown(f"{stats['median']} [{stats['q1']}-{stats['q3']}]")))
         if "mean_sd" in layout:
-            out.append(("    Mean ± SD", f"{stats['mean']} ± {stats['sd']}"))
+            out.append(("    Mean ± SD", shown(f"{stats['mean']} ± {stats['sd']}")))
         if layout == "mean_range":
             known = f", known in {stats['n_known']}" if "n_known" in stats else ""
-            out.append((f"    Mean (range){known}", f"{stats['mean']} ({stats['min']}-{stats['max']})"))
+            out.append((f"    Mean (range){known}", shown(f"{stats['mean']} ({stats['min']}-{stats['max']})")))
         for r in part.filter(pl.col("kind") == "count").iter_rows(named=True):
             out.append((f"    {r['item_label']}", r["display"]))
     return pl.DataFrame(out, schema={"Characteristic": pl.String, "Value": pl.String}, orient="row")

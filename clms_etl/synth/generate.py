@@ -23,12 +23,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from clms_etl.centres import centre_formats
 from clms_etl.synth import defects as defects_mod
 from clms_etl.synth.truth import Truth
+from clms_etl.synth.twin import CENTRE_SIZES as TWIN_CENTRES
 from clms_etl.synth.twin import build_twin
-from clms_etl.vocabulary import CENTRES, LABORATORY
+from clms_etl.vocabulary import LABORATORY
 
-FORMATS = CENTRES  # the four formats; a scale centre reuses one of them
+FORMATS = centre_formats()  # the packaged centres' formats; a scale centre reuses one of them
 
 
 def format_module(fmt: str):
@@ -81,7 +83,7 @@ def _generate_twin(out_dir, seed, defect_rate, delivery_date, progress) -> Synth
     truth = build_twin(seed)
     result = SynthResult(out_dir, delivery_date, truth=truth)
     manifest: list[defects_mod.Defect] = []
-    for centre in CENTRES:
+    for centre in TWIN_CENTRES:
         part = truth.for_centre(centre)
         files, planted = write_centre(out_dir, centre, centre, part, seed, defect_rate, delivery_date)
         result.files += files

@@ -20,7 +20,7 @@ from clms_etl.synth.generate import SynthResult, centre_rng, write_centre, write
 from clms_etl.synth.identities import IdentityFactory
 from clms_etl.synth.truth import Truth
 from clms_etl.synth.twin import build_twin
-from clms_etl.vocabulary import CENTRES
+from clms_etl.centres import centre_formats
 
 CHUNK = 20_000
 MAX_SHIFT_DAYS = 1500
@@ -29,9 +29,10 @@ _ID_SCHEME = {"nice": ("", 10_000_000), "montpellier": ("34", 10_000_000), "lyon
 
 def scale_centres(n: int) -> list[tuple[str, str]]:
     """(centre, format): the four real centres first, then ``centre05-nice``, ``centre06-montpellier``…"""
-    out = [(c, c) for c in CENTRES[: min(n, 4)]]
-    for i in range(4, n):
-        fmt = CENTRES[i % 4]
+    formats = centre_formats()  # the packaged centres, each named after its format
+    out = [(c, c) for c in formats[: min(n, len(formats))]]
+    for i in range(len(formats), n):
+        fmt = formats[i % len(formats)]
         out.append((f"centre{i + 1:02d}-{fmt}", fmt))
     return out
 

@@ -3,7 +3,9 @@
 The suites are data: ``validations/expectations/<table>.json``, each a list of GE expectation
 configurations (``type``, ``kwargs``, optional ``severity`` and ``notes``). Two placeholders keep
 them in step with the code: ``{"$columns": "<table>"}`` is the table's declared column list and
-``{"$vocabulary": "<NAME>"}`` a code list (:data:`VOCABULARIES`). Checks spanning tables —
+``{"$vocabulary": "<NAME>"}`` a code list (:data:`VOCABULARIES`; ``CENTRES`` and ``SOURCES`` come
+from the centre registry, a drop folder's ``centres.toml`` included, never from a list written
+here: :func:`registry_vocabularies`). Checks spanning tables —
 referential integrity, counts agreeing with ``delivery_count``, one current delivery per source —
 are ``unexpected_rows_expectation`` queries written in SQL both backends read alike. Severity
 ``critical`` (the default) fails the run; ``warning`` flags a plausibility problem (e.g. the
@@ -66,6 +68,17 @@ VOCABULARIES: dict[str, tuple] = {
 CRITICAL, WARNING = "critical", "warning"
 BASE, RESULTS = "base", "results"  # the scopes of the suites: base tables, analyses' result tables
 RESULTS_SUBDIR = "analytics"  # validations/expectations/analytics/: the result tables' suites
+
+
+def registry_vocabularies(drop_folder: Path | None = None) -> dict[str, tuple]:
+    """The centres (``CENTRES``) and every source (``SOURCES``: the centres and the laboratory) of
+    the registry: ``clms_etl/data/centres.toml``, then ``<drop_folder>/centres.toml`` on top
+    (default: the configured drop folder, as the Dagster partitions read it)."""
+    from clms_etl.centres import load_registry
+    from clms_etl.config import Settings
+
+    registry = load_registry(Settings.from_env().incoming if drop_folder is None else Path(drop_folder))
+    return {"CENTRES": tuple(n for n, c in registry.items() if not c.laboratory), "SOURCES": tuple(registry)}
 
 
 def result_vocabularies() -> dict[str, tuple]:
@@ -145,16 +158,19 @@ def suites_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "validations" / "expectations"
 
 
-def load_suites(directory: Path | None = None, *, scope: str = BASE) -> dict[str, dict]:
+def load_suites(directory: Path | None = None, *, scope: str = BASE, drop_folder: Path | None = None) -> dict[str, dict]:
     """table -> suite document, placeholders resolved.
 
     ``scope``: ``"base"`` (default) the base tables' suites, ``"results"`` the result tables'
-    (``<suites dir>/analytics/``); ``directory`` overrides where they are read from.
+    (``<suites dir>/analytics/``); ``directory`` overrides where they are read from;
+    ``drop_folder``: whose ``centres.toml`` extends the registry (default: the configured one).
     """
     if scope not in (BASE, RESULTS):
         raise ValueError(f"unknown scope {scope!r}: {BASE!r} or {RESULTS!r}")
     directory = directory or (suites_dir() / RESULTS_SUBDIR if scope == RESULTS else suites_dir())
-    vocabularies = {**VOCABULARIES, **result_vocabularies()} if scope == RESULTS else VOCABULARIES
+    vocabularies = {**VOCABULARIES, **registry_vocabularies(drop_folder)}
+    if scope == RESULTS:
+        vocabularies.update(result_vocabularies())
     suites = {}
     for path in sorted(directory.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -199,20 +215,21 @@ def ge_connection_string(url: str) -> str:
 
 
 def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_dir: Path | str | None | bool = None,
-                     suites: dict[str, dict] | None = None, scope: str = BASE) -> ExpectationsReport:
+                     suites: dict[str, dict] | None = None, scope: str = BASE,
+                     drop_folder: Path | None = None) -> ExpectationsReport:
     """Run the suites of ``tables`` (default: all of the scope) against ``warehouse`` (a :class:`Warehouse`).
 
     ``scope``: ``"base"`` (default) the base tables, ``"results"`` the analyses' result tables of
     schema ``analytics`` (see :func:`load_suites`). ``data_docs_dir``: where to write Data Docs
     (default: the warehouse's ``data_docs_dir``; for results ``results_data_docs_dir(wh, "all")``;
-    ``False``: none).
+    ``False``: none). ``drop_folder``: whose ``centres.toml`` extends the registry (see :func:`load_suites`).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    suites = suites or load_suites(scope=scope)
+    suites = suites or load_suites(scope=scope, drop_folder=drop_folder)
     chosen = [t for t in (tables or list(suites)) if t in suites]
     if data_docs_dir is None and scope == RESULTS:
         data_docs_dir = results_data_docs_dir(warehouse, "all")

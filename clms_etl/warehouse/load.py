@@ -270,10 +270,14 @@ class Warehouse:
             columns = list(result.keys())
             description = result.cursor.description if result.cursor is not None else None
             rows = result.all()
-        if not rows:  # typed from the driver, so that an empty warehouse joins and filters like a full one
-            types = [_polars_type(d[1]) for d in description] if description else [pl.Null] * len(columns)
+        # Typed from the driver where the values say nothing (no row, or a column no centre fills),
+        # so that an empty warehouse or a sparse item joins, filters and rounds like a full one.
+        types = [_polars_type(d[1]) for d in description] if description else [pl.Null] * len(columns)
+        if not rows:
             return pl.DataFrame(schema=dict(zip(columns, types)))
-        return pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+        frame = pl.DataFrame([tuple(r) for r in rows], schema=columns, orient="row", infer_schema_length=None)
+        return frame.with_columns(pl.col(c).cast(t) for c, t in zip(columns, types)
+                                  if frame.schema[c] == pl.Null and t != pl.Null)
 
     def table(self, name: str) -> pl.DataFrame:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"

@@ -136,12 +136,12 @@ def twin_deliveries(key: bytes, delivery_date: dt.date, seed: int = 0) -> dict[s
     """The twin cohort as five deliveries: the four centres and the laboratory."""
     from clms_etl.synth.generate import centre_rng
     from clms_etl.synth.molecular import twin_cases
-    from clms_etl.synth.twin import build_twin
-    from clms_etl.vocabulary import CENTRES, LABORATORY
+    from clms_etl.synth.twin import CENTRE_SIZES, build_twin
+    from clms_etl.vocabulary import LABORATORY
 
     truth = build_twin(seed)
     out = {}
-    for centre in CENTRES:
+    for centre in CENTRE_SIZES:  # the twin's centres
         part = truth.for_centre(centre)
         out[centre] = SyntheticDelivery(centre, delivery_date, clinical_frames(part, key, f"{centre}.synthetic"))
     cases = twin_cases(centre_rng(seed, LABORATORY))

@@ -164,8 +164,9 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
                 "(CLMS_MAX_REMOVED_SHARE) of the centre's patients now in the warehouse, until a run "
                 f"tagged {ACCEPT_SHRINKAGE_TAG}=true accepts it (clms-etl run --accept-shrinkage CENTRE).")
 def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: CentreImport,
-                    warehouse: WarehouseResource) -> dg.AssetCheckResult:
+                    warehouse: WarehouseResource, pseudonym_key: PseudonymKey) -> dg.AssetCheckResult:
     from clms_etl.warehouse import schema
+    from clms_etl.warehouse.load import KeyMismatch
 
     accepted = centre_import.validated.accepted
     table = "patient" if "patient" in accepted else next(iter(accepted))
@@ -175,6 +176,10 @@ def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: Centr
             current = pl.DataFrame(schema={k: pl.String for k in keys})
         else:
             wh.ensure_schema()
+            try:  # with another key every patient would look removed: say what is really wrong
+                wh.check_key(_key(pseudonym_key, warehouse), f"{centre_import.centre} {centre_import.delivery.date}")
+            except KeyMismatch as refused:
+                raise dg.Failure(description=str(refused), allow_retries=False) from None
             current = wh.query(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
                                "(SELECT delivery_id FROM delivery WHERE centre = :centre AND is_current)",
                                {"centre": centre_import.centre})

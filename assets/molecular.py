@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.disclosure import CbioportalConfig, blocked, disclosure_metadata
+from assets.disclosure import CbioportalConfig, disclosure_metadata
 from assets.metadata import png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.warehouse import warehouse
@@ -54,6 +54,11 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     description="The molecular series as a cBioPortal study folder (`<outputs>/cbioportal/`): meta_study, "
     "clinical patient and sample files, MAF, discrete CNA, segments, structural variants, case lists. Shareable: "
     "no date, age bands, no centre; not written unless every group of sex x age band x site holds k_threshold patients.",
+    check_specs=[dg.AssetCheckSpec(
+        "k_anonymity", asset="cbioportal_study",
+        description="Re-identification check of the shareable study: every group of sex x age band x site holds "
+        "at least k_threshold patients after suppression; otherwise the study is not written (warning: the rest "
+        "of the night goes on, the previous study stays).")],
 )
 def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig, warehouse: WarehouseResource,
                      outputs: OutputsFolder) -> dg.MaterializeResult:
@@ -65,10 +70,18 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
         with warehouse.open() as wh:
             study = export_cbioportal(wh, folder, config.k_threshold)
     except DisclosureBlocked as e:
-        raise blocked(e) from None
+        # A registry with fewer profiled cases than k can never share a study: that is a finding
+        # for the data team, not a reason to stop the report and the other exports every night.
+        context.log.warning(f"cBioPortal study not written: {e}")
+        metadata = {"status": dg.MetadataValue.text(f"blocked: {e}"), **disclosure_metadata(e.result)}
+        return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
+            check_name="k_anonymity", passed=False, severity=dg.AssetCheckSeverity.WARN, description=str(e),
+            metadata=disclosure_metadata(e.result))])
     context.log.info(f"cBioPortal study: {study.disclosure.summary()}")
     return dg.MaterializeResult(metadata={
+        "status": dg.MetadataValue.text("written"),
         "folder": dg.MetadataValue.path(str(folder)),
         "files": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in sorted(study.files))),
         **disclosure_metadata(study.disclosure),
-    })
+    }, check_results=[dg.AssetCheckResult(check_name="k_anonymity", passed=True, severity=dg.AssetCheckSeverity.WARN,
+                                          metadata=disclosure_metadata(study.disclosure))])

@@ -400,6 +400,13 @@ class Warehouse:
         rows = self.query("SELECT fingerprint FROM warehouse_key WHERE is_current")
         return rows["fingerprint"][0] if rows.height else None
 
+    def check_key(self, key: bytes, source: str) -> None:
+        """Before anything is read or compared against the warehouse: :class:`KeyMismatch` when the
+        warehouse was built with another key (the load checks again inside its transaction)."""
+        stored = self.key_fingerprint()
+        if stored is not None and not self._matches(key, stored):
+            raise KeyMismatch(_key_mismatch_message(source, stored))
+
     def _verify_key(self, tx: _Transaction, key: bytes, source: str) -> str:
         """Inside a load: the key id if ``key`` is the warehouse's (recorded on the very first
         load); :class:`KeyMismatch` otherwise. A re-key waits for the loads under way (shared lock)."""
@@ -419,13 +426,7 @@ class Warehouse:
             tx.lock(_KEY_LOCK, shared=True)
             stored = _current_fingerprint(tx)  # a re-key may have committed while we waited
         if not self._matches(key, stored):
-            raise KeyMismatch(
-                f"{source}: refused, nothing changed: the delivery was pseudonymised with another key than the "
-                f"warehouse's (key {keys.key_id(stored)}); its pseudonyms would not match the patients already "
-                f"loaded. Set the warehouse's key in {keys.ENV_KEY} / {keys.ENV_KEY_FILE}; to change the key on "
-                f"purpose, re-key the warehouse first: `clms-etl warehouse rekey --mapping centres_ids.csv` with "
-                f"the old key in {keys.ENV_OLD_KEY} (or {keys.ENV_OLD_KEY_FILE}) and the new one in "
-                f"{keys.ENV_KEY} (docs/privacy.md).")
+            raise KeyMismatch(_key_mismatch_message(source, stored))
         return keys.key_id(stored)
 
     def _matches(self, key: bytes, stored: str) -> bool:
@@ -682,6 +683,17 @@ _REKEY = "_clms_rekey"
 def _current_fingerprint(tx: _Transaction) -> str | None:
     rows = tx.fetch("SELECT fingerprint FROM warehouse_key WHERE is_current", [])
     return rows[0][0] if rows else None
+
+
+
+def _key_mismatch_message(source: str, stored: str) -> str:
+    return (
+        f"{source}: refused, nothing changed: the delivery was pseudonymised with another key than the "
+        f"warehouse's (key {keys.key_id(stored)}); its pseudonyms would not match the patients already "
+        f"loaded. Set the warehouse's key in {keys.ENV_KEY} / {keys.ENV_KEY_FILE}; to change the key on "
+        f"purpose, re-key the warehouse first: `clms-etl warehouse rekey --mapping centres_ids.csv` with "
+        f"the old key in {keys.ENV_OLD_KEY} (or {keys.ENV_OLD_KEY_FILE}) and the new one in "
+        f"{keys.ENV_KEY} (docs/privacy.md).")
 
 
 def _record_key(tx: _Transaction, key: bytes) -> str:

@@ -57,7 +57,7 @@ def lung_stage(tmp_path_factory):
                             "CLMS_WAREHOUSE_URL": f"duckdb:///{tmp / 'warehouse.duckdb'}",
                             "DAGSTER_HOME": dagster_home(tmp)}.items():
             env.setenv(name, str(value))
-        for name in ("CLMS_DEPLOYMENT", "CLMS_PSEUDONYM_KEY", "CLMS_PSEUDONYM_KEY_FILE"):
+        for name in ("CLMS_DEPLOYMENT", "CLMS_PSEUDONYM_KEY_FILE"):  # the key: the suite's test key
             env.delenv(name, raising=False)
         with dg.DagsterInstance.get() as instance:
             imported, nightly = _run(instance, "montpellier", min_follow_up_months=0.0)

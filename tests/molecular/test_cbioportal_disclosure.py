@@ -83,7 +83,7 @@ def test_the_cli_blocks_the_study_below_the_threshold_with_the_message(twin_ware
     assert not (tmp_path / "study").exists()
 
 
-def test_the_asset_metadata_reports_the_smallest_group_and_a_blocked_study_fails_with_the_message(
+def test_the_asset_metadata_reports_the_smallest_group_and_a_blocked_study_is_a_warning_check_with_the_message(
         twin_warehouse_url, tmp_path):
     from assets.molecular import cbioportal_study
     from assets.resources import OutputsFolder, WarehouseResource
@@ -98,8 +98,13 @@ def test_the_asset_metadata_reports_the_smallest_group_and_a_blocked_study_fails
     meta = result.asset_materializations_for_node("cbioportal_study")[0].metadata
     assert meta["k_anonymity/smallest_group"].value >= 5 and meta["k_anonymity/threshold"].value == 5
     assert meta["k_anonymity/patients"].value == 14 and meta["k_anonymity/shareable"].value is True
-    failed = run(tmp_path / "blocked", {"k_threshold": 15})
-    assert not failed.success
-    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert "k-anonymity 14 < threshold 15" in failure.step_failure_data.user_failure_data.description
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "k_anonymity" and check.passed
+    blocked = run(tmp_path / "blocked", {"k_threshold": 15})
+    assert blocked.success  # the night goes on: report and other exports are not held by the study
+    [check] = blocked.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert "k-anonymity 14 < threshold 15" in check.description
+    meta = blocked.asset_materializations_for_node("cbioportal_study")[0].metadata
+    assert meta["status"].value.startswith("blocked:") and "k-anonymity 14 < threshold 15" in meta["status"].value
     assert not (tmp_path / "blocked" / "cbioportal").exists()

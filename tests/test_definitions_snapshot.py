@@ -19,6 +19,7 @@ a centre added to the registry is no change to the definitions.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -93,11 +94,13 @@ def definitions_snapshot(definitions: dg.Definitions) -> dict:
 
 
 def test_definitions_match_the_committed_snapshot():
-    current = definitions_snapshot(defs)
+    current = json.dumps(definitions_snapshot(defs), indent=2, ensure_ascii=False) + "\n"
     if os.environ.get(UPDATE) == "1":
         SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(current, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        SNAPSHOT.write_text(current, encoding="utf-8")
     if not SNAPSHOT.is_file():
         pytest.fail(f"no snapshot at {SNAPSHOT}: write it with {UPDATE}=1 (see this module's docstring)")
-    assert current == json.loads(SNAPSHOT.read_text(encoding="utf-8")), (
-        f"the definitions changed: if intended, regenerate with {UPDATE}=1 and review the diff")
+    committed = SNAPSHOT.read_text(encoding="utf-8")
+    diff = "".join(difflib.unified_diff(committed.splitlines(keepends=True), current.splitlines(keepends=True),
+                                        "tests/snapshots/definitions.json", "the code location"))
+    assert not diff, f"the definitions changed (if intended, regenerate with {UPDATE}=1):\n{diff}"

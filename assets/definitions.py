@@ -1,4 +1,7 @@
-"""The code location: ``dagster dev -w workspace.yaml`` or ``dg dev`` load ``defs`` from here.
+"""The code location: ``dg dev`` / ``dg check defs`` and ``workspace.yaml`` load ``defs`` from here.
+
+``defs`` is what the project's defs folder ``assets/defs/`` holds (``dg.load_from_defs_folder``:
+every module there, so ``dg scaffold defs`` adds to it) with the resources of the deployment.
 
 ``CLMS_DEPLOYMENT=production`` switches the resources to their EnvVar-only configuration
 (PostgreSQL warehouse, key file); anything else is the local configuration.

@@ -1,10 +1,10 @@
 """The Dagster platform around the code location.
 
-The project's CLIs (``dg check defs`` / ``dg list defs``), the whole asset graph on the synthetic
-twin, two centres' runs launched together against one DuckDB file (the ``warehouse`` pool),
-transient vs. permanent warehouse faults, the multiprocess executor, the nightly schedule, the
-webserver's GraphQL API, the Dagster instance examples, and the plot in the materialisation
-metadata.
+The project's CLIs (``dg check defs`` / ``dg list defs`` / ``dg scaffold defs`` / ``dg dev``, with
+no warning), the whole asset graph on the synthetic twin, two centres' runs launched together
+against one DuckDB file (the ``warehouse`` pool), transient vs. permanent warehouse faults, the
+multiprocess executor, the nightly schedule, the webserver's GraphQL API, the Dagster instance
+examples, and the plot in the materialisation metadata.
 
 The slow tests (marked ``slow``) stay in the default run: ``-m "not slow"`` skips them locally.
 """
@@ -153,13 +153,13 @@ def dg_cli() -> Path:
     return cli
 
 
+# Dagster's log WARNING, a deprecated or superseded command or configuration, a dg warning
+# ("To suppress this warning, ...")
+WARNING_LINE = re.compile(r"warning|deprecat|supersed", re.IGNORECASE)
+
+
 def warnings_in(output: str) -> list[str]:
-    """The lines of a CLI's output that warn: Dagster's log WARNING, a deprecated or superseded
-    command or configuration, a dg warning ("To suppress this warning, ...")."""
-    return [line for line in output.splitlines() if DG_WARNING.search(line)]
-
-
-DG_WARNING = re.compile(r"warning|deprecat|supersed", re.IGNORECASE)
+    return [line for line in output.splitlines() if WARNING_LINE.search(line)]
 
 
 @pytest.mark.slow

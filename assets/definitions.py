@@ -1,4 +1,7 @@
-"""The code location: ``dagster dev -w workspace.yaml`` or ``dg dev`` load ``defs`` from here.
+"""The code location: ``dg dev`` / ``dg check defs`` and ``workspace.yaml`` load ``defs`` from here.
+
+``defs`` is what the project's defs folder ``assets/defs/`` holds (``dg.load_from_defs_folder``:
+every module there, so ``dg scaffold defs`` adds to it) with the resources of the deployment.
 
 ``CLMS_DEPLOYMENT=production`` switches the resources to their EnvVar-only configuration
 (PostgreSQL warehouse, key file); anything else is the local configuration.
@@ -7,10 +10,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
-from assets import automation, ingest, molecular, report, result_checks, survival, warehouse
 from assets.resources import local_resources, production_resources
 from clms_etl.files import private_process
 
@@ -18,14 +21,8 @@ from clms_etl.files import private_process
 # CLIs) creates owner-only files: Dagster's run storage and compute logs, DuckDB's file and WAL.
 private_process()
 
-defs = dg.Definitions(
-    assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
-            molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis,
-            report.clinician_report, report.analysis_exports],
-    asset_checks=[ingest.validation_gate, ingest.row_accounting, ingest.shrinkage_guard, warehouse.great_expectations,
-                  *result_checks.CHECKS],
-    jobs=[automation.import_job, automation.nightly_job],
-    schedules=[automation.nightly_schedule],
-    sensors=[automation.drop_folder_sensor, automation.dead_runs_sensor],
-    resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production" else local_resources(),
+defs = dg.Definitions.merge(
+    dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+    dg.Definitions(resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production"
+                   else local_resources()),
 )

@@ -4,7 +4,7 @@
 2. runs ``clms-etl run`` (:func:`assets.run.run_nightly`): the import of every centre that
    delivered, then the nightly refresh, in this machine's Dagster instance (``DAGSTER_HOME``,
    default ``data/dagster_home``, created with deploy/dagster.local.yaml), so the runs show in
-   the UI afterwards (``dagster dev -w workspace.yaml`` with the same DAGSTER_HOME);
+   the UI afterwards (``dg dev`` with the same DAGSTER_HOME);
 3. prints where the warehouse, the report and the data-query lists are.
 """
 
@@ -55,7 +55,7 @@ def main() -> int:
     print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
     print(f"cbioportal    {settings.outputs / 'cbioportal'}")
     print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
-    print(f"dagster runs  CLMS_DEMO=1 DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml")
+    print(f"dagster runs  . .venv/bin/activate; CLMS_DEMO=1 DAGSTER_HOME={os.environ['DAGSTER_HOME']} dg dev")
     return 1 if any(o.failed for o in outcomes) else 0
 
 

@@ -1,10 +1,10 @@
 """The Dagster platform around the code location.
 
-The project's CLIs (``dg check defs`` / ``dg list defs``), the whole asset graph on the synthetic
-twin, two centres' runs launched together against one DuckDB file (the ``warehouse`` pool),
-transient vs. permanent warehouse faults, the multiprocess executor, the nightly schedule, the
-webserver's GraphQL API, the Dagster instance examples, and the plot in the materialisation
-metadata.
+The project's CLIs (``dg check defs`` / ``dg list defs`` / ``dg scaffold defs`` / ``dg dev``, with
+no warning), the whole asset graph on the synthetic twin, two centres' runs launched together
+against one DuckDB file (the ``warehouse`` pool), transient vs. permanent warehouse faults, the
+multiprocess executor, the nightly schedule, the webserver's GraphQL API, the Dagster instance
+examples, and the plot in the materialisation metadata.
 
 The slow tests (marked ``slow``) stay in the default run: ``-m "not slow"`` skips them locally.
 """
@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -145,22 +146,38 @@ def stop(process: subprocess.Popen, timeout: float = 20) -> None:
 # -- the project's CLIs -------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
-    dg_cli = BIN / "dg"
-    if not dg_cli.exists():
+def dg_cli() -> Path:
+    cli = BIN / "dg"
+    if not cli.exists():
         pytest.skip(f"the dg executable (dagster-dg-cli) is not installed next to {sys.executable}")
+    return cli
+
+
+# Dagster's log WARNING, a deprecated or superseded command or configuration, a dg warning
+# ("To suppress this warning, ...")
+WARNING_LINE = re.compile(r"warning|deprecat|supersed", re.IGNORECASE)
+
+
+def warnings_in(output: str) -> list[str]:
+    return [line for line in output.splitlines() if WARNING_LINE.search(line)]
+
+
+@pytest.mark.slow
+def test_dg_check_defs_and_list_defs_load_the_code_location_without_warnings(tmp_path):
+    dg_cli_path = dg_cli()
     env = clms_env(tmp_path, tmp_path / "incoming")
     # both at once: each loads the code location in its own process
-    check = subprocess.Popen([str(dg_cli), "check", "defs"], cwd=ROOT, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    listing = subprocess.Popen([str(dg_cli), "list", "defs", "--json"], cwd=ROOT, env=env, text=True,
+    check = subprocess.Popen([str(dg_cli_path), "check", "defs"], cwd=ROOT, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listing = subprocess.Popen([str(dg_cli_path), "list", "defs", "--json"], cwd=ROOT, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    check_out, _ = check.communicate(timeout=300)
+    check_out, check_err = check.communicate(timeout=300)
     list_out, list_err = listing.communicate(timeout=300)
-    assert check.returncode == 0, check_out
+    assert check.returncode == 0, check_out + check_err
     assert "All definitions loaded successfully" in check_out
+    assert warnings_in(check_out + check_err) == []
     assert listing.returncode == 0, list_err
+    assert warnings_in(list_err) == []
     listed = json.loads(list_out)
     assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
@@ -171,6 +188,33 @@ def test_dg_check_defs_and_list_defs_load_the_code_location(tmp_path):
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
     assert sorted(s["name"] for s in listed["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
+
+
+def project_copy(tmp: Path) -> Path:
+    """The project's files (no virtual environment, no data) in a folder of their own."""
+    copy = tmp / "clms-etl"
+    generated = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info")
+    shutil.copytree(ROOT, copy, ignore=lambda folder, names: {*generated(folder, names), *(
+        {".venv", ".git", "data"} & set(names) if Path(folder) == ROOT else ())})
+    return copy
+
+
+@pytest.mark.slow
+def test_dg_scaffold_defs_adds_an_asset_that_dg_list_defs_loads(tmp_path):
+    dg_cli_path = dg_cli()
+    project = project_copy(tmp_path)
+    # the copy's packages before this checkout's editable install (which the instance class,
+    # assets.private_instance, would otherwise import first)
+    env = {**clms_env(tmp_path, tmp_path / "incoming"), "PYTHONPATH": str(project)}
+    scaffold = subprocess.run([str(dg_cli_path), "scaffold", "defs", "dagster.asset", "follow_up_visits.py"],
+                              cwd=project, env=env, text=True, capture_output=True, timeout=300)
+    assert scaffold.returncode == 0, scaffold.stdout + scaffold.stderr
+    assert warnings_in(scaffold.stdout + scaffold.stderr) == []
+    assert (project / "assets" / "defs" / "follow_up_visits.py").is_file()  # in the defs folder
+    listing = subprocess.run([str(dg_cli_path), "list", "defs", "--json"], cwd=project, env=env, text=True,
+                             capture_output=True, timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    assert {a["asset_key"] for a in json.loads(listing.stdout)["assets"]} == ALL_ASSETS | {"follow_up_visits"}
 
 
 def test_instance_config_examples_are_valid_dagster_yaml():
@@ -465,35 +509,44 @@ def graphql(port: int, query: str) -> dict:
         return json.load(response)
 
 
-@pytest.mark.slow
-def test_webserver_serves_the_code_location_over_graphql(tmp_path):
-    webserver = BIN / "dagster-webserver"
-    if not webserver.exists():
-        pytest.skip(f"dagster-webserver is not installed next to {sys.executable}")
+def serve(command: list[str], tmp: Path, log_name: str, also_wait_for: str = "") -> tuple[dict, str]:
+    """Start a Dagster server (``command`` on a free port), wait until its code location is loaded
+    and ``also_wait_for`` is in its log, stop it: the GraphQL answer, and the log until then.
+
+    Python's warnings are not silenced (unlike :func:`clms_env`): the log shows them."""
     port = free_port()
-    env = clms_env(tmp_path, tmp_path / "incoming")  # empty drop folder, warehouse and outputs in tmp
-    log = (tmp_path / "webserver.log").open("w")
-    server = subprocess.Popen([str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {k: v for k, v in clms_env(tmp, tmp / "incoming").items() if k != "PYTHONWARNINGS"}
+    log_path = tmp / log_name
+    log = log_path.open("w")
+    server = subprocess.Popen([*command, "-h", "127.0.0.1", "-p", str(port)], cwd=ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        data = None
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert server.poll() is None, (tmp_path / "webserver.log").read_text()[-3000:]
+            assert server.poll() is None, log_path.read_text()[-3000:]
             try:
                 data = graphql(port, GRAPHQL)["data"]
                 entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["loadStatus"] == "LOADED":
-                    break
+                if entries and entries[0]["loadStatus"] == "LOADED" and also_wait_for in log_path.read_text():
+                    return data, log_path.read_text()
             except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, TypeError):
                 pass
             time.sleep(0.5)
-        else:
-            pytest.fail(f"webserver not ready in 120 s: {(tmp_path / 'webserver.log').read_text()[-3000:]}")
+        pytest.fail(f"{command[0]} not ready in 180 s: {log_path.read_text()[-3000:]}")
     finally:
         stop(server)
         log.close()
-    assert server.returncode is not None
+        assert server.returncode is not None
+
+
+@pytest.mark.slow
+def test_webserver_serves_the_code_location_over_graphql_without_warnings(tmp_path):
+    webserver = BIN / "dagster-webserver"
+    if not webserver.exists():
+        pytest.skip(f"dagster-webserver is not installed next to {sys.executable}")
+    data, log = serve([str(webserver), "-w", "workspace.yaml"], tmp_path, "webserver.log")
+    # e.g. the defs folder's code location name differing from workspace.yaml's
+    assert warnings_in(log) == []
 
     [entry] = data["workspaceOrError"]["locationEntries"]
     assert entry["name"] == "clms_etl" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
@@ -512,6 +565,18 @@ def test_webserver_serves_the_code_location_over_graphql(tmp_path):
     assert repository["schedules"] == [{"name": "nightly_refresh_0200", "cronSchedule": "0 2 * * *",
                                         "executionTimezone": "Europe/Paris", "pipelineName": "nightly_refresh"}]
     assert sorted(s["name"] for s in repository["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
+
+
+@pytest.mark.slow
+def test_dg_dev_serves_the_code_location_and_runs_its_sensors_without_warnings(tmp_path):
+    """`dg dev` (the README's way to start the UI, `dagster dev` being superseded): the webserver
+    and the daemon load the project's code location under its name, with no warning."""
+    data, log = serve([str(dg_cli()), "dev"], tmp_path, "dg_dev.log",
+                      also_wait_for="Checking for new runs for sensor")  # the daemon loaded it too
+    [entry] = data["workspaceOrError"]["locationEntries"]
+    assert entry["name"] == "clms_etl" and entry["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    assert {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]} == ALL_ASSETS
+    assert warnings_in(log) == []
 
 
 # -- metadata -----------------------------------------------------------------------------------

@@ -50,8 +50,6 @@ PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
 
 CLINICAL_TABLES = tuple(model.CLINICAL_TABLES)  # patient, tumour, surgery, event
 MOLECULAR_TABLES = (*model.MOLECULAR_TABLES, "gene_status")
-DATA_TABLES = (*CLINICAL_TABLES, *MOLECULAR_TABLES, "data_query")
-AUDIT_TABLES = ("delivery", "delivery_file", "delivery_count", "warehouse_key", "audit_log", "audit_delivery")
 ANALYTICS_SCHEMA = "analytics"
 
 NAMING_CONVENTION = {

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables: the warehouse as in production)
 from clms_etl import keys
 from clms_etl.warehouse import Warehouse, schema
 from clms_etl.synth.twin import CENTRE_SIZES

@@ -120,4 +120,6 @@ def main() -> None:  # pragma: no cover - thin command wrapper, create_roles is 
 
 
 if __name__ == "__main__":  # pragma: no cover
+    import clms_etl.analyses  # noqa: F401  (an entry point: declares the result tables to grant on)
+
     main()

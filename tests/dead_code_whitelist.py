@@ -12,7 +12,7 @@ _.setup_for_execution  # assets/resources.py
 _.teardown_after_execution  # assets/resources.py
 _._no_password  # assets/resources.py, a pydantic field validator
 
-# Typer commands, registered by decorator (clms_etl/cli.py).
+# Typer commands, registered by decorator (clms_etl/cli.py; run_command: assets/cli.py).
 _root
 synth
 run_command

@@ -20,6 +20,7 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import field_validator
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables to the warehouse)
 from assets.handoff import CentreHandoff
 from clms_etl.config import Settings
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import polars as pl
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables: the warehouse as in production)
 from clms_etl import keys
 from clms_etl.warehouse import Warehouse, schema
-from clms_etl.warehouse.synthetic import SyntheticDelivery, accounting_of, twin_deliveries
 from clms_etl.synth.twin import CENTRE_SIZES
+from tests.warehouse.synthetic import SyntheticDelivery, accounting_of, twin_deliveries
 
 CENTRE = "bench"
 DAY1, DAY2 = dt.date(2026, 11, 23), dt.date(2026, 11, 24)

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables to the warehouse)
 from clms_etl.config import DEFAULT_INCOMING
 from clms_etl.disclosure import DEFAULT_K_THRESHOLD
 from clms_etl.files import private_process
@@ -80,30 +81,6 @@ def _no_secret_on_command_line(ctx: typer.Context, param: typer.CallbackParam, v
                                      + (", ".join(param.envvar) if isinstance(param.envvar, list | tuple)
                                         else param.envvar or "CLMS_WAREHOUSE_URL") + " instead.")
     return value
-
-
-@app.command("run")
-def run_command(
-    incoming: Annotated[Path | None, typer.Option(help="Drop folder (default: CLMS_INCOMING or data/incoming).")] = None,
-    refresh: Annotated[bool, typer.Option(help="After the imports, run the nightly refresh (checks, analyses, report).")] = True,
-    accept_shrinkage: Annotated[list[str] | None, typer.Option(
-        "--accept-shrinkage", help="Centre whose delivery may remove more patients than the shrinkage guard allows "
-        "(you checked the export is complete); repeat for several.")] = None,
-) -> None:
-    """The nightly through Dagster (DAGSTER_HOME): import every centre that delivered, then the nightly refresh."""
-    import os
-
-    if incoming is not None:  # before the code location is imported: its partitions come from this drop folder
-        os.environ["CLMS_INCOMING"] = str(incoming)
-    from assets.run import run_nightly
-
-    outcomes = run_nightly(incoming, refresh=refresh, accept_shrinkage=accept_shrinkage or ())
-    for outcome in outcomes:
-        console.print(outcome.line(), markup=False, highlight=False, soft_wrap=True)
-    failed = [o for o in outcomes if o.failed]
-    if failed:
-        console.print(f"{len(failed)} failed: " + ", ".join(o.name for o in failed), markup=False)
-        raise typer.Exit(1)
 
 
 warehouse_app = typer.Typer(help="Warehouse administration.", no_args_is_help=True)

@@ -34,7 +34,7 @@ from clms_etl import model
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
     CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
-    VOCABULARY, add_context, check_rule,
+    VOCABULARY, add_context,
 )
 
 ACCOUNTING_SCHEMA = {

@@ -13,6 +13,7 @@ from logging.config import fileConfig
 import sqlalchemy as sa
 from alembic import context
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables: results_metadata)
 from clms_etl.warehouse.load import normalise_url
 from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, metadata, results_metadata
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import clms_etl.analyses  # noqa: F401  (declares the result tables to the warehouse)
 from clms_etl.keys import ENV_DEMO, ENV_KEY, ENV_KEY_FILE
 from clms_etl.synth.generate import generate
 from tests.warehouse.helpers import TEST_KEY

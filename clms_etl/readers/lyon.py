@@ -793,7 +793,7 @@ class _Lyon:
                  "evenement": (*EVENT_KEYS, "evenement_complete", *boxes)}
         tables = {None: "patient", "chirurgie": "surgery", "evenement": "event"}
         form = pl.col("redcap_repeat_instrument")
-        for instrument, own in owned.items():
+        for instrument in owned:
             rows = f.filter(form.is_null() if instrument is None else form == instrument)
             for other, columns in owned.items():
                 for key in (k for k in columns if other != instrument and k in rows.columns and k in self.headers):

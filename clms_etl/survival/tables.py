@@ -7,7 +7,7 @@ confidence intervals at 95 %, the transform named in ``ci_transform`` (``log`` =
 default, ``log-log`` = lifelines' default); ``group_variable = group_value = 'all'`` for the
 whole survival population.
 
-Import-light on purpose (polars only): :mod:`clms_etl.warehouse.schema` imports this module.
+Import-light on purpose (polars only): :mod:`clms_etl.analyses` declares these tables to the warehouse.
 """
 
 from __future__ import annotations

@@ -86,10 +86,6 @@ class MolecularCase:
     fusions: tuple[str, ...]  # "5'GENE:3'GENE"; always () in the twin
 
 
-SEGMENT_KINDS = ("Gain", "Loss", "LOH")
-PROFILES = ("complex", "simple", "flat")
-STATUSES = ("ok", "not_contributory")
-
 # --------------------------------------------------------------------------------------------
 # Reference data
 # --------------------------------------------------------------------------------------------

@@ -174,4 +174,6 @@ def write(path: Path = DOC_PATH) -> Path:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    import clms_etl.analyses  # noqa: F401  (an entry point: declares the result tables to document)
+
     print(write(Path(sys.argv[1]) if len(sys.argv) > 1 else DOC_PATH))

@@ -32,9 +32,9 @@ Data Docs (HTML) are rebuilt after each run in ``<warehouse dir>/data_docs/`` (D
 (:data:`clms_etl.warehouse.schema.RESULT_TABLES`) have their suites in
 ``validations/expectations/analytics/<table>.json`` (``"schema": "analytics"`` in the document;
 ``{"$columns": "analytics.<table>"}`` is the result table's column list, ``run_id`` included).
-Their code lists (endpoints, CI transforms, profile classes, ...) come from the analysis modules,
-imported only when these suites are loaded (:func:`result_vocabularies`), so that the load of a
-delivery never imports the analyses. Each analysis gates its own tables (its asset's check), so
+Their code lists (endpoints, CI transforms, profile classes, ...) are declared with the tables
+(:func:`clms_etl.warehouse.schema.declare_results`, by :mod:`clms_etl.analyses`) and computed only
+when these suites are loaded, so that the load of a delivery never imports the analyses. Each analysis gates its own tables (its asset's check), so
 their Data Docs go to a folder per analysis next to the base tables' (:func:`results_data_docs_dir`):
 a run of one never clears the docs of another.
 """
@@ -79,22 +79,6 @@ def registry_vocabularies(drop_folder: Path | None = None) -> dict[str, tuple]:
 
     registry = load_registry(Settings.from_env().incoming if drop_folder is None else Path(drop_folder))
     return {"CENTRES": tuple(n for n, c in registry.items() if not c.laboratory), "SOURCES": tuple(registry)}
-
-
-def result_vocabularies() -> dict[str, tuple]:
-    """Code lists of the result tables, from the analyses that write them (imported on demand)."""
-    from clms_etl.molecular import summary as molecular
-    from clms_etl.survival import endpoints, km, study
-
-    return {
-        "SURVIVAL_ENDPOINTS": endpoints.ENDPOINTS,
-        "UNIVARIATE_ENDPOINTS": study.UNIVARIATE_ENDPOINTS,
-        "CI_TRANSFORMS": km.CI_TRANSFORMS,
-        "SURVIVAL_ESTIMATES": ("median", *(f"survival_{t}m" for t in study.TIME_POINTS_MONTHS)),
-        "PROFILE_CLASSES": molecular.PROFILE_CLASSES,
-        "FUSION_STATES": molecular.FUSION_STATES,
-        "ALTERATIONS": molecular.ALTERATIONS,
-    }
 
 
 @dataclass
@@ -170,7 +154,7 @@ def load_suites(directory: Path | None = None, *, scope: str = BASE, drop_folder
     directory = directory or (suites_dir() / RESULTS_SUBDIR if scope == RESULTS else suites_dir())
     vocabularies = {**VOCABULARIES, **registry_vocabularies(drop_folder)}
     if scope == RESULTS:
-        vocabularies.update(result_vocabularies())
+        vocabularies.update(schema.result_vocabularies())
     suites = {}
     for path in sorted(directory.glob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -256,6 +256,12 @@ class Warehouse:
             elif found != declared:
                 missing, extra = sorted(declared - found), sorted(found - declared)
                 problems.append(f"{name}: missing columns {missing}, unexpected columns {extra}")
+        # A result table the warehouse holds but was not told of would be skipped by a re-key.
+        known = {*declared_tables, *(f"{schema.ANALYTICS_SCHEMA}.{v.name}" for v in analytics.VIEWS)}
+        undeclared = sorted(n for n in actual if n.startswith(f"{schema.ANALYTICS_SCHEMA}.") and n not in known)
+        if undeclared:
+            raise SchemaMismatch(f"result tables {undeclared} are not declared: import clms_etl.analyses "
+                                 "before using the warehouse.")
         if problems:
             remedy = ("run `alembic upgrade head`" if self.backend == "postgresql"
                       else f"rebuild the embedded warehouse (delete {self.path} and reload the deliveries)")

@@ -103,18 +103,6 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
     return out
 
 
-def drop_roles(url: str, *roles: str) -> None:
-    """Remove the roles' rights in ``url``'s database and drop them (tests, decommissioning).
-
-    A role with rights in other databases of the cluster must be cleaned there first.
-    """
-    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
-        for name in roles:
-            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]).fetchone():
-                conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
-                conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
-
-
 def main() -> None:  # pragma: no cover - thin command wrapper, create_roles is tested
     """``python -m clms_etl.warehouse.roles``: roles on ``$CLMS_WAREHOUSE_URL`` (run by the database owner).
 
@@ -132,4 +120,6 @@ def main() -> None:  # pragma: no cover - thin command wrapper, create_roles is 
 
 
 if __name__ == "__main__":  # pragma: no cover
+    import clms_etl.analyses  # noqa: F401  (an entry point: declares the result tables to grant on)
+
     main()

@@ -31,6 +31,8 @@ comment, which both backends store (``COMMENT ON``) and ``docs/warehouse.md`` is
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import polars as pl
 import sqlalchemy as sa
 
@@ -50,8 +52,6 @@ PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
 
 CLINICAL_TABLES = tuple(model.CLINICAL_TABLES)  # patient, tumour, surgery, event
 MOLECULAR_TABLES = (*model.MOLECULAR_TABLES, "gene_status")
-DATA_TABLES = (*CLINICAL_TABLES, *MOLECULAR_TABLES, "data_query")
-AUDIT_TABLES = ("delivery", "delivery_file", "delivery_count", "warehouse_key", "audit_log", "audit_delivery")
 ANALYTICS_SCHEMA = "analytics"
 
 NAMING_CONVENTION = {
@@ -539,42 +539,53 @@ LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_s
 
 
 # -- result tables (analytics schema) ------------------------------------------------------------
-# Declared by the modules that compute them (clms_etl.results); a separate MetaData
-# because they live in the analytics schema and are written whole by each analysis run, not
-# by deliveries (no delivery_id; their Great Expectations suites are validations/expectations/analytics/).
+# Declared by the modules that compute them (clms_etl.results) and received here through
+# declare_results (clms_etl.analyses declares every analysis's): the warehouse does not import
+# the analyses, which sit above it. A separate MetaData because they live in the analytics schema
+# and are written whole by each analysis run, not by deliveries (no delivery_id; their Great
+# Expectations suites are validations/expectations/analytics/).
 
-RESULT_MODULES = ("clms_etl.survival.tables", "clms_etl.molecular.tables")
 results_metadata = sa.MetaData(schema=ANALYTICS_SCHEMA, naming_convention=NAMING_CONVENTION)
+RESULT_TABLES: dict[str, ResultTable] = {}
+_RESULT_VOCABULARIES: list[Callable[[], dict[str, tuple]]] = []
 
 
-def _result_tables() -> dict[str, "ResultTable"]:
-    import importlib
+def declare_results(tables: Iterable[ResultTable], vocabularies: Callable[[], dict[str, tuple]] | None = None) -> None:
+    """Make ``tables`` result tables of the warehouse; ``vocabularies`` returns the code lists their
+    suites name (called when the suites are loaded, so that declaring imports no analysis).
 
-    out = {}
-    for module in RESULT_MODULES:
-        for spec in importlib.import_module(module).TABLES:
-            if spec.name in out or spec.name in metadata.tables:
-                raise ValueError(f"result table {spec.name} declared twice")
-            out[spec.name] = spec
-    return out
+    Declaring a table again is a no-op; another table under a declared name is an error.
+    """
+    for spec in tables:
+        if RESULT_TABLES.get(spec.name) == spec:
+            continue
+        if spec.name in RESULT_TABLES or spec.name in metadata.tables:
+            raise ValueError(f"result table {spec.name} declared twice")
+        RESULT_TABLES[spec.name] = spec
+        sa.Table(
+            spec.name, results_metadata,
+            *[sa.Column(c.name, _SA_TYPES[c.dtype_class](),
+                        nullable=c.nullable and c.name not in spec.primary_key, comment=c.comment,
+                        autoincrement=False)  # an integer key alone would become SERIAL (unknown to DuckDB)
+              for c in spec.columns],
+            sa.Column("run_id", sa.Text(), comment=RUN_ID_COMMENT),
+            sa.PrimaryKeyConstraint(*spec.primary_key),
+            comment=spec.description,
+        )
+    if vocabularies is not None and vocabularies not in _RESULT_VOCABULARIES:
+        _RESULT_VOCABULARIES.append(vocabularies)
 
 
-RESULT_TABLES = _result_tables()
-for _spec in RESULT_TABLES.values():
-    sa.Table(
-        _spec.name, results_metadata,
-        *[sa.Column(c.name, _SA_TYPES[c.dtype_class](),
-                    nullable=c.nullable and c.name not in _spec.primary_key, comment=c.comment,
-                    autoincrement=False)  # an integer key alone would become SERIAL (unknown to DuckDB)
-          for c in _spec.columns],
-        sa.Column("run_id", sa.Text(), comment=RUN_ID_COMMENT),
-        sa.PrimaryKeyConstraint(*_spec.primary_key),
-        comment=_spec.description,
-    )
+def result_vocabularies() -> dict[str, tuple]:
+    """The code lists of the declared result tables' suites."""
+    return {name: values for provider in _RESULT_VOCABULARIES for name, values in provider().items()}
 
 
 def result_table(name: str) -> sa.Table:
-    return results_metadata.tables[f"{ANALYTICS_SCHEMA}.{name}"]
+    try:
+        return results_metadata.tables[f"{ANALYTICS_SCHEMA}.{name}"]
+    except KeyError:
+        raise KeyError(f"result table {name} is not declared (import clms_etl.analyses first)") from None
 
 
 def table(name: str) -> sa.Table:

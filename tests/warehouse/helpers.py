@@ -12,7 +12,7 @@ from alembic.config import Config
 from clms_etl import model
 from clms_etl.readers.base import QUERY_SCHEMA, pseudonym
 from clms_etl.warehouse import schema
-from clms_etl.warehouse.synthetic import SyntheticDelivery, twin_deliveries
+from tests.warehouse.synthetic import SyntheticDelivery, twin_deliveries
 
 TEST_KEY = b"test-key-of-the-warehouse-tests-0123456789"
 OTHER_KEY = b"another-key-for-the-rekey-tests-Zq8Lw3Xv6Np"  # a second deployment key (re-key)

@@ -8,7 +8,7 @@ import pytest
 
 from clms_etl.warehouse import Warehouse
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH, ENDPOINTS, VIEWS
-from clms_etl.warehouse.synthetic import SyntheticDelivery
+from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import DAY1, delivery_files, frame, load_twin, pid
 
 DIAGNOSIS = dt.date(2015, 1, 1)

@@ -6,7 +6,7 @@ import pytest
 
 from clms_etl.warehouse import Warehouse, analytics, schema
 from clms_etl.warehouse.docs import DOC_PATH, example_queries, generate
-from clms_etl.warehouse.synthetic import SyntheticDelivery
+from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import DAY2, delivery_files, load_twin, queries_frame, twin
 
 

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from clms_etl.warehouse import DeliveryRefused, Warehouse
-from clms_etl.warehouse.synthetic import SyntheticDelivery
+from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import (
     DAY1, DAY2, assert_same, delivery_files, load_twin, queries_frame, snapshot, twin,
 )

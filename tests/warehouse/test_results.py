@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from clms_etl.results import ResultColumn, ResultTable
 from clms_etl.warehouse import Warehouse, schema
+from clms_etl.warehouse.load import SchemaMismatch
 from tests.warehouse.helpers import one_result_row
 
 SPEC = ResultTable(
@@ -84,3 +88,23 @@ def test_an_empty_query_result_keeps_its_column_types(warehouse_url):
     assert empty.height == 0
     assert dict(empty.schema) == {**model.TABLES["patient"], "delivery_id": pl.String}
     assert dict(view.schema) == {"patient_id": pl.String, "diagnosis_date": pl.Date, "in_survival_population": pl.Boolean}
+
+
+def test_a_result_table_declared_again_is_a_no_op_and_another_under_its_name_an_error():
+    spec = next(iter(schema.RESULT_TABLES.values()))
+    before = dict(schema.RESULT_TABLES)
+    schema.declare_results([spec])
+    assert schema.RESULT_TABLES == before
+    with pytest.raises(ValueError, match=f"result table {spec.name} declared twice"):
+        schema.declare_results([dataclasses.replace(spec, description="Another table.")])
+    assert schema.RESULT_TABLES == before
+
+
+def test_a_result_table_the_warehouse_holds_but_was_not_declared_stops_it(warehouse_url):
+    """A re-key would leave its pseudonyms behind: the warehouse refuses to work without its declaration."""
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        with wh.engine.begin() as conn:
+            conn.execute(sa.text(f"CREATE TABLE {schema.ANALYTICS_SCHEMA}.stray_estimate (patient_id TEXT)"))
+        with pytest.raises(SchemaMismatch, match=r"stray_estimate.*not declared: import clms_etl.analyses"):
+            wh.check_schema()

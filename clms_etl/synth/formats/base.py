@@ -96,9 +96,5 @@ def yes_no(value: bool | None, yes: str, no: str, missing: Cell = None) -> Cell:
     return yes if value else no
 
 
-def decode_map(mapping: dict, value, missing: Cell = None) -> Cell:
-    return missing if value is None else mapping[value]
-
-
 def iter_rows(frame) -> Iterable[dict]:
     return frame.iter_rows(named=True)

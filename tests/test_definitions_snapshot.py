@@ -59,7 +59,10 @@ def _asset(graph: dg.AssetGraph, key: dg.AssetKey) -> dict:
 
 def _check(graph: dg.AssetGraph, key: dg.AssetCheckKey) -> dict:
     spec = graph.get_check_spec(key)
-    return {"blocking": spec.blocking, "pool": defs.get_asset_checks_def(key).node_def.pool}
+    # a check declared with its asset (check_specs) runs in the asset's own step
+    owner = graph.get(key.asset_key).assets_def
+    node = owner if key in owner.check_keys else defs.get_asset_checks_def(key)
+    return {"blocking": spec.blocking, "pool": node.node_def.pool}
 
 
 def _job(job: dg.JobDefinition) -> dict:

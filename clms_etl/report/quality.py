@@ -141,6 +141,21 @@ class Provenance:
     generated_at: dt.datetime
     deliveries: pl.DataFrame  # source, delivery_date, loaded_at, n_files, sha256_prefix, rows_accepted
     audit: pl.DataFrame | None = None  # recorded_at, action, run_id, key_id, code_version, n_deliveries
+    # the analyses' stored results the report shows: tables, run_id, computed_at, current (Warehouse.results_basis)
+    results: pl.DataFrame | None = None
+
+    def stale_results_notice(self) -> str:
+        """A sentence when some stored results predate the warehouse's current deliveries, else ''."""
+        if self.results is None:
+            return ""
+        stale = self.results.filter(~pl.col("current"))
+        if stale.is_empty():
+            return ""
+        which = "; ".join(f"{', '.join(r['tables'])} (run {r['run_id']}, computed {r['computed_at']})"
+                          for r in stale.iter_rows(named=True))
+        return ("Notice: stale results. These stored results were computed from other deliveries than the ones "
+                f"now in the warehouse (a load came after): {which}. The report shows them as stored; the numbers "
+                "of the cohort summary and data quality are current. Run the nightly refresh to recompute them.")
 
 
 def describe_backend(url: str) -> str:
@@ -171,7 +186,10 @@ def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None =
     audit = wh.audit_log(limit=AUDIT_ROWS)  # who ran it stays in the warehouse: no user in the report
     audit = audit.select(_utc_text(pl.col("recorded_at"), audit.schema["recorded_at"]), "action", "run_id",
                          "key_id", "code_version", "n_deliveries")
+    results = wh.results_basis()
+    results = results.with_columns(_utc_text(pl.col("computed_at"), results.schema["computed_at"]))
     return Provenance(
+        results=results,
         run_id=run_id or "manual",
         code_version=code_version(),
         backend=describe_backend(wh.url),
@@ -213,5 +231,13 @@ def provenance_section(prov: Provenance) -> Section:
                                    "code_version": "Code version", "n_deliveries": "Deliveries"}),
                 note="Each load, re-key and nightly refresh of the warehouse (table audit_log, where the account "
                      "that ran it is kept too). Key: the name of the pseudonym key's fingerprint, never the key.")]),
+            *([] if prov.results is None or prov.results.is_empty() else [ReportTable(
+                "provenance_results", "Stored results shown in this report",
+                prov.results.select(pl.col("tables").list.join(", ").alias("Result tables"),
+                                    pl.col("run_id").alias("Computed by run"), pl.col("computed_at").alias("Computed"),
+                                    pl.when(pl.col("current")).then(pl.lit("yes")).otherwise(pl.lit("no: stale"))
+                                    .alias("From the current deliveries")),
+                note="The analyses' sections are read from these result tables (schema analytics), never recomputed "
+                     "by the report: their numbers are those of the run named.")]),
         ),
     )

@@ -48,7 +48,7 @@ def read_stored(wh) -> tuple[MolecularSummary, pl.DataFrame]:
     from clms_etl.molecular.summary import case_details
     from clms_etl.molecular.tables import TABLES
 
-    stored = {t.name: wh.results(t.name).select(pl.col(c).cast(d) for c, d in t.schema.items()) for t in TABLES}
+    stored = {t.name: wh.results(t.name) for t in TABLES}
     cases = stored["molecular_profile"].sort("case_no", "sample_id")
     gene_status, segments, fusions = case_details(
         cases, wh.table("gene_status"), model.conform("cn_segment", wh.table("cn_segment")),

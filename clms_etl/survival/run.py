@@ -68,6 +68,6 @@ def read_stored(wh, *, ci_transform: str | None = None,
 
 
 def _stored(wh, table) -> pl.DataFrame:
-    frame = wh.results(table.name).select(pl.col(c).cast(d) for c, d in table.schema.items())
+    frame = wh.results(table.name)
     order = STORED_ORDER.get(table.name)
     return frame.sort(order) if order else frame

@@ -284,9 +284,10 @@ class Warehouse:
         return self.query(f"SELECT {cols} FROM {name}")
 
     def results(self, name: str) -> pl.DataFrame:
-        """A result table of the ``analytics`` schema (:mod:`clms_etl.results`)."""
+        """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""
         table = schema.result_table(name)
-        return self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+        frame = self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+        return frame.cast(schema.RESULT_TABLES[name].schema)
 
     def replace_results(self, frames: Mapping[str, pl.DataFrame], run_id: str | None = None) -> dict[str, int]:
         """Make ``frames`` the whole content of these result tables, in one transaction.

@@ -143,18 +143,19 @@ class Provenance:
     audit: pl.DataFrame | None = None  # recorded_at, action, run_id, key_id, code_version, n_deliveries
     # the analyses' stored results the report shows: tables, run_id, computed_at, current (Warehouse.results_basis)
     results: pl.DataFrame | None = None
+    results_never_computed: tuple[str, ...] = ()  # result tables no analysis has written since deliveries exist
 
     def stale_results_notice(self) -> str:
         """A sentence when some stored results predate the warehouse's current deliveries, else ''."""
-        if self.results is None:
+        stale = pl.DataFrame() if self.results is None else self.results.filter(~pl.col("current"))
+        parts = [f"{', '.join(r['tables'])} (run {r['run_id']}, computed {r['computed_at']})"
+                 for r in stale.iter_rows(named=True)]
+        if self.results_never_computed:
+            parts.append(f"{', '.join(self.results_never_computed)} (never computed)")
+        if not parts:
             return ""
-        stale = self.results.filter(~pl.col("current"))
-        if stale.is_empty():
-            return ""
-        which = "; ".join(f"{', '.join(r['tables'])} (run {r['run_id']}, computed {r['computed_at']})"
-                          for r in stale.iter_rows(named=True))
-        return ("Notice: stale results. These stored results were computed from other deliveries than the ones "
-                f"now in the warehouse (a load came after): {which}. The report shows them as stored; the numbers "
+        return ("Notice: stale results. These stored results were not computed from the deliveries now in the "
+                f"warehouse (a load came after): {'; '.join(parts)}. The report shows them as stored; the numbers "
                 "of the cohort summary and data quality are current. Run the nightly refresh to recompute them.")
 
 
@@ -169,6 +170,8 @@ def describe_backend(url: str) -> str:
 
 
 def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None = None) -> Provenance:
+    from clms_etl.warehouse.schema import RESULT_TABLES
+
     deliveries = wh.query(
         "SELECT centre AS source, delivery_date, loaded_at, n_files, content_sha256, rows_accepted, run_id "
         "FROM delivery WHERE is_current ORDER BY centre")
@@ -188,8 +191,10 @@ def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None =
                          "key_id", "code_version", "n_deliveries")
     results = wh.results_basis()
     results = results.with_columns(_utc_text(pl.col("computed_at"), results.schema["computed_at"]))
+    written = set(results["tables"].explode().drop_nulls())
     return Provenance(
         results=results,
+        results_never_computed=() if deliveries.is_empty() else tuple(sorted(set(RESULT_TABLES) - written)),
         run_id=run_id or "manual",
         code_version=code_version(),
         backend=describe_backend(wh.url),

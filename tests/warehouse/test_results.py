@@ -84,3 +84,23 @@ def test_an_empty_query_result_keeps_its_column_types(warehouse_url):
     assert empty.height == 0
     assert dict(empty.schema) == {**model.TABLES["patient"], "delivery_id": pl.String}
     assert dict(view.schema) == {"patient_id": pl.String, "diagnosis_date": pl.Date, "in_survival_population": pl.Boolean}
+
+
+def test_results_basis_names_the_run_of_each_table_and_turns_stale_after_a_load(warehouse_url, tmp_path):
+    from tests.warehouse.helpers import DAY2, delivery_files, load_twin, twin
+
+    first, second = list(schema.RESULT_TABLES.values())[:2]
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path, sources=("nice", "molecular"))
+        wh.replace_results({first.name: one_result_row(first)}, run_id="night-1")
+        wh.replace_results({second.name: one_result_row(second)}, run_id="night-1b")
+        basis = wh.results_basis()
+        assert basis.select("tables", "run_id", "current").to_dicts() == [
+            {"tables": [second.name], "run_id": "night-1b", "current": True},
+            {"tables": [first.name], "run_id": "night-1", "current": True}]
+        wh.load_delivery("molecular", DAY2, delivery_files(tmp_path, "molecular", DAY2), twin(DAY2)["molecular"],
+                         run_id="lab-2", expectations=False)
+        assert wh.results_basis()["current"].to_list() == [False, False]
+        wh.replace_results({first.name: one_result_row(first)}, run_id="night-2")
+        assert wh.results_basis().select("run_id", "current").rows() == [("night-2", True), ("night-1b", False)]

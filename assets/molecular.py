@@ -45,7 +45,7 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
 
 @dg.asset(
-    deps=[warehouse],
+    deps=[warehouse, molecular_summary],  # written from its stored result tables
     group_name="analysis",
     owners=["team:data"],
     kinds={"python"},
@@ -63,7 +63,7 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig, warehouse: WarehouseResource,
                      outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.disclosure import DisclosureBlocked
-    from clms_etl.molecular.run import export_cbioportal
+    from clms_etl.molecular.run import StaleResults, export_cbioportal
 
     folder = outputs.root / "cbioportal"
     try:
@@ -77,6 +77,8 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
         return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
             check_name="k_anonymity", passed=False, severity=dg.AssetCheckSeverity.WARN, description=str(e),
             metadata=disclosure_metadata(e.result))])
+    except StaleResults as e:
+        raise dg.Failure(description=str(e), allow_retries=False) from None
     context.log.info(f"cBioPortal study: {study.disclosure.summary()}")
     return dg.MaterializeResult(metadata={
         "status": dg.MetadataValue.text("written"),

@@ -19,14 +19,15 @@ from assets.warehouse import warehouse
 
 # ---- analyses in the report ------------------------------------------------------------------
 # The one place where an analysis joins the report: its asset (so the report waits for it) and
-# its sections. Both analyses are deterministic: recomputing the sections from the warehouse
-# gives the numbers their assets stored (the survival parameters are one shared resource).
+# its sections. The sections are read from the result tables the assets stored, never recomputed
+# (each analysis runs once a night); their figures are drawn from those tables under `report/`.
 ANALYSIS_DEPS: list = [survival_analysis, molecular_summary]
 
 
 def analysis_sections(wh, outputs: Path, survival: SurvivalSettings) -> list:
     """The analyses' sections, in report order (Table 1, survival and Figure 2, Table 2, molecular),
-    with the survival parameters the ``survival_analysis`` asset uses (same resource)."""
+    from the stored results, with the interval the ``survival_analysis`` asset displays (same resource);
+    figures under ``outputs`` (the report's folder)."""
     from clms_etl.molecular.run import molecular_sections
     from clms_etl.survival.report import sections as survival_sections
 
@@ -52,7 +53,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
     outdir = outputs.root / "report"
     with warehouse.open() as wh:
-        result = build_report(wh, analysis_sections(wh, outputs.root, survival), outdir, run_id=context.run_id)
+        result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run_id)
     tables = sum(len(s.tables) for s in result.sections)
     figures = sum(len(s.figures) for s in result.sections)
     context.log.info(f"report written: {result.html} ({tables} tables, {figures} figures)")

@@ -214,12 +214,14 @@ K_THRESHOLD_HELP = ("Smallest group of patients sharing the quasi-identifiers (s
 
 @contextmanager
 def _disclosure_guard() -> Iterator[None]:
-    """A blocked shareable export: its message and exit status 1, no traceback."""
+    """A blocked shareable export (or one whose stored results are stale): its message and exit status 1,
+    no traceback."""
     from clms_etl.disclosure import DisclosureBlocked
+    from clms_etl.molecular.run import StaleResults
 
     try:
         yield
-    except DisclosureBlocked as e:
+    except (DisclosureBlocked, StaleResults) as e:
         console.print(f"[red]blocked[/]: {e}")
         raise typer.Exit(1) from None
 

@@ -29,4 +29,4 @@ VITAL_STATUSES = ("alive", "dead", "lost_to_follow_up")
 MITOSIS_CLASSES = ("0-9", "10-19", ">=20")
 
 # Actions recorded in the warehouse's audit_log (clms_etl.warehouse.load).
-AUDIT_ACTIONS = ("load", "rekey", "refresh", "adopt_key")
+AUDIT_ACTIONS = ("load", "rekey", "refresh", "adopt_key", "results")

@@ -37,6 +37,29 @@ def read_summary(wh) -> tuple[MolecularSummary, pl.DataFrame]:
     return summary, wh.query("SELECT * FROM analytics.patient_summary")
 
 
+def read_stored(wh) -> tuple[MolecularSummary, pl.DataFrame]:
+    """The summary and Table 3 as the ``molecular_summary`` asset stored them (never recomputed).
+
+    The cases, recurrent alterations, mutations and Table 3 are the result tables; the gene
+    status, segments and fusions of those cases (for the OncoPrint and the cBioPortal files) are
+    the warehouse's base tables. ``anomalies`` is left empty: only the counts per case are stored.
+    """
+    from clms_etl import model
+    from clms_etl.molecular.summary import case_details
+    from clms_etl.molecular.tables import TABLES
+
+    stored = {t.name: wh.results(t.name) for t in TABLES}
+    cases = stored["molecular_profile"].sort("case_no", "sample_id")
+    gene_status, segments, fusions = case_details(
+        cases, wh.table("gene_status"), model.conform("cn_segment", wh.table("cn_segment")),
+        model.conform("fusion", wh.table("fusion")))
+    summary = MolecularSummary(
+        cases=cases, gene_status=gene_status, mutations=stored["somatic_mutation"].sort("case_no", "gene", "pos"),
+        fusions=fusions, anomalies=pl.DataFrame(), recurrent=stored["recurrent_alteration"],
+        segments=segments.sort("sample_id", "chrom", "start_bp"))
+    return summary, stored["table3"].sort("case_no")
+
+
 def result_frames(summary: MolecularSummary, table: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The result tables of :mod:`clms_etl.molecular.tables`, by name."""
     return {"molecular_profile": summary.cases, "recurrent_alteration": summary.recurrent,
@@ -58,34 +81,43 @@ def write_outputs(wh, outputs: Path, run_id: str | None) -> MolecularOutputs:
     return MolecularOutputs(summary, table, written, csv, png, svg)
 
 
+class StaleResults(ValueError):
+    """The stored molecular results are missing or predate the current deliveries: nothing is exported."""
+
+
+def _require_current(wh) -> None:
+    # a shared study must hold what the warehouse holds now: never stale stored results
+    basis = wh.results_basis().filter(pl.col("tables").list.contains("molecular_profile"))
+    if basis.is_empty() or not basis["current"][0]:
+        when = "never computed" if basis.is_empty() else f"computed by run {basis['run_id'][0]} from older deliveries"
+        raise StaleResults(f"cBioPortal study not written: the stored molecular results are {when}; run the "
+                           "molecular summary (nightly refresh) first.")
+
+
 def export_cbioportal(wh, outdir: Path, k_threshold: int | None = None):
     """Write the cBioPortal study folder of the warehouse's molecular series into ``outdir``
     (:class:`~clms_etl.molecular.cbioportal.Study`); blocked below ``k_threshold`` (default 5)."""
     from clms_etl.disclosure import DEFAULT_K_THRESHOLD
     from clms_etl.molecular.cbioportal import write_study
 
-    summary, patients = read_summary(wh)
+    _require_current(wh)
+    summary, _ = read_stored(wh)
+    patients = wh.query("SELECT * FROM analytics.patient_summary")  # the per-sample files' clinical columns
     return write_study(summary, patients, outdir, DEFAULT_K_THRESHOLD if k_threshold is None else k_threshold)
 
 
 def molecular_sections(wh, outputs: Path) -> list:
-    """The report's molecular section (for ``assets/report.py``'s ``analysis_sections``).
-
-    Recomputes the summary from the warehouse (cheap) and uses the OncoPrint that the
-    ``molecular_summary`` asset wrote under ``<outputs>/figures/``, drawing it if absent.
-    """
+    """The report's molecular section (for ``assets/report.py``'s ``analysis_sections``), from the
+    stored result tables (:func:`read_stored`); the OncoPrint is drawn from them under ``outputs``."""
     from clms_etl.molecular.oncoprint import write_oncoprint
     from clms_etl.molecular.report import report_sections
 
-    summary, patients = read_summary(wh)
+    summary, table = read_stored(wh)
     if summary.cases.is_empty():  # no laboratory delivery yet: say so rather than draw empty tables
         from clms_etl.report.sections import Section
 
         return [Section(key="molecular", title="Molecular profile",
                         text="No laboratory results in the warehouse yet: no case has been profiled.")]
-    table = table3(summary, patients)
-    png = outputs / "figures" / f"{FIGURE_STEM}.png"
-    svg = outputs / "figures" / f"{FIGURE_STEM}.svg"
-    if not png.is_file() or not svg.is_file():
-        write_oncoprint(summary, table, png, svg)
+    png, svg = write_oncoprint(summary, table, outputs / "figures" / f"{FIGURE_STEM}.png",
+                               outputs / "figures" / f"{FIGURE_STEM}.svg")
     return report_sections(summary, table, png, svg)

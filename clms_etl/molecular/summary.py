@@ -188,16 +188,11 @@ def summarise(
     samples = molecular_sample.select(
         "sample_id", "patient_id", pl.col("case_no").cast(pl.Int32), "status", "cn_assay", "ngs_assay", "fusion_assay",
     ).unique("sample_id", keep="first").sort("case_no", "sample_id")
-    ok = samples.filter(pl.col("status") == "ok")
     if gene_status is None:
         gene_status = gene_calls.gene_status(molecular_sample, cn_segment, variant)
+    gs, segments, fusions = case_details(samples, gene_status, cn_segment, fusion)
     ids = samples.select("sample_id", "case_no", "patient_id")
-    gs = gene_status.select([pl.col(c).cast(t) for c, t in gene_calls.SCHEMA.items()]).join(
-        ids, on="sample_id", how="inner").sort("case_no", "gene")
-
-    ok_ids = ok["sample_id"].implode()
-    segments = cn_segment.filter(pl.col("sample_id").is_in(ok_ids)).select(
-        "sample_id", _chrom(pl.col("chrom")).alias("chrom"), "start_bp", "end_bp", "cn_state", "segment_type")
+    ok_ids = samples.filter(pl.col("status") == "ok")["sample_id"].implode()
     anomalies = segmental_anomalies(segments)
     per_sample = anomalies.group_by("sample_id").agg(
         pl.len().cast(pl.Int32).alias("anomaly_count"),
@@ -225,10 +220,6 @@ def summarise(
                        pl.lit(" (VAF "), pl.col("vaf").round(2).cast(pl.String), pl.lit(")")], ignore_nulls=True)
         .sort().str.join("; ").alias("mutations"),
     )
-    fusions = fusion.filter(pl.col("sample_id").is_in(ok_ids)).join(ids, on="sample_id").select(
-        "sample_id", "case_no", "patient_id", "gene_5p", "gene_3p", "breakpoint_5p", "breakpoint_3p", "reads",
-        "unique_start_sites", "percent_gsp2_reads", "strong_evidence",
-    ).sort("case_no")
     fus_text = fusions.group_by("sample_id").agg(
         pl.concat_str([pl.col("gene_5p"), pl.lit("::"), pl.col("gene_3p")]).sort().str.join("; ").alias("fusions"))
 
@@ -284,6 +275,23 @@ def summarise(
     return MolecularSummary(cases=cases, gene_status=gs, mutations=mutations, fusions=fusions,
                             anomalies=anomalies, recurrent=_recurrent(cases, gs, mutations, fusions),
                             segments=segments.sort("sample_id", "chrom", "start_bp"))
+
+
+def case_details(cases: pl.DataFrame, gene_status: pl.DataFrame, cn_segment: pl.DataFrame,
+                 fusion: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The warehouse's gene status, segments and fusions of ``cases`` (sample_id, case_no, patient_id,
+    status): gene status of every case, segments and fusions of the contributory ones."""
+    ids = cases.select("sample_id", "case_no", "patient_id")
+    ok_ids = cases.filter(pl.col("status") == "ok")["sample_id"].implode()
+    gs = gene_status.select([pl.col(c).cast(t) for c, t in gene_calls.SCHEMA.items()]).join(
+        ids, on="sample_id", how="inner").sort("case_no", "gene")
+    segments = cn_segment.filter(pl.col("sample_id").is_in(ok_ids)).select(
+        "sample_id", _chrom(pl.col("chrom")).alias("chrom"), "start_bp", "end_bp", "cn_state", "segment_type")
+    fusions = fusion.filter(pl.col("sample_id").is_in(ok_ids)).join(ids, on="sample_id").select(
+        "sample_id", "case_no", "patient_id", "gene_5p", "gene_3p", "breakpoint_5p", "breakpoint_3p", "reads",
+        "unique_start_sites", "percent_gsp2_reads", "strong_evidence",
+    ).sort("case_no")
+    return gs, segments, fusions
 
 
 PROFILE_COLUMNS = (

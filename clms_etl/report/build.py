@@ -66,6 +66,8 @@ def build_report(wh, sections: Sequence[Section], outdir: Path, *, run_id: str |
     prov = provenance(wh, run_id=run_id, generated_at=generated_at)
     laid_out = (*sections, quality_section(wh), provenance_section(prov))
     summary = cohort_summary(wh)
+    if notice := prov.stale_results_notice():
+        summary = f"{notice}\n\n{summary}"
     outdir.mkdir(parents=True, exist_ok=True)
     html_path = outdir / HTML_NAME
     html = render_html(laid_out, title=title, summary=summary, generated_at=generated_at, run_id=prov.run_id,

@@ -141,6 +141,22 @@ class Provenance:
     generated_at: dt.datetime
     deliveries: pl.DataFrame  # source, delivery_date, loaded_at, n_files, sha256_prefix, rows_accepted
     audit: pl.DataFrame | None = None  # recorded_at, action, run_id, key_id, code_version, n_deliveries
+    # the analyses' stored results the report shows: tables, run_id, computed_at, current (Warehouse.results_basis)
+    results: pl.DataFrame | None = None
+    results_never_computed: tuple[str, ...] = ()  # result tables no analysis has written since deliveries exist
+
+    def stale_results_notice(self) -> str:
+        """A sentence when some stored results predate the warehouse's current deliveries, else ''."""
+        stale = pl.DataFrame() if self.results is None else self.results.filter(~pl.col("current"))
+        parts = [f"{', '.join(r['tables'])} (run {r['run_id']}, computed {r['computed_at']})"
+                 for r in stale.iter_rows(named=True)]
+        if self.results_never_computed:
+            parts.append(f"{', '.join(self.results_never_computed)} (never computed)")
+        if not parts:
+            return ""
+        return ("Notice: stale results. These stored results were not computed from the deliveries now in the "
+                f"warehouse (a load came after): {'; '.join(parts)}. The report shows them as stored; the numbers "
+                "of the cohort summary and data quality are current. Run the nightly refresh to recompute them.")
 
 
 def describe_backend(url: str) -> str:
@@ -154,6 +170,8 @@ def describe_backend(url: str) -> str:
 
 
 def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None = None) -> Provenance:
+    from clms_etl.warehouse.schema import RESULT_TABLES
+
     deliveries = wh.query(
         "SELECT centre AS source, delivery_date, loaded_at, n_files, content_sha256, rows_accepted, run_id "
         "FROM delivery WHERE is_current ORDER BY centre")
@@ -171,7 +189,12 @@ def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None =
     audit = wh.audit_log(limit=AUDIT_ROWS)  # who ran it stays in the warehouse: no user in the report
     audit = audit.select(_utc_text(pl.col("recorded_at"), audit.schema["recorded_at"]), "action", "run_id",
                          "key_id", "code_version", "n_deliveries")
+    results = wh.results_basis()
+    results = results.with_columns(_utc_text(pl.col("computed_at"), results.schema["computed_at"]))
+    written = set(results["tables"].explode().drop_nulls())
     return Provenance(
+        results=results,
+        results_never_computed=() if deliveries.is_empty() else tuple(sorted(set(RESULT_TABLES) - written)),
         run_id=run_id or "manual",
         code_version=code_version(),
         backend=describe_backend(wh.url),
@@ -213,5 +236,13 @@ def provenance_section(prov: Provenance) -> Section:
                                    "code_version": "Code version", "n_deliveries": "Deliveries"}),
                 note="Each load, re-key and nightly refresh of the warehouse (table audit_log, where the account "
                      "that ran it is kept too). Key: the name of the pseudonym key's fingerprint, never the key.")]),
+            *([] if prov.results is None or prov.results.is_empty() else [ReportTable(
+                "provenance_results", "Stored results shown in this report",
+                prov.results.select(pl.col("tables").list.join(", ").alias("Result tables"),
+                                    pl.col("run_id").alias("Computed by run"), pl.col("computed_at").alias("Computed"),
+                                    pl.when(pl.col("current")).then(pl.lit("yes")).otherwise(pl.lit("no: stale"))
+                                    .alias("From the current deliveries")),
+                note="The analyses' sections are read from these result tables (schema analytics), never recomputed "
+                     "by the report: their numbers are those of the run named.")]),
         ),
     )

@@ -57,6 +57,23 @@ class KaplanMeier:
     def n_events(self) -> int:
         return int(self.observed.sum())
 
+    @classmethod
+    def from_curve(cls, curve: pl.DataFrame, ci_transform: str, alpha: float = 0.05) -> KaplanMeier:
+        """The curve back from its stored rows (:meth:`curve`, result table ``survival_curve``): enough
+        to draw it; each patient is back as a duration (an event or a censoring at its row's time)."""
+        c = curve.sort("time_months")
+        time = c["time_months"].to_numpy().astype(float)
+        events = c["events"].fill_null(0).to_numpy().astype(np.int64)
+        censored = c["censored"].fill_null(0).to_numpy().astype(np.int64)
+        return cls(ci_transform, alpha, time, c["survival"].to_numpy().astype(float),
+                   c["ci_lower"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                   c["ci_upper"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
+                   c["n_at_risk"].fill_null(0).to_numpy().astype(np.int64), events, censored,
+                   durations=np.repeat(time, events + censored),
+                   observed=np.concatenate([np.repeat(np.array([1, 0]), [e, k]) for e, k in zip(events, censored)])
+                   if time.size else np.array([], dtype=np.int64),
+                   fitter=None)
+
     def curve(self) -> pl.DataFrame:
         """The step curve: time, survival, CI, at risk, events, censored."""
         return pl.DataFrame({

@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from clms_etl.report.sections import Section
-from clms_etl.survival.study import EmptyCohort, analyse, load_inputs, report_sections
+from clms_etl.survival.run import read_stored
+from clms_etl.survival.study import report_sections
 
 
 def sections(wh, outputs: Path, **analysis_options) -> list:
-    """Table 1, the survival estimates with Figure 2, and Table 2, recomputed from the warehouse.
+    """Table 1, the survival estimates with Figure 2, and Table 2, as the ``survival_analysis`` asset
+    stored them in the result tables (never recomputed here).
 
-    The analysis is deterministic, so this gives the same numbers as the ``survival_analysis``
-    asset's result tables; Figure 2 is (re)written under ``<outputs>/figures/``.
+    Figure 2 is drawn from the stored curves (``survival_curve``) under ``outputs``, so that it
+    shows the numbers of the tables beside it; the report passes its own folder.
     """
-    patient_summary, survival = load_inputs(wh)
-    try:
-        results = analyse(patient_summary, survival, **analysis_options)
-    except EmptyCohort as empty:  # the report still goes out, saying why there is no survival section
-        return [Section(key="survival", title="Survival", text=f"No survival analysis: {empty}")]
+    results = read_stored(wh, **analysis_options)
+    if results is None:  # the report still goes out, saying why there is no survival section
+        return [Section(key="survival", title="Survival",
+                        text="No survival analysis: no patient in the survival population when the analysis last "
+                             "ran (the stored results hold no estimate).")]
     figures = results.write_figures(Path(outputs) / "figures")
     return report_sections(results, figures)

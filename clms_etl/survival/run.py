@@ -12,8 +12,12 @@ from pathlib import Path
 
 import polars as pl
 
-from clms_etl.survival.study import EmptyCohort, StudyResults, analyse, load_inputs
+from clms_etl.survival.study import TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
 from clms_etl.survival.tables import TABLES
+
+# the order the analysis gives the rows that are shown as stored (a database keeps no row order)
+STORED_ORDER = {"table1": ["row_order"], "univariate_analysis": ["endpoint", "row_order"],
+                "survival_exclusion": ["reason", "patient_id"]}
 
 
 @dataclass(frozen=True)
@@ -43,3 +47,27 @@ def write_outputs(wh, outputs: Path, run_id: str | None, *, write_results: bool 
     outputs = Path(outputs)
     files = {**results.write_figures(outputs / "figures"), **results.write_tables(outputs / "tables")}
     return SurvivalOutputs(results, written, files)
+
+
+def read_stored(wh, *, ci_transform: str | None = None,
+                min_follow_up_months: float | None = None, **_analysis_options) -> StudyResults | None:
+    """The results the ``survival_analysis`` asset stored, read back from the result tables (never
+    recomputed); None when they hold no estimate (empty survival population, or never computed).
+
+    Takes the analysis options (the same resource as the asset) for the interval to display.
+    """
+    from clms_etl.survival.table1 import unrecorded_items
+
+    tables = {t.name: _stored(wh, t) for t in TABLES}
+    if tables["survival_estimate"].is_empty():
+        return None
+    options = {k: v for k, v in (("ci_transform", ci_transform), ("min_follow_up_months", min_follow_up_months))
+               if v is not None}
+    # which Table 1 items a centre does not record describes the data, not the analysis: read from the view
+    return StudyResults.from_tables(tables, unrecorded_items=unrecorded_items(wh.query(TUMOUR_EXTRA_SQL)), **options)
+
+
+def _stored(wh, table) -> pl.DataFrame:
+    frame = wh.results(table.name)
+    order = STORED_ORDER.get(table.name)
+    return frame.sort(order) if order else frame

@@ -151,6 +151,28 @@ class StudyResults:
                 "survival_exclusion": self.survival_exclusion, "follow_up": self.follow_up,
                 "group_comparison": self.group_comparison}
 
+    @classmethod
+    def from_tables(cls, tables: dict[str, pl.DataFrame], *, ci_transform: str = DEFAULT_CI_TRANSFORM,
+                    min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
+                    unrecorded_items: pl.DataFrame | None = None) -> StudyResults:
+        """The results as stored (the frames of :meth:`result_tables`, read back): nothing recomputed.
+
+        The time points come from ``survival_estimate``, the minimum follow-up from
+        ``survival_exclusion`` (``min_follow_up_months`` when nobody is excluded), the curves of
+        Figure 2 from ``survival_curve``; ``ci_transform`` is the interval to display.
+        """
+        estimates = tables["survival_estimate"]
+        points = sorted({int(e.removeprefix("survival_").removesuffix("m"))
+                         for e in estimates["estimate"].unique() if e.startswith("survival_")})
+        used = tables["survival_exclusion"]["min_follow_up_months"].unique()
+        whole = tables["survival_curve"].filter((pl.col("group_variable") == ALL) & (pl.col("ci_transform") == ci_transform))
+        curves = {(e, ALL, ALL, ci_transform): KaplanMeier.from_curve(whole.filter(pl.col("endpoint") == e), ci_transform)
+                  for e in FIGURE_ENDPOINTS}
+        return cls(min_follow_up_months=float(used[0] if used.len() == 1 else min_follow_up_months),
+                   ci_transform=ci_transform, time_points_months=tuple(points), endpoints=pl.DataFrame(),
+                   **tables, curves=curves,
+                   unrecorded_items=pl.DataFrame() if unrecorded_items is None else unrecorded_items)
+
     def table1_display(self) -> pl.DataFrame:
         return table1_display(self.table1)
 

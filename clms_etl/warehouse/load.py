@@ -290,9 +290,10 @@ class Warehouse:
         return self.query(f"SELECT {cols} FROM {name}")
 
     def results(self, name: str) -> pl.DataFrame:
-        """A result table of the ``analytics`` schema (:mod:`clms_etl.results`)."""
+        """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""
         table = schema.result_table(name)
-        return self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+        frame = self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+        return frame.cast(schema.RESULT_TABLES[name].schema)
 
     def replace_results(self, frames: Mapping[str, pl.DataFrame], run_id: str | None = None) -> dict[str, int]:
         """Make ``frames`` the whole content of these result tables, in one transaction.
@@ -310,7 +311,36 @@ class Warehouse:
                 tx.execute(f"DELETE FROM {target}", [])
                 if not frame.is_empty():
                     tx.insert_frame(target, frame)
+            # the deliveries the results were computed from: a report can tell stored results from stale ones
+            stored = _current_fingerprint(tx)
+            _audit(tx, "results", run_id, None, keys.key_id(stored) if stored else None,
+                   RESULTS_DETAIL + ", ".join(conformed), _current_deliveries(tx))
         return {name: frame.height for name, frame in conformed.items()}
+
+    def results_basis(self) -> pl.DataFrame:
+        """The latest write of each result table: one row per write still holding a table.
+
+        Columns: ``tables`` (list), ``run_id``, ``computed_at`` (UTC) and ``current``: False when
+        the deliveries it was computed from are no longer the warehouse's current ones (a load,
+        a rollback or a re-key came after; re-run the analysis).
+        """
+        self.ensure_schema()
+        writes = self.query(
+            "SELECT audit_id, run_id, recorded_at, detail FROM audit_log WHERE action = 'results' "
+            "ORDER BY recorded_at DESC")
+        current = set(_current_deliveries_of(self))
+        rows, seen = [], set()
+        for audit_id, run_id, recorded_at, detail in writes.iter_rows():
+            tables = [t for t in detail.removeprefix(RESULTS_DETAIL).split(", ") if t and t not in seen]
+            if not tables:
+                continue
+            seen.update(tables)
+            basis = self.query("SELECT centre, delivery_date, content_sha256 FROM audit_delivery "
+                               "WHERE audit_id = :a", {"a": audit_id})
+            rows.append({"tables": tables, "run_id": run_id, "computed_at": recorded_at,
+                         "current": {(c, _as_date(d), h) for c, d, h in basis.iter_rows()} == current})
+        return pl.DataFrame(rows, schema={"tables": pl.List(pl.String), "run_id": pl.String,
+                                          "computed_at": writes.schema["recorded_at"], "current": pl.Boolean})
 
     def current_deliveries(self) -> pl.DataFrame:
         return self.query("SELECT * FROM delivery WHERE is_current ORDER BY centre")
@@ -709,8 +739,16 @@ def _record_key(tx: _Transaction, key: bytes) -> str:
     return keys.key_id(stored)
 
 
+_CURRENT_DELIVERIES = "SELECT centre, delivery_date, content_sha256 FROM delivery WHERE is_current ORDER BY centre"
+RESULTS_DETAIL = "result tables replaced: "  # then the table names, ', '-separated (Warehouse.results_basis)
+
+
 def _current_deliveries(tx: _Transaction) -> list[tuple]:
-    return tx.fetch("SELECT centre, delivery_date, content_sha256 FROM delivery WHERE is_current ORDER BY centre", [])
+    return tx.fetch(_CURRENT_DELIVERIES, [])
+
+
+def _current_deliveries_of(wh: Warehouse) -> list[tuple]:
+    return [(c, _as_date(d), h) for c, d, h in wh.query(_CURRENT_DELIVERIES).iter_rows()]
 
 
 def os_user() -> str | None:

@@ -259,7 +259,7 @@ WAREHOUSE_KEY_COMMENTS = {
 }
 AUDIT_LOG_COMMENTS = {
     "audit_id": "Identifier of the audited action (random).",
-    "action": "load (a delivery replaced a source's rows), rekey (pseudonyms recomputed with a new key), refresh (nightly refresh of the warehouse), adopt_key (key recorded for a warehouse built before fingerprints).",
+    "action": "load (a delivery replaced a source's rows), rekey (pseudonyms recomputed with a new key), refresh (nightly refresh of the warehouse), adopt_key (key recorded for a warehouse built before fingerprints), results (an analysis replaced its result tables, named in detail; its deliveries are the ones the results were computed from).",
     "recorded_at": "When the action committed (UTC).",
     "os_user": "Operating-system account of the process that ran it.",
     "run_user": "User who launched the Dagster run, when Dagster knows one (run tag 'user'); null otherwise.",

@@ -108,3 +108,20 @@ def test_the_asset_metadata_reports_the_smallest_group_and_a_blocked_study_is_a_
     meta = blocked.asset_materializations_for_node("cbioportal_study")[0].metadata
     assert meta["status"].value.startswith("blocked:") and "k-anonymity 14 < threshold 15" in meta["status"].value
     assert not (tmp_path / "blocked" / "cbioportal").exists()
+
+
+def test_the_cli_refuses_a_study_from_molecular_results_never_computed_on_the_current_deliveries(tmp_path,
+                                                                                                monkeypatch):
+    from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
+    from tests.warehouse.helpers import TEST_KEY, load_twin
+
+    monkeypatch.delenv(ENV_KEY_FILE, raising=False)
+    monkeypatch.setenv(ENV_KEY, TEST_KEY.decode())
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    with Warehouse(url) as wh:  # loaded, the molecular summary not run since
+        wh.create()
+        load_twin(wh, tmp_path)
+    outcome = CliRunner().invoke(app, ["export", "cbioportal", str(tmp_path / "study"), "--url", url])
+    assert outcome.exit_code == 1 and "Traceback" not in outcome.output
+    assert "stored molecular results are never computed" in " ".join(outcome.output.split())
+    assert not (tmp_path / "study").exists()

@@ -117,11 +117,17 @@ def find(where: str, text: str, secrets: Secrets, words: dict | None = None,
     return hits
 
 
+# Text as a person or a program would read it: runs of 8+ printable characters. Binary data
+# (compressed pages, images, numbers) decoded as Latin-1 is full of short random "words": a
+# three-letter name turns up in a megabyte of noise, a whole run of printable text does not.
+PRINTABLE_RUN = re.compile(r"[^\x00-\x08\x0e-\x1f\x7f-\x9f]{8,}")
+
+
 def _texts(data: bytes) -> list[str]:
-    texts = [data.decode("utf-8", "ignore"), data.decode("latin-1")]
+    decoded = [data.decode("utf-8", "ignore"), data.decode("latin-1")]
     if data.count(b"\x00") > len(data) // 8:  # UTF-16 text has a NUL in every other byte
-        texts += [data.decode("utf-16-le", "ignore"), data.decode("utf-16-be", "ignore")]
-    return texts
+        decoded += [data.decode("utf-16-le", "ignore"), data.decode("utf-16-be", "ignore")]
+    return ["\n".join(PRINTABLE_RUN.findall(text)) for text in decoded]
 
 
 def _dump_sqlite(path: Path) -> list[tuple[str, bytes]]:
@@ -187,7 +193,9 @@ def _members(name: str, data: bytes, depth: int = 0) -> list[tuple[str, bytes]]:
         return []
     if data.startswith(PNG):
         return [(f"{name}!text", _png_text(data))]
-    found = [(name, data)]
+    # A compressed container's own bytes are noise: only what it holds is read (below).
+    compressed = data[:4] in (b"PK\x03\x04", b"PAR1") or data[:2] == b"\x1f\x8b" or name.endswith(".duckdb")
+    found = [] if compressed else [(name, data)]
     if depth > 3:
         return found
     if data[:4] == b"PK\x03\x04":
@@ -196,15 +204,16 @@ def _members(name: str, data: bytes, depth: int = 0) -> list[tuple[str, bytes]]:
                 for member in z.namelist():
                     found += _members(f"{name}!{member}", z.read(member), depth + 1)
         except zipfile.BadZipFile:
-            pass
+            found = [(name, data)]  # not a readable container after all: its bytes as they are
     elif data[:2] == b"\x1f\x8b":
         try:
             found += _members(f"{name}!gunzip", gzip.decompress(data), depth + 1)
         except OSError:
-            pass
+            found = [(name, data)]
     elif data[:1] == b"\x78":  # zlib (Dagster compresses its snapshots)
         try:
-            found += _members(f"{name}!zlib", zlib.decompress(data), depth + 1)
+            inflated = zlib.decompress(data)
+            found = _members(f"{name}!zlib", inflated, depth + 1)  # the compressed bytes themselves are noise
         except zlib.error:
             pass
     elif data[:4] == b"PAR1":

@@ -202,3 +202,10 @@ def test_section_keys_must_be_unique():
 def test_display_values_are_readable():
     assert [display_value(v) for v in (None, True, 3, 2.0, 0.000123, 12.34567, dt.date(2020, 1, 2), "é")] == [
         "", "yes", "3", "2", "0.000123", "12.346", "2020-01-02", "é"]
+
+
+def test_a_report_on_deliveries_no_analysis_has_run_on_opens_with_a_stale_results_notice(built_report):
+    # loaded deliveries, no analysis run since: the report must not pass the empty sections off as results
+    notice = built_report.summary.split("\n\n")[0]
+    assert notice.startswith("Notice: stale results.")
+    assert "survival_estimate" in notice and "molecular_profile" in notice and "(never computed)" in notice

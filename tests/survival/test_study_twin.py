@@ -183,10 +183,24 @@ def test_report_sections_carry_table1_table2_and_figure2(twin_results, tmp_path)
     assert figure.png.is_file() and figure.svg.is_file()
 
 
-def test_report_adapter_builds_the_sections_from_the_warehouse(twin_warehouse_url, tmp_path):
-    from clms_etl.survival.report import sections
+def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_warehouse_url, twin_results, tmp_path):
+    import shutil
 
-    with Warehouse(twin_warehouse_url) as wh:
-        built = sections(wh, tmp_path)
+    from clms_etl.survival.report import sections
+    from clms_etl.survival.run import write_outputs
+
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(twin_warehouse_url.removeprefix("duckdb:///"), copy)
+    with Warehouse(f"duckdb:///{copy}") as wh:
+        write_outputs(wh, tmp_path / "analysis", "test")
+        built = sections(wh, tmp_path / "report")
     assert [s.key for s in built] == ["cohort", "survival", "univariate"]
-    assert (tmp_path / "figures" / "figure2_kaplan_meier.png").is_file()
+    # every table and text read back from the result tables is the one the analysis computed
+    computed = report_sections(twin_results)
+    assert [s.text for s in built] == [s.text for s in computed]
+    for shown, expected in zip([t for s in built for t in s.tables], [t for s in computed for t in s.tables],
+                               strict=True):
+        assert shown.key == expected.key and shown.frame.equals(expected.frame), shown.key
+    # Figure 2 redrawn from the stored curves is the analysis's own drawing, byte for byte
+    assert (tmp_path / "report" / "figures" / "figure2_kaplan_meier.svg").read_bytes() == (
+        tmp_path / "analysis" / "figures" / "figure2_kaplan_meier.svg").read_bytes()

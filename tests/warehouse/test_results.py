@@ -108,3 +108,23 @@ def test_a_result_table_the_warehouse_holds_but_was_not_declared_stops_it(wareho
             conn.execute(sa.text(f"CREATE TABLE {schema.ANALYTICS_SCHEMA}.stray_estimate (patient_id TEXT)"))
         with pytest.raises(SchemaMismatch, match=r"stray_estimate.*not declared: import clms_etl.analyses"):
             wh.check_schema()
+
+
+def test_results_basis_names_the_run_of_each_table_and_turns_stale_after_a_load(warehouse_url, tmp_path):
+    from tests.warehouse.helpers import DAY2, delivery_files, load_twin, twin
+
+    first, second = list(schema.RESULT_TABLES.values())[:2]
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path, sources=("nice", "molecular"))
+        wh.replace_results({first.name: one_result_row(first)}, run_id="night-1")
+        wh.replace_results({second.name: one_result_row(second)}, run_id="night-1b")
+        basis = wh.results_basis()
+        assert basis.select("tables", "run_id", "current").to_dicts() == [
+            {"tables": [second.name], "run_id": "night-1b", "current": True},
+            {"tables": [first.name], "run_id": "night-1", "current": True}]
+        wh.load_delivery("molecular", DAY2, delivery_files(tmp_path, "molecular", DAY2), twin(DAY2)["molecular"],
+                         run_id="lab-2", expectations=False)
+        assert wh.results_basis()["current"].to_list() == [False, False]
+        wh.replace_results({first.name: one_result_row(first)}, run_id="night-2")
+        assert wh.results_basis().select("run_id", "current").rows() == [("night-2", True), ("night-1b", False)]

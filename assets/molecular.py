@@ -23,7 +23,7 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     from clms_etl.molecular.run import write_outputs
 
     with warehouse.open() as wh:
-        out = write_outputs(wh, outputs.root, context.run_id)
+        out = write_outputs(wh, outputs.root, context.run.run_id)
     counts = out.summary.counts()
     profiles = counts["cgh_snp_array"]
     return dg.MaterializeResult(metadata={

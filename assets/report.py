@@ -53,7 +53,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
 
     outdir = outputs.root / "report"
     with warehouse.open() as wh:
-        result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run_id)
+        result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run.run_id)
     tables = sum(len(s.tables) for s in result.sections)
     figures = sum(len(s.figures) for s in result.sections)
     context.log.info(f"report written: {result.html} ({tables} tables, {figures} figures)")

@@ -25,7 +25,7 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
     from clms_etl.survival.run import write_outputs
 
     with warehouse.open() as wh:
-        out = write_outputs(wh, outputs.root, context.run_id, **survival.options())
+        out = write_outputs(wh, outputs.root, context.run.run_id, **survival.options())
     if out.results is None:  # before the first deliveries: empty results, said plainly
         context.log.warning(f"survival analysis: {out.status}")
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": out.status})

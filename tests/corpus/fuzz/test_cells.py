@@ -61,41 +61,34 @@ def _check(centre: str, drop: Path, file_name: str, data_rows: int) -> None:
     assert acc["patient"]["rows_read"] == data_rows, (acc["patient"], data_rows)
 
 
-def _text_case(twin: Path, tmp: Path, centre: str, name: str, encoding: str, sep: str, end: str):
+def _type_in_a_text_file(twin: Path, tmp: Path, data, centre: str, name: str, encoding: str, sep: str,
+                         end: str) -> None:
+    """Type a drawn value in a drawn cell of a text delivery, then read it."""
     drop = tmp / "drop"
     shutil.rmtree(drop, ignore_errors=True)
     shutil.copytree(twin / centre, drop / centre)
     path = drop / centre / DATE.isoformat() / name
     lines = path.read_bytes().decode(encoding).split(end)
-    return drop, path, lines
+    rows = [line for line in lines[1:] if line]
+    i = data.draw(st.integers(1, len(rows)))
+    cells = lines[i].split(sep)
+    j = data.draw(st.integers(0, len(cells) - 1))
+    cells[j] = data.draw(TYPED.filter(lambda s: s.encode(encoding, "ignore").decode(encoding) == s))
+    lines[i] = sep.join(cells)
+    path.write_bytes(end.join(lines).encode(encoding))
+    _check(centre, drop, path.name, len(rows))
 
 
 @FUZZ
 @given(data=st.data())
 def test_montpellier_any_typed_cell_is_read_or_refused_with_its_file_named(twin, tmp_path, data):
-    drop, path, lines = _text_case(twin, tmp_path, "montpellier", "clms_montpellier.csv", "cp1252", ";", "\r\n")
-    rows = [line for line in lines[1:] if line]
-    i = data.draw(st.integers(1, len(rows)))
-    cells = lines[i].split(";")
-    j = data.draw(st.integers(0, len(cells) - 1))
-    cells[j] = data.draw(TYPED.filter(lambda s: s.encode("cp1252", "ignore").decode("cp1252") == s))
-    lines[i] = ";".join(cells)
-    path.write_bytes("\r\n".join(lines).encode("cp1252"))
-    _check("montpellier", drop, path.name, len(rows))
+    _type_in_a_text_file(twin, tmp_path, data, "montpellier", "clms_montpellier.csv", "cp1252", ";", "\r\n")
 
 
 @FUZZ
 @given(data=st.data())
 def test_nimes_any_typed_cell_is_read_or_refused_with_its_file_named(twin, tmp_path, data):
-    drop, path, lines = _text_case(twin, tmp_path, "nimes", "nimes_dossiers.txt", "mac_roman", "\t", "\r")
-    rows = [line for line in lines[1:] if line]
-    i = data.draw(st.integers(1, len(rows)))
-    cells = lines[i].split("\t")
-    j = data.draw(st.integers(0, len(cells) - 1))
-    cells[j] = data.draw(TYPED.filter(lambda s: s.encode("mac_roman", "ignore").decode("mac_roman") == s))
-    lines[i] = "\t".join(cells)
-    path.write_bytes("\r".join(lines).encode("mac_roman"))
-    _check("nimes", drop, path.name, len(rows))
+    _type_in_a_text_file(twin, tmp_path, data, "nimes", "nimes_dossiers.txt", "mac_roman", "\t", "\r")
 
 
 def _xlsx_text(text: str) -> str:

@@ -26,6 +26,16 @@ def test_pseudonym_key():
         yield TEST_KEY
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_handoff(tmp_path_factory):
+    """Each test process keeps the import handoff in its own temporary folder, never the
+    repository's data/handoff: two test processes importing the same centre would otherwise
+    discard each other's handoff (tests that run nights in subprocesses set their own)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLMS_HANDOFF", str(tmp_path_factory.mktemp("handoff")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def twin_drop(tmp_path_factory) -> Path:
     """The synthetic twin's drop folder (seed 0, delivered 2026-11-23): read-only, copy it to change it."""

@@ -43,7 +43,8 @@ def drop_of(twin_drop: Path, root: Path, *centres: str) -> Path:
 def env_for(tmp: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(CLMS_OUTPUTS=str(tmp / "outputs"), CLMS_WAREHOUSE_URL=f"duckdb:///{tmp / 'warehouse.duckdb'}",
-               DAGSTER_HOME=str(home), PYTHONWARNINGS="ignore", DAGSTER_DISABLE_TELEMETRY="1")
+               CLMS_HANDOFF=str(tmp / "handoff"), DAGSTER_HOME=str(home), PYTHONWARNINGS="ignore",
+               DAGSTER_DISABLE_TELEMETRY="1")
     for name in ("CLMS_DEPLOYMENT", "CLMS_INCOMING"):
         env.pop(name, None)
     return env

@@ -26,7 +26,8 @@ DATE = dt.date(2026, 11, 23)
 
 def run_night(drop: Path, tmp: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLMS_", "DAGSTER_"))}
-    env.update(CLMS_OUTPUTS=str(tmp / "outputs"), CLMS_WAREHOUSE_URL=f"duckdb:///{tmp / 'warehouse.duckdb'}",
+    env.update(CLMS_OUTPUTS=str(tmp / "outputs"), CLMS_HANDOFF=str(tmp / "handoff"),
+               CLMS_WAREHOUSE_URL=f"duckdb:///{tmp / 'warehouse.duckdb'}",
                CLMS_PSEUDONYM_KEY=secrets.token_urlsafe(32), DAGSTER_HOME=str(tmp / "dagster_home"),
                PYTHONWARNINGS="ignore", DAGSTER_DISABLE_TELEMETRY="1", VIRTUAL_ENV=str(BIN.parent))
     return subprocess.run([str(BIN / "clms-etl"), "run", "--incoming", str(drop)], cwd=ROOT, env=env,

@@ -108,7 +108,7 @@ def test_a_whole_night_with_identifier_habits_leaves_no_identifier_and_no_key_an
 
     run = tmp_path / "run"  # everything the product writes goes here
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLMS_", "DAGSTER_"))}
-    env.update(CLMS_INCOMING=str(drop), CLMS_OUTPUTS=str(run / "outputs"),
+    env.update(CLMS_INCOMING=str(drop), CLMS_OUTPUTS=str(run / "outputs"), CLMS_HANDOFF=str(run / "handoff"),
                CLMS_WAREHOUSE_URL=f"duckdb:///{run / 'warehouse.duckdb'}", CLMS_PSEUDONYM_KEY=key,
                DAGSTER_HOME=str(run / "dagster_home"), PYTHONWARNINGS="ignore", DAGSTER_DISABLE_TELEMETRY="1",
                VIRTUAL_ENV=str(BIN.parent))

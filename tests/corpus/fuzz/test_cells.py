@@ -91,6 +91,15 @@ def test_nimes_any_typed_cell_is_read_or_refused_with_its_file_named(twin, tmp_p
     _type_in_a_text_file(twin, tmp_path, data, "nimes", "nimes_dossiers.txt", "mac_roman", "\t", "\r")
 
 
+def _nice_workbook(twin: Path, tmp: Path):
+    """A fresh copy of the twin's Nice delivery: its drop folder, workbook path and open workbook."""
+    drop = tmp / "drop"
+    shutil.rmtree(drop, ignore_errors=True)
+    shutil.copytree(twin / "nice", drop / "nice")
+    path = drop / "nice" / DATE.isoformat() / "export_dermato_nice.xlsx"
+    return drop, path, openpyxl.load_workbook(path)
+
+
 def _xlsx_text(text: str) -> str:
     return ILLEGAL_CHARACTERS_RE.sub("", text)  # what Excel itself cannot store in a cell
 
@@ -98,11 +107,7 @@ def _xlsx_text(text: str) -> str:
 @FUZZ
 @given(data=st.data())
 def test_nice_any_typed_cell_is_read_or_refused_with_its_file_named(twin, tmp_path, data):
-    drop = tmp_path / "drop"
-    shutil.rmtree(drop, ignore_errors=True)
-    shutil.copytree(twin / "nice", drop / "nice")
-    path = drop / "nice" / DATE.isoformat() / "export_dermato_nice.xlsx"
-    book = openpyxl.load_workbook(path)
+    drop, path, book = _nice_workbook(twin, tmp_path)
     sheet = book[data.draw(st.sampled_from(book.sheetnames))]
     patients = book["Patients"].max_row - 1
     row = data.draw(st.integers(2, sheet.max_row))
@@ -122,11 +127,7 @@ def test_nice_any_typed_cell_is_read_or_refused_with_its_file_named(twin, tmp_pa
 @FUZZ
 @given(data=st.data())
 def test_nice_any_number_in_a_date_cell_is_read_or_refused_with_its_file_named(twin, tmp_path, data):
-    drop = tmp_path / "drop"
-    shutil.rmtree(drop, ignore_errors=True)
-    shutil.copytree(twin / "nice", drop / "nice")
-    path = drop / "nice" / DATE.isoformat() / "export_dermato_nice.xlsx"
-    book = openpyxl.load_workbook(path)
+    drop, path, book = _nice_workbook(twin, tmp_path)
     sheet = book[data.draw(st.sampled_from(book.sheetnames))]
     dates = [c.column for c in sheet[1] if "date" in str(c.value).lower()]
     cell = sheet.cell(data.draw(st.integers(2, sheet.max_row)), data.draw(st.sampled_from(dates)))

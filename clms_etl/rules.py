@@ -85,3 +85,23 @@ def check_registered(rule_ids) -> None:
     missing = sorted(set(rule_ids) - registry().keys() - {None})
     if missing:
         rule(missing[0])
+
+
+def registry_markdown() -> str:
+    """The registry as the Markdown page ``docs/rules.md`` (tests/test_rules.py keeps the page equal;
+    ``CLMS_UPDATE_SNAPSHOTS=1`` rewrites it): one line per rule, French and English messages side by side."""
+    lines = [
+        "# Data-query rules",
+        "",
+        "Every rule a reader, the identifier screen or validation can raise, from",
+        "`clms_etl/data/rules.toml` (generated: edit the registry, not this page). An **error**",
+        "quarantines the row (or stops the file), a **warning** loads it with a flag. Categories",
+        "are Kahn et al.'s, as in OHDSI's Data Quality Dashboard.",
+        "",
+        "| rule | severity | category | label (fr) | message (fr) | message (en) | what to do (fr) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(registry().values(), key=lambda r: (r.category, r.id)):
+        cells = [f"`{r.id}`", r.severity, r.category, r.label, r.message_fr, r.message_en, r.action]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"

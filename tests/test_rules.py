@@ -183,3 +183,13 @@ def test_a_birth_after_the_diagnosis_is_birth_after_diagnosis_in_montpellier_as_
 def test_a_centre_specific_synonym_is_gone_for_the_one_registered_rule(synonym, unified):
     assert synonym not in rules.registry() and unified in rules.registry()
     assert synonym not in _rule_literals()
+
+
+def test_docs_rules_page_is_the_registry():
+    """docs/rules.md is generated from the registry (CLMS_UPDATE_SNAPSHOTS=1 rewrites it)."""
+    import os
+
+    page = ROOT / "docs" / "rules.md"
+    if os.environ.get("CLMS_UPDATE_SNAPSHOTS") == "1":
+        page.write_text(rules.registry_markdown(), encoding="utf-8")
+    assert page.read_text(encoding="utf-8") == rules.registry_markdown()

@@ -60,9 +60,14 @@ class Column:
         return self.min is not None or self.max is not None
 
     @property
-    def shown_label(self) -> str:
-        """The French label, or the column's own name when it has none."""
-        return self.label or self.name
+    def unit_label(self) -> str | None:
+        """The unit as a French reader reads it after a value (``ans``, ``cm``), if any."""
+        return UNITS[self.unit] if self.unit else None
+
+    @property
+    def value_labels(self) -> dict[str, str]:
+        """French labels of the column's codes (empty when its code list has none)."""
+        return value_labels(self.codes) if self.codes else {}
 
     def description(self) -> str:
         """The comment with the unit, range and code list spelled out (pandera, Dagster)."""
@@ -147,6 +152,17 @@ def value_labels(codes: str) -> dict[str, str]:
 def field_labels(table_name: str) -> dict[str, str]:
     """Column -> French label of the columns of ``table_name`` that have one."""
     return {c.name: c.label for c in TABLES[table_name].columns if c.label}
+
+
+def column_value_labels() -> dict[str, dict[str, str]]:
+    """Column name -> French labels of its codes, over every table (a column name means one
+    thing in every table: two code lists under one name are an error)."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in TABLES.values():
+        for column in spec.columns:
+            if column.value_labels and out.setdefault(column.name, column.value_labels) != column.value_labels:
+                raise ValueError(f"{column.name}: two code lists under one column name")
+    return out
 
 
 def coded_columns(table_name: str) -> dict[str, tuple]:

@@ -30,11 +30,10 @@ from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.constants import CHECK_OUTPUT_KEY
 from pandera.errors import SchemaErrors
 
-from clms_etl import model
+from clms_etl import contract, model
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
-    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
-    VOCABULARY, add_context,
+    CHILDREN, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, add_context,
 )
 
 ACCOUNTING_SCHEMA = {
@@ -44,6 +43,7 @@ ACCOUNTING_SCHEMA = {
     "rows_quarantined": pl.Int64,
 }
 _EMPTY_REASONS = pl.lit([], dtype=pl.List(pl.String))
+_VALUE_LABELS = contract.column_value_labels()  # codes shown in French inside messages
 
 
 @dataclass
@@ -72,7 +72,7 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
 
     ``source_columns`` (table -> canonical field -> the column name in the centre's file) lets
     queries name the file's own column; a reader may also set it as ``result.source_columns``.
-    Without it a query names the field as :data:`~validations.canonical.FIELD_LABELS` does.
+    Without it a query names the field by its French label in the contract (:mod:`clms_etl.contract`).
     """
     names = source_columns or getattr(result, "source_columns", None) or {}
     frames = {table: _conformed(table, frame) for table, frame in result.frames.items()}
@@ -146,15 +146,16 @@ def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
     parts = []
     # One vectorised select per (rule, field): the Python loop runs over rules, not rows.
     for (rule, field), part in failures.group_by("_rule", "_field", maintain_order=True):
-        label = FIELD_LABELS[table].get(field, field) if field else None
+        column = contract.TABLES[table].column(field) if field else None
+        label = column.label or field if column else None
         shown = _shown_field(names.get(table, {}).get(field), label) if field else pl.lit(None, dtype=pl.String)
         value = _text_expr(field, frame.schema) if field else pl.lit(None, dtype=pl.String)
         slots = {"label": pl.lit(label), "value": value}
-        if field in VOCABULARY[table]:
-            slots["allowed"] = pl.lit(", ".join(str(v) for v in VOCABULARY[table][field]))
+        if column and column.allowed:
+            slots["allowed"] = pl.lit(", ".join(str(v) for v in column.allowed))
         parts.append(_row_queries(
             part, result, table, rule, RULES[rule], shown,
-            pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value, slots,
+            pl.when(pl.col(field).is_not_null()).then(_with_unit(value, column)) if field else value, slots,
         ))
     return pl.concat(parts, how="vertical").cast(QUERY_SCHEMA)
 
@@ -231,8 +232,8 @@ def _shown_field(source, label: str | None) -> pl.Expr:
     return pl.lit(source or label, dtype=pl.String)
 
 
-def _with_unit(text: pl.Expr, field: str) -> pl.Expr:
-    return text + pl.lit(f" {UNITS[field]}") if field in UNITS else text
+def _with_unit(text: pl.Expr, column: contract.Column) -> pl.Expr:
+    return text + pl.lit(f" {column.unit_label}") if column.unit_label else text
 
 
 def _template_expr(template: str, slots: dict[str, pl.Expr], schema: pl.Schema) -> pl.Expr:
@@ -250,8 +251,8 @@ def _text_expr(column: str, schema: pl.Schema) -> pl.Expr:
     """A column the way a French data manager reads it: 3,0 / 12/03/2014 / 03/2014 / < 5 / oui."""
     col = pl.col(column)
     dtype = schema[column]
-    if column in VALUE_LABELS:
-        text = col.replace_strict(VALUE_LABELS[column], default=col, return_dtype=pl.String)
+    if column in _VALUE_LABELS:
+        text = col.replace_strict(_VALUE_LABELS[column], default=col, return_dtype=pl.String)
     elif dtype == pl.Boolean:
         text = pl.when(col).then(pl.lit("oui")).otherwise(pl.lit("non"))
     elif dtype == pl.Date:

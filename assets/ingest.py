@@ -20,6 +20,7 @@ from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery, refused_folders
 from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
+import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
 # raises Failure(allow_retries=False), and so does a delivery the warehouse refuses (older than

@@ -1,6 +1,7 @@
 """Validation of the canonical clinical tables: the rules that decide what the warehouse trusts.
 
-Three pieces, used by :func:`clms_etl.validate.validate`:
+Three pieces, declared to :func:`clms_etl.validate.validate` when this module is imported
+(:func:`~clms_etl.validate.declare_ruleset`: the library never imports ``validations``):
 
 * :data:`RULES`: every rule id with its severity, the table(s) it concerns, why it exists and
   the French message a centre's data manager reads. It is the **only** place severities are
@@ -30,6 +31,7 @@ import polars as pl
 from clms_etl import contract, model, vocabulary
 from clms_etl.grading import fnclcc_grade_expr
 from clms_etl.readers.base import ERROR, WARNING
+from clms_etl.validate import Ruleset, declare_ruleset
 
 CLINICAL = ("patient", "tumour", "surgery", "event")
 CHILDREN = ("tumour", "surgery", "event")
@@ -610,3 +612,6 @@ def check_rule(error: str) -> tuple[str, str | None]:
     """``"<rule>@<field>"`` -> (rule, field or None); a column check's error is the bare rule."""
     rule, _, field = error.partition("@")
     return rule, field or None
+
+
+declare_ruleset(Ruleset(SCHEMAS, RULES, SAMPLE_RULES, CHILDREN, SAMPLE_CHILDREN, FILLED_BY_VALIDATION, add_context))

@@ -136,6 +136,7 @@ def _load() -> tuple[dict[str, Table], Column, dict[str, tuple], dict[str, dict]
 
 
 TABLES, PROVENANCE, DELIVERY_COLUMN, VOCABULARIES, _VALUE_LABELS, UNITS = _load()
+PROVENANCE_NAMES = tuple(c.name for c in PROVENANCE)
 CLINICAL_TABLES = tuple(t for t, spec in TABLES.items() if spec.source == "centre")
 MOLECULAR_TABLES = tuple(t for t, spec in TABLES.items() if spec.source == "laboratory")
 

@@ -117,3 +117,16 @@ def test_the_dagster_column_schema_of_each_warehouse_asset_is_the_contracts(asse
     if stored:
         nullable = {c.name: c.constraints.nullable for c in columns}
         assert nullable["patient.patient_id"] is False and nullable["patient.sex"] is True
+
+
+def test_the_great_expectations_hard_ranges_are_the_contracts():
+    """A range the suites hold as critical is the contract's (an age validation accepts must not
+    fail the night: the suite said 110 while validation allowed 120)."""
+    from clms_etl.warehouse.expectations import load_suites
+
+    suites = load_suites()
+    for table, column in (("patient", "age_at_diagnosis_years"), ("tumour", "ki67_percent"), ("variant", "vaf")):
+        declared = contract.TABLES[table].column(column)
+        kwargs = next(e["kwargs"] for e in suites[table]["expectations"]
+                      if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] == column)
+        assert (kwargs["min_value"], kwargs["max_value"]) == (declared.min, declared.max)

@@ -24,8 +24,8 @@ PROVENANCE = {c.name: c.dtype for c in contract.PROVENANCE}
 CLINICAL_TABLES = {t: contract.TABLES[t].polars_schema for t in contract.CLINICAL_TABLES}
 MOLECULAR_TABLES = {t: contract.TABLES[t].polars_schema for t in contract.MOLECULAR_TABLES}
 TABLES = {**CLINICAL_TABLES, **MOLECULAR_TABLES}
-PATIENT, TUMOUR, SURGERY, EVENT = (TABLES[t] for t in ("patient", "tumour", "surgery", "event"))
-MOLECULAR_SAMPLE, CN_SEGMENT, VARIANT, FUSION = (TABLES[t] for t in ("molecular_sample", "cn_segment", "variant", "fusion"))
+# Named for the modules that import them.
+TUMOUR, MOLECULAR_SAMPLE, CN_SEGMENT = TABLES["tumour"], TABLES["molecular_sample"], TABLES["cn_segment"]
 
 
 def empty(table: str) -> pl.DataFrame:

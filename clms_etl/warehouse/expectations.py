@@ -52,16 +52,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from clms_etl import contract, model, vocabulary
+from clms_etl import contract, model
 from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import schema
 
 CHROMOSOMES = tuple(str(i) for i in range(1, 23)) + ("X", "Y")
 VOCABULARIES: dict[str, tuple] = {
-    **{name: getattr(vocabulary, name) for name in dir(vocabulary) if name.isupper()},
-    **{name: getattr(schema, name) for name in (
-        "DATE_PRECISIONS", "GRADE_CHECKS", "SAMPLE_STATUSES", "ASSAY_STATES", "SEGMENT_TYPES",
-        "VARIANT_EXCLUSIONS", "QUERY_SEVERITIES", "CN_EVENTS", "CN_COVERAGES")},
+    **contract.VOCABULARIES,
+    **{name: getattr(schema, name) for name in ("QUERY_SEVERITIES", "CN_EVENTS", "CN_COVERAGES")},
     "CHROMOSOMES": CHROMOSOMES,
     "CANONICAL_TABLE_NAMES": tuple(model.TABLES),
     "DATA_TABLE_NAMES": (*model.TABLES, "gene_status"),

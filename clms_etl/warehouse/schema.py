@@ -41,10 +41,6 @@ import sqlalchemy as sa
 from clms_etl import contract, model, vocabulary
 from clms_etl.results import RUN_ID_COMMENT, ResultTable
 
-from clms_etl.vocabulary import (  # noqa: F401  (re-exported: the suites' vocabularies are read from here)
-    ASSAY_STATES, DATE_PRECISIONS, GRADE_CHECKS, SAMPLE_STATUSES, SEGMENT_TYPES, VARIANT_EXCLUSIONS,
-)
-
 QUERY_SEVERITIES = ("error", "warning")
 CN_EVENTS = ("amplification", "gain", "homozygous_deletion", "heterozygous_deletion", "cn_loh", "neutral")
 CN_COVERAGES = ("whole", "partial")
@@ -216,7 +212,6 @@ _OTHER_CHECKS: dict[str, dict[str, str]] = {
     "data_query": {"patient_id_pseudonym": _pseudonym_check("patient_id")},
 }
 
-PRIMARY_KEYS = {name: spec.key for name, spec in contract.TABLES.items()}
 PARENTS = {  # child table -> (column, parent table, parent column); PostgreSQL foreign keys
     **{name: spec.parent for name, spec in contract.TABLES.items() if spec.parent},
     "gene_status": ("sample_id", "molecular_sample", "sample_id"),

@@ -105,13 +105,14 @@ class Table:
 
 
 def _column(spec: dict) -> Column:
-    spec = dict(spec)
-    dtype = DTYPES[spec.pop("dtype")]
-    return Column(dtype=dtype, **spec)
+    return Column(**{**spec, "dtype": DTYPES[spec["dtype"]]})
 
 
-def _load() -> tuple[dict[str, Table], Column, dict[str, tuple], dict[str, dict], dict[str, str]]:
-    data = tomllib.loads(resources.files("clms_etl").joinpath(CONTRACT_FILE).read_text("utf-8"))
+def parse(text: str):
+    """The contract in ``text`` (TOML): (tables, provenance columns, the warehouse's delivery
+    column, code lists, value labels, units). A contract that names an unknown code list or unit,
+    or labels a code its list lacks, is refused with the place named."""
+    data = tomllib.loads(text)
     vocabularies = {name: tuple(values) for name, values in data["vocabularies"].items()}
     provenance = tuple(_column(c) for c in data["provenance"])
     tables = {}
@@ -125,7 +126,13 @@ def _load() -> tuple[dict[str, Table], Column, dict[str, tuple], dict[str, dict]
             (*(_column(c) for c in spec["columns"]), *provenance),
             parent, tuple(spec.get("checks", {}).items()),
         )
-    for table in tables.values():  # a typo in the file fails here, not in a night's run
+    # A typo in the file fails here, at import, not in a night's run (an unknown column key
+    # already fails in Column(**spec)).
+    for codes, labels in data["value_labels"].items():
+        if set(labels) - set(vocabularies.get(codes, ())):
+            raise ValueError(f"value labels of {codes}: {sorted(set(labels) - set(vocabularies.get(codes, ())))} "
+                             "are not codes of that list")
+    for table in tables.values():
         for column in table.columns:
             if column.codes is not None and column.codes not in vocabularies:
                 raise ValueError(f"{table.name}.{column.name}: unknown code list {column.codes}")
@@ -135,14 +142,11 @@ def _load() -> tuple[dict[str, Table], Column, dict[str, tuple], dict[str, dict]
             dict(data["units"]))
 
 
-TABLES, PROVENANCE, DELIVERY_COLUMN, VOCABULARIES, _VALUE_LABELS, UNITS = _load()
+CONTRACT_TEXT = resources.files("clms_etl").joinpath(CONTRACT_FILE).read_text("utf-8")
+TABLES, PROVENANCE, DELIVERY_COLUMN, VOCABULARIES, _VALUE_LABELS, UNITS = parse(CONTRACT_TEXT)
 PROVENANCE_NAMES = tuple(c.name for c in PROVENANCE)
 CLINICAL_TABLES = tuple(t for t, spec in TABLES.items() if spec.source == "centre")
 MOLECULAR_TABLES = tuple(t for t, spec in TABLES.items() if spec.source == "laboratory")
-
-
-def table(name: str) -> Table:
-    return TABLES[name]
 
 
 def value_labels(codes: str) -> dict[str, str]:

@@ -130,3 +130,14 @@ def test_the_great_expectations_hard_ranges_are_the_contracts():
         kwargs = next(e["kwargs"] for e in suites[table]["expectations"]
                       if e["type"] == "expect_column_values_to_be_between" and e["kwargs"]["column"] == column)
         assert (kwargs["min_value"], kwargs["max_value"]) == (declared.min, declared.max)
+
+
+@pytest.mark.parametrize(("declared", "typo"), [
+    ('codes = "SEX"', 'codes = "SEXES"'), ('unit = "cm"', 'unit = "mm"'), ('nullable = false', 'nulable = false'),
+    ('alive = "vivant"', 'alive = "vivant", living = "vivant"'),
+])
+def test_a_contract_with_a_typo_is_refused_when_loaded(declared, typo):
+    text = contract.CONTRACT_TEXT.replace(declared, typo, 1)
+    assert text != contract.CONTRACT_TEXT
+    with pytest.raises((ValueError, TypeError)):
+        contract.parse(text)

@@ -303,12 +303,13 @@ def export_omop_command(
     except (PseudonymKeyError, SchemaNotEmpty) as exc:
         console.print(f"[red]refused[/]: {exc}", markup=True)
         raise typer.Exit(1) from None
-    console.print(f"[green]OMOP CDM v5.4[/] in {result.target}: {result.summary()}", highlight=False)
+    console.print(f"[green]OMOP CDM v5.4[/] in {result.target}: {result.summary()}", highlight=False, soft_wrap=True)
     for name, path in result.files.items():
         if name in ("duckdb", "unmapped", "quality"):
-            console.print(f"{name}: {path}", markup=False)
+            console.print(f"{name}: {path}", markup=False, soft_wrap=True)
     for row in result.failures().iter_rows(named=True):
-        console.print(f"[red]check failed[/]: {row['check']} {row['table']}.{row['field']}: {row['rows']} rows")
+        console.print(f"[red]check failed[/]: {row['check']} {row['table']}.{row['field']}: {row['rows']} rows",
+                      soft_wrap=True)
     if not result.passed:
         raise typer.Exit(1)
 

@@ -54,6 +54,7 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         "rows_per_table": markdown_table(rows, 20),
         "unmapped_source_values": result.unmapped.height,
         "unmapped": markdown_table(result.unmapped, 60),
+        "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
         "folder": dg.MetadataValue.path(str(result.target)),
     })
 

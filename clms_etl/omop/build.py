@@ -58,6 +58,7 @@ class Cdm:
 
     tables: dict[str, pl.DataFrame]
     dates: str
+    excluded: pl.DataFrame  # rows of the warehouse with no place in the CDM: table, patient_id, reason
 
     def unmapped(self) -> pl.DataFrame:
         """Per table, concept field and source value: rows written with concept 0 (source value kept)."""
@@ -103,8 +104,10 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         raise ValueError("shifted dates need the pseudonym key")
     registry = concept_id("type", "registry")
 
-    patient = source["patient"].filter(pl.col("diagnosis_date").is_not_null()
-                                       & pl.col("age_at_diagnosis_years").is_not_null())
+    exportable = pl.col("diagnosis_date").is_not_null() & pl.col("age_at_diagnosis_years").is_not_null()
+    patient = source["patient"].filter(exportable)
+    excluded = [_excluded(source["patient"].filter(~exportable), "patient",
+                          "no diagnosis date or no age at diagnosis: no year of birth, no time origin")]
     persons = patient.select("patient_id").sort("patient_id").with_columns(
         pl.int_range(1, patient.height + 1, dtype=pl.Int64).alias("person_id"),
         (shift_days(patient["patient_id"].sort(), key) if dates == "shifted" else pl.lit(0, pl.Int64)).alias("_shift"))
@@ -116,8 +119,14 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
 
     pat = dated(patient, "diagnosis_date")
     tumour = dated(source["tumour"], ).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
-    surgery = dated(source["surgery"], "surgery_date").filter(pl.col("surgery_date").is_not_null())
-    event = dated(source["event"], "event_date").filter(pl.col("event_date").is_not_null())
+    surgery = dated(source["surgery"], "surgery_date")
+    event = dated(source["event"], "event_date")
+    excluded += [_excluded(surgery.filter(pl.col("surgery_date").is_null()), "surgery", "operation without a date"),
+                 _excluded(event.filter(pl.col("event_date").is_null()), "event", "event without a date"),
+                 _excluded(source["molecular_sample"].join(persons, on="patient_id", how="anti"), "molecular_sample",
+                           "sample of a patient not exported (not in the warehouse, or excluded above)")]
+    surgery = surgery.filter(pl.col("surgery_date").is_not_null())
+    event = event.filter(pl.col("event_date").is_not_null())
 
     person = pat.select(
         "person_id", pl.col("patient_id").alias("person_source_value"),
@@ -262,7 +271,13 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
     tables = {"person": person, "observation_period": observation_period, "condition_occurrence": condition,
               "procedure_occurrence": procedure, "measurement": measurement, "observation": observation,
               "death": death, "specimen": specimen, "episode": episode, "episode_event": episode_event}
-    return Cdm({name: conform(name, frame) for name, frame in tables.items()}, dates)
+    return Cdm({name: conform(name, frame) for name, frame in tables.items()}, dates, pl.concat(excluded))
+
+
+def _excluded(rows: pl.DataFrame, table: str, reason: str) -> pl.DataFrame:
+    """Rows left out of the CDM, by pseudonym, with the reason (nothing is dropped silently)."""
+    return rows.select(pl.lit(table).alias("table"), pl.col("patient_id").cast(pl.String),
+                       pl.lit(reason).alias("reason"))
 
 
 def _episodes(condition: pl.DataFrame, procedure: pl.DataFrame, measurement: pl.DataFrame, event: pl.DataFrame,

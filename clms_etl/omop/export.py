@@ -8,7 +8,9 @@ needs to review it:
 * ``omop_cdm.duckdb`` — the same tables in an OMOP v5.4 schema created from the official DDL with
   its primary keys (schema ``omop``), rebuilt whole each time (written aside, then moved in place);
 * ``unmapped.csv`` — every source value written with concept 0, per table and field, with its row
-  count; ``quality.csv`` — every check of :mod:`clms_etl.omop.quality` with its violating rows.
+  count; ``quality.csv`` — every check of :mod:`clms_etl.omop.quality` with its violating rows;
+  ``excluded.csv`` — the warehouse rows the CDM has no place for (a patient without diagnosis date or
+  age, an undated operation or event, a sample of a patient not exported), by pseudonym, with the reason.
 
 A **database URL** target (``duckdb:///…``, ``postgresql+psycopg://…``) gets the tables in the
 schema given (default ``omop``), created from the official DDL when it has none; a schema already
@@ -51,6 +53,7 @@ class OmopExport:
     rows: dict[str, int]
     quality: pl.DataFrame
     unmapped: pl.DataFrame
+    excluded: pl.DataFrame  # warehouse rows with no place in the CDM, with the reason
     files: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -65,11 +68,13 @@ class OmopExport:
         return (f"{self.rows.get('person', 0)} persons, {sum(self.rows.values())} rows in {len(self.rows)} tables "
                 f"({self.dates} dates); {self.quality.height - failed.height}/{self.quality.height} quality checks "
                 f"passed; {self.unmapped['rows'].sum() if self.unmapped.height else 0} rows with concept 0 "
-                f"({self.unmapped.height} source values)")
+                f"({self.unmapped.height} source values); {self.excluded.height} warehouse rows not exported "
+                f"(excluded.csv)")
 
 
-def build_tables(wh, *, dates: str, key: bytes | None) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
-    """The CDM tables of the warehouse ``wh`` (with ``cdm_source`` and ``metadata``) and the unmapped values."""
+def build_tables(wh, *, dates: str, key: bytes | None) -> tuple[dict[str, pl.DataFrame], omop_build.Cdm]:
+    """The CDM tables of the warehouse ``wh`` (with ``cdm_source`` and ``metadata``) and the built CDM
+    (unmapped values, excluded rows)."""
     from clms_etl.version import code_version
 
     source = {name: wh.table(name) for name in SOURCE_TABLES}
@@ -84,7 +89,7 @@ def build_tables(wh, *, dates: str, key: bytes | None) -> tuple[dict[str, pl.Dat
     tables = {**built.tables,
               "cdm_source": cdm.conform("cdm_source", omop_build.cdm_source(today, latest, version)),
               "metadata": cdm.conform("metadata", omop_build.metadata(settings, today))}
-    return tables, built.unmapped()
+    return tables, built
 
 
 def write_database(engine: sa.Engine, schema: str, tables: dict[str, pl.DataFrame], *, replace: bool = False,
@@ -108,7 +113,8 @@ def check_database(engine: sa.Engine, schema: str) -> pl.DataFrame:
 def export_omop(wh, target: str | Path, *, dates: str = "shifted", key: bytes | None = None,
                 schema: str = DEFAULT_SCHEMA, replace: bool = False) -> OmopExport:
     """Write the warehouse ``wh`` as OMOP CDM v5.4 into a folder or a database (module docstring)."""
-    tables, unmapped = build_tables(wh, dates=dates, key=key)
+    tables, built = build_tables(wh, dates=dates, key=key)
+    unmapped, excluded = built.unmapped(), built.excluded
     target_text = str(target)
     if "://" in target_text:
         engine = sa.create_engine(target_text)
@@ -118,7 +124,7 @@ def export_omop(wh, target: str | Path, *, dates: str = "shifted", key: bytes | 
         finally:
             engine.dispose()
         shown = sa.engine.make_url(target_text).render_as_string(hide_password=True)
-        return OmopExport(shown, dates, rows, checked, unmapped)
+        return OmopExport(shown, dates, rows, checked, unmapped, excluded)
 
     folder = private_dir(Path(target))
     files = write_csv(tables, folder / "csv")
@@ -137,8 +143,10 @@ def export_omop(wh, target: str | Path, *, dates: str = "shifted", key: bytes | 
     unmapped.write_csv(files["unmapped"])
     files["quality"] = folder / "quality.csv"
     checked.write_csv(files["quality"])
+    files["excluded"] = folder / "excluded.csv"
+    excluded.write_csv(files["excluded"])
     make_private(folder)
-    return OmopExport(str(folder), dates, rows, checked, unmapped, files)
+    return OmopExport(str(folder), dates, rows, checked, unmapped, excluded, files)
 
 
 def write_csv(tables: dict[str, pl.DataFrame], folder: Path) -> dict[str, Path]:

@@ -256,3 +256,23 @@ def test_an_export_of_an_empty_warehouse_is_empty_and_passes(tmp_path):
     assert result.rows["person"] == 0 and result.passed
     assert (tmp_path / "omop" / DUCKDB_FILE).is_file()
     assert dt.date.today() == pl.read_csv(result.files["cdm_source"], try_parse_dates=True)["cdm_release_date"][0]
+
+
+def test_rows_without_a_place_in_the_cdm_are_listed_with_their_reason_never_dropped_silently(twin_warehouse):
+    source = {name: twin_warehouse.table(name) for name in omop_build.CLINICAL_TABLES + omop_build.MOLECULAR_TABLES}
+    ageless = source["patient"]["patient_id"][0]
+    source["patient"] = source["patient"].with_columns(
+        pl.when(pl.col("patient_id") == ageless).then(None).otherwise(pl.col("age_at_diagnosis_years"))
+        .alias("age_at_diagnosis_years"))
+    undated = source["event"].filter(pl.col("patient_id") != ageless).row(0, named=True)
+    source["event"] = source["event"].with_columns(
+        pl.when((pl.col("patient_id") == undated["patient_id"]) & (pl.col("event_no") == undated["event_no"]))
+        .then(None).otherwise(pl.col("event_date")).alias("event_date"))
+    built = omop_build.build(source, dates="exact")
+    assert built.tables["person"].height == source["patient"].height - 1
+    assert ageless not in set(built.tables["person"]["person_source_value"])
+    reasons = {(t, p): r for t, p, r in built.excluded.iter_rows()}
+    assert "no age" in reasons[("patient", ageless)].replace("no diagnosis date or no age", "no age")
+    assert reasons[("event", undated["patient_id"])] == "event without a date"
+    ageless_events = source["event"].filter(pl.col("patient_id") == ageless).height
+    assert ageless_events > 0  # its events go with the person, which is listed

@@ -291,7 +291,7 @@ def export_omop_command(
     concepts, the Data Quality Dashboard's checks; exit status 1 when a check fails."""
     from clms_etl.config import Settings
     from clms_etl.keys import PseudonymKeyError, pseudonym_key
-    from clms_etl.omop.export import SchemaNotEmpty, export_omop
+    from clms_etl.omop.export import TargetRefused, export_omop
     from clms_etl.warehouse.load import Warehouse
 
     warehouse_url = url or Settings.from_env().warehouse_url
@@ -300,7 +300,7 @@ def export_omop_command(
         with Warehouse(warehouse_url) as wh:
             result = export_omop(wh, target, dates="exact" if exact_dates else "shifted", key=key, schema=schema,
                                  replace=replace)
-    except (PseudonymKeyError, SchemaNotEmpty) as exc:
+    except (PseudonymKeyError, TargetRefused) as exc:
         console.print(f"[red]refused[/]: {exc}", markup=True)
         raise typer.Exit(1) from None
     console.print(f"[green]OMOP CDM v5.4[/] in {result.target}: {result.summary()}", highlight=False, soft_wrap=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,13 +36,15 @@ from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
 
 DEFAULT_SCHEMA = "omop"
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # it is written into the DDL: no quoting games
 DUCKDB_FILE = "omop_cdm.duckdb"
 SOURCE_TABLES = (*omop_build.CLINICAL_TABLES, *omop_build.MOLECULAR_TABLES)
 DDL_COMMIT = "f853f6e39c61b4eb8b3e5287fd573a1ced36c0e4"  # OHDSI/CommonDataModel, clms_etl/omop/NOTICE.md
 
 
-class SchemaNotEmpty(RuntimeError):
-    """The target schema holds an earlier export: the export never mixes two."""
+class TargetRefused(RuntimeError):
+    """The target cannot take the export: its schema holds an earlier one (an export never mixes two), or
+    the schema name is not a plain identifier."""
 
 
 @dataclass
@@ -95,11 +98,13 @@ def build_tables(wh, *, dates: str, key: bytes | None) -> tuple[dict[str, pl.Dat
 def write_database(engine: sa.Engine, schema: str, tables: dict[str, pl.DataFrame], *, replace: bool = False,
                    primary_keys: bool = True) -> dict[str, int]:
     """The tables into ``schema`` (official DDL when absent), in one transaction."""
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise TargetRefused(f"schema name {schema!r}: lower-case letters, digits and _ only")
     with engine.begin() as conn:
         if replace:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         elif cdm.schema_has_rows(conn, schema):
-            raise SchemaNotEmpty(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
+            raise TargetRefused(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
         if not sa.inspect(conn).has_table("person", schema=schema):
             cdm.create_schema(conn, schema, primary_keys=primary_keys)
         return cdm.insert(conn, schema, tables)

@@ -73,3 +73,10 @@ def test_the_command_writes_exact_dates_for_the_in_house_warehouse(twin_warehous
     assert inhouse.height == shared.height == truth.height
     assert (inhouse["condition_start_date"] == inhouse["diagnosis_date"]).all()
     assert (shared["condition_start_date"] < shared["diagnosis_date"]).all()  # every patient's dates moved back
+
+
+def test_the_command_refuses_a_schema_name_it_would_have_to_quote(twin_warehouse, tmp_path):  # noqa: F811
+    result = CliRunner().invoke(app, ["export", "omop", f"duckdb:///{tmp_path / 'x.duckdb'}", "--url",
+                                      twin_warehouse.url, "--schema", 'omop"; drop table person; --'])
+    assert result.exit_code == 1 and "refused" in result.output and "lower-case letters" in result.output
+    assert not (tmp_path / "x.duckdb").exists()  # refused before connecting

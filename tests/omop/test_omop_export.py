@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
-from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, SchemaNotEmpty, build_tables, export_omop, write_database
+from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, write_database
 from clms_etl.warehouse import Warehouse
 from tests.warehouse.conftest import pg_admin_url, pg_databases, pg_url  # noqa: F401  (PostgreSQL fixtures)
 from tests.warehouse.helpers import TEST_KEY, load_twin
@@ -177,7 +177,7 @@ def test_postgresql_takes_the_export_in_an_official_schema_and_refuses_to_mix_tw
                                         "table_schema = 'omop' AND constraint_type = 'PRIMARY KEY'")).scalar()
             assert keys == 28  # every primary key of the official file
             assert conn.execute(sa.text("SELECT count(*) FROM omop.episode")).scalar() == result.rows["episode"]
-        with pytest.raises(SchemaNotEmpty):
+        with pytest.raises(TargetRefused):
             export_omop(twin_warehouse, pg_url, key=TEST_KEY)
         again = export_omop(twin_warehouse, pg_url, key=TEST_KEY, replace=True)
         assert again.rows == result.rows

@@ -14,6 +14,7 @@ from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
 from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, write_database
 from clms_etl.warehouse import Warehouse
+from tests.report.conftest import report_imports, report_warehouse  # noqa: F401  (the deliveries with defects)
 from tests.warehouse.conftest import pg_admin_url, pg_databases, pg_url  # noqa: F401  (PostgreSQL fixtures)
 from tests.warehouse.helpers import TEST_KEY, load_twin
 
@@ -276,3 +277,13 @@ def test_rows_without_a_place_in_the_cdm_are_listed_with_their_reason_never_drop
     assert reasons[("event", undated["patient_id"])] == "event without a date"
     ageless_events = source["event"].filter(pl.col("patient_id") == ageless).height
     assert ageless_events > 0  # its events go with the person, which is listed
+
+
+def test_the_checks_pass_on_deliveries_with_realistic_chart_defects(report_warehouse, tmp_path):  # noqa: F811
+    """What validation quarantines (death before diagnosis, event after last news, ...) never reaches
+    the CDM, so a night with defective charts still passes the blocking check."""
+    from tests.report.conftest import KEY
+
+    result = export_omop(report_warehouse, tmp_path / "omop", key=KEY)
+    assert result.rows["person"] == report_warehouse.query("SELECT count(*) AS n FROM patient")["n"][0]
+    assert result.passed, result.failures()

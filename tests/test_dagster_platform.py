@@ -52,7 +52,7 @@ POOL = "warehouse"
 OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
 NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
-                  "analysis_exports"}
+                  "analysis_exports", "omop_cdm"}
 ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 
 

@@ -118,7 +118,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         return out.with_columns((pl.col(c) - pl.duration(days=pl.col("_shift"))).alias(c) for c in columns)
 
     pat = dated(patient, "diagnosis_date")
-    tumour = dated(source["tumour"], ).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
+    tumour = dated(source["tumour"]).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
     surgery = dated(source["surgery"], "surgery_date")
     event = dated(source["event"], "event_date")
     excluded += [_excluded(surgery.filter(pl.col("surgery_date").is_null()), "surgery", "operation without a date"),
@@ -197,7 +197,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         for column in SURGERY_MEASUREMENTS])
 
     # ---- molecular ---------------------------------------------------------------------------
-    samples = dated(source["molecular_sample"], ).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
+    samples = dated(source["molecular_sample"]).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
     specimen = _numbered(samples.select(
         "person_id", "patient_id", "sample_id", pl.col("diagnosis_date").alias("specimen_date"),
         pl.lit("tumour_tissue").alias("specimen_source_value")), "specimen_id", ["person_id", "sample_id"])

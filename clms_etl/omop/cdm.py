@@ -85,26 +85,45 @@ def dialect_of(engine: sa.Engine) -> str:
     return DIALECTS[name]
 
 
+def qualified(conn: sa.Connection, schema: str) -> str:
+    """``schema`` quoted for SQL; on DuckDB with its catalog, because a file named like the schema
+    (``omop.duckdb`` holding schema ``omop``) makes the bare name ambiguous."""
+    if dialect_of(conn.engine) == "duckdb":
+        catalog = conn.execute(sa.text("SELECT current_database()")).all()[0][0]  # all: DuckDB 2.0 wants results drained
+        return f'"{catalog}"."{schema}"'
+    return f'"{schema}"'
+
+
 def create_schema(conn: sa.Connection, schema: str, *, primary_keys: bool = True) -> None:
     """Create ``schema`` and every CDM v5.4 table in it from the official DDL (and its primary keys)."""
     dialect = dialect_of(conn.engine)
-    conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    name = qualified(conn, schema)
+    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
     parts = ("ddl", "primary_keys") if primary_keys else ("ddl",)
     for part in parts:
-        for statement in _statements(ddl_path(dialect, part).read_text(encoding="utf-8"), f'"{schema}"'):
+        for statement in _statements(ddl_path(dialect, part).read_text(encoding="utf-8"), name):
             conn.execute(sa.text(statement))
+
+
+def drop_tables(conn: sa.Connection, schema: str) -> None:
+    """Drop every CDM table of ``schema`` (table by table: DuckDB 2.0 cannot drop a quoted
+    catalog-qualified schema whose name is the catalog's)."""
+    name = qualified(conn, schema)
+    for table in tables():
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {name}.{table}"))
 
 
 def schema_has_rows(conn: sa.Connection, schema: str) -> bool:
     """Whether ``schema`` already holds a ``person`` table with rows (an export never mixes two)."""
     if not sa.inspect(conn).has_table("person", schema=schema):
         return False
-    return bool(conn.execute(sa.text(f'SELECT count(*) FROM "{schema}".person')).scalar())
+    return bool(conn.execute(sa.text(f"SELECT count(*) FROM {qualified(conn, schema)}.person")).scalar())
 
 
 def insert(conn: sa.Connection, schema: str, frames: dict[str, pl.DataFrame]) -> dict[str, int]:
     """Append the frames (conformed) to the schema's tables; returns rows written per table."""
     dialect = dialect_of(conn.engine)
+    name = qualified(conn, schema)
     written = {}
     for table, frame in frames.items():
         frame = conform(table, frame)
@@ -113,13 +132,13 @@ def insert(conn: sa.Connection, schema: str, frames: dict[str, pl.DataFrame]) ->
                 raw = conn.connection.driver_connection  # the duckdb connection: Arrow in, no row loop
                 raw.register("_omop_frame", frame.to_arrow())
                 try:
-                    raw.execute(f'INSERT INTO "{schema}".{table} SELECT * FROM _omop_frame')
+                    raw.execute(f"INSERT INTO {name}.{table} SELECT * FROM _omop_frame")
                 finally:
                     raw.unregister("_omop_frame")
             else:
                 cursor = conn.connection.driver_connection.cursor()
                 names = ", ".join(frame.columns)
-                with cursor.copy(f'COPY "{schema}".{table} ({names}) FROM STDIN') as copy:
+                with cursor.copy(f"COPY {name}.{table} ({names}) FROM STDIN") as copy:
                     for row in frame.iter_rows():
                         copy.write_row(row)
         written[table] = frame.height

@@ -102,7 +102,7 @@ def write_database(engine: sa.Engine, schema: str, tables: dict[str, pl.DataFram
         raise TargetRefused(f"schema name {schema!r}: lower-case letters, digits and _ only")
     with engine.begin() as conn:
         if replace:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            cdm.drop_tables(conn, schema)
         elif cdm.schema_has_rows(conn, schema):
             raise TargetRefused(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
         if not sa.inspect(conn).has_table("person", schema=schema):

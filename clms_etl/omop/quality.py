@@ -34,6 +34,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
+from clms_etl.omop.cdm import qualified
 from clms_etl.omop.cdm import tables as cdm_tables
 
 FIELD_LEVEL = Path(__file__).with_name("dqd_field_level.csv")
@@ -144,8 +145,9 @@ def checks() -> list[Check]:
 def run_checks(conn: sa.Connection, schema: str) -> pl.DataFrame:
     """One row per check: check, table, field, violating ``rows``, ``passed``."""
     rows = []
+    name = qualified(conn, schema)
     for check in checks():
-        violating = int(conn.execute(sa.text(check.sql.format(s=f'"{schema}"'))).scalar())
+        violating = int(conn.execute(sa.text(check.sql.format(s=name))).scalar())
         rows.append({"check": check.name, "table": check.table, "field": check.field, "rows": violating,
                      "passed": violating == 0})
     return pl.DataFrame(rows, schema={"check": pl.String, "table": pl.String, "field": pl.String,

@@ -287,3 +287,46 @@ def test_the_checks_pass_on_deliveries_with_realistic_chart_defects(report_wareh
     result = export_omop(report_warehouse, tmp_path / "omop", key=KEY)
     assert result.rows["person"] == report_warehouse.query("SELECT count(*) AS n FROM patient")["n"][0]
     assert result.passed, result.failures()
+
+
+def test_revalidation_against_a_vocabulary_flags_each_kind_of_problem_and_suggests_the_icdo3_target(tmp_path):
+    """A site's vocabulary in the official DDL's tables: one pinned id fine, one renamed, one deprecated,
+    the rest absent; the ICDO3 code of the trunk cLMS maps to a standard concept."""
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'site_vocabulary.duckdb'}")
+    male, grade1, lung = (mapping.concept_id("gender", "male"), mapping.concept_id("measurement", "fnclcc_grade:1"),
+                          mapping.concept_id("measurement", "metastasis:lung"))
+    concept = ("INSERT INTO vocab.concept VALUES (:id, :name, 'X', 'V', 'C', :std, :code, DATE '2000-01-01', "
+               "DATE '2099-12-31', :invalid)")
+    try:
+        with engine.begin() as conn:
+            cdm.create_schema(conn, "vocab")
+            for row in ({"id": male, "name": "MALE", "std": "S", "code": "M", "invalid": None},
+                        {"id": grade1, "name": "FNCLCC grade 1 (renamed)", "std": "S", "code": "g1", "invalid": None},
+                        {"id": lung, "name": "Metastasis to Lung", "std": None, "code": "ml", "invalid": "D"},
+                        {"id": 900001, "name": "Leiomyosarcoma of skin of trunk", "std": None, "code": "8890/3-C44.5",
+                         "invalid": None},
+                        {"id": 900002, "name": "Leiomyosarcoma of skin", "std": "S", "code": "x", "invalid": None}):
+                conn.execute(sa.text(concept), row)
+            conn.execute(sa.text("UPDATE vocab.concept SET vocabulary_id = 'ICDO3' WHERE concept_id = 900001"))
+            conn.execute(sa.text("INSERT INTO vocab.concept_relationship VALUES (900001, 900002, 'Maps to', "
+                                 "DATE '2000-01-01', DATE '2099-12-31', NULL)"))
+            report = mapping.revalidate(conn, "vocab")
+    finally:
+        engine.dispose()
+    status = {(r["source_domain"], r["source_code"]): r for r in report.iter_rows(named=True)}
+    assert status[("gender", "male")]["status"] == "ok"
+    assert status[("measurement", "fnclcc_grade:1")]["status"] == "renamed"
+    assert status[("measurement", "metastasis:lung")]["status"] == "invalid"
+    assert status[("gender", "female")]["status"] == "missing"
+    assert status[("condition", "8890/3-C44.5")]["status"] == "suggestion"
+    assert status[("condition", "8890/3-C44.5")]["suggested_concept_id"] == 900002
+    assert status[("condition", "8890/3-C44.7")]["status"] == "no code"
+
+
+def test_a_duckdb_file_named_like_its_schema_takes_the_export(twin_warehouse, tmp_path):
+    """DuckDB names a file's catalog after the file: omop.duckdb holding schema omop is ambiguous unless
+    every statement names the catalog too."""
+    url = f"duckdb:///{tmp_path / 'omop.duckdb'}"
+    first = export_omop(twin_warehouse, url, key=TEST_KEY)
+    again = export_omop(twin_warehouse, url, key=TEST_KEY, replace=True)
+    assert first.passed and again.rows == first.rows and first.rows["person"] == 79

@@ -117,7 +117,7 @@ def schema_has_rows(conn: sa.Connection, schema: str) -> bool:
     """Whether ``schema`` already holds a ``person`` table with rows (an export never mixes two)."""
     if not sa.inspect(conn).has_table("person", schema=schema):
         return False
-    return bool(conn.execute(sa.text(f"SELECT count(*) FROM {qualified(conn, schema)}.person")).scalar())
+    return bool(conn.execute(sa.text(f"SELECT count(*) FROM {qualified(conn, schema)}.person")).all()[0][0])  # drained: the insert goes on the raw connection
 
 
 def insert(conn: sa.Connection, schema: str, frames: dict[str, pl.DataFrame]) -> dict[str, int]:

@@ -147,7 +147,7 @@ def run_checks(conn: sa.Connection, schema: str) -> pl.DataFrame:
     rows = []
     name = qualified(conn, schema)
     for check in checks():
-        violating = int(conn.execute(sa.text(check.sql.format(s=name))).scalar())
+        violating = int(conn.execute(sa.text(check.sql.format(s=name))).all()[0][0])
         rows.append({"check": check.name, "table": check.table, "field": check.field, "rows": violating,
                      "passed": violating == 0})
     return pl.DataFrame(rows, schema={"check": pl.String, "table": pl.String, "field": pl.String,

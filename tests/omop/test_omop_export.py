@@ -330,3 +330,17 @@ def test_a_duckdb_file_named_like_its_schema_takes_the_export(twin_warehouse, tm
     first = export_omop(twin_warehouse, url, key=TEST_KEY)
     again = export_omop(twin_warehouse, url, key=TEST_KEY, replace=True)
     assert first.passed and again.rows == first.rows and first.rows["person"] == 79
+
+
+def test_an_empty_schema_made_beforehand_from_the_ddl_takes_the_export(twin_warehouse, tmp_path):
+    """A site creates the schema with OHDSI's DDL first; the export fills it (the emptiness check's
+    query must not hold the connection the rows are then written through)."""
+    url = f"duckdb:///{tmp_path / 'site.duckdb'}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cdm.create_schema(conn, "cdm")
+    finally:
+        engine.dispose()
+    result = export_omop(twin_warehouse, url, key=TEST_KEY, schema="cdm")
+    assert result.passed and result.rows["person"] == 79

@@ -1,4 +1,4 @@
-"""Canonical code lists of the warehouse (``shared/domain/centre_exports.md``, "Shared vocabulary").
+"""Canonical code lists of the warehouse (``docs/centre_formats.md``, "Shared vocabulary").
 
 Every reader maps its centre's codes onto these values; an absent value is ``None`` (the
 paper's "not specified"), never 0 and never a sentinel.

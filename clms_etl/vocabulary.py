@@ -1,35 +1,32 @@
 """Canonical code lists of the warehouse (``docs/centre_formats.md``, "Shared vocabulary").
 
 Every reader maps its centre's codes onto these values; an absent value is ``None`` (the
-paper's "not specified"), never 0 and never a sentinel.
+paper's "not specified"), never 0 and never a sentinel. The lists are declared in the contract
+(``clms_etl/data/contract.toml``, ``[vocabularies]``); this module names them for the code that
+imports them (the Great Expectations suites name them in the contract directly).
 """
 
 from __future__ import annotations
+
+from clms_etl.contract import VOCABULARIES
 
 # The centres are not a code list: they come from the registry (clms_etl.centres.centre_names,
 # clms_etl/data/centres.toml plus a drop folder's centres.toml), which may hold forty of them.
 LABORATORY = "molecular"
 
-SEX = ("male", "female")
-SITES = ("head_neck", "trunk", "upper_limb", "lower_limb")
-PRESENTATIONS = ("nodular", "ulcerated", "vegetative", "infiltrated_patch")
-DIFFERENTIATION_SCORES = (1, 2, 3)  # 1 well, 2 moderate, 3 poor
-NECROSIS_SCORES = (0, 1, 2)  # 0 none, 1 < 50 %, 2 >= 50 %
-FNCLCC_GRADES = (1, 2, 3)
-INVASIONS = ("dermal", "dermo_hypodermal")
-RESECTION_STATUSES = ("R0", "R1", "R2")
-SURGERY_KINDS = ("primary_excision", "re_excision", "relapse_surgery", "metastasis_surgery")
-EVENT_KINDS = ("local_recurrence", "metastasis", "death", "last_news")
-METASTASIS_SITES = ("bone", "skin", "lung", "liver", "lymph_node", "colon", "other")
-DEATH_CAUSES = ("clms", "other", "unknown")
-# Not in the centres' shared table: the follow-up state at last contact. Montpellier's
-# STATUT_VITAL=PDV is "lost_to_follow_up"; a patient with no news at all has None.
-VITAL_STATUSES = ("alive", "dead", "lost_to_follow_up")
-# Mitotic-count classes as some charts record them next to (or instead of) the count.
-MITOSIS_CLASSES = ("0-9", "10-19", ">=20")
+SEX = VOCABULARIES["SEX"]
+SITES = VOCABULARIES["SITES"]
+PRESENTATIONS = VOCABULARIES["PRESENTATIONS"]
+DIFFERENTIATION_SCORES = VOCABULARIES["DIFFERENTIATION_SCORES"]
+NECROSIS_SCORES = VOCABULARIES["NECROSIS_SCORES"]
+SURGERY_KINDS = VOCABULARIES["SURGERY_KINDS"]
+EVENT_KINDS = VOCABULARIES["EVENT_KINDS"]
+METASTASIS_SITES = VOCABULARIES["METASTASIS_SITES"]
+DEATH_CAUSES = VOCABULARIES["DEATH_CAUSES"]
+MITOSIS_CLASSES = VOCABULARIES["MITOSIS_CLASSES"]
+SEGMENT_TYPES = VOCABULARIES["SEGMENT_TYPES"]
 
-# Actions recorded in the warehouse's audit_log (clms_etl.warehouse.load).
-AUDIT_ACTIONS = ("load", "rekey", "refresh", "adopt_key", "results")
+AUDIT_ACTIONS = VOCABULARIES["AUDIT_ACTIONS"]
 
 # What a person reads for each code: the report's tables, the exports' value labels (Stata, SAS),
 # the cBioPortal study. One label per code of each code list, keyed by the code list's name.
@@ -53,11 +50,13 @@ CODE_LABELS: dict[str, dict] = {
     "vital_status": {"alive": "Alive", "dead": "Dead", "lost_to_follow_up": "Lost to follow-up"},
     "mitosis_class": {"0-9": "0-9 / 10 HPF", "10-19": "10-19 / 10 HPF", ">=20": ">= 20 / 10 HPF"},
 }
-_CODE_LISTS = {"sex": SEX, "site": SITES, "presentation": PRESENTATIONS, "differentiation_score": DIFFERENTIATION_SCORES,
-               "necrosis_score": NECROSIS_SCORES, "fnclcc_grade": FNCLCC_GRADES, "invasion": INVASIONS,
-               "resection_status": RESECTION_STATUSES, "surgery_kind": SURGERY_KINDS, "event_kind": EVENT_KINDS,
-               "metastasis_site": METASTASIS_SITES, "death_cause": DEATH_CAUSES, "vital_status": VITAL_STATUSES,
-               "mitosis_class": MITOSIS_CLASSES}
+# (the codes and their order are the contract's: clms_etl/data/contract.toml [vocabularies])
+_CODE_LISTS = {name: VOCABULARIES[contract_name] for name, contract_name in (
+    ("sex", "SEX"), ("site", "SITES"), ("presentation", "PRESENTATIONS"),
+    ("differentiation_score", "DIFFERENTIATION_SCORES"), ("necrosis_score", "NECROSIS_SCORES"),
+    ("fnclcc_grade", "FNCLCC_GRADES"), ("invasion", "INVASIONS"), ("resection_status", "RESECTION_STATUSES"),
+    ("surgery_kind", "SURGERY_KINDS"), ("event_kind", "EVENT_KINDS"), ("metastasis_site", "METASTASIS_SITES"),
+    ("death_cause", "DEATH_CAUSES"), ("vital_status", "VITAL_STATUSES"), ("mitosis_class", "MITOSIS_CLASSES"))}
 # Columns of the warehouse, its views and result tables that hold the codes of a list (column -> list);
 # a column named like its code list needs no entry.
 _COLUMN_CODE_LISTS = {"final_resection_status": "resection_status"}

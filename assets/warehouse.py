@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 from assets.ingest import centre_warehouse, run_user
-from assets.metadata import expectations_check_result, markdown_table
+from assets.metadata import expectations_check_result, table_metadata
 from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
@@ -35,8 +35,8 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(patients or 0),
-        "rows_per_table_and_centre": markdown_table(counts, 50),
-        "current_deliveries": markdown_table(deliveries, 20),
+        "rows_per_table_and_centre": table_metadata(counts, 50),
+        "current_deliveries": table_metadata(deliveries, 20),
     })
 
 

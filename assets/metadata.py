@@ -68,6 +68,13 @@ def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[int]], ti
     return fig
 
 
+def dagster_run_name(context) -> str:
+    """The Data Docs run name of a check's validation: its job and the run's id (as the UI shortens it)."""
+    from clms_etl.warehouse.expectations import run_name_of
+
+    return run_name_of(context.run.job_name, context.run.run_id[:8])
+
+
 def expectations_check_result(report) -> dg.AssetCheckResult:
     """A Great Expectations run (:class:`~clms_etl.warehouse.expectations.ExpectationsReport`) as the
     result of a blocking check: passed unless a critical expectation failed; counts, the failed
@@ -83,6 +90,7 @@ def expectations_check_result(report) -> dg.AssetCheckResult:
         "failures": failures.height,
         "failed_expectations": table_metadata(failures, 30),
         "summary": dg.MetadataValue.md(f"```\n{report.summary()}\n```"),
+        "data_docs_run_name": report.run_name or "",
     }
     if report.data_docs_index:
         metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))

@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 from assets.ingest import centre_warehouse, run_user
-from assets.metadata import expectations_check_result, table_metadata
+from assets.metadata import dagster_run_name, expectations_check_result, table_metadata
 from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
@@ -48,5 +48,5 @@ def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: Wareho
     from clms_etl.warehouse.expectations import run_expectations
 
     with warehouse.open() as wh:
-        report = run_expectations(wh)
+        report = run_expectations(wh, run_name=dagster_run_name(context))
     return expectations_check_result(report)

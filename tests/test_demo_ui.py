@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.storage.tags import REPOSITORY_LABEL_TAG  # what the UI's job page filters its runs on
 import pytest
 import yaml
 
@@ -23,8 +24,6 @@ from assets.resources import DropFolder
 from assets.run import CODE_LOCATION, CODE_MODULE, code_location, sensor_cursor
 from tests.test_dagster_platform import ROOT, clms_env
 
-# what the UI's job page asks for: runs of the job tagged with its repository and code location
-REPOSITORY_LABEL_TAG = "dagster/repository"
 DEMO_REPOSITORY = f"__repository__@{CODE_LOCATION}"
 
 

@@ -340,11 +340,12 @@ def _forget_old_runs(context, docs_dir: Path) -> None:
         keys.sort(key=lambda k: k.run_id.run_time, reverse=True)
         for key in keys[KEPT_RUNS - 1:]:
             store.remove_key(key)
-            page = docs_dir / "validations" / Path(*key.to_tuple()).with_suffix(".html")
-            page.unlink(missing_ok=True)
-            for folder in (page.parent, page.parent.parent):  # the run time's, then the run name's
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+            for tree, suffix in ((docs_dir, ".html"), (docs_dir / STORE_SUBDIR, ".json")):  # page, result
+                file = tree / "validations" / Path(*key.to_tuple()).with_suffix(suffix)
+                file.unlink(missing_ok=True)
+                for folder in (file.parent, file.parent.parent):  # the run time's, then the run name's
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
 
 
 def _exception_info(info: dict | None) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest import centre_import, centre_warehouse
+from assets.quality import quality_dashboard
 from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
@@ -21,7 +22,7 @@ import_job = dg.define_asset_job(
 
 nightly_job = dg.define_asset_job(
     "nightly_refresh",
-    selection=dg.AssetSelection.assets(warehouse).downstream(),
+    selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
 )
 

@@ -52,8 +52,8 @@ POOL = "warehouse"
 # centre's current rows, then centre_warehouse loads
 OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
-NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
-                  "analysis_exports"}
+NIGHTLY_ASSETS = {"warehouse", "quality_dashboard", "survival_analysis", "molecular_summary", "cbioportal_study",
+                  "clinician_report", "analysis_exports"}
 ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 
 

@@ -60,6 +60,21 @@ def test_the_demo_runs_are_listed_under_their_jobs_in_the_code_location(demo):
 
 
 @pytest.mark.slow
+def test_the_demo_writes_one_offline_data_docs_site_and_the_quality_dashboard(demo):
+    from tests.warehouse.test_data_docs import index_rows
+
+    site = demo["wh"] / "data_docs"
+    assert f"data docs     {site / 'index.html'}" in demo["stdout"]
+    assert not (demo["wh"] / "data_docs_analytics").exists()  # one site, not three
+    rows = [r for r in index_rows(site / "index.html") if "run_name" in r]
+    scopes = {r["_table_row_link_path"].split("/")[1] for r in rows}
+    assert scopes == {"warehouse", "analytics"}  # the base tables' and the analyses' validations
+    assert {r["run_name"].split("-")[0] for r in rows} == {"nightly_refresh"}
+    dashboard = demo["outputs"] / "quality" / "dashboard.html"
+    assert dashboard.is_file() and f"quality       {dashboard}" in demo["stdout"]
+
+
+@pytest.mark.slow
 def test_the_drop_folder_sensor_requests_no_run_after_the_demo(demo):
     with dg.DagsterInstance.from_config(str(demo["home"])) as instance:
         cursor = sensor_cursor(code_location(instance), instance, drop_folder_sensor.name)

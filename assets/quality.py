@@ -24,6 +24,7 @@ def quality_dashboard(warehouse: WarehouseResource, outputs: OutputsFolder) -> d
     from clms_etl.report.dashboard import build_dashboard, write_dashboard
 
     with warehouse.open() as wh:
+        wh.ensure_schema()  # before the first delivery: an empty dashboard, not a missing table
         dashboard = build_dashboard(wh)
         docs = wh.data_docs_dir / "index.html" if wh.data_docs_dir else None
     path = write_dashboard(dashboard, outputs.root / DASHBOARD, data_docs=docs).resolve()

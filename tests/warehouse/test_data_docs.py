@@ -2,15 +2,15 @@
 validation listed in its index under the name of what ran it, nothing loaded from the internet,
 and the same index drawn by headless Chromium with the network cut off.
 
-Chromium: as in tests/report/test_report_browser.py, skipped without it unless
+Chromium: the fixture of tests/report/test_report_browser.py, skipped without it unless
 ``CLMS_REQUIRE_CHROMIUM=1`` (CI) makes a missing browser a failure.
 """
 
 from __future__ import annotations
 
 import ast
+import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -21,8 +21,9 @@ import pytest
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
 from clms_etl.warehouse import Warehouse, expectations
 from clms_etl.warehouse.expectations import RESULTS, load_suites, run_expectations
-from tests.warehouse.helpers import TEST_KEY, load_twin
-from tests.warehouse.test_result_expectations import write_analyses
+from tests.report.test_report_browser import chromium  # noqa: F401  (fixture)
+from tests.warehouse.helpers import TEST_KEY
+from tests.warehouse.test_result_expectations import twin_warehouse_path, write_analyses  # noqa: F401  (fixture)
 
 NIGHTS = ("nightly_refresh-0a1b2c3d", "nightly_refresh-4e5f6a7b")
 SECOND_NIGHT_TABLES = ["patient", "table3"]  # the second night validates a few tables: enough for two runs
@@ -32,15 +33,14 @@ CSS_URL = re.compile(r"url\(['\"]?([^)'\"]+)['\"]?\)")
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, twin_warehouse_path) -> Path:
     """The Data Docs of two nights, each validating the base tables then the result tables."""
     root = tmp_path_factory.mktemp("data_docs")
+    shutil.copy(twin_warehouse_path, root / "warehouse.duckdb")
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(ENV_KEY_FILE, raising=False)
         mp.setenv(ENV_KEY, TEST_KEY.decode())
         with Warehouse(f"duckdb:///{root / 'warehouse.duckdb'}") as wh:
-            wh.create()
-            load_twin(wh, root)
             write_analyses(wh)
             for night, tables in zip(NIGHTS, (None, SECOND_NIGHT_TABLES), strict=True):
                 assert run_expectations(wh, run_name=night, tables=tables).success
@@ -114,24 +114,10 @@ window.addEventListener("load", () => {
   const icon = document.querySelector("i.fas");
   out.icon_font = icon ? getComputedStyle(icon, "::before").fontFamily : "";
   out.body_font = getComputedStyle(document.body).fontFamily;
-  const pre = document.createElement("pre");
-  pre.id = "browser-probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  document.body.dataset.probe = JSON.stringify(out);
 });
 </script>
 """
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "headless Chromium not found: install it (`apt-get install -y chromium`) or run `.ci/run`"
-        if os.environ.get("CLMS_REQUIRE_CHROMIUM") == "1":
-            pytest.fail(message + " (CLMS_REQUIRE_CHROMIUM=1 makes this test mandatory)")
-        pytest.skip(message)
-    return path
 
 
 @pytest.mark.chromium
@@ -145,9 +131,9 @@ def test_the_index_draws_every_validation_in_chromium_with_no_network(site, chro
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
          "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=120)
-    found = re.search(r'<pre id="browser-probe">(.*?)</pre>', done.stdout, re.S)
+    found = re.search(r'data-probe="([^"]*)"', done.stdout)
     assert found, done.stderr[-2000:]
-    seen = json.loads(found.group(1).replace("&quot;", '"'))
+    seen = json.loads(html.unescape(found.group(1)))
     assert seen["jquery"], "jQuery did not load"
     expected = index_rows(docs / "index.html")
     assert sum(seen["rows"].values()) == len(expected) > 0  # validations and suites, all in the tables

@@ -2,7 +2,8 @@
 
 Modelled on OHDSI's Data Quality Dashboard: per source (centre or laboratory) and per Kahn
 category (conformance, completeness, plausibility), the checks — the rules of the data queries —
-with the number and share of the current delivery's rows each one flags, its threshold and
+(their Kahn category declared in the rule registry, ``clms_etl/data/rules.toml``), with the
+number and share of the current delivery's rows each one flags, its threshold and
 whether it passed; then the trend over the last nights from the warehouse's delivery history.
 
 Conventions:
@@ -31,26 +32,11 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-CATEGORIES = ("conformance", "completeness", "plausibility")  # Kahn et al. 2016
+from clms_etl.rules import CATEGORIES, registry
+
 THRESHOLD = 0.05  # share of rows failing above which a warning check fails (OHDSI DQD's default)
 TREND_NIGHTS = 14
 TEMPLATE = Path(__file__).with_name("dashboard.html.j2")
-
-# Kahn category of the rules the registry does not know yet (until clms_etl/rules.py declares
-# each rule's): completeness for what is missing, plausibility for values that cannot be true
-# together, conformance (format, code list, structure) for the rest.
-_COMPLETENESS = ("missing", "incomplete", "empty", "no_")
-_PLAUSIBILITY = ("after", "before", "range", "inconsistent", "contradict", "mismatch", "duplicate", "wider",
-                 "imputed", "implausible", "grade", "death", "dead")
-
-
-def kahn_category(rule: str) -> str:
-    """The Kahn category of a data-query rule."""
-    if any(word in rule for word in _COMPLETENESS):
-        return "completeness"
-    if any(word in rule for word in _PLAUSIBILITY):
-        return "plausibility"
-    return "conformance"
 
 
 CHECKS_SQL = """
@@ -82,7 +68,8 @@ def build_dashboard(wh) -> QualityDashboard:
     current = wh.query("SELECT centre, delivery_date, rows_read FROM delivery WHERE is_current").select(
         "centre", "delivery_date", pl.col("rows_read").fill_null(0).cast(pl.Int64))
     checks = wh.query(CHECKS_SQL).cast({"rows_failing": pl.Int64, "queries": pl.Int64})
-    checks = (checks.with_columns(category=pl.col("rule").map_elements(kahn_category, return_dtype=pl.String))
+    category_of = {rule.id: rule.category for rule in registry().values()}  # clms_etl/data/rules.toml
+    checks = (checks.with_columns(category=pl.col("rule").replace_strict(category_of, return_dtype=pl.String))
               .join(current, on="centre", how="left")
               .with_columns(share_failing=_share("rows_failing", "rows_read"), threshold=pl.lit(THRESHOLD))
               .with_columns(passed=pl.when(pl.col("severity") == "error").then(pl.col("rows_failing") == 0)
@@ -90,14 +77,18 @@ def build_dashboard(wh) -> QualityDashboard:
               .select("centre", "category", "rule", "severity", "queries", "rows_failing", "rows_read",
                       "share_failing", "threshold", "passed")
               .sort("centre", "category", "rows_failing", "rule", descending=[False, False, True, False]))
-    grid = current.select("centre", "rows_read").join(pl.DataFrame({"category": CATEGORIES}), how="cross")
+    declared = pl.DataFrame({"category": list(category_of.values())}).group_by("category").agg(
+        checks_declared=pl.len().cast(pl.Int64))
+    grid = (current.select("centre", "rows_read").join(pl.DataFrame({"category": CATEGORIES}), how="cross")
+            .join(declared, on="category", how="left"))
     per_category = checks.group_by("centre", "category").agg(
         checks=pl.len().cast(pl.Int64), checks_failed=(~pl.col("passed")).sum().cast(pl.Int64),
         rows_failing=pl.col("rows_failing").sum().cast(pl.Int64))
     categories = (grid.join(per_category, on=["centre", "category"], how="left")
-                  .with_columns(pl.col("checks", "checks_failed", "rows_failing").fill_null(0))
+                  .with_columns(pl.col("checks_declared", "checks", "checks_failed", "rows_failing").fill_null(0))
                   .with_columns(share_failing=_share("rows_failing", "rows_read"))
-                  .select("centre", "category", "checks", "checks_failed", "rows_failing", "rows_read", "share_failing")
+                  .select("centre", "category", "checks_declared", "checks", "checks_failed", "rows_failing", "rows_read",
+                          "share_failing")
                   .sort("centre", pl.col("category").replace_strict(CATEGORIES, list(range(len(CATEGORIES))))))
     trend = (wh.query(TREND_SQL).with_columns(pl.col("rows_read", "rows_quarantined").fill_null(0).cast(pl.Int64))
              .with_columns(share_quarantined=_share("rows_quarantined", "rows_read"))

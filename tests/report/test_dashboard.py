@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from clms_etl.report import dashboard as dashboard_module
-from clms_etl.report.dashboard import CATEGORIES, build_dashboard, kahn_category, write_dashboard
+from clms_etl.report.dashboard import CATEGORIES, build_dashboard, write_dashboard
+from clms_etl.rules import registry, rule
 from clms_etl.warehouse import Warehouse
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import open_delivery
@@ -50,12 +51,15 @@ def test_every_source_has_each_kahn_category_and_each_check_counts_its_distinct_
     assert set(board.categories.select("centre", "category").iter_rows()) == {(s, c) for s in sources for c in CATEGORIES}
     queries = wh.table("data_query").join(wh.current_deliveries().select("delivery_id"), on="delivery_id")
     assert queries.height > 0 and board.checks.height > 0
+    assert board.categories.filter(pl.col("rows_failing") > 0)["category"].n_unique() >= 2  # not all one category
     for check in board.checks.iter_rows(named=True):
         flagged = queries.filter(centre=check["centre"], rule=check["rule"]).select("table_name", "row_id").unique()
         read = wh.current_deliveries().filter(centre=check["centre"])["rows_read"][0]
         assert check["rows_failing"] == flagged.height
         assert check["share_failing"] == pytest.approx(flagged.height / read)
-        assert check["category"] == kahn_category(check["rule"]) and check["category"] in CATEGORIES
+        assert check["category"] == rule(check["rule"]).category and check["category"] in CATEGORIES
+    declared = {c: sum(r.category == c for r in registry().values()) for c in CATEGORIES}
+    assert all(declared[r["category"]] == r["checks_declared"] > 0 for r in board.categories.iter_rows(named=True))
     totals = board.checks.group_by("centre", "category").agg(pl.col("rows_failing").sum())
     for centre, category, rows in totals.iter_rows():
         assert board.categories.filter(centre=centre, category=category)["rows_failing"][0] == rows

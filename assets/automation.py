@@ -2,10 +2,12 @@
 
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
 from assets.ingest import centre_import, centre_warehouse
+from assets.quality import quality_dashboard
 from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
@@ -20,7 +22,7 @@ import_job = dg.define_asset_job(
 
 nightly_job = dg.define_asset_job(
     "nightly_refresh",
-    selection=dg.AssetSelection.assets(warehouse).downstream(),
+    selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
 )
 
@@ -42,24 +44,39 @@ def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFol
     seen = json.loads(context.cursor) if context.cursor else {}
     requests = []
     for centre in REGISTRY:
-        refused = refused_folders(drop_folder.root, centre)
-        delivery = latest_delivery(drop_folder.root, centre)
-        if refused:  # one run that fails with the refusal, visible in the UI, once per set of folders
-            run_key = f"{centre}:refused:{','.join(sorted(f.path.name for f in refused))}"
-        elif delivery is None or not delivery.files:
+        pending = _pending(drop_folder.root, centre)
+        if pending is None or seen.get(centre) == pending[0]:
             continue
-        else:
-            run_key = f"{centre}:{delivery.date.isoformat()}:{delivery.sha256[:16]}"
-        if seen.get(centre) == run_key:
-            continue
+        run_key, refused, delivery = pending
         seen[centre] = run_key
         for folder in refused:
             context.log.warning(folder.message)
         tags = {"clms/centre": centre}
-        if delivery is not None and not refused:
+        if not refused:
             tags["clms/delivery"] = delivery.date.isoformat()
         requests.append(dg.RunRequest(run_key=run_key, partition_key=centre, tags=tags))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+
+def _pending(root: Path, centre: str):
+    """What the drop-folder sensor imports once for ``centre``: (run key, refused folders, latest
+    delivery) — its latest delivery (run key: centre, date, content hash), or its refused folders
+    (one failing run per set of them); None: nothing to import."""
+    refused = refused_folders(root, centre)
+    delivery = latest_delivery(root, centre)
+    if refused:
+        return f"{centre}:refused:{','.join(sorted(f.path.name for f in refused))}", refused, delivery
+    if delivery is None or not delivery.files:
+        return None
+    return f"{centre}:{delivery.date.isoformat()}:{delivery.sha256[:16]}", refused, delivery
+
+
+def imported_cursor(root: Path, centres, cursor: str | None = None) -> str:
+    """The sensor's cursor once ``centres`` were imported from ``root`` outside the sensor (``clms-etl
+    run``, the demo): their run keys added to ``cursor``, so that the sensor does not import them again."""
+    seen = json.loads(cursor) if cursor else {}
+    seen.update({c: pending[0] for c in centres if (pending := _pending(root, c)) is not None})
+    return json.dumps(seen, sort_keys=True)
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

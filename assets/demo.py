@@ -54,7 +54,8 @@ def main() -> int:
     print(f"figures       {settings.outputs / 'figures'}  (Figure 2, OncoPrint; PNG and SVG)")
     print(f"exports       {settings.outputs / 'exports'}  (Parquet, CSV, SAS XPT, Stata; README.md = codebook)")
     print(f"cbioportal    {settings.outputs / 'cbioportal'}")
-    print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}")
+    print(f"data docs     {_data_docs(settings.warehouse_url, settings.outputs)}  (every validation; works offline)")
+    print(f"quality       {settings.outputs / 'quality' / 'dashboard.html'}  (per centre and Kahn category, trend)")
     print(f"dagster runs  . .venv/bin/activate; CLMS_DEMO=1 DAGSTER_HOME={os.environ['DAGSTER_HOME']} dg dev")
     return 1 if any(o.failed for o in outcomes) else 0
 

@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 
 from assets.handoff import CentreHandoff
-from assets.metadata import bar_chart_png, canonical_column_schema, markdown_table, png_markdown
+from assets.metadata import bar_chart_png, canonical_column_schema, png_markdown, table_metadata
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery, refused_folders
@@ -77,11 +77,11 @@ def centre_import(
     metadata = {
         "delivery": f"{delivery.date} ({len(delivery.files)} files, sha256 {delivery.sha256[:12]})",
         "dagster/row_count": int(v.accepted["patient"].height) if "patient" in v.accepted else 0,
-        "accounting": markdown_table(v.accounting),
+        "accounting": table_metadata(v.accounting),
         "errors": int((queries["severity"] == "error").sum()),
         "warnings": int((queries["severity"] == "warning").sum()),
-        "queries_by_rule": markdown_table(
-            queries.group_by("rule", "severity").len().sort("len", descending=True)
+        "queries_by_rule": table_metadata(
+            queries.group_by("rule", "severity").len(name="queries").sort("queries", descending=True)
         ),
         "query_list": dg.MetadataValue.path(str(query_list)),
         "rows_plot": rows_plot(v.accounting, f"{centre.name} {delivery.date}"),
@@ -146,7 +146,7 @@ def validation_gate(context: dg.AssetCheckExecutionContext, centre_import: Centr
             "rows_quarantined": quarantined,
             "quarantined_share": round(share, 4),
             "error_queries": errors.height,
-            "sample_of_failures": markdown_table(sample, 20),
+            "sample_of_failures": table_metadata(sample, 20),
         },
     )
 
@@ -156,7 +156,7 @@ def validation_gate(context: dg.AssetCheckExecutionContext, centre_import: Centr
 def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: CentreImport) -> dg.AssetCheckResult:
     acc = centre_import.validated.accounting
     broken = acc.filter(pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined"))
-    return dg.AssetCheckResult(passed=broken.is_empty(), metadata={"accounting": markdown_table(acc)})
+    return dg.AssetCheckResult(passed=broken.is_empty(), metadata={"accounting": table_metadata(acc)})
 
 
 @dg.asset_check(asset=centre_import, blocking=True, partitions_def=centre_partitions, pool="warehouse",

@@ -9,7 +9,7 @@ the asset wrote.
 import dagster as dg
 import polars as pl
 
-from assets.metadata import markdown_table
+from assets.metadata import table_metadata
 from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
 from assets.warehouse import warehouse
 
@@ -51,9 +51,9 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
     return dg.MaterializeResult(metadata={
         "dagster/row_count": result.rows.get("person", 0),
         "dates": config.dates,
-        "rows_per_table": markdown_table(rows, 20),
+        "rows_per_table": table_metadata(rows, 20),
         "unmapped_source_values": result.unmapped.height,
-        "unmapped": markdown_table(result.unmapped, 60),
+        "unmapped": table_metadata(result.unmapped, 60),
         "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
         "folder": dg.MetadataValue.path(str(result.target)),
     })
@@ -78,5 +78,5 @@ def omop_quality(outputs: OutputsFolder) -> dg.AssetCheckResult:
     failures = checked.filter(~checked["passed"])
     return dg.AssetCheckResult(passed=failures.is_empty(), severity=dg.AssetCheckSeverity.ERROR, metadata={
         "checks": checked.height, "failed": failures.height,
-        "failures": markdown_table(failures, 50),
+        "failures": table_metadata(failures, 50),
     })

@@ -11,6 +11,16 @@ import polars as pl
 
 from clms_etl import contract
 
+_TYPES = {pl.String: "string", pl.Date: "date", pl.Boolean: "boolean", pl.Float64: "float", pl.Int64: "int",
+          pl.Int32: "int", pl.UInt32: "int"}
+
+
+def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    """The columns of a frame shown as metadata (its name and type)."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name, _TYPES.get(dtype, str(dtype).lower())) for name, dtype in frame.schema.items()]
+    )
+
 
 def canonical_column_schema(tables: Iterable[str] = tuple(contract.TABLES), *, warehouse: bool = False) -> dg.TableSchema:
     """The contract's columns of the canonical ``tables`` as the Columns panel shows them.
@@ -39,18 +49,14 @@ def canonical_column_schema(tables: Iterable[str] = tuple(contract.TABLES), *, w
     return dg.TableSchema(columns=columns)
 
 
-def markdown_table(frame: pl.DataFrame, limit: int = 15) -> dg.MetadataValue:
-    """A Markdown preview of the first rows (frames here never hold identifiers)."""
+def table_metadata(frame: pl.DataFrame, limit: int = 15) -> dg.TableMetadataValue:
+    """The first ``limit`` rows as a typed table (the UI shows it as a sortable table with its column
+    types; frames here never hold identifiers). Values that are not text, numbers or booleans
+    (dates) are given as their ISO text."""
     head = frame.head(limit)
-    if head.is_empty():
-        return dg.MetadataValue.md("_(no row)_")
-    cols = head.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in head.iter_rows():
-        lines.append("| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in row) + " |")
-    if frame.height > limit:
-        lines.append(f"\n_{frame.height - limit} more rows_")
-    return dg.MetadataValue.md("\n".join(lines))
+    records = [dg.TableRecord({name: value if value is None or isinstance(value, (str, int, float, bool)) else
+                               str(value) for name, value in row.items()}) for row in head.iter_rows(named=True)]
+    return dg.MetadataValue.table(records=records, schema=column_schema(head))
 
 
 def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
@@ -60,7 +66,15 @@ def png_markdown(png: bytes, alt: str) -> dg.MetadataValue:
 
 def bar_chart_png(categories: Sequence[str], series: Mapping[str, Sequence[int]], title: str,
                   xlabel: str = "rows") -> bytes:
-    """A small stacked horizontal bar chart as PNG bytes (one bar per category, one colour per series).
+    """A small stacked horizontal bar chart as PNG bytes (:func:`bar_chart`)."""
+    buffer = io.BytesIO()
+    bar_chart(categories, series, title, xlabel).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def bar_chart(categories: Sequence[str], series: Mapping[str, Sequence[int]], title: str, xlabel: str = "rows"):
+    """A stacked horizontal bar chart (one bar per category, one colour per series), its legend
+    above the bars, never over them.
 
     Drawn on a bare ``Figure`` with the Agg canvas: no pyplot global state, safe in any thread
     or run worker, no display needed.
@@ -68,7 +82,7 @@ def bar_chart_png(categories: Sequence[str], series: Mapping[str, Sequence[int]]
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 0.45 * max(len(categories), 1) + 1.2), dpi=80)
+    fig = Figure(figsize=(6, 0.45 * max(len(categories), 1) + 1.6), dpi=80, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     left = [0] * len(categories)
@@ -78,12 +92,17 @@ def bar_chart_png(categories: Sequence[str], series: Mapping[str, Sequence[int]]
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.invert_yaxis()  # first category on top, as in the tables next to it
     ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    fig.suptitle(title, fontsize=10)
+    # outside the axes: inside, it covers the end of the longest bars
+    fig.legend(loc="outside upper center", ncols=max(len(series), 1), fontsize=8, frameon=False)
+    return fig
+
+
+def dagster_run_name(context) -> str:
+    """The Data Docs run name of a check's validation: its job and the run's id (as the UI shortens it)."""
+    from clms_etl.warehouse.expectations import run_name_of
+
+    return run_name_of(context.run.job_name, context.run.run_id[:8])
 
 
 def expectations_check_result(report) -> dg.AssetCheckResult:
@@ -99,8 +118,9 @@ def expectations_check_result(report) -> dg.AssetCheckResult:
     metadata = {
         "expectations": len(report.outcomes),
         "failures": failures.height,
-        "failed_expectations": markdown_table(failures, 30),
+        "failed_expectations": table_metadata(failures, 30),
         "summary": dg.MetadataValue.md(f"```\n{report.summary()}\n```"),
+        "data_docs_run_name": report.run_name or "",
     }
     if report.data_docs_index:
         metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))

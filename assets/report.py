@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.disclosure import AnalysisExportConfig, blocked, disclosure_metadata
-from assets.metadata import markdown_table
+from assets.metadata import table_metadata
 from assets.molecular import molecular_summary
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.survival import survival_analysis
@@ -105,7 +105,7 @@ def analysis_exports(context: dg.AssetExecutionContext, config: AnalysisExportCo
         "exports": dg.MetadataValue.path(str(outdir.resolve())),
         "codebook": dg.MetadataValue.path(str(result.readme.resolve())) if result.readme else "",
         "dagster/row_count": int(rows["rows"].sum()) if rows.height else 0,
-        "rows_per_dataset": markdown_table(rows, 30),
-        "files": markdown_table(files, 60),
+        "rows_per_dataset": table_metadata(rows, 30),
+        "files": table_metadata(files, 60),
         **disclosure_metadata(result.disclosure, result.shareable),
     })

@@ -10,17 +10,17 @@ hazard ratio outside its interval, a Table 3 missing a case) never reach a clini
 
 import dagster as dg
 
-from assets.metadata import expectations_check_result
+from assets.metadata import dagster_run_name, expectations_check_result
 from assets.molecular import molecular_summary
 from assets.resources import WarehouseResource
 from assets.survival import survival_analysis
 
 
-def _run(warehouse: WarehouseResource, analysis: str, tables: list[str]) -> dg.AssetCheckResult:
-    from clms_etl.warehouse.expectations import RESULTS, results_data_docs_dir, run_expectations
+def _run(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, tables: list[str]) -> dg.AssetCheckResult:
+    from clms_etl.warehouse.expectations import RESULTS, run_expectations
 
     with warehouse.open() as wh:
-        report = run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=results_data_docs_dir(wh, analysis))
+        report = run_expectations(wh, scope=RESULTS, tables=tables, run_name=dagster_run_name(context))
     return expectations_check_result(report)
 
 
@@ -29,11 +29,12 @@ def _run(warehouse: WarehouseResource, analysis: str, tables: list[str]) -> dg.A
                 "(validations/expectations/analytics/): survival and CI in [0, 1] with lower <= estimate <= upper, "
                 "numbers at risk never increasing, the product-limit, hazard ratios > 0 inside their CI or a "
                 "reason, p-values in [0, 1], Table 1 percentages, the survival population of analytics.survival. "
-                "Data Docs in data_docs_analytics/survival_analysis/ next to the warehouse's.")
-def survival_result_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+                "Validations listed in the warehouse's Data Docs.")
+def survival_result_expectations(context: dg.AssetCheckExecutionContext,
+                                 warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.survival.tables import TABLES
 
-    return _run(warehouse, "survival_analysis", [t.name for t in TABLES])
+    return _run(context, warehouse, [t.name for t in TABLES])
 
 
 @dg.asset_check(asset=molecular_summary, name="result_expectations", blocking=True, pool="warehouse",
@@ -41,11 +42,12 @@ def survival_result_expectations(warehouse: WarehouseResource) -> dg.AssetCheckR
                 "(validations/expectations/analytics/): profile classes in their list and consistent with the "
                 "anomaly counts, one profile and one Table 3 row per case of molecular_sample, recurrent "
                 "alterations within the assessed and contributory cases, allele fractions in [0, 1], pseudonyms. "
-                "Data Docs in data_docs_analytics/molecular_summary/ next to the warehouse's.")
-def molecular_result_expectations(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+                "Validations listed in the warehouse's Data Docs.")
+def molecular_result_expectations(context: dg.AssetCheckExecutionContext,
+                                  warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.molecular.tables import TABLES
 
-    return _run(warehouse, "molecular_summary", [t.name for t in TABLES])
+    return _run(context, warehouse, [t.name for t in TABLES])
 
 
 CHECKS = [survival_result_expectations, molecular_result_expectations]

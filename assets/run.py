@@ -1,9 +1,14 @@
 """The whole nightly through Dagster, without the UI: ``clms-etl run`` and ``make demo``.
 
 One import run per centre that delivered (a partition of ``import_centre``), then one run of
-``nightly_refresh``, all in this machine's instance (``DAGSTER_HOME``), so they show in the UI
-afterwards. A centre with no delivery is skipped and said so; a centre whose drop folder holds a
-refused folder (not a real, past date) runs, and fails naming it.
+``nightly_refresh``, all in this machine's instance (``DAGSTER_HOME``). The runs are created
+from the code location (``workspace.yaml``'s ``clms_etl``, loaded in this process) as the UI
+creates them, so they show under their jobs and assets in the UI afterwards (a job run with
+``execute_in_process`` has no code location: its job page says "No runs found"). The steps still
+execute in this process. Afterwards the drop-folder sensor's cursor says what was imported, so
+that the daemon (``dg dev``) does not import it again. A centre with no delivery is skipped and
+said so; a centre whose drop folder holds a refused folder (not a real, past date) runs, and
+fails naming it.
 
 The runs execute in this process. Should it be killed (``kill -9``) while a run holds a slot
 of the ``warehouse`` pool, nothing in Dagster ends that run (the monitoring daemon only watches
@@ -25,8 +30,14 @@ from assets.ingest import ACCEPT_SHRINKAGE_TAG
 from assets.instance import ensure_instance
 
 HOST_TAG, PID_TAG = "clms/host", "clms/pid"
-# The runs' full logs are in the Dagster UI; the terminal gets warnings and the summary.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The runs' full logs are in the Dagster UI; the terminal gets warnings and the summary. The steps
+# run in this process (the code location's default executor would start one process per step).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}},
+         "execution": {"config": {"in_process": {}}}}
+# The code location as workspace.yaml names it (tests/test_nightly_run.py holds them equal): runs
+# tagged with this location show on its jobs' pages.
+CODE_LOCATION, CODE_MODULE = "clms_etl", "assets.definitions"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -77,13 +88,60 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return dead
 
 
-def _definitions(incoming: Path) -> dg.Definitions:
-    """The code location's jobs with the drop folder at ``incoming``."""
-    from assets.definitions import defs
-    from assets.resources import DropFolder
+def code_location(instance: dg.DagsterInstance):
+    """The code location of ``workspace.yaml``, loaded in this process (its resources read the
+    ``CLMS_*`` variables of this process)."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.remote_representation.code_location import InProcessCodeLocation
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                          resources={**defs.resources, "drop_folder": DropFolder(path=str(incoming))})
+    target = LoadableTargetOrigin(module_name=CODE_MODULE, working_directory=str(PROJECT_ROOT))
+    return InProcessCodeLocation(InProcessCodeLocationOrigin(target, location_name=CODE_LOCATION), instance=instance)
+
+
+def execute_from_location(location, instance: dg.DagsterInstance, job_name: str, *, tags: dict[str, str],
+                          partition_key: str | None = None):
+    """Create a run of ``job_name`` with the code location as its origin (what the UI's launch does:
+    the run is listed on the job's page) and execute it in this process."""
+    from dagster._core.execution.api import execute_run
+
+    [repository] = location.get_repositories().values()
+    remote_job = repository.get_full_job(job_name)
+    job = location.get_reconstructable_job(repository.name, job_name)
+    if partition_key is not None:
+        tags = {**tags, **job.get_definition().get_tags_for_partition_key(partition_key, selected_asset_keys=None)}
+    plan = location.get_execution_plan(remote_job, QUIET, step_keys_to_execute=None, known_state=None,
+                                       instance=instance).execution_plan_snapshot
+    run = instance.create_run(
+        job_name=job_name, run_id=None, run_config=QUIET, resolved_op_selection=None,
+        step_keys_to_execute=plan.step_keys_to_execute, op_selection=None, status=None, root_run_id=None,
+        parent_run_id=None, tags={**remote_job.tags, **tags}, job_snapshot=remote_job.job_snapshot,
+        execution_plan_snapshot=plan, parent_job_snapshot=remote_job.parent_job_snapshot,
+        remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin(),
+        asset_selection=None, asset_check_selection=None, asset_graph=repository.asset_graph)
+    return execute_run(job, run, instance)
+
+
+def set_sensor_cursor(location, instance: dg.DagsterInstance, sensor_name: str, cursor: str) -> None:
+    """Store ``cursor`` as the sensor's cursor in the instance, as ``dagster sensor cursor --set`` does
+    (the daemon reads it at the sensor's next tick); the sensor's status is left as it is."""
+    [repository] = location.get_repositories().values()
+    sensor = repository.get_sensor(sensor_name)
+    stored = instance.get_instigator_state(sensor.get_remote_origin_id(), sensor.selector_id)
+    state = sensor.get_current_instigator_state(stored)  # running by default, unless someone stopped it
+    state = state.with_data(state.instigator_data._replace(cursor=cursor))
+    if stored is None:
+        instance.add_instigator_state(state)
+    else:
+        instance.update_instigator_state(state)
+
+
+def sensor_cursor(location, instance: dg.DagsterInstance, sensor_name: str) -> str | None:
+    """The sensor's cursor stored in the instance (None: never set)."""
+    [repository] = location.get_repositories().values()
+    sensor = repository.get_sensor(sensor_name)
+    state = instance.get_instigator_state(sensor.get_remote_origin_id(), sensor.selector_id)
+    return state.instigator_data.cursor if state is not None and state.instigator_data is not None else None
 
 
 def _check_reason(evaluation) -> str:
@@ -95,7 +153,7 @@ def _check_reason(evaluation) -> str:
     return f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}: {detail}"
 
 
-def _reason(result: dg.ExecuteInProcessResult) -> str:
+def _reason(result) -> str:
     """One line: the failed blocking checks' descriptions, else the first failed step's error."""
     checks = [e for e in result.get_asset_check_evaluations()
               if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
@@ -113,7 +171,7 @@ def _reason(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed (see its logs in the Dagster UI)"
 
 
-def _outcome(name: str, result: dg.ExecuteInProcessResult, done: str) -> Outcome:
+def _outcome(name: str, result, done: str) -> Outcome:
     if not result.success:
         return Outcome(name, "failed", _reason(result), result.run_id)
     return Outcome(name, "ok", done, result.run_id)
@@ -127,17 +185,24 @@ def run_nightly(incoming: Path | None = None, *, refresh: bool = True,
     from clms_etl.deliveries import latest_delivery, refused_folders
 
     incoming = Path(incoming or Settings.from_env().incoming)
+    os.environ["CLMS_INCOMING"] = str(incoming)  # the code location's drop folder, unless already loaded
     instance = ensure_instance()
     # an earlier failure, cleaned up: said, but not a failure of this nightly
     outcomes = [Outcome(f"run {run_id[:8]}", "freed", "its process had died: marked failed, its pool slots freed")
                 for run_id in fail_dead_runs(instance)]
-    defs = _definitions(incoming)
-    job = defs.resolve_job_def("import_centre")
-    partitions = set(job.partitions_def.get_partition_keys())
+    location = code_location(instance)
+    from assets.automation import drop_folder_sensor, imported_cursor
+    from assets.definitions import defs
+
+    if Path(defs.resources["drop_folder"].path).resolve() != incoming.resolve():
+        raise ValueError(f"the code location was loaded with the drop folder {defs.resources['drop_folder'].path}, "
+                         f"not {incoming}: start a new process with CLMS_INCOMING={incoming}")
+    partitions = set(defs.resolve_job_def("import_centre").partitions_def.get_partition_keys())
     registry = load_registry(incoming)
     accept = set(accept_shrinkage)
     outcomes += [Outcome(name, "failed", "--accept-shrinkage names no centre of the registry") for name in
                  sorted(accept - set(registry))]
+    imported = []
     for centre in registry:
         delivery = latest_delivery(incoming, centre)
         if delivery is None and not refused_folders(incoming, centre):
@@ -150,13 +215,16 @@ def run_nightly(incoming: Path | None = None, *, refresh: bool = True,
         tags = {"clms/centre": centre, **process_tags()}
         if centre in accept:
             tags[ACCEPT_SHRINKAGE_TAG] = "true"
-        result = job.execute_in_process(partition_key=centre, instance=instance, raise_on_error=False,
-                                        run_config=QUIET, tags=tags)
+        result = execute_from_location(location, instance, "import_centre", tags=tags, partition_key=centre)
+        imported.append(centre)
         loads = result.asset_materializations_for_node("centre_warehouse") if result.success else []
         status = str(loads[0].metadata["status"].value) if loads else ""
         outcomes.append(_outcome(centre, result, f"{status} delivery {delivery.date}" if delivery else status))
+    # What was just imported (or refused) is not the sensor's to import again when the daemon starts.
+    name = drop_folder_sensor.name
+    set_sensor_cursor(location, instance, name, imported_cursor(incoming, imported,
+                                                                sensor_cursor(location, instance, name)))
     if refresh:
-        result = defs.resolve_job_def("nightly_refresh").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET, tags=process_tags())
+        result = execute_from_location(location, instance, "nightly_refresh", tags=process_tags())
         outcomes.append(_outcome("nightly_refresh", result, "warehouse checks, analyses, report and exports"))
     return outcomes

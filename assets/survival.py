@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
 import dagster as dg
 
-from assets.metadata import markdown_table, png_markdown
+from assets.metadata import png_markdown, table_metadata
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.warehouse import warehouse as warehouse_asset
 
@@ -37,9 +37,9 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
     metadata = {
         "dagster/row_count": len(results.endpoints["patient_id"].unique()),
         "figure2": png_markdown(out.files["figure2_png"].read_bytes(), "Figure 2: Kaplan-Meier curves"),
-        "table1": markdown_table(results.table1_display(), 100),
-        "table2": markdown_table(results.table2_display(), 50),
-        "survival_estimates": markdown_table(results.survival_display(), 10),
+        "table1": table_metadata(results.table1_display(), 100),
+        "table2": table_metadata(results.table2_display(), 50),
+        "survival_estimates": table_metadata(results.survival_display(), 10),
         "key_estimates": dg.MetadataValue.json(key),
         "median_follow_up_reverse_km": follow["reverse_kaplan_meier"],
         "excluded_from_survival": results.survival_exclusion.height,

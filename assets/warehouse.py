@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 from assets.ingest import centre_warehouse, run_user
-from assets.metadata import canonical_column_schema, expectations_check_result, markdown_table
+from assets.metadata import canonical_column_schema, dagster_run_name, expectations_check_result, table_metadata
 from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
@@ -36,8 +36,8 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": int(patients or 0),
-        "rows_per_table_and_centre": markdown_table(counts, 50),
-        "current_deliveries": markdown_table(deliveries, 20),
+        "rows_per_table_and_centre": table_metadata(counts, 50),
+        "current_deliveries": table_metadata(deliveries, 20),
     })
 
 
@@ -49,5 +49,5 @@ def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: Wareho
     from clms_etl.warehouse.expectations import run_expectations
 
     with warehouse.open() as wh:
-        report = run_expectations(wh)
+        report = run_expectations(wh, run_name=dagster_run_name(context))
     return expectations_check_result(report)

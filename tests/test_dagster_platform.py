@@ -36,6 +36,7 @@ import pytest
 import yaml
 
 from assets import ingest
+from assets.metadata import bar_chart, table_metadata
 from assets.automation import nightly_schedule
 from assets.definitions import defs
 from assets.partitions import REGISTRY
@@ -51,8 +52,8 @@ POOL = "warehouse"
 # centre's current rows, then centre_warehouse loads
 OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
-NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
-                  "analysis_exports", "omop_cdm"}
+NIGHTLY_ASSETS = {"warehouse", "quality_dashboard", "survival_analysis", "molecular_summary", "cbioportal_study",
+                  "clinician_report", "analysis_exports", "omop_cdm"}
 ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 
 
@@ -267,7 +268,9 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert {c.name for c in imported["dagster/column_schema"].schema.columns} >= {"patient.patient_id", "patient.centre"}
     assert Path(imported["query_list"].path).is_file()
     assert imported["rows_plot"].value.startswith("![rows accepted and quarantined per table](data:image/png;base64,")
-    assert isinstance(imported["queries_by_rule"], dg.MarkdownMetadataValue)  # the twin of Nice: "_(no row)_"
+    # typed tables with proper column names (no "len"), not Markdown
+    assert [c.name for c in imported["queries_by_rule"].schema.columns] == ["rule", "severity", "queries"]
+    assert all(isinstance(imported[k], dg.TableMetadataValue) for k in ("accounting", "queries_by_rule"))
     whole = nightly.asset_materializations_for_node("warehouse")[0].metadata
     assert whole["dagster/row_count"].value == 79
     ge = next(e for e in nightly.get_asset_check_evaluations() if e.check_name == "great_expectations").metadata
@@ -592,3 +595,23 @@ def test_rows_plot_is_a_png_embedded_in_markdown():
     assert value.value.startswith(prefix) and value.value.endswith(")")
     png = base64.b64decode(value.value[len(prefix):-1])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) < 60_000  # small enough for the event log
+
+
+def test_metadata_tables_are_typed_with_their_columns_and_types():
+    frame = pl.DataFrame({"rule": ["margin_range"], "queries": [3], "share": [0.5], "day": [dt.date(2026, 11, 23)]})
+    value = table_metadata(frame)
+    assert isinstance(value, dg.TableMetadataValue)
+    assert [(c.name, c.type) for c in value.schema.columns] == [
+        ("rule", "string"), ("queries", "int"), ("share", "float"), ("day", "date")]
+    assert value.records[0].data == {"rule": "margin_range", "queries": 3, "share": 0.5, "day": "2026-11-23"}
+
+
+def test_the_bar_chart_legend_covers_no_bar():
+    # every bar as long as the axis: a legend inside the axes would sit on one
+    fig = bar_chart(["patient", "tumour", "surgery"], {"accepted": [10, 10, 10], "quarantined": [2, 2, 2]}, "title")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    [legend] = fig.legends or [fig.axes[0].get_legend()]
+    box = legend.get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in fig.axes[0].patches]
+    assert len(bars) == 6 and not any(box.overlaps(bar) for bar in bars)

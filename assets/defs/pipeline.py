@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import automation, ingest, interop, molecular, report, result_checks, survival, warehouse
+from assets import automation, ingest, interop, molecular, quality, report, result_checks, survival, warehouse
 
 defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
-            molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis,
+            molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis, quality.quality_dashboard,
             report.clinician_report, report.analysis_exports, interop.omop_cdm],
     asset_checks=[ingest.validation_gate, ingest.row_accounting, ingest.shrinkage_guard, warehouse.great_expectations,
                   *result_checks.CHECKS, interop.omop_quality],

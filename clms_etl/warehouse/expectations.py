@@ -26,8 +26,15 @@ share of men of a centre) without failing it.
   same suites on both). Expectations whose SQL GE only knows for named dialects (regex, LIKE)
   are not used: pseudonym shapes are checked with portable SQL instead.
 
-Data Docs (HTML) are rebuilt after each run in ``<warehouse dir>/data_docs/`` (DuckDB: next to the
-``.duckdb`` file; PostgreSQL: ``$CLMS_OUTPUTS/data_docs``), showing the latest run.
+**Data Docs** (HTML): one site, ``<warehouse dir>/data_docs/`` (DuckDB: next to the ``.duckdb``
+file; PostgreSQL: ``$CLMS_OUTPUTS/data_docs``), for the base tables and every analysis' result
+tables alike. Its index lists every validation kept: GE's expectation suites and validation
+results are stored as JSON in the site's ``.store/`` (a filesystem store, not GE's in-memory one,
+so each run adds to what the others wrote), the last :data:`KEPT_RUNS` runs of each suite (older
+results and their pages are removed before a run). Each run has a name saying what ran it
+(``run_name``: the Dagster run, the delivery loaded), never GE's ``__none__``. The pages load their
+CSS and JavaScript from the site itself (:mod:`clms_etl.warehouse.data_docs`): they work with no
+network.
 
 **Result tables** (``scope="results"``). The analyses' result tables of schema ``analytics``
 (:data:`clms_etl.warehouse.schema.RESULT_TABLES`) have their suites in
@@ -35,16 +42,16 @@ Data Docs (HTML) are rebuilt after each run in ``<warehouse dir>/data_docs/`` (D
 ``{"$columns": "analytics.<table>"}`` is the result table's column list, ``run_id`` included).
 Their code lists (endpoints, CI transforms, profile classes, ...) are declared with the tables
 (:func:`clms_etl.warehouse.schema.declare_results`, by :mod:`clms_etl.analyses`) and computed only
-when these suites are loaded, so that the load of a delivery never imports the analyses. Each analysis gates its own tables (its asset's check), so
-their Data Docs go to a folder per analysis next to the base tables' (:func:`results_data_docs_dir`):
-a run of one never clears the docs of another.
+when these suites are loaded, so that the load of a delivery never imports the analyses. Each analysis gates its own tables (its asset's check); their
+validations go to the same Data Docs site as the base tables'.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
-import shutil
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,6 +74,8 @@ VOCABULARIES: dict[str, tuple] = {
 CRITICAL, WARNING = "critical", "warning"
 BASE, RESULTS = "base", "results"  # the scopes of the suites: base tables, analyses' result tables
 RESULTS_SUBDIR = "analytics"  # validations/expectations/analytics/: the result tables' suites
+KEPT_RUNS = 14  # runs of each suite the Data Docs keep: two weeks of nights
+STORE_SUBDIR = ".store"  # in the Data Docs site: GE's expectation suites and validation results, as JSON
 
 
 def registry_vocabularies(drop_folder: Path | None = None) -> dict[str, tuple]:
@@ -102,6 +111,7 @@ class ExpectationsReport:
     backend: str
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
     data_docs_index: Path | None = None
+    run_name: str | None = None
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
@@ -184,10 +194,10 @@ def _resolve(value, vocabularies: dict[str, tuple] = VOCABULARIES):
     return value
 
 
-def results_data_docs_dir(warehouse, analysis: str) -> Path:
-    """Data Docs of one analysis' result tables: ``<data_docs>_analytics/<analysis>/``, beside the base tables'."""
-    base = Path(warehouse.data_docs_dir or "data_docs")
-    return base.with_name(f"{base.name}_{RESULTS_SUBDIR}") / analysis
+def run_name_of(*parts: object) -> str:
+    """A Data Docs run name from what ran the validation (job and run id, centre and delivery date):
+    the parts joined by ``-``, reduced to what a folder name and a link keep as they are."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts if p not in (None, "")))
 
 
 def ge_connection_string(url: str) -> str:
@@ -203,35 +213,36 @@ def ge_connection_string(url: str) -> str:
 
 def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_dir: Path | str | None | bool = None,
                      suites: dict[str, dict] | None = None, scope: str = BASE,
-                     drop_folder: Path | None = None) -> ExpectationsReport:
+                     drop_folder: Path | None = None, run_name: str | None = None) -> ExpectationsReport:
     """Run the suites of ``tables`` (default: all of the scope) against ``warehouse`` (a :class:`Warehouse`).
 
     ``scope``: ``"base"`` (default) the base tables, ``"results"`` the analyses' result tables of
-    schema ``analytics`` (see :func:`load_suites`). ``data_docs_dir``: where to write Data Docs
-    (default: the warehouse's ``data_docs_dir``; for results ``results_data_docs_dir(wh, "all")``;
-    ``False``: none). ``drop_folder``: whose ``centres.toml`` extends the registry (see :func:`load_suites`).
+    schema ``analytics`` (see :func:`load_suites`). ``data_docs_dir``: the Data Docs site (default:
+    the warehouse's ``data_docs_dir``; ``False``: none). ``drop_folder``: whose ``centres.toml``
+    extends the registry (see :func:`load_suites`). ``run_name``: what ran it (:func:`run_name_of`;
+    default: the scope and the time, UTC).
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    from clms_etl.warehouse.data_docs import make_offline
+
     suites = suites or load_suites(scope=scope, drop_folder=drop_folder)
     chosen = [t for t in (tables or list(suites)) if t in suites]
-    if data_docs_dir is None and scope == RESULTS:
-        data_docs_dir = results_data_docs_dir(warehouse, "all")
     # GE's site store wants an absolute path (the default warehouse URL is relative).
     docs_dir = None if data_docs_dir is False else Path(data_docs_dir or warehouse.data_docs_dir or "data_docs").resolve()
+    now = dt.datetime.now(dt.UTC)
+    run_name = run_name or run_name_of(scope, f"{now:%Y-%m-%dT%H%MZ}")
 
-    context = gx.get_context(mode="ephemeral")
+    context = _context(docs_dir)
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     site = "warehouse"
     if docs_dir is not None:
-        if docs_dir.exists() and any(docs_dir.iterdir()):
-            if not (docs_dir / "index.html").exists():
-                raise ValueError(f"{docs_dir} is not empty and holds no Data Docs: refusing to clear it")
-            shutil.rmtree(docs_dir)  # Data Docs show the latest run only
         private_dir(docs_dir)
+        _forget_old_runs(context, docs_dir)
         context.add_data_docs_site(site_name=site, site_config={
             "class_name": "SiteBuilder",
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
@@ -243,6 +254,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     else:
         source = context.data_sources.add_sql("warehouse", connection_string=connection_string)
     definitions = []
+    stored_suites = {suite.name for suite in context.suites.all()}
     for table in chosen:
         doc = suites[table]
         asset = source.add_table_asset(table, table_name=table, schema_name=doc.get("schema"))
@@ -254,6 +266,8 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
                 type=conf["type"], kwargs=kwargs, description=kwargs.pop("description", None),
                 notes=conf.get("notes"), severity=conf.get("severity", CRITICAL),
             ).to_domain_obj())
+        if docs_dir is not None and doc["name"] in stored_suites:
+            context.suites.delete(doc["name"])  # stored by an earlier run: this run's version replaces it
         suite = context.suites.add(gx.ExpectationSuite(name=doc["name"], expectations=expectations,
                                                        meta={"description": doc.get("description", "")}))
         definitions.append(context.validation_definitions.add(
@@ -263,7 +277,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
         name="warehouse", validation_definitions=definitions, actions=actions,
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5}))
     try:
-        result = checkpoint.run()
+        result = checkpoint.run(run_id=RunIdentifier(run_name=run_name, run_time=now))
     finally:
         # release GE's own connections (for DuckDB, its handle on the warehouse file): the
         # datasource's engine and the one its execution engine built, which the checkpoint used
@@ -275,7 +289,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
             if execution_engine is not None and execution_engine.engine is not None:
                 execution_engine.engine.dispose()
 
-    report = ExpectationsReport(backend=sa.engine.make_url(warehouse.url).get_backend_name())
+    report = ExpectationsReport(backend=sa.engine.make_url(warehouse.url).get_backend_name(), run_name=run_name)
     for run in result.run_results.values():
         table = run.suite_name.split(".", 1)[-1]
         for r in run.results:
@@ -291,9 +305,50 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
                 error=info.get("exception_message") if raised else None,
             ))
     if docs_dir is not None and (docs_dir / "index.html").exists():
+        make_offline(docs_dir)
         make_private(docs_dir)  # GE writes with the process umask
         report.data_docs_index = docs_dir / "index.html"
     return report
+
+
+def _context(docs_dir: Path | None):
+    """GE's ephemeral context; with a Data Docs site, its expectation suites and validation results
+    stored as files in the site's ``.store/`` so that the index lists every run kept, whichever
+    process ran it."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
+
+    if docs_dir is None:
+        return gx.get_context(mode="ephemeral")
+    if any(docs_dir.iterdir()) if docs_dir.is_dir() else docs_dir.exists():
+        if not (docs_dir / "index.html").exists() and not (docs_dir / STORE_SUBDIR).exists():
+            raise ValueError(f"{docs_dir} is not empty and holds no Data Docs: refusing to write into it")
+    defaults = InMemoryStoreBackendDefaults()
+    config = DataContextConfig(store_backend_defaults=defaults)
+    for name, store, folder in ((defaults.expectations_store_name, "ExpectationsStore", "expectations"),
+                                (defaults.validation_results_store_name, "ValidationResultsStore", "validations")):
+        config.stores[name] = {"class_name": store, "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir / STORE_SUBDIR / folder)}}
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _forget_old_runs(context, docs_dir: Path) -> None:
+    """Keep the newest ``KEPT_RUNS - 1`` results of each suite (this run adds one): older ones leave
+    the store, and their pages the site."""
+    store = context.validation_results_store
+    by_suite: dict[str, list] = {}
+    for key in store.list_keys():
+        by_suite.setdefault(key.expectation_suite_identifier.name, []).append(key)
+    for keys in by_suite.values():
+        keys.sort(key=lambda k: k.run_id.run_time, reverse=True)
+        for key in keys[KEPT_RUNS - 1:]:
+            store.remove_key(key)
+            for tree, suffix in ((docs_dir, ".html"), (docs_dir / STORE_SUBDIR, ".json")):  # page, result
+                file = tree / "validations" / Path(*key.to_tuple()).with_suffix(suffix)
+                file.unlink(missing_ok=True)
+                for folder in (file.parent, file.parent.parent):  # the run time's, then the run name's
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
 
 
 def _exception_info(info: dict | None) -> dict:

@@ -422,9 +422,9 @@ class Warehouse:
 
         report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced, message=message)
         if expectations:
-            from clms_etl.warehouse.expectations import run_expectations
+            from clms_etl.warehouse.expectations import run_expectations, run_name_of
 
-            report.expectations = run_expectations(self)
+            report.expectations = run_expectations(self, run_name=run_name_of(centre, "delivery", delivery_date))
         report.seconds = time.perf_counter() - started
         return report
 

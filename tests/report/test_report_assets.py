@@ -41,4 +41,4 @@ def test_materialising_writes_the_report_workbook_and_exports(report_warehouse, 
     exports = result.asset_materializations_for_node("analysis_exports")[0].metadata
     assert (tmp_path / "outputs" / "exports" / "xpt" / "patient_summary.xpt").is_file()
     assert (tmp_path / "outputs" / "exports" / "README.md").is_file()
-    assert "patient_summary | 79" in exports["rows_per_dataset"].value
+    assert {r.data["dataset"]: r.data["rows"] for r in exports["rows_per_dataset"].records}["patient_summary"] == 79

@@ -16,10 +16,11 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl.survival import endpoints as ep
+from clms_etl.survival.competing_study import analyse_competing
 from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
 from clms_etl.survival.table1 import table1, table1_display, unrecorded_items
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
-from clms_etl.warehouse.analytics import MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
+from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
 
 TIME_POINTS_MONTHS = (12, 24, 60, 96)
 UNIVARIATE_ENDPOINTS = ("RMFS", "OS")  # Table 2: local recurrence or metastasis, and overall survival
@@ -141,6 +142,12 @@ class StudyResults:
     follow_up: pl.DataFrame
     group_comparison: pl.DataFrame
     curves: dict[tuple[str, str, str, str], KaplanMeier] = field(repr=False)
+    # competing risks (clms_etl.survival.competing_study) and the population rule (one row)
+    cumulative_incidence: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    cumulative_incidence_curve: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    gray_test: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    fine_gray: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    survival_population_rule: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     # Table 1 characteristics a centre records nothing for (table1.unrecorded_items); report only
     unrecorded_items: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
 
@@ -149,7 +156,15 @@ class StudyResults:
         return {"survival_estimate": self.survival_estimate, "survival_curve": self.survival_curve,
                 "univariate_analysis": self.univariate_analysis, "table1": self.table1,
                 "survival_exclusion": self.survival_exclusion, "follow_up": self.follow_up,
-                "group_comparison": self.group_comparison}
+                "group_comparison": self.group_comparison, "cumulative_incidence": self.cumulative_incidence,
+                "cumulative_incidence_curve": self.cumulative_incidence_curve, "gray_test": self.gray_test,
+                "fine_gray": self.fine_gray, "survival_population_rule": self.survival_population_rule}
+
+    @property
+    def population(self) -> str:
+        """The survival population rule in words (named in every output)."""
+        rule = self.survival_population_rule
+        return rule["description"][0] if rule.height else f"{DEFAULT_POPULATION} ({self.min_follow_up_months:g} months)"
 
     @classmethod
     def from_tables(cls, tables: dict[str, pl.DataFrame], *, ci_transform: str = DEFAULT_CI_TRANSFORM,
@@ -164,7 +179,9 @@ class StudyResults:
         estimates = tables["survival_estimate"]
         points = sorted({int(e.removeprefix("survival_").removesuffix("m"))
                          for e in estimates["estimate"].unique() if e.startswith("survival_")})
-        used = tables["survival_exclusion"]["min_follow_up_months"].unique()
+        rule = tables.get("survival_population_rule")
+        used = (rule["min_follow_up_months"] if rule is not None and rule.height
+                else tables["survival_exclusion"]["min_follow_up_months"].unique())
         whole = tables["survival_curve"].filter((pl.col("group_variable") == ALL) & (pl.col("ci_transform") == ci_transform))
         curves = {(e, ALL, ALL, ci_transform): KaplanMeier.from_curve(whole.filter(pl.col("endpoint") == e), ci_transform)
                   for e in FIGURE_ENDPOINTS}
@@ -307,21 +324,25 @@ class EmptyCohort(ValueError):
 
 def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS, ci_transform: str = DEFAULT_CI_TRANSFORM,
-            time_points_months: tuple[int, ...] = TIME_POINTS_MONTHS, alpha: float = 0.05) -> StudyResults:
+            time_points_months: tuple[int, ...] = TIME_POINTS_MONTHS, alpha: float = 0.05,
+            population: str = DEFAULT_POPULATION) -> StudyResults:
     """The study's survival analysis on the analytics views (frames), all conventions of ``docs/survival.md``.
 
     ``patient_summary``: one row per included patient (Table 1 population); ``survival``: the
-    ``analytics.survival`` view. ``min_follow_up_months``: the survival population rule;
+    ``analytics.survival`` view. ``population`` (a preset of
+    :data:`clms_etl.warehouse.analytics.POPULATIONS`; ``paper`` reproduces the study) and
+    ``min_follow_up_months``: the survival population rule;
     ``ci_transform``: the interval shown in the display tables and Figure 2 (both transforms are
     always in the result tables). Raises :class:`EmptyCohort` when the survival population is empty.
     """
     if ci_transform not in CI_TRANSFORMS:
         raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}")
-    population = ep.survival_population(patient_summary, min_follow_up_months)
+    rule = ep.population_rule(population)
+    population = ep.survival_population(patient_summary, min_follow_up_months, rule.name)
     if population.is_empty():
         raise EmptyCohort(f"no patient in the survival population (at least {min_follow_up_months:g} months of "
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
-    frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months)
+    frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
     levels, specs = predictors(population)
     unrecorded = _unrecorded_by_centre(levels.join(population.select("patient_id", "centre"), on="patient_id"),
                                        [p.key for p in specs])
@@ -364,6 +385,9 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     univariate_frame = pl.DataFrame(univariate_rows, infer_schema_length=None).with_columns(
         row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("endpoint"))
     margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        competing = analyse_competing(population, levels, specs, time_points_months, alpha)
     return StudyResults(
         min_follow_up_months=float(min_follow_up_months), ci_transform=ci_transform,
         time_points_months=tuple(time_points_months), endpoints=frames,
@@ -371,13 +395,17 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_curve=pl.concat(curve_frames, how="diagonal"),
         univariate_analysis=univariate_frame,
         table1=table1(patient_summary),
-        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months),
+        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months, rule.name),
         follow_up=_follow_up(population),
         group_comparison=pl.DataFrame([{"variable": "clinical_margin_cm", "outcome": "relapse",
                                         "population": "all included patients with a known clinical margin",
                                         **margins}]),
         curves=curves,
         unrecorded_items=unrecorded_items(patient_summary),
+        cumulative_incidence=competing.cumulative_incidence,
+        cumulative_incidence_curve=competing.cumulative_incidence_curve,
+        gray_test=competing.gray_test, fine_gray=competing.fine_gray,
+        survival_population_rule=rule.frame(min_follow_up_months),
     )
 
 

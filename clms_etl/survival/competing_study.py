@@ -1,0 +1,196 @@
+"""The study's outcomes with death as a competing event (``docs/survival.md``, "Competing risks").
+
+For local recurrence, metastasis, either of them (relapse, the outcome of Table 2) and death from
+cLMS, a death that comes first is a competing event, not a censoring: 1 - Kaplan-Meier with
+those deaths censored (LRFS, RFS, RMFS, DSS) overstates the risk in an elderly cohort. Here:
+
+* the cumulative incidence of the outcome and of the competing death (Aalen-Johansen, Gray's
+  variance), as curves and at the study's time points, with 1 - Kaplan-Meier beside it;
+* Gray's test between the levels of each predictor of Table 2;
+* Fine-Gray subdistribution hazard ratios per level, next to the cause-specific Cox hazard
+  ratios (the cause-specific endpoint's, same not-estimable rule as Table 2).
+
+Pure functions on frames, like :mod:`clms_etl.survival.study`, which calls :func:`analyse_competing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from clms_etl.survival import competing as cr
+from clms_etl.survival.km import kaplan_meier
+from clms_etl.survival.univariate import Predictor, univariate
+from clms_etl.warehouse.analytics import DAYS_PER_MONTH
+
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    label: str
+    event: pl.Expr  # date of the outcome (null: none)
+    competing: str  # the competing event, in words
+    competing_death: pl.Expr  # which deaths compete (when no outcome came first)
+    cause_specific_endpoint: str  # the Kaplan-Meier / Cox endpoint with those deaths censored
+
+
+def _any_death() -> pl.Expr:
+    return pl.col("death_date").is_not_null()
+
+
+OUTCOMES = (
+    Outcome("local_recurrence", "Local recurrence", pl.col("first_local_recurrence_date"),
+            "death without local recurrence", _any_death(), "LRFS"),
+    Outcome("metastasis", "Metastasis", pl.col("first_metastasis_date"), "death without metastasis",
+            _any_death(), "RFS"),
+    Outcome("relapse", "Local recurrence or metastasis",
+            pl.min_horizontal("first_local_recurrence_date", "first_metastasis_date"),
+            "death without local recurrence or metastasis", _any_death(), "RMFS"),
+    Outcome("clms_death", "Death from cLMS",
+            pl.when(pl.col("death_cause") == "clms").then(pl.col("death_date")),
+            "death from another or an unknown cause", _any_death() & (pl.col("death_cause").fill_null("") != "clms"),
+            "DSS"),
+)
+CAUSES = ("event", "competing")  # cmprsk's causes 1 and 2
+
+
+def outcome_frame(population: pl.DataFrame) -> pl.DataFrame:
+    """One row per patient and outcome: ``time_months`` and ``cause`` (0 censored, 1 outcome, 2 competing death)."""
+    frames = []
+    for o in OUTCOMES:
+        end = pl.coalesce(o.event, pl.when(o.competing_death).then(pl.col("death_date")), pl.col("last_contact_date"))
+        frames.append(population.select(
+            "patient_id", outcome=pl.lit(o.key),
+            time_months=(end - pl.col("diagnosis_date")).dt.total_days() / DAYS_PER_MONTH,
+            cause=pl.when(o.event.is_not_null()).then(1).when(o.competing_death).then(2).otherwise(0).cast(pl.Int64)))
+    return pl.concat(frames)
+
+
+def _fmt_incidence(value: float | None, lower: float | None, upper: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if lower is None else f"{value:.2f} [{lower:.2f}-{upper:.2f}]"
+
+
+def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, time_points, alpha: float):
+    """Fixed-time estimates and the curve of both causes in one group; 1 - KM of the outcome beside them."""
+    time, cause = g["time_months"].to_numpy(), g["cause"].to_numpy()
+    km = kaplan_meier(time, (cause == 1).astype(int), alpha=alpha)
+    estimates, curves = [], []
+    for code, name in enumerate(CAUSES, start=1):
+        ci = cr.cumulative_incidence(time, np.where(cause == code, 1, np.where(cause == 0, 0, 2)))
+        base = {"outcome": outcome, "group_variable": variable, "group_value": value, "cause": name,
+                "n": ci.n, "events": ci.events}
+        for t in time_points:
+            incidence, variance = ci.at(float(t))
+            lower, upper = cr.confidence_interval(incidence, variance, alpha)
+            one_minus_km = km.at(float(t))["survival"] if name == "event" else None
+            estimates.append({**base, "estimate": f"incidence_{t}m", "time_months": float(t), "incidence": incidence,
+                              "variance": variance, "ci_lower": lower, "ci_upper": upper,
+                              "one_minus_km": None if one_minus_km is None else 1 - one_minus_km,
+                              "display": _fmt_incidence(incidence, lower, upper)})
+        start = [] if ci.time.size and ci.time[0] == 0 else [0.0]  # the curve starts at 0 (unless an event does)
+        curves.append(pl.DataFrame({"time_months": [*start, *ci.time.tolist()],
+                                    "incidence": [*start, *ci.incidence.tolist()],
+                                    "variance": [*start, *ci.variance.tolist()]})
+                      .with_columns(outcome=pl.lit(outcome), group_variable=pl.lit(variable),
+                                    group_value=pl.lit(value), cause=pl.lit(name),
+                                    end_months=pl.lit(ci.end)))
+    return estimates, curves
+
+
+def _gray_row(outcome: str, p: Predictor, data: pl.DataFrame) -> dict:
+    known = data.filter(pl.col(p.key).is_in([p.reference, *p.levels]))
+    present = known[p.key].unique().sort().to_list()
+    row = {"outcome": outcome, "predictor": p.key, "predictor_label": p.label, "levels": ", ".join(present),
+           "n": known.height, "events": int((known["cause"] == 1).sum()),
+           "competing": int((known["cause"] == 2).sum()), "statistic": None, "df": None, "p": None, "reason": None}
+    if len(present) < 2 or row["events"] == 0:
+        row["reason"] = "fewer than two levels with patients" if len(present) < 2 else "no event"
+        return row
+    test = cr.gray_test(known["time_months"].to_numpy(), known["cause"].to_numpy(), known[p.key].to_numpy())
+    if test.statistic is None:
+        row["reason"] = "singular variance of the test's score"
+    row.update(statistic=test.statistic, df=test.df, p=test.p)
+    return row
+
+
+def _fine_gray_rows(o: Outcome, p: Predictor, data: pl.DataFrame, cause_specific: pl.DataFrame, alpha: float):
+    """Fine-Gray sHR per level (one model, an indicator per estimable level) beside the cause-specific Cox HR."""
+    cs_rows = univariate(cause_specific, p)  # the cause-specific Cox model and the not-estimable rule of Table 2
+    fit_levels = [r["level"] for r in cs_rows if r["estimable"]]
+    reasons = {r["level"]: r["reason"] for r in cs_rows if not r["estimable"]}
+    shr: dict[str, dict] = {}
+    known = data.filter(pl.col(p.key).is_in([*fit_levels, p.reference]))
+    if fit_levels:
+        x = np.column_stack([(known[p.key] == lvl).cast(pl.Int8).to_numpy() for lvl in fit_levels])
+        try:
+            model = cr.fine_gray(known["time_months"].to_numpy(), known["cause"].to_numpy(), x)
+            fitted = model.rows(alpha)
+            for lvl, r in zip(fit_levels, fitted):
+                if not model.converged or not all(np.isfinite(list(r.values()))):
+                    reasons[lvl] = "Fine-Gray model did not converge"
+                else:
+                    shr[lvl] = r
+        except np.linalg.LinAlgError:
+            reasons.update({lvl: "Fine-Gray model: singular information matrix" for lvl in fit_levels})
+    competing = data.filter(pl.col(p.key).is_in([*p.levels, p.reference]))
+    rows = []
+    for cs in cs_rows:
+        lvl = cs["level"]
+        f = shr.get(lvl)
+        rows.append({
+            "outcome": o.key, "predictor": p.key, "predictor_label": p.label, "level": lvl,
+            "reference_level": p.reference, "n_level": cs["n_level"], "events_level": cs["events_level"],
+            "n_reference": cs["n_reference"], "events_reference": cs["events_reference"],
+            "competing": int(competing.filter(pl.col(p.key).is_in([lvl, p.reference]))["cause"].eq(2).sum()),
+            "shr": f and f["shr"], "shr_ci_lower": f and f["shr_ci_lower"], "shr_ci_upper": f and f["shr_ci_upper"],
+            "shr_p": f and f["p"], "cause_specific_endpoint": o.cause_specific_endpoint,
+            "cs_hr": cs["hr"], "cs_hr_ci_lower": cs["hr_ci_lower"], "cs_hr_ci_upper": cs["hr_ci_upper"],
+            "cs_p": cs["cox_p"], "estimable": f is not None, "reason": None if f else reasons.get(lvl),
+        })
+    return rows
+
+
+@dataclass(frozen=True)
+class CompetingResults:
+    cumulative_incidence: pl.DataFrame
+    cumulative_incidence_curve: pl.DataFrame
+    gray_test: pl.DataFrame
+    fine_gray: pl.DataFrame
+
+
+def analyse_competing(population: pl.DataFrame, levels: pl.DataFrame, specs: list[Predictor],
+                      time_points_months, alpha: float = 0.05) -> CompetingResults:
+    """Cumulative incidence, Gray's tests and Fine-Gray models of every outcome of :data:`OUTCOMES`.
+
+    ``population``: the survival population (``patient_summary`` rows); ``levels`` / ``specs``:
+    the predictors of Table 2 (:func:`clms_etl.survival.study.predictors`).
+    """
+    frames = outcome_frame(population).join(levels, on="patient_id", how="left")
+    estimates, curves, gray, fine = [], [], [], []
+    for o in OUTCOMES:
+        data = frames.filter(pl.col("outcome") == o.key)
+        cause_specific = data.with_columns(event=(pl.col("cause") == 1).cast(pl.Int64))
+        groups = [(ALL, ALL, data)] + [(p.key, lvl, data.filter(pl.col(p.key) == lvl))
+                                       for p in specs for lvl in (p.reference, *p.levels)]
+        for variable, value, g in groups:
+            if g.is_empty():
+                continue
+            e, c = _incidence_rows(o.key, variable, value, g, time_points_months, alpha)
+            estimates += e
+            curves += c
+        for p in specs:
+            gray.append(_gray_row(o.key, p, data))
+            fine += _fine_gray_rows(o, p, data, cause_specific, alpha)
+    return CompetingResults(
+        cumulative_incidence=pl.DataFrame(estimates, infer_schema_length=None),
+        cumulative_incidence_curve=pl.concat(curves, how="diagonal"),
+        gray_test=pl.DataFrame(gray, infer_schema_length=None),
+        fine_gray=pl.DataFrame(fine, infer_schema_length=None).with_columns(
+            row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("outcome")),
+    )

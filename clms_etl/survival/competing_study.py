@@ -194,3 +194,99 @@ def analyse_competing(population: pl.DataFrame, levels: pl.DataFrame, specs: lis
         fine_gray=pl.DataFrame(fine, infer_schema_length=None).with_columns(
             row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("outcome")),
     )
+
+
+# -- outputs --------------------------------------------------------------------------------------
+
+OUTCOME_LABELS = {o.key: o.label for o in OUTCOMES}
+
+
+def write_figure(curve: pl.DataFrame, out_dir) -> dict:
+    """The stacked cumulative incidence figure (whole population) as PNG and SVG under ``out_dir``."""
+    from pathlib import Path
+
+    from clms_etl.survival.figures import figure_competing
+
+    if curve.is_empty():
+        return {}
+    out_dir = Path(out_dir)
+    png, svg = figure_competing(curve.filter(pl.col("group_variable") == ALL), OUTCOME_LABELS,
+                                out_dir / "figure_competing_risks.png", out_dir / "figure_competing_risks.svg")
+    return {"competing_png": png, "competing_svg": svg}
+
+
+def _fmt_p(p: float | None) -> str:
+    return "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _fmt_ratio(value, lower, upper, p) -> str:
+    return "-" if value is None else f"{value:.2f} ({lower:.2f}-{upper:.2f}), p {_fmt_p(p)}"
+
+
+def incidence_display(estimates: pl.DataFrame) -> pl.DataFrame:
+    """Whole population: per outcome, the cumulative incidence of the outcome and of the competing
+    death at each time point, with 1 - Kaplan-Meier (competing deaths censored) beside it."""
+    e = estimates.filter(pl.col("group_variable") == ALL)
+    rows = []
+    for o in OUTCOMES:
+        for cause in CAUSES:
+            c = e.filter((pl.col("outcome") == o.key) & (pl.col("cause") == cause)).sort("time_months")
+            if c.is_empty():
+                continue
+            row = {"Outcome": o.label, "Cause": o.label.lower() if cause == "event" else o.competing,
+                   "Events": c["events"][0]}
+            for r in c.iter_rows(named=True):
+                months = f"{r['time_months']:g} months"
+                row[months] = r["display"]
+                if cause == "event":
+                    row[f"{months}: 1 - KM"] = "-" if r["one_minus_km"] is None else f"{r['one_minus_km']:.2f}"
+            rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def fine_gray_display(fine_gray: pl.DataFrame, gray_test: pl.DataFrame) -> pl.DataFrame:
+    """One row per outcome, predictor and level: Fine-Gray sHR beside the cause-specific HR, Gray's p."""
+    gray = {(r["outcome"], r["predictor"]): r["p"] for r in gray_test.iter_rows(named=True)}
+    rows = []
+    for r in fine_gray.sort("outcome", "row_order").iter_rows(named=True):
+        rows.append({
+            "Outcome": OUTCOME_LABELS[r["outcome"]], "Predictor": r["predictor_label"],
+            "Comparison": f"{r['level']} vs {r['reference_level']}",
+            "Events/n": f"{r['events_level']}/{r['n_level']} vs {r['events_reference']}/{r['n_reference']}",
+            "Competing deaths": r["competing"],
+            "Fine-Gray sHR (95 % CI)": (_fmt_ratio(r["shr"], r["shr_ci_lower"], r["shr_ci_upper"], r["shr_p"])
+                                        if r["estimable"] else f"not estimable: {r['reason']}"),
+            "Cause-specific HR (95 % CI)": _fmt_ratio(r["cs_hr"], r["cs_hr_ci_lower"], r["cs_hr_ci_upper"], r["cs_p"]),
+            "Gray's test p": _fmt_p(gray.get((r["outcome"], r["predictor"]))),
+        })
+    return pl.DataFrame(rows)
+
+
+def report_section(estimates: pl.DataFrame, gray_test: pl.DataFrame, fine_gray: pl.DataFrame, population: str,
+                   figures: dict | None = None):
+    """The report's competing-risks section (:mod:`clms_etl.report.sections` contract)."""
+    from clms_etl.report.sections import ReportFigure, ReportTable, Section
+
+    method = ("Aalen-Johansen cumulative incidence with Gray's variance and a log(-log) 95 % interval (R cmprsk "
+              "cuminc); 1 - KM: the study's Kaplan-Meier way, competing deaths censored, which overstates the risk "
+              f"when deaths compete. Survival population: {population}.")
+    figs = ()
+    if figures and figures.get("competing_png"):
+        figs = (ReportFigure("figure_competing", "Competing risks. Stacked cumulative incidence of each outcome and "
+                             "of the competing death (beside Figure 2)", figures["competing_png"],
+                             figures.get("competing_svg"), note=method),)
+    return Section(
+        "competing_risks", "Competing risks",
+        text=("Local recurrence, metastasis and death from cLMS, with death as a competing event: a patient who "
+              "dies first can no longer relapse. Gray's test compares the cumulative incidence between the levels "
+              "of each predictor; Fine-Gray subdistribution hazard ratios are shown next to the cause-specific "
+              "Cox hazard ratios (competing deaths censored)."),
+        tables=(ReportTable("cumulative_incidence", "Cumulative incidence, death competing", incidence_display(estimates),
+                            note=method),
+                ReportTable("fine_gray", "Fine-Gray and cause-specific hazard ratios",
+                            fine_gray_display(fine_gray, gray_test),
+                            note="Fine-Gray model (R cmprsk crr, robust variance), Wald 95 % CI and p; cause-specific "
+                                 "Cox model with Efron ties on LRFS / RFS / RMFS / DSS; Gray's test (rho = 0) over all "
+                                 "levels. Not estimable: the rule of Table 2.")),
+        figures=figs,
+    )

@@ -17,6 +17,8 @@ import polars as pl
 
 from clms_etl.survival import endpoints as ep
 from clms_etl.survival.competing_study import analyse_competing
+from clms_etl.survival.competing_study import report_section as competing_section
+from clms_etl.survival.competing_study import write_figure as write_competing_figure
 from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
 from clms_etl.survival.table1 import table1, table1_display, unrecorded_items
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
@@ -237,14 +239,15 @@ class StudyResults:
                 for r in est.iter_rows(named=True)}
 
     def write_figures(self, out_dir: Path) -> dict[str, Path]:
-        """Figure 2 as PNG and SVG under ``out_dir``: {"figure2_png": ..., "figure2_svg": ...}."""
+        """Figure 2 and the competing-risks figure as PNG and SVG under ``out_dir``:
+        {"figure2_png": ..., "figure2_svg": ..., "competing_png": ..., "competing_svg": ...}."""
         from clms_etl.survival.figures import figure2
 
         curves = {e: self.curves[(e, ALL, ALL, self.ci_transform)] for e in FIGURE_ENDPOINTS}
         out_dir = Path(out_dir)
         png, svg = figure2(curves, out_dir / "figure2_kaplan_meier.png",
                            out_dir / "figure2_kaplan_meier.svg", self.ci_transform)
-        return {"figure2_png": png, "figure2_svg": svg}
+        return {"figure2_png": png, "figure2_svg": svg, **write_competing_figure(self.cumulative_incidence_curve, out_dir)}
 
     def write_tables(self, out_dir: Path) -> dict[str, Path]:
         """Table 1, Table 2 and the survival estimates as CSV (UTF-8) under ``out_dir``."""
@@ -443,8 +446,8 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
     cohort = Section(
         "cohort", "Patients",
         text=(f"{results.table1.filter(pl.col('variable') == 'patients')['n'].item()} patients included; "
-              f"{n_pop} followed for at least {results.min_follow_up_months:g} months form the survival population "
-              f"({excluded} excluded, see the exclusion list)."),
+              f"{n_pop} patients form the survival population ({results.population}; {excluded} excluded, see the "
+              "exclusion list)."),
         tables=(ReportTable("table1", "Table 1. Characteristics of the patients", results.table1_display(),
                             note="n (%) of all included patients; tumour size classes as % of the patients with a "
                                  "known size. Medians with interquartile range (R type 7 quantiles), means ± SD. "
@@ -481,4 +484,8 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
                                  f"in a group or fewer than {MIN_EVENTS} events. Continuous variables dichotomised "
                                  f"at the median of the survival population."),),
     )
-    return [cohort, survival_section, univariate_section]
+    sections = [cohort, survival_section, univariate_section]
+    if not results.cumulative_incidence.is_empty():
+        sections.append(competing_section(results.cumulative_incidence, results.gray_test, results.fine_gray,
+                                          results.population, figures))
+    return sections

@@ -15,13 +15,14 @@ from clms_etl.warehouse.analytics import DAYS_PER_MONTH
 D0 = dt.date(2015, 1, 1)
 
 
-def _summary(rows: list[tuple[str, dt.date | None, int | None]]) -> pl.DataFrame:
-    """patient_summary-like rows: (patient, diagnosis date, days to last contact)."""
+def _summary(rows: list[tuple[str, dt.date | None, int | None]], died: tuple[str, ...] = ()) -> pl.DataFrame:
+    """patient_summary-like rows: (patient, diagnosis date, days to last contact); ``died``: dead at last contact."""
     return pl.DataFrame(
         [{"patient_id": p, "centre": "nice", "diagnosis_date": d,
           "last_contact_date": None if days is None or d is None else d + dt.timedelta(days=days)}
          for p, d, days in rows],
-        schema={"patient_id": pl.String, "centre": pl.String, "diagnosis_date": pl.Date, "last_contact_date": pl.Date})
+        schema={"patient_id": pl.String, "centre": pl.String, "diagnosis_date": pl.Date, "last_contact_date": pl.Date},
+    ).with_columns(death_date=pl.when(pl.col("patient_id").is_in(list(died))).then(pl.col("last_contact_date")))
 
 
 def test_every_patient_out_of_the_survival_population_is_listed_with_its_reason():
@@ -29,8 +30,20 @@ def test_every_patient_out_of_the_survival_population_is_listed_with_its_reason(
     out = exclusions(s)
     assert dict(out.select("patient_id", "reason").iter_rows()) == {
         "B": "no_diagnosis_date", "C": "no_follow_up_date", "D": "follow_up_before_diagnosis", "E": "short_follow_up"}
-    assert out.filter(pl.col("patient_id") == "E")["detail"].item() == "follow-up 2.0 months < 3.0 months"
+    assert out.filter(pl.col("patient_id") == "E")["detail"].item() == (
+        "alive at last contact, follow-up 2.0 months < 3.0 months (censored_before_minimum rule)")
     assert sorted(survival_population(s)["patient_id"]) == ["A", "F"]  # 92 days = 3.02 months
+
+
+def test_the_default_population_keeps_early_deaths_and_the_paper_preset_drops_them():
+    s = _summary([("A", D0, 400), ("E", D0, 60), ("F", D0, 92), ("G", D0, 30)], died=("G",))
+    assert sorted(survival_population(s)["patient_id"]) == ["A", "F", "G"]  # G died at 1 month: an event, kept
+    assert sorted(survival_population(s, population="paper")["patient_id"]) == ["A", "F"]
+    paper = exclusions(s, population="paper")
+    assert paper.filter(pl.col("patient_id") == "G")["detail"].item() == (
+        "died, follow-up 1.0 months < 3.0 months (paper rule)")
+    with pytest.raises(ValueError, match="censored_before_minimum"):
+        survival_population(s, population="landmark")
 
 
 def test_the_minimum_follow_up_is_a_parameter():
@@ -44,14 +57,14 @@ def test_the_minimum_follow_up_is_a_parameter():
 def twin_endpoints(twin_warehouse_url):
     with Warehouse(twin_warehouse_url) as wh:
         patient_summary, survival = load_inputs(wh)
-    return patient_summary, survival, endpoint_frame(patient_summary, survival)
+    return patient_summary, survival, endpoint_frame(patient_summary, survival, population="paper")
 
 
 def test_twin_survival_population_is_the_studys_68_patients(twin_endpoints):
     patient_summary, _, frames = twin_endpoints
     assert frames["endpoint"].unique().sort().to_list() == sorted(ENDPOINTS)
     assert frames.group_by("endpoint").len()["len"].unique().to_list() == [68]
-    assert exclusions(patient_summary).height == 79 - 68
+    assert exclusions(patient_summary, population="paper").height == 79 - 68
 
 
 def test_recurrence_or_metastasis_endpoint_is_the_first_of_local_recurrence_and_metastasis(twin_endpoints):

@@ -163,8 +163,11 @@ def kaplan_meier(durations, event_observed, *, ci_transform: str = DEFAULT_CI_TR
     else:
         ci = fitter.confidence_interval_survival_function_.reindex(table.index)
         lower, upper = ci.iloc[:, 0].to_numpy(dtype=float), ci.iloc[:, 1].to_numpy(dtype=float)
-        # log(-log S) is undefined at S = 1 (and 0): R gives NA where lifelines gives [1, 1]
-        undefined = (survival >= 1) | (survival <= 0)
+        # log(-log S) is undefined at S = 1 (and 0): R's survfit gives NA at such an observed time where
+        # lifelines gives [1, 1]; lifelines' added start row (time 0, nobody observed) stays [1, 1],
+        # as R's summary(times=) before the first time
+        observed_here = (deaths + table["censored"].to_numpy(dtype=float)) > 0
+        undefined = ((survival >= 1) | (survival <= 0)) & observed_here
         lower, upper = np.where(undefined, np.nan, lower), np.where(undefined, np.nan, upper)
     return KaplanMeier(ci_transform, alpha, time, survival, lower, upper, at_risk, deaths,
                        table["censored"].to_numpy(dtype=float), durations, observed, fitter)

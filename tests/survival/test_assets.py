@@ -70,7 +70,7 @@ def test_the_population_rule_is_a_setting_the_report_shares(twin_warehouse_url, 
     # the analytics views follow the rule the analysis ran with: one definition, not two
     assert _view_population(url) == 76
     html = (tmp_path / "out" / "report" / "clms_report.html").read_text()
-    assert "76 patients form the survival population (paper: the study's rule" in html
+    assert "76 patients form the survival population (paper: the study&#39;s rule" in html
     assert "at least 0 months" in html
     assert "95 % confidence intervals (log-log transform" in html
     assert "95 % confidence intervals (log transform" not in html

@@ -21,7 +21,6 @@ import numpy as np
 import polars as pl
 
 from clms_etl.survival import competing as cr
-from clms_etl.survival.km import kaplan_meier
 from clms_etl.survival.univariate import Predictor, univariate
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH
 
@@ -79,7 +78,8 @@ def _fmt_incidence(value: float | None, lower: float | None, upper: float | None
 def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, time_points, alpha: float):
     """Fixed-time estimates and the curve of both causes in one group; 1 - KM of the outcome beside them."""
     time, cause = g["time_months"].to_numpy(), g["cause"].to_numpy()
-    km = kaplan_meier(time, (cause == 1).astype(int), alpha=alpha)
+    # 1 - Kaplan-Meier of the outcome is the same estimator with the competing deaths censored
+    one_minus_km = cr.cumulative_incidence(time, np.where(cause == 1, 1, 0))
     estimates, curves = [], []
     for code, name in enumerate(CAUSES, start=1):
         ci = cr.cumulative_incidence(time, np.where(cause == code, 1, np.where(cause == 0, 0, 2)))
@@ -88,10 +88,10 @@ def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, ti
         for t in time_points:
             incidence, variance = ci.at(float(t))
             lower, upper = cr.confidence_interval(incidence, variance, alpha)
-            one_minus_km = km.at(float(t))["survival"] if name == "event" else None
+            km_risk = one_minus_km.at(float(t))[0] if name == "event" else None
             estimates.append({**base, "estimate": f"incidence_{t}m", "time_months": float(t), "incidence": incidence,
                               "variance": variance, "ci_lower": lower, "ci_upper": upper,
-                              "one_minus_km": None if one_minus_km is None else 1 - one_minus_km,
+                              "one_minus_km": km_risk,
                               "display": _fmt_incidence(incidence, lower, upper)})
         start = [] if ci.time.size and ci.time[0] == 0 else [0.0]  # the curve starts at 0 (unless an event does)
         curves.append(pl.DataFrame({"time_months": [*start, *ci.time.tolist()],

@@ -52,7 +52,6 @@ def draw_panel(ax, km: KaplanMeier, title: str, colour: str = "#1f4e79") -> None
 
 def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, ci_transform: str = "log") -> tuple[Path, Path | None]:
     """Write Figure 2 (PNG, and SVG if asked) from the fitted curves of OS, PFS, DSS and RFS."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -64,10 +63,17 @@ def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, 
         draw_panel(ax, km, f"{letter}. {PANEL_TITLES[endpoint]} (n = {km.n}, {km.n_events} events)")
     fig.suptitle(f"Kaplan-Meier estimates with 95 % confidence bands ({ci_transform} transform)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.55, wspace=0.25)
+    return _save(fig, png, svg, "clms-figure2")
+
+
+def _save(fig, png: Path, svg: Path | None, salt: str) -> tuple[Path, Path | None]:
+    """PNG, and SVG if asked, with deterministic bytes (no date, fixed hash salt)."""
+    import matplotlib
+
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, format="png", metadata={"Software": None})
     if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": "clms-figure2"}):
+        with matplotlib.rc_context({"svg.hashsalt": salt}):
             fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png, svg
 
@@ -83,7 +89,6 @@ def _steps(curve, grid: np.ndarray) -> np.ndarray:
 def figure_competing(curves, outcomes: dict[str, str], png: Path, svg: Path | None = None) -> tuple[Path, Path | None]:
     """Stacked cumulative incidence per outcome (``cumulative_incidence_curve`` rows of the whole
     population): the outcome at the bottom, the competing death stacked on it, event-free alive above."""
-    import matplotlib
     import polars as pl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -111,9 +116,4 @@ def figure_competing(curves, outcomes: dict[str, str], png: Path, svg: Path | No
         ax.tick_params(labelsize=8)
     fig.suptitle("Cumulative incidence with death as a competing event (Aalen-Johansen, stacked)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.08, hspace=0.35, wspace=0.25)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, format="png", metadata={"Software": None})
-    if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": "clms-competing"}):
-            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png, svg
+    return _save(fig, png, svg, "clms-competing")

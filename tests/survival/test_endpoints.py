@@ -97,3 +97,24 @@ def test_an_empty_warehouse_gives_an_empty_cohort_said_plainly_not_a_crash(tmp_p
         patient_summary, survival = load_inputs(wh)
     with pytest.raises(EmptyCohort, match=r"no patient in the survival population .* among the 0 included"):
         analyse(patient_summary, survival)
+
+
+def test_on_r_lung_the_paper_rule_inflates_one_year_survival_and_the_default_does_not():
+    # R's lung (lifelines ships it): the default keeps the early deaths and gives R's S(365 days) = 0.409;
+    # the paper's rule drops everyone followed < 3 months, deaths included, and S(365) rises to 0.464
+    from lifelines.datasets import load_lung
+
+    from clms_etl.survival.km import kaplan_meier
+
+    lung = pl.from_pandas(load_lung()).with_row_index("i")
+    summary = lung.select(
+        patient_id=pl.format("L{}", "i"), centre=pl.lit("lyon"), diagnosis_date=pl.lit(D0),
+        last_contact_date=pl.lit(D0) + pl.duration(days="time"),
+        death_date=pl.when(pl.col("status") == 1).then(pl.lit(D0) + pl.duration(days="time")))
+    one_year = {}
+    for population in ("censored_before_minimum", "paper"):
+        kept = survival_population(summary, population=population)["patient_id"]
+        data = lung.filter(pl.format("L{}", "i").is_in(kept.implode()))
+        one_year[population] = kaplan_meier(data["time"].to_numpy(), data["status"].to_numpy()).at(365)["survival"]
+    assert one_year["censored_before_minimum"] == pytest.approx(0.409, abs=5e-4)
+    assert one_year["paper"] == pytest.approx(0.464, abs=5e-4)

@@ -102,8 +102,10 @@ for (o in unique(d$outcome)) {
   x <- d[d$outcome == o, ]
   ci <- cuminc(x$time_months, x$cause)
   tp <- timepoints(ci, points)
+  km <- summary(survfit(Surv(time_months, cause == 1) ~ 1, data = x), times = points[points <= max(x$time_months)])
   est[[o]] <- list(event = as_array(unname(tp$est[1, ])), event_var = as_array(unname(tp$var[1, ])),
-                   competing = as_array(unname(tp$est[2, ])), competing_var = as_array(unname(tp$var[2, ])))
+                   competing = as_array(unname(tp$est[2, ])), competing_var = as_array(unname(tp$var[2, ])),
+                   one_minus_km = as_array(1 - km$surv))
   for (p in predictor_keys) {
     y <- x[!is.na(x[[p]]), ]
     if (length(unique(y[[p]])) < 2 || sum(y$cause == 1) == 0) next
@@ -149,6 +151,9 @@ def test_twin_competing_risk_tables_are_cmprsk_on_the_analysed_data(twin_warehou
             for row, value, variance in zip(rows.iter_rows(named=True), expected, expected_var, strict=True):
                 assert row["incidence"] == (None if value is None else pytest.approx(value, rel=RTOL, abs=1e-12))
                 assert row["variance"] == (None if variance is None else pytest.approx(variance, rel=RTOL, abs=1e-12))
+        rows = est.filter((pl.col("outcome") == o.key) & (pl.col("cause") == "event")).sort("time_months")
+        km = [v for v in rows["one_minus_km"].to_list() if v is not None]
+        assert km == pytest.approx(r["est"][o.key]["one_minus_km"], rel=RTOL), o.key  # 1 - survfit
 
     gray = {(g["outcome"], g["predictor"]): g for g in twin_results.gray_test.iter_rows(named=True)}
     assert {k for k, g in gray.items() if g["statistic"] is not None} == {tuple(k.split(" ")) for k in r["gray"]}

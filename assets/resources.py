@@ -24,6 +24,7 @@ import clms_etl.analyses  # noqa: F401  (declares the result tables to the wareh
 from assets.handoff import CentreHandoff
 from clms_etl.config import Settings
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
+from clms_etl.warehouse.analytics import DEFAULT_POPULATION
 
 
 class DropFolder(dg.ConfigurableResource):
@@ -115,12 +116,17 @@ class SurvivalSettings(dg.ConfigurableResource):
     ``survival_analysis`` asset and the report that shows its results always use the same ones
     (set them for a run in the launchpad under ``resources: survival: config:``)."""
 
-    min_follow_up_months: float = 3.0  # survival population: at least this follow-up
+    # survival population: preset (paper = the study's rule; censored_before_minimum = the default, see
+    # clms_etl.warehouse.analytics.POPULATIONS) and minimum follow-up; the analytics views follow the
+    # rule the analysis last ran with
+    population: str = DEFAULT_POPULATION
+    min_follow_up_months: float = 3.0
     ci_transform: str = "log"  # interval shown in the tables and Figure 2: log (R default) or log-log
 
     def options(self) -> dict:
         """Keyword arguments of :func:`clms_etl.survival.study.analyse`."""
-        return {"min_follow_up_months": self.min_follow_up_months, "ci_transform": self.ci_transform}
+        return {"population": self.population, "min_follow_up_months": self.min_follow_up_months,
+                "ci_transform": self.ci_transform}
 
 
 def local_resources() -> dict:

@@ -16,9 +16,11 @@ from assets.warehouse import warehouse as warehouse_asset
     code_version="1",
     pool="warehouse",  # writes result tables into the DuckDB file: one writer at a time
     description="Survival analysis of the registry (docs/survival.md): Kaplan-Meier estimates, median follow-up, "
-    "univariate analysis (Table 2), Table 1 and Figure 2. Writes the result tables of schema `analytics` "
-    "(survival_estimate, survival_curve, univariate_analysis, table1, survival_exclusion, follow_up, "
-    "group_comparison) and the figures and CSV tables under the outputs folder.",
+    "univariate analysis (Table 2), Table 1, Figure 2, and competing risks (cumulative incidence, Gray's test, "
+    "Fine-Gray). Writes the result tables of schema `analytics` (survival_estimate, survival_curve, "
+    "univariate_analysis, table1, survival_exclusion, follow_up, group_comparison, cumulative_incidence, "
+    "cumulative_incidence_curve, gray_test, fine_gray, survival_population_rule: the rule the analytics views "
+    "follow) and the figures and CSV tables under the outputs folder.",
 )
 def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
@@ -44,6 +46,7 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
         "median_follow_up_reverse_km": follow["reverse_kaplan_meier"],
         "excluded_from_survival": results.survival_exclusion.height,
         "ci_transform": results.ci_transform,
+        "survival_population": results.population,
         "result_table_rows": dg.MetadataValue.json(written),
         **{f"file_{k}": dg.MetadataValue.path(str(p)) for k, p in out.files.items() if p is not None},
     }

@@ -16,13 +16,17 @@ from clms_etl.warehouse.schema import declare_results
 def _code_lists() -> dict[str, tuple]:
     """The result tables' code lists named by their suites (the analyses imported on demand)."""
     from clms_etl.molecular import summary as molecular
-    from clms_etl.survival import endpoints, km, study
+    from clms_etl.survival import competing_study, endpoints, km, study
+    from clms_etl.warehouse.analytics import POPULATIONS
 
     return {
         "SURVIVAL_ENDPOINTS": endpoints.ENDPOINTS,
         "UNIVARIATE_ENDPOINTS": study.UNIVARIATE_ENDPOINTS,
         "CI_TRANSFORMS": km.CI_TRANSFORMS,
         "SURVIVAL_ESTIMATES": ("median", *(f"survival_{t}m" for t in study.TIME_POINTS_MONTHS)),
+        "COMPETING_OUTCOMES": tuple(o.key for o in competing_study.OUTCOMES),
+        "COMPETING_CAUSES": competing_study.CAUSES,
+        "SURVIVAL_POPULATIONS": tuple(POPULATIONS),
         "PROFILE_CLASSES": molecular.PROFILE_CLASSES,
         "FUSION_STATES": molecular.FUSION_STATES,
         "ALTERATIONS": molecular.ALTERATIONS,

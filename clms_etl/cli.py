@@ -318,6 +318,8 @@ def export_omop_command(
 def survival_command(
     url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
     outputs: Annotated[Path | None, typer.Option(help="Outputs folder (default: CLMS_OUTPUTS); figures/ and tables/ go in it.")] = None,
+    population: Annotated[str, typer.Option(help="Survival population preset: censored_before_minimum (default) or "
+                                                 "paper (the study's rule, early deaths left out).")] = "censored_before_minimum",
     min_follow_up_months: Annotated[float, typer.Option(help="Survival population: minimum follow-up, months.")] = 3.0,
     ci_transform: Annotated[str, typer.Option(help="Interval shown in the tables and Figure 2: log (R) or log-log.")] = "log",
     write_results: Annotated[bool, typer.Option(help="Replace the survival result tables in the warehouse.")] = True,
@@ -326,14 +328,18 @@ def survival_command(
     from clms_etl.config import Settings
     from clms_etl.survival.km import CI_TRANSFORMS
     from clms_etl.survival.run import write_outputs
+    from clms_etl.warehouse.analytics import POPULATIONS
     from clms_etl.warehouse.load import Warehouse
 
     if ci_transform not in CI_TRANSFORMS:
         raise typer.BadParameter(f"choose among {', '.join(CI_TRANSFORMS)}", param_hint="--ci-transform")
+    if population not in POPULATIONS:
+        raise typer.BadParameter(f"choose among {', '.join(POPULATIONS)}", param_hint="--population")
     settings = Settings.from_env()
     with Warehouse(url or settings.warehouse_url) as wh:
         out = write_outputs(wh, outputs or settings.outputs, "cli", write_results=write_results,
-                            min_follow_up_months=min_follow_up_months, ci_transform=ci_transform)
+                            population=population, min_follow_up_months=min_follow_up_months,
+                            ci_transform=ci_transform)
     if out.rows_written:
         console.print("[green]result tables[/]: " + ", ".join(f"{k} ({v})" for k, v in out.rows_written.items()))
     if out.results is None:

@@ -35,7 +35,6 @@ class ReportOutputs:
 
 def cohort_summary(wh) -> str:
     """A few plain sentences on the cohort in the warehouse (counts only)."""
-    from clms_etl.warehouse.analytics import MIN_FOLLOW_UP_MONTHS
 
     s = wh.query(
         "SELECT centre, COUNT(*) AS patients, "
@@ -50,13 +49,22 @@ def cohort_summary(wh) -> str:
     per_centre = ", ".join(f"{c} {n}" for c, n in s.select("centre", "patients").iter_rows())
     return (
         f"{total['patients']} patients from {s.height} centres ({per_centre}). "
-        f"{total['followed']} were followed for at least {MIN_FOLLOW_UP_MONTHS} months and make up the survival "
-        f"population.\n\n"
+        f"{total['followed']} make up the survival population ({_population_rule(wh)}).\n\n"
         f"During follow-up: {total['local_recurrences']} patients with a local recurrence, "
         f"{total['metastases']} with metastases, {total['deaths']} deaths.\n\n"
         "All numbers are recomputed from the centres' current deliveries after every nightly refresh; "
         "patients appear under pseudonyms only."
     )
+
+
+def _population_rule(wh) -> str:
+    """The survival population rule the views follow (the one the survival analysis last ran with)."""
+    from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, POPULATIONS
+
+    rule = wh.query("SELECT description FROM analytics.survival_population_rule")
+    if rule.height:
+        return rule["description"][0]
+    return POPULATIONS[DEFAULT_POPULATION].describe(MIN_FOLLOW_UP_MONTHS) + "; default, no analysis stored yet"
 
 
 def build_report(wh, sections: Sequence[Section], outdir: Path, *, run_id: str | None = None,

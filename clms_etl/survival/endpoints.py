@@ -18,16 +18,19 @@ RMFS      first local recurrence or metastasis (outcome of Table 2)       last c
 OS to LRFS come from the ``analytics.survival`` view; RMFS is derived here from
 ``analytics.patient_summary`` (first local recurrence and first metastasis dates).
 
-The survival population is the patients followed for at least ``min_follow_up_months``
-(:data:`MIN_FOLLOW_UP_MONTHS` = 3, the study's rule, by default); every other patient is listed
-by :func:`exclusions` with the reason.
+The survival population follows a preset of :data:`POPULATIONS` and ``min_follow_up_months``
+(:data:`MIN_FOLLOW_UP_MONTHS` = 3): ``paper`` keeps the patients followed for at least the minimum
+(the study's rule, early deaths left out), ``censored_before_minimum`` (the default) leaves out only
+the patients censored before it. The rule is the warehouse's (:class:`PopulationRule`, also read by
+the ``analytics`` views); every other patient is listed by :func:`exclusions` with the reason.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from clms_etl.warehouse.analytics import DAYS_PER_MONTH, MIN_FOLLOW_UP_MONTHS
+from clms_etl.warehouse.analytics import (DAYS_PER_MONTH, DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, POPULATIONS,
+                                         PopulationRule)
 
 VIEW_ENDPOINTS = ("OS", "DSS", "PFS", "RFS", "LRFS")
 ENDPOINTS = (*VIEW_ENDPOINTS, "RMFS")
@@ -42,29 +45,45 @@ ENDPOINT_LABELS = {
 ENDPOINT_SCHEMA = {"patient_id": pl.String, "endpoint": pl.String, "time_months": pl.Float64, "event": pl.Int64}
 
 
-def survival_population(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS
-                        ) -> pl.DataFrame:
+def population_rule(population: str = DEFAULT_POPULATION) -> PopulationRule:
+    """The preset named ``population``; ``ValueError`` naming the presets otherwise."""
+    try:
+        return POPULATIONS[population]
+    except KeyError:
+        raise ValueError(f"survival population must be one of {sorted(POPULATIONS)}, not {population!r}") from None
+
+
+def survival_population(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
+                        population: str = DEFAULT_POPULATION) -> pl.DataFrame:
     """Patients of the survival population (one row per patient, the ``patient_summary`` columns)."""
-    excluded = exclusions(patient_summary, min_follow_up_months)["patient_id"]
+    excluded = exclusions(patient_summary, min_follow_up_months, population)["patient_id"]
     return patient_summary.filter(~pl.col("patient_id").is_in(excluded.implode()))
 
 
-def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS) -> pl.DataFrame:
+def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
+               population: str = DEFAULT_POPULATION) -> pl.DataFrame:
     """Patients left out of the survival population, with the reason (table ``survival_exclusion``)."""
+    rule = population_rule(population)
     s = patient_summary.with_columns(
         follow_up_months=(pl.col("last_contact_date") - pl.col("diagnosis_date")).dt.total_days() / DAYS_PER_MONTH)
+    short = pl.col("follow_up_months") < min_follow_up_months
+    if not rule.excludes_early_deaths:
+        short = short & pl.col("death_date").is_null()
     reason = (
         pl.when(pl.col("diagnosis_date").is_null()).then(pl.lit("no_diagnosis_date"))
         .when(pl.col("last_contact_date").is_null()).then(pl.lit("no_follow_up_date"))
         .when(pl.col("follow_up_months") < 0).then(pl.lit("follow_up_before_diagnosis"))
-        .when(pl.col("follow_up_months") < min_follow_up_months).then(pl.lit("short_follow_up"))
+        .when(short).then(pl.lit("short_follow_up"))
     )
     detail = (
         pl.when(pl.col("reason") == "no_diagnosis_date").then(pl.lit("no date of pathological diagnosis"))
         .when(pl.col("reason") == "no_follow_up_date").then(pl.lit("no date of last news or death"))
         .when(pl.col("reason") == "follow_up_before_diagnosis").then(pl.lit("last contact dated before the diagnosis"))
-        .otherwise(pl.format("follow-up {} months < {} months", pl.col("follow_up_months").round(1),
-                             pl.lit(float(min_follow_up_months))))
+        .otherwise(pl.format("{}follow-up {} months < {} months ({} rule)",
+                             pl.when(pl.col("death_date").is_null()).then(pl.lit("alive at last contact, "))
+                             .otherwise(pl.lit("died, ")),
+                             pl.col("follow_up_months").round(1), pl.lit(float(min_follow_up_months)),
+                             pl.lit(rule.name)))
     )
     return (
         s.with_columns(reason=reason)
@@ -76,13 +95,14 @@ def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_
 
 
 def endpoint_frame(patient_summary: pl.DataFrame, survival: pl.DataFrame,
-                   min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS) -> pl.DataFrame:
+                   min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
+                   population: str = DEFAULT_POPULATION) -> pl.DataFrame:
     """One row per patient of the survival population and endpoint: ``time_months``, ``event`` (1/0).
 
-    ``survival`` is the ``analytics.survival`` view (its own ``in_survival_population`` flag, fixed
-    at 3 months, is ignored: the population here follows ``min_follow_up_months``).
+    ``survival`` is the ``analytics.survival`` view (its ``in_survival_population`` flag follows the
+    rule the analysis last stored, which may not be this one yet: the population is taken here).
     """
-    population = survival_population(patient_summary, min_follow_up_months)
+    population = survival_population(patient_summary, min_follow_up_months, population)
     relapse_date = pl.min_horizontal("first_local_recurrence_date", "first_metastasis_date")
     rmfs = population.select(
         "patient_id",

@@ -52,7 +52,6 @@ def draw_panel(ax, km: KaplanMeier, title: str, colour: str = "#1f4e79") -> None
 
 def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, ci_transform: str = "log") -> tuple[Path, Path | None]:
     """Write Figure 2 (PNG, and SVG if asked) from the fitted curves of OS, PFS, DSS and RFS."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -64,9 +63,57 @@ def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, 
         draw_panel(ax, km, f"{letter}. {PANEL_TITLES[endpoint]} (n = {km.n}, {km.n_events} events)")
     fig.suptitle(f"Kaplan-Meier estimates with 95 % confidence bands ({ci_transform} transform)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.55, wspace=0.25)
+    return _save(fig, png, svg, "clms-figure2")
+
+
+def _save(fig, png: Path, svg: Path | None, salt: str) -> tuple[Path, Path | None]:
+    """PNG, and SVG if asked, with deterministic bytes (no date, fixed hash salt)."""
+    import matplotlib
+
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, format="png", metadata={"Software": None})
     if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": "clms-figure2"}):
+        with matplotlib.rc_context({"svg.hashsalt": salt}):
             fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png, svg
+
+
+def _steps(curve, grid: np.ndarray) -> np.ndarray:
+    """A stored step curve (time_months, incidence) evaluated on ``grid`` (right-continuous)."""
+    time = curve["time_months"].to_numpy()
+    value = curve["incidence"].to_numpy()
+    i = np.searchsorted(time, grid, side="right") - 1
+    return np.where(i >= 0, value[np.maximum(i, 0)], 0.0)
+
+
+def figure_competing(curves, outcomes: dict[str, str], png: Path, svg: Path | None = None) -> tuple[Path, Path | None]:
+    """Stacked cumulative incidence per outcome (``cumulative_incidence_curve`` rows of the whole
+    population): the outcome at the bottom, the competing death stacked on it, event-free alive above."""
+    import polars as pl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 8.6), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2)
+    for ax, (letter, (outcome, title)) in zip(axes.flat, zip("ABCD", outcomes.items()), strict=False):
+        c = curves.filter(pl.col("outcome") == outcome).sort("time_months")
+        event, competing = (c.filter(pl.col("cause") == cause) for cause in ("event", "competing"))
+        end = float(c["end_months"].max()) if c.height else 1.0
+        grid = np.unique(np.concatenate([[0.0, end], c["time_months"].to_numpy()]))
+        f1, f2 = _steps(event, grid), _steps(competing, grid)
+        ax.fill_between(grid, 0, f1, step="post", color="#b2182b", alpha=0.75, linewidth=0, label=title)
+        ax.fill_between(grid, f1, f1 + f2, step="post", color="#7f7f7f", alpha=0.6, linewidth=0,
+                        label="competing death")
+        ax.set_xlim(0, end * 1.02)
+        ax.set_ylim(0, 1)
+        ax.set_xticks(_at_risk_ticks(end))
+        ax.set_xlabel("Months since diagnosis", fontsize=9)
+        ax.set_ylabel("Cumulative incidence", fontsize=9)
+        ax.set_title(f"{letter}. {title}", fontsize=10, loc="left")
+        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.grid(alpha=0.25, linewidth=0.5)
+        ax.tick_params(labelsize=8)
+    fig.suptitle("Cumulative incidence with death as a competing event (Aalen-Johansen, stacked)", fontsize=11)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.08, hspace=0.35, wspace=0.25)
+    return _save(fig, png, svg, "clms-competing")

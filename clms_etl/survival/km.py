@@ -1,7 +1,8 @@
 """Kaplan-Meier estimates with R ``survival`` conventions, on lifelines.
 
 * The estimate, the numbers at risk and the log-log interval come from lifelines'
-  :class:`~lifelines.KaplanMeierFitter`.
+  :class:`~lifelines.KaplanMeierFitter`; the log-log interval is left undefined where S = 1 (R's
+  ``NA``; lifelines gives [1, 1]).
 * The **log** interval (R ``survfit``'s default ``conf.type = "log"``) is not offered by lifelines:
   it is computed here from Greenwood's variance of the cumulative hazard,
   ``se = sqrt(sum d / (n (n - d)))``, as ``S * exp(+-z se)`` with the upper bound capped at 1 and
@@ -162,6 +163,12 @@ def kaplan_meier(durations, event_observed, *, ci_transform: str = DEFAULT_CI_TR
     else:
         ci = fitter.confidence_interval_survival_function_.reindex(table.index)
         lower, upper = ci.iloc[:, 0].to_numpy(dtype=float), ci.iloc[:, 1].to_numpy(dtype=float)
+        # log(-log S) is undefined at S = 1 (and 0): R's survfit gives NA at such an observed time where
+        # lifelines gives [1, 1]; lifelines' added start row (time 0, nobody observed) stays [1, 1],
+        # as R's summary(times=) before the first time
+        observed_here = (deaths + table["censored"].to_numpy(dtype=float)) > 0
+        undefined = ((survival >= 1) | (survival <= 0)) & observed_here
+        lower, upper = np.where(undefined, np.nan, lower), np.where(undefined, np.nan, upper)
     return KaplanMeier(ci_transform, alpha, time, survival, lower, upper, at_risk, deaths,
                        table["censored"].to_numpy(dtype=float), durations, observed, fitter)
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl.survival.study import TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
+from clms_etl.survival.endpoints import population_rule
 from clms_etl.survival.tables import TABLES
+from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, POPULATION_RULE_TABLE
 
 # the order the analysis gives the rows that are shown as stored (a database keeps no row order)
 STORED_ORDER = {"table1": ["row_order"], "univariate_analysis": ["endpoint", "row_order"],
@@ -40,7 +42,11 @@ def write_outputs(wh, outputs: Path, run_id: str | None, *, write_results: bool 
     try:
         results = analyse(patient_summary, endpoints, **analysis_options)
     except EmptyCohort as empty:
-        written = (wh.replace_results({t.name: pl.DataFrame(schema=t.schema) for t in TABLES}, run_id=run_id)
+        # the rule is stored all the same: the views' survival population follows the setting
+        rule = population_rule(analysis_options.get("population", DEFAULT_POPULATION)).frame(
+            analysis_options.get("min_follow_up_months", MIN_FOLLOW_UP_MONTHS))
+        written = (wh.replace_results({**{t.name: pl.DataFrame(schema=t.schema) for t in TABLES},
+                                       POPULATION_RULE_TABLE.name: rule}, run_id=run_id)
                    if write_results else {})
         return SurvivalOutputs(None, written, status=str(empty))
     written = wh.replace_results(results.result_tables(), run_id=run_id) if write_results else {}

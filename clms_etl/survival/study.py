@@ -17,12 +17,15 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl.survival import endpoints as ep
+from clms_etl.survival.competing_study import analyse_competing
+from clms_etl.survival.competing_study import report_section as competing_section
+from clms_etl.survival.competing_study import write_figure as write_competing_figure
 from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
 from clms_etl.survival.table1 import table1, table1_display, table1_layout, unrecorded_items
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
 from clms_etl.report.csv_files import write_csv
 from clms_etl.vocabulary import code_label, code_labels, column_code_list
-from clms_etl.warehouse.analytics import MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
+from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
 
 TIME_POINTS_MONTHS = (12, 24, 60, 96)
 UNIVARIATE_ENDPOINTS = ("RMFS", "OS")  # Table 2: local recurrence or metastasis, and overall survival
@@ -144,6 +147,12 @@ class StudyResults:
     follow_up: pl.DataFrame
     group_comparison: pl.DataFrame
     curves: dict[tuple[str, str, str, str], KaplanMeier] = field(repr=False)
+    # competing risks (clms_etl.survival.competing_study) and the population rule (one row)
+    cumulative_incidence: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    cumulative_incidence_curve: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    gray_test: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    fine_gray: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    survival_population_rule: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     # Table 1 characteristics a centre records nothing for (table1.unrecorded_items); report only
     unrecorded_items: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
 
@@ -152,7 +161,15 @@ class StudyResults:
         return {"survival_estimate": self.survival_estimate, "survival_curve": self.survival_curve,
                 "univariate_analysis": self.univariate_analysis, "table1": self.table1,
                 "survival_exclusion": self.survival_exclusion, "follow_up": self.follow_up,
-                "group_comparison": self.group_comparison}
+                "group_comparison": self.group_comparison, "cumulative_incidence": self.cumulative_incidence,
+                "cumulative_incidence_curve": self.cumulative_incidence_curve, "gray_test": self.gray_test,
+                "fine_gray": self.fine_gray, "survival_population_rule": self.survival_population_rule}
+
+    @property
+    def population(self) -> str:
+        """The survival population rule in words (named in every output)."""
+        rule = self.survival_population_rule
+        return rule["description"][0] if rule.height else f"{DEFAULT_POPULATION} ({self.min_follow_up_months:g} months)"
 
     @classmethod
     def from_tables(cls, tables: dict[str, pl.DataFrame], *, ci_transform: str = DEFAULT_CI_TRANSFORM,
@@ -167,7 +184,9 @@ class StudyResults:
         estimates = tables["survival_estimate"]
         points = sorted({int(e.removeprefix("survival_").removesuffix("m"))
                          for e in estimates["estimate"].unique() if e.startswith("survival_")})
-        used = tables["survival_exclusion"]["min_follow_up_months"].unique()
+        rule = tables.get("survival_population_rule")
+        used = (rule["min_follow_up_months"] if rule is not None and rule.height
+                else tables["survival_exclusion"]["min_follow_up_months"].unique())
         whole = tables["survival_curve"].filter((pl.col("group_variable") == ALL) & (pl.col("ci_transform") == ci_transform))
         curves = {(e, ALL, ALL, ci_transform): KaplanMeier.from_curve(whole.filter(pl.col("endpoint") == e), ci_transform)
                   for e in FIGURE_ENDPOINTS}
@@ -225,14 +244,15 @@ class StudyResults:
                 for r in est.iter_rows(named=True)}
 
     def write_figures(self, out_dir: Path) -> dict[str, Path]:
-        """Figure 2 as PNG and SVG under ``out_dir``: {"figure2_png": ..., "figure2_svg": ...}."""
+        """Figure 2 and the competing-risks figure as PNG and SVG under ``out_dir``:
+        {"figure2_png": ..., "figure2_svg": ..., "competing_png": ..., "competing_svg": ...}."""
         from clms_etl.survival.figures import figure2
 
         curves = {e: self.curves[(e, ALL, ALL, self.ci_transform)] for e in FIGURE_ENDPOINTS}
         out_dir = Path(out_dir)
         png, svg = figure2(curves, out_dir / "figure2_kaplan_meier.png",
                            out_dir / "figure2_kaplan_meier.svg", self.ci_transform)
-        return {"figure2_png": png, "figure2_svg": svg}
+        return {"figure2_png": png, "figure2_svg": svg, **write_competing_figure(self.cumulative_incidence_curve, out_dir)}
 
     def write_tables(self, out_dir: Path) -> dict[str, Path]:
         """Table 1, Table 2 and the survival estimates as CSV (UTF-8) under ``out_dir``."""
@@ -327,21 +347,25 @@ class EmptyCohort(ValueError):
 
 def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS, ci_transform: str = DEFAULT_CI_TRANSFORM,
-            time_points_months: tuple[int, ...] = TIME_POINTS_MONTHS, alpha: float = 0.05) -> StudyResults:
+            time_points_months: tuple[int, ...] = TIME_POINTS_MONTHS, alpha: float = 0.05,
+            population: str = DEFAULT_POPULATION) -> StudyResults:
     """The study's survival analysis on the analytics views (frames), all conventions of ``docs/survival.md``.
 
     ``patient_summary``: one row per included patient (Table 1 population); ``survival``: the
-    ``analytics.survival`` view. ``min_follow_up_months``: the survival population rule;
+    ``analytics.survival`` view. ``population`` (a preset of
+    :data:`clms_etl.warehouse.analytics.POPULATIONS`; ``paper`` reproduces the study) and
+    ``min_follow_up_months``: the survival population rule;
     ``ci_transform``: the interval shown in the display tables and Figure 2 (both transforms are
     always in the result tables). Raises :class:`EmptyCohort` when the survival population is empty.
     """
     if ci_transform not in CI_TRANSFORMS:
         raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}")
-    population = ep.survival_population(patient_summary, min_follow_up_months)
+    rule = ep.population_rule(population)
+    population = ep.survival_population(patient_summary, min_follow_up_months, rule.name)
     if population.is_empty():
         raise EmptyCohort(f"no patient in the survival population (at least {min_follow_up_months:g} months of "
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
-    frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months)
+    frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
     levels, specs = predictors(population)
     unrecorded = _unrecorded_by_centre(levels.join(population.select("patient_id", "centre"), on="patient_id"),
                                        [p.key for p in specs])
@@ -384,6 +408,9 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     univariate_frame = pl.DataFrame(univariate_rows, infer_schema_length=None).with_columns(
         row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("endpoint"))
     margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        competing = analyse_competing(population, levels, specs, time_points_months, alpha)
     return StudyResults(
         min_follow_up_months=float(min_follow_up_months), ci_transform=ci_transform,
         time_points_months=tuple(time_points_months), endpoints=frames,
@@ -391,13 +418,17 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_curve=pl.concat(curve_frames, how="diagonal"),
         univariate_analysis=univariate_frame,
         table1=table1(patient_summary),
-        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months),
+        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months, rule.name),
         follow_up=_follow_up(population),
         group_comparison=pl.DataFrame([{"variable": "clinical_margin_cm", "outcome": "relapse",
                                         "population": "all included patients with a known clinical margin",
                                         **margins}]),
         curves=curves,
         unrecorded_items=unrecorded_items(patient_summary),
+        cumulative_incidence=competing.cumulative_incidence,
+        cumulative_incidence_curve=competing.cumulative_incidence_curve,
+        gray_test=competing.gray_test, fine_gray=competing.fine_gray,
+        survival_population_rule=rule.frame(min_follow_up_months),
     )
 
 
@@ -436,8 +467,8 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
     cohort = Section(
         "cohort", "Patients",
         text=(f"{results.table1.filter(pl.col('variable') == 'patients')['n'].item()} patients included; "
-              f"{n_pop} followed for at least {results.min_follow_up_months:g} months form the survival population "
-              f"({excluded} excluded, see the exclusion list)."),
+              f"{n_pop} patients form the survival population ({results.population}; {excluded} excluded, see the "
+              "exclusion list)."),
         tables=(ReportTable("table1", "Table 1. Characteristics of the patients", table1_frame, row_levels=table1_levels,
                             note="n (%) of all included patients; tumour size classes as % of the patients with a "
                                  "known size. Medians with interquartile range (R type 7 quantiles), means ± SD. "
@@ -474,4 +505,8 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
                                  f"in a group or fewer than {MIN_EVENTS} events. Continuous variables dichotomised "
                                  f"at the median of the survival population."),),
     )
-    return [cohort, survival_section, univariate_section]
+    sections = [cohort, survival_section, univariate_section]
+    if not results.cumulative_incidence.is_empty():
+        sections.append(competing_section(results.cumulative_incidence, results.gray_test, results.fine_gray,
+                                          results.population, figures))
+    return sections

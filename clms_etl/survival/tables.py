@@ -16,6 +16,7 @@ import polars as pl
 
 from clms_etl.results import ResultColumn as C
 from clms_etl.results import ResultTable
+from clms_etl.warehouse.analytics import POPULATION_RULE_TABLE
 
 _ENDPOINT = C("endpoint", pl.String, "OS / DSS / PFS / RFS (metastasis-free) / LRFS / RMFS (first local recurrence "
               "or metastasis), see docs/survival.md.")
@@ -172,6 +173,102 @@ GROUP_COMPARISON = ResultTable(
     ("variable", "outcome"),
 )
 
+_OUTCOME = C("outcome", pl.String, "local_recurrence / metastasis / relapse (local recurrence or metastasis) / "
+             "clms_death, with death as the competing event (docs/survival.md, Competing risks).")
+_CAUSE = C("cause", pl.String, "event: the outcome; competing: the death that precludes it (any death without the "
+           "outcome; for clms_death, death from another or an unknown cause).")
+
+CUMULATIVE_INCIDENCE = ResultTable(
+    "cumulative_incidence",
+    "Cumulative incidence (Aalen-Johansen, R cmprsk::cuminc) of each outcome and of its competing death at "
+    "12/24/60/96 months per group, with Gray's variance, a 95 % interval (log-log) and 1 - Kaplan-Meier of the "
+    "outcome (deaths censored) beside it. Survival population only.",
+    (
+        _OUTCOME, _GROUP_VARIABLE, _GROUP_VALUE, _CAUSE,
+        C("estimate", pl.String, "incidence_<t>m: cumulative incidence at t months."),
+        C("time_months", pl.Float64, "The time point t, months since diagnosis.", nullable=False),
+        C("incidence", pl.Float64, "Cumulative incidence at time_months (null beyond the last follow-up)."),
+        C("variance", pl.Float64, "Gray's variance of the estimate (cmprsk's)."),
+        C("ci_lower", pl.Float64, "Lower 95 % bound, log(-log) transform (null where incidence is 0)."),
+        C("ci_upper", pl.Float64, "Upper 95 % bound, log(-log) transform."),
+        C("one_minus_km", pl.Float64, "1 - Kaplan-Meier of the outcome with competing deaths censored, the study's "
+          "way (event rows only): above incidence when deaths compete."),
+        C("n", pl.Int64, "Patients in the group.", nullable=False),
+        C("events", pl.Int64, "Patients with this cause over the whole follow-up.", nullable=False),
+        C("display", pl.String, "As printed, e.g. '0.12 [0.05-0.22]'."),
+    ),
+    ("outcome", "group_variable", "group_value", "cause", "estimate"),
+)
+
+CUMULATIVE_INCIDENCE_CURVE = ResultTable(
+    "cumulative_incidence_curve",
+    "Cumulative incidence step curves per outcome, group and cause: the value from each time of the cause on "
+    "(time 0 included), with Gray's variance.",
+    (
+        _OUTCOME, _GROUP_VARIABLE, _GROUP_VALUE, _CAUSE,
+        C("time_months", pl.Float64, "Time of the step, months since diagnosis.", nullable=False),
+        C("incidence", pl.Float64, "Cumulative incidence from time_months on.", nullable=False),
+        C("variance", pl.Float64, "Gray's variance of the estimate."),
+        C("end_months", pl.Float64, "Last follow-up of the group: the curve is defined up to there."),
+    ),
+    ("outcome", "group_variable", "group_value", "cause", "time_months"),
+)
+
+GRAY_TEST = ResultTable(
+    "gray_test",
+    "Gray's test (R cmprsk::cuminc, rho = 0) of equal cumulative incidence of each outcome across the levels of "
+    "each predictor of Table 2, death competing.",
+    (
+        _OUTCOME,
+        C("predictor", pl.String, "Predictor key, e.g. grade_ii_iii."),
+        C("predictor_label", pl.String, "Predictor as printed."),
+        C("levels", pl.String, "Levels compared (patients with a known value), comma-separated."),
+        C("n", pl.Int64, "Patients compared."),
+        C("events", pl.Int64, "Outcomes among them."),
+        C("competing", pl.Int64, "Competing deaths among them."),
+        C("statistic", pl.Float64, "Chi-square statistic (null: no test, see reason)."),
+        C("df", pl.Int64, "Degrees of freedom (levels - 1)."),
+        C("p", pl.Float64, "p-value."),
+        C("reason", pl.String, "Why there is no test (null when there is one)."),
+    ),
+    ("outcome", "predictor"),
+)
+
+FINE_GRAY = ResultTable(
+    "fine_gray",
+    "Fine-Gray subdistribution hazard ratios (R cmprsk::crr, robust variance) of each outcome per predictor level "
+    "vs the reference, death competing, next to the cause-specific Cox hazard ratio (Efron ties) of the same "
+    "comparison; the not-estimable rule of Table 2.",
+    (
+        _OUTCOME,
+        C("predictor", pl.String, "Predictor key."),
+        C("predictor_label", pl.String, "Predictor as printed."),
+        C("level", pl.String, "Compared level."),
+        C("reference_level", pl.String, "Reference level."),
+        C("row_order", pl.Int32, "Order of the row within the outcome.", nullable=False),
+        C("n_level", pl.Int64, "Patients in the compared level."),
+        C("events_level", pl.Int64, "Outcomes in the compared level."),
+        C("n_reference", pl.Int64, "Patients in the reference level."),
+        C("events_reference", pl.Int64, "Outcomes in the reference level."),
+        C("competing", pl.Int64, "Competing deaths in the level and the reference."),
+        C("shr", pl.Float64, "Subdistribution hazard ratio (null: not estimable)."),
+        C("shr_ci_lower", pl.Float64, "Lower 95 % bound (Wald, robust SE)."),
+        C("shr_ci_upper", pl.Float64, "Upper 95 % bound (Wald, robust SE)."),
+        C("shr_p", pl.Float64, "Wald p-value of the sHR."),
+        C("cause_specific_endpoint", pl.String, "Endpoint of the cause-specific model (competing deaths censored): "
+          "LRFS / RFS / RMFS / DSS."),
+        C("cs_hr", pl.Float64, "Cause-specific Cox hazard ratio."),
+        C("cs_hr_ci_lower", pl.Float64, "Lower 95 % bound of the cause-specific HR (Wald)."),
+        C("cs_hr_ci_upper", pl.Float64, "Upper 95 % bound of the cause-specific HR (Wald)."),
+        C("cs_p", pl.Float64, "Wald p-value of the cause-specific HR."),
+        C("estimable", pl.Boolean, "False: too few events or no convergence (see reason).", nullable=False),
+        C("reason", pl.String, "Why the ratio is not estimable (null when it is)."),
+    ),
+    ("outcome", "predictor", "level"),
+)
+
 TABLES: tuple[ResultTable, ...] = (
     SURVIVAL_ESTIMATE, SURVIVAL_CURVE, UNIVARIATE_ANALYSIS, TABLE1, SURVIVAL_EXCLUSION, FOLLOW_UP, GROUP_COMPARISON,
+    CUMULATIVE_INCIDENCE, CUMULATIVE_INCIDENCE_CURVE, GRAY_TEST, FINE_GRAY,
+    POPULATION_RULE_TABLE,  # declared by the warehouse (its views read it), written by the survival analysis
 )

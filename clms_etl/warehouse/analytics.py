@@ -22,17 +22,24 @@ RFS        first metastasis (the study's "RFS" is           last contact (deaths
 LRFS       first local recurrence                           last contact (deaths censored at death)
 =========  ===============================================  =========================================
 
-Patients are analysed for survival when followed for at least :data:`MIN_FOLLOW_UP_MONTHS`
-months (the study's inclusion rule: 68 of 79 patients), flagged ``in_survival_population``.
+The survival population (``in_survival_population``) follows the rule the survival analysis last
+ran with: a :class:`PopulationRule` preset and a minimum follow-up, stored by the analysis in the
+result table ``analytics.survival_population_rule`` and read here, so that the view and the
+analysis cannot disagree. Before any analysis, :data:`DEFAULT_POPULATION` with
+:data:`MIN_FOLLOW_UP_MONTHS`. Presets: ``paper`` (the study's rule, which also drops patients who
+died before the minimum: 68 of its 79 patients) and ``censored_before_minimum`` (the default:
+only patients censored before the minimum are left out; early deaths stay).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import polars as pl
 import sqlalchemy as sa
 
-from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+from clms_etl.results import ResultColumn, ResultTable
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, declare_results
 
 # View names never repeat a base table's name: DuckDB binds an unqualified table name inside a
 # view of schema ``analytics`` to ``analytics.<name>`` first (a view named like its source table
@@ -43,6 +50,55 @@ DAYS_PER_MONTH = 365.25 / 12  # 30.4375
 MIN_FOLLOW_UP_MONTHS = 3  # the study's minimum follow-up for the survival analyses
 MITOSES_THRESHOLD = 10  # the study's "mitotic index > 10 / 10 HPF"
 ENDPOINTS = ("OS", "DSS", "PFS", "RFS", "LRFS")
+
+
+@dataclass(frozen=True)
+class PopulationRule:
+    """Who the survival analyses keep among the included patients: everyone with a dated diagnosis
+    and last contact, except the patients followed for less than the minimum — all of them
+    (``excludes_early_deaths``: the study's rule) or only those censored (alive) before it."""
+
+    name: str
+    excludes_early_deaths: bool
+    summary: str  # ``{m}``: the minimum follow-up in months
+
+    def describe(self, min_follow_up_months: float) -> str:
+        """The rule in words, e.g. for the report and the exports."""
+        return f"{self.name}: " + self.summary.format(m=f"{min_follow_up_months:g}")
+
+    def frame(self, min_follow_up_months: float) -> pl.DataFrame:
+        """The row of ``survival_population_rule`` that makes the views follow this rule."""
+        return pl.DataFrame({"population": [self.name], "min_follow_up_months": [float(min_follow_up_months)],
+                             "excludes_early_deaths": [self.excludes_early_deaths],
+                             "description": [self.describe(min_follow_up_months)]})
+
+
+POPULATIONS = {
+    "paper": PopulationRule(
+        "paper", True, "the study's rule (reproduces the paper): patients followed for at least {m} months; "
+        "patients who died before {m} months are left out too, while time still runs from diagnosis (this "
+        "biases survival upwards)"),
+    "censored_before_minimum": PopulationRule(
+        "censored_before_minimum", False, "patients censored (alive at last contact) before {m} months are left "
+        "out; patients who died before {m} months are kept"),
+}
+DEFAULT_POPULATION = "censored_before_minimum"
+
+POPULATION_RULE_TABLE = ResultTable(
+    "survival_population_rule",
+    "The survival population rule the survival analysis last ran with (one row): the views' in_survival_population "
+    "follows it; when empty, the default rule.",
+    (
+        ResultColumn("population", pl.String, "Preset: paper (the study's rule) / censored_before_minimum (default)."),
+        ResultColumn("min_follow_up_months", pl.Float64, "Minimum follow-up, months.", nullable=False),
+        ResultColumn("excludes_early_deaths", pl.Boolean, "Patients who died before the minimum are left out too.",
+                     nullable=False),
+        ResultColumn("description", pl.String, "The rule in words."),
+    ),
+    ("population",),
+)
+# declared by the warehouse itself: its views read the table
+declare_results([POPULATION_RULE_TABLE])
 
 
 @dataclass(frozen=True)
@@ -58,7 +114,7 @@ class View:
 
 
 _M = f"{DAYS_PER_MONTH!r}"
-_MIN_DAYS = f"{MIN_FOLLOW_UP_MONTHS * DAYS_PER_MONTH!r}"
+_DEFAULT_EXCLUDES_EARLY_DEATHS = "TRUE" if POPULATIONS[DEFAULT_POPULATION].excludes_early_deaths else "FALSE"
 
 PATIENT_SUMMARY_SQL = f"""
 WITH first_surgery AS (
@@ -134,7 +190,9 @@ SELECT
     final_resection_status, proposed_margin_cm, clinical_margin_cm, histological_margin_cm, adjuvant_radiotherapy,
     vital_status, record_complete, last_contact_date, follow_up_days,
     CAST(follow_up_days AS DOUBLE PRECISION) / {_M} AS follow_up_months,
-    COALESCE(CAST(follow_up_days AS DOUBLE PRECISION) >= {_MIN_DAYS}, FALSE) AS in_survival_population,
+    CASE WHEN follow_up_days IS NULL OR follow_up_days < 0 THEN FALSE
+         WHEN CAST(follow_up_days AS DOUBLE PRECISION) >= pop_rule.min_days THEN TRUE
+         ELSE death_date IS NOT NULL AND NOT pop_rule.excludes_early_deaths END AS in_survival_population,
     first_local_recurrence_date IS NOT NULL AS local_recurrence,
     first_local_recurrence_date,
     first_metastasis_date IS NOT NULL AS metastasis,
@@ -143,6 +201,11 @@ SELECT
     death_date IS NOT NULL AS death,
     death_date, death_cause
 FROM base
+CROSS JOIN (
+    SELECT COALESCE(MAX(min_follow_up_months), {MIN_FOLLOW_UP_MONTHS!r}) * {_M} AS min_days,
+           COALESCE(BOOL_OR(excludes_early_deaths), {_DEFAULT_EXCLUDES_EARLY_DEATHS}) AS excludes_early_deaths
+    FROM {ANALYTICS_SCHEMA}.{POPULATION_RULE_TABLE.name}
+) pop_rule
 """
 
 SURVIVAL_SQL = f"""
@@ -254,7 +317,8 @@ VIEWS: tuple[View, ...] = (
             ("last_contact_date", "Latest of the last-news and death dates (censoring date)."),
             ("follow_up_days", "Days from diagnosis to last contact."),
             ("follow_up_months", "Months (days / 30.4375) from diagnosis to last contact."),
-            ("in_survival_population", f"Followed for at least {MIN_FOLLOW_UP_MONTHS} months: included in the survival analyses."),
+            ("in_survival_population", "In the survival population of the rule in analytics.survival_population_rule "
+             f"(default: {DEFAULT_POPULATION}, {MIN_FOLLOW_UP_MONTHS} months): included in the survival analyses."),
             ("local_recurrence", "At least one local recurrence."),
             ("first_local_recurrence_date", "Date of the first local recurrence."),
             ("metastasis", "At least one metastasis."),
@@ -280,7 +344,7 @@ VIEWS: tuple[View, ...] = (
             ("time_days", "Days from diagnosis to end_date."),
             ("time_months", "Months (days / 30.4375) from diagnosis to end_date."),
             ("event", "1: the endpoint's event occurred at end_date; 0: censored at end_date."),
-            ("in_survival_population", f"Followed for at least {MIN_FOLLOW_UP_MONTHS} months."),
+            ("in_survival_population", "In the survival population (rule: analytics.survival_population_rule)."),
         ),
         SURVIVAL_SQL,
     ),

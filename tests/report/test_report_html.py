@@ -131,7 +131,8 @@ def test_the_code_version_is_the_package_version_when_git_is_unavailable(monkeyp
 def test_the_summary_counts_the_cohort(built_report, report_warehouse):
     s = report_warehouse.query("SELECT * FROM analytics.patient_summary")
     assert f"{s.height} patients from 4 centres" in built_report.summary
-    assert f"{int(s['in_survival_population'].sum())} were followed" in built_report.summary
+    assert f"{int(s['in_survival_population'].sum())} make up the survival population (censored_before_minimum: " \
+        "patients censored (alive at last contact) before 3 months are left out" in built_report.summary
     assert f"{int(s['death'].sum())} deaths" in built_report.summary
 
 

@@ -28,4 +28,4 @@ def twin_warehouse_url(tmp_path_factory) -> str:
 def twin_results(twin_warehouse_url) -> StudyResults:
     with Warehouse(twin_warehouse_url) as wh:
         patient_summary, survival = load_inputs(wh)
-    return analyse(patient_summary, survival)
+    return analyse(patient_summary, survival, population="paper")  # the preset that reproduces the paper

@@ -58,16 +58,20 @@ def test_the_population_rule_is_a_setting_the_report_shares(twin_warehouse_url, 
     db = tmp_path / "warehouse.duckdb"
     shutil.copy(twin_warehouse_url.removeprefix("duckdb:///"), db)
     url = f"duckdb:///{db}"
+    assert _view_population(url) == 68  # before any analysis: the default rule, 3 months
     # set for the run in the launchpad (resources: survival: config:), seen by the analysis and the report
     result = dg.materialize(
         [survival_analysis, clinician_report], instance=dg.DagsterInstance.ephemeral(),
         resources={"warehouse": WarehouseResource(url=url), "outputs": OutputsFolder(path=str(tmp_path / "out")),
                    "survival": SurvivalSettings.configure_at_launch()},
-        run_config={"resources": {"survival": {"config": {"min_follow_up_months": 0.0,
+        run_config={"resources": {"survival": {"config": {"min_follow_up_months": 0.0, "population": "paper",
                                                           "ci_transform": "log-log"}}}})
     assert result.success
+    # the analytics views follow the rule the analysis ran with: one definition, not two
+    assert _view_population(url) == 76
     html = (tmp_path / "out" / "report" / "clms_report.html").read_text()
-    assert "76 followed for at least 0 months form the survival population" in html
+    assert "76 patients form the survival population (paper: the study&#39;s rule" in html
+    assert "at least 0 months" in html
     assert "95 % confidence intervals (log-log transform" in html
     assert "95 % confidence intervals (log transform" not in html
     with Warehouse(url) as wh:
@@ -75,3 +79,8 @@ def test_the_population_rule_is_a_setting_the_report_shares(twin_warehouse_url, 
         assert set(wh.results("survival_exclusion")["reason"]) == {"no_follow_up_date"}
         est = wh.results("survival_estimate")
     assert est.filter((pl.col("endpoint") == "OS") & (pl.col("group_variable") == "all"))["n"].unique().to_list() == [76]
+
+
+def _view_population(url: str) -> int:
+    with Warehouse(url) as wh:
+        return wh.query("SELECT COUNT(*) AS n FROM analytics.patient_summary WHERE in_survival_population")["n"].item()

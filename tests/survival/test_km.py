@@ -41,8 +41,9 @@ def test_lung_survival_at_one_year_with_log_ci_matches_r_summary(lung):
 def test_log_log_interval_is_lifelines_own(lung):
     km = kaplan_meier(lung["time"], lung["status"], ci_transform="log-log")
     reference = KaplanMeierFitter().fit(lung["time"], lung["status"]).confidence_interval_survival_function_
-    assert np.allclose(km.ci_lower, reference.iloc[:, 0].to_numpy())
-    assert np.allclose(km.ci_upper, reference.iloc[:, 1].to_numpy())
+    defined = (km.survival < 1) | (km.time == 0)  # at S = 1, R has no log-log interval (lifelines: [1, 1])
+    assert np.allclose(km.ci_lower[defined], reference.iloc[:, 0].to_numpy()[defined])
+    assert np.allclose(km.ci_upper[defined], reference.iloc[:, 1].to_numpy()[defined])
     log = kaplan_meier(lung["time"], lung["status"], ci_transform="log")
     assert not np.allclose(km.ci_lower, log.ci_lower, equal_nan=True)  # the two transforms really differ
 
@@ -101,3 +102,17 @@ def test_reverse_kaplan_meier_censors_deaths_in_the_follow_up_distribution():
 def test_unknown_ci_transform_is_refused():
     with pytest.raises(ValueError, match="ci_transform"):
         kaplan_meier([1, 2], [1, 0], ci_transform="plain")
+
+
+def test_log_log_interval_is_undefined_where_survival_is_one_as_in_r():
+    # R: f <- survfit(Surv(c(1, 3, 4, 5), c(0, 1, 0, 1)) ~ 1, conf.type = "log-log")
+    #    f$lower: NA 0.05407343 0.05407343 NA; summary(f, times = c(0.5, 1, 2))$lower: 1 NA NA
+    km = kaplan_meier([1, 3, 4, 5], [0, 1, 0, 1], ci_transform="log-log")
+    assert (km.at(0.5)["ci_lower"], km.at(0.5)["ci_upper"]) == (1.0, 1.0)
+    for t in (1, 2, 5):
+        assert (km.at(t)["ci_lower"], km.at(t)["ci_upper"]) == (None, None), t
+    assert km.at(3)["ci_lower"] == pytest.approx(0.05407343, abs=1e-8)
+    assert km.at(3)["ci_upper"] == pytest.approx(0.9452064, abs=1e-7)
+    # the log transform keeps [1, 1] at S = 1, as R's conf.type = "log" does
+    log = kaplan_meier([1, 3, 4, 5], [0, 1, 0, 1], ci_transform="log").at(1)
+    assert (log["ci_lower"], log["ci_upper"]) == (1.0, 1.0)

@@ -177,15 +177,18 @@ def test_figure2_is_written_as_png_and_svg_byte_for_byte_reproducibly(twin_resul
     assert svg.count("At risk") == 4  # one numbers-at-risk row under each panel
 
 
-def test_report_sections_carry_table1_table2_and_figure2(twin_results, tmp_path):
+def test_report_sections_carry_table1_table2_figure2_and_the_competing_risks(twin_results, tmp_path):
     figures = twin_results.write_figures(tmp_path)
     sections = report_sections(twin_results, figures)
     assert all(isinstance(s, Section) for s in sections)
     tables = {t.key: t for s in sections for t in s.tables}
-    assert {"table1", "table2", "survival"} <= set(tables)
+    assert {"table1", "table2", "survival", "cumulative_incidence", "fine_gray"} <= set(tables)
     assert "log transform" in tables["survival"].note
-    (figure,) = [f for s in sections for f in s.figures]
-    assert figure.png.is_file() and figure.svg.is_file()
+    assert [f.key for s in sections for f in s.figures] == ["figure2", "figure_competing"]
+    assert all(f.png.is_file() and f.svg.is_file() for s in sections for f in s.figures)
+    # the survival population rule is named in the report
+    assert "paper: the study's rule" in sections[0].text
+    assert "Survival population: paper" in tables["cumulative_incidence"].note
 
 
 def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_warehouse_url, twin_results, tmp_path):
@@ -197,9 +200,9 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(twin_warehouse_url.removeprefix("duckdb:///"), copy)
     with Warehouse(f"duckdb:///{copy}") as wh:
-        write_outputs(wh, tmp_path / "analysis", "test")
+        write_outputs(wh, tmp_path / "analysis", "test", population="paper")
         built = sections(wh, tmp_path / "report")
-    assert [s.key for s in built] == ["cohort", "survival", "univariate"]
+    assert [s.key for s in built] == ["cohort", "survival", "univariate", "competing_risks"]
     # every table and text read back from the result tables is the one the analysis computed
     computed = report_sections(twin_results)
     assert [s.text for s in built] == [s.text for s in computed]
@@ -207,5 +210,6 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
                                strict=True):
         assert shown.key == expected.key and shown.frame.equals(expected.frame), shown.key
     # Figure 2 redrawn from the stored curves is the analysis's own drawing, byte for byte
-    assert (tmp_path / "report" / "figures" / "figure2_kaplan_meier.svg").read_bytes() == (
-        tmp_path / "analysis" / "figures" / "figure2_kaplan_meier.svg").read_bytes()
+    for figure in ("figure2_kaplan_meier.svg", "figure_competing_risks.svg"):
+        assert (tmp_path / "report" / "figures" / figure).read_bytes() == (
+            tmp_path / "analysis" / "figures" / figure).read_bytes(), figure

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 import pytest
 
 from clms_etl.warehouse import Warehouse
@@ -175,3 +176,25 @@ def test_gene_profile_reproduces_the_published_molecular_series(twin_duckdb):
     assert dmd.select("cn_event", "cn_coverage").rows() == [("heterozygous_deletion", "partial")]
     assert g["case_no"].n_unique() == 11  # 14 cases, 3 not contributory
     assert g["centre"].null_count() == 0  # every sample's patient is in the warehouse
+
+
+@pytest.mark.parametrize("min_follow_up_months", [3.0, 10.0])
+def test_the_views_survival_population_is_the_analysis_one_for_every_rule(tiny, min_follow_up_months):
+    # one definition: the analysis stores its rule, the views read it; B and C died at 300 and 250 days
+    from clms_etl.survival.endpoints import survival_population
+    from clms_etl.survival.study import load_inputs
+    from clms_etl.warehouse.analytics import POPULATIONS
+
+    names = {pid("nice", k): k for k in "ABCDEFG"}
+    kept = {}
+    for name, rule in POPULATIONS.items():
+        tiny.replace_results({"survival_population_rule": rule.frame(min_follow_up_months)}, run_id="test")
+        patient_summary, _ = load_inputs(tiny)
+        view = patient_summary.filter(pl.col("in_survival_population"))["patient_id"]
+        analysis = survival_population(patient_summary, min_follow_up_months, name)["patient_id"]
+        assert sorted(view) == sorted(analysis), (name, min_follow_up_months)
+        kept[name] = "".join(sorted(names[p] for p in view))
+    if min_follow_up_months == 10.0:  # 10 months: the early deaths B and C are the difference
+        assert kept == {"paper": "AF", "censored_before_minimum": "ABCF"}
+    else:
+        assert kept == {"paper": "ABCFG", "censored_before_minimum": "ABCFG"}

@@ -267,18 +267,23 @@ class ContinuousFit:
     nonlinear_p: float
 
 
-def continuous_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05) -> ContinuousFit:
-    """Linear Cox model of ``x`` (per unit) and the spline test of non-linearity (R ``anova``)."""
+def continuous_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05,
+                   spline: bool = True) -> ContinuousFit:
+    """Linear Cox model of ``x`` (per unit) and, with ``spline``, the test of non-linearity (R ``anova``
+    of the linear vs the restricted-cubic-spline model); without it the spline fields are NaN."""
     x = np.asarray(x, dtype=float)
     ll0 = _null_loglik(time, event)
     ll1, coef, var = cox_loglik(x[:, None], time, event)
-    knots = rcs_knots(x)
-    ll2, _, _ = cox_loglik(np.column_stack([x, rcs_basis(x, knots)]), time, event)
     se = float(np.sqrt(var[0, 0]))
     z = stats.norm.isf(alpha / 2)
     lr = lr_test(ll1, ll0, 1)
-    nl = lr_test(ll2, ll1, len(knots) - 2)
+    knots: tuple[float, ...] = ()
+    nl = (float("nan"), float("nan"))
+    if spline:
+        k = rcs_knots(x)
+        knots = tuple(float(v) for v in k)
+        nl = lr_test(cox_loglik(np.column_stack([x, rcs_basis(x, k)]), time, event)[0], ll1, len(k) - 2)
     return ContinuousFit(len(x), int(np.sum(event)), float(coef[0]), float(np.exp(coef[0])),
                          float(np.exp(coef[0] - z * se)), float(np.exp(coef[0] + z * se)),
-                         float(2 * stats.norm.sf(abs(coef[0]) / se)), *lr, tuple(float(k) for k in knots),
-                         nl[0], len(knots) - 2, nl[1])
+                         float(2 * stats.norm.sf(abs(coef[0]) / se)), *lr, knots,
+                         nl[0], SPLINE_KNOTS - 2, nl[1])

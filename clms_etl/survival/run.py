@@ -17,7 +17,9 @@ from clms_etl.survival.tables import TABLES
 
 # the order the analysis gives the rows that are shown as stored (a database keeps no row order)
 STORED_ORDER = {"table1": ["row_order"], "univariate_analysis": ["endpoint", "row_order"],
-                "survival_exclusion": ["reason", "patient_id"]}
+                "survival_exclusion": ["reason", "patient_id"], "univariate_cox": ["endpoint", "predictor", "level"],
+                "ph_test": ["endpoint", "model", "term"], "ph_residual": ["endpoint", "model", "term", "event_index"],
+                "continuous_cox": ["endpoint", "predictor"], "multivariable_cox": ["endpoint", "term"]}
 
 
 @dataclass(frozen=True)

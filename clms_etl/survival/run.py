@@ -12,14 +12,12 @@ from pathlib import Path
 
 import polars as pl
 
-from clms_etl.survival.study import TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
+from clms_etl.survival.study import COX_TABLE_ORDER, TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
 from clms_etl.survival.tables import TABLES
 
 # the order the analysis gives the rows that are shown as stored (a database keeps no row order)
 STORED_ORDER = {"table1": ["row_order"], "univariate_analysis": ["endpoint", "row_order"],
-                "survival_exclusion": ["reason", "patient_id"], "univariate_cox": ["endpoint", "predictor", "level"],
-                "ph_test": ["endpoint", "model", "term"], "ph_residual": ["endpoint", "model", "term", "event_index"],
-                "continuous_cox": ["endpoint", "predictor"], "multivariable_cox": ["endpoint", "term"]}
+                "survival_exclusion": ["reason", "patient_id"], **COX_TABLE_ORDER}
 
 
 @dataclass(frozen=True)

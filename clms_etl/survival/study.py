@@ -34,6 +34,10 @@ CONTINUOUS_PREDICTORS = {"age": ("age_at_diagnosis_years", "year"), "size": ("si
                          "clinical_margin": ("clinical_margin_cm", "cm")}
 # the multivariable model: the three histological factors of Table 2 (issue: the paper gave up for lack of power)
 MULTIVARIABLE_PREDICTORS = ("grade_ii_iii", "differentiation_moderate_poor", "mitoses_gt_10")
+# row order of the Cox-check tables, computed or read back from the store (a database keeps no order)
+COX_TABLE_ORDER = {"univariate_cox": ["endpoint", "predictor", "level"], "ph_test": ["endpoint", "model", "term"],
+                   "ph_residual": ["endpoint", "model", "term", "event_index"],
+                   "continuous_cox": ["endpoint", "predictor"], "multivariable_cox": ["endpoint", "term"]}
 
 # Columns of the base table `tumour` that Table 1 needs and patient_summary does not carry.
 TUMOUR_EXTRA_SQL = """
@@ -130,7 +134,7 @@ def _frame(rows: list[dict], table) -> pl.DataFrame:
         return _empty(table)
     frame = pl.DataFrame(rows, infer_schema_length=None)
     return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-                         for c, t in table.schema.items()])
+                         for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
 
 
 def _fmt_survival(row: dict) -> str:
@@ -250,11 +254,12 @@ class StudyResults:
             fitted = r["hr_per_unit"] is not None
             rows.append({"Endpoint": TABLE2_LABELS.get(r["endpoint"], r["endpoint"]), "Predictor": r["predictor_label"],
                          "Events/n": f"{r['events']}/{r['n']}",
-                         f"HR per unit (95 % CI)": (f"{r['hr_per_unit']:.3f} ({r['hr_ci_lower']:.3f}-"
+                         "HR per unit (95 % CI)": (f"{r['hr_per_unit']:.3f} ({r['hr_ci_lower']:.3f}-"
                                                     f"{r['hr_ci_upper']:.3f}) per {r['unit']}" if fitted else r["reason"]),
                          "p (LR)": _fmt_p(r["lr_p"]),
                          "Non-linearity (spline LR)": (f"chi2 = {r['nonlinear_chi2']:.2f}, {r['nonlinear_df']} df, "
-                                                       f"p = {_fmt_p(r['nonlinear_p'])}" if fitted else "-"),
+                                                       f"p = {_fmt_p(r['nonlinear_p'])}"
+                                                       if r["nonlinear_p"] is not None else r["reason"] or "-"),
                          "Table 2 shows": r["median_split"]})
         return pl.DataFrame(rows)
 
@@ -620,4 +625,3 @@ def _cox_checks_section(results: StudyResults, figures: dict[str, Path]):
                                  "likelihood-ratio p. Fewer than 10 events per variable: unstable, exploratory.")),
         figures=figs,
     )
-    return [cohort, survival_section, univariate_section]

@@ -179,8 +179,10 @@ def test_report_sections_carry_table1_table2_and_figure2(twin_results, tmp_path)
     tables = {t.key: t for s in sections for t in s.tables}
     assert {"table1", "table2", "survival"} <= set(tables)
     assert "log transform" in tables["survival"].note
-    (figure,) = [f for s in sections for f in s.figures]
-    assert figure.png.is_file() and figure.svg.is_file()
+    assert {"ph_tests", "continuous", "multivariable"} <= set(tables)
+    figures_shown = {f.key: f for s in sections for f in s.figures}
+    assert set(figures_shown) == {"figure2", "ph_rmfs", "ph_os"}
+    assert all(f.png.is_file() and f.svg.is_file() for f in figures_shown.values())
 
 
 def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_warehouse_url, twin_results, tmp_path):
@@ -194,7 +196,7 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
     with Warehouse(f"duckdb:///{copy}") as wh:
         write_outputs(wh, tmp_path / "analysis", "test")
         built = sections(wh, tmp_path / "report")
-    assert [s.key for s in built] == ["cohort", "survival", "univariate"]
+    assert [s.key for s in built] == ["cohort", "survival", "univariate", "cox_checks"]
     # every table and text read back from the result tables is the one the analysis computed
     computed = report_sections(twin_results)
     assert [s.text for s in built] == [s.text for s in computed]
@@ -202,5 +204,6 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
                                strict=True):
         assert shown.key == expected.key and shown.frame.equals(expected.frame), shown.key
     # Figure 2 redrawn from the stored curves is the analysis's own drawing, byte for byte
-    assert (tmp_path / "report" / "figures" / "figure2_kaplan_meier.svg").read_bytes() == (
-        tmp_path / "analysis" / "figures" / "figure2_kaplan_meier.svg").read_bytes()
+    for name in ("figure2_kaplan_meier.svg", "ph_schoenfeld_rmfs.svg", "ph_schoenfeld_os.svg"):
+        assert (tmp_path / "report" / "figures" / name).read_bytes() == (
+            tmp_path / "analysis" / "figures" / name).read_bytes(), name

@@ -18,7 +18,8 @@ from assets.warehouse import warehouse as warehouse_asset
     description="Survival analysis of the registry (docs/survival.md): Kaplan-Meier estimates, median follow-up, "
     "univariate analysis (Table 2), Table 1 and Figure 2. Writes the result tables of schema `analytics` "
     "(survival_estimate, survival_curve, univariate_analysis, table1, survival_exclusion, follow_up, "
-    "group_comparison) and the figures and CSV tables under the outputs folder.",
+    "group_comparison; the Cox checks univariate_cox, ph_test, ph_residual, continuous_cox, multivariable_cox) "
+    "and the figures and CSV tables under the outputs folder.",
 )
 def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
@@ -40,6 +41,7 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
         "table1": markdown_table(results.table1_display(), 100),
         "table2": markdown_table(results.table2_display(), 50),
         "survival_estimates": markdown_table(results.survival_display(), 10),
+        "multivariable_cox": markdown_table(results.multivariable_display(), 10),
         "key_estimates": dg.MetadataValue.json(key),
         "median_follow_up_reverse_km": follow["reverse_kaplan_meier"],
         "excluded_from_survival": results.survival_exclusion.height,

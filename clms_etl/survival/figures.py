@@ -78,7 +78,7 @@ PH_COLUMNS = 4
 def ph_figure(residuals, tests, title: str, png: Path, svg: Path | None = None) -> tuple[Path, Path | None]:
     """Proportional-hazards diagnostics: one panel per term, the scaled Schoenfeld residuals against the
     Kaplan-Meier time scale of the test (R ``plot(cox.zph(fit))``), with a least-squares line (the
-    test's alternative: a coefficient linear in g(t)) and the model's coefficient as a dashed line.
+    test's alternative: a coefficient linear in g(t)) and their mean (about the model's coefficient) dashed.
 
     ``residuals``: rows of ``ph_residual`` for one endpoint and model; ``tests``: rows of ``ph_test``
     for them, by term: {"term": (label, p, violated)}.

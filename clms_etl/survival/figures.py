@@ -50,9 +50,20 @@ def draw_panel(ax, km: KaplanMeier, title: str, colour: str = "#1f4e79") -> None
                 fontsize=8)
 
 
+def save_deterministic(fig, png: Path, svg: Path | None, salt: str) -> tuple[Path, Path | None]:
+    """Write ``fig`` as PNG (and SVG) with no date or software stamp: the same data, the same bytes."""
+    import matplotlib
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", metadata={"Software": None})
+    if svg is not None:
+        with matplotlib.rc_context({"svg.hashsalt": salt}):
+            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return png, svg
+
+
 def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, ci_transform: str = "log") -> tuple[Path, Path | None]:
     """Write Figure 2 (PNG, and SVG if asked) from the fitted curves of OS, PFS, DSS and RFS."""
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -64,12 +75,7 @@ def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, 
         draw_panel(ax, km, f"{letter}. {PANEL_TITLES[endpoint]} (n = {km.n}, {km.n_events} events)")
     fig.suptitle(f"Kaplan-Meier estimates with 95 % confidence bands ({ci_transform} transform)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.55, wspace=0.25)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, format="png", metadata={"Software": None})
-    if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": "clms-figure2"}):
-            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png, svg
+    return save_deterministic(fig, png, svg, "clms-figure2")
 
 
 PH_COLUMNS = 4
@@ -83,7 +89,6 @@ def ph_figure(residuals, tests, title: str, png: Path, svg: Path | None = None) 
     ``residuals``: rows of ``ph_residual`` for one endpoint and model; ``tests``: rows of ``ph_test``
     for them, by term: {"term": (label, p, violated)}.
     """
-    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -111,9 +116,4 @@ def ph_figure(residuals, tests, title: str, png: Path, svg: Path | None = None) 
         ax.grid(alpha=0.25, linewidth=0.5)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, format="png", metadata={"Software": None})
-    if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": "clms-ph"}):
-            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png, svg
+    return save_deterministic(fig, png, svg, "clms-ph")

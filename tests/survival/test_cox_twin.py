@@ -73,6 +73,11 @@ emit(list(holm = as_array(p.adjust(p, "holm")), bh = as_array(p.adjust(p, "BH"))
 def test_continuous_predictors_and_spline_test_match_r_rms_on_the_twin(twin_results, twin_frame):
     fitted = twin_results.continuous_cox.filter(pl.col("nonlinear_p").is_not_null())
     assert fitted.height >= 2
+    # with fewer than 10 events the linear model is still given, the spline test is not, and the row says why
+    linear_only = twin_results.continuous_cox.filter(pl.col("events") < 10)
+    assert linear_only.height >= 1 and linear_only["hr_per_unit"].null_count() == 0
+    assert linear_only["nonlinear_p"].null_count() == linear_only.height
+    assert linear_only["reason"].str.starts_with("no spline test").all()
     for row in fitted.iter_rows(named=True):
         data = twin_frame.filter(pl.col("endpoint") == row["endpoint"]).select(
             "time_months", "event", x=pl.col(row["variable"])).drop_nulls()

@@ -6,8 +6,8 @@ The survival analysis's Cox model checks beside Table 2 (clms_etl.survival.table
 histological factors). After upgrading, rerun ``python -m clms_etl.warehouse.roles`` so that the
 loader role may write the new tables.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04 19:30:00
 
 """
@@ -18,8 +18,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0005'
-down_revision: Union[str, Sequence[str], None] = '0004'
+revision: str = '0006'
+down_revision: Union[str, Sequence[str], None] = '0005'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

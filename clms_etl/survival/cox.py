@@ -30,6 +30,7 @@ from scipy import stats
 
 PH_ALPHA = 0.05  # a cox.zph p-value below this flags a proportional-hazards violation
 SPLINE_KNOTS = 3
+PROFILE_MAX_ITER = 200  # iterations per profile-likelihood bound (firthmodels' default: 50)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,13 @@ def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float =
         warnings.simplefilter("ignore")  # convergence warnings surface as NaN, checked below
         model = FirthCoxPH(backend="numpy").fit(x, (np.asarray(event, dtype=bool), np.asarray(time, dtype=float)))
         model.lrt()
-        ci = model.conf_int(alpha=alpha, method="pl")
+        ci = model.conf_int(alpha=alpha, method="pl", max_iter=PROFILE_MAX_ITER)
     if not model.converged_:
         raise ArithmeticError("Firth-penalised Cox model did not converge")
+    # a profile bound or a penalised LR test that did not converge comes back NaN: no estimate then,
+    # rather than an interval that does not hold its estimate
+    if not (np.all(np.isfinite(ci)) and np.all(np.isfinite(model.lrt_pvalues_))):
+        raise ArithmeticError("profile likelihood interval or penalised LR test did not converge")
     out = []
     for j in range(x.shape[1]):
         p = float(model.lrt_pvalues_[j])

@@ -20,7 +20,8 @@ from assets.warehouse import warehouse as warehouse_asset
     "Fine-Gray). Writes the result tables of schema `analytics` (survival_estimate, survival_curve, "
     "univariate_analysis, table1, survival_exclusion, follow_up, group_comparison, cumulative_incidence, "
     "cumulative_incidence_curve, gray_test, fine_gray, survival_population_rule: the rule the analytics views "
-    "follow) and the figures and CSV tables under the outputs folder.",
+    "follow; the Cox checks univariate_cox, ph_test, ph_residual, continuous_cox, multivariable_cox) "
+    "and the figures and CSV tables under the outputs folder.",
 )
 def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSettings, warehouse: WarehouseResource,
                       outputs: OutputsFolder) -> dg.MaterializeResult:
@@ -42,6 +43,7 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
         "table1": table_metadata(results.table1_display(), 100),
         "table2": table_metadata(results.table2_display(), 50),
         "survival_estimates": table_metadata(results.survival_display(), 10),
+        "multivariable_cox": table_metadata(results.multivariable_display(), 10),
         "key_estimates": dg.MetadataValue.json(key),
         "median_follow_up_reverse_km": follow["reverse_kaplan_meier"],
         "excluded_from_survival": results.survival_exclusion.height,

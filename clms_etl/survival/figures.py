@@ -50,6 +50,18 @@ def draw_panel(ax, km: KaplanMeier, title: str, colour: str = "#1f4e79") -> None
                 fontsize=8)
 
 
+def save_deterministic(fig, png: Path, svg: Path | None, salt: str) -> tuple[Path, Path | None]:
+    """Write ``fig`` as PNG (and SVG) with no date or software stamp: the same data, the same bytes."""
+    import matplotlib
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, format="png", metadata={"Software": None})
+    if svg is not None:
+        with matplotlib.rc_context({"svg.hashsalt": salt}):
+            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return png, svg
+
+
 def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, ci_transform: str = "log") -> tuple[Path, Path | None]:
     """Write Figure 2 (PNG, and SVG if asked) from the fitted curves of OS, PFS, DSS and RFS."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -63,19 +75,7 @@ def figure2(curves: dict[str, KaplanMeier], png: Path, svg: Path | None = None, 
         draw_panel(ax, km, f"{letter}. {PANEL_TITLES[endpoint]} (n = {km.n}, {km.n_events} events)")
     fig.suptitle(f"Kaplan-Meier estimates with 95 % confidence bands ({ci_transform} transform)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.12, hspace=0.55, wspace=0.25)
-    return _save(fig, png, svg, "clms-figure2")
-
-
-def _save(fig, png: Path, svg: Path | None, salt: str) -> tuple[Path, Path | None]:
-    """PNG, and SVG if asked, with deterministic bytes (no date, fixed hash salt)."""
-    import matplotlib
-
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, format="png", metadata={"Software": None})
-    if svg is not None:
-        with matplotlib.rc_context({"svg.hashsalt": salt}):
-            fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
-    return png, svg
+    return save_deterministic(fig, png, svg, "clms-figure2")
 
 
 def _steps(curve, grid: np.ndarray) -> np.ndarray:
@@ -116,4 +116,45 @@ def figure_competing(curves, outcomes: dict[str, str], png: Path, svg: Path | No
         ax.tick_params(labelsize=8)
     fig.suptitle("Cumulative incidence with death as a competing event (Aalen-Johansen, stacked)", fontsize=11)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.92, bottom=0.08, hspace=0.35, wspace=0.25)
-    return _save(fig, png, svg, "clms-competing")
+    return save_deterministic(fig, png, svg, "clms-competing")
+
+
+PH_COLUMNS = 4
+
+
+def ph_figure(residuals, tests, title: str, png: Path, svg: Path | None = None) -> tuple[Path, Path | None]:
+    """Proportional-hazards diagnostics: one panel per term, the scaled Schoenfeld residuals against the
+    Kaplan-Meier time scale of the test (R ``plot(cox.zph(fit))``), with a least-squares line (the
+    test's alternative: a coefficient linear in g(t)) and their mean (about the model's coefficient) dashed.
+
+    ``residuals``: rows of ``ph_residual`` for one endpoint and model; ``tests``: rows of ``ph_test``
+    for them, by term: {"term": (label, p, violated)}.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    terms = list(tests)
+    rows = max(1, -(-len(terms) // PH_COLUMNS))
+    fig = Figure(figsize=(3.2 * PH_COLUMNS, 2.7 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, PH_COLUMNS, squeeze=False)
+    for ax in axes.flat[len(terms):]:
+        ax.set_visible(False)
+    for ax, term in zip(axes.flat, terms, strict=False):
+        label, p, violated = tests[term]
+        points = residuals.filter(residuals["term"] == term)
+        x, y = points["transformed_time"].to_numpy(), points["scaled_residual"].to_numpy()
+        colour = "#b03a2e" if violated else "#1f4e79"
+        ax.plot(x, y, linestyle="none", marker="o", markersize=3, color=colour, alpha=0.7)
+        if x.size >= 2 and np.ptp(x) > 0:
+            slope, intercept = np.polyfit(x, y, 1)
+            ax.plot([x.min(), x.max()], [intercept + slope * x.min(), intercept + slope * x.max()], color=colour)
+        ax.axhline(float(np.mean(y)) if y.size else 0.0, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_title(f"{label}\ncox.zph p = {p:.3f}{' (violated)' if violated else ''}", fontsize=8, loc="left")
+        ax.set_xlabel("1 - KM(t-)", fontsize=7)
+        ax.set_ylabel("Scaled Schoenfeld residual", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.25, linewidth=0.5)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return save_deterministic(fig, png, svg, "clms-ph")

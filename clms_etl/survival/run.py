@@ -12,14 +12,14 @@ from pathlib import Path
 
 import polars as pl
 
-from clms_etl.survival.study import TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
+from clms_etl.survival.study import COX_TABLE_ORDER, TUMOUR_EXTRA_SQL, EmptyCohort, StudyResults, analyse, load_inputs
 from clms_etl.survival.endpoints import population_rule
 from clms_etl.survival.tables import TABLES
 from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, POPULATION_RULE_TABLE
 
 # the order the analysis gives the rows that are shown as stored (a database keeps no row order)
 STORED_ORDER = {"table1": ["row_order"], "univariate_analysis": ["endpoint", "row_order"],
-                "survival_exclusion": ["reason", "patient_id"]}
+                "survival_exclusion": ["reason", "patient_id"], **COX_TABLE_ORDER}
 
 
 @dataclass(frozen=True)

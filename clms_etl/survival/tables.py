@@ -267,8 +267,136 @@ FINE_GRAY = ResultTable(
     ("outcome", "predictor", "level"),
 )
 
+_PREDICTOR = C("predictor", pl.String, "Predictor key, e.g. grade_ii_iii (as in univariate_analysis).")
+_FIRTH_COLUMNS = (
+    C("firth_hr", pl.Float64, "Firth-penalised Cox hazard ratio (Heinze & Schemper 2001, Breslow ties as R coxphf)."),
+    C("firth_ci_lower", pl.Float64, "Lower 95 % bound of firth_hr, profile penalised likelihood."),
+    C("firth_ci_upper", pl.Float64, "Upper 95 % bound of firth_hr, profile penalised likelihood."),
+    C("firth_lr_chi2", pl.Float64, "Penalised likelihood-ratio chi-square of the coefficient (coxphf's Chisq), 1 df."),
+    C("firth_lr_p", pl.Float64, "p-value of the penalised likelihood-ratio test."),
+)
+
+UNIVARIATE_COX = ResultTable(
+    "univariate_cox",
+    "Cox inference of Table 2 beside the Wald hazard ratio of univariate_analysis (same endpoint, predictor, "
+    "level): likelihood-ratio tests of the same ordinary Cox model, Firth-penalised hazard ratio with profile "
+    "likelihood CI for every level with patients, Holm / Benjamini-Hochberg adjusted p-values across the rows "
+    "of the endpoint, and the proportional-hazards test of the predictor (R cox.zph).",
+    (
+        _ENDPOINT, _PREDICTOR,
+        C("level", pl.String, "Compared level, e.g. 'II/III'."),
+        C("reference_level", pl.String, "Reference level, e.g. 'I'."),
+        C("lr_chi2", pl.Float64, "Likelihood-ratio chi-square of the level's indicator in the ordinary Cox model "
+          "(Efron ties; null: not estimable)."),
+        C("lr_df", pl.Int64, "Degrees of freedom of lr_chi2 (1)."),
+        C("lr_p", pl.Float64, "p-value of lr_chi2."),
+        C("global_lr_chi2", pl.Float64, "Likelihood-ratio chi-square of the predictor (all its estimable levels vs "
+          "the null model)."),
+        C("global_lr_df", pl.Int64, "Degrees of freedom of global_lr_chi2 (estimable levels)."),
+        C("global_lr_p", pl.Float64, "p-value of global_lr_chi2."),
+        *_FIRTH_COLUMNS,
+        C("firth_reason", pl.String, "Why there is no Firth estimate (null when there is one)."),
+        C("p_holm", pl.Float64, "firth_lr_p adjusted by Holm's method across the rows of the endpoint (R p.adjust)."),
+        C("p_bh", pl.Float64, "firth_lr_p adjusted by Benjamini-Hochberg across the rows of the endpoint."),
+        C("adjusted_tests", pl.Int64, "Number of p-values adjusted together (rows of the endpoint with a Firth p)."),
+        C("ph_chisq", pl.Float64, "Schoenfeld-residual score test of proportional hazards of the predictor's term "
+          "(R cox.zph, km transform)."),
+        C("ph_df", pl.Int64, "Degrees of freedom of ph_chisq."),
+        C("ph_p", pl.Float64, "p-value of ph_chisq."),
+        C("ph_violated", pl.Boolean, "ph_p < 0.05: proportional hazards rejected, the hazard ratio is an average."),
+    ),
+    ("endpoint", "predictor", "level"),
+)
+
+PH_TEST = ResultTable(
+    "ph_test",
+    "Proportional-hazards tests (R survival::cox.zph, survival >= 3: score test, Kaplan-Meier time transform) "
+    "of the Cox models: each univariate predictor's model, and each term and GLOBAL of the multivariable model.",
+    (
+        _ENDPOINT,
+        C("model", pl.String, "univariate (the predictor's own model) / multivariable."),
+        C("term", pl.String, "Predictor key, or GLOBAL (all terms of the model)."),
+        C("term_label", pl.String, "Predictor as printed."),
+        C("chisq", pl.Float64, "Score test chi-square.", nullable=False),
+        C("df", pl.Int64, "Degrees of freedom.", nullable=False),
+        C("p", pl.Float64, "p-value.", nullable=False),
+        C("transform", pl.String, "Time transform of the test (km: 1 - left-continuous Kaplan-Meier)."),
+        C("violated", pl.Boolean, "p < 0.05.", nullable=False),
+    ),
+    ("endpoint", "model", "term"),
+)
+
+PH_RESIDUAL = ResultTable(
+    "ph_residual",
+    "Scaled Schoenfeld residuals of the Cox models (R cox.zph's y against x), one row per event and term: the "
+    "points of the proportional-hazards plot.",
+    (
+        _ENDPOINT,
+        C("model", pl.String, "univariate / multivariable."),
+        C("term", pl.String, "Predictor key."),
+        C("event_index", pl.Int32, "Order of the event (by time).", nullable=False),
+        C("time_months", pl.Float64, "Time of the event, months since diagnosis."),
+        C("transformed_time", pl.Float64, "1 - Kaplan-Meier just before the event (the test's time scale)."),
+        C("scaled_residual", pl.Float64, "Scaled Schoenfeld residual: coefficient + residual scaled by the "
+          "information (beta(t) under proportional hazards: a flat cloud)."),
+    ),
+    ("endpoint", "model", "term", "event_index"),
+)
+
+CONTINUOUS_COX = ResultTable(
+    "continuous_cox",
+    "Continuous predictors of Table 2 (dichotomised at the median there, as in the paper) in a Cox model per "
+    "unit, with the likelihood-ratio test of non-linearity of a restricted cubic spline (3 knots, R rms).",
+    (
+        _ENDPOINT, _PREDICTOR,
+        C("predictor_label", pl.String, "Predictor as printed."),
+        C("variable", pl.String, "Continuous variable, e.g. age_at_diagnosis_years."),
+        C("unit", pl.String, "Unit of one step of the hazard ratio, e.g. years."),
+        C("n", pl.Int64, "Patients with a known value."),
+        C("events", pl.Int64, "Events among them."),
+        C("median_split", pl.String, "The dichotomy shown in Table 2."),
+        C("hr_per_unit", pl.Float64, "Cox hazard ratio per unit (Efron ties)."),
+        C("hr_ci_lower", pl.Float64, "Lower 95 % bound (Wald)."),
+        C("hr_ci_upper", pl.Float64, "Upper 95 % bound (Wald)."),
+        C("wald_p", pl.Float64, "Wald p-value."),
+        C("lr_chi2", pl.Float64, "Likelihood-ratio chi-square of the linear term, 1 df."),
+        C("lr_p", pl.Float64, "p-value of lr_chi2."),
+        C("spline_knots", pl.String, "Knots of the restricted cubic spline (rms::rcspline.eval's rule)."),
+        C("nonlinear_chi2", pl.Float64, "Likelihood-ratio chi-square, spline vs linear model."),
+        C("nonlinear_df", pl.Int64, "Degrees of freedom of nonlinear_chi2 (knots - 2)."),
+        C("nonlinear_p", pl.Float64, "p-value of non-linearity."),
+        C("log_linear", pl.Boolean, "nonlinear_p >= 0.05: no evidence against a log-linear risk."),
+        C("reason", pl.String, "Why there is no model or no spline test (too few events or values); null when both are there."),
+    ),
+    ("endpoint", "predictor"),
+)
+
+MULTIVARIABLE_COX = ResultTable(
+    "multivariable_cox",
+    "Firth-penalised multivariable Cox model of the three histological factors of Table 2 (FNCLCC grade, "
+    "differentiation, mitotic index), complete cases, with events per variable and a warning below 10.",
+    (
+        _ENDPOINT,
+        C("term", pl.String, "Predictor key, e.g. grade_ii_iii."),
+        C("term_label", pl.String, "Predictor as printed."),
+        C("level", pl.String, "Compared level."),
+        C("reference_level", pl.String, "Reference level."),
+        C("n", pl.Int64, "Patients with every factor known (complete cases)."),
+        C("events", pl.Int64, "Events among them."),
+        C("n_parameters", pl.Int64, "Coefficients of the model."),
+        C("events_per_variable", pl.Float64, "events / n_parameters."),
+        C("warning", pl.String, "Set when events_per_variable < 10."),
+        *_FIRTH_COLUMNS,
+        C("ph_p", pl.Float64, "cox.zph p-value of the term in the ordinary model (null when it has no finite "
+          "estimate)."),
+        C("reason", pl.String, "Why there is no estimate; null when there is one."),
+    ),
+    ("endpoint", "term"),
+)
+
 TABLES: tuple[ResultTable, ...] = (
     SURVIVAL_ESTIMATE, SURVIVAL_CURVE, UNIVARIATE_ANALYSIS, TABLE1, SURVIVAL_EXCLUSION, FOLLOW_UP, GROUP_COMPARISON,
     CUMULATIVE_INCIDENCE, CUMULATIVE_INCIDENCE_CURVE, GRAY_TEST, FINE_GRAY,
     POPULATION_RULE_TABLE,  # declared by the warehouse (its views read it), written by the survival analysis
+    UNIVARIATE_COX, PH_TEST, PH_RESIDUAL, CONTINUOUS_COX, MULTIVARIABLE_COX,
 )

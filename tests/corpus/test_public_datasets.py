@@ -23,6 +23,7 @@ from lifelines.statistics import logrank_test
 
 from assets.resources import SurvivalSettings, local_resources
 from tests import corpus
+from tests.r_oracle import run_r
 from tests.test_dagster_platform import dagster_home, platform_defs
 
 DAYS_PER_MONTH = 30.4375
@@ -157,6 +158,22 @@ def test_lung_sex_in_table2_equals_r_survdiff_and_coxph(lung_stage):
     assert p == pytest.approx(0.00131, abs=1e-5)
     assert (hr, lower, upper) == (pytest.approx(1 / 0.588, rel=2e-3), pytest.approx(1 / 0.816, rel=2e-3),
                                   pytest.approx(1 / 0.424, rel=2e-3))
+
+
+def test_lung_sex_cox_checks_stored_by_the_pipeline_equal_r_on_lung(lung_stage):
+    """The LR test, the PH test and the Firth row the nightly refresh stored for sex, against R's own lung."""
+    tmp, *_ = lung_stage
+    [(lr, global_lr, ph, ph_p, firth_hr, lower, upper)] = _sql(
+        tmp, "SELECT lr_chi2, global_lr_chi2, ph_chisq, ph_p, firth_hr, firth_ci_lower, firth_ci_upper "
+             "FROM analytics.univariate_cox WHERE endpoint = 'OS' AND predictor = 'sex'")
+    r = run_r("""
+fit <- coxph(Surv(time, status) ~ I(sex == 1), data = lung)
+z <- cox.zph(fit)
+emit(list(lr = unname(summary(fit)$logtest[1]), zph = unname(z$table[1, "chisq"]), zph_p = unname(z$table[1, "p"])))
+""")
+    assert lr == global_lr == pytest.approx(r["lr"], rel=1e-5)
+    assert (ph, ph_p) == pytest.approx((r["zph"], r["zph_p"]), rel=1e-4)
+    assert lower < firth_hr < upper and firth_hr == pytest.approx(1 / 0.588, rel=0.02)  # Firth ~ ML with 165 deaths
 
 
 def test_lung_predictors_the_centre_does_not_record_are_left_out_with_the_reason(lung_stage):

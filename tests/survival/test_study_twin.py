@@ -184,8 +184,10 @@ def test_report_sections_carry_table1_table2_figure2_and_the_competing_risks(twi
     tables = {t.key: t for s in sections for t in s.tables}
     assert {"table1", "table2", "survival", "cumulative_incidence", "fine_gray"} <= set(tables)
     assert "log transform" in tables["survival"].note
-    assert [f.key for s in sections for f in s.figures] == ["figure2", "figure_competing"]
-    assert all(f.png.is_file() and f.svg.is_file() for s in sections for f in s.figures)
+    assert {"ph_tests", "continuous", "multivariable"} <= set(tables)
+    figures_shown = {f.key: f for s in sections for f in s.figures}
+    assert set(figures_shown) == {"figure2", "ph_rmfs", "ph_os", "figure_competing"}
+    assert all(f.png.is_file() and f.svg.is_file() for f in figures_shown.values())
     # the survival population rule is named in the report
     assert "paper: the study's rule" in sections[0].text
     assert "Survival population: paper" in tables["cumulative_incidence"].note
@@ -202,7 +204,7 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
     with Warehouse(f"duckdb:///{copy}") as wh:
         write_outputs(wh, tmp_path / "analysis", "test", population="paper")
         built = sections(wh, tmp_path / "report")
-    assert [s.key for s in built] == ["cohort", "survival", "univariate", "competing_risks"]
+    assert [s.key for s in built] == ["cohort", "survival", "univariate", "cox_checks", "competing_risks"]
     # every table and text read back from the result tables is the one the analysis computed
     computed = report_sections(twin_results)
     assert [s.text for s in built] == [s.text for s in computed]
@@ -210,6 +212,7 @@ def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_wareho
                                strict=True):
         assert shown.key == expected.key and shown.frame.equals(expected.frame), shown.key
     # Figure 2 redrawn from the stored curves is the analysis's own drawing, byte for byte
-    for figure in ("figure2_kaplan_meier.svg", "figure_competing_risks.svg"):
-        assert (tmp_path / "report" / "figures" / figure).read_bytes() == (
-            tmp_path / "analysis" / "figures" / figure).read_bytes(), figure
+    for name in ("figure2_kaplan_meier.svg", "figure_competing_risks.svg", "ph_schoenfeld_rmfs.svg",
+                 "ph_schoenfeld_os.svg"):
+        assert (tmp_path / "report" / "figures" / name).read_bytes() == (
+            tmp_path / "analysis" / "figures" / name).read_bytes(), name

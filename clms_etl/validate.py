@@ -80,7 +80,9 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     found = [_failures_to_queries(table, frame, result, names) for table, frame in contexts.items()]
     for table, frame in contexts.items():
         frames[table] = frame.select(list(model.TABLES[table]))  # keeps the tumour grade just computed
-    queries = pl.concat([result.queries_frame(), *found], how="vertical")
+    read = result.queries_frame()
+    checked = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=QUERY_SCHEMA)
+    queries = pl.concat([read, _not_explained_by_the_reader(checked, read)], how="vertical")
 
     marked = _mark(frames, queries)
     cascade = pl.concat([_cascade(marked, result), _cascade_samples(marked, result)], how="vertical")
@@ -98,6 +100,16 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     )
     delivery.assert_balanced()
     return delivery
+
+
+def _not_explained_by_the_reader(checked: pl.DataFrame, read: pl.DataFrame) -> pl.DataFrame:
+    """Validation's queries without those saying a value is missing where the reader already
+    raised an error on that very cell (it could not read it: that is why the value is null)."""
+    cell = ["file", "sheet", "row", "field"]
+    unread = read.filter(pl.col("severity") == ERROR, pl.col("field").is_not_null()).select(cell).unique()
+    completeness = [r.id for r in rules.registry().values() if r.category == "completeness"]
+    explained = checked.filter(pl.col("rule").is_in(completeness)).join(unread, on=cell, how="semi", nulls_equal=True)
+    return checked.join(explained, on=list(checked.columns), how="anti", nulls_equal=True)
 
 
 def one_query_per_problem(queries: pl.DataFrame) -> pl.DataFrame:

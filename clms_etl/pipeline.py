@@ -65,19 +65,32 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
     validated = validate(result, source_columns)
     screen_validated(validated, screened)
     validated.assert_balanced()
+    validated.answers = _answers(delivery.path, ctx.identifiers)
     return CentreImport(centre.name, delivery, validated)
+
+
+def _answers(folder: Path, identifiers) -> pl.DataFrame:
+    """The centre's answers of a query workbook returned in the delivery, screened like every
+    text that leaves the reader (a data manager may well type a name in an answer)."""
+    from clms_etl.queries import read_answers
+
+    answers = read_answers(folder)
+    return answers.with_columns(pl.Series("answer", [screen_text(a, identifiers) for a in answers["answer"]],
+                                          dtype=pl.String))
 
 
 def query_list_path(outputs: Path, centre: str, delivery_date: dt.date) -> Path:
     return outputs / "queries" / f"requetes_{centre}_{delivery_date.isoformat()}.xlsx"
 
 
-def write_query_list(outputs: Path, imported: CentreImport) -> Path:
-    """The Excel list a centre's data manager works through (errors first)."""
+def write_query_list(outputs: Path, imported: CentreImport, status: pl.DataFrame | None = None) -> Path:
+    """The Excel list a centre's data manager works through (errors first). ``status``: the
+    centre's rows of the warehouse's ``data_query_status`` once this delivery is loaded, for each
+    line's status and the problems this delivery resolved (the list is written again then)."""
     from clms_etl.queries import write_query_workbook
 
     path = query_list_path(outputs, imported.centre, imported.delivery.date)
     private_dir(path.parent)
-    written = write_query_workbook(imported.queries, path, imported.centre)
+    written = write_query_workbook(imported.queries, path, imported.centre, status)
     make_private(written)
     return written

@@ -54,6 +54,8 @@ class ValidatedDelivery:
     quarantined: dict[str, pl.DataFrame]  # canonical columns + quarantine_reasons (rule ids)
     queries: pl.DataFrame  # QUERY_SCHEMA: the reader's, then validation's, then cascades
     accounting: pl.DataFrame  # table, rows_read, rows_accepted, rows_quarantined
+    # (query_id, answer): the centre's answers typed in a query workbook returned with the delivery
+    answers: pl.DataFrame | None = None
 
     @property
     def balanced(self) -> bool:

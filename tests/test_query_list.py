@@ -139,3 +139,42 @@ def test_the_answers_typed_in_a_returned_workbook_are_read_back(tmp_path):
     book.save(returned)
     answers = read_answers(folder)
     assert answers.rows() == [(query_ids(queries)[0], "Valeur vérifiée : 12 mm")]
+
+
+def test_a_returned_workbook_dropped_with_the_next_delivery_answers_its_queries_in_the_warehouse(twin_drop, tmp_path):
+    from clms_etl.pipeline import write_query_list
+    from clms_etl.warehouse import Warehouse
+
+    drop, folder = _copy(twin_drop, tmp_path, "nice")
+    book = openpyxl.load_workbook(folder / nice.FILE)
+    patients = book["Patients"]
+    head = {c.value: c.column for c in patients[1]}
+    patients.cell(2, head["Taille (mm)"], 900)  # 90 cm: an error query on row 2
+    name = patients.cell(2, head["Nom"]).value
+    book.save(folder / nice.FILE)
+    first = _import(drop, "nice")
+    with Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}") as wh:
+        wh.create()
+        wh.load_delivery("nice", first.delivery.date, [folder / nice.FILE], first.validated, "r1",
+                         expectations=False, key=TEST_KEY)
+        listed = write_query_list(tmp_path / "outputs", first, wh.query_status("nice"))
+        size = next(m for m in _lines(listed) if m["Champ"] == "Taille (mm)")
+        assert size["Statut"] == "ouverte"
+
+        # the centre answers in the list and drops it with its next delivery (cell not fixed yet)
+        returned = openpyxl.load_workbook(listed)
+        sheet = returned["Requêtes"]
+        header = [c.value for c in sheet[1]]
+        at = next(r for r in range(2, sheet.max_row + 1)
+                  if sheet.cell(r, header.index("N° de requête") + 1).value == size["N° de requête"])
+        sheet.cell(at, header.index("Réponse du centre") + 1, f"Taille vérifiée chez {name} : 90 mm")
+        later = folder.parent / DAY2.isoformat()
+        shutil.copytree(folder, later)
+        returned.save(later / listed.name)
+        second = _import(drop, "nice")
+        assert second.delivery.date == DAY2
+        wh.load_delivery("nice", DAY2, sorted(p for p in later.iterdir()), second.validated, "r2",
+                         expectations=False, key=TEST_KEY)
+        status = wh.query_status("nice").filter(pl.col("query_id") == size["N° de requête"]).row(0, named=True)
+    assert (status["status"], status["answered_on"]) == ("answered", DAY2)
+    assert status["answer"].startswith("Taille vérifiée chez") and name not in status["answer"]  # screened

@@ -286,6 +286,14 @@ class Warehouse:
         return frame.with_columns(pl.col(c).cast(t) for c, t in zip(columns, types)
                                   if frame.schema[c] == pl.Null and t != pl.Null)
 
+    def query_status(self, centre: str) -> pl.DataFrame:
+        """``centre``'s rows of ``data_query_status`` (:data:`clms_etl.queries.STATUS_SCHEMA`)."""
+        from clms_etl.queries import STATUS_SCHEMA
+
+        found = self.query(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = :centre",
+                           {"centre": centre})
+        return found.cast(STATUS_SCHEMA) if found.height else pl.DataFrame(schema=STATUS_SCHEMA)
+
     def table(self, name: str) -> pl.DataFrame:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
         return self.query(f"SELECT {cols} FROM {name}")

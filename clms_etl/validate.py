@@ -56,6 +56,7 @@ class ValidatedDelivery:
     accounting: pl.DataFrame  # table, rows_read, rows_accepted, rows_quarantined
     # (query_id, answer): the centre's answers typed in a query workbook returned with the delivery
     answers: pl.DataFrame | None = None
+    from_reader: int = 0  # the first queries, the reader's; validation's and the cascades' follow
 
     @property
     def balanced(self) -> bool:
@@ -95,10 +96,11 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
         accepted[table] = frame.filter(~bad).select(*columns, "has_warning")
         quarantined[table] = frame.filter(bad).select(*columns, "quarantine_reasons")
         counts.append((table, frame.height, accepted[table].height, quarantined[table].height))
+    listed = one_query_per_problem(pl.concat([queries, cascade], how="vertical").with_columns(
+        _read=pl.int_range(pl.len()) < read.height))
     delivery = ValidatedDelivery(
-        result.centre, result.delivery_date, accepted, quarantined,
-        one_query_per_problem(pl.concat([queries, cascade], how="vertical")),
-        pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"),
+        result.centre, result.delivery_date, accepted, quarantined, listed.drop("_read"),
+        pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"), from_reader=int(listed["_read"].sum()),
     )
     delivery.assert_balanced()
     return delivery

@@ -178,3 +178,35 @@ def test_a_returned_workbook_dropped_with_the_next_delivery_answers_its_queries_
         status = wh.query_status("nice").filter(pl.col("query_id") == size["N° de requête"]).row(0, named=True)
     assert (status["status"], status["answered_on"]) == ("answered", DAY2)
     assert status["answer"].startswith("Taille vérifiée chez") and name not in status["answer"]  # screened
+
+
+def test_valeur_recue_is_the_nice_margin_as_typed_in_millimetres_not_the_canonical_centimetres(twin_drop, tmp_path):
+    drop, folder = _copy(twin_drop, tmp_path, "nice")
+    book = openpyxl.load_workbook(folder / nice.FILE)
+    surgeries = book["Chirurgies"]
+    head = {c.value: c.column for c in surgeries[1]}
+    surgeries.cell(2, head["Marge clinique (mm)"], 200)
+    book.save(folder / nice.FILE)
+    queries = _import(drop, "nice").queries
+    margin = queries.filter(pl.col("rule") == "margin_out_of_range", pl.col("sheet") == "Chirurgies",
+                            pl.col("row") == 2)
+    assert margin.select("field", "value").rows() == [("Marge clinique (mm)", "200")]
+
+
+def test_valeur_recue_is_the_lyon_date_as_written(twin_drop, tmp_path):
+    import csv
+    import io
+
+    drop, folder = _copy(twin_drop, tmp_path, "lyon")
+    path = next(p for p in folder.iterdir() if "_DATA_" in p.name)
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+    header = rows[0]
+    i = next(k for k, r in enumerate(rows[1:], start=1)
+             if r[header.index("redcap_repeat_instrument")] == "chirurgie" and r[header.index("chir_date")])
+    rows[i][header.index("chir_date")] = "1907-07-31"  # before any diagnosis
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    queries = _import(drop, "lyon").queries
+    early = queries.filter(pl.col("rule") == "surgery_before_diagnosis", pl.col("row") == i + 1)
+    assert early["value"].to_list() == ["1907-07-31"]

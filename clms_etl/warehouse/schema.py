@@ -552,7 +552,7 @@ audit_delivery = sa.Table(
     comment=TABLE_COMMENTS["audit_delivery"],
 )
 _STATUS_REQUIRED = ("query_id", "centre", "rule", "severity", "status", "opened_on", "last_seen_on")
-data_query_status = sa.Table(
+sa.Table(  # data_query_status (in metadata, looked up by name like every table)
     "data_query_status", metadata,
     *[sa.Column(name, sa_type, nullable=name not in _STATUS_REQUIRED, comment=DATA_QUERY_STATUS_COMMENTS[name])
       for name, sa_type in (

@@ -13,7 +13,8 @@ number from one delivery to the next. :func:`track` turns the previous status ro
 and a new delivery's queries into the new status rows: ``open`` (raised, no answer),
 ``answered`` (the centre typed an answer in a returned workbook, the problem is still there),
 ``resolved`` (absent from a later delivery: the next delivery fixed it; listed in that
-delivery's workbook as « résolue depuis la dernière livraison »). :func:`read_answers` reads the
+delivery's workbook as « résolue depuis la dernière livraison »; the warehouse view
+``analytics.query_turnaround`` gives each centre's turnaround). :func:`read_answers` reads the
 « Réponse du centre » of a workbook the centre returned inside its next delivery.
 
 The bytes depend only on the queries (fixed creation date): the same delivery, the same file.
@@ -168,18 +169,6 @@ def track(previous: pl.DataFrame | None, queries: pl.DataFrame, centre: str, del
         status=pl.lit(RESOLVED),
     )
     return pl.concat([seen.select(list(STATUS_SCHEMA)), fixed.select(list(STATUS_SCHEMA))]).cast(STATUS_SCHEMA)
-
-
-def turnaround(status: pl.DataFrame) -> pl.DataFrame:
-    """Per centre: queries open, answered and resolved, and the median days from opening to the
-    answer and to the resolution (the centres' turnaround)."""
-    return status.group_by("centre").agg(
-        (pl.col("status") == OPEN).sum().alias("n_open"),
-        (pl.col("status") == ANSWERED).sum().alias("n_answered"),
-        (pl.col("status") == RESOLVED).sum().alias("n_resolved"),
-        (pl.col("answered_on") - pl.col("opened_on")).dt.total_days().median().alias("median_days_to_answer"),
-        (pl.col("resolved_on") - pl.col("opened_on")).dt.total_days().median().alias("median_days_to_resolve"),
-    ).sort("centre")
 
 
 def read_answers(folder: Path) -> pl.DataFrame:

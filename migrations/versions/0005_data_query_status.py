@@ -3,7 +3,7 @@
 ``data_query_status`` holds one row per query number (clms_etl.queries.query_ids): open,
 answered (the centre's « Réponse du centre » read back from a returned workbook) or resolved by
 a later delivery. After upgrading, rerun ``clms-etl warehouse roles`` so that the loader role
-may write it.
+may write it. The view ``analytics.query_turnaround`` gives each centre's turnaround.
 
 Revision ID: 0005
 Revises: 0004
@@ -21,6 +21,19 @@ revision: str = '0005'
 down_revision: Union[str, Sequence[str], None] = '0004'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
+
+
+# Frozen copy of the view this revision adds (clms_etl.warehouse.analytics.statements()).
+TURNAROUND_DDL = [
+    "CREATE VIEW analytics.query_turnaround AS SELECT s.centre,\n       COUNT(*) FILTER (WHERE s.status = 'open') AS n_open,\n       COUNT(*) FILTER (WHERE s.status = 'answered') AS n_answered,\n       COUNT(*) FILTER (WHERE s.status = 'resolved') AS n_resolved,\n       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.answered_on - s.opened_on) AS median_days_to_answer,\n       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.resolved_on - s.opened_on) AS median_days_to_resolve\nFROM data_query_status s\nGROUP BY s.centre",
+    "COMMENT ON VIEW analytics.query_turnaround IS 'The centres'' turnaround on their data queries (data_query_status): queries open, answered and resolved, and the median days from the delivery that raised a query to the centre''s answer and to the delivery that fixed it.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.centre IS 'Source of the deliveries.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.n_open IS 'Queries raised and not answered.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.n_answered IS 'Queries the centre answered, still raised by its latest delivery.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.n_resolved IS 'Queries a later delivery no longer raises.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.median_days_to_answer IS 'Median days from the delivery that raised a query to the one bringing the answer.'",
+    "COMMENT ON COLUMN analytics.query_turnaround.median_days_to_resolve IS 'Median days from the delivery that raised a query to the one that fixed it.'",
+]
 
 
 def upgrade() -> None:
@@ -48,8 +61,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('query_id', name=op.f('pk_data_query_status')),
     comment="Life of each data query across a centre's deliveries (one row per query number): open, answered by the centre in a returned query workbook, or resolved by a later delivery; the source of the centres' turnaround figures."
     )
+    for statement in TURNAROUND_DDL:
+        op.execute(statement)
 
 
 def downgrade() -> None:
     """Downgrade schema."""
+    op.execute("DROP VIEW IF EXISTS analytics.query_turnaround")
     op.drop_table('data_query_status')

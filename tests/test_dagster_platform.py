@@ -264,7 +264,7 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     # what a user reads in the UI, without a notebook
     imported = imports["nice"].asset_materializations_for_node("centre_import")[0].metadata
     assert imported["dagster/row_count"].value == TWIN_PATIENTS["nice"]
-    assert {c.name for c in imported["dagster/column_schema"].schema.columns} >= {"patient_id", "centre"}
+    assert {c.name for c in imported["dagster/column_schema"].schema.columns} >= {"patient.patient_id", "patient.centre"}
     assert Path(imported["query_list"].path).is_file()
     assert imported["rows_plot"].value.startswith("![rows accepted and quarantined per table](data:image/png;base64,")
     assert isinstance(imported["queries_by_rule"], dg.MarkdownMetadataValue)  # the twin of Nice: "_(no row)_"

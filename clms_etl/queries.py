@@ -264,7 +264,7 @@ def _with_status(lines: pl.DataFrame, status: pl.DataFrame | None, centre: str) 
     lines = lines.join(mine.select("query_id", "status", "answer"), on="query_id", how="left",
                        maintain_order="left").with_columns(pl.col("status").fill_null(OPEN))
     latest = mine.select(pl.max_horizontal(pl.col("last_seen_on").max(), pl.col("resolved_on").max())).item()
-    fixed = mine.filter(pl.col("status") == RESOLVED, pl.col("resolved_on") == latest).select(
+    fixed = mine.filter(pl.col("status") == RESOLVED, pl.col("resolved_on") == pl.lit(latest, dtype=pl.Date)).select(
         "query_id", "status", "centre", pl.col("source_file").alias("file"), pl.col("source_sheet").alias("sheet"),
         pl.col("source_row").alias("row"), "patient_id", "field", "rule", "severity", "message", "answer",
     )

@@ -217,7 +217,7 @@ def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: Centr
     metadata={"dagster/column_schema": canonical_column_schema(warehouse=True)},
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
-                     warehouse: WarehouseResource, pseudonym_key: PseudonymKey,
+                     warehouse: WarehouseResource, pseudonym_key: PseudonymKey, outputs: OutputsFolder,
                      centre_handoff: dg.ResourceParam[CentreHandoff]) -> dg.MaterializeResult:
     from clms_etl.warehouse.load import DeliveryRefused, IntegrityProblem, SchemaMismatch
 
@@ -231,11 +231,15 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
             report = wh.load_delivery(centre_import.centre, d.date, files, centre_import.validated,
                                       run_id=context.run.run_id, expectations=False, key=key,
                                       run_user=run_user(context))
+            status = wh.query_status(centre_import.centre)
     except (DeliveryRefused, IntegrityProblem, SchemaMismatch) as refused:
         # not transient: retrying would refuse again (the warehouse is unchanged)
         raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
     centre_handoff.discard(centre_import.centre)  # loaded: no second copy of the rows
+    # the query list again, now with each problem's status and what this delivery resolved
+    query_list = write_query_list(outputs.root, centre_import, status)
     return dg.MaterializeResult(metadata={
+        "query_list": dg.MetadataValue.path(str(query_list)),
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),
         "warehouse": warehouse.describe(),

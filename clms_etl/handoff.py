@@ -6,7 +6,7 @@ in an owner-only folder, and are deleted once loaded — never kept as a second 
 centre's rows. The folder of one import::
 
     delivery.json                  the delivery's identity: centre, date, folder, files and hashes
-    queries.parquet, accounting.parquet
+    queries.parquet, accounting.parquet, answers.parquet (the centre's answers, when it returned a query list)
     accepted/<table>.parquet       canonical columns + has_warning
     quarantined/<table>.parquet    canonical columns + quarantine_reasons
 """
@@ -49,6 +49,8 @@ def write_import(folder: Path, imported: CentreImport) -> Path:
         manifest["tables"] = list(v.accepted)
         v.queries.write_parquet(staging / "queries.parquet")
         v.accounting.write_parquet(staging / "accounting.parquet")
+        if v.answers is not None:
+            v.answers.write_parquet(staging / "answers.parquet")
         for part, frames in (("accepted", v.accepted), ("quarantined", v.quarantined)):
             (staging / part).mkdir()
             for table, frame in frames.items():
@@ -79,7 +81,9 @@ def read_import(folder: Path) -> CentreImport:
                   for part in ("accepted", "quarantined")}
         validated = ValidatedDelivery(manifest["centre"], delivery.date, frames["accepted"], frames["quarantined"],
                                       pl.read_parquet(folder / "queries.parquet"),
-                                      pl.read_parquet(folder / "accounting.parquet"))
+                                      pl.read_parquet(folder / "accounting.parquet"),
+                                      pl.read_parquet(folder / "answers.parquet")
+                                      if (folder / "answers.parquet").exists() else None)
     return CentreImport(manifest["centre"], delivery, validated, manifest["failure"])
 
 

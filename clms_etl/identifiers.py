@@ -361,7 +361,6 @@ class Screened:
 
     screen: Screen
     shifted: pl.DataFrame  # (file, row) of the shifted lines
-    reader_queries: int  # how many queries (first in the validated query frame) are already screened
 
 
 def screen_read(result, identifiers: Identifiers, source_columns: dict | None = None):
@@ -397,14 +396,15 @@ def screen_read(result, identifiers: Identifiers, source_columns: dict | None = 
     for name in ("source_columns",):  # optional attributes a reader may set
         if hasattr(result, name):
             setattr(screened, name, getattr(result, name))
-    return screened, Screened(screen, shifted, queries.height)
+    return screened, Screened(screen, shifted)
 
 
 def screen_validated(validated, screened: Screened) -> None:
     """Screen, in place, the queries validation added (they quote canonical values); on a shifted
     line only its quarantine queries stay (its values are masked, their checks mean nothing)."""
     queries = validated.queries
-    done, added = queries.head(screened.reader_queries), queries.slice(screened.reader_queries)
+    # (one query per problem may have dropped a repeated reader query: the count is validation's)
+    done, added = queries.head(validated.from_reader), queries.slice(validated.from_reader)
     keep = ~_on_lines(added, screened.shifted) | pl.col("rule").is_in([SHIFT_RULE, "parent_quarantined"])
     validated.queries = pl.concat([done, screen_queries(added.filter(keep), screened.screen)], how="vertical")
 

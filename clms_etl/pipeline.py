@@ -17,7 +17,7 @@ from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
 from clms_etl import rules
-from clms_etl.readers.base import DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
+from clms_etl.readers.base import IDENTIFIER_MASK, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
 
 
 @dataclass
@@ -63,21 +63,56 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
     # Nothing the reader found leaves it unscreened: identifiers masked, shifted lines quarantined.
     result, screened = screen_read(result, ctx.identifiers, source_columns)
     validated = validate(result, source_columns)
+    validated.queries = _as_received(validated, delivery.path, ctx.identifiers)
     screen_validated(validated, screened)
     validated.assert_balanced()
+    validated.answers = _answers(delivery.path, ctx.identifiers)
     return CentreImport(centre.name, delivery, validated)
+
+
+def _as_received(validated, folder: Path, identifiers) -> pl.DataFrame:
+    """The queries with validation's values (canonical: 20,0 cm, 31/07/2007) replaced by the cells'
+    text as in the centre's file (200, 2007-07-31). Never an identifier column's cell (those stay
+    as validation shows them), and the result is screened with validation's other queries."""
+    from clms_etl.readers.raw_cells import raw_cells
+
+    queries = validated.queries.with_row_index("_i")
+    cell = ["file", "sheet", "row", "field"]
+    checked = queries.slice(validated.from_reader).filter(
+        pl.col("row").is_not_null(), pl.col("field").is_not_null(), ~pl.col("field").is_in(list(identifiers.columns)),
+        pl.col("value") != IDENTIFIER_MASK)
+    if checked.is_empty():
+        return validated.queries
+    raw = raw_cells(folder, checked.select(cell))
+    replaced = checked.join(raw, on=cell, how="inner", nulls_equal=True).select("_i", "raw")
+    return (queries.join(replaced, on="_i", how="left", maintain_order="left")
+            .with_columns(value=pl.coalesce(
+                pl.when(pl.col("raw").str.len_chars() > 200).then(pl.col("raw").str.slice(0, 200) + "…")
+                .otherwise(pl.col("raw")), "value")).drop("_i", "raw"))
+
+
+def _answers(folder: Path, identifiers) -> pl.DataFrame:
+    """The centre's answers of a query workbook returned in the delivery, screened like every
+    text that leaves the reader (a data manager may well type a name in an answer)."""
+    from clms_etl.queries import read_answers
+
+    answers = read_answers(folder)
+    return answers.with_columns(pl.Series("answer", [screen_text(a, identifiers) for a in answers["answer"]],
+                                          dtype=pl.String))
 
 
 def query_list_path(outputs: Path, centre: str, delivery_date: dt.date) -> Path:
     return outputs / "queries" / f"requetes_{centre}_{delivery_date.isoformat()}.xlsx"
 
 
-def write_query_list(outputs: Path, imported: CentreImport) -> Path:
-    """The Excel list a centre's data manager works through (errors first)."""
+def write_query_list(outputs: Path, imported: CentreImport, status: pl.DataFrame | None = None) -> Path:
+    """The Excel list a centre's data manager works through (errors first). ``status``: the
+    centre's rows of the warehouse's ``data_query_status`` once this delivery is loaded, for each
+    line's status and the problems this delivery resolved (the list is written again then)."""
     from clms_etl.queries import write_query_workbook
 
     path = query_list_path(outputs, imported.centre, imported.delivery.date)
     private_dir(path.parent)
-    written = write_query_workbook(imported.queries, path, imported.centre)
+    written = write_query_workbook(imported.queries, path, imported.centre, status)
     make_private(written)
     return written

@@ -91,6 +91,9 @@ class ValidatedDelivery:
     quarantined: dict[str, pl.DataFrame]  # canonical columns + quarantine_reasons (rule ids)
     queries: pl.DataFrame  # QUERY_SCHEMA: the reader's, then validation's, then cascades
     accounting: pl.DataFrame  # table, rows_read, rows_accepted, rows_quarantined
+    # (query_id, answer): the centre's answers typed in a query workbook returned with the delivery
+    answers: pl.DataFrame | None = None
+    from_reader: int = 0  # the first queries, the reader's; validation's and the cascades' follow
 
     @property
     def balanced(self) -> bool:
@@ -118,7 +121,9 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     found = [_failures_to_queries(table, frame, result, names, ruleset) for table, frame in contexts.items()]
     for table, frame in contexts.items():
         frames[table] = frame.select(list(model.TABLES[table]))  # keeps the tumour grade just computed
-    queries = pl.concat([result.queries_frame(), *found], how="vertical")
+    read = result.queries_frame()
+    checked = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=QUERY_SCHEMA)
+    queries = pl.concat([read, _not_explained_by_the_reader(checked, read)], how="vertical")
 
     marked = _mark(frames, queries)
     cascade = pl.concat([_cascade(marked, result, ruleset), _cascade_samples(marked, result, ruleset)],
@@ -130,13 +135,24 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
         accepted[table] = frame.filter(~bad).select(*columns, "has_warning")
         quarantined[table] = frame.filter(bad).select(*columns, "quarantine_reasons")
         counts.append((table, frame.height, accepted[table].height, quarantined[table].height))
+    listed = one_query_per_problem(pl.concat([queries, cascade], how="vertical").with_columns(
+        _read=pl.int_range(pl.len()) < read.height))
     delivery = ValidatedDelivery(
-        result.centre, result.delivery_date, accepted, quarantined,
-        one_query_per_problem(pl.concat([queries, cascade], how="vertical")),
-        pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"),
+        result.centre, result.delivery_date, accepted, quarantined, listed.drop("_read"),
+        pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"), from_reader=int(listed["_read"].sum()),
     )
     delivery.assert_balanced()
     return delivery
+
+
+def _not_explained_by_the_reader(checked: pl.DataFrame, read: pl.DataFrame) -> pl.DataFrame:
+    """Validation's queries without those saying a value is missing where the reader already
+    raised an error on that very cell (it could not read it: that is why the value is null)."""
+    cell = ["file", "sheet", "row", "field"]
+    unread = read.filter(pl.col("severity") == ERROR, pl.col("field").is_not_null()).select(cell).unique()
+    completeness = [r.id for r in rules.registry().values() if r.category == "completeness"]
+    explained = checked.filter(pl.col("rule").is_in(completeness)).join(unread, on=cell, how="semi", nulls_equal=True)
+    return checked.join(explained, on=list(checked.columns), how="anti", nulls_equal=True)
 
 
 def one_query_per_problem(queries: pl.DataFrame) -> pl.DataFrame:

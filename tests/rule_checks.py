@@ -11,7 +11,7 @@ from clms_etl import rules
 def registry_breaches(queries: pl.DataFrame) -> list[str]:
     """Queries whose rule is not registered or whose severity is not the registry's, and repeated
     queries: one problem (the same rule on one canonical row, or on one cell of the centre's
-    file) gives one query."""
+    file; a cell the reader could not read and the value found missing) gives one query."""
     found = []
     known = rules.registry()
     for rule, severity in queries.select("rule", "severity").unique().iter_rows():
@@ -24,4 +24,12 @@ def registry_breaches(queries: pl.DataFrame) -> list[str]:
     on_cell = queries.group_by("file", "sheet", "row", "field", "rule").len()
     found += [f"{n} queries {rule} on {file} [{sheet}] row {row} « {field} »"
               for file, sheet, row, field, rule, n in on_cell.iter_rows() if n > 1]
+    completeness = [r.id for r in known.values() if r.category == "completeness"]
+    conformance = [r.id for r in known.values() if r.category == "conformance"]
+    cells = queries.filter(pl.col("field").is_not_null())
+    unread = cells.filter(pl.col("severity") == "error", pl.col("rule").is_in(conformance))
+    twice = cells.filter(pl.col("rule").is_in(completeness)).join(
+        unread, on=["file", "sheet", "row", "field"], how="inner", nulls_equal=True)
+    found += [f"{rule} and {other} on {file} [{sheet}] row {row} « {field} »" for file, sheet, row, field, rule, other
+              in twice.select("file", "sheet", "row", "field", "rule", "rule_right").iter_rows()]
     return found

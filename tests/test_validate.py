@@ -497,19 +497,23 @@ def test_workbook_opens_in_excel_with_french_headers_and_errors_first(tmp_path):
     assert book.sheetnames == ["Requêtes", "Synthèse"]
     sheet = book["Requêtes"]
     rows = list(sheet.iter_rows(values_only=True))
-    assert rows[0] == ("Fichier", "Feuille", "Ligne", "Patient (pseudonyme)", "Champ", "Valeur reçue", "Règle",
-                       "Gravité", "Message", "Réponse du centre")
+    assert rows[0] == ("N° de requête", "Statut", "Fichier", "Feuille", "Ligne", "Patient (pseudonyme)", "Champ",
+                       "Valeur reçue", "Problème", "Catégorie", "Gravité", "Message", "Que faire", "Conséquences",
+                       "Réponse du centre")
     assert len(rows) - 1 == validated.queries.height == 3
-    severities = [r[7] for r in rows[1:]]
+    severities = [r[10] for r in rows[1:]]
     assert severities == ["erreur", "avertissement", "avertissement"]
     first = rows[1]
-    assert first[:4] == ("export_dermato_nice.xlsx", "Chirurgies", 4, "P2")
-    assert first[6] == "histological_exceeds_clinical" and first[9] is None
-    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:J4"
-    assert sheet["I2"].alignment.wrap_text
-    summary = {r[0]: r[1:3] for r in book["Synthèse"].iter_rows(min_row=2, values_only=True)}
-    assert summary["histological_exceeds_clinical"] == ("erreur", 1)
-    assert summary["age_under_18"] == ("avertissement", 1)
+    assert first[2:6] == ("export_dermato_nice.xlsx", "Chirurgies", 4, "P2")
+    # the rule's French label, category and what to do: no English snake_case id in the list
+    assert first[8:11] == ("Marge histologique > clinique", "plausibilité", "erreur")
+    assert first[12] == rules.rule("histological_exceeds_clinical").action and first[14] is None
+    assert not any("_" in (r[8] or "") for r in rows[1:])
+    assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == "A1:O4"
+    assert sheet["L2"].alignment.wrap_text
+    summary = {r[0]: (r[2], r[3]) for r in book["Synthèse"].iter_rows(min_row=2, values_only=True)}
+    assert summary["Marge histologique > clinique"] == ("erreur", 1)
+    assert summary["Patient mineur"] == ("avertissement", 1)
     assert summary["Total"][1] == 3
 
 
@@ -526,7 +530,7 @@ def test_workbook_keeps_only_its_centre_and_writes_formula_like_values_as_text(t
     path = write_query_workbook(pl.concat([queries, other]), tmp_path / "lyon.xlsx", "lyon")
     sheet = openpyxl.load_workbook(path)["Requêtes"]
     assert sheet.max_row == 2
-    assert sheet["F2"].value == "=1+1" and sheet["F2"].data_type == "s"
+    assert sheet["H2"].value == "=1+1" and sheet["H2"].data_type == "s"
 
 
 # --- the pandera shortcut -------------------------------------------------------------------------

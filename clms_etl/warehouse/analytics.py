@@ -269,6 +269,17 @@ FROM data_query q
 GROUP BY q.centre, q.delivery_date, q.table_name, q.rule, q.severity
 """
 
+QUERY_TURNAROUND_SQL = """
+SELECT s.centre,
+       COUNT(*) FILTER (WHERE s.status = 'open') AS n_open,
+       COUNT(*) FILTER (WHERE s.status = 'answered') AS n_answered,
+       COUNT(*) FILTER (WHERE s.status = 'resolved') AS n_resolved,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.answered_on - s.opened_on) AS median_days_to_answer,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY s.resolved_on - s.opened_on) AS median_days_to_resolve
+FROM data_query_status s
+GROUP BY s.centre
+"""
+
 VIEWS: tuple[View, ...] = (
     View(
         "patient_summary",
@@ -394,6 +405,21 @@ VIEWS: tuple[View, ...] = (
             ("n_queries", "Number of queries."),
         ),
         QUERY_SUMMARY_SQL,
+    ),
+    View(
+        "query_turnaround",
+        "The centres' turnaround on their data queries (data_query_status): queries open, answered and "
+        "resolved, and the median days from the delivery that raised a query to the centre's answer and "
+        "to the delivery that fixed it.",
+        (
+            ("centre", "Source of the deliveries."),
+            ("n_open", "Queries raised and not answered."),
+            ("n_answered", "Queries the centre answered, still raised by its latest delivery."),
+            ("n_resolved", "Queries a later delivery no longer raises."),
+            ("median_days_to_answer", "Median days from the delivery that raised a query to the one bringing the answer."),
+            ("median_days_to_resolve", "Median days from the delivery that raised a query to the one that fixed it."),
+        ),
+        QUERY_TURNAROUND_SQL,
     ),
 )
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}

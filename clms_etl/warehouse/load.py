@@ -58,6 +58,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl import keys, model
+from clms_etl.readers.base import QUERY_SCHEMA
 from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import analytics, genes, schema
 
@@ -285,6 +286,14 @@ class Warehouse:
         return frame.with_columns(pl.col(c).cast(t) for c, t in zip(columns, types)
                                   if frame.schema[c] == pl.Null and t != pl.Null)
 
+    def query_status(self, centre: str) -> pl.DataFrame:
+        """``centre``'s rows of ``data_query_status`` (:data:`clms_etl.queries.STATUS_SCHEMA`)."""
+        from clms_etl.queries import STATUS_SCHEMA
+
+        found = self.query(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = :centre",
+                           {"centre": centre})
+        return found.cast(STATUS_SCHEMA) if found.height else pl.DataFrame(schema=STATUS_SCHEMA)
+
     def table(self, name: str) -> pl.DataFrame:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
         return self.query(f"SELECT {cols} FROM {name}")
@@ -396,6 +405,7 @@ class Warehouse:
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}
             replaced, loaded = tx.replace_rows(centre, delivery_id, ordered)
+            self._track_queries(tx, centre, delivery_date, validated)
             # audit rows
             tx.execute("DELETE FROM delivery_file WHERE delivery_id = ?", [delivery_id])
             tx.execute("DELETE FROM delivery_count WHERE delivery_id = ?", [delivery_id])
@@ -600,6 +610,24 @@ class Warehouse:
              else pl.lit(delivery_date)).alias("delivery_date"),
         )
         return q.select([(pl.col(c) if c in q.columns else pl.lit(None)).cast(t).alias(c) for c, t in types.items()])
+
+    @staticmethod
+    def _track_queries(tx: _Transaction, centre: str, delivery_date: dt.date, validated) -> None:
+        """The centre's rows of ``data_query_status`` after this delivery: its queries open or
+        answered (``validated.answers``: the centre's answers of a returned workbook), the earlier
+        ones it no longer raises resolved (:func:`clms_etl.queries.track`)."""
+        from clms_etl.queries import STATUS_SCHEMA, track
+
+        rows = tx.fetch(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = ?", [centre])
+        previous = pl.DataFrame(rows, schema=STATUS_SCHEMA, orient="row")
+        queries = getattr(validated, "queries", None)
+        if queries is None:
+            queries = pl.DataFrame(schema=QUERY_SCHEMA)
+        status = track(previous, queries.with_columns(pl.lit(centre).alias("centre")), centre, delivery_date,
+                       getattr(validated, "answers", None))
+        tx.execute("DELETE FROM data_query_status WHERE centre = ?", [centre])
+        if not status.is_empty():
+            tx.insert_frame("data_query_status", status)
 
     @staticmethod
     def _counts(validated) -> pl.DataFrame:

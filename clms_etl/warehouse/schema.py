@@ -81,6 +81,27 @@ TABLE_COMMENTS = {
     "warehouse_key": "Fingerprint of the pseudonym key the warehouse was built with (salted scrypt, never the key): a delivery pseudonymised with another key is refused. A re-key adds a row and retires the previous one.",
     "audit_log": "Audit trail of every change: a load, a re-key, a nightly refresh; who ran it, with which key and code version, when, in which run. The loader role may only append to it.",
     "audit_delivery": "The deliveries each audited action concerned (centre, date, SHA-256 of the content).",
+    "data_query_status": "Life of each data query across a centre's deliveries (one row per query number): open, answered by the centre in a returned query workbook, or resolved by a later delivery; the source of the centres' turnaround figures.",
+}
+
+DATA_QUERY_STATUS_COMMENTS = {
+    "query_id": "Stable query number (Q + 10 hex digits): hash of centre, rule, table, patient (or row, or file), field and rank, the same from one delivery to the next.",
+    "centre": "Centre (or molecular) whose deliveries raised the query.",
+    "rule": "Rule of the query (clms_etl/data/rules.toml).",
+    "severity": "error / warning, as the rule registry says.",
+    "table_name": "Canonical table of the row concerned; null for a whole-file query.",
+    "patient_id": "Pseudonym of the patient concerned, if known.",
+    "source_file": "File concerned in the latest delivery that raised it.",
+    "source_sheet": "Sheet concerned (Excel), if any.",
+    "source_row": "Row concerned as the data manager sees it (header = 1).",
+    "field": "Column as named in the centre's file.",
+    "message": "Message of the latest delivery that raised it (French).",
+    "status": "open (raised, not answered), answered (the centre answered, the problem is still there), resolved (absent from a later delivery).",
+    "opened_on": "Delivery date that raised it (again, after a resolution).",
+    "last_seen_on": "Latest delivery date that raised it.",
+    "answered_on": "Delivery date whose returned workbook carried the centre's answer.",
+    "answer": "The centre's « Réponse du centre », screened for identifiers like every value.",
+    "resolved_on": "Delivery date that no longer raised it; null while open or answered.",
 }
 
 GENE_STATUS_COMMENTS = {
@@ -384,6 +405,22 @@ audit_delivery = sa.Table(
     sa.CheckConstraint("length(content_sha256) = 64", name="sha256_hex"),
     comment=TABLE_COMMENTS["audit_delivery"],
 )
+_STATUS_REQUIRED = ("query_id", "centre", "rule", "severity", "status", "opened_on", "last_seen_on")
+sa.Table(  # data_query_status (in metadata, looked up by name like every table)
+    "data_query_status", metadata,
+    *[sa.Column(name, sa_type, nullable=name not in _STATUS_REQUIRED, comment=DATA_QUERY_STATUS_COMMENTS[name])
+      for name, sa_type in (
+          ("query_id", sa.Text()), ("centre", sa.Text()), ("rule", sa.Text()), ("severity", sa.Text()),
+          ("table_name", sa.Text()), ("patient_id", sa.Text()), ("source_file", sa.Text()),
+          ("source_sheet", sa.Text()), ("source_row", sa.BigInteger()), ("field", sa.Text()), ("message", sa.Text()),
+          ("status", sa.Text()), ("opened_on", sa.Date()), ("last_seen_on", sa.Date()), ("answered_on", sa.Date()),
+          ("answer", sa.Text()), ("resolved_on", sa.Date()))],
+    sa.PrimaryKeyConstraint("query_id"),
+    sa.CheckConstraint(_in("status", ("open", "answered", "resolved")), name="status_code"),
+    sa.CheckConstraint("(status = 'resolved') = (resolved_on IS NOT NULL)", name="resolved_has_date"),
+    comment=TABLE_COMMENTS["data_query_status"],
+)
+
 # The loader role may append to these and nothing more (clms_etl.warehouse.roles).
 APPEND_ONLY_TABLES = ("audit_log", "audit_delivery")
 

@@ -74,7 +74,7 @@ def test_a_row_breaking_a_warehouse_constraint_is_refused_once_naming_file_row_a
         with pytest.raises(IntegrityProblem) as refused:
             wh.load_delivery(LAB, imported.delivery.date, files, v, expectations=False)
         assert wh.query("SELECT count(*) AS n FROM variant")["n"][0] == 0  # nothing changed
-    assert f"{file} row {row}, field pos (pos_positive" in str(refused.value)
+    assert f"{file} row {row}, field pos (pos_range" in str(refused.value)
 
 
 def test_a_fifty_megabyte_alt_allele_is_quarantined_with_a_query_not_stored_as_reportable(drop):

@@ -5,8 +5,8 @@ answered (the centre's « Réponse du centre » read back from a returned workbo
 a later delivery. After upgrading, rerun ``clms-etl warehouse roles`` so that the loader role
 may write it. The view ``analytics.query_turnaround`` gives each centre's turnaround.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04 19:40:00
 
 """
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0006'
-down_revision: Union[str, Sequence[str], None] = '0005'
+revision: str = '0008'
+down_revision: Union[str, Sequence[str], None] = '0007'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

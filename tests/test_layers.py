@@ -22,7 +22,7 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 STILL_IMPORTING_VALIDATIONS = {
     "clms_etl.identifiers",  # VOCABULARY, FIELD_LABELS (labels of screened fields)
     "clms_etl.validate",  # the canonical schemas and rules of the validate step
-    "clms_etl.readers.lyon", "clms_etl.readers.molecular", "clms_etl.readers.montpellier",
+    "clms_etl.readers.lyon", "clms_etl.readers.molecular",
     "clms_etl.readers.nice", "clms_etl.readers.nimes",  # each reader's structural schema
 }
 

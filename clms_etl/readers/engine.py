@@ -284,6 +284,10 @@ class Columns:
         self.layout = declaration.file
         self.n = raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
+        # a workbook's date cells come as ISO text whatever their display format
+        self.date_formats = layout_dates = declaration.file.date_formats
+        if declaration.file.spreadsheet:
+            self.date_formats = (*layout_dates, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
     def cells(self, i: int, table: str, suffix: str = "") -> Cells:
         row = self.rows[i]
@@ -315,7 +319,7 @@ class Columns:
         if c.kind == "date":
             days = [col.str.strptime(pl.Datetime, f, strict=False, cache=False).dt.date() if "%H" in f
                     else col.str.strptime(pl.Date, f, strict=False, cache=False)  # (dates rarely repeat)
-                    for f in self.layout.date_formats]
+                    for f in self.date_formats]
             day = days[0] if len(days) == 1 else pl.coalesce(days)
             return pl.when(day.dt.year().is_between(1900, 2100)).then(day)
         text = col.str.strip_chars()
@@ -493,8 +497,9 @@ def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, index: list[in
 
 def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
-    parsed_columns = [col for col in declaration.columns
-                      if col.field and col.field != "patient.local_id" and col.key in c.raw.columns]
+    # identifiers are never parsed into a table; a birth date only gives the age
+    parsed_columns = [col for col in declaration.columns if col.field and col.key in c.raw.columns
+                      and col.identifier in (None, "birth_date")]
     v = c.parse(parsed_columns)
     ids = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "patient_id": c.pids, "source_row": c.rows})
 

@@ -51,6 +51,8 @@ class Column:
     required: bool = True
     identifier: str | None = None  # name / hospital_number / birth_date
     upper_bound: str | None = None  # (number) "table.flag" set when written as "< n"
+    written_missing: tuple[str, ...] | None = None  # (synthetic writer) this column's own tokens
+    upper_case: bool = False  # (synthetic writer) the export writes it in capitals
 
     @property
     def key(self) -> str:
@@ -87,6 +89,7 @@ class FileLayout:
     line_end: str | None = None
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     missing: tuple[str, ...] = ("",)
+    written_missing: tuple[str, ...] = ()  # the tokens the export itself writes (synthetic writer)
     row_id: str = "{table}:{file}:{row}"
 
     @property
@@ -146,7 +149,7 @@ def load(path: Path) -> Declaration:
     layout = FileLayout(
         f["name"], f.get("sheet"), f.get("encoding", "utf-8"), f.get("separator", ","), f.get("decimal", "."),
         f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
-        f.get("row_id", "{table}:{file}:{row}"),
+        tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
     )
     columns = []
     for c in data["columns"]:
@@ -160,7 +163,9 @@ def load(path: Path) -> Declaration:
             raise ValueError(f"{where}: column {name}: identifier {c['identifier']!r} is none of {IDENTIFIER_KINDS}")
         column = Column(name, tuple(c.get("aliases", ())), c.get("field"), kind, codes.get(c.get("codes")),
                         c.get("other"), float(c.get("factor", 1.0)), bool(c.get("integer", False)),
-                        bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"))
+                        bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"),
+                        None if "written_missing" not in c else tuple(c["written_missing"]),
+                        bool(c.get("upper_case", False)))
         if column.table not in (None, *ROW_TABLES, "event"):
             raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
         if column.table == "event" and column.event not in (*EVENT_KINDS, "relapse"):

@@ -24,6 +24,12 @@ from clms_etl.synth.truth import Truth
 
 _BAD_DATES = ["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"]
 _BAD_CODES = ["ZZ", "?", "X9"]
+# where format-level defects are planted: fields every chart fills (when the format has them)
+DEFECT_FIELDS = {
+    "unparseable_date": ("patient.diagnosis_date", "surgery.surgery_date", "event.last_news.date"),
+    "unknown_code": ("patient.sex", "tumour.site", "tumour.fnclcc_grade", "surgery.resection_status"),
+    "stray_spaces_case": ("patient.sex", "tumour.site", "tumour.presentation", "surgery.resection_status"),
+}
 
 
 def _by_patient(frame) -> dict[str, list[dict]]:
@@ -62,7 +68,9 @@ class DeclaredFormat:
         self.declaration = declaration
         self.name = declaration.name
         self.layout = declaration.file
-        self.columns = [c.name for c in declaration.columns]
+        self.COLUMNS = [c.name for c in declaration.columns]
+        # where each kind of event's date lands (clms_etl.synth.defects locates planted defects by it)
+        self.EVENT_DATE_COLUMNS = {c.event: c.name for c in declaration.in_table("event") if c.target == "event_date"}
 
     # --- cells -------------------------------------------------------------------------------
 
@@ -84,15 +92,21 @@ class DeclaredFormat:
 
     def render(self, truth: Truth, rng: np.random.Generator, first_row: int = 0) -> list[RawTable]:
         """One record per patient (every draw patient by patient: chunked runs give the same cells)."""
-        tokens = [t for t in self.layout.missing if t]
-
-        def missing() -> Cell:
+        def missing(column: decl.Column | None = None) -> Cell:
+            """Empty half the time, else one of the tokens the export writes."""
+            tokens = self.layout.written_missing
+            if column is not None and column.written_missing is not None:
+                tokens = column.written_missing
+            if not tokens:
+                return None
             u = rng.random()
-            return None if u < 0.5 or not tokens else tokens[min(int((u - 0.5) * 2 * len(tokens)), len(tokens) - 1)]
+            return None if u < 0.5 else tokens[min(int((u - 0.5) * 2 * len(tokens)), len(tokens) - 1)]
 
         def cell(column: decl.Column, value) -> Cell:
             if value is None:
-                return missing()
+                return missing(column)
+            if column.upper_case:
+                return str(value).upper()
             if column.kind == "code":
                 return next(k for k, v in column.codes.items() if v == value and type(v) is type(value))
             if column.kind == "number":
@@ -102,7 +116,7 @@ class DeclaredFormat:
                 return value.strftime(self.layout.date_formats[0])
             return value
 
-        table = RawTable(self.layout.name, self.layout.sheet, self.columns)
+        table = RawTable(self.layout.name, self.layout.sheet, self.COLUMNS)
         tumours = {r["patient_key"]: r for r in truth.tumour.iter_rows(named=True)}
         surgeries, events = _by_patient(truth.surgery), _by_patient(truth.event)
         for p in truth.patient.iter_rows(named=True):
@@ -113,7 +127,8 @@ class DeclaredFormat:
             course = sorted(events.get(key, []), key=lambda e: e["event_no"])
             by_kind = {k: [e for e in course if e["event_kind"] == k]
                        for k in ("local_recurrence", "metastasis", "death", "last_news")}
-            assert all(len(by_kind[k]) <= 1 for k in ("local_recurrence", "death", "last_news")), key
+            assert len(by_kind["local_recurrence"]) <= 1, f"{key}: {len(by_kind['local_recurrence'])} local recurrences"
+            assert len(by_kind["death"]) <= 1 and len(by_kind["last_news"]) <= 1, f"{key}: several deaths or last news"
             first_day = min((e["event_date"] for e in by_kind["metastasis"]), default=None)
             first_meta = [e for e in by_kind["metastasis"] if e["event_date"] == first_day]
             relapses = [e for e in course if e["event_kind"] in ("local_recurrence", "metastasis")]
@@ -123,7 +138,7 @@ class DeclaredFormat:
                 "patient": p, "tumour": tumours[key], "surgery": ops[0] if ops else {},
                 "event.local_recurrence.date": by_kind["local_recurrence"] and by_kind["local_recurrence"][0]["event_date"],
                 "event.metastasis.date": first_day,
-                "event.relapse.treatment": relapses[0]["treatment"] if relapses else None,
+                "event.relapse.treatment": (relapses[0]["treatment"] if relapses else None) or None,
                 "event.death.date": death and death["event_date"],
                 "event.death.cause": death and death["death_cause"],
                 "event.last_news.date": last and last["event_date"],
@@ -135,7 +150,7 @@ class DeclaredFormat:
                 if column.table == "event" and column.kind == "list":
                     sites = [e["metastasis_site"] for e in first_meta if e["metastasis_site"] is not None]
                     codes = [next(k for k, v in column.codes.items() if v == s) for s in sites]
-                    row[column.name] = ",".join(codes) or missing()
+                    row[column.name] = ",".join(codes) or missing(column)
                 elif column.table == "event":
                     row[column.name] = cell(column, values[column.field] or None)
                 else:
@@ -156,16 +171,11 @@ class DeclaredFormat:
         return None
 
     def slots(self) -> dict[str, list[Slot]]:
-        """Format-level defects on the declared columns: bad dates, unknown codes, messy codes."""
+        """Format-level defects on the columns every chart fills (:data:`DEFECT_FIELDS`)."""
         where = self.layout.name, self.layout.sheet
-        dates = [c for c in self.declaration.columns if c.kind == "date" and c.identifier is None]
-        codes = [c for c in self.declaration.columns if c.kind == "code" and c.identifier is None]
-        written = [c for c in codes if all(isinstance(v, str) for v in c.codes.values())]
-        return {
-            "unparseable_date": [Slot(*where, c.name, pick(_BAD_DATES)) for c in dates[:3]],
-            "unknown_code": [Slot(*where, c.name, pick(_BAD_CODES)) for c in codes[:4]],
-            "stray_spaces_case": [Slot(*where, c.name, _messy) for c in written[:4]],
-        }
+        makers = {"unparseable_date": pick(_BAD_DATES), "unknown_code": pick(_BAD_CODES), "stray_spaces_case": _messy}
+        return {kind: [Slot(*where, c.name, makers[kind]) for f in fields if (c := self.declaration.column(f))]
+                for kind, fields in DEFECT_FIELDS.items()}
 
     def writer(self, delivery_dir: Path, delivery_date: dt.date):
         if self.layout.spreadsheet:
@@ -188,7 +198,7 @@ class _TextWriter:
         self.path = delivery_dir / fmt.layout.name
         self.handle = open(self.path, "w", encoding=fmt.layout.encoding, errors=_ERRORS, newline="")
         self.csv = csv.writer(self.handle, delimiter=fmt.layout.separator, lineterminator=fmt.layout.line_end or "\n")
-        self.csv.writerow(fmt.columns)
+        self.csv.writerow(fmt.COLUMNS)
 
     def append(self, tables: list[RawTable]) -> None:
         for table in tables:
@@ -218,7 +228,7 @@ class _SheetWriter:
         book = xlsxwriter.Workbook(self.path)
         sheet = book.add_worksheet(self.fmt.layout.sheet or "Sheet1")
         day = book.add_format({"num_format": "dd/mm/yyyy"})
-        sheet.write_row(0, 0, self.fmt.columns)
+        sheet.write_row(0, 0, self.fmt.COLUMNS)
         for r, row in enumerate(self.rows, start=1):
             for j, value in enumerate(row):
                 if isinstance(value, dt.date):

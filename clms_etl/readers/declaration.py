@@ -21,6 +21,7 @@ constants and when a row exists. Conventions:
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -142,6 +143,12 @@ def find(fmt: str, drop_folder: Path | None = None) -> Path | None:
 
 def load(path: Path) -> Declaration:
     """Parse and check a declaration; a mistake raises ``ValueError`` naming the file and column."""
+    stat = Path(path).stat()
+    return _load(str(path), (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, stamp: tuple[int, int]) -> Declaration:  # (once per file version)
     data = tomllib.loads(Path(path).read_text("utf-8"))
     where = Path(path).name
     codes = data.get("codes", {})

@@ -2,10 +2,11 @@
 
 The centre (Toulouse, say) sends an ``.xlsx`` workbook laid out its own way: English headers,
 its own codes, sizes and margins in millimetres, dates as date cells or typed ``dd.mm.yyyy``,
-``n/a`` for missing. Nothing of it is Python: the drop folder carries ``centres.toml`` and
-``formats/oncoderm.toml``; the synthetic generator writes the delivery from that declaration and
-the nightly reads it with the same declaration. Rows are counted in the workbook with openpyxl,
-not with the product's reader.
+``n/a`` for missing; a sixth (Brest) sends the same layout as a LibreOffice ``.ods``. Nothing of
+it is Python: the drop folder carries ``centres.toml`` and ``formats/<format>.toml``; the
+synthetic generator writes the deliveries from those declarations and the nightly reads them
+with the same declarations. Rows are counted in the workbooks with openpyxl (``.xlsx``) and
+odfpy through pandas (``.ods``), not with the product's reader (calamine).
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ CENTRES_TOML = """
 [centres.toulouse]
 format = "oncoderm"
 label = "CHU de Toulouse, dermatologie"
+
+[centres.brest]
+format = "oncoderm_ods"
+label = "CHU de Brest, dermatologie"
 """
+WORKBOOKS = {"toulouse": ("oncoderm", "oncoderm_export.xlsx"), "brest": ("oncoderm_ods", "oncoderm_export.ods")}
 
 FORMAT_TOML = """
-name = "oncoderm"
+name = "@FORMAT@"
 
 [file]
-name = "oncoderm_export.xlsx"
+name = "@FILE@"
 sheet = "Registry"
 decimal = "."
 date_formats = ["%d.%m.%Y"]
@@ -195,42 +201,54 @@ def drop(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fifth") / "drop"
     (root / "formats").mkdir(parents=True)
     (root / "centres.toml").write_text(CENTRES_TOML, "utf-8")
-    (root / "formats" / "oncoderm.toml").write_text(FORMAT_TOML, "utf-8")
-    write_centre(root, "toulouse", "oncoderm", fifth_centre_truth(), 0, 0.0, DATE)
+    for centre, (fmt, file) in WORKBOOKS.items():
+        declared = FORMAT_TOML.replace("@FORMAT@", fmt).replace("@FILE@", file)
+        (root / "formats" / f"{fmt}.toml").write_text(declared, "utf-8")
+        write_centre(root, centre, fmt, fifth_centre_truth(), 0, 0.0, DATE)
     return root
 
 
-def workbook_rows(drop: Path) -> int:
-    """Patient rows of the delivered workbook, counted the way a data manager would."""
-    (folder,) = (drop / "toulouse").iterdir()
-    book = openpyxl.load_workbook(folder / "oncoderm_export.xlsx", read_only=True)
-    try:
-        return sum(1 for row in book["Registry"].iter_rows(min_row=2, values_only=True) if any(v is not None for v in row))
-    finally:
-        book.close()
+def workbook_rows(drop: Path, centre: str) -> list[tuple]:
+    """The non-blank rows (header first) of a centre's delivered workbook, read the way a data
+    manager's spreadsheet would."""
+    (folder,) = (drop / centre).iterdir()
+    path = folder / WORKBOOKS[centre][1]
+    if path.suffix == ".ods":
+        import pandas as pd
+
+        frame = pd.read_excel(path, engine="odf", sheet_name="Registry", header=None, dtype=object)
+        rows = [tuple(None if pd.isna(v) else v for v in r) for r in frame.itertuples(index=False)]
+    else:
+        book = openpyxl.load_workbook(path, read_only=True)
+        try:
+            rows = list(book["Registry"].iter_rows(values_only=True))
+        finally:
+            book.close()
+    return [r for r in rows if any(v is not None for v in r)]
 
 
-def test_the_generator_writes_the_new_centre_from_its_declaration_alone(drop):
-    (folder,) = (drop / "toulouse").iterdir()
-    book = openpyxl.load_workbook(folder / "oncoderm_export.xlsx", read_only=True)
-    header = next(book["Registry"].iter_rows(max_row=1, values_only=True))
-    book.close()
+@pytest.mark.parametrize("centre", list(WORKBOOKS))
+def test_the_generator_writes_the_new_centre_from_its_declaration_alone(drop, centre):
+    header, *records = workbook_rows(drop, centre)
     assert header[:4] == ("Patient ID", "Surname", "Date of birth", "Gender")
-    assert workbook_rows(drop) == fifth_centre_truth().patient.height
+    assert len(records) == fifth_centre_truth().patient.height
 
 
-def test_the_new_centre_is_read_back_to_its_truth(drop):
-    centre = load_registry(drop)["toulouse"]
-    imported = read_and_validate(centre, latest_delivery(drop, "toulouse"), KEY)
+@pytest.mark.parametrize("centre", list(WORKBOOKS))
+def test_the_new_centre_is_read_back_to_its_truth(drop, centre):
+    imported = read_and_validate(load_registry(drop)[centre], latest_delivery(drop, centre), KEY)
     assert imported.failure is None, imported.failure
     truth = fifth_centre_truth()
-    patient = pl.concat([imported.validated.accepted["patient"], imported.validated.quarantined["patient"]], how="diagonal")
+    patient = pl.concat([imported.validated.accepted["patient"], imported.validated.quarantined["patient"]],
+                        how="diagonal")
     assert patient.height == truth.patient.height
     assert sorted(patient["sex"].drop_nulls()) == sorted(truth.patient["sex"].drop_nulls())
-    tumour = pl.concat([imported.validated.accepted["tumour"], imported.validated.quarantined["tumour"]], how="diagonal")
+    tumour = pl.concat([imported.validated.accepted["tumour"], imported.validated.quarantined["tumour"]],
+                       how="diagonal")
     # millimetres in the file, centimetres in the warehouse
     assert sorted(tumour["size_cm"].drop_nulls().round(4)) == sorted(truth.tumour["size_cm"].drop_nulls().round(4))
-    event = pl.concat([imported.validated.accepted["event"], imported.validated.quarantined["event"]], how="diagonal")
+    event = pl.concat([imported.validated.accepted["event"], imported.validated.quarantined["event"]],
+                      how="diagonal")
     expected = truth.event.group_by("event_kind").len().sort("event_kind")
     assert event.group_by("event_kind").len().sort("event_kind").rows() == expected.rows()
     errors = imported.validated.queries.filter(pl.col("severity") == "error", pl.col("file").is_not_null())
@@ -238,8 +256,10 @@ def test_the_new_centre_is_read_back_to_its_truth(drop):
 
 
 @pytest.mark.slow
-def test_the_new_centre_runs_through_the_nightly_with_every_row_accounted(drop, tmp_path):
+def test_the_new_centres_run_through_the_nightly_with_every_row_accounted(drop, tmp_path):
     night_ok(run_night(drop, tmp_path), tmp_path)
-    read, stored, quarantined = accounting(tmp_path / "warehouse.duckdb")["toulouse"]
-    assert read == workbook_rows(drop) == stored + quarantined
-    assert stored > 0
+    counted = accounting(tmp_path / "warehouse.duckdb")
+    assert set(counted) == set(WORKBOOKS)
+    for centre, (read, stored, quarantined) in counted.items():
+        assert read == len(workbook_rows(drop, centre)) - 1 == stored + quarantined  # (header row)
+        assert stored > 0

@@ -54,30 +54,24 @@ def test_a_required_column_of_the_declaration_missing_from_the_file_stops_the_im
         reader.read(ReadContext("montpellier", folder, dt.date(2026, 11, 23), KEY))
 
 
-def test_a_declared_workbook_sheet_is_read_by_calamine_with_its_date_cells(tmp_path):
-    import xlsxwriter
+@pytest.mark.parametrize("suffix, engine", [(".xlsx", "xlsxwriter"), (".ods", "odf")])
+def test_a_declared_workbook_sheet_is_read_by_calamine_with_its_date_cells(tmp_path, suffix, engine):
+    import pandas as pd
 
-    path = _edited(tmp_path, 'name = "clms_montpellier.csv"', 'name = "export.xlsx"\nsheet = "Registre"')
+    name = f"export{suffix}"
+    path = _edited(tmp_path, 'name = "clms_montpellier.csv"', f'name = "{name}"\nsheet = "Registre"')
     decl = declaration.load(path)
     folder = tmp_path / "delivery"
     folder.mkdir()
-    book = xlsxwriter.Workbook(folder / "export.xlsx")
-    sheet = book.add_worksheet("Registre")
-    sheet.write_row(0, 0, [c.name for c in decl.columns])
-    day = book.add_format({"num_format": "dd/mm/yyyy"})
     cells = {"IPP": "M1", "DDN": dt.datetime(1950, 3, 4), "DATE_DIAG": "12/05/2014", "SEXE": "F", "TAILLE_CM": 1.5,
              "STATUT_VITAL": "VIVANT", "DATE_DERNIERES_NOUVELLES": dt.datetime(2020, 1, 2)}
-    for j, c in enumerate(decl.columns):
-        value = cells.get(c.name)
-        if isinstance(value, dt.datetime):
-            sheet.write_datetime(1, j, value, day)
-        elif value is not None:
-            sheet.write(1, j, value)
-    book.close()
+    row = [cells.get(c.name) for c in decl.columns]
+    pd.DataFrame([row], columns=[c.name for c in decl.columns], dtype=object).to_excel(
+        folder / name, engine=engine, sheet_name="Registre", index=False)
     result = DeclaredReader(decl).read(ReadContext("montpellier", folder, dt.date(2026, 11, 23), KEY))
     patient = result.frames["patient"]
     assert patient.select("sex", "diagnosis_date", "age_at_diagnosis_years").row(0) == ("female", dt.date(2014, 5, 12), 64)
     assert result.frames["tumour"]["size_cm"].to_list() == [1.5]
     assert result.frames["event"].select("event_kind", "event_date").rows() == [("last_news", dt.date(2020, 1, 2))]
-    assert result.source_rows == {"export.xlsx[Registre]": 1}
+    assert result.source_rows == {f"{name}[Registre]": 1}
     assert result.queries_frame().filter(pl.col("severity") == "error").is_empty()

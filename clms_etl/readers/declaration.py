@@ -148,7 +148,7 @@ def load(path: Path) -> Declaration:
 
 
 @functools.lru_cache(maxsize=64)
-def _load(path: str, stamp: tuple[int, int]) -> Declaration:  # (once per file version)
+def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file version)
     data = tomllib.loads(Path(path).read_text("utf-8"))
     where = Path(path).name
     codes = data.get("codes", {})

@@ -56,9 +56,8 @@ from clms_etl.readers.base import (
     match_columns,
     read_guarded,
 )
-from clms_etl.readers.cells import Cells, fold, is_missing, pseudonymise_many
+from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonymise_many
 
-MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)
 INT32_MAX = 2**31 - 1
 FIELDS = "_fields"  # fields counted in each record of a text file
 
@@ -284,10 +283,10 @@ class Columns:
         self.layout = declaration.file
         self.n = raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
-        # a workbook's date cells come as ISO text whatever their display format
+        # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
         self.date_formats = layout_dates = declaration.file.date_formats
         if declaration.file.spreadsheet:
-            self.date_formats = (*layout_dates, "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+            self.date_formats = (*layout_dates, "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 
     def cells(self, i: int, table: str, suffix: str = "") -> Cells:
         row = self.rows[i]
@@ -381,7 +380,7 @@ class Columns:
                 if parsed is not None:
                     value, day_precision = parsed.value, parsed.precision
             else:
-                value = self._text(cells, column, raw)
+                value = cells.text(column, raw)
                 if value is None:
                     gone.append(i)
             got.append(value)
@@ -410,16 +409,6 @@ class Columns:
             return None
         return value
 
-    @staticmethod
-    def _text(cells: Cells, column: str, raw: str) -> str | None:
-        text = raw.strip()
-        if is_missing(text):
-            return None
-        if len(text) > MAX_TEXT:
-            cells.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
-                        severity=WARNING)
-            text = text[:MAX_TEXT]
-        return text
 
 
 # --- the read ---------------------------------------------------------------------------------

@@ -85,7 +85,6 @@ from validations.structural import nice as structural
 
 FILE = "export_dermato_nice.xlsx"
 FAST_MISSING = frozenset({"", "NR", "nr", "NA", "ND"})
-MAX_TEXT = 2000
 INT32_MAX = 2**31 - 1
 
 SHEETS = {
@@ -896,17 +895,7 @@ class _Parser:
     def text(self, key: str, table: str) -> list:
         column = self.sheet.header[key]
 
-        def parse(v, cells):
-            text = v.strip() if type(v) is str else _cell_text(v)
-            # (missing-value tokens are short: the folding is spared to long texts)
-            if not text or text in FAST_MISSING or (len(text) <= 16 and is_missing(text)):
-                return None
-            if len(text) > MAX_TEXT:
-                cells.error(column, v, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
-                            severity=WARNING)
-                text = text[:MAX_TEXT]
-            return text
-        return self._column(key, table, parse)
+        return self._column(key, table, lambda v, cells: cells.text(column, v))
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
@@ -918,14 +907,6 @@ UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
 def _not_a_value(cells: Cells, column: str, raw: str, rule: str, identifier: bool = False) -> None:
     cells.error(column, raw, rule, f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
                                    f"(valeur inconnue: laisser la cellule vide ou NR).", identifier=identifier)
-
-
-def _cell_text(value) -> str:
-    if type(value) is float and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 # --- the read -------------------------------------------------------------------------------
@@ -990,10 +971,10 @@ _MERGE = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9
 
 
 @functools.lru_cache(maxsize=16)
-def _scan_sheet(path: str, part: str, stamp: tuple[int, int]) -> tuple[bool, tuple[tuple[str, int, str, int], ...]]:
+def _scan_sheet(path: str, part: str, _stamp: tuple[int, int]) -> tuple[bool, tuple[tuple[str, int, str, int], ...]]:
     """(any formula element, merged ranges ``E2:F3`` -> ("E", 2, "F", 3)) of one sheet's XML, in
     one chunked pass (a tag cut between two chunks is kept whole by the overlap); the fast path
-    and the merged-cell warnings both ask, the XML is read once per file version (``stamp``:
+    and the merged-cell warnings both ask, the XML is read once per file version (``_stamp``:
     size, mtime)."""
     formula, found, tail = False, set(), b""
     with zipfile.ZipFile(path) as zf, zf.open(part) as f:

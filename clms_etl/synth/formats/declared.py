@@ -210,23 +210,32 @@ class _TextWriter:
 
 
 class _SheetWriter:
-    """Collects the rows, then writes one workbook sheet (``.xlsx``; xlsxwriter), dates as date cells."""
+    """Collects the rows, then writes one workbook sheet, dates as date cells: ``.xlsx`` with
+    xlsxwriter, ``.ods`` with pandas' odf engine (odfpy)."""
 
     def __init__(self, fmt: DeclaredFormat, delivery_dir: Path):
         delivery_dir.mkdir(parents=True, exist_ok=True)
-        if Path(fmt.layout.name).suffix.lower() != ".xlsx":
-            raise ValueError(f"{fmt.layout.name}: the synthetic writer writes .xlsx workbooks only")
+        if Path(fmt.layout.name).suffix.lower() not in (".xlsx", ".ods"):
+            raise ValueError(f"{fmt.layout.name}: the synthetic writer writes .xlsx or .ods workbooks only")
         self.fmt, self.path, self.rows = fmt, delivery_dir / fmt.layout.name, []
+        self.sheet = fmt.layout.sheet or "Sheet1"
 
     def append(self, tables: list[RawTable]) -> None:
         for table in tables:
             self.rows += table.rows
 
     def close(self) -> list[Path]:
+        if self.path.suffix.lower() == ".ods":
+            import pandas as pd
+
+            days = [[dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v for v in row] for row in self.rows]
+            pd.DataFrame(days, columns=self.fmt.COLUMNS, dtype=object).to_excel(
+                self.path, engine="odf", sheet_name=self.sheet, index=False)
+            return [self.path]
         import xlsxwriter
 
         book = xlsxwriter.Workbook(self.path)
-        sheet = book.add_worksheet(self.fmt.layout.sheet or "Sheet1")
+        sheet = book.add_worksheet(self.sheet)
         day = book.add_format({"num_format": "dd/mm/yyyy"})
         sheet.write_row(0, 0, self.fmt.COLUMNS)
         for r, row in enumerate(self.rows, start=1):

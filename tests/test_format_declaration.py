@@ -75,3 +75,23 @@ def test_a_declared_workbook_sheet_is_read_by_calamine_with_its_date_cells(tmp_p
     assert result.frames["event"].select("event_kind", "event_date").rows() == [("last_news", dt.date(2020, 1, 2))]
     assert result.source_rows == {f"{name}[Registre]": 1}
     assert result.queries_frame().filter(pl.col("severity") == "error").is_empty()
+
+
+def test_another_sheet_and_values_without_a_header_in_a_declared_workbook_are_reported(tmp_path):
+    import pandas as pd
+
+    path = _edited(tmp_path, 'name = "clms_montpellier.csv"', 'name = "export.xlsx"\nsheet = "Registre"')
+    decl = declaration.load(path)
+    folder = tmp_path / "delivery"
+    folder.mkdir()
+    columns = [c.name for c in decl.columns]
+    row = {"IPP": "M1", "SEXE": "F", "DATE_DIAG": "12/05/2014"}
+    with pd.ExcelWriter(folder / "export.xlsx", engine="xlsxwriter") as book:
+        pd.DataFrame([[row.get(c) for c in columns] + ["typed beside the table"]], columns=[*columns, ""],
+                     dtype=object).to_excel(book, sheet_name="Registre", index=False)
+        pd.DataFrame([["M2", "F"]], columns=["IPP", "SEXE"]).to_excel(book, sheet_name="Notes", index=False)
+    result = DeclaredReader(decl).read(ReadContext("montpellier", folder, dt.date(2026, 11, 23), KEY))
+    queries = result.queries_frame()
+    assert queries.filter(pl.col("rule") == "unknown_sheet").select("sheet", "severity").rows() == [("Notes", "warning")]
+    stray = queries.filter(pl.col("rule") == "value_without_header")
+    assert stray.select("sheet", "field").rows() == [("Registre", f"colonne {len(columns) + 1}")]

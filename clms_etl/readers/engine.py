@@ -229,11 +229,20 @@ def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> 
     grid = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None).to_polars()
     if grid.height == 0:
         raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
-    header = ["" if v is None else str(v) for v in grid.row(0)]
+    for other in book.sheet_names:
+        if other != sheet:  # data typed there would otherwise be ignored without anyone knowing
+            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet", severity=WARNING,
+                      message=f"Feuille « {other} » non prévue par le contrat d'échange : non lue. Vérifier "
+                              f"qu'elle ne contient pas de données à importer.")
+    header = ["" if v is None else str(v).strip() for v in grid.row(0)]
     found = match_columns(ctx, header, _specs(declaration), layout.name, sheet)
     df = grid.slice(1).rename(dict(zip(grid.columns, [f"{i}" for i in range(grid.width)])))
     nulls = [m for m in layout.missing if m]
     df = df.with_columns(pl.when(pl.all().is_in(nulls) | (pl.all() == "")).then(None).otherwise(pl.all()).name.keep())
+    filled = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
+    for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
+        ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
+                  severity=WARNING, message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
     _not_empty(df, layout.name)
     return df.with_columns(pl.lit(None, dtype=pl.Int64).alias(FIELDS)), header, found
 
@@ -347,9 +356,6 @@ class Columns:
             out[c.key] = Parsed(values.alias(c.key), present, precision)
         return out
 
-    def query_suffix(self, c: decl.Column) -> str:
-        return event_columns.suffix(c.event)
-
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
         raws = self.raw[c.key].gather(idx).to_list()
@@ -358,7 +364,7 @@ class Columns:
         identifier = c.identifier is not None
         got, gone, precisions = [], [], []
         for i, raw in zip(idx.to_list(), raws):
-            cells = self.cells(i, table, self.query_suffix(c))
+            cells = self.cells(i, table, event_columns.suffix(c.event))
             value, day_precision = None, None
             if c.kind not in ("text", "list") and len(raw) > 200:  # no code, number or date is that long
                 cells.error(column, raw, _NOT_A_VALUE[c.kind],
@@ -528,15 +534,17 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     return frames
 
 
+# A row that exists without its date: the rule and message, per table that has one.
+MISSING_DATE = {"surgery": ("missing_surgery_date", "Chirurgie renseignée sans date d'intervention.")}
+
+
 def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
-    """A row that exists without its date: a warning on the date column."""
     date = next((col for col in c.declaration.in_table(table) if col.kind == "date" and col.key in v), None)
-    if date is None:
+    if date is None or table not in MISSING_DATE:
         return
+    rule, message = MISSING_DATE[table]
     for i in (any_cell & ~v[date.key].present).arg_true().to_list():
-        c.cells(i, table).error(c.header[date.key], None, f"missing_{table}_date",
-                                "Chirurgie renseignée sans date d'intervention." if table == "surgery"
-                                else f"{table} renseigné sans date.", severity=WARNING)
+        c.cells(i, table).error(c.header[date.key], None, rule, message, severity=WARNING)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:

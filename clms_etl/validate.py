@@ -13,7 +13,7 @@ the reader's own queries, and splits every table:
   fusions (``sample_quarantined``, or ``sample_not_in_manifest`` when no manifest row names it);
 * every other row is accepted, with ``has_warning`` when a WARNING query concerns it.
 
-Severities come from :data:`validations.canonical.RULES` only. Everything here is vectorised
+Severities and messages come from the rule registry (:mod:`clms_etl.rules`) only. Everything here is vectorised
 polars except building the text of the queries for the rows that failed.
 """
 
@@ -30,7 +30,7 @@ from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.constants import CHECK_OUTPUT_KEY
 from pandera.errors import SchemaErrors
 
-from clms_etl import model
+from clms_etl import model, rules
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
 from validations.canonical import (
     CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
@@ -93,11 +93,22 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
         counts.append((table, frame.height, accepted[table].height, quarantined[table].height))
     delivery = ValidatedDelivery(
         result.centre, result.delivery_date, accepted, quarantined,
-        pl.concat([queries, cascade], how="vertical"),
+        one_query_per_problem(pl.concat([queries, cascade], how="vertical")),
         pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"),
     )
     delivery.assert_balanced()
     return delivery
+
+
+def one_query_per_problem(queries: pl.DataFrame) -> pl.DataFrame:
+    """The first of the queries that repeat one problem: the same rule on the same canonical row
+    (a reader and validation both seeing a blank date), or on the same cell of the centre's file
+    (one line of a wide export feeding several canonical rows: its three cascaded children, the
+    metastasis rows of one undated site list). Rows are quarantined before, from every query."""
+    row = pl.struct("table_name", "row_id", "rule")
+    cell = pl.struct("file", "sheet", "row", "field", "rule")
+    first_on_row = pl.col("row_id").is_null() | row.is_first_distinct()
+    return queries.filter(first_on_row).filter(cell.is_first_distinct())
 
 
 # --- reader contract ---------------------------------------------------------------------------
@@ -153,7 +164,7 @@ def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
         if field in VOCABULARY[table]:
             slots["allowed"] = pl.lit(", ".join(str(v) for v in VOCABULARY[table][field]))
         parts.append(_row_queries(
-            part, result, table, rule, RULES[rule], shown,
+            part, result, table, rule, shown,
             pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value, slots,
         ))
     return pl.concat(parts, how="vertical").cast(QUERY_SCHEMA)
@@ -337,7 +348,7 @@ def _held_parents(parents: pl.DataFrame, key: str, *carried: str) -> tuple[pl.Se
     return kept, held
 
 
-def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str, rule_def,
+def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
                  field: pl.Expr, value: pl.Expr, slots: dict[str, pl.Expr] | None = None) -> pl.DataFrame:
     """One query per row of ``frame`` (rows of canonical ``table``) under ``rule``, at the row's own place."""
     return frame.select(
@@ -352,8 +363,8 @@ def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
         field.alias("field"),
         value.alias("value"),
         pl.lit(rule).alias("rule"),
-        pl.lit(rule_def.severity).alias("severity"),
-        _template_expr(rule_def.message, slots or {}, frame.schema).alias("message"),
+        pl.lit(rules.severity(rule)).alias("severity"),
+        _template_expr(rules.rule(rule).message_fr, slots or {}, frame.schema).alias("message"),
     )
 
 
@@ -379,8 +390,7 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFram
         hit = pl.col("parent_where").is_not_null()
         marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"])).drop("parent_where", "parent_reasons")
         none = pl.lit(None, dtype=pl.String)
-        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined",
-                                        RULES["parent_quarantined"], none, none))
+        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined", none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
 
@@ -403,9 +413,9 @@ def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.
         hit = pl.col("_cascade").is_not_null()
         marked[table] = _with_reason(frame, hit, pl.concat_list("_cascade")).drop(
             "parent_where", "parent_reasons", "patient_id", "_cascade")
-        for rule, rule_def in SAMPLE_RULES.items():
+        for rule in SAMPLE_RULES:
             part = frame.filter(pl.col("_cascade") == rule)
             if not part.is_empty():
-                queries.append(_row_queries(part, result, table, rule, rule_def, pl.lit("sample_id"),
+                queries.append(_row_queries(part, result, table, rule, pl.lit("sample_id"),
                                                 pl.col("sample_id")))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)

@@ -2,9 +2,10 @@
 
 Three pieces, used by :func:`clms_etl.validate.validate`:
 
-* :data:`RULES`: every rule id with its severity, the table(s) it concerns, why it exists and
-  the French message a centre's data manager reads. It is the **only** place severities are
-  set: pandera checks all "fail" alike; the severity of a failure is looked up here.
+* :data:`RULES`: every rule id validation checks, with the table(s) it concerns and why it
+  exists. Its severity and the French message a centre's data manager reads are the rule
+  registry's (:mod:`clms_etl.rules`, ``clms_etl/data/rules.toml``): pandera checks all "fail"
+  alike; the severity of a failure is looked up there.
 * :func:`add_context`: the canonical frames plus ``ctx_*`` columns that bring what a row is
   compared with from elsewhere (the patient's diagnosis date, last news, death, the delivery
   date, whether the row duplicates an earlier one), and the tumour's computed FNCLCC grade.
@@ -29,7 +30,6 @@ import polars as pl
 
 from clms_etl import model, vocabulary
 from clms_etl.grading import fnclcc_grade_expr
-from clms_etl.readers.base import ERROR, WARNING
 
 CLINICAL = ("patient", "tumour", "surgery", "event")
 CHILDREN = ("tumour", "surgery", "event")
@@ -46,204 +46,151 @@ DATE_PRECISIONS = ("day", "month", "year")
 
 
 class Rule(NamedTuple):
-    severity: str  # ERROR quarantines the row, WARNING only flags it
+    """Where a validation rule is checked and why; its severity, messages and category are the
+    rule registry's (:mod:`clms_etl.rules`), like every other rule's."""
+
     table: tuple[str, ...]  # canonical table(s) whose rows the rule is checked on
     description: str  # why the rule exists (for developers and validations/README.md)
-    message: str  # French template: {label}, {value}, {allowed} and any column of the row
 
 
 RULES: dict[str, Rule] = {
     # --- any table --------------------------------------------------------------------------
     "required_value_missing": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
-        "A row without its patient pseudonym (or an event without its kind) cannot be attached or used.",
-        "{label} absent(e) : champ obligatoire, la ligne ne peut pas être chargée."),
+        ("patient", "tumour", "surgery", "event"),
+        "A row without its patient pseudonym (or an event without its kind) cannot be attached or used."),
     "code_not_in_vocabulary": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
-        "Coded columns take only the canonical values of clms_etl/vocabulary.py.",
-        "Valeur « {value} » hors du vocabulaire pour « {label} » (attendu : {allowed})."),
+        ("patient", "tumour", "surgery", "event"),
+        "Coded columns take only the canonical values of clms_etl/vocabulary.py."),
     "score_not_in_set": Rule(
-        ERROR, ("tumour",),
-        "FNCLCC grade, differentiation and necrosis scores only exist as 1-3, 1-3 and 0-2.",
-        "{label} = {value} : valeur impossible (attendu : {allowed})."),
+        ("tumour",),
+        "FNCLCC grade, differentiation and necrosis scores only exist as 1-3, 1-3 and 0-2."),
     "duplicate_row": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
+        ("patient", "tumour", "surgery", "event"),
         "An exact copy of an earlier row (provenance and numbering aside) would be counted twice; "
-        "the first copy is kept, the later ones quarantined.",
-        "Ligne identique à la ligne {ctx_duplicate_of_row} : doublon, non chargé une seconde fois."),
+        "the first copy is kept, the later ones quarantined."),
     "date_in_future": Rule(
-        ERROR, ("patient", "surgery", "event"),
-        "No date can be later than the delivery itself.",
-        "{label} ({value}) postérieure à la date de livraison ({ctx_delivery_date})."),
+        ("patient", "surgery", "event"),
+        "No date can be later than the delivery itself."),
     "date_in_future_imprecise": Rule(
-        WARNING, ("patient", "surgery", "event"),
-        "As date_in_future, but within the uncertainty of a partial (imputed) date.",
-        "{label} ({value}, date partielle imputée) postérieure à la date de livraison "
-        "({ctx_delivery_date}) : préciser la date."),
+        ("patient", "surgery", "event"),
+        "As date_in_future, but within the uncertainty of a partial (imputed) date."),
     "orphan_row": Rule(
-        ERROR, CHILDREN,
-        "A tumour, operation or event whose patient is not in the delivery cannot be attached.",
-        "Aucun patient {patient_id} dans la livraison : ligne rattachée à un patient inconnu."),
+        CHILDREN,
+        "A tumour, operation or event whose patient is not in the delivery cannot be attached."),
     "parent_quarantined": Rule(
-        ERROR, CHILDREN,
+        CHILDREN,
         "When the patient row is quarantined its tumour, operations and events are too: they "
-        "cannot be interpreted without it. One query per cascaded row.",
-        "Ligne non chargée : le patient ({parent_where}) est en quarantaine ({parent_reasons}) ; "
-        "corriger d'abord la ligne du patient."),
+        "cannot be interpreted without it. One query per cascaded row."),
     # --- patient ----------------------------------------------------------------------------
     "diagnosis_date_missing": Rule(
-        ERROR, ("patient",),
-        "The diagnosis is the time origin of every endpoint: without it nothing can be timed.",
-        "Date du diagnostic absente : aucun évènement du patient ne peut être daté."),
+        ("patient",),
+        "The diagnosis is the time origin of every endpoint: without it nothing can be timed."),
     "birth_after_diagnosis": Rule(
-        ERROR, ("patient",),
-        "A negative age at diagnosis means the birth date is after the diagnosis.",
-        "Âge au diagnostic négatif ({value} ans) : date de naissance postérieure au diagnostic."),
+        ("patient",),
+        "A negative age at diagnosis means the birth date is after the diagnosis."),
     "age_out_of_range": Rule(
-        ERROR, ("patient",),
-        "An age above 120 years is a wrong birth or diagnosis date.",
-        "Âge au diagnostic de {value} ans : invraisemblable (au-delà de 120 ans)."),
+        ("patient",),
+        "An age above 120 years is a wrong birth or diagnosis date."),
     "age_under_18": Rule(
-        WARNING, ("patient",),
-        "cLMS in a child is possible but exceptional: the centre confirms it.",
-        "Âge au diagnostic de {value} ans (patient mineur) : possible mais exceptionnel, à confirmer."),
+        ("patient",),
+        "cLMS in a child is possible but exceptional: the centre confirms it."),
     "patient_rows_conflict": Rule(
-        ERROR, ("patient",),
+        ("patient",),
         "Several different rows for one pseudonym: which one is right is the centre's call, so "
-        "none is loaded.",
-        "Patient présent sur {ctx_patient_rows} lignes différentes : une seule ligne par patient "
-        "attendue, aucune n'est chargée avant correction."),
+        "none is loaded."),
     "vital_status_inconsistent": Rule(
-        WARNING, ("patient",),
-        "The vital status contradicts the events: dead without a death event, or alive/lost with one.",
-        "Statut vital « {value} » incohérent avec les évènements (décès enregistré : {ctx_has_death})."),
+        ("patient",),
+        "The vital status contradicts the events: dead without a death event, or alive/lost with one."),
     # --- tumour -----------------------------------------------------------------------------
     "size_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "Cutaneous LMS measure millimetres to a few centimetres: 0 < size <= 30 cm.",
-        "Taille de {value} cm hors de l'intervalle plausible (> 0 et ≤ 30 cm ; unité mm/cm ?)."),
+        ("tumour",),
+        "Cutaneous LMS measure millimetres to a few centimetres: 0 < size <= 30 cm."),
     "delay_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "A delay before the first consultation is between 0 and 600 months (50 years).",
-        "Délai avant la première consultation de {value} mois hors de l'intervalle 0–600 mois."),
+        ("tumour",),
+        "A delay before the first consultation is between 0 and 600 months (50 years)."),
     "ki67_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "Ki67 is a percentage of nuclei: 0-100.",
-        "Ki67 de {value} % hors de l'intervalle 0–100 %."),
+        ("tumour",),
+        "Ki67 is a percentage of nuclei: 0-100."),
     "mitoses_negative": Rule(
-        ERROR, ("tumour",),
-        "A mitotic count cannot be negative.",
-        "Compte mitotique négatif ({value} mitoses / 10 champs)."),
+        ("tumour",),
+        "A mitotic count cannot be negative."),
     "mitoses_implausible": Rule(
-        ERROR, ("tumour",),
-        "200 or more mitoses per 10 HPF is not a cLMS count (likely per mm² or a typo).",
-        "Compte mitotique de {value} / 10 champs invraisemblable (≥ 200)."),
+        ("tumour",),
+        "200 or more mitoses per 10 HPF is not a cLMS count (likely per mm² or a typo)."),
     "mitoses_class_mismatch": Rule(
-        WARNING, ("tumour",),
-        "The recorded mitosis class contradicts the count; the count is kept and used for grading.",
-        "Classe mitotique « {value} » incohérente avec le compte de {mitoses_per_10hpf} mitoses / 10 champs."),
+        ("tumour",),
+        "The recorded mitosis class contradicts the count; the count is kept and used for grading."),
     "grade_inconsistent": Rule(
-        WARNING, ("tumour",),
+        ("tumour",),
         "The recorded FNCLCC grade differs from the one computed from its three components; "
-        "the recorded grade is kept, the row flagged (grade_check = inconsistent).",
-        "Grade FNCLCC {value} différent du grade recalculé {fnclcc_grade_computed} (différenciation "
-        "{differentiation_score}, {mitoses_per_10hpf} mitoses / 10 champs, nécrose {necrosis_score}) : "
-        "grade conservé, à vérifier."),
+        "the recorded grade is kept, the row flagged (grade_check = inconsistent)."),
     # --- surgery ----------------------------------------------------------------------------
     "margin_negative": Rule(
-        ERROR, ("surgery",),
-        "A margin is a distance: never negative.",
-        "{label} négative ({value} cm)."),
+        ("surgery",),
+        "A margin is a distance: never negative."),
     "margin_out_of_range": Rule(
-        ERROR, ("surgery",),
-        "Margins above 5 cm are not done for cLMS: usually a mm/cm confusion.",
-        "{label} de {value} cm invraisemblable (> 5 cm ; unité mm/cm ?)."),
+        ("surgery",),
+        "Margins above 5 cm are not done for cLMS: usually a mm/cm confusion."),
     "histological_exceeds_clinical": Rule(
-        ERROR, ("surgery",),
+        ("surgery",),
         "The histological margin is measured on the specimen cut with the clinical margin: it "
-        "cannot be wider.",
-        "Marge histologique ({histological_margin_cm} cm) supérieure à la marge clinique "
-        "({clinical_margin_cm} cm)."),
+        "cannot be wider."),
     "surgery_date_missing": Rule(
-        WARNING, ("surgery",),
-        "An undated operation keeps its margins and status but cannot be placed in the follow-up.",
-        "Date de l'intervention absente : elle ne peut pas être située dans le suivi."),
+        ("surgery",),
+        "An undated operation keeps its margins and status but cannot be placed in the follow-up."),
     "surgery_before_diagnosis": Rule(
-        ERROR, ("surgery",),
-        "Diagnosis (the time origin) precedes or equals every operation.",
-        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date})."),
+        ("surgery",),
+        "Diagnosis (the time origin) precedes or equals every operation."),
     "surgery_before_diagnosis_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_before_diagnosis, within the uncertainty of a partial date.",
-        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date}), écart compatible "
-        "avec une date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_before_diagnosis, within the uncertainty of a partial date."),
     "surgery_after_last_news": Rule(
-        ERROR, ("surgery",),
-        "An operation is a contact: it cannot be after the last news.",
-        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date})."),
+        ("surgery",),
+        "An operation is a contact: it cannot be after the last news."),
     "surgery_after_last_news_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_after_last_news, within the uncertainty of a partial date.",
-        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_after_last_news, within the uncertainty of a partial date."),
     "surgery_after_death": Rule(
-        ERROR, ("surgery",),
-        "No operation after death.",
-        "Intervention ({value}) postérieure au décès ({ctx_death_date})."),
+        ("surgery",),
+        "No operation after death."),
     "surgery_after_death_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_after_death, within the uncertainty of a partial date.",
-        "Intervention ({value}) postérieure au décès ({ctx_death_date}), écart compatible avec une "
-        "date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_after_death, within the uncertainty of a partial date."),
     # --- event ------------------------------------------------------------------------------
     "event_date_missing": Rule(
-        ERROR, ("event",),
-        "An undated event cannot enter any survival endpoint.",
-        "Date absente pour l'évènement « {event_kind} » : il ne peut pas être daté."),
+        ("event",),
+        "An undated event cannot enter any survival endpoint."),
     "event_before_diagnosis": Rule(
-        ERROR, ("event",),
-        "Diagnosis (the time origin) precedes or equals every event.",
-        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date})."),
+        ("event",),
+        "Diagnosis (the time origin) precedes or equals every event."),
     "event_before_diagnosis_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_before_diagnosis, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_before_diagnosis, within the uncertainty of a partial date."),
     "event_after_last_news": Rule(
-        ERROR, ("event",),
-        "The last news closes the follow-up: every other event is on or before it.",
-        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date})."),
+        ("event",),
+        "The last news closes the follow-up: every other event is on or before it."),
     "event_after_last_news_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_after_last_news, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date}), "
-        "écart compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_after_last_news, within the uncertainty of a partial date."),
     "event_after_death": Rule(
-        ERROR, ("event",),
-        "Death is the last event.",
-        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date})."),
+        ("event",),
+        "Death is the last event."),
     "event_after_death_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_after_death, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_after_death, within the uncertainty of a partial date."),
     "multiple_deaths": Rule(
-        ERROR, ("event",),
-        "Different death records for one patient: which is right is the centre's call.",
-        "{ctx_death_count} décès différents enregistrés pour ce patient : un seul attendu."),
+        ("event",),
+        "Different death records for one patient: which is right is the centre's call."),
     "metastasis_without_site": Rule(
-        ERROR, ("event",),
+        ("event",),
         "A metastasis is recorded with its site (one row per site): without it the pattern of "
-        "spread, a main question of the registry, is lost.",
-        "Métastase sans site métastatique renseigné."),
+        "spread, a main question of the registry, is lost."),
     "metastasis_site_without_metastasis": Rule(
-        ERROR, ("event",),
-        "A metastatic site only belongs on a metastasis event.",
-        "Site métastatique « {value} » sur un évènement « {event_kind} » : réservé aux métastases."),
+        ("event",),
+        "A metastatic site only belongs on a metastasis event."),
     "death_cause_without_death": Rule(
-        ERROR, ("event",),
-        "A death cause only belongs on a death event.",
-        "Cause de décès « {value} » sur un évènement « {event_kind} » : réservée au décès."),
+        ("event",),
+        "A death cause only belongs on a death event."),
 }
 
 # The laboratory's tables: a segment, variant or fusion is loaded only with an accepted manifest
@@ -252,17 +199,13 @@ RULES: dict[str, Rule] = {
 SAMPLE_CHILDREN = ("cn_segment", "variant", "fusion")
 SAMPLE_RULES: dict[str, Rule] = {
     "sample_quarantined": Rule(
-        ERROR, SAMPLE_CHILDREN,
+        SAMPLE_CHILDREN,
         "When a manifest row is quarantined, the segments, variants and fusions of its sample are too: "
-        "without their case they belong to no patient. One query per cascaded row.",
-        "Ligne non chargée : le cas de l'échantillon « {sample_id} » ({parent_where}) est en quarantaine "
-        "({parent_reasons}) ; corriger d'abord la ligne du manifeste."),
+        "without their case they belong to no patient. One query per cascaded row."),
     "sample_not_in_manifest": Rule(
-        ERROR, SAMPLE_CHILDREN,
+        SAMPLE_CHILDREN,
         "A segment, variant or fusion whose sample is not a usable case of the manifest (no row, or an "
-        "unusable sample id) cannot be attached to any patient.",
-        "Ligne non chargée : échantillon « {sample_id} » absent du manifeste (ou numéro inutilisable) ; "
-        "ajouter le cas au manifeste ou retirer le fichier."),
+        "unusable sample id) cannot be attached to any patient."),
 }
 
 # Canonical field -> the name a data manager understands (used in messages, and as the

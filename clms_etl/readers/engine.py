@@ -47,7 +47,6 @@ from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
-    WARNING,
     ColumnSpec,
     ImportFailure,
     ReadContext,
@@ -123,13 +122,13 @@ def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
         return data.decode(layout.encoding)
     except UnicodeDecodeError:
         text = data.decode(layout.encoding, errors="replace")
-        ctx.query(file=name, rule="encoding_error", severity=WARNING,
+        ctx.query(file=name, rule="encoding_error",
                   message=f"{text.count(chr(0xFFFD))} octet(s) non définis en {layout.encoding} remplacés par « \ufffd ».")
         return text
 
 
 def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:
-    ctx.query(file=layout.name, rule="wrong_encoding", severity=WARNING, value=found,
+    ctx.query(file=layout.name, rule="wrong_encoding", value=found,
               message=f"Fichier encodé en {found} au lieu de {layout.encoding} (contrat): lu en {found}, "
                       f"à corriger dans l'export.")
 
@@ -173,7 +172,7 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
-                  rule="quote_in_cell", severity=WARNING,
+                  rule="quote_in_cell",
                   message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
                           f"de la valeur (l'export ne met pas de guillemets).")
     return None
@@ -190,7 +189,7 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
     name = layout.name
     text = _decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
-        ctx.query(file=name, rule="line_endings", severity=WARNING,
+        ctx.query(file=name, rule="line_endings",
                   message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
         text = text.replace("\r", "\n")
     header = _header(layout, text)
@@ -231,7 +230,7 @@ def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> 
         raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
     for other in book.sheet_names:
         if other != sheet:  # data typed there would otherwise be ignored without anyone knowing
-            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet", severity=WARNING,
+            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet",
                       message=f"Feuille « {other} » non prévue par le contrat d'échange : non lue. Vérifier "
                               f"qu'elle ne contient pas de données à importer.")
     header = ["" if v is None else str(v).strip() for v in grid.row(0)]
@@ -241,8 +240,7 @@ def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> 
     df = df.with_columns(pl.when(pl.all().is_in(nulls) | (pl.all() == "")).then(None).otherwise(pl.all()).name.keep())
     filled = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
     for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
-        ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
-                  severity=WARNING, message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+        ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
     _not_empty(df, layout.name)
     return df.with_columns(pl.lit(None, dtype=pl.Int64).alias(FIELDS)), header, found
 
@@ -404,8 +402,7 @@ class Columns:
     def _number(self, c: decl.Column, cells: Cells, column: str, raw: str, i: int):
         if c.upper_bound and (m := _BOUND.match(raw)):
             cells.error(column, raw, "mitoses_upper_bound",
-                        f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.",
-                        severity=WARNING)
+                        f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
             self.bounds.setdefault(c.key, set()).add(i)
             return int(m.group(1))
         value = cells.number(column, raw, decimal_comma=self.layout.decimal == ",", integer=c.integer,
@@ -430,7 +427,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
     for row in rows_all.filter(blank).to_list():
-        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row", severity=WARNING,
+        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
                   message=f"Ligne {row} vide ignorée.")
     rows = rows_all
     if blank.any():
@@ -535,7 +532,7 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
 
 
 # A row that exists without its date: the rule and message, per table that has one.
-MISSING_DATE = {"surgery": ("missing_surgery_date", "Chirurgie renseignée sans date d'intervention.")}
+MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention.")}
 
 
 def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
@@ -544,7 +541,7 @@ def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Ser
         return
     rule, message = MISSING_DATE[table]
     for i in (any_cell & ~v[date.key].present).arg_true().to_list():
-        c.cells(i, table).error(c.header[date.key], None, rule, message, severity=WARNING)
+        c.cells(i, table).error(c.header[date.key], None, rule, message)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
@@ -569,7 +566,8 @@ def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     ).to_series()
     bad = ((age < 0) | (age > 120)).fill_null(False)
     for i in bad.arg_true().to_list():
-        c.cells(i, "patient").error(c.header[birth_column.key], birth[i], "implausible_age",
+        c.cells(i, "patient").error(c.header[birth_column.key], birth[i],
+                                    "birth_after_diagnosis" if age[i] < 0 else "age_out_of_range",
                                     "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
                                     identifier=True)
     return pl.select(pl.when(~bad).then(age)).to_series().cast(pl.Int16)

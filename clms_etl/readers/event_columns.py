@@ -18,7 +18,6 @@ import datetime as dt
 import polars as pl
 
 from clms_etl import model
-from clms_etl.readers.base import WARNING
 from clms_etl.readers.cells import fold, is_missing
 
 EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3}
@@ -112,7 +111,7 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
     ])
     for i in (has_sites & ~p.present("metastasis.date")).arg_true().to_list():
         c.cells(i, "event", suffix("metastasis")).error(
-            p.header("metastasis.date"), None, "missing_event_date",
+            p.header("metastasis.date"), None, "event_date_missing",
             f"Sites métastatiques renseignés ({p.header('metastasis.sites')}) sans date de métastase.")
     _death_queries(c, p, vital, dead, died)
 
@@ -131,8 +130,7 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
     for i in (p.present("relapse.treatment") & ~lr_ok & ~me_ok).arg_true().to_list():
         c.cells(i, "event").error(p.header("relapse.treatment"), p.raw("relapse.treatment", i),
                                   "treatment_without_relapse",
-                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.",
-                                  severity=WARNING)
+                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.")
     return model.conform("event", frame)
 
 
@@ -171,7 +169,7 @@ def _site(c, column, i: int, header: str, text: str) -> str | None:
         return hit
     c.cells(i, "event", suffix("metastasis")).error(
         header, text, "metastasis_site_other",
-        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».", severity=WARNING)
+        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».")
     return column.other
 
 
@@ -180,19 +178,17 @@ def _death_queries(c, p: _Parts, vital: pl.Series, dead: pl.Series, died: pl.Ser
     if vital_column is not None and vital_column.key in c.raw.columns:
         column, raw = c.header[vital_column.key], c.raw[vital_column.key]
         for i in (died & ~dead & vital.is_not_null()).arg_true().to_list():
-            c.cells(i, "patient").error(column, raw[i], "vital_status_contradiction",
+            c.cells(i, "patient").error(column, raw[i], "vital_status_inconsistent",
                                         f"{column} « {raw[i]} » mais décès renseigné "
                                         f"({p.header('death.date')} / {p.header('death.cause')}).")
         for i in (died & vital.is_null()).arg_true().to_list():
             c.cells(i, "patient").error(column, raw[i], "missing_vital_status",
-                                        f"{column} vide ou illisible alors qu'un décès est renseigné.",
-                                        severity=WARNING)
+                                        f"{column} vide ou illisible alors qu'un décès est renseigné.")
     for i in (dead & ~p.present("death.date")).arg_true().to_list():
-        c.cells(i, "event", suffix("death")).error(p.header("death.date"), None, "missing_event_date",
+        c.cells(i, "event", suffix("death")).error(p.header("death.date"), None, "event_date_missing",
                                                    "Patient décédé sans date de décès.")
     differs = (died & (p.values("last_news.date") != p.values("death.date"))).fill_null(False)
     for i in differs.arg_true().to_list():
         c.cells(i, "event", suffix("death")).error(
-            p.header("last_news.date"), p.raw("last_news.date", i), "last_news_differs_from_death",
-            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.",
-            severity=WARNING)
+            p.header("last_news.date"), p.raw("last_news.date", i), "last_news_of_dead_patient",
+            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.")

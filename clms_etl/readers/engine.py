@@ -183,8 +183,9 @@ def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
             for c in declaration.columns]
 
 
-def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict]:
-    """(raw string frame, header, column key -> index) of a separated text file."""
+def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+                                                                                     pl.Series]:
+    """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
     layout = declaration.file
     name = layout.name
     text = _decode(ctx, layout, path.read_bytes())
@@ -211,12 +212,12 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
         raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
                             f"import de ce centre arrêté.", name)
     fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
-    df = df.with_columns(pl.when(fields >= 0).then(fields).alias(FIELDS))
-    return df, header, found
+    return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
-def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict]:
-    """(raw string frame, header, column key -> index) of a spreadsheet sheet, read by calamine."""
+def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+                                                                                      pl.Series]:
+    """(raw string frame, header, column key -> index, fields: unknown) of a workbook sheet, read by calamine."""
     import fastexcel
 
     layout = declaration.file
@@ -242,7 +243,7 @@ def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> 
     for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
         ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
     _not_empty(df, layout.name)
-    return df.with_columns(pl.lit(None, dtype=pl.Int64).alias(FIELDS)), header, found
+    return df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)
 
 
 def _not_empty(df: pl.DataFrame, name: str) -> None:
@@ -420,9 +421,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     """One delivery file of a declared format, to canonical frames and queries."""
     layout = declaration.file
     reading = _read_sheet if layout.spreadsheet else _read_text
-    df, header, found = reading(ctx, path, declaration)
-    fields = df[FIELDS]
-    df = df.drop(FIELDS)
+    df, header, found, fields = reading(ctx, path, declaration)
 
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()

@@ -40,7 +40,7 @@ from functools import cached_property
 
 import polars as pl
 
-from clms_etl import model, rules
+from clms_etl import contract, model, rules
 from clms_etl.dates import FRENCH_MONTHS
 from clms_etl.readers.base import IDENTIFIER_MASK, QUERY_SCHEMA
 
@@ -491,11 +491,14 @@ def _quarantine_shifted(table: str, frame: pl.DataFrame, shifted: pl.DataFrame, 
     return masked, errors.cast(QUERY_SCHEMA)
 
 
+def _label(table: str, column: str) -> str:
+    """The column's French label in the contract, or its own name."""
+    return contract.field_labels(table).get(column, column) if table in contract.TABLES else column
+
+
 def _text_columns(table: str, frame: pl.DataFrame) -> list[tuple[str, pl.Series]]:
     """(column, its distinct values to search) for each text column the screen rewrites."""
-    from validations.canonical import VOCABULARY
-
-    vocabulary = VOCABULARY.get(table, {})
+    vocabulary = contract.coded_columns(table) if table in contract.TABLES else {}
     out = []
     for column, dtype in frame.schema.items():
         if dtype != pl.String or column in KEPT or column.endswith("_precision"):
@@ -511,7 +514,6 @@ def _screen_frame(table: str, frame: pl.DataFrame, mapping: dict[str, str], name
     """Identifiers masked (``mapping``: text -> masked text) in the frame's text columns; a
     warning per masked cell."""
     from clms_etl.validate import _shown_field
-    from validations.canonical import FIELD_LABELS
 
     none = pl.DataFrame(schema=QUERY_SCHEMA)
     if not mapping or frame.is_empty():
@@ -524,7 +526,7 @@ def _screen_frame(table: str, frame: pl.DataFrame, mapping: dict[str, str], name
         values = frame.get_column(column)
         hit = values.is_in(keys.implode())
         frame = frame.with_columns(values.replace(mapping).alias(column))
-        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        shown = _shown_field(names.get(column), _label(table, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
                                                  *_masked_query(shown)))
     if not warnings:
@@ -536,7 +538,6 @@ def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
     """A date of a patient's row equal to that patient's birth date (a cell typed in the wrong
     column) is emptied, with a warning naming the column: the date itself is the identifier."""
     from clms_etl.validate import _shown_field
-    from validations.canonical import FIELD_LABELS
 
     none = pl.DataFrame(schema=QUERY_SCHEMA)
     dated = [c for c, t in frame.schema.items() if t == pl.Date and c not in KEPT]
@@ -550,7 +551,7 @@ def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
         ).get_column("_birth").fill_null(False)
         if not hit.any():
             continue
-        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        shown = _shown_field(names.get(column), _label(table, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
                                                  *_masked_query(shown)))
         precision = f"{column}_precision"

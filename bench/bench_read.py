@@ -32,6 +32,7 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.keys import DEMO_KEY
 from clms_etl.pipeline import read_and_validate
+from clms_etl.readers import declaration
 import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 
@@ -40,14 +41,19 @@ def _csv(data: bytes, encoding: str, separator: str, **kw) -> pl.DataFrame:
     return pl.read_csv(io.BytesIO(text.encode()), separator=separator, infer_schema=False, **kw)
 
 
-def polars_floor(fmt: str, folder: Path) -> int:
-    """Parse the delivery's files with polars alone; returns the rows parsed."""
+def polars_floor(fmt: str, folder: Path, drop: Path | None = None) -> int:
+    """Parse the delivery's files with polars alone; returns the rows parsed. A declared format's
+    file is parsed as its declaration says (encoding, separator; a workbook's sheet)."""
     rows = 0
+    path = declaration.find(fmt, drop)
+    if path is not None:
+        layout = declaration.load(path).file
+        if layout.spreadsheet:
+            return pl.read_excel(folder / layout.name, sheet_name=layout.sheet).height
+        return _csv((folder / layout.name).read_bytes(), layout.encoding, layout.separator).height
     if fmt == "nice":
         for frame in pl.read_excel(next(folder.glob("*.xlsx")), sheet_id=0).values():
             rows += frame.height
-    elif fmt == "montpellier":
-        rows += _csv(next(folder.glob("*.csv")).read_bytes(), "cp1252", ";").height
     elif fmt == "lyon":
         for path in folder.glob("*.csv"):
             rows += _csv(path.read_bytes(), "utf-8", ",").height
@@ -85,7 +91,7 @@ def main() -> None:
             continue
         gc.collect()
         t0 = time.perf_counter()
-        polars_floor(centre.format, delivery.path)
+        polars_floor(centre.format, delivery.path, drop)
         t1 = time.perf_counter()
         imported = read_and_validate(centre, delivery, DEMO_KEY)
         t2 = time.perf_counter()

@@ -1,4 +1,8 @@
-"""The centre registry: which centres exist and which reader reads each one."""
+"""The centre registry: which centres exist and which reader reads each one.
+
+A centre's format is declared data (``formats/<format>.toml`` in the drop folder, else in
+``clms_etl/data/formats/``), read by the one engine (:mod:`clms_etl.readers.engine`); a format
+without a declaration is read by its module ``clms_etl.readers.<format>``."""
 
 from __future__ import annotations
 
@@ -15,10 +19,16 @@ class Centre:
     format: str
     label: str = ""
     laboratory: bool = False
+    declaration: Path | None = None  # the format file, when the format is declared
 
     @property
     def reader(self):
-        """The module ``clms_etl.readers.<format>`` (it exposes ``read(ctx)``)."""
+        """What reads this centre's deliveries (it exposes ``read(ctx)``): the engine on the
+        format's declaration, or the module ``clms_etl.readers.<format>``."""
+        if self.declaration is not None:
+            from clms_etl.readers import declaration, engine
+
+            return engine.DeclaredReader(declaration.load(self.declaration))
         return importlib.import_module(f"clms_etl.readers.{self.format}")
 
 
@@ -39,7 +49,10 @@ def load_registry(drop_folder: Path | None = None) -> dict[str, Centre]:
     if drop_folder is not None and (drop_folder / "centres.toml").is_file():
         extra = tomllib.loads((drop_folder / "centres.toml").read_text("utf-8"))
         entries.update(extra.get("centres", {}))
+    from clms_etl.readers.declaration import find
+
     return {
-        name: Centre(name, e["format"], e.get("label", ""), bool(e.get("laboratory", False)))
+        name: Centre(name, e["format"], e.get("label", ""), bool(e.get("laboratory", False)),
+                     find(e["format"], drop_folder))
         for name, e in entries.items()
     }

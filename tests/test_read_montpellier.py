@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clms_etl.readers import montpellier
+from clms_etl.readers.engine import reader
 from clms_etl.readers.base import IDENTIFIER_MASK, ImportFailure, ReadContext, pseudonym
 from clms_etl.readers.cells import age_at, is_missing
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.twin import build_twin
+
+montpellier = reader("montpellier")  # the engine on clms_etl/data/formats/montpellier.toml
 
 CENTRE = "montpellier"
 KEY = b"test-pseudonym-key-montpellier!!"

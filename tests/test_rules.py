@@ -16,7 +16,7 @@ from clms_etl import rules
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.pipeline import read_and_validate
-from clms_etl.readers import montpellier
+from clms_etl.readers.engine import reader
 from clms_etl.synth.generate import generate
 from tests.conftest import TWIN_DATE
 from tests.rule_checks import registry_breaches
@@ -25,6 +25,7 @@ from validations.canonical import RULES, SAMPLE_RULES
 from validations.structural import lyon as lyon_structural
 
 ROOT = Path(__file__).parents[1]
+montpellier = reader("montpellier")  # the engine on clms_etl/data/formats/montpellier.toml
 # calls whose first argument is a rule id (the Nîmes issue, pandera checks named after their rule)
 FIRST_ARGUMENT_IS_A_RULE = {"_issue", "severity", "rule", "_check", "_duplicates"}
 

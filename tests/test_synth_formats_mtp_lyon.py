@@ -16,10 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from clms_etl.synth.formats import lyon, montpellier
+from clms_etl.synth.formats import lyon
+from clms_etl.synth.formats.declared import declared_format
 from clms_etl.synth.truth import Truth
 from clms_etl.synth.twin import build_twin
 
+montpellier = declared_format("montpellier")  # the writer derived from clms_etl/data/formats/montpellier.toml
 DELIVERY = dt.date(2026, 11, 23)
 REQUIRED_FIELDS = [
     ("patient", "sex"), ("patient", "diagnosis_date"), ("tumour", "fnclcc_grade"),

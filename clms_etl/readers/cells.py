@@ -18,6 +18,7 @@ from clms_etl.dates import ParsedDate, parse_french_date
 from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ReadContext
 
 MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
+MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)
 
 
 def fold(text: str) -> str:
@@ -102,6 +103,17 @@ class Cells:
                 return None
             return int(round(value))
         return round(value, 6)
+
+    def text(self, column: str, raw, **where) -> str | None:
+        """Free text, trimmed; longer than :data:`MAX_TEXT` it is cut, with a warning."""
+        text = raw.strip() if isinstance(raw, str) else _text(raw)
+        # (missing-value tokens are short: the folding is spared to long texts)
+        if not text or (len(text) <= 16 and is_missing(text)):
+            return None
+        if len(text) > MAX_TEXT:
+            self.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).", **where)
+            text = text[:MAX_TEXT]
+        return text
 
     def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
         """A date (Excel date, ``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""

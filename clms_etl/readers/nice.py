@@ -54,6 +54,7 @@ calamine panic: the exact reader then reads it and reports ``unparseable_date`` 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import posixpath
 import re
@@ -84,7 +85,6 @@ from validations.structural import nice as structural
 
 FILE = "export_dermato_nice.xlsx"
 FAST_MISSING = frozenset({"", "NR", "nr", "NA", "ND"})
-MAX_TEXT = 2000
 INT32_MAX = 2**31 - 1
 
 SHEETS = {
@@ -453,7 +453,7 @@ def _fast_books(path: Path) -> dict[str, tuple[list, pl.DataFrame]] | None:
                 if any(b"rPh" in chunk for chunk in iter(lambda: f.read(1 << 20), b"")):
                     raise _Inexact("phonetic runs")
         headers = {title: _first_row(book, part, shared) for title, part in book.sheets}
-        if any(_has_formula(book, part) for _, part in book.sheets):
+        if any(_scan(path, part)[0] for _, part in book.sheets):
             raise _Inexact("formulas")  # calamine reads a formula without cached value as empty
     finally:
         book.zip.close()
@@ -891,16 +891,7 @@ class _Parser:
     def text(self, key: str, table: str) -> list:
         column = self.sheet.header[key]
 
-        def parse(v, cells):
-            text = v.strip() if type(v) is str else _cell_text(v)
-            # (missing-value tokens are short: the folding is spared to long texts)
-            if not text or text in FAST_MISSING or (len(text) <= 16 and is_missing(text)):
-                return None
-            if len(text) > MAX_TEXT:
-                cells.error(column, v, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).")
-                text = text[:MAX_TEXT]
-            return text
-        return self._column(key, table, parse)
+        return self._column(key, table, lambda v, cells: cells.text(column, v))
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
@@ -912,14 +903,6 @@ UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
 def _not_a_value(cells: Cells, column: str, raw: str, rule: str, identifier: bool = False) -> None:
     cells.error(column, raw, rule, f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
                                    f"(valeur inconnue: laisser la cellule vide ou NR).", identifier=identifier)
-
-
-def _cell_text(value) -> str:
-    if type(value) is float and value.is_integer():
-        return str(int(value))
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    return str(value)
 
 
 # --- the read -------------------------------------------------------------------------------
@@ -953,17 +936,6 @@ _TABLE_OF_ROLE = {"patients": "patient", "surgeries": "surgery", "events": "even
 _FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s>/]")
 
 
-def _has_formula(book: _Workbook, part: str) -> bool:
-    """Whether the sheet XML holds any formula element (read in chunks, a tag cut between two kept whole)."""
-    tail = b""
-    with book.zip.open(part) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            if _FORMULA.search(tail + chunk):
-                return True
-            tail = chunk[-32:]
-    return False
-
-
 def _column_letter(j: int) -> str:
     letters = ""
     j += 1
@@ -994,17 +966,27 @@ def _uncached_formula_queries(ctx: ReadContext, sheets: dict[str, _Sheet], books
 _MERGE = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+)([0-9]+))?"')
 
 
-def _merged_ranges(book: _Workbook, part: str) -> list[tuple[str, int, str, int]]:
-    """The merged ranges of a sheet (``E2:F3`` -> ("E", 2, "F", 3)), read in chunks (a tag cut
-    between two chunks is kept whole by the overlap)."""
-    found, tail = set(), b""
-    with book.zip.open(part) as f:
+@functools.lru_cache(maxsize=16)
+def _scan_sheet(path: str, part: str, _stamp: tuple[int, int]) -> tuple[bool, tuple[tuple[str, int, str, int], ...]]:
+    """(any formula element, merged ranges ``E2:F3`` -> ("E", 2, "F", 3)) of one sheet's XML, in
+    one chunked pass (a tag cut between two chunks is kept whole by the overlap); the fast path
+    and the merged-cell warnings both ask, the XML is read once per file version (``_stamp``:
+    size, mtime)."""
+    formula, found, tail = False, set(), b""
+    with zipfile.ZipFile(path) as zf, zf.open(part) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
-            for m in _MERGE.finditer(tail + chunk):
+            text = tail + chunk
+            formula = formula or _FORMULA.search(text) is not None
+            for m in _MERGE.finditer(text):
                 a, r1, b, r2 = m.groups()
                 found.add((a.decode(), int(r1), (b or a).decode(), int(r2 or r1)))
             tail = chunk[-256:]
-    return sorted(found, key=lambda t: (t[1], t[0]))
+    return formula, tuple(sorted(found, key=lambda t: (t[1], t[0])))
+
+
+def _scan(path: Path, part: str) -> tuple[bool, tuple[tuple[str, int, str, int], ...]]:
+    stat = path.stat()
+    return _scan_sheet(str(path.resolve()), part, (stat.st_size, stat.st_mtime_ns))
 
 
 def _extra_sheet_queries(ctx: ReadContext, path: Path, used: set[str]) -> None:
@@ -1024,7 +1006,7 @@ def _extra_sheet_queries(ctx: ReadContext, path: Path, used: set[str]) -> None:
                 rid = next((v for k, v in el.attrib.items() if _local(k) == "id"), None)
                 part = rels.get(rid, ("", ""))[1]
                 if part in book.zip.NameToInfo:
-                    for first_col, first_row, last_col, last_row in _merged_ranges(book, part):
+                    for first_col, first_row, last_col, last_row in _scan(path, part)[1]:
                         cells = f"{first_col}{first_row}:{last_col}{last_row}"
                         ctx.query(file=FILE, sheet=title, row=first_row, field=cells, value=None,
                                   rule="merged_cells",

@@ -33,8 +33,20 @@ from clms_etl.vocabulary import LABORATORY
 FORMATS = centre_formats()  # the packaged centres' formats; a scale centre reuses one of them
 
 
-def format_module(fmt: str):
-    return importlib.import_module(f"clms_etl.synth.formats.{fmt}")
+def format_module(fmt: str, drop_folder: Path | None = None):
+    """The writer of ``fmt``: its module ``clms_etl.synth.formats.<fmt>``, else the one derived
+    from its declaration (``<drop_folder>/formats/<fmt>.toml`` or the packaged one)."""
+    try:
+        return importlib.import_module(f"clms_etl.synth.formats.{fmt}")
+    except ModuleNotFoundError as missing:
+        if missing.name != f"clms_etl.synth.formats.{fmt}":
+            raise
+    from clms_etl.synth.formats.declared import declared_format
+
+    declared = declared_format(fmt, drop_folder)
+    if declared is None:
+        raise ValueError(f"format {fmt!r}: no declaration formats/{fmt}.toml and no writer module")
+    return declared
 
 
 def centre_rng(seed: int, *names: str) -> np.random.Generator:
@@ -102,7 +114,7 @@ def _generate_twin(out_dir, seed, defect_rate, delivery_date, progress) -> Synth
 def write_centre(out_dir: Path, centre: str, fmt_name: str, truth: Truth, seed: int, defect_rate: float,
                  delivery_date: dt.date, chunks: list[Truth] | None = None) -> tuple[list[Path], list]:
     """Render one centre (optionally streamed chunk by chunk) and plant its defects."""
-    fmt = format_module(fmt_name)
+    fmt = format_module(fmt_name, out_dir)
     rng = centre_rng(seed, centre)
     defect_rng = centre_rng(seed, centre, "defects")
     writer = fmt.writer(out_dir / centre / delivery_date.isoformat(), delivery_date)

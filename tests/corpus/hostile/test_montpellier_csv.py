@@ -5,9 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from clms_etl.readers import montpellier
+from clms_etl.readers.engine import reader
 
 from .conftest import accounting, delivery_dir, import_centre
+
+montpellier = reader("montpellier")  # the engine on clms_etl/data/formats/montpellier.toml
 
 ROW = 4  # the third patient (header = row 1)
 

@@ -1,0 +1,188 @@
+"""A centre's export declared as data: ``clms_etl/data/formats/<format>.toml``.
+
+One file per format says what the engine (:mod:`clms_etl.readers.engine`) reads and what the
+synthetic writer (:mod:`clms_etl.synth.formats.declared`) writes: the file (name, sheet,
+encoding, separator, decimal mark, line end, date formats, missing-value tokens, row_id
+pattern), its columns (header and aliases, the canonical ``table.column`` each fills, kind,
+code list, unit factor, required or not, identifier kind), the code lists, and per table the
+constants and when a row exists. Conventions:
+
+* ``field = "patient.sex"``: a canonical column of a table with one row per record
+  (``patient``, ``tumour``, ``surgery``); ``patient.local_id`` is the patient key (pseudonymised),
+  ``patient.birth_date`` an identifier the age at diagnosis is derived from.
+* ``field = "event.<kind>.<part>"``: events written as columns (kind ``local_recurrence``,
+  ``metastasis``, ``death``, ``last_news``; part ``date``, ``cause``, ``sites``; and
+  ``event.relapse.treatment``), turned into event rows by :mod:`clms_etl.readers.event_columns`.
+* ``kind``: ``code`` (the default when ``codes`` is given), ``number``, ``date``, ``text``,
+  ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``).
+* A format is looked up in the drop folder's ``formats/`` first, then in the package: a new
+  centre needs no Python module.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
+from clms_etl.readers.base import normalise_name
+
+KINDS = ("code", "number", "date", "text", "list", "identifier")
+ROW_TABLES = ("patient", "tumour", "surgery")  # one canonical row per source record
+EVENT_KINDS = ("local_recurrence", "metastasis", "death", "last_news")
+IDENTIFIER_KINDS = (NAME, HOSPITAL_NUMBER, BIRTH_DATE)
+SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the export and what it fills."""
+
+    name: str  # header as the export writes it
+    aliases: tuple[str, ...] = ()
+    field: str | None = None  # "patient.sex", "event.death.date"
+    kind: str = "identifier"
+    codes: dict | None = None  # value as written -> canonical value
+    other: object = None  # (list) the value of an entry outside the code list, with a warning
+    factor: float = 1.0  # unit conversion to the canonical unit (mm -> cm: 0.1)
+    integer: bool = False
+    required: bool = True
+    identifier: str | None = None  # name / hospital_number / birth_date
+    upper_bound: str | None = None  # (number) "table.flag" set when written as "< n"
+    written_missing: tuple[str, ...] | None = None  # (synthetic writer) this column's own tokens
+    upper_case: bool = False  # (synthetic writer) the export writes it in capitals
+
+    @property
+    def key(self) -> str:
+        return normalise_name(self.name)
+
+    @property
+    def table(self) -> str | None:
+        return None if self.field is None else self.field.split(".")[0]
+
+    @property
+    def target(self) -> str | None:
+        """The canonical column it fills (events: ``event_date``, ``death_cause``...)."""
+        if self.field is None:
+            return None
+        parts = self.field.split(".")
+        if parts[0] != "event":
+            return parts[1]
+        return {"date": "event_date", "cause": "death_cause", "sites": "metastasis_site",
+                "treatment": "treatment"}[parts[2]]
+
+    @property
+    def event(self) -> str | None:
+        """The event kind of an event column (``relapse`` for the relapse treatment)."""
+        return self.field.split(".")[1] if self.table == "event" else None
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    name: str
+    sheet: str | None = None
+    encoding: str = "utf-8"
+    separator: str = ","
+    decimal: str = "."
+    line_end: str | None = None
+    date_formats: tuple[str, ...] = ("%Y-%m-%d",)
+    missing: tuple[str, ...] = ("",)
+    written_missing: tuple[str, ...] = ()  # the tokens the export itself writes (synthetic writer)
+    row_id: str = "{table}:{file}:{row}"
+
+    @property
+    def spreadsheet(self) -> bool:
+        return Path(self.name).suffix.lower() in SPREADSHEETS
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A whole format: one file (or sheet), one record per patient."""
+
+    name: str
+    file: FileLayout
+    columns: tuple[Column, ...]
+    constants: dict[str, dict] = field(default_factory=dict)  # table -> column -> value
+    when_any_cell: tuple[str, ...] = ()  # tables whose row exists only when one of its cells is filled
+    source: str = ""
+
+    def column(self, field_name: str) -> Column | None:
+        return next((c for c in self.columns if c.field == field_name), None)
+
+    def in_table(self, table: str) -> list[Column]:
+        return [c for c in self.columns if c.table == table]
+
+    @property
+    def source_columns(self) -> dict[str, dict]:
+        """table -> canonical column -> the export's column (event dates: one per kind), so that
+        queries of validation name the centre's own column."""
+        out: dict[str, dict] = {}
+        for c in self.columns:
+            if c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
+                out.setdefault(c.table, {})[c.target] = c.name
+            elif c.table == "event" and c.target == "event_date":
+                out.setdefault("event", {}).setdefault("event_date", {})[c.event] = c.name
+            elif c.table == "event":
+                out.setdefault("event", {})[c.target] = c.name
+        birth = self.column("patient.birth_date")
+        if birth is not None and self.column("patient.age_at_diagnosis_years") is None:
+            out.setdefault("patient", {})["age_at_diagnosis_years"] = birth.name
+        return out
+
+
+def find(fmt: str, drop_folder: Path | None = None) -> Path | None:
+    """The declaration of ``fmt``: ``<drop_folder>/formats/<fmt>.toml``, else the packaged one."""
+    if drop_folder is not None and (Path(drop_folder) / "formats" / f"{fmt}.toml").is_file():
+        return Path(drop_folder) / "formats" / f"{fmt}.toml"
+    packaged = resources.files("clms_etl").joinpath(f"data/formats/{fmt}.toml")
+    return Path(str(packaged)) if packaged.is_file() else None
+
+
+def load(path: Path) -> Declaration:
+    """Parse and check a declaration; a mistake raises ``ValueError`` naming the file and column."""
+    stat = Path(path).stat()
+    return _load(str(path), (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file version)
+    data = tomllib.loads(Path(path).read_text("utf-8"))
+    where = Path(path).name
+    codes = data.get("codes", {})
+    f = data["file"]
+    layout = FileLayout(
+        f["name"], f.get("sheet"), f.get("encoding", "utf-8"), f.get("separator", ","), f.get("decimal", "."),
+        f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
+        tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
+    )
+    columns = []
+    for c in data["columns"]:
+        name = c["name"]
+        if "codes" in c and c["codes"] not in codes:
+            raise ValueError(f"{where}: column {name}: code list {c['codes']!r} is not declared under [codes]")
+        kind = c.get("kind") or ("code" if "codes" in c else "identifier")
+        if kind not in KINDS:
+            raise ValueError(f"{where}: column {name}: kind {kind!r} is none of {KINDS}")
+        if c.get("identifier") not in (None, *IDENTIFIER_KINDS):
+            raise ValueError(f"{where}: column {name}: identifier {c['identifier']!r} is none of {IDENTIFIER_KINDS}")
+        column = Column(name, tuple(c.get("aliases", ())), c.get("field"), kind, codes.get(c.get("codes")),
+                        c.get("other"), float(c.get("factor", 1.0)), bool(c.get("integer", False)),
+                        bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"),
+                        None if "written_missing" not in c else tuple(c["written_missing"]),
+                        bool(c.get("upper_case", False)))
+        if column.table not in (None, *ROW_TABLES, "event"):
+            raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
+        if column.table == "event" and column.event not in (*EVENT_KINDS, "relapse"):
+            raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
+        columns.append(column)
+    if not any(c.field == "patient.local_id" for c in columns):
+        raise ValueError(f"{where}: no column is the patient key (field = \"patient.local_id\")")
+    tables = data.get("tables", {})
+    return Declaration(
+        data["name"], layout, tuple(columns),
+        {t: dict(v.get("constants", {})) for t, v in tables.items()},
+        tuple(t for t, v in tables.items() if v.get("when_any_cell")), str(path),
+    )

@@ -1,0 +1,573 @@
+"""The one reading engine: any declared tabular format (:mod:`clms_etl.readers.declaration`).
+
+A delivery goes through the same steps whatever the centre:
+
+1. the file to a frame of raw strings — text (encoding checked, quoting and line ends told
+   apart from typed quotes) by polars' CSV reader, a spreadsheet (``.xlsx``, ``.ods``) by
+   calamine (fastexcel);
+2. the header matched to the declared columns (aliases, case and accents ignored); the
+   structural checks the declaration implies (required columns, missing or duplicate patient
+   key, wrong field count), here in the library;
+3. every declared column parsed in one columnar polars pass; the cells the fast path cannot
+   read (odd spacing, partial dates, unknown codes...) go one by one through
+   :class:`~clms_etl.readers.cells.Cells`, which decides their value and raises the query —
+   the same result as a per-cell parse, at a fraction of the cost on a clean file;
+4. the canonical rows: one per record for ``patient``, ``tumour``, ``surgery``; events written
+   as columns become event rows (:mod:`clms_etl.readers.event_columns`, the hook for what is not
+   tabular).
+
+Choices the contracts leave open, the same for every centre:
+
+* A header-only file is an :class:`ImportFailure`: a nightly full dump with no patient is a
+  broken export, and importing it would empty the centre in the warehouse.
+* A text file valid as UTF-8 with non-ASCII bytes when the contract says otherwise was saved in
+  the wrong encoding: read as UTF-8 with a ``wrong_encoding`` warning; undecodable bytes become
+  U+FFFD with an ``encoding_error`` warning.
+* A text file declared with a line end that does not end with one was cut: :class:`ImportFailure`.
+  A short or long record is a ``wrong_field_count`` error; its cells are read, shifted, and the
+  identifier screen (``clms_etl/identifiers.py``) quarantines them whole, masked.
+* A blank record is skipped with an ``empty_row`` warning; a double quote that is not CSV
+  quoting is read as a character of its cell (``quote_in_cell`` warning).
+* The declared missing-value tokens are missing; ``?``, ``-`` or ``inconnu`` in a coded, number
+  or date column are reported (``unknown_code``...).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from clms_etl import model
+from clms_etl.readers import declaration as decl
+from clms_etl.readers import event_columns
+from clms_etl.readers.base import (
+    IDENTIFIER_MASK,
+    ColumnSpec,
+    ImportFailure,
+    ReadContext,
+    ReadResult,
+    field_counts,
+    match_columns,
+    read_guarded,
+)
+from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonymise_many
+
+INT32_MAX = 2**31 - 1
+FIELDS = "_fields"  # fields counted in each record of a text file
+
+
+class DeclaredReader:
+    """The reader of one declared format (what :attr:`clms_etl.centres.Centre.reader` gives)."""
+
+    def __init__(self, declaration: decl.Declaration):
+        self.declaration = declaration
+        self.FILE = declaration.file.name
+        # queries of validation name the centre's own columns (clms_etl.pipeline)
+        self.SOURCE_COLUMNS = declaration.source_columns
+
+    def read(self, ctx: ReadContext) -> ReadResult:
+        return read_guarded(ctx, self.declaration.file.name, lambda c, path: read_file(c, path, self.declaration))
+
+
+def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
+    """The engine's reader of ``fmt`` when a declaration exists for it, else None."""
+    path = decl.find(fmt, drop_folder)
+    return None if path is None else DeclaredReader(decl.load(path))
+
+
+# --- the file to raw strings ------------------------------------------------------------------
+
+# control bytes that never occur in a text file (tab, line feed … carriage return do)
+_CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)
+_CP1252_SPECIFIC = bytes(range(0x80, 0xA0))  # where cp1252 and latin-1 differ
+
+
+def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
+    """Bytes -> text in the declared encoding; UTF-8/UTF-16 (with a warning) when saved so."""
+    name = layout.name
+    if not data or (len(data) < 4096 and not data.strip()):
+        raise ImportFailure(f"{name}: fichier vide; import de ce centre arrêté.", name)
+    utf8 = layout.encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        _wrong_encoding(ctx, layout, "UTF-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ImportFailure(f"{name}: fichier UTF-16 illisible; import de ce centre arrêté.", name) from exc
+    head = data[:65536]
+    if (b"\x00" in head or head.startswith((b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0"))
+            or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
+        raise ImportFailure(f"{name}: fichier binaire, pas un texte CSV; import de ce centre arrêté.", name)
+    if data.startswith(b"\xef\xbb\xbf"):
+        if not utf8:
+            _wrong_encoding(ctx, layout, "UTF-8")
+        return data[3:].decode("utf-8", errors="replace")
+    if not utf8 and not data.isascii():
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            # a single-byte encoding's text with accents is (practically) never valid UTF-8
+            _wrong_encoding(ctx, layout, "UTF-8")
+            return text
+    if layout.encoding.lower() == "cp1252" and len(data.translate(None, _CP1252_SPECIFIC)) == len(data):
+        return data.decode("latin-1")  # same characters as cp1252 outside 0x80-0x9F, much faster
+    try:
+        return data.decode(layout.encoding)
+    except UnicodeDecodeError:
+        text = data.decode(layout.encoding, errors="replace")
+        ctx.query(file=name, rule="encoding_error",
+                  message=f"{text.count(chr(0xFFFD))} octet(s) non définis en {layout.encoding} remplacés par « \ufffd ».")
+        return text
+
+
+def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:
+    ctx.query(file=layout.name, rule="wrong_encoding", value=found,
+              message=f"Fichier encodé en {found} au lieu de {layout.encoding} (contrat): lu en {found}, "
+                      f"à corriger dans l'export.")
+
+
+def _header(layout: decl.FileLayout, text: str) -> list[str]:
+    end = text.find("\n")
+    first = (text if end < 0 else text[:end]).rstrip("\r")
+    if '"' not in first:
+        return first.split(layout.separator)
+    try:
+        return next(csv.reader([first], delimiter=layout.separator))
+    except (csv.Error, StopIteration) as exc:
+        raise ImportFailure(f"{layout.name}: ligne d'en-tête illisible; import de ce centre arrêté.",
+                            layout.name) from exc
+
+
+def _quoted_line(separator: str) -> re.Pattern:
+    """A line whose double quotes all stand for CSV quoting: each field plain, or quoted with
+    inner quotes doubled."""
+    s = re.escape(separator)
+    field = rf'(?:"(?:[^"]|"")*"|[^"{s}\r\n]*)'
+    return re.compile(rf"{field}(?:{s}{field})*\r?")
+
+
+def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: list[str],
+                identifiers: set[int]) -> str | None:
+    """``'"'`` when every double quote of the file is CSV quoting, else None: a cell typed with a
+    quote at its start or end (``"Dupont``) would open a quoted field swallowing separators and
+    lines, so the quotes are then read as characters of the values (a record is a line, as the
+    export writes it), and each such cell gets a warning naming its row and column."""
+    if '"' not in text:
+        return '"'
+    quoted = _quoted_line(layout.separator)
+    stray = []
+    for row, line in enumerate(text.split("\n")[1:], start=2):
+        if '"' in line and not quoted.fullmatch(line):
+            stray.extend((row, j, cell) for j, cell in enumerate(line.rstrip("\r").split(layout.separator))
+                         if '"' in cell)
+    if not stray:
+        return '"'
+    for row, j, cell in stray:
+        column = header[j] if j < len(header) else f"colonne {j + 1}"
+        ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
+                  rule="quote_in_cell",
+                  message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
+                          f"de la valeur (l'export ne met pas de guillemets).")
+    return None
+
+
+def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
+    return [ColumnSpec(c.key, (c.name, *c.aliases), c.required, c.identifier is not None)
+            for c in declaration.columns]
+
+
+def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+                                                                                     pl.Series]:
+    """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
+    layout = declaration.file
+    name = layout.name
+    text = _decode(ctx, layout, path.read_bytes())
+    if "\n" not in text and "\r" in text:
+        ctx.query(file=name, rule="line_endings",
+                  message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
+        text = text.replace("\r", "\n")
+    header = _header(layout, text)
+    found = match_columns(ctx, header, _specs(declaration), name)
+    identifiers = {found[c.key] for c in declaration.columns if c.identifier and c.key in found}
+    quote = _quote_char(ctx, layout, text, header, identifiers)
+    data = text.encode("utf-8")
+    nulls = [m for m in layout.missing if m]
+    try:  # the declared tokens are null from the start (Cells reads them so too)
+        df = pl.read_csv(io.BytesIO(data), separator=layout.separator, has_header=True, infer_schema=False,
+                         truncate_ragged_lines=True, quote_char=quote, null_values=nulls or None)
+    except Exception as exc:
+        raise ImportFailure(f"{name}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", name) from exc
+    if df.width != len(header):
+        raise ImportFailure(f"{name}: {df.width} colonnes lues pour {len(header)} en-têtes; "
+                            f"import de ce centre arrêté.", name)
+    _not_empty(df, name)
+    if layout.line_end and not text.endswith("\n"):
+        raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
+                            f"import de ce centre arrêté.", name)
+    fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
+    return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
+
+
+def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+                                                                                      pl.Series]:
+    """(raw string frame, header, column key -> index, fields: unknown) of a workbook sheet, read by calamine."""
+    import fastexcel
+
+    layout = declaration.file
+    book = fastexcel.read_excel(path)
+    sheet = layout.sheet or book.sheet_names[0]
+    if sheet not in book.sheet_names:
+        raise ImportFailure(f"{layout.name}: feuille « {sheet} » absente; import de ce centre arrêté.", layout.name)
+    # header read as a row like the others: duplicated or blank names are the engine's to judge
+    grid = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None).to_polars()
+    if grid.height == 0:
+        raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
+    for other in book.sheet_names:
+        if other != sheet:  # data typed there would otherwise be ignored without anyone knowing
+            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet",
+                      message=f"Feuille « {other} » non prévue par le contrat d'échange : non lue. Vérifier "
+                              f"qu'elle ne contient pas de données à importer.")
+    header = ["" if v is None else str(v).strip() for v in grid.row(0)]
+    found = match_columns(ctx, header, _specs(declaration), layout.name, sheet)
+    df = grid.slice(1).rename(dict(zip(grid.columns, [f"{i}" for i in range(grid.width)])))
+    nulls = [m for m in layout.missing if m]
+    df = df.with_columns(pl.when(pl.all().is_in(nulls) | (pl.all() == "")).then(None).otherwise(pl.all()).name.keep())
+    filled = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
+    for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
+        ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+    _not_empty(df, layout.name)
+    return df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)
+
+
+def _not_empty(df: pl.DataFrame, name: str) -> None:
+    if df.height == 0:
+        raise ImportFailure(f"{name}: aucun patient (en-tête seul); import de ce centre arrêté "
+                            f"(les données précédentes restent en place).", name)
+
+
+# --- columns, fast and cell by cell -----------------------------------------------------------
+
+@dataclass
+class Parsed:
+    """One column parsed: values, whether the cell said something, date precision."""
+
+    values: pl.Series
+    present: pl.Series
+    precision: pl.Series | None = None
+
+
+_BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
+# "?", "-", "inconnu": Cells reads them as missing (hand-typed charts), but a declared export's
+# missing values are its own tokens: in a coded, number or date column they are reported.
+UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
+_NOT_A_VALUE = {"code": "unknown_code", "list": "unknown_code", "number": "unparseable_number",
+                "date": "unparseable_date"}
+
+
+def _code_dtype(codes: dict) -> pl.DataType:
+    values = list(codes.values())
+    if all(isinstance(v, bool) for v in values):
+        return pl.Boolean
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return pl.Int8
+    return pl.String
+
+
+class Columns:
+    """The raw cells of one delivery and the means to parse them: all columns in one polars
+    pass, the cells the fast path cannot read one by one through :class:`Cells`."""
+
+    def __init__(self, ctx: ReadContext, declaration: decl.Declaration, raw: pl.DataFrame, header: dict[str, str],
+                 rows: pl.Series, pids: pl.Series):
+        self.ctx, self.declaration, self.raw, self.header = ctx, declaration, raw, header
+        self.rows, self.pids = rows, pids
+        self.layout = declaration.file
+        self.n = raw.height
+        self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
+        # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
+        self.date_formats = layout_dates = declaration.file.date_formats
+        if declaration.file.spreadsheet:
+            self.date_formats = (*layout_dates, "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
+
+    def cells(self, i: int, table: str, suffix: str = "") -> Cells:
+        row = self.rows[i]
+        return Cells(self.ctx, self.layout.name, self.layout.sheet, row, table, self.row_id(table, row) + suffix,
+                     self.pids[i])
+
+    def row_id(self, table: str, row) -> str:
+        return self.layout.row_id.format(table=table, file=self.layout.name, row=row)
+
+    def row_id_expr(self, table: str) -> pl.Expr:
+        head, _, tail = self.layout.row_id.format(table=table, file=self.layout.name, row="\0").partition("\0")
+        return pl.concat_str(pl.lit(head), pl.col("source_row").cast(pl.String), pl.lit(tail))
+
+    def _fast(self, c: decl.Column) -> pl.Expr:
+        col = pl.col(c.key)
+        missing = list(self.layout.missing)
+        if c.kind == "code":
+            return col.replace_strict(list(c.codes), list(c.codes.values()), default=None,
+                                      return_dtype=_code_dtype(c.codes))
+        if c.kind == "number":
+            text = col.str.replace(",", ".", literal=True) if self.layout.decimal == "," else col
+            value = text.cast(pl.Float64, strict=False) * c.factor
+            ok = value.is_finite()
+            if c.integer:
+                rounded = value.round(0)
+                ok = ok & ((value - rounded).abs() <= 1e-9) & (rounded.abs() < INT32_MAX)
+                return pl.when(ok).then(rounded).cast(pl.Int32)
+            return pl.when(ok).then(value.round(6))
+        if c.kind == "date":
+            days = [col.str.strptime(pl.Datetime, f, strict=False, cache=False).dt.date() if "%H" in f
+                    else col.str.strptime(pl.Date, f, strict=False, cache=False)  # (dates rarely repeat)
+                    for f in self.date_formats]
+            day = days[0] if len(days) == 1 else pl.coalesce(days)
+            return pl.when(day.dt.year().is_between(1900, 2100)).then(day)
+        text = col.str.strip_chars()
+        return pl.when((text.str.len_chars() <= MAX_TEXT) & ~text.is_in(missing)).then(text)
+
+    def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
+        """Each column's :class:`Parsed`, by column key."""
+        missing = list(self.layout.missing)
+        exprs = []
+        for c in columns:
+            col = pl.col(c.key)
+            exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
+        fast = self.raw.lazy().select(exprs).collect()
+        fast = fast.with_columns(  # cells said something the fast path could not read
+            (~pl.col(f"{c.key}#missing") & pl.col(c.key).is_null()).alias(f"{c.key}#todo") for c in columns
+        )
+        todo = fast.select(pl.col(f"{c.key}#todo").sum() for c in columns).row(0)
+        out = {}
+        for c, count in zip(columns, todo):
+            values, present = fast[c.key], ~fast[f"{c.key}#missing"]
+            precision = None
+            if c.kind == "date":
+                precision = pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
+            if count:
+                values, present, precision = self._fallback(c, fast[f"{c.key}#todo"], values, present, precision)
+            out[c.key] = Parsed(values.alias(c.key), present, precision)
+        return out
+
+    def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
+        idx = todo.arg_true()
+        raws = self.raw[c.key].gather(idx).to_list()
+        column = self.header[c.key]
+        table = c.table or "patient"
+        identifier = c.identifier is not None
+        got, gone, precisions = [], [], []
+        for i, raw in zip(idx.to_list(), raws):
+            cells = self.cells(i, table, event_columns.suffix(c.event))
+            value, day_precision = None, None
+            if c.kind not in ("text", "list") and len(raw) > 200:  # no code, number or date is that long
+                cells.error(column, raw, _NOT_A_VALUE[c.kind],
+                            f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
+                            identifier=identifier)
+            elif is_missing(raw):
+                if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS:
+                    cells.error(column, raw, _NOT_A_VALUE[c.kind],
+                                f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
+                                f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
+                                identifier=identifier)
+                gone.append(i)
+            elif c.kind == "code":
+                value = cells.code(column, raw, c.codes)
+            elif c.kind == "number":
+                value = self._number(c, cells, column, raw, i)
+            elif c.kind == "date":
+                parsed = cells.date(column, raw, identifier=identifier)
+                if parsed is not None:
+                    value, day_precision = parsed.value, parsed.precision
+            else:
+                value = cells.text(column, raw)
+                if value is None:
+                    gone.append(i)
+            got.append(value)
+            precisions.append(day_precision)
+        values = values.scatter(idx, pl.Series(got, dtype=values.dtype))
+        if gone:
+            present = present.scatter(gone, False)
+        if precision is not None:
+            precision = precision.scatter(idx, pl.Series(precisions, dtype=pl.String))
+        return values, present, precision
+
+    def _tokens(self) -> str:
+        return ", ".join(t for t in self.layout.missing if t)
+
+    def _number(self, c: decl.Column, cells: Cells, column: str, raw: str, i: int):
+        if c.upper_bound and (m := _BOUND.match(raw)):
+            cells.error(column, raw, "mitoses_upper_bound",
+                        f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
+            self.bounds.setdefault(c.key, set()).add(i)
+            return int(m.group(1))
+        value = cells.number(column, raw, decimal_comma=self.layout.decimal == ",", integer=c.integer,
+                             factor=c.factor)
+        if c.integer and value is not None and abs(value) >= INT32_MAX:
+            cells.error(column, raw, "number_out_of_range", f"« {raw} » hors des bornes possibles ({column}).")
+            return None
+        return value
+
+
+
+# --- the read ---------------------------------------------------------------------------------
+
+def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> ReadResult:
+    """One delivery file of a declared format, to canonical frames and queries."""
+    layout = declaration.file
+    reading = _read_sheet if layout.spreadsheet else _read_text
+    df, header, found, fields = reading(ctx, path, declaration)
+
+    rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
+    blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
+    for row in rows_all.filter(blank).to_list():
+        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
+                  message=f"Ligne {row} vide ignorée.")
+    rows = rows_all
+    if blank.any():
+        df, rows, fields = df.filter(~blank), rows_all.filter(blank.not_()), fields.filter(~blank)
+
+    raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()})
+    for c in declaration.columns:
+        if c.identifier and c.key in raw.columns:
+            ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
+    id_key = declaration.column("patient.local_id").key
+    keys = raw[id_key].str.strip_chars().str.to_uppercase()
+    keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
+    pseudonyms = pseudonymise_many(ctx, keys.drop_nulls().unique().to_list())
+    table = pl.DataFrame({"k": list(pseudonyms), "p": list(pseudonyms.values())}, schema={"k": pl.String, "p": pl.String})
+    pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
+    cols = Columns(ctx, declaration, raw, {key: header[i] for key, i in found.items()}, rows, pids)
+
+    _structural_queries(cols, df, keys, fields, len(header), id_key)
+    frames = _frames(cols)
+    label = f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name
+    return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
+                      files=[path], source_rows={label: df.height})
+
+
+def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int,
+                        id_key: str) -> None:
+    """What the declaration implies of every record: a patient key, once; the header's width."""
+    id_column = cols.header[id_key]
+    for i in keys.is_null().arg_true().to_list():
+        cols.cells(i, "patient").error(
+            id_column, cols.raw[id_key][i], "missing_patient_id",
+            f"N° patient ({id_column}) absent: la ligne ne peut être rattachée à aucun patient.", identifier=True)
+    repeated = (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list()
+    if repeated:
+        _duplicates(cols, df, keys, repeated, id_key)
+    for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
+        cols.cells(i, "patient").error(
+            None, None, "wrong_field_count",
+            f"La ligne compte {fields[i]} champs au lieu de {width}: colonnes décalées possibles, à vérifier.")
+
+
+def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, index: list[int], id_key: str) -> None:
+    """Each repeat of a patient is an error; the first occurrence too when the copies differ."""
+    hashes = df.hash_rows()
+    groups: dict[str, list[int]] = {}
+    for i in index:
+        groups.setdefault(keys[i], []).append(i)
+    for members in groups.values():
+        lines = ", ".join(str(cols.rows[i]) for i in members)
+        differ = len({hashes[i] for i in members}) > 1
+        for j, i in enumerate(members):
+            if j == 0 and not differ:
+                continue
+            what = "copies différentes" if differ else "copie identique"
+            cols.cells(i, "patient").error(
+                cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
+                f"Patient présent sur plusieurs lignes ({lines}; {what}): garder une seule ligne.", identifier=True)
+
+
+def _frames(c: Columns) -> dict[str, pl.DataFrame]:
+    declaration = c.declaration
+    # identifiers are never parsed into a table; a birth date only gives the age
+    parsed_columns = [col for col in declaration.columns if col.field and col.key in c.raw.columns
+                      and col.identifier in (None, "birth_date")]
+    v = c.parse(parsed_columns)
+    ids = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "patient_id": c.pids, "source_row": c.rows})
+
+    def frame(table: str, columns: dict[str, pl.Series | pl.Expr]) -> pl.DataFrame:
+        out = ids.with_columns(
+            c.row_id_expr(table).alias("row_id"), pl.lit(declaration.file.name).alias("source_file"),
+            **{name: (value if isinstance(value, pl.Expr) else value.alias(name)) for name, value in columns.items()},
+        )
+        return model.conform(table, out)
+
+    frames = {}
+    for table in decl.ROW_TABLES:
+        columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
+        for col in declaration.in_table(table):
+            if col.key not in v or col.target == "birth_date":
+                continue
+            columns[col.target] = v[col.key].values
+            if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
+                columns[f"{col.target}_precision"] = v[col.key].precision
+            if col.upper_bound:
+                bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
+                # True for a bound written "< 5", False for a count, null without a value
+                columns[col.upper_bound.split(".")[1]] = pl.select(
+                    pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+        if table == "patient":
+            columns["centre"] = pl.lit(c.ctx.centre)
+            if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
+                columns["age_at_diagnosis_years"] = _age(c, v)
+        frames[table] = frame(table, columns)
+        if table in declaration.when_any_cell:
+            mine = [col for col in declaration.in_table(table) if col.key in v]
+            any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
+            frames[table] = frames[table].filter(any_cell)
+            _missing_date(c, table, v, any_cell)
+    if any(col.table == "event" for col in parsed_columns):
+        frames["event"] = event_columns.events(c, v, ids)
+    return frames
+
+
+# A row that exists without its date: the rule and message, per table that has one.
+MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention.")}
+
+
+def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
+    date = next((col for col in c.declaration.in_table(table) if col.kind == "date" and col.key in v), None)
+    if date is None or table not in MISSING_DATE:
+        return
+    rule, message = MISSING_DATE[table]
+    for i in (any_cell & ~v[date.key].present).arg_true().to_list():
+        c.cells(i, table).error(c.header[date.key], None, rule, message)
+
+
+def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
+    """Completed years from the birth date (an identifier, never stored) to the diagnosis."""
+    birth_column = c.declaration.column("patient.birth_date")
+    diagnosis_column = c.declaration.column("patient.diagnosis_date")
+    if birth_column.key not in v:
+        return pl.lit(None, dtype=pl.Int16)
+    birth = v[birth_column.key].values
+    c.ctx.register_birth_dates(c.pids, birth)
+    if diagnosis_column is None or diagnosis_column.key not in v:
+        return pl.lit(None, dtype=pl.Int16)
+    frame = pl.DataFrame({"b": birth, "d": v[diagnosis_column.key].values})
+
+    def month_day(name: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
+        return pl.col(name).dt.month().cast(pl.Int32) * 100 + pl.col(name).dt.day().cast(pl.Int32)
+
+    # the same rule as cells.age_at, column-wise
+    age = frame.select(
+        (pl.col("d").dt.year().cast(pl.Int32) - pl.col("b").dt.year().cast(pl.Int32)
+         - (month_day("d") < month_day("b")).cast(pl.Int32)).alias("age")
+    ).to_series()
+    bad = ((age < 0) | (age > 120)).fill_null(False)
+    for i in bad.arg_true().to_list():
+        c.cells(i, "patient").error(c.header[birth_column.key], birth[i],
+                                    "birth_after_diagnosis" if age[i] < 0 else "age_out_of_range",
+                                    "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
+                                    identifier=True)
+    return pl.select(pl.when(~bad).then(age)).to_series().cast(pl.Int16)
+

@@ -1,0 +1,194 @@
+"""The engine's hook for events written as columns (one record per patient): not tabular.
+
+Declared columns ``event.<kind>.<part>`` (:mod:`clms_etl.readers.declaration`) become event
+rows: a local recurrence, one metastasis row per site on the metastasis date (a date without
+sites is one row, site unknown), a death whenever the record says the patient died (dead
+vital status, a death date or a cause), the last news only for patients not dead (a dead
+patient's last news is the death). ``event.relapse.treatment`` goes on the first relapse's
+row(s). ``row_id``: the declared pattern for table ``event`` plus ``:<kind>``
+(``:metastasis:<n>`` for the n-th site). Contradictions are queries, never a silent choice:
+``vital_status_contradiction``, ``missing_vital_status``, ``missing_event_date``,
+``last_news_differs_from_death``, ``treatment_without_relapse``, ``metastasis_site_other``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from clms_etl import model
+from clms_etl.readers.cells import fold, is_missing
+
+EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3}
+
+
+def suffix(kind: str | None) -> str:
+    """The row_id suffix of the event row a cell of this event kind feeds (queries point at it)."""
+    if kind is None or kind == "relapse":
+        return ""
+    return ":metastasis:1" if kind == "metastasis" else f":{kind}"
+
+
+class _Parts:
+    """The parsed event columns by ``kind.part``; an absent one reads as all null."""
+
+    def __init__(self, c, v: dict):
+        self.c, self.v = c, v
+        self.columns = {col.field.removeprefix("event."): col for col in c.declaration.in_table("event")
+                        if col.key in v}
+
+    def has(self, part: str) -> bool:
+        return part in self.columns
+
+    def values(self, part: str, dtype=pl.Date) -> pl.Series:
+        col = self.columns.get(part)
+        return self.v[col.key].values if col else pl.Series([None] * self.c.n, dtype=dtype)
+
+    def precision(self, part: str) -> pl.Series:
+        col = self.columns.get(part)
+        return self.v[col.key].precision if col else pl.Series([None] * self.c.n, dtype=pl.String)
+
+    def present(self, part: str) -> pl.Series:
+        col = self.columns.get(part)
+        return self.v[col.key].present if col else pl.Series([False] * self.c.n)
+
+    def header(self, part: str) -> str:
+        col = self.columns.get(part)
+        return self.c.header[col.key] if col else part
+
+    def raw(self, part: str, i: int):
+        col = self.columns.get(part)
+        return self.c.raw[col.key][i] if col else None
+
+
+def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
+    """The canonical event rows of every record (``c``: the engine's :class:`Columns`)."""
+    p = _Parts(c, v)
+    name = c.declaration.file.name
+    n = c.n
+    vital_column = c.declaration.column("patient.vital_status")
+    vital = v[vital_column.key].values if vital_column and vital_column.key in v else pl.Series([None] * n, dtype=pl.String)
+    dead = (vital == "dead").fill_null(False)
+    died = dead | p.present("death.date") | p.present("death.cause")
+    sites = _sites(c, p)
+    has_sites = pl.int_range(0, n, eager=True).is_in(sites["i"].unique().implode())
+    lr_ok, me_ok = p.present("local_recurrence.date"), p.present("metastasis.date") | has_sites
+    lr, me = p.values("local_recurrence.date"), p.values("metastasis.date")
+    # the relapse treatment belongs to the first relapse (all its site rows when it is a
+    # metastasis): the recurrence unless a metastasis is dated earlier (unknown date: last)
+    far = pl.lit(dt.date.max)
+    first_is_lr = lr_ok & (~me_ok | pl.select(lr.fill_null(far) <= me.fill_null(far)).to_series())
+    ttt = p.values("relapse.treatment", pl.String)
+    src = ids.with_columns(
+        lr=lr, lr_p=p.precision("local_recurrence.date"), lr_ok=lr_ok,
+        lr_t=pl.select(pl.when(first_is_lr).then(ttt)).to_series(),
+        me=me, me_p=p.precision("metastasis.date"), me_only=p.present("metastasis.date") & ~has_sites,
+        me_t=pl.select(pl.when(me_ok & ~first_is_lr).then(ttt)).to_series(),
+        dc=p.values("death.date"), dc_p=p.precision("death.date"), cause=p.values("death.cause", pl.String),
+        died=died, dn=p.values("last_news.date"), dn_p=p.precision("last_news.date"),
+        news=~died & p.present("last_news.date"),
+    )
+    none = pl.lit(None, dtype=pl.String)
+
+    def kind(mask: str, kind_name: str, date: str, precision: str, cause=none, treatment=none, site=none,
+             sub=pl.lit(1, dtype=pl.Int64), frame: pl.DataFrame = src) -> pl.DataFrame:
+        return frame.filter(pl.col(mask)).select(
+            "i", "patient_id", "source_row", pl.lit(kind_name).alias("event_kind"), pl.col(date).alias("event_date"),
+            pl.col(precision).alias("event_date_precision"), site.alias("metastasis_site"),
+            cause.alias("death_cause"), treatment.alias("treatment"), sub.alias("sub"),
+            pl.lit(EVENT_RANK[kind_name], dtype=pl.Int8).alias("rank"),
+        )
+
+    sited = sites.join(src, on="i", how="inner").with_columns(pl.lit(True).alias("all"))
+    frame = pl.concat([
+        kind("lr_ok", "local_recurrence", "lr", "lr_p", treatment=pl.col("lr_t")),
+        kind("all", "metastasis", "me", "me_p", treatment=pl.col("me_t"), site=pl.col("metastasis_site"),
+             sub=pl.col("sub"), frame=sited),
+        kind("me_only", "metastasis", "me", "me_p", treatment=pl.col("me_t")),
+        kind("died", "death", "dc", "dc_p", cause=pl.col("cause")),
+        kind("news", "last_news", "dn", "dn_p"),
+    ])
+    for i in (has_sites & ~p.present("metastasis.date")).arg_true().to_list():
+        c.cells(i, "event", suffix("metastasis")).error(
+            p.header("metastasis.date"), None, "event_date_missing",
+            f"Sites métastatiques renseignés ({p.header('metastasis.sites')}) sans date de métastase.")
+    _death_queries(c, p, vital, dead, died)
+
+    # number 1..n per patient row in date order (ties: rank, then site order) - a sort, no windows
+    frame = frame.sort(["i", "event_date", "rank", "sub"], nulls_last=True)
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
+    start = pl.when(pl.col("i") != pl.col("i").shift(1, fill_value=-1)).then(index).forward_fill()
+    base = c.row_id_expr("event")
+    frame = frame.with_columns(
+        (index - start + 1).cast(pl.Int32).alias("event_no"),
+        pl.when(pl.col("event_kind") == "metastasis")
+        .then(pl.concat_str(base, pl.lit(":metastasis:"), pl.col("sub").cast(pl.String)))
+        .otherwise(pl.concat_str(base, pl.lit(":"), pl.col("event_kind"))).alias("row_id"),
+        pl.lit(name).alias("source_file"),
+    )
+    for i in (p.present("relapse.treatment") & ~lr_ok & ~me_ok).arg_true().to_list():
+        c.cells(i, "event").error(p.header("relapse.treatment"), p.raw("relapse.treatment", i),
+                                  "treatment_without_relapse",
+                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.")
+    return model.conform("event", frame)
+
+
+def _sites(c, p: _Parts) -> pl.DataFrame:
+    """(i, sub, metastasis_site): the sites list split on commas, decoded, one row per distinct site."""
+    empty = pl.DataFrame(schema={"i": pl.Int64, "sub": pl.Int64, "metastasis_site": pl.String})
+    if not p.has("metastasis.sites"):
+        return empty
+    column = p.columns["metastasis.sites"]
+    frame = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "text": p.values("metastasis.sites", pl.String)})
+    frame = frame.filter(p.present("metastasis.sites"))
+    frame = frame.with_columns(pl.col("text").str.split(",")).explode("text").with_columns(
+        pl.col("text").str.strip_chars()
+    ).filter(pl.col("text") != "")
+    codes = column.codes
+    fast = frame["text"].str.to_lowercase().replace_strict(list(codes), list(codes.values()), default=None,
+                                                           return_dtype=pl.String)
+    todo = fast.is_null().arg_true()
+    if len(todo):
+        header = c.header[column.key]
+        decoded = [_site(c, column, i, header, text)
+                   for i, text in zip(frame["i"].gather(todo).to_list(), frame["text"].gather(todo).to_list())]
+        fast = fast.scatter(todo, pl.Series(decoded, dtype=pl.String))
+    frame = frame.with_columns(fast.alias("metastasis_site")).filter(pl.col("metastasis_site").is_not_null())
+    frame = frame.unique(["i", "metastasis_site"], keep="first", maintain_order=True)
+    return frame.select("i", (pl.int_range(pl.len()).over("i") + 1).alias("sub"), "metastasis_site")
+
+
+def _site(c, column, i: int, header: str, text: str) -> str | None:
+    """One hand-typed site, compared folded (a plural too); outside the list: ``other``, reported."""
+    if is_missing(text):
+        return None
+    folded = {fold(k): value for k, value in column.codes.items()}
+    hit = folded.get(fold(text)) or folded.get(fold(text).removesuffix("s"))
+    if hit:
+        return hit
+    c.cells(i, "event", suffix("metastasis")).error(
+        header, text, "metastasis_site_other",
+        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».")
+    return column.other
+
+
+def _death_queries(c, p: _Parts, vital: pl.Series, dead: pl.Series, died: pl.Series) -> None:
+    vital_column = c.declaration.column("patient.vital_status")
+    if vital_column is not None and vital_column.key in c.raw.columns:
+        column, raw = c.header[vital_column.key], c.raw[vital_column.key]
+        for i in (died & ~dead & vital.is_not_null()).arg_true().to_list():
+            c.cells(i, "patient").error(column, raw[i], "vital_status_inconsistent",
+                                        f"{column} « {raw[i]} » mais décès renseigné "
+                                        f"({p.header('death.date')} / {p.header('death.cause')}).")
+        for i in (died & vital.is_null()).arg_true().to_list():
+            c.cells(i, "patient").error(column, raw[i], "missing_vital_status",
+                                        f"{column} vide ou illisible alors qu'un décès est renseigné.")
+    for i in (dead & ~p.present("death.date")).arg_true().to_list():
+        c.cells(i, "event", suffix("death")).error(p.header("death.date"), None, "event_date_missing",
+                                                   "Patient décédé sans date de décès.")
+    differs = (died & (p.values("last_news.date") != p.values("death.date"))).fill_null(False)
+    for i in differs.arg_true().to_list():
+        c.cells(i, "event", suffix("death")).error(
+            p.header("last_news.date"), p.raw("last_news.date", i), "last_news_of_dead_patient",
+            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.")

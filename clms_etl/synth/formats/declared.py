@@ -1,0 +1,256 @@
+"""The synthetic writer of a declared format: the declaration read backwards.
+
+The same ``formats/<format>.toml`` the engine reads (:mod:`clms_etl.readers.declaration`) says
+what to write: each column's header, the canonical field it holds, its code list (a value is
+written as its first code), decimal mark, date format, missing-value tokens (an absent value is
+written empty or as one of the tokens, at random, as data managers do), the encoding and
+separator of a text file, or the sheet of a workbook (real date cells). One record per
+patient; events as columns the way :mod:`clms_etl.readers.event_columns` reads them back.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+from clms_etl.readers import declaration as decl
+from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
+from clms_etl.synth.truth import Truth
+
+_BAD_DATES = ["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"]
+_BAD_CODES = ["ZZ", "?", "X9"]
+# where format-level defects are planted: fields every chart fills (when the format has them)
+DEFECT_FIELDS = {
+    "unparseable_date": ("patient.diagnosis_date", "surgery.surgery_date", "event.last_news.date"),
+    "unknown_code": ("patient.sex", "tumour.site", "tumour.fnclcc_grade", "surgery.resection_status"),
+    "stray_spaces_case": ("patient.sex", "tumour.site", "tumour.presentation", "surgery.resection_status"),
+}
+
+
+def _by_patient(frame) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for row in frame.iter_rows(named=True):
+        out.setdefault(row["patient_key"], []).append(row)
+    return out
+
+
+# Letters with a stroke have no decomposition to strip.
+_STROKED = str.maketrans({"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i"})
+
+
+def _fold_unencodable(error: UnicodeEncodeError) -> tuple[str, int]:
+    """The encoding has no such character: drop its accents (``ř`` -> ``r``), and only then use ``?``."""
+    out = []
+    for ch in error.object[error.start:error.end]:
+        decomposed = unicodedata.normalize("NFKD", ch.translate(_STROKED))
+        base = "".join(c for c in decomposed if not unicodedata.combining(c))
+        try:
+            base.encode(error.encoding)
+            out.append(base or "?")
+        except UnicodeEncodeError:
+            out.append("?")
+    return "".join(out), error.end
+
+
+_ERRORS = "clms_fold_unencodable"
+codecs.register_error(_ERRORS, _fold_unencodable)
+
+
+class DeclaredFormat:
+    """A :class:`~clms_etl.synth.formats.base.CentreFormat` derived from a declaration."""
+
+    def __init__(self, declaration: decl.Declaration):
+        self.declaration = declaration
+        self.name = declaration.name
+        self.layout = declaration.file
+        self.COLUMNS = [c.name for c in declaration.columns]
+        # where each kind of event's date lands (clms_etl.synth.defects locates planted defects by it)
+        self.EVENT_DATE_COLUMNS = {c.event: c.name for c in declaration.in_table("event") if c.target == "event_date"}
+
+    # --- cells -------------------------------------------------------------------------------
+
+    def _decimal(self, value: float | int) -> str:
+        """A whole number without decimals, as the centres' software writes it."""
+        value = float(value)
+        text = str(int(value)) if value.is_integer() else repr(round(value, 4))
+        return text.replace(".", self.layout.decimal)
+
+    def _text(self, cell: Cell) -> str:
+        """A cell as file text: strings verbatim (planted defects included), others formatted."""
+        if cell is None:
+            return ""
+        if isinstance(cell, str):
+            return cell
+        if isinstance(cell, dt.date):
+            return cell.strftime(self.layout.date_formats[0])
+        return self._decimal(cell)
+
+    def render(self, truth: Truth, rng: np.random.Generator, first_row: int = 0) -> list[RawTable]:
+        """One record per patient (every draw patient by patient: chunked runs give the same cells)."""
+        def missing(column: decl.Column | None = None) -> Cell:
+            """Empty half the time, else one of the tokens the export writes."""
+            tokens = self.layout.written_missing
+            if column is not None and column.written_missing is not None:
+                tokens = column.written_missing
+            if not tokens:
+                return None
+            u = rng.random()
+            return None if u < 0.5 else tokens[min(int((u - 0.5) * 2 * len(tokens)), len(tokens) - 1)]
+
+        def cell(column: decl.Column, value) -> Cell:
+            if value is None:
+                return missing(column)
+            if column.upper_case:
+                return str(value).upper()
+            if column.kind == "code":
+                return next(k for k, v in column.codes.items() if v == value and type(v) is type(value))
+            if column.kind == "number":
+                number = value / column.factor
+                return number if self.layout.spreadsheet else self._decimal(number)
+            if column.kind == "date" and not self.layout.spreadsheet:
+                return value.strftime(self.layout.date_formats[0])
+            return value
+
+        table = RawTable(self.layout.name, self.layout.sheet, self.COLUMNS)
+        tumours = {r["patient_key"]: r for r in truth.tumour.iter_rows(named=True)}
+        surgeries, events = _by_patient(truth.surgery), _by_patient(truth.event)
+        for p in truth.patient.iter_rows(named=True):
+            key = p["patient_key"]
+            ops = surgeries.get(key, [])
+            # one operation a record: the truth must not hold more than the format can say
+            assert len(ops) <= 1 and all(s["surgery_no"] == 1 for s in ops), f"{key}: {len(ops)} surgeries"
+            course = sorted(events.get(key, []), key=lambda e: e["event_no"])
+            by_kind = {k: [e for e in course if e["event_kind"] == k]
+                       for k in ("local_recurrence", "metastasis", "death", "last_news")}
+            assert len(by_kind["local_recurrence"]) <= 1, f"{key}: {len(by_kind['local_recurrence'])} local recurrences"
+            assert len(by_kind["death"]) <= 1 and len(by_kind["last_news"]) <= 1, f"{key}: several deaths or last news"
+            first_day = min((e["event_date"] for e in by_kind["metastasis"]), default=None)
+            first_meta = [e for e in by_kind["metastasis"] if e["event_date"] == first_day]
+            relapses = [e for e in course if e["event_kind"] in ("local_recurrence", "metastasis")]
+            death = (by_kind["death"] or [None])[0]
+            last = (by_kind["last_news"] or [death])[0]
+            values = {
+                "patient": p, "tumour": tumours[key], "surgery": ops[0] if ops else {},
+                "event.local_recurrence.date": by_kind["local_recurrence"] and by_kind["local_recurrence"][0]["event_date"],
+                "event.metastasis.date": first_day,
+                "event.relapse.treatment": (relapses[0]["treatment"] if relapses else None) or None,
+                "event.death.date": death and death["event_date"],
+                "event.death.cause": death and death["death_cause"],
+                "event.last_news.date": last and last["event_date"],
+            }
+            row: dict[str, Cell] = {}
+            for column in self.declaration.columns:
+                if column.field is None:
+                    continue
+                if column.table == "event" and column.kind == "list":
+                    sites = [e["metastasis_site"] for e in first_meta if e["metastasis_site"] is not None]
+                    codes = [next(k for k, v in column.codes.items() if v == s) for s in sites]
+                    row[column.name] = ",".join(codes) or missing(column)
+                elif column.table == "event":
+                    row[column.name] = cell(column, values[column.field] or None)
+                else:
+                    row[column.name] = cell(column, values[column.table].get(column.target))
+            table.add(row, f"patient:{key}", f"tumour:{key}", *(f"surgery:{key}:1" for _ in ops),
+                      *(f"event:{key}:{e['event_no']}" for e in sorted(
+                          by_kind["local_recurrence"] + first_meta + by_kind["death"] + by_kind["last_news"],
+                          key=lambda e: e["event_no"])))
+        return [table]
+
+    # --- where things are ----------------------------------------------------------------------
+
+    def locate(self, table: str, field: str) -> tuple[str, str | None, str] | None:
+        """(file, sheet, column) holding a canonical field (event dates: the last news column)."""
+        for c in self.declaration.columns:
+            if c.table == table and c.target == field and not (field == "event_date" and c.event != "last_news"):
+                return self.layout.name, self.layout.sheet, c.name
+        return None
+
+    def slots(self) -> dict[str, list[Slot]]:
+        """Format-level defects on the columns every chart fills (:data:`DEFECT_FIELDS`)."""
+        where = self.layout.name, self.layout.sheet
+        makers = {"unparseable_date": pick(_BAD_DATES), "unknown_code": pick(_BAD_CODES), "stray_spaces_case": _messy}
+        return {kind: [Slot(*where, c.name, makers[kind]) for f in fields if (c := self.declaration.column(f))]
+                for kind, fields in DEFECT_FIELDS.items()}
+
+    def writer(self, delivery_dir: Path, delivery_date: dt.date):
+        if self.layout.spreadsheet:
+            return _SheetWriter(self, delivery_dir)
+        return _TextWriter(self, delivery_dir)
+
+
+def _messy(value: Cell, rng) -> Cell:
+    # a lower-case copy padded with spaces, e.g. " tc ", " r1"
+    text = "" if value is None else str(value).lower()
+    return str(rng.choice([f" {text} ", f" {text}", f"{text}  "]))
+
+
+class _TextWriter:
+    """Streams the rows of successive chunks into the one separated text file."""
+
+    def __init__(self, fmt: DeclaredFormat, delivery_dir: Path):
+        delivery_dir.mkdir(parents=True, exist_ok=True)
+        self.fmt = fmt
+        self.path = delivery_dir / fmt.layout.name
+        self.handle = open(self.path, "w", encoding=fmt.layout.encoding, errors=_ERRORS, newline="")
+        self.csv = csv.writer(self.handle, delimiter=fmt.layout.separator, lineterminator=fmt.layout.line_end or "\n")
+        self.csv.writerow(fmt.COLUMNS)
+
+    def append(self, tables: list[RawTable]) -> None:
+        for table in tables:
+            self.csv.writerows([self.fmt._text(c) for c in row] for row in table.rows)
+
+    def close(self) -> list[Path]:
+        self.handle.close()
+        return [self.path]
+
+
+class _SheetWriter:
+    """Collects the rows, then writes one workbook sheet, dates as date cells: ``.xlsx`` with
+    xlsxwriter, ``.ods`` with pandas' odf engine (odfpy)."""
+
+    def __init__(self, fmt: DeclaredFormat, delivery_dir: Path):
+        delivery_dir.mkdir(parents=True, exist_ok=True)
+        if Path(fmt.layout.name).suffix.lower() not in (".xlsx", ".ods"):
+            raise ValueError(f"{fmt.layout.name}: the synthetic writer writes .xlsx or .ods workbooks only")
+        self.fmt, self.path, self.rows = fmt, delivery_dir / fmt.layout.name, []
+        self.sheet = fmt.layout.sheet or "Sheet1"
+
+    def append(self, tables: list[RawTable]) -> None:
+        for table in tables:
+            self.rows += table.rows
+
+    def close(self) -> list[Path]:
+        if self.path.suffix.lower() == ".ods":
+            import pandas as pd
+
+            days = [[dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v for v in row] for row in self.rows]
+            pd.DataFrame(days, columns=self.fmt.COLUMNS, dtype=object).to_excel(
+                self.path, engine="odf", sheet_name=self.sheet, index=False)
+            return [self.path]
+        import xlsxwriter
+
+        book = xlsxwriter.Workbook(self.path)
+        sheet = book.add_worksheet(self.sheet)
+        day = book.add_format({"num_format": "dd/mm/yyyy"})
+        sheet.write_row(0, 0, self.fmt.COLUMNS)
+        for r, row in enumerate(self.rows, start=1):
+            for j, value in enumerate(row):
+                if isinstance(value, dt.date):
+                    sheet.write_datetime(r, j, dt.datetime.combine(value, dt.time()), day)
+                elif isinstance(value, str):
+                    sheet.write_string(r, j, value)
+                elif value is not None:
+                    sheet.write(r, j, value)
+        book.close()
+        return [self.path]
+
+
+def declared_format(fmt: str, drop_folder: Path | None = None) -> DeclaredFormat | None:
+    """The writer of ``fmt`` derived from its declaration, or None when it has none."""
+    path = decl.find(fmt, drop_folder)
+    return None if path is None else DeclaredFormat(decl.load(path))

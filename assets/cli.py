@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+import validations.canonical  # noqa: F401  (declares what the validate step checks: rollback re-validates)
 from clms_etl.cli import app, console, main
 
 __all__ = ["app", "main"]

@@ -15,11 +15,12 @@ import dagster as dg
 import polars as pl
 
 from assets.handoff import CentreHandoff
-from assets.metadata import bar_chart_png, column_schema, markdown_table, png_markdown
+from assets.metadata import bar_chart_png, canonical_column_schema, markdown_table, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery, refused_folders
 from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
+import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
 # raises Failure(allow_retries=False), and so does a delivery the warehouse refuses (older than
@@ -47,6 +48,7 @@ ACCEPT_SHRINKAGE_TAG = "clms/accept_shrinkage"
     freshness_policy=dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=2)),
     description="The centre's latest delivery read into the canonical model and validated: "
     "accepted and quarantined rows, data queries, and the centre's Excel query list.",
+    metadata={"dagster/column_schema": canonical_column_schema()},
 )
 def centre_import(
     context: dg.AssetExecutionContext,
@@ -84,8 +86,7 @@ def centre_import(
         "query_list": dg.MetadataValue.path(str(query_list)),
         "rows_plot": rows_plot(v.accounting, f"{centre.name} {delivery.date}"),
     }
-    first = next(iter(v.accepted.values()))
-    metadata["dagster/column_schema"] = column_schema(first)
+    metadata["dagster/column_schema"] = canonical_column_schema(v.accepted)
     return dg.Output(imported, metadata=metadata, data_version=dg.DataVersion(delivery.sha256))
 
 
@@ -213,6 +214,7 @@ def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: Centr
     retry_policy=TRANSIENT_RETRIES,
     description="The centre's rows in the warehouse, replaced in one transaction "
     "(idempotent: the same delivery twice changes nothing).",
+    metadata={"dagster/column_schema": canonical_column_schema(warehouse=True)},
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
                      warehouse: WarehouseResource, pseudonym_key: PseudonymKey,

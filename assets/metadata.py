@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 import polars as pl
 
-_TYPES = {pl.String: "string", pl.Date: "date", pl.Boolean: "boolean", pl.Float64: "float"}
+from clms_etl import contract
 
 
-def column_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name, _TYPES.get(dtype, str(dtype).lower())) for name, dtype in frame.schema.items()]
-    )
+def canonical_column_schema(tables: Iterable[str] = tuple(contract.TABLES), *, warehouse: bool = False) -> dg.TableSchema:
+    """The contract's columns of the canonical ``tables`` as the Columns panel shows them.
+
+    An asset here holds several tables, so a column is named ``<table>.<column>``; its type is the
+    polars dtype's name (``warehouse``: the SQL type), its description the contract's (comment, unit, range, allowed values), its
+    French label and unit are tags. ``warehouse``: the tables as stored, with their NOT NULL and
+    each table's ``delivery_id``; otherwise the canonical frames, where any value may be null.
+    """
+    from clms_etl.warehouse import schema
+
+    columns = []
+    for name in tables:
+        spec = contract.TABLES[name]
+        sql = schema.table(name).columns
+        stored = [*spec.columns, contract.DELIVERY_COLUMN] if warehouse else list(spec.columns)
+        for column in stored:
+            nullable = column.nullable and column.name not in spec.key if warehouse else True
+            tags = {k: v for k, v in (("label_fr", column.label), ("unit", column.unit)) if v}
+            columns.append(dg.TableColumn(
+                f"{name}.{column.name}",
+                str(sql[column.name].type).lower() if warehouse else column.dtype.__name__.lower(),
+                description=column.description(),
+                constraints=dg.TableColumnConstraints(nullable=nullable), tags=tags,
+            ))
+    return dg.TableSchema(columns=columns)
 
 
 def markdown_table(frame: pl.DataFrame, limit: int = 15) -> dg.MetadataValue:

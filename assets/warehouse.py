@@ -4,7 +4,7 @@ import polars as pl
 
 import dagster as dg
 from assets.ingest import centre_warehouse, run_user
-from assets.metadata import expectations_check_result, markdown_table
+from assets.metadata import canonical_column_schema, expectations_check_result, markdown_table
 from assets.resources import WarehouseResource
 
 COUNTS_SQL = """
@@ -25,6 +25,7 @@ union all select 'data_query', centre, count(*) from data_query group by centre
     pool="warehouse",  # reads the DuckDB file: a writer in another run process would hold its lock
     description="The harmonised, pseudonymised warehouse once every centre's latest delivery is in: "
     "what analysts query (schema `analytics`).",
+    metadata={"dagster/column_schema": canonical_column_schema(warehouse=True)},
 )
 def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.open() as wh:

@@ -32,6 +32,7 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.keys import DEMO_KEY
 from clms_etl.pipeline import read_and_validate
+import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 
 def _csv(data: bytes, encoding: str, separator: str, **kw) -> pl.DataFrame:

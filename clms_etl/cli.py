@@ -274,6 +274,46 @@ def export_cbioportal_command(
     console.print(f"disclosure control: {study.disclosure.summary()}")
 
 
+@export_app.command("omop")
+def export_omop_command(
+    target: Annotated[str, typer.Argument(
+        help="Folder (CSV files, an OMOP DuckDB file, unmapped.csv, quality.csv) or database URL without password "
+             "(duckdb:///..., postgresql+psycopg://...; the password from PGPASSWORD or ~/.pgpass).",
+        callback=_no_secret_on_command_line)],
+    url: Annotated[str | None, typer.Option(help="Warehouse URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,
+    exact_dates: Annotated[bool, typer.Option(help="Keep the warehouse's dates (in-house OMOP warehouse). Default: "
+                                               "every date of a patient shifted back by the same 1-365 days, drawn "
+                                               "from the pseudonym key (an export that may leave the registry).")] = False,
+    schema: Annotated[str, typer.Option(help="Schema of the CDM tables in the target database.")] = "omop",
+    replace: Annotated[bool, typer.Option(help="Drop and recreate the target schema when it holds an earlier export.")] = False,
+) -> None:
+    """Export the registry as OMOP CDM v5.4 with the Oncology extension (docs/omop.md): official DDL, pinned
+    concepts, the Data Quality Dashboard's checks; exit status 1 when a check fails."""
+    from clms_etl.config import Settings
+    from clms_etl.keys import PseudonymKeyError, pseudonym_key
+    from clms_etl.omop.export import TargetRefused, export_omop
+    from clms_etl.warehouse.load import Warehouse
+
+    warehouse_url = url or Settings.from_env().warehouse_url
+    try:
+        key = None if exact_dates else pseudonym_key(warehouse_url)
+        with Warehouse(warehouse_url) as wh:
+            result = export_omop(wh, target, dates="exact" if exact_dates else "shifted", key=key, schema=schema,
+                                 replace=replace)
+    except (PseudonymKeyError, TargetRefused) as exc:
+        console.print(f"[red]refused[/]: {exc}", markup=True)
+        raise typer.Exit(1) from None
+    console.print(f"[green]OMOP CDM v5.4[/] in {result.target}: {result.summary()}", highlight=False, soft_wrap=True)
+    for name, path in result.files.items():
+        if name in ("duckdb", "unmapped", "quality"):
+            console.print(f"{name}: {path}", markup=False, soft_wrap=True)
+    for row in result.failures().iter_rows(named=True):
+        console.print(f"[red]check failed[/]: {row['check']} {row['table']}.{row['field']}: {row['rows']} rows",
+                      soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
 @app.command("survival")
 def survival_command(
     url: Annotated[str | None, typer.Option(help="SQLAlchemy URL without password (default: CLMS_WAREHOUSE_URL or the DuckDB file).", callback=_no_secret_on_command_line)] = None,

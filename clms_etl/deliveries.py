@@ -65,10 +65,11 @@ class RefusedFolder:
 
     def query(self, on: dt.date):
         """The data query the centre gets for it (``on``: the date of the query list)."""
-        from clms_etl.readers.base import ERROR, DataQuery
+        from clms_etl import rules
+        from clms_etl.readers.base import DataQuery
 
         return DataQuery(self.centre, on, self.path.name, None, None, None, None, None, None, self.path.name,
-                         REFUSED_RULE, ERROR, self.message)
+                         REFUSED_RULE, rules.severity(REFUSED_RULE), self.message)
 
 
 def latest_today() -> dt.date:

@@ -40,9 +40,9 @@ from functools import cached_property
 
 import polars as pl
 
-from clms_etl import model
+from clms_etl import contract, model, rules
 from clms_etl.dates import FRENCH_MONTHS
-from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, QUERY_SCHEMA, WARNING
+from clms_etl.readers.base import IDENTIFIER_MASK, QUERY_SCHEMA
 
 NAME = "name"
 HOSPITAL_NUMBER = "hospital_number"
@@ -60,13 +60,6 @@ NAME_PARTICLES = frozenset({
 
 SHIFT_RULE = "wrong_field_count"  # the reader's query for a record with a wrong field count
 MASKED_RULE = "identifier_in_text"
-# Rules the screen emits, declared once: severity and the French message of the data manager.
-RULES = {
-    SHIFT_RULE: (ERROR, "Ligne décalée (nombre de champs incorrect: séparateur saisi dans une cellule ?): "
-                        "ligne entière en quarantaine, valeurs masquées. Corriger la ligne dans l'export."),
-    MASKED_RULE: (WARNING, "Identifiant du patient (nom, prénom, n° de dossier ou date de naissance) saisi "
-                           "dans « {field} »: masqué. À retirer de ce champ."),
-}
 # Columns the screen never rewrites: provenance, pseudonyms and keys built by the reader.
 KEPT = frozenset({*model.PROVENANCE, "patient_id", "centre", "sample_id", "case_no", "surgery_no", "event_no",
                   "event_kind"})
@@ -457,7 +450,7 @@ def _where() -> list[pl.Expr]:
 
 
 def _masked_query(shown: pl.Expr) -> list[pl.Expr]:
-    severity, template = RULES[MASKED_RULE]
+    severity, template = rules.severity(MASKED_RULE), rules.rule(MASKED_RULE).message_fr
     before, after = template.split("{field}")
     return [pl.lit(IDENTIFIER_MASK).alias("value"), pl.lit(MASKED_RULE).alias("rule"),
             pl.lit(severity).alias("severity"), pl.concat_str(pl.lit(before), shown, pl.lit(after)).alias("message")]
@@ -488,7 +481,7 @@ def _quarantine_shifted(table: str, frame: pl.DataFrame, shifted: pl.DataFrame, 
          if t == pl.String else pl.when(~mark).then(pl.col(c))).alias(c)
         for c, t in frame.schema.items() if c not in KEPT
     )
-    severity, message = RULES[SHIFT_RULE]
+    severity, message = rules.severity(SHIFT_RULE), rules.rule(SHIFT_RULE).message_fr
     already = named.filter(pl.col("table_name") == table).get_column("row_id")
     errors = masked.filter(mark & ~pl.col("row_id").is_in(already.implode())).select(
         *_provenance(table, result), pl.lit(None, dtype=pl.String).alias("field"),
@@ -498,11 +491,14 @@ def _quarantine_shifted(table: str, frame: pl.DataFrame, shifted: pl.DataFrame, 
     return masked, errors.cast(QUERY_SCHEMA)
 
 
+def _label(table: str, column: str) -> str:
+    """The column's French label in the contract, or its own name."""
+    return contract.field_labels(table).get(column, column) if table in contract.TABLES else column
+
+
 def _text_columns(table: str, frame: pl.DataFrame) -> list[tuple[str, pl.Series]]:
     """(column, its distinct values to search) for each text column the screen rewrites."""
-    from validations.canonical import VOCABULARY
-
-    vocabulary = VOCABULARY.get(table, {})
+    vocabulary = contract.coded_columns(table) if table in contract.TABLES else {}
     out = []
     for column, dtype in frame.schema.items():
         if dtype != pl.String or column in KEPT or column.endswith("_precision"):
@@ -518,7 +514,6 @@ def _screen_frame(table: str, frame: pl.DataFrame, mapping: dict[str, str], name
     """Identifiers masked (``mapping``: text -> masked text) in the frame's text columns; a
     warning per masked cell."""
     from clms_etl.validate import _shown_field
-    from validations.canonical import FIELD_LABELS
 
     none = pl.DataFrame(schema=QUERY_SCHEMA)
     if not mapping or frame.is_empty():
@@ -531,7 +526,7 @@ def _screen_frame(table: str, frame: pl.DataFrame, mapping: dict[str, str], name
         values = frame.get_column(column)
         hit = values.is_in(keys.implode())
         frame = frame.with_columns(values.replace(mapping).alias(column))
-        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        shown = _shown_field(names.get(column), _label(table, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
                                                  *_masked_query(shown)))
     if not warnings:
@@ -543,7 +538,6 @@ def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
     """A date of a patient's row equal to that patient's birth date (a cell typed in the wrong
     column) is emptied, with a warning naming the column: the date itself is the identifier."""
     from clms_etl.validate import _shown_field
-    from validations.canonical import FIELD_LABELS
 
     none = pl.DataFrame(schema=QUERY_SCHEMA)
     dated = [c for c, t in frame.schema.items() if t == pl.Date and c not in KEPT]
@@ -557,7 +551,7 @@ def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
         ).get_column("_birth").fill_null(False)
         if not hit.any():
             continue
-        shown = _shown_field(names.get(column), FIELD_LABELS.get(table, {}).get(column, column))
+        shown = _shown_field(names.get(column), _label(table, column))
         warnings.append(frame.filter(hit).select(*_provenance(table, result), shown.alias("field"),
                                                  *_masked_query(shown)))
         precision = f"{column}_precision"

@@ -16,7 +16,8 @@ from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
-from clms_etl.readers.base import ERROR, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
+from clms_etl import rules
+from clms_etl.readers.base import DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
 
 
 @dataclass
@@ -34,7 +35,7 @@ class CentreImport:
             return self.validated.queries
         return queries_frame([
             DataQuery(self.centre, self.delivery.date, "", None, None, None, None, None, None, None,
-                      "import_failed", ERROR, self.failure or "import impossible")
+                      "import_failed", rules.severity("import_failed"), self.failure or "import impossible")
         ])
 
 

@@ -13,14 +13,20 @@ the reader's own queries, and splits every table:
   fusions (``sample_quarantined``, or ``sample_not_in_manifest`` when no manifest row names it);
 * every other row is accepted, with ``has_warning`` when a WARNING query concerns it.
 
-Severities come from :data:`validations.canonical.RULES` only. Everything here is vectorised
-polars except building the text of the queries for the rows that failed.
+What is checked — the pandera schemas, the rules, the context the schemas compare with — is data
+about the data: ``validations/canonical.py`` declares it here with :func:`declare_ruleset` when it
+is imported (the Dagster layer, the command line and the tests import it), so that the library
+never imports ``validations``. Severities and messages come from the rule registry
+(:mod:`clms_etl.rules`) only; labels, units and code lists of the queries from the contract
+(:mod:`clms_etl.contract`). Everything here is vectorised polars except building the text of the
+queries for the rows that failed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandera.polars as pa
@@ -30,12 +36,8 @@ from pandera.backends.polars.checks import PolarsCheckBackend
 from pandera.constants import CHECK_OUTPUT_KEY
 from pandera.errors import SchemaErrors
 
-from clms_etl import model
+from clms_etl import contract, model, rules
 from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
-from validations.canonical import (
-    CHILDREN, FIELD_LABELS, FILLED_BY_VALIDATION, RULES, SAMPLE_CHILDREN, SAMPLE_RULES, SCHEMAS, UNITS, VALUE_LABELS,
-    VOCABULARY, add_context,
-)
 
 ACCOUNTING_SCHEMA = {
     "table": pl.String,
@@ -44,6 +46,41 @@ ACCOUNTING_SCHEMA = {
     "rows_quarantined": pl.Int64,
 }
 _EMPTY_REASONS = pl.lit([], dtype=pl.List(pl.String))
+_VALUE_LABELS = contract.column_value_labels()  # codes shown in French inside messages
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """What the validate step checks, as ``validations/canonical.py`` declares it.
+
+    A rule (of ``rules`` and ``sample_rules``) has a ``severity`` (ERROR quarantines the row) and
+    a French ``message`` template. ``schemas`` are pandera schemas per clinical table, run on the
+    frames ``add_context(frames, delivery_date)`` returns; ``children`` are the tables whose rows
+    follow their patient into quarantine, ``sample_children`` those that follow their sample.
+    """
+
+    schemas: Mapping[str, pa.DataFrameSchema]
+    rules: Mapping
+    sample_rules: Mapping
+    children: tuple[str, ...]
+    sample_children: tuple[str, ...]
+    filled_by_validation: Mapping[str, tuple[str, ...]]  # columns validation fills; a reader may omit them
+    add_context: Callable[[dict[str, pl.DataFrame], dt.date], dict[str, pl.DataFrame]]
+
+
+_DECLARED: list[Ruleset] = []
+
+
+def declare_ruleset(ruleset: Ruleset) -> None:
+    """Make ``ruleset`` what :func:`validate` checks (a later declaration replaces it)."""
+    _DECLARED[:] = [ruleset]
+
+
+def declared_ruleset() -> Ruleset:
+    if not _DECLARED:
+        raise RuntimeError("no canonical validation declared: the validations package declares it when "
+                           "imported (import validations.canonical before validating a delivery)")
+    return _DECLARED[0]
 
 
 @dataclass
@@ -72,18 +109,20 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
 
     ``source_columns`` (table -> canonical field -> the column name in the centre's file) lets
     queries name the file's own column; a reader may also set it as ``result.source_columns``.
-    Without it a query names the field as :data:`~validations.canonical.FIELD_LABELS` does.
+    Without it a query names the field by its French label in the contract (:mod:`clms_etl.contract`).
     """
     names = source_columns or getattr(result, "source_columns", None) or {}
-    frames = {table: _conformed(table, frame) for table, frame in result.frames.items()}
-    contexts = add_context({t: f for t, f in frames.items() if t in SCHEMAS}, result.delivery_date)
-    found = [_failures_to_queries(table, frame, result, names) for table, frame in contexts.items()]
+    ruleset = declared_ruleset()
+    frames = {table: _conformed(table, frame, ruleset) for table, frame in result.frames.items()}
+    contexts = ruleset.add_context({t: f for t, f in frames.items() if t in ruleset.schemas}, result.delivery_date)
+    found = [_failures_to_queries(table, frame, result, names, ruleset) for table, frame in contexts.items()]
     for table, frame in contexts.items():
         frames[table] = frame.select(list(model.TABLES[table]))  # keeps the tumour grade just computed
     queries = pl.concat([result.queries_frame(), *found], how="vertical")
 
     marked = _mark(frames, queries)
-    cascade = pl.concat([_cascade(marked, result), _cascade_samples(marked, result)], how="vertical")
+    cascade = pl.concat([_cascade(marked, result, ruleset), _cascade_samples(marked, result, ruleset)],
+                        how="vertical")
     accepted, quarantined, counts = {}, {}, []
     for table, frame in marked.items():
         bad = pl.col("quarantine_reasons").list.len() > 0
@@ -93,20 +132,31 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
         counts.append((table, frame.height, accepted[table].height, quarantined[table].height))
     delivery = ValidatedDelivery(
         result.centre, result.delivery_date, accepted, quarantined,
-        pl.concat([queries, cascade], how="vertical"),
+        one_query_per_problem(pl.concat([queries, cascade], how="vertical")),
         pl.DataFrame(counts, schema=ACCOUNTING_SCHEMA, orient="row"),
     )
     delivery.assert_balanced()
     return delivery
 
 
+def one_query_per_problem(queries: pl.DataFrame) -> pl.DataFrame:
+    """The first of the queries that repeat one problem: the same rule on the same canonical row
+    (a reader and validation both seeing a blank date), or on the same cell of the centre's file
+    (one line of a wide export feeding several canonical rows: its three cascaded children, the
+    metastasis rows of one undated site list). Rows are quarantined before, from every query."""
+    row = pl.struct("table_name", "row_id", "rule")
+    cell = pl.struct("file", "sheet", "row", "field", "rule")
+    first_on_row = pl.col("row_id").is_null() | row.is_first_distinct()
+    return queries.filter(first_on_row).filter(cell.is_first_distinct())
+
+
 # --- reader contract ---------------------------------------------------------------------------
 
-def _conformed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+def _conformed(table: str, frame: pl.DataFrame, ruleset: Ruleset | None = None) -> pl.DataFrame:
     """The frame in canonical column order; a reader that broke the contract is a bug, not a query."""
     if table not in model.TABLES:
         raise ValueError(f"unknown canonical table {table!r}")
-    optional = set(FILLED_BY_VALIDATION.get(table, ()))
+    optional = set((ruleset or declared_ruleset()).filled_by_validation.get(table, ()))
     wrong = [
         f"{c}: {frame.schema.get(c, 'missing')} instead of {t}"
         for c, t in model.TABLES[table].items()
@@ -123,8 +173,8 @@ def _conformed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
 # --- validation failures -> queries ----------------------------------------------------------
 
 def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
-                         names: dict[str, dict[str, str]]) -> pl.DataFrame:
-    cases = schema_failure_cases(SCHEMAS[table], frame)
+                         names: dict[str, dict[str, str]], ruleset: Ruleset) -> pl.DataFrame:
+    cases = schema_failure_cases(ruleset.schemas[table], frame)
     if cases is None:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     structural = cases.filter(pl.col("index").is_null())
@@ -146,15 +196,16 @@ def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
     parts = []
     # One vectorised select per (rule, field): the Python loop runs over rules, not rows.
     for (rule, field), part in failures.group_by("_rule", "_field", maintain_order=True):
-        label = FIELD_LABELS[table].get(field, field) if field else None
+        column = contract.TABLES[table].column(field) if field else None
+        label = column.label or field if column else None
         shown = _shown_field(names.get(table, {}).get(field), label) if field else pl.lit(None, dtype=pl.String)
         value = _text_expr(field, frame.schema) if field else pl.lit(None, dtype=pl.String)
         slots = {"label": pl.lit(label), "value": value}
-        if field in VOCABULARY[table]:
-            slots["allowed"] = pl.lit(", ".join(str(v) for v in VOCABULARY[table][field]))
+        if column and column.allowed:
+            slots["allowed"] = pl.lit(", ".join(str(v) for v in column.allowed))
         parts.append(_row_queries(
-            part, result, table, rule, RULES[rule], shown,
-            pl.when(pl.col(field).is_not_null()).then(_with_unit(value, field)) if field else value, slots,
+            part, result, table, rule, shown,
+            pl.when(pl.col(field).is_not_null()).then(_with_unit(value, column)) if field else value, slots,
         ))
     return pl.concat(parts, how="vertical").cast(QUERY_SCHEMA)
 
@@ -231,8 +282,8 @@ def _shown_field(source, label: str | None) -> pl.Expr:
     return pl.lit(source or label, dtype=pl.String)
 
 
-def _with_unit(text: pl.Expr, field: str) -> pl.Expr:
-    return text + pl.lit(f" {UNITS[field]}") if field in UNITS else text
+def _with_unit(text: pl.Expr, column: contract.Column) -> pl.Expr:
+    return text + pl.lit(f" {column.unit_label}") if column.unit_label else text
 
 
 def _template_expr(template: str, slots: dict[str, pl.Expr], schema: pl.Schema) -> pl.Expr:
@@ -250,8 +301,8 @@ def _text_expr(column: str, schema: pl.Schema) -> pl.Expr:
     """A column the way a French data manager reads it: 3,0 / 12/03/2014 / 03/2014 / < 5 / oui."""
     col = pl.col(column)
     dtype = schema[column]
-    if column in VALUE_LABELS:
-        text = col.replace_strict(VALUE_LABELS[column], default=col, return_dtype=pl.String)
+    if column in _VALUE_LABELS:
+        text = col.replace_strict(_VALUE_LABELS[column], default=col, return_dtype=pl.String)
     elif dtype == pl.Boolean:
         text = pl.when(col).then(pl.lit("oui")).otherwise(pl.lit("non"))
     elif dtype == pl.Date:
@@ -337,7 +388,7 @@ def _held_parents(parents: pl.DataFrame, key: str, *carried: str) -> tuple[pl.Se
     return kept, held
 
 
-def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str, rule_def,
+def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
                  field: pl.Expr, value: pl.Expr, slots: dict[str, pl.Expr] | None = None) -> pl.DataFrame:
     """One query per row of ``frame`` (rows of canonical ``table``) under ``rule``, at the row's own place."""
     return frame.select(
@@ -352,8 +403,8 @@ def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
         field.alias("field"),
         value.alias("value"),
         pl.lit(rule).alias("rule"),
-        pl.lit(rule_def.severity).alias("severity"),
-        _template_expr(rule_def.message, slots or {}, frame.schema).alias("message"),
+        pl.lit(rules.severity(rule)).alias("severity"),
+        _template_expr(rules.rule(rule).message_fr, slots or {}, frame.schema).alias("message"),
     )
 
 
@@ -364,7 +415,7 @@ def _with_reason(frame: pl.DataFrame, hit: pl.Expr, reason: pl.Expr) -> pl.DataF
     )
 
 
-def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
     """Quarantine the rows of patients with no accepted patient row; one query per such row."""
     if "patient" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
@@ -372,27 +423,26 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFram
     queries = []
     if held.is_empty():  # no patient held back: nothing cascades
         return pl.DataFrame(schema=QUERY_SCHEMA)
-    for table in CHILDREN:
+    for table in ruleset.children:
         if table not in marked:
             continue
         frame = marked[table].join(held, on="patient_id", how="left", maintain_order="left")
         hit = pl.col("parent_where").is_not_null()
         marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"])).drop("parent_where", "parent_reasons")
         none = pl.lit(None, dtype=pl.String)
-        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined",
-                                        RULES["parent_quarantined"], none, none))
+        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined", none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
 
-def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.DataFrame:
+def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
     """Quarantine the segments, variants and fusions of samples with no accepted manifest row
-    (:data:`~validations.canonical.SAMPLE_RULES`); one query per such row, naming its own file and
+    (the ruleset's ``sample_rules``); one query per such row, naming its own file and
     line and, for a quarantined case, the manifest line and its reasons."""
     if "molecular_sample" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     kept, held = _held_parents(marked["molecular_sample"], "sample_id", "patient_id")
     queries = []
-    for table in SAMPLE_CHILDREN:
+    for table in ruleset.sample_children:
         if table not in marked or marked[table].is_empty():
             continue
         frame = marked[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
@@ -403,9 +453,9 @@ def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult) -> pl.
         hit = pl.col("_cascade").is_not_null()
         marked[table] = _with_reason(frame, hit, pl.concat_list("_cascade")).drop(
             "parent_where", "parent_reasons", "patient_id", "_cascade")
-        for rule, rule_def in SAMPLE_RULES.items():
+        for rule in ruleset.sample_rules:
             part = frame.filter(pl.col("_cascade") == rule)
             if not part.is_empty():
-                queries.append(_row_queries(part, result, table, rule, rule_def, pl.lit("sample_id"),
+                queries.append(_row_queries(part, result, table, rule, pl.lit("sample_id"),
                                                 pl.col("sample_id")))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)

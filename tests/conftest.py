@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import clms_etl.analyses  # noqa: F401  (declares the result tables to the warehouse)
+import validations.canonical  # noqa: F401  (declares what the validate step checks, as the Dagster layer does)
 from clms_etl.keys import ENV_DEMO, ENV_KEY, ENV_KEY_FILE
 from clms_etl.synth.generate import generate
 from tests.warehouse.helpers import TEST_KEY

@@ -24,6 +24,7 @@ warehouse_adopt_key
 warehouse_docs
 export_analysis_command
 export_cbioportal_command
+export_omop_command
 survival_command
 
 # SQLAlchemy: the dialect is registered by name, the attribute read by the engine (duckdb_buffered.py);

@@ -1,7 +1,7 @@
 """An independent reading of the synthetic deliveries, for tests of the generator.
 
 It uses only standard readers (openpyxl, the csv module, the files' declared encodings) and
-decoding tables written here from ``shared/domain/centre_exports.md`` — never the project's
+decoding tables written here from ``docs/centre_formats.md`` — never the project's
 own readers — so that a test of the generator does not lean on the code it feeds.
 Each centre's patients come out as dicts of Table 1 variables in canonical terms.
 """

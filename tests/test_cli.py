@@ -14,7 +14,8 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("args", [[], ["synth"], ["warehouse"], ["warehouse", "create"],
                                   ["warehouse", "roles"], ["warehouse", "docs"],
-                                  ["warehouse", "rekey"], ["warehouse", "adopt-key"]])
+                                  ["warehouse", "rekey"], ["warehouse", "adopt-key"],
+                                  ["export", "omop"]])
 def test_every_command_has_help(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output
@@ -37,6 +38,7 @@ def test_synth_rejects_a_defect_rate_out_of_range(tmp_path):
 @pytest.mark.parametrize("args", [
     ["warehouse", "create", "--url", "postgresql+psycopg://clms:s3cret-pw@127.0.0.1:5432/clms"],
     ["export", "analysis", "/tmp/never", "--url", "postgresql+psycopg://clms:s3cret-pw@127.0.0.1:5432/clms"],
+    ["export", "omop", "postgresql+psycopg://clms:s3cret-pw@127.0.0.1:5432/clms"],
     ["warehouse", "roles", "--url", "postgresql+psycopg://admin@127.0.0.1:5432/clms",
      "--loader-password", "s3cret-pw", "--analyst-password", "s3cret-pw"],
 ])

@@ -52,7 +52,7 @@ POOL = "warehouse"
 OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
 NIGHTLY_ASSETS = {"warehouse", "survival_analysis", "molecular_summary", "cbioportal_study", "clinician_report",
-                  "analysis_exports"}
+                  "analysis_exports", "omop_cdm"}
 ALL_ASSETS = {"centre_import", "centre_warehouse", *NIGHTLY_ASSETS}
 
 
@@ -184,7 +184,7 @@ def test_dg_check_defs_and_list_defs_load_the_code_location_without_warnings(tmp
         "centre_import:validation_gate", "centre_import:row_accounting", "centre_import:shrinkage_guard",
         "warehouse:great_expectations",
         "survival_analysis:result_expectations", "molecular_summary:result_expectations",
-        "cbioportal_study:k_anonymity"}
+        "cbioportal_study:k_anonymity", "omop_cdm:omop_quality"}
     assert {j["name"] for j in listed["jobs"]} == {"import_centre", "nightly_refresh"}
     assert [s["name"] for s in listed["schedules"]] == ["nightly_refresh_0200"]
     assert sorted(s["name"] for s in listed["sensors"]) == ["dead_runs_sensor", "drop_folder_sensor"]
@@ -258,13 +258,13 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert patients_by_centre(tmp_path / "warehouse.duckdb") == TWIN_PATIENTS
     assert sorted((e.asset_key.to_user_string(), e.check_name, e.passed) for e in nightly.get_asset_check_evaluations()) == [
         ("cbioportal_study", "k_anonymity", True),
-        ("molecular_summary", "result_expectations", True), ("survival_analysis", "result_expectations", True),
-        ("warehouse", "great_expectations", True)]
+        ("molecular_summary", "result_expectations", True), ("omop_cdm", "omop_quality", True),
+        ("survival_analysis", "result_expectations", True), ("warehouse", "great_expectations", True)]
 
     # what a user reads in the UI, without a notebook
     imported = imports["nice"].asset_materializations_for_node("centre_import")[0].metadata
     assert imported["dagster/row_count"].value == TWIN_PATIENTS["nice"]
-    assert {c.name for c in imported["dagster/column_schema"].schema.columns} >= {"patient_id", "centre"}
+    assert {c.name for c in imported["dagster/column_schema"].schema.columns} >= {"patient.patient_id", "patient.centre"}
     assert Path(imported["query_list"].path).is_file()
     assert imported["rows_plot"].value.startswith("![rows accepted and quarantined per table](data:image/png;base64,")
     assert isinstance(imported["queries_by_rule"], dg.MarkdownMetadataValue)  # the twin of Nice: "_(no row)_"
@@ -558,7 +558,8 @@ def test_webserver_serves_the_code_location_over_graphql_without_warnings(tmp_pa
     assert checks == {("centre_import", "validation_gate", True), ("centre_import", "row_accounting", True),
                       ("centre_import", "shrinkage_guard", True),
                       ("warehouse", "great_expectations", True), ("survival_analysis", "result_expectations", True),
-                      ("molecular_summary", "result_expectations", True), ("cbioportal_study", "k_anonymity", False)}
+                      ("molecular_summary", "result_expectations", True), ("cbioportal_study", "k_anonymity", False),
+                      ("omop_cdm", "omop_quality", True)}
     [repository] = data["repositoriesOrError"]["nodes"]
     assert repository["location"]["name"] == "clms_etl"
     assert {j["name"] for j in repository["jobs"]} >= {"import_centre", "nightly_refresh"}

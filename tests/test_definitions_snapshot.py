@@ -1,6 +1,7 @@
 """A snapshot of the code location's definitions (as dagster-open-platform keeps one).
 
-The assets (group, kinds, owners, tags, partitions, code version, deps, pools), the checks (blocking
+The assets (group, kinds, owners, tags, partitions, code version, deps, pools, the tables their
+column schema lists), the checks (blocking
 or not, pool), the jobs and what they select, the schedules (cron, timezone), the sensors and the
 resource keys, as the code location loads them (``assets/definitions.py``: the defs folder
 ``assets/defs/`` and the resources), are compared with ``tests/snapshots/definitions.json``. A
@@ -54,7 +55,17 @@ def _asset(graph: dg.AssetGraph, key: dg.AssetKey) -> dict:
         "code_version": node.code_version,
         "deps": sorted(k.to_user_string() for k in node.parent_keys),
         "pools": sorted(node.pools),
+        "column_schema_tables": _column_schema_tables(node.metadata.get("dagster/column_schema")),
     }
+
+
+def _column_schema_tables(value) -> list[str] | None:
+    """The tables whose columns an asset's column schema lists (``<table>.<column>``; the columns
+    themselves are the contract's, ``tests/test_contract.py``)."""
+    if value is None:
+        return None
+    schema = value.schema if isinstance(value, dg.TableSchemaMetadataValue) else value
+    return sorted({c.name.split(".")[0] for c in schema.columns})
 
 
 def _check(graph: dg.AssetGraph, key: dg.AssetCheckKey) -> dict:

@@ -20,8 +20,6 @@ _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 # The library modules that still read validations' schemas themselves (issue #13, not yet inverted).
 STILL_IMPORTING_VALIDATIONS = {
-    "clms_etl.identifiers",  # VOCABULARY, FIELD_LABELS (labels of screened fields)
-    "clms_etl.validate",  # the canonical schemas and rules of the validate step
     "clms_etl.readers.lyon", "clms_etl.readers.molecular", "clms_etl.readers.montpellier",
     "clms_etl.readers.nice", "clms_etl.readers.nimes",  # each reader's structural schema
 }
@@ -112,7 +110,29 @@ def test_no_new_library_module_imports_validations():
 
 
 @pytest.mark.xfail(strict=True, reason="left of issue #13: " + ", ".join(sorted(STILL_IMPORTING_VALIDATIONS))
-                   + " import validations (readers: validations.structural; validate, identifiers: "
-                   "validations.canonical); invert by passing the schemas in from validations / assets")
+                   + " import validations (readers: validations.structural); invert by passing the "
+                   "schemas in from validations / assets, as validations.canonical declares its ruleset")
 def test_the_library_does_not_import_validations():
     assert offenders(("clms_etl",), ("validations",)) == {}
+
+
+def test_the_validate_step_checks_the_ruleset_validations_declares():
+    """At run time too: importing the library's pipeline and validate step loads no validations
+    module, validating then says what is missing, and importing validations.canonical declares it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import clms_etl.pipeline, clms_etl.validate, clms_etl.identifiers\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'validations'], sorted(sys.modules)\n"
+        "try:\n"
+        "    clms_etl.validate.declared_ruleset()\n"
+        "except RuntimeError as missing:\n"
+        "    print(missing)\n"
+        "import validations.canonical\n"
+        "assert clms_etl.validate.declared_ruleset().schemas is validations.canonical.SCHEMAS\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "no canonical validation declared" in done.stdout

@@ -404,7 +404,7 @@ def test_repeat_row_without_base_row_is_an_orphan_error_and_still_read(twin):
         rows.append(_event_row(header, "9999", 1, "2010-05-05", "3", cause="1"))
     edit(folder, change)
     result = read(folder)
-    orphan = queries(result, "orphan_repeat_row", ERROR)
+    orphan = queries(result, "orphan_row", ERROR)
     assert orphan.height == 1 and orphan["table_name"][0] == "event"
     ev = result.frames["event"]
     assert ev.height == truth.event.height + 1

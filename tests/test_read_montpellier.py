@@ -328,9 +328,9 @@ def test_death_without_status_and_status_without_date_are_reported(tmp_path, cle
     rows[b][header.index("DATE_DC")] = ""
     result = read(write(tmp_path, rows))
     q = queries(result)
-    assert set(q.filter(pl.col("row") == a + 1)["rule"]) == {"vital_status_contradiction",
-                                                             "last_news_differs_from_death"}
-    assert "missing_event_date" in q.filter(pl.col("row") == b + 1)["rule"].to_list()
+    assert set(q.filter(pl.col("row") == a + 1)["rule"]) == {"vital_status_inconsistent",
+                                                             "last_news_of_dead_patient"}
+    assert "event_date_missing" in q.filter(pl.col("row") == b + 1)["rule"].to_list()
     for row in (a + 1, b + 1):  # the death is written, never a last news besides it
         kinds = result.frames["event"].filter(pl.col("source_row") == row)["event_kind"].to_list()
         assert "death" in kinds and "last_news" not in kinds

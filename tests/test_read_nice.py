@@ -329,24 +329,25 @@ def test_orphan_and_anonymous_rows_are_errors_and_kept(tmp_path, sheets):
     }))
     got = {(r["sheet"], r["row"], r["rule"]) for r in errors(result).iter_rows(named=True)}
     gone = sheets[PATIENTS][3][0]  # the operations and events of the patient who lost his number
-    orphans = {(name, i + 1, "unknown_patient") for name in (SURGERIES, EVENTS)
+    orphans = {(name, i + 1, "orphan_row") for name in (SURGERIES, EVENTS)
                for i, r in enumerate(sheets[name]) if r[0] == gone and (name, i + 1) != (EVENTS, 3)}
     assert orphans
-    assert got == {(SURGERIES, 2, "unknown_patient"), (EVENTS, 3, "missing_patient_id"),
+    assert got == {(SURGERIES, 2, "orphan_row"), (EVENTS, 3, "missing_patient_id"),
                    (PATIENTS, 4, "missing_patient_id")} | orphans
     assert result.frames["surgery"].height == len(sheets[SURGERIES]) - 1
     assert result.frames["event"].filter(pl.col("source_row") == 3)["patient_id"].to_list() == [None]
 
 
-def test_last_news_of_a_dead_patient_is_an_error(tmp_path, sheets):
+def test_last_news_of_a_dead_patient_is_a_warning_as_in_every_centre(tmp_path, sheets):
     events = sheets[EVENTS]
     kind = events[0].index("Évènement")
     death = next(i for i, r in enumerate(events) if r[kind] == "Décès")
     edited = copy.deepcopy(sheets)
     edited[EVENTS].append([events[death][0], events[death][1], "Dernières nouvelles", None, None, None])
     result = read(save(tmp_path, edited))
-    assert errors(result).select("sheet", "row", "rule").rows() == [(EVENTS, len(events) + 1,
-                                                                     "last_news_for_dead_patient")]
+    assert errors(result).is_empty()
+    assert queries(result).select("sheet", "row", "rule", "severity").rows() == [
+        (EVENTS, len(events) + 1, "last_news_of_dead_patient", "warning")]
 
 
 def test_inconsistent_event_rows_are_reported(tmp_path, sheets):
@@ -362,9 +363,9 @@ def test_inconsistent_event_rows_are_reported(tmp_path, sheets):
     got = {(r["sheet"], r["field"], r["rule"], r["severity"]) for r in queries(result).iter_rows(named=True)}
     assert got == {
         (PATIENTS, "colonne 21", "value_without_header", "warning"),
-        (EVENTS, "Évènement", "missing_event_kind", "error"), (EVENTS, "Date", "missing_event_date", "error"),
-        (EVENTS, "Site métastatique", "site_without_metastasis", "warning"),
-        (EVENTS, "Cause du décès", "cause_without_death", "warning"),
+        (EVENTS, "Évènement", "required_value_missing", "error"), (EVENTS, "Date", "event_date_missing", "error"),
+        (EVENTS, "Site métastatique", "metastasis_site_without_metastasis", "error"),
+        (EVENTS, "Cause du décès", "death_cause_without_death", "error"),
     }
     row = result.frames["event"].filter(pl.col("source_row") == lr).row(0, named=True)
     assert (row["event_kind"], row["metastasis_site"], row["death_cause"]) == ("local_recurrence", None, None)

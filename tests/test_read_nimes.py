@@ -334,14 +334,14 @@ def test_event_ties_order_recurrence_metastasis_death(tmp_path):
     ("Taille", "15", "missing_unit"),
     ("Taille", "grosse", "unparseable_number"),
     ("Mitoses", "beaucoup", "unparseable_number"),
-    ("Ki67", "150 %", "out_of_range"),
-    ("Mitoses", "2200000000", "out_of_range"),
-    ("Taille", "9" * 400 + " mm", "out_of_range"),
+    ("Ki67", "150 %", "number_out_of_range"),
+    ("Mitoses", "2200000000", "number_out_of_range"),
+    ("Taille", "9" * 400 + " mm", "number_out_of_range"),
     ("Marges", "large", "unparseable_margins"),
-    ("Siège", "ailleurs", "unknown_site"),
+    ("Siège", "ailleurs", "unknown_code"),
     ("Siège", "cou et thorax", "ambiguous_site"),
     ("Évolution", "guéri 2017", "unparsed_evolution_note"),
-    ("Évolution", "DCD 03/2018 (accident)", "unknown_death_cause"),
+    ("Évolution", "DCD 03/2018 (accident)", "unknown_code"),
 ])
 def test_bad_cell_gives_an_error_query_naming_row_and_column(tmp_path, column, value, rule):
     rows = [_row(Dossier="D1"), _row(Dossier="D2", **{column: value})]
@@ -368,7 +368,7 @@ def test_unknown_metastasis_site_is_other_with_a_warning(tmp_path):
     result = _read(_write(tmp_path, [row]).parent)
     assert _errors(result).is_empty()
     assert result.frames["event"]["metastasis_site"].to_list() == ["other", None]
-    assert _queries(result, "unknown_metastasis_site", WARNING).height == 1
+    assert _queries(result, "metastasis_site_other", WARNING).height == 1
 
 
 def test_stray_spaces_and_odd_case_are_read_with_a_warning(tmp_path):
@@ -384,7 +384,7 @@ def test_stray_spaces_and_odd_case_are_read_with_a_warning(tmp_path):
 
 def test_dead_patient_with_other_last_news_gets_a_warning(tmp_path):
     result = _read(_write(tmp_path, [_row(**{"Dernières nouvelles": "01/01/2019"})]).parent)
-    assert _queries(result, "last_news_differs_from_death", WARNING).height == 1
+    assert _queries(result, "last_news_of_dead_patient", WARNING).height == 1
     assert "last_news" not in result.frames["event"]["event_kind"].to_list()
 
 
@@ -600,8 +600,8 @@ def test_site_lexicon(text, site):
     assert (got, detail, issues) == (site, text, [])
 
 
-@pytest.mark.parametrize(("text", "rule"), [("ailleurs", "unknown_site"), ("cou et thorax", "ambiguous_site"),
-                                            ("aisselle", "unknown_site")])
+@pytest.mark.parametrize(("text", "rule"), [("ailleurs", "unknown_code"), ("cou et thorax", "ambiguous_site"),
+                                            ("aisselle", "unknown_code")])
 def test_site_not_understood_keeps_the_text(text, rule):
     (site, detail), issues = nimes.parse_site(text)
     assert site is None and detail == text and [i.rule for i in issues] == [rule]
@@ -717,7 +717,7 @@ def test_parse_evolution_never_ignores_a_note():
     assert [n.text for n in notes] == ["RL 2016", "n'importe quoi", "métastase surrénalienne 2017"]
     assert notes[1].events == [] and [i.rule for i in notes[1].issues] == ["unparsed_evolution_note"]
     assert notes[2].events[0].metastasis_site == "other"
-    assert "unknown_metastasis_site" in [i.rule for i in notes[2].issues]
+    assert "metastasis_site_other" in [i.rule for i in notes[2].issues]
 
 
 # --- property-based: arbitrary text never raises -----------------------------------------------------

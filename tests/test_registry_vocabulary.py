@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import shutil
+import tomllib
 import unicodedata
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from clms_etl.warehouse.expectations import BASE, RESULTS, load_suites, run_expe
 from tests.warehouse.test_result_expectations import twin_warehouse_path, write_analyses  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-# Where vocabularies live: the suites and schemas (validations/), the library outside the synthetic
+# Where vocabularies live: the suites and schemas (validations/), the contract, the library outside the synthetic
 # generator (which writes the twin's own centres) and the readers (one module per format, named after
 # the centre that first used it), and the Dagster layer.
 SCANNED = [*(ROOT / "validations").rglob("*.json"), *(ROOT / "validations").rglob("*.py"),
+           ROOT / "clms_etl" / "data" / "contract.toml",
            *(p for p in (ROOT / "clms_etl").rglob("*.py") if not {"synth", "readers"} & set(p.parts)),
            *(ROOT / "assets").rglob("*.py")]
 EXTRA = "centre05-nice"  # a scale delivery's centre, declared by the drop folder's centres.toml
@@ -29,7 +31,7 @@ def _fold(text: str) -> str:
 
 
 def _strings(path: Path):
-    if path.suffix == ".json":
+    if path.suffix in (".json", ".toml"):
         def walk(value):
             if isinstance(value, str):
                 yield value
@@ -40,7 +42,8 @@ def _strings(path: Path):
             elif isinstance(value, list):
                 for v in value:
                     yield from walk(v)
-        yield from walk(json.loads(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        yield from walk(json.loads(text) if path.suffix == ".json" else tomllib.loads(text))
         return
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -18,8 +17,8 @@ from clms_etl.synth.generate import generate
 from clms_etl.synth.twin import build_twin
 from tests import oracle
 from tests.conftest import TWIN_DATE
+from tests.paper import PAPER
 
-PAPER = json.loads((Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "clms_paper.json").read_text())
 TABLE1 = PAPER["table1"]
 DATE = TWIN_DATE
 

@@ -1,10 +1,12 @@
 """Validation of the canonical clinical tables: the rules that decide what the warehouse trusts.
 
-Three pieces, used by :func:`clms_etl.validate.validate`:
+Three pieces, declared to :func:`clms_etl.validate.validate` when this module is imported
+(:func:`~clms_etl.validate.declare_ruleset`: the library never imports ``validations``):
 
-* :data:`RULES`: every rule id with its severity, the table(s) it concerns, why it exists and
-  the French message a centre's data manager reads. It is the **only** place severities are
-  set: pandera checks all "fail" alike; the severity of a failure is looked up here.
+* :data:`RULES`: every rule id validation checks, with the table(s) it concerns and why it
+  exists. Its severity and the French message a centre's data manager reads are the rule
+  registry's (:mod:`clms_etl.rules`, ``clms_etl/data/rules.toml``): pandera checks all "fail"
+  alike; the severity of a failure is looked up there.
 * :func:`add_context`: the canonical frames plus ``ctx_*`` columns that bring what a row is
   compared with from elsewhere (the patient's diagnosis date, last news, death, the delivery
   date, whether the row duplicates an earlier one), and the tumour's computed FNCLCC grade.
@@ -27,223 +29,166 @@ from typing import NamedTuple
 import pandera.polars as pa
 import polars as pl
 
-from clms_etl import model, vocabulary
+from clms_etl import contract, model, vocabulary
 from clms_etl.grading import fnclcc_grade_expr
-from clms_etl.readers.base import ERROR, WARNING
+from clms_etl.validate import Ruleset, declare_ruleset
 
 CLINICAL = ("patient", "tumour", "surgery", "event")
 CHILDREN = ("tumour", "surgery", "event")
 
-MARGIN_MAX_CM = 5.0
-SIZE_MAX_CM = 30.0
-AGE_MAX_YEARS = 120
-AGE_ADULT_YEARS = 18
-DELAY_MAX_MONTHS = 600
-MITOSES_IMPLAUSIBLE = 200  # per 10 HPF; cLMS average about 5
+# Code lists and ranges are the contract's (clms_etl/data/contract.toml); what is decided here is
+# which rule a value outside them raises.
+AGE_ADULT_YEARS = 18  # below: a warning (age_under_18), not a range
 # Uncertainty of a date imputed from a partial one (dates.py imputes mid-month / 1 July).
 PRECISION_TOLERANCE_DAYS = {"month": 31, "year": 366}
-DATE_PRECISIONS = ("day", "month", "year")
 
 
 class Rule(NamedTuple):
-    severity: str  # ERROR quarantines the row, WARNING only flags it
+    """Where a validation rule is checked and why; its severity, messages and category are the
+    rule registry's (:mod:`clms_etl.rules`), like every other rule's."""
+
     table: tuple[str, ...]  # canonical table(s) whose rows the rule is checked on
     description: str  # why the rule exists (for developers and validations/README.md)
-    message: str  # French template: {label}, {value}, {allowed} and any column of the row
 
 
 RULES: dict[str, Rule] = {
     # --- any table --------------------------------------------------------------------------
     "required_value_missing": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
-        "A row without its patient pseudonym (or an event without its kind) cannot be attached or used.",
-        "{label} absent(e) : champ obligatoire, la ligne ne peut pas être chargée."),
+        ("patient", "tumour", "surgery", "event"),
+        "A row without its patient pseudonym (or an event without its kind) cannot be attached or used."),
     "code_not_in_vocabulary": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
-        "Coded columns take only the canonical values of clms_etl/vocabulary.py.",
-        "Valeur « {value} » hors du vocabulaire pour « {label} » (attendu : {allowed})."),
+        ("patient", "tumour", "surgery", "event"),
+        "Coded columns take only the canonical values of clms_etl/vocabulary.py."),
     "score_not_in_set": Rule(
-        ERROR, ("tumour",),
-        "FNCLCC grade, differentiation and necrosis scores only exist as 1-3, 1-3 and 0-2.",
-        "{label} = {value} : valeur impossible (attendu : {allowed})."),
+        ("tumour",),
+        "FNCLCC grade, differentiation and necrosis scores only exist as 1-3, 1-3 and 0-2."),
     "duplicate_row": Rule(
-        ERROR, ("patient", "tumour", "surgery", "event"),
+        ("patient", "tumour", "surgery", "event"),
         "An exact copy of an earlier row (provenance and numbering aside) would be counted twice; "
-        "the first copy is kept, the later ones quarantined.",
-        "Ligne identique à la ligne {ctx_duplicate_of_row} : doublon, non chargé une seconde fois."),
+        "the first copy is kept, the later ones quarantined."),
     "date_in_future": Rule(
-        ERROR, ("patient", "surgery", "event"),
-        "No date can be later than the delivery itself.",
-        "{label} ({value}) postérieure à la date de livraison ({ctx_delivery_date})."),
+        ("patient", "surgery", "event"),
+        "No date can be later than the delivery itself."),
     "date_in_future_imprecise": Rule(
-        WARNING, ("patient", "surgery", "event"),
-        "As date_in_future, but within the uncertainty of a partial (imputed) date.",
-        "{label} ({value}, date partielle imputée) postérieure à la date de livraison "
-        "({ctx_delivery_date}) : préciser la date."),
+        ("patient", "surgery", "event"),
+        "As date_in_future, but within the uncertainty of a partial (imputed) date."),
     "orphan_row": Rule(
-        ERROR, CHILDREN,
-        "A tumour, operation or event whose patient is not in the delivery cannot be attached.",
-        "Aucun patient {patient_id} dans la livraison : ligne rattachée à un patient inconnu."),
+        CHILDREN,
+        "A tumour, operation or event whose patient is not in the delivery cannot be attached."),
     "parent_quarantined": Rule(
-        ERROR, CHILDREN,
+        CHILDREN,
         "When the patient row is quarantined its tumour, operations and events are too: they "
-        "cannot be interpreted without it. One query per cascaded row.",
-        "Ligne non chargée : le patient ({parent_where}) est en quarantaine ({parent_reasons}) ; "
-        "corriger d'abord la ligne du patient."),
+        "cannot be interpreted without it. One query per cascaded row."),
     # --- patient ----------------------------------------------------------------------------
     "diagnosis_date_missing": Rule(
-        ERROR, ("patient",),
-        "The diagnosis is the time origin of every endpoint: without it nothing can be timed.",
-        "Date du diagnostic absente : aucun évènement du patient ne peut être daté."),
+        ("patient",),
+        "The diagnosis is the time origin of every endpoint: without it nothing can be timed."),
     "birth_after_diagnosis": Rule(
-        ERROR, ("patient",),
-        "A negative age at diagnosis means the birth date is after the diagnosis.",
-        "Âge au diagnostic négatif ({value} ans) : date de naissance postérieure au diagnostic."),
+        ("patient",),
+        "A negative age at diagnosis means the birth date is after the diagnosis."),
     "age_out_of_range": Rule(
-        ERROR, ("patient",),
-        "An age above 120 years is a wrong birth or diagnosis date.",
-        "Âge au diagnostic de {value} ans : invraisemblable (au-delà de 120 ans)."),
+        ("patient",),
+        "An age above 120 years is a wrong birth or diagnosis date."),
     "age_under_18": Rule(
-        WARNING, ("patient",),
-        "cLMS in a child is possible but exceptional: the centre confirms it.",
-        "Âge au diagnostic de {value} ans (patient mineur) : possible mais exceptionnel, à confirmer."),
+        ("patient",),
+        "cLMS in a child is possible but exceptional: the centre confirms it."),
     "patient_rows_conflict": Rule(
-        ERROR, ("patient",),
+        ("patient",),
         "Several different rows for one pseudonym: which one is right is the centre's call, so "
-        "none is loaded.",
-        "Patient présent sur {ctx_patient_rows} lignes différentes : une seule ligne par patient "
-        "attendue, aucune n'est chargée avant correction."),
+        "none is loaded."),
     "vital_status_inconsistent": Rule(
-        WARNING, ("patient",),
-        "The vital status contradicts the events: dead without a death event, or alive/lost with one.",
-        "Statut vital « {value} » incohérent avec les évènements (décès enregistré : {ctx_has_death})."),
+        ("patient",),
+        "The vital status contradicts the events: dead without a death event, or alive/lost with one."),
     # --- tumour -----------------------------------------------------------------------------
     "size_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "Cutaneous LMS measure millimetres to a few centimetres: 0 < size <= 30 cm.",
-        "Taille de {value} cm hors de l'intervalle plausible (> 0 et ≤ 30 cm ; unité mm/cm ?)."),
+        ("tumour",),
+        "Cutaneous LMS measure millimetres to a few centimetres: 0 < size <= 30 cm."),
     "delay_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "A delay before the first consultation is between 0 and 600 months (50 years).",
-        "Délai avant la première consultation de {value} mois hors de l'intervalle 0–600 mois."),
+        ("tumour",),
+        "A delay before the first consultation is between 0 and 600 months (50 years)."),
     "ki67_out_of_range": Rule(
-        ERROR, ("tumour",),
-        "Ki67 is a percentage of nuclei: 0-100.",
-        "Ki67 de {value} % hors de l'intervalle 0–100 %."),
+        ("tumour",),
+        "Ki67 is a percentage of nuclei: 0-100."),
     "mitoses_negative": Rule(
-        ERROR, ("tumour",),
-        "A mitotic count cannot be negative.",
-        "Compte mitotique négatif ({value} mitoses / 10 champs)."),
+        ("tumour",),
+        "A mitotic count cannot be negative."),
     "mitoses_implausible": Rule(
-        ERROR, ("tumour",),
-        "200 or more mitoses per 10 HPF is not a cLMS count (likely per mm² or a typo).",
-        "Compte mitotique de {value} / 10 champs invraisemblable (≥ 200)."),
+        ("tumour",),
+        "200 or more mitoses per 10 HPF is not a cLMS count (likely per mm² or a typo)."),
     "mitoses_class_mismatch": Rule(
-        WARNING, ("tumour",),
-        "The recorded mitosis class contradicts the count; the count is kept and used for grading.",
-        "Classe mitotique « {value} » incohérente avec le compte de {mitoses_per_10hpf} mitoses / 10 champs."),
+        ("tumour",),
+        "The recorded mitosis class contradicts the count; the count is kept and used for grading."),
     "grade_inconsistent": Rule(
-        WARNING, ("tumour",),
+        ("tumour",),
         "The recorded FNCLCC grade differs from the one computed from its three components; "
-        "the recorded grade is kept, the row flagged (grade_check = inconsistent).",
-        "Grade FNCLCC {value} différent du grade recalculé {fnclcc_grade_computed} (différenciation "
-        "{differentiation_score}, {mitoses_per_10hpf} mitoses / 10 champs, nécrose {necrosis_score}) : "
-        "grade conservé, à vérifier."),
+        "the recorded grade is kept, the row flagged (grade_check = inconsistent)."),
     # --- surgery ----------------------------------------------------------------------------
     "margin_negative": Rule(
-        ERROR, ("surgery",),
-        "A margin is a distance: never negative.",
-        "{label} négative ({value} cm)."),
+        ("surgery",),
+        "A margin is a distance: never negative."),
     "margin_out_of_range": Rule(
-        ERROR, ("surgery",),
-        "Margins above 5 cm are not done for cLMS: usually a mm/cm confusion.",
-        "{label} de {value} cm invraisemblable (> 5 cm ; unité mm/cm ?)."),
+        ("surgery",),
+        "Margins above 5 cm are not done for cLMS: usually a mm/cm confusion."),
     "histological_exceeds_clinical": Rule(
-        ERROR, ("surgery",),
+        ("surgery",),
         "The histological margin is measured on the specimen cut with the clinical margin: it "
-        "cannot be wider.",
-        "Marge histologique ({histological_margin_cm} cm) supérieure à la marge clinique "
-        "({clinical_margin_cm} cm)."),
+        "cannot be wider."),
     "surgery_date_missing": Rule(
-        WARNING, ("surgery",),
-        "An undated operation keeps its margins and status but cannot be placed in the follow-up.",
-        "Date de l'intervention absente : elle ne peut pas être située dans le suivi."),
+        ("surgery",),
+        "An undated operation keeps its margins and status but cannot be placed in the follow-up."),
     "surgery_before_diagnosis": Rule(
-        ERROR, ("surgery",),
-        "Diagnosis (the time origin) precedes or equals every operation.",
-        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date})."),
+        ("surgery",),
+        "Diagnosis (the time origin) precedes or equals every operation."),
     "surgery_before_diagnosis_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_before_diagnosis, within the uncertainty of a partial date.",
-        "Intervention ({value}) antérieure au diagnostic ({ctx_diagnosis_date}), écart compatible "
-        "avec une date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_before_diagnosis, within the uncertainty of a partial date."),
     "surgery_after_last_news": Rule(
-        ERROR, ("surgery",),
-        "An operation is a contact: it cannot be after the last news.",
-        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date})."),
+        ("surgery",),
+        "An operation is a contact: it cannot be after the last news."),
     "surgery_after_last_news_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_after_last_news, within the uncertainty of a partial date.",
-        "Intervention ({value}) postérieure aux dernières nouvelles ({ctx_last_news_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_after_last_news, within the uncertainty of a partial date."),
     "surgery_after_death": Rule(
-        ERROR, ("surgery",),
-        "No operation after death.",
-        "Intervention ({value}) postérieure au décès ({ctx_death_date})."),
+        ("surgery",),
+        "No operation after death."),
     "surgery_after_death_imprecise": Rule(
-        WARNING, ("surgery",),
-        "As surgery_after_death, within the uncertainty of a partial date.",
-        "Intervention ({value}) postérieure au décès ({ctx_death_date}), écart compatible avec une "
-        "date partielle : préciser les dates."),
+        ("surgery",),
+        "As surgery_after_death, within the uncertainty of a partial date."),
     # --- event ------------------------------------------------------------------------------
     "event_date_missing": Rule(
-        ERROR, ("event",),
-        "An undated event cannot enter any survival endpoint.",
-        "Date absente pour l'évènement « {event_kind} » : il ne peut pas être daté."),
+        ("event",),
+        "An undated event cannot enter any survival endpoint."),
     "event_before_diagnosis": Rule(
-        ERROR, ("event",),
-        "Diagnosis (the time origin) precedes or equals every event.",
-        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date})."),
+        ("event",),
+        "Diagnosis (the time origin) precedes or equals every event."),
     "event_before_diagnosis_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_before_diagnosis, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) antérieur au diagnostic ({ctx_diagnosis_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_before_diagnosis, within the uncertainty of a partial date."),
     "event_after_last_news": Rule(
-        ERROR, ("event",),
-        "The last news closes the follow-up: every other event is on or before it.",
-        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date})."),
+        ("event",),
+        "The last news closes the follow-up: every other event is on or before it."),
     "event_after_last_news_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_after_last_news, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) postérieur aux dernières nouvelles ({ctx_last_news_date}), "
-        "écart compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_after_last_news, within the uncertainty of a partial date."),
     "event_after_death": Rule(
-        ERROR, ("event",),
-        "Death is the last event.",
-        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date})."),
+        ("event",),
+        "Death is the last event."),
     "event_after_death_imprecise": Rule(
-        WARNING, ("event",),
-        "As event_after_death, within the uncertainty of a partial date.",
-        "Évènement « {event_kind} » ({value}) postérieur au décès ({ctx_death_date}), écart "
-        "compatible avec une date partielle : préciser les dates."),
+        ("event",),
+        "As event_after_death, within the uncertainty of a partial date."),
     "multiple_deaths": Rule(
-        ERROR, ("event",),
-        "Different death records for one patient: which is right is the centre's call.",
-        "{ctx_death_count} décès différents enregistrés pour ce patient : un seul attendu."),
+        ("event",),
+        "Different death records for one patient: which is right is the centre's call."),
     "metastasis_without_site": Rule(
-        ERROR, ("event",),
+        ("event",),
         "A metastasis is recorded with its site (one row per site): without it the pattern of "
-        "spread, a main question of the registry, is lost.",
-        "Métastase sans site métastatique renseigné."),
+        "spread, a main question of the registry, is lost."),
     "metastasis_site_without_metastasis": Rule(
-        ERROR, ("event",),
-        "A metastatic site only belongs on a metastasis event.",
-        "Site métastatique « {value} » sur un évènement « {event_kind} » : réservé aux métastases."),
+        ("event",),
+        "A metastatic site only belongs on a metastasis event."),
     "death_cause_without_death": Rule(
-        ERROR, ("event",),
-        "A death cause only belongs on a death event.",
-        "Cause de décès « {value} » sur un évènement « {event_kind} » : réservée au décès."),
+        ("event",),
+        "A death cause only belongs on a death event."),
 }
 
 # The laboratory's tables: a segment, variant or fusion is loaded only with an accepted manifest
@@ -252,84 +197,34 @@ RULES: dict[str, Rule] = {
 SAMPLE_CHILDREN = ("cn_segment", "variant", "fusion")
 SAMPLE_RULES: dict[str, Rule] = {
     "sample_quarantined": Rule(
-        ERROR, SAMPLE_CHILDREN,
+        SAMPLE_CHILDREN,
         "When a manifest row is quarantined, the segments, variants and fusions of its sample are too: "
-        "without their case they belong to no patient. One query per cascaded row.",
-        "Ligne non chargée : le cas de l'échantillon « {sample_id} » ({parent_where}) est en quarantaine "
-        "({parent_reasons}) ; corriger d'abord la ligne du manifeste."),
+        "without their case they belong to no patient. One query per cascaded row."),
     "sample_not_in_manifest": Rule(
-        ERROR, SAMPLE_CHILDREN,
+        SAMPLE_CHILDREN,
         "A segment, variant or fusion whose sample is not a usable case of the manifest (no row, or an "
-        "unusable sample id) cannot be attached to any patient.",
-        "Ligne non chargée : échantillon « {sample_id} » absent du manifeste (ou numéro inutilisable) ; "
-        "ajouter le cas au manifeste ou retirer le fichier."),
+        "unusable sample id) cannot be attached to any patient."),
 }
 
-# Canonical field -> the name a data manager understands (used in messages, and as the
-# query's field when the reader did not record the file's own column name).
-FIELD_LABELS: dict[str, dict[str, str]] = {
-    "patient": {
-        "patient_id": "Patient (pseudonyme)", "centre": "Centre", "sex": "Sexe",
-        "age_at_diagnosis_years": "Âge au diagnostic", "immunosuppression": "Immunodépression",
-        "diagnosis_date": "Date du diagnostic", "diagnosis_date_precision": "Précision de la date du diagnostic",
-        "vital_status": "Statut vital", "record_complete": "Dossier complet",
-    },
-    "tumour": {
-        "patient_id": "Patient (pseudonyme)", "site": "Localisation", "site_detail": "Localisation (texte)",
-        "size_cm": "Taille (cm)", "presentation": "Présentation", "pain": "Douleur", "on_scar": "Sur cicatrice",
-        "consultation_delay_months": "Délai 1ère consultation (mois)", "fnclcc_grade": "Grade FNCLCC",
-        "differentiation_score": "Différenciation", "mitoses_per_10hpf": "Mitoses /10 champs",
-        "mitosis_class": "Classe mitotique", "necrosis_score": "Nécrose", "invasion": "Envahissement",
-        "histological_ulceration": "Ulcération histologique", "ki67_percent": "Ki67 (%)",
-    },
-    "surgery": {
-        "patient_id": "Patient (pseudonyme)", "surgery_date": "Date de l'intervention",
-        "surgery_date_precision": "Précision de la date de l'intervention", "surgery_kind": "Type d'intervention",
-        "proposed_margin_cm": "Marge proposée RCP (cm)", "clinical_margin_cm": "Marge clinique (cm)",
-        "histological_margin_cm": "Marge histologique (cm)", "resection_status": "Statut d'exérèse (R)",
-        "adjuvant_radiotherapy": "Radiothérapie adjuvante",
-    },
-    "event": {
-        "patient_id": "Patient (pseudonyme)", "event_kind": "Évènement", "event_date": "Date de l'évènement",
-        "event_date_precision": "Précision de la date de l'évènement", "metastasis_site": "Site métastatique",
-        "death_cause": "Cause du décès", "treatment": "Traitement",
-    },
-}
-
-# Units of canonical numbers: a query's value carries its unit, since the centre's column may
-# hold another one (Nice writes margins in mm, the warehouse keeps cm).
-UNITS: dict[str, str] = {
-    "age_at_diagnosis_years": "ans", "size_cm": "cm", "consultation_delay_months": "mois",
-    "ki67_percent": "%", "proposed_margin_cm": "cm", "clinical_margin_cm": "cm", "histological_margin_cm": "cm",
-}
-
-# Canonical codes shown in French inside messages.
-VALUE_LABELS: dict[str, dict[str, str]] = {
-    "event_kind": {"local_recurrence": "Récidive locale", "metastasis": "Métastase", "death": "Décès",
-                   "last_news": "Dernières nouvelles"},
-    "surgery_kind": {"primary_excision": "Exérèse initiale", "re_excision": "Reprise",
-                     "relapse_surgery": "Chirurgie de la récidive", "metastasis_surgery": "Chirurgie de métastase"},
-    "vital_status": {"alive": "vivant", "dead": "décédé", "lost_to_follow_up": "perdu de vue"},
-}
-
-# Allowed values of each coded column (the {allowed} of a message).
-VOCABULARY: dict[str, dict[str, tuple]] = {
-    "patient": {"sex": vocabulary.SEX, "vital_status": vocabulary.VITAL_STATUSES,
-                "diagnosis_date_precision": DATE_PRECISIONS},
-    "tumour": {"site": vocabulary.SITES, "presentation": vocabulary.PRESENTATIONS,
-               "invasion": vocabulary.INVASIONS, "mitosis_class": vocabulary.MITOSIS_CLASSES,
-               "fnclcc_grade": vocabulary.FNCLCC_GRADES,
-               "differentiation_score": vocabulary.DIFFERENTIATION_SCORES,
-               "necrosis_score": vocabulary.NECROSIS_SCORES},
-    "surgery": {"surgery_kind": vocabulary.SURGERY_KINDS, "resection_status": vocabulary.RESECTION_STATUSES,
-                "surgery_date_precision": DATE_PRECISIONS},
-    "event": {"event_kind": vocabulary.EVENT_KINDS, "metastasis_site": vocabulary.METASTASIS_SITES,
-              "death_cause": vocabulary.DEATH_CAUSES, "event_date_precision": DATE_PRECISIONS},
+# The rule a code outside its list raises (default: code_not_in_vocabulary), and the rules a
+# value below / above its declared range raises, per canonical column.
+CODE_RULES = {"fnclcc_grade": "score_not_in_set", "differentiation_score": "score_not_in_set",
+              "necrosis_score": "score_not_in_set"}
+RANGE_RULES: dict[str, tuple[str, str]] = {
+    "age_at_diagnosis_years": ("birth_after_diagnosis", "age_out_of_range"),
+    "size_cm": ("size_out_of_range", "size_out_of_range"),
+    "consultation_delay_months": ("delay_out_of_range", "delay_out_of_range"),
+    "ki67_percent": ("ki67_out_of_range", "ki67_out_of_range"),
+    "mitoses_per_10hpf": ("mitoses_negative", "mitoses_implausible"),
+    "proposed_margin_cm": ("margin_negative", "margin_out_of_range"),
+    "clinical_margin_cm": ("margin_negative", "margin_out_of_range"),
+    "histological_margin_cm": ("margin_negative", "margin_out_of_range"),
 }
 
 # Columns validation fills in; a reader may leave them out.
 FILLED_BY_VALIDATION = {"tumour": ("fnclcc_grade_computed", "grade_check")}
-# Numbering a reader gives rows: two rows differing only there are still duplicates.
+# Numbering a reader gives rows: two rows differing only there are still duplicates (the
+# database's checks guard their ranges: a wrong number is a reader bug, not the chart's).
 _NUMBERING = {"surgery_no", "event_no"}
 
 
@@ -480,8 +375,21 @@ def _required(rule: str = "required_value_missing") -> pa.Check:
     return pa.Check(lambda data: data.lazyframe.select(pl.col(data.key).is_not_null()), error=rule)
 
 
-def _code(table: str, column: str, rule: str = "code_not_in_vocabulary") -> pa.Check:
-    return pa.Check.isin(list(VOCABULARY[table][column]), error=rule)
+def _contract_checks(table: str, column: contract.Column) -> list[pa.Check]:
+    """The column's code list and range as checks, each failing under the rule decided above."""
+    if column.name in _NUMBERING or column.name in FILLED_BY_VALIDATION.get(table, ()):
+        return []
+    checks = []
+    if column.allowed:
+        checks.append(pa.Check.isin(list(column.allowed), error=CODE_RULES.get(column.name, "code_not_in_vocabulary")))
+    if column.has_range:
+        below, above = RANGE_RULES[column.name]  # a new range needs its rules: KeyError at import
+        if column.min is not None:
+            low = pa.Check.gt if column.min_exclusive else pa.Check.ge
+            checks.append(low(column.min, error=below))
+        if column.max is not None:
+            checks.append(pa.Check.le(column.max, error=above))
+    return checks
 
 
 def _tolerance(*precisions: str) -> pl.Expr:
@@ -510,8 +418,21 @@ def _not_after(rule: str, field: str, earlier: str, later: str, precisions: tupl
     ]
 
 
-def _columns(table: str, checks: dict[str, list[pa.Check]]) -> dict[str, pa.Column]:
-    return {c: pa.Column(t, checks=checks.get(c, []), nullable=True) for c, t in model.TABLES[table].items()}
+def _columns(table: str, checks: dict[str, list[pa.Check]],
+             required: dict[str, str] | None = None) -> dict[str, pa.Column]:
+    """The pandera columns of a canonical table: dtype, description and title from the contract,
+    then the checks: ``required`` (column -> the rule a null raises), the contract's code list
+    and range, then ``checks``. Nullable: a missing value is a rule's query, never a crash."""
+    required = required or {}
+    return {
+        c.name: pa.Column(
+            c.dtype,
+            checks=[*([_required(required[c.name])] if c.name in required else []),
+                    *_contract_checks(table, c), *checks.get(c.name, [])],
+            nullable=True, title=c.label, description=c.description(),
+        )
+        for c in contract.TABLES[table].columns
+    }
 
 
 _CTX_COMMON = {
@@ -543,22 +464,15 @@ def _patient_schema() -> pa.DataFrameSchema:
     age = pl.col("age_at_diagnosis_years")
     vital = pl.col("vital_status")
     columns = _columns("patient", {
-        "patient_id": [_required()],
-        "sex": [_code("patient", "sex")],
         "age_at_diagnosis_years": [
-            pa.Check.ge(0, error="birth_after_diagnosis"),
-            pa.Check.le(AGE_MAX_YEARS, error="age_out_of_range"),
             _expr_check("age_under_18", ~age.is_between(0, AGE_ADULT_YEARS, closed="left")),
         ],
-        "diagnosis_date": [_required("diagnosis_date_missing")],
-        "diagnosis_date_precision": [_code("patient", "diagnosis_date_precision")],
         "vital_status": [
-            _code("patient", "vital_status"),
             _expr_check("vital_status_inconsistent",
                         pl.when(vital == "dead").then(pl.col("ctx_has_death"))
                         .when(vital.is_in(["alive", "lost_to_follow_up"])).then(~pl.col("ctx_has_death"))),
         ],
-    })
+    }, required={"patient_id": "required_value_missing", "diagnosis_date": "diagnosis_date_missing"})
     ctx = _ctx({**_CTX_COMMON, "ctx_has_death": pl.Boolean, "ctx_patient_rows": pl.Int32})
     return pa.DataFrameSchema(
         {**columns, **ctx},
@@ -574,31 +488,11 @@ def _patient_schema() -> pa.DataFrameSchema:
 
 def _tumour_schema() -> pa.DataFrameSchema:
     columns = _columns("tumour", {
-        "patient_id": [_required()],
-        "site": [_code("tumour", "site")],
-        "size_cm": [pa.Check.gt(0, error="size_out_of_range"), pa.Check.le(SIZE_MAX_CM, error="size_out_of_range")],
-        "presentation": [_code("tumour", "presentation")],
-        "consultation_delay_months": [pa.Check.in_range(0, DELAY_MAX_MONTHS, error="delay_out_of_range")],
-        "fnclcc_grade": [
-            _code("tumour", "fnclcc_grade", "score_not_in_set"),
-            _expr_check("grade_inconsistent", pl.col("grade_check") != "inconsistent"),
-        ],
-        "differentiation_score": [_code("tumour", "differentiation_score", "score_not_in_set")],
-        "mitoses_per_10hpf": [
-            pa.Check.ge(0, error="mitoses_negative"),
-            pa.Check.lt(MITOSES_IMPLAUSIBLE, error="mitoses_implausible"),
-        ],
-        "mitosis_class": [_code("tumour", "mitosis_class"), _expr_check("mitoses_class_mismatch", ~_class_mismatch())],
-        "necrosis_score": [_code("tumour", "necrosis_score", "score_not_in_set")],
-        "invasion": [_code("tumour", "invasion")],
-        "ki67_percent": [pa.Check.in_range(0, 100, error="ki67_out_of_range")],
-    })
+        "fnclcc_grade": [_expr_check("grade_inconsistent", pl.col("grade_check") != "inconsistent")],
+        "mitosis_class": [_expr_check("mitoses_class_mismatch", ~_class_mismatch())],
+    }, required={"patient_id": "required_value_missing"})
     ctx = _ctx({**_CTX_COMMON, "ctx_patient_known": pl.Boolean})
     return pa.DataFrameSchema({**columns, **ctx}, checks=[_DUPLICATE, _ORPHAN], name="tumour")
-
-
-def _margin_checks() -> list[pa.Check]:
-    return [pa.Check.ge(0, error="margin_negative"), pa.Check.le(MARGIN_MAX_CM, error="margin_out_of_range")]
 
 
 def _follow_up_checks(rule_prefix: str, field: str, precision: str, when_news=None, when_death=None) -> list[pa.Check]:
@@ -615,19 +509,11 @@ def _follow_up_checks(rule_prefix: str, field: str, precision: str, when_news=No
 
 def _surgery_schema() -> pa.DataFrameSchema:
     columns = _columns("surgery", {
-        "patient_id": [_required()],
-        "surgery_date": [_required("surgery_date_missing")],
-        "surgery_date_precision": [_code("surgery", "surgery_date_precision")],
-        "surgery_kind": [_code("surgery", "surgery_kind")],
-        "proposed_margin_cm": _margin_checks(),
-        "clinical_margin_cm": _margin_checks(),
         "histological_margin_cm": [
-            *_margin_checks(),
             _expr_check("histological_exceeds_clinical",
                         pl.col("histological_margin_cm") <= pl.col("clinical_margin_cm")),
         ],
-        "resection_status": [_code("surgery", "resection_status")],
-    })
+    }, required={"patient_id": "required_value_missing", "surgery_date": "surgery_date_missing"})
     ctx = _ctx({**_CTX_COMMON, **_CTX_FOLLOW_UP})
     checks = [_DUPLICATE, _ORPHAN, *_follow_up_checks("surgery", "surgery_date", "surgery_date_precision")]
     return pa.DataFrameSchema({**columns, **ctx}, checks=checks, name="surgery")
@@ -636,19 +522,14 @@ def _surgery_schema() -> pa.DataFrameSchema:
 def _event_schema() -> pa.DataFrameSchema:
     kind = pl.col("event_kind")
     columns = _columns("event", {
-        "patient_id": [_required()],
-        "event_kind": [_required(), _code("event", "event_kind")],
-        "event_date": [_required("event_date_missing")],
-        "event_date_precision": [_code("event", "event_date_precision")],
         "metastasis_site": [
-            _code("event", "metastasis_site"),
             _expr_check("metastasis_site_without_metastasis", pl.col("metastasis_site").is_null() | (kind == "metastasis")),
         ],
         "death_cause": [
-            _code("event", "death_cause"),
             _expr_check("death_cause_without_death", pl.col("death_cause").is_null() | (kind == "death")),
         ],
-    })
+    }, required={"patient_id": "required_value_missing", "event_kind": "required_value_missing",
+                 "event_date": "event_date_missing"})
     ctx = _ctx({**_CTX_COMMON, **_CTX_FOLLOW_UP})
     checks = [
         _DUPLICATE,
@@ -674,3 +555,6 @@ def check_rule(error: str) -> tuple[str, str | None]:
     """``"<rule>@<field>"`` -> (rule, field or None); a column check's error is the bare rule."""
     rule, _, field = error.partition("@")
     return rule, field or None
+
+
+declare_ruleset(Ruleset(SCHEMAS, RULES, SAMPLE_RULES, CHILDREN, SAMPLE_CHILDREN, FILLED_BY_VALIDATION, add_context))

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import automation, ingest, molecular, report, result_checks, survival, warehouse
+from assets import automation, ingest, interop, molecular, report, result_checks, survival, warehouse
 
 defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
             molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis,
-            report.clinician_report, report.analysis_exports],
+            report.clinician_report, report.analysis_exports, interop.omop_cdm],
     asset_checks=[ingest.validation_gate, ingest.row_accounting, ingest.shrinkage_guard, warehouse.great_expectations,
-                  *result_checks.CHECKS],
+                  *result_checks.CHECKS, interop.omop_quality],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],
     sensors=[automation.drop_folder_sensor, automation.dead_runs_sensor],

@@ -12,6 +12,8 @@
 ``data_cna_hg19.seg``              ChAS segments, ``seg.mean`` = log2(CN / 2)
 ``data_sv.txt``                    Archer fusions (header only when there is none)
 ``case_lists/``                    all, sequenced, cna, cnaseq, sv
+``data_gene_panel_matrix.txt``     per sample, the gene panel of its mutations and copy-number data
+``gene_panels/``                   the panels themselves (``importGenePanel.pl`` loads them first)
 =================================  =================================================================
 
 each data file with its ``meta_*.txt``. Conventions:
@@ -28,7 +30,14 @@ each data file with its ``meta_*.txt``. Conventions:
   written (:class:`~clms_etl.disclosure.DisclosureBlocked`); ``meta_study.txt``'s description
   states the smallest group and what was suppressed.
 * **OS**: death of any cause, months from diagnosis to death or last contact
-  (``0:LIVING`` / ``1:DECEASED``). **DFS**: first local recurrence or metastasis, months from
+  (``0:LIVING`` / ``1:DECEASED``). A patient recorded dead whose death has no date (its event
+  quarantined, say) is ``1:DECEASED`` with the months missing: never living.
+* **Gene panels** (``clms_etl/data/gene_panels.toml``): the laboratory's NGS panel and the genes
+  whose copy number the warehouse computes (``genes_hg19.tsv``); each profiled sample names its
+  panel in the matrix, so a gene outside it reads "not profiled", not "not altered". The MAF's
+  ``SWISSPROT`` column gives the panel's UniProtKB/Swiss-Prot entry name of each gene.
+* **Structural variants**: the optional genomic columns (region, region number, transcript,
+  contig of each site) are present, blank: Archer reports breakpoints, not exons. **DFS**: first local recurrence or metastasis, months from
   diagnosis to it or to last contact (``0:DiseaseFree`` / ``1:Recurred/Progressed``); deaths
   without relapse are censored, as in the study's recurrence endpoints.
 * **Discrete CNA** (``clms_etl.warehouse.genes`` thresholds): homozygous deletion -2,
@@ -46,8 +55,10 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -55,6 +66,7 @@ import polars as pl
 from clms_etl.disclosure import DEFAULT_K_THRESHOLD, DisclosureBlocked, KAnonymity, age_band_floor, suppress_until_k
 from clms_etl.molecular.summary import MolecularSummary
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH
+from clms_etl.vocabulary import code_label
 from clms_etl.warehouse.genes import entrez_ids
 
 STUDY_ID = "clms_registry"
@@ -89,14 +101,20 @@ MAF_COLUMNS = (
     "Hugo_Symbol", "Entrez_Gene_Id", "Center", "NCBI_Build", "Chromosome", "Start_Position", "End_Position",
     "Strand", "Variant_Classification", "Variant_Type", "Reference_Allele", "Tumor_Seq_Allele1",
     "Tumor_Seq_Allele2", "Tumor_Sample_Barcode", "Mutation_Status", "Validation_Status", "HGVSc", "HGVSp",
-    "HGVSp_Short", "RefSeq", "t_ref_count", "t_alt_count",
+    "HGVSp_Short", "RefSeq", "SWISSPROT", "t_ref_count", "t_alt_count",
 )  # fmt: skip
 SEG_COLUMNS = ("ID", "chrom", "loc.start", "loc.end", "num.mark", "seg.mean")
 SV_COLUMNS = (
     "Sample_Id", "SV_Status", "Site1_Hugo_Symbol", "Site1_Entrez_Gene_Id", "Site1_Chromosome", "Site1_Position",
     "Site2_Hugo_Symbol", "Site2_Entrez_Gene_Id", "Site2_Chromosome", "Site2_Position", "NCBI_Build", "Class",
     "Event_Info", "Tumor_Split_Read_Count", "Comments",
+    # optional genomic columns of the format (their absence draws validateData.py's "Missing genomic
+    # information" warning); Archer's breakpoints give neither exon nor transcript: left blank
+    "Site1_Region", "Site1_Region_Number", "Site1_Ensembl_Transcript_Id", "Site1_Contig",
+    "Site2_Region", "Site2_Region_Number", "Site2_Ensembl_Transcript_Id", "Site2_Contig",
 )  # fmt: skip
+SV_BLANK_COLUMNS = 8  # the optional genomic columns above
+GENE_PANELS = "gene_panels.toml"
 
 
 # -- attributes --------------------------------------------------------------------------------
@@ -235,19 +253,21 @@ def _patients(summary: MolecularSummary, clinical: pl.DataFrame, protected: pl.D
         relapse = min([d for d in (c.get("first_local_recurrence_date"), c.get("first_metastasis_date")) if d],
                       default=None)
         death = c.get("death_date")
-        os_days = None if diag is None or (death or last) is None else ((death or last) - diag).days
+        vital = c.get("vital_status")
+        dead = death is not None or vital == "dead"  # dead without a date: its death event was quarantined
+        os_end = death if death is not None else None if dead else last
+        os_days = None if diag is None or os_end is None else (os_end - diag).days
         dfs_end = relapse or last
         dfs_days = None if diag is None or dfs_end is None else (dfs_end - diag).days
-        vital = c.get("vital_status")
         rows.append({
             "PATIENT_ID": pid, "SEX": q.get("sex"), "AGE": q.get("age_band"),
             "IMMUNOSUPPRESSION": c.get("immunosuppression"),
-            "OS_STATUS": None if not c else "1:DECEASED" if death is not None else "0:LIVING",
+            "OS_STATUS": None if not c else "1:DECEASED" if dead else "0:LIVING",
             "OS_MONTHS": _months(os_days),
             "DFS_STATUS": None if not c else "1:Recurred/Progressed" if relapse is not None else "0:DiseaseFree",
             "DFS_MONTHS": _months(dfs_days),
             "LOCAL_RECURRENCE": c.get("local_recurrence"), "METASTASIS": c.get("metastasis"),
-            "VITAL_STATUS": None if vital is None else vital.replace("_", " "),
+            "VITAL_STATUS": None if vital is None else code_label("vital_status", vital),
         })
     return rows
 
@@ -263,9 +283,9 @@ def _samples(summary: MolecularSummary, clinical: pl.DataFrame, protected: pl.Da
             "SAMPLE_ID": sample_id(case["patient_id"], case["case_no"]), "PATIENT_ID": pid, "CASE_NO": case["case_no"],
             "CANCER_TYPE": "Leiomyosarcoma", "CANCER_TYPE_DETAILED": "Cutaneous Leiomyosarcoma",
             "ONCOTREE_CODE": "LMS", "SAMPLE_TYPE": "Primary",
-            "PRIMARY_SITE": None if site[pid] is None else site[pid].replace("_", " "),
+            "PRIMARY_SITE": None if site[pid] is None else code_label("site", site[pid]),
             "TUMOR_SIZE_CM": c.get("size_cm"), "FNCLCC_GRADE": c.get("grade_label"),
-            "INVASION": None if c.get("invasion") is None else c["invasion"].replace("_", "-"),
+            "INVASION": None if c.get("invasion") is None else code_label("invasion", c["invasion"]),
             "RESECTION_STATUS": c.get("final_resection_status"),
             "PROFILE_CLASS": case["profile_class"].replace("_", " "), "SEGMENTAL_ANOMALIES": case["anomaly_count"],
             "BIALLELIC_TP53_RB1": case["biallelic_tp53_or_rb1"], "FUSION_STATUS": case["fusion_status"].replace("_", " "),
@@ -280,6 +300,49 @@ def _entrez(gene: str | None, table: dict[str, int]) -> int | None:
 def _breakpoint(text: str | None) -> tuple[str | None, int | None]:
     m = re.match(r"^\s*(?:chr)?([0-9]{1,2}|[XY])\s*:\s*([0-9,]+)", text or "", re.IGNORECASE)
     return (m.group(1).upper(), int(m.group(2).replace(",", ""))) if m else (None, None)
+
+
+@dataclass(frozen=True)
+class GenePanel:
+    profile: str  # the stable_id of the profile it covers ("mutations", "cna")
+    stable_id: str
+    description: str
+    genes: tuple[str, ...]
+    swissprot: dict[str, str]  # gene -> UniProtKB/Swiss-Prot entry name (NGS panel)
+
+
+def gene_panels() -> tuple[GenePanel, ...]:
+    """The laboratory's gene panels as declared in ``clms_etl/data/gene_panels.toml``: the NGS panel's
+    genes, and the copy-number genes of its ``genes_file`` (``genes_hg19.tsv``)."""
+    declared = tomllib.loads((resources.files("clms_etl") / "data" / GENE_PANELS).read_text(encoding="utf-8"))
+    panels = []
+    for spec in declared.values():
+        genes = spec.get("genes", {})
+        names = tuple(genes) if genes else tuple(entrez_ids())  # genes_file: the pinned table's genes
+        panels.append(GenePanel(spec["profile"], spec["stable_id"], spec["description"], names, dict(genes)))
+    return tuple(panels)
+
+
+def _write_gene_panels(outdir: Path, files: dict[str, Path], profiled: dict[str, list[str]],
+                       samples: list[str]) -> None:
+    """``gene_panels/data_gene_panel_<id>.txt`` and the matrix naming each sample's panel per profile
+    (``NA`` for a sample the profile did not cover)."""
+    folder = outdir / "gene_panels"
+    folder.mkdir(exist_ok=True)
+    panels = [p for p in gene_panels() if p.profile in profiled]
+    for panel in panels:
+        name = f"gene_panels/data_gene_panel_{panel.stable_id}.txt"
+        files[name] = outdir / name
+        _write_meta(files[name], {"stable_id": panel.stable_id, "description": panel.description,
+                                  "gene_list": "\t".join(panel.genes)})
+    covered = {p.profile: set(profiled[p.profile]) for p in panels}
+    files["data_gene_panel_matrix.txt"] = outdir / "data_gene_panel_matrix.txt"
+    _write_table(files["data_gene_panel_matrix.txt"], ["SAMPLE_ID", *(p.profile for p in panels)],
+                 ([s, *(p.stable_id if s in covered[p.profile] else None for p in panels)] for s in samples))
+    files["meta_gene_panel_matrix.txt"] = outdir / "meta_gene_panel_matrix.txt"
+    _write_meta(files["meta_gene_panel_matrix.txt"], {
+        "cancer_study_identifier": STUDY_ID, "genetic_alteration_type": "GENE_PANEL_MATRIX",
+        "datatype": "GENE_PANEL_MATRIX", "data_filename": "data_gene_panel_matrix.txt"})
 
 
 @dataclass(frozen=True)
@@ -340,6 +403,7 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
     meta("meta_clinical_sample.txt", {"genetic_alteration_type": "CLINICAL", "datatype": "SAMPLE_ATTRIBUTES",
                                       "data_filename": "data_clinical_sample.txt"})
 
+    swissprot = {g: name for p in gene_panels() for g, name in p.swissprot.items()}
     maf_rows = []
     for m in summary.mutations.iter_rows(named=True):
         start, end, ref, alt, kind = maf_alleles(m["pos"], m["ref"], m["alt"])
@@ -349,7 +413,7 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
             m["gene"], _entrez(m["gene"], table), CENTER, NCBI_BUILD, m["chrom"], start, end, "+",
             VARIANT_CLASSIFICATION.get(m["function"] or "", "Missense_Mutation" if kind == "SNP" else "Unknown"),
             kind, ref, ref, alt, sid[m["sample_id"]], "Somatic", "Unknown",
-            m["hgvs_c"], m["hgvs_p"], hgvsp_short(m["hgvs_p"]), m["transcript"],
+            m["hgvs_c"], m["hgvs_p"], hgvsp_short(m["hgvs_p"]), m["transcript"], swissprot.get(m["gene"], ""),
             # read counts: an integer, or empty when unknown (validateData.py rejects "NA" here)
             "" if alt_reads is None else depth - alt_reads, "" if alt_reads is None else alt_reads,
         ])
@@ -357,6 +421,7 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
     _write_table(files["data_mutations.txt"], MAF_COLUMNS, maf_rows)
     meta("meta_mutations.txt", {
         "genetic_alteration_type": "MUTATION_EXTENDED", "datatype": "MAF", "stable_id": "mutations",
+        "swissprot_identifier": "name",
         "show_profile_in_analysis_tab": "true", "profile_name": "Mutations (Ion Torrent hotspot panel)",
         "profile_description": "Reportable somatic mutations: FILTER PASS, called genotype, VAF >= 2 %, "
                                "polymorphisms (GMAF >= 0.01) excluded.",
@@ -403,7 +468,8 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
         sv_rows.append([sid[f["sample_id"]], "SOMATIC", f["gene_5p"], _entrez(f["gene_5p"], table), c1, p1,
                         f["gene_3p"], _entrez(f["gene_3p"], table), c2, p2, NCBI_BUILD, "TRANSLOCATION",
                         f"{f['gene_5p']}::{f['gene_3p']} fusion", f["reads"],
-                        "Archer FusionPlex, strong evidence" if f["strong_evidence"] else "Archer FusionPlex"])
+                        "Archer FusionPlex, strong evidence" if f["strong_evidence"] else "Archer FusionPlex",
+                        *[""] * SV_BLANK_COLUMNS])
     files["data_sv.txt"] = outdir / "data_sv.txt"
     _write_table(files["data_sv.txt"], SV_COLUMNS, sv_rows)
     meta("meta_sv.txt", {
@@ -424,6 +490,7 @@ def write_study(summary: MolecularSummary, patient_summary: pl.DataFrame, outdir
          [s for s in sequenced if s in set(cna)]),
         ("cases_sv.txt", "sv", "Samples with fusion data", "Samples tested with Archer FusionPlex", None, sv),
     )
+    _write_gene_panels(outdir, files, {"mutations": sequenced, "cna": cna}, all_samples)
     for name, suffix, title, description, category, ids in lists:
         if not ids:  # cBioPortal's validator rejects an empty list (it reads one sample named '')
             continue

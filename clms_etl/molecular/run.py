@@ -15,6 +15,7 @@ import polars as pl
 
 from clms_etl.molecular.summary import MolecularSummary, summarise
 from clms_etl.molecular.table3 import table3, table3_display
+from clms_etl.report.csv_files import write_csv
 
 TABLE3_CSV = "table3_molecular_cases.csv"
 FIGURE_STEM = "figure_oncoprint"
@@ -75,7 +76,7 @@ def write_outputs(wh, outputs: Path, run_id: str | None) -> MolecularOutputs:
     written = wh.replace_results(result_frames(summary, table), run_id)
     csv = outputs / "tables" / TABLE3_CSV
     csv.parent.mkdir(parents=True, exist_ok=True)
-    table3_display(table).write_csv(csv)
+    write_csv(table3_display(table), csv)
     png, svg = write_oncoprint(summary, table, outputs / "figures" / f"{FIGURE_STEM}.png",
                                outputs / "figures" / f"{FIGURE_STEM}.svg")
     return MolecularOutputs(summary, table, written, csv, png, svg)

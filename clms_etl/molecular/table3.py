@@ -11,6 +11,7 @@ import polars as pl
 
 from clms_etl.molecular.summary import MolecularSummary
 from clms_etl.molecular.tables import TABLE3
+from clms_etl.vocabulary import code_labels
 
 # analytics.patient_summary columns Table 3 needs
 CLINICAL_COLUMNS = (
@@ -53,16 +54,22 @@ def _yes_no(col: str) -> pl.Expr:
     return pl.when(pl.col(col)).then(pl.lit("yes")).when(pl.col(col).not_()).then(pl.lit("no")).otherwise(pl.lit(""))
 
 
+def _labelled(column: str, code_list: str) -> pl.Expr:
+    """The code list's label of each value ('' when missing)."""
+    values = pl.col(column).cast(pl.String)
+    return values.replace_strict(code_labels(code_list), default=values, return_dtype=pl.String).fill_null("")
+
+
 def table3_display(table: pl.DataFrame) -> pl.DataFrame:
     """Table 3 laid out for reading (report, CSV): strings, human headers, '' for missing values."""
     text = lambda c: pl.col(c).cast(pl.String).fill_null("")  # noqa: E731
     return table.select(
         pl.col("case_no").cast(pl.String).alias("Case"),
         text("patient_id").alias("Patient (pseudonym)"),
-        text("site").str.replace("_", " ").alias("Site"),
+        _labelled("site", "site").alias("Site"),
         pl.col("size_cm").round(1).cast(pl.String).fill_null("").alias("Size (cm)"),
         text("grade").alias("FNCLCC grade"),
-        text("invasion").str.replace("_", "-").alias("Invasion"),
+        _labelled("invasion", "invasion").alias("Invasion"),
         pl.concat_str([text("final_resection_status"),
                        pl.when(pl.col("histological_margin_cm").is_not_null())
                        .then(pl.format(" ({} cm)", pl.col("histological_margin_cm").round(1))).otherwise(pl.lit(""))])
@@ -76,6 +83,6 @@ def table3_display(table: pl.DataFrame) -> pl.DataFrame:
         text("fusions").alias("Fusions"),
         _yes_no("local_recurrence").alias("Local recurrence"),
         _yes_no("metastasis").alias("Metastasis"),
-        text("vital_status").str.replace_all("_", " ").alias("Vital status"),
+        _labelled("vital_status", "vital_status").alias("Vital status"),
         pl.col("follow_up_months").round(1).cast(pl.String).fill_null("").alias("Follow-up (months)"),
     )

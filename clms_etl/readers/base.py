@@ -27,10 +27,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clms_etl import model
-
-ERROR = "error"
-WARNING = "warning"
+from clms_etl import model, rules
+from clms_etl.rules import ERROR, WARNING  # noqa: F401  (the severities, re-exported for the readers)
 
 QUERY_SCHEMA = {
     "centre": pl.String,
@@ -114,8 +112,9 @@ class ReadContext:
 
     def query(self, *, file: str, sheet: str | None = None, row: int | None = None,
               table: str | None = None, row_id: str | None = None, patient_id: str | None = None,
-              field: str | None = None, value=None, rule: str, severity: str = ERROR,
-              message: str) -> None:
+              field: str | None = None, value=None, rule: str, message: str) -> None:
+        """One query under ``rule``, with the registry's severity (:mod:`clms_etl.rules`)."""
+        severity = rules.severity(rule)
         text = None if value is None else str(value)
         if text is not None and len(text) > 200:
             text = text[:200] + "…"
@@ -126,16 +125,18 @@ class ReadContext:
 
     def extend_queries(self, frame: pl.DataFrame) -> None:
         """Append one query per row of ``frame`` (columns of :data:`QUERY_SCHEMA`; ``centre`` and
-        ``delivery_date`` may be left out, ``severity`` defaults to error), in frame order, exactly
-        as :meth:`query` would: values longer than 200 characters cut with "…". For many alike
-        queries at once."""
+        ``delivery_date`` may be left out; ``severity`` is always the registry's), in frame order,
+        exactly as :meth:`query` would: values longer than 200 characters cut with "…". For many
+        alike queries at once."""
         if frame.is_empty():
             return
+        rules.check_registered(frame["rule"].unique())
         frame = frame.with_columns(
-            **{k: pl.lit(v) for k, v in (("centre", self.centre), ("delivery_date", self.delivery_date),
-                                         ("severity", ERROR)) if k not in frame.columns},
+            **{k: pl.lit(v) for k, v in (("centre", self.centre), ("delivery_date", self.delivery_date))
+               if k not in frame.columns},
             **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
                if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
+            severity=rules.severity_expr(pl.col("rule")),
         ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
         value = pl.col("value")
         frame = frame.with_columns(
@@ -292,7 +293,6 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
     for i, h in enumerate(header):
         if i not in known and h not in (None, "") and normalised[i]:
             ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
-                      severity=WARNING,
                       message=f"Colonne inconnue « {h} » ignorée: vérifier l'export ou le contrat d'échange.")
     return found
 

@@ -41,14 +41,15 @@ class Cells:
     row_id: str
     patient_id: str | None = None
 
-    def error(self, column: str, raw, rule: str, message: str, severity: str = ERROR,
-              identifier: bool = False, table: str | None = None, row_id: str | None = None) -> None:
+    def error(self, column: str, raw, rule: str, message: str, identifier: bool = False,
+              table: str | None = None, row_id: str | None = None) -> None:
+        """A query under ``rule`` (its severity is the registry's) on this row's ``column``."""
         if len(message) > 500:  # a 50 MB cell quoted in a message would flood the query table
             message = message[:500] + "…"
         self.ctx.query(file=self.file, sheet=self.sheet, row=self.row, table=table or self.table,
                        row_id=row_id or self.row_id, patient_id=self.patient_id, field=column,
                        value=IDENTIFIER_MASK if identifier and raw is not None else _text(raw),
-                       rule=rule, severity=severity, message=message)
+                       rule=rule, message=message)
 
     def code(self, column: str, raw, mapping: dict[str, object], *, strict_case: bool = True, **where):
         """Decode a coded value through ``mapping`` (keys compared folded).
@@ -70,8 +71,7 @@ class Cells:
         stripped = text.strip()
         if text != stripped or (strict_case and stripped not in {str(k) for k in mapping}):
             self.error(column, raw, "value_normalised",
-                       f"Valeur « {text} » lue comme « {table[folded]} » (espaces ou casse à corriger).",
-                       severity=WARNING, **where)
+                       f"Valeur « {text} » lue comme « {table[folded]} » (espaces ou casse à corriger).", **where)
         return table[folded]
 
     def number(self, column: str, raw, *, decimal_comma: bool = True, integer: bool = False,
@@ -124,8 +124,7 @@ class Cells:
             # An identifier (birth date) must not leak through the message either.
             shown = IDENTIFIER_MASK if identifier else f"« {_text(raw)} » imputée au {parsed.value:%d/%m/%Y}"
             self.error(column, raw, "partial_date_imputed",
-                       f"Date partielle {shown} ({column}).",
-                       severity=WARNING, identifier=identifier, **where)
+                       f"Date partielle {shown} ({column}).", identifier=identifier, **where)
         return parsed
 
 

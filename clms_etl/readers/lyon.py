@@ -38,11 +38,11 @@ rejects go through :class:`Cells`, which writes the data queries.
 Rules raised here (besides Cells' ``unknown_code``, ``value_normalised``, ``unparseable_date``,
 ``partial_date_imputed``, ``unparseable_number``, ``not_an_integer`` and match_columns'
 ``unknown_column``): structural (``validations/structural/lyon.py``) ``missing_patient_id``,
-``duplicate_patient``, ``orphan_repeat_row``, ``unknown_repeat_instrument``,
-``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``wrong_field_count``, ``implausible_age``,
+``duplicate_patient``, ``orphan_row``, ``unknown_repeat_instrument``,
+``bad_repeat_instance``, ``duplicate_repeat_instance``; errors ``wrong_field_count``, ``birth_after_diagnosis``, ``age_out_of_range``,
 ``metastasis_site_without_metastasis``; warnings ``wrong_encoding``, ``file_date_mismatch``,
 ``date_not_iso``, ``label_instead_of_code``, ``record_incomplete``, ``mitoses_upper_bound``,
-``metastasis_site_missing``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,
+``metastasis_without_site``, ``last_news_of_dead_patient``, ``missing_checkbox_column``,
 ``checkbox_code_not_in_dictionary``, ``field_not_in_dictionary``, ``value_in_other_instrument``
 (a value typed in the columns of another form than the row's: read by no one, so reported).
 """
@@ -282,7 +282,7 @@ def _find_files(ctx: ReadContext) -> tuple[Path, Path]:
                                 f"refusé (livrer le fichier lui-même).", path.name)
     found = _DATE_IN_NAME.search(data.name)
     if not found or found.group(1) != ctx.delivery_date.isoformat():
-        ctx.query(file=data.name, rule="file_date_mismatch", severity=WARNING,
+        ctx.query(file=data.name, rule="file_date_mismatch",
                   message=f"Le nom du fichier {data.name} ne porte pas la date de livraison "
                           f"{ctx.delivery_date.isoformat()}: export ancien ?")
     return dictionary, data
@@ -310,7 +310,7 @@ def _load_text(ctx: ReadContext, path: Path) -> tuple[str, bytes]:
         except UnicodeDecodeError:
             raise ImportFailure(f"{name}: encodage illisible (ni UTF-8 ni Windows-1252).", name) from None
         data = text.encode("utf-8")
-        ctx.query(file=name, rule="wrong_encoding", severity=WARNING,
+        ctx.query(file=name, rule="wrong_encoding",
                   message=f"{name} n'est pas en UTF-8 (contrat) mais en Windows-1252: lu comme tel, "
                           f"à corriger dans l'export.")
     sample = text[:65536]
@@ -456,7 +456,7 @@ class _Decoder:
         return [Cells(self.ctx, self.file, None, row, table, rid, pid) for row, rid, pid in sub.iter_rows()]
 
     def flag(self, frame: pl.DataFrame, mask: pl.Series, table: str, column: str, rule: str, message,
-             *, values: pl.Series | None = None, severity: str = ERROR) -> None:
+             *, values: pl.Series | None = None) -> None:
         """One query per row where ``mask`` is true; ``message`` may be a function of the value."""
         idx = mask.fill_null(False).arg_true().to_list()
         if not idx:
@@ -466,7 +466,7 @@ class _Decoder:
         query = self.ctx.query
         for value, (row, rid, pid) in zip(shown, sub.iter_rows()):
             query(file=self.file, row=row, table=table, row_id=rid, patient_id=pid, field=column, value=value,
-                  rule=rule, severity=severity, message=message(value) if callable(message) else message)
+                  rule=rule, message=message(value) if callable(message) else message)
 
     def _bad(self, raw: pl.Series, fast: pl.Series) -> list[int]:
         return (raw.is_not_null() & fast.is_null()).arg_true().to_list()
@@ -486,7 +486,7 @@ class _Decoder:
             if by_label is not None and by_label is not _MISSING:
                 cells.error(column, value, "label_instead_of_code",
                             f"Libellé « {value} » au lieu d'un code dans l'export brut ({column}): "
-                            f"lu comme « {by_label} ».", severity=WARNING)
+                            f"lu comme « {by_label} ».")
                 values.append(by_label)
             else:
                 values.append(cells.code(column, value, mapping))
@@ -529,8 +529,7 @@ class _Decoder:
             if parsed is not None and not parsed.imputed:
                 shown = IDENTIFIER_MASK if identifier else f"« {text} » lue comme {parsed.value.isoformat()}"
                 cells.error(column, text, "date_not_iso",
-                            f"Date {shown}: format attendu AAAA-MM-JJ ({column}).",
-                            severity=WARNING, identifier=identifier)
+                            f"Date {shown}: format attendu AAAA-MM-JJ ({column}).", identifier=identifier)
             dates.append(None if parsed is None else parsed.value)
             precisions.append(None if parsed is None else parsed.precision)
         return (value.scatter(bad, pl.Series(dates, dtype=pl.Date)),
@@ -616,7 +615,7 @@ _INSTRUMENT_TABLES = {"chirurgie": "surgery", "evenement": "event"}
 _STRUCTURAL_MESSAGES = {
     "missing_patient_id": "Enregistrement sans identifiant (record_id ou IPP vide): rattachement impossible.",
     "duplicate_patient": "Patient présent plusieurs fois (même record_id ou même IPP sur plusieurs lignes patient).",
-    "orphan_repeat_row": "Instance répétée dont l'enregistrement n'a pas de ligne patient.",
+    "orphan_row": "Instance répétée dont l'enregistrement n'a pas de ligne patient.",
     "unknown_repeat_instrument": "Instrument répété inconnu (attendu: chirurgie, evenement): ligne ignorée.",
     "bad_repeat_instance": "Numéro d'instance répétée absent ou invalide (ou présent sur une ligne patient).",
     "duplicate_repeat_instance": "Même instance répétée présente deux fois pour cet enregistrement.",
@@ -642,7 +641,7 @@ def _structural(ctx: ReadContext, frame: pl.DataFrame, file: str, headers: dict[
     seen: set[tuple[int, str]] = set()
     base = frame["redcap_repeat_instrument"].is_null()
     for check, column, index in cases.sort("index").iter_rows():
-        rule = structural.RULES.get(check, check)
+        rule = structural.RULES.get(check, "structure_check_failed")
         if check == "not_nullable" and column != "record_id":
             continue
         if (index, rule) in seen:
@@ -665,7 +664,7 @@ def _structural(ctx: ReadContext, frame: pl.DataFrame, file: str, headers: dict[
         row_id = f"{table}:{file}:{row['_row']}" if table else None
         pid = ctx.pseudonymise(ipp) if is_base and ipp and ipp.strip() else None
         ctx.query(file=file, row=row["_row"], table=table, row_id=row_id, patient_id=pid, field=field,
-                  value=value, rule=rule, severity=ERROR,
+                  value=value, rule=rule,
                   message=_STRUCTURAL_MESSAGES.get(rule, f"Contrôle structurel « {check} » en échec."))
 
 
@@ -696,7 +695,6 @@ class _Lyon:
             if normalise_name(headers[key]) not in dictionary:
                 # an optional column the dictionary does not describe cannot be decoded: ignored
                 ctx.query(file=file, row=1, field=headers[key], value=headers[key], rule="field_not_in_dictionary",
-                          severity=WARNING,
                           message=f"Colonne « {headers[key]} » absente du dictionnaire {dict_file}: ignorée.")
                 del headers[key]
         self.maps = {
@@ -723,7 +721,6 @@ class _Lyon:
             found.add(code)
             if code is None:
                 self.ctx.query(file=self.file, row=1, field=key, value=key, rule="checkbox_code_not_in_dictionary",
-                               severity=WARNING,
                                message=f"Case à cocher « {key} » sans code correspondant dans le dictionnaire: "
                                        f"une case cochée y sera signalée.")
         absent = [c for c in sites if c not in found]
@@ -733,7 +730,7 @@ class _Lyon:
                                 f"import de ce centre arrêté.", self.file, first)
         for code in absent:
             self.ctx.query(file=self.file, row=1, field=f"{CHECKBOX}___{_export_suffix(code)}", value=None,
-                           rule="missing_checkbox_column", severity=WARNING,
+                           rule="missing_checkbox_column",
                            message=f"Case « {CHECKBOX}___{code} » du dictionnaire absente de l'export: "
                                    f"ce site métastatique ne peut pas être lu.")
         return out
@@ -805,7 +802,7 @@ class _Lyon:
                         self.ctx.query(
                             file=file, row=row, table=table, row_id=f"{table}:{file}:{row}", patient_id=pid,
                             field=column, value=IDENTIFIER_MASK if key in IDENTIFIERS else raw,
-                            rule="value_in_other_instrument", severity=WARNING,
+                            rule="value_in_other_instrument",
                             message=f"Valeur saisie dans « {column} » (formulaire {where}) sur une ligne "
                                     f"{instrument or 'patient'} : non lue ; la saisir dans le bon formulaire.")
 
@@ -824,13 +821,14 @@ class _Lyon:
              - ((diag.dt.month().cast(pl.Int32) * 100 + diag.dt.day())
                 < (birth.dt.month().cast(pl.Int32) * 100 + birth.dt.day())).cast(pl.Int32)).alias("age")
         ).to_series()
-        d.flag(base, (age < 0) | (age > 120), "patient", self.headers["date_naissance"], "implausible_age",
-               lambda a: f"Âge au diagnostic calculé de {a} ans (date de naissance ou de diagnostic erronée).",
-               values=age)
+        for wrong, rule in ((age < 0, "birth_after_diagnosis"), (age > 120, "age_out_of_range")):
+            d.flag(base, wrong, "patient", self.headers["date_naissance"], rule,
+                   lambda a: f"Âge au diagnostic calculé de {a} ans (date de naissance ou de diagnostic erronée).",
+                   values=age)
         age = pl.select(pl.when(age.is_between(0, 120)).then(age)).to_series()
         d.flag(base, ~complete, "patient", self.headers["patient_complete"], "record_incomplete",
                "Formulaire patient non marqué complet (patient_complete ≠ 2): chargé tel quel, à compléter.",
-               values=base["patient_complete"], severity=WARNING)
+               values=base["patient_complete"])
         prov = lambda t: [pl.col(f"_rid_{t}").alias("row_id"), pl.lit(self.file).alias("source_file"),  # noqa: E731
                           pl.lit(None, pl.String).alias("source_sheet"), pl.col("_row").alias("source_row")]
         patient = base.select(
@@ -881,7 +879,7 @@ class _Lyon:
         count = self.decode.number(plain, "mitoses_10hpf", "tumour", integer=True)
         self.decode.flag(base, is_bound, "tumour", self.headers["mitoses_10hpf"], "mitoses_upper_bound",
                          lambda v: f"Mitoses « {v} »: borne retenue et signalée comme borne supérieure.",
-                         values=raw, severity=WARNING)
+                         values=raw)
         count = pl.select(pl.when(is_bound).then(bound_text.cast(pl.Int32)).otherwise(count)).to_series()
         flag = pl.select(pl.when(count.is_not_null()).then(is_bound)).to_series()
         return count, flag
@@ -933,8 +931,8 @@ class _Lyon:
         is_meta = (kind == "metastasis").fill_null(False)
         n_sites = pl.select(pl.sum_horizontal([t for _, _, t in known]) if known else pl.lit(0)).to_series()
         column = f"{CHECKBOX}___*"
-        d.flag(ev, is_meta & (n_sites == 0), "event", column, "metastasis_site_missing",
-               "Métastase sans site coché: site non renseigné.", severity=WARNING)
+        d.flag(ev, is_meta & (n_sites == 0), "event", column, "metastasis_without_site",
+               "Métastase sans site coché: site non renseigné.")
         if known:
             codes = pl.select(pl.concat_str(
                 [pl.when(t).then(pl.lit(code)) for code, _, t in known], separator=",", ignore_nulls=True
@@ -968,7 +966,7 @@ class _Lyon:
         redundant = (ev["event_kind"] == "last_news") & ev["record_id"].is_in(dead.implode())
         d.flag(ev, redundant, "event", self.headers["evt_type"], "last_news_of_dead_patient",
                "« Dernières nouvelles » d'un patient décédé: le décès tient lieu de dernières nouvelles; "
-               "instance non reprise.", values=rows["evt_type"].gather(ev["_pos"]), severity=WARNING)
+               "instance non reprise.", values=rows["evt_type"].gather(ev["_pos"]))
         ev = ev.filter(~redundant.fill_null(False))
 
         # dead if any death, alive if any last news, null when the record has no news at all

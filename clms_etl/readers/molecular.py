@@ -338,13 +338,13 @@ def _decode(ctx: ReadContext, data: bytes, label: str) -> str:
     text = data.decode("cp1252", errors="replace")
     _wrong_encoding(ctx, label, "cp1252")
     if "\ufffd" in text:
-        ctx.query(file=label, rule="encoding_error", severity=WARNING,
+        ctx.query(file=label, rule="encoding_error",
                   message=f"{label}: {text.count(chr(0xFFFD))} octet(s) illisibles remplacés par « \ufffd ».")
     return text
 
 
 def _wrong_encoding(ctx: ReadContext, label: str, found: str) -> None:
-    ctx.query(file=label, rule="wrong_encoding", severity=WARNING, value=found,
+    ctx.query(file=label, rule="wrong_encoding", value=found,
               message=f"{label}: fichier en {found} au lieu d'UTF-8 (contrat): lu en {found}, "
                       f"à corriger dans l'export.")
 
@@ -394,7 +394,7 @@ def _table(ctx: ReadContext, path: Path, label: str, specs: list[ColumnSpec], ca
         if line.startswith("#"):
             comments.append(line)
         elif not line.strip():
-            ctx.query(file=label, row=i + 1, rule="empty_row", severity=WARNING,
+            ctx.query(file=label, row=i + 1, rule="empty_row",
                       message=f"{label}: ligne {i + 1} vide ignorée.")
         else:
             rows.append((i + 1, line.split("\t")))
@@ -523,7 +523,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     data = []
     for i, record in enumerate(records[1:], start=2):  # row i as a spreadsheet shows it
         if not any(v.strip() for v in record):
-            ctx.query(file=MANIFEST, row=i, rule="empty_row", severity=WARNING,
+            ctx.query(file=MANIFEST, row=i, rule="empty_row",
                       message=f"{MANIFEST}: ligne {i} vide ignorée.")
             continue
         data.append((i, record))
@@ -548,7 +548,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     bad_sample: set[int] = set()
     problems: list[tuple[int, str]] = []
     for check, index in failures.select("check", "index").iter_rows():
-        rule = check if check in _STRUCTURAL_FIELD else "structure"
+        rule = check if check in _STRUCTURAL_FIELD else "structure_check_failed"
         problems.append((index, rule))
         if rule in ("missing_sample_id", "invalid_sample_id"):
             bad_sample.add(index)
@@ -561,7 +561,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         centre, local_id = raw(record, "centre"), raw(record, "local_id")
         if centre and centre.strip().lower() not in known:
             ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
-                      field=header[cols["centre"]], value=centre, rule="unknown_centre", severity=WARNING,
+                      field=header[cols["centre"]], value=centre, rule="unknown_centre",
                       message=f"{MANIFEST}, ligne {row}: centre « {centre} » inconnu du registre "
                               f"({', '.join(sorted(known))}): cas conservé sans lien avec un patient.")
             pids.append(None)
@@ -629,7 +629,7 @@ def _outside_file(ctx: ReadContext, label: str) -> None:
 
 
 def _unknown_file(ctx: ReadContext, label: str) -> None:
-    ctx.query(file=label, rule="unknown_file", severity=WARNING,
+    ctx.query(file=label, rule="unknown_file",
               message=f"{label}: fichier inattendu dans la livraison du laboratoire, ignoré.")
 
 
@@ -698,7 +698,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
             stem = re.sub(r"\.(os|cy)?chp$", "", raw_file, flags=re.IGNORECASE)
             if raw_file and stem != sample_id:
                 named = True  # once per file: the whole file is concerned
-                c.error(_name(table, "file"), raw_file, "sample_name_mismatch", severity=WARNING,
+                c.error(_name(table, "file"), raw_file, "sample_name_mismatch",
                         message=f"Colonne File « {raw_file} » ≠ échantillon « {sample_id} » du nom de fichier: "
                                 f"vérifier que le fichier est le bon.")
 
@@ -819,13 +819,13 @@ def _read_vcf(ctx, path: Path, label: str, sample_id: str, patient_id, out: list
 
     if len(columns) > 9 and columns[9].strip() != sample_id:
         ctx.query(file=label, row=top + 1, patient_id=patient_id, field="#CHROM", value=columns[9],
-                  rule="sample_name_mismatch", severity=WARNING,
+                  rule="sample_name_mismatch",
                   message=f"Échantillon « {columns[9]} » dans le VCF ≠ « {sample_id} » du nom de fichier: "
                           f"vérifier que le fichier est le bon.")
     reference = next((line.split("=", 1)[1] for line in meta if line.startswith("##reference=")), None)
     build = None
     if reference is None:
-        ctx.query(file=label, patient_id=patient_id, field="##reference", rule="missing_reference", severity=WARNING,
+        ctx.query(file=label, patient_id=patient_id, field="##reference", rule="missing_reference",
                   message=f"{label}: pas de ligne ##reference: génome hg19 (contrat) non vérifiable.")
     elif not HG19.search(reference):
         build = reference
@@ -836,11 +836,11 @@ def _read_vcf(ctx, path: Path, label: str, sample_id: str, patient_id, out: list
         body = [(i + 1, line) for i, line in enumerate(lines) if i > top]
         for n, (line_no, line) in enumerate(body):
             if not line.strip():
-                ctx.query(file=label, row=line_no, rule="empty_row", severity=WARNING,
+                ctx.query(file=label, row=line_no, rule="empty_row",
                           message=f"{label}: ligne {line_no} vide ignorée.")
                 continue
             if line.startswith("#"):
-                ctx.query(file=label, row=line_no, rule="misplaced_header_line", severity=WARNING, value=line,
+                ctx.query(file=label, row=line_no, rule="misplaced_header_line", value=line,
                           message=f"{label}: ligne d'en-tête {line_no} après #CHROM, ignorée.")
                 continue
             records += 1
@@ -852,7 +852,7 @@ def _read_vcf(ctx, path: Path, label: str, sample_id: str, patient_id, out: list
                 continue
             _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out, cache)
     if not records:
-        ctx.query(file=label, patient_id=patient_id, rule="no_variant_records", severity=WARNING,
+        ctx.query(file=label, patient_id=patient_id, rule="no_variant_records",
                   message=f"{label}: aucun enregistrement; un VCF de panel hotspot en contient toujours "
                           f"(appels de référence): export incomplet ?")
     return records
@@ -1049,7 +1049,7 @@ def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out,
     for i, (c, row) in enumerate(rows):
         annotation = _annotation(entries, row["alt"], i, n) if entries is not None else None
         if entries and annotation is None:
-            c.error("FUNC", row["alt"], "unmatched_annotation", severity=WARNING,
+            c.error("FUNC", row["alt"], "unmatched_annotation",
                     message=f"Aucune entrée FUNC pour l'allèle « {row['alt']} »: gène et HGVS absents.")
         annotation = annotation or {}
         row.update(gene=_text(annotation.get("gene")), transcript=_text(annotation.get("transcript")),

@@ -39,9 +39,9 @@ Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``unparseable_number``, ``not_an_integer``, ``unparseable_date``, ``partial_date_imputed``, and
 ``unknown_column`` from ``match_columns``): ``missing_patient_id``, ``duplicate_patient``,
 ``wrong_field_count``, ``empty_row``, ``wrong_encoding``, ``encoding_error``, ``line_endings``,
-``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``, ``value_truncated``,
-``missing_surgery_date``, ``missing_event_date``, ``metastasis_site_other``,
-``vital_status_contradiction``, ``missing_vital_status``, ``last_news_differs_from_death``,
+``birth_after_diagnosis``, ``age_out_of_range``, ``mitoses_upper_bound``, ``number_out_of_range``, ``value_truncated``,
+``surgery_date_missing``, ``event_date_missing``, ``metastasis_site_other``,
+``vital_status_inconsistent``, ``missing_vital_status``, ``last_news_of_dead_patient``,
 ``treatment_without_relapse``, ``quote_in_cell`` (a double quote that is not CSV quoting, e.g. a
 cell typed ``"Dupont``: the file is then read without quoting, quotes kept in the values).
 """
@@ -172,7 +172,7 @@ def _decode(ctx: ReadContext, data: bytes) -> str:
         return data.decode(ENCODING)
     except UnicodeDecodeError:
         text = data.decode(ENCODING, errors="replace")
-        ctx.query(file=FILE, rule="encoding_error", severity=WARNING,
+        ctx.query(file=FILE, rule="encoding_error",
                   message=f"{text.count(chr(0xFFFD))} octet(s) non définis en cp1252 remplacés par « \ufffd ».")
         return text
 
@@ -181,7 +181,7 @@ _CP1252_SPECIFIC = bytes(range(0x80, 0xA0))  # where cp1252 and latin-1 differ
 
 
 def _wrong_encoding(ctx: ReadContext, found: str) -> None:
-    ctx.query(file=FILE, rule="wrong_encoding", severity=WARNING, value=found,
+    ctx.query(file=FILE, rule="wrong_encoding", value=found,
               message=f"Fichier encodé en {found} au lieu de cp1252 (contrat): lu en {found}, "
                       f"à corriger dans l'export.")
 
@@ -218,7 +218,7 @@ def _quote_char(ctx: ReadContext, text: str, header: list[str], found: dict[str,
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=FILE, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
-                  rule="quote_in_cell", severity=WARNING,
+                  rule="quote_in_cell",
                   message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
                           f"de la valeur (l'export ne met pas de guillemets).")
     return None
@@ -359,8 +359,7 @@ class _Cols:
     def _number(self, f: _Field, cells: Cells, column: str, raw: str, i: int):
         if f.key == "mitoses" and (m := _BOUND.match(raw)):
             cells.error(column, raw, "mitoses_upper_bound",
-                        f"Mitoses « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.",
-                        severity=WARNING)
+                        f"Mitoses « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
             self.bounds.add(i)
             return int(m.group(1))
         value = cells.number(column, raw, integer=f.integer, factor=f.factor)
@@ -375,8 +374,7 @@ class _Cols:
         if is_missing(text):
             return None
         if len(text) > MAX_TEXT:
-            cells.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
-                        severity=WARNING)
+            cells.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).")
             text = text[:MAX_TEXT]
         return text
 
@@ -422,7 +420,7 @@ assert {f.key for f in FIELDS} == set(structural.REQUIRED) - {"ipp"}
 def _read(ctx: ReadContext, path: Path) -> ReadResult:
     text = _decode(ctx, path.read_bytes())
     if "\n" not in text and "\r" in text:
-        ctx.query(file=FILE, rule="line_endings", severity=WARNING,
+        ctx.query(file=FILE, rule="line_endings",
                   message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
         text = text.replace("\r", "\n")
     header = _header(text)
@@ -451,7 +449,7 @@ def _read(ctx: ReadContext, path: Path) -> ReadResult:
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
     for row in rows_all.filter(blank).to_list():
-        ctx.query(file=FILE, row=row, rule="empty_row", severity=WARNING, message=f"Ligne {row} vide ignorée.")
+        ctx.query(file=FILE, row=row, rule="empty_row", message=f"Ligne {row} vide ignorée.")
     fields_s = pl.Series(structural.FIELDS, fields, dtype=pl.Int64)
     fields_s = pl.select(pl.when(fields_s >= 0).then(fields_s)).to_series().alias(structural.FIELDS)
     rows = rows_all
@@ -505,7 +503,7 @@ def _structural_queries(ctx: ReadContext, cols: _Cols, df: pl.DataFrame, width: 
         else:  # a structural rule without a dedicated message
             for i in index or [None]:
                 ctx.query(file=FILE, row=None if i is None else cols.rows[i], table="patient",
-                          rule=str(check), message=f"Contrôle de structure « {check} » en échec.")
+                          rule="structure_check_failed", message=f"Contrôle de structure « {check} » en échec.")
 
 
 def _duplicates(cols: _Cols, df: pl.DataFrame, index: list[int], id_column: str) -> None:
@@ -571,8 +569,8 @@ def _parse(ctx: ReadContext, c: _Cols, pids: pl.Series, rows: pl.Series) -> dict
         "adjuvant_radiotherapy": v["rt_adj"].values,
     }).filter(any_surgery)
     for i in (any_surgery & ~v["date_chir"].present).arg_true().to_list():
-        c.cells(i, "surgery").error(c.header["date_chir"], None, "missing_surgery_date",
-                                    "Chirurgie renseignée sans date d'intervention.", severity=WARNING)
+        c.cells(i, "surgery").error(c.header["date_chir"], None, "surgery_date_missing",
+                                    "Chirurgie renseignée sans date d'intervention.")
 
     return {"patient": patient, "tumour": tumour, "surgery": surgery, "event": _events(c, v, ids)}
 
@@ -590,7 +588,8 @@ def _age(c: _Cols, v: dict[str, _Parsed]) -> pl.Series:
     ).to_series()
     bad = ((age < 0) | (age > 120)).fill_null(False)
     for i in bad.arg_true().to_list():
-        c.cells(i, "patient").error(c.header["ddn"], birth[i], "implausible_age",
+        c.cells(i, "patient").error(c.header["ddn"], birth[i],
+                                    "birth_after_diagnosis" if age[i] < 0 else "age_out_of_range",
                                     "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
                                     identifier=True)
     return pl.select(pl.when(~bad).then(age)).to_series().cast(pl.Int16)
@@ -642,7 +641,7 @@ def _events(c: _Cols, v: dict[str, _Parsed], ids: pl.DataFrame) -> pl.DataFrame:
     ])
     for i in (has_sites & ~v["date_meta"].present).arg_true().to_list():
         c.cells(i, "event", ":metastasis:1").error(
-            c.header["date_meta"], None, "missing_event_date",
+            c.header["date_meta"], None, "event_date_missing",
             f"Sites métastatiques renseignés ({c.header['sites_meta']}) sans date de métastase.")
     _death_queries(c, v, dead, died)
 
@@ -659,8 +658,7 @@ def _events(c: _Cols, v: dict[str, _Parsed], ids: pl.DataFrame) -> pl.DataFrame:
     )
     for i in (v["ttt_rechute"].present & ~lr_ok & ~me_ok).arg_true().to_list():
         c.cells(i, "event").error(c.header["ttt_rechute"], c.raw["ttt_rechute"][i], "treatment_without_relapse",
-                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.",
-                                  severity=WARNING)
+                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.")
     return model.conform("event", events)
 
 
@@ -693,7 +691,7 @@ def _site(c: _Cols, i: int, column: str, text: str) -> str | None:
     # A site outside the list is a real organ (adrenal, kidney...): kept as "other", reported.
     c.cells(i, "event", ":metastasis:1").error(
         column, text, "metastasis_site_other",
-        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».", severity=WARNING)
+        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».")
     return "other"
 
 
@@ -701,22 +699,21 @@ def _death_queries(c: _Cols, v: dict[str, _Parsed], dead: pl.Series, died: pl.Se
     vital = v["statut_vital"].values
     column = c.header["statut_vital"]
     for i in (died & ~dead & vital.is_not_null()).arg_true().to_list():
-        c.cells(i, "patient").error(column, c.raw["statut_vital"][i], "vital_status_contradiction",
+        c.cells(i, "patient").error(column, c.raw["statut_vital"][i], "vital_status_inconsistent",
                                     f"{column} « {c.raw['statut_vital'][i]} » mais décès renseigné "
                                     f"({c.header['date_dc']} / {c.header['cause_dc']}).")
     for i in (died & vital.is_null()).arg_true().to_list():
         c.cells(i, "patient").error(column, c.raw["statut_vital"][i], "missing_vital_status",
-                                    f"{column} vide ou illisible alors qu'un décès est renseigné.", severity=WARNING)
+                                    f"{column} vide ou illisible alors qu'un décès est renseigné.")
     for i in (dead & ~v["date_dc"].present).arg_true().to_list():
-        c.cells(i, "event", ":death").error(c.header["date_dc"], None, "missing_event_date",
+        c.cells(i, "event", ":death").error(c.header["date_dc"], None, "event_date_missing",
                                             "Patient décédé (DCD) sans date de décès.")
     news, death = v["date_dernieres_nouvelles"].values, v["date_dc"].values
     differs = (died & (news != death)).fill_null(False)
     for i in differs.arg_true().to_list():
         c.cells(i, "event", ":death").error(
-            c.header["date_dernieres_nouvelles"], c.raw["date_dernieres_nouvelles"][i], "last_news_differs_from_death",
-            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.",
-            severity=WARNING)
+            c.header["date_dernieres_nouvelles"], c.raw["date_dernieres_nouvelles"][i], "last_news_of_dead_patient",
+            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.")
 
 # Columns of the file holding each canonical field (so queries name the centre's column);
 # events are columns here, one date column per kind.

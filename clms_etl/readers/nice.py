@@ -31,7 +31,7 @@ Choices the contract leaves open:
   with any other event ``alive`` (alive at last contact), one without events null.
 * ``Site métastatique`` outside the list (``surrénale``) is a real organ: ``other``, no query
   (the contract allows other text). A ``Dernières nouvelles`` row of a dead patient is kept
-  with an error (``last_news_for_dead_patient``): a dead patient's last news is the death.
+  with a warning (``last_news_of_dead_patient``): a dead patient's last news is the death.
 * Blank rows (formatting left by Excel) are skipped and not counted as source rows.
 * ``NA``/``ND`` are read as missing too; ``?``, ``-`` or ``inconnu`` in a coded, number or date
   cell are not this export's missing values and are reported (``unknown_code``...).
@@ -41,11 +41,11 @@ Choices the contract leaves open:
 Rules emitted (besides those of Cells: ``unknown_code``, ``value_normalised``,
 ``unparseable_number``, ``not_an_integer``, ``unparseable_date``, ``partial_date_imputed``, and
 ``unknown_column`` from ``match_columns``): ``missing_patient_id``, ``duplicate_patient``,
-``unknown_patient``, ``empty_sheet``, ``value_without_header``, ``date_typed_as_text``,
-``date_as_number``, ``implausible_age``, ``mitoses_upper_bound``, ``number_out_of_range``,
-``value_truncated``, ``missing_surgery_date``, ``first_surgery_not_primary``,
-``missing_event_date``, ``missing_event_kind``, ``site_without_metastasis``,
-``cause_without_death``, ``last_news_for_dead_patient``, ``unknown_sheet`` (a sheet, hidden or not,
+``orphan_row``, ``empty_sheet``, ``value_without_header``, ``date_typed_as_text``,
+``date_as_number``, ``birth_after_diagnosis``, ``age_out_of_range``, ``mitoses_upper_bound``, ``number_out_of_range``,
+``value_truncated``, ``surgery_date_missing``, ``first_surgery_not_primary``,
+``event_date_missing``, ``required_value_missing``, ``metastasis_site_without_metastasis``,
+``death_cause_without_death``, ``last_news_of_dead_patient``, ``unknown_sheet`` (a sheet, hidden or not,
 the reader does not read: warning), ``merged_cells`` (a merged range of a sheet read: warning), ``formula_without_value`` (a formula saved without its
 computed value: error on its row). A date-formatted number outside Excel's calendar (-1e12) makes
 calamine panic: the exact reader then reads it and reports ``unparseable_date`` on its row.
@@ -587,8 +587,7 @@ def _fast_sheet(ctx: ReadContext, role: str, title: str, first: list, cells: pl.
         if any_value and (j >= width or not header[j]):
             stray.add(j)
     for j in sorted(stray):
-        ctx.query(file=FILE, sheet=title, row=1, field=f"colonne {j + 1}", rule="value_without_header",
-                  severity=WARNING, message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+        ctx.query(file=FILE, sheet=title, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
     if cells.width < width:
         cells = cells.with_columns(pl.lit(None).alias(f"c{j}") for j in range(cells.width, width))
     cells = cells.select(f"c{j}" for j in range(width))
@@ -691,8 +690,7 @@ def _sheet(ctx: ReadContext, role: str, title: str, rows: list[tuple]) -> _Sheet
         if not h and any(r[j] is not None for r in records):
             stray.add(j)
     for j in sorted(stray):
-        ctx.query(file=FILE, sheet=title, row=1, field=f"colonne {j + 1}", rule="value_without_header",
-                  severity=WARNING, message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+        ctx.query(file=FILE, sheet=title, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
     if records:
         transposed = list(zip(*records))
         columns = {key: list(transposed[j]) for key, j in found.items()}
@@ -831,8 +829,7 @@ class _Parser:
                 if bounds is not None and (m := _BOUND.match(v)):
                     cells.error(
                         column, v, "mitoses_upper_bound",
-                        f"Mitoses « {v} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.",
-                        severity=WARNING)
+                        f"Mitoses « {v} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
                     return int(m.group(1)), True
             if tv is str and fold(v) in UNKNOWN_TOKENS:
                 _not_a_value(cells, column, v, "unparseable_number")
@@ -872,7 +869,7 @@ class _Parser:
                 if 1900 <= day.year <= 2100:
                     cells.error(column, v, "date_as_number",
                                 f"Date saisie comme nombre ({shown(v)}): lue comme {shown(f'{day:%d/%m/%Y}')} "
-                                f"({column}); remettre le format date.", severity=WARNING, identifier=identifier)
+                                f"({column}); remettre le format date.", identifier=identifier)
                     return day, "day"
             if tv is str and fold(v) in UNKNOWN_TOKENS:
                 _not_a_value(cells, column, v, "unparseable_date", identifier)
@@ -882,8 +879,7 @@ class _Parser:
                 return None
             if tv is str and not parsed.imputed:
                 cells.error(column, v, "date_typed_as_text",
-                            f"Date saisie comme texte « {shown(v)} » ({column}): lue, mais à saisir comme date Excel.",
-                            severity=WARNING, identifier=identifier)
+                            f"Date saisie comme texte « {shown(v)} » ({column}): lue, mais à saisir comme date Excel.", identifier=identifier)
             return parsed.value, parsed.precision
         parsed = self._column(key, table, parse)
         values, precisions = [None] * len(parsed), [None] * len(parsed)
@@ -901,8 +897,7 @@ class _Parser:
             if not text or text in FAST_MISSING or (len(text) <= 16 and is_missing(text)):
                 return None
             if len(text) > MAX_TEXT:
-                cells.error(column, v, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).",
-                            severity=WARNING)
+                cells.error(column, v, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).")
                 text = text[:MAX_TEXT]
             return text
         return self._column(key, table, parse)
@@ -990,7 +985,7 @@ def _uncached_formula_queries(ctx: ReadContext, sheets: dict[str, _Sheet], books
         data_row = role is not None and row in sheets[role].rows
         table = _TABLE_OF_ROLE[role] if data_row else None
         ctx.query(file=FILE, sheet=title, row=row, table=table, row_id=f"{table}:{title}:{row}" if data_row else None,
-                  field=name, rule="formula_without_value", severity=ERROR if data_row else WARNING,
+                  field=name, rule="formula_without_value" if data_row else "formula_in_header",
                   message=f"Cellule {_column_letter(j)}{row} ({name}) : formule sans valeur calculée (classeur "
                           f"enregistré sans recalcul) ; valeur illisible, ouvrir et réenregistrer dans Excel "
                           f"ou saisir la valeur.")
@@ -1032,13 +1027,13 @@ def _extra_sheet_queries(ctx: ReadContext, path: Path, used: set[str]) -> None:
                     for first_col, first_row, last_col, last_row in _merged_ranges(book, part):
                         cells = f"{first_col}{first_row}:{last_col}{last_row}"
                         ctx.query(file=FILE, sheet=title, row=first_row, field=cells, value=None,
-                                  rule="merged_cells", severity=WARNING,
+                                  rule="merged_cells",
                                   message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de "
                                           f"{first_col}{first_row} est lue, les autres cellules de la plage sont "
                                           f"vides pour l'import. Défusionner et saisir chaque valeur.")
                 continue
             hidden = el.get("state") in ("hidden", "veryHidden")
-            ctx.query(file=FILE, sheet=title, field=None, value=title, rule="unknown_sheet", severity=WARNING,
+            ctx.query(file=FILE, sheet=title, field=None, value=title, rule="unknown_sheet",
                       message=f"Feuille {'masquée ' if hidden else ''}« {title} » non prévue par le contrat "
                               f"d'échange : non lue. Vérifier qu'elle ne contient pas de données à importer.")
     finally:
@@ -1053,7 +1048,7 @@ def _read_sheets(ctx: ReadContext, path: Path, sheets: dict[str, _Sheet]) -> Rea
                             f"centre arrêté (les données précédentes restent en place).", FILE)
     for role in ("surgeries", "events"):
         if sheets[role].n == 0:
-            ctx.query(file=FILE, sheet=sheets[role].title, rule="empty_sheet", severity=WARNING,
+            ctx.query(file=FILE, sheet=sheets[role].title, rule="empty_sheet",
                       message=f"Feuille « {sheets[role].title} » sans aucune ligne: export à vérifier.")
 
     for sheet in sheets.values():
@@ -1102,9 +1097,9 @@ def _structural_queries(ctx: ReadContext, sheet: _Sheet, failures: pl.DataFrame)
                 parser.cells(i, table).error(column, raws[i], "missing_patient_id",
                                              f"{column} absent: la ligne ne peut être rattachée à aucun patient.",
                                              identifier=True)
-        elif check == "unknown_patient":
+        elif check == "orphan_row":
             for i in index:
-                parser.cells(i, table).error(column, raws[i], "unknown_patient",
+                parser.cells(i, table).error(column, raws[i], "orphan_row",
                                              f"{column} absent de la feuille des patients: ligne orpheline.",
                                              identifier=True)
         elif check == "duplicate_patient":
@@ -1129,7 +1124,7 @@ def _structural_queries(ctx: ReadContext, sheet: _Sheet, failures: pl.DataFrame)
         else:  # a structural rule without a dedicated message
             for i in index or [None]:
                 ctx.query(file=FILE, sheet=sheet.title, row=None if i is None else sheet.rows[i], table=table,
-                          rule=str(check), message=f"Contrôle de structure « {check} » en échec.")
+                          rule="structure_check_failed", message=f"Contrôle de structure « {check} » en échec.")
 
 
 def _provenance(sheet: _Sheet, table: str) -> dict[str, list]:
@@ -1155,7 +1150,8 @@ def _patients(ctx: ReadContext, sheet: _Sheet) -> tuple[pl.DataFrame, pl.DataFra
         if 0 <= age <= 120:
             ages[i] = age
         else:
-            p.cells(i, "patient").error(sheet.header["date_de_naissance"], b, "implausible_age",
+            p.cells(i, "patient").error(sheet.header["date_de_naissance"], b,
+                                        "birth_after_diagnosis" if age < 0 else "age_out_of_range",
                                         "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
                                         identifier=True)
     del birth
@@ -1219,12 +1215,11 @@ def _surgeries(ctx: ReadContext, sheet: _Sheet) -> pl.DataFrame:
     column = sheet.header["date"]
     for i, raw in enumerate(sheet.columns["date"]):
         if dates[i] is None and is_missing(raw):  # (an unreadable date already has its query)
-            p.cells(i, "surgery").error(column, None, "missing_surgery_date", "Chirurgie sans date d'intervention.",
-                                        severity=WARNING)
+            p.cells(i, "surgery").error(column, None, "surgery_date_missing", "Chirurgie sans date d'intervention.")
         if numbers[i] == 1 and kinds[i] is not None and kinds[i] != "primary_excision" and sheet.keys[i]:
             p.cells(i, "surgery").error(sheet.header["type"], sheet.columns["type"][i], "first_surgery_not_primary",
                                         "La première intervention du patient n'est pas l'exérèse initiale: "
-                                        "exérèse initiale manquante ou date erronée?", severity=WARNING)
+                                        "exérèse initiale manquante ou date erronée?")
     return pl.DataFrame({
         **_provenance(sheet, "surgery"),
         "surgery_no": numbers,
@@ -1254,23 +1249,21 @@ def _events(ctx: ReadContext, sheet: _Sheet) -> tuple[pl.DataFrame, dict[str, st
         kind = kinds[i]
         # (an unreadable kind or date already has its query: only the blank ones are flagged here)
         if kind is None and is_missing(sheet.columns["evenement"][i]):
-            p.cells(i, "event").error(h["evenement"], None, "missing_event_kind", "Type d'évènement absent.")
+            p.cells(i, "event").error(h["evenement"], None, "required_value_missing", "Type d'évènement absent.")
         if dates[i] is None and is_missing(sheet.columns["date"][i]):
-            p.cells(i, "event").error(h["date"], None, "missing_event_date", "Évènement sans date.")
+            p.cells(i, "event").error(h["date"], None, "event_date_missing", "Évènement sans date.")
         if site_texts[i] is not None:
             if kind == "metastasis" or kind is None:
                 sites[i] = METASTASIS_SITES.get(fold(site_texts[i]), "other")
             else:
-                p.cells(i, "event").error(h["site_metastatique"], site_texts[i], "site_without_metastasis",
-                                          "Site métastatique sur un évènement qui n'est pas une métastase: ignoré.",
-                                          severity=WARNING)
+                p.cells(i, "event").error(h["site_metastatique"], site_texts[i], "metastasis_site_without_metastasis",
+                                          "Site métastatique sur un évènement qui n'est pas une métastase: ignoré.")
         if causes[i] is not None and kind not in ("death", None):
-            p.cells(i, "event").error(h["cause_du_deces"], sheet.columns["cause_du_deces"][i], "cause_without_death",
-                                      "Cause de décès sur un évènement qui n'est pas un décès: ignorée.",
-                                      severity=WARNING)
+            p.cells(i, "event").error(h["cause_du_deces"], sheet.columns["cause_du_deces"][i], "death_cause_without_death",
+                                      "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")
             causes[i] = None
         if kind == "last_news" and sheet.pids[i] in dead:
-            p.cells(i, "event").error(h["evenement"], sheet.columns["evenement"][i], "last_news_for_dead_patient",
+            p.cells(i, "event").error(h["evenement"], sheet.columns["evenement"][i], "last_news_of_dead_patient",
                                       "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles "
                                       "d'un patient décédé sont son décès.")
     ranks = [EVENT_RANK.get(k, 9) for k in kinds]

@@ -38,7 +38,7 @@ Rule names emitted: ``unknown_code``, ``value_normalised`` (stray spaces), ``unp
 ``partial_date_imputed``, ``unparseable_number``, ``missing_unit``, ``out_of_range``,
 ``unparseable_margins``, ``ambiguous_margins``, ``margins_unlabelled``, ``unknown_site``,
 ``ambiguous_site``, ``mitoses_upper_bound``, ``unparsed_evolution_note``, ``ambiguous_note``,
-``unknown_metastasis_site``, ``unknown_death_cause``, ``last_news_differs_from_death``,
+``metastasis_site_other``, ``unknown_code``, ``last_news_of_dead_patient``,
 ``duplicate_patient``, ``missing_patient_id``, ``wrong_field_count``, ``value_too_long``,
 ``empty_row``, ``missing_final_line_end``, ``wrong_encoding``, ``unknown_column``. Queries are
 built as frames (``ctx.extend_queries``) for the cells that have an issue, with the same rule
@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import polars as pl
 
-from clms_etl import model
+from clms_etl import model, rules
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
 from clms_etl.dates import _fold as _fold_date
@@ -125,12 +125,9 @@ class Issue(NamedTuple):
     message: str
 
 
-def _error(rule: str, message: str) -> Issue:
-    return Issue(rule, ERROR, message)
-
-
-def _warning(rule: str, message: str) -> Issue:
-    return Issue(rule, WARNING, message)
+def _issue(rule: str, message: str) -> Issue:
+    """An issue under ``rule``, with the registry's severity."""
+    return Issue(rule, rules.severity(rule), message)
 
 
 def _absent(text: str | None) -> bool:
@@ -144,7 +141,7 @@ def _lookup(text: str, table: dict[str, object], label: str, allowed: str, squee
         key = key.replace(" ", "")
     if key in table:
         return table[key], []
-    return None, [_error("unknown_code", f"Valeur « {text} » inconnue pour « {label} » (attendu: {allowed}).")]
+    return None, [_issue("unknown_code", f"Valeur « {text} » inconnue pour « {label} » (attendu: {allowed}).")]
 
 
 _NUM = r"[0-9]+(?:[.,][0-9]+)?"
@@ -156,7 +153,7 @@ def _float(text: str) -> float:
 
 def _too_big(value: float, text: str, label: str) -> list[Issue]:
     if value > MAX_NUMBER:  # hundreds of digits: a typing accident, not a measure
-        return [_error("out_of_range", f"« {text} »: nombre hors limites ({label}).")]
+        return [_issue("number_out_of_range", f"« {text} »: nombre hors limites ({label}).")]
     return []
 
 
@@ -176,11 +173,11 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
     except (ValueError, OverflowError):
         parsed = None
     if parsed is None or not (1900 <= parsed.value.year <= 2100):
-        return None, [_error("unparseable_date", f"Date illisible « {shown} » ({label}).")]
+        return None, [_issue("unparseable_date", f"Date illisible « {shown} » ({label}).")]
     if parsed.imputed:
         # The imputed day would give a birth month away: not shown for an identifier.
         day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
-        return parsed, [_warning("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label}).")]
+        return parsed, [_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label}).")]
     return parsed, []
 
 
@@ -249,7 +246,7 @@ def _fast_date_frame(unique: pl.Series, label: str, identifier: bool = False) ->
     return _fast_dates(unique).with_columns(
         _ok=pl.col("_value").is_not_null(),
         rule=pl.when(partial).then(pl.lit("partial_date_imputed")),
-        severity=pl.when(partial).then(pl.lit(WARNING)),
+        severity=pl.when(partial).then(pl.lit(rules.severity("partial_date_imputed"))),
         message=pl.when(partial).then(pl.concat_str(
             pl.lit("Date partielle « "), shown, pl.lit(" » imputée"), day, pl.lit(f" ({label}).")
         )),
@@ -313,7 +310,7 @@ def parse_grade(text: str | None) -> tuple[int | None, list[Issue]]:
     m = _GRADE.fullmatch(fold(text).replace(" ", "").replace(".", ""))
     if m:
         return _ROMAN[m.group(1)], []
-    return None, [_error("unknown_code", f"Grade « {text} » inconnu (attendu: 1, G2, grade II, III).")]
+    return None, [_issue("unknown_code", f"Grade « {text} » inconnu (attendu: 1, G2, grade II, III).")]
 
 
 def parse_differentiation(text: str | None) -> tuple[int | None, list[Issue]]:
@@ -323,7 +320,7 @@ def parse_differentiation(text: str | None) -> tuple[int | None, list[Issue]]:
     m = _DIFF.fullmatch(fold(text))
     if m:
         return _DIFFERENTIATION[m.group(1)], []
-    return None, [_error("unknown_code",
+    return None, [_issue("unknown_code",
                          f"Différenciation « {text} » inconnue (attendu: bien, moyennement, peu différencié).")]
 
 
@@ -358,14 +355,14 @@ _PERCENT = re.compile(rf"({_NUM})%?")
 def _length_cm(text: str, label: str) -> tuple[float | None, list[Issue]]:
     m = _LENGTH.fullmatch(fold(text))
     if not m:
-        return None, [_error("unparseable_number", f"« {text} » n'est pas une longueur lisible ({label}).")]
+        return None, [_issue("unparseable_number", f"« {text} » n'est pas une longueur lisible ({label}).")]
     value = _float(m.group(1))
     if problems := _too_big(value, text, label):
         return None, problems
     if m.group(2) is None:
         if value == 0:
             return 0.0, []
-        return None, [_error("missing_unit", f"« {text} »: unité absente, mm ou cm ? ({label}).")]
+        return None, [_issue("missing_unit", f"« {text} »: unité absente, mm ou cm ? ({label}).")]
     return round(value * (0.1 if m.group(2) == "mm" else 1.0), 6), []
 
 
@@ -382,13 +379,13 @@ def parse_mitoses(text: str | None) -> tuple[tuple[int | None, bool | None], lis
         return (None, None), []
     m = _MITOSES.fullmatch(fold(text).replace(" ", ""))
     if not m:
-        return (None, None), [_error("unparseable_number",
+        return (None, None), [_issue("unparseable_number",
                                      f"Mitoses « {text} » illisibles (attendu: 12, 12/10 HPF, < 5).")]
     count = int(m.group(2))
     if count > MAX_MITOSES:  # would not even fit the column; validation judges plausibility below
-        return (None, None), [_error("out_of_range", f"Mitoses « {text} »: nombre hors limites.")]
+        return (None, None), [_issue("number_out_of_range", f"Mitoses « {text} »: nombre hors limites.")]
     if m.group(1):
-        return (count, True), [_warning("mitoses_upper_bound",
+        return (count, True), [_issue("mitoses_upper_bound",
                                         f"Mitoses « {text} »: enregistré {count} (borne supérieure, compte exact inconnu).")]
     return (count, False), []
 
@@ -399,10 +396,10 @@ def parse_ki67(text: str | None) -> tuple[float | None, list[Issue]]:
         return None, []
     m = _PERCENT.fullmatch(fold(text).replace(" ", ""))
     if not m:
-        return None, [_error("unparseable_number", f"Ki67 « {text} » illisible (attendu: 30 %).")]
+        return None, [_issue("unparseable_number", f"Ki67 « {text} » illisible (attendu: 30 %).")]
     value = _float(m.group(1))
     if value > 100:
-        return None, [_error("out_of_range", f"Ki67 « {text} » supérieur à 100 %.")]
+        return None, [_issue("number_out_of_range", f"Ki67 « {text} » supérieur à 100 %.")]
     return value, []
 
 
@@ -429,12 +426,12 @@ def parse_margins(text: str | None) -> Margins:
     parts = [p.strip() for p in _MARGIN_SPLIT.split(fold(text))]
     parts = [p for p in parts if p]
     if not parts or len(parts) > 2:
-        return Margins(None, None, [_error("unparseable_margins",
+        return Margins(None, None, [_issue("unparseable_margins",
                                            f"Marges « {text} » illisibles (attendu: clinique 2 cm / histo 0,8 cm).")])
     for part in parts:
         m = _MARGIN.fullmatch(part)
         if not m:
-            issues.append(_error("unparseable_margins",
+            issues.append(_issue("unparseable_margins",
                                  f"Marges « {text} »: « {part} » illisible (attendu: clinique 2 cm / histo 0,8 cm)."))
             continue
         label = m.group(1)
@@ -444,14 +441,14 @@ def parse_margins(text: str | None) -> Margins:
         else:
             slot = "clinical" if label.startswith("clin") else "histological"
         if slot in slots:
-            issues.append(_error("ambiguous_margins", f"Marges « {text} »: deux marges {'cliniques' if slot == 'clinical' else 'histologiques'}."))
+            issues.append(_issue("ambiguous_margins", f"Marges « {text} »: deux marges {'cliniques' if slot == 'clinical' else 'histologiques'}."))
             slots[slot] = None
             continue
         value, problems = _length_cm(m.group(2), "Marges")
         slots[slot] = value
         issues += problems
     if unlabelled and len(parts) == 2 and not any(i.severity == ERROR for i in issues):
-        issues.append(_warning("margins_unlabelled",
+        issues.append(_issue("margins_unlabelled",
                                f"Marges « {text} » sans libellé: lues clinique puis histologique."))
     return Margins(slots.get("clinical"), slots.get("histological"), issues)
 
@@ -520,7 +517,7 @@ def parse_site(text: str | None) -> tuple[tuple[str | None, str | None], list[Is
         else:
             i += 1
     if not hits:
-        return (None, detail), [_error("unknown_site", f"Siège « {text} » non reconnu (région anatomique).")]
+        return (None, detail), [_issue("unknown_code", f"Siège « {text} » non reconnu (région anatomique).")]
     site = hits[0][2]
     for (_, end, previous), (start, _, current) in zip(hits, hits[1:]):
         if current == previous:
@@ -528,7 +525,7 @@ def parse_site(text: str | None) -> tuple[tuple[str | None, str | None], list[Is
         if _LINKS & set(words[end:start]):
             site = current  # "dos de la main": the region after "de" holds the tumour
         else:
-            return (None, detail), [_error("ambiguous_site",
+            return (None, detail), [_issue("ambiguous_site",
                                            f"Siège « {text} »: plusieurs régions anatomiques, laquelle ?")]
     return (site, detail), []
 
@@ -598,7 +595,7 @@ def _metastasis_sites(text: str, note: str) -> tuple[list[str | None], list[Issu
         if not known and unknown:
             known = ["other"]
         if unknown:
-            issues.append(_warning("unknown_metastasis_site",
+            issues.append(_issue("metastasis_site_other",
                                    f"Site métastatique « {' '.join(unknown)} » non codé: lu « other » ({note})."
                                    if known == ["other"] else
                                    f"Mots « {' '.join(unknown)} » ignorés dans le site métastatique ({note})."))
@@ -636,7 +633,7 @@ def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
     if not body:
         if paren is None:
             return [], []
-        return [], [_error("unparsed_evolution_note", f"Note d'évolution non comprise: « {note.strip()} ».")]
+        return [], [_issue("unparsed_evolution_note", f"Note d'évolution non comprise: « {note.strip()} ».")]
     date_text, head = _note_date(body)
     head = _DATE_LEAD.sub("", head).strip()
 
@@ -644,7 +641,7 @@ def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
     if _LOCAL_RECURRENCE.fullmatch(head) or head == "recidive":
         kinds = [("local_recurrence", None)]
         if head == "recidive":
-            issues.append(_warning("ambiguous_note", f"« {note.strip()} »: récidive lue comme récidive locale."))
+            issues.append(_issue("ambiguous_note", f"« {note.strip()} »: récidive lue comme récidive locale."))
     elif m := _METASTASIS.fullmatch(head):
         sites, problems = _metastasis_sites(m.group(1) or "", note.strip())
         kinds = [("metastasis", s) for s in sites]
@@ -652,7 +649,7 @@ def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
     elif _DEATH.fullmatch(head):
         kinds = [("death", None)]
     else:
-        return [], [_error("unparsed_evolution_note", f"Note d'évolution non comprise: « {note.strip()} ».")]
+        return [], [_issue("unparsed_evolution_note", f"Note d'évolution non comprise: « {note.strip()} ».")]
 
     # An undated note still gives its event (date null): validation's event_date_missing reports it.
     date, problems = parse_date(date_text, "Évolution")
@@ -663,7 +660,7 @@ def parse_note(note: str) -> tuple[list[NoteEvent], list[Issue]]:
         if paren is not None:
             cause = _DEATH_CAUSES.get(fold(paren))
             if cause is None:
-                issues.append(_error("unknown_death_cause",
+                issues.append(_issue("unknown_code",
                                      f"Cause de décès « {paren} » inconnue (attendu: cLMS, autre cause, cause inconnue)."))
     else:
         treatment = paren  # a parenthesis after a relapse is what was done about it
@@ -685,7 +682,7 @@ _CONTROL = bytes(b for b in range(32) if b not in (9, 10, 13))
 
 
 def _wrong_encoding(ctx: ReadContext, found: str) -> None:
-    ctx.query(file=FILE, rule="wrong_encoding", severity=WARNING, value=found,
+    ctx.query(file=FILE, rule="wrong_encoding", value=found,
               message=f"{FILE} est encodé en {found} et non en Mac Roman comme convenu: lu en {found}, "
                       "vérifier l'export.")
 
@@ -762,7 +759,7 @@ def _load(ctx: ReadContext, path: Path) -> _Raw:
         rows = frame[structural.ROW]
         last_record = rows.filter(~blank).max()
         for row in rows.filter(blank & (rows < (last_record or 0))):
-            ctx.query(file=FILE, row=row, rule="empty_row", severity=WARNING, message=f"Ligne {row} vide ignorée.")
+            ctx.query(file=FILE, row=row, rule="empty_row", message=f"Ligne {row} vide ignorée.")
         frame = frame.filter(~blank)
     if frame.is_empty():
         raise ImportFailure(f"{FILE}: en-tête seul, aucun patient; import de ce centre arrêté.", FILE)
@@ -771,7 +768,7 @@ def _load(ctx: ReadContext, path: Path) -> _Raw:
         if last[structural.FIELDS] < width:
             raise ImportFailure(f"{FILE}: fichier tronqué (dernière ligne {last[structural.ROW]} incomplète, "
                                 f"{last[structural.FIELDS]} champs sur {width}); import de ce centre arrêté.", FILE)
-        ctx.query(file=FILE, row=last[structural.ROW], rule="missing_final_line_end", severity=WARNING,
+        ctx.query(file=FILE, row=last[structural.ROW], rule="missing_final_line_end",
                   message=f"{FILE} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
     return _Raw(header, frame, width)
 
@@ -838,7 +835,7 @@ def _decode_column(series: pl.Series, parse, outputs: dict[str, pl.DataType], *,
         value, problems = parse(raw)
         values.append((value,) if single else tuple(value))
         if spaces and raw != raw.strip():
-            problems = [*problems, _warning("value_normalised", f"« {raw} »: espaces en trop à retirer.")]
+            problems = [*problems, _issue("value_normalised", f"« {raw} »: espaces en trop à retirer.")]
         issues.extend((raw, *problem) for problem in problems)
     parts.append(pl.DataFrame(
         {"_raw": rest, **{name: pl.Series(name, [v[j] for v in values], dtype=dtype)
@@ -1044,7 +1041,7 @@ def _structural_queries(ctx: ReadContext, frame: pl.DataFrame, width: int, names
                       message=f"Ligne de {n} champs au lieu de {width} (tabulation en trop ou manquante): "
                               "valeurs possiblement décalées.")
         else:  # a check of the schema that the reader's own numbering should make impossible
-            ctx.query(**where, field=column, rule=f"structure_{check}",
+            ctx.query(**where, field=column, rule="structure_check_failed",
                       message=f"Contrôle de structure « {check} » en échec sur la colonne « {column} ».")
 
 
@@ -1262,8 +1259,8 @@ def _news_queries(ctx, status: pl.DataFrame, events: pl.DataFrame, news_issues: 
     )
     for row, patient_id, raw in odd.select(ROW, "patient_id", "dernieres_nouvelles").iter_rows():
         Cells(ctx, FILE, None, row, "patient", _row_id("patient", row), patient_id).error(
-            column, raw, "last_news_differs_from_death",
-            "Patient décédé: les dernières nouvelles devraient être la date du décès.", severity=WARNING)
+            column, raw, "last_news_of_dead_patient",
+            "Patient décédé: les dernières nouvelles devraient être la date du décès.")
 
 # Columns of the chart holding each canonical field (so queries name the centre's column);
 # events live in the Évolution notes, the last news in its own column.

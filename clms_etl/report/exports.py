@@ -23,19 +23,27 @@ band, diagnosis year, site and centre) and the smallest group goes into the code
 Conventions per format (what a statistician reading the files needs to know):
 
 * **Parquet** — the warehouse's types as they are (booleans, nulls); read with
-  ``arrow::read_parquet`` / ``polars`` / ``pandas``.
-* **CSV** — UTF-8, comma-separated, header row, booleans ``true`` / ``false``, nulls as empty
-  fields.
+  ``arrow::read_parquet`` / ``polars`` / ``pandas``. Each field's metadata holds its
+  ``description`` (the label) and, for a coded column, its ``code_list`` and ``value_labels``
+  (JSON); the file's metadata holds the dataset's ``description``.
+* **CSV** — UTF-8 (with a byte-order mark when the file holds non-ASCII text, so that Excel
+  reads it as UTF-8), comma-separated, header row, booleans ``true`` / ``false``, nulls as
+  empty fields.
 * **SAS transport** (``.xpt``, version 5, what regulators and ``haven::read_xpt`` /
   ``PROC COPY`` read): variable names of at most 8 characters, so long names are shortened
   (``xpt/name_map.csv`` and the codebook give the mapping; the full column name is also
   in the codebook); dataset names too (``patient_summary`` -> ``patisumm``); labels are the
   warehouse column comments cut to 40 characters (the full text is in the codebook); booleans
   are numeric 1 / 0; nulls are ``.`` (numeric) or blank (character); strings are UTF-8 bytes,
-  longer than 200 bytes cut (v5 limit).
+  longer than 200 bytes cut (v5 limit). Coded columns keep their codes; ``xpt/formats.sas``
+  (``PROC FORMAT``, one format per code list, shared by the columns using it, then a data step
+  attaching them) gives their labels, since a transport file carries no format catalogue.
 * **Stata** (``.dta``, format 118: Stata 14 and later, ``haven::read_dta``): names up to 32 characters (shortened like
-  the XPT ones if longer), labels cut to 80 characters, booleans numeric 1 / 0 with value
-  labels ``no`` / ``yes``; Stata has no missing string, so null strings are empty strings.
+  the XPT ones if longer), labels cut to 80 characters, the dataset label a short complete
+  sentence; coded columns are numeric with value labels, one label set per code list named after it
+  and shared by every column using it (a text code is stored as its position in the list, 1 for
+  the first; a numeric code as itself), booleans numeric 1 / 0 with the label set ``yes_no``;
+  Stata has no missing string, so null strings are empty strings.
 
 Only pseudonyms leave the warehouse: the views and result tables hold no direct identifier
 (``tests/report`` scans every exported file for the synthetic deliveries' identifiers).
@@ -44,7 +52,9 @@ Only pseudonyms leave the warehouse: the views and result tables hold no direct 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+import struct
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +64,8 @@ import polars as pl
 
 from clms_etl.disclosure import (
     DEFAULT_K_THRESHOLD, QUASI_IDENTIFIERS, DisclosureBlocked, KAnonymity, age_band, k_anonymity, suppress_until_k)
+from clms_etl.report.csv_files import write_csv
+from clms_etl.vocabulary import code_labels, codes, column_code_list
 
 FORMATS = ("parquet", "csv", "xpt", "dta")
 VIEW_DATASETS = ("patient_summary", "survival")
@@ -64,6 +76,8 @@ DTA_NAME_LENGTH = 32
 DTA_LABEL_LENGTH = 80
 DTA_VERSION = 14  # file format 118: read by Stata 14 and later (15's format 119 is not read by Stata 14)
 BOOLEAN_LABELS = {0: "no", 1: "yes"}
+SAS_FORMATS_NAME = "formats.sas"
+BOOLEAN_CODE_LIST = "yes_no"  # the label set of every boolean column (Stata) and its SAS format
 
 ORIGIN = "diagnosis_date"  # time origin of every relative time: day 0, not exported
 AGE_COLUMN = "age_at_diagnosis_years"
@@ -295,6 +309,125 @@ def protect(datasets: Sequence[Dataset], shareable: bool = False,
     return [_generalised(d, protected) for d in out], k
 
 
+# -- value labels -------------------------------------------------------------------------------
+
+
+def coded_columns(frame: pl.DataFrame) -> dict[str, str]:
+    """``{column: code list}`` of the columns of ``frame`` that hold a code list's codes
+    (:func:`clms_etl.vocabulary.column_code_list`) and nothing else; booleans are the ``yes_no`` list."""
+    out = {}
+    for column, dtype in frame.schema.items():
+        if dtype == pl.Boolean:
+            out[column] = BOOLEAN_CODE_LIST
+            continue
+        code_list = column_code_list(column)
+        if code_list is None:
+            continue
+        values = set(frame[column].drop_nulls().unique().to_list())
+        if values <= set(codes(code_list)):  # a value outside the list keeps the column as it is
+            out[column] = code_list
+    return out
+
+
+def value_labels(code_list: str) -> dict[int, str]:
+    """The numeric values of a code list in Stata and SAS and their labels: a numeric code is its own
+    value, a text code its position in the list (1 for the first); booleans 0 / 1."""
+    if code_list == BOOLEAN_CODE_LIST:
+        return dict(BOOLEAN_LABELS)
+    return {code if isinstance(code, int) else i: label
+            for i, (code, label) in enumerate(code_labels(code_list).items(), start=1)}
+
+
+def _numeric_codes(frame: pl.DataFrame, coded: dict[str, str]) -> pl.DataFrame:
+    """Text codes as their numeric values (:func:`value_labels`), for Stata's value labels."""
+    text = {c: cl for c, cl in coded.items() if frame.schema[c] == pl.String}
+    return frame.with_columns(
+        pl.col(c).replace_strict({code: i for i, code in enumerate(codes(cl), start=1)}, default=None,
+                                 return_dtype=pl.Int32) for c, cl in text.items())
+
+
+def _share_label_sets(path: Path, label_sets: Sequence[str | None]) -> None:
+    """Name each variable's value-label set after its code list and keep one set per list.
+
+    pyreadstat (readstat) writes one set per variable, named after the variable. A dta 118 file names
+    each variable's set in ``<value_label_names>`` (129 bytes per variable) and defines the sets in
+    ``<value_labels>`` (``<lbl>``: 4-byte length, 129-byte name, 3 bytes padding, table); the
+    ``<map>`` holds the sections' offsets (Stata's "dta file format" documentation).
+    """
+    raw = path.read_bytes()
+    order = "<" if b"<byteorder>LSF</byteorder>" in raw[:256] else ">"
+    map_at = raw.index(b"<map>") + len(b"<map>")
+    offsets = list(struct.unpack(f"{order}14Q", raw[map_at:map_at + 112]))
+    width, names_at = 129, offsets[6] + len(b"<value_label_names>")
+    old = [raw[names_at + i * width:names_at + (i + 1) * width].split(b"\0", 1)[0].decode()
+           for i in range(len(label_sets))]
+    start, end = offsets[11] + len(b"<value_labels>"), offsets[12] - len(b"</value_labels>")
+    tables, pos = {}, start
+    while pos < end:
+        length = struct.unpack(f"{order}I", raw[pos + 5:pos + 9])[0]
+        name = raw[pos + 9:pos + 9 + width].split(b"\0", 1)[0].decode()
+        body_at = pos + 9 + width + 3
+        tables[name] = raw[body_at:body_at + length]
+        pos = body_at + length + len(b"</lbl>")
+    shared = {}
+    for before, after in zip(old, label_sets, strict=True):
+        if before and after:
+            shared.setdefault(after, tables[before])
+    section = b"".join(b"<lbl>" + struct.pack(f"{order}I", len(body)) + name.encode().ljust(width, b"\0")
+                       + b"\0\0\0" + body + b"</lbl>" for name, body in shared.items())
+    names = b"".join((n or "").encode().ljust(width, b"\0") for n in label_sets)
+    out = raw[:names_at] + names + raw[names_at + len(names):start] + section + raw[end:]
+    offsets[12] += len(section) - (end - start)
+    offsets[13] += len(section) - (end - start)
+    path.write_bytes(out[:map_at] + struct.pack(f"{order}14Q", *offsets) + out[map_at + 112:])
+
+
+def sas_format_program(datasets: Sequence[Dataset], members: dict[str, str],
+                       xpt_names: dict[str, dict[str, str]]) -> str:
+    """``formats.sas``: one ``PROC FORMAT`` value format per code list, then a data step per dataset
+    attaching them to the coded variables of its transport file (``libname xptlib xport``)."""
+    used: dict[str, bool] = {}  # code list -> text codes (a $ format)
+    attach = []
+    for dataset in datasets:
+        coded = coded_columns(dataset.frame)
+        if not coded:
+            continue
+        formats = []
+        for column, code_list in coded.items():
+            text = dataset.frame.schema[column] == pl.String
+            used[code_list] = text
+            formats.append(f"{xpt_names[dataset.name][column]} {'$' if text else ''}{code_list}.")
+        member = members[dataset.name]
+        attach += [f"libname xptlib xport \"{dataset.name}.xpt\";",
+                   f"data work.{member};", f"  set xptlib.{member};", f"  format {' '.join(formats)};",
+                   "run;", "libname xptlib clear;", ""]
+    lines = ["/* Value labels of the coded variables (clms-etl exports): run in the folder of the .xpt files.",
+             "   One format per code list, shared by every variable that holds its codes. */", "proc format;"]
+    for code_list, text in used.items():
+        labels = (code_labels(code_list) if text else value_labels(code_list))
+        pairs = " ".join(f"{_sas_literal(c) if text else c}={_sas_literal(label)}" for c, label in labels.items())
+        lines.append(f"  value {'$' if text else ''}{code_list} {pairs};")
+    return "\n".join([*lines, "run;", "", *attach])
+
+
+def _sas_literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def dataset_label(description: str, limit: int = DTA_LABEL_LENGTH) -> str:
+    """A short complete label for a dataset: the description's first sentence when it fits in
+    ``limit`` characters, else its first clause (before a colon, a semicolon or a parenthesis), else
+    as many whole words as fit, never a word cut in two."""
+    first = re.split(r"(?<=\.)\s", description.strip(), maxsplit=1)[0].rstrip(".")
+    for candidate in (first, re.split(r"\s*[:;(]", first, maxsplit=1)[0]):
+        if len(candidate) <= limit:
+            return candidate
+    words = first.split()
+    while words and len(" ".join(words)) > limit:
+        words.pop()
+    return " ".join(words)
+
+
 # -- writing ------------------------------------------------------------------------------------
 
 
@@ -343,12 +476,13 @@ def _write(dataset: Dataset, fmt: str, folder: Path, xpt_names: dict[str, str], 
     import pyreadstat
 
     frame = dataset.frame
+    coded = coded_columns(frame)
     if fmt == "parquet":
         path = folder / f"{dataset.name}.parquet"
-        frame.write_parquet(path)
+        _write_parquet(dataset, coded, path)
     elif fmt == "csv":
-        path = folder / f"{dataset.name}.csv"
-        frame.write_csv(path, date_format="%Y-%m-%d", datetime_format="%Y-%m-%dT%H:%M:%S%z")
+        path = write_csv(frame, folder / f"{dataset.name}.csv", date_format="%Y-%m-%d",
+                         datetime_format="%Y-%m-%dT%H:%M:%S%z")
     elif fmt == "xpt":
         path = folder / f"{dataset.name}.xpt"
         pdf = _to_pandas_for_stats(frame, "xpt").rename(columns=xpt_names)
@@ -357,15 +491,33 @@ def _write(dataset: Dataset, fmt: str, folder: Path, xpt_names: dict[str, str], 
                                table_name=member, file_format_version=5)
     elif fmt == "dta":
         path = folder / f"{dataset.name}.dta"
-        pdf = _to_pandas_for_stats(frame, "dta").rename(columns=dta_names)
+        pdf = _to_pandas_for_stats(_numeric_codes(frame, coded), "dta").rename(columns=dta_names)
         labels = [cut_label(dataset.labels.get(c, ""), DTA_LABEL_LENGTH) for c in frame.columns]
-        booleans = {dta_names[c]: BOOLEAN_LABELS for c, t in frame.schema.items() if t == pl.Boolean}
-        pyreadstat.write_dta(pdf, str(path), version=DTA_VERSION,
-                             file_label=cut_label(dataset.description, DTA_LABEL_LENGTH),
-                             column_labels=labels, variable_value_labels=booleans or None)
+        pyreadstat.write_dta(pdf, str(path), version=DTA_VERSION, file_label=dataset_label(dataset.description),
+                             column_labels=labels,
+                             variable_value_labels={dta_names[c]: value_labels(cl) for c, cl in coded.items()} or None)
+        if coded:
+            _share_label_sets(path, [coded.get(c) for c in frame.columns])
     else:
         raise ValueError(f"unknown export format {fmt!r}: choose among {', '.join(FORMATS)}")
     return path
+
+
+def _write_parquet(dataset: Dataset, coded: dict[str, str], path: Path) -> None:
+    """Parquet with each field's description (and code list with its labels) in the field metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = dataset.frame.to_arrow()
+    fields = []
+    for f in table.schema:
+        meta = {"description": dataset.labels.get(f.name, "")}
+        if f.name in coded:
+            labels = value_labels(coded[f.name]) if coded[f.name] == BOOLEAN_CODE_LIST else code_labels(coded[f.name])
+            meta |= {"code_list": coded[f.name], "value_labels": json.dumps({str(k): v for k, v in labels.items()})}
+        fields.append(f.with_metadata(meta))
+    schema = pa.schema(fields, metadata={"description": dataset.description, "dataset": dataset.name})
+    pq.write_table(table.cast(schema), path)
 
 
 def _type_name(dtype: pl.DataType) -> str:
@@ -402,12 +554,14 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
     for dataset in datasets:
         xpt_names = short_names(dataset.frame.columns, XPT_NAME_LENGTH)
         dta_names = short_names(dataset.frame.columns, DTA_NAME_LENGTH)
+        coded = coded_columns(dataset.frame)
         result.rows[dataset.name] = dataset.frame.height
         for position, (column, dtype) in enumerate(dataset.frame.schema.items(), start=1):
             codebook_rows.append({
                 "dataset": dataset.name, "xpt_dataset": members[dataset.name], "position": position,
                 "column": column, "type": _type_name(dtype), "xpt_name": xpt_names[column],
                 "stata_name": dta_names[column], "label": dataset.labels.get(column, ""),
+                "code_list": coded.get(column),
             })
         for fmt in formats:
             folder = outdir / fmt
@@ -416,11 +570,17 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
             result.files.setdefault(fmt, {})[dataset.name] = path
     codebook = pl.DataFrame(codebook_rows, schema={
         "dataset": pl.String, "xpt_dataset": pl.String, "position": pl.Int32, "column": pl.String, "type": pl.String,
-        "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String})
+        "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String, "code_list": pl.String})
     outdir.mkdir(parents=True, exist_ok=True)
-    codebook.write_csv(outdir / "codebook.csv")
+    write_csv(codebook, outdir / "codebook.csv")
     if "xpt" in formats:
-        codebook.select("xpt_dataset", "xpt_name", "dataset", "column", "label").write_csv(outdir / "xpt" / "name_map.csv")
+        write_csv(codebook.select("xpt_dataset", "xpt_name", "dataset", "column", "label"),
+                  outdir / "xpt" / "name_map.csv")
+        xpt_names = {d.name: dict(zip(codebook.filter(pl.col("dataset") == d.name)["column"],
+                                      codebook.filter(pl.col("dataset") == d.name)["xpt_name"], strict=True))
+                     for d in datasets}
+        (outdir / "xpt" / SAS_FORMATS_NAME).write_text(sas_format_program(datasets, members, xpt_names),
+                                                       encoding="utf-8")
     result.codebook = codebook
     result.readme = outdir / "README.md"
     result.readme.write_text(_readme(datasets, codebook, formats, disclosure, shareable), encoding="utf-8")
@@ -441,6 +601,18 @@ def disclosure_text(disclosure: KAnonymity, shareable: bool) -> str:
                    f"(exact age, diagnosis year and centre are kept for the registry's own analyses). "
                    f"Export with `--shareable` for files that may leave the registry.")
     return f"{verdict} k-anonymity (one row per patient, age in 10-year bands): {disclosure.summary()}"
+
+
+def _code_list_rows(codebook: pl.DataFrame) -> list[str]:
+    rows = []
+    for code_list in codebook["code_list"].drop_nulls().unique(maintain_order=True):
+        if code_list == BOOLEAN_CODE_LIST:
+            pairs = [(value, "false" if value == 0 else "true", label) for value, label in BOOLEAN_LABELS.items()]
+        else:
+            pairs = [(value, code, label) for value, (code, label)
+                     in zip(value_labels(code_list), code_labels(code_list).items(), strict=True)]
+        rows += [f"| `{code_list}` | {value} | `{code}` | {label} |" for value, code, label in pairs]
+    return rows
 
 
 def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequence[str],
@@ -467,13 +639,24 @@ def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequen
         doc.strip(),
         "",
         "`codebook.csv` holds the table below for every dataset in machine-readable form.",
+        "",
+        "## Code lists",
+        "",
+        "A coded column keeps its codes in Parquet, CSV and SAS transport; in Stata it holds the value on the left "
+        "with the label set named after the code list; `xpt/formats.sas` defines the same labels as SAS formats.",
+        "",
+        "| code list | value | code | label |",
+        "|---|---|---|---|",
+        *_code_list_rows(codebook),
     ]
     for dataset in datasets:
         rows = codebook.filter(pl.col("dataset") == dataset.name)
         lines += ["", f"## `{dataset.name}` ({dataset.frame.height} rows; XPT member `{rows['xpt_dataset'][0]}`)"
                   if rows.height else f"## `{dataset.name}`", "", dataset.description, "",
-                  "| column | type | XPT name | Stata name | label |", "|---|---|---|---|---|"]
+                  "| column | type | XPT name | Stata name | code list | label |", "|---|---|---|---|---|---|"]
         for r in rows.iter_rows(named=True):
             label = r["label"].replace("|", "\\|")
-            lines.append(f"| `{r['column']}` | {r['type']} | `{r['xpt_name']}` | `{r['stata_name']}` | {label} |")
+            code_list = f"`{r['code_list']}`" if r["code_list"] else ""
+            lines.append(f"| `{r['column']}` | {r['type']} | `{r['xpt_name']}` | `{r['stata_name']}` | {code_list} "
+                         f"| {label} |")
     return "\n".join(lines) + "\n"

@@ -2,8 +2,10 @@
 
 Self-contained: CSS inline, figures embedded as base64 PNG (their SVG, when given, as a
 download link holding a data URI), no script, no font or image fetched from anywhere, so the
-file can be e-mailed, archived or opened offline. Printable: A4 page rules, one section per
-page, tables and figures never split.
+file can be e-mailed, archived or opened offline. Printable on A4 (Chromium's "print to PDF"
+is the reference): one section per page, a long table continues on the next page with its header
+row repeated (a row is never split), a table too wide for a portrait page (more than
+:data:`LANDSCAPE_ABOVE_COLUMNS` columns) goes on landscape pages, a figure is never split.
 
 Everything that comes from data — captions, notes, cell values, centre names — goes through
 jinja2's autoescaping; no markup is ever taken from a section. Cells are shown as given
@@ -27,6 +29,7 @@ import polars as pl
 from clms_etl.report.sections import ReportFigure, ReportTable, Section
 
 DEFAULT_TITLE = "Primary cutaneous leiomyosarcoma registry — results report"
+LANDSCAPE_ABOVE_COLUMNS = 10  # Table 3 and the like: printed on landscape pages
 _NUMERIC = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64)
 
 
@@ -81,6 +84,8 @@ def _table_context(section: Section, table: ReportTable) -> dict:
         "columns": [_Column(name, dtype in _NUMERIC, dtype == pl.Date or isinstance(dtype, pl.Datetime))
                     for name, dtype in frame.schema.items()],
         "rows": [[display_value(v) for v in row] for row in frame.iter_rows()],
+        "levels": list(table.row_levels) or [None] * frame.height,  # None: no row headings
+        "landscape": frame.width > LANDSCAPE_ABOVE_COLUMNS,
     }
 
 

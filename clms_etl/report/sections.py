@@ -21,6 +21,13 @@ class ReportTable:
     caption: str  # e.g. "Table 1. Characteristics of the 79 patients"
     frame: pl.DataFrame
     note: str = ""  # footnote: conventions (CI transform, test used, population)
+    # Indentation of each row (0: a heading such as "Primary site", 1: its items), shown by the first
+    # cell's markup (HTML) or indent (Excel), never by leading spaces; empty: every row at level 0.
+    row_levels: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        if self.row_levels and len(self.row_levels) != self.frame.height:
+            raise ValueError(f"table {self.key}: {len(self.row_levels)} row levels for {self.frame.height} rows")
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ def write_workbook(sections: Sequence[Section], path: Path, *, title: str = DEFA
         "header": book.add_format({"bold": True, "bg_color": "#E8EEF5", "border": 1, "text_wrap": True,
                                    "valign": "top"}),
         "cell": book.add_format({"border": 1, "valign": "top"}),
+        # Table 1's headings and their indented items (ReportTable.row_levels)
+        **{f"level{n}": book.add_format({"border": 1, "valign": "top", "indent": n, "bold": n == 0})
+           for n in range(3)},
         "date": book.add_format({"border": 1, "valign": "top", "num_format": "yyyy-mm-dd"}),
         "datetime": book.add_format({"border": 1, "valign": "top", "num_format": "yyyy-mm-dd hh:mm"}),
         "note": book.add_format({"italic": True, "font_color": "#5F6B7A", "text_wrap": False}),
@@ -80,9 +83,10 @@ def _write_table(sheet, table: ReportTable, fmt: dict) -> None:
     sheet.write(0, 0, table.caption, fmt["caption"])
     sheet.write_row(HEADER_ROW, 0, frame.columns, fmt["header"])
     widths = [len(c) for c in frame.columns]
-    for r, row in enumerate(frame.iter_rows(), start=HEADER_ROW + 1):
+    levels = table.row_levels or (None,) * frame.height
+    for r, (row, level) in enumerate(zip(frame.iter_rows(), levels, strict=True), start=HEADER_ROW + 1):
         for c, value in enumerate(row):
-            _write_cell(sheet, r, c, value, fmt)
+            _write_cell(sheet, r, c, value, fmt if c or level is None else {**fmt, "cell": fmt[f"level{level}"]})
             widths[c] = max(widths[c], len(display_value(value)))
     if table.note:
         sheet.write(HEADER_ROW + frame.height + 2, 0, table.note, fmt["note"])

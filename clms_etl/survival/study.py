@@ -9,6 +9,7 @@ warehouse or knows about Dagster. Conventions: ``docs/survival.md``.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +18,10 @@ import polars as pl
 
 from clms_etl.survival import endpoints as ep
 from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
-from clms_etl.survival.table1 import table1, table1_display, unrecorded_items
+from clms_etl.survival.table1 import table1, table1_display, table1_layout, unrecorded_items
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
+from clms_etl.report.csv_files import write_csv
+from clms_etl.vocabulary import code_label, code_labels, column_code_list
 from clms_etl.warehouse.analytics import MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
 
 TIME_POINTS_MONTHS = (12, 24, 60, 96)
@@ -182,7 +185,9 @@ class StudyResults:
         rows = []
         first = u.filter(pl.col("endpoint") == UNIVARIATE_ENDPOINTS[0]).sort("row_order")
         for base in first.iter_rows(named=True):
-            row = {"Predictor": base["predictor_label"], "Comparison": f"{base['level']} vs {base['reference_level']}"}
+            shown = _level_label(base["predictor"])
+            row = {"Predictor": base["predictor_label"],
+                   "Comparison": f"{shown(base['level'])} vs {shown(base['reference_level'])}"}
             for endpoint in UNIVARIATE_ENDPOINTS:
                 r = u.filter((pl.col("endpoint") == endpoint) & (pl.col("predictor") == base["predictor"])
                              & (pl.col("level") == base["level"])).row(0, named=True)
@@ -191,7 +196,7 @@ class StudyResults:
                                              f"{r['events_reference']}/{r['n_reference']}")
                 row[f"{label}: HR (95 % CI)"] = (
                     f"{r['hr']:.2f} ({r['hr_ci_lower']:.2f}-{r['hr_ci_upper']:.2f})" if r["estimable"]
-                    else f"not estimable: {r['reason']}")
+                    else f"not estimable: {_labelled_text(base['predictor'], r['reason'])}")
                 row[f"{label}: p (log-rank)"] = _fmt_p(r["logrank_p"])
             rows.append(row)
         return pl.DataFrame(rows)
@@ -236,10 +241,25 @@ class StudyResults:
         out = {}
         for key, frame in (("table1", self.table1_display()), ("table2", self.table2_display()),
                            ("survival_estimates", self.survival_display())):
-            path = out_dir / f"{key}.csv"
-            frame.write_csv(path)
-            out[key] = path
+            out[key] = write_csv(frame, out_dir / f"{key}.csv")
         return out
+
+
+def _level_label(predictor: str):
+    """How a level of ``predictor`` is read: the code list's label when the predictor is a coded column
+    (site, sex, invasion), else the level as the analysis named it (thresholds, grade dichotomies)."""
+    code_list = column_code_list(predictor)
+    return (lambda level: level) if code_list is None else (lambda level: code_label(code_list, level))
+
+
+def _labelled_text(predictor: str, text: str | None) -> str:
+    """``text`` (a stored reason naming levels by their codes) with the codes of the predictor's code list
+    replaced by their labels."""
+    code_list = column_code_list(predictor)
+    if code_list is None or not text:
+        return text or ""
+    labels = {str(code): label for code, label in code_labels(code_list).items()}
+    return re.sub(r"(?<![\w-])(" + "|".join(map(re.escape, labels)) + r")(?![\w-])", lambda m: labels[m.group(1)], text)
 
 
 def _estimate_rows(km: KaplanMeier, key: tuple[str, str, str, str], time_points) -> list[dict]:
@@ -412,12 +432,13 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
         f"Mean clinical margin {margin['mean_without']:.2f} cm without relapse (n = {margin['n_without']}) vs "
         f"{margin['mean_with']:.2f} cm with local recurrence or metastasis (n = {margin['n_with']}); "
         f"{margin['test']}, p = {_fmt_p(margin['p'])}." if margin["mean_with"] is not None else "")
+    table1_frame, table1_levels = table1_layout(results.table1)
     cohort = Section(
         "cohort", "Patients",
         text=(f"{results.table1.filter(pl.col('variable') == 'patients')['n'].item()} patients included; "
               f"{n_pop} followed for at least {results.min_follow_up_months:g} months form the survival population "
               f"({excluded} excluded, see the exclusion list)."),
-        tables=(ReportTable("table1", "Table 1. Characteristics of the patients", results.table1_display(),
+        tables=(ReportTable("table1", "Table 1. Characteristics of the patients", table1_frame, row_levels=table1_levels,
                             note="n (%) of all included patients; tumour size classes as % of the patients with a "
                                  "known size. Medians with interquartile range (R type 7 quantiles), means ± SD. "
                                  "Where the study lists no 'not specified' row, a sign not mentioned in the chart "

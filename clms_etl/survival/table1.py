@@ -234,28 +234,37 @@ def table1(patients: pl.DataFrame) -> pl.DataFrame:
     return frame.with_row_index("row_order", offset=1).with_columns(pl.col("row_order").cast(pl.Int32))
 
 
-def table1_display(long: pl.DataFrame) -> pl.DataFrame:
-    """Table 1 as printed: a characteristic column (headings, then indented items) and a value column."""
+def table1_layout(long: pl.DataFrame) -> tuple[pl.DataFrame, tuple[int, ...]]:
+    """Table 1 as printed: a characteristic column (headings, then their items) and a value column,
+    with each row's level (0: heading, 1: item) for the layout to indent (never leading spaces)."""
     layouts = {v.key: v.layout for v in VARIABLES}
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, int]] = []
     n = long.filter(pl.col("variable") == "patients")["n"].item()
-    out.append((f"Patients, n = {n}", ""))
+    out.append((f"Patients, n = {n}", "", 0))
     for var in VARIABLES:
         part = long.filter(pl.col("variable") == var.key)
         stats = {r["item"]: r["display"] for r in part.filter(pl.col("kind") == "statistic").iter_rows(named=True)}
-        out.append((var.label, ""))
+        out.append((var.label, "", 0))
         layout = layouts[var.key]
         unrecorded = stats.get("mean") == NO_KNOWN_VALUE  # no patient with a known value: said once
 
         def shown(text: str) -> str:
             return NO_KNOWN_VALUE if unrecorded else text
         if "median_iqr" in layout:
-            out.append(("    Median [IQR]", shown(f"{stats['median']} [{stats['q1']}-{stats['q3']}]")))
+            out.append(("Median [IQR]", shown(f"{stats['median']} [{stats['q1']}-{stats['q3']}]"), 1))
         if "mean_sd" in layout:
-            out.append(("    Mean ± SD", shown(f"{stats['mean']} ± {stats['sd']}")))
+            out.append(("Mean ± SD", shown(f"{stats['mean']} ± {stats['sd']}"), 1))
         if layout == "mean_range":
             known = f", known in {stats['n_known']}" if "n_known" in stats else ""
-            out.append((f"    Mean (range){known}", shown(f"{stats['mean']} ({stats['min']}-{stats['max']})")))
+            out.append((f"Mean (range){known}", shown(f"{stats['mean']} ({stats['min']}-{stats['max']})"), 1))
         for r in part.filter(pl.col("kind") == "count").iter_rows(named=True):
-            out.append((f"    {r['item_label']}", r["display"]))
-    return pl.DataFrame(out, schema={"Characteristic": pl.String, "Value": pl.String}, orient="row")
+            out.append((r["item_label"], r["display"], 1))
+    frame = pl.DataFrame([row[:2] for row in out], schema={"Characteristic": pl.String, "Value": pl.String},
+                         orient="row")
+    return frame, tuple(row[2] for row in out)
+
+
+def table1_display(long: pl.DataFrame) -> pl.DataFrame:
+    """Table 1 as printed, with a ``Level`` column (0: heading, 1: item) where a layout would indent."""
+    frame, levels = table1_layout(long)
+    return frame.with_columns(pl.Series("Level", levels, pl.Int8))

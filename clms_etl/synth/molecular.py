@@ -6,7 +6,7 @@ Two layers, like the centre formats:
   :func:`twin_cases` is the published series (clms_paper.json, "molecular"); :func:`random_cases`
   is a plausible mix for scale runs.
 * *rendering*: :func:`write_lab_delivery` writes what the laboratory's software would write
-  (``shared/domain/formats_and_rules.md`` §2 ChAS 3.3, §3 TVC 5.0 / Ion Reporter 5.0, §4 Archer 6.0),
+  (``docs/formats_and_rules.md`` §2 ChAS 3.3, §3 TVC 5.0 / Ion Reporter 5.0, §4 Archer 6.0),
   including the nuisances a reader must survive: BOM or not, ``#`` preamble, ``7`` vs ``chr7``,
   thousands separators, fractional CN states, polymorphisms, NOCALL and hotspot reference calls,
   multi-allelic records.

@@ -1,4 +1,4 @@
-"""The synthetic twin of the published cohort (``shared/reference/clms_paper.json``).
+"""The synthetic twin of the published cohort (``docs/reference/clms_paper.json``).
 
 The twin is *designed*, not sampled: every Table 1 category is a list with exactly the
 published count, the FNCLCC components are drawn from a joint design in which the recorded

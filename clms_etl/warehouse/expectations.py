@@ -1,11 +1,12 @@
 """Great Expectations on the warehouse: one suite per table, run after each load, Data Docs written.
 
 The suites are data: ``validations/expectations/<table>.json``, each a list of GE expectation
-configurations (``type``, ``kwargs``, optional ``severity`` and ``notes``). Two placeholders keep
-them in step with the code: ``{"$columns": "<table>"}`` is the table's declared column list and
+configurations (``type``, ``kwargs``, optional ``severity`` and ``notes``). Placeholders keep
+them in step with the code: ``{"$columns": "<table>"}`` is the table's declared column list,
 ``{"$vocabulary": "<NAME>"}`` a code list (:data:`VOCABULARIES`; ``CENTRES`` and ``SOURCES`` come
 from the centre registry, a drop folder's ``centres.toml`` included, never from a list written
-here: :func:`registry_vocabularies`). Checks spanning tables —
+here: :func:`registry_vocabularies`), ``{"$min": "<table>.<column>"}`` / ``{"$max": ...}`` a bound
+of the column's range in the contract (:mod:`clms_etl.contract`). Checks spanning tables —
 referential integrity, counts agreeing with ``delivery_count``, one current delivery per source —
 are ``unexpected_rows_expectation`` queries written in SQL both backends read alike. Severity
 ``critical`` (the default) fails the run; ``warning`` flags a plausibility problem (e.g. the
@@ -51,16 +52,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from clms_etl import model, vocabulary
+from clms_etl import contract, model
 from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import schema
 
 CHROMOSOMES = tuple(str(i) for i in range(1, 23)) + ("X", "Y")
 VOCABULARIES: dict[str, tuple] = {
-    **{name: getattr(vocabulary, name) for name in dir(vocabulary) if name.isupper()},
-    **{name: getattr(schema, name) for name in (
-        "DATE_PRECISIONS", "GRADE_CHECKS", "SAMPLE_STATUSES", "ASSAY_STATES", "SEGMENT_TYPES",
-        "VARIANT_EXCLUSIONS", "QUERY_SEVERITIES", "CN_EVENTS", "CN_COVERAGES")},
+    **contract.VOCABULARIES,
+    **{name: getattr(schema, name) for name in ("QUERY_SEVERITIES", "CN_EVENTS", "CN_COVERAGES")},
     "CHROMOSOMES": CHROMOSOMES,
     "CANONICAL_TABLE_NAMES": tuple(model.TABLES),
     "DATA_TABLE_NAMES": (*model.TABLES, "gene_status"),
@@ -175,6 +174,10 @@ def _resolve(value, vocabularies: dict[str, tuple] = VOCABULARIES):
             return _columns(value["$columns"])
         if set(value) == {"$vocabulary"}:
             return list(vocabularies[value["$vocabulary"]])
+        if set(value) in ({"$min"}, {"$max"}):  # a bound of the contract's range: "<table>.<column>"
+            (bound, where), = value.items()
+            table, column = where.split(".")
+            return getattr(contract.TABLES[table].column(column), bound[1:])
         return {k: _resolve(v, vocabularies) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve(v, vocabularies) for v in value]

@@ -25,8 +25,10 @@ DuckDB referential integrity is enforced by the loader instead — parents inser
 children and an orphan check inside the load transaction, which rolls back on failure — and
 audited after every load by the Great Expectations suites (``validations/expectations``).
 
-Check constraints come from :mod:`clms_etl.vocabulary`; every table and column carries a
-comment, which both backends store (``COMMENT ON``) and ``docs/warehouse.md`` is built from.
+The canonical tables are derived from the contract (:mod:`clms_etl.contract`): columns, types,
+NOT NULL, keys, foreign keys, comments and the CHECK constraints of their code lists and ranges.
+Every table and column carries a comment, which both backends store (``COMMENT ON``) and
+``docs/warehouse.md`` is built from.
 """
 
 from __future__ import annotations
@@ -36,19 +38,13 @@ from collections.abc import Callable, Iterable
 import polars as pl
 import sqlalchemy as sa
 
-from clms_etl import model, vocabulary
+from clms_etl import contract, model, vocabulary
 from clms_etl.results import RUN_ID_COMMENT, ResultTable
 
-DATE_PRECISIONS = ("day", "month", "year")
-GRADE_CHECKS = ("consistent", "inconsistent", "unverifiable")
-SAMPLE_STATUSES = ("ok", "not_contributory")
-ASSAY_STATES = ("tested", "not_done", "failed")  # failed: file unreadable, or case not contributory
-SEGMENT_TYPES = ("Gain", "Loss", "LOH")
-VARIANT_EXCLUSIONS = ("polymorphism", "filtered", "reference_call", "no_call", "low_vaf")
 QUERY_SEVERITIES = ("error", "warning")
 CN_EVENTS = ("amplification", "gain", "homozygous_deletion", "heterozygous_deletion", "cn_loh", "neutral")
 CN_COVERAGES = ("whole", "partial")
-PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
+PSEUDONYM_LENGTH = contract.PSEUDONYM_LENGTH
 
 CLINICAL_TABLES = tuple(model.CLINICAL_TABLES)  # patient, tumour, surgery, event
 MOLECULAR_TABLES = (*model.MOLECULAR_TABLES, "gene_status")
@@ -75,23 +71,8 @@ _SA_TYPES = {
     pl.Date: sa.Date,
 }
 
-PROVENANCE_COMMENTS = {
-    "row_id": "Identifier of the canonical row within the delivery read (links data queries to the row).",
-    "source_file": "File of the delivery the row was read from.",
-    "source_sheet": "Excel sheet the row was read from (Nice workbook); null for text files.",
-    "source_row": "Row number in the source file as a data manager sees it (header = 1).",
-    "delivery_id": "Delivery that brought the row (delivery.delivery_id); it is replaced with that source's next delivery.",
-}
-
+# Comments of the warehouse's own tables; the canonical tables' are the contract's.
 TABLE_COMMENTS = {
-    "patient": "One row per patient of a centre: pseudonym, demographics at diagnosis, follow-up state. No name, hospital number or birth date is ever stored.",
-    "tumour": "The primary cutaneous leiomyosarcoma of each patient: site, size, presentation and FNCLCC grading components.",
-    "surgery": "One row per operation (primary excision, re-excision, surgery of a relapse or a metastasis), with margins and resection status.",
-    "event": "One row per follow-up event: local recurrence, metastasis (one row per site), death, last news.",
-    "molecular_sample": "One row per case profiled by the molecular laboratory (OncoScan copy number, Ion Torrent NGS, Archer fusions).",
-    "cn_segment": "Copy-number segments of the OncoScan / ChAS export (hg19), one row per segment.",
-    "variant": "Variant calls of the Ion Torrent VCF (hg19), one row per allele, with the reason a non-reportable call is excluded.",
-    "fusion": "Fusion calls of the Archer analysis; a tested sample without rows had no fusion.",
     "gene_status": "Gene-level status of each profiled sample for the pinned hg19 gene table (clms_etl/data/genes_hg19.tsv), derived from cn_segment and variant at load time.",
     "data_query": "Data queries of the deliveries currently loaded: every problem found in a cell, row or file (errors quarantine the row, warnings do not). Values are as received, identifiers masked.",
     "delivery": "Audit trail: one row per delivery loaded (a centre or the laboratory), with the SHA-256 of its content. Deliveries replaced by a newer one stay, with is_current false.",
@@ -100,110 +81,6 @@ TABLE_COMMENTS = {
     "warehouse_key": "Fingerprint of the pseudonym key the warehouse was built with (salted scrypt, never the key): a delivery pseudonymised with another key is refused. A re-key adds a row and retires the previous one.",
     "audit_log": "Audit trail of every change: a load, a re-key, a nightly refresh; who ran it, with which key and code version, when, in which run. The loader role may only append to it.",
     "audit_delivery": "The deliveries each audited action concerned (centre, date, SHA-256 of the content).",
-}
-
-COLUMN_COMMENTS: dict[str, dict[str, str]] = {
-    "patient": {
-        "patient_id": "Pseudonym: HMAC-SHA256 of centre + hospital number with the deployment's secret key, 'P' + 20 hex digits. Same patient, same pseudonym across deliveries.",
-        "centre": "Centre that follows the patient and delivers the chart (nice, montpellier, lyon, nimes, or a further centre).",
-        "sex": "Sex: male / female.",
-        "age_at_diagnosis_years": "Age in completed years on the diagnosis date (replaces the birth date, which is never stored).",
-        "immunosuppression": "Patient immunosuppressed at diagnosis.",
-        "diagnosis_date": "Date of the pathological diagnosis: time origin of every survival endpoint. Partial dates imputed (mid-month, 1 July).",
-        "diagnosis_date_precision": "Precision of diagnosis_date as written in the chart: day / month / year (month and year are imputed).",
-        "vital_status": "Follow-up state at last contact: alive / dead / lost_to_follow_up; null when the chart has no news at all.",
-        "record_complete": "Chart marked complete by the centre (REDCap patient_complete = 2); other formats: true.",
-    },
-    "tumour": {
-        "patient_id": "Patient (patient.patient_id); one primary tumour per patient.",
-        "site": "Primary site: head_neck / trunk / upper_limb (shoulder included) / lower_limb (hip included).",
-        "site_detail": "Anatomical site as written in the chart (free text, e.g. 'jambe gauche').",
-        "size_cm": "Largest tumour diameter in centimetres.",
-        "presentation": "Clinical presentation: nodular / ulcerated / vegetative / infiltrated_patch.",
-        "pain": "Pain reported at presentation.",
-        "on_scar": "Tumour arose on a scar.",
-        "consultation_delay_months": "Months from the first symptom to the first consultation (biopsy or excision).",
-        "fnclcc_grade": "FNCLCC grade as recorded in the chart (1, 2, 3).",
-        "fnclcc_grade_computed": "FNCLCC grade recomputed from differentiation, mitotic count and necrosis when all three are known.",
-        "grade_check": "Recorded vs recomputed grade: consistent / inconsistent / unverifiable (set by validation).",
-        "differentiation_score": "FNCLCC differentiation score: 1 well, 2 moderately, 3 poorly differentiated.",
-        "mitoses_per_10hpf": "Mitotic count per 10 high-power fields ('< 5' in a chart is stored as 5 and flagged).",
-        "mitoses_is_upper_bound": "The mitotic count was written as an upper bound ('< N'): mitoses_per_10hpf holds N.",
-        "mitosis_class": "Mitotic class as recorded in the chart (0-9, 10-19, >=20), if any.",
-        "necrosis_score": "FNCLCC necrosis score: 0 none, 1 < 50 %, 2 >= 50 %.",
-        "invasion": "Depth of invasion: dermal / dermo_hypodermal.",
-        "histological_ulceration": "Ulceration seen on histology.",
-        "ki67_percent": "Ki67 proliferation index, percent of tumour cells.",
-    },
-    "surgery": {
-        "patient_id": "Patient (patient.patient_id).",
-        "surgery_no": "Order of the operation for the patient (1 = first).",
-        "surgery_date": "Date of the operation (partial dates imputed).",
-        "surgery_date_precision": "Precision of surgery_date: day / month / year.",
-        "surgery_kind": "primary_excision / re_excision / relapse_surgery / metastasis_surgery.",
-        "proposed_margin_cm": "Margin proposed by the multidisciplinary tumour board (RCP), centimetres.",
-        "clinical_margin_cm": "Clinical margin taken by the surgeon, centimetres.",
-        "histological_margin_cm": "Smallest histological margin measured by the pathologist, centimetres.",
-        "resection_status": "Resection status: R0 (complete), R1 (microscopic residue), R2 (macroscopic residue).",
-        "adjuvant_radiotherapy": "Adjuvant radiotherapy after this operation.",
-    },
-    "event": {
-        "patient_id": "Patient (patient.patient_id).",
-        "event_no": "Order of the event for the patient.",
-        "event_kind": "local_recurrence / metastasis / death / last_news.",
-        "event_date": "Date of the event (partial dates imputed).",
-        "event_date_precision": "Precision of event_date: day / month / year.",
-        "metastasis_site": "Metastatic site (metastasis rows): bone / skin / lung / liver / lymph_node / colon / other. A metastasis in two organs is two rows.",
-        "death_cause": "Cause of death (death rows): clms (the sarcoma) / other / unknown.",
-        "treatment": "Treatment of the event as written in the chart (free text).",
-    },
-    "molecular_sample": {
-        "patient_id": "Patient (patient.patient_id) linked through the laboratory manifest; no foreign key, the laboratory and the centres deliver independently.",
-        "case_no": "Case number of the laboratory series.",
-        "sample_id": "Laboratory accession of the tumour sample (no patient identifier).",
-        "status": "ok / not_contributory (the assays failed).",
-        "cn_assay": "Copy-number assay (OncoScan): tested / not_done / failed (file unreadable, or case not contributory).",
-        "ngs_assay": "DNA panel sequencing (Ion AmpliSeq Cancer Hotspot v2): tested / not_done / failed.",
-        "fusion_assay": "RNA fusion panel (Archer FusionPlex Sarcoma): tested / not_done / failed.",
-    },
-    "cn_segment": {
-        "sample_id": "Sample (molecular_sample.sample_id).",
-        "chrom": "Chromosome without the 'chr' prefix (1-22, X, Y), hg19.",
-        "start_bp": "Segment start, base pairs, 1-based inclusive (hg19).",
-        "end_bp": "Segment end, base pairs, inclusive (hg19).",
-        "cn_state": "Copy number (ChAS 'CN State'); null for copy-neutral LOH.",
-        "segment_type": "ChAS call: Gain / Loss / LOH.",
-    },
-    "variant": {
-        "sample_id": "Sample (molecular_sample.sample_id).",
-        "chrom": "Chromosome without the 'chr' prefix, hg19.",
-        "pos": "Position, 1-based (hg19).",
-        "ref": "Reference allele.",
-        "alt": "Alternate allele (one row per allele of a multi-allelic record).",
-        "gene": "Gene symbol (Ion Reporter FUNC annotation).",
-        "transcript": "RefSeq transcript of the annotation.",
-        "hgvs_c": "HGVS coding change (c.).",
-        "hgvs_p": "HGVS protein change (p.).",
-        "function": "Functional class (missense, nonsense, synonymous, ...).",
-        "vaf": "Variant allele fraction, 0-1 (TVC AF).",
-        "depth": "Flow depth (TVC FDP).",
-        "gmaf": "Global minor allele frequency (population), if annotated.",
-        "filter": "VCF FILTER (PASS, NOCALL, ...).",
-        "genotype": "Called genotype (GT).",
-        "reportable": "A somatic variant to report: PASS, called, not a polymorphism, above the panel's noise.",
-        "exclusion_reason": "Why the call is not reportable: filtered / no_call / reference_call / polymorphism / low_vaf.",
-    },
-    "fusion": {
-        "sample_id": "Sample (molecular_sample.sample_id).",
-        "gene_5p": "5' partner gene.",
-        "gene_3p": "3' partner gene.",
-        "breakpoint_5p": "5' breakpoint (chr:position, hg19).",
-        "breakpoint_3p": "3' breakpoint (chr:position, hg19).",
-        "reads": "Supporting reads.",
-        "unique_start_sites": "Unique start sites of the supporting reads.",
-        "percent_gsp2_reads": "Percent of GSP2 reads supporting the fusion.",
-        "strong_evidence": "Archer's strong-evidence flag.",
-    },
 }
 
 GENE_STATUS_COMMENTS = {
@@ -298,70 +175,46 @@ def _pseudonym_check(column: str) -> str:
     return f"length({column}) = {PSEUDONYM_LENGTH} AND substr({column}, 1, 1) = 'P'"
 
 
+def _range(column: contract.Column) -> str:
+    """The SQL condition of a column's declared range (NULL passes, as a CHECK lets it)."""
+    low = None if column.min is None else f"{column.name} {'>' if column.min_exclusive else '>='} {str(column.min)}"
+    high = None if column.max is None else f"{column.name} <= {str(column.max)}"
+    if low and high and not column.min_exclusive:
+        return f"{column.name} BETWEEN {str(column.min)} AND {str(column.max)}"
+    return " AND ".join(c for c in (low, high) if c)
+
+
+def _contract_checks(table: contract.Table) -> dict[str, str]:
+    """Constraint name -> SQL condition: code lists, ranges and pseudonyms of the contract."""
+    out = {}
+    for column in table.columns:
+        if column.allowed:
+            out[f"{column.name}_code"] = _in(column.name, column.allowed)
+        if column.has_range:
+            out[f"{column.name}_range"] = _range(column)
+        if column.pseudonym:
+            out[f"{column.name}_pseudonym"] = _pseudonym_check(column.name)
+    out.update(table.checks)
+    return out
+
+
+# Code lists of the warehouse's own tables (the canonical tables' come from the contract).
 CODE_CHECKS: dict[str, dict[str, tuple]] = {
-    "patient": {"sex": vocabulary.SEX, "vital_status": vocabulary.VITAL_STATUSES,
-                "diagnosis_date_precision": DATE_PRECISIONS},
-    "tumour": {"site": vocabulary.SITES, "presentation": vocabulary.PRESENTATIONS,
-               "fnclcc_grade": vocabulary.FNCLCC_GRADES, "fnclcc_grade_computed": vocabulary.FNCLCC_GRADES,
-               "grade_check": GRADE_CHECKS, "differentiation_score": vocabulary.DIFFERENTIATION_SCORES,
-               "mitosis_class": vocabulary.MITOSIS_CLASSES, "necrosis_score": vocabulary.NECROSIS_SCORES,
-               "invasion": vocabulary.INVASIONS},
-    "surgery": {"surgery_kind": vocabulary.SURGERY_KINDS, "resection_status": vocabulary.RESECTION_STATUSES,
-                "surgery_date_precision": DATE_PRECISIONS},
-    "event": {"event_kind": vocabulary.EVENT_KINDS, "metastasis_site": vocabulary.METASTASIS_SITES,
-              "death_cause": vocabulary.DEATH_CAUSES, "event_date_precision": DATE_PRECISIONS},
-    "molecular_sample": {"status": SAMPLE_STATUSES, "cn_assay": ASSAY_STATES, "ngs_assay": ASSAY_STATES,
-                         "fusion_assay": ASSAY_STATES},
-    "cn_segment": {"segment_type": SEGMENT_TYPES},
-    "variant": {"exclusion_reason": VARIANT_EXCLUSIONS},
+    **{name: contract.coded_columns(name) for name in contract.TABLES},
     "gene_status": {"cn_event": CN_EVENTS, "cn_coverage": CN_COVERAGES},
     "data_query": {"severity": QUERY_SEVERITIES},
 }
-
-# Plausibility bounds enforced by the database (validation quarantines before that; these
-# stop a reader or validation bug from writing nonsense).
-RANGE_CHECKS: dict[str, dict[str, str]] = {
-    "patient": {"age_range": "age_at_diagnosis_years BETWEEN 0 AND 120",
-                "patient_id_pseudonym": _pseudonym_check("patient_id")},
-    "tumour": {"size_positive": "size_cm > 0", "ki67_range": "ki67_percent BETWEEN 0 AND 100",
-               "mitoses_non_negative": "mitoses_per_10hpf >= 0",
-               "delay_non_negative": "consultation_delay_months >= 0"},
-    "surgery": {"surgery_no_positive": "surgery_no >= 1",
-                "margins_non_negative": "proposed_margin_cm >= 0 AND clinical_margin_cm >= 0 AND histological_margin_cm >= 0"},
-    "event": {"event_no_positive": "event_no >= 1"},
-    "molecular_sample": {"patient_id_pseudonym": _pseudonym_check("patient_id")},
-    "cn_segment": {"segment_bounds": "start_bp >= 1 AND end_bp >= start_bp", "cn_non_negative": "cn_state >= 0"},
-    "variant": {"vaf_fraction": "vaf BETWEEN 0 AND 1", "depth_non_negative": "depth >= 0",
-                "pos_positive": "pos >= 1"},
-    "fusion": {"reads_non_negative": "reads >= 0 AND unique_start_sites >= 0"},
+# Checks the database enforces besides the code lists: the contract's ranges (validation
+# quarantines before that; these stop a reader or validation bug from writing nonsense).
+_OTHER_CHECKS: dict[str, dict[str, str]] = {
+    **{name: {k: v for k, v in _contract_checks(spec).items() if not k.endswith("_code")}
+       for name, spec in contract.TABLES.items()},
     "data_query": {"patient_id_pseudonym": _pseudonym_check("patient_id")},
 }
 
-PRIMARY_KEYS = {
-    "patient": ("patient_id",),
-    "tumour": ("patient_id",),
-    "surgery": ("patient_id", "surgery_no"),
-    "event": ("patient_id", "event_no"),
-    "molecular_sample": ("sample_id",),
-    "cn_segment": ("sample_id", "row_id"),
-    "variant": ("sample_id", "row_id"),
-    "fusion": ("sample_id", "row_id"),
-}
 PARENTS = {  # child table -> (column, parent table, parent column); PostgreSQL foreign keys
-    "tumour": ("patient_id", "patient", "patient_id"),
-    "surgery": ("patient_id", "patient", "patient_id"),
-    "event": ("patient_id", "patient", "patient_id"),
-    "cn_segment": ("sample_id", "molecular_sample", "sample_id"),
-    "variant": ("sample_id", "molecular_sample", "sample_id"),
-    "fusion": ("sample_id", "molecular_sample", "sample_id"),
+    **{name: spec.parent for name, spec in contract.TABLES.items() if spec.parent},
     "gene_status": ("sample_id", "molecular_sample", "sample_id"),
-}
-NOT_NULL = {
-    "patient": {"centre"},
-    "event": {"event_kind"},
-    "molecular_sample": {"case_no"},
-    "cn_segment": {"chrom", "start_bp", "end_bp", "segment_type"},
-    "variant": {"chrom", "pos"},
 }
 
 
@@ -377,7 +230,7 @@ def _fk(table: str) -> list[sa.ForeignKeyConstraint]:
 def _checks(table: str) -> list[sa.CheckConstraint]:
     checks = [sa.CheckConstraint(_in(col, values), name=f"{col}_code")
               for col, values in CODE_CHECKS.get(table, {}).items()]
-    checks += [sa.CheckConstraint(text, name=name) for name, text in RANGE_CHECKS.get(table, {}).items()]
+    checks += [sa.CheckConstraint(text, name=name) for name, text in _OTHER_CHECKS.get(table, {}).items()]
     return checks
 
 
@@ -385,28 +238,29 @@ def check_conditions(table: str) -> dict[str, str]:
     """Constraint name -> SQL condition of every CHECK and NOT NULL constraint of a canonical table
     (what the loader evaluates to name the rows the database refused)."""
     out = {str(c.name): str(c.sqltext) for c in _checks(table)}
-    out.update({f"{col}_not_null": f"{col} IS NOT NULL" for col in sorted(NOT_NULL.get(table, ()))})
+    spec = contract.TABLES[table]
+    out.update({f"{c.name}_not_null": f"{c.name} IS NOT NULL" for c in sorted(spec.columns, key=lambda c: c.name)
+                if not c.nullable and c.name not in spec.key and c.name != "row_id"})
     return out
 
 
-def _canonical_table(name: str) -> sa.Table:
-    columns = []
-    keys = PRIMARY_KEYS[name]
-    for col, dtype in model.TABLES[name].items():
-        comment = COLUMN_COMMENTS[name].get(col) or PROVENANCE_COMMENTS[col]
-        nullable = col not in keys and col not in NOT_NULL.get(name, set()) and col != "row_id"
-        columns.append(sa.Column(col, _SA_TYPES[dtype](), nullable=nullable, comment=comment))
-    columns.append(sa.Column("delivery_id", sa.Text(), nullable=False, comment=PROVENANCE_COMMENTS["delivery_id"]))
+def _sa_column(column: contract.Column, nullable: bool) -> sa.Column:
+    return sa.Column(column.name, _SA_TYPES[column.dtype](), nullable=nullable, comment=column.comment)
+
+
+def _canonical_table(spec: contract.Table) -> sa.Table:
+    columns = [_sa_column(c, c.nullable and c.name not in spec.key) for c in spec.columns]
+    columns.append(_sa_column(contract.DELIVERY_COLUMN, contract.DELIVERY_COLUMN.nullable))
     return sa.Table(
-        name, metadata, *columns,
-        sa.PrimaryKeyConstraint(*keys),
-        *_fk(name), *_checks(name),
-        comment=TABLE_COMMENTS[name],
+        spec.name, metadata, *columns,
+        sa.PrimaryKeyConstraint(*spec.key),
+        *_fk(spec.name), *_checks(spec.name),
+        comment=spec.comment,
     )
 
 
-for _name in model.TABLES:
-    _canonical_table(_name)
+for _spec in contract.TABLES.values():
+    _canonical_table(_spec)
 
 gene_status = sa.Table(
     "gene_status", metadata,
@@ -421,7 +275,7 @@ gene_status = sa.Table(
     sa.Column("mutated", sa.Boolean(), comment=GENE_STATUS_COMMENTS["mutated"]),
     sa.Column("biallelic_inactivation", sa.Boolean(), comment=GENE_STATUS_COMMENTS["biallelic_inactivation"]),
     sa.Column("gene_table_version", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["gene_table_version"]),
-    sa.Column("delivery_id", sa.Text(), nullable=False, comment=PROVENANCE_COMMENTS["delivery_id"]),
+    _sa_column(contract.DELIVERY_COLUMN, False),
     sa.PrimaryKeyConstraint("sample_id", "gene"),
     *_fk("gene_status"), *_checks("gene_status"),
     comment=TABLE_COMMENTS["gene_status"],

@@ -5,7 +5,7 @@ The product must survive data it did not write: this package takes lifelines' co
 women with breast cancer: age, tumour size in mm, grade, recurrence-free time), Rossi's
 recidivism data (432 men, weeks to arrest) and ``larynx`` (90 patients, years to death)
 and writes them as a centre's nightly export, in that centre's contract
-(``../shared/domain/centre_exports.md``), with every clinical field the dataset does not have
+(``docs/centre_formats.md``), with every clinical field the dataset does not have
 left empty (``NA``, ``ND`` or blank, as the centres write it):
 
 * :func:`write_montpellier` — ``clms_montpellier.csv``, cp1252, ``;``, CRLF, ``dd/mm/yyyy``;

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
+from tests.paper import PAPER as PUBLISHED
 from tests.warehouse.helpers import TEST_KEY, load_twin, twin
 
-PAPER = json.loads((Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "clms_paper.json")
-                   .read_text())["molecular"]
+PAPER = PUBLISHED["molecular"]
 
 
 @pytest.fixture(scope="session")

@@ -274,3 +274,70 @@ def test_a_case_list_with_no_sample_is_not_written(twin_warehouse_url, tmp_path)
     assert "cases_sv.txt" not in lists and "cases_all.txt" in lists
     for path in (tmp_path / "clms" / "case_lists").glob("*.txt"):
         assert _meta(path)["case_list_ids"].strip(), path.name
+
+
+# validateData.py (cbioportal-core, StructuralVariantValidator): with more than one of these columns
+# missing it warns "Missing genomic information"
+SV_GENOMIC_COLUMNS = {
+    "Sample_Id", "Site1_Hugo_Symbol", "Site1_Entrez_Gene_Id", "Site1_Chromosome", "Site1_Position",
+    "Site1_Region_Number", "Site1_Ensembl_Transcript_Id", "Site2_Hugo_Symbol", "Site2_Entrez_Gene_Id",
+    "Site2_Chromosome", "Site2_Position", "Site2_Region_Number", "Site2_Ensembl_Transcript_Id", "Event_Info",
+    "Site1_Region", "Site2_Region", "Site1_Contig", "Site2_Contig"}
+SWISSPROT_NAME = re.compile(r"^[A-Z0-9]{1,5}_[A-Z0-9]{1,5}$")  # validateData.py checkSwissProt, identifier "name"
+
+
+def test_the_maf_names_each_mutated_gene_swissprot_entry(study):
+    _, header, rows = _table(study / "data_mutations.txt")
+    assert "SWISSPROT" in header and _meta(study / "meta_mutations.txt")["swissprot_identifier"] == "name"
+    entries = {r[header.index("Hugo_Symbol")]: r[header.index("SWISSPROT")] for r in rows}
+    assert entries and all(SWISSPROT_NAME.match(v) for v in entries.values()), entries
+    assert entries["TP53"] == "P53_HUMAN"
+
+
+def test_the_sv_file_has_every_genomic_column_of_the_format(study):
+    _, header, _ = _table(study / "data_sv.txt")
+    assert SV_GENOMIC_COLUMNS <= set(header), SV_GENOMIC_COLUMNS - set(header)
+
+
+def test_gene_panels_say_which_genes_each_profiled_sample_was_tested_for(study, clinical_samples):
+    from clms_etl.molecular.cbioportal import gene_panels
+    from clms_etl.warehouse.genes import entrez_ids
+
+    ngs, cn = sorted(gene_panels(), key=lambda p: p.profile != "mutations")
+    assert ngs.profile == "mutations" and cn.profile == "cna"
+    # the laboratory's declared 50-gene hotspot panel, not the genes the twin happens to carry
+    assert len(ngs.genes) == 50 and {"TP53", "RB1", "PTEN", "CDKN2A", "KIT"} <= set(ngs.genes)
+    assert not {"MYOCD", "MDM2", "CDK4", "DMD", "ATRX"} & set(ngs.genes)
+    assert set(cn.genes) == set(entrez_ids())
+    for panel in (ngs, cn):
+        meta = _meta(study / "gene_panels" / f"data_gene_panel_{panel.stable_id}.txt")
+        assert meta["stable_id"] == panel.stable_id and meta["gene_list"].split("\t") == list(panel.genes)
+    _, mutated_header, mutations = _table(study / "data_mutations.txt")
+    assert {r[mutated_header.index("Hugo_Symbol")] for r in mutations} <= set(ngs.genes)
+    _, _, cna_rows = _table(study / "data_cna.txt")
+    assert {r[0] for r in cna_rows} <= set(cn.genes)
+    meta = _meta(study / "meta_gene_panel_matrix.txt")
+    assert (meta["genetic_alteration_type"], meta["datatype"]) == ("GENE_PANEL_MATRIX", "GENE_PANEL_MATRIX")
+    _, header, rows = _table(study / meta["data_filename"])
+    assert header == ["SAMPLE_ID", "mutations", "cna"]  # the profiles' stable ids
+    matrix = {r[0]: dict(zip(header[1:], r[1:], strict=True)) for r in rows}
+    assert set(matrix) == set(clinical_samples)
+    for profile, case_list, panel in (("mutations", "cases_sequenced.txt", ngs), ("cna", "cases_cna.txt", cn)):
+        listed = set(_meta(study / "case_lists" / case_list)["case_list_ids"].split("\t"))
+        assert {s for s, m in matrix.items() if m[profile] == panel.stable_id} == listed
+        assert all(m[profile] == "NA" for s, m in matrix.items() if s not in listed)
+
+
+def test_a_patient_dead_without_a_death_date_is_deceased_with_months_missing(twin_read, tmp_path):
+    summary, patients = twin_read
+    study_patients = set(summary.cases["patient_id"].drop_nulls())
+    dead = patients.filter(pl.col("patient_id").is_in(study_patients) & pl.col("death_date").is_not_null())
+    victim = dead["patient_id"][0]
+    # the death event was quarantined: the chart still says dead, the warehouse has no death date
+    quarantined = patients.with_columns(pl.when(pl.col("patient_id") == victim).then(None)
+                                        .otherwise(pl.col("death_date")).alias("death_date"))
+    assert quarantined.filter(pl.col("patient_id") == victim)["vital_status"].item() == "dead"
+    write_study(summary, quarantined, tmp_path)
+    _, header, rows = _table(tmp_path / "data_clinical_patient.txt")
+    row = next(dict(zip(header, r, strict=True)) for r in rows if r[0] == victim)
+    assert (row["OS_STATUS"], row["OS_MONTHS"], row["VITAL_STATUS"]) == ("1:DECEASED", "NA", "Dead")

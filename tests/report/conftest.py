@@ -4,6 +4,8 @@ and sections built from its analysis views with real matplotlib figures."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -118,3 +120,40 @@ def built_report(report_warehouse, analysis_sections, tmp_path_factory):
 
     return build_report(report_warehouse, analysis_sections, tmp_path_factory.mktemp("outputs") / "report",
                         run_id="run-1234abcd")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium: skipped without it, unless ``CLMS_REQUIRE_CHROMIUM=1`` (``.ci/run``)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = ("headless Chromium not found: install it (`apt-get install -y chromium`) or run `.ci/run`, "
+                   "which installs it")
+        if os.environ.get("CLMS_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(message + " (CLMS_REQUIRE_CHROMIUM=1 makes this test mandatory)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def twin_report(tmp_path_factory):
+    """The report of the twin cohort with the real analyses' sections (Table 1, survival and Figure 2,
+    Table 2, Table 3 and the OncoPrint), as the nightly builds it: analyses stored, then read back."""
+    import clms_etl.analyses  # noqa: F401  (declares the result tables)
+    from clms_etl.molecular.run import molecular_sections
+    from clms_etl.molecular.run import write_outputs as molecular_outputs
+    from clms_etl.report.build import build_report
+    from clms_etl.survival.report import sections as survival_sections
+    from clms_etl.survival.run import write_outputs as survival_outputs
+    from tests.warehouse.helpers import load_twin
+
+    root = tmp_path_factory.mktemp("twin_report")
+    outputs = root / "outputs"
+    with Warehouse(f"duckdb:///{root / 'warehouse.duckdb'}") as wh:
+        wh.create()
+        load_twin(wh, root)
+        survival_outputs(wh, outputs, "twin-report-run")
+        molecular_outputs(wh, outputs, "twin-report-run")
+        report = outputs / "report"
+        yield build_report(wh, [*survival_sections(wh, report), *molecular_sections(wh, report)], report,
+                           run_id="twin-report-run")

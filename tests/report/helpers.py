@@ -1,9 +1,12 @@
-"""Reading the report back: a small HTML parser (stdlib) and the identifier scan of the privacy tests."""
+"""Reading the report back: a small HTML parser (stdlib), the identifier scan of the privacy tests, and
+headless Chromium (the ``chromium`` fixture of ``conftest.py`` finds it)."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 
 from tests.warehouse.test_privacy import identifiers, scan_values  # noqa: F401  (re-exported)
 
@@ -106,3 +109,13 @@ def parse_report(html: str) -> ReportParser:
     parser.feed(html)
     parser.close()
     return parser
+
+
+def run_chromium(chromium: str, profile: Path, *args: str) -> str:
+    """Run headless Chromium with a throwaway profile; its standard output (e.g. ``--dump-dom``)."""
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-extensions", "--no-first-run",
+               f"--user-data-dir={profile}", *args]
+    # the timeout only stops a hung browser; nothing is asserted about speed
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

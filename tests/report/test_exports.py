@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 
 import polars as pl
 import pyreadstat
@@ -11,8 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from clms_etl.report.exports import (
-    DTA_LABEL_LENGTH, FORMATS, RELATIVE_DATES, XPT_LABEL_LENGTH, analysis_datasets, cut_label, export_analysis, protect,
-    short_names)
+    DTA_LABEL_LENGTH, FORMATS, RELATIVE_DATES, XPT_LABEL_LENGTH, Dataset, analysis_datasets, coded_columns, cut_label,
+    dataset_label, export_analysis, protect, short_names)
+from clms_etl.vocabulary import code_labels, codes
 from clms_etl.warehouse.analytics import VIEWS_BY_NAME
 from clms_etl.warehouse.schema import RESULT_TABLES
 from tests.report.helpers import identifiers, scan_values
@@ -86,8 +89,13 @@ def test_sas_and_stata_files_round_trip_with_names_and_labels_from_the_codebook(
         limit = XPT_LABEL_LENGTH if fmt == "xpt" else DTA_LABEL_LENGTH
         assert meta.column_labels == [cut_label(labels[c], limit) for c in source.columns]
         assert frame.shape[0] == source.height
+        coded = coded_columns(source) if fmt == "dta" else {}
         for column, short in zip(source.columns, names, strict=True):
-            expected = _expected_stats_values(source[column], fmt)
+            series = source[column]
+            if column in coded and series.dtype == pl.String:  # Stata: a text code as its position in the list
+                series = series.replace_strict({c: i for i, c in enumerate(codes(coded[column]), 1)}, default=None,
+                                               return_dtype=pl.Int32)
+            expected = _expected_stats_values(series, fmt)
             got = frame[short].tolist()
             if fmt == "xpt" and source[column].dtype == pl.String:
                 got = ["" if v is None else v for v in got]
@@ -98,6 +106,87 @@ def test_sas_and_stata_files_round_trip_with_names_and_labels_from_the_codebook(
         else:
             booleans = [s for c, s in zip(source.columns, names, strict=True) if source[c].dtype == pl.Boolean]
             assert all(meta.variable_value_labels[b] == {0: "no", 1: "yes"} for b in booleans)
+
+
+def test_stata_files_label_every_coded_variable_with_one_shared_label_set_per_code_list(exported):
+    result, datasets = exported
+    summary = _source(datasets, "patient_summary")
+    frame, meta = pyreadstat.read_dta(str(result.files["dta"]["patient_summary"]))
+    names = dict(zip(summary.columns, frame.columns, strict=True))
+    expected_lists = {"sex": "sex", "site": "site", "presentation": "presentation", "invasion": "invasion",
+                      "resection_status": "resection_status", "final_resection_status": "resection_status",
+                      "vital_status": "vital_status", "death_cause": "death_cause", "fnclcc_grade": "fnclcc_grade",
+                      "differentiation_score": "differentiation_score", "necrosis_score": "necrosis_score"}
+    for column, code_list in expected_lists.items():
+        stata = names[column]
+        assert meta.variable_to_label[stata] == code_list, column  # the set is named after the code list
+        labels = code_labels(code_list)
+        numbered = {c if isinstance(c, int) else i: label for i, (c, label) in enumerate(labels.items(), 1)}
+        assert meta.value_labels[code_list] == numbered, column
+        # every value read back is the code's number: its label is the code list's label of the warehouse value
+        shown = [None if v != v else numbered[int(v)] for v in frame[stata]]
+        assert shown == [None if c is None else labels[c] for c in summary[column].to_list()], column
+    # one set per code list, shared: resection_status and final_resection_status, every boolean
+    assert set(meta.value_labels) == {*expected_lists.values(), "yes_no"}
+    assert meta.variable_to_label[names["death"]] == meta.variable_to_label[names["pain"]] == "yes_no"
+
+
+def test_the_stata_dataset_label_is_a_complete_short_sentence(exported):
+    result, datasets = exported
+    for dataset in datasets:
+        _, meta = pyreadstat.read_dta(str(result.files["dta"][dataset.name]), metadataonly=True)
+        assert 0 < len(meta.file_label) <= DTA_LABEL_LENGTH
+        assert dataset.description.startswith(meta.file_label)
+        rest = dataset.description[len(meta.file_label):]
+        assert rest == "" or rest[0] in ".:;( ", (meta.file_label, rest[:20])  # ends at a sentence, clause or word
+    assert dataset_label("One row per patient with the analysis variables of the study (Table 1, outcomes, "
+                         "follow-up). Built from patient, tumour and the events.") == (
+        "One row per patient with the analysis variables of the study")
+
+
+def test_the_sas_format_program_defines_each_code_list_once_and_attaches_it(exported):
+    result, datasets = exported
+    program = (result.outdir / "xpt" / "formats.sas").read_text(encoding="utf-8")
+    values = dict(re.findall(r"^  value (\$?\w+) (.*);$", program, re.M))
+    assert values["$site"] == " ".join(f"'{c}'='{label}'" for c, label in code_labels("site").items())
+    assert values["fnclcc_grade"] == "1='Grade I' 2='Grade II' 3='Grade III'"
+    assert values["yes_no"] == "0='no' 1='yes'"
+    assert len(re.findall(r"^  value \$resection_status ", program, re.M)) == 1  # shared by two variables
+    summary = result.codebook.filter(pl.col("dataset") == "patient_summary")
+    xpt = dict(zip(summary["column"], summary["xpt_name"], strict=True))
+    _, meta = pyreadstat.read_xport(str(result.files["xpt"]["patient_summary"]), metadataonly=True)
+    assert {xpt["site"], xpt["final_resection_status"], xpt["resection_status"]} <= set(meta.column_names)
+    attach = re.search(r"set xptlib\.patisumm;\n  format (.*);", program).group(1)
+    assert f"{xpt['site']} $site." in attach and f"{xpt['final_resection_status']} $resection_status." in attach
+    assert f"{xpt['resection_status']} $resection_status." in attach and f"{xpt['death']} yes_no." in attach
+
+
+def test_parquet_fields_carry_their_description_and_code_list(exported):
+    import pyarrow.parquet as pq
+
+    result, datasets = exported
+    for dataset in datasets:
+        schema = pq.read_schema(result.files["parquet"][dataset.name])
+        assert schema.metadata[b"description"].decode() == dataset.description
+        for f in schema:
+            assert f.metadata[b"description"].decode() == dataset.labels[f.name], (dataset.name, f.name)
+    site = pq.read_schema(result.files["parquet"]["patient_summary"]).field("site").metadata
+    assert site[b"code_list"] == b"site"
+    assert json.loads(site[b"value_labels"]) == code_labels("site")
+
+
+def test_csv_files_with_non_ascii_text_open_in_excel(exported, tmp_path):
+    result, datasets = exported
+    non_ascii = []
+    for path in [*result.files["csv"].values(), result.outdir / "codebook.csv"]:
+        raw = path.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf") == (not raw.isascii()), path.name
+        non_ascii += [path.name] if not raw.isascii() else []
+    # a dataset with "±" (Table 1's result table once computed) gets its BOM
+    summary = next(d for d in datasets if d.name == "patient_summary")
+    table = Dataset("table1", "Table 1.", pl.DataFrame({"display": ["65.8 ± 18.2"]}), {"display": "As printed."})
+    written = export_analysis(None, tmp_path, ["csv"], [summary, table])
+    assert written.files["csv"]["table1"].read_bytes().startswith("\ufeffdisplay\n65.8 ± 18.2".encode())
 
 
 def test_stata_files_are_format_118(exported):

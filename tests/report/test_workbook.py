@@ -64,3 +64,11 @@ def test_the_contents_sheet_links_every_table(built_report):
     listed = [(sheet.cell(5 + i, 1).value, sheet.cell(5 + i, 3).value) for i in range(len(tables))]
     assert listed == [(t.key, t.caption) for t in tables]
     assert sheet.cell(5, 1).hyperlink is not None
+
+
+def test_table_1_items_are_indented_by_the_cell_format_not_by_spaces(twin_report):
+    sheet = load_workbook(twin_report.workbook)["table1"]
+    cells = {c.value: c for row in sheet.iter_rows(min_col=1, max_col=1) for c in row if isinstance(c.value, str)}
+    assert "Head and neck" in cells and not any(v.startswith(" ") for v in cells)
+    assert cells["Head and neck"].alignment.indent == 1 and not cells["Head and neck"].font.b
+    assert cells["Primary site"].alignment.indent == 0 and cells["Primary site"].font.b

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from clms_etl.survival.study import StudyResults, analyse, load_inputs
 from clms_etl.warehouse import Warehouse
+from tests.paper import PAPER
 from tests.warehouse.helpers import load_twin
-
-PAPER = json.loads((Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "clms_paper.json").read_text())
 
 
 @pytest.fixture(scope="session")

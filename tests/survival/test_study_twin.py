@@ -60,8 +60,9 @@ def test_table1_percentages_use_all_patients_except_size_classes(twin_results):
     small = t1.filter((pl.col("variable") == "tumour_size_cm") & (pl.col("item") == "lt_1")).row(0, named=True)
     assert small["denominator"] == 61  # the paper's footnote: % of the 61 patients with a known size
     display = twin_results.table1_display()
-    assert display.columns == ["Characteristic", "Value"]
-    assert ("    Median [IQR]", "70.0 [57.0-79.0]") in display.rows()
+    assert display.columns == ["Characteristic", "Value", "Level"]
+    assert ("Median [IQR]", "70.0 [57.0-79.0]", 1) in display.rows()  # an item, indented by the layout
+    assert ("Primary site", "", 0) in display.rows()
 
 
 def test_kaplan_meier_estimates_lie_within_three_points_of_the_published_ones(twin_results):
@@ -127,6 +128,10 @@ def test_table2_has_every_predictor_for_both_endpoints_and_finds_the_published_a
     assert t2.height == rm.height and "Local recurrence or metastasis: HR (95 % CI)" in t2.columns
     assert t2.filter(pl.col("Predictor") == "Histological ulceration")[
         "Local recurrence or metastasis: HR (95 % CI)"].item().startswith("not estimable")
+    # levels read as labels, never as codes ("upper_limb vs head_neck")
+    sites = t2.filter(pl.col("Predictor") == "Primary site")
+    assert "Upper limb vs Head and neck" in sites["Comparison"].to_list()
+    assert not any("_" in v for v in t2.select(pl.exclude("Predictor")).to_numpy().ravel() if isinstance(v, str))
 
 
 def test_clinical_margin_is_smaller_with_relapse_as_published(twin_results):

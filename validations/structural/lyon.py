@@ -109,7 +109,7 @@ RULES = {
     "missing_ipp": "missing_patient_id",
     "duplicate_record": "duplicate_patient",
     "duplicate_ipp": "duplicate_patient",
-    "orphan_repeat_row": "orphan_repeat_row",
+    "orphan_repeat_row": "orphan_row",
     "unknown_repeat_instrument": "unknown_repeat_instrument",
     "bad_repeat_instance": "bad_repeat_instance",
     "duplicate_repeat_instance": "duplicate_repeat_instance",

@@ -6,7 +6,7 @@ in their text form), columns named by their normalised header (``Marge clinique 
 dossier`` as the pseudonym sees it: trimmed, upper case; null when blank or ``NR``).
 
 Check names are the data-query rule names the reader emits. The operations and events sheets
-are checked against the patients actually present in the Patients sheet (``unknown_patient``).
+are checked against the patients actually present in the Patients sheet (``orphan_row``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def schema(sheet: str, known_patients: pl.Series | None = None) -> pa.DataFrameS
     if sheet == "patients":
         checks.append(pa.Check(_unique, name="duplicate_patient"))
     elif known_patients is not None:
-        checks.append(pa.Check(_known(known_patients), name="unknown_patient"))
+        checks.append(pa.Check(_known(known_patients), name="orphan_row"))
     columns[PATIENT_KEY] = pa.Column(pl.String, nullable=True, checks=checks)
     columns[ROW] = pa.Column(pl.Int64, nullable=False)
     return pa.DataFrameSchema(columns, strict=False, name=f"nice_raw_{sheet}")

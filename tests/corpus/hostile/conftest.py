@@ -13,8 +13,25 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.pipeline import CentreImport, read_and_validate
 from tests.dagster_resources import resources_for
+from tests.rule_checks import registry_breaches
 
 KEY = b"hostile-corpus-test-key-00000000"
+
+
+@pytest.fixture(autouse=True)
+def queries_follow_the_rule_registry(monkeypatch):
+    """Every delivery validated by a hostile case (directly or through Dagster, in this process)
+    gives registered rules with the registry's severity, one query per problem."""
+    import clms_etl.validate
+
+    validate = clms_etl.validate.validate
+
+    def checked(*args, **kwargs):
+        validated = validate(*args, **kwargs)
+        assert registry_breaches(validated.queries) == []
+        return validated
+
+    monkeypatch.setattr(clms_etl.validate, "validate", checked)
 
 
 @pytest.fixture

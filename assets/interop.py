@@ -1,0 +1,82 @@
+"""Interoperability stage: the registry in the OMOP Common Data Model v5.4 (docs/omop.md).
+
+``omop_cdm`` writes ``<outputs>/omop/`` (CSV per table, ``omop_cdm.duckdb`` created from OHDSI's
+official DDL, ``unmapped.csv``, ``quality.csv``) after every nightly refresh; its blocking check
+``omop_quality`` runs the Data Quality Dashboard's checks that need no vocabulary on the DuckDB file
+the asset wrote.
+"""
+
+import dagster as dg
+import polars as pl
+
+from assets.metadata import markdown_table
+from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
+from assets.warehouse import warehouse
+
+OMOP_FOLDER = "omop"
+
+
+class OmopConfig(dg.Config):
+    """``dates: shifted`` (default): every date of a patient moved back by the same 1-365 days drawn from the
+    pseudonym key, for an export that may leave the registry; ``exact`` for the in-house OMOP warehouse."""
+
+    dates: str = "shifted"
+
+
+@dg.asset(
+    deps=[warehouse],
+    group_name="interop",
+    owners=["team:data"],
+    kinds={"duckdb", "csv"},
+    code_version="1",
+    pool="warehouse",  # reads the warehouse's DuckDB file
+    description="The registry as OMOP CDM v5.4 with the Oncology extension (person, observation_period, "
+    "condition_occurrence, procedure_occurrence, measurement, observation, death, specimen, episode, episode_event, "
+    "cdm_source, metadata): CSV files and an OMOP DuckDB schema from the official DDL, in <outputs>/omop/, with the "
+    "values left at concept 0 (unmapped.csv). Pseudonyms only; dates shifted per patient unless config dates: exact.",
+)
+def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: WarehouseResource,
+             pseudonym_key: PseudonymKey, outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.omop.build import DATE_MODES
+    from clms_etl.omop.export import export_omop
+
+    if config.dates not in DATE_MODES:
+        raise dg.Failure(description=f"dates must be one of {', '.join(DATE_MODES)}, not {config.dates!r}",
+                         allow_retries=False)
+    key = pseudonym_key.secret(warehouse.resolved_url) if config.dates == "shifted" else None
+    with warehouse.open() as wh:
+        result = export_omop(wh, outputs.root / OMOP_FOLDER, dates=config.dates, key=key, replace=True)
+    context.log.info(f"OMOP CDM v5.4: {result.summary()}")
+    rows = pl.DataFrame({"table": list(result.rows), "rows": list(result.rows.values())})
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": result.rows.get("person", 0),
+        "dates": config.dates,
+        "rows_per_table": markdown_table(rows, 20),
+        "unmapped_source_values": result.unmapped.height,
+        "unmapped": markdown_table(result.unmapped, 60),
+        "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
+        "folder": dg.MetadataValue.path(str(result.target)),
+    })
+
+
+@dg.asset_check(asset=omop_cdm, blocking=True,
+                description="Data Quality Dashboard checks that need no vocabulary table, on the OMOP DuckDB file the "
+                "asset wrote: required fields, primary keys, references to person and episode, plausible values "
+                "and dates, temporal order, after birth, before death, observation periods not overlapping, every "
+                "event inside an observation period. One violating row fails it.")
+def omop_quality(outputs: OutputsFolder) -> dg.AssetCheckResult:
+    import sqlalchemy as sa
+
+    from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, check_database
+
+    engine = sa.create_engine(f"duckdb:///{outputs.root / OMOP_FOLDER / DUCKDB_FILE}",
+                              connect_args={"read_only": True})
+    try:
+        checked = check_database(engine, DEFAULT_SCHEMA)
+    finally:
+        engine.dispose()
+    failures = checked.filter(~checked["passed"])
+    return dg.AssetCheckResult(passed=failures.is_empty(), severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "checks": checked.height, "failed": failures.height,
+        "failures": markdown_table(failures, 50),
+    })

@@ -1,0 +1,82 @@
+"""The OMOP export through Dagster and the command line: the ``omop_cdm`` asset writes the folder in
+the nightly refresh, its blocking ``omop_quality`` check reads what was written (and fails on a
+defect planted in the file), and ``clms-etl export omop`` writes the same."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from assets import interop
+from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
+from clms_etl.cli import app
+from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE
+from tests.omop.test_omop_export import twin_warehouse  # noqa: F401  (fixture)
+
+
+def test_the_omop_asset_is_downstream_of_the_warehouse_and_in_the_nightly_refresh():
+    from assets.automation import nightly_job
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    node = graph.get(interop.omop_cdm.key)
+    assert dg.AssetKey("warehouse") in node.parent_keys and node.group_name == "interop"
+    nightly = defs.resolve_job_def(nightly_job.name)
+    assert interop.omop_cdm.key in nightly.asset_layer.executable_asset_keys
+
+
+def test_materialising_writes_the_cdm_and_the_blocking_check_reads_the_written_file(twin_warehouse, tmp_path):  # noqa: F811
+    resources = {"warehouse": WarehouseResource(url=twin_warehouse.url), "pseudonym_key": PseudonymKey(),
+                 "outputs": OutputsFolder(path=str(tmp_path / "outputs"))}
+    result = dg.materialize([interop.omop_cdm, interop.omop_quality], resources=resources,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    evaluation = result.get_asset_check_evaluations()[0]
+    assert evaluation.passed and evaluation.metadata["failed"].value == 0
+    meta = result.asset_materializations_for_node("omop_cdm")[0].metadata
+    assert meta["dagster/row_count"].value == 79 and meta["dates"].value == "shifted"
+    database = tmp_path / "outputs" / "omop" / DUCKDB_FILE
+    assert (tmp_path / "outputs" / "omop" / "csv" / "person.csv").is_file()
+
+    engine = sa.create_engine(f"duckdb:///{database}")
+    try:
+        with engine.begin() as conn:  # a record after death: what the check must catch in the written file
+            conn.execute(sa.text(f"UPDATE {DEFAULT_SCHEMA}.procedure_occurrence SET procedure_date = d.death_date + 100 "
+                                 f"FROM {DEFAULT_SCHEMA}.death d WHERE d.person_id = procedure_occurrence.person_id"))
+    finally:
+        engine.dispose()
+    checked = dg.materialize([interop.omop_cdm, interop.omop_quality], resources=resources,
+                             instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.checks(interop.omop_quality),
+                             raise_on_error=False)
+    failed = checked.get_asset_check_evaluations()[0]
+    assert not failed.passed
+    assert "plausibleBeforeDeath" in failed.metadata["failures"].value
+
+
+def test_the_command_writes_exact_dates_for_the_in_house_warehouse(twin_warehouse, tmp_path):  # noqa: F811
+    shifted = CliRunner().invoke(app, ["export", "omop", str(tmp_path / "shared"), "--url", twin_warehouse.url])
+    exact = CliRunner().invoke(app, ["export", "omop", str(tmp_path / "inhouse"), "--url", twin_warehouse.url,
+                                     "--exact-dates"])
+    assert shifted.exit_code == 0 and exact.exit_code == 0, shifted.output + exact.output
+    assert "79 persons" in exact.output and "quality checks passed" in exact.output
+    def diagnoses(folder: str) -> pl.DataFrame:
+        csv = tmp_path / folder / "csv"
+        return (pl.read_csv(csv / "condition_occurrence.csv", try_parse_dates=True)
+                .join(pl.read_csv(csv / "person.csv"), on="person_id")
+                .select(pl.col("person_source_value").alias("patient_id"), "condition_start_date"))
+
+    truth = twin_warehouse.query("SELECT patient_id, diagnosis_date FROM patient")
+    inhouse = diagnoses("inhouse").join(truth, on="patient_id")
+    shared = diagnoses("shared").join(truth, on="patient_id")
+    assert inhouse.height == shared.height == truth.height
+    assert (inhouse["condition_start_date"] == inhouse["diagnosis_date"]).all()
+    assert (shared["condition_start_date"] < shared["diagnosis_date"]).all()  # every patient's dates moved back
+
+
+def test_the_command_refuses_a_schema_name_it_would_have_to_quote(twin_warehouse, tmp_path):  # noqa: F811
+    result = CliRunner().invoke(app, ["export", "omop", f"duckdb:///{tmp_path / 'x.duckdb'}", "--url",
+                                      twin_warehouse.url, "--schema", 'omop"; drop table person; --'])
+    assert result.exit_code == 1 and "refused" in result.output and "lower-case letters" in result.output
+    assert not (tmp_path / "x.duckdb").exists()  # refused before connecting

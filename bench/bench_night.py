@@ -50,12 +50,12 @@ def _proc_peak_kib(pid: int) -> tuple[int, str] | None:
     return None
 
 
-def _session_pids(sid: int) -> list[int]:
+def _session_pids(sids: set[int]) -> list[int]:
     pids = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if os.getsid(int(entry.name)) == sid:
+                if os.getsid(int(entry.name)) in sids:
                     pids.append(int(entry.name))
             except OSError:
                 continue
@@ -64,9 +64,9 @@ def _session_pids(sid: int) -> list[int]:
 
 @dataclass
 class MemoryWatch:
-    """Peak RSS (``VmHWM``) of every process of a session, polled until stopped."""
+    """Peak RSS (``VmHWM``) of every process of the sessions ``sids``, polled until stopped."""
 
-    sid: int
+    sids: set[int]
     interval_s: float = 0.25
     peaks: dict[int, tuple[int, str]] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ class MemoryWatch:
 
     def _run(self):
         while not self._stop.is_set():
-            for pid in _session_pids(self.sid):
+            for pid in _session_pids(self.sids):
                 found = _proc_peak_kib(pid)
                 if found and found[0] >= self.peaks.get(pid, (0, ""))[0]:
                     self.peaks[pid] = found
@@ -93,7 +93,7 @@ def process_kind(cmdline: str) -> str:
     """A short name for a process of the night, from its command line."""
     if "dagster-daemon" in cmdline:
         return "daemon"
-    if "api grpc" in cmdline or "code_server" in cmdline or "grpc" in cmdline:
+    if "code-server" in cmdline or "api grpc" in cmdline:
         return "code server"
     if "execute_step" in cmdline or "multiprocess" in cmdline or "forkserver" in cmdline:
         return "step worker"
@@ -105,31 +105,66 @@ def process_kind(cmdline: str) -> str:
 
 
 class DaemonNight:
-    """One night under the Dagster daemon: start it, wait for the sensor's imports, launch the
-    refresh, wait for it. ``env`` is the environment of every process of the night
-    (``DAGSTER_HOME`` holding the instance's ``dagster.yaml``, the ``CLMS_*`` variables)."""
+    """One night under the Dagster daemon, in production's topology: the code location served by
+    its own long-lived code server (``dagster code-server start``, a service of its own as in
+    Kubernetes), the daemon and ``dagster job launch`` pointed at it by a ``grpc_server``
+    workspace. (A code server the daemon spawns itself shuts down when its heartbeat is late on
+    a loaded machine, and run monitoring then fails the runs it had launched.) ``env`` is the
+    environment of every process of the night (``DAGSTER_HOME`` holding the instance's
+    ``dagster.yaml``, the ``CLMS_*`` variables); logs go to ``log``."""
 
     def __init__(self, env: dict[str, str], log: Path, deadline_s: float = 3600):
         self.env, self.log, self.deadline_s = env, log, deadline_s
-        self.daemon: subprocess.Popen | None = None
+        self.workspace = log.with_name("workspace.yaml")
+        self.processes: list[subprocess.Popen] = []
+
+    def _start(self, args: list[str], out) -> subprocess.Popen:
+        process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
 
     def __enter__(self) -> DaemonNight:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.workspace.write_text(
+            f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
+            f"      location_name: clms_etl\n")
         with self.log.open("w") as out:
-            self.daemon = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")], cwd=ROOT, env=self.env,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.code_server = self._start([str(BIN / "dagster"), "code-server", "start", "-m", "assets.definitions",
+                                            "--location-name", "clms_etl", "-h", "127.0.0.1", "-p", str(port)], out)
+            self._wait_for_port(port)
+            self.daemon = self._start([str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)], out)
         return self
+
+    def _wait_for_port(self, port: int) -> None:
+        import socket
+
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.code_server.poll() is not None:
+                raise RuntimeError(f"the code server ended ({self.code_server.returncode}):\n{self.log_tail()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"the code server did not listen on {port} in 600 s:\n{self.log_tail()}")
 
     def __exit__(self, *exc) -> None:
         import signal
 
-        if self.daemon is not None and self.daemon.poll() is None:
+        for process in reversed(self.processes):
+            if process.poll() is not None:
+                continue
             try:
-                os.killpg(self.daemon.pid, signal.SIGTERM)
-                self.daemon.wait(30)
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.daemon.pid, signal.SIGKILL)
-                self.daemon.wait(10)
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
             except ProcessLookupError:
                 pass
 
@@ -148,15 +183,16 @@ class DaemonNight:
                     if r.create_timestamp.timestamp() >= since]
             if len(runs) >= count and all(r.status.value in FINISHED for r in runs):
                 return runs
-            if self.daemon.poll() is not None:
-                raise RuntimeError(f"the daemon ended ({self.daemon.returncode}):\n{self.log_tail()}")
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{process.args[0]} ended ({process.returncode}):\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 states = {r.tags.get("dagster/partition", r.run_id[:8]): r.status.value for r in runs}
                 raise RuntimeError(f"{job}: runs not finished after {self.deadline_s} s: {states}\n{self.log_tail()}")
             time.sleep(1)
 
     def launch_refresh(self) -> None:
-        launch = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"),
+        launch = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(self.workspace),
                                  "-j", "nightly_refresh"], cwd=ROOT, env=self.env, capture_output=True, text=True,
                                 timeout=600)
         if launch.returncode != 0:
@@ -263,7 +299,7 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
         saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_", "CLMS_"))}
         os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "CLMS_"))})
         with DaemonNight(env, work / "daemon.log") as run, dg.DagsterInstance.get() as instance:
-            watch = MemoryWatch(os.getsid(run.daemon.pid))
+            watch = MemoryWatch({os.getsid(p.pid) for p in run.processes})
             start = time.time()
             figures["night"] = _one_night(run, instance, start, len(centres))
             if again:

@@ -1,0 +1,366 @@
+"""Benchmark: the whole night as production runs it, end to end, on a scale drop.
+
+    .venv/bin/python -m bench.bench_night --drop DIR [--backend duckdb|postgresql] [--again]
+    .venv/bin/python -m bench.bench_night --sizes 100000,300000,1000000 --centres 40 [--backend ...]
+
+The Dagster daemon with the queued run coordinator (``deploy/dagster.local.yaml`` on DuckDB,
+``deploy/dagster.production.yaml`` on PostgreSQL, where Dagster's own storage is PostgreSQL too):
+the drop-folder sensor queues one import per centre, the coordinator launches them together
+(each run in its own process, its steps on the multiprocess executor, loads through the
+``warehouse`` pool), then ``dagster job launch`` queues ``nightly_refresh`` (what the 02:00
+schedule does). Printed: wall time of the imports and of the refresh, the peak RSS of every
+process of the night (read from ``/proc/<pid>/status`` ``VmHWM`` while it runs: Linux only),
+and each step's duration summed over runs. ``--again`` runs the same night a second time on the
+same deliveries (the "nothing changed" night). ``--sizes`` writes a drop per size with
+``clms-etl synth`` and prints time and memory per patient, so a super-linear step shows.
+
+Targets (issue #14): the 1,000,000-patient night ≤ 5 min with every process ≤ 4 GiB; an
+unchanged night ≤ 30 s. Figures go to ``bench/README.md`` with the command that printed them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def _proc_peak_kib(pid: int) -> tuple[int, str] | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]), cmdline.strip()
+    return None
+
+
+def _session_pids(sids: set[int]) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) in sids:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+@dataclass
+class MemoryWatch:
+    """Peak RSS (``VmHWM``) of every process of the sessions ``sids``, polled until stopped."""
+
+    sids: set[int]
+    interval_s: float = 0.25
+    peaks: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            for pid in _session_pids(self.sids):
+                found = _proc_peak_kib(pid)
+                if found and found[0] >= self.peaks.get(pid, (0, ""))[0]:
+                    self.peaks[pid] = found
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> dict[int, tuple[int, str]]:
+        self._stop.set()
+        self._thread.join()
+        return self.peaks
+
+
+def process_kind(cmdline: str) -> str:
+    """A short name for a process of the night, from its command line."""
+    if "dagster-daemon" in cmdline:
+        return "daemon"
+    if "code-server" in cmdline or "api grpc" in cmdline:
+        return "code server"
+    if "execute_step" in cmdline or "multiprocess" in cmdline or "forkserver" in cmdline:
+        return "step worker"
+    if "execute_run" in cmdline or "api execute" in cmdline:
+        return "run worker"
+    if "job launch" in cmdline:
+        return "dagster job launch"
+    return cmdline.split(" ")[0].rsplit("/", 1)[-1] or "other"
+
+
+class DaemonNight:
+    """One night under the Dagster daemon, in production's topology: the code location served by
+    its own long-lived code server (``dagster code-server start``, a service of its own as in
+    Kubernetes), the daemon and ``dagster job launch`` pointed at it by a ``grpc_server``
+    workspace. (A code server the daemon spawns itself shuts down when its heartbeat is late on
+    a loaded machine, and run monitoring then fails the runs it had launched.) ``env`` is the
+    environment of every process of the night (``DAGSTER_HOME`` holding the instance's
+    ``dagster.yaml``, the ``CLMS_*`` variables); logs go to ``log``."""
+
+    def __init__(self, env: dict[str, str], log: Path, deadline_s: float = 3600):
+        self.env, self.log, self.deadline_s = env, log, deadline_s
+        self.workspace = log.with_name("workspace.yaml")
+        self.processes: list[subprocess.Popen] = []
+
+    def _start(self, args: list[str], out) -> subprocess.Popen:
+        process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def __enter__(self) -> DaemonNight:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.workspace.write_text(
+            f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {port}\n"
+            f"      location_name: clms_etl\n")
+        with self.log.open("w") as out:
+            self.code_server = self._start([str(BIN / "dagster"), "code-server", "start", "-m", "assets.definitions",
+                                            "--location-name", "clms_etl", "-h", "127.0.0.1", "-p", str(port)], out)
+            self._wait_for_port(port)
+            self.daemon = self._start([str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)], out)
+        return self
+
+    def _wait_for_port(self, port: int) -> None:
+        import socket
+
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if self.code_server.poll() is not None:
+                raise RuntimeError(f"the code server ended ({self.code_server.returncode}):\n{self.log_tail()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"the code server did not listen on {port} in 600 s:\n{self.log_tail()}")
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for process in reversed(self.processes):
+            if process.poll() is not None:
+                continue
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+            except ProcessLookupError:
+                pass
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def wait_for_runs(self, instance, job: str, count: int, since: float = 0.0) -> list:
+        """The runs of ``job`` created after ``since`` (a timestamp), once ``count`` of them have
+        finished; raises ``RuntimeError`` (with the daemon's log) when the daemon ends or the
+        deadline passes."""
+        import dagster as dg
+
+        deadline = time.monotonic() + self.deadline_s
+        while True:
+            runs = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name=job))
+                    if r.create_timestamp.timestamp() >= since]
+            if len(runs) >= count and all(r.status.value in FINISHED for r in runs):
+                return runs
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"{process.args[0]} ended ({process.returncode}):\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                states = {r.tags.get("dagster/partition", r.run_id[:8]): r.status.value for r in runs}
+                raise RuntimeError(f"{job}: runs not finished after {self.deadline_s} s: {states}\n{self.log_tail()}")
+            time.sleep(1)
+
+    def launch_refresh(self) -> None:
+        launch = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(self.workspace),
+                                 "-j", "nightly_refresh"], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                                timeout=600)
+        if launch.returncode != 0:
+            raise RuntimeError(f"dagster job launch failed:\n{launch.stderr[-4000:]}")
+
+
+def run_events(instance, run_id: str) -> dict[str, float]:
+    """Run-level events of a run (``PIPELINE_ENQUEUED``, ``PIPELINE_START``...) -> timestamp."""
+    return {e.dagster_event.event_type_value: e.timestamp for e in instance.all_logs(run_id)
+            if e.dagster_event is not None and e.step_key is None}
+
+
+def step_durations(instance, runs) -> dict[str, float]:
+    """Seconds per step key, summed over ``runs`` (start to success or failure)."""
+    total: dict[str, float] = defaultdict(float)
+    for run in runs:
+        started: dict[str, float] = {}
+        for e in instance.all_logs(run.run_id):
+            if e.dagster_event is None or e.step_key is None:
+                continue
+            kind = e.dagster_event.event_type_value
+            if kind == "STEP_START":
+                started[e.step_key] = e.timestamp
+            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in started:
+                total[e.step_key.split("[")[0]] += e.timestamp - started.pop(e.step_key)
+    return dict(total)
+
+
+# -- the benchmark's own setup ------------------------------------------------------------------
+
+
+def _environment(work: Path, drop: Path, backend: str, pg_admin: str) -> tuple[dict[str, str], list[str]]:
+    """Environment of the night and the PostgreSQL databases it created (to drop afterwards)."""
+    from clms_etl.keys import DEMO_KEY
+
+    home = work / "dagster_home"
+    home.mkdir(parents=True)
+    env = dict(os.environ, CLMS_INCOMING=str(drop), CLMS_OUTPUTS=str(work / "outputs"),
+               CLMS_HANDOFF=str(work / "handoff"), DAGSTER_HOME=str(home), PYTHONWARNINGS="ignore",
+               DAGSTER_DISABLE_TELEMETRY="1", PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    env.pop("CLMS_PSEUDONYM_KEY_FILE", None)
+    databases: list[str] = []
+    if backend == "duckdb":
+        shutil.copy(ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+        env.update(CLMS_WAREHOUSE_URL=f"duckdb:///{work / 'warehouse.duckdb'}", CLMS_DEMO="1",
+                   CLMS_PSEUDONYM_KEY=DEMO_KEY.decode() if isinstance(DEMO_KEY, bytes) else DEMO_KEY)
+        return env, databases
+    import psycopg
+
+    shutil.copy(ROOT / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        for _ in range(2):
+            name = f"clms_bench_{uuid.uuid4().hex[:10]}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+            databases.append(name)
+    info = psycopg.conninfo.conninfo_to_dict(pg_admin)
+    host, user = str(info.get("host", "127.0.0.1")), str(info.get("user", "postgres"))
+    env.update(CLMS_DEPLOYMENT="production", DAGSTER_PG_HOST=host, DAGSTER_PG_USER=user,
+               DAGSTER_PG_PASSWORD=str(info.get("password", "")), DAGSTER_PG_DB=databases[0],
+               CLMS_WAREHOUSE_URL=f"postgresql+psycopg://{user}@{host}:{info.get('port', 5432)}/{databases[1]}",
+               CLMS_PSEUDONYM_KEY=os.environ.get("CLMS_PSEUDONYM_KEY") or uuid.uuid4().hex + uuid.uuid4().hex)
+    subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
+    return env, databases
+
+
+def _drop_databases(pg_admin: str, databases: list[str]) -> None:
+    if databases:
+        import psycopg
+
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            for name in databases:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _patients(drop: Path) -> int:
+    """Patients of the drop as its generator recorded them (``_truth``), else unknown (0)."""
+    truth = drop / "_truth" / "patients.csv"
+    if truth.exists():
+        with truth.open() as f:
+            return sum(1 for _ in f) - 1
+    return 0
+
+
+def _one_night(run: DaemonNight, instance, start: float, imports_expected: int) -> dict:
+    imports = run.wait_for_runs(instance, "import_centre", imports_expected, since=start)
+    imported = time.time()
+    run.launch_refresh()
+    (refresh,) = run.wait_for_runs(instance, "nightly_refresh", 1, since=imported)
+    done = time.time()
+    return {"imports_s": imported - start, "refresh_s": done - imported, "wall_s": done - start,
+            "import_runs": len(imports), "refresh": refresh.status.value,
+            "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
+            "steps_s": step_durations(instance, [*imports, refresh])}
+
+
+def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
+    import dagster as dg
+
+    work = Path(tempfile.mkdtemp(prefix="clms-night-"))
+    env, databases = _environment(work, drop, backend, pg_admin)
+    centres = [p.name for p in drop.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    figures: dict = {"backend": backend, "centres": len(centres)}
+    try:
+        saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_", "CLMS_"))}
+        os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "CLMS_"))})
+        with DaemonNight(env, work / "daemon.log") as run, dg.DagsterInstance.get() as instance:
+            watch = MemoryWatch({os.getsid(p.pid) for p in run.processes})
+            start = time.time()
+            figures["night"] = _one_night(run, instance, start, len(centres))
+            if again:
+                time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new
+                figures["unchanged night"] = _one_night(run, instance, time.time(), 0)
+            peaks = watch.stop()
+        figures["peak_rss_mib"] = {}
+        for kib, cmdline in peaks.values():
+            kind = process_kind(cmdline)
+            figures["peak_rss_mib"][kind] = max(figures["peak_rss_mib"].get(kind, 0), kib / 1024)
+        return figures
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _drop_databases(pg_admin, databases)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _print(figures: dict, patients: int) -> None:
+    print(f"night on {figures['backend']}, {figures['centres']} deliveries"
+          + (f", {patients:,} patients" if patients else ""))
+    for label in ("night", "unchanged night"):
+        if label not in figures:
+            continue
+        f = figures[label]
+        print(f"  {label:<16} wall {f['wall_s']:7.1f} s  (imports {f['imports_s']:.1f} s, refresh "
+              f"{f['refresh_s']:.1f} s; {f['import_runs']} import runs, failed {f['failed_imports'] or 'none'}, "
+              f"refresh {f['refresh']})")
+        if patients and label == "night":
+            print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs per patient")
+        for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
+            print(f"      {step:<40} {seconds:8.1f} s")
+    print("  peak RSS per process kind (MiB):")
+    for kind, mib in sorted(figures["peak_rss_mib"].items(), key=lambda kv: -kv[1]):
+        print(f"      {kind:<40} {mib:8.0f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--drop", type=Path, help="a drop folder written by clms-etl synth")
+    parser.add_argument("--backend", choices=("duckdb", "postgresql"), default="duckdb")
+    parser.add_argument("--pg-admin", default=os.environ.get("CLMS_TEST_POSTGRES_URL",
+                                                             "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--again", action="store_true", help="then the same night again (nothing changed)")
+    parser.add_argument("--sizes", help="comma-separated patient counts: write a drop for each and run it")
+    parser.add_argument("--centres", type=int, default=40)
+    args = parser.parse_args(argv)
+    if args.sizes:
+        for size in (int(s) for s in args.sizes.split(",")):
+            with tempfile.TemporaryDirectory(prefix="clms-drop-") as folder:
+                subprocess.run([str(BIN / "clms-etl"), "synth", "--out", folder, "--patients", str(size),
+                                "--centres", str(args.centres)], check=True, capture_output=True)
+                _print(night(Path(folder), args.backend, args.pg_admin, args.again), size)
+        return
+    if args.drop is None:
+        parser.error("--drop DIR or --sizes N,...")
+    _print(night(args.drop, args.backend, args.pg_admin, args.again), _patients(args.drop))
+
+
+if __name__ == "__main__":
+    main()

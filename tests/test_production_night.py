@@ -1,0 +1,128 @@
+"""The night as production runs it: the Dagster daemon, the queued run coordinator, PostgreSQL for
+Dagster's storage AND the warehouse, the production resources (``CLMS_DEPLOYMENT=production``),
+each run launched in its own process and its steps on the multiprocess executor.
+
+Nothing is executed in the test's process: the daemon's ``drop_folder_sensor`` requests one import
+run per centre that delivered, the queued coordinator launches them together (reads in parallel,
+loads through the ``warehouse`` pool), then ``dagster job launch`` queues the refresh, which the
+daemon launches as the 02:00 schedule would. The instance is ``deploy/dagster.production.yaml``
+itself, with its connection read from the ``DAGSTER_PG_*`` variables.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from psycopg import sql
+
+from bench.bench_night import DaemonNight, run_events
+from tests.test_dagster_platform import BIN, CENTRES, NIGHTLY_ASSETS, ROOT, TWIN_PATIENTS, clms_env
+from tests.warehouse.conftest import _libpq, _with_database, pg_admin_url  # noqa: F401  (fixture)
+from tests.warehouse.helpers import TEST_KEY
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+NIGHT_DEADLINE_S = 900  # a bound on a hung night, not a speed target (bench/bench_night.py measures)
+
+
+def _new_database(admin_url: str, databases: list[str]) -> str:
+    name = f"clms_prod_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    databases.append(name)
+    return name
+
+
+@pytest.fixture
+def production_env(pg_admin_url, twin_drop, tmp_path):
+    """Environment of every process of the night: production instance and resources, two fresh
+    PostgreSQL databases (Dagster's storage, the warehouse), the twin's deliveries."""
+    databases: list[str] = []
+    storage_db = _new_database(pg_admin_url, databases)
+    warehouse_db = _new_database(pg_admin_url, databases)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
+    info = psycopg.conninfo.conninfo_to_dict(_libpq(pg_admin_url))
+    env = clms_env(tmp_path, twin_drop, home)
+    env.update(
+        CLMS_DEPLOYMENT="production", CLMS_WAREHOUSE_URL=_with_database(pg_admin_url, warehouse_db),
+        CLMS_PSEUDONYM_KEY=TEST_KEY.decode(),
+        DAGSTER_PG_HOST=str(info.get("host", "127.0.0.1")), DAGSTER_PG_USER=str(info.get("user", "postgres")),
+        DAGSTER_PG_PASSWORD=str(info.get("password", "")), DAGSTER_PG_DB=storage_db,
+        PATH=f"{BIN}:{env.get('PATH', '')}",
+    )
+    env.pop("CLMS_PSEUDONYM_KEY_FILE", None)
+    yield env, storage_db, warehouse_db
+    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as conn:
+        for name in databases:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def failures(instance: dg.DagsterInstance, run_id: str) -> str:
+    """Why a run failed: its failed steps' errors, innermost cause included."""
+    lines = []
+    for e in instance.all_logs(run_id):
+        if e.dagster_event is not None and e.dagster_event.event_type_value in ("STEP_FAILURE", "PIPELINE_FAILURE"):
+            error = getattr(e.dagster_event.event_specific_data, "error", None)
+            while error is not None and error.cause is not None:
+                error = error.cause
+            lines.append(f"{run_id[:8]} {e.step_key}: {e.message} {error.message if error else ''}"[:2000])
+    return "\n".join(lines)
+
+
+def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env, tmp_path, monkeypatch):
+    env, storage_db, warehouse_db = production_env
+    for name, value in env.items():  # this process opens the same instance to watch the runs
+        if name.startswith(("DAGSTER_", "CLMS_")):
+            monkeypatch.setenv(name, value)
+    # the operator's one setup step: the warehouse schema on PostgreSQL is the migrations' business
+    migrate = subprocess.run([str(BIN / "alembic"), "upgrade", "head"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert migrate.returncode == 0, migrate.stderr[-4000:]
+    with DaemonNight(env, tmp_path / "daemon.log", deadline_s=NIGHT_DEADLINE_S) as night, \
+            dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        # Dagster's own storage is the PostgreSQL database, not files under DAGSTER_HOME
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+
+        imports = night.wait_for_runs(instance, "import_centre", len(CENTRES))
+        failed = {r.tags.get("dagster/partition"): r.run_id for r in imports if r.status != dg.DagsterRunStatus.SUCCESS}
+        assert not failed, f"imports failed: {failed}\n" + "\n".join(failures(instance, r) for r in failed.values())
+        assert sorted(r.tags["dagster/partition"] for r in imports) == sorted(CENTRES)
+        spans = []
+        for run in imports:
+            events = run_events(instance, run.run_id)
+            # requested by the sensor, queued, then launched by the coordinator's dequeuing
+            assert run.tags.get("dagster/sensor_name") == "drop_folder_sensor"
+            assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING"} <= events.keys(), events
+            assert events["PIPELINE_ENQUEUED"] < events["PIPELINE_STARTING"]
+            assert any("multiprocess executor" in (e.message or "") for e in instance.all_logs(run.run_id))
+            spans.append((events["PIPELINE_START"], events["PIPELINE_SUCCESS"]))
+        spans.sort()
+        # launched together, not one after another: some two runs were in progress at once
+        assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+        night.launch_refresh()
+        (refresh,) = night.wait_for_runs(instance, "nightly_refresh", 1)
+        assert refresh.status == dg.DagsterRunStatus.SUCCESS, failures(instance, refresh.run_id)
+        assert "PIPELINE_ENQUEUED" in run_events(instance, refresh.run_id)
+        materialised = {e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(refresh.run_id)
+                        if e.dagster_event is not None and e.dagster_event.is_step_materialization}
+        assert NIGHTLY_ASSETS <= materialised
+
+    admin = env["CLMS_WAREHOUSE_URL"]
+    with psycopg.connect(_libpq(admin)) as conn:  # counted in the database itself, not through the product
+        patients = dict(conn.execute("select centre, count(*) from patient group by centre").fetchall())
+        refreshed = conn.execute("select count(*) from analytics.survival_estimate").fetchone()[0]
+    assert patients == TWIN_PATIENTS
+    assert refreshed > 0
+    with psycopg.connect(_libpq(_with_database(admin, storage_db))) as conn:
+        assert conn.execute("select count(*) from runs").fetchone()[0] == len(CENTRES) + 1
+    assert not (Path(env["DAGSTER_HOME"]) / "history").exists()  # nothing in SQLite files

@@ -8,6 +8,8 @@ imports them (the Great Expectations suites name them in the contract directly).
 
 from __future__ import annotations
 
+import re
+
 from clms_etl.contract import VOCABULARIES
 
 # The centres are not a code list: they come from the registry (clms_etl.centres.centre_names,
@@ -80,6 +82,23 @@ def code_labels(code_list: str) -> dict:
 def code_label(code_list: str, code) -> str:
     """The label of ``code`` in ``code_list``; a value outside the list is shown as it is."""
     return CODE_LABELS[code_list].get(code, "" if code is None else str(code))
+
+
+def level_label(column: str, level) -> str:
+    """How a level of the analysis variable ``column`` is read: its code list's label when the column is
+    coded (site, sex, invasion), else the level as the analysis named it (thresholds, grade dichotomies)."""
+    code_list = column_code_list(column)
+    return ("" if level is None else str(level)) if code_list is None else code_label(code_list, level)
+
+
+def labelled_text(column: str, text: str | None) -> str:
+    """``text`` (a stored reason naming levels by their codes) with the codes of the column's code list
+    replaced by their labels."""
+    code_list = column_code_list(column)
+    if code_list is None or not text:
+        return text or ""
+    labels = {str(code): label for code, label in code_labels(code_list).items()}
+    return re.sub(r"(?<![\w-])(" + "|".join(map(re.escape, labels)) + r")(?![\w-])", lambda m: labels[m.group(1)], text)
 
 
 def column_code_list(column: str) -> str | None:

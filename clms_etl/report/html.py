@@ -30,6 +30,9 @@ from clms_etl.report.sections import ReportFigure, ReportTable, Section
 
 DEFAULT_TITLE = "Primary cutaneous leiomyosarcoma registry — results report"
 LANDSCAPE_ABOVE_COLUMNS = 10  # Table 3 and the like: printed on landscape pages
+# ... and so is a table whose text is wider than a portrait page holds: its widest cell (or the
+# longest word of its header, which wraps) per column, in characters of the report's table font
+LANDSCAPE_ABOVE_CHARACTERS = 200
 _NUMERIC = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64)
 
 
@@ -85,8 +88,18 @@ def _table_context(section: Section, table: ReportTable) -> dict:
                     for name, dtype in frame.schema.items()],
         "rows": [[display_value(v) for v in row] for row in frame.iter_rows()],
         "levels": list(table.row_levels) or [None] * frame.height,  # None: no row headings
-        "landscape": frame.width > LANDSCAPE_ABOVE_COLUMNS,
+        "landscape": frame.width > LANDSCAPE_ABOVE_COLUMNS or _width_characters(frame) > LANDSCAPE_ABOVE_CHARACTERS,
     }
+
+
+def _width_characters(frame: pl.DataFrame) -> int:
+    """The narrowest the table can be laid out, in characters: per column the longer of its widest cell
+    and the longest word of its header."""
+    width = 0
+    for name in frame.columns:
+        cells = [len(display_value(v)) for v in frame[name]]
+        width += max([max(cells, default=0), *(len(word) for word in str(name).split())])
+    return width
 
 
 def _figure_context(section: Section, figure: ReportFigure) -> dict:

@@ -22,6 +22,7 @@ import polars as pl
 
 from clms_etl.survival import competing as cr
 from clms_etl.survival.univariate import Predictor, univariate
+from clms_etl.vocabulary import labelled_text, level_label
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH
 
 ALL = "all"
@@ -251,11 +252,12 @@ def fine_gray_display(fine_gray: pl.DataFrame, gray_test: pl.DataFrame) -> pl.Da
     for r in fine_gray.sort("outcome", "row_order").iter_rows(named=True):
         rows.append({
             "Outcome": OUTCOME_LABELS[r["outcome"]], "Predictor": r["predictor_label"],
-            "Comparison": f"{r['level']} vs {r['reference_level']}",
+            "Comparison": f"{level_label(r['predictor'], r['level'])} vs "
+                          f"{level_label(r['predictor'], r['reference_level'])}",
             "Events/n": f"{r['events_level']}/{r['n_level']} vs {r['events_reference']}/{r['n_reference']}",
             "Competing deaths": r["competing"],
             "Fine-Gray sHR (95 % CI)": (_fmt_ratio(r["shr"], r["shr_ci_lower"], r["shr_ci_upper"], r["shr_p"])
-                                        if r["estimable"] else f"not estimable: {r['reason']}"),
+                                        if r["estimable"] else f"not estimable: {labelled_text(r['predictor'], r['reason'])}"),
             "Cause-specific HR (95 % CI)": _fmt_ratio(r["cs_hr"], r["cs_hr_ci_lower"], r["cs_hr_ci_upper"], r["cs_p"]),
             "Gray's test p": _fmt_p(gray.get((r["outcome"], r["predictor"]))),
         })

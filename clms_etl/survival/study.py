@@ -9,7 +9,6 @@ warehouse or knows about Dagster. Conventions: ``docs/survival.md``.
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from clms_etl.survival import inference
 from clms_etl.survival import tables as result_tables
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
 from clms_etl.report.csv_files import write_csv
-from clms_etl.vocabulary import code_label, code_labels, column_code_list
+from clms_etl.vocabulary import labelled_text, level_label
 from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
 
 TIME_POINTS_MONTHS = (12, 24, 60, 96)
@@ -245,9 +244,9 @@ class StudyResults:
         rows = []
         first = u.filter(pl.col("endpoint") == UNIVARIATE_ENDPOINTS[0]).sort("row_order")
         for base in first.iter_rows(named=True):
-            shown = _level_label(base["predictor"])
             row = {"Predictor": base["predictor_label"],
-                   "Comparison": f"{shown(base['level'])} vs {shown(base['reference_level'])}"}
+                   "Comparison": f"{level_label(base['predictor'], base['level'])} vs "
+                                 f"{level_label(base['predictor'], base['reference_level'])}"}
             for endpoint in UNIVARIATE_ENDPOINTS:
                 where = ((pl.col("endpoint") == endpoint) & (pl.col("predictor") == base["predictor"])
                          & (pl.col("level") == base["level"]))
@@ -258,7 +257,7 @@ class StudyResults:
                                              f"{r['events_reference']}/{r['n_reference']}")
                 row[f"{label}: HR (95 % CI)"] = (
                     f"{r['hr']:.2f} ({r['hr_ci_lower']:.2f}-{r['hr_ci_upper']:.2f})" if r["estimable"]
-                    else f"not estimable: {_labelled_text(base['predictor'], r['reason'])}")
+                    else f"not estimable: {labelled_text(base['predictor'], r['reason'])}")
                 row[f"{label}: Firth HR (95 % PL CI)"] = (
                     f"{c['firth_hr']:.2f} ({c['firth_ci_lower']:.2f}-{_fmt_bound(c['firth_ci_upper'])})"
                     if c.get("firth_hr") is not None else "-")
@@ -293,7 +292,8 @@ class StudyResults:
         rows = []
         for r in self.multivariable_cox.iter_rows(named=True):
             rows.append({"Endpoint": TABLE2_LABELS.get(r["endpoint"], r["endpoint"]), "Predictor": r["term_label"],
-                         "Comparison": f"{r['level']} vs {r['reference_level']}",
+                         "Comparison": f"{level_label(r['term'], r['level'])} vs "
+                                       f"{level_label(r['term'], r['reference_level'])}",
                          "Events/n": f"{r['events']}/{r['n']}", "Events per variable": f"{r['events_per_variable']:.1f}",
                          "Firth HR (95 % PL CI)": (f"{r['firth_hr']:.2f} ({r['firth_ci_lower']:.2f}-"
                                                    f"{_fmt_bound(r['firth_ci_upper'])})" if r["firth_hr"] is not None
@@ -373,23 +373,6 @@ class StudyResults:
                            ("multivariable_cox", self.multivariable_display())):
             out[key] = write_csv(frame, out_dir / f"{key}.csv")
         return out
-
-
-def _level_label(predictor: str):
-    """How a level of ``predictor`` is read: the code list's label when the predictor is a coded column
-    (site, sex, invasion), else the level as the analysis named it (thresholds, grade dichotomies)."""
-    code_list = column_code_list(predictor)
-    return (lambda level: level) if code_list is None else (lambda level: code_label(code_list, level))
-
-
-def _labelled_text(predictor: str, text: str | None) -> str:
-    """``text`` (a stored reason naming levels by their codes) with the codes of the predictor's code list
-    replaced by their labels."""
-    code_list = column_code_list(predictor)
-    if code_list is None or not text:
-        return text or ""
-    labels = {str(code): label for code, label in code_labels(code_list).items()}
-    return re.sub(r"(?<![\w-])(" + "|".join(map(re.escape, labels)) + r")(?![\w-])", lambda m: labels[m.group(1)], text)
 
 
 def _estimate_rows(km: KaplanMeier, key: tuple[str, str, str, str], time_points) -> list[dict]:

@@ -52,7 +52,7 @@ def test_materialising_writes_the_cdm_and_the_blocking_check_reads_the_written_f
                              raise_on_error=False)
     failed = checked.get_asset_check_evaluations()[0]
     assert not failed.passed
-    assert "plausibleBeforeDeath" in failed.metadata["failures"].value
+    assert "plausibleBeforeDeath" in {r.data["check"] for r in failed.metadata["failures"].records}
 
 
 def test_the_command_writes_exact_dates_for_the_in_house_warehouse(twin_warehouse, tmp_path):  # noqa: F811

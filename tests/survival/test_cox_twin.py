@@ -116,10 +116,11 @@ def test_table2_shows_firth_lr_adjusted_p_and_the_ph_flag(twin_results):
     labels = {"RMFS": "Local recurrence or metastasis", "OS": "Overall survival"}
     shown = twin_results.univariate_cox.join(twin_results.univariate_analysis.select(
         "endpoint", "predictor", "level", "predictor_label", "reference_level"), on=["endpoint", "predictor", "level"])
+    # Table 2 prints one row per level in row order (comparisons in words, not codes)
+    order = twin_results.univariate_analysis.filter(pl.col("endpoint") == "RMFS").sort("row_order")
+    index = {(p, level): i for i, (p, level) in enumerate(zip(order["predictor"], order["level"]))}
     for row in shown.filter(pl.col("ph_p").is_not_null()).iter_rows(named=True):
-        cell = t2.filter((pl.col("Predictor") == row["predictor_label"])
-                         & (pl.col("Comparison") == f"{row['level']} vs {row['reference_level']}"))[
-            f"{labels[row['endpoint']]}: PH"].item()
+        cell = t2[f"{labels[row['endpoint']]}: PH"][index[(row["predictor"], row["level"])]]
         assert cell.startswith("violated") == row["ph_violated"], (row["predictor"], cell)
 
 

@@ -21,7 +21,7 @@ import pytest
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
 from clms_etl.warehouse import Warehouse, expectations
 from clms_etl.warehouse.expectations import RESULTS, load_suites, run_expectations
-from tests.report.test_report_browser import chromium  # noqa: F401  (fixture)
+from tests.report.conftest import chromium  # noqa: F401  (fixture)
 from tests.warehouse.helpers import TEST_KEY
 from tests.warehouse.test_result_expectations import twin_warehouse_path, write_analyses  # noqa: F401  (fixture)
 

@@ -77,6 +77,19 @@ def load_with_real_files(wh: Warehouse, root: Path, planted: str | None = None) 
         wh.load_delivery(centre, DAY1, files, d, "privacy", expectations=False)
 
 
+def raw_hits(kind: str, items: set[str], raw: bytes) -> set[str]:
+    """The identifiers found in the raw bytes of a warehouse file (names of 4 letters or more), once the
+    product's own declared texts are taken out: the table and column comments of the catalog are not
+    data ("Benjamin" inside the comment "... Benjamini-Hochberg ..." is no patient)."""
+    from clms_etl.warehouse import schema
+
+    for table in (*schema.metadata.tables.values(), *schema.results_metadata.tables.values()):
+        for text in (table.comment, *(c.comment for c in table.columns)):
+            if text:
+                raw = raw.replace(text.encode("utf-8"), b"")
+    return {i for i in items if i.encode("utf-8") in raw and (kind != "name" or len(i) >= 4)}
+
+
 def test_no_identifier_in_any_column_of_any_table(warehouse_url, tmp_path):
     ids = identifiers()
     assert len(ids["name"]) > 100 and len(ids["local_id"]) == 79 and len(ids["birth_date"]) >= 150
@@ -106,8 +119,7 @@ def test_no_identifier_in_the_raw_bytes_of_the_duckdb_file(tmp_path):
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("warehouse.duckdb*"))
     assert len(raw) > 100_000
     for kind, items in ids.items():
-        hits = {i for i in items if i.encode("utf-8") in raw and (kind != "name" or len(i) >= 4)}
-        assert hits == set(), kind
+        assert raw_hits(kind, items, raw) == set(), kind
 
 
 def test_the_scans_do_find_a_planted_identifier(tmp_path):
@@ -122,7 +134,7 @@ def test_the_scans_do_find_a_planted_identifier(tmp_path):
         with wh.engine.connect() as conn:
             conn.exec_driver_sql("CHECKPOINT")
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("warehouse.duckdb*"))
-    assert victim.encode("utf-8") in raw
+    assert victim in raw_hits("name", {victim}, raw)  # (a planted value is not a declared text)
 
 
 # -- the pseudonym key ---------------------------------------------------------------------------
@@ -200,4 +212,4 @@ def test_no_identifier_after_the_real_readers_and_validation(pipeline_imports, w
     if warehouse_url.startswith("duckdb"):
         raw = b"".join(p.read_bytes() for p in tmp_path.glob("warehouse.duckdb*"))
         for kind, items in ids.items():
-            assert {i for i in items if i.encode("utf-8") in raw and (kind != "name" or len(i) >= 4)} == set(), kind
+            assert raw_hits(kind, items, raw) == set(), kind

@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import psycopg
 import pytest
-from psycopg import sql
 
 from bench.bench_night import DaemonNight, run_events
 from tests.test_dagster_platform import BIN, CENTRES, NIGHTLY_ASSETS, ROOT, TWIN_PATIENTS, clms_env
-from tests.warehouse.conftest import _libpq, _with_database, pg_admin_url  # noqa: F401  (fixture)
+from tests.warehouse.conftest import _libpq, _with_database, pg_admin_url, pg_databases  # noqa: F401  (fixtures)
 from tests.warehouse.helpers import TEST_KEY
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -31,21 +29,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 NIGHT_DEADLINE_S = 900  # a bound on a hung night, not a speed target (bench/bench_night.py measures)
 
 
-def _new_database(admin_url: str, databases: list[str]) -> str:
-    name = f"clms_prod_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_libpq(admin_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    databases.append(name)
-    return name
-
-
 @pytest.fixture
-def production_env(pg_admin_url, twin_drop, tmp_path):
+def production_env(pg_admin_url, pg_databases, twin_drop, tmp_path):
     """Environment of every process of the night: production instance and resources, two fresh
     PostgreSQL databases (Dagster's storage, the warehouse), the twin's deliveries."""
-    databases: list[str] = []
-    storage_db = _new_database(pg_admin_url, databases)
-    warehouse_db = _new_database(pg_admin_url, databases)
+    storage_db = pg_databases.new().rsplit("/", 1)[1]
+    warehouse_db = pg_databases.new().rsplit("/", 1)[1]
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
@@ -59,10 +48,7 @@ def production_env(pg_admin_url, twin_drop, tmp_path):
         PATH=f"{BIN}:{env.get('PATH', '')}",
     )
     env.pop("CLMS_PSEUDONYM_KEY_FILE", None)
-    yield env, storage_db, warehouse_db
-    with psycopg.connect(_libpq(pg_admin_url), autocommit=True) as conn:
-        for name in databases:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return env, storage_db, warehouse_db  # (pg_databases drops both when the module ends)
 
 
 def failures(instance: dg.DagsterInstance, run_id: str) -> str:

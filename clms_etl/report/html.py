@@ -79,6 +79,7 @@ class _Column:
 
 def _table_context(section: Section, table: ReportTable) -> dict:
     frame = table.frame
+    rows = [[display_value(v) for v in row] for row in frame.iter_rows()]
     return {
         "key": table.key,
         "anchor": anchor(section.key, table.key),
@@ -86,20 +87,18 @@ def _table_context(section: Section, table: ReportTable) -> dict:
         "note": table.note,
         "columns": [_Column(name, dtype in _NUMERIC, dtype == pl.Date or isinstance(dtype, pl.Datetime))
                     for name, dtype in frame.schema.items()],
-        "rows": [[display_value(v) for v in row] for row in frame.iter_rows()],
+        "rows": rows,
         "levels": list(table.row_levels) or [None] * frame.height,  # None: no row headings
-        "landscape": frame.width > LANDSCAPE_ABOVE_COLUMNS or _width_characters(frame) > LANDSCAPE_ABOVE_CHARACTERS,
+        "landscape": (frame.width > LANDSCAPE_ABOVE_COLUMNS
+                      or _width_characters(frame.columns, rows) > LANDSCAPE_ABOVE_CHARACTERS),
     }
 
 
-def _width_characters(frame: pl.DataFrame) -> int:
+def _width_characters(header: list[str], rows: list[list[str]]) -> int:
     """The narrowest the table can be laid out, in characters: per column the longer of its widest cell
-    and the longest word of its header."""
-    width = 0
-    for name in frame.columns:
-        cells = [len(display_value(v)) for v in frame[name]]
-        width += max([max(cells, default=0), *(len(word) for word in str(name).split())])
-    return width
+    (as displayed) and the longest word of its header."""
+    return sum(max([*(len(row[j]) for row in rows), *(len(word) for word in str(name).split()), 0])
+               for j, name in enumerate(header))
 
 
 def _figure_context(section: Section, figure: ReportFigure) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from clms_etl.handoff import HandoffMissing, discard, read_import, write_import
-from clms_etl.pipeline import CentreImport
+from clms_etl.centre_import import CentreImport
 
 
 class CentreHandoff(dg.ConfigurableIOManager):

@@ -19,7 +19,7 @@ from assets.metadata import bar_chart_png, canonical_column_schema, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery, refused_folders
-from clms_etl.pipeline import CentreImport, read_and_validate, write_query_list
+from clms_etl.centre_import import CentreImport, read_and_validate, write_query_list
 import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
@@ -102,8 +102,8 @@ def _key(pseudonym_key: PseudonymKey, warehouse: WarehouseResource) -> bytes:
 
 def refuse_misnamed_folders(drop_folder: DropFolder, outputs: OutputsFolder, centre: str) -> None:
     """A folder that is not a real, past date stops the centre's import: its query list tells the centre."""
-    from clms_etl.pipeline import query_list_path
-    from clms_etl.queries import write_query_workbook
+    from clms_etl.centre_import import query_list_path
+    from clms_etl.query_list import write_query_workbook
     from clms_etl.readers.base import queries_frame
 
     refused = refused_folders(drop_folder.root, centre)
@@ -181,7 +181,7 @@ def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: Centr
                 wh.check_key(_key(pseudonym_key, warehouse), f"{centre_import.centre} {centre_import.delivery.date}")
             except KeyMismatch as refused:
                 raise dg.Failure(description=str(refused), allow_retries=False) from None
-            current = wh.query(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
+            current = wh.read_sql(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
                                "(SELECT delivery_id FROM delivery WHERE centre = :centre AND is_current)",
                                {"centre": centre_import.centre})
     delivered = accepted[table].select(keys).cast({k: current.schema[k] for k in keys if current.schema[k] != pl.Null})

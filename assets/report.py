@@ -29,7 +29,7 @@ def analysis_sections(wh, outputs: Path, survival: SurvivalSettings) -> list:
     from the stored results, with the interval the ``survival_analysis`` asset displays (same resource);
     figures under ``outputs`` (the report's folder)."""
     from clms_etl.molecular.run import molecular_sections
-    from clms_etl.survival.report import sections as survival_sections
+    from clms_etl.survival.report_sections import sections as survival_sections
 
     return [*survival_sections(wh, outputs, **survival.options()), *molecular_sections(wh, outputs)]
 

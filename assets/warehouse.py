@@ -30,7 +30,7 @@ union all select 'data_query', centre, count(*) from data_query group by centre
 def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.open() as wh:
         wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
-        counts = wh.query(COUNTS_SQL).sort("table_name", "centre")
+        counts = wh.read_sql(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
         wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()

@@ -9,7 +9,7 @@ For every centre it times, in the same process and run:
   transcoding for the CSV/text formats (polars decodes UTF-8 only), ``pl.read_excel`` with
   its default calamine engine for the workbook, ``pl.read_csv`` over every lab file;
 * the project: the centre's reader + pandera validation + quarantine split
-  (:func:`clms_etl.pipeline.read_and_validate`).
+  (:func:`clms_etl.centre_import.read_and_validate`).
 
 Prints both per format and in total, the ratio (target ≤ 3×) and the peak RSS (target ≤ 4 GiB).
 """
@@ -31,7 +31,7 @@ import polars as pl
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.keys import DEMO_KEY
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.readers import declaration
 import validations.canonical  # noqa: F401  (declares what the validate step checks)
 

@@ -23,7 +23,7 @@ import polars as pl
 
 from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
-from clms_etl.pipeline import CentreImport
+from clms_etl.centre_import import CentreImport
 
 MANIFEST = "delivery.json"
 

@@ -36,7 +36,7 @@ def rollback(centre: str, drop_folder: Path, warehouse, outputs: Path, pseudonym
              run_id: str = "rollback") -> Rollback:
     """Restore ``centre``'s previous delivery in ``warehouse`` (a :class:`~clms_etl.warehouse.load.Warehouse`)."""
     from clms_etl.centres import load_registry
-    from clms_etl.pipeline import read_and_validate, write_query_list
+    from clms_etl.centre_import import read_and_validate, write_query_list
 
     registry = load_registry(drop_folder)
     if centre not in registry:

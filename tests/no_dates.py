@@ -11,8 +11,8 @@ FRENCH_DATE = re.compile(r"(?<!\d)[0-3]\d/[01]\d/(19|20)\d\d(?!\d)")
 
 def warehouse_dates(wh) -> set[dt.date]:
     """Every calendar date of the patients' charts in the warehouse."""
-    frames = [wh.query("SELECT diagnosis_date AS d FROM patient"), wh.query("SELECT surgery_date AS d FROM surgery"),
-              wh.query("SELECT event_date AS d FROM event")]
+    frames = [wh.read_sql("SELECT diagnosis_date AS d FROM patient"), wh.read_sql("SELECT surgery_date AS d FROM surgery"),
+              wh.read_sql("SELECT event_date AS d FROM event")]
     return {d for f in frames for d in f["d"].drop_nulls().to_list()}
 
 

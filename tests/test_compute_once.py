@@ -84,7 +84,7 @@ def test_the_report_shows_the_stored_numbers_after_the_result_tables_are_altered
     res = _copy_of_the_night(nightly, tmp_path)
     shown = "0.42 [0.41-0.43]"  # no Kaplan-Meier estimate of the twin reads so
     with Warehouse(res["warehouse"].url) as wh:
-        assert wh.query("SELECT COUNT(*) AS n FROM analytics.survival_estimate WHERE display = :d", {"d": shown})["n"][0] == 0
+        assert wh.read_sql("SELECT COUNT(*) AS n FROM analytics.survival_estimate WHERE display = :d", {"d": shown})["n"][0] == 0
         with wh.engine.begin() as conn:  # behind the analyses' back, as an administrator could
             conn.execute(sa.text("UPDATE analytics.survival_estimate SET display = :d WHERE endpoint = 'OS' AND "
                                  "group_variable = 'all' AND ci_transform = 'log' AND estimate = 'survival_24m'"),

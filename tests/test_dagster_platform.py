@@ -71,7 +71,7 @@ def platform_defs(res: dict, executor: dg.ExecutorDefinition | None = None) -> d
 
 # The step processes are forked from a server that imported these once (the default, `spawn`,
 # starts each step in a fresh interpreter: same result, measured 1.6x slower here).
-PRELOAD = [__name__, "clms_etl.pipeline", "clms_etl.validate", "clms_etl.warehouse.load", "matplotlib.figure"]
+PRELOAD = [__name__, "clms_etl.centre_import", "clms_etl.validate", "clms_etl.warehouse.load", "matplotlib.figure"]
 
 
 def import_job_from_env() -> dg.JobDefinition:

@@ -20,7 +20,7 @@ import pytest
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.twin import build_twin
 from tests.corpus.test_nights import accounting, night_ok, run_night

@@ -21,7 +21,7 @@ import polars as pl
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.identifiers import Identifiers
-from clms_etl.pipeline import read_and_validate, write_query_list
+from clms_etl.centre_import import read_and_validate, write_query_list
 from clms_etl.readers.base import IDENTIFIER_MASK
 from tests.conftest import TWIN_DATE
 

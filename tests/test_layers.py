@@ -124,7 +124,7 @@ def test_the_validate_step_checks_the_ruleset_validations_declares():
 
     script = (
         "import sys\n"
-        "import clms_etl.pipeline, clms_etl.validate, clms_etl.identifiers\n"
+        "import clms_etl.centre_import, clms_etl.validate, clms_etl.identifiers\n"
         "assert not [m for m in sys.modules if m.split('.')[0] == 'validations'], sorted(sys.modules)\n"
         "try:\n"
         "    clms_etl.validate.declared_ruleset()\n"

@@ -226,7 +226,7 @@ def test_future_and_impossible_delivery_folders_are_refused_with_a_message_namin
 def test_rollback_restores_the_previous_delivery_and_moves_the_newer_folder_aside(twin_drop, tmp_path, monkeypatch):
     from clms_etl.centres import load_registry
     from clms_etl.keys import DEMO_KEY
-    from clms_etl.pipeline import read_and_validate
+    from clms_etl.centre_import import read_and_validate
     from clms_etl.warehouse.load import Warehouse
 
     drop = drop_of(twin_drop, tmp_path / "drop", "lyon")
@@ -248,7 +248,7 @@ def test_rollback_restores_the_previous_delivery_and_moves_the_newer_folder_asid
     assert "replaced by the delivery of 2026-11-23" in result.output
     with Warehouse(f"duckdb:///{db}") as wh:
         assert wh.current_deliveries()["delivery_date"].to_list() == [DATE]
-        assert wh.query("select count(*) as n from delivery where centre = 'lyon'")["n"][0] == 2  # audit kept
+        assert wh.read_sql("select count(*) as n from delivery where centre = 'lyon'")["n"][0] == 2  # audit kept
     assert patients_by_centre(db) == {"lyon": TWIN_PATIENTS["lyon"]}
     assert not future.exists() and (drop / "lyon" / "_rolled_back" / "2062-11-23").is_dir()  # moved, not deleted
     assert refused_folders(drop, "lyon") == []  # the nightly is unblocked

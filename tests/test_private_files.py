@@ -24,7 +24,7 @@ from assets import ingest
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.handoff import HandoffMissing, discard, read_import, write_import
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.synth.generate import generate
 from tests.conftest import TWIN_DATE
 from tests.dagster_resources import resources_for

@@ -13,8 +13,8 @@ import polars as pl
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
-from clms_etl.pipeline import read_and_validate
-from clms_etl.queries import (
+from clms_etl.centre_import import read_and_validate
+from clms_etl.query_list import (
     ANSWERED, OPEN, RESOLVED, query_ids, read_answers, track, write_query_workbook,
 )
 from clms_etl.readers import nice
@@ -142,7 +142,7 @@ def test_the_answers_typed_in_a_returned_workbook_are_read_back(tmp_path):
 
 
 def test_a_returned_workbook_dropped_with_the_next_delivery_answers_its_queries_in_the_warehouse(twin_drop, tmp_path):
-    from clms_etl.pipeline import write_query_list
+    from clms_etl.centre_import import write_query_list
     from clms_etl.warehouse import Warehouse
 
     drop, folder = _copy(twin_drop, tmp_path, "nice")

@@ -15,7 +15,7 @@ import pytest
 from clms_etl import rules
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.readers.engine import reader
 from clms_etl.synth.generate import generate
 from tests.conftest import TWIN_DATE

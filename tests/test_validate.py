@@ -12,7 +12,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from clms_etl.queries import write_query_workbook
+from clms_etl.query_list import write_query_workbook
 from clms_etl.readers.base import ERROR, WARNING, DataQuery, ReadResult, frame
 from clms_etl.validate import validate
 from clms_etl import rules

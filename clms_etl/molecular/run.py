@@ -35,7 +35,7 @@ def read_summary(wh) -> tuple[MolecularSummary, pl.DataFrame]:
     """The summary of the warehouse's molecular tables, and ``analytics.patient_summary``."""
     summary = summarise(wh.table("molecular_sample"), wh.table("cn_segment"), wh.table("variant"),
                         wh.table("fusion"), wh.table("gene_status"))
-    return summary, wh.query("SELECT * FROM analytics.patient_summary")
+    return summary, wh.read_sql("SELECT * FROM analytics.patient_summary")
 
 
 def read_stored(wh) -> tuple[MolecularSummary, pl.DataFrame]:
@@ -103,7 +103,7 @@ def export_cbioportal(wh, outdir: Path, k_threshold: int | None = None):
 
     _require_current(wh)
     summary, _ = read_stored(wh)
-    patients = wh.query("SELECT * FROM analytics.patient_summary")  # the per-sample files' clinical columns
+    patients = wh.read_sql("SELECT * FROM analytics.patient_summary")  # the per-sample files' clinical columns
     return write_study(summary, patients, outdir, DEFAULT_K_THRESHOLD if k_threshold is None else k_threshold)
 
 
@@ -111,7 +111,7 @@ def molecular_sections(wh, outputs: Path) -> list:
     """The report's molecular section (for ``assets/report.py``'s ``analysis_sections``), from the
     stored result tables (:func:`read_stored`); the OncoPrint is drawn from them under ``outputs``."""
     from clms_etl.molecular.oncoprint import write_oncoprint
-    from clms_etl.molecular.report import report_sections
+    from clms_etl.molecular.report_sections import report_sections
 
     summary, table = read_stored(wh)
     if summary.cases.is_empty():  # no laboratory delivery yet: say so rather than draw empty tables

@@ -67,7 +67,7 @@ class DeclaredReader:
     def __init__(self, declaration: decl.Declaration):
         self.declaration = declaration
         self.FILE = declaration.file.name
-        # queries of validation name the centre's own columns (clms_etl.pipeline)
+        # queries of validation name the centre's own columns (clms_etl.centre_import)
         self.SOURCE_COLUMNS = declaration.source_columns
 
     def read(self, ctx: ReadContext) -> ReadResult:

@@ -36,7 +36,7 @@ class ReportOutputs:
 def cohort_summary(wh) -> str:
     """A few plain sentences on the cohort in the warehouse (counts only)."""
 
-    s = wh.query(
+    s = wh.read_sql(
         "SELECT centre, COUNT(*) AS patients, "
         "SUM(CASE WHEN in_survival_population THEN 1 ELSE 0 END) AS followed, "
         "SUM(CASE WHEN local_recurrence THEN 1 ELSE 0 END) AS local_recurrences, "
@@ -61,7 +61,7 @@ def _population_rule(wh) -> str:
     """The survival population rule the views follow (the one the survival analysis last ran with)."""
     from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, POPULATIONS
 
-    rule = wh.query("SELECT description FROM analytics.survival_population_rule")
+    rule = wh.read_sql("SELECT description FROM analytics.survival_population_rule")
     if rule.height:
         return rule["description"][0]
     return POPULATIONS[DEFAULT_POPULATION].describe(MIN_FOLLOW_UP_MONTHS) + "; default, no analysis stored yet"

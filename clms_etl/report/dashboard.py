@@ -65,9 +65,9 @@ class QualityDashboard:
 
 def build_dashboard(wh) -> QualityDashboard:
     """The dashboard's figures from the warehouse ``wh`` (a :class:`~clms_etl.warehouse.Warehouse`)."""
-    current = wh.query("SELECT centre, delivery_date, rows_read FROM delivery WHERE is_current").select(
+    current = wh.read_sql("SELECT centre, delivery_date, rows_read FROM delivery WHERE is_current").select(
         "centre", "delivery_date", pl.col("rows_read").fill_null(0).cast(pl.Int64))
-    checks = wh.query(CHECKS_SQL).cast({"rows_failing": pl.Int64, "queries": pl.Int64})
+    checks = wh.read_sql(CHECKS_SQL).cast({"rows_failing": pl.Int64, "queries": pl.Int64})
     category_of = {rule.id: rule.category for rule in registry().values()}  # clms_etl/data/rules.toml
     checks = (checks.with_columns(category=pl.col("rule").replace_strict(category_of, return_dtype=pl.String))
               .join(current, on="centre", how="left")
@@ -90,7 +90,7 @@ def build_dashboard(wh) -> QualityDashboard:
                   .select("centre", "category", "checks_declared", "checks", "checks_failed", "rows_failing", "rows_read",
                           "share_failing")
                   .sort("centre", pl.col("category").replace_strict(CATEGORIES, list(range(len(CATEGORIES))))))
-    trend = (wh.query(TREND_SQL).with_columns(pl.col("rows_read", "rows_quarantined").fill_null(0).cast(pl.Int64))
+    trend = (wh.read_sql(TREND_SQL).with_columns(pl.col("rows_read", "rows_quarantined").fill_null(0).cast(pl.Int64))
              .with_columns(share_quarantined=_share("rows_quarantined", "rows_read"))
              .group_by("centre", maintain_order=True).head(TREND_NIGHTS))
     return QualityDashboard(checks, categories, trend, dt.datetime.now(dt.UTC))

@@ -185,13 +185,13 @@ def _polars_type(sql_type: str) -> pl.DataType:
 
 def _typed_relation(wh, schema_name: str, name: str) -> pl.DataFrame:
     """The whole relation with the database's column types (a column of nulls keeps its type)."""
-    types = wh.query(
+    types = wh.read_sql(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
         "ORDER BY ordinal_position", {"s": schema_name, "t": name})
     schema = {c: _polars_type(t) for c, t in types.iter_rows()}
     if not schema:
         raise LookupError(f"{schema_name}.{name} does not exist in this warehouse")
-    frame = wh.query(f"SELECT {', '.join(schema)} FROM {schema_name}.{name}")
+    frame = wh.read_sql(f"SELECT {', '.join(schema)} FROM {schema_name}.{name}")
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()])

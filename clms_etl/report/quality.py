@@ -41,12 +41,12 @@ CENTRE_QUALITY_SCHEMA = {
 
 def centre_quality(wh) -> pl.DataFrame:
     """One row per source of the current deliveries: patients, rows, quarantine, queries by severity."""
-    rows = wh.query(
+    rows = wh.read_sql(
         "SELECT centre AS source, MIN(delivery_date) AS delivery_date, SUM(rows_read) AS rows_read, "
         "SUM(rows_accepted) AS rows_accepted, SUM(rows_quarantined) AS rows_quarantined "
         "FROM analytics.delivery_status GROUP BY centre")
-    patients = wh.query("SELECT centre AS source, COUNT(*) AS patients FROM analytics.patient_summary GROUP BY centre")
-    queries = wh.query(
+    patients = wh.read_sql("SELECT centre AS source, COUNT(*) AS patients FROM analytics.patient_summary GROUP BY centre")
+    queries = wh.read_sql(
         "SELECT centre AS source, "
         "SUM(CASE WHEN severity = 'error' THEN n_queries ELSE 0 END) AS queries_error, "
         "SUM(CASE WHEN severity = 'warning' THEN n_queries ELSE 0 END) AS queries_warning, "
@@ -67,7 +67,7 @@ def centre_quality(wh) -> pl.DataFrame:
 
 def top_rules(wh, limit: int = TOP_RULES) -> pl.DataFrame:
     """The rules that raised the most queries in the current deliveries, with the sources concerned."""
-    frame = wh.query("SELECT centre, rule, severity, n_queries FROM analytics.query_summary")
+    frame = wh.read_sql("SELECT centre, rule, severity, n_queries FROM analytics.query_summary")
     schema = {"rule": pl.String, "severity": pl.String, "n_queries": pl.Int64, "sources": pl.String}
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
@@ -172,7 +172,7 @@ def describe_backend(url: str) -> str:
 def provenance(wh, run_id: str | None = None, generated_at: dt.datetime | None = None) -> Provenance:
     from clms_etl.warehouse.schema import RESULT_TABLES
 
-    deliveries = wh.query(
+    deliveries = wh.read_sql(
         "SELECT centre AS source, delivery_date, loaded_at, n_files, content_sha256, rows_accepted, run_id "
         "FROM delivery WHERE is_current ORDER BY centre")
     if deliveries.is_empty():

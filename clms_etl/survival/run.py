@@ -70,7 +70,7 @@ def read_stored(wh, *, ci_transform: str | None = None,
     options = {k: v for k, v in (("ci_transform", ci_transform), ("min_follow_up_months", min_follow_up_months))
                if v is not None}
     # which Table 1 items a centre does not record describes the data, not the analysis: read from the view
-    return StudyResults.from_tables(tables, unrecorded_items=unrecorded_items(wh.query(TUMOUR_EXTRA_SQL)), **options)
+    return StudyResults.from_tables(tables, unrecorded_items=unrecorded_items(wh.read_sql(TUMOUR_EXTRA_SQL)), **options)
 
 
 def _stored(wh, table) -> pl.DataFrame:

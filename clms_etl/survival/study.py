@@ -53,7 +53,7 @@ FROM analytics.patient_summary s LEFT JOIN tumour t ON t.patient_id = s.patient_
 
 def load_inputs(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(patient_summary with the tumour's consultation delay and mitosis class, survival view)."""
-    return wh.query(TUMOUR_EXTRA_SQL), wh.query("SELECT * FROM analytics.survival")
+    return wh.read_sql(TUMOUR_EXTRA_SQL), wh.read_sql("SELECT * FROM analytics.survival")
 
 
 # -- predictors -----------------------------------------------------------------------------------

@@ -270,7 +270,7 @@ class Warehouse:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def query(self, sql: str, params: dict | None = None) -> pl.DataFrame:
+    def read_sql(self, sql: str, params: dict | None = None) -> pl.DataFrame:
         """Run a SELECT and return a polars frame (small results: tests, reports)."""
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), params or {})
@@ -287,21 +287,21 @@ class Warehouse:
                                   if frame.schema[c] == pl.Null and t != pl.Null)
 
     def query_status(self, centre: str) -> pl.DataFrame:
-        """``centre``'s rows of ``data_query_status`` (:data:`clms_etl.queries.STATUS_SCHEMA`)."""
-        from clms_etl.queries import STATUS_SCHEMA
+        """``centre``'s rows of ``data_query_status`` (:data:`clms_etl.query_list.STATUS_SCHEMA`)."""
+        from clms_etl.query_list import STATUS_SCHEMA
 
-        found = self.query(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = :centre",
+        found = self.read_sql(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = :centre",
                            {"centre": centre})
         return found.cast(STATUS_SCHEMA) if found.height else pl.DataFrame(schema=STATUS_SCHEMA)
 
     def table(self, name: str) -> pl.DataFrame:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
-        return self.query(f"SELECT {cols} FROM {name}")
+        return self.read_sql(f"SELECT {cols} FROM {name}")
 
     def results(self, name: str) -> pl.DataFrame:
         """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""
         table = schema.result_table(name)
-        frame = self.query(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
+        frame = self.read_sql(f"SELECT {', '.join(c.name for c in table.columns)} FROM {table.fullname}")
         return frame.cast(schema.RESULT_TABLES[name].schema)
 
     def replace_results(self, frames: Mapping[str, pl.DataFrame], run_id: str | None = None) -> dict[str, int]:
@@ -334,7 +334,7 @@ class Warehouse:
         a rollback or a re-key came after; re-run the analysis).
         """
         self.ensure_schema()
-        writes = self.query(
+        writes = self.read_sql(
             "SELECT audit_id, run_id, recorded_at, detail FROM audit_log WHERE action = 'results' "
             "ORDER BY recorded_at DESC")
         current = set(_current_deliveries_of(self))
@@ -344,7 +344,7 @@ class Warehouse:
             if not tables:
                 continue
             seen.update(tables)
-            basis = self.query("SELECT centre, delivery_date, content_sha256 FROM audit_delivery "
+            basis = self.read_sql("SELECT centre, delivery_date, content_sha256 FROM audit_delivery "
                                "WHERE audit_id = :a", {"a": audit_id})
             rows.append({"tables": tables, "run_id": run_id, "computed_at": recorded_at,
                          "current": {(c, _as_date(d), h) for c, d, h in basis.iter_rows()} == current})
@@ -352,7 +352,7 @@ class Warehouse:
                                           "computed_at": writes.schema["recorded_at"], "current": pl.Boolean})
 
     def current_deliveries(self) -> pl.DataFrame:
-        return self.query("SELECT * FROM delivery WHERE is_current ORDER BY centre")
+        return self.read_sql("SELECT * FROM delivery WHERE is_current ORDER BY centre")
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -443,7 +443,7 @@ class Warehouse:
     def key_fingerprint(self) -> str | None:
         """The stored fingerprint of the warehouse's key (None before the first load)."""
         self.ensure_schema()
-        rows = self.query("SELECT fingerprint FROM warehouse_key WHERE is_current")
+        rows = self.read_sql("SELECT fingerprint FROM warehouse_key WHERE is_current")
         return rows["fingerprint"][0] if rows.height else None
 
     def check_key(self, key: bytes, source: str) -> None:
@@ -509,7 +509,7 @@ class Warehouse:
     def audit_log(self, limit: int | None = None) -> pl.DataFrame:
         """The audit trail, newest first, with the number of deliveries of each action."""
         self.ensure_schema()
-        return self.query(
+        return self.read_sql(
             "SELECT a.recorded_at, a.action, a.run_id, a.key_id, a.code_version, a.os_user, a.run_user, a.detail, "
             "(SELECT COUNT(*) FROM audit_delivery d WHERE d.audit_id = a.audit_id) AS n_deliveries "
             "FROM audit_log a ORDER BY a.recorded_at DESC" + (f" LIMIT {int(limit)}" if limit else ""))
@@ -615,8 +615,8 @@ class Warehouse:
     def _track_queries(tx: _Transaction, centre: str, delivery_date: dt.date, validated) -> None:
         """The centre's rows of ``data_query_status`` after this delivery: its queries open or
         answered (``validated.answers``: the centre's answers of a returned workbook), the earlier
-        ones it no longer raises resolved (:func:`clms_etl.queries.track`)."""
-        from clms_etl.queries import STATUS_SCHEMA, track
+        ones it no longer raises resolved (:func:`clms_etl.query_list.track`)."""
+        from clms_etl.query_list import STATUS_SCHEMA, track
 
         rows = tx.fetch(f"SELECT {', '.join(STATUS_SCHEMA)} FROM data_query_status WHERE centre = ?", [centre])
         previous = pl.DataFrame(rows, schema=STATUS_SCHEMA, orient="row")
@@ -776,7 +776,7 @@ def _current_deliveries(tx: _Transaction) -> list[tuple]:
 
 
 def _current_deliveries_of(wh: Warehouse) -> list[tuple]:
-    return [(c, _as_date(d), h) for c, d, h in wh.query(_CURRENT_DELIVERIES).iter_rows()]
+    return [(c, _as_date(d), h) for c, d, h in wh.read_sql(_CURRENT_DELIVERIES).iter_rows()]
 
 
 def os_user() -> str | None:

@@ -1,6 +1,6 @@
 """data query status: the life of each query across a centre's deliveries
 
-``data_query_status`` holds one row per query number (clms_etl.queries.query_ids): open,
+``data_query_status`` holds one row per query number (clms_etl.query_list.query_ids): open,
 answered (the centre's « Réponse du centre » read back from a returned workbook) or resolved by
 a later delivery. After upgrading, rerun ``clms-etl warehouse roles`` so that the loader role
 may write it. The view ``analytics.query_turnaround`` gives each centre's turnaround.

@@ -266,7 +266,7 @@ def test_a_case_list_with_no_sample_is_not_written(twin_warehouse_url, tmp_path)
         samples = wh.table("molecular_sample").with_columns(pl.lit("not_done").alias("fusion_assay"))
         summary = summarise(samples, wh.table("cn_segment"), wh.table("variant"), wh.table("fusion"),
                             wh.table("gene_status"))
-        patients = wh.query("SELECT * FROM analytics.patient_summary")
+        patients = wh.read_sql("SELECT * FROM analytics.patient_summary")
     (tmp_path / "clms" / "case_lists").mkdir(parents=True)
     (tmp_path / "clms" / "case_lists" / "cases_sv.txt").write_text("from a previous export\n")
     write_study(summary, patients, tmp_path / "clms")

@@ -10,7 +10,7 @@ from assets.molecular import cbioportal_study, molecular_summary
 from assets.resources import OutputsFolder, WarehouseResource
 from clms_etl.cli import app
 from clms_etl.molecular.oncoprint import write_oncoprint
-from clms_etl.molecular.report import report_sections
+from clms_etl.molecular.report_sections import report_sections
 from clms_etl.molecular.table3 import table3, table3_display
 from clms_etl.warehouse.load import Warehouse
 from clms_etl.warehouse.schema import RESULT_TABLES

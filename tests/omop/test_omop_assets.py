@@ -67,7 +67,7 @@ def test_the_command_writes_exact_dates_for_the_in_house_warehouse(twin_warehous
                 .join(pl.read_csv(csv / "person.csv"), on="person_id")
                 .select(pl.col("person_source_value").alias("patient_id"), "condition_start_date"))
 
-    truth = twin_warehouse.query("SELECT patient_id, diagnosis_date FROM patient")
+    truth = twin_warehouse.read_sql("SELECT patient_id, diagnosis_date FROM patient")
     inhouse = diagnoses("inhouse").join(truth, on="patient_id")
     shared = diagnoses("shared").join(truth, on="patient_id")
     assert inhouse.height == shared.height == truth.height

@@ -69,7 +69,7 @@ def test_one_clms_condition_per_patient_with_its_icdo3_topography(twin_warehouse
 def test_one_death_per_dead_patient_with_its_cause(twin_warehouse, exported):
     deaths = _omop(exported, "SELECT p.person_source_value AS patient_id, d.cause_source_value "
                              "FROM {s}.death d JOIN {s}.person p USING (person_id)")
-    dead = twin_warehouse.query("SELECT patient_id, min(death_cause) AS cause FROM event "
+    dead = twin_warehouse.read_sql("SELECT patient_id, min(death_cause) AS cause FROM event "
                                 "WHERE event_kind = 'death' GROUP BY patient_id")
     assert dead.height > 0
     assert sorted(deaths.rows()) == sorted(dead.rows())
@@ -78,10 +78,10 @@ def test_one_death_per_dead_patient_with_its_cause(twin_warehouse, exported):
 def test_an_episode_for_every_recurrence_and_metastasis(twin_warehouse, exported):
     episodes = _omop(exported, "SELECT episode_source_value, count(*) AS n FROM {s}.episode GROUP BY 1")
     n = dict(episodes.rows())
-    recurrences = twin_warehouse.query("SELECT count(*) AS n FROM event WHERE event_kind = 'local_recurrence'")["n"][0]
-    metastases = twin_warehouse.query("SELECT count(DISTINCT patient_id || event_date) AS n FROM event "
+    recurrences = twin_warehouse.read_sql("SELECT count(*) AS n FROM event WHERE event_kind = 'local_recurrence'")["n"][0]
+    metastases = twin_warehouse.read_sql("SELECT count(DISTINCT patient_id || event_date) AS n FROM event "
                                       "WHERE event_kind = 'metastasis'")["n"][0]
-    sites = twin_warehouse.query("SELECT count(*) AS n FROM event WHERE event_kind = 'metastasis'")["n"][0]
+    sites = twin_warehouse.read_sql("SELECT count(*) AS n FROM event WHERE event_kind = 'metastasis'")["n"][0]
     assert recurrences > 0 and metastases > 0
     assert n["local_recurrence"] == recurrences
     assert n["metastasis"] == metastases
@@ -285,7 +285,7 @@ def test_the_checks_pass_on_deliveries_with_realistic_chart_defects(report_wareh
     from tests.report.conftest import KEY
 
     result = export_omop(report_warehouse, tmp_path / "omop", key=KEY)
-    assert result.rows["person"] == report_warehouse.query("SELECT count(*) AS n FROM patient")["n"][0]
+    assert result.rows["person"] == report_warehouse.read_sql("SELECT count(*) AS n FROM patient")["n"][0]
     assert result.passed, result.failures()
 
 

@@ -25,7 +25,7 @@ def report_imports(tmp_path_factory) -> list:
     rows per centre), read and validated by the project's readers: (source, delivery, validated)."""
     from clms_etl.centres import load_registry
     from clms_etl.deliveries import latest_delivery
-    from clms_etl.pipeline import read_and_validate
+    from clms_etl.centre_import import read_and_validate
     from clms_etl.synth.generate import generate
 
     drop = tmp_path_factory.mktemp("report_drop") / "incoming"
@@ -92,7 +92,7 @@ def follow_up_plot(summary: pl.DataFrame, folder: Path) -> Path:
 @pytest.fixture(scope="session")
 def analysis_sections(report_warehouse, tmp_path_factory) -> list[Section]:
     """Two sections standing for the analyses': tables from analytics.patient_summary, real figures."""
-    summary = report_warehouse.query("SELECT * FROM analytics.patient_summary")
+    summary = report_warehouse.read_sql("SELECT * FROM analytics.patient_summary")
     folder = tmp_path_factory.mktemp("figures")
     png, svg = age_histogram(summary, folder)
     by_centre = (summary.group_by("centre").agg(pl.len().alias("patients"),
@@ -143,7 +143,7 @@ def twin_report(tmp_path_factory):
     from clms_etl.molecular.run import molecular_sections
     from clms_etl.molecular.run import write_outputs as molecular_outputs
     from clms_etl.report.build import build_report
-    from clms_etl.survival.report import sections as survival_sections
+    from clms_etl.survival.report_sections import sections as survival_sections
     from clms_etl.survival.run import write_outputs as survival_outputs
     from tests.warehouse.helpers import load_twin
 

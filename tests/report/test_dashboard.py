@@ -16,7 +16,7 @@ from clms_etl.warehouse import Warehouse
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import open_delivery
 from clms_etl.keys import ENV_KEY, ENV_KEY_FILE
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.synth.generate import generate
 from tests.warehouse.helpers import DAY1, DAY2, TEST_KEY, load_twin
 

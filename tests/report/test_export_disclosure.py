@@ -61,7 +61,7 @@ def test_no_exported_file_of_any_format_holds_a_calendar_date(in_house, shareabl
 
 def test_dates_become_days_from_diagnosis(in_house, report_warehouse):
     exported = pl.read_parquet(in_house.files["parquet"]["patient_summary"])
-    source = report_warehouse.query("SELECT * FROM analytics.patient_summary")
+    source = report_warehouse.read_sql("SELECT * FROM analytics.patient_summary")
     both = exported.join(source, on="patient_id", suffix="_wh")
     assert both.height == 79
     for days, date in (("primary_surgery_days", "primary_surgery_date"), ("death_days", "death_date"),

@@ -43,7 +43,7 @@ def test_the_report_lays_out_every_section_table_and_figure_in_order(built_repor
 
 def test_the_patients_per_centre_table_shows_the_view_counts(built_report, report_warehouse):
     table = next(t for t in parse_report(built_report.html.read_text()).tables if t.key == "cohort_centres")
-    counts = dict(report_warehouse.query("SELECT centre, COUNT(*) AS n FROM patient GROUP BY centre").iter_rows())
+    counts = dict(report_warehouse.read_sql("SELECT centre, COUNT(*) AS n FROM patient GROUP BY centre").iter_rows())
     assert {row[0]: int(row[1]) for row in table.rows} == counts
     assert sum(counts.values()) == 79
 
@@ -51,12 +51,12 @@ def test_the_patients_per_centre_table_shows_the_view_counts(built_report, repor
 def test_the_quality_section_numbers_equal_the_warehouse(built_report, report_warehouse):
     """Recomputed here from the base tables (delivery_count, data_query, patient), not from the views."""
     wh = report_warehouse
-    rows = wh.query(
+    rows = wh.read_sql(
         "SELECT d.centre, SUM(c.rows_read) AS rows_read, SUM(c.rows_accepted) AS rows_accepted, "
         "SUM(c.rows_quarantined) AS rows_quarantined FROM delivery d JOIN delivery_count c USING (delivery_id) "
         "WHERE d.is_current GROUP BY d.centre")
-    queries = wh.query("SELECT centre, severity, COUNT(*) AS n FROM data_query GROUP BY centre, severity")
-    patients = dict(wh.query("SELECT centre, COUNT(*) AS n FROM patient GROUP BY centre").iter_rows())
+    queries = wh.read_sql("SELECT centre, severity, COUNT(*) AS n FROM data_query GROUP BY centre, severity")
+    patients = dict(wh.read_sql("SELECT centre, COUNT(*) AS n FROM patient GROUP BY centre").iter_rows())
     assert queries.filter(pl.col("severity") == "error")["n"].sum() > 0  # the planted defects were queried
     assert rows["rows_quarantined"].sum() > 0
     table = next(t for t in parse_report(built_report.html.read_text()).tables if t.key == "quality_centres")
@@ -76,7 +76,7 @@ def test_the_quality_section_numbers_equal_the_warehouse(built_report, report_wa
 
 
 def test_the_top_rules_are_the_most_frequent_rules_of_the_warehouse(built_report, report_warehouse):
-    counts = report_warehouse.query("SELECT rule, severity, COUNT(*) AS n FROM data_query GROUP BY rule, severity")
+    counts = report_warehouse.read_sql("SELECT rule, severity, COUNT(*) AS n FROM data_query GROUP BY rule, severity")
     table = next(t for t in parse_report(built_report.html.read_text()).tables if t.key == "quality_rules")
     shown = [(r[0], r[1], int(r[2])) for r in table.rows]
     expected = {(r, s): n for r, s, n in counts.iter_rows()}
@@ -87,7 +87,7 @@ def test_the_top_rules_are_the_most_frequent_rules_of_the_warehouse(built_report
 
 def test_provenance_names_deliveries_run_and_code_version(built_report, report_warehouse):
     parsed = parse_report(built_report.html.read_text())
-    deliveries = report_warehouse.query("SELECT centre, delivery_date, content_sha256 FROM delivery WHERE is_current")
+    deliveries = report_warehouse.read_sql("SELECT centre, delivery_date, content_sha256 FROM delivery WHERE is_current")
     table = next(t for t in parsed.tables if t.key == "provenance_deliveries")
     shown = {r[0]: dict(zip(table.header, r, strict=True)) for r in table.rows}
     for centre, date, sha in deliveries.iter_rows():
@@ -106,7 +106,7 @@ def test_provenance_shows_the_audit_trail_of_the_warehouse_without_users(built_r
     parsed = parse_report(built_report.html.read_text())
     table = next(t for t in parsed.tables if t.key == "provenance_audit")
     rows = [dict(zip(table.header, r, strict=True)) for r in table.rows]
-    sources = report_warehouse.query("SELECT COUNT(*) AS n FROM delivery")["n"][0]
+    sources = report_warehouse.read_sql("SELECT COUNT(*) AS n FROM delivery")["n"][0]
     assert [r["Action"] for r in rows].count("load") == sources
     assert {r["Key"] for r in rows} == {key_id(report_warehouse.key_fingerprint())}
     assert {r["Run"] for r in rows} == {"report-test-load"}
@@ -129,7 +129,7 @@ def test_the_code_version_is_the_package_version_when_git_is_unavailable(monkeyp
 
 
 def test_the_summary_counts_the_cohort(built_report, report_warehouse):
-    s = report_warehouse.query("SELECT * FROM analytics.patient_summary")
+    s = report_warehouse.read_sql("SELECT * FROM analytics.patient_summary")
     assert f"{s.height} patients from 4 centres" in built_report.summary
     assert f"{int(s['in_survival_population'].sum())} make up the survival population (censored_before_minimum: " \
         "patients censored (alive at last contact) before 3 months are left out" in built_report.summary

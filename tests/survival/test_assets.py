@@ -83,4 +83,4 @@ def test_the_population_rule_is_a_setting_the_report_shares(twin_warehouse_url, 
 
 def _view_population(url: str) -> int:
     with Warehouse(url) as wh:
-        return wh.query("SELECT COUNT(*) AS n FROM analytics.patient_summary WHERE in_survival_population")["n"].item()
+        return wh.read_sql("SELECT COUNT(*) AS n FROM analytics.patient_summary WHERE in_survival_population")["n"].item()

@@ -196,7 +196,7 @@ def test_report_sections_carry_table1_table2_figure2_and_the_competing_risks(twi
 def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_warehouse_url, twin_results, tmp_path):
     import shutil
 
-    from clms_etl.survival.report import sections
+    from clms_etl.survival.report_sections import sections
     from clms_etl.survival.run import write_outputs
 
     copy = tmp_path / "warehouse.duckdb"

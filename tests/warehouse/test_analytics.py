@@ -86,7 +86,7 @@ def tiny(warehouse_url, tmp_path):
 
 def test_survival_one_row_per_patient_and_endpoint_with_the_right_flags(tiny):
     names = {pid("nice", k): k for k in EXPECTED}
-    rows = tiny.query("SELECT patient_id, endpoint, event, time_days, time_months, in_survival_population, end_date "
+    rows = tiny.read_sql("SELECT patient_id, endpoint, event, time_days, time_months, in_survival_population, end_date "
                       "FROM analytics.survival")
     assert rows.height == len(EXPECTED) * len(ENDPOINTS)
     assert rows.select("patient_id", "endpoint").is_unique().all()
@@ -102,7 +102,7 @@ def test_survival_one_row_per_patient_and_endpoint_with_the_right_flags(tiny):
 
 
 def test_patient_summary_one_row_per_patient_with_the_study_variables(tiny):
-    s = {r["patient_id"]: r for r in tiny.query("SELECT * FROM analytics.patient_summary").iter_rows(named=True)}
+    s = {r["patient_id"]: r for r in tiny.read_sql("SELECT * FROM analytics.patient_summary").iter_rows(named=True)}
     assert len(s) == 7
     a, b, c, d, e, f, g = (s[pid("nice", k)] for k in "ABCDEFG")
     assert (a["grade_label"], a["grade_ii_iii"], a["differentiation"], a["mitoses_gt_10"]) == ("I", False, "well", False)
@@ -124,7 +124,7 @@ def test_patient_summary_one_row_per_patient_with_the_study_variables(tiny):
 
 def test_every_view_exposes_its_documented_columns(tiny):
     for view in VIEWS:
-        assert tiny.query(f"SELECT * FROM {view.qualified}").columns == [c for c, _ in view.columns]
+        assert tiny.read_sql(f"SELECT * FROM {view.qualified}").columns == [c for c, _ in view.columns]
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +137,14 @@ def twin_duckdb(tmp_path_factory):
 
 
 def test_twin_cohort_reproduces_the_published_counts(twin_duckdb):
-    s = twin_duckdb.query("SELECT * FROM analytics.patient_summary")
+    s = twin_duckdb.read_sql("SELECT * FROM analytics.patient_summary")
     assert s.height == 79 and s["in_survival_population"].sum() == 68
     assert s.filter(s["sex"] == "male").height == 57
     assert s["grade_label"].value_counts().sort("grade_label").rows() == [(None, 7), ("I", 49), ("II", 16), ("III", 7)]
     assert s["size_class"].value_counts().sort("size_class").rows() == [(None, 18), ("1-2.9", 33), ("<1", 18), (">=3", 10)]
     assert s["local_recurrence"].sum() == 12 and s["metastasis"].sum() == 7 and s["death"].sum() == 8
     assert s.filter(s["death_cause"] == "clms").height == 6
-    survival = twin_duckdb.query("SELECT endpoint, SUM(event) AS events, COUNT(*) AS n FROM analytics.survival "
+    survival = twin_duckdb.read_sql("SELECT endpoint, SUM(event) AS events, COUNT(*) AS n FROM analytics.survival "
                                  "WHERE in_survival_population GROUP BY endpoint")
     assert dict(survival.select("endpoint", "events").rows()) == {"OS": 8, "DSS": 6, "PFS": 18, "RFS": 7, "LRFS": 12}
 
@@ -154,7 +154,7 @@ def test_kaplan_meier_on_the_views_lands_on_the_published_estimates(twin_duckdb)
     from lifelines import KaplanMeierFitter
 
     for endpoint, points in PUBLISHED_KM.items():
-        data = twin_duckdb.query("SELECT time_months, event FROM analytics.survival "
+        data = twin_duckdb.read_sql("SELECT time_months, event FROM analytics.survival "
                                  f"WHERE endpoint = '{endpoint}' AND in_survival_population")
         km = KaplanMeierFitter().fit(data["time_months"].to_numpy(), data["event"].to_numpy())
         for months, value in points.items():
@@ -162,7 +162,7 @@ def test_kaplan_meier_on_the_views_lands_on_the_published_estimates(twin_duckdb)
 
 
 def test_gene_profile_reproduces_the_published_molecular_series(twin_duckdb):
-    g = twin_duckdb.query("SELECT case_no, gene, cn_event, cn_coverage, mutated, biallelic_inactivation, centre "
+    g = twin_duckdb.read_sql("SELECT case_no, gene, cn_event, cn_coverage, mutated, biallelic_inactivation, centre "
                           "FROM analytics.gene_profile")
     cases = lambda f: set(g.filter(f)["case_no"].to_list())  # noqa: E731
     rb1 = g["gene"] == "RB1"

@@ -35,7 +35,7 @@ def _catalog_checks(wh: Warehouse, table: str) -> list[tuple[str, str]]:
     else:
         sql = ("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
                f"WHERE contype = 'c' AND conrelid = 'public.{table}'::regclass")
-    return list(wh.query(sql).iter_rows())
+    return list(wh.read_sql(sql).iter_rows())
 
 
 def _value(column: contract.Column):

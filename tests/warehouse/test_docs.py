@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clms_etl.warehouse import Warehouse, analytics, schema
-from clms_etl.warehouse.docs import DOC_PATH, example_queries, generate
+from clms_etl.warehouse.docs import DOC_PATH, example_sql, generate
 from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import DAY2, delivery_files, load_twin, queries_frame, twin
 
@@ -23,7 +23,7 @@ def test_the_data_dictionary_covers_every_table_column_and_view():
             assert f"| `{column.name}` |" in text
     for view in analytics.VIEWS:
         assert f"### analytics.{view.name}\n" in text
-    assert len(example_queries()) >= 8
+    assert len(example_sql()) >= 8
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def demo(tmp_path_factory):
         yield wh
 
 
-@pytest.mark.parametrize("query", example_queries(), ids=lambda q: q.name)
+@pytest.mark.parametrize("query", example_sql(), ids=lambda q: q.name)
 def test_example_query_runs_on_the_demo_warehouse(demo, query):
-    result = demo.query(query.sql)
+    result = demo.read_sql(query.sql)
     assert result.height > 0, query.name

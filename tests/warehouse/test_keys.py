@@ -127,7 +127,7 @@ def test_a_warehouse_loaded_before_fingerprints_must_adopt_its_key(tmp_path):
 
 
 def _links(wh: Warehouse) -> int:
-    return wh.query("SELECT COUNT(*) AS n FROM molecular_sample m JOIN patient p USING (patient_id)")["n"][0]
+    return wh.read_sql("SELECT COUNT(*) AS n FROM molecular_sample m JOIN patient p USING (patient_id)")["n"][0]
 
 
 def test_rekey_recomputes_every_pseudonym_consistently(warehouse_url, tmp_path):
@@ -150,7 +150,7 @@ def test_rekey_recomputes_every_pseudonym_consistently(warehouse_url, tmp_path):
             | set().union(*(twin_with(OTHER_KEY)[c].accepted["patient"]["patient_id"] for c in SOURCES if c != "molecular"))
         assert {t: wh.table(t).height for t in before} == before
         for child in ("tumour", "surgery", "event"):
-            orphans = wh.query(f"SELECT COUNT(*) AS n FROM {child} c LEFT JOIN patient p USING (patient_id) "
+            orphans = wh.read_sql(f"SELECT COUNT(*) AS n FROM {child} c LEFT JOIN patient p USING (patient_id) "
                                "WHERE p.patient_id IS NULL")["n"][0]
             assert orphans == 0, child
         assert _links(wh) == links  # lab samples keep their patient
@@ -196,13 +196,13 @@ def test_each_load_writes_an_audit_row_with_user_key_code_version_and_delivery(t
         load_twin(wh, tmp_path, sources=("nice", "lyon"))
         load_twin(wh, tmp_path, sources=("nice",))  # unchanged: nothing to audit
         wh.record_refresh("night-1", run_user="someone@chu")
-        audit = wh.query("SELECT * FROM audit_log ORDER BY recorded_at")
+        audit = wh.read_sql("SELECT * FROM audit_log ORDER BY recorded_at")
         assert audit["action"].to_list() == ["load", "load", "refresh"]
         assert set(audit["run_id"]) == {"test", "night-1"} and audit["run_user"].to_list()[-1] == "someone@chu"
         assert audit["os_user"].null_count() == 0
         assert set(audit["key_id"]) == {keys.key_id(wh.key_fingerprint())}
         assert set(audit["code_version"]) == {code_version()}
-        deliveries = wh.query("SELECT a.action, d.centre, d.delivery_date, d.content_sha256 FROM audit_delivery d "
+        deliveries = wh.read_sql("SELECT a.action, d.centre, d.delivery_date, d.content_sha256 FROM audit_delivery d "
                               "JOIN audit_log a USING (audit_id) ORDER BY a.recorded_at, d.centre")
         current = wh.current_deliveries()
         sha = dict(zip(current["centre"], current["content_sha256"]))

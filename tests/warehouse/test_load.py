@@ -28,7 +28,7 @@ def _changed(delivery: SyntheticDelivery, **tables: pl.DataFrame) -> SyntheticDe
 
 
 def test_twin_loads_and_reloading_the_same_delivery_changes_nothing(loaded, tmp_path):
-    assert loaded.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
     before = snapshot(loaded)
     for centre, d in twin().items():
         report = loaded.load_delivery(centre, DAY1, delivery_files(tmp_path, centre, DAY1), d, "run-2",
@@ -57,7 +57,7 @@ def test_a_new_delivery_replaces_all_of_that_centres_rows_only(loaded, tmp_path)
     for table in ("patient", "tumour", "event", "molecular_sample", "cn_segment", "gene_status"):
         other = pl.col("delivery_id").str.starts_with("nice:").not_()
         assert before[table].filter(other).equals(after[table].filter(other)), table
-    deliveries = loaded.query("SELECT centre, delivery_date, is_current FROM delivery WHERE centre = 'nice' ORDER BY delivery_date")
+    deliveries = loaded.read_sql("SELECT centre, delivery_date, is_current FROM delivery WHERE centre = 'nice' ORDER BY delivery_date")
     assert deliveries["is_current"].to_list() == [False, True]
     assert loaded.current_deliveries().height == 5
 
@@ -81,8 +81,8 @@ def test_same_date_new_content_is_a_correction_and_force_reloads(loaded, tmp_pat
     r2 = loaded.load_delivery("nimes", DAY1, delivery_files(tmp_path, "nimes", DAY1, "corrected"), nimes, "run-3",
                               force=True, expectations=False)
     assert r2.status == "loaded" and r2.delivery_id == r.delivery_id
-    assert loaded.query("SELECT COUNT(*) AS n FROM delivery WHERE centre = 'nimes'")["n"][0] == 2
-    assert loaded.query("SELECT COUNT(*) AS n FROM patient WHERE centre = 'nimes'")["n"][0] == 15
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM delivery WHERE centre = 'nimes'")["n"][0] == 2
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM patient WHERE centre = 'nimes'")["n"][0] == 15
 
 
 @pytest.mark.parametrize("where", ["event", "tumour"])
@@ -128,11 +128,11 @@ def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_pat
 
 def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):
     lab = twin()["molecular"]
-    assert loaded.query("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 14
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 14
     # a centre's new delivery leaves the laboratory's rows alone
     nice = dataclasses.replace(twin()["nice"], delivery_date=DAY2)
     loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2), nice, "run-2", expectations=False)
-    assert loaded.query("SELECT COUNT(*) AS n FROM cn_segment")["n"][0] == lab.accepted["cn_segment"].height
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM cn_segment")["n"][0] == lab.accepted["cn_segment"].height
     # the lab's next delivery replaces all of its rows
     fewer = lab.accepted["molecular_sample"].filter(pl.col("case_no") <= 10)
     samples = fewer["sample_id"].implode()
@@ -141,9 +141,9 @@ def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):
     report = loaded.load_delivery("molecular", DAY2, delivery_files(tmp_path, "molecular", DAY2), smaller, "run-3",
                                   expectations=False)
     assert report.rows_replaced["molecular_sample"] == 14 and report.rows_loaded["molecular_sample"] == 10
-    assert loaded.query("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 10
-    assert loaded.query("SELECT COUNT(DISTINCT sample_id) AS n FROM gene_status")["n"][0] == 10  # cases 1-10 all succeeded
-    assert loaded.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 10
+    assert loaded.read_sql("SELECT COUNT(DISTINCT sample_id) AS n FROM gene_status")["n"][0] == 10  # cases 1-10 all succeeded
+    assert loaded.read_sql("SELECT COUNT(*) AS n FROM patient")["n"][0] == 79
 
 
 def test_audit_rows_and_data_queries(warehouse_url, tmp_path):
@@ -166,20 +166,20 @@ def test_audit_rows_and_data_queries(warehouse_url, tmp_path):
         wh.create()
         report = wh.load_delivery("lyon", DAY1, files, delivery, "run-42", expectations=False)
         assert report.rows_loaded["data_query"] == 2
-        d = wh.query("SELECT * FROM delivery")
+        d = wh.read_sql("SELECT * FROM delivery")
         assert d["content_sha256"][0] == report.content_sha256 and len(report.content_sha256) == 64
         assert d["run_id"][0] == "run-42" and d["n_files"][0] == 2
         assert (d["rows_read"][0], d["rows_accepted"][0], d["rows_quarantined"][0]) == (84, 83, 1)
-        f = wh.query("SELECT file_name, size_bytes FROM delivery_file ORDER BY file_name")
+        f = wh.read_sql("SELECT file_name, size_bytes FROM delivery_file ORDER BY file_name")
         assert f["file_name"].to_list() == ["dictionary.csv", "lyon_export.txt"]
-        q = wh.query("SELECT query_no, source_file, source_row, severity, value FROM data_query ORDER BY query_no")
+        q = wh.read_sql("SELECT query_no, source_file, source_row, severity, value FROM data_query ORDER BY query_no")
         assert q.rows() == [(1, "CLMSLYON_DATA.csv", 5, "error", "3"), (2, "CLMSLYON_DATA.csv", 1, "warning", "extra")]
-        c = wh.query("SELECT table_name, rows_quarantined FROM delivery_count ORDER BY table_name")
+        c = wh.read_sql("SELECT table_name, rows_quarantined FROM delivery_count ORDER BY table_name")
         assert dict(c.rows())["patient"] == 1
         # the next delivery replaces the centre's queries too
         clean = SyntheticDelivery("lyon", DAY2, lyon.accepted)
         wh.load_delivery("lyon", DAY2, delivery_files(tmp_path, "lyon", DAY2), clean, "run-43", expectations=False)
-        assert wh.query("SELECT COUNT(*) AS n FROM data_query")["n"][0] == 0
+        assert wh.read_sql("SELECT COUNT(*) AS n FROM data_query")["n"][0] == 0
 
 
 def test_a_delivery_needs_files_and_known_tables(tmp_path):
@@ -221,5 +221,5 @@ def test_the_content_fingerprint_is_the_drop_folders(tmp_path):
         report = wh.load_delivery("molecular", DAY1, [folder / name for name, _ in delivery.files], twin()["molecular"],
                                   "sha", expectations=False)
         assert report.content_sha256 == delivery.sha256
-        assert wh.query("SELECT file_name FROM delivery_file ORDER BY file_name")["file_name"].to_list() == \
+        assert wh.read_sql("SELECT file_name FROM delivery_file ORDER BY file_name")["file_name"].to_list() == \
             ["chas/OS-2017-0001.segments.txt", "manifest.csv"]

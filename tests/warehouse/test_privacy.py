@@ -46,7 +46,7 @@ def all_values(wh: Warehouse) -> list[str]:
     values = []
     relations = list(schema.metadata.tables) + [v.qualified for v in VIEWS]
     for name in relations:
-        frame = wh.query(f"SELECT * FROM {name}")
+        frame = wh.read_sql(f"SELECT * FROM {name}")
         for column in frame.columns:
             values += [str(v) for v in frame[column].drop_nulls().to_list()]
     return values
@@ -174,7 +174,7 @@ def test_a_hospital_number_cannot_be_stored_as_a_patient_id(tmp_path):
         wh.create()
         with pytest.raises(Exception, match="(?i)check constraint"):
             wh.load_delivery("nice", DAY1, [folder / "f.txt"], bad, expectations=False)
-        assert wh.query("SELECT COUNT(*) AS n FROM patient")["n"][0] == 0
+        assert wh.read_sql("SELECT COUNT(*) AS n FROM patient")["n"][0] == 0
 
 
 
@@ -184,7 +184,7 @@ def pipeline_imports(tmp_path_factory):
     validated by the project's own readers and validation, as the pipeline does."""
     from clms_etl.centres import load_registry
     from clms_etl.deliveries import latest_delivery
-    from clms_etl.pipeline import read_and_validate
+    from clms_etl.centre_import import read_and_validate
 
     drop = tmp_path_factory.mktemp("drop") / "incoming"
     generate(drop, seed=0, delivery_date=DAY1, defect_rate=0.1)
@@ -204,7 +204,7 @@ def test_no_identifier_after_the_real_readers_and_validation(pipeline_imports, w
         for name, delivery, validated in pipeline_imports:
             wh.load_delivery(name, delivery.date, [delivery.path / f for f, _ in delivery.files], validated, "privacy",
                              expectations=False)
-        assert wh.query("SELECT COUNT(*) AS n FROM data_query")["n"][0] > 10
+        assert wh.read_sql("SELECT COUNT(*) AS n FROM data_query")["n"][0] > 10
         assert scan_values(all_values(wh), ids) == {}
         if wh.backend == "duckdb":
             with wh.engine.connect() as conn:

@@ -7,7 +7,7 @@ import datetime as dt
 
 import polars as pl
 
-from clms_etl.queries import query_ids
+from clms_etl.query_list import query_ids
 from clms_etl.warehouse import Warehouse
 from tests.warehouse.helpers import DAY1, DAY2, delivery_files, pid, queries_frame, twin
 
@@ -46,7 +46,7 @@ def test_the_load_opens_answers_and_resolves_queries_and_gives_turnaround_figure
                          expectations=False)
         status = wh.table("data_query_status")
         assert status.select("status", "resolved_on").rows() == [("resolved", DAY3)]
-        figures = wh.query("SELECT * FROM analytics.query_turnaround").row(0, named=True)
+        figures = wh.read_sql("SELECT * FROM analytics.query_turnaround").row(0, named=True)
     assert (figures["centre"], figures["n_open"], figures["n_answered"], figures["n_resolved"]) == ("nimes", 0, 0, 1)
     assert (figures["median_days_to_answer"], figures["median_days_to_resolve"]) == \
         ((DAY2 - DAY1).days, (DAY3 - DAY1).days)

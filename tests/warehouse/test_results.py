@@ -84,7 +84,7 @@ def test_an_empty_query_result_keeps_its_column_types(warehouse_url):
     with Warehouse(warehouse_url) as wh:
         wh.create()
         empty = wh.table("patient")
-        view = wh.query("SELECT patient_id, diagnosis_date, in_survival_population FROM analytics.survival")
+        view = wh.read_sql("SELECT patient_id, diagnosis_date, in_survival_population FROM analytics.survival")
     assert empty.height == 0
     assert dict(empty.schema) == {**model.TABLES["patient"], "delivery_id": pl.String}
     assert dict(view.schema) == {"patient_id": pl.String, "diagnosis_date": pl.Date, "in_survival_population": pl.Boolean}

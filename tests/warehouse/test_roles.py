@@ -10,7 +10,7 @@ from alembic import command
 
 from clms_etl.keys import ENV_KEY
 from clms_etl.warehouse import Warehouse, schema
-from clms_etl.warehouse.docs import example_queries
+from clms_etl.warehouse.docs import example_sql
 from clms_etl.warehouse.roles import create_roles
 from tests.warehouse.helpers import DAY2, TEST_KEY, alembic_config, delivery_files, load_twin, one_result_row, twin
 
@@ -61,9 +61,9 @@ def test_analyst_reads_the_analytics_views_and_nothing_else(roles_db):
         _denied(conn, "CREATE OR REPLACE VIEW analytics.patient_summary AS SELECT 1 AS x")
 
 
-def test_the_example_queries_run_as_the_analyst(roles_db):
+def test_the_example_sql_runs_as_the_analyst(roles_db):
     with _connect(roles_db["analyst"]) as conn:
-        for query in example_queries():
+        for query in example_sql():
             conn.execute(query.sql).fetchall()
 
 
@@ -75,7 +75,7 @@ def test_loader_loads_but_cannot_change_the_schema(roles_db):
         report = wh.load_delivery("nice", DAY2, delivery_files(roles_db["root"], "nice", DAY2, "loader"), nice,
                                   "as-loader", expectations=False)
         assert report.status == "loaded" and report.rows_replaced["patient"] == 24
-        assert wh.query("SELECT COUNT(*) AS n FROM delivery WHERE run_id = 'as-loader'")["n"][0] == 1
+        assert wh.read_sql("SELECT COUNT(*) AS n FROM delivery WHERE run_id = 'as-loader'")["n"][0] == 1
     with _connect(loader_url) as conn:
         assert conn.execute("SELECT COUNT(*) FROM analytics.patient_summary").fetchone()[0] == 43
         _denied(conn, "DROP TABLE public.patient")

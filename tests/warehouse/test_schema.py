@@ -42,7 +42,7 @@ def _comments(wh: Warehouse) -> dict[tuple[str, str], str]:
                "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
                "WHERE n.nspname IN ('public', 'analytics') AND a.attnum > 0 AND NOT a.attisdropped "
                "AND col_description(c.oid, a.attnum) IS NOT NULL")
-    return {(t, c): text for t, c, text in wh.query(sql).iter_rows()}
+    return {(t, c): text for t, c, text in wh.read_sql(sql).iter_rows()}
 
 
 def test_both_backends_create_the_schema_with_comments(warehouse_url):
@@ -54,7 +54,7 @@ def test_both_backends_create_the_schema_with_comments(warehouse_url):
             for column in table.columns:
                 assert comments.get((table.name, column.name)) == column.comment
         for view in analytics.VIEWS:
-            frame = wh.query(f"SELECT * FROM {view.qualified} WHERE 1 = 0")
+            frame = wh.read_sql(f"SELECT * FROM {view.qualified} WHERE 1 = 0")
             assert frame.columns == [c for c, _ in view.columns], view.name
             for column, text in view.columns:
                 assert comments.get((view.name, column)) == text, (view.name, column)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import open_delivery
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from clms_etl.synth.generate import generate
 from tests.warehouse.helpers import TEST_KEY
 

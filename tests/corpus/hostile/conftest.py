@@ -11,7 +11,7 @@ import pytest
 from assets.definitions import defs
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
-from clms_etl.pipeline import CentreImport, read_and_validate
+from clms_etl.centre_import import CentreImport, read_and_validate
 from tests.dagster_resources import resources_for
 from tests.rule_checks import registry_breaches
 

@@ -16,7 +16,7 @@ import pytest
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import delivery_dates, open_delivery
-from clms_etl.pipeline import read_and_validate
+from clms_etl.centre_import import read_and_validate
 from tests.conftest import TWIN_DATE
 from tests.warehouse.helpers import TEST_KEY
 

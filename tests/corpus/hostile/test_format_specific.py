@@ -14,7 +14,7 @@ import pytest
 
 from clms_etl.centres import load_registry
 from clms_etl.deliveries import open_delivery
-from clms_etl.pipeline import CentreImport, read_and_validate
+from clms_etl.centre_import import CentreImport, read_and_validate
 from tests.conftest import TWIN_DATE
 from tests.warehouse.helpers import TEST_KEY
 

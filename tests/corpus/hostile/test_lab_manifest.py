@@ -43,7 +43,7 @@ def _load(tmp_path, imported) -> pl.DataFrame:
     with Warehouse(f"duckdb:///{tmp_path / 'wh.duckdb'}") as wh:
         wh.create()
         wh.load_delivery(LAB, imported.delivery.date, files, imported.validated, expectations=False)
-        return wh.query("SELECT sample_id FROM molecular_sample")
+        return wh.read_sql("SELECT sample_id FROM molecular_sample")
 
 
 @pytest.mark.parametrize("defect", DEFECTS)

@@ -73,7 +73,7 @@ def test_a_row_breaking_a_warehouse_constraint_is_refused_once_naming_file_row_a
         wh.create()
         with pytest.raises(IntegrityProblem) as refused:
             wh.load_delivery(LAB, imported.delivery.date, files, v, expectations=False)
-        assert wh.query("SELECT count(*) AS n FROM variant")["n"][0] == 0  # nothing changed
+        assert wh.read_sql("SELECT count(*) AS n FROM variant")["n"][0] == 0  # nothing changed
     assert f"{file} row {row}, field pos (pos_range" in str(refused.value)
 
 

@@ -94,7 +94,7 @@ def _as_received(validated, folder: Path, identifiers) -> pl.DataFrame:
 def _answers(folder: Path, identifiers) -> pl.DataFrame:
     """The centre's answers of a query workbook returned in the delivery, screened like every
     text that leaves the reader (a data manager may well type a name in an answer)."""
-    from clms_etl.queries import read_answers
+    from clms_etl.query_list import read_answers
 
     answers = read_answers(folder)
     return answers.with_columns(pl.Series("answer", [screen_text(a, identifiers) for a in answers["answer"]],
@@ -109,7 +109,7 @@ def write_query_list(outputs: Path, imported: CentreImport, status: pl.DataFrame
     """The Excel list a centre's data manager works through (errors first). ``status``: the
     centre's rows of the warehouse's ``data_query_status`` once this delivery is loaded, for each
     line's status and the problems this delivery resolved (the list is written again then)."""
-    from clms_etl.queries import write_query_workbook
+    from clms_etl.query_list import write_query_workbook
 
     path = query_list_path(outputs, imported.centre, imported.delivery.date)
     private_dir(path.parent)

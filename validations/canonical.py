@@ -352,7 +352,12 @@ def _join(frame: pl.DataFrame, per_patient: pl.DataFrame) -> pl.DataFrame:
 def _with_duplicates(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """``ctx_is_duplicate``: same content as an earlier row; ``ctx_duplicate_of_row``: its source row."""
     skip = set(model.PROVENANCE) | _NUMBERING | set(FILLED_BY_VALIDATION.get(table, ()))
-    key = pl.struct([c for c in model.TABLES[table] if c not in skip])
+    columns = [c for c in model.TABLES[table] if c not in skip]
+    if "patient_id" in columns and frame["patient_id"].n_unique() == frame.height:
+        # one row per patient (n_unique counts null as a value: two null rows fall through): no
+        # row can repeat another, and hashing every row whole is spared
+        return frame.with_columns(ctx_is_duplicate=pl.lit(False), ctx_duplicate_of_row=pl.lit(None, dtype=pl.Int64))
+    key = pl.struct(columns)
     frame = frame.with_columns(ctx_is_duplicate=key.is_first_distinct().not_())
     # Grouping every row by its whole content is costly; only needed when a duplicate exists.
     first = pl.col("source_row").first().over(key) if frame["ctx_is_duplicate"].any() else None

@@ -14,6 +14,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import polars as pl
+
 from clms_etl.dates import ParsedDate, parse_french_date
 from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ReadContext
 
@@ -148,24 +150,38 @@ def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
     The result is checked against ``ctx.pseudonymise`` on the first id, so a change of the
     pseudonym scheme in ``base`` cannot go unnoticed here.
     """
+    local_ids = list(local_ids)
+    return dict(zip(local_ids, _pseudonyms(ctx, local_ids)))
+
+
+def pseudonym_series(ctx: ReadContext, local_ids: pl.Series) -> pl.Series:
+    """``ctx.pseudonymise`` of each id of ``local_ids`` (null stays null), named ``patient_id``:
+    :func:`pseudonymise_many` of the distinct ids, put back in place by a join rather than
+    through a Python dict of every id."""
+    distinct = local_ids.drop_nulls().unique()
+    lookup = pl.DataFrame({"k": distinct, "p": pl.Series(_pseudonyms(ctx, distinct.to_list()), dtype=pl.String)})
+    return (local_ids.rename("k").to_frame().join(lookup, on="k", how="left", maintain_order="left")
+            .get_column("p").alias("patient_id"))
+
+
+def _pseudonyms(ctx: ReadContext, local_ids: list[str]) -> list[str]:
+    """The pseudonym of each of ``local_ids``, in order (see :func:`pseudonymise_many`)."""
     key = ctx.pseudonym_key
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     key = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key)).copy
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key)).copy
     prefix = f"{ctx.centre.strip().lower()}:"
-    out: dict[str, str] = {}
+    out = []
     for local_id in local_ids:
-        h = inner.copy()
+        h = inner()
         h.update(f"{prefix}{local_id.strip().upper()}".encode())
-        o = outer.copy()
+        o = outer()
         o.update(h.digest())
-        out[local_id] = "P" + o.hexdigest()[:20]
-    if out:
-        first = next(iter(out))
-        if out[first] != ctx.pseudonymise(first):
-            return {local_id: ctx.pseudonymise(local_id) for local_id in out}
+        out.append("P" + o.digest()[:10].hex())  # = hexdigest()[:20], without hex-encoding the rest
+    if out and out[0] != ctx.pseudonymise(local_ids[0]):
+        return [ctx.pseudonymise(local_id) for local_id in local_ids]
     return out
 
 

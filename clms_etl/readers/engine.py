@@ -55,7 +55,7 @@ from clms_etl.readers.base import (
     match_columns,
     read_guarded,
 )
-from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonymise_many
+from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonym_series
 
 INT32_MAX = 2**31 - 1
 FIELDS = "_fields"  # fields counted in each record of a text file
@@ -439,9 +439,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     id_key = declaration.column("patient.local_id").key
     keys = raw[id_key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
-    pseudonyms = pseudonymise_many(ctx, keys.drop_nulls().unique().to_list())
-    table = pl.DataFrame({"k": list(pseudonyms), "p": list(pseudonyms.values())}, schema={"k": pl.String, "p": pl.String})
-    pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
+    pids = pseudonym_series(ctx, keys)
     cols = Columns(ctx, declaration, raw, {key: header[i] for key, i in found.items()}, rows, pids)
 
     _structural_queries(cols, df, keys, fields, len(header), id_key)

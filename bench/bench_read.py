@@ -1,6 +1,6 @@
 """Benchmark: read + validate a scale delivery, against polars alone parsing the same files.
 
-    .venv/bin/python -m bench.bench_read [--drop DIR] [--patients N --centres M]
+    .venv/bin/python -m bench.bench_read [--drop DIR] [--patients N --centres M] [--repeat R] [--formats F,G]
 
 Without ``--drop`` it first writes a 1,000,000-patient scale delivery (see bench_synth).
 For every centre it times, in the same process and run:
@@ -11,7 +11,10 @@ For every centre it times, in the same process and run:
 * the project: the centre's reader + pandera validation + quarantine split
   (:func:`clms_etl.centre_import.read_and_validate`).
 
-Prints both per format and in total, the ratio (target ≤ 3×) and the peak RSS (target ≤ 4 GiB).
+Prints both per format and in total, the ratio (target ≤ 3× for every format) and the peak RSS
+(target ≤ 4 GiB). With ``--repeat R`` each centre is measured R times, floor and project one after
+the other, and the fastest of each kept: on a shared machine a single run's ratio moves with the
+other jobs' load, the best of a few much less.
 """
 
 from __future__ import annotations
@@ -75,7 +78,10 @@ def main() -> None:
     parser.add_argument("--drop", type=Path, help="an existing scale drop folder (else one is written)")
     parser.add_argument("--patients", type=int, default=1_000_000)
     parser.add_argument("--centres", type=int, default=40)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per centre; the fastest is kept (default 1)")
+    parser.add_argument("--formats", help="only these formats, comma-separated (default: all)")
     args = parser.parse_args()
+    formats = set(args.formats.split(",")) if args.formats else None
     drop = args.drop
     if drop is None:
         from clms_etl.synth.generate import generate
@@ -87,27 +93,30 @@ def main() -> None:
     read_and_validate(registry["molecular"], latest_delivery(drop, "molecular"), DEMO_KEY)  # warm imports
     for name, centre in registry.items():
         delivery = latest_delivery(drop, name)
-        if delivery is None:
+        if delivery is None or (formats and centre.format not in formats):
             continue
-        gc.collect()
-        t0 = time.perf_counter()
-        polars_floor(centre.format, delivery.path, drop)
-        t1 = time.perf_counter()
-        imported = read_and_validate(centre, delivery, DEMO_KEY)
-        t2 = time.perf_counter()
-        if imported.failure:
-            raise SystemExit(f"{name}: {imported.failure}")
+        best_floor = best_project = float("inf")
+        for _ in range(args.repeat):
+            gc.collect()
+            t0 = time.perf_counter()
+            polars_floor(centre.format, delivery.path, drop)
+            t1 = time.perf_counter()
+            imported = read_and_validate(centre, delivery, DEMO_KEY)
+            t2 = time.perf_counter()
+            if imported.failure:
+                raise SystemExit(f"{name}: {imported.failure}")
+            best_floor, best_project = min(best_floor, t1 - t0), min(best_project, t2 - t1)
         first = imported.validated.accounting.row(0, named=True)
         patients[centre.format] += first["rows_read"]
-        floor[centre.format] += t1 - t0
-        project[centre.format] += t2 - t1
+        floor[centre.format] += best_floor
+        project[centre.format] += best_project
         del imported
-    print(f"read + validate vs polars parse, drop folder {drop}")
+    print(f"read + validate vs polars parse, drop folder {drop}" + (f", best of {args.repeat}" if args.repeat > 1 else ""))
     print(f"{'format':<12}{'rows (1st table)':>18}{'polars s':>10}{'project s':>11}{'ratio':>8}")
     for fmt in floor:
-        print(f"{fmt:<12}{patients[fmt]:>18,}{floor[fmt]:>10.1f}{project[fmt]:>11.1f}{project[fmt] / floor[fmt]:>8.2f}")
+        print(f"{fmt:<12}{patients[fmt]:>18,}{floor[fmt]:>10.2f}{project[fmt]:>11.2f}{project[fmt] / floor[fmt]:>8.2f}")
     total_f, total_p = sum(floor.values()), sum(project.values())
-    print(f"{'total':<12}{sum(patients.values()):>18,}{total_f:>10.1f}{total_p:>11.1f}{total_p / total_f:>8.2f}")
+    print(f"{'total':<12}{sum(patients.values()):>18,}{total_f:>10.2f}{total_p:>11.2f}{total_p / total_f:>8.2f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024:.2f} GiB")
 
 

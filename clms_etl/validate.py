@@ -24,6 +24,7 @@ queries for the rows that failed.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import string
 from collections.abc import Callable, Mapping
@@ -231,18 +232,24 @@ def schema_failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.
 
     pandera runs each check (and each column's dtype and null checks) as its own query, with a
     fixed cost of some 50 ms per table whatever its size, while a delivery usually passes. So the
-    checks' own functions are first evaluated together, in one polars query; only when one of
-    them fails (or the schema uses a feature this shortcut does not mirror) does pandera run, on
-    the whole frame as before, and its failure cases are the result: pandera stays the engine
-    that decides and reports, the shortcut only proves that it would have nothing to report.
+    checks' own functions are first evaluated together, in one polars query; when none fails,
+    pandera has nothing to report. When some do, pandera runs on the whole frame as before, but
+    with only the checks that failed (and only the columns that carry them): the checks that
+    passed and the dtypes already compared would add nothing to its report but their cost.
+    Its failure cases are the result, numbered as the whole schema numbers its checks: pandera
+    stays the engine that decides and reports, the shortcut only spares it what cannot fail.
     """
-    if _passes(schema, frame):
+    verdicts = _check_verdicts(schema, frame)
+    if verdicts is not None and all(verdicts.values()):
         return None
+    failing = None if verdicts is None else [key for key, ok in verdicts.items() if not ok]
     try:
-        schema.validate(frame, lazy=True)
+        (schema if failing is None else _failing_only(schema, failing)).validate(frame, lazy=True)
     except SchemaErrors as exc:
-        return exc.failure_cases
-    return None
+        cases = exc.failure_cases
+    else:
+        return None
+    return cases if failing is None else _numbered_as(schema, failing, cases)
 
 
 def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
@@ -250,44 +257,89 @@ def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
     dtype, and every check's output true (or null, when the check ignores nulls) on every row,
     each check applied by pandera's own polars check backend. False means "ask pandera", never
     "invalid"."""
+    verdicts = _check_verdicts(schema, frame)
+    return verdicts is not None and all(verdicts.values())
+
+
+# (column name, or None for a dataframe-level check; the check's position in its list)
+CheckKey = tuple[str | None, int]
+
+
+def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[CheckKey, bool] | None:
+    """Each check of ``schema`` -> whether it holds on every row of ``frame``, all evaluated in one
+    polars query; None when the shortcut cannot tell (a column missing or of another dtype, a
+    schema feature it does not mirror, a check that cannot run here): pandera is then asked."""
     if (schema.strict or schema.unique or schema.coerce or schema.ordered or schema.add_missing_columns
             or schema.drop_invalid_rows or schema.unique_column_names or schema.dtype is not None
             or schema.parsers):
-        return False
-    keyed = [("*", check) for check in schema.checks]
+        return None
+    keyed = [("*", (None, i), check) for i, check in enumerate(schema.checks)]
     for name, column in schema.columns.items():
         if (column.regex or not column.required or not column.nullable or column.unique or column.coerce
                 or column.default is not None or column.drop_invalid_rows or column.parsers
                 or column.dtype is None or frame.schema.get(name) != column.dtype.type):
-            return False
-        keyed.extend((column.selector, check) for check in column.checks)
+            return None
+        keyed.extend((column.selector, (name, i), check) for i, check in enumerate(column.checks))
     lf = frame.lazy()
     schema.get_backend(frame)  # registers pandera's polars backends and built-in checks, as validate() does
-    verdicts: list[pl.LazyFrame] = []
+    verdicts: dict[CheckKey, bool] = {}
+    pending: dict[CheckKey, pl.LazyFrame] = {}
     try:
-        for key, check in keyed:
+        for key, where, check in keyed:
             if check.groupby is not None:
-                return False
+                return None
             # As Check.__call__: a built-in check takes the function registered for polars.
             builtin = getattr(check._check_fn, "__name__", None)
             if builtin is not None and check.is_builtin_check(builtin):
                 check._check_fn = check.get_builtin_check_fn(builtin)
             backend = check.get_backend(lf)(check)
             if not isinstance(backend, PolarsCheckBackend):  # another pandera backend: its own semantics
-                return False
+                return None
             out = backend.apply(PolarsData(lf, key))
             if isinstance(out, bool):
-                if not out:
-                    return False
+                verdicts[where] = out
                 continue
             ok = pl.col(CHECK_OUTPUT_KEY)  # as PolarsCheckBackend.postprocess_lazyframe_output
             ok = (ok | ok.is_null()) if check.ignore_na else ok.fill_null(False)
-            verdicts.append(out.select(ok.all().alias(f"check_{len(verdicts)}")))
-        if not verdicts:
-            return True
-        return all(pl.concat(verdicts, how="horizontal").collect().row(0))
+            pending[where] = out.select(ok.all().alias(f"check_{len(pending)}"))
+        if pending:
+            verdicts.update(zip(pending, pl.concat(list(pending.values()), how="horizontal").collect().row(0)))
     except Exception:  # a check that cannot run here: pandera runs and reports it
-        return False
+        return None
+    return {where: bool(verdicts[where]) for _, where, _ in keyed}
+
+
+def _failing_only(schema: pa.DataFrameSchema, failing: list[CheckKey]) -> pa.DataFrameSchema:
+    """``schema`` reduced to the ``failing`` checks and the columns that carry them (shallow
+    copies: the checks themselves are the schema's own)."""
+    columns: dict[str, pa.Column] = {}
+    for name, i in failing:
+        if name is not None:
+            if name not in columns:
+                columns[name] = copy.copy(schema.columns[name])
+                columns[name].checks = []
+            columns[name].checks.append(schema.columns[name].checks[i])
+    reduced = copy.copy(schema)
+    reduced.columns = {name: columns[name] for name in schema.columns if name in columns}  # schema order
+    reduced.checks = [schema.checks[i] for name, i in failing if name is None]
+    return reduced
+
+
+def _numbered_as(schema: pa.DataFrameSchema, failing: list[CheckKey], cases: pl.DataFrame) -> pl.DataFrame:
+    """``cases`` of the schema reduced to the ``failing`` checks (:func:`_failing_only`), each
+    check numbered as in ``schema``: the j-th failing check of a list is the j-th kept there."""
+    kept: dict[str | None, list[int]] = {}
+    for name, i in failing:
+        kept.setdefault(name, []).append(i)
+    renumber = [("DataFrameSchema" if name is None else "Column", schema.name if name is None else name, j, i)
+                for name, numbers in kept.items() for j, i in enumerate(numbers)]
+    numbers = pl.DataFrame(renumber, schema={"schema_context": pl.String, "column": pl.String,
+                                             "check_number": cases.schema["check_number"], "_number": pl.Int64},
+                           orient="row")
+    return (cases.join(numbers, on=["schema_context", "column", "check_number"], how="left", maintain_order="left",
+                       nulls_equal=True)
+            .with_columns(check_number=pl.coalesce("_number", "check_number").cast(cases.schema["check_number"]))
+            .drop("_number"))
 
 
 def _shown_field(source, label: str | None) -> pl.Expr:

@@ -58,7 +58,7 @@ from clms_etl.readers.base import (
     normalise_name,
     read_guarded,
 )
-from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonymise_many
+from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
 INT32_MAX = 2**31 - 1
 FIELDS = "_fields"  # fields counted in each record of a text file
@@ -74,7 +74,32 @@ class DeclaredReader:
         self.SOURCE_COLUMNS = declaration.source_columns
 
     def read(self, ctx: ReadContext) -> ReadResult:
-        return read_guarded(ctx, self.declaration.file.name, lambda c, path: read_file(c, path, self.declaration))
+        return read_guarded(ctx, self.declaration.file.name, lambda c, path: read_file(c, path, self.declaration),
+                            locate_bad_cell if self.declaration.file.spreadsheet else None)
+
+
+def locate_bad_cell(path: Path) -> str | None:
+    """Where a workbook that crashed a reader holds a cell no reader can decode, read cell by cell
+    by openpyxl, which names such a cell in a warning (a date-formatted number outside Excel's
+    calendar) instead of failing; None when nothing looks wrong."""
+    import warnings
+
+    import openpyxl
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            for ws in book.worksheets:
+                ws.reset_dimensions()
+                del caught[:]
+                for _ in ws.iter_rows(values_only=True):
+                    if caught:
+                        cell = re.search(r"\bCell ([A-Z]+[0-9]+)\b", str(caught[0].message))
+                        return f"feuille {ws.title}, cellule {cell.group(1) if cell else '?'}"
+        finally:
+            book.close()
+    return None
 
 
 def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
@@ -243,12 +268,7 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
                       message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
                               f"qu'elle ne contient pas de données à importer.")
     for sheet, part in titles.items():
-        try:  # header read as a row like the others: duplicated or blank names are the engine's to judge
-            grid = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None).to_polars()
-        except BaseException as exc:
-            if not is_foreign_panic(exc):
-                raise
-            grid = _openpyxl_grid(path, sheet)
+        grid = _grid(book, path, sheet)
         if grid.height == 0:
             raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
         header = ["" if v is None else str(v).strip() for v in grid.row(0)]
@@ -266,10 +286,46 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
         elif df.height == 0:
             ctx.query(file=layout.name, sheet=sheet, rule="empty_sheet",
                       message=f"Feuille « {sheet} » sans aucune ligne: export à vérifier.")
-        out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
+        out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64),
+                    _text_cells(book, sheet, part, df, found) if layout.date_cells else {}))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        _sheet_xml_queries(ctx, path, {part.file.sheet: (part, header) for part, _, header, _, _ in out})
+        _sheet_xml_queries(ctx, path, {part.file.sheet: (part, header) for part, _, header, *_ in out})
     return out
+
+
+def _text_cells(book, sheet: str, part: decl.Declaration, df: pl.DataFrame, found: dict) -> dict[str, set[int]]:
+    """Column key -> Excel rows of a date column holding a number typed as text (``2014``), which
+    calamine's strings do not tell from a number cell (a serial): asked again, typed, when any."""
+    out = {}
+    for c in part.columns:
+        j = found.get(c.key)
+        if c.kind == "date" and j is not None and df[str(j)].str.contains(_SERIAL.pattern).any():
+            try:
+                _, errors = book.load_sheet(sheet, header_row=None, use_columns=[j], dtypes={j: "datetime"},
+                                            schema_sample_rows=None).to_arrow_with_errors()
+            except BaseException as exc:  # (calamine's panic: openpyxl read the sheet, numbers typed alike)
+                if not is_foreign_panic(exc):
+                    raise
+                continue
+            out[c.key] = {e.position[0] + 1 for e in (errors.errors if errors else ()) if "String" in e.detail}
+    return out
+
+
+def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
+    try:  # header read as a row like the others: duplicated or blank names are the engine's to judge
+        batch, errors = book.load_sheet(sheet, header_row=None, dtypes="string",
+                                        schema_sample_rows=None).to_arrow_with_errors()
+    except BaseException as exc:
+        if not is_foreign_panic(exc):
+            raise
+        return _openpyxl_grid(path, sheet)
+    grid = pl.from_arrow(batch)
+    for e in errors.errors if errors else ():  # an error cell (#N/A) is its text, as Excel shows it
+        code = re.search(r"Error\((\w+)\)", e.detail)
+        if code:
+            name = grid.columns[e.position[1]]
+            grid = grid.with_columns(grid[name].scatter(e.position[0], _EXCEL_ERRORS.get(code[1], f"#{code[1]}")))
+    return grid
 
 
 def _openpyxl_grid(path: Path, sheet: str) -> pl.DataFrame:
@@ -289,12 +345,18 @@ def _openpyxl_grid(path: Path, sheet: str) -> pl.DataFrame:
                         orient="row")
 
 
+_EXCEL_ERRORS = {"NA": "#N/A", "Div0": "#DIV/0!", "Value": "#VALUE!", "Ref": "#REF!", "Name": "#NAME?",
+                 "Num": "#NUM!", "Null": "#NULL!"}
+
+
 def _calamine_text(value) -> str | None:
+    from openpyxl.utils.escape import unescape  # (_x000D_: a carriage return, as calamine reads it)
+
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return None if value is None else str(value)
+    return None if value is None else unescape(str(value))
 
 
 _MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+)([0-9]+))?"')
@@ -390,6 +452,7 @@ class Columns:
         self.layout = declaration.file
         self.n = raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
+        self.text_cells: dict[str, set[int]] = {}  # column key -> rows of a number typed as text
         # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
         # (date_cells: only date cells, a date typed as text goes through Cells and gets its warning)
         self.date_formats = () if self.layout.date_cells else self.layout.date_formats
@@ -429,8 +492,8 @@ class Columns:
                     for f in self.date_formats]
             day = days[0] if len(days) == 1 else pl.coalesce(days)
             return pl.when(day.dt.year().is_between(1900, 2100)).then(day)
-        text = col.str.strip_chars()
-        return pl.when((text.str.len_chars() <= MAX_TEXT) & ~text.is_in(missing)).then(text)
+        text = col.str.strip_chars()  # ("?", "inconnu": Cells says missing, without a query)
+        return pl.when((text.str.len_chars() <= MAX_TEXT) & ~text.str.to_lowercase().is_in([*missing, *MISSING])).then(text)
 
     def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
         """Each column's :class:`Parsed`, by column key."""
@@ -483,7 +546,7 @@ class Columns:
             elif c.kind == "number":
                 value = self._number(c, cells, column, raw, i)
             elif c.kind == "date":
-                value, day_precision = self._date(cells, column, raw, identifier)
+                value, day_precision = self._date(cells, column, raw, identifier, c.key)
             else:
                 value = cells.text(column, raw)
                 if value is None:
@@ -497,9 +560,10 @@ class Columns:
             precision = precision.scatter(idx, pl.Series(precisions, dtype=pl.String))
         return values, present, precision
 
-    def _date(self, cells: Cells, column: str, raw: str, identifier: bool) -> tuple:
+    def _date(self, cells: Cells, column: str, raw: str, identifier: bool, key: str) -> tuple:
         shown = (lambda v: IDENTIFIER_MASK) if identifier else str
-        serial = float(raw) if self.layout.date_cells and _SERIAL.match(raw) else 0
+        number = self.layout.date_cells and _SERIAL.match(raw) and cells.row not in self.text_cells.get(key, ())
+        serial = float(raw) if number else 0
         if 1 <= serial < 2958466:  # an Excel date that lost its date format: the serial number of the day
             day = (_EXCEL_EPOCH + dt.timedelta(days=int(serial) + (serial < 60))).date()
             if 1900 <= day.year <= 2100:
@@ -541,10 +605,11 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     if declaration.file.spreadsheet:
         parts = _read_sheets(ctx, path, declaration)
     else:
-        parts = [(declaration, *_read_text(ctx, path, declaration))]
+        parts = [(declaration, *_read_text(ctx, path, declaration), {})]
     frames, source_rows, known = {}, {}, None
-    for part, df, header, found, fields in parts:
+    for part, df, header, found, fields, text_cells in parts:
         cols, df, keys = _columns(ctx, part, df, header, found, fields)
+        cols.text_cells = text_cells
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
         if part.table is None:

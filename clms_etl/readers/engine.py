@@ -383,7 +383,7 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
             data = z.read(target[1:] if target.startswith("/") else f"xl/{target}")
             part, header = sheets[title]
             table = part.table or "patient"
-            for m in _MERGE.finditer(data, max(data.find(b"mergeCell "), 0)):
+            for m in _MERGE.finditer(data, max(data.find(b"mergeCell ") - 16, 0)):
                 a, r1, b, r2 = (g.decode() if g else g for g in m.groups())
                 cells = f"{a}{r1}:{b or a}{r2 or r1}"
                 ctx.query(file=name, sheet=title, row=int(r1), field=cells, rule="merged_cells",
@@ -608,7 +608,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         parts = [(declaration, *_read_text(ctx, path, declaration), {})]
     frames, source_rows, known = {}, {}, None
     for part, df, header, found, fields, text_cells in parts:
-        cols, df, keys = _columns(ctx, part, df, header, found, fields)
+        cols, df, keys, fields = _columns(ctx, part, df, header, found, fields)
         cols.text_cells = text_cells
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
@@ -629,7 +629,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
 
 
 def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header: list[str], found: dict,
-             fields: pl.Series) -> tuple[Columns, pl.DataFrame, pl.Series]:
+             fields: pl.Series) -> tuple[Columns, pl.DataFrame, pl.Series, pl.Series]:
     """The raw cells of one file or sheet: blank records skipped, identifiers registered, patient
     keys pseudonymised."""
     layout = part.file
@@ -650,7 +650,7 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     pseudonyms = pseudonymise_many(ctx, keys.drop_nulls().unique().to_list())
     table = pl.DataFrame({"k": list(pseudonyms), "p": list(pseudonyms.values())}, schema={"k": pl.String, "p": pl.String})
     pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
-    return Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids), df, keys
+    return Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids), df, keys, fields
 
 
 def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
@@ -761,10 +761,8 @@ KIND_ONLY = {"event": [("metastasis_site", "metastasis", "metastasis_site_withou
                         "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
                        ("death_cause", "death", "death_cause_without_death",
                         "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")]}
-# The patient's first row in date order must be of this kind.
-FIRST_KIND = {"surgery": ("primary_excision", "first_surgery_not_primary",
-                          "La première intervention du patient n'est pas l'exérèse initiale: "
-                          "exérèse initiale manquante ou date erronée?")}
+# A patient's first operation in date order is the primary excision.
+FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 REQUIRED_KIND = {"event": "Type d'évènement absent."}
 
 
@@ -798,9 +796,10 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
     order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
     numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
     columns[f"{table}_no"] = numbers
-    if table in FIRST_KIND and kind_col:
-        first, rule, message = FIRST_KIND[table]
-        flag((numbers == 1) & kinds.is_not_null() & (kinds != first) & keys.is_not_null(), kind_col, rule, message)
+    if table == "surgery" and kind_col:
+        flag((numbers == 1) & kinds.is_not_null() & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind_col,
+             FIRST_SURGERY_RULE, "La première intervention du patient n'est pas l'exérèse initiale: "
+                                 "exérèse initiale manquante ou date erronée?")
     if table == "event" and kind_col:
         dead = c.pids.filter(kinds == "death").drop_nulls().implode()
         flag((kinds == "last_news") & c.pids.is_in(dead), kind_col, "last_news_of_dead_patient",

@@ -8,7 +8,6 @@ tidied (stray spaces, odd case) it records a warning so the centre can fix its c
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import unicodedata
@@ -80,19 +79,12 @@ class Cells:
         """A number; ``factor`` converts units (mm -> cm: 0.1)."""
         if is_missing(raw):
             return None
-        if isinstance(raw, bool):
-            raw = str(raw)
-        if isinstance(raw, (int, float)):
-            value = float(raw)
-        else:
-            text = _text(raw).strip().replace("\u00a0", "").replace(" ", "")
-            if decimal_comma:
-                text = text.replace(",", ".")
-            try:
-                value = float(text)
-            except ValueError:
-                self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
-                return None
+        text = _text(raw).strip().replace("\u00a0", "").replace(" ", "")
+        try:
+            value = float(text.replace(",", ".") if decimal_comma else text)
+        except ValueError:
+            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
+            return None
         if value != value or value in (float("inf"), float("-inf")):
             self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
             return None
@@ -116,13 +108,9 @@ class Cells:
         return text
 
     def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
-        """A date (Excel date, ``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
+        """A date (``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
         if is_missing(raw):
             return None
-        if isinstance(raw, dt.datetime):
-            return ParsedDate(raw.date(), "day")
-        if isinstance(raw, dt.date):
-            return ParsedDate(raw, "day")
         try:
             parsed = parse_french_date(_text(raw))
         except ValueError:
@@ -169,16 +157,9 @@ def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
     return out
 
 
-def age_at(birth: dt.date, day: dt.date) -> int:
-    """Completed years on ``day`` (the age a clinician writes); same rule as the generator's."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def _text(raw) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
-    if isinstance(raw, (dt.date, dt.datetime)):
-        return raw.isoformat()
-    return str(raw)
+    return str(raw)  # (a date: ISO)

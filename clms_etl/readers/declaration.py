@@ -176,9 +176,9 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
                     table=sheet.get("table"))
         for sheet in data.get("sheets", ())
     )
-    for sheet in sheets:
-        if sheet.table not in (None, "surgery", "event"):
-            raise ValueError(f"{where}: sheet {sheet.file.sheet}: table {sheet.table!r} is not filled row by row")
+    for i, sheet in enumerate(sheets):  # the records first, then surgery or event rows; each linked by its key
+        if sheet.table not in ((None,) if i == 0 else ("surgery", "event")) or not sheet.column("patient.local_id"):
+            raise ValueError(f"{where}: sheet {sheet.file.sheet}: table {sheet.table!r} or no patient.local_id column")
     columns = tuple(c for s in sheets for c in s.columns) or _columns(where, data["columns"], codes)
     if not any(c.field == "patient.local_id" for c in columns):
         raise ValueError(f"{where}: no column is the patient key (field = \"patient.local_id\")")

@@ -2,9 +2,9 @@
 
 A delivery goes through the same steps whatever the centre:
 
-1. the file to a frame of raw strings — text (encoding checked, quoting and line ends told
-   apart from typed quotes) by polars' CSV reader, a spreadsheet (``.xlsx``, ``.ods``) by
-   calamine (fastexcel);
+1. the file to a frame of raw strings — text (encoding checked, quoting and line ends told apart
+   from typed quotes) by polars' CSV reader, each declared sheet of a workbook by calamine
+   (openpyxl when it panics; merged cells, formulas without value from the XML);
 2. the header matched to the declared columns (aliases, case and accents ignored); the
    structural checks the declaration implies (required columns, missing or duplicate patient
    key, wrong field count), here in the library;
@@ -12,9 +12,9 @@ A delivery goes through the same steps whatever the centre:
    read (odd spacing, partial dates, unknown codes...) go one by one through
    :class:`~clms_etl.readers.cells.Cells`, which decides their value and raises the query —
    the same result as a per-cell parse, at a fraction of the cost on a clean file;
-4. the canonical rows: one per record for ``patient``, ``tumour``, ``surgery``; events written
-   as columns become event rows (:mod:`clms_etl.readers.event_columns`, the hook for what is not
-   tabular).
+4. the canonical rows: one per record for ``patient``, ``tumour``, ``surgery``, one per source row
+   of a sheet declared for ``surgery`` or ``event``; events written as columns become event rows
+   (:mod:`clms_etl.readers.event_columns`, the hook for what is not tabular).
 
 Choices the contracts leave open, the same for every centre:
 
@@ -26,8 +26,8 @@ Choices the contracts leave open, the same for every centre:
 * A text file declared with a line end that does not end with one was cut: :class:`ImportFailure`.
   A short or long record is a ``wrong_field_count`` error; its cells are read, shifted, and the
   identifier screen (``clms_etl/identifiers.py``) quarantines them whole, masked.
-* A blank record is skipped with an ``empty_row`` warning; a double quote that is not CSV
-  quoting is read as a character of its cell (``quote_in_cell`` warning).
+* A blank record is skipped (``empty_row``); a double quote that is not CSV quoting is read as a
+  character of its cell (``quote_in_cell``); a sheet the declaration does not name, ``unknown_sheet``.
 * The declared missing-value tokens are missing; ``?``, ``-`` or ``inconnu`` in a coded, number
   or date column are reported (``unknown_code``...).
 """
@@ -79,9 +79,8 @@ class DeclaredReader:
 
 
 def locate_bad_cell(path: Path) -> str | None:
-    """Where a workbook that crashed a reader holds a cell no reader can decode, read cell by cell
-    by openpyxl, which names such a cell in a warning (a date-formatted number outside Excel's
-    calendar) instead of failing; None when nothing looks wrong."""
+    """Where a workbook that crashed a reader holds a cell no library decodes (a date-formatted
+    number outside Excel's calendar): openpyxl names it in a warning instead of failing."""
     import warnings
 
     import openpyxl
@@ -89,16 +88,13 @@ def locate_bad_cell(path: Path) -> str | None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        try:
-            for ws in book.worksheets:
-                ws.reset_dimensions()
-                del caught[:]
-                for _ in ws.iter_rows(values_only=True):
-                    if caught:
-                        cell = re.search(r"\bCell ([A-Z]+[0-9]+)\b", str(caught[0].message))
-                        return f"feuille {ws.title}, cellule {cell.group(1) if cell else '?'}"
-        finally:
-            book.close()
+        for ws in book.worksheets:
+            ws.reset_dimensions()
+            for _ in ws.iter_rows(values_only=True):
+                if cell := next((re.search(r"\bCell ([A-Z]+[0-9]+)", str(w.message)) for w in caught), None):
+                    book.close()
+                    return f"feuille {ws.title}, cellule {cell[1]}"
+        book.close()
     return None
 
 
@@ -244,165 +240,119 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
 
 
 def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> list[tuple]:
-    """[(sheet's declaration, raw string frame, header, column key -> index, fields: unknown)] of each
-    declared sheet of a workbook (found by normalised name or alias), read by calamine; a cell
-    calamine cannot convert (it panics on a date-formatted -1e12) makes openpyxl read the sheet."""
+    """[(sheet's declaration, raw string frame, header, column key -> index, fields: unknown)] of
+    each declared sheet of a workbook, found by normalised name or alias."""
     import fastexcel
 
-    layout = declaration.file
-    book = fastexcel.read_excel(path)
-    titles, out = {}, []
+    name, book, titles, out = declaration.file.name, fastexcel.read_excel(path), {}, []
     for part in declaration.sheets or (declaration,):
         wanted = {normalise_name(n) for n in (part.file.sheet, *part.aliases) if n}
         hits = [t for t in book.sheet_names if normalise_name(t) in wanted] if wanted else book.sheet_names[:1]
         if len(hits) != 1:
-            what = "absente" if not hits else f"en plusieurs exemplaires ({', '.join(hits)})"
-            raise ImportFailure(f"{layout.name}: feuille « {part.file.sheet} » {what} (feuilles: "
-                                f"{', '.join(book.sheet_names) or 'aucune'}); import de ce centre arrêté.",
-                                layout.name, part.file.sheet)
+            raise ImportFailure(f"{name}: feuille « {part.file.sheet} » {'en double' if hits else 'absente'} (feuilles: "
+                                f"{', '.join(book.sheet_names) or 'aucune'}); import de ce centre arrêté.", name,
+                                part.file.sheet)
         titles[hits[0]] = replace(part, file=replace(part.file, sheet=hits[0])) if part.file.sheet else part
-    for other in book.sheet_names:
-        if other not in titles:  # data typed there would otherwise be ignored without anyone knowing
-            hidden = "masquée " if book.load_sheet(other, n_rows=0).visible != "visible" else ""
-            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet",
-                      message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
-                              f"qu'elle ne contient pas de données à importer.")
+    for other in (t for t in book.sheet_names if t not in titles):  # data typed there would be ignored unseen
+        hidden = "masquée " if book.load_sheet(other, n_rows=0).visible != "visible" else ""
+        ctx.query(file=name, sheet=other, value=other, rule="unknown_sheet",
+                  message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
+                          f"qu'elle ne contient pas de données à importer.")
     for sheet, part in titles.items():
         grid = _grid(book, path, sheet)
         if grid.height == 0:
-            raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
+            raise ImportFailure(f"{name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", name)
         header = ["" if v is None else str(v).strip() for v in grid.row(0)]
-        found = match_columns(ctx, header, _specs(part), layout.name, sheet)
+        found = match_columns(ctx, header, _specs(part), name, sheet)
         df = grid.slice(1).rename(dict(zip(grid.columns, [f"{i}" for i in range(grid.width)])))
-        nulls = [m for m in layout.missing if m]
-        df = df.with_columns(pl.when(pl.all().str.strip_chars().is_in(["", *nulls])).then(None)
+        df = df.with_columns(pl.when(pl.all().str.strip_chars().is_in(["", *part.file.missing])).then(None)
                              .otherwise(pl.all()).name.keep())
-        filled = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
-        for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
-            ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
-                      message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+        for j, filled in enumerate(df.select(pl.all().is_not_null().any()).row(0) if df.height else ()):
+            if filled and not header[j]:
+                ctx.query(file=name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
+                          message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
         if part.table is None:
-            _not_empty(df, layout.name)
-        elif df.height == 0:
-            ctx.query(file=layout.name, sheet=sheet, rule="empty_sheet",
-                      message=f"Feuille « {sheet} » sans aucune ligne: export à vérifier.")
-        out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64),
-                    _text_cells(book, sheet, part, df, found) if layout.date_cells else {}))
+            _not_empty(df, name)
+        elif df.height == 0:  # (a sheet of operations or events may be empty: said, not fatal)
+            ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » sans aucune ligne: "
+                                                                          f"export à vérifier.")
+        out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         _sheet_xml_queries(ctx, path, {part.file.sheet: (part, header) for part, _, header, *_ in out})
     return out
-
-
-def _text_cells(book, sheet: str, part: decl.Declaration, df: pl.DataFrame, found: dict) -> dict[str, set[int]]:
-    """Column key -> Excel rows of a date column holding a number typed as text (``2014``), which
-    calamine's strings do not tell from a number cell (a serial): asked again, typed, when any."""
-    out = {}
-    for c in part.columns:
-        j = found.get(c.key)
-        if c.kind == "date" and j is not None and df[str(j)].str.contains(_SERIAL.pattern).any():
-            try:
-                _, errors = book.load_sheet(sheet, header_row=None, use_columns=[j], dtypes={j: "datetime"},
-                                            schema_sample_rows=None).to_arrow_with_errors()
-            except BaseException as exc:  # (calamine's panic: openpyxl read the sheet, numbers typed alike)
-                if not is_foreign_panic(exc):
-                    raise
-                continue
-            out[c.key] = {e.position[0] + 1 for e in (errors.errors if errors else ()) if "String" in e.detail}
-    return out
-
-
-def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
-    try:  # header read as a row like the others: duplicated or blank names are the engine's to judge
-        batch, errors = book.load_sheet(sheet, header_row=None, dtypes="string",
-                                        schema_sample_rows=None).to_arrow_with_errors()
-    except BaseException as exc:
-        if not is_foreign_panic(exc):
-            raise
-        return _openpyxl_grid(path, sheet)
-    grid = pl.from_arrow(batch)
-    for e in errors.errors if errors else ():  # an error cell (#N/A) is its text, as Excel shows it
-        code = re.search(r"Error\((\w+)\)", e.detail)
-        if code:
-            name = grid.columns[e.position[1]]
-            grid = grid.with_columns(grid[name].scatter(e.position[0], _EXCEL_ERRORS.get(code[1], f"#{code[1]}")))
-    return grid
-
-
-def _openpyxl_grid(path: Path, sheet: str) -> pl.DataFrame:
-    """A sheet's cells as calamine's strings would be, read by openpyxl (which leaves a number it
-    cannot convert to a date a number: the date column's parser reports it)."""
-    import openpyxl
-
-    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    try:
-        ws = book[sheet]
-        ws.reset_dimensions()  # a wrong <dimension> would cut rows off
-        rows = [[_calamine_text(v) for v in r] for r in ws.iter_rows(values_only=True)]
-    finally:
-        book.close()
-    width = max(map(len, rows), default=0)
-    return pl.DataFrame([r + [None] * (width - len(r)) for r in rows], schema=[str(j) for j in range(width)],
-                        orient="row")
 
 
 _EXCEL_ERRORS = {"NA": "#N/A", "Div0": "#DIV/0!", "Value": "#VALUE!", "Ref": "#REF!", "Name": "#NAME?",
                  "Num": "#NUM!", "Null": "#NULL!"}
 
 
-def _calamine_text(value) -> str | None:
+def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
+    """A sheet's cells as strings, the header a row like the others (the engine judges its names);
+    an error cell (#N/A) is its text as Excel shows it; openpyxl reads what calamine panics on."""
+    try:
+        batch, errors = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None
+                                        ).to_arrow_with_errors()
+    except BaseException as exc:
+        if not is_foreign_panic(exc):
+            raise
+        return _openpyxl_grid(path, sheet)
+    grid = pl.from_arrow(batch)
+    for e in errors.errors if errors else ():
+        if code := re.search(r"Error\((\w+)\)", e.detail):
+            column = grid.columns[e.position[1]]
+            grid = grid.with_columns(grid[column].scatter(e.position[0], _EXCEL_ERRORS.get(code[1], f"#{code[1]}")))
+    return grid
+
+
+def _openpyxl_grid(path: Path, sheet: str) -> pl.DataFrame:
+    """A sheet's cells as calamine's strings, by openpyxl (a number it cannot make a date stays a number)."""
+    import openpyxl
     from openpyxl.utils.escape import unescape  # (_x000D_: a carriage return, as calamine reads it)
 
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return None if value is None else unescape(str(value))
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    book[sheet].reset_dimensions()  # a wrong <dimension> would cut rows off
+    rows = [[None if v is None else str(v).lower() if isinstance(v, bool) else str(int(v)) if isinstance(v, float)
+             and v.is_integer() else unescape(str(v)) for v in r] for r in book[sheet].iter_rows(values_only=True)]
+    book.close()
+    width = max(map(len, rows), default=0)
+    return pl.DataFrame([r + [None] * (width - len(r)) for r in rows], schema=[str(j) for j in range(width)], orient="row")
 
 
-_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+)([0-9]+))?"')
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+[0-9]+))?"')
 _FORMULA_CELL = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]+)([0-9]+)"[^>]*>(?:(?!</?(?:\w+:)?c[\s>]).)*'
                            rb'<(?:\w+:)?f[\s>/](?:(?!</?(?:\w+:)?c[\s>]).)*</(?:\w+:)?c>', re.S)
-_VALUE = re.compile(rb"<(?:\w+:)?v>[^<]")
 
 
 def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -> None:
     """What calamine does not say of a sheet read, from its XML: a merged range (only its first
-    cell holds the value: warning) and a formula saved without its computed value (an error on
-    its row: never a silent blank)."""
+    cell holds the value: warning), a formula saved without its value (an error on its row)."""
     import xml.etree.ElementTree as ET
     import zipfile
 
-    name = path.name
     with zipfile.ZipFile(path) as z:
         rels = {r.get("Id"): r.get("Target", "") for r in ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))}
         for el in ET.fromstring(z.read("xl/workbook.xml")).iter():
-            title = el.get("name")
-            if not el.tag.endswith("}sheet") or title not in sheets:
+            if not el.tag.endswith("}sheet") or (title := el.get("name")) not in sheets:
                 continue
             target = next((rels.get(v, "") for k, v in el.attrib.items() if k.endswith("}id")), "")
-            data = z.read(target[1:] if target.startswith("/") else f"xl/{target}")
-            part, header = sheets[title]
-            table = part.table or "patient"
+            data, (part, header) = z.read(target[1:] if target[:1] == "/" else f"xl/{target}"), sheets[title]
+            where = dict(file=path.name, sheet=title)
             for m in _MERGE.finditer(data, max(data.find(b"mergeCell ") - 16, 0)):
-                a, r1, b, r2 = (g.decode() if g else g for g in m.groups())
-                cells = f"{a}{r1}:{b or a}{r2 or r1}"
-                ctx.query(file=name, sheet=title, row=int(r1), field=cells, rule="merged_cells",
-                          message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de {a}{r1} est "
-                                  f"lue, les autres cellules de la plage sont vides pour l'import. Défusionner et "
-                                  f"saisir chaque valeur.")
-            for m in (_FORMULA_CELL.finditer(data) if b"<f" in data or b":f>" in data else ()):
-                if _VALUE.search(m.group(0)):
-                    continue
-                letters, row = m.group(1).decode(), int(m.group(2))
-                j = sum((ord(ch) - 64) * 26**k for k, ch in enumerate(reversed(letters))) - 1
-                field = header[j] if j < len(header) and header[j] else f"colonne {j + 1}"
-                data_row = row > 1
-                ctx.query(file=name, sheet=title, row=row, table=table if data_row else None,
-                          row_id=part.file.row_id.format(table=table, file=name, sheet=title, row=row) if data_row else None,
-                          field=field, rule="formula_without_value" if data_row else "formula_in_header",
-                          message=f"Cellule {letters}{row} ({field}) : formule sans valeur calculée (classeur "
-                                  f"enregistré sans recalcul) ; valeur illisible, ouvrir et réenregistrer dans Excel "
-                                  f"ou saisir la valeur.")
+                first = f"{m[1].decode()}{m[2].decode()}"
+                cells = f"{first}:{(m[3] or first.encode()).decode()}"
+                ctx.query(**where, row=int(m[2]), field=cells, rule="merged_cells",
+                          message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de {first} est "
+                                  f"lue, les autres sont vides pour l'import. Défusionner et saisir chaque valeur.")
+            for m in _FORMULA_CELL.finditer(data) if b"<f" in data or b":f>" in data else ():
+                if re.search(rb"<(?:\w+:)?v>[^<]", m[0]):
+                    continue  # (its value was saved: calamine read it)
+                row, j = int(m[2]), sum((ord(ch) - 64) * 26**k for k, ch in enumerate(reversed(m[1].decode()))) - 1
+                field, table = header[j] if j < len(header) and header[j] else f"colonne {j + 1}", part.table or "patient"
+                ctx.query(**where, row=row, table=table if row > 1 else None, field=field,
+                          row_id=part.file.row_id.format(table=table, file=path.name, sheet=title, row=row) if row > 1 else None,
+                          rule="formula_without_value" if row > 1 else "formula_in_header",
+                          message=f"Cellule {m[1].decode()}{row} ({field}) : formule sans valeur calculée (classeur "
+                                  f"enregistré sans recalcul) ; ouvrir et réenregistrer dans Excel ou saisir la valeur.")
 
 
 def _not_empty(df: pl.DataFrame, name: str) -> None:
@@ -423,7 +373,7 @@ class Parsed:
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
-_SERIAL = re.compile(r"^-?\d+(\.\d+)?$")
+_SERIAL, _YEAR = re.compile(r"^-?\d+(\.\d+)?$"), re.compile(r"^(19\d\d|20\d\d|2100)$")
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # "?", "-", "inconnu": Cells reads them as missing (hand-typed charts), but a declared export's
 # missing values are its own tokens: in a coded, number or date column they are reported.
@@ -452,7 +402,6 @@ class Columns:
         self.layout = declaration.file
         self.n = raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
-        self.text_cells: dict[str, set[int]] = {}  # column key -> rows of a number typed as text
         # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
         # (date_cells: only date cells, a date typed as text goes through Cells and gets its warning)
         self.date_formats = () if self.layout.date_cells else self.layout.date_formats
@@ -546,7 +495,7 @@ class Columns:
             elif c.kind == "number":
                 value = self._number(c, cells, column, raw, i)
             elif c.kind == "date":
-                value, day_precision = self._date(cells, column, raw, identifier, c.key)
+                value, day_precision = self._date(cells, column, raw, identifier)
             else:
                 value = cells.text(column, raw)
                 if value is None:
@@ -560,23 +509,21 @@ class Columns:
             precision = precision.scatter(idx, pl.Series(precisions, dtype=pl.String))
         return values, present, precision
 
-    def _date(self, cells: Cells, column: str, raw: str, identifier: bool, key: str) -> tuple:
+    def _date(self, cells: Cells, column: str, raw: str, identifier: bool) -> tuple:
+        """(date_cells) A bare number is a date cell that lost its format (the serial of the day),
+        unless a year (1900-2100): a date typed as text, like ``12/03/2014``, read with a warning."""
         shown = (lambda v: IDENTIFIER_MASK) if identifier else str
-        number = self.layout.date_cells and _SERIAL.match(raw) and cells.row not in self.text_cells.get(key, ())
-        serial = float(raw) if number else 0
-        if 1 <= serial < 2958466:  # an Excel date that lost its date format: the serial number of the day
-            day = (_EXCEL_EPOCH + dt.timedelta(days=int(serial) + (serial < 60))).date()
-            if 1900 <= day.year <= 2100:
-                cells.error(column, raw, "date_as_number", f"Date saisie comme nombre ({shown(raw)}): lue comme "
-                            f"{shown(f'{day:%d/%m/%Y}')} ({column}); remettre le format date.", identifier=identifier)
-                return day, "day"
+        serial = float(raw) if self.layout.date_cells and _SERIAL.match(raw) and not _YEAR.match(raw) else 0
+        day = (_EXCEL_EPOCH + dt.timedelta(days=int(serial) + (serial < 60))).date() if 1 <= serial < 2958466 else None
+        if day and 1900 <= day.year <= 2100:
+            cells.error(column, raw, "date_as_number", f"Date saisie comme nombre ({shown(raw)}): lue comme "
+                        f"{shown(f'{day:%d/%m/%Y}')} ({column}); remettre le format date.", identifier=identifier)
+            return day, "day"
         parsed = cells.date(column, raw, identifier=identifier)
-        if parsed is None:
-            return None, None
-        if self.layout.date_cells and not parsed.imputed:
+        if parsed and self.layout.date_cells and not parsed.imputed:
             cells.error(column, raw, "date_typed_as_text", f"Date saisie comme texte « {shown(raw)} » ({column}): "
                         f"lue, mais à saisir comme date Excel.", identifier=identifier)
-        return parsed.value, parsed.precision
+        return (parsed.value, parsed.precision) if parsed else (None, None)
 
     def _tokens(self) -> str:
         return ", ".join(t for t in self.layout.missing if t)
@@ -605,11 +552,10 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     if declaration.file.spreadsheet:
         parts = _read_sheets(ctx, path, declaration)
     else:
-        parts = [(declaration, *_read_text(ctx, path, declaration), {})]
+        parts = [(declaration, *_read_text(ctx, path, declaration))]
     frames, source_rows, known = {}, {}, None
-    for part, df, header, found, fields, text_cells in parts:
+    for part, df, header, found, fields in parts:
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields)
-        cols.text_cells = text_cells
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
         if part.table is None:
@@ -620,10 +566,10 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
             frames[part.table] = _row_frame(cols, keys, known)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
-        vital = frames["event"].filter(pl.col("event_kind").is_not_null() & pl.col("patient_id").is_not_null()).group_by(
-            "patient_id").agg(pl.when((pl.col("event_kind") == "death").any()).then(pl.lit("dead")).otherwise(pl.lit("alive")).alias("v"))
-        frames["patient"] = frames["patient"].join(vital, on="patient_id", how="left", maintain_order="left").with_columns(
-            vital_status=pl.col("v")).drop("v")
+        kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
+        patient = frames["patient"].join(kinds, on="patient_id", how="left", maintain_order="left")
+        frames["patient"] = model.conform("patient", patient.with_columns(vital_status=pl.when(
+            pl.col("k").list.contains("death")).then(pl.lit("dead")).when(pl.col("k").is_not_null()).then(pl.lit("alive"))))
     return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
                       files=[path], source_rows=source_rows)
 
@@ -755,15 +701,13 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     return frames
 
 
-# What a row of a table filled row by row says of itself: (column, value it needs, rule, message).
-# A cell of one kind of row only, on another kind: an error, the value ignored.
-KIND_ONLY = {"event": [("metastasis_site", "metastasis", "metastasis_site_without_metastasis",
-                        "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
-                       ("death_cause", "death", "death_cause_without_death",
-                        "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")]}
+# A cell of one kind of event only, on another kind: an error, the value ignored.
+KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastasis",
+                                 "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
+             "death_cause": ("death", "death_cause_without_death",
+                             "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")}
 # A patient's first operation in date order is the primary excision.
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
-REQUIRED_KIND = {"event": "Type d'évènement absent."}
 
 
 def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataFrame:
@@ -774,36 +718,32 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
     v, ids = _parse(c)
     columns = _table_columns(c, v, table)
     _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
-    kind_col = c.declaration.column(f"{table}.{table}_kind")
+    kind = c.declaration.column(f"{table}.{table}_kind")
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
 
     def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
         for i in mask.fill_null(False).arg_true().to_list():
             c.cells(i, table).error(c.header[col.key], c.raw[col.key][i] if raw else None, rule, message)
 
-    if table in REQUIRED_KIND and kind_col and kind_col.key in v:
-        flag(~v[kind_col.key].present, kind_col, "required_value_missing", REQUIRED_KIND[table], raw=False)
-    for target, kind, rule, message in KIND_ONLY.get(table, ()):
-        col = c.declaration.column(f"{table}.{target}")
-        if col and col.key in v:
-            wrong = columns[target].is_not_null() & kinds.is_not_null() & (kinds != kind)
+    if table == "event" and kind and kind.key in v:
+        flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
+        flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
+             "last_news_of_dead_patient", "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles "
+                                          "d'un patient décédé sont son décès.")
+    for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
+        if (col := c.declaration.column(f"event.{target}")) and col.key in v:
+            wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
             flag(wrong, col, rule, message)
-            columns[target] = pl.select(pl.when(~wrong.fill_null(False)).then(columns[target])).to_series()
-    date = next((columns[col.target] for col in c.declaration.in_table(table) if col.kind == "date" and col.key in v),
-                pl.repeat(None, c.n, dtype=pl.Date, eager=True))
+            columns[target] = pl.select(pl.when(~wrong).then(columns[target])).to_series()
     rank = kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8) if table == "event" else 0
-    order = pl.DataFrame({"k": keys, "d": date, "r": rank, "i": pl.int_range(0, c.n, eager=True)})
+    order = pl.DataFrame({"k": keys, "d": columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True)),
+                          "r": rank, "i": pl.int_range(0, c.n, eager=True)})
     order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
-    numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
-    columns[f"{table}_no"] = numbers
-    if table == "surgery" and kind_col:
-        flag((numbers == 1) & kinds.is_not_null() & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind_col,
-             FIRST_SURGERY_RULE, "La première intervention du patient n'est pas l'exérèse initiale: "
-                                 "exérèse initiale manquante ou date erronée?")
-    if table == "event" and kind_col:
-        dead = c.pids.filter(kinds == "death").drop_nulls().implode()
-        flag((kinds == "last_news") & c.pids.is_in(dead), kind_col, "last_news_of_dead_patient",
-             "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles d'un patient décédé sont son décès.")
+    columns[f"{table}_no"] = numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
+    if table == "surgery" and kind:
+        flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
+             "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
+             "date erronée?")
     return _frame(c, ids, table, columns)
 
 
@@ -836,7 +776,7 @@ def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     def month_day(name: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
         return pl.col(name).dt.month().cast(pl.Int32) * 100 + pl.col(name).dt.day().cast(pl.Int32)
 
-    # the same rule as cells.age_at, column-wise
+    # the same rule as synth.identities.age_at, column-wise
     age = frame.select(
         (pl.col("d").dt.year().cast(pl.Int32) - pl.col("b").dt.year().cast(pl.Int32)
          - (month_day("d") < month_day("b")).cast(pl.Int32)).alias("age")

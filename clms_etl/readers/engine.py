@@ -274,8 +274,7 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
         if part.table is None:
             _not_empty(df, name)
         elif df.height == 0:  # (a sheet of operations or events may be empty: said, not fatal)
-            ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » sans aucune ligne: "
-                                                                          f"export à vérifier.")
+            ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » vide: export à vérifier.")
         out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         _sheet_xml_queries(ctx, path, {part.file.sheet: (part, header) for part, _, header, *_ in out})
@@ -337,7 +336,7 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
             target = next((rels.get(v, "") for k, v in el.attrib.items() if k.endswith("}id")), "")
             data, (part, header) = z.read(target[1:] if target[:1] == "/" else f"xl/{target}"), sheets[title]
             where = dict(file=path.name, sheet=title)
-            for m in _MERGE.finditer(data, max(data.find(b"mergeCell ") - 16, 0)):
+            for m in _MERGE.finditer(data, at) if (at := data.find(b"mergeCells")) >= 0 else ():
                 first = f"{m[1].decode()}{m[2].decode()}"
                 cells = f"{first}:{(m[3] or first.encode()).decode()}"
                 ctx.query(**where, row=int(m[2]), field=cells, rule="merged_cells",
@@ -553,9 +552,9 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         parts = _read_sheets(ctx, path, declaration)
     else:
         parts = [(declaration, *_read_text(ctx, path, declaration))]
-    frames, source_rows, known = {}, {}, None
+    frames, source_rows, known, pseudonyms = {}, {}, None, {}
     for part, df, header, found, fields in parts:
-        cols, df, keys, fields = _columns(ctx, part, df, header, found, fields)
+        cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
         if part.table is None:
@@ -575,7 +574,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
 
 
 def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header: list[str], found: dict,
-             fields: pl.Series) -> tuple[Columns, pl.DataFrame, pl.Series, pl.Series]:
+             fields: pl.Series, pseudonyms: dict) -> tuple[Columns, pl.DataFrame, pl.Series, pl.Series]:
     """The raw cells of one file or sheet: blank records skipped, identifiers registered, patient
     keys pseudonymised."""
     layout = part.file
@@ -593,8 +592,9 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
             ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
-    pseudonyms = pseudonymise_many(ctx, keys.drop_nulls().unique().to_list())
-    table = pl.DataFrame({"k": list(pseudonyms), "p": list(pseudonyms.values())}, schema={"k": pl.String, "p": pl.String})
+    unique = keys.drop_nulls().unique().to_list()  # (a key is hashed once whatever the sheets it is in)
+    pseudonyms.update(pseudonymise_many(ctx, [k for k in unique if k not in pseudonyms]))
+    table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
     pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
     return Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids), df, keys, fields
 

@@ -50,14 +50,14 @@ def polars_floor(fmt: str, folder: Path, drop: Path | None = None) -> int:
     rows = 0
     path = declaration.find(fmt, drop)
     if path is not None:
-        layout = declaration.load(path).file
+        declared = declaration.load(path)
+        layout = declared.file
+        if declared.sheets:  # a workbook of several sheets: every sheet
+            return sum(f.height for f in pl.read_excel(folder / layout.name, sheet_id=0).values())
         if layout.spreadsheet:
             return pl.read_excel(folder / layout.name, sheet_name=layout.sheet).height
         return _csv((folder / layout.name).read_bytes(), layout.encoding, layout.separator).height
-    if fmt == "nice":
-        for frame in pl.read_excel(next(folder.glob("*.xlsx")), sheet_id=0).values():
-            rows += frame.height
-    elif fmt == "lyon":
+    if fmt == "lyon":
         for path in folder.glob("*.csv"):
             rows += _csv(path.read_bytes(), "utf-8", ",").height
     elif fmt == "nimes":

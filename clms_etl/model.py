@@ -25,7 +25,7 @@ CLINICAL_TABLES = {t: contract.TABLES[t].polars_schema for t in contract.CLINICA
 MOLECULAR_TABLES = {t: contract.TABLES[t].polars_schema for t in contract.MOLECULAR_TABLES}
 TABLES = {**CLINICAL_TABLES, **MOLECULAR_TABLES}
 # Named for the modules that import them.
-TUMOUR, MOLECULAR_SAMPLE, CN_SEGMENT = TABLES["tumour"], TABLES["molecular_sample"], TABLES["cn_segment"]
+MOLECULAR_SAMPLE, CN_SEGMENT = TABLES["molecular_sample"], TABLES["cn_segment"]
 
 
 def empty(table: str) -> pl.DataFrame:

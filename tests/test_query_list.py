@@ -17,12 +17,12 @@ from clms_etl.centre_import import read_and_validate
 from clms_etl.query_list import (
     ANSWERED, OPEN, RESOLVED, query_ids, read_answers, track, write_query_workbook,
 )
-from clms_etl.readers import nice
 from clms_etl.readers.base import QUERY_SCHEMA
 from clms_etl.readers.engine import reader
 from tests.warehouse.helpers import TEST_KEY
 
 montpellier = reader("montpellier")  # the engine on clms_etl/data/formats/montpellier.toml
+nice = reader("nice")  # the engine on clms_etl/data/formats/nice.toml
 
 DAY1, DAY2, DAY3 = dt.date(2026, 11, 23), dt.date(2026, 11, 30), dt.date(2026, 12, 7)
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from clms_etl.readers.engine import reader
 from clms_etl.readers.base import IDENTIFIER_MASK, ImportFailure, ReadContext, pseudonym
-from clms_etl.readers.cells import age_at, is_missing
+from clms_etl.readers.cells import is_missing
+from clms_etl.synth.identities import age_at
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.twin import build_twin
 

@@ -13,18 +13,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clms_etl.readers import nice
+from clms_etl.readers import engine
 from clms_etl.readers.base import IDENTIFIER_MASK, ImportFailure, ReadContext, pseudonym
-from clms_etl.readers.cells import age_at, is_missing
-from clms_etl.synth.formats import nice as fmt
+from clms_etl.readers.cells import is_missing
+from clms_etl.synth.formats.declared import declared_format
 from clms_etl.synth.generate import centre_rng, write_centre
+from clms_etl.synth.identities import age_at
 from clms_etl.synth.twin import build_twin
+
+nice = engine.reader("nice")  # the engine on clms_etl/data/formats/nice.toml
+fmt = declared_format("nice")  # its synthetic writer, derived from the same declaration
 
 CENTRE = "nice"
 KEY = b"test-pseudonym-key-nice-0123456!"
 DELIVERY = dt.date(2026, 11, 23)
 FILE = nice.FILE
-PATIENTS, SURGERIES, EVENTS = fmt.PATIENTS, fmt.SURGERIES, fmt.EVENTS
+PATIENTS, SURGERIES, EVENTS = (part.file.sheet for part in nice.declaration.sheets)
 
 
 @pytest.fixture(scope="module")
@@ -207,18 +211,16 @@ def test_no_identifier_reaches_frames_or_queries(tmp_path, sheets, truth):
 # --- the reader itself --------------------------------------------------------------------------
 
 def test_fast_workbook_reader_agrees_with_openpyxl(clean, tmp_path, sheets):
+    import fastexcel
+
     for path in (clean[0] / FILE, save(tmp_path, sheets, {(PATIENTS, 2, "Ki67 (%)"): "=1+1"}) / FILE):
-        fast = nice._Workbook(path)
-        mine = {title: fast.rows(part) for title, part in fast.sheets}
-        fast.close()
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        for ws in book.worksheets:
-            ws.reset_dimensions()
-            theirs = [tuple(r) for r in ws.iter_rows(values_only=True)]
-            width = max(map(len, theirs + mine[ws.title]))
-            pad = [tuple(r) + (None,) * (width - len(r)) for r in mine[ws.title]]
-            assert pad == [r + (None,) * (width - len(r)) for r in theirs], ws.title
-        book.close()
+        book = fastexcel.read_excel(path)
+        mine = {title: engine._grid(book, path, title).rows() for title in book.sheet_names}
+        for title in book.sheet_names:
+            theirs = engine._openpyxl_grid(path, title).rows()
+            width = max(map(len, theirs + mine[title]))
+            pad = [tuple(r) + (None,) * (width - len(r)) for r in mine[title]]
+            assert pad == [r + (None,) * (width - len(r)) for r in theirs], title
 
 
 def test_openpyxl_written_workbook_reads_like_the_project_writer(clean, tmp_path, sheets):
@@ -526,7 +528,7 @@ def test_arbitrary_content_in_a_cell_only_ever_yields_queries(tmp_path_factory, 
 
 def _exact(monkeypatch, folder: Path):
     with monkeypatch.context() as m:
-        m.setattr(nice, "_fast_books", lambda path: None)
+        m.setattr(engine, "_grid", lambda book, path, sheet: engine._openpyxl_grid(path, sheet))
         return read(folder)
 
 
@@ -534,7 +536,7 @@ def test_fast_path_reads_an_ordinary_workbook_without_the_exact_reader(clean, mo
     def refuse(path):
         raise AssertionError("exact reader used")
 
-    monkeypatch.setattr(nice, "_load_workbook", refuse)
+    monkeypatch.setattr(engine, "_openpyxl_grid", refuse)
     result = read(clean[0])
     for name in result.frames:
         assert result.frames[name].equals(clean[1].frames[name]), name

@@ -8,7 +8,6 @@ tidied (stray spaces, odd case) it records a warning so the centre can fix its c
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 import unicodedata
@@ -82,19 +81,12 @@ class Cells:
         """A number; ``factor`` converts units (mm -> cm: 0.1)."""
         if is_missing(raw):
             return None
-        if isinstance(raw, bool):
-            raw = str(raw)
-        if isinstance(raw, (int, float)):
-            value = float(raw)
-        else:
-            text = _text(raw).strip().replace("\u00a0", "").replace(" ", "")
-            if decimal_comma:
-                text = text.replace(",", ".")
-            try:
-                value = float(text)
-            except ValueError:
-                self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
-                return None
+        text = _text(raw).strip().replace("\u00a0", "").replace(" ", "")
+        try:
+            value = float(text.replace(",", ".") if decimal_comma else text)
+        except ValueError:
+            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
+            return None
         if value != value or value in (float("inf"), float("-inf")):
             self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
             return None
@@ -118,13 +110,9 @@ class Cells:
         return text
 
     def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
-        """A date (Excel date, ``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
+        """A date (``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
         if is_missing(raw):
             return None
-        if isinstance(raw, dt.datetime):
-            return ParsedDate(raw.date(), "day")
-        if isinstance(raw, dt.date):
-            return ParsedDate(raw, "day")
         try:
             parsed = parse_french_date(_text(raw))
         except ValueError:
@@ -154,16 +142,6 @@ def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
     return dict(zip(local_ids, _pseudonyms(ctx, local_ids)))
 
 
-def pseudonym_series(ctx: ReadContext, local_ids: pl.Series) -> pl.Series:
-    """``ctx.pseudonymise`` of each id of ``local_ids`` (null stays null), named ``patient_id``:
-    :func:`pseudonymise_many` of the distinct ids, put back in place by a join rather than
-    through a Python dict of every id."""
-    distinct = local_ids.drop_nulls().unique()
-    lookup = pl.DataFrame({"k": distinct, "p": pl.Series(_pseudonyms(ctx, distinct.to_list()), dtype=pl.String)})
-    return (local_ids.rename("k").to_frame().join(lookup, on="k", how="left", maintain_order="left")
-            .get_column("p").alias("patient_id"))
-
-
 def _pseudonyms(ctx: ReadContext, local_ids: list[str]) -> list[str]:
     """The pseudonym of each of ``local_ids``, in order (see :func:`pseudonymise_many`)."""
     key = ctx.pseudonym_key
@@ -185,16 +163,9 @@ def _pseudonyms(ctx: ReadContext, local_ids: list[str]) -> list[str]:
     return out
 
 
-def age_at(birth: dt.date, day: dt.date) -> int:
-    """Completed years on ``day`` (the age a clinician writes); same rule as the generator's."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
-
-
 def _text(raw) -> str | None:
     if raw is None:
         return None
     if isinstance(raw, float) and raw.is_integer():
         return str(int(raw))
-    if isinstance(raw, (dt.date, dt.datetime)):
-        return raw.isoformat()
-    return str(raw)
+    return str(raw)  # (a date: ISO)

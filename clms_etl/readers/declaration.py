@@ -15,6 +15,10 @@ constants and when a row exists. Conventions:
   ``event.relapse.treatment``), turned into event rows by :mod:`clms_etl.readers.event_columns`.
 * ``kind``: ``code`` (the default when ``codes`` is given), ``number``, ``date``, ``text``,
   ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``).
+* A workbook of several sheets declares them under ``[[sheets]]`` (name, aliases, columns): the
+  first is the record sheet (one record per patient, as above); a sheet with ``table`` fills that
+  table with one row per source row (``surgery.surgery_kind``, ``event.event_kind``...), linked
+  to its patient by its own ``patient.local_id`` column.
 * A format is looked up in the drop folder's ``formats/`` first, then in the package: a new
   centre needs no Python module.
 """
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -69,7 +73,7 @@ class Column:
         if self.field is None:
             return None
         parts = self.field.split(".")
-        if parts[0] != "event":
+        if parts[0] != "event" or len(parts) == 2:
             return parts[1]
         return {"date": "event_date", "cause": "death_cause", "sites": "metastasis_site",
                 "treatment": "treatment"}[parts[2]]
@@ -77,7 +81,7 @@ class Column:
     @property
     def event(self) -> str | None:
         """The event kind of an event column (``relapse`` for the relapse treatment)."""
-        return self.field.split(".")[1] if self.table == "event" else None
+        return self.field.split(".")[1] if self.table == "event" and self.field.count(".") == 2 else None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class FileLayout:
     missing: tuple[str, ...] = ("",)
     written_missing: tuple[str, ...] = ()  # the tokens the export itself writes (synthetic writer)
     row_id: str = "{table}:{file}:{row}"
+    date_cells: bool = False  # dates are date cells: text or a number in a date column is read with a warning
 
     @property
     def spreadsheet(self) -> bool:
@@ -108,6 +113,9 @@ class Declaration:
     constants: dict[str, dict] = field(default_factory=dict)  # table -> column -> value
     when_any_cell: tuple[str, ...] = ()  # tables whose row exists only when one of its cells is filled
     source: str = ""
+    sheets: tuple[Declaration, ...] = ()  # a workbook's sheets, the record sheet first
+    aliases: tuple[str, ...] = ()  # (a sheet) other names of the sheet
+    table: str | None = None  # (a sheet) the table it fills with one row per source row
 
     def column(self, field_name: str) -> Column | None:
         return next((c for c in self.columns if c.field == field_name), None)
@@ -123,7 +131,7 @@ class Declaration:
         for c in self.columns:
             if c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
                 out.setdefault(c.table, {})[c.target] = c.name
-            elif c.table == "event" and c.target == "event_date":
+            elif c.table == "event" and c.target == "event_date" and c.event:
                 out.setdefault("event", {}).setdefault("event_date", {})[c.event] = c.name
             elif c.table == "event":
                 out.setdefault("event", {})[c.target] = c.name
@@ -157,9 +165,29 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
         f["name"], f.get("sheet"), f.get("encoding", "utf-8"), f.get("separator", ","), f.get("decimal", "."),
         f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
         tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
+        bool(f.get("date_cells", False)),
     )
+    tables = data.get("tables", {})
+    constants = {t: dict(v.get("constants", {})) for t, v in tables.items()}
+    when_any_cell = tuple(t for t, v in tables.items() if v.get("when_any_cell"))
+    sheets = tuple(
+        Declaration(data["name"], replace(layout, sheet=sheet["name"]), _columns(where, sheet["columns"], codes),
+                    constants, when_any_cell, str(path), aliases=tuple(sheet.get("aliases", ())),
+                    table=sheet.get("table"))
+        for sheet in data.get("sheets", ())
+    )
+    for i, sheet in enumerate(sheets):  # the records first, then surgery or event rows; each linked by its key
+        if sheet.table not in ((None,) if i == 0 else ("surgery", "event")) or not sheet.column("patient.local_id"):
+            raise ValueError(f"{where}: sheet {sheet.file.sheet}: table {sheet.table!r} or no patient.local_id column")
+    columns = tuple(c for s in sheets for c in s.columns) or _columns(where, data["columns"], codes)
+    if not any(c.field == "patient.local_id" for c in columns):
+        raise ValueError(f"{where}: no column is the patient key (field = \"patient.local_id\")")
+    return Declaration(data["name"], layout, columns, constants, when_any_cell, str(path), sheets)
+
+
+def _columns(where: str, declared: list[dict], codes: dict) -> tuple[Column, ...]:
     columns = []
-    for c in data["columns"]:
+    for c in declared:
         name = c["name"]
         if "codes" in c and c["codes"] not in codes:
             raise ValueError(f"{where}: column {name}: code list {c['codes']!r} is not declared under [codes]")
@@ -175,14 +203,7 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
                         bool(c.get("upper_case", False)))
         if column.table not in (None, *ROW_TABLES, "event"):
             raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
-        if column.table == "event" and column.event not in (*EVENT_KINDS, "relapse"):
+        if column.field and column.field.count(".") == 2 and column.event not in (*EVENT_KINDS, "relapse"):
             raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
         columns.append(column)
-    if not any(c.field == "patient.local_id" for c in columns):
-        raise ValueError(f"{where}: no column is the patient key (field = \"patient.local_id\")")
-    tables = data.get("tables", {})
-    return Declaration(
-        data["name"], layout, tuple(columns),
-        {t: dict(v.get("constants", {})) for t, v in tables.items()},
-        tuple(t for t, v in tables.items() if v.get("when_any_cell")), str(path),
-    )
+    return tuple(columns)

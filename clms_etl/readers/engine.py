@@ -2,9 +2,9 @@
 
 A delivery goes through the same steps whatever the centre:
 
-1. the file to a frame of raw strings — text (encoding checked, quoting and line ends told
-   apart from typed quotes) by polars' CSV reader, a spreadsheet (``.xlsx``, ``.ods``) by
-   calamine (fastexcel);
+1. the file to a frame of raw strings — text (encoding checked, quoting and line ends told apart
+   from typed quotes) by polars' CSV reader, each declared sheet of a workbook by calamine
+   (openpyxl when it panics; merged cells, formulas without value from the XML);
 2. the header matched to the declared columns (aliases, case and accents ignored); the
    structural checks the declaration implies (required columns, missing or duplicate patient
    key, wrong field count), here in the library;
@@ -12,9 +12,9 @@ A delivery goes through the same steps whatever the centre:
    read (odd spacing, partial dates, unknown codes...) go one by one through
    :class:`~clms_etl.readers.cells.Cells`, which decides their value and raises the query —
    the same result as a per-cell parse, at a fraction of the cost on a clean file;
-4. the canonical rows: one per record for ``patient``, ``tumour``, ``surgery``; events written
-   as columns become event rows (:mod:`clms_etl.readers.event_columns`, the hook for what is not
-   tabular).
+4. the canonical rows: one per record for ``patient``, ``tumour``, ``surgery``, one per source row
+   of a sheet declared for ``surgery`` or ``event``; events written as columns become event rows
+   (:mod:`clms_etl.readers.event_columns`, the hook for what is not tabular).
 
 Choices the contracts leave open, the same for every centre:
 
@@ -26,8 +26,8 @@ Choices the contracts leave open, the same for every centre:
 * A text file declared with a line end that does not end with one was cut: :class:`ImportFailure`.
   A short or long record is a ``wrong_field_count`` error; its cells are read, shifted, and the
   identifier screen (``clms_etl/identifiers.py``) quarantines them whole, masked.
-* A blank record is skipped with an ``empty_row`` warning; a double quote that is not CSV
-  quoting is read as a character of its cell (``quote_in_cell`` warning).
+* A blank record is skipped (``empty_row``); a double quote that is not CSV quoting is read as a
+  character of its cell (``quote_in_cell``); a sheet the declaration does not name, ``unknown_sheet``.
 * The declared missing-value tokens are missing; ``?``, ``-`` or ``inconnu`` in a coded, number
   or date column are reported (``unknown_code``...).
 """
@@ -35,9 +35,10 @@ Choices the contracts leave open, the same for every centre:
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -52,10 +53,12 @@ from clms_etl.readers.base import (
     ReadContext,
     ReadResult,
     field_counts,
+    is_foreign_panic,
     match_columns,
+    normalise_name,
     read_guarded,
 )
-from clms_etl.readers.cells import MAX_TEXT, Cells, fold, is_missing, pseudonym_series
+from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
 INT32_MAX = 2**31 - 1
 FIELDS = "_fields"  # fields counted in each record of a text file
@@ -71,7 +74,28 @@ class DeclaredReader:
         self.SOURCE_COLUMNS = declaration.source_columns
 
     def read(self, ctx: ReadContext) -> ReadResult:
-        return read_guarded(ctx, self.declaration.file.name, lambda c, path: read_file(c, path, self.declaration))
+        return read_guarded(ctx, self.declaration.file.name, lambda c, path: read_file(c, path, self.declaration),
+                            locate_bad_cell if self.declaration.file.spreadsheet else None)
+
+
+def locate_bad_cell(path: Path) -> str | None:
+    """Where a workbook that crashed a reader holds a cell no library decodes (a date-formatted
+    number outside Excel's calendar): openpyxl names it in a warning instead of failing."""
+    import warnings
+
+    import openpyxl
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        for ws in book.worksheets:
+            ws.reset_dimensions()
+            for _ in ws.iter_rows(values_only=True):
+                if cell := next((re.search(r"\bCell ([A-Z]+[0-9]+)", str(w.message)) for w in caught), None):
+                    book.close()
+                    return f"feuille {ws.title}, cellule {cell[1]}"
+        book.close()
+    return None
 
 
 def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
@@ -215,35 +239,119 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
-def _read_sheet(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
-                                                                                      pl.Series]:
-    """(raw string frame, header, column key -> index, fields: unknown) of a workbook sheet, read by calamine."""
+def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> list[tuple]:
+    """[(sheet's declaration, raw string frame, header, column key -> index, fields: unknown)] of
+    each declared sheet of a workbook, found by normalised name or alias."""
     import fastexcel
 
-    layout = declaration.file
-    book = fastexcel.read_excel(path)
-    sheet = layout.sheet or book.sheet_names[0]
-    if sheet not in book.sheet_names:
-        raise ImportFailure(f"{layout.name}: feuille « {sheet} » absente; import de ce centre arrêté.", layout.name)
-    # header read as a row like the others: duplicated or blank names are the engine's to judge
-    grid = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None).to_polars()
-    if grid.height == 0:
-        raise ImportFailure(f"{layout.name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", layout.name)
-    for other in book.sheet_names:
-        if other != sheet:  # data typed there would otherwise be ignored without anyone knowing
-            ctx.query(file=layout.name, sheet=other, value=other, rule="unknown_sheet",
-                      message=f"Feuille « {other} » non prévue par le contrat d'échange : non lue. Vérifier "
-                              f"qu'elle ne contient pas de données à importer.")
-    header = ["" if v is None else str(v).strip() for v in grid.row(0)]
-    found = match_columns(ctx, header, _specs(declaration), layout.name, sheet)
-    df = grid.slice(1).rename(dict(zip(grid.columns, [f"{i}" for i in range(grid.width)])))
-    nulls = [m for m in layout.missing if m]
-    df = df.with_columns(pl.when(pl.all().is_in(nulls) | (pl.all() == "")).then(None).otherwise(pl.all()).name.keep())
-    filled = df.select(pl.all().is_not_null().any()).row(0) if df.height else ()
-    for j in (j for j, any_value in enumerate(filled) if any_value and not header[j]):
-        ctx.query(file=layout.name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header", message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
-    _not_empty(df, layout.name)
-    return df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)
+    name, book, titles, out = declaration.file.name, fastexcel.read_excel(path), {}, []
+    for part in declaration.sheets or (declaration,):
+        wanted = {normalise_name(n) for n in (part.file.sheet, *part.aliases) if n}
+        hits = [t for t in book.sheet_names if normalise_name(t) in wanted] if wanted else book.sheet_names[:1]
+        if len(hits) != 1:
+            raise ImportFailure(f"{name}: feuille « {part.file.sheet} » {'en double' if hits else 'absente'} (feuilles: "
+                                f"{', '.join(book.sheet_names) or 'aucune'}); import de ce centre arrêté.", name,
+                                part.file.sheet)
+        titles[hits[0]] = replace(part, file=replace(part.file, sheet=hits[0])) if part.file.sheet else part
+    for other in (t for t in book.sheet_names if t not in titles):  # data typed there would be ignored unseen
+        hidden = "masquée " if book.load_sheet(other, n_rows=0).visible != "visible" else ""
+        ctx.query(file=name, sheet=other, value=other, rule="unknown_sheet",
+                  message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
+                          f"qu'elle ne contient pas de données à importer.")
+    for sheet, part in titles.items():
+        grid = _grid(book, path, sheet)
+        if grid.height == 0:
+            raise ImportFailure(f"{name} (feuille {sheet}): feuille vide; import de ce centre arrêté.", name)
+        header = ["" if v is None else str(v).strip() for v in grid.row(0)]
+        found = match_columns(ctx, header, _specs(part), name, sheet)
+        df = grid.slice(1).rename(dict(zip(grid.columns, [f"{i}" for i in range(grid.width)])))
+        df = df.with_columns(pl.when(pl.all().str.strip_chars().is_in(["", *part.file.missing])).then(None)
+                             .otherwise(pl.all()).name.keep())
+        for j, filled in enumerate(df.select(pl.all().is_not_null().any()).row(0) if df.height else ()):
+            if filled and not header[j]:
+                ctx.query(file=name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
+                          message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
+        if part.table is None:
+            _not_empty(df, name)
+        elif df.height == 0:  # (a sheet of operations or events may be empty: said, not fatal)
+            ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » vide: export à vérifier.")
+        out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        _sheet_xml_queries(ctx, path, {part.file.sheet: (part, header) for part, _, header, *_ in out})
+    return out
+
+
+_EXCEL_ERRORS = {"NA": "#N/A", "Div0": "#DIV/0!", "Value": "#VALUE!", "Ref": "#REF!", "Name": "#NAME?",
+                 "Num": "#NUM!", "Null": "#NULL!"}
+
+
+def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
+    """A sheet's cells as strings, the header a row like the others (the engine judges its names);
+    an error cell (#N/A) is its text as Excel shows it; openpyxl reads what calamine panics on."""
+    try:
+        batch, errors = book.load_sheet(sheet, header_row=None, dtypes="string", schema_sample_rows=None
+                                        ).to_arrow_with_errors()
+    except BaseException as exc:
+        if not is_foreign_panic(exc):
+            raise
+        return _openpyxl_grid(path, sheet)
+    grid = pl.from_arrow(batch)
+    for e in errors.errors if errors else ():
+        if code := re.search(r"Error\((\w+)\)", e.detail):
+            column = grid.columns[e.position[1]]
+            grid = grid.with_columns(grid[column].scatter(e.position[0], _EXCEL_ERRORS.get(code[1], f"#{code[1]}")))
+    return grid
+
+
+def _openpyxl_grid(path: Path, sheet: str) -> pl.DataFrame:
+    """A sheet's cells as calamine's strings, by openpyxl (a number it cannot make a date stays a number)."""
+    import openpyxl
+    from openpyxl.utils.escape import unescape  # (_x000D_: a carriage return, as calamine reads it)
+
+    book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    book[sheet].reset_dimensions()  # a wrong <dimension> would cut rows off
+    rows = [[None if v is None else str(v).lower() if isinstance(v, bool) else str(int(v)) if isinstance(v, float)
+             and v.is_integer() else unescape(str(v)) for v in r] for r in book[sheet].iter_rows(values_only=True)]
+    book.close()
+    width = max(map(len, rows), default=0)
+    return pl.DataFrame([r + [None] * (width - len(r)) for r in rows], schema=[str(j) for j in range(width)], orient="row")
+
+
+_MERGE = re.compile(rb'<(?:\w+:)?mergeCell\s[^>]*ref="([A-Z]+)([0-9]+)(?::([A-Z]+[0-9]+))?"')
+_FORMULA_CELL = re.compile(rb'<(?:\w+:)?c\s[^>]*?r="([A-Z]+)([0-9]+)"[^>]*>(?:(?!</?(?:\w+:)?c[\s>]).)*'
+                           rb'<(?:\w+:)?f[\s>/](?:(?!</?(?:\w+:)?c[\s>]).)*</(?:\w+:)?c>', re.S)
+
+
+def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -> None:
+    """What calamine does not say of a sheet read, from its XML: a merged range (only its first
+    cell holds the value: warning), a formula saved without its value (an error on its row)."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        rels = {r.get("Id"): r.get("Target", "") for r in ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))}
+        for el in ET.fromstring(z.read("xl/workbook.xml")).iter():
+            if not el.tag.endswith("}sheet") or (title := el.get("name")) not in sheets:
+                continue
+            target = next((rels.get(v, "") for k, v in el.attrib.items() if k.endswith("}id")), "")
+            data, (part, header) = z.read(target[1:] if target[:1] == "/" else f"xl/{target}"), sheets[title]
+            where = dict(file=path.name, sheet=title)
+            for m in _MERGE.finditer(data, at) if (at := data.find(b"mergeCells")) >= 0 else ():
+                first = f"{m[1].decode()}{m[2].decode()}"
+                cells = f"{first}:{(m[3] or first.encode()).decode()}"
+                ctx.query(**where, row=int(m[2]), field=cells, rule="merged_cells",
+                          message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de {first} est "
+                                  f"lue, les autres sont vides pour l'import. Défusionner et saisir chaque valeur.")
+            for m in _FORMULA_CELL.finditer(data) if b"<f" in data or b":f>" in data else ():
+                if re.search(rb"<(?:\w+:)?v>[^<]", m[0]):
+                    continue  # (its value was saved: calamine read it)
+                row, j = int(m[2]), sum((ord(ch) - 64) * 26**k for k, ch in enumerate(reversed(m[1].decode()))) - 1
+                field, table = header[j] if j < len(header) and header[j] else f"colonne {j + 1}", part.table or "patient"
+                ctx.query(**where, row=row, table=table if row > 1 else None, field=field,
+                          row_id=part.file.row_id.format(table=table, file=path.name, sheet=title, row=row) if row > 1 else None,
+                          rule="formula_without_value" if row > 1 else "formula_in_header",
+                          message=f"Cellule {m[1].decode()}{row} ({field}) : formule sans valeur calculée (classeur "
+                                  f"enregistré sans recalcul) ; ouvrir et réenregistrer dans Excel ou saisir la valeur.")
 
 
 def _not_empty(df: pl.DataFrame, name: str) -> None:
@@ -264,6 +372,8 @@ class Parsed:
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
+_SERIAL, _YEAR = re.compile(r"^-?\d+(\.\d+)?$"), re.compile(r"^(19\d\d|20\d\d|2100)$")
+_EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # "?", "-", "inconnu": Cells reads them as missing (hand-typed charts), but a declared export's
 # missing values are its own tokens: in a coded, number or date column they are reported.
 UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
@@ -292,9 +402,10 @@ class Columns:
         self.n = raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
         # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
-        self.date_formats = layout_dates = declaration.file.date_formats
-        if declaration.file.spreadsheet:
-            self.date_formats = (*layout_dates, "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
+        # (date_cells: only date cells, a date typed as text goes through Cells and gets its warning)
+        self.date_formats = () if self.layout.date_cells else self.layout.date_formats
+        if self.layout.spreadsheet:
+            self.date_formats = (*self.date_formats, "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 
     def cells(self, i: int, table: str, suffix: str = "") -> Cells:
         row = self.rows[i]
@@ -302,10 +413,10 @@ class Columns:
                      self.pids[i])
 
     def row_id(self, table: str, row) -> str:
-        return self.layout.row_id.format(table=table, file=self.layout.name, row=row)
+        return self.layout.row_id.format(table=table, file=self.layout.name, sheet=self.layout.sheet, row=row)
 
     def row_id_expr(self, table: str) -> pl.Expr:
-        head, _, tail = self.layout.row_id.format(table=table, file=self.layout.name, row="\0").partition("\0")
+        head, _, tail = self.row_id(table, "\0").partition("\0")
         return pl.concat_str(pl.lit(head), pl.col("source_row").cast(pl.String), pl.lit(tail))
 
     def _fast(self, c: decl.Column) -> pl.Expr:
@@ -329,8 +440,8 @@ class Columns:
                     for f in self.date_formats]
             day = days[0] if len(days) == 1 else pl.coalesce(days)
             return pl.when(day.dt.year().is_between(1900, 2100)).then(day)
-        text = col.str.strip_chars()
-        return pl.when((text.str.len_chars() <= MAX_TEXT) & ~text.is_in(missing)).then(text)
+        text = col.str.strip_chars()  # ("?", "inconnu": Cells says missing, without a query)
+        return pl.when((text.str.len_chars() <= MAX_TEXT) & ~text.str.to_lowercase().is_in([*missing, *MISSING])).then(text)
 
     def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
         """Each column's :class:`Parsed`, by column key."""
@@ -376,14 +487,14 @@ class Columns:
                                 f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
                                 identifier=identifier)
                 gone.append(i)
+            elif c.kind == "code" and c.other is not None:  # any other text names a real thing: "other"
+                value = next((v for k, v in c.codes.items() if fold(k) == fold(raw)), c.other)
             elif c.kind == "code":
                 value = cells.code(column, raw, c.codes)
             elif c.kind == "number":
                 value = self._number(c, cells, column, raw, i)
             elif c.kind == "date":
-                parsed = cells.date(column, raw, identifier=identifier)
-                if parsed is not None:
-                    value, day_precision = parsed.value, parsed.precision
+                value, day_precision = self._date(cells, column, raw, identifier)
             else:
                 value = cells.text(column, raw)
                 if value is None:
@@ -397,6 +508,22 @@ class Columns:
             precision = precision.scatter(idx, pl.Series(precisions, dtype=pl.String))
         return values, present, precision
 
+    def _date(self, cells: Cells, column: str, raw: str, identifier: bool) -> tuple:
+        """(date_cells) A bare number is a date cell that lost its format (the serial of the day),
+        unless a year (1900-2100): a date typed as text, like ``12/03/2014``, read with a warning."""
+        shown = (lambda v: IDENTIFIER_MASK) if identifier else str
+        serial = float(raw) if self.layout.date_cells and _SERIAL.match(raw) and not _YEAR.match(raw) else 0
+        day = (_EXCEL_EPOCH + dt.timedelta(days=int(serial) + (serial < 60))).date() if 1 <= serial < 2958466 else None
+        if day and 1900 <= day.year <= 2100:
+            cells.error(column, raw, "date_as_number", f"Date saisie comme nombre ({shown(raw)}): lue comme "
+                        f"{shown(f'{day:%d/%m/%Y}')} ({column}); remettre le format date.", identifier=identifier)
+            return day, "day"
+        parsed = cells.date(column, raw, identifier=identifier)
+        if parsed and self.layout.date_cells and not parsed.imputed:
+            cells.error(column, raw, "date_typed_as_text", f"Date saisie comme texte « {shown(raw)} » ({column}): "
+                        f"lue, mais à saisir comme date Excel.", identifier=identifier)
+        return (parsed.value, parsed.precision) if parsed else (None, None)
+
     def _tokens(self) -> str:
         return ", ".join(t for t in self.layout.missing if t)
 
@@ -406,7 +533,8 @@ class Columns:
                         f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
             self.bounds.setdefault(c.key, set()).add(i)
             return int(m.group(1))
-        value = cells.number(column, raw, decimal_comma=self.layout.decimal == ",", integer=c.integer,
+        value = cells.number(column, raw, decimal_comma=self.layout.decimal == "," or self.layout.spreadsheet,
+                             integer=c.integer,
                              factor=c.factor)
         if c.integer and value is not None and abs(value) >= INT32_MAX:
             cells.error(column, raw, "number_out_of_range", f"« {raw} » hors des bornes possibles ({column}).")
@@ -418,11 +546,38 @@ class Columns:
 # --- the read ---------------------------------------------------------------------------------
 
 def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> ReadResult:
-    """One delivery file of a declared format, to canonical frames and queries."""
-    layout = declaration.file
-    reading = _read_sheet if layout.spreadsheet else _read_text
-    df, header, found, fields = reading(ctx, path, declaration)
+    """One delivery file of a declared format (a workbook: each declared sheet), to canonical
+    frames and queries."""
+    if declaration.file.spreadsheet:
+        parts = _read_sheets(ctx, path, declaration)
+    else:
+        parts = [(declaration, *_read_text(ctx, path, declaration))]
+    frames, source_rows, known, pseudonyms = {}, {}, None, {}
+    for part, df, header, found, fields in parts:
+        cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
+        layout = part.file
+        source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
+        if part.table is None:
+            _structural_queries(cols, df, keys, fields, len(header))
+            known = keys.drop_nulls().unique()
+            frames.update(_frames(cols))
+        else:
+            frames[part.table] = _row_frame(cols, keys, known)
+    if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
+        # no vital status column: dead with a death event, alive (at last contact) with any other
+        kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
+        patient = frames["patient"].join(kinds, on="patient_id", how="left", maintain_order="left")
+        frames["patient"] = model.conform("patient", patient.with_columns(vital_status=pl.when(
+            pl.col("k").list.contains("death")).then(pl.lit("dead")).when(pl.col("k").is_not_null()).then(pl.lit("alive"))))
+    return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
+                      files=[path], source_rows=source_rows)
 
+
+def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header: list[str], found: dict,
+             fields: pl.Series, pseudonyms: dict) -> tuple[Columns, pl.DataFrame, pl.Series, pl.Series]:
+    """The raw cells of one file or sheet: blank records skipped, identifiers registered, patient
+    keys pseudonymised."""
+    layout = part.file
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
     for row in rows_all.filter(blank).to_list():
@@ -431,32 +586,22 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     rows = rows_all
     if blank.any():
         df, rows, fields = df.filter(~blank), rows_all.filter(blank.not_()), fields.filter(~blank)
-
-    raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()})
-    for c in declaration.columns:
+    raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()}, height=df.height)
+    for c in part.columns:
         if c.identifier and c.key in raw.columns:
             ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
-    id_key = declaration.column("patient.local_id").key
-    keys = raw[id_key].str.strip_chars().str.to_uppercase()
+    keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
-    pids = pseudonym_series(ctx, keys)
-    cols = Columns(ctx, declaration, raw, {key: header[i] for key, i in found.items()}, rows, pids)
-
-    _structural_queries(cols, df, keys, fields, len(header), id_key)
-    frames = _frames(cols)
-    label = f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name
-    return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
-                      files=[path], source_rows={label: df.height})
+    unique = keys.drop_nulls().unique().to_list()  # (a key is hashed once whatever the sheets it is in)
+    pseudonyms.update(pseudonymise_many(ctx, [k for k in unique if k not in pseudonyms]))
+    table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
+    pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
+    return Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids), df, keys, fields
 
 
-def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int,
-                        id_key: str) -> None:
+def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
     """What the declaration implies of every record: a patient key, once; the header's width."""
-    id_column = cols.header[id_key]
-    for i in keys.is_null().arg_true().to_list():
-        cols.cells(i, "patient").error(
-            id_column, cols.raw[id_key][i], "missing_patient_id",
-            f"N° patient ({id_column}) absent: la ligne ne peut être rattachée à aucun patient.", identifier=True)
+    id_key = _missing_keys(cols, keys, "patient")
     repeated = (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list()
     if repeated:
         _duplicates(cols, df, keys, repeated, id_key)
@@ -464,6 +609,22 @@ def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields
         cols.cells(i, "patient").error(
             None, None, "wrong_field_count",
             f"La ligne compte {fields[i]} champs au lieu de {width}: colonnes décalées possibles, à vérifier.")
+
+
+def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series | None = None) -> str:
+    """A row without patient key (or, ``known`` given, with a key of no record): an error on its
+    key cell; the key column's key."""
+    id_key = cols.declaration.column("patient.local_id").key
+    id_column = cols.header[id_key]
+    for i in keys.is_null().arg_true().to_list():
+        cols.cells(i, table).error(
+            id_column, cols.raw[id_key][i], "missing_patient_id",
+            f"N° patient ({id_column}) absent: la ligne ne peut être rattachée à aucun patient.", identifier=True)
+    orphans = [] if known is None else (keys.is_not_null() & ~keys.is_in(known.implode())).arg_true().to_list()
+    for i in orphans:
+        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "orphan_row",
+                                   f"{id_column} absent de la feuille des patients: ligne orpheline.", identifier=True)
+    return id_key
 
 
 def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, index: list[int], id_key: str) -> None:
@@ -484,52 +645,111 @@ def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, index: list[in
                 f"Patient présent sur plusieurs lignes ({lines}; {what}): garder une seule ligne.", identifier=True)
 
 
+def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
+    # identifiers are never parsed into a table; a birth date only gives the age
+    v = c.parse([col for col in c.declaration.columns if col.field and col.key in c.raw.columns
+                 and col.identifier in (None, "birth_date")])
+    return v, pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "patient_id": c.pids, "source_row": c.rows})
+
+
+def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Series | pl.Expr]) -> pl.DataFrame:
+    out = ids.with_columns(
+        c.row_id_expr(table).alias("row_id"), pl.lit(c.layout.name).alias("source_file"),
+        pl.lit(c.layout.sheet, dtype=pl.String).alias("source_sheet"),
+        **{name: (value if isinstance(value, pl.Expr) else value.alias(name)) for name, value in columns.items()},
+    )
+    return model.conform(table, out)
+
+
+def _table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict:
+    """Canonical column -> values of ``table`` from the declared columns and constants."""
+    columns: dict = {k: pl.lit(value) for k, value in c.declaration.constants.get(table, {}).items()}
+    for col in c.declaration.in_table(table):
+        if col.key not in v or col.target == "birth_date":
+            continue
+        columns[col.target] = v[col.key].values
+        if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
+            columns[f"{col.target}_precision"] = v[col.key].precision
+        if col.upper_bound:
+            bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
+            # True for a bound written "< 5", False for a count, null without a value
+            columns[col.upper_bound.split(".")[1]] = pl.select(
+                pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+    return columns
+
+
 def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
-    # identifiers are never parsed into a table; a birth date only gives the age
-    parsed_columns = [col for col in declaration.columns if col.field and col.key in c.raw.columns
-                      and col.identifier in (None, "birth_date")]
-    v = c.parse(parsed_columns)
-    ids = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "patient_id": c.pids, "source_row": c.rows})
-
-    def frame(table: str, columns: dict[str, pl.Series | pl.Expr]) -> pl.DataFrame:
-        out = ids.with_columns(
-            c.row_id_expr(table).alias("row_id"), pl.lit(declaration.file.name).alias("source_file"),
-            **{name: (value if isinstance(value, pl.Expr) else value.alias(name)) for name, value in columns.items()},
-        )
-        return model.conform(table, out)
-
+    v, ids = _parse(c)
     frames = {}
     for table in decl.ROW_TABLES:
-        columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
-        for col in declaration.in_table(table):
-            if col.key not in v or col.target == "birth_date":
-                continue
-            columns[col.target] = v[col.key].values
-            if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
-                columns[f"{col.target}_precision"] = v[col.key].precision
-            if col.upper_bound:
-                bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
-                # True for a bound written "< 5", False for a count, null without a value
-                columns[col.upper_bound.split(".")[1]] = pl.select(
-                    pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+        if not declaration.in_table(table):
+            continue
+        columns = _table_columns(c, v, table)
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
             if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
                 columns["age_at_diagnosis_years"] = _age(c, v)
-        frames[table] = frame(table, columns)
+        frames[table] = _frame(c, ids, table, columns)
         if table in declaration.when_any_cell:
             mine = [col for col in declaration.in_table(table) if col.key in v]
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
             _missing_date(c, table, v, any_cell)
-    if any(col.table == "event" for col in parsed_columns):
+    if any(col.table == "event" and col.key in v for col in declaration.columns):
         frames["event"] = event_columns.events(c, v, ids)
     return frames
 
 
+# A cell of one kind of event only, on another kind: an error, the value ignored.
+KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastasis",
+                                 "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
+             "death_cause": ("death", "death_cause_without_death",
+                             "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")}
+# A patient's first operation in date order is the primary excision.
+FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
+
+
+def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataFrame:
+    """A sheet filling ``table`` with one row per source row: numbered per patient in date order
+    (unknown dates last; ties: event rank, then sheet order), each row checked against its kind."""
+    table = c.declaration.table
+    _missing_keys(c, keys, table, known)
+    v, ids = _parse(c)
+    columns = _table_columns(c, v, table)
+    _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
+    kind = c.declaration.column(f"{table}.{table}_kind")
+    kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
+
+    def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
+        for i in mask.fill_null(False).arg_true().to_list():
+            c.cells(i, table).error(c.header[col.key], c.raw[col.key][i] if raw else None, rule, message)
+
+    if table == "event" and kind and kind.key in v:
+        flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
+        flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
+             "last_news_of_dead_patient", "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles "
+                                          "d'un patient décédé sont son décès.")
+    for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
+        if (col := c.declaration.column(f"event.{target}")) and col.key in v:
+            wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
+            flag(wrong, col, rule, message)
+            columns[target] = pl.select(pl.when(~wrong).then(columns[target])).to_series()
+    rank = kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8) if table == "event" else 0
+    order = pl.DataFrame({"k": keys, "d": columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True)),
+                          "r": rank, "i": pl.int_range(0, c.n, eager=True)})
+    order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
+    columns[f"{table}_no"] = numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
+    if table == "surgery" and kind:
+        flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
+             "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
+             "date erronée?")
+    return _frame(c, ids, table, columns)
+
+
 # A row that exists without its date: the rule and message, per table that has one.
-MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention.")}
+MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention."),
+                "event": ("event_date_missing", "Évènement sans date.")}
 
 
 def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
@@ -556,7 +776,7 @@ def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     def month_day(name: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
         return pl.col(name).dt.month().cast(pl.Int32) * 100 + pl.col(name).dt.day().cast(pl.Int32)
 
-    # the same rule as cells.age_at, column-wise
+    # the same rule as synth.identities.age_at, column-wise
     age = frame.select(
         (pl.col("d").dt.year().cast(pl.Int32) - pl.col("b").dt.year().cast(pl.Int32)
          - (month_day("d") < month_day("b")).cast(pl.Int32)).alias("age")

@@ -90,11 +90,5 @@ def pick(choices: list[str]) -> Callable[[Cell, np.random.Generator], Cell]:
     return lambda value, rng: str(rng.choice(choices))
 
 
-def yes_no(value: bool | None, yes: str, no: str, missing: Cell = None) -> Cell:
-    if value is None:
-        return missing
-    return yes if value else no
-
-
 def iter_rows(frame) -> Iterable[dict]:
     return frame.iter_rows(named=True)

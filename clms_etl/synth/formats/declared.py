@@ -26,7 +26,7 @@ _BAD_DATES = ["31/02/2014", "2014-13-45", "inconnue", "??/??/2011", "15/15/2015"
 _BAD_CODES = ["ZZ", "?", "X9"]
 # where format-level defects are planted: fields every chart fills (when the format has them)
 DEFECT_FIELDS = {
-    "unparseable_date": ("patient.diagnosis_date", "surgery.surgery_date", "event.last_news.date"),
+    "unparseable_date": ("patient.diagnosis_date", "surgery.surgery_date", "event.last_news.date", "event.event_date"),
     "unknown_code": ("patient.sex", "tumour.site", "tumour.fnclcc_grade", "surgery.resection_status"),
     "stray_spaces_case": ("patient.sex", "tumour.site", "tumour.presentation", "surgery.resection_status"),
 }
@@ -68,9 +68,11 @@ class DeclaredFormat:
         self.declaration = declaration
         self.name = declaration.name
         self.layout = declaration.file
-        self.COLUMNS = [c.name for c in declaration.columns]
+        self.parts = declaration.sheets or (declaration,)  # a workbook's sheets, the record sheet first
+        self.COLUMNS = [c.name for c in self.parts[0].columns]
         # where each kind of event's date lands (clms_etl.synth.defects locates planted defects by it)
-        self.EVENT_DATE_COLUMNS = {c.event: c.name for c in declaration.in_table("event") if c.target == "event_date"}
+        self.EVENT_DATE_COLUMNS = {c.event: c.name for c in declaration.in_table("event")
+                                   if c.target == "event_date" and c.event}
 
     # --- cells -------------------------------------------------------------------------------
 
@@ -108,78 +110,100 @@ class DeclaredFormat:
             if column.upper_case:
                 return str(value).upper()
             if column.kind == "code":
-                return next(k for k, v in column.codes.items() if v == value and type(v) is type(value))
+                code = next(k for k, v in column.codes.items() if v == value and type(v) is type(value))
+                return int(code) if self.layout.spreadsheet and code.isdigit() else code  # a number cell
             if column.kind == "number":
-                number = value / column.factor
-                return number if self.layout.spreadsheet else self._decimal(number)
+                number = round(value / column.factor, 6)
+                if not self.layout.spreadsheet:
+                    return self._decimal(number)
+                return int(number) if float(number).is_integer() else number
             if column.kind == "date" and not self.layout.spreadsheet:
                 return value.strftime(self.layout.date_formats[0])
             return value
 
-        table = RawTable(self.layout.name, self.layout.sheet, self.COLUMNS)
+        record = self.parts[0]
+        # a record also holds the operation and the events when the format writes them as columns
+        wide = any(c.table in ("surgery", "event") for c in record.columns)
+        table = RawTable(self.layout.name, record.file.sheet, self.COLUMNS)
         tumours = {r["patient_key"]: r for r in truth.tumour.iter_rows(named=True)}
         surgeries, events = _by_patient(truth.surgery), _by_patient(truth.event)
         for p in truth.patient.iter_rows(named=True):
             key = p["patient_key"]
-            ops = surgeries.get(key, [])
-            # one operation a record: the truth must not hold more than the format can say
-            assert len(ops) <= 1 and all(s["surgery_no"] == 1 for s in ops), f"{key}: {len(ops)} surgeries"
-            course = sorted(events.get(key, []), key=lambda e: e["event_no"])
-            by_kind = {k: [e for e in course if e["event_kind"] == k]
-                       for k in ("local_recurrence", "metastasis", "death", "last_news")}
-            assert len(by_kind["local_recurrence"]) <= 1, f"{key}: {len(by_kind['local_recurrence'])} local recurrences"
-            assert len(by_kind["death"]) <= 1 and len(by_kind["last_news"]) <= 1, f"{key}: several deaths or last news"
-            first_day = min((e["event_date"] for e in by_kind["metastasis"]), default=None)
-            first_meta = [e for e in by_kind["metastasis"] if e["event_date"] == first_day]
-            relapses = [e for e in course if e["event_kind"] in ("local_recurrence", "metastasis")]
-            death = (by_kind["death"] or [None])[0]
-            last = (by_kind["last_news"] or [death])[0]
-            values = {
-                "patient": p, "tumour": tumours[key], "surgery": ops[0] if ops else {},
-                "event.local_recurrence.date": by_kind["local_recurrence"] and by_kind["local_recurrence"][0]["event_date"],
-                "event.metastasis.date": first_day,
-                "event.relapse.treatment": (relapses[0]["treatment"] if relapses else None) or None,
-                "event.death.date": death and death["event_date"],
-                "event.death.cause": death and death["death_cause"],
-                "event.last_news.date": last and last["event_date"],
-            }
+            values: dict = {"patient": p, "tumour": tumours[key]}
+            tags: list[str] = []
+            if wide:
+                values, tags = self._wide(values, key, surgeries.get(key, []), events.get(key, []))
             row: dict[str, Cell] = {}
-            for column in self.declaration.columns:
+            for column in record.columns:
                 if column.field is None:
                     continue
                 if column.table == "event" and column.kind == "list":
-                    sites = [e["metastasis_site"] for e in first_meta if e["metastasis_site"] is not None]
+                    sites = [e["metastasis_site"] for e in values["first_meta"] if e["metastasis_site"] is not None]
                     codes = [next(k for k, v in column.codes.items() if v == s) for s in sites]
                     row[column.name] = ",".join(codes) or missing(column)
                 elif column.table == "event":
                     row[column.name] = cell(column, values[column.field] or None)
                 else:
                     row[column.name] = cell(column, values[column.table].get(column.target))
-            table.add(row, f"patient:{key}", f"tumour:{key}", *(f"surgery:{key}:1" for _ in ops),
-                      *(f"event:{key}:{e['event_no']}" for e in sorted(
-                          by_kind["local_recurrence"] + first_meta + by_kind["death"] + by_kind["last_news"],
-                          key=lambda e: e["event_no"])))
-        return [table]
+            table.add(row, f"patient:{key}", f"tumour:{key}", *tags)
+        tables = [table]
+        ids = dict(zip(truth.patient["patient_key"], truth.patient["local_id"]))
+        for part in self.parts[1:]:  # one row per operation or event, linked by the local id
+            rows = RawTable(self.layout.name, part.file.sheet, [c.name for c in part.columns])
+            for r in getattr(truth, part.table).iter_rows(named=True):
+                rows.add({c.name: ids[r["patient_key"]] if c.field == "patient.local_id" else cell(c, r.get(c.target))
+                          for c in part.columns}, f"{part.table}:{r['patient_key']}:{r[f'{part.table}_no']}")
+            tables.append(rows)
+        return tables
+
+    @staticmethod
+    def _wide(values: dict, key: str, ops: list[dict], course: list[dict]) -> tuple[dict, list[str]]:
+        """A record's operation and event columns, and the rows of truth it holds."""
+        # one operation a record: the truth must not hold more than the format can say
+        assert len(ops) <= 1 and all(s["surgery_no"] == 1 for s in ops), f"{key}: {len(ops)} surgeries"
+        course = sorted(course, key=lambda e: e["event_no"])
+        by_kind = {k: [e for e in course if e["event_kind"] == k]
+                   for k in ("local_recurrence", "metastasis", "death", "last_news")}
+        assert len(by_kind["local_recurrence"]) <= 1, f"{key}: {len(by_kind['local_recurrence'])} local recurrences"
+        assert len(by_kind["death"]) <= 1 and len(by_kind["last_news"]) <= 1, f"{key}: several deaths or last news"
+        first_day = min((e["event_date"] for e in by_kind["metastasis"]), default=None)
+        first_meta = [e for e in by_kind["metastasis"] if e["event_date"] == first_day]
+        relapses = [e for e in course if e["event_kind"] in ("local_recurrence", "metastasis")]
+        death = (by_kind["death"] or [None])[0]
+        last = (by_kind["last_news"] or [death])[0]
+        values = {
+            **values, "surgery": ops[0] if ops else {}, "first_meta": first_meta,
+            "event.local_recurrence.date": by_kind["local_recurrence"] and by_kind["local_recurrence"][0]["event_date"],
+            "event.metastasis.date": first_day,
+            "event.relapse.treatment": (relapses[0]["treatment"] if relapses else None) or None,
+            "event.death.date": death and death["event_date"],
+            "event.death.cause": death and death["death_cause"],
+            "event.last_news.date": last and last["event_date"],
+        }
+        held = sorted(by_kind["local_recurrence"] + first_meta + by_kind["death"] + by_kind["last_news"],
+                      key=lambda e: e["event_no"])
+        return values, [*(f"surgery:{key}:1" for _ in ops), *(f"event:{key}:{e['event_no']}" for e in held)]
 
     # --- where things are ----------------------------------------------------------------------
 
     def locate(self, table: str, field: str) -> tuple[str, str | None, str] | None:
-        """(file, sheet, column) holding a canonical field (event dates: the last news column)."""
-        for c in self.declaration.columns:
-            if c.table == table and c.target == field and not (field == "event_date" and c.event != "last_news"):
-                return self.layout.name, self.layout.sheet, c.name
+        """(file, sheet, column) holding a canonical field (event dates as columns: the last news)."""
+        for part in self.parts:
+            for c in part.columns:
+                if c.table == table and c.target == field and not (field == "event_date" and c.event not in (None, "last_news")):
+                    return self.layout.name, part.file.sheet, c.name
         return None
 
     def slots(self) -> dict[str, list[Slot]]:
         """Format-level defects on the columns every chart fills (:data:`DEFECT_FIELDS`)."""
-        where = self.layout.name, self.layout.sheet
         makers = {"unparseable_date": pick(_BAD_DATES), "unknown_code": pick(_BAD_CODES), "stray_spaces_case": _messy}
-        return {kind: [Slot(*where, c.name, makers[kind]) for f in fields if (c := self.declaration.column(f))]
+        return {kind: [Slot(self.layout.name, part.file.sheet, c.name, makers[kind])
+                       for f in fields for part in self.parts if (c := part.column(f))]
                 for kind, fields in DEFECT_FIELDS.items()}
 
     def writer(self, delivery_dir: Path, delivery_date: dt.date):
         if self.layout.spreadsheet:
-            return _SheetWriter(self, delivery_dir)
+            return _SheetWriter(self, delivery_dir, delivery_date)
         return _TextWriter(self, delivery_dir)
 
 
@@ -210,43 +234,56 @@ class _TextWriter:
 
 
 class _SheetWriter:
-    """Collects the rows, then writes one workbook sheet, dates as date cells: ``.xlsx`` with
-    xlsxwriter, ``.ods`` with pandas' odf engine (odfpy)."""
+    """Writes the workbook's sheets, dates as date cells: ``.xlsx`` streamed by xlsxwriter
+    (constant memory, created on the delivery date so a seed gives the same bytes), ``.ods``
+    collected, then written by pandas' odf engine (odfpy)."""
 
-    def __init__(self, fmt: DeclaredFormat, delivery_dir: Path):
+    def __init__(self, fmt: DeclaredFormat, delivery_dir: Path, delivery_date: dt.date):
         delivery_dir.mkdir(parents=True, exist_ok=True)
         if Path(fmt.layout.name).suffix.lower() not in (".xlsx", ".ods"):
             raise ValueError(f"{fmt.layout.name}: the synthetic writer writes .xlsx or .ods workbooks only")
-        self.fmt, self.path, self.rows = fmt, delivery_dir / fmt.layout.name, []
-        self.sheet = fmt.layout.sheet or "Sheet1"
+        self.fmt, self.path = fmt, delivery_dir / fmt.layout.name
+        self.columns = {part.file.sheet or "Sheet1": [c.name for c in part.columns] for part in fmt.parts}
+        self.rows: dict[str, list] = {sheet: [] for sheet in self.columns}
+        self.book = None
+        if self.path.suffix.lower() == ".xlsx":
+            import xlsxwriter
+
+            self.book = xlsxwriter.Workbook(self.path, {"constant_memory": True})
+            self.book.set_properties({"created": dt.datetime.combine(delivery_date, dt.time(1, 0))})
+            self.day = self.book.add_format({"num_format": "dd/mm/yyyy"})
+            self.sheets = {sheet: [self.book.add_worksheet(sheet), 1] for sheet in self.columns}
+            for sheet, (ws, _) in self.sheets.items():
+                ws.write_row(0, 0, self.columns[sheet])
 
     def append(self, tables: list[RawTable]) -> None:
         for table in tables:
-            self.rows += table.rows
+            sheet = table.sheet or "Sheet1"
+            if self.book is None:
+                self.rows[sheet] += table.rows
+                continue
+            ws, r = self.sheets[sheet]
+            for row in table.rows:
+                for j, value in enumerate(row):
+                    if isinstance(value, dt.date):
+                        ws.write_datetime(r, j, dt.datetime.combine(value, dt.time()), self.day)
+                    elif isinstance(value, str):
+                        ws.write_string(r, j, value)
+                    elif value is not None:
+                        ws.write(r, j, value)
+                r += 1
+            self.sheets[sheet][1] = r
 
     def close(self) -> list[Path]:
-        if self.path.suffix.lower() == ".ods":
-            import pandas as pd
-
-            days = [[dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v for v in row] for row in self.rows]
-            pd.DataFrame(days, columns=self.fmt.COLUMNS, dtype=object).to_excel(
-                self.path, engine="odf", sheet_name=self.sheet, index=False)
+        if self.book is not None:
+            self.book.close()
             return [self.path]
-        import xlsxwriter
+        import pandas as pd
 
-        book = xlsxwriter.Workbook(self.path)
-        sheet = book.add_worksheet(self.sheet)
-        day = book.add_format({"num_format": "dd/mm/yyyy"})
-        sheet.write_row(0, 0, self.fmt.COLUMNS)
-        for r, row in enumerate(self.rows, start=1):
-            for j, value in enumerate(row):
-                if isinstance(value, dt.date):
-                    sheet.write_datetime(r, j, dt.datetime.combine(value, dt.time()), day)
-                elif isinstance(value, str):
-                    sheet.write_string(r, j, value)
-                elif value is not None:
-                    sheet.write(r, j, value)
-        book.close()
+        with pd.ExcelWriter(self.path, engine="odf") as out:
+            for sheet, rows in self.rows.items():
+                days = [[dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v for v in row] for row in rows]
+                pd.DataFrame(days, columns=self.columns[sheet], dtype=object).to_excel(out, sheet_name=sheet, index=False)
         return [self.path]
 
 

@@ -10,10 +10,12 @@ import openpyxl
 import polars as pl
 import pytest
 
-from clms_etl.readers import nice
+from clms_etl.readers import engine
 from clms_etl.readers.base import ImportFailure, ReadContext, read_guarded
 
 from .conftest import KEY, accounting, delivery_dir, import_centre, run_import
+
+nice = engine.reader("nice")  # the engine on clms_etl/data/formats/nice.toml
 
 DIAGNOSIS = "Date du diagnostic"
 
@@ -85,7 +87,7 @@ def test_a_native_panic_inside_a_guarded_read_is_an_import_failure_naming_file_s
 
     ctx = ReadContext("nice", folder, dt.date.fromisoformat(folder.name), KEY)
     with pytest.raises(ImportFailure) as failure:
-        read_guarded(ctx, nice.FILE, calamine_only, locate=nice._locate_bad_cell)
+        read_guarded(ctx, nice.FILE, calamine_only, locate=engine.locate_bad_cell)
     message = str(failure.value)
     assert nice.FILE in message and f"feuille Patients, cellule {col}7" in message
     assert "PanicException" in message and failure.value.file == nice.FILE

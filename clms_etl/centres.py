@@ -28,6 +28,10 @@ class Centre:
         if self.declaration is not None:
             from clms_etl.readers import declaration, engine
 
+            adapter = tomllib.loads(self.declaration.read_text("utf-8")).get("adapter")
+            if adapter:  # what is not tabular (REDCap's dictionary and instruments): an adapter on the engine
+                return importlib.import_module(f"clms_etl.readers.{adapter}").Reader(self.declaration)
+
             return engine.DeclaredReader(declaration.load(self.declaration))
         return importlib.import_module(f"clms_etl.readers.{self.format}")
 

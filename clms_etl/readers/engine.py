@@ -121,6 +121,14 @@ def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
     try:
         return data.decode(layout.encoding)
     except UnicodeDecodeError:
+        if utf8:  # a UTF-8 contract's file saved on Windows: cp1252 (every byte but 5 defined)
+            try:
+                text = data.decode("cp1252")
+            except UnicodeDecodeError:
+                pass
+            else:
+                _wrong_encoding(ctx, layout, "Windows-1252")
+                return text
         text = data.decode(layout.encoding, errors="replace")
         ctx.query(file=name, rule="encoding_error",
                   message=f"{text.count(chr(0xFFFD))} octet(s) non définis en {layout.encoding} remplacés par « \ufffd ».")

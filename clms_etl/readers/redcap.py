@@ -352,7 +352,7 @@ class _Read:
             if fixes:
                 form.raw = form.raw.with_columns(column.scatter(list(fixes), list(fixes.values())))
 
-    def _query(self, i: int, rows, raw, pids, field, value, rule: str, message: str) -> None:
+    def _query(self, i: int, rows, raw, pids, field, value, *, rule: str, message: str) -> None:
         """A query on row ``i`` of the whole export, on the table its form fills."""
         instrument = raw[INSTRUMENT][i]
         tables = self.fmt.forms.get(instrument or next(iter(self.fmt.forms)))
@@ -367,16 +367,16 @@ class _Read:
         rec, form, instance = pl.col(rid), pl.col(INSTRUMENT), pl.col(INSTANCE)
         base = form.is_null()
         ok_instance = instance.str.contains(r"^0*[1-9][0-9]{0,8}$").fill_null(False)
-        checks = raw.select(
-            missing_patient_id=rec.is_null() | (base & ipp.is_null()),
-            duplicate_patient=self._duplicates(raw, raw[rid], is_base) | self._duplicates(raw, ipp, is_base),
-            orphan_row=~base & rec.is_not_null() & ~rec.is_in(rec.filter(base).implode()),
-            unknown_repeat_instrument=~base & ~form.is_in(list(self.fmt.forms)[1:]),
-            bad_repeat_instance=pl.when(base).then(instance.is_not_null()).otherwise(~ok_instance),
-            duplicate_repeat_instance=~base & rec.is_not_null()
-            & ~pl.struct(rec, form, instance.str.strip_chars_start("0")).is_first_distinct(),
-        )
         dup_record = self._duplicates(raw, raw[rid], is_base)
+        checks = raw.select(
+            _check("missing_patient_id", rec.is_null() | (base & ipp.is_null())),
+            _check("duplicate_patient", dup_record | self._duplicates(raw, ipp, is_base)),
+            _check("orphan_row", ~base & rec.is_not_null() & ~rec.is_in(rec.filter(base).implode())),
+            _check("unknown_repeat_instrument", ~base & ~form.is_in(list(self.fmt.forms)[1:])),
+            _check("bad_repeat_instance", pl.when(base).then(instance.is_not_null()).otherwise(~ok_instance)),
+            _check("duplicate_repeat_instance", ~base & rec.is_not_null()
+                   & ~pl.struct(rec, form, instance.str.strip_chars_start("0")).is_first_distinct()),
+        )
         text = {"missing_patient_id": "Enregistrement sans identifiant (record_id ou IPP vide): rattachement impossible.",
                 "duplicate_patient": "Patient présent plusieurs fois (même record_id ou même IPP sur plusieurs lignes).",
                 "orphan_row": "Instance répétée dont l'enregistrement n'a pas de ligne patient.",
@@ -393,7 +393,7 @@ class _Read:
                     field, value = header[INSTRUMENT], raw[INSTRUMENT][i]
                 elif rule.endswith("repeat_instance"):
                     field, value = header[INSTANCE], raw[INSTANCE][i]
-                self._query(i, rows, raw, pids, field, value, rule, text[rule])
+                self._query(i, rows, raw, pids, field, value, rule=rule, message=text[rule])
 
     @staticmethod
     def _duplicates(raw: pl.DataFrame, key: pl.Series, is_base: pl.Series) -> pl.Series:
@@ -410,8 +410,8 @@ class _Read:
     def _wrong_field_counts(self, raw, rows, fields: pl.Series, width: int, pids) -> None:
         """A record with a comma outside quotes: its cells are shifted; the screen quarantines it."""
         for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
-            self._query(i, rows, raw, pids, None, IDENTIFIER_MASK, "wrong_field_count",
-                        f"La ligne compte {fields[i]} champs au lieu de {width} (virgule hors guillemets ?): "
+            self._query(i, rows, raw, pids, None, IDENTIFIER_MASK, rule="wrong_field_count",
+                        message=f"La ligne compte {fields[i]} champs au lieu de {width} (virgule hors guillemets ?): "
                         f"colonnes décalées.")
 
     def _misplaced(self, raw, rows, header, pids, d: decl.Declaration) -> None:
@@ -426,8 +426,8 @@ class _Read:
             for i in filled.select(pl.any_horizontal(pl.all())).to_series().arg_true().to_list():
                 for k in (k for k in foreign if filled[k][i]):
                     self._query(i, rows, raw, pids, header[k], IDENTIFIER_MASK if k in identifiers else raw[k][i],
-                                "value_in_other_instrument",
-                                f"Valeur saisie dans « {header[k]} » (formulaire {self.owner[k]}) sur une ligne "
+                                rule="value_in_other_instrument",
+                                message=f"Valeur saisie dans « {header[k]} » (formulaire {self.owner[k]}) sur une ligne "
                                 f"{f} : non lue ; la saisir dans le bon formulaire.")
 
     def _events(self, form: _Form, v: dict, mine: list, rid: str) -> tuple[pl.DataFrame, dict]:
@@ -481,6 +481,10 @@ class _Read:
         ev = ev.sort(["_rec", "event_date", "_rank", "_pos", "_box"], nulls_last=True)
         ev = ev.with_columns(_number_within("_rec").alias("event_no")).sort(["_pos", "_box"])
         return ev, vital
+
+
+def _check(rule: str, failed: pl.Expr) -> pl.Expr:
+    return failed.alias(rule)
 
 
 def _number_within(key: str) -> pl.Expr:

@@ -86,41 +86,37 @@ class Reader:
         return read_guarded(ctx, data_path.name, lambda c, p: _Read(self, c, p, dictionary_path.name, dictionary).run())
 
     def _files(self, ctx: ReadContext) -> tuple[Path, Path]:
+        """The dictionary and the records file: the one whose ``{date}`` is empty or the delivery's."""
         folder, day = Path(ctx.delivery_dir), ctx.delivery_date.isoformat()
-        files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-        d_name, pattern = self.file["dictionary"], self.file["name"]
-        stem, _, suffix = d_name.rpartition(".")
-        dicts = [p for p in files if re.fullmatch(rf"{re.escape(stem)}.*\.{suffix}", p.name, re.I)]
-        head, _, tail = pattern.partition("{date}")
-        datas = [p for p in files if re.fullmatch(rf"{re.escape(head)}(.*){re.escape(tail)}", p.name, re.I)]
-        exact = [p for p in dicts if p.name == d_name]
-        if not dicts or (len(dicts) > 1 and len(exact) != 1):
-            listed = f"plusieurs dictionnaires livrés ({', '.join(sorted(p.name for p in dicts))})" if dicts else \
-                "dictionnaire de données REDCap absent de la livraison"
-            raise ImportFailure(f"{d_name}: {listed}; import de ce centre arrêté.", d_name)
-        wanted = pattern.format(date=day)
-        if len(datas) > 1:
-            datas = [p for p in datas if day in p.name] or datas
-        if len(datas) != 1:
-            listed = f"plusieurs exports de données livrés ({', '.join(sorted(p.name for p in datas))})" if datas \
-                else "export des données REDCap absent de la livraison"
-            raise ImportFailure(f"{wanted}: {listed}; import de ce centre arrêté.", wanted)
-        for path in (exact or dicts)[:1] + datas:
+        files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        out = []
+        for key, what in (("dictionary", "dictionnaire de données REDCap"), ("name", "export des données REDCap")):
+            head, _, tail = self.file[key].partition("{date}")
+            hits = {p: m.group(1) for p in files if (m := re.fullmatch(rf"{re.escape(head)}(.*){re.escape(tail)}",
+                                                                      p.name, re.I))}
+            wanted = self.file[key].format(date=day if key == "name" else "")
+            if len(hits) > 1:
+                hits = {p: d for p, d in hits.items() if d in ("", day)} or hits
+            if len(hits) != 1:
+                listed = f"plusieurs fichiers livrés ({', '.join(sorted(p.name for p in hits))})" if hits else "absent"
+                raise ImportFailure(f"{wanted}: {what} {listed}; import de ce centre arrêté.", wanted)
+            (path, stamp), = hits.items()
             if leaves_folder(folder, path):
                 raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
                                     f"refusé (livrer le fichier lui-même).", path.name)
-        if day not in datas[0].name:
-            ctx.query(file=datas[0].name, rule="file_date_mismatch",
-                      message=f"Le nom du fichier {datas[0].name} ne porte pas la date de livraison {day}: export ancien ?")
-        return (exact or dicts)[0], datas[0]
+            if key == "name" and stamp != day:
+                ctx.query(file=path.name, rule="file_date_mismatch",
+                          message=f"Le nom du fichier {path.name} ne porte pas la date de livraison {day}: ancien ?")
+            out.append(path)
+        return out[0], out[1]
 
 
 def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
-    """normalised field name -> {name, type, choices (code -> label), identifier}."""
+    """normalised field name -> {name, type, choices (code -> label), identifier, row}."""
     name = path.name
-    text = engine._decode(ctx, decl.FileLayout(name, encoding=encoding), path.read_bytes())
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(engine._decode(ctx, decl.FileLayout(name, encoding=encoding),
+                                                          path.read_bytes()))))
     except csv.Error as exc:
         raise ImportFailure(f"{name}: dictionnaire illisible ({exc}).", name) from None
     if not rows or len(rows[0]) > 1000:
@@ -130,26 +126,19 @@ def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
     fields: dict[str, dict] = {}
     for i, row in enumerate(rows[1:], start=2):
         cell = {k: row[j].strip() if j < len(row) else "" for k, j in cols.items()}
+        field, key = cell["field"], normalise_name(cell["field"])
         if not any(v.strip() for v in row):
             continue
-        if not cell["field"]:
-            raise ImportFailure(f"{name}: ligne {i} sans nom de variable.", name, DICTIONARY["field"][0])
-        if normalise_name(cell["field"]) in fields:
-            raise ImportFailure(f"{name}: variable « {cell['field']} » définie deux fois (lignes "
-                                f"{fields[normalise_name(cell['field'])]['row']} et {i}).", name, cell["field"])
-        choices = {}
-        for part in filter(str.strip, re.split(r"\s*\|\s*|\n", cell["choices"])):
-            code, sep, label = (s.strip() for s in part.partition(","))
-            if not sep or not code:  # a calculated field's formula, not choices
-                choices = {}
-                break
-            if code in choices:
-                raise ImportFailure(f"{name}: champ « {cell['field']} », code « {code} » défini deux fois.", name,
-                                    cell["field"])
-            choices[code] = label
-        fields[normalise_name(cell["field"])] = dict(name=cell["field"], type=cell["type"].lower(), row=i,
-                                                     choices=choices,
-                                                     identifier=cell.get("identifier", "").lower() in ("y", "yes", "1"))
+        if not field or key in fields:
+            raise ImportFailure(f"{name}: ligne {i}: variable « {field} » " + (
+                f"définie deux fois (lignes {fields[key]['row']} et {i})." if field else "sans nom."), name, field)
+        parts = [p.partition(",") for p in re.split(r"\s*\|\s*|\n", cell["choices"]) if p.strip()]
+        choices = {} if not all(sep and code.strip() for code, sep, _ in parts) else {  # (else a formula)
+            code.strip(): label.strip() for code, _, label in parts}
+        if len(choices) < len(parts) and choices:
+            raise ImportFailure(f"{name}: champ « {field} », un code défini deux fois.", name, field)
+        fields[key] = dict(name=field, type=cell["type"].lower(), row=i, choices=choices,
+                           identifier=cell.get("identifier", "").lower() in ("y", "yes", "1"))
     if not fields:
         raise ImportFailure(f"{name}: dictionnaire sans aucune variable.", name)
     return fields

@@ -107,32 +107,31 @@ def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
         if not utf8:
             _wrong_encoding(ctx, layout, "UTF-8")
         return data[3:].decode("utf-8", errors="replace")
-    if not utf8 and not data.isascii():
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            # a single-byte encoding's text with accents is (practically) never valid UTF-8
-            _wrong_encoding(ctx, layout, "UTF-8")
-            return text
+    # a single-byte encoding's text with accents is (practically) never valid UTF-8
+    if not utf8 and not data.isascii() and (text := _saved_as(ctx, layout, data, "utf-8", "UTF-8")) is not None:
+        return text
     if layout.encoding.lower() == "cp1252" and len(data.translate(None, _CP1252_SPECIFIC)) == len(data):
         return data.decode("latin-1")  # same characters as cp1252 outside 0x80-0x9F, much faster
     try:
         return data.decode(layout.encoding)
     except UnicodeDecodeError:
-        if utf8:  # a UTF-8 contract's file saved on Windows: cp1252 (every byte but 5 defined)
-            try:
-                text = data.decode("cp1252")
-            except UnicodeDecodeError:
-                pass
-            else:
-                _wrong_encoding(ctx, layout, "Windows-1252")
-                return text
+        # a UTF-8 contract's file saved on Windows: cp1252 (every byte but 5 defined)
+        if utf8 and (text := _saved_as(ctx, layout, data, "cp1252", "Windows-1252")) is not None:
+            return text
         text = data.decode(layout.encoding, errors="replace")
         ctx.query(file=name, rule="encoding_error",
                   message=f"{text.count(chr(0xFFFD))} octet(s) non définis en {layout.encoding} remplacés par « \ufffd ».")
         return text
+
+
+def _saved_as(ctx: ReadContext, layout: decl.FileLayout, data: bytes, encoding: str, found: str) -> str | None:
+    """``data`` read as ``encoding`` with a ``wrong_encoding`` warning, or None when it is not that."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    _wrong_encoding(ctx, layout, found)
+    return text
 
 
 def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:

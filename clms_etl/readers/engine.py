@@ -511,17 +511,7 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     frames = {}
     for table in decl.ROW_TABLES:
         columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
-        for col in declaration.in_table(table):
-            if col.key not in v or col.target == "birth_date":
-                continue
-            columns[col.target] = v[col.key].values
-            if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
-                columns[f"{col.target}_precision"] = v[col.key].precision
-            if col.upper_bound:
-                bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
-                # True for a bound written "< 5", False for a count, null without a value
-                columns[col.upper_bound.split(".")[1]] = pl.select(
-                    pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+        columns.update(table_columns(c, v, table))
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
             if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
@@ -535,6 +525,25 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     if any(col.table == "event" for col in parsed_columns):
         frames["event"] = event_columns.events(c, v, ids)
     return frames
+
+
+def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series]:
+    """The canonical columns of ``table`` from the parsed declared columns that fill it (values, date
+    precisions, upper-bound flags): the engine's rows and an adapter's (a REDCap form's rows)."""
+    columns = {}
+    for col in c.declaration.in_table(table):
+        target = col.field.split(".")[1]
+        if col.key not in v or target == "birth_date":
+            continue
+        columns[target] = v[col.key].values
+        if v[col.key].precision is not None and f"{target}_precision" in model.TABLES[table]:
+            columns[f"{target}_precision"] = v[col.key].precision
+        if col.upper_bound:
+            bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
+            # True for a bound written "< 5", False for a count, null without a value
+            columns[col.upper_bound.split(".")[1]] = pl.select(
+                pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+    return columns
 
 
 # A row that exists without its date: the rule and message, per table that has one.

@@ -1,18 +1,12 @@
-"""REDCap exports on the reading engine: the raw records CSV + the project's data dictionary.
+"""REDCap exports (raw records CSV + data dictionary) on the reading engine: what is REDCap's.
 
-What is REDCap's is here; a centre's own facts (file names, fields -> canonical fields, which form
-fills which table, label -> canonical value) are its format file (``data/formats/lyon.toml``):
-
-* the first column is the record id whatever its name; base rows (the non-repeating form) leave
-  ``redcap_repeat_instrument`` empty; repeat rows belong to their record's base row, wherever it is;
-* codes are decoded through the dictionary's labels, never by number: a label the format does not
-  know stops the import, a code the dictionary does not list is ``unknown_code``, a label written
-  instead of a code is read (``label_instead_of_code``); ``yesno``/``truefalse`` are coded 1/0;
-* ``<form>_complete`` is 2 when complete; a checkbox is one column per choice (``<field>___<code>``),
-  each ticked box one row of its form's table; a value typed in another form's column is reported.
-
-Each form's rows, raw strings, are parsed by the engine (:class:`engine.Columns`: columnar fast
-path, cell-by-cell fallback raising the queries).
+A centre's own facts (file names, fields -> canonical fields, which form fills which table, label
+-> canonical value) are its format file (``data/formats/lyon.toml``). REDCap's: the first column
+is the record id; base rows leave ``redcap_repeat_instrument`` empty, repeat rows belong to their
+record's base row wherever it is; codes are decoded through the dictionary's labels, never by
+number (an unknown label stops the import); ``yesno``/``truefalse`` are 1/0, ``<form>_complete``
+2 when complete; a checkbox is one column per choice (``<field>___<code>``), each ticked box one
+row. Each form's rows, raw strings, are parsed by the engine (:class:`engine.Columns`).
 """
 
 from __future__ import annotations
@@ -71,11 +65,10 @@ class Reader:
         self.columns = [dict(c, form=c.get("form") or form_of[c["field"].split(".")[0]]) for c in data["columns"]]
         self.FILE = self.file["name"]
         self.SOURCE_COLUMNS: dict = {}  # queries of validation name the centre's own fields
-        fields = [(c["field"], c["name"]) for c in self.columns if c.get("field")]
-        for field, name in fields + [(box["field"], name) for name, box in self.boxes.items()]:
-            table, target = field.split(".")
-            if target != "local_id":
-                self.SOURCE_COLUMNS.setdefault(table, {})[target.replace("birth_date", "age_at_diagnosis_years")] = name
+        named = [(c["field"], c["name"]) for c in self.columns if c.get("field", "patient.local_id") != "patient.local_id"]
+        for field, name in named + [(box["field"], name) for name, box in self.boxes.items()]:
+            table, target = field.replace("birth_date", "age_at_diagnosis_years").split(".")
+            self.SOURCE_COLUMNS.setdefault(table, {})[target] = name
 
     def read(self, ctx: ReadContext) -> ReadResult:
         dictionary, data = self._files(ctx)
@@ -263,9 +256,12 @@ class _Read:
         event, vital = self._events(*parsed[self.forms[2]])
         form, v = parsed[self.forms[0]]
         for c in (c for c in form.declaration.columns if c.field == "patient.record_complete" and c.key in v):
-            for i in (v[c.key].values == False).fill_null(False).arg_true().to_list():  # noqa: E712
-                form.cells(i, "patient").error(self.header[c.key], form.raw[c.key][i], "record_incomplete",
-                                               "Formulaire patient non marqué complet (≠ 2): chargé tel quel.")
+            done = v[c.key].values.fill_null(True)  # (many alike queries: one frame)
+            self.ctx.extend_queries(pl.DataFrame({"source_row": form.rows, "patient_id": form.pids, "value": form.raw[c.key]})
+                                    .filter(~done).select("patient_id", "value", form.row_id_expr("patient").alias("row_id"),
+                                                          row="source_row", file=pl.lit(self.name), table_name=pl.lit("patient"),
+                                                          field=pl.lit(self.header[c.key]), rule=pl.lit("record_incomplete"),
+                                                          message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")))
         record = form.raw[rid]
         frames = {"event": event, "tumour": self._table(form, v, "tumour"), "patient": self._table(
             form, v, "patient", centre=pl.lit(self.ctx.centre), age_at_diagnosis_years=engine._age(form, v),
@@ -353,11 +349,13 @@ class _Read:
         identifiers = {c.key for c in self.declaration.columns if c.identifier}
         for f in self.forms:
             foreign = [k for k, o in self.owner.items() if o not in (None, f) and k in self.raw.columns]
-            mask = (self.raw[INSTRUMENT].is_null() if f == self.forms[0] else self.raw[INSTRUMENT] == f).fill_null(False)
-            filled = self.raw.select((pl.col(k).str.strip_chars() != "") & ~((pl.col(k) == "0") & (k in self.sites))
-                                     for k in foreign).select(pl.all().fill_null(False) & pl.lit(mask))
-            for i in filled.select(pl.any_horizontal(pl.all())).to_series().arg_true().to_list():
-                for k in (k for k in foreign if filled[k][i]):
+            mine = pl.col(INSTRUMENT).is_null() if f == self.forms[0] else pl.col(INSTRUMENT) == f
+            filled = {k: (pl.col(k).str.strip_chars() != "") & ~((pl.col(k) == "0") & (k in self.sites)) for k in foreign}
+            somewhere = pl.any_horizontal(pl.col(k).is_not_null() for k in foreign)  # (cheap: validity only)
+            hits = self.raw.with_row_index("_i").filter(self.raw.select((mine & somewhere).fill_null(False)).to_series())
+            hits = hits.select("_i", *(e.fill_null(False).alias(k) for k, e in filled.items()))
+            for i, *cells in hits.filter(pl.any_horizontal(pl.exclude("_i"))).iter_rows():
+                for k in (k for k, cell in zip(foreign, cells) if cell):
                     self._query(i, self.header[k], IDENTIFIER_MASK if k in identifiers else self.raw[k][i],
                                 rule="value_in_other_instrument",
                                 message=f"Valeur saisie dans « {self.header[k]} » (formulaire {self.owner[k]}) sur "

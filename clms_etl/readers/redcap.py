@@ -34,10 +34,6 @@ COMPLETE = {"0": False, "1": False, "2": True}  # <form>_complete: 2 = Complete
 DICTIONARY = {"field": ("Variable / Field Name", "field_name"), "type": ("Field Type", "field_type"),
               "choices": ("Choices, Calculations, OR Slider Labels", "select_choices_or_calculations"),
               "identifier": ("Identifier?", "identifier")}
-DICTIONARY_OTHERS = ("Form Name", "Section Header", "Field Label", "Field Note", "Text Validation Type OR Show "
-                     "Slider Number", "Text Validation Min", "Text Validation Max", "Branching Logic (Show field "
-                     "only if...)", "Required Field?", "Custom Alignment", "Question Number (surveys only)",
-                     "Matrix Group Name", "Matrix Ranking?", "Field Annotation")
 STRUCTURE = {  # rule -> message: what makes a row impossible to attach safely
     "missing_patient_id": "Enregistrement sans identifiant (record_id ou IPP vide): rattachement impossible.",
     "duplicate_patient": "Patient présent plusieurs fois (même record_id ou même IPP sur plusieurs lignes).",
@@ -112,7 +108,8 @@ def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
     if not rows or len(rows[0]) > 1000:
         raise ImportFailure(f"{name}: en-tête du dictionnaire illisible.", name)
     specs = [ColumnSpec(k, names, k in ("field", "type", "choices")) for k, names in DICTIONARY.items()]
-    cols = match_columns(ctx, rows[0], specs + [ColumnSpec(f"_{n}", (n,), False) for n in DICTIONARY_OTHERS], name)
+    # (REDCap's other columns - form, labels, validation, branching... - are no reader's business)
+    cols = match_columns(ctx, rows[0], specs + [ColumnSpec(f"_{j}", (h,), False) for j, h in enumerate(rows[0])], name)
     fields: dict[str, dict] = {}
     for i, row in enumerate(rows[1:], start=2):
         cell = {k: row[j].strip() if j < len(row) else "" for k, j in cols.items()}
@@ -151,13 +148,12 @@ class _Read:
     def _codes(self, field: str, labels: str, required: bool, checkbox: bool = False) -> dict | None:
         """code -> canonical value of one coded field, through the dictionary's labels."""
         entry, where = self.dictionary.get(normalise_name(field)), self.dict_name
-        if entry is None and not required:
-            self.ctx.query(file=self.name, row=1, field=field, value=field, rule="field_not_in_dictionary",
-                           message=f"Colonne « {field} » absente du dictionnaire {where}: ignorée.")
-            return None
-        if entry is None:
+        if entry is None and required:
             raise ImportFailure(f"{where}: champ « {field} » absent du dictionnaire: codes indéchiffrables; "
                                 f"import de ce centre arrêté.", where, field)
+        if entry is None:
+            return self.ctx.query(file=self.name, row=1, field=field, value=field, rule="field_not_in_dictionary",
+                                  message=f"Colonne « {field} » absente du dictionnaire {where}: ignorée.")
         if labels == "yes_no" and entry["type"] in ("yesno", "truefalse"):
             return YES_NO
         if entry["type"] not in (("checkbox",) if checkbox else ("dropdown", "radio", "yesno", "truefalse")) \
@@ -238,9 +234,7 @@ class _Read:
         ipp = raw.select(pl.when(is_base & (pl.col(ipp_key).str.strip_chars() != ""))
                          .then(pl.col(ipp_key).str.strip_chars().str.to_uppercase())).to_series()
         pseudo = pseudonymise_many(self.ctx, ipp.drop_nulls().unique().to_list())
-        own = ipp.to_frame("k").join(pl.DataFrame({"k": list(pseudo), "p": list(pseudo.values())},
-                                                  schema={"k": pl.String, "p": pl.String}),
-                                     on="k", how="left", maintain_order="left")["p"]
+        own = ipp.replace_strict(pseudo, default=None, return_dtype=pl.String)
         first_base = pl.DataFrame({"r": raw[rid], "p": own}).filter(is_base & raw[rid].is_not_null()).unique("r", keep="first")
         owner = raw[rid].to_frame("r").join(first_base, on="r", how="left", maintain_order="left")["p"]
         self.pids = pl.select(pl.when(is_base).then(own).otherwise(owner)).to_series().alias("patient_id")

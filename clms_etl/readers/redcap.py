@@ -274,7 +274,7 @@ class _Read:
         """The rows of form ``f`` through the engine: labels written for codes first, non-ISO dates after."""
         mine = [c for c in self.declaration.columns if self.owner.get(c.key) == f and c.field
                 and c.key in self.raw.columns and c.identifier in (None, "birth_date")]
-        form = _Form(self.ctx, self.declaration, self.raw.filter(mask).select(self.rid, *(c.key for c in mine)),
+        form = _Form(self.ctx, self.declaration, self.raw.select(self.rid, *(c.key for c in mine)).filter(mask),
                      self.header, self.rows.filter(mask), self.pids.filter(mask))
         for c in (c for c in mine if c.kind == "code" and c.codes is not COMPLETE):
             choices = self.dictionary.get(c.key, {}).get("choices", {})

@@ -1,8 +1,9 @@
 """The centre registry: which centres exist and which reader reads each one.
 
 A centre's format is declared data (``formats/<format>.toml`` in the drop folder, else in
-``clms_etl/data/formats/``), read by the one engine (:mod:`clms_etl.readers.engine`); a format
-without a declaration is read by its module ``clms_etl.readers.<format>``."""
+``clms_etl/data/formats/``), read by the one engine (:mod:`clms_etl.readers.engine`) or, when it
+names an ``adapter`` (REDCap), by that adapter on the engine; a format without a declaration is
+read by its module ``clms_etl.readers.<format>``."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ import io
 import resource
 import tempfile
 import time
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def polars_floor(fmt: str, folder: Path, drop: Path | None = None) -> int:
     file is parsed as its declaration says (encoding, separator; a workbook's sheet)."""
     rows = 0
     path = declaration.find(fmt, drop)
-    if path is not None:
+    if path is not None and "adapter" not in tomllib.loads(path.read_text("utf-8")):  # (an adapter: below)
         declared = declaration.load(path)
         layout = declared.file
         if declared.sheets:  # a workbook of several sheets: every sheet

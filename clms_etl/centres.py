@@ -1,8 +1,9 @@
 """The centre registry: which centres exist and which reader reads each one.
 
 A centre's format is declared data (``formats/<format>.toml`` in the drop folder, else in
-``clms_etl/data/formats/``), read by the one engine (:mod:`clms_etl.readers.engine`); a format
-without a declaration is read by its module ``clms_etl.readers.<format>``."""
+``clms_etl/data/formats/``), read by the one engine (:mod:`clms_etl.readers.engine`) or, when it
+names an ``adapter`` (REDCap), by that adapter on the engine; a format without a declaration is
+read by its module ``clms_etl.readers.<format>``."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ class Centre:
         format's declaration, or the module ``clms_etl.readers.<format>``."""
         if self.declaration is not None:
             from clms_etl.readers import declaration, engine
+
+            adapter = tomllib.loads(self.declaration.read_text("utf-8")).get("adapter")
+            if adapter:  # what is not tabular (REDCap's dictionary and instruments): an adapter on the engine
+                return importlib.import_module(f"clms_etl.readers.{adapter}").Reader(self.declaration)
 
             return engine.DeclaredReader(declaration.load(self.declaration))
         return importlib.import_module(f"clms_etl.readers.{self.format}")

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clms_etl.readers import lyon as reader
+from clms_etl.centres import load_registry
 from clms_etl.readers.base import ERROR, WARNING, ImportFailure, ReadContext, pseudonym
 from clms_etl.synth.formats import lyon as fmt
 from clms_etl.synth.twin import build_twin
@@ -35,7 +35,7 @@ def deliver(folder: Path, seed: int = 0):
 
 
 def read(folder: Path):
-    return reader.read(ReadContext("lyon", folder, DELIVERY, KEY))
+    return load_registry()["lyon"].reader.read(ReadContext("lyon", folder, DELIVERY, KEY))
 
 
 def load(path: Path) -> list[list[str]]:

@@ -22,7 +22,6 @@ from tests.conftest import TWIN_DATE
 from tests.rule_checks import registry_breaches
 from tests.warehouse.helpers import TEST_KEY
 from validations.canonical import RULES, SAMPLE_RULES
-from validations.structural import lyon as lyon_structural
 
 ROOT = Path(__file__).parents[1]
 montpellier = reader("montpellier")  # the engine on clms_etl/data/formats/montpellier.toml
@@ -72,9 +71,6 @@ def _rule_literals() -> dict[str, list[str]]:
                         found.setdefault("<built at run time>", []).append(f"{where}:{leaf.lineno}")
                     elif isinstance(leaf, ast.Constant) and isinstance(leaf.value, str):
                         found.setdefault(leaf.value, []).append(f"{where}:{leaf.lineno}")
-    for mapping, where in ((lyon_structural.RULES, "validations/structural/lyon.py"),):
-        for rule in mapping.values():
-            found.setdefault(rule, []).append(where)
     for rule in (*RULES, *SAMPLE_RULES):
         found.setdefault(rule, []).append("validations/canonical.py")
     return found

@@ -131,24 +131,31 @@ def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
         if not utf8:
             _wrong_encoding(ctx, layout, "UTF-8")
         return data[3:].decode("utf-8", errors="replace")
-    if not utf8 and not data.isascii():
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            # a single-byte encoding's text with accents is (practically) never valid UTF-8
-            _wrong_encoding(ctx, layout, "UTF-8")
-            return text
+    # a single-byte encoding's text with accents is (practically) never valid UTF-8
+    if not utf8 and not data.isascii() and (text := _saved_as(ctx, layout, data, "utf-8", "UTF-8")) is not None:
+        return text
     if layout.encoding.lower() == "cp1252" and len(data.translate(None, _CP1252_SPECIFIC)) == len(data):
         return data.decode("latin-1")  # same characters as cp1252 outside 0x80-0x9F, much faster
     try:
         return data.decode(layout.encoding)
     except UnicodeDecodeError:
+        # a UTF-8 contract's file saved on Windows: cp1252 (every byte but 5 defined)
+        if utf8 and (text := _saved_as(ctx, layout, data, "cp1252", "Windows-1252")) is not None:
+            return text
         text = data.decode(layout.encoding, errors="replace")
         ctx.query(file=name, rule="encoding_error",
                   message=f"{text.count(chr(0xFFFD))} octet(s) non définis en {layout.encoding} remplacés par « \ufffd ».")
         return text
+
+
+def _saved_as(ctx: ReadContext, layout: decl.FileLayout, data: bytes, encoding: str, found: str) -> str | None:
+    """``data`` read as ``encoding`` with a ``wrong_encoding`` warning, or None when it is not that."""
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    _wrong_encoding(ctx, layout, found)
+    return text
 
 
 def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:
@@ -661,22 +668,6 @@ def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Seri
     return model.conform(table, out)
 
 
-def _table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict:
-    """Canonical column -> values of ``table`` from the declared columns and constants."""
-    columns: dict = {k: pl.lit(value) for k, value in c.declaration.constants.get(table, {}).items()}
-    for col in c.declaration.in_table(table):
-        if col.key not in v or col.target == "birth_date":
-            continue
-        columns[col.target] = v[col.key].values
-        if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
-            columns[f"{col.target}_precision"] = v[col.key].precision
-        if col.upper_bound:
-            bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
-            # True for a bound written "< 5", False for a count, null without a value
-            columns[col.upper_bound.split(".")[1]] = pl.select(
-                pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
-    return columns
-
 
 def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
@@ -685,7 +676,8 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     for table in decl.ROW_TABLES:
         if not declaration.in_table(table):
             continue
-        columns = _table_columns(c, v, table)
+        columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
+        columns.update(table_columns(c, v, table))
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
             if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
@@ -716,7 +708,8 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
     table = c.declaration.table
     _missing_keys(c, keys, table, known)
     v, ids = _parse(c)
-    columns = _table_columns(c, v, table)
+    columns: dict = {k: pl.lit(value) for k, value in c.declaration.constants.get(table, {}).items()}
+    columns.update(table_columns(c, v, table))
     _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
     kind = c.declaration.column(f"{table}.{table}_kind")
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
@@ -745,6 +738,25 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
              "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
              "date erronée?")
     return _frame(c, ids, table, columns)
+
+
+def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series]:
+    """The canonical columns of ``table`` from the parsed declared columns that fill it (values, date
+    precisions, upper-bound flags): the engine's rows and an adapter's (a REDCap form's rows)."""
+    columns = {}
+    for col in c.declaration.in_table(table):
+        target = col.target
+        if col.key not in v or target == "birth_date":
+            continue
+        columns[target] = v[col.key].values
+        if v[col.key].precision is not None and f"{target}_precision" in model.TABLES[table]:
+            columns[f"{target}_precision"] = v[col.key].precision
+        if col.upper_bound:
+            bound = pl.int_range(0, c.n, eager=True).is_in(sorted(c.bounds.get(col.key, ())))
+            # True for a bound written "< 5", False for a count, null without a value
+            columns[col.upper_bound.split(".")[1]] = pl.select(
+                pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
+    return columns
 
 
 # A row that exists without its date: the rule and message, per table that has one.

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,12 @@ from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.truth import Truth
 
 name = "lyon"
-DICTIONARY_FILE = "CLMSLYON_DataDictionary.csv"
+# The format file the reader reads (clms_etl/data/formats/lyon.toml): file names, the canonical field
+# of each REDCap field, and the labels; the first label of each canonical value is the one written here.
+_DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/lyon.toml").read_text("utf-8"))
+DICTIONARY_FILE = _DECLARED["file"]["dictionary"].format(date="")
 # The contract's own spelling; the writer puts the delivery date in place of <date>.
-DATA_FILE = "CLMSLYON_DATA_<date>.csv"
+DATA_FILE = _DECLARED["file"]["name"].format(date="<date>")
 
 DICTIONARY_COLUMNS = [
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
@@ -35,40 +40,32 @@ DICTIONARY_COLUMNS = [
     "Field Annotation",
 ]
 
-# (code, label, canonical value)
-SEX = [("1", "Homme", "male"), ("2", "Femme", "female")]
-SITES = [
-    ("1", "Tête et cou", "head_neck"), ("2", "Tronc", "trunk"),
-    ("3", "Membre supérieur", "upper_limb"), ("4", "Membre inférieur", "lower_limb"),
-]
-PRESENTATIONS = [
-    ("1", "Nodule", "nodular"), ("2", "Plaque infiltrée", "infiltrated_patch"),
-    ("3", "Ulcération", "ulcerated"), ("4", "Végétant", "vegetative"),
-]
-GRADES = [("1", "Grade I", 1), ("2", "Grade II", 2), ("3", "Grade III", 3)]
-DIFFERENTIATION = [
-    ("1", "Bien différencié", 1), ("2", "Moyennement différencié", 2), ("3", "Peu différencié", 3),
-]
-MITOSIS_CLASSES = [("1", "0-9", "0-9"), ("2", "10-19", "10-19"), ("3", "≥ 20", ">=20")]
-NECROSIS = [("0", "Absente", 0), ("1", "< 50 %", 1), ("2", "≥ 50 %", 2)]
-INVASION = [("1", "Derme", "dermal"), ("2", "Derme et hypoderme", "dermo_hypodermal")]
-SURGERY_KINDS = [
-    ("1", "Exérèse initiale", "primary_excision"), ("2", "Reprise", "re_excision"),
-    ("3", "Chirurgie de la récidive", "relapse_surgery"),
-    ("4", "Chirurgie de métastase", "metastasis_surgery"),
-]
-RESECTION = [("0", "R0", "R0"), ("1", "R1", "R1"), ("2", "R2", "R2")]
-EVENT_KINDS = [
-    ("1", "Récidive locale", "local_recurrence"), ("2", "Métastase", "metastasis"),
-    ("3", "Décès", "death"), ("4", "Dernières nouvelles", "last_news"),
-]
+
+def _choices(labels: str, *codes: tuple[str, object]) -> list[tuple[str, str, object]]:
+    """(code, label, canonical value): this synthetic project's codes, the declaration's label."""
+    first = {canonical.lower(): spellings[0] for canonical, spellings in _DECLARED["labels"][labels].items()}
+    return [(code, first[str(value).lower()], value) for code, value in codes]
+
+
+SEX = _choices("sex", ("1", "male"), ("2", "female"))
+SITES = _choices("site", ("1", "head_neck"), ("2", "trunk"), ("3", "upper_limb"), ("4", "lower_limb"))
+PRESENTATIONS = _choices("presentation", ("1", "nodular"), ("2", "infiltrated_patch"), ("3", "ulcerated"),
+                         ("4", "vegetative"))
+GRADES = _choices("grade", ("1", 1), ("2", 2), ("3", 3))
+DIFFERENTIATION = _choices("differentiation", ("1", 1), ("2", 2), ("3", 3))
+MITOSIS_CLASSES = _choices("mitosis_class", ("1", "0-9"), ("2", "10-19"), ("3", ">=20"))
+NECROSIS = _choices("necrosis", ("0", 0), ("1", 1), ("2", 2))
+INVASION = _choices("invasion", ("1", "dermal"), ("2", "dermo_hypodermal"))
+SURGERY_KINDS = _choices("surgery_kind", ("1", "primary_excision"), ("2", "re_excision"), ("3", "relapse_surgery"),
+                         ("4", "metastasis_surgery"))
+RESECTION = _choices("resection", ("0", "R0"), ("1", "R1"), ("2", "R2"))
+EVENT_KINDS = _choices("event_kind", ("1", "local_recurrence"), ("2", "metastasis"), ("3", "death"),
+                       ("4", "last_news"))
 # côlon was added by the centre after "autre", hence code 7.
-METASTASIS_SITES = [
-    ("1", "os", "bone"), ("2", "peau", "skin"), ("3", "poumon", "lung"), ("4", "foie", "liver"),
-    ("5", "ganglion", "lymph_node"), ("6", "autre", "other"), ("7", "côlon", "colon"),
-]
+METASTASIS_SITES = _choices("metastasis_site", ("1", "bone"), ("2", "skin"), ("3", "lung"), ("4", "liver"),
+                            ("5", "lymph_node"), ("6", "other"), ("7", "colon"))
 # REDCap habit: 9 for "unknown".
-DEATH_CAUSES = [("1", "cLMS", "clms"), ("2", "Autre", "other"), ("9", "Inconnue", "unknown")]
+DEATH_CAUSES = _choices("death_cause", ("1", "clms"), ("2", "other"), ("9", "unknown"))
 
 
 @dataclass(frozen=True)
@@ -184,39 +181,8 @@ def dictionary() -> RawTable:
     return table
 
 
-_FIELDS = {
-    ("patient", "local_id"): "ipp",
-    ("patient", "birth_date"): "date_naissance",
-    ("patient", "sex"): "sexe",
-    ("patient", "immunosuppression"): "immunodep",
-    ("patient", "diagnosis_date"): "date_diag",
-    ("patient", "record_complete"): "patient_complete",
-    ("tumour", "site"): "localisation",
-    ("tumour", "size_cm"): "taille_mm",
-    ("tumour", "presentation"): "presentation",
-    ("tumour", "pain"): "douleur",
-    ("tumour", "on_scar"): "cicatrice",
-    ("tumour", "consultation_delay_months"): "delai_consult_mois",
-    ("tumour", "fnclcc_grade"): "grade_fnclcc",
-    ("tumour", "differentiation_score"): "differenciation",
-    ("tumour", "mitoses_per_10hpf"): "mitoses_10hpf",
-    ("tumour", "mitosis_class"): "mitoses_classe",
-    ("tumour", "necrosis_score"): "necrose",
-    ("tumour", "invasion"): "invasion",
-    ("tumour", "histological_ulceration"): "ulceration_histo",
-    ("tumour", "ki67_percent"): "ki67",
-    ("surgery", "surgery_date"): "chir_date",
-    ("surgery", "surgery_kind"): "chir_type",
-    ("surgery", "proposed_margin_cm"): "marge_rcp_mm",
-    ("surgery", "clinical_margin_cm"): "marge_clin_mm",
-    ("surgery", "histological_margin_cm"): "marge_histo_mm",
-    ("surgery", "resection_status"): "statut_r",
-    ("surgery", "adjuvant_radiotherapy"): "rt_adj",
-    ("event", "event_date"): "evt_date",
-    ("event", "event_kind"): "evt_type",
-    ("event", "death_cause"): "deces_cause",
-    ("event", "treatment"): "evt_traitement",
-}
+# (table, canonical column) -> the REDCap field holding it, as the declaration says
+_FIELDS = {tuple(c["field"].split(".")): c["name"] for c in _DECLARED["columns"] if "field" in c}
 
 
 def locate(table: str, field: str) -> tuple[str, str | None, str] | None:

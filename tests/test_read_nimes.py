@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import string
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 import pytest
@@ -14,12 +15,57 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.dates import impute
-from clms_etl.readers import nimes
+from clms_etl.readers import declaration, engine, free_text
 from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ImportFailure, ReadContext, pseudonym
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.identities import age_at
 from clms_etl.synth.twin import build_twin
 
+class _Nimes:
+    """Nîmes' reader and free-text parsers as its declaration gives them: the engine reads the
+    file (``clms_etl/data/formats/nimes.toml``), ``clms_etl.readers.free_text`` the free text."""
+
+    DECLARATION = declaration.load(declaration.find("nimes"))
+    FILE = DECLARATION.file.name
+
+    def read(self, ctx):
+        return engine.DeclaredReader(self.DECLARATION).read(ctx)
+
+    def _decoder(field, both=False):
+        def parse(self, text, *_):
+            value, issues = free_text.decode(self.DECLARATION.column(field), text)
+            return (value if both else value[0]), issues
+        return parse
+
+    parse_sex, parse_yes_no = _decoder("patient.sex"), _decoder("tumour.pain")
+    parse_presentation, parse_grade = _decoder("tumour.presentation"), _decoder("tumour.fnclcc_grade")
+    parse_differentiation = _decoder("tumour.differentiation_score")
+    parse_necrosis, parse_invasion = _decoder("tumour.necrosis_score"), _decoder("tumour.invasion")
+    parse_resection, parse_size = _decoder("surgery.resection_status"), _decoder("tumour.size_cm")
+    parse_ki67, parse_site = _decoder("tumour.ki67_percent"), _decoder("tumour.site", both=True)
+    parse_mitoses = _decoder("tumour.mitoses_per_10hpf", both=True)
+
+    def parse_margins(self, text):
+        (clinical, histological), issues = free_text.decode(self.DECLARATION.column("surgery.clinical_margin_cm"), text)
+        return _Margins(clinical, histological, issues)
+
+    def parse_date(self, text):
+        return free_text.parse_date(text)
+
+    def parse_note(self, text):
+        return free_text.parse_note(self.DECLARATION.column("event.notes"), text)
+
+    def parse_evolution(self, text):
+        return free_text.parse_notes(self.DECLARATION.column("event.notes"), text)
+
+
+class _Margins(NamedTuple):
+    clinical_cm: float | None
+    histological_cm: float | None
+    issues: list
+
+
+nimes = _Nimes()
 KEY = b"test-key-nimes"
 DELIVERY = dt.date(2026, 11, 23)
 HEADER = [

@@ -14,13 +14,16 @@ constants and when a row exists. Conventions:
   ``metastasis``, ``death``, ``last_news``; part ``date``, ``cause``, ``sites``; and
   ``event.relapse.treatment``), turned into event rows by :mod:`clms_etl.readers.event_columns`.
 * ``kind``: ``code`` (the default when ``codes`` is given), ``number``, ``date``, ``text``,
-  ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``).
+  ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``); the
+  free-text kinds of hand-typed charts (``site``, ``measure``, ``margins``, ``notes``) are read
+  by :mod:`clms_etl.readers.free_text`, from the column's own keys (its ``options``).
 * A format is looked up in the drop folder's ``formats/`` first, then in the package: a new
   centre needs no Python module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
 from dataclasses import dataclass, field
@@ -29,8 +32,9 @@ from pathlib import Path
 
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import normalise_name
+from clms_etl.readers.free_text import KINDS as FREE_TEXT_KINDS
 
-KINDS = ("code", "number", "date", "text", "list", "identifier")
+KINDS = ("code", "number", "date", "text", "list", "identifier", *FREE_TEXT_KINDS)
 ROW_TABLES = ("patient", "tumour", "surgery")  # one canonical row per source record
 EVENT_KINDS = ("local_recurrence", "metastasis", "death", "last_news")
 IDENTIFIER_KINDS = (NAME, HOSPITAL_NUMBER, BIRTH_DATE)
@@ -54,6 +58,7 @@ class Column:
     upper_bound: str | None = None  # (number) "table.flag" set when written as "< n"
     written_missing: tuple[str, ...] | None = None  # (synthetic writer) this column's own tokens
     upper_case: bool = False  # (synthetic writer) the export writes it in capitals
+    options: dict = dataclasses.field(default_factory=dict)  # the column's other keys (free-text kinds: patterns, units...)
 
     @property
     def key(self) -> str:
@@ -71,6 +76,8 @@ class Column:
         parts = self.field.split(".")
         if parts[0] != "event":
             return parts[1]
+        if self.kind == "notes":  # events written as notes: every event column
+            return "event_date"
         return {"date": "event_date", "cause": "death_cause", "sites": "metastasis_site",
                 "treatment": "treatment"}[parts[2]]
 
@@ -92,6 +99,10 @@ class FileLayout:
     missing: tuple[str, ...] = ("",)
     written_missing: tuple[str, ...] = ()  # the tokens the export itself writes (synthetic writer)
     row_id: str = "{table}:{file}:{row}"
+    hand_typed: bool = False  # codes folded without a case warning; "?" means unknown, except in dates
+    quoting: bool = True  # False: a double quote is a character of its cell
+    max_cell: int | None = None  # a longer cell is a broken line: null, value_too_long
+    final_line_end: str = "required"  # "warning": a full last line without it is read, with a warning
 
     @property
     def spreadsheet(self) -> bool:
@@ -121,7 +132,13 @@ class Declaration:
         queries of validation name the centre's own column."""
         out: dict[str, dict] = {}
         for c in self.columns:
-            if c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
+            for also in (c.options.get("also"),) if c.options.get("also") else ():  # a second output
+                out.setdefault(c.table, {})[also.split(".")[1]] = c.name
+            if c.kind == "notes":
+                dates = out.setdefault("event", {}).setdefault("event_date", {})
+                dates.update({kind: c.name for kind in EVENT_KINDS if kind != "last_news"})
+                out["event"].update(metastasis_site=c.name, death_cause=c.name, treatment=c.name)
+            elif c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
                 out.setdefault(c.table, {})[c.target] = c.name
             elif c.table == "event" and c.target == "event_date":
                 out.setdefault("event", {}).setdefault("event_date", {})[c.event] = c.name
@@ -147,6 +164,10 @@ def load(path: Path) -> Declaration:
     return _load(str(path), (stat.st_size, stat.st_mtime_ns))
 
 
+_KEYS = {"name", "aliases", "field", "kind", "codes", "other", "factor", "integer", "required", "identifier",
+         "upper_bound", "written_missing", "upper_case"}
+
+
 @functools.lru_cache(maxsize=64)
 def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file version)
     data = tomllib.loads(Path(path).read_text("utf-8"))
@@ -157,6 +178,8 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
         f["name"], f.get("sheet"), f.get("encoding", "utf-8"), f.get("separator", ","), f.get("decimal", "."),
         f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
         tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
+        bool(f.get("hand_typed", False)), bool(f.get("quoting", True)), f.get("max_cell"),
+        f.get("final_line_end", "required"),
     )
     columns = []
     for c in data["columns"]:
@@ -172,10 +195,10 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
                         c.get("other"), float(c.get("factor", 1.0)), bool(c.get("integer", False)),
                         bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"),
                         None if "written_missing" not in c else tuple(c["written_missing"]),
-                        bool(c.get("upper_case", False)))
+                        bool(c.get("upper_case", False)), {k: v for k, v in c.items() if k not in _KEYS})
         if column.table not in (None, *ROW_TABLES, "event"):
             raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
-        if column.table == "event" and column.event not in (*EVENT_KINDS, "relapse"):
+        if column.table == "event" and column.event not in (*EVENT_KINDS, "relapse", "notes"):
             raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
         columns.append(column)
     if not any(c.field == "patient.local_id" for c in columns):

@@ -44,7 +44,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.readers import declaration as decl
-from clms_etl.readers import event_columns
+from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
     ColumnSpec,
@@ -190,13 +190,14 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
     name = layout.name
     text = _decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
-        ctx.query(file=name, rule="line_endings",
-                  message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
+        if layout.line_end != "\r":
+            ctx.query(file=name, rule="line_endings",
+                      message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
         text = text.replace("\r", "\n")
     header = _header(layout, text)
     found = match_columns(ctx, header, _specs(declaration), name)
     identifiers = {found[c.key] for c in declaration.columns if c.identifier and c.key in found}
-    quote = _quote_char(ctx, layout, text, header, identifiers)
+    quote = _quote_char(ctx, layout, text, header, identifiers) if layout.quoting else None
     data = text.encode("utf-8")
     nulls = [m for m in layout.missing if m]
     try:  # the declared tokens are null from the start (Cells reads them so too)
@@ -208,10 +209,13 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
         raise ImportFailure(f"{name}: {df.width} colonnes lues pour {len(header)} en-têtes; "
                             f"import de ce centre arrêté.", name)
     _not_empty(df, name)
-    if layout.line_end and not text.endswith("\n"):
-        raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
-                            f"import de ce centre arrêté.", name)
     fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
+    if layout.line_end and not text.endswith("\n"):
+        if layout.final_line_end != "warning" or fields[-1] != len(header):
+            raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
+                                f"import de ce centre arrêté.", name)
+        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
+                  message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
@@ -261,6 +265,7 @@ class Parsed:
     values: pl.Series
     present: pl.Series
     precision: pl.Series | None = None
+    also: pl.Series | None = None  # a free-text kind's second output (``also``: site detail, second margin)
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
@@ -336,6 +341,8 @@ class Columns:
         """Each column's :class:`Parsed`, by column key."""
         missing = list(self.layout.missing)
         exprs = []
+        distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
+        columns = [c for c in columns if c not in distinct]
         for c in columns:
             col = pl.col(c.key)
             exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
@@ -353,7 +360,29 @@ class Columns:
             if count:
                 values, present, precision = self._fallback(c, fast[f"{c.key}#todo"], values, present, precision)
             out[c.key] = Parsed(values.alias(c.key), present, precision)
-        return out
+        return out | {c.key: self._distinct(c) for c in distinct}
+
+    def _distinct(self, c: decl.Column) -> Parsed:
+        """A free-text kind: each distinct value decoded once (:func:`free_text.decode`) and
+        scattered back; the queries on the cells whose value had issues."""
+        raw = self.raw[c.key]
+        present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
+        if c.kind == "notes":  # read whole by free_text.events
+            return Parsed(raw, present)
+        unique = raw.drop_nulls().unique(maintain_order=True)
+        decoded = [free_text.decode(c, text) for text in unique.to_list()]
+        index = raw.replace_strict(unique, pl.int_range(len(unique), dtype=pl.UInt32, eager=True), default=None,
+                                   return_dtype=pl.UInt32)
+        first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) for j in (0, 1))
+        if c.upper_bound:
+            self.bounds[c.key] = set(second.fill_null(False).arg_true().to_list())
+        with_issues = [u for u, (_, issues) in enumerate(decoded) if issues]
+        table = c.table or "patient"
+        for i in index.is_in(with_issues).arg_true().to_list():
+            cells = self.cells(i, table, event_columns.suffix(c.event))
+            for issue in decoded[index[i]][1]:
+                cells.error(self.header[c.key], raw[i], issue.rule, issue.message, identifier=c.identifier is not None)
+        return Parsed(first.alias(c.key), present, also=second if c.options.get("also") else None)
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
@@ -370,7 +399,8 @@ class Columns:
                             f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
                             identifier=identifier)
             elif is_missing(raw):
-                if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS:
+                if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS and (
+                        c.kind == "date" or not self.layout.hand_typed):
                     cells.error(column, raw, _NOT_A_VALUE[c.kind],
                                 f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
                                 f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
@@ -425,7 +455,8 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
 
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
-    for row in rows_all.filter(blank).to_list():
+    trailing = blank.len() - blank.not_().cast(pl.Int8).cum_sum().arg_max() - 1 if blank.any() else 0
+    for row in rows_all.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
         ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
                   message=f"Ligne {row} vide ignorée.")
     rows = rows_all
@@ -443,12 +474,25 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     table = pl.DataFrame({"k": list(pseudonyms), "p": list(pseudonyms.values())}, schema={"k": pl.String, "p": pl.String})
     pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
     cols = Columns(ctx, declaration, raw, {key: header[i] for key, i in found.items()}, rows, pids)
+    if layout.max_cell:
+        _too_long(cols, layout.max_cell)
 
     _structural_queries(cols, df, keys, fields, len(header), id_key)
     frames = _frames(cols)
     label = f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name
     return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
                       files=[path], source_rows={label: df.height})
+
+
+def _too_long(cols: Columns, limit: int) -> None:
+    """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
+    for key in cols.raw.columns:
+        for i in (cols.raw[key].str.len_chars() > limit).arg_true().to_list():
+            length = len(cols.raw[key][i])
+            cols.cells(i, "patient").error(cols.header[key], f"<{length} caractères>", "value_too_long",
+                                           f"Cellule « {cols.header[key]} » de {length} caractères: ligne cassée ? "
+                                           f"Valeur ignorée.")
+    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep())
 
 
 def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int,
@@ -501,13 +545,18 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
         )
         return model.conform(table, out)
 
-    frames = {}
+    frames, vital = {}, None
+    notes = next((col for col in parsed_columns if col.kind == "notes"), None)
+    if notes is not None:  # events written as notes: not tabular
+        frames["event"], vital = free_text.events(c, v, ids, notes)
     for table in decl.ROW_TABLES:
         columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
         for col in declaration.in_table(table):
             if col.key not in v or col.target == "birth_date":
                 continue
             columns[col.target] = v[col.key].values
+            if v[col.key].also is not None:
+                columns[col.options["also"].split(".")[1]] = v[col.key].also
             if v[col.key].precision is not None and f"{col.target}_precision" in model.TABLES[table]:
                 columns[f"{col.target}_precision"] = v[col.key].precision
             if col.upper_bound:
@@ -517,6 +566,8 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
                     pl.when(v[col.key].values.is_not_null()).then(bound)).to_series()
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
+            if vital is not None:
+                columns["vital_status"] = vital
             if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
                 columns["age_at_diagnosis_years"] = _age(c, v)
         frames[table] = frame(table, columns)
@@ -525,7 +576,7 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
             _missing_date(c, table, v, any_cell)
-    if any(col.table == "event" for col in parsed_columns):
+    if notes is None and any(col.table == "event" for col in parsed_columns):
         frames["event"] = event_columns.events(c, v, ids)
     return frames
 

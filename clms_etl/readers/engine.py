@@ -399,8 +399,9 @@ class Columns:
                             f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
                             identifier=identifier)
             elif is_missing(raw):
-                if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS and (
-                        c.kind == "date" or not self.layout.hand_typed):
+                # hand-typed: only a blank date is missing ("?" elsewhere means not specified)
+                unknown = (c.kind == "date" and fold(raw) != "") if self.layout.hand_typed else fold(raw) in UNKNOWN_TOKENS
+                if c.kind not in ("text", "list") and unknown:
                     cells.error(column, raw, _NOT_A_VALUE[c.kind],
                                 f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
                                 f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",

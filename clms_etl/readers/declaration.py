@@ -60,7 +60,7 @@ class Column:
     upper_case: bool = False  # (synthetic writer) the export writes it in capitals
     options: dict = dataclasses.field(default_factory=dict)  # the column's other keys (free-text kinds: patterns, units...)
 
-    @property
+    @functools.cached_property  # (asked per cell by the engine's loops)
     def key(self) -> str:
         return normalise_name(self.name)
 

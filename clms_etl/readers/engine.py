@@ -357,15 +357,19 @@ class Columns:
             precision = None
             if c.kind == "date":
                 precision = pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
-            if count:
+            if count and self.layout.hand_typed:  # hand-typed: what the fast path left, by distinct value
+                todo, rest = fast[f"{c.key}#todo"], self._distinct(c, fast[f"{c.key}#todo"])
+                values = values.zip_with(~todo, rest.values.cast(values.dtype))
+                precision = precision.zip_with(~todo, rest.precision.cast(pl.String)) if precision is not None else None
+            elif count:
                 values, present, precision = self._fallback(c, fast[f"{c.key}#todo"], values, present, precision)
             out[c.key] = Parsed(values.alias(c.key), present, precision)
         return out | {c.key: self._distinct(c) for c in distinct}
 
-    def _distinct(self, c: decl.Column) -> Parsed:
-        """A free-text kind: each distinct value decoded once (:func:`free_text.decode`) and
-        scattered back; the queries on the cells whose value had issues."""
-        raw = self.raw[c.key]
+    def _distinct(self, c: decl.Column, todo: pl.Series | None = None) -> Parsed:
+        """A free-text kind (or the cells ``todo`` of a hand-typed file): each distinct value
+        decoded once (:func:`free_text.decode`) and scattered back; its issues raised in bulk."""
+        raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
         present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
         if c.kind == "notes":  # read whole by free_text.events
             return Parsed(raw, present)
@@ -376,13 +380,27 @@ class Columns:
         first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) for j in (0, 1))
         if c.upper_bound:
             self.bounds[c.key] = set(second.fill_null(False).arg_true().to_list())
-        with_issues = [u for u, (_, issues) in enumerate(decoded) if issues]
-        table = c.table or "patient"
-        for i in index.is_in(with_issues).arg_true().to_list():
-            cells = self.cells(i, table, event_columns.suffix(c.event))
-            for issue in decoded[index[i]][1]:
-                cells.error(self.header[c.key], raw[i], issue.rule, issue.message, identifier=c.identifier is not None)
-        return Parsed(first.alias(c.key), present, also=second if c.options.get("also") else None)
+        issues = pl.DataFrame([(u, issue.rule, issue.message) for u, (_, found) in enumerate(decoded) for issue in found],
+                              schema={"u": pl.UInt32, "rule": pl.String, "message": pl.String}, orient="row")
+        hits = pl.DataFrame({"i": pl.int_range(self.n, eager=True), "u": index, "value": raw})
+        self.queries(hits.join(issues, on="u", maintain_order="left_right"), c.table or "patient", self.header[c.key],
+                     c.identifier is not None, event_columns.suffix(c.event))
+        return Parsed(first.alias(c.key), present, second if c.kind == "date" else None,
+                      second if c.options.get("also") else None)
+
+    def queries(self, hits: pl.DataFrame, table: str, column: str, identifier: bool = False, suffix: str = "") -> None:
+        """One query per row of ``hits`` (``i`` the record, ``value``, ``rule``, ``message``; a
+        ``row_id`` and ``table_name`` of its own, or where null the record's row of ``table``), in bulk."""
+        frame = hits.with_columns(file=pl.lit(self.layout.name), sheet=pl.lit(self.layout.sheet, pl.String),
+                                  source_row=self.rows.gather(hits["i"]), patient_id=self.pids.gather(hits["i"]),
+                                  field=pl.lit(column), value=pl.lit(IDENTIFIER_MASK) if identifier else pl.col("value"))
+        own = pl.col("row_id").is_not_null() if "row_id" in frame.columns else pl.lit(False)
+        frame = frame.with_columns(
+            row_id=pl.when(own).then(pl.col("row_id") if "row_id" in frame.columns else None)
+            .otherwise(pl.concat_str(self.row_id_expr(table), pl.lit(suffix))),
+            table_name=pl.when(own).then(pl.col("table_name") if "table_name" in frame.columns else None)
+            .otherwise(pl.lit(table)))
+        self.ctx.extend_queries(frame.rename({"source_row": "row"}).drop("i", "u", strict=False))
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
@@ -546,10 +564,10 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
         )
         return model.conform(table, out)
 
-    frames, vital = {}, None
+    frames, events, vital = {}, None, None
     notes = next((col for col in parsed_columns if col.kind == "notes"), None)
     if notes is not None:  # events written as notes: not tabular
-        frames["event"], vital = free_text.events(c, v, ids, notes)
+        events, vital = free_text.events(c, v, ids, notes)
     for table in decl.ROW_TABLES:
         columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
         for col in declaration.in_table(table):
@@ -577,8 +595,8 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
             _missing_date(c, table, v, any_cell)
-    if notes is None and any(col.table == "event" for col in parsed_columns):
-        frames["event"] = event_columns.events(c, v, ids)
+    if events is not None or any(col.table == "event" for col in parsed_columns):
+        frames["event"] = events if events is not None else event_columns.events(c, v, ids)
     return frames
 
 

@@ -49,9 +49,9 @@ def _issue(rule: str, message: str) -> Issue:
 
 def decode(c, text: str | None) -> tuple[tuple, list[Issue]]:
     """((value, second output or bound), issues) of one cell of column ``c``; missing: (None, None)."""
-    if text is None or is_missing(text):
+    if text is None or (not text.strip() if c.kind == "date" else is_missing(text)):  # "?" is no date
         return (None, None), []
-    value, issues = {"code": code, "site": site, "measure": measure, "margins": margins}[c.kind](c, text)
+    value, issues = {"code": code, "site": site, "measure": measure, "margins": margins, "date": _date}[c.kind](c, text)
     if text != text.strip():
         issues = [*issues, _issue("value_normalised", f"« {text} »: espaces en trop à retirer.")]
     return value if isinstance(value, tuple) else (value, None), issues
@@ -65,9 +65,8 @@ def _squeezed(c, text: str) -> str:
 def code(c, text: str):
     """A code typed by hand: compared folded (``squeeze``: without those characters)."""
     key = _squeezed(c, text)
-    table = {fold(k): v for k, v in c.codes.items()}
-    if key in table:
-        return table[key], []
+    if key in c.codes:  # (the declaration writes them folded)
+        return c.codes[key], []
     allowed = c.options.get("expected", ", ".join(c.codes))
     return None, [_issue("unknown_code", f"Valeur « {text} » inconnue pour « {c.name} » (attendu: {allowed}).")]
 
@@ -175,6 +174,11 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
     return parsed, []
 
 
+def _date(c, text: str):
+    parsed, issues = parse_date(text, c.name, identifier=c.identifier is not None)
+    return (None, None) if parsed is None else (parsed.value, parsed.precision), issues
+
+
 # --- event notes ----------------------------------------------------------------------------------
 
 _PAREN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$", re.S)
@@ -257,7 +261,7 @@ def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     cause = treatment = None
     if kinds[0][0] == "death":
         if paren is not None:
-            cause = {fold(k): v for k, v in o["death_causes"].items()}.get(fold(paren))
+            cause = o["death_causes"].get(fold(paren))
             if cause is None:
                 issues.append(_issue("unknown_code", f"Cause de décès « {paren} » inconnue "
                                                      f"(attendu: {', '.join(o['death_causes'])})."))
@@ -312,14 +316,13 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
                                        .then(pl.lit("last_news")).otherwise(pl.col("event_no").cast(pl.String))).alias("row_id"),
                          pl.lit(cols.layout.name).alias("source_file")))
     # a note's issues point at its first event row, or at the patient row when it gave none
-    first = {(i, n): r for i, n, r in out.filter(pl.col("_k") == 0).select("i", "_note", "row_id").iter_rows()}
-    with_issues = {t for t, (_, issues) in zip(unique, parsed) if issues}
-    problems = dict(zip(unique, (issues for _, issues in parsed)))
-    for i, n, text in split.filter(pl.col("_text").is_in(list(with_issues))).select("i", "_note", "_text").iter_rows():
-        row_id = first.get((i, n))
-        cells = cols.cells(i, "patient" if row_id is None else "event")
-        for issue in problems[text]:
-            cells.error(cols.header[notes.key], text, issue.rule, issue.message, row_id=row_id)
+    issues = pl.DataFrame([(t, i.rule, i.message) for t, (_, found) in zip(unique, parsed) for i in found],
+                          schema={"_text": pl.String, "rule": pl.String, "message": pl.String}, orient="row")
+    first = out.filter(pl.col("_k") == 0).select("i", "_note", "row_id")
+    hits = split.join(issues, on="_text", maintain_order="left_right").join(first, on=["i", "_note"], how="left",
+                                                                             maintain_order="left")
+    cols.queries(hits.select("i", pl.col("_text").alias("value"), "rule", "message", "row_id",
+                             table_name=pl.lit("event")), "patient", cols.header[notes.key])
     odd = status.filter((pl.col("_deaths") == 1) & (pl.col("_news_date") != pl.col("_death_date")).fill_null(False))
     for i in odd["i"].to_list():
         cols.cells(i, "patient").error(cols.header[news_col.key], cols.raw[news_col.key][i], "last_news_of_dead_patient",

@@ -132,11 +132,10 @@ class Declaration:
         queries of validation name the centre's own column."""
         out: dict[str, dict] = {}
         for c in self.columns:
-            for also in (c.options.get("also"),) if c.options.get("also") else ():  # a second output
-                out.setdefault(c.table, {})[also.split(".")[1]] = c.name
-            if c.kind == "notes":
-                dates = out.setdefault("event", {}).setdefault("event_date", {})
-                dates.update({kind: c.name for kind in EVENT_KINDS if kind != "last_news"})
+            if c.options.get("also"):  # a second output
+                out.setdefault(c.table, {})[c.options["also"].split(".")[1]] = c.name
+            if c.kind == "notes":  # every event but the last news
+                out.setdefault("event", {}).setdefault("event_date", {}).update(dict.fromkeys(EVENT_KINDS[:3], c.name))
                 out["event"].update(metastasis_site=c.name, death_cause=c.name, treatment=c.name)
             elif c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
                 out.setdefault(c.table, {})[c.target] = c.name
@@ -164,8 +163,7 @@ def load(path: Path) -> Declaration:
     return _load(str(path), (stat.st_size, stat.st_mtime_ns))
 
 
-_KEYS = {"name", "aliases", "field", "kind", "codes", "other", "factor", "integer", "required", "identifier",
-         "upper_bound", "written_missing", "upper_case"}
+_KEYS = {f.name for f in dataclasses.fields(Column)}  # a column's other keys are its options
 
 
 @functools.lru_cache(maxsize=64)

@@ -394,12 +394,9 @@ class Columns:
         frame = hits.with_columns(file=pl.lit(self.layout.name), sheet=pl.lit(self.layout.sheet, pl.String),
                                   source_row=self.rows.gather(hits["i"]), patient_id=self.pids.gather(hits["i"]),
                                   field=pl.lit(column), value=pl.lit(IDENTIFIER_MASK) if identifier else pl.col("value"))
-        own = pl.col("row_id").is_not_null() if "row_id" in frame.columns else pl.lit(False)
-        frame = frame.with_columns(
-            row_id=pl.when(own).then(pl.col("row_id") if "row_id" in frame.columns else None)
-            .otherwise(pl.concat_str(self.row_id_expr(table), pl.lit(suffix))),
-            table_name=pl.when(own).then(pl.col("table_name") if "table_name" in frame.columns else None)
-            .otherwise(pl.lit(table)))
+        own = {k: pl.col(k) if k in frame.columns else pl.lit(None, pl.String) for k in ("row_id", "table_name")}
+        frame = frame.with_columns(row_id=pl.coalesce(own["row_id"], pl.concat_str(self.row_id_expr(table), pl.lit(suffix))),
+                                   table_name=pl.when(own["row_id"].is_null()).then(pl.lit(table)).otherwise(own["table_name"]))
         self.ctx.extend_queries(frame.rename({"source_row": "row"}).drop("i", "u", strict=False))
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
@@ -417,9 +414,7 @@ class Columns:
                             f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
                             identifier=identifier)
             elif is_missing(raw):
-                # hand-typed: only a blank date is missing ("?" elsewhere means not specified)
-                unknown = (c.kind == "date" and fold(raw) != "") if self.layout.hand_typed else fold(raw) in UNKNOWN_TOKENS
-                if c.kind not in ("text", "list") and unknown:
+                if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS:
                     cells.error(column, raw, _NOT_A_VALUE[c.kind],
                                 f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
                                 f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
@@ -505,12 +500,11 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
 
 def _too_long(cols: Columns, limit: int) -> None:
     """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
-    for key in cols.raw.columns:
-        for i in (cols.raw[key].str.len_chars() > limit).arg_true().to_list():
-            length = len(cols.raw[key][i])
-            cols.cells(i, "patient").error(cols.header[key], f"<{length} caractères>", "value_too_long",
-                                           f"Cellule « {cols.header[key]} » de {length} caractères: ligne cassée ? "
-                                           f"Valeur ignorée.")
+    for key, column in cols.header.items():
+        n = cols.raw[key].str.len_chars()
+        hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
+        cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
+            f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
     cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep())
 
 

@@ -1,25 +1,20 @@
 """The free-text column kinds of hand-typed charts, for the engine (:mod:`clms_etl.readers.engine`).
 
-A declared column of kind ``site``, ``measure`` or ``margins`` (and any coded column of a
-``hand_typed`` file) is decoded here once per *distinct* value, by :func:`decode`, which returns
-the value(s) and a list of :class:`Issue` and never raises; the engine scatters the values back
-and raises the queries. A column of kind ``notes`` holds ``;``-separated event notes
-(``récidive locale 06/2016; DCD 03/2018 (cLMS)``): :func:`events` turns them into event rows.
-The words (site terms, units, note words, death causes) are the declaration's, under the
-column's own keys; only the grammar is here. Hand-written: no parsing library reads French
-chart shorthand.
-
-Choices: a bare number in a measure with units is ``missing_unit`` (mm and cm both occur), except
-0; two unlabelled margins are read first then second output, with a warning; a site with terms
-of two regions is the last one when joined by a link word (``dos de la main``), else
-``ambiguous_site``; a metastasis site outside the list is ``other`` with a warning; an undated
-note still gives its event (validation's ``event_date_missing``); a dead patient's last news is
-the death; the vital status is dead when a note says so, alive when the last news holds
-something, else unknown.
+Columns of kind ``site``, ``measure``, ``margins`` (and the dates and codes of a ``hand_typed``
+file) are decoded once per distinct value by :func:`decode` (value(s) and :class:`Issue` list,
+never raising); a ``notes`` column (``récidive locale 06/2016; DCD 03/2018 (cLMS)``) becomes event
+rows by :func:`events`. The words are the declaration's (the column's own keys, written folded);
+only the grammar is here (no library reads French chart shorthand). Choices: a bare number
+where units are declared is ``missing_unit`` (mm and cm both occur) except 0; two unlabelled
+margins are read in declared order, with a warning; terms of two regions joined by a link word
+(``dos de la main``) are the last one, else ``ambiguous_site``; an undated note keeps its event
+(validation's ``event_date_missing``); dead when a note says so (the last news is the death),
+alive when the last news holds something, else unknown.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -29,18 +24,13 @@ from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
 from clms_etl.readers.base import IDENTIFIER_MASK
 from clms_etl.readers.cells import fold, is_missing
+from clms_etl.readers.event_columns import EVENT_RANK
 
 KINDS = ("site", "measure", "margins", "notes")  # the column kinds read here
 MAX_NUMBER = 1e9  # hundreds of digits: a typing accident, not a measure
-EVENT_ORDER = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3}
 
 
-class Issue(NamedTuple):
-    """A problem with one value: rule name, severity (the registry's), French message."""
-
-    rule: str
-    severity: str
-    message: str
+Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)])  # severity: the registry's
 
 
 def _issue(rule: str, message: str) -> Issue:
@@ -156,22 +146,23 @@ def site(c, text: str):
     return (found, detail), []
 
 
+@functools.lru_cache(maxsize=65536)  # (the same month or year is typed again and again)
 def parse_date(text: str | None, label: str = "date", *, identifier: bool = False):
     """``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014`` (partial: imputed + warning); anything
     else but a blank is ``unparseable_date``."""
     if text is None or not text.strip():
-        return None, []
+        return None, ()
     shown = IDENTIFIER_MASK if identifier else text
     try:
         parsed = parse_french_date(text)
     except (ValueError, OverflowError):
         parsed = None
     if parsed is None or not (1900 <= parsed.value.year <= 2100):
-        return None, [_issue("unparseable_date", f"Date illisible « {shown} » ({label}).")]
+        return None, (_issue("unparseable_date", f"Date illisible « {shown} » ({label})."),)
     if parsed.imputed:
         day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
-        return parsed, [_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label}).")]
-    return parsed, []
+        return parsed, (_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
+    return parsed, ()
 
 
 def _date(c, text: str):
@@ -187,23 +178,13 @@ _TRAILING_MONTH = re.compile(r"([a-z]+)\.?\s*$")
 _DATE_LEAD = re.compile(r"(?:\s*(?:\b(?:en|le|au|a|depuis)\b|[:,\-]))+\s*$")
 
 
-class NoteEvent(NamedTuple):
-    kind: str
-    date: ParsedDate | None
-    metastasis_site: str | None = None
-    death_cause: str | None = None
-    treatment: str | None = None
-
-
-class Note(NamedTuple):
-    text: str
-    events: list[NoteEvent]
-    issues: list[Issue]
+NoteEvent = NamedTuple("NoteEvent", [("kind", str), ("date", ParsedDate | None), ("metastasis_site", str | None),
+                                     ("death_cause", str | None), ("treatment", str | None)])
+Note = NamedTuple("Note", [("text", str), ("events", list), ("issues", list)])
 
 
 def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
-    sites: list[str | None] = []
-    issues: list[Issue] = []
+    sites, issues = [], []
     for part in re.split(c.options["site_split"], text):
         known, unknown = [], []
         for w in re.findall(r"[a-z]+", part):
@@ -228,8 +209,7 @@ def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     ``local_recurrence``, ``recurrence`` (read as local, with a warning), ``metastasis`` (its
     sites follow), ``death`` (its cause in parenthesis, ``death_causes``); a parenthesis after a
     relapse is its treatment. A note not understood: no event and an error quoting it."""
-    o, original = c.options, note.strip()
-    paren = None
+    o, original, paren = c.options, note.strip(), None
     body = original
     if m := _PAREN.match(original):
         body, paren = m.group(1), m.group(2).strip() or None
@@ -280,19 +260,16 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
     """(event rows, vital status per record) from the notes column and the last news column."""
     news_col = cols.declaration.column("event.last_news.date")
     news = v[news_col.key]
-    frame = ids.with_columns(
-        _text=cols.raw[notes.key].str.split(";"),
-        _news_date=news.values, _news_precision=news.precision,
-        _news_raw=cols.raw[news_col.key].str.strip_chars().fill_null(""),
-    )
+    frame = ids.with_columns(_text=cols.raw[notes.key].str.split(";"), _news_date=news.values,
+                             _news_precision=news.precision,
+                             _news_raw=cols.raw[news_col.key].str.strip_chars().fill_null(""))
     split = (frame.select("i", "_text").explode("_text").with_columns(pl.int_range(pl.len()).over("i").alias("_note"),
                                                                        pl.col("_text").str.strip_chars())
              .filter(pl.col("_text").is_not_null() & (pl.col("_text") != "")))
     unique = split["_text"].unique(maintain_order=True).to_list()
     parsed = [parse_note(notes, t) for t in unique]
-    schema = {"_text": pl.String, "_k": pl.Int32, "event_kind": pl.String, "event_date": pl.Date,
-              "event_date_precision": pl.String, "metastasis_site": pl.String, "death_cause": pl.String,
-              "treatment": pl.String}
+    schema = {"_text": pl.String, "_k": pl.Int32, "event_kind": pl.String, "event_date": pl.Date, "event_date_precision":
+              pl.String, "metastasis_site": pl.String, "death_cause": pl.String, "treatment": pl.String}
     mapping = pl.DataFrame([(t, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
                              e.death_cause, e.treatment) for t, (evs, _) in zip(unique, parsed) for k, e in enumerate(evs)],
                            schema=schema, orient="row")
@@ -308,7 +285,7 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
     index = pl.int_range(pl.len(), dtype=pl.Int32)
     start = pl.when(pl.col("i") != pl.col("i").shift(1, fill_value=-1)).then(index).forward_fill()
     out = (pl.concat([noted.drop("_text"), last], how="diagonal_relaxed")
-           .with_columns(pl.col("event_kind").replace_strict(EVENT_ORDER, return_dtype=pl.Int8).alias("_order"))
+           .with_columns(pl.col("event_kind").replace_strict(EVENT_RANK, return_dtype=pl.Int8).alias("_order"))
            .sort(["i", pl.col("event_date").is_null(), "event_date", "_order", "_note", "_k"])
            .with_columns((index - start + 1).alias("event_no"))
            .join(ids, on="i", how="left")

@@ -14,9 +14,8 @@ constants and when a row exists. Conventions:
   ``metastasis``, ``death``, ``last_news``; part ``date``, ``cause``, ``sites``; and
   ``event.relapse.treatment``), turned into event rows by :mod:`clms_etl.readers.event_columns`.
 * ``kind``: ``code`` (the default when ``codes`` is given), ``number``, ``date``, ``text``,
-  ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``); the
-  free-text kinds of hand-typed charts (``site``, ``measure``, ``margins``, ``notes``) are read
-  by :mod:`clms_etl.readers.free_text`, from the column's own keys (its ``options``).
+  ``list`` (a separated list of codes), ``identifier`` (the default without ``field``) or a
+  free-text kind of :mod:`clms_etl.readers.free_text`, read by the column's other keys (``options``).
 * A format is looked up in the drop folder's ``formats/`` first, then in the package: a new
   centre needs no Python module.
 """

@@ -343,6 +343,7 @@ class Columns:
         exprs = []
         distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
         columns = [c for c in columns if c not in distinct]
+        distinct = [c for c in distinct if c.kind != "notes"]  # (read whole by free_text.events)
         for c in columns:
             col = pl.col(c.key)
             exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
@@ -371,8 +372,6 @@ class Columns:
         decoded once (:func:`free_text.decode`) and scattered back; its issues raised in bulk."""
         raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
         present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
-        if c.kind == "notes":  # read whole by free_text.events
-            return Parsed(raw, present)
         unique = raw.drop_nulls().unique(maintain_order=True)
         decoded = [free_text.decode(c, text) for text in unique.to_list()]
         index = raw.replace_strict(unique, pl.int_range(len(unique), dtype=pl.UInt32, eager=True), default=None,

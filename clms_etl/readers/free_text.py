@@ -1,15 +1,12 @@
 """The free-text column kinds of hand-typed charts, for the engine (:mod:`clms_etl.readers.engine`).
 
-Columns of kind ``site``, ``measure``, ``margins`` (and the dates and codes of a ``hand_typed``
-file) are decoded once per distinct value by :func:`decode` (value(s) and :class:`Issue` list,
-never raising); a ``notes`` column (``récidive locale 06/2016; DCD 03/2018 (cLMS)``) becomes event
-rows by :func:`events`. The words are the declaration's (the column's own keys, written folded);
-only the grammar is here (no library reads French chart shorthand). Choices: a bare number
-where units are declared is ``missing_unit`` (mm and cm both occur) except 0; two unlabelled
-margins are read in declared order, with a warning; terms of two regions joined by a link word
-(``dos de la main``) are the last one, else ``ambiguous_site``; an undated note keeps its event
-(validation's ``event_date_missing``); dead when a note says so (the last news is the death),
-alive when the last news holds something, else unknown.
+``site``, ``measure``, ``margins`` (and a ``hand_typed`` file's dates and codes) are decoded once
+per distinct value by :func:`decode`; a ``notes`` column (``RL 06/2016; DCD 03/2018 (cLMS)``)
+becomes event rows by :func:`events`. The words are the declaration's (written folded); only the
+grammar is here (no library reads French chart shorthand). A bare number where units are declared
+is ``missing_unit`` (mm and cm both occur) except 0; terms of two regions joined by a link word
+(``dos de la main``) are the last one, else ``ambiguous_site``; an undated note keeps its event;
+dead when a note says so (the last news is the death), alive when the last news holds something.
 """
 
 from __future__ import annotations
@@ -54,8 +51,7 @@ def _squeezed(c, text: str) -> str:
 
 def code(c, text: str):
     """A code typed by hand: compared folded (``squeeze``: without those characters)."""
-    key = _squeezed(c, text)
-    if key in c.codes:  # (the declaration writes them folded)
+    if (key := _squeezed(c, text)) in c.codes:  # (the declaration writes them folded)
         return c.codes[key], []
     allowed = c.options.get("expected", ", ".join(c.codes))
     return None, [_issue("unknown_code", f"Valeur « {text} » inconnue pour « {c.name} » (attendu: {allowed}).")]
@@ -76,13 +72,11 @@ def measure(c, text: str, pattern: str | None = None):
         if unit is None and value != 0:
             return None, [_issue("missing_unit", f"« {text} »: unité absente, {' ou '.join(o['units'])} ? ({label}).")]
         value = round(value * o["units"].get(unit, 1.0), 6)
-    value = int(value) if c.integer else value
+    value, bound = int(value) if c.integer else value, bool(m.groupdict().get("bound"))
     if not c.upper_bound:
         return value, []
-    if m.groupdict().get("bound"):
-        return (value, True), [_issue("mitoses_upper_bound",
-                                      f"{label} « {text} »: enregistré {value} (borne supérieure, compte exact inconnu).")]
-    return (value, False), []
+    return (value, bound), [_issue("mitoses_upper_bound", f"{label} « {text} »: enregistré {value} (borne "
+                                                          f"supérieure, compte exact inconnu).")] if bound else []
 
 
 def margins(c, text: str):
@@ -92,9 +86,7 @@ def margins(c, text: str):
     expected = f"attendu: {o.get('expected')}"
     if not parts or len(parts) > 2:
         return (None, None), [_issue("unparseable_margins", f"Marges « {text} » illisibles ({expected}).")]
-    slots: dict[int, float | None] = {}
-    issues: list[Issue] = []
-    unlabelled = 0
+    slots, issues, unlabelled = {}, [], 0
     for part in parts:
         m = re.fullmatch(o["pattern"], part)
         if not m:
@@ -193,8 +185,7 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
                 known.append(found)
             elif w not in c.options["filler"]:
                 unknown.append(w)
-        if not known and unknown:
-            known = [c.other]
+        known = known or ([c.other] if unknown else [])
         if unknown:
             issues.append(_issue("metastasis_site_other",
                                  f"Site métastatique « {' '.join(unknown)} » non codé: lu « other » ({note})."
@@ -259,9 +250,8 @@ def parse_notes(c, text: str | None) -> list[Note]:
 def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Series]:
     """(event rows, vital status per record) from the notes column and the last news column."""
     news_col = cols.declaration.column("event.last_news.date")
-    news = v[news_col.key]
-    frame = ids.with_columns(_text=cols.raw[notes.key].str.split(";"), _news_date=news.values,
-                             _news_precision=news.precision,
+    frame = ids.with_columns(_text=cols.raw[notes.key].str.split(";"), _news_date=v[news_col.key].values,
+                             _news_precision=v[news_col.key].precision,
                              _news_raw=cols.raw[news_col.key].str.strip_chars().fill_null(""))
     split = (frame.select("i", "_text").explode("_text").with_columns(pl.int_range(pl.len()).over("i").alias("_note"),
                                                                        pl.col("_text").str.strip_chars())

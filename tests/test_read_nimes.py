@@ -56,8 +56,15 @@ class _Nimes:
     def parse_note(self, text):
         return free_text.parse_note(self.DECLARATION.column("event.notes"), text)
 
-    def parse_evolution(self, text):
-        return free_text.parse_notes(self.DECLARATION.column("event.notes"), text)
+    def parse_evolution(self, text):  # a cell's ";"-separated notes, each parsed
+        notes = [] if text is None else [n.strip() for n in text.split(";") if n.strip()]
+        return [_Note(n, *self.parse_note(n)) for n in notes]
+
+
+class _Note(NamedTuple):
+    text: str
+    events: list
+    issues: list
 
 
 class _Margins(NamedTuple):

@@ -388,8 +388,7 @@ class Columns:
                       second if c.options.get("also") else None)
 
     def queries(self, hits: pl.DataFrame, table: str, column: str, identifier: bool = False, suffix: str = "") -> None:
-        """One query per row of ``hits`` (``i`` the record, ``value``, ``rule``, ``message``; a
-        ``row_id`` and ``table_name`` of its own, or where null the record's row of ``table``), in bulk."""
+        """A query per row of ``hits`` (i: record, value, rule, message, else row_id/table_name: ``table``'s)."""
         frame = hits.with_columns(file=pl.lit(self.layout.name), sheet=pl.lit(self.layout.sheet, pl.String),
                                   source_row=self.rows.gather(hits["i"]), patient_id=self.pids.gather(hits["i"]),
                                   field=pl.lit(column), value=pl.lit(IDENTIFIER_MASK) if identifier else pl.col("value"))

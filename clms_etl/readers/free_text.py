@@ -1,13 +1,9 @@
-"""The free-text column kinds of hand-typed charts, for the engine (:mod:`clms_etl.readers.engine`).
-
-``site``, ``measure``, ``margins`` (and a ``hand_typed`` file's dates and codes) are decoded once
-per distinct value by :func:`decode`; a ``notes`` column (``RL 06/2016; DCD 03/2018 (cLMS)``)
-becomes event rows by :func:`events`. The words are the declaration's (written folded); only the
-grammar is here (no library reads French chart shorthand). A bare number where units are declared
-is ``missing_unit`` (mm and cm both occur) except 0; terms of two regions joined by a link word
-(``dos de la main``) are the last one, else ``ambiguous_site``; an undated note keeps its event;
-dead when a note says so (the last news is the death), alive when the last news holds something.
-"""
+"""The free-text column kinds of hand-typed charts (``site``, ``measure``, ``margins``, a
+``hand_typed`` file's dates and codes: :func:`decode`, once per distinct value; ``notes``: event
+rows, :func:`events`), with the declaration's words (written folded): only the grammar is here, no
+library reads French chart shorthand. A bare number where units are declared is ``missing_unit``
+(mm and cm both occur) except 0; an undated note keeps its event; a note of death makes the
+patient dead (the last news is the death), else the last news alive."""
 
 from __future__ import annotations
 
@@ -25,8 +21,6 @@ from clms_etl.readers.event_columns import EVENT_RANK
 
 KINDS = ("site", "measure", "margins", "notes")  # the column kinds read here
 MAX_NUMBER = 1e9  # hundreds of digits: a typing accident, not a measure
-
-
 Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)])  # severity: the registry's
 
 
@@ -38,9 +32,12 @@ def decode(c, text: str | None) -> tuple[tuple, list[Issue]]:
     """((value, second output or bound), issues) of one cell of column ``c``; missing: (None, None)."""
     if text is None or (not text.strip() if c.kind == "date" else is_missing(text)):  # "?" is no date
         return (None, None), []
-    value, issues = {"code": code, "site": site, "measure": measure, "margins": margins, "date": _date}[c.kind](c, text)
-    if text != text.strip():
-        issues = [*issues, _issue("value_normalised", f"« {text} »: espaces en trop à retirer.")]
+    if c.kind == "date":
+        parsed, issues = parse_date(text, c.name, identifier=c.identifier is not None)
+        value = (None, None) if parsed is None else (parsed.value, parsed.precision)
+    else:
+        value, issues = {"code": code, "site": site, "measure": measure, "margins": margins}[c.kind](c, text)
+    issues = [*issues, _issue("value_normalised", f"« {text} »: espaces en trop à retirer.")] if text != text.strip() else issues
     return value if isinstance(value, tuple) else (value, None), issues
 
 
@@ -58,8 +55,7 @@ def code(c, text: str):
 
 
 def measure(c, text: str, pattern: str | None = None):
-    """A number by the column's ``pattern`` (groups ``value``, optional ``unit`` and ``bound``),
-    times its ``units`` factor; (value, True) for a bound (``< 5``) when the column keeps one."""
+    """A number by ``pattern`` (groups ``value``, ``unit``, ``bound``: ``< 5``), times its ``units`` factor."""
     o, label = c.options, c.name
     m = re.fullmatch(pattern or o["pattern"], _squeezed(c, text))
     if not m:
@@ -83,14 +79,13 @@ def margins(c, text: str):
     """Two labelled measures in one cell (``clinique 2 cm / histo 0,8 cm``): (first, second)."""
     o = c.options
     parts = [p.strip() for p in re.split(o["split"], fold(text)) if p.strip()]
-    expected = f"attendu: {o.get('expected')}"
     if not parts or len(parts) > 2:
-        return (None, None), [_issue("unparseable_margins", f"Marges « {text} » illisibles ({expected}).")]
+        return (None, None), [_issue("unparseable_margins", f"Marges « {text} » illisibles (attendu: {o['expected']}).")]
     slots, issues, unlabelled = {}, [], 0
     for part in parts:
         m = re.fullmatch(o["pattern"], part)
         if not m:
-            issues.append(_issue("unparseable_margins", f"Marges « {text} »: « {part} » illisible ({expected})."))
+            issues.append(_issue("unparseable_margins", f"Marges « {text} »: « {part} » illisible (attendu: {o['expected']})."))
             continue
         if m["label"] is None:
             unlabelled += 1
@@ -129,19 +124,15 @@ def site(c, text: str):
         return (None, detail), [_issue("unknown_code", f"Siège « {text} » non reconnu (région anatomique).")]
     found = hits[0][2]
     for (_, end, previous), (start, _, current) in zip(hits, hits[1:]):
-        if current == previous:
-            continue
-        if set(c.options["links"]) & set(words[end:start]):
-            found = current  # "dos de la main": the region after "de" holds the tumour
-        else:
+        if current != previous and not set(c.options["links"]) & set(words[end:start]):
             return (None, detail), [_issue("ambiguous_site", f"Siège « {text} »: plusieurs régions anatomiques, laquelle ?")]
+        found = current  # "dos de la main": the region after "de" holds the tumour
     return (found, detail), []
 
 
 @functools.lru_cache(maxsize=65536)  # (the same month or year is typed again and again)
 def parse_date(text: str | None, label: str = "date", *, identifier: bool = False):
-    """``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014`` (partial: imputed + warning); anything
-    else but a blank is ``unparseable_date``."""
+    """``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014`` (partial: imputed, a warning); else unparseable."""
     if text is None or not text.strip():
         return None, ()
     shown = IDENTIFIER_MASK if identifier else text
@@ -157,11 +148,6 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
     return parsed, ()
 
 
-def _date(c, text: str):
-    parsed, issues = parse_date(text, c.name, identifier=c.identifier is not None)
-    return (None, None) if parsed is None else (parsed.value, parsed.precision), issues
-
-
 # --- event notes ----------------------------------------------------------------------------------
 
 _PAREN = re.compile(r"^(.*?)\s*\(([^()]*)\)\s*$", re.S)
@@ -172,7 +158,6 @@ _DATE_LEAD = re.compile(r"(?:\s*(?:\b(?:en|le|au|a|depuis)\b|[:,\-]))+\s*$")
 
 NoteEvent = NamedTuple("NoteEvent", [("kind", str), ("date", ParsedDate | None), ("metastasis_site", str | None),
                                      ("death_cause", str | None), ("treatment", str | None)])
-Note = NamedTuple("Note", [("text", str), ("events", list), ("issues", list)])
 
 
 def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
@@ -195,7 +180,29 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
     return sites or [None], issues
 
 
+# The usual "<words> <date> [(<text>)]": its words read once per (words, date shape, parenthesis)
+_USUAL = re.compile(r"([A-Za-zÀ-ÖØ-öø-ÿŒœ .:,'\-]*?)([0-9]{1,2}/[0-9]{1,2}/[0-9]{4}|[0-9]{1,2}/[0-9]{4}|[0-9]{4})( *\([^()]*\))?")
+_SHAPES, _USUAL_READ = ("2000", "6/2000", "15/06/2000"), {}
+
+
 def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
+    """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it)."""
+    if not (m := _USUAL.fullmatch(note.strip())):
+        return read_note(c, note)
+    key = (id(c), m.group(1), (sample := _SHAPES[m.group(2).count("/")]), m.group(3))
+    if key not in _USUAL_READ:  # (the column kept with its result: an id is not reused while it lives)
+        events, issues = read_note(c, f"{m.group(1)}{sample}{m.group(3) or ''}")
+        same = all(i.rule == "partial_date_imputed" for i in issues) and events and {e.date for e in events} == {
+            parse_date(sample, c.name)[0]}
+        _USUAL_READ[key] = (c, events if same else None)
+    if _USUAL_READ[key][1] is None:
+        return read_note(c, note)
+    date, problems = parse_date(m.group(2), c.name)
+    return [e._replace(date=date) for e in _USUAL_READ[key][1]], [
+        i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
+
+
+def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     """One note -> its events (a metastasis in two organs: two events), by the column's words:
     ``local_recurrence``, ``recurrence`` (read as local, with a warning), ``metastasis`` (its
     sites follow), ``death`` (its cause in parenthesis, ``death_causes``); a parenthesis after a
@@ -239,12 +246,6 @@ def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     else:
         treatment = paren
     return [NoteEvent(kind, date, s, cause, treatment) for kind, s in kinds], issues
-
-
-def parse_notes(c, text: str | None) -> list[Note]:
-    """A notes cell -> one :class:`Note` per non-empty ``;``-separated note, in source order."""
-    notes = [] if text is None else [n.strip() for n in text.split(";") if n.strip()]
-    return [Note(n, *parse_note(c, n)) for n in notes]
 
 
 def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Series]:

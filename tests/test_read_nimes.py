@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 import pytest
@@ -14,12 +16,64 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.dates import impute
-from clms_etl.readers import nimes
+from clms_etl.readers import declaration, engine, free_text
 from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ImportFailure, ReadContext, pseudonym
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.identities import age_at
 from clms_etl.synth.twin import build_twin
 
+class _Nimes:
+    """Nîmes' reader and free-text parsers as its declaration gives them: the engine reads the
+    file (``clms_etl/data/formats/nimes.toml``), ``clms_etl.readers.free_text`` the free text."""
+
+    DECLARATION = declaration.load(declaration.find("nimes"))
+    FILE = DECLARATION.file.name
+
+    def read(self, ctx):
+        return engine.DeclaredReader(self.DECLARATION).read(ctx)
+
+    def _decoder(field, both=False):
+        def parse(self, text, *_):
+            value, issues = free_text.decode(self.DECLARATION.column(field), text)
+            return (value if both else value[0]), issues
+        return parse
+
+    parse_sex, parse_yes_no = _decoder("patient.sex"), _decoder("tumour.pain")
+    parse_presentation, parse_grade = _decoder("tumour.presentation"), _decoder("tumour.fnclcc_grade")
+    parse_differentiation = _decoder("tumour.differentiation_score")
+    parse_necrosis, parse_invasion = _decoder("tumour.necrosis_score"), _decoder("tumour.invasion")
+    parse_resection, parse_size = _decoder("surgery.resection_status"), _decoder("tumour.size_cm")
+    parse_ki67, parse_site = _decoder("tumour.ki67_percent"), _decoder("tumour.site", both=True)
+    parse_mitoses = _decoder("tumour.mitoses_per_10hpf", both=True)
+
+    def parse_margins(self, text):
+        (clinical, histological), issues = free_text.decode(self.DECLARATION.column("surgery.clinical_margin_cm"), text)
+        return _Margins(clinical, histological, issues)
+
+    def parse_date(self, text):
+        return free_text.parse_date(text)
+
+    def parse_note(self, text):
+        return free_text.parse_note(self.DECLARATION.column("event.notes"), text)
+
+    def parse_evolution(self, text):  # a cell's ";"-separated notes, each parsed
+        notes = [] if text is None else [n.strip() for n in text.split(";") if n.strip()]
+        return [_Note(n, *self.parse_note(n)) for n in notes]
+
+
+class _Note(NamedTuple):
+    text: str
+    events: list
+    issues: list
+
+
+class _Margins(NamedTuple):
+    clinical_cm: float | None
+    histological_cm: float | None
+    issues: list
+
+
+nimes = _Nimes()
 KEY = b"test-key-nimes"
 DELIVERY = dt.date(2026, 11, 23)
 HEADER = [
@@ -453,20 +507,15 @@ def test_blank_line_between_records_is_skipped_with_a_warning(tmp_path):
     assert _errors(result).is_empty()
 
 
-def test_structural_schema_flags_duplicates_missing_ids_and_ragged_lines():
-    from validations.structural import nimes as structural
-
-    base = {k: [None] * 4 for k in structural.REQUIRED}
-    frame = pl.DataFrame({
-        **base,
-        "_patient_key": ["A", "B", "A", None],
-        "_row": [2, 3, 4, 5],
-        "_fields": [22, 22, 22, 21],
-    }, schema={**{k: pl.String for k in structural.REQUIRED}, "_patient_key": pl.String,
-               "_row": pl.Int64, "_fields": pl.Int64})
-    failures = structural.failures(frame, 22)
-    got = sorted(failures.select("check", "index").rows())
-    assert got == [("duplicate_patient", 2), ("missing_patient_id", 3), ("wrong_field_count", 3)]
+def test_structural_checks_flag_duplicates_missing_ids_and_ragged_lines(tmp_path):
+    # (the checks of the former structural schema, now the engine's own)
+    path = _write(tmp_path, [{"Dossier": "A"}, {"Dossier": "B"}, {"Dossier": "A"}, {"Sexe": "F"}])
+    lines = path.read_bytes().split(b"\r")
+    lines[4] = lines[4][:-1]  # row 5: one field short
+    path.write_bytes(b"\r".join(lines))
+    q = _read(tmp_path).queries_frame().filter(pl.col("severity") == ERROR)
+    got = sorted(q.select("rule", "row").rows())
+    assert got == [("duplicate_patient", 4), ("missing_patient_id", 5), ("wrong_field_count", 5)]
 
 
 # --- hostile files -----------------------------------------------------------------------------------
@@ -772,20 +821,6 @@ def test_printable_junk_in_every_cell_never_raises(tmp_path):
     assert _errors(result).height >= 10
 
 
-def test_slow_split_path_reads_the_same(tmp_path, monkeypatch):
-    rows = [_row(Dossier="D1"), _row(Dossier="D2", Siège="nez")]
-    folder = _write(tmp_path, rows).parent
-    fast = _read(folder)
-
-    def broken(*args, **kwargs):
-        raise pl.exceptions.ComputeError("simulated")
-
-    monkeypatch.setattr(nimes.pl, "read_csv", broken)
-    slow = _read(folder)
-    for table in fast.frames:
-        assert fast.frames[table].equals(slow.frames[table]), table
-
-
 def test_utf16_file_is_read_with_a_wrong_encoding_warning(tmp_path):
     result = _read(_write(tmp_path, [_row(Siège="épaule droite")], encoding="utf-16").parent)
     assert _queries(result, "wrong_encoding", WARNING)["value"].to_list() == ["UTF-16"]
@@ -807,7 +842,7 @@ def test_line_with_only_a_dossier_gives_empty_canonical_rows(tmp_path):
     assert result.frames["patient"]["vital_status"][0] is None
 
 
-# --- the vectorised paths read exactly what the pure parsers read -------------------------------------
+# --- the columnar paths read exactly what the pure parsers read ---------------------------------------
 
 DATE_TEXTS = [
     "12/03/2014", "1/3/2014", "01.03.2014", "1-3-2014", "31/02/2014", "29/02/2016", "29/02/2015", "00/03/2014",
@@ -820,31 +855,42 @@ DATE_TEXTS = [
 ]
 
 
-def _decode_both(texts: list[str], label: str = "Diagnostic", identifier: bool = False):
-    parse = nimes._dated(label, identifier=identifier)
+def _in_a_file(column: str, texts: list[str]) -> tuple[list[str], object]:
+    """``texts`` (those a cell can hold) typed in ``column``, one record each from line 2, read."""
+    texts = [t for t in texts if ";" not in t and all(ord(ch) >= 32 for ch in t)]  # (control characters: binary)
+    with tempfile.TemporaryDirectory() as folder:
+        rows = [*({"Dossier": f"D{i}", column: t} for i, t in enumerate(texts)), {"Dossier": "LAST"}]
+        return texts, _read(_write(Path(folder), rows, encoding="utf-8").parent)
 
-    def slow(text):  # the same parser without its polars path
-        return parse(text)
 
-    outputs = {"d": pl.Date, "p": pl.String}
-    series = pl.Series("cell", [*texts, None, *texts], dtype=pl.String)
-    return nimes._decode_column(series, parse, outputs), nimes._decode_column(series, slow, outputs)
+def _decode_both(texts: list[str], identifier: bool = False):
+    """Per cell: (value, precision, rules) as the engine read it, and as parse_date reads it."""
+    column = "Né(e) le" if identifier else "Diagnostic"
+    texts, result = _in_a_file(column, [*texts, *texts])
+    q = result.queries_frame().filter(pl.col("field") == column)
+    patient = result.frames["patient"].sort("source_row")
+    if identifier:
+        # the birth date only gives the age (diagnosis left blank: none); its queries are masked
+        assert set(q["value"]) <= {IDENTIFIER_MASK}
+    got, want = [], []
+    for i, text in enumerate(texts):
+        rules = q.filter(pl.col("row") == i + 2)["rule"].to_list()
+        parsed, issues = nimes.parse_date(text)
+        spaces = ["value_normalised"] if text.strip() and text != text.strip() else []  # stray spaces: a warning
+        want.append((parsed and (parsed.value, parsed.precision), [x.rule for x in issues] + spaces))
+        if identifier:
+            got.append((want[-1][0], rules))
+        else:
+            row = patient.row(i, named=True)
+            value = row["diagnosis_date"] and (row["diagnosis_date"], row["diagnosis_date_precision"])
+            got.append((value, rules))
+    return got, want
 
 
 @pytest.mark.parametrize("identifier", [False, True])
-def test_fast_dates_read_exactly_what_parse_date_reads(identifier):
-    fast, slow = _decode_both(DATE_TEXTS, identifier=identifier)
-    for name in fast.columns:
-        assert fast.columns[name].equals(slow.columns[name]), name
-    key = ["_raw", "rule", "message"]
-    assert fast.issues.sort(key).equals(slow.issues.sort(key))
-    read_fast = nimes._fast_date_frame(pl.Series(DATE_TEXTS, dtype=pl.String), "x").filter("_ok")["_raw"]
-    assert {"12/03/2014", "1-3-2014", "29/02/2016", "3/2014", "mars 2014", "janv 2014",
-            "2014", "août 1920", "Mars 2014", "DÉC 1947"} <= set(read_fast)
-    assert not {"31/02/2014", "29/02/2015", "12/13/2014", "1899", "2101", "2014 ", "mars  2014"} & set(read_fast)
-    # per value, the issues come in parse order
-    for raw in set(slow.issues["_raw"]):
-        assert fast.issues.filter(pl.col("_raw") == raw).equals(slow.issues.filter(pl.col("_raw") == raw))
+def test_dates_read_exactly_what_parse_date_reads(identifier):
+    got, want = _decode_both(DATE_TEXTS, identifier=identifier)
+    assert got == want
 
 
 @settings(max_examples=200, deadline=None)
@@ -856,12 +902,9 @@ def test_fast_dates_read_exactly_what_parse_date_reads(identifier):
               st.integers(1850, 2150)),
     st.integers(0, 9999).map(str), NUMBERISH, st.text(max_size=12),
 ), max_size=30))
-def test_fast_dates_match_parse_date_on_generated_values(texts):
-    fast, slow = _decode_both(texts)
-    for name in fast.columns:
-        assert fast.columns[name].equals(slow.columns[name]), name
-    key = ["_raw", "rule", "message"]
-    assert fast.issues.sort(key).equals(slow.issues.sort(key))
+def test_dates_match_parse_date_on_generated_values(texts):
+    got, want = _decode_both(texts)
+    assert got == want
 
 
 NOTES = [
@@ -875,30 +918,24 @@ NOTES = [
 ]
 
 
-def _notes_both(notes: list[str]):
-    unique = pl.Series("_text", notes, dtype=pl.String).unique(maintain_order=True)
-    mapping, issues = nimes._parse_notes(unique)
-    rows, expected_issues = [], []
-    for u, note in enumerate(unique.to_list()):
-        events, problems = nimes.parse_note(note)
-        rows += [(u, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
-                  e.death_cause, e.treatment) for k, e in enumerate(events)]
-        expected_issues += [(u, *p) for p in problems]
-    expected = pl.DataFrame(rows, schema=nimes._EVENT_COLUMNS, orient="row")
-    return (mapping, issues), (expected, pl.DataFrame(expected_issues, schema=nimes._NOTE_ISSUES, orient="row"))
-
-
 def _assert_same_notes(notes: list[str]):
-    (mapping, issues), (expected, expected_issues) = _notes_both(notes)
-    assert mapping.equals(expected)
-    # per note, the issues in parse order
-    assert issues.sort("_u", maintain_order=True).equals(expected_issues)
+    """Each note alone in an Évolution cell: the event rows and queries the reader gives are
+    parse_note's, in its order."""
+    notes, result = _in_a_file("Évolution", notes)
+    events = result.frames["event"].sort("source_row", "event_no")
+    q = result.queries_frame().filter(pl.col("field") == "Évolution")
+    for i, note in enumerate(notes):
+        mine, problems = nimes.parse_note(note)
+        got = events.filter(pl.col("source_row") == i + 2).select(
+            "event_kind", "event_date", "event_date_precision", "metastasis_site", "death_cause", "treatment").rows()
+        assert got == [(e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
+                         e.death_cause, e.treatment) for e in mine], note
+        assert q.filter(pl.col("row") == i + 2).select("rule", "message").rows() == [
+            (p.rule, p.message) for p in problems], note
 
 
-def test_notes_read_in_bulk_exactly_as_parse_note_reads_them():
+def test_notes_read_in_a_file_exactly_as_parse_note_reads_them():
     _assert_same_notes(NOTES)
-    fast = pl.Series(NOTES).str.extract(nimes._FAST_NOTE, 3).is_not_null().sum()
-    assert fast >= 20  # the usual forms do take the bulk path
 
 
 @settings(max_examples=150, deadline=None)
@@ -914,7 +951,7 @@ def test_notes_read_in_bulk_exactly_as_parse_note_reads_them():
               st.sampled_from(["", " (cLMS)", "(autre cause)", " (inconnue)", " (reprise)", " ()", " (x"])),
     MAC_ROMAN_TEXT,
 ), min_size=1, max_size=20))
-def test_notes_read_in_bulk_match_parse_note_on_generated_notes(notes):
+def test_notes_read_in_a_file_match_parse_note_on_generated_notes(notes):
     notes = [n.strip() for n in notes if n.strip()]
     if notes:
         _assert_same_notes(notes)

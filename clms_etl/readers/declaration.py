@@ -14,7 +14,8 @@ constants and when a row exists. Conventions:
   ``metastasis``, ``death``, ``last_news``; part ``date``, ``cause``, ``sites``; and
   ``event.relapse.treatment``), turned into event rows by :mod:`clms_etl.readers.event_columns`.
 * ``kind``: ``code`` (the default when ``codes`` is given), ``number``, ``date``, ``text``,
-  ``list`` (a separated list of codes) or ``identifier`` (the default without ``field``).
+  ``list`` (a separated list of codes), ``identifier`` (the default without ``field``) or a
+  free-text kind of :mod:`clms_etl.readers.free_text`, read by the column's other keys (``options``).
 * A workbook of several sheets declares them under ``[[sheets]]`` (name, aliases, columns): the
   first is the record sheet (one record per patient, as above); a sheet with ``table`` fills that
   table with one row per source row (``surgery.surgery_kind``, ``event.event_kind``...), linked
@@ -25,6 +26,7 @@ constants and when a row exists. Conventions:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -33,8 +35,9 @@ from pathlib import Path
 
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
 from clms_etl.readers.base import normalise_name
+from clms_etl.readers.free_text import KINDS as FREE_TEXT_KINDS
 
-KINDS = ("code", "number", "date", "text", "list", "identifier")
+KINDS = ("code", "number", "date", "text", "list", "identifier", *FREE_TEXT_KINDS)
 ROW_TABLES = ("patient", "tumour", "surgery")  # one canonical row per source record
 EVENT_KINDS = ("local_recurrence", "metastasis", "death", "last_news")
 IDENTIFIER_KINDS = (NAME, HOSPITAL_NUMBER, BIRTH_DATE)
@@ -58,8 +61,9 @@ class Column:
     upper_bound: str | None = None  # (number) "table.flag" set when written as "< n"
     written_missing: tuple[str, ...] | None = None  # (synthetic writer) this column's own tokens
     upper_case: bool = False  # (synthetic writer) the export writes it in capitals
+    options: dict = dataclasses.field(default_factory=dict)  # the column's other keys (free-text kinds: patterns, units...)
 
-    @property
+    @functools.cached_property  # (asked per cell by the engine's loops)
     def key(self) -> str:
         return normalise_name(self.name)
 
@@ -72,6 +76,8 @@ class Column:
         """The canonical column it fills (events: ``event_date``, ``death_cause``...)."""
         if self.field is None:
             return None
+        if self.kind == "notes":  # events written as notes: every event column
+            return "event_date"
         parts = self.field.split(".")
         if parts[0] != "event" or len(parts) == 2:
             return parts[1]
@@ -97,6 +103,10 @@ class FileLayout:
     written_missing: tuple[str, ...] = ()  # the tokens the export itself writes (synthetic writer)
     row_id: str = "{table}:{file}:{row}"
     date_cells: bool = False  # dates are date cells: text or a number in a date column is read with a warning
+    hand_typed: bool = False  # codes folded without a case warning; "?" means unknown, except in dates
+    quoting: bool = True  # False: a double quote is a character of its cell
+    max_cell: int | None = None  # a longer cell is a broken line: null, value_too_long
+    final_line_end: str = "required"  # "warning": a full last line without it is read, with a warning
 
     @property
     def spreadsheet(self) -> bool:
@@ -129,7 +139,12 @@ class Declaration:
         queries of validation name the centre's own column."""
         out: dict[str, dict] = {}
         for c in self.columns:
-            if c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
+            if c.options.get("also"):  # a second output
+                out.setdefault(c.table, {})[c.options["also"].split(".")[1]] = c.name
+            if c.kind == "notes":  # every event but the last news
+                out.setdefault("event", {}).setdefault("event_date", {}).update(dict.fromkeys(EVENT_KINDS[:3], c.name))
+                out["event"].update(metastasis_site=c.name, death_cause=c.name, treatment=c.name)
+            elif c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
                 out.setdefault(c.table, {})[c.target] = c.name
             elif c.table == "event" and c.target == "event_date" and c.event:
                 out.setdefault("event", {}).setdefault("event_date", {})[c.event] = c.name
@@ -155,6 +170,9 @@ def load(path: Path) -> Declaration:
     return _load(str(path), (stat.st_size, stat.st_mtime_ns))
 
 
+_KEYS = {f.name for f in dataclasses.fields(Column)}  # a column's other keys are its options
+
+
 @functools.lru_cache(maxsize=64)
 def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file version)
     data = tomllib.loads(Path(path).read_text("utf-8"))
@@ -166,6 +184,8 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
         f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
         tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
         bool(f.get("date_cells", False)),
+        bool(f.get("hand_typed", False)), bool(f.get("quoting", True)), f.get("max_cell"),
+        f.get("final_line_end", "required"),
     )
     tables = data.get("tables", {})
     constants = {t: dict(v.get("constants", {})) for t, v in tables.items()}
@@ -200,10 +220,10 @@ def _columns(where: str, declared: list[dict], codes: dict) -> tuple[Column, ...
                         c.get("other"), float(c.get("factor", 1.0)), bool(c.get("integer", False)),
                         bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"),
                         None if "written_missing" not in c else tuple(c["written_missing"]),
-                        bool(c.get("upper_case", False)))
+                        bool(c.get("upper_case", False)), {k: v for k, v in c.items() if k not in _KEYS})
         if column.table not in (None, *ROW_TABLES, "event"):
             raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
-        if column.field and column.field.count(".") == 2 and column.event not in (*EVENT_KINDS, "relapse"):
+        if column.field and column.field.count(".") == 2 and column.event not in (*EVENT_KINDS, "relapse", "notes"):
             raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
         columns.append(column)
     return tuple(columns)

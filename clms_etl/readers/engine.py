@@ -45,7 +45,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.readers import declaration as decl
-from clms_etl.readers import event_columns
+from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (
     IDENTIFIER_MASK,
     ColumnSpec,
@@ -221,13 +221,14 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
     name = layout.name
     text = _decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
-        ctx.query(file=name, rule="line_endings",
-                  message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
+        if layout.line_end != "\r":
+            ctx.query(file=name, rule="line_endings",
+                      message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
         text = text.replace("\r", "\n")
     header = _header(layout, text)
     found = match_columns(ctx, header, _specs(declaration), name)
     identifiers = {found[c.key] for c in declaration.columns if c.identifier and c.key in found}
-    quote = _quote_char(ctx, layout, text, header, identifiers)
+    quote = _quote_char(ctx, layout, text, header, identifiers) if layout.quoting else None
     data = text.encode("utf-8")
     nulls = [m for m in layout.missing if m]
     try:  # the declared tokens are null from the start (Cells reads them so too)
@@ -239,10 +240,13 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
         raise ImportFailure(f"{name}: {df.width} colonnes lues pour {len(header)} en-têtes; "
                             f"import de ce centre arrêté.", name)
     _not_empty(df, name)
-    if layout.line_end and not text.endswith("\n"):
-        raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
-                            f"import de ce centre arrêté.", name)
     fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
+    if layout.line_end and not text.endswith("\n"):
+        if layout.final_line_end != "warning" or fields[-1] != len(header):
+            raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
+                                f"import de ce centre arrêté.", name)
+        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
+                  message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
@@ -376,6 +380,7 @@ class Parsed:
     values: pl.Series
     present: pl.Series
     precision: pl.Series | None = None
+    also: pl.Series | None = None  # a free-text kind's second output (``also``: site detail, second margin)
 
 
 _BOUND = re.compile(r"^\s*<\s*(\d+)\s*$")
@@ -454,6 +459,9 @@ class Columns:
         """Each column's :class:`Parsed`, by column key."""
         missing = list(self.layout.missing)
         exprs = []
+        distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
+        columns = [c for c in columns if c not in distinct]
+        distinct = [c for c in distinct if c.kind != "notes"]  # (read whole by free_text.events)
         for c in columns:
             col = pl.col(c.key)
             exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
@@ -468,10 +476,44 @@ class Columns:
             precision = None
             if c.kind == "date":
                 precision = pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
-            if count:
+            if count and self.layout.hand_typed:  # hand-typed: what the fast path left, by distinct value
+                todo, rest = fast[f"{c.key}#todo"], self._distinct(c, fast[f"{c.key}#todo"])
+                values = values.zip_with(~todo, rest.values.cast(values.dtype))
+                precision = precision.zip_with(~todo, rest.precision.cast(pl.String)) if precision is not None else None
+            elif count:
                 values, present, precision = self._fallback(c, fast[f"{c.key}#todo"], values, present, precision)
             out[c.key] = Parsed(values.alias(c.key), present, precision)
-        return out
+        return out | {c.key: self._distinct(c) for c in distinct}
+
+    def _distinct(self, c: decl.Column, todo: pl.Series | None = None) -> Parsed:
+        """A free-text kind (or the cells ``todo`` of a hand-typed file): each distinct value
+        decoded once (:func:`free_text.decode`) and scattered back; its issues raised in bulk."""
+        raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
+        present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
+        unique = raw.drop_nulls().unique(maintain_order=True)
+        decoded = [free_text.decode(c, text) for text in unique.to_list()]
+        index = raw.replace_strict(unique, pl.int_range(len(unique), dtype=pl.UInt32, eager=True), default=None,
+                                   return_dtype=pl.UInt32)
+        first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) for j in (0, 1))
+        if c.upper_bound:
+            self.bounds[c.key] = set(second.fill_null(False).arg_true().to_list())
+        issues = pl.DataFrame([(u, issue.rule, issue.message) for u, (_, found) in enumerate(decoded) for issue in found],
+                              schema={"u": pl.UInt32, "rule": pl.String, "message": pl.String}, orient="row")
+        hits = pl.DataFrame({"i": pl.int_range(self.n, eager=True), "u": index, "value": raw})
+        self.queries(hits.join(issues, on="u", maintain_order="left_right"), c.table or "patient", self.header[c.key],
+                     c.identifier is not None, event_columns.suffix(c.event))
+        return Parsed(first.alias(c.key), present, second if c.kind == "date" else None,
+                      second if c.options.get("also") else None)
+
+    def queries(self, hits: pl.DataFrame, table: str, column: str, identifier: bool = False, suffix: str = "") -> None:
+        """A query per row of ``hits`` (i: record, value, rule, message, else row_id/table_name: ``table``'s)."""
+        frame = hits.with_columns(file=pl.lit(self.layout.name), sheet=pl.lit(self.layout.sheet, pl.String),
+                                  source_row=self.rows.gather(hits["i"]), patient_id=self.pids.gather(hits["i"]),
+                                  field=pl.lit(column), value=pl.lit(IDENTIFIER_MASK) if identifier else pl.col("value"))
+        own = {k: pl.col(k) if k in frame.columns else pl.lit(None, pl.String) for k in ("row_id", "table_name")}
+        frame = frame.with_columns(row_id=pl.coalesce(own["row_id"], pl.concat_str(self.row_id_expr(table), pl.lit(suffix))),
+                                   table_name=pl.when(own["row_id"].is_null()).then(pl.lit(table)).otherwise(own["table_name"]))
+        self.ctx.extend_queries(frame.rename({"source_row": "row"}).drop("i", "u", strict=False))
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
@@ -587,7 +629,8 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     layout = part.file
     rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
-    for row in rows_all.filter(blank).to_list():
+    trailing = blank.len() - blank.not_().cast(pl.Int8).cum_sum().arg_max() - 1 if blank.any() else 0
+    for row in rows_all.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
         ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
                   message=f"Ligne {row} vide ignorée.")
     rows = rows_all
@@ -603,7 +646,20 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     pseudonyms.update(pseudonymise_many(ctx, [k for k in unique if k not in pseudonyms]))
     table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
     pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
-    return Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids), df, keys, fields
+    cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
+    if layout.max_cell:
+        _too_long(cols, layout.max_cell)
+    return cols, df, keys, fields
+
+
+def _too_long(cols: Columns, limit: int) -> None:
+    """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
+    for key, column in cols.header.items():
+        n = cols.raw[key].str.len_chars()
+        hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
+        cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
+            f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
+    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep())
 
 
 def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
@@ -672,7 +728,10 @@ def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Seri
 def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
     v, ids = _parse(c)
-    frames = {}
+    frames, events, vital = {}, None, None
+    notes = next((col for col in declaration.columns if col.kind == "notes" and col.key in v), None)
+    if notes is not None:  # events written as notes: not tabular
+        events, vital = free_text.events(c, v, ids, notes)
     for table in decl.ROW_TABLES:
         if not declaration.in_table(table):
             continue
@@ -680,6 +739,8 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
         columns.update(table_columns(c, v, table))
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
+            if vital is not None:
+                columns["vital_status"] = vital
             if "age_at_diagnosis_years" not in columns and declaration.column("patient.birth_date"):
                 columns["age_at_diagnosis_years"] = _age(c, v)
         frames[table] = _frame(c, ids, table, columns)
@@ -688,8 +749,8 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
             _missing_date(c, table, v, any_cell)
-    if any(col.table == "event" and col.key in v for col in declaration.columns):
-        frames["event"] = event_columns.events(c, v, ids)
+    if events is not None or any(col.table == "event" and col.key in v for col in declaration.columns):
+        frames["event"] = events if events is not None else event_columns.events(c, v, ids)
     return frames
 
 
@@ -749,6 +810,8 @@ def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.
         if col.key not in v or target == "birth_date":
             continue
         columns[target] = v[col.key].values
+        if v[col.key].also is not None:  # a second output (free_text)
+            columns[col.options["also"].split(".")[1]] = v[col.key].also
         if v[col.key].precision is not None and f"{target}_precision" in model.TABLES[table]:
             columns[f"{target}_precision"] = v[col.key].precision
         if col.upper_bound:

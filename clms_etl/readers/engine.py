@@ -729,7 +729,7 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
     v, ids = _parse(c)
     frames, events, vital = {}, None, None
-    notes = next((col for col in declaration.columns if col.kind == "notes" and col.key in v), None)
+    notes = next((col for col in declaration.columns if col.kind == "notes" and col.key in c.raw.columns), None)
     if notes is not None:  # events written as notes: not tabular
         events, vital = free_text.events(c, v, ids, notes)
     for table in decl.ROW_TABLES:

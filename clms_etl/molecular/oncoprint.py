@@ -33,7 +33,7 @@ PROFILE_COLOURS = {"complex": "#4a235a", "simple": "#a569bd", "flat": "#e8daef",
 YES_COLOUR, NO_COLOUR = "#303030", "#e5e5e5"
 VITAL_COLOURS = {"alive": "#abebc6", "dead": "#922b21", "lost_to_follow_up": "#f9e79f"}
 CASE_WIDTH_IN = 0.42  # one case's column, inches, while the plot stays under MAX_PLOT_WIDTH_IN
-MAX_PLOT_WIDTH_IN = 48.0  # a registry's series (thousands of cases) is squeezed into this width
+MAX_PLOT_WIDTH_IN = 24.0  # a registry's series (thousands of cases) is squeezed into this width
 PROFILE_ORDER = {"complex": 0, "simple": 1, "flat": 2, "not_assessed": 3, "not_contributory": 4}
 
 

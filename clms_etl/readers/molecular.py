@@ -162,6 +162,7 @@ ARCHER_SPECS = [
     ColumnSpec("percent_gsp2_reads", ("Percent of GSP2 reads", "% of GSP2 reads"), required=False),
     ColumnSpec("strong_evidence", ("Strong Evidence",), required=False),
 ]
+USED_INFO = frozenset({"AF", "FAO", "FDP", "DP", "GMAF", "FR", "FUNC"})  # what _record_rows reads of INFO
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -482,7 +483,7 @@ def _build_problem(text: str | None) -> str | None:
 # Manifest
 # --------------------------------------------------------------------------------------------
 
-# manifest check -> the column it concerns, in the order the checks are reported
+# manifest check -> the column it concerns
 _STRUCTURAL_FIELD = {
     "wrong_field_count": None, "missing_case_no": "case_no", "missing_centre": "centre",
     "missing_patient_id": "local_id", "missing_sample_id": "sample_id", "missing_status": "status",
@@ -505,14 +506,23 @@ def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]
 
     sample = pl.col("sample_id")
     ok = raw.select(
-        wrong_field_count=pl.col("_fields") == width,
-        **{f"missing_{'patient_id' if c == 'local_id' else c}": pl.col(c).is_not_null() for c in MANIFEST_COLUMNS},
-        invalid_sample_id=sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                              & ~sample.str.contains("..", literal=True)),
-        duplicate_case=unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1")),  # "007" and "7": one case
-        duplicate_sample=unique(sample),
+        _check("wrong_field_count", pl.col("_fields") == width),
+        _check("missing_case_no", pl.col("case_no").is_not_null()),
+        _check("missing_centre", pl.col("centre").is_not_null()),
+        _check("missing_patient_id", pl.col("local_id").is_not_null()),
+        _check("missing_sample_id", sample.is_not_null()),
+        _check("missing_status", pl.col("status").is_not_null()),
+        _check("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                        & ~sample.str.contains("..", literal=True))),
+        _check("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
+        _check("duplicate_sample", unique(sample)),
     )
-    return [(i, rule) for rule in _STRUCTURAL_FIELD for i in ok[rule].not_().arg_true().to_list()]
+    return [(i, rule) for rule in ok.columns for i in ok[rule].not_().arg_true().to_list()]
+
+
+def _check(rule: str, ok: pl.Expr) -> pl.Expr:
+    """A manifest check: True where the record passes, named after the rule of its query."""
+    return ok.alias(rule)
 
 
 _STRUCTURAL_MESSAGE = {
@@ -820,10 +830,17 @@ def _vcf_parser(lines: list[str], samples: int, cache: dict, label: str):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[key] = vcfpy.Reader.from_stream(io.StringIO(head)).parser
+                parser = vcfpy.Reader.from_stream(io.StringIO(head)).parser
         except Exception as exc:
             raise _FileFailure(f"{label}: en-tête VCF illisible ({type(exc).__name__})", label,
                                "invalid_vcf_header") from exc
+        # Ion Reporter writes some forty INFO fields a record and vcfpy converts every one (most
+        # of the read's time); only the fields the reader uses are handed to it.
+        records = parser._record_parser  # vcfpy pinned in constraints.txt
+        parse_info = records._parse_info
+        records._parse_info = lambda text, alts: parse_info(
+            ";".join(e for e in text.split(";") if e.partition("=")[0] in USED_INFO) or ".", alts)
+        cache[key] = parser
     return cache[key]
 
 

@@ -104,17 +104,6 @@ def _fold_expr(expr: pl.Expr) -> pl.Expr:
     return expr.str.to_lowercase().str.replace_many(list(_ACCENTS), list(_ACCENTS.values()))
 
 
-def _fold_series(values: pl.Series) -> pl.Series:
-    """:func:`_fold_expr` of ``values``, the accent table applied only to the strings that are
-    not plain ASCII (a chart's numbers and dates never are: the table has nothing to do there)."""
-    lower = values.str.to_lowercase()
-    accented = (lower.str.len_bytes() != lower.str.len_chars()).fill_null(False)  # a multi-byte character
-    if not accented.any():
-        return lower
-    where = accented.arg_true()
-    return lower.scatter(where, lower.gather(where).str.replace_many(list(_ACCENTS), list(_ACCENTS.values())))
-
-
 def _whole(text: str) -> str:
     return " ".join(fold(text).split())
 
@@ -186,7 +175,9 @@ class Screen:
         def folded(kind: str) -> pl.Series:
             parts = [s for s in ids.texts[kind] if s.len()]
             values = pl.concat(parts).drop_nulls().unique() if parts else pl.Series([], dtype=pl.String)
-            return _fold_series(values).str.strip_chars().str.replace_all(r"\s+", " ").unique()
+            return values.to_frame("v").select(
+                _fold_expr(pl.col("v")).str.strip_chars().str.replace_all(r"\s+", " ")
+            ).to_series().unique()
 
         def tokens(values: pl.Series) -> pl.Series:
             return values.to_frame("v").select(pl.col("v").str.extract_all(_WORD)).to_series().explode().drop_nulls()
@@ -241,7 +232,7 @@ class Screen:
         values = values.drop_nulls().unique()
         if self.empty or values.is_empty():
             return values.clear(), set(), set()
-        frame = pl.DataFrame({"v": values, "f": _fold_series(values)})
+        frame = pl.DataFrame({"v": values}).with_columns(f=_fold_expr(pl.col("v")))
         words, whole = self.word_series, self.whole_series
         # The delivery's sets are large, the text's distinct tokens few: the sets are probed with
         # the tokens (a hash set of the few), then the text filtered by the tokens found.
@@ -329,25 +320,8 @@ def _date_parts(texts: pl.Series) -> pl.DataFrame:
     ).select("v", "d", "m", "y")
 
 
-# Spellings a chart's date column usually has, read directly: a text that is exactly the date
-# written back in its format is the date :func:`_date_parts` would read (four times faster).
-_USUAL_DAYS = ("%d/%m/%Y", "%Y-%m-%d")
-
-
 def _parse_days(texts: pl.Series) -> pl.Series:
-    """The full dates among folded birth-date cells (which may repeat or come in any order)."""
-    texts = texts.str.strip_chars()
-    days = []
-    for spelling in _USUAL_DAYS:
-        day = texts.str.to_date(spelling, strict=False)
-        # (a year below 100 is a two-digit year to the regular reading: left to it)
-        read = ((day.dt.strftime(spelling) == texts) & day.dt.year().is_between(100, 9999)).fill_null(False)
-        days.append(day.filter(read))
-        texts = texts.filter(~read)
-    return pl.concat([*days, _spelled_days(texts)]).alias("day")
-
-
-def _spelled_days(texts: pl.Series) -> pl.Series:
+    """The full dates among folded birth-date cells."""
     frame = _date_parts(texts)
     # a two-digit year of a birth date: the last century or this one, never the future
     this = dt.date.today().year % 100

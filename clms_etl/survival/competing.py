@@ -23,6 +23,7 @@ Cause codes (cmprsk's): 0 censored, 1 the event of interest, 2 a competing event
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from statistics import NormalDist
 
 import numpy as np
@@ -64,14 +65,6 @@ def confidence_interval(incidence: float | None, variance: float | None, alpha: 
     return float(incidence ** np.exp(-scale)), float(incidence ** np.exp(scale))
 
 
-def _blocks(time: np.ndarray):
-    """(start, stop) row ranges of equal times in a sorted vector."""
-    edges = np.flatnonzero(np.diff(time)) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [time.size]])
-    return zip(starts.tolist(), stops.tolist())
-
-
 def cumulative_incidence(time, cause) -> CumulativeIncidence:
     """Aalen-Johansen cumulative incidence of cause 1 and Gray's variance (cmprsk ``cinc``).
 
@@ -80,35 +73,47 @@ def cumulative_incidence(time, cause) -> CumulativeIncidence:
     """
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
-    order = np.argsort(time, kind="stable")
-    y, c = time[order], cause[order]
-    n = y.size
-    out_t, out_f, out_v = [], [], []
-    fk, f, v1, v2, v3 = 1.0, 0.0, 0.0, 0.0, 0.0
-    rs = float(n)
-    for start, stop in _blocks(y) if n else ():
-        nd1 = int((c[start:stop] == EVENT).sum())
-        nd2 = int((c[start:stop] != CENSORED).sum()) - nd1
-        if nd1 + nd2:
-            fkn = fk * (rs - nd1 - nd2) / rs
-            if nd1:
-                f += fk * nd1 / rs
-            if nd2 and fkn > 0:  # competing events: they change the variance only
-                t6 = fk * fk * _tie_factor(nd2, rs) * nd2 / (rs * rs)
-                t3, t4 = 1 / fkn, f / fkn
-                v1, v2, v3 = v1 + t4 * t4 * t6, v2 + t3 * t4 * t6, v3 + t3 * t3 * t6
-            if nd1:
-                t6 = fk * fk * _tie_factor(nd1, rs) * nd1 / (rs * rs)
-                t3 = 1 / fkn if fkn > 0 else 0.0
-                t4 = 1 + t3 * f
-                v1, v2, v3 = v1 + t4 * t4 * t6, v2 + t3 * t4 * t6, v3 + t3 * t3 * t6
-                out_t.append(y[start])
-                out_f.append(f)
-                out_v.append(v1 + f * f * v3 - 2 * f * v2)
-            fk = fkn
-        rs = float(n - stop)
-    return CumulativeIncidence(np.array(out_t), np.array(out_f), np.array(out_v), float(y[-1]) if n else 0.0, n,
-                               int((c == EVENT).sum()), int(((c != CENSORED) & (c != EVENT)).sum()))
+    distinct, inverse = np.unique(time, return_inverse=True)
+    counts = [np.bincount(inverse, weights=w, minlength=distinct.size)
+              for w in (cause == EVENT, (cause != CENSORED) & (cause != EVENT), cause == CENSORED)]
+    return cumulative_incidence_counts(distinct, *counts)
+
+
+def cumulative_incidence_counts(time, events, competing, censored) -> CumulativeIncidence:
+    """:func:`cumulative_incidence` from the numbers of events of cause 1, competing events and
+    censorings at each distinct ``time`` (sorted): cmprsk's recursion over the times written as
+    cumulative products and sums, so that its cost is the number of distinct times."""
+    time = np.asarray(time, dtype=float)
+    nd1, nd2 = np.asarray(events, dtype=float), np.asarray(competing, dtype=float)
+    removed = nd1 + nd2 + np.asarray(censored, dtype=float)
+    n = float(removed.sum())
+    if not n:
+        return CumulativeIncidence(np.array([]), np.array([]), np.array([]), 0.0, 0, 0, 0)
+    end = float(time[removed > 0].max())
+    hit = (nd1 + nd2) > 0  # only the times with an event move the estimate
+    t, nd1, nd2 = time[hit], nd1[hit], nd2[hit]
+    rs = n - np.concatenate([[0.0], np.cumsum(removed)])[:-1][hit]  # at risk just before each time
+    # cmprsk's order of operations, fk * (rs - d) / rs (a cumulative product of the ratios rounds
+    # differently, and a value such as 0.285 would print on the other side of its rounding)
+    fk_after = np.fromiter(accumulate(zip((rs - nd1 - nd2).tolist(), rs.tolist()), lambda fk, step: fk * step[0] / step[1],
+                                      initial=1.0), dtype=float, count=rs.size + 1)[1:]
+    fk = np.concatenate([[1.0], fk_after[:-1]])  # Kaplan-Meier just before each time
+    f = np.cumsum(fk * nd1 / rs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_fkn = np.where(fk_after > 0, 1 / fk_after, 0.0)
+        tie1 = np.where(nd1 <= 1, 1.0, 1 - (nd1 - 1) / (rs - 1))
+        tie2 = np.where(nd2 <= 1, 1.0, 1 - (nd2 - 1) / (rs - 1))
+    # competing events (variance only, while the curve has not reached 0), then events of cause 1
+    t6c = np.where((nd2 > 0) & (fk_after > 0), fk * fk * tie2 * nd2 / (rs * rs), 0.0)
+    t4c = f * inv_fkn
+    t6e = np.where(nd1 > 0, fk * fk * tie1 * nd1 / (rs * rs), 0.0)
+    t4e = 1 + inv_fkn * f
+    v1 = np.cumsum(t4c * t4c * t6c + t4e * t4e * t6e)
+    v2 = np.cumsum(inv_fkn * t4c * t6c + inv_fkn * t4e * t6e)
+    v3 = np.cumsum(inv_fkn * inv_fkn * t6c + inv_fkn * inv_fkn * t6e)
+    out = nd1 > 0
+    return CumulativeIncidence(t[out], f[out], (v1 + f * f * v3 - 2 * f * v2)[out], end, int(n),
+                               int(nd1.sum()), int(nd2.sum()))
 
 
 def _tie_factor(tied: int, at_risk: float) -> float:
@@ -133,18 +138,23 @@ def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
     ng, ng1 = labels.size, labels.size - 1
     if ng < 2:
         return GrayTest(None, 0, None)
-    order = np.argsort(time, kind="stable")
-    y, m, ig = time[order], np.where(cause[order] == EVENT, 1, np.where(cause[order] == CENSORED, 0, 2)), ig[order]
-    rs = np.bincount(ig, minlength=ng).astype(float)
+    m = np.where(cause == EVENT, 1, np.where(cause == CENSORED, 0, 2))
+    # the counts of each cause per group at each distinct time, once; the recursion below visits
+    # only the times with an event (a time with censorings only changes nothing but the risk sets)
+    distinct, it = np.unique(time, return_inverse=True)
+    counts = np.zeros((distinct.size, 3, ng))
+    np.add.at(counts, (it, m, ig), 1)
+    removed_before = np.concatenate([np.zeros((1, ng)), np.cumsum(counts.sum(axis=1), axis=0)[:-1]])
+    total = np.bincount(ig, minlength=ng).astype(float)
     s = np.zeros(ng1)
     v = np.zeros((ng1, ng1))
     f1m, f1 = np.zeros(ng), np.zeros(ng)
     skmm, skm = np.ones(ng), np.ones(ng)
     v3, v2, c = np.zeros(ng), np.zeros((ng1, ng)), np.zeros((ng, ng))
     fm = f = 0.0
-    for start, stop in _blocks(y):
-        d = np.zeros((3, ng))
-        np.add.at(d, (m[start:stop], ig[start:stop]), 1)
+    for j in np.flatnonzero(counts[:, 1:, :].sum(axis=(1, 2)) > 0):
+        d = counts[j]
+        rs = total - removed_before[j]
         nd1, nd2 = d[1].sum(), d[2].sum()
         if nd1 or nd2:
             live = rs > 0
@@ -180,7 +190,6 @@ def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
                     t = t4 * c[:ng1, k]
                     v2[:, k] -= t * t4 * t3
                     v += np.outer(t, t) * t3
-        rs -= np.bincount(ig[start:stop], minlength=ng)
         fm, f1m, skmm = f, f1.copy(), skm.copy()
     cg = c[:ng1, :]
     v += (cg * v3) @ cg.T + cg @ v2.T + v2 @ cg.T

@@ -19,7 +19,8 @@ from clms_etl.survival import endpoints as ep
 from clms_etl.survival.competing_study import analyse_competing
 from clms_etl.survival.competing_study import report_section as competing_section
 from clms_etl.survival.competing_study import write_figure as write_competing_figure
-from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
+from clms_etl.survival.km import (CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier_counts,
+                                  reverse_kaplan_meier)
 from clms_etl.survival.table1 import table1, table1_display, table1_layout, unrecorded_items
 from clms_etl.survival import inference
 from clms_etl.survival import tables as result_tables
@@ -487,9 +488,11 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             for variable, value, g in groups:
                 if g.is_empty() and variable != ALL:
                     continue  # a level nobody has (e.g. a predictor no centre records): no curve for nobody
+                counts = g.group_by("time_months").agg(events=pl.col("event").sum(), n=pl.len()).sort("time_months")
                 for transform in CI_TRANSFORMS:
-                    km = kaplan_meier(g["time_months"].to_numpy(), g["event"].to_numpy(), ci_transform=transform,
-                                      alpha=alpha)
+                    km = kaplan_meier_counts(counts["time_months"].to_numpy(), counts["events"].to_numpy(),
+                                             (counts["n"] - counts["events"]).to_numpy(), ci_transform=transform,
+                                             alpha=alpha)
                     key = (endpoint, variable, value, transform)
                     curves[key] = km
                     estimates += _estimate_rows(km, key, time_points_months)

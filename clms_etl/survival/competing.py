@@ -27,6 +27,7 @@ from itertools import accumulate
 from statistics import NormalDist
 
 import numpy as np
+import polars as pl
 from scipy import stats
 
 CENSORED, EVENT, COMPETING = 0, 1, 2
@@ -218,12 +219,13 @@ class FineGray:
                 for b, se in zip(self.coef, self.se)]
 
 
-def _censoring_left_limit(t: np.ndarray, status: np.ndarray) -> np.ndarray:
+def _censoring_left_limit(t: np.ndarray, status: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Kaplan-Meier of the censoring times just before each time, G(t-), ties: censorings at t
-    do not count before t (cmprsk's ``uuu``, from ``survfit``)."""
+    do not count before t (cmprsk's ``uuu``, from ``survfit``); row ``i`` stands for ``w[i]`` subjects."""
     distinct, first = np.unique(t, return_index=True)
-    at_risk = t.size - first
-    censored = np.bincount(np.searchsorted(distinct, t[status == CENSORED]), minlength=distinct.size)
+    at_risk = w.sum() - _prefix(w)[first]
+    censored = np.bincount(np.searchsorted(distinct, t[status == CENSORED]), weights=w[status == CENSORED],
+                           minlength=distinct.size)
     g = np.cumprod(1 - censored / at_risk)
     left = np.concatenate([[1.0], g[:-1]])
     return left[np.searchsorted(distinct, t)]
@@ -246,23 +248,25 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 class _Subdistribution:
     """The weighted risk sets of Fine & Gray at the cause-1 failure times (rows sorted by time)."""
 
-    def __init__(self, t, status, x):
-        self.t, self.status, self.x = t, status, x
-        self.g = _censoring_left_limit(t, status)
+    def __init__(self, t, status, x, w):
+        self.t, self.status, self.x, self.w = t, status, x, w  # row i: w[i] subjects alike
+        self.g = _censoring_left_limit(t, status, w)
         self.fail = np.flatnonzero(status == EVENT)
         self.tf = t[self.fail]
+        self.wf = w[self.fail]
         self.first = np.searchsorted(t, self.tf, side="left")  # first row at risk at each failure
         self.competing = (status == COMPETING).astype(float)
 
     def sums(self, b):
         """S0, S1, S2 at each failure row, and the subjects' exp(x b)."""
         e = np.exp(self.x @ b)
+        we = self.w * e
         xx = np.einsum("ij,ik->ijk", self.x, self.x)
-        w2 = self.competing * e / self.g  # competing events stay, weighted G(t-)/G(t_j-)
+        w2 = self.w * self.competing * e / self.g  # competing events stay, weighted G(t-)/G(t_j-)
         gf = self.g[self.fail]
-        s0 = _suffix(e)[self.first] + gf * _prefix(w2)[self.first]
-        s1 = _suffix(e[:, None] * self.x)[self.first] + gf[:, None] * _prefix(w2[:, None] * self.x)[self.first]
-        s2 = (_suffix(e[:, None, None] * xx)[self.first]
+        s0 = _suffix(we)[self.first] + gf * _prefix(w2)[self.first]
+        s1 = _suffix(we[:, None] * self.x)[self.first] + gf[:, None] * _prefix(w2[:, None] * self.x)[self.first]
+        s2 = (_suffix(we[:, None, None] * xx)[self.first]
               + gf[:, None, None] * _prefix(w2[:, None, None] * xx)[self.first])
         return e, s0, s1, s2
 
@@ -270,10 +274,11 @@ class _Subdistribution:
         """Minus the log partial likelihood, its gradient and Hessian (cmprsk ``crrfsv``)."""
         _, s0, s1, s2 = self.sums(b)
         xf = self.x[self.fail]
-        lik = float((-(xf @ b) + np.log(s0)).sum())
-        score = (-xf + s1 / s0[:, None]).sum(axis=0)
+        wf = self.wf
+        lik = float((wf * (-(xf @ b) + np.log(s0))).sum())
+        score = (wf[:, None] * (-xf + s1 / s0[:, None])).sum(axis=0)
         e1 = s1 / s0[:, None]
-        hess = (s2 / s0[:, None, None] - np.einsum("fj,fk->fjk", e1, e1)).sum(axis=0)
+        hess = (wf[:, None, None] * (s2 / s0[:, None, None] - np.einsum("fj,fk->fjk", e1, e1))).sum(axis=0)
         return lik, score, hess
 
     def robust_variance(self, b) -> np.ndarray:
@@ -283,8 +288,9 @@ class _Subdistribution:
         _, _, hess = self.objective(b)
         ef = s1 / s0[:, None]  # E(t_f)
         # eta: the score's martingale part, subject by subject
-        a_f, b_f = 1 / s0, ef / s0[:, None]
-        ga_f, gb_f = g[fail] / s0, g[fail][:, None] * ef / s0[:, None]
+        wf = self.wf  # each failure row stands for wf failures of the compensator
+        a_f, b_f = wf / s0, wf[:, None] * ef / s0[:, None]
+        ga_f, gb_f = wf * g[fail] / s0, wf[:, None] * g[fail][:, None] * ef / s0[:, None]
         upto = np.searchsorted(tf, t, side="right")  # failures at or before each subject's time
         pa, pb = _prefix(a_f), _prefix(b_f)
         sa, sb = _suffix(ga_f), _suffix(gb_f)
@@ -296,9 +302,9 @@ class _Subdistribution:
         is_fail = self.status == EVENT
         eta[is_fail] += x[is_fail] - ef[np.minimum(own[is_fail], tf.size - 1)]
         # psi: the part from estimating the censoring distribution, q(u) at each censoring time
-        w2 = self.competing * e / g
+        w2 = self.w * self.competing * e / g
         cx, c0 = _prefix(w2[:, None] * x), _prefix(w2)
-        at_risk = t.size - np.searchsorted(t, t, side="left")  # R(t_i) = #{t >= t_i}
+        at_risk = self.w.sum() - _prefix(self.w)[np.searchsorted(t, t, side="left")]  # R(t_i) = #{t >= t_i}
         censored = self.status == CENSORED
         first_row = np.searchsorted(t, t, side="left")
         from_f = np.searchsorted(tf, t, side="left")  # failures at or after each time
@@ -306,10 +312,10 @@ class _Subdistribution:
         increment = np.where(censored[:, None], -q / at_risk[:, None] ** 2, 0.0)
         # every censoring at or before t_i, including the ties of t_i
         last_row = np.searchsorted(t, t, side="right")
-        psi = _prefix(increment)[last_row] + np.where(censored[:, None], q / at_risk[:, None], 0.0)
+        psi = _prefix(self.w[:, None] * increment)[last_row] + np.where(censored[:, None], q / at_risk[:, None], 0.0)
         u = eta + psi
         h_inv = np.linalg.inv(hess)
-        return h_inv @ (u.T @ u) @ h_inv.T
+        return h_inv @ (u.T @ (self.w[:, None] * u)) @ h_inv.T
 
 
 def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: int = 10) -> FineGray:
@@ -317,9 +323,14 @@ def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: in
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
     x = np.asarray(covariates, dtype=float).reshape(time.size, -1)
-    order = np.argsort(time, kind="stable")
-    status = np.where(cause[order] == EVENT, EVENT, np.where(cause[order] == CENSORED, CENSORED, COMPETING))
-    model = _Subdistribution(time[order], status, x[order])
+    status = np.where(cause == EVENT, EVENT, np.where(cause == CENSORED, CENSORED, COMPETING))
+    # subjects with the same time, status and covariates contribute identical terms: one row each,
+    # weighted by their number (the sums, the likelihood and the sandwich are the same)
+    cols = [f"x{j}" for j in range(x.shape[1])]
+    rows = (pl.DataFrame({"time": time, "status": status, **{c: x[:, j] for j, c in enumerate(cols)}})
+            .group_by("time", "status", *cols).agg(w=pl.len()).sort("time", "status", *cols))
+    model = _Subdistribution(rows["time"].to_numpy(), rows["status"].to_numpy(),
+                             rows.select(cols).to_numpy().reshape(rows.height, -1), rows["w"].to_numpy().astype(float))
     b = np.zeros(x.shape[1])
     converged = False
     for iteration in range(max_iterations + 1):  # crr's Newton-Raphson with step halving

@@ -94,10 +94,7 @@ def cumulative_incidence_counts(time, events, competing, censored) -> Cumulative
     hit = (nd1 + nd2) > 0  # only the times with an event move the estimate
     t, nd1, nd2 = time[hit], nd1[hit], nd2[hit]
     rs = n - np.concatenate([[0.0], np.cumsum(removed)])[:-1][hit]  # at risk just before each time
-    # cmprsk's order of operations, fk * (rs - d) / rs (a cumulative product of the ratios rounds
-    # differently, and a value such as 0.285 would print on the other side of its rounding)
-    fk_after = np.fromiter(accumulate(zip((rs - nd1 - nd2).tolist(), rs.tolist()), lambda fk, step: fk * step[0] / step[1],
-                                      initial=1.0), dtype=float, count=rs.size + 1)[1:]
+    fk_after = _sequential_product(rs - nd1 - nd2, rs)
     fk = np.concatenate([[1.0], fk_after[:-1]])  # Kaplan-Meier just before each time
     f = np.cumsum(fk * nd1 / rs)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -115,6 +112,15 @@ def cumulative_incidence_counts(time, events, competing, censored) -> Cumulative
     out = nd1 > 0
     return CumulativeIncidence(t[out], f[out], (v1 + f * f * v3 - 2 * f * v2)[out], end, int(n),
                                int(nd1.sum()), int(nd2.sum()))
+
+
+def _sequential_product(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Running product ``p = p * numerator[i] / denominator[i]`` in cmprsk's order of operations (a
+    cumulative product of the ratios rounds differently: a value such as 0.285 would print on the
+    other side of its rounding)."""
+    steps = zip(np.asarray(numerator, dtype=float).tolist(), np.asarray(denominator, dtype=float).tolist())
+    return np.fromiter(accumulate(steps, lambda p, step: p * step[0] / step[1], initial=1.0), dtype=float,
+                       count=len(numerator) + 1)[1:]
 
 
 def _tie_factor(tied: int, at_risk: float) -> float:
@@ -147,51 +153,50 @@ def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
     np.add.at(counts, (it, m, ig), 1)
     removed_before = np.concatenate([np.zeros((1, ng)), np.cumsum(counts.sum(axis=1), axis=0)[:-1]])
     total = np.bincount(ig, minlength=ng).astype(float)
-    s = np.zeros(ng1)
-    v = np.zeros((ng1, ng1))
-    f1m, f1 = np.zeros(ng), np.zeros(ng)
-    skmm, skm = np.ones(ng), np.ones(ng)
-    v3, v2, c = np.zeros(ng), np.zeros((ng1, ng)), np.zeros((ng, ng))
-    fm = f = 0.0
-    for j in np.flatnonzero(counts[:, 1:, :].sum(axis=(1, 2)) > 0):
-        d = counts[j]
-        rs = total - removed_before[j]
-        nd1, nd2 = d[1].sum(), d[2].sum()
-        if nd1 or nd2:
-            live = rs > 0
-            skm = np.where(live, skmm * (rs - d[1] - d[2]) / np.where(live, rs, 1), skm)
-            f1 = np.where(live, f1m + skmm * d[1] / np.where(live, rs, 1), f1)
-            tr = float((rs[live] / skmm[live]).sum())
-            tq = float((rs[live] * (1 - f1m[live]) / skmm[live]).sum())
-            f = fm + nd1 / tr
-            fb = (1 - fm) ** rho
-            t1 = np.where(live, rs / skmm, 0.0)
-            a = -fb * np.outer(t1, t1) / tr
-            np.fill_diagonal(a, fb * t1 * (1 - t1 / tr))
-            a[~live, :] = 0
-            a[:, ~live] = 0
-            c += a * nd1 / (tr * (1 - fm))
-            s += np.where(live[:ng1], fb * (d[1, :ng1] - nd1 * rs[:ng1] * (1 - f1m[:ng1])
-                                            / (skmm[:ng1] * tq)), 0.0)
-            if nd1:
-                for k in np.flatnonzero(live):
-                    t4 = 1 - (1 - f) / skm[k] if skm[k] > 0 else 1.0
-                    t5 = 1 - (nd1 - 1) / (tr * skmm[k] - 1) if nd1 > 1 else 1.0
-                    t3 = t5 * skmm[k] * nd1 / (tr * rs[k])
-                    v3[k] += t4 * t4 * t3
-                    t = a[:ng1, k] - t4 * c[:ng1, k]
-                    v2[:, k] += t * t4 * t3
-                    v += np.outer(t, t) * t3
-            if nd2:
-                for k in np.flatnonzero((skm > 0) & (d[2] > 0)):
-                    t4 = (1 - f) / skm[k]
-                    t5 = 1 - (d[2, k] - 1) / (rs[k] - 1) if d[2, k] > 1 else 1.0
-                    t3 = t5 * skmm[k] ** 2 * d[2, k] / rs[k] ** 2
-                    v3[k] += t4 * t4 * t3
-                    t = t4 * c[:ng1, k]
-                    v2[:, k] -= t * t4 * t3
-                    v += np.outer(t, t) * t3
-        fm, f1m, skmm = f, f1.copy(), skm.copy()
+    # cmprsk's recursion over the event times, written over all of them at once (arrays times x groups)
+    hit = counts[:, 1:, :].sum(axis=(1, 2)) > 0
+    d1, d2 = counts[hit, 1, :], counts[hit, 2, :]
+    rs = total - removed_before[hit]
+    nd1, nd2 = d1.sum(axis=1), d2.sum(axis=1)
+    live = rs > 0
+    safe_rs = np.where(live, rs, 1.0)
+    skm = np.column_stack([_sequential_product(np.where(live[:, k], rs[:, k] - d1[:, k] - d2[:, k], 1.0),
+                                               safe_rs[:, k]) for k in range(ng)])
+    skmm = np.vstack([np.ones((1, ng)), skm[:-1]])  # all-cause Kaplan-Meier of each group just before
+    f1 = np.cumsum(np.where(live, skmm * d1 / safe_rs, 0.0), axis=0)
+    f1m = np.vstack([np.zeros((1, ng)), f1[:-1]])
+    t1 = np.where(live, rs / skmm, 0.0)
+    tr = t1.sum(axis=1)
+    tq = np.where(live, rs * (1 - f1m) / skmm, 0.0).sum(axis=1)
+    f = np.cumsum(nd1 / tr)
+    fm = np.concatenate([[0.0], f[:-1]])
+    fb = (1 - fm) ** rho
+    a = -fb[:, None, None] * t1[:, :, None] * t1[:, None, :] / tr[:, None, None]
+    diag = np.arange(ng)
+    a[:, diag, diag] = fb[:, None] * t1 * (1 - t1 / tr[:, None])
+    c = np.cumsum(a * (nd1 / (tr * (1 - fm)))[:, None, None], axis=0)  # after each time's update
+    s = np.where(live[:, :ng1], fb[:, None] * (d1[:, :ng1] - nd1[:, None] * rs[:, :ng1] * (1 - f1m[:, :ng1])
+                                               / (skmm[:, :ng1] * tq[:, None])), 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # events of cause 1: every live group
+        m1 = live & (nd1 > 0)[:, None]
+        t4 = np.where(m1, np.where(skm > 0, 1 - (1 - f)[:, None] / skm, 1.0), 0.0)
+        t5 = np.where((nd1 > 1)[:, None], 1 - (nd1[:, None] - 1) / (tr[:, None] * skmm - 1), 1.0)
+        t3 = np.where(m1, t5 * skmm * nd1[:, None] / (tr[:, None] * safe_rs), 0.0)
+        t = a[:, :ng1, :] - t4[:, None, :] * c[:, :ng1, :]  # [time, i, group k]
+        v3 = (t4 * t4 * t3).sum(axis=0)
+        v2 = (t * (t4 * t3)[:, None, :]).sum(axis=0)
+        v = np.einsum("jik,jlk,jk->il", t, t, t3)
+        # competing events: the groups where they happen while the group's curve is above 0
+        m2 = (skm > 0) & (d2 > 0)
+        t4 = np.where(m2, (1 - f)[:, None] / np.where(skm > 0, skm, 1.0), 0.0)
+        t5 = np.where(d2 > 1, 1 - (d2 - 1) / (safe_rs - 1), 1.0)
+        t3 = np.where(m2, t5 * skmm ** 2 * d2 / safe_rs ** 2, 0.0)
+        t = t4[:, None, :] * c[:, :ng1, :]
+        v3 += (t4 * t4 * t3).sum(axis=0)
+        v2 -= (t * (t4 * t3)[:, None, :]).sum(axis=0)
+        v += np.einsum("jik,jlk,jk->il", t, t, t3)
+    c = c[-1] if c.size else np.zeros((ng, ng))
     cg = c[:ng1, :]
     v += (cg * v3) @ cg.T + cg @ v2.T + v2 @ cg.T
     if np.linalg.matrix_rank(v) < ng1:

@@ -3,7 +3,7 @@
 Plain numpy arrays in, plain numbers out; conventions (each as R would compute it):
 
 * **Firth-penalised Cox** (Heinze & Schemper 2001, R ``coxphf``): ``firthmodels.FirthCoxPH``
-  (Breslow ties, as ``coxphf``), profile penalised likelihood 95 % intervals and penalised
+  (Breslow ties, as ``coxphf``) on the distinct rows with frequency weights (:mod:`clms_etl.survival.firth`), profile penalised likelihood 95 % intervals and penalised
   likelihood-ratio tests per coefficient. Finite whenever the model matrix has full rank, so it is
   reported for rows the ordinary Cox model cannot estimate.
 * **Likelihood-ratio tests** of the ordinary Cox model (Efron ties, R ``coxph``; fitted on the
@@ -51,12 +51,13 @@ class FirthTerm:
 
 def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05) -> list[FirthTerm]:
     """Firth-penalised Cox model of ``event`` over ``time`` on the columns of ``x`` (n x k)."""
-    from firthmodels import FirthCoxPH
+    from clms_etl.survival.firth import FrequencyWeightedFirthCoxPH
 
     x = np.asarray(x, dtype=float).reshape(len(time), -1)
+    rows = efron.tied_rows(x, time, event)  # Breslow's likelihood is the same on distinct rows, weighted
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings surface as NaN, checked below
-        model = FirthCoxPH(backend="numpy").fit(x, (np.asarray(event, dtype=bool), np.asarray(time, dtype=float)))
+        model = FrequencyWeightedFirthCoxPH().fit_rows(rows.x, rows.time, rows.event, rows.count)
         model.lrt()
         ci = model.conf_int(alpha=alpha, method="pl", max_iter=PROFILE_MAX_ITER)
     if not model.converged_:

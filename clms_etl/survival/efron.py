@@ -19,6 +19,8 @@ singular or the likelihood is not finite.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,8 +129,38 @@ def null_loglik(rows: TiedRows) -> float:
     return EfronRiskSets(rows).terms(np.zeros(rows.x.shape[1]), second=False)[0]
 
 
+def _key(rows: TiedRows, eps: float, max_iter: int) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (rows.time, rows.event, rows.x, rows.count):
+        digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(str(array.shape).encode())
+    digest.update(f"{eps!r} {max_iter}".encode())
+    return digest.digest()
+
+
+_FITS: OrderedDict[bytes, CoxFit] = OrderedDict()
+_FITS_KEPT = 256
+
+
 def fit(rows: TiedRows, eps: float = EPS, max_iter: int = MAX_ITER) -> CoxFit:
-    """Maximise the Efron partial likelihood of ``rows`` by Newton-Raphson (R ``coxph``)."""
+    """Maximise the Efron partial likelihood of ``rows`` by Newton-Raphson (R ``coxph``).
+
+    Each model is fitted once: the analysis asks for the same model from Table 2, its LR and PH
+    tests and the cause-specific column of the competing risks; the fit is kept by the content of
+    its rows (the last :data:`_FITS_KEPT`).
+    """
+    key = _key(rows, eps, max_iter)
+    if key in _FITS:
+        _FITS.move_to_end(key)
+        return _FITS[key]
+    fitted = _fit(rows, eps, max_iter)
+    _FITS[key] = fitted
+    if len(_FITS) > _FITS_KEPT:
+        _FITS.popitem(last=False)
+    return fitted
+
+
+def _fit(rows: TiedRows, eps: float, max_iter: int) -> CoxFit:
     from lifelines.exceptions import ConvergenceError
 
     risk = EfronRiskSets(rows)

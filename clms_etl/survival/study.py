@@ -143,6 +143,16 @@ def _frame(rows: list[dict], table) -> pl.DataFrame:
                          for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
 
 
+def _residual_frame(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The ph_residual table from the models' residual frames (:func:`inference._ph_rows`)."""
+    table = result_tables.PH_RESIDUAL
+    if not frames:
+        return _empty(table)
+    frame = pl.concat(frames, how="diagonal_relaxed")
+    return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+                         for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
+
+
 def _fmt_survival(row: dict) -> str:
     if row["survival"] is None:
         return "-"
@@ -473,7 +483,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     univariate_rows: list[dict] = []
     cox_rows: list[dict] = []
     ph_rows: list[dict] = []
-    residual_rows: list[dict] = []
+    residual_rows: list[pl.DataFrame] = []
     continuous_rows: list[dict] = []
     multivariable: list[dict] = []
     with warnings.catch_warnings():
@@ -549,7 +559,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_population_rule=rule.frame(min_follow_up_months),
         univariate_cox=_frame(cox_rows, result_tables.UNIVARIATE_COX),
         ph_test=_frame(ph_rows, result_tables.PH_TEST),
-        ph_residual=_frame(residual_rows, result_tables.PH_RESIDUAL),
+        ph_residual=_residual_frame(residual_rows),
         continuous_cox=_frame(continuous_rows, result_tables.CONTINUOUS_COX),
         multivariable_cox=_frame(multivariable, result_tables.MULTIVARIABLE_COX),
     )

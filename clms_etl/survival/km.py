@@ -89,7 +89,7 @@ class KaplanMeier:
         """The step curve: time, survival, CI, at risk, events, censored."""
         return pl.DataFrame({
             "time": self.time, "survival": self.survival,
-            "ci_lower": _nan_to_none(self.ci_lower), "ci_upper": _nan_to_none(self.ci_upper),
+            "ci_lower": self.ci_lower, "ci_upper": self.ci_upper,
             "n_at_risk": self.at_risk.astype(np.int64), "events": self.events.astype(np.int64),
             "censored": self.censored.astype(np.int64),
         }, strict=False).with_columns(pl.col("ci_lower", "ci_upper").fill_nan(None))
@@ -232,7 +232,3 @@ def reverse_kaplan_meier(durations, event_observed, alpha: float = 0.05) -> Kapl
 
 def _num(value) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
-
-
-def _nan_to_none(values: np.ndarray) -> list[float | None]:
-    return [_num(v) for v in values]

@@ -115,8 +115,8 @@ def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "t
 
     known = predictor.levels + (predictor.reference,)
     data = frame.select(duration_col, event_col, predictor.key).drop_nulls().filter(pl.col(predictor.key).is_in(known))
-    counts = {lvl: (data.filter(pl.col(predictor.key) == lvl).height,
-                    int(data.filter(pl.col(predictor.key) == lvl)[event_col].sum())) for lvl in known}
+    by_level = {r[0]: (r[1], r[2]) for r in data.group_by(predictor.key).agg(pl.len(), pl.col(event_col).sum()).rows()}
+    counts = {lvl: (int(by_level.get(lvl, (0, 0))[0]), int(by_level.get(lvl, (0, 0))[1] or 0)) for lvl in known}
     n, events = data.height, int(data[event_col].sum())
     present = [lvl for lvl in known if counts[lvl][0] > 0]
 

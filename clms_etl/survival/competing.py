@@ -123,10 +123,6 @@ def _sequential_product(numerator: np.ndarray, denominator: np.ndarray) -> np.nd
                        count=len(numerator) + 1)[1:]
 
 
-def _tie_factor(tied: int, at_risk: float) -> float:
-    return 1.0 if tied <= 1 else 1 - (tied - 1) / (at_risk - 1)
-
-
 @dataclass(frozen=True)
 class GrayTest:
     statistic: float | None  # None: the score's variance is singular (cmprsk prints -1)

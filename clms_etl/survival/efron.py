@@ -121,7 +121,6 @@ class CoxFit:
     loglik: float
     coef: np.ndarray
     variance: np.ndarray
-    iterations: int
 
 
 def null_loglik(rows: TiedRows) -> float:
@@ -166,7 +165,7 @@ def _fit(rows: TiedRows, eps: float, max_iter: int) -> CoxFit:
     risk = EfronRiskSets(rows)
     beta = np.zeros(rows.x.shape[1])
     loglik, score, info, _, _ = risk.terms(beta)
-    for iteration in range(1, max_iter + 1):
+    for _ in range(max_iter):
         try:
             step = np.linalg.solve(info, score)
         except np.linalg.LinAlgError as exc:
@@ -189,4 +188,4 @@ def _fit(rows: TiedRows, eps: float, max_iter: int) -> CoxFit:
         variance = np.linalg.inv(info)
     except np.linalg.LinAlgError as exc:
         raise ConvergenceError(f"singular information matrix: {exc}") from None
-    return CoxFit(loglik, beta, variance, iteration if rows.x.shape[1] else 0)
+    return CoxFit(loglik, beta, variance)

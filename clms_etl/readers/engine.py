@@ -507,6 +507,8 @@ class Columns:
 
     def queries(self, hits: pl.DataFrame, table: str, column: str, identifier: bool = False, suffix: str = "") -> None:
         """A query per row of ``hits`` (i: record, value, rule, message, else row_id/table_name: ``table``'s)."""
+        if hits.is_empty():
+            return
         frame = hits.with_columns(file=pl.lit(self.layout.name), sheet=pl.lit(self.layout.sheet, pl.String),
                                   source_row=self.rows.gather(hits["i"]), patient_id=self.pids.gather(hits["i"]),
                                   field=pl.lit(column), value=pl.lit(IDENTIFIER_MASK) if identifier else pl.col("value"))
@@ -647,19 +649,18 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
     pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
-    if layout.max_cell:
-        _too_long(cols, layout.max_cell)
+    _too_long(cols, layout.max_cell)
     return cols, df, keys, fields
 
 
 def _too_long(cols: Columns, limit: int) -> None:
     """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
-    for key, column in cols.header.items():
+    for key, column in cols.header.items() if limit else ():
         n = cols.raw[key].str.len_chars()
         hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
         cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
             f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
-    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep())
+    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if limit else cols.raw
 
 
 def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:

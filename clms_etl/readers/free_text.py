@@ -41,8 +41,7 @@ def decode(c, text: str | None) -> tuple[tuple, list[Issue]]:
     return value if isinstance(value, tuple) else (value, None), issues
 
 
-def _squeezed(c, text: str) -> str:
-    """``text`` folded, without the characters of the column's ``squeeze``."""
+def _squeezed(c, text: str) -> str:  # folded, without the characters of the column's ``squeeze``
     return fold(text).translate({ord(ch): None for ch in c.options.get("squeeze", "")})
 
 

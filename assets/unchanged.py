@@ -93,7 +93,7 @@ def decide(context: dg.AssetExecutionContext, **settings: object) -> Decision:
     code_version = context.assets_def.code_versions_by_key.get(key)
     if provenance.code_version != code_version:
         moved.append(f"code version {provenance.code_version} -> {code_version}")
-    asset_graph = context.repository_def.asset_graph
+    asset_graph = context.job_def.asset_layer.asset_graph
     for parent in sorted(context.assets_def.asset_deps[key], key=lambda k: k.to_user_string()):
         if asset_graph.get(parent).partitions_def is not None:
             continue
@@ -118,14 +118,25 @@ def decide(context: dg.AssetExecutionContext, **settings: object) -> Decision:
                     [previous_check(instance, k, why) for k in checks])
 
 
+def last_evaluation(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey):
+    """The check's latest completed evaluation (record, evaluation), or None. (Its latest record may
+    be the one this very run planned.)"""
+    from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+
+    for record in instance.event_log_storage.get_asset_check_execution_history(
+            check_key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES):
+        event = record.event.dagster_event if record.event is not None else None
+        if event is not None and isinstance(event.event_specific_data, dg.AssetCheckEvaluation):
+            return record, event.event_specific_data
+    return None
+
+
 def previous_check(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey, why: str) -> dg.AssetCheckResult | None:
     """The check's latest evaluation again, saying why it was not re-run."""
-    record = instance.get_latest_asset_check_evaluation_record(check_key)
-    if record is None or record.event is None or record.event.dagster_event is None:
+    found = last_evaluation(instance, check_key)
+    if found is None:
         return None
-    evaluation = record.event.dagster_event.event_specific_data
-    if not isinstance(evaluation, dg.AssetCheckEvaluation):
-        return None
+    record, evaluation = found
     metadata = {k: v for k, v in evaluation.metadata.items() if k not in _OWN}
     target = evaluation.metadata.get(TARGET_DATA_VERSION)
     return dg.AssetCheckResult(
@@ -141,11 +152,10 @@ def check_unchanged(context: dg.AssetCheckExecutionContext, **settings: object) 
     :func:`check_metadata` to its result)."""
     (spec,) = context.check_specs
     instance = context.instance
-    record = instance.get_latest_asset_check_evaluation_record(spec.key)
-    evaluation = record.event.dagster_event.event_specific_data if (
-        record is not None and record.event is not None and record.event.dagster_event is not None) else None
-    if not isinstance(evaluation, dg.AssetCheckEvaluation):
+    found = last_evaluation(instance, spec.key)
+    if found is None:
         return None
+    evaluation = found[1]
     now = data_version(instance, spec.asset_key)
     made_on = getattr(evaluation.metadata.get(TARGET_DATA_VERSION), "value", None)
     ran_with = getattr(evaluation.metadata.get(SETTINGS), "value", None)

@@ -238,7 +238,8 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
     centre_handoff.discard(centre_import.centre)  # loaded: no second copy of the rows
     # the query list again, now with each problem's status and what this delivery resolved
     query_list = write_query_list(outputs.root, centre_import, status)
-    return dg.MaterializeResult(metadata={
+    # the same delivery loaded, the same data version (as centre_import's)
+    return dg.MaterializeResult(data_version=dg.DataVersion(d.sha256), metadata={
         "query_list": dg.MetadataValue.path(str(query_list)),
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),

@@ -9,6 +9,7 @@ the asset wrote.
 import dagster as dg
 import polars as pl
 
+from assets import unchanged
 from assets.metadata import table_metadata
 from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
 from assets.warehouse import warehouse
@@ -43,6 +44,9 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
     if config.dates not in DATE_MODES:
         raise dg.Failure(description=f"dates must be one of {', '.join(DATE_MODES)}, not {config.dates!r}",
                          allow_retries=False)
+    if not (decision := unchanged.decide(context, dates=config.dates)).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     key = pseudonym_key.secret(warehouse.resolved_url) if config.dates == "shifted" else None
     with warehouse.open() as wh:
         result = export_omop(wh, outputs.root / OMOP_FOLDER, dates=config.dates, key=key, replace=True)
@@ -56,6 +60,7 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         "unmapped": table_metadata(result.unmapped, 60),
         "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
         "folder": dg.MetadataValue.path(str(result.target)),
+        **decision.metadata,
     })
 
 
@@ -64,11 +69,13 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
                 "asset wrote: required fields, primary keys, references to person and episode, plausible values "
                 "and dates, temporal order, after birth, before death, observation periods not overlapping, every "
                 "event inside an observation period. One violating row fails it.")
-def omop_quality(outputs: OutputsFolder) -> dg.AssetCheckResult:
+def omop_quality(context: dg.AssetCheckExecutionContext, outputs: OutputsFolder) -> dg.AssetCheckResult:
     import sqlalchemy as sa
 
     from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, check_database
 
+    if (repeated := unchanged.check_unchanged(context)) is not None:
+        return repeated
     engine = sa.create_engine(f"duckdb:///{outputs.root / OMOP_FOLDER / DUCKDB_FILE}",
                               connect_args={"read_only": True})
     try:
@@ -78,5 +85,5 @@ def omop_quality(outputs: OutputsFolder) -> dg.AssetCheckResult:
     failures = checked.filter(~checked["passed"])
     return dg.AssetCheckResult(passed=failures.is_empty(), severity=dg.AssetCheckSeverity.ERROR, metadata={
         "checks": checked.height, "failed": failures.height,
-        "failures": table_metadata(failures, 50),
+        "failures": table_metadata(failures, 50), **unchanged.check_metadata(context),
     })

@@ -105,7 +105,7 @@ def dagster_run_name(context) -> str:
     return run_name_of(context.run.job_name, context.run.run_id[:8])
 
 
-def expectations_check_result(report) -> dg.AssetCheckResult:
+def expectations_check_result(report, extra_metadata: dict | None = None) -> dg.AssetCheckResult:
     """A Great Expectations run (:class:`~clms_etl.warehouse.expectations.ExpectationsReport`) as the
     result of a blocking check: passed unless a critical expectation failed; counts, the failed
     expectations, the summary and the Data Docs page in the metadata."""
@@ -124,4 +124,5 @@ def expectations_check_result(report) -> dg.AssetCheckResult:
     }
     if report.data_docs_index:
         metadata["data_docs"] = dg.MetadataValue.path(str(report.data_docs_index))
+    metadata.update(extra_metadata or {})
     return dg.AssetCheckResult(passed=bool(report.success), metadata=metadata, severity=dg.AssetCheckSeverity.ERROR)

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets import unchanged
 from assets.disclosure import CbioportalConfig, disclosure_metadata
 from assets.metadata import png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
@@ -22,6 +23,9 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
                       outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.molecular.run import write_outputs
 
+    if not (decision := unchanged.decide(context)).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     with warehouse.open() as wh:
         out = write_outputs(wh, outputs.root, context.run.run_id)
     counts = out.summary.counts()
@@ -41,6 +45,7 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         # warehouse and the outputs, not in Dagster's event log
         "table3_csv": dg.MetadataValue.path(str(out.table3_csv)),
         "oncoprint_svg": dg.MetadataValue.path(str(out.figure_svg)),
+        **decision.metadata,
     })
 
 
@@ -66,6 +71,9 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
     from clms_etl.molecular.run import StaleResults, export_cbioportal
 
     folder = outputs.root / "cbioportal"
+    if not (decision := unchanged.decide(context, k_threshold=config.k_threshold)).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     try:
         with warehouse.open() as wh:
             study = export_cbioportal(wh, folder, config.k_threshold)
@@ -73,7 +81,8 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
         # A registry with fewer profiled cases than k can never share a study: that is a finding
         # for the data team, not a reason to stop the report and the other exports every night.
         context.log.warning(f"cBioPortal study not written: {e}")
-        metadata = {"status": dg.MetadataValue.text(f"blocked: {e}"), **disclosure_metadata(e.result)}
+        metadata = {"status": dg.MetadataValue.text(f"blocked: {e}"), **disclosure_metadata(e.result),
+                    **decision.metadata}
         return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
             check_name="k_anonymity", passed=False, severity=dg.AssetCheckSeverity.WARN, description=str(e),
             metadata=disclosure_metadata(e.result))])
@@ -85,5 +94,6 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
         "folder": dg.MetadataValue.path(str(folder)),
         "files": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in sorted(study.files))),
         **disclosure_metadata(study.disclosure),
+        **decision.metadata,
     }, check_results=[dg.AssetCheckResult(check_name="k_anonymity", passed=True, severity=dg.AssetCheckSeverity.WARN,
                                           metadata=disclosure_metadata(study.disclosure))])

@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from assets import unchanged
 from assets.metadata import table_metadata
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.ingest import centre_warehouse
+from assets.warehouse import deliveries_version
 
 DASHBOARD = "quality/dashboard.html"  # in the outputs folder
 
@@ -20,11 +22,17 @@ DASHBOARD = "quality/dashboard.html"  # in the outputs folder
     "category the checks, the share of rows failing against its threshold, and the trend over the last "
     "deliveries.",
 )
-def quality_dashboard(warehouse: WarehouseResource, outputs: OutputsFolder) -> dg.MaterializeResult:
+def quality_dashboard(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                      outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.report.dashboard import build_dashboard, write_dashboard
 
     with warehouse.open() as wh:
         wh.ensure_schema()  # before the first delivery: an empty dashboard, not a missing table
+        # its input is every centre's rows: their current deliveries say whether they moved
+        decision = unchanged.decide(context, deliveries=deliveries_version(wh.current_deliveries()))
+        if not decision.recompute:
+            context.log.info(decision.why)
+            return decision.repeated()
         dashboard = build_dashboard(wh)
         docs = wh.data_docs_dir / "index.html" if wh.data_docs_dir else None
     path = write_dashboard(dashboard, outputs.root / DASHBOARD, data_docs=docs).resolve()
@@ -34,4 +42,5 @@ def quality_dashboard(warehouse: WarehouseResource, outputs: OutputsFolder) -> d
         "checks_failed": int((~dashboard.checks["passed"]).sum()),
         "per_source_and_category": table_metadata(dashboard.categories, 200),
         "failed_checks": table_metadata(dashboard.checks.filter(~dashboard.checks["passed"]), 50),
+        **decision.metadata,
     })

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets import unchanged
 from assets.disclosure import AnalysisExportConfig, blocked, disclosure_metadata
 from assets.metadata import table_metadata
 from assets.molecular import molecular_summary
@@ -52,6 +53,9 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     from clms_etl.report.build import build_report, markdown_preview
 
     outdir = outputs.root / "report"
+    if not (decision := unchanged.decide(context, **survival.options())).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     with warehouse.open() as wh:
         result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run.run_id)
     tables = sum(len(s.tables) for s in result.sections)
@@ -67,6 +71,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         "figures": figures,
         "preview": dg.MetadataValue.md(markdown_preview(result)),
         "code_version": result.provenance.code_version,
+        **decision.metadata,
     })
 
 
@@ -89,6 +94,9 @@ def analysis_exports(context: dg.AssetExecutionContext, config: AnalysisExportCo
     from clms_etl.report.exports import export_analysis
 
     outdir = outputs.root / "exports"
+    if not (decision := unchanged.decide(context, shareable=config.shareable, k_threshold=config.k_threshold)).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     try:
         with warehouse.open() as wh:
             result = export_analysis(wh, outdir, shareable=config.shareable, k_threshold=config.k_threshold)
@@ -108,4 +116,5 @@ def analysis_exports(context: dg.AssetExecutionContext, config: AnalysisExportCo
         "rows_per_dataset": table_metadata(rows, 30),
         "files": table_metadata(files, 60),
         **disclosure_metadata(result.disclosure, result.shareable),
+        **decision.metadata,
     })

@@ -10,18 +10,23 @@ hazard ratio outside its interval, a Table 3 missing a case) never reach a clini
 
 import dagster as dg
 
+from assets import unchanged
 from assets.metadata import dagster_run_name, expectations_check_result
 from assets.molecular import molecular_summary
 from assets.resources import WarehouseResource
 from assets.survival import survival_analysis
+from assets.warehouse import suites_version
 
 
 def _run(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, tables: list[str]) -> dg.AssetCheckResult:
     from clms_etl.warehouse.expectations import RESULTS, run_expectations
 
+    suites = suites_version("analytics")
+    if (repeated := unchanged.check_unchanged(context, suites=suites)) is not None:
+        return repeated
     with warehouse.open() as wh:
         report = run_expectations(wh, scope=RESULTS, tables=tables, run_name=dagster_run_name(context))
-    return expectations_check_result(report)
+    return expectations_check_result(report, unchanged.check_metadata(context, suites=suites))
 
 
 @dg.asset_check(asset=survival_analysis, name="result_expectations", blocking=True, pool="warehouse",

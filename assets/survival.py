@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Dagster reads the resource annotations at definition time.
 import dagster as dg
 
+from assets import unchanged
 from assets.metadata import png_markdown, table_metadata
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.warehouse import warehouse as warehouse_asset
@@ -27,11 +28,14 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
                       outputs: OutputsFolder) -> dg.MaterializeResult:
     from clms_etl.survival.run import write_outputs
 
+    if not (decision := unchanged.decide(context, **survival.options())).recompute:
+        context.log.info(decision.why)
+        return decision.repeated()
     with warehouse.open() as wh:
         out = write_outputs(wh, outputs.root, context.run.run_id, **survival.options())
     if out.results is None:  # before the first deliveries: empty results, said plainly
         context.log.warning(f"survival analysis: {out.status}")
-        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": out.status})
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "status": out.status, **decision.metadata})
     results, written = out.results, out.rows_written
     context.log.info("survival analysis: %s", ", ".join(f"{k} {v} rows" for k, v in written.items()))
 
@@ -51,5 +55,6 @@ def survival_analysis(context: dg.AssetExecutionContext, survival: SurvivalSetti
         "survival_population": results.population,
         "result_table_rows": dg.MetadataValue.json(written),
         **{f"file_{k}": dg.MetadataValue.path(str(p)) for k, p in out.files.items() if p is not None},
+        **decision.metadata,
     }
     return dg.MaterializeResult(metadata=metadata)

@@ -1,8 +1,12 @@
 """Warehouse stage: the harmonised warehouse as a whole, gated by Great Expectations."""
 
+import hashlib
+from pathlib import Path
+
 import polars as pl
 
 import dagster as dg
+from assets import unchanged
 from assets.ingest import centre_warehouse, run_user
 from assets.metadata import canonical_column_schema, dagster_run_name, expectations_check_result, table_metadata
 from assets.resources import WarehouseResource
@@ -14,6 +18,26 @@ union all select 'surgery', p.centre, count(*) from surgery s join patient p usi
 union all select 'event', p.centre, count(*) from event e join patient p using (patient_id) group by p.centre
 union all select 'data_query', centre, count(*) from data_query group by centre
 """
+
+
+def deliveries_version(deliveries: pl.DataFrame) -> str:
+    """The warehouse's contents as one version: a hash of its current deliveries (each load gets
+    its ``loaded_at``: a reload or a rollback moves it too)."""
+    keys = deliveries.select("delivery_id", "centre", "content_sha256",
+                             *(pl.col(c).cast(pl.String) for c in ("delivery_date", "loaded_at")))
+    rows = sorted(keys.iter_rows())
+    return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+# The Great Expectations suites are data (validations/expectations/): a changed suite re-runs the check.
+SUITES = Path(__file__).resolve().parents[1] / "validations" / "expectations"
+
+
+def suites_version(*folders: str) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in folders or ("",) for p in (SUITES / folder).rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(SUITES)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @dg.asset(
@@ -34,7 +58,14 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         deliveries = wh.current_deliveries()
         wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries
     patients = counts.filter(pl.col("table_name") == "patient")["rows"].sum()
-    return dg.MaterializeResult(metadata={
+    version = deliveries_version(deliveries)
+    # Its data version is what it holds: the same deliveries, the same version, and what depends
+    # on it is not recomputed (assets/unchanged.py).
+    return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata={
+        "deliveries_version": version,
+        unchanged.RECOMPUTED: True,
+        unchanged.WHY: "counted every night: its data version is its current deliveries, which tell the assets "
+                       "downstream whether to recompute",
         "dagster/row_count": int(patients or 0),
         "rows_per_table_and_centre": table_metadata(counts, 50),
         "current_deliveries": table_metadata(deliveries, 20),
@@ -48,6 +79,9 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
 def great_expectations(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     from clms_etl.warehouse.expectations import run_expectations
 
+    suites = suites_version()
+    if (repeated := unchanged.check_unchanged(context, suites=suites)) is not None:
+        return repeated
     with warehouse.open() as wh:
         report = run_expectations(wh, run_name=dagster_run_name(context))
-    return expectations_check_result(report)
+    return expectations_check_result(report, unchanged.check_metadata(context, suites=suites))

@@ -66,9 +66,11 @@ import dataclasses
 import io
 import math
 import re
+import tomllib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -91,13 +93,11 @@ from clms_etl.readers.base import (
 )
 from clms_etl.readers.cells import Cells, is_missing
 
-MANIFEST = "manifest.csv"
+# The laboratory's column facts, codes, assays and manifest checks are data (the format file).
+DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
+MANIFEST = DECLARED["manifest"]
 # assay column of molecular_sample -> (folder, file-name suffix, what the data manager calls it)
-ASSAYS = {
-    "cn_assay": ("chas", ".segments.txt", "segments ChAS"),
-    "ngs_assay": ("ngs", ".vcf", "variants NGS"),
-    "fusion_assay": ("fusions", ".fusions.tsv", "fusions Archer"),
-}
+ASSAYS = {assay: (a["folder"], a["suffix"], a["label"]) for assay, a in DECLARED["assays"].items()}
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 
 # The study's lowest reported VAF is 0.06 (case 9, TP53 c.722C>T) and TVC's low-stringency
@@ -126,42 +126,19 @@ LOCATION = re.compile(
 )
 BREAKPOINT = re.compile(r"^\s*(?:chr)?([0-9]{1,2}|[XYM]|MT)\s*:\s*([0-9][0-9,]*)\s*$", re.IGNORECASE)
 
-STATUS = {"ok": "ok", "not_contributory": "not_contributory"}
-SEGMENT_TYPES = {"Gain": "Gain", "Loss": "Loss", "LOH": "LOH"}
-STRONG_EVIDENCE = {"True": True, "False": False, "Yes": True, "No": False, "1": True, "0": False,
-                   "Oui": True, "Non": False}  # fmt: skip
+STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
 
-MANIFEST_SPECS = [
-    ColumnSpec("case_no", ("case_no", "case", "case number")),
-    ColumnSpec("centre", ("centre", "center")),
-    ColumnSpec("local_id", ("local_id",), identifier=True),
-    ColumnSpec("sample_id", ("sample_id", "sample")),
-    ColumnSpec("status", ("status",)),
-]
-# ChAS columns the reader does not use but a standard export carries: no "unknown column".
-CHAS_DECORATION = (
-    "Cytoband Start", "Cytoband End", "Size (kbp)", "Marker Count", "Gene Count", "Genes",
-    "OMIM \u00ae Genes Count", "OMIM \u00ae Genes", "CytoRegions", "Call", "Segment Interpretation",
-    "Curation By", "Materially Modified Segment",
-)  # fmt: skip
-CHAS_SPECS = [
-    ColumnSpec("cn_state", ("CN State",)),
-    ColumnSpec("type", ("Type",)),
-    ColumnSpec("full_location", ("Full Location",)),
-    ColumnSpec("chromosome", ("Chromosome",), required=False),
-    ColumnSpec("nomenclature", ("Microarray Nomenclature", "Microarray Nomenclature (ISCN 2016)",
-                                "Microarray Nomenclature (ISCN 2013)"), required=False),
-    ColumnSpec("file", ("File",), required=False),
-    *(ColumnSpec(f"chas_{i}", (name,), required=False) for i, name in enumerate(CHAS_DECORATION)),
-]
-ARCHER_SPECS = [
-    ColumnSpec("genes", ("Genes", "Genes (5'-3')")),
-    ColumnSpec("breakpoints", ("Breakpoints", "Breakpoint")),
-    ColumnSpec("reads", ("Reads",)),
-    ColumnSpec("unique_start_sites", ("Unique Start Sites",)),
-    ColumnSpec("percent_gsp2_reads", ("Percent of GSP2 reads", "% of GSP2 reads"), required=False),
-    ColumnSpec("strong_evidence", ("Strong Evidence",), required=False),
-]
+
+def _specs(kind: str) -> list[ColumnSpec]:
+    """The declared columns of one kind of file; a ChAS export's decoration is known, not used."""
+    optional, identifiers = DECLARED["optional"][kind], DECLARED.get("identifiers", {}).get(kind, [])
+    return [*(ColumnSpec(key, tuple(names), key not in optional, key in identifiers)
+              for key, names in DECLARED["columns"][kind].items()),
+            *(ColumnSpec(f"{kind}_{i}", (name,), required=False)
+              for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
+
+
+MANIFEST_SPECS, CHAS_SPECS, ARCHER_SPECS = _specs("manifest"), _specs("chas"), _specs("archer")
 USED_INFO = frozenset({"AF", "FAO", "FDP", "DP", "GMAF", "FR", "FUNC"})  # what _record_rows reads of INFO
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
@@ -198,6 +175,16 @@ class _Table:
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
+
+
+class Reader:
+    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
+
+    def __init__(self, declaration: Path):
+        self.declaration = declaration
+
+    def read(self, ctx: ReadContext) -> ReadResult:
+        return read(ctx)
 
 
 def read(ctx: ReadContext) -> ReadResult:
@@ -483,13 +470,10 @@ def _build_problem(text: str | None) -> str | None:
 # Manifest
 # --------------------------------------------------------------------------------------------
 
-# manifest check -> the column it concerns
-_STRUCTURAL_FIELD = {
-    "wrong_field_count": None, "missing_case_no": "case_no", "missing_centre": "centre",
-    "missing_patient_id": "local_id", "missing_sample_id": "sample_id", "missing_status": "status",
-    "invalid_sample_id": "sample_id", "duplicate_case": "case_no", "duplicate_sample": "sample_id",
-}  # fmt: skip
-MANIFEST_COLUMNS = ("case_no", "centre", "local_id", "sample_id", "status")
+# manifest check -> the column it concerns, and what its query says
+_STRUCTURAL_FIELD = {rule: check["column"] or None for rule, check in DECLARED["manifest_checks"].items()}
+_STRUCTURAL_MESSAGE = {rule: check["message"] for rule, check in DECLARED["manifest_checks"].items()}
+MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
 # the accession names the files (chas/<sample_id>.segments.txt): a plain file-name stem
 SAMPLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -523,19 +507,6 @@ def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]
 def _check(rule: str, ok: pl.Expr) -> pl.Expr:
     """A manifest check: True where the record passes, named after the rule of its query."""
     return ok.alias(rule)
-
-
-_STRUCTURAL_MESSAGE = {
-    "wrong_field_count": "nombre de champs différent de l'en-tête",
-    "missing_case_no": "numéro de cas absent",
-    "missing_centre": "centre absent: patient impossible à identifier",
-    "missing_patient_id": "identifiant local absent: patient impossible à identifier",
-    "missing_sample_id": "numéro d'échantillon absent: fichiers impossibles à rattacher",
-    "invalid_sample_id": "numéro d'échantillon inutilisable comme nom de fichier (lettres, chiffres, ._- seulement)",
-    "duplicate_case": "numéro de cas en double dans le manifeste",
-    "duplicate_sample": "numéro d'échantillon en double dans le manifeste",
-    "missing_status": "statut absent (ok ou not_contributory): état des analyses indéterminable",
-}
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:

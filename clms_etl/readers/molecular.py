@@ -100,20 +100,12 @@ MANIFEST = DECLARED["manifest"]
 ASSAYS = {assay: (a["folder"], a["suffix"], a["label"]) for assay, a in DECLARED["assays"].items()}
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 
-# The study's lowest reported VAF is 0.06 (case 9, TP53 c.722C>T) and TVC's low-stringency
-# noise sits below 1 % (the artefactual second alleles are <= 0.4 %): 2 % separates the two with
-# room on both sides. A lab-validated limit of detection, when known, should replace it.
-VAF_FLOOR = 0.02
-POLYMORPHISM_GMAF = 0.01  # dbSNP's usual "common variant" threshold
+VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
+                                                                                "max_allele_bp"))
 INT32_MAX = 2**31 - 1
 POSITION_MAX = 10**10  # larger than any chromosome; also keeps Int64 safe
 MAX_NAME = 200  # header names longer than this are cut before matching (a 50 MB "header")
 MAX_TEXT = 1000  # text kept from a record vcfpy could not parse
-# Longest REF/ALT kept. The lab's NGS is an amplicon panel read by the Torrent Variant Caller: an
-# allele cannot be longer than its amplicon (under 400 bp even in long designs), and larger events
-# are the copy-number array's and Archer's to report. 1,000 bp leaves room for any real indel; a
-# longer allele is a broken export (a megabyte "allele" would be stored, reportable, in the warehouse).
-MAX_ALLELE_BP = 1000
 
 HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
 BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
@@ -139,7 +131,8 @@ def _specs(kind: str) -> list[ColumnSpec]:
 
 
 MANIFEST_SPECS, CHAS_SPECS, ARCHER_SPECS = _specs("manifest"), _specs("chas"), _specs("archer")
-USED_INFO = frozenset({"AF", "FAO", "FDP", "DP", "GMAF", "FR", "FUNC"})  # what _record_rows reads of INFO
+# an INFO entry the reader uses (what _record_rows reads), whole: key, "=", value up to the next ";"
+USED_INFO = re.compile(rf"(?<![^;])(?:{'|'.join(map(re.escape, DECLARED['variants']['info_used']))})(?:=[^;]*)?(?![^;])")
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -474,8 +467,7 @@ def _build_problem(text: str | None) -> str | None:
 _STRUCTURAL_FIELD = {rule: check["column"] or None for rule, check in DECLARED["manifest_checks"].items()}
 _STRUCTURAL_MESSAGE = {rule: check["message"] for rule, check in DECLARED["manifest_checks"].items()}
 MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
-# the accession names the files (chas/<sample_id>.segments.txt): a plain file-name stem
-SAMPLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
 def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]:
@@ -547,8 +539,8 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         value = record[i].strip() if i < len(record) else None
         return None if is_missing(value) else value
 
-    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data],
-                           **{key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}},
+    cells = {key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}  # each cell tidied once
+    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data], **cells},
                           schema={"_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
     ctx.register_identifiers(HOSPITAL_NUMBER, raw_df["local_id"], header[cols["local_id"]])
     problems = _structural_problems(raw_df, len(header))
@@ -558,8 +550,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
     known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
     pids = []
-    for row, record in data:
-        centre, local_id = raw(record, "centre"), raw(record, "local_id")
+    for (row, _), centre, local_id in zip(data, cells["centre"], cells["local_id"]):
         if centre and centre.strip().lower() not in known:
             ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
                       field=header[cols["centre"]], value=centre, rule="unknown_centre",
@@ -571,7 +562,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     for index, rule in problems:
         row = data[index][0]
         key = _STRUCTURAL_FIELD.get(rule)
-        value = raw(data[index][1], key) if key else None
+        value = cells[key][index] if key else None
         field = header[cols[key]] if key else None
         if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
             width = len(data[index][1])
@@ -581,16 +572,16 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
                   value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
                   message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE[rule]}.")
     samples = []
-    for index, (row, record) in enumerate(data):
+    for index, (row, _) in enumerate(data):
         row_id = f"molecular_sample:{MANIFEST}:{row}"
         c = Cells(ctx, MANIFEST, None, row, "molecular_sample", row_id, pids[index])
-        sample_id = raw(record, "sample_id")
+        sample_id = cells["sample_id"][index]
         samples.append(_Sample(
             row=row, row_id=row_id,
-            case_no=_int(c, header[cols["case_no"]], raw(record, "case_no")),
+            case_no=_int(c, header[cols["case_no"]], cells["case_no"][index]),
             patient_id=pids[index],
             sample_id=None if index in bad_sample else sample_id,
-            status=_code(c, header[cols["status"]], raw(record, "status"), STATUS),
+            status=_code(c, header[cols["status"]], cells["status"][index], STATUS),
         ))
     return samples, len(data)
 
@@ -652,7 +643,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
 
         raw_type = _cell(table, fields, "type")
         kind = _code(c, type_col, raw_type, SEGMENT_TYPES)
-        if is_missing(raw_type):
+        if raw_type not in SEGMENT_TYPES and is_missing(raw_type):  # a written type is no missing one
             c.error(type_col, raw_type, "missing_segment_type", "Type de segment absent (Gain, Loss ou LOH).")
 
         raw_location = _cell(table, fields, "full_location")
@@ -712,7 +703,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
 
 def _check_cn(c: Cells, kind: str | None, cn: float | None, raw_cn, chrom: str | None, column: str) -> None:
     """CN state against Type (oncoscanR's categories; X/Y carry one copy in men)."""
-    if kind in ("Gain", "Loss") and is_missing(raw_cn):
+    if kind in ("Gain", "Loss") and cn is None and is_missing(raw_cn):  # a read CN was written
         c.error(column, raw_cn, "missing_cn_state", f"État de copie absent pour un segment {kind}.")
         return
     if kind is None or cn is None:
@@ -810,7 +801,7 @@ def _vcf_parser(lines: list[str], samples: int, cache: dict, label: str):
         records = parser._record_parser  # vcfpy pinned in constraints.txt
         parse_info = records._parse_info
         records._parse_info = lambda text, alts: parse_info(
-            ";".join(e for e in text.split(";") if e.partition("=")[0] in USED_INFO) or ".", alts)
+            ";".join(USED_INFO.findall(text)) or ".", alts)
         cache[key] = parser
     return cache[key]
 

@@ -18,44 +18,8 @@ Output: ``molecular_sample`` (one row per manifest row), ``cn_segment``, ``varia
 ``fusion``, each with its provenance (``source_row`` = physical line in the file, header = 1
 when there is no ``#`` preamble).
 
-Choices the contract leaves open:
-
-* The manifest is the delivery: missing, empty, binary, header-only, cut mid-record, a missing
-  or duplicated required column -> :class:`ImportFailure` (a full dump without cases would empty
-  the laboratory's data in the warehouse). ``status`` is required: without it a
-  not-contributory case cannot be told from lost files.
-* One sample file that cannot be read at all (empty, binary, no header, a missing or duplicated
-  required column, a broken VCF header) does not stop the delivery: that assay is ``failed``
-  and an error query names the file and the column. Everything else is read.
-* Assay state per sample: ``tested`` when its file was read (an empty table included), ``failed``
-  when the file was unreadable, ``not_done`` when there is no file. A case with status ``ok``
-  but a missing file gets an error query ``missing_file`` (the contract gives each profiled
-  case its three files; nothing in the manifest says an assay was skipped). A
-  ``not_contributory`` case has no file: its three assays are ``failed`` (the contract:
-  "a case whose assay failed"); a file for such a case is read anyway, with an error query
-  ``file_for_not_contributory_case``. An unusable sample id leaves the assay states null.
-* A file for no manifest case is read (its rows keep their ``sample_id``, nothing is dropped)
-  and gets an error query ``orphan_file``. Any other file -> warning ``unknown_file``.
-* Genome build: hg19 by contract. A ChAS row whose ``arr[...]`` (or, failing that, the file's
-  ``#`` preamble) names another build, or a VCF whose ``##reference`` is not hg19/GRCh37,
-  keeps its rows, each with an error query ``genome_build`` (coordinates are not lifted over,
-  so those rows must not reach analyses). A VCF without ``##reference`` -> warning.
-* ChAS consistency (``formats_and_rules.md`` §2, oncoscanR's CN categories): a Gain needs
-  CN > 2 (> 1 on X/Y, one copy in men), a Loss CN < 2, an LOH no CN (or 2); otherwise
-  ``cn_type_mismatch``. Values are kept as written; the query sends the row to quarantine.
-* ``File``/``#CHROM`` sample names that differ from the file's accession -> warning
-  ``sample_name_mismatch`` (lab software may name samples its own way).
-* Variants: ``reportable`` is True for a PASS record, a called genotype that carries this
-  allele, AF >= :data:`VAF_FLOOR`, GMAF < 0.01 (or none). Otherwise ``exclusion_reason`` is the
-  first that applies of ``filtered`` (FILTER not PASS; the ``FR`` reason is kept in ``filter``,
-  e.g. ``NOCALL (FR=QualityScore<12)``, the model having no column for it), ``no_call``
-  (``./.``, no genotype), ``reference_call`` (``0/0`` or AF = 0), ``polymorphism``,
-  ``low_vaf``, ``no_call`` (the genotype does not carry this allele). ``reportable`` is null when
-  the VAF could not be read (an error query says why). A REF or ALT longer than
-  :data:`MAX_ALLELE_BP` is an error ``allele_too_long`` (kept cut, quarantined); a POS below 1
-  an error ``number_out_of_range`` on ``POS``.
-* A file or folder whose real path leaves the delivery folder (a symbolic link out of it) is
-  never read: the manifest -> :class:`ImportFailure`, a sample file -> error ``file_outside_delivery``.
+The choices the contract leaves open (what is a failed file, an orphan, a genome-build
+problem, a reportable variant) are in ``docs/molecular.md``, "The laboratory reader's choices".
 """
 
 from __future__ import annotations

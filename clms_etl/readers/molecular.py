@@ -135,7 +135,10 @@ class _Table:
 
 
 class Reader:
-    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
+    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``).
+
+    The facts are read from the packaged format file at import: a drop folder's own
+    ``formats/molecular.toml`` routes here but does not change them (yet)."""
 
     def __init__(self, declaration: Path):
         self.declaration = declaration

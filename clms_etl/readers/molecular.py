@@ -18,44 +18,8 @@ Output: ``molecular_sample`` (one row per manifest row), ``cn_segment``, ``varia
 ``fusion``, each with its provenance (``source_row`` = physical line in the file, header = 1
 when there is no ``#`` preamble).
 
-Choices the contract leaves open:
-
-* The manifest is the delivery: missing, empty, binary, header-only, cut mid-record, a missing
-  or duplicated required column -> :class:`ImportFailure` (a full dump without cases would empty
-  the laboratory's data in the warehouse). ``status`` is required: without it a
-  not-contributory case cannot be told from lost files.
-* One sample file that cannot be read at all (empty, binary, no header, a missing or duplicated
-  required column, a broken VCF header) does not stop the delivery: that assay is ``failed``
-  and an error query names the file and the column. Everything else is read.
-* Assay state per sample: ``tested`` when its file was read (an empty table included), ``failed``
-  when the file was unreadable, ``not_done`` when there is no file. A case with status ``ok``
-  but a missing file gets an error query ``missing_file`` (the contract gives each profiled
-  case its three files; nothing in the manifest says an assay was skipped). A
-  ``not_contributory`` case has no file: its three assays are ``failed`` (the contract:
-  "a case whose assay failed"); a file for such a case is read anyway, with an error query
-  ``file_for_not_contributory_case``. An unusable sample id leaves the assay states null.
-* A file for no manifest case is read (its rows keep their ``sample_id``, nothing is dropped)
-  and gets an error query ``orphan_file``. Any other file -> warning ``unknown_file``.
-* Genome build: hg19 by contract. A ChAS row whose ``arr[...]`` (or, failing that, the file's
-  ``#`` preamble) names another build, or a VCF whose ``##reference`` is not hg19/GRCh37,
-  keeps its rows, each with an error query ``genome_build`` (coordinates are not lifted over,
-  so those rows must not reach analyses). A VCF without ``##reference`` -> warning.
-* ChAS consistency (``formats_and_rules.md`` §2, oncoscanR's CN categories): a Gain needs
-  CN > 2 (> 1 on X/Y, one copy in men), a Loss CN < 2, an LOH no CN (or 2); otherwise
-  ``cn_type_mismatch``. Values are kept as written; the query sends the row to quarantine.
-* ``File``/``#CHROM`` sample names that differ from the file's accession -> warning
-  ``sample_name_mismatch`` (lab software may name samples its own way).
-* Variants: ``reportable`` is True for a PASS record, a called genotype that carries this
-  allele, AF >= :data:`VAF_FLOOR`, GMAF < 0.01 (or none). Otherwise ``exclusion_reason`` is the
-  first that applies of ``filtered`` (FILTER not PASS; the ``FR`` reason is kept in ``filter``,
-  e.g. ``NOCALL (FR=QualityScore<12)``, the model having no column for it), ``no_call``
-  (``./.``, no genotype), ``reference_call`` (``0/0`` or AF = 0), ``polymorphism``,
-  ``low_vaf``, ``no_call`` (the genotype does not carry this allele). ``reportable`` is null when
-  the VAF could not be read (an error query says why). A REF or ALT longer than
-  :data:`MAX_ALLELE_BP` is an error ``allele_too_long`` (kept cut, quarantined); a POS below 1
-  an error ``number_out_of_range`` on ``POS``.
-* A file or folder whose real path leaves the delivery folder (a symbolic link out of it) is
-  never read: the manifest -> :class:`ImportFailure`, a sample file -> error ``file_outside_delivery``.
+The choices the contract leaves open (what is a failed file, an orphan, a genome-build
+problem, a reportable variant) are in ``docs/molecular.md``, "The laboratory reader's choices".
 """
 
 from __future__ import annotations
@@ -66,9 +30,11 @@ import dataclasses
 import io
 import math
 import re
+import tomllib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -91,29 +57,19 @@ from clms_etl.readers.base import (
 )
 from clms_etl.readers.cells import Cells, is_missing
 
-MANIFEST = "manifest.csv"
+# The laboratory's column facts, codes, assays and manifest checks are data (the format file).
+DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
+MANIFEST = DECLARED["manifest"]
 # assay column of molecular_sample -> (folder, file-name suffix, what the data manager calls it)
-ASSAYS = {
-    "cn_assay": ("chas", ".segments.txt", "segments ChAS"),
-    "ngs_assay": ("ngs", ".vcf", "variants NGS"),
-    "fusion_assay": ("fusions", ".fusions.tsv", "fusions Archer"),
-}
+ASSAYS = {assay: (a["folder"], a["suffix"], a["label"]) for assay, a in DECLARED["assays"].items()}
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 
-# The study's lowest reported VAF is 0.06 (case 9, TP53 c.722C>T) and TVC's low-stringency
-# noise sits below 1 % (the artefactual second alleles are <= 0.4 %): 2 % separates the two with
-# room on both sides. A lab-validated limit of detection, when known, should replace it.
-VAF_FLOOR = 0.02
-POLYMORPHISM_GMAF = 0.01  # dbSNP's usual "common variant" threshold
+VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
+                                                                                "max_allele_bp"))
 INT32_MAX = 2**31 - 1
 POSITION_MAX = 10**10  # larger than any chromosome; also keeps Int64 safe
 MAX_NAME = 200  # header names longer than this are cut before matching (a 50 MB "header")
 MAX_TEXT = 1000  # text kept from a record vcfpy could not parse
-# Longest REF/ALT kept. The lab's NGS is an amplicon panel read by the Torrent Variant Caller: an
-# allele cannot be longer than its amplicon (under 400 bp even in long designs), and larger events
-# are the copy-number array's and Archer's to report. 1,000 bp leaves room for any real indel; a
-# longer allele is a broken export (a megabyte "allele" would be stored, reportable, in the warehouse).
-MAX_ALLELE_BP = 1000
 
 HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
 BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
@@ -126,43 +82,21 @@ LOCATION = re.compile(
 )
 BREAKPOINT = re.compile(r"^\s*(?:chr)?([0-9]{1,2}|[XYM]|MT)\s*:\s*([0-9][0-9,]*)\s*$", re.IGNORECASE)
 
-STATUS = {"ok": "ok", "not_contributory": "not_contributory"}
-SEGMENT_TYPES = {"Gain": "Gain", "Loss": "Loss", "LOH": "LOH"}
-STRONG_EVIDENCE = {"True": True, "False": False, "Yes": True, "No": False, "1": True, "0": False,
-                   "Oui": True, "Non": False}  # fmt: skip
+STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
 
-MANIFEST_SPECS = [
-    ColumnSpec("case_no", ("case_no", "case", "case number")),
-    ColumnSpec("centre", ("centre", "center")),
-    ColumnSpec("local_id", ("local_id",), identifier=True),
-    ColumnSpec("sample_id", ("sample_id", "sample")),
-    ColumnSpec("status", ("status",)),
-]
-# ChAS columns the reader does not use but a standard export carries: no "unknown column".
-CHAS_DECORATION = (
-    "Cytoband Start", "Cytoband End", "Size (kbp)", "Marker Count", "Gene Count", "Genes",
-    "OMIM \u00ae Genes Count", "OMIM \u00ae Genes", "CytoRegions", "Call", "Segment Interpretation",
-    "Curation By", "Materially Modified Segment",
-)  # fmt: skip
-CHAS_SPECS = [
-    ColumnSpec("cn_state", ("CN State",)),
-    ColumnSpec("type", ("Type",)),
-    ColumnSpec("full_location", ("Full Location",)),
-    ColumnSpec("chromosome", ("Chromosome",), required=False),
-    ColumnSpec("nomenclature", ("Microarray Nomenclature", "Microarray Nomenclature (ISCN 2016)",
-                                "Microarray Nomenclature (ISCN 2013)"), required=False),
-    ColumnSpec("file", ("File",), required=False),
-    *(ColumnSpec(f"chas_{i}", (name,), required=False) for i, name in enumerate(CHAS_DECORATION)),
-]
-ARCHER_SPECS = [
-    ColumnSpec("genes", ("Genes", "Genes (5'-3')")),
-    ColumnSpec("breakpoints", ("Breakpoints", "Breakpoint")),
-    ColumnSpec("reads", ("Reads",)),
-    ColumnSpec("unique_start_sites", ("Unique Start Sites",)),
-    ColumnSpec("percent_gsp2_reads", ("Percent of GSP2 reads", "% of GSP2 reads"), required=False),
-    ColumnSpec("strong_evidence", ("Strong Evidence",), required=False),
-]
-USED_INFO = frozenset({"AF", "FAO", "FDP", "DP", "GMAF", "FR", "FUNC"})  # what _record_rows reads of INFO
+
+def _specs(kind: str) -> list[ColumnSpec]:
+    """The declared columns of one kind of file; a ChAS export's decoration is known, not used."""
+    optional, identifiers = DECLARED["optional"][kind], DECLARED.get("identifiers", {}).get(kind, [])
+    return [*(ColumnSpec(key, tuple(names), key not in optional, key in identifiers)
+              for key, names in DECLARED["columns"][kind].items()),
+            *(ColumnSpec(f"{kind}_{i}", (name,), required=False)
+              for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
+
+
+MANIFEST_SPECS, CHAS_SPECS, ARCHER_SPECS = _specs("manifest"), _specs("chas"), _specs("archer")
+# an INFO entry the reader uses (what _record_rows reads), whole: key, "=", value up to the next ";"
+USED_INFO = re.compile(rf"(?<![^;])(?:{'|'.join(map(re.escape, DECLARED['variants']['info_used']))})(?:=[^;]*)?(?![^;])")
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -198,6 +132,19 @@ class _Table:
 # --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
+
+
+class Reader:
+    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``).
+
+    The facts are read from the packaged format file at import: a drop folder's own
+    ``formats/molecular.toml`` routes here but does not change them (yet)."""
+
+    def __init__(self, declaration: Path):
+        self.declaration = declaration
+
+    def read(self, ctx: ReadContext) -> ReadResult:
+        return read(ctx)
 
 
 def read(ctx: ReadContext) -> ReadResult:
@@ -483,15 +430,11 @@ def _build_problem(text: str | None) -> str | None:
 # Manifest
 # --------------------------------------------------------------------------------------------
 
-# manifest check -> the column it concerns
-_STRUCTURAL_FIELD = {
-    "wrong_field_count": None, "missing_case_no": "case_no", "missing_centre": "centre",
-    "missing_patient_id": "local_id", "missing_sample_id": "sample_id", "missing_status": "status",
-    "invalid_sample_id": "sample_id", "duplicate_case": "case_no", "duplicate_sample": "sample_id",
-}  # fmt: skip
-MANIFEST_COLUMNS = ("case_no", "centre", "local_id", "sample_id", "status")
-# the accession names the files (chas/<sample_id>.segments.txt): a plain file-name stem
-SAMPLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+# manifest check -> the column it concerns, and what its query says
+_STRUCTURAL_FIELD = {rule: check["column"] or None for rule, check in DECLARED["manifest_checks"].items()}
+_STRUCTURAL_MESSAGE = {rule: check["message"] for rule, check in DECLARED["manifest_checks"].items()}
+MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
+SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
 def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]:
@@ -523,19 +466,6 @@ def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]
 def _check(rule: str, ok: pl.Expr) -> pl.Expr:
     """A manifest check: True where the record passes, named after the rule of its query."""
     return ok.alias(rule)
-
-
-_STRUCTURAL_MESSAGE = {
-    "wrong_field_count": "nombre de champs différent de l'en-tête",
-    "missing_case_no": "numéro de cas absent",
-    "missing_centre": "centre absent: patient impossible à identifier",
-    "missing_patient_id": "identifiant local absent: patient impossible à identifier",
-    "missing_sample_id": "numéro d'échantillon absent: fichiers impossibles à rattacher",
-    "invalid_sample_id": "numéro d'échantillon inutilisable comme nom de fichier (lettres, chiffres, ._- seulement)",
-    "duplicate_case": "numéro de cas en double dans le manifeste",
-    "duplicate_sample": "numéro d'échantillon en double dans le manifeste",
-    "missing_status": "statut absent (ok ou not_contributory): état des analyses indéterminable",
-}
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
@@ -576,8 +506,8 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         value = record[i].strip() if i < len(record) else None
         return None if is_missing(value) else value
 
-    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data],
-                           **{key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}},
+    cells = {key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}  # each cell tidied once
+    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data], **cells},
                           schema={"_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
     ctx.register_identifiers(HOSPITAL_NUMBER, raw_df["local_id"], header[cols["local_id"]])
     problems = _structural_problems(raw_df, len(header))
@@ -587,8 +517,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
     known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
     pids = []
-    for row, record in data:
-        centre, local_id = raw(record, "centre"), raw(record, "local_id")
+    for (row, _), centre, local_id in zip(data, cells["centre"], cells["local_id"]):
         if centre and centre.strip().lower() not in known:
             ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
                       field=header[cols["centre"]], value=centre, rule="unknown_centre",
@@ -600,7 +529,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
     for index, rule in problems:
         row = data[index][0]
         key = _STRUCTURAL_FIELD.get(rule)
-        value = raw(data[index][1], key) if key else None
+        value = cells[key][index] if key else None
         field = header[cols[key]] if key else None
         if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
             width = len(data[index][1])
@@ -610,16 +539,16 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
                   value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
                   message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE[rule]}.")
     samples = []
-    for index, (row, record) in enumerate(data):
+    for index, (row, _) in enumerate(data):
         row_id = f"molecular_sample:{MANIFEST}:{row}"
         c = Cells(ctx, MANIFEST, None, row, "molecular_sample", row_id, pids[index])
-        sample_id = raw(record, "sample_id")
+        sample_id = cells["sample_id"][index]
         samples.append(_Sample(
             row=row, row_id=row_id,
-            case_no=_int(c, header[cols["case_no"]], raw(record, "case_no")),
+            case_no=_int(c, header[cols["case_no"]], cells["case_no"][index]),
             patient_id=pids[index],
             sample_id=None if index in bad_sample else sample_id,
-            status=_code(c, header[cols["status"]], raw(record, "status"), STATUS),
+            status=_code(c, header[cols["status"]], cells["status"][index], STATUS),
         ))
     return samples, len(data)
 
@@ -681,7 +610,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
 
         raw_type = _cell(table, fields, "type")
         kind = _code(c, type_col, raw_type, SEGMENT_TYPES)
-        if is_missing(raw_type):
+        if raw_type not in SEGMENT_TYPES and is_missing(raw_type):  # a written type is no missing one
             c.error(type_col, raw_type, "missing_segment_type", "Type de segment absent (Gain, Loss ou LOH).")
 
         raw_location = _cell(table, fields, "full_location")
@@ -741,7 +670,7 @@ def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: lis
 
 def _check_cn(c: Cells, kind: str | None, cn: float | None, raw_cn, chrom: str | None, column: str) -> None:
     """CN state against Type (oncoscanR's categories; X/Y carry one copy in men)."""
-    if kind in ("Gain", "Loss") and is_missing(raw_cn):
+    if kind in ("Gain", "Loss") and cn is None and is_missing(raw_cn):  # a read CN was written
         c.error(column, raw_cn, "missing_cn_state", f"État de copie absent pour un segment {kind}.")
         return
     if kind is None or cn is None:
@@ -839,7 +768,7 @@ def _vcf_parser(lines: list[str], samples: int, cache: dict, label: str):
         records = parser._record_parser  # vcfpy pinned in constraints.txt
         parse_info = records._parse_info
         records._parse_info = lambda text, alts: parse_info(
-            ";".join(e for e in text.split(";") if e.partition("=")[0] in USED_INFO) or ".", alts)
+            ";".join(USED_INFO.findall(text)) or ".", alts)
         cache[key] = parser
     return cache[key]
 

@@ -17,7 +17,8 @@ from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
 from clms_etl import rules
-from clms_etl.readers.base import IDENTIFIER_MASK, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
+from clms_etl.data_queries import IDENTIFIER_MASK, DataQuery, queries_frame
+from clms_etl.readers.base import ImportFailure, ReadContext, is_foreign_panic
 
 
 @dataclass

@@ -96,16 +96,12 @@ _ACCENTS_PY = str.maketrans(_ACCENTS)
 
 
 def fold(text: str) -> str:
-    """Lower case, no accents (the form identifiers are compared in); same as :func:`_fold_expr`."""
+    """Lower case, no accents (the form identifiers are compared in); same as :func:`_fold_series`."""
     return text.lower().translate(_ACCENTS_PY)
 
 
-def _fold_expr(expr: pl.Expr) -> pl.Expr:
-    return expr.str.to_lowercase().str.replace_many(list(_ACCENTS), list(_ACCENTS.values()))
-
-
 def _fold_series(values: pl.Series) -> pl.Series:
-    """:func:`_fold_expr` of ``values``, the accent table applied only to the strings that are
+    """:func:`fold` of each of ``values``, the accent table applied only to the strings that are
     not plain ASCII (a chart's numbers and dates never are: the table has nothing to do there)."""
     lower = values.str.to_lowercase()
     accented = (lower.str.len_bytes() != lower.str.len_chars()).fill_null(False)  # a multi-byte character

@@ -114,8 +114,6 @@ class ReadResult:
     source_rows: dict[str, int] = field(default_factory=dict)
 
     def queries_frame(self) -> pl.DataFrame:
-        if isinstance(self.queries, QueryLog):
-            return self.queries.to_frame()
         return queries_frame(self.queries)
 
 
@@ -180,6 +178,22 @@ def frame(table: str, rows: list[dict]) -> pl.DataFrame:
     """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
     schema = model.TABLES[table]
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def number_within(key: str) -> pl.Expr:
+    """1..n within runs of equal ``key`` of a frame sorted by it (a window without hashing)."""
+    idx = pl.int_range(pl.len(), dtype=pl.Int32)
+    return idx - pl.when(pl.col(key).ne_missing(pl.col(key).shift())).then(idx).forward_fill() + 1
+
+
+def repeated_rows(rows: pl.DataFrame, key: pl.Series) -> pl.Series:
+    """The rows sharing a ``key`` (null: none) to report: each repeat, the first too when the copies differ."""
+    dup = key.is_not_null() & key.is_duplicated()
+    if not dup.any():
+        return dup
+    groups = pl.DataFrame({"i": dup.arg_true(), "k": key.filter(dup), "h": rows.filter(dup).hash_rows()})
+    differ = groups.filter(pl.col("h").n_unique().over("k") > 1)["i"]
+    return dup & (~key.is_first_distinct() | pl.int_range(key.len(), eager=True).is_in(differ.implode()))
 
 
 def leaves_folder(folder: Path, path: Path) -> bool:

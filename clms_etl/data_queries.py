@@ -31,6 +31,12 @@ QUERY_SCHEMA = {
 }
 
 IDENTIFIER_MASK = "<identifiant masqué>"
+MAX_VALUE = 200  # characters of a cell a query quotes (a 50 MB cell would flood the query table)
+
+
+def clipped(value: pl.Expr) -> pl.Expr:
+    """The text ``value`` cut to :data:`MAX_VALUE` characters, with "…"."""
+    return pl.when(value.str.len_chars() > MAX_VALUE).then(value.str.slice(0, MAX_VALUE) + "…").otherwise(value)
 
 
 @dataclass

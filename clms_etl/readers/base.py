@@ -27,7 +27,8 @@ import polars as pl
 
 from clms_etl import model, rules
 # IDENTIFIER_MASK, like the severities, re-exported for the readers
-from clms_etl.data_queries import IDENTIFIER_MASK, QUERY_SCHEMA, DataQuery, QueryLog, queries_frame, to_queries  # noqa: F401
+from clms_etl.data_queries import (IDENTIFIER_MASK, MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog,  # noqa: F401
+                                   clipped, queries_frame, to_queries)
 from clms_etl.identifiers import Identifiers
 from clms_etl.keys import pseudonym
 from clms_etl.rules import ERROR, WARNING  # noqa: F401  (the severities, re-exported for the readers)
@@ -71,8 +72,8 @@ class ReadContext:
         """One query under ``rule``, with the registry's severity (:mod:`clms_etl.rules`)."""
         severity = rules.severity(rule)
         text = None if value is None else str(value)
-        if text is not None and len(text) > 200:
-            text = text[:200] + "…"
+        if text is not None and len(text) > MAX_VALUE:
+            text = text[:MAX_VALUE] + "…"
         self.queries.append(
             DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id,
                       patient_id, field, text, rule, severity, message)
@@ -81,7 +82,7 @@ class ReadContext:
     def extend_queries(self, frame: pl.DataFrame) -> None:
         """Append one query per row of ``frame`` (columns of :data:`QUERY_SCHEMA`; ``centre`` and
         ``delivery_date`` may be left out; ``severity`` is always the registry's), in frame order,
-        exactly as :meth:`query` would: values longer than 200 characters cut with "…". For many
+        exactly as :meth:`query` would: values longer than :data:`MAX_VALUE` characters cut with "…". For many
         alike queries at once."""
         if frame.is_empty():
             return
@@ -92,11 +93,7 @@ class ReadContext:
             **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
                if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
             severity=rules.severity_expr(pl.col("rule")),
-        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
-        value = pl.col("value")
-        frame = frame.with_columns(
-            pl.when(value.str.len_chars() > 200).then(value.str.slice(0, 200) + "…").otherwise(value).alias("value")
-        )
+        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()]).with_columns(clipped(pl.col("value")).alias("value"))
         if isinstance(self.queries, QueryLog):
             self.queries.append_frame(frame)  # kept as a frame until someone reads it as a list
         else:

@@ -245,12 +245,10 @@ class _Read:
         event, vital = self._events(*parsed[self.forms[2]])
         form, v = parsed[self.forms[0]]
         for c in (c for c in form.declaration.columns if c.field == "patient.record_complete" and c.key in v):
-            done = v[c.key].values.fill_null(True)  # (many alike queries: one frame)
-            self.ctx.extend_queries(pl.DataFrame({"source_row": form.rows, "patient_id": form.pids, "value": form.raw[c.key]})
-                                    .filter(~done).select("patient_id", "value", form.row_id_expr("patient").alias("row_id"),
-                                                          row="source_row", file=pl.lit(self.name), table_name=pl.lit("patient"),
-                                                          field=pl.lit(self.header[c.key]), rule=pl.lit("record_incomplete"),
-                                                          message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")))
+            undone = ~v[c.key].values.fill_null(True)  # (many alike queries: one frame)
+            form.queries(pl.DataFrame({"i": undone.arg_true(), "value": form.raw[c.key].filter(undone)}).with_columns(
+                rule=pl.lit("record_incomplete"), message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")),
+                "patient", self.header[c.key])
         record = form.raw[rid]
         frames = {"event": event, "tumour": self._table(form, v, "tumour"), "patient": self._table(
             form, v, "patient", centre=pl.lit(self.ctx.centre), age_at_diagnosis_years=engine._age(form, v),

@@ -7,7 +7,7 @@ For every centre it times, in the same process and run:
 
 * the floor: polars parsing the same files into frames of strings — ``pl.read_csv`` after
   transcoding for the CSV/text formats (polars decodes UTF-8 only), ``pl.read_excel`` with
-  its default calamine engine for the workbook, ``pl.read_csv`` over every lab file;
+  its default calamine engine for the workbook, one ``pl.scan_csv`` over all the lab files of a kind;
 * the project: the centre's reader + pandera validation + quarantine split
   (:func:`clms_etl.centre_import.read_and_validate`).
 
@@ -64,13 +64,20 @@ def polars_floor(fmt: str, folder: Path, drop: Path | None = None) -> int:
     elif fmt == "nimes":
         rows += _csv(next(folder.glob("*.txt")).read_bytes(), "mac_roman", "\t", quote_char=None).height
     elif fmt == "molecular":
-        rows += pl.read_csv(folder / "manifest.csv", infer_schema=False).height
-        for path in folder.rglob("*.segments.txt"):
-            rows += pl.read_csv(path, separator="\t", infer_schema=False, comment_prefix="#").height
-        for path in folder.rglob("*.vcf"):
-            rows += pl.read_csv(path, separator="\t", infer_schema=False, comment_prefix="##").height
-        for path in folder.rglob("*.fusions.tsv"):
-            rows += pl.read_csv(path, separator="\t", infer_schema=False).height
+        rows += lab_floor(folder)
+    return rows
+
+
+def lab_floor(folder: Path) -> int:
+    """The laboratory's files parsed by polars alone, one scan over all the files of a kind
+    (``include_file_paths`` keeps which file each row came from); returns the rows parsed."""
+    rows = pl.read_csv(folder / "manifest.csv", infer_schema=False).height
+    for pattern, comment in (("chas/*.segments.txt", "#"), ("ngs/*.vcf", "##"), ("fusions/*.fusions.tsv", None)):
+        files = sorted(folder.glob(pattern))
+        if files:
+            rows += pl.scan_csv(files, separator="\t", infer_schema=False, comment_prefix=comment, quote_char=None,
+                                include_file_paths="_file", missing_columns="insert",
+                                extra_columns="ignore").collect().height
     return rows
 
 

@@ -53,3 +53,15 @@ CentreFormat
 
 # Dead: left for the branch that owns clms_etl/molecular (cBioPortal export); remove there.
 ID_PATTERN  # clms_etl/molecular/cbioportal.py
+
+# firthmodels' FirthCoxPH reads these fitted attributes in lrt() / conf_int(); FrequencyWeightedFirthCoxPH
+# (clms_etl/survival/firth.py) sets them as its fit() does.
+_.n_features_in_
+_.loglik_
+_.n_iter_
+_._fisher_info
+_._cov
+_.pvalues_
+_.lrt_bse_
+_._profile_ci_cache
+_._profile_ci_computed

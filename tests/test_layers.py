@@ -18,12 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clms_etl", "assets", "validations")
 _MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
-# The library modules that still read validations' schemas themselves (issue #13, not yet inverted).
-STILL_IMPORTING_VALIDATIONS = {
-    "clms_etl.readers.molecular",  # its structural schema
-}
-
-
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -103,14 +97,6 @@ def test_the_warehouse_receives_result_tables_instead_of_importing_the_analyses(
                      ("clms_etl.survival", "clms_etl.molecular", "clms_etl.report", "clms_etl.analyses")) == {}
 
 
-def test_no_new_library_module_imports_validations():
-    """What holds today: the library modules below still import validations, and no other may."""
-    assert set(offenders(("clms_etl",), ("validations",))) <= STILL_IMPORTING_VALIDATIONS
-
-
-@pytest.mark.xfail(strict=True, reason="left of issue #13: " + ", ".join(sorted(STILL_IMPORTING_VALIDATIONS))
-                   + " import validations (readers: validations.structural); invert by passing the "
-                   "schemas in from validations / assets, as validations.canonical declares its ruleset")
 def test_the_library_does_not_import_validations():
     assert offenders(("clms_etl",), ("validations",)) == {}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from clms_etl.molecular.summary import KEY_GENES, MolecularSummary
@@ -31,6 +32,8 @@ PROFILE_COLOURS = {"complex": "#4a235a", "simple": "#a569bd", "flat": "#e8daef",
                    "not_contributory": "#ffffff"}
 YES_COLOUR, NO_COLOUR = "#303030", "#e5e5e5"
 VITAL_COLOURS = {"alive": "#abebc6", "dead": "#922b21", "lost_to_follow_up": "#f9e79f"}
+CASE_WIDTH_IN = 0.42  # one case's column, inches, while the plot stays under MAX_PLOT_WIDTH_IN
+MAX_PLOT_WIDTH_IN = 24.0  # a registry's series (thousands of cases) is squeezed into this width
 PROFILE_ORDER = {"complex": 0, "simple": 1, "flat": 2, "not_assessed": 3, "not_contributory": 4}
 
 
@@ -64,7 +67,8 @@ def oncoprint_figure(summary: MolecularSummary, outcome: pl.DataFrame | None = N
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Patch, PathPatch
+    from matplotlib.path import Path as Outline
 
     genes = _gene_order(summary)
     order = _case_order(summary, genes)
@@ -76,18 +80,30 @@ def oncoprint_figure(summary: MolecularSummary, outcome: pl.DataFrame | None = N
     n_cols, n_rows, n_tracks = len(order), len(genes), len(tracks)
 
     span = n_rows + n_tracks + 0.8  # y range of the axes, in cell units
-    width = 2.2 + 0.42 * max(n_cols, 4) + 0.6
+    case_in = min(CASE_WIDTH_IN, MAX_PLOT_WIDTH_IN / max(n_cols, 4))
+    plot_in = case_in * max(n_cols, 4)
+    width = 2.2 + plot_in + 0.6
     bottom, top = 1.1, 0.75  # inches: legend below, case numbers and title above
     height = bottom + 0.3 * span + top
     fig = Figure(figsize=(width, height), dpi=150)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((2.0 / width, bottom / height, (0.42 * max(n_cols, 4)) / width, 0.3 * span / height))
+    ax = fig.add_axes((2.0 / width, bottom / height, plot_in / width, 0.3 * span / height))
     w, h = 0.86, 0.8
     track_y = {t: -(i + 1.6) for i, t in enumerate(reversed(tracks))}  # tracks above the genes
+    # Cells of one look are drawn as one compound path, layer by layer (background, copy number,
+    # mutation strip): tens of thousands of single patches would take minutes to lay out and draw.
+    layers: dict[tuple, list] = {}
+    markers: dict[tuple, tuple[list, list]] = {}
 
-    def cell(x, y, colour, hatch=None, edge="none", height=h, y_off=0.0):
-        ax.add_patch(Rectangle((x - w / 2, y - height / 2 + y_off), w, height, facecolor=colour, edgecolor=edge,
-                               hatch=hatch, linewidth=0.6 if edge != "none" else 0))
+    def cell(x, y, colour, hatch=None, edge="none", height=h, y_off=0.0, layer=0):
+        x0, y0 = x - w / 2, y - height / 2 + y_off
+        layers.setdefault((layer, colour, hatch, edge), []).append(
+            ((x0, y0), (x0 + w, y0), (x0 + w, y0 + height), (x0, y0 + height)))
+
+    def marker(x, y, style, colour, size):
+        xs, ys = markers.setdefault((style, colour, size), ([], []))
+        xs.append(x)
+        ys.append(y)
 
     status = {(r["case_no"], r["gene"]): r for r in summary.gene_status.iter_rows(named=True)}
     mutated = set(summary.mutations.select("case_no", "gene").iter_rows())
@@ -106,13 +122,13 @@ def oncoprint_figure(summary: MolecularSummary, outcome: pl.DataFrame | None = N
             cell(x, y, EMPTY_COLOUR)
             event = gs["cn_event"]
             if event in CN_COLOURS:
-                cell(x, y, CN_COLOURS[event], hatch="...." if gs["cn_coverage"] == "partial" else None)
+                cell(x, y, CN_COLOURS[event], hatch="...." if gs["cn_coverage"] == "partial" else None, layer=1)
             if (case_no, gene) in mutated or gs["mutated"]:
-                cell(x, y, MUTATION_COLOUR, height=h / 3)
+                cell(x, y, MUTATION_COLOUR, height=h / 3, layer=2)
             if (case_no, gene) in fused:
-                ax.plot([x], [y], marker="^", color=FUSION_COLOUR, markersize=6)
+                marker(x, y, "^", FUSION_COLOUR, 6)
             if gs["biallelic_inactivation"]:
-                ax.plot([x + w / 2 - 0.14], [y - h / 2 + 0.14], marker="*", color="#000000", markersize=5)
+                marker(x + w / 2 - 0.14, y - h / 2 + 0.14, "*", "#000000", 5)
         # tracks
         cell(x, track_y["Profile class"], PROFILE_COLOURS.get(info["profile_class"], "#ffffff"),
              hatch="////" if not contributory else None, edge="#c8c8c8")
@@ -124,10 +140,18 @@ def oncoprint_figure(summary: MolecularSummary, outcome: pl.DataFrame | None = N
         vital = out.get("vital_status")
         cell(x, track_y["Vital status"], VITAL_COLOURS.get(vital, "#ffffff"),
              edge="#c8c8c8" if vital not in VITAL_COLOURS else "none")
+    for (layer, colour, hatch, edge), polygons in sorted(layers.items(), key=lambda item: item[0][0]):
+        # add_artist, not add_patch: the limits are set below, and add_patch would walk every vertex
+        ax.add_artist(PathPatch(Outline.make_compound_path_from_polys(np.array(polygons)), facecolor=colour,
+                                edgecolor=edge, hatch=hatch, linewidth=0.6 if edge != "none" else 0))
+    for (style, colour, size), (xs, ys) in markers.items():
+        ax.plot(xs, ys, marker=style, color=colour, markersize=size, linestyle="none")
 
     ax.set_xlim(-0.6, n_cols - 0.4)
     ax.set_ylim(n_rows - 0.4, -n_tracks - 1.2)
-    ax.set_xticks(range(n_cols), [f"#{c}" for c in order], fontsize=7)
+    # a case number per column while they fit side by side; beyond, the columns are too narrow
+    ax.set_xticks(*((range(n_cols), [f"#{c}" for c in order]) if case_in >= CASE_WIDTH_IN else ([], [])),
+                  fontsize=7)
     ax.xaxis.tick_top()
     yticks = [track_y[t] for t in tracks] + list(range(n_rows))
     ax.set_yticks(yticks, tracks + genes, fontsize=7)

@@ -90,7 +90,6 @@ from clms_etl.readers.base import (
     pseudonym,
 )
 from clms_etl.readers.cells import Cells, is_missing
-from validations.structural import molecular as structural
 
 MANIFEST = "manifest.csv"
 # assay column of molecular_sample -> (folder, file-name suffix, what the data manager calls it)
@@ -163,6 +162,7 @@ ARCHER_SPECS = [
     ColumnSpec("percent_gsp2_reads", ("Percent of GSP2 reads", "% of GSP2 reads"), required=False),
     ColumnSpec("strong_evidence", ("Strong Evidence",), required=False),
 ]
+USED_INFO = frozenset({"AF", "FAO", "FDP", "DP", "GMAF", "FR", "FUNC"})  # what _record_rows reads of INFO
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
@@ -483,11 +483,48 @@ def _build_problem(text: str | None) -> str | None:
 # Manifest
 # --------------------------------------------------------------------------------------------
 
+# manifest check -> the column it concerns
 _STRUCTURAL_FIELD = {
     "wrong_field_count": None, "missing_case_no": "case_no", "missing_centre": "centre",
-    "missing_patient_id": "local_id", "missing_sample_id": "sample_id", "invalid_sample_id": "sample_id",
-    "duplicate_case": "case_no", "duplicate_sample": "sample_id", "missing_status": "status",
+    "missing_patient_id": "local_id", "missing_sample_id": "sample_id", "missing_status": "status",
+    "invalid_sample_id": "sample_id", "duplicate_case": "case_no", "duplicate_sample": "sample_id",
 }  # fmt: skip
+MANIFEST_COLUMNS = ("case_no", "centre", "local_id", "sample_id", "status")
+# the accession names the files (chas/<sample_id>.segments.txt): a plain file-name stem
+SAMPLE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]:
+    """(record index, rule) of what makes a manifest row impossible to attach to a patient or to
+    its files, check by check. A duplicated case or sample: every occurrence after the first, and
+    the first too when the rows differ; the same patient on two rows is two samples, legitimate."""
+    content = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash()
+
+    def unique(key: pl.Expr) -> pl.Expr:
+        return ~(key.is_not_null() & key.is_duplicated()
+                 & (~key.is_first_distinct() | (content.n_unique().over(key) > 1)))
+
+    sample = pl.col("sample_id")
+    ok = raw.select(
+        _check("wrong_field_count", pl.col("_fields") == width),
+        _check("missing_case_no", pl.col("case_no").is_not_null()),
+        _check("missing_centre", pl.col("centre").is_not_null()),
+        _check("missing_patient_id", pl.col("local_id").is_not_null()),
+        _check("missing_sample_id", sample.is_not_null()),
+        _check("missing_status", pl.col("status").is_not_null()),
+        _check("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                        & ~sample.str.contains("..", literal=True))),
+        _check("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
+        _check("duplicate_sample", unique(sample)),
+    )
+    return [(i, rule) for rule in ok.columns for i in ok[rule].not_().arg_true().to_list()]
+
+
+def _check(rule: str, ok: pl.Expr) -> pl.Expr:
+    """A manifest check: True where the record passes, named after the rule of its query."""
+    return ok.alias(rule)
+
+
 _STRUCTURAL_MESSAGE = {
     "wrong_field_count": "nombre de champs différent de l'en-tête",
     "missing_case_no": "numéro de cas absent",
@@ -539,19 +576,12 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         value = record[i].strip() if i < len(record) else None
         return None if is_missing(value) else value
 
-    raw_frame = {structural.ROW: [r for r, _ in data], structural.FIELDS: [len(rec) for _, rec in data],
-                 **{key: [raw(rec, key) for _, rec in data] for key in structural.COLUMNS}}
-    ctx.register_identifiers(HOSPITAL_NUMBER, raw_frame["local_id"], header[cols["local_id"]])
-    raw_df = pl.DataFrame(raw_frame, schema={structural.ROW: pl.Int64, structural.FIELDS: pl.Int64,
-                                             **{k: pl.String for k in structural.COLUMNS}})
-    failures = structural.failures(raw_df, len(header))
-    bad_sample: set[int] = set()
-    problems: list[tuple[int, str]] = []
-    for check, index in failures.select("check", "index").iter_rows():
-        rule = check if check in _STRUCTURAL_FIELD else "structure_check_failed"
-        problems.append((index, rule))
-        if rule in ("missing_sample_id", "invalid_sample_id"):
-            bad_sample.add(index)
+    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data],
+                           **{key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}},
+                          schema={"_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
+    ctx.register_identifiers(HOSPITAL_NUMBER, raw_df["local_id"], header[cols["local_id"]])
+    problems = _structural_problems(raw_df, len(header))
+    bad_sample = {i for i, rule in problems if rule in ("missing_sample_id", "invalid_sample_id")}
 
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
@@ -578,7 +608,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
         ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
                   patient_id=pids[index], field=field,
                   value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
-                  message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE.get(rule, rule)}.")
+                  message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE[rule]}.")
     samples = []
     for index, (row, record) in enumerate(data):
         row_id = f"molecular_sample:{MANIFEST}:{row}"
@@ -610,7 +640,8 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
                 stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else ""
                 if path.name.startswith("."):
                     continue
-                if leaves_folder(folder, path):
+                # inside a folder already checked, only a link can lead out (resolving all costs seconds)
+                if path.is_symlink() and leaves_folder(folder, path):
                     _outside_file(ctx, f"{entry.name}/{path.name}")
                     continue
                 if path.is_file() and stem:
@@ -799,10 +830,17 @@ def _vcf_parser(lines: list[str], samples: int, cache: dict, label: str):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                cache[key] = vcfpy.Reader.from_stream(io.StringIO(head)).parser
+                parser = vcfpy.Reader.from_stream(io.StringIO(head)).parser
         except Exception as exc:
             raise _FileFailure(f"{label}: en-tête VCF illisible ({type(exc).__name__})", label,
                                "invalid_vcf_header") from exc
+        # Ion Reporter writes some forty INFO fields a record and vcfpy converts every one (most
+        # of the read's time); only the fields the reader uses are handed to it.
+        records = parser._record_parser  # vcfpy pinned in constraints.txt
+        parse_info = records._parse_info
+        records._parse_info = lambda text, alts: parse_info(
+            ";".join(e for e in text.split(";") if e.partition("=")[0] in USED_INFO) or ".", alts)
+        cache[key] = parser
     return cache[key]
 
 

@@ -23,9 +23,11 @@ Cause codes (cmprsk's): 0 censored, 1 the event of interest, 2 a competing event
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from statistics import NormalDist
 
 import numpy as np
+import polars as pl
 from scipy import stats
 
 CENSORED, EVENT, COMPETING = 0, 1, 2
@@ -64,14 +66,6 @@ def confidence_interval(incidence: float | None, variance: float | None, alpha: 
     return float(incidence ** np.exp(-scale)), float(incidence ** np.exp(scale))
 
 
-def _blocks(time: np.ndarray):
-    """(start, stop) row ranges of equal times in a sorted vector."""
-    edges = np.flatnonzero(np.diff(time)) + 1
-    starts = np.concatenate([[0], edges])
-    stops = np.concatenate([edges, [time.size]])
-    return zip(starts.tolist(), stops.tolist())
-
-
 def cumulative_incidence(time, cause) -> CumulativeIncidence:
     """Aalen-Johansen cumulative incidence of cause 1 and Gray's variance (cmprsk ``cinc``).
 
@@ -80,39 +74,53 @@ def cumulative_incidence(time, cause) -> CumulativeIncidence:
     """
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
-    order = np.argsort(time, kind="stable")
-    y, c = time[order], cause[order]
-    n = y.size
-    out_t, out_f, out_v = [], [], []
-    fk, f, v1, v2, v3 = 1.0, 0.0, 0.0, 0.0, 0.0
-    rs = float(n)
-    for start, stop in _blocks(y) if n else ():
-        nd1 = int((c[start:stop] == EVENT).sum())
-        nd2 = int((c[start:stop] != CENSORED).sum()) - nd1
-        if nd1 + nd2:
-            fkn = fk * (rs - nd1 - nd2) / rs
-            if nd1:
-                f += fk * nd1 / rs
-            if nd2 and fkn > 0:  # competing events: they change the variance only
-                t6 = fk * fk * _tie_factor(nd2, rs) * nd2 / (rs * rs)
-                t3, t4 = 1 / fkn, f / fkn
-                v1, v2, v3 = v1 + t4 * t4 * t6, v2 + t3 * t4 * t6, v3 + t3 * t3 * t6
-            if nd1:
-                t6 = fk * fk * _tie_factor(nd1, rs) * nd1 / (rs * rs)
-                t3 = 1 / fkn if fkn > 0 else 0.0
-                t4 = 1 + t3 * f
-                v1, v2, v3 = v1 + t4 * t4 * t6, v2 + t3 * t4 * t6, v3 + t3 * t3 * t6
-                out_t.append(y[start])
-                out_f.append(f)
-                out_v.append(v1 + f * f * v3 - 2 * f * v2)
-            fk = fkn
-        rs = float(n - stop)
-    return CumulativeIncidence(np.array(out_t), np.array(out_f), np.array(out_v), float(y[-1]) if n else 0.0, n,
-                               int((c == EVENT).sum()), int(((c != CENSORED) & (c != EVENT)).sum()))
+    distinct, inverse = np.unique(time, return_inverse=True)
+    counts = [np.bincount(inverse, weights=w, minlength=distinct.size)
+              for w in (cause == EVENT, (cause != CENSORED) & (cause != EVENT), cause == CENSORED)]
+    return cumulative_incidence_counts(distinct, *counts)
 
 
-def _tie_factor(tied: int, at_risk: float) -> float:
-    return 1.0 if tied <= 1 else 1 - (tied - 1) / (at_risk - 1)
+def cumulative_incidence_counts(time, events, competing, censored) -> CumulativeIncidence:
+    """:func:`cumulative_incidence` from the numbers of events of cause 1, competing events and
+    censorings at each distinct ``time`` (sorted): cmprsk's recursion over the times written as
+    cumulative products and sums, so that its cost is the number of distinct times."""
+    time = np.asarray(time, dtype=float)
+    nd1, nd2 = np.asarray(events, dtype=float), np.asarray(competing, dtype=float)
+    removed = nd1 + nd2 + np.asarray(censored, dtype=float)
+    n = float(removed.sum())
+    if not n:
+        return CumulativeIncidence(np.array([]), np.array([]), np.array([]), 0.0, 0, 0, 0)
+    end = float(time[removed > 0].max())
+    hit = (nd1 + nd2) > 0  # only the times with an event move the estimate
+    t, nd1, nd2 = time[hit], nd1[hit], nd2[hit]
+    rs = n - np.concatenate([[0.0], np.cumsum(removed)])[:-1][hit]  # at risk just before each time
+    fk_after = _sequential_product(rs - nd1 - nd2, rs)
+    fk = np.concatenate([[1.0], fk_after[:-1]])  # Kaplan-Meier just before each time
+    f = np.cumsum(fk * nd1 / rs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_fkn = np.where(fk_after > 0, 1 / fk_after, 0.0)
+        tie1 = np.where(nd1 <= 1, 1.0, 1 - (nd1 - 1) / (rs - 1))
+        tie2 = np.where(nd2 <= 1, 1.0, 1 - (nd2 - 1) / (rs - 1))
+    # competing events (variance only, while the curve has not reached 0), then events of cause 1
+    t6c = np.where((nd2 > 0) & (fk_after > 0), fk * fk * tie2 * nd2 / (rs * rs), 0.0)
+    t4c = f * inv_fkn
+    t6e = np.where(nd1 > 0, fk * fk * tie1 * nd1 / (rs * rs), 0.0)
+    t4e = 1 + inv_fkn * f
+    v1 = np.cumsum(t4c * t4c * t6c + t4e * t4e * t6e)
+    v2 = np.cumsum(inv_fkn * t4c * t6c + inv_fkn * t4e * t6e)
+    v3 = np.cumsum(inv_fkn * inv_fkn * t6c + inv_fkn * inv_fkn * t6e)
+    out = nd1 > 0
+    return CumulativeIncidence(t[out], f[out], (v1 + f * f * v3 - 2 * f * v2)[out], end, int(n),
+                               int(nd1.sum()), int(nd2.sum()))
+
+
+def _sequential_product(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Running product ``p = p * numerator[i] / denominator[i]`` in cmprsk's order of operations (a
+    cumulative product of the ratios rounds differently: a value such as 0.285 would print on the
+    other side of its rounding)."""
+    steps = zip(np.asarray(numerator, dtype=float).tolist(), np.asarray(denominator, dtype=float).tolist())
+    return np.fromiter(accumulate(steps, lambda p, step: p * step[0] / step[1], initial=1.0), dtype=float,
+                       count=len(numerator) + 1)[1:]
 
 
 @dataclass(frozen=True)
@@ -129,59 +137,64 @@ def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
     """
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
-    labels, ig = np.unique(np.asarray(group), return_inverse=True)
+    group = np.asarray(group)
+    # string labels sorted as fixed-width strings, not Python objects (the same order, far faster)
+    labels, ig = np.unique(group.astype(str) if group.dtype == object else group, return_inverse=True)
     ng, ng1 = labels.size, labels.size - 1
     if ng < 2:
         return GrayTest(None, 0, None)
-    order = np.argsort(time, kind="stable")
-    y, m, ig = time[order], np.where(cause[order] == EVENT, 1, np.where(cause[order] == CENSORED, 0, 2)), ig[order]
-    rs = np.bincount(ig, minlength=ng).astype(float)
-    s = np.zeros(ng1)
-    v = np.zeros((ng1, ng1))
-    f1m, f1 = np.zeros(ng), np.zeros(ng)
-    skmm, skm = np.ones(ng), np.ones(ng)
-    v3, v2, c = np.zeros(ng), np.zeros((ng1, ng)), np.zeros((ng, ng))
-    fm = f = 0.0
-    for start, stop in _blocks(y):
-        d = np.zeros((3, ng))
-        np.add.at(d, (m[start:stop], ig[start:stop]), 1)
-        nd1, nd2 = d[1].sum(), d[2].sum()
-        if nd1 or nd2:
-            live = rs > 0
-            skm = np.where(live, skmm * (rs - d[1] - d[2]) / np.where(live, rs, 1), skm)
-            f1 = np.where(live, f1m + skmm * d[1] / np.where(live, rs, 1), f1)
-            tr = float((rs[live] / skmm[live]).sum())
-            tq = float((rs[live] * (1 - f1m[live]) / skmm[live]).sum())
-            f = fm + nd1 / tr
-            fb = (1 - fm) ** rho
-            t1 = np.where(live, rs / skmm, 0.0)
-            a = -fb * np.outer(t1, t1) / tr
-            np.fill_diagonal(a, fb * t1 * (1 - t1 / tr))
-            a[~live, :] = 0
-            a[:, ~live] = 0
-            c += a * nd1 / (tr * (1 - fm))
-            s += np.where(live[:ng1], fb * (d[1, :ng1] - nd1 * rs[:ng1] * (1 - f1m[:ng1])
-                                            / (skmm[:ng1] * tq)), 0.0)
-            if nd1:
-                for k in np.flatnonzero(live):
-                    t4 = 1 - (1 - f) / skm[k] if skm[k] > 0 else 1.0
-                    t5 = 1 - (nd1 - 1) / (tr * skmm[k] - 1) if nd1 > 1 else 1.0
-                    t3 = t5 * skmm[k] * nd1 / (tr * rs[k])
-                    v3[k] += t4 * t4 * t3
-                    t = a[:ng1, k] - t4 * c[:ng1, k]
-                    v2[:, k] += t * t4 * t3
-                    v += np.outer(t, t) * t3
-            if nd2:
-                for k in np.flatnonzero((skm > 0) & (d[2] > 0)):
-                    t4 = (1 - f) / skm[k]
-                    t5 = 1 - (d[2, k] - 1) / (rs[k] - 1) if d[2, k] > 1 else 1.0
-                    t3 = t5 * skmm[k] ** 2 * d[2, k] / rs[k] ** 2
-                    v3[k] += t4 * t4 * t3
-                    t = t4 * c[:ng1, k]
-                    v2[:, k] -= t * t4 * t3
-                    v += np.outer(t, t) * t3
-        rs -= np.bincount(ig[start:stop], minlength=ng)
-        fm, f1m, skmm = f, f1.copy(), skm.copy()
+    m = np.where(cause == EVENT, 1, np.where(cause == CENSORED, 0, 2))
+    # the counts of each cause per group at each distinct time, once; the recursion below visits
+    # only the times with an event (a time with censorings only changes nothing but the risk sets)
+    distinct, it = np.unique(time, return_inverse=True)
+    counts = np.zeros((distinct.size, 3, ng))
+    np.add.at(counts, (it, m, ig), 1)
+    removed_before = np.concatenate([np.zeros((1, ng)), np.cumsum(counts.sum(axis=1), axis=0)[:-1]])
+    total = np.bincount(ig, minlength=ng).astype(float)
+    # cmprsk's recursion over the event times, written over all of them at once (arrays times x groups)
+    hit = counts[:, 1:, :].sum(axis=(1, 2)) > 0
+    d1, d2 = counts[hit, 1, :], counts[hit, 2, :]
+    rs = total - removed_before[hit]
+    nd1, nd2 = d1.sum(axis=1), d2.sum(axis=1)
+    live = rs > 0
+    safe_rs = np.where(live, rs, 1.0)
+    skm = np.column_stack([_sequential_product(np.where(live[:, k], rs[:, k] - d1[:, k] - d2[:, k], 1.0),
+                                               safe_rs[:, k]) for k in range(ng)])
+    skmm = np.vstack([np.ones((1, ng)), skm[:-1]])  # all-cause Kaplan-Meier of each group just before
+    f1 = np.cumsum(np.where(live, skmm * d1 / safe_rs, 0.0), axis=0)
+    f1m = np.vstack([np.zeros((1, ng)), f1[:-1]])
+    t1 = np.where(live, rs / skmm, 0.0)
+    tr = t1.sum(axis=1)
+    tq = np.where(live, rs * (1 - f1m) / skmm, 0.0).sum(axis=1)
+    f = np.cumsum(nd1 / tr)
+    fm = np.concatenate([[0.0], f[:-1]])
+    fb = (1 - fm) ** rho
+    a = -fb[:, None, None] * t1[:, :, None] * t1[:, None, :] / tr[:, None, None]
+    diag = np.arange(ng)
+    a[:, diag, diag] = fb[:, None] * t1 * (1 - t1 / tr[:, None])
+    c = np.cumsum(a * (nd1 / (tr * (1 - fm)))[:, None, None], axis=0)  # after each time's update
+    s = np.where(live[:, :ng1], fb[:, None] * (d1[:, :ng1] - nd1[:, None] * rs[:, :ng1] * (1 - f1m[:, :ng1])
+                                               / (skmm[:, :ng1] * tq[:, None])), 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # events of cause 1: every live group
+        m1 = live & (nd1 > 0)[:, None]
+        t4 = np.where(m1, np.where(skm > 0, 1 - (1 - f)[:, None] / skm, 1.0), 0.0)
+        t5 = np.where((nd1 > 1)[:, None], 1 - (nd1[:, None] - 1) / (tr[:, None] * skmm - 1), 1.0)
+        t3 = np.where(m1, t5 * skmm * nd1[:, None] / (tr[:, None] * safe_rs), 0.0)
+        t = a[:, :ng1, :] - t4[:, None, :] * c[:, :ng1, :]  # [time, i, group k]
+        v3 = (t4 * t4 * t3).sum(axis=0)
+        v2 = (t * (t4 * t3)[:, None, :]).sum(axis=0)
+        v = np.einsum("jik,jlk,jk->il", t, t, t3)
+        # competing events: the groups where they happen while the group's curve is above 0
+        m2 = (skm > 0) & (d2 > 0)
+        t4 = np.where(m2, (1 - f)[:, None] / np.where(skm > 0, skm, 1.0), 0.0)
+        t5 = np.where(d2 > 1, 1 - (d2 - 1) / (safe_rs - 1), 1.0)
+        t3 = np.where(m2, t5 * skmm ** 2 * d2 / safe_rs ** 2, 0.0)
+        t = t4[:, None, :] * c[:, :ng1, :]
+        v3 += (t4 * t4 * t3).sum(axis=0)
+        v2 -= (t * (t4 * t3)[:, None, :]).sum(axis=0)
+        v += np.einsum("jik,jlk,jk->il", t, t, t3)
+    c = c[-1] if c.size else np.zeros((ng, ng))
     cg = c[:ng1, :]
     v += (cg * v3) @ cg.T + cg @ v2.T + v2 @ cg.T
     if np.linalg.matrix_rank(v) < ng1:
@@ -209,12 +222,13 @@ class FineGray:
                 for b, se in zip(self.coef, self.se)]
 
 
-def _censoring_left_limit(t: np.ndarray, status: np.ndarray) -> np.ndarray:
+def _censoring_left_limit(t: np.ndarray, status: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Kaplan-Meier of the censoring times just before each time, G(t-), ties: censorings at t
-    do not count before t (cmprsk's ``uuu``, from ``survfit``)."""
+    do not count before t (cmprsk's ``uuu``, from ``survfit``); row ``i`` stands for ``w[i]`` subjects."""
     distinct, first = np.unique(t, return_index=True)
-    at_risk = t.size - first
-    censored = np.bincount(np.searchsorted(distinct, t[status == CENSORED]), minlength=distinct.size)
+    at_risk = w.sum() - _prefix(w)[first]
+    censored = np.bincount(np.searchsorted(distinct, t[status == CENSORED]), weights=w[status == CENSORED],
+                           minlength=distinct.size)
     g = np.cumprod(1 - censored / at_risk)
     left = np.concatenate([[1.0], g[:-1]])
     return left[np.searchsorted(distinct, t)]
@@ -237,23 +251,25 @@ def _prefix(x: np.ndarray) -> np.ndarray:
 class _Subdistribution:
     """The weighted risk sets of Fine & Gray at the cause-1 failure times (rows sorted by time)."""
 
-    def __init__(self, t, status, x):
-        self.t, self.status, self.x = t, status, x
-        self.g = _censoring_left_limit(t, status)
+    def __init__(self, t, status, x, w):
+        self.t, self.status, self.x, self.w = t, status, x, w  # row i: w[i] subjects alike
+        self.g = _censoring_left_limit(t, status, w)
         self.fail = np.flatnonzero(status == EVENT)
         self.tf = t[self.fail]
+        self.wf = w[self.fail]
         self.first = np.searchsorted(t, self.tf, side="left")  # first row at risk at each failure
         self.competing = (status == COMPETING).astype(float)
 
     def sums(self, b):
         """S0, S1, S2 at each failure row, and the subjects' exp(x b)."""
         e = np.exp(self.x @ b)
+        we = self.w * e
         xx = np.einsum("ij,ik->ijk", self.x, self.x)
-        w2 = self.competing * e / self.g  # competing events stay, weighted G(t-)/G(t_j-)
+        w2 = self.w * self.competing * e / self.g  # competing events stay, weighted G(t-)/G(t_j-)
         gf = self.g[self.fail]
-        s0 = _suffix(e)[self.first] + gf * _prefix(w2)[self.first]
-        s1 = _suffix(e[:, None] * self.x)[self.first] + gf[:, None] * _prefix(w2[:, None] * self.x)[self.first]
-        s2 = (_suffix(e[:, None, None] * xx)[self.first]
+        s0 = _suffix(we)[self.first] + gf * _prefix(w2)[self.first]
+        s1 = _suffix(we[:, None] * self.x)[self.first] + gf[:, None] * _prefix(w2[:, None] * self.x)[self.first]
+        s2 = (_suffix(we[:, None, None] * xx)[self.first]
               + gf[:, None, None] * _prefix(w2[:, None, None] * xx)[self.first])
         return e, s0, s1, s2
 
@@ -261,10 +277,11 @@ class _Subdistribution:
         """Minus the log partial likelihood, its gradient and Hessian (cmprsk ``crrfsv``)."""
         _, s0, s1, s2 = self.sums(b)
         xf = self.x[self.fail]
-        lik = float((-(xf @ b) + np.log(s0)).sum())
-        score = (-xf + s1 / s0[:, None]).sum(axis=0)
+        wf = self.wf
+        lik = float((wf * (-(xf @ b) + np.log(s0))).sum())
+        score = (wf[:, None] * (-xf + s1 / s0[:, None])).sum(axis=0)
         e1 = s1 / s0[:, None]
-        hess = (s2 / s0[:, None, None] - np.einsum("fj,fk->fjk", e1, e1)).sum(axis=0)
+        hess = (wf[:, None, None] * (s2 / s0[:, None, None] - np.einsum("fj,fk->fjk", e1, e1))).sum(axis=0)
         return lik, score, hess
 
     def robust_variance(self, b) -> np.ndarray:
@@ -274,8 +291,9 @@ class _Subdistribution:
         _, _, hess = self.objective(b)
         ef = s1 / s0[:, None]  # E(t_f)
         # eta: the score's martingale part, subject by subject
-        a_f, b_f = 1 / s0, ef / s0[:, None]
-        ga_f, gb_f = g[fail] / s0, g[fail][:, None] * ef / s0[:, None]
+        wf = self.wf  # each failure row stands for wf failures of the compensator
+        a_f, b_f = wf / s0, wf[:, None] * ef / s0[:, None]
+        ga_f, gb_f = wf * g[fail] / s0, wf[:, None] * g[fail][:, None] * ef / s0[:, None]
         upto = np.searchsorted(tf, t, side="right")  # failures at or before each subject's time
         pa, pb = _prefix(a_f), _prefix(b_f)
         sa, sb = _suffix(ga_f), _suffix(gb_f)
@@ -287,9 +305,9 @@ class _Subdistribution:
         is_fail = self.status == EVENT
         eta[is_fail] += x[is_fail] - ef[np.minimum(own[is_fail], tf.size - 1)]
         # psi: the part from estimating the censoring distribution, q(u) at each censoring time
-        w2 = self.competing * e / g
+        w2 = self.w * self.competing * e / g
         cx, c0 = _prefix(w2[:, None] * x), _prefix(w2)
-        at_risk = t.size - np.searchsorted(t, t, side="left")  # R(t_i) = #{t >= t_i}
+        at_risk = self.w.sum() - _prefix(self.w)[np.searchsorted(t, t, side="left")]  # R(t_i) = #{t >= t_i}
         censored = self.status == CENSORED
         first_row = np.searchsorted(t, t, side="left")
         from_f = np.searchsorted(tf, t, side="left")  # failures at or after each time
@@ -297,10 +315,10 @@ class _Subdistribution:
         increment = np.where(censored[:, None], -q / at_risk[:, None] ** 2, 0.0)
         # every censoring at or before t_i, including the ties of t_i
         last_row = np.searchsorted(t, t, side="right")
-        psi = _prefix(increment)[last_row] + np.where(censored[:, None], q / at_risk[:, None], 0.0)
+        psi = _prefix(self.w[:, None] * increment)[last_row] + np.where(censored[:, None], q / at_risk[:, None], 0.0)
         u = eta + psi
         h_inv = np.linalg.inv(hess)
-        return h_inv @ (u.T @ u) @ h_inv.T
+        return h_inv @ (u.T @ (self.w[:, None] * u)) @ h_inv.T
 
 
 def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: int = 10) -> FineGray:
@@ -308,9 +326,14 @@ def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: in
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
     x = np.asarray(covariates, dtype=float).reshape(time.size, -1)
-    order = np.argsort(time, kind="stable")
-    status = np.where(cause[order] == EVENT, EVENT, np.where(cause[order] == CENSORED, CENSORED, COMPETING))
-    model = _Subdistribution(time[order], status, x[order])
+    status = np.where(cause == EVENT, EVENT, np.where(cause == CENSORED, CENSORED, COMPETING))
+    # subjects with the same time, status and covariates contribute identical terms: one row each,
+    # weighted by their number (the sums, the likelihood and the sandwich are the same)
+    cols = [f"x{j}" for j in range(x.shape[1])]
+    rows = (pl.DataFrame({"time": time, "status": status, **{c: x[:, j] for j, c in enumerate(cols)}})
+            .group_by("time", "status", *cols).agg(w=pl.len()).sort("time", "status", *cols))
+    model = _Subdistribution(rows["time"].to_numpy(), rows["status"].to_numpy(),
+                             rows.select(cols).to_numpy().reshape(rows.height, -1), rows["w"].to_numpy().astype(float))
     b = np.zeros(x.shape[1])
     converged = False
     for iteration in range(max_iterations + 1):  # crr's Newton-Raphson with step halving

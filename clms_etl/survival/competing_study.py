@@ -78,12 +78,14 @@ def _fmt_incidence(value: float | None, lower: float | None, upper: float | None
 
 def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, time_points, alpha: float):
     """Fixed-time estimates and the curve of both causes in one group; 1 - KM of the outcome beside them."""
-    time, cause = g["time_months"].to_numpy(), g["cause"].to_numpy()
+    counts = (g.group_by("time_months").agg(**{f"cause_{k}": (pl.col("cause") == k).sum() for k in (0, 1, 2)})
+              .sort("time_months"))
+    time, censored, first, second = (counts[c].to_numpy() for c in counts.columns)
     # 1 - Kaplan-Meier of the outcome is the same estimator with the competing deaths censored
-    one_minus_km = cr.cumulative_incidence(time, np.where(cause == 1, 1, 0))
+    one_minus_km = cr.cumulative_incidence_counts(time, first, np.zeros_like(first), censored + second)
     estimates, curves = [], []
     for code, name in enumerate(CAUSES, start=1):
-        ci = cr.cumulative_incidence(time, np.where(cause == code, 1, np.where(cause == 0, 0, 2)))
+        ci = cr.cumulative_incidence_counts(time, *((first, second) if code == 1 else (second, first)), censored)
         base = {"outcome": outcome, "group_variable": variable, "group_value": value, "cause": name,
                 "n": ci.n, "events": ci.events}
         for t in time_points:

@@ -3,10 +3,11 @@
 Plain numpy arrays in, plain numbers out; conventions (each as R would compute it):
 
 * **Firth-penalised Cox** (Heinze & Schemper 2001, R ``coxphf``): ``firthmodels.FirthCoxPH``
-  (Breslow ties, as ``coxphf``), profile penalised likelihood 95 % intervals and penalised
+  (Breslow ties, as ``coxphf``) on the distinct rows with frequency weights (:mod:`clms_etl.survival.firth`), profile penalised likelihood 95 % intervals and penalised
   likelihood-ratio tests per coefficient. Finite whenever the model matrix has full rank, so it is
   reported for rows the ordinary Cox model cannot estimate.
-* **Likelihood-ratio tests** of the ordinary Cox model (Efron ties, R ``coxph``; lifelines):
+* **Likelihood-ratio tests** of the ordinary Cox model (Efron ties, R ``coxph``; fitted on the
+  distinct rows by :mod:`clms_etl.survival.efron`):
   2 (log L(full) - log L(reduced)), chi-square on the number of dropped coefficients (R
   ``anova(reduced, full)`` / ``drop1(fit, test = "Chisq")``).
 * **Proportional hazards** (R ``survival::cox.zph``, survival >= 3.0): the score test of adding
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from clms_etl.survival import efron
+
 PH_ALPHA = 0.05  # a cox.zph p-value below this flags a proportional-hazards violation
 SPLINE_KNOTS = 3
 PROFILE_MAX_ITER = 200  # iterations per profile-likelihood bound (firthmodels' default: 50)
@@ -48,12 +51,13 @@ class FirthTerm:
 
 def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05) -> list[FirthTerm]:
     """Firth-penalised Cox model of ``event`` over ``time`` on the columns of ``x`` (n x k)."""
-    from firthmodels import FirthCoxPH
+    from clms_etl.survival.firth import FrequencyWeightedFirthCoxPH
 
     x = np.asarray(x, dtype=float).reshape(len(time), -1)
+    rows = efron.tied_rows(x, time, event)  # Breslow's likelihood is the same on distinct rows, weighted
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings surface as NaN, checked below
-        model = FirthCoxPH(backend="numpy").fit(x, (np.asarray(event, dtype=bool), np.asarray(time, dtype=float)))
+        model = FrequencyWeightedFirthCoxPH().fit_rows(rows.x, rows.time, rows.event, rows.count)
         model.lrt()
         ci = model.conf_int(alpha=alpha, method="pl", max_iter=PROFILE_MAX_ITER)
     if not model.converged_:
@@ -74,32 +78,18 @@ def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float =
 def cox_loglik(x: np.ndarray | None, time: np.ndarray, event: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Ordinary Cox model (Efron ties): (maximised log partial likelihood, coefficients, covariance).
 
-    ``x`` None or with no column: the null model (log L(0)). Raises lifelines' ``ConvergenceError``.
+    ``x`` None or with no column: the null model (log L(0)). Fitted on the distinct rows
+    (:mod:`clms_etl.survival.efron`); raises lifelines' ``ConvergenceError``.
     """
-    import pandas as pd
-    from lifelines import CoxPHFitter
-
     if x is None or np.asarray(x).size == 0:
         return _null_loglik(time, event), np.zeros(0), np.zeros((0, 0))
-    x = np.asarray(x, dtype=float).reshape(len(time), -1)
-    frame = pd.DataFrame(x, columns=[f"x{j}" for j in range(x.shape[1])]).assign(time=time, event=event)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # lifelines' default stopping rule leaves ~1e-5 relative error in the coefficients; R's coxph
-        # iterates to a relative change of log L below 1e-9
-        model = CoxPHFitter().fit(frame, duration_col="time", event_col="event", fit_options={"precision": 1e-9})
-    return float(model.log_likelihood_), model.params_.to_numpy(), model.variance_matrix_.to_numpy()
+    fitted = efron.fit(efron.tied_rows(x, time, event))
+    return fitted.loglik, fitted.coef, fitted.variance
 
 
 def _null_loglik(time: np.ndarray, event: np.ndarray) -> float:
     """log L(beta = 0) with Efron ties: every subject has risk 1."""
-    time, event = np.asarray(time, float), np.asarray(event, bool)
-    total = 0.0
-    for t in np.unique(time[event]):
-        d = int(np.sum(event & (time == t)))
-        at_risk = int(np.sum(time >= t))
-        total -= sum(np.log(at_risk - k) for k in range(d))  # Efron: n - (k/d)·d
-    return total
+    return efron.null_loglik(efron.tied_rows(None, time, event))
 
 
 def lr_test(loglik_full: float, loglik_reduced: float, df: int) -> tuple[float, float]:
@@ -124,13 +114,11 @@ class ZphResult:
 
 def km_transform(time: np.ndarray, event: np.ndarray) -> np.ndarray:
     """1 - S(t-) for every subject: the left-continuous Kaplan-Meier of the whole sample (cox.zph "km")."""
-    from lifelines import KaplanMeierFitter
+    from clms_etl.survival.km import kaplan_meier
 
-    km = KaplanMeierFitter().fit(time, event)
-    steps = km.survival_function_.index.to_numpy()
-    surv = km.survival_function_.iloc[:, 0].to_numpy()
-    idx = np.searchsorted(steps, time, side="left") - 1  # last step strictly before t
-    return 1.0 - np.where(idx >= 0, surv[np.clip(idx, 0, None)], 1.0)
+    km = kaplan_meier(time, event)
+    idx = np.searchsorted(km.time, time, side="left") - 1  # last step strictly before t
+    return 1.0 - np.where(idx >= 0, km.survival[np.clip(idx, 0, None)], 1.0)
 
 
 def cox_zph(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray,
@@ -138,43 +126,33 @@ def cox_zph(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray
     """Score test of proportional hazards for a fitted Cox model (Efron ties), as R ``cox.zph``.
 
     ``coef``: the fitted coefficients; ``terms``: the columns of
-    each term (a factor's indicators form one term).
+    each term (a factor's indicators form one term). The sums run over the distinct rows
+    (:class:`~clms_etl.survival.efron.EfronRiskSets`); the residuals are per death, in time order
+    (ties in the order of the subjects).
     """
     x = np.asarray(x, dtype=float).reshape(len(time), -1)
     time, event = np.asarray(time, float), np.asarray(event, bool)
     p = x.shape[1]
     ttimes = km_transform(time, event)
     g = ttimes - ttimes[event].mean()
-    risk = np.exp((x - x.mean(axis=0)) @ coef)
+    risk_sets = efron.EfronRiskSets(efron.tied_rows(x, time, event))
+    _, _, _, means, info_t = risk_sets.terms(np.asarray(coef, dtype=float))
+    deaths = np.flatnonzero(event)
+    deaths = deaths[np.argsort(time[deaths], kind="stable")]  # each death, time order, ties as given
+    which = np.searchsorted(risk_sets.event_times, time[deaths])
+    resid = x[deaths] - means[which]  # Efron Schoenfeld residuals: each death against the averaged mean
+    gt = g[deaths]
     u = np.zeros(2 * p)
+    u[p:] = gt @ resid
+    # g is constant within an event time: the time's g weighs its information
+    g_time = np.zeros(risk_sets.event_times.size)
+    g_time[which] = gt
     imat = np.zeros((2 * p, 2 * p))
-    event_times, event_g, schoen = [], [], []
-    for t in np.unique(time[event]):
-        at_risk = time >= t
-        dead = event & (time == t)
-        d = int(dead.sum())
-        r, xr = risk[at_risk], x[at_risk]
-        rd, xd = risk[dead], x[dead]
-        s0, s1, s2 = r.sum(), r @ xr, (xr * r[:, None]).T @ xr
-        d0, d1, d2 = rd.sum(), rd @ xd, (xd * rd[:, None]).T @ xd
-        gt = g[dead][0]
-        means = np.zeros(p)
-        info = np.zeros((p, p))
-        for k in range(d):  # Efron: the tied deaths' weight falls by 1/d at each step
-            f = k / d
-            w0, w1, w2 = s0 - f * d0, s1 - f * d1, s2 - f * d2
-            mean = w1 / w0
-            means += mean / d
-            info += w2 / w0 - np.outer(mean, mean)
-        resid = xd - means  # Efron Schoenfeld residuals: each death against the averaged mean
-        u[p:] += gt * resid.sum(axis=0)
-        imat[:p, :p] += info
-        imat[:p, p:] += gt * info
-        imat[p:, p:] += gt * gt * info
-        event_times += [t] * d
-        event_g += [ttimes[dead][0]] * d
-        schoen.append(resid)
+    imat[:p, :p] = info_t.sum(axis=0)
+    imat[:p, p:] = np.einsum("t,tjk->jk", g_time, info_t)
+    imat[p:, p:] = np.einsum("t,tjk->jk", g_time * g_time, info_t)
     imat[p:, :p] = imat[:p, p:].T
+    event_times, event_g, schoen = time[deaths], ttimes[deaths], [resid]
 
     def score_test(cols: Sequence[int]) -> tuple[float, int, float]:
         kk = [*range(p), *(p + c for c in cols)]

@@ -38,19 +38,24 @@ def _indicators(data: pl.DataFrame, key: str, levels: Sequence[str]) -> np.ndarr
         else np.zeros((data.height, 0))
 
 
-def _ph_rows(zph: ZphResult, endpoint: str, model: str, labels: dict[str, str]) -> tuple[list[dict], list[dict]]:
-    """Rows of ph_test (each term, then GLOBAL for a model of several terms) and of ph_residual."""
+def _ph_rows(zph: ZphResult, endpoint: str, model: str, labels: dict[str, str]) -> tuple[list[dict], list[pl.DataFrame]]:
+    """Rows of ph_test (each term, then GLOBAL for a model of several terms) and ph_residual as a frame."""
     tests = [(name, *zph.terms[name]) for name in zph.terms]
     if len(tests) > 1:
         tests.append(("GLOBAL", *zph.global_test))
     rows = [{"endpoint": endpoint, "model": model, "term": term, "term_label": labels.get(term, "all terms"),
              "chisq": chi2, "df": df, "p": p, "transform": PH_TRANSFORM, "violated": bool(p < PH_ALPHA)}
             for term, chi2, df, p in tests]
-    residuals = [{"endpoint": endpoint, "model": model, "term": term, "event_index": i + 1,
-                  "time_months": float(zph.event_times[i]), "transformed_time": float(zph.transformed_times[i]),
-                  "scaled_residual": float(zph.scaled_residuals[i, j])}
-                 for j, term in enumerate(zph.terms) for i in range(len(zph.event_times))]
-    return rows, residuals
+    # one row per event and term: built as columns (hundreds of thousands of events at registry scale)
+    n_events, terms = len(zph.event_times), list(zph.terms)
+    residuals = pl.DataFrame({
+        "endpoint": endpoint, "model": model, "term": np.repeat(np.array(terms, dtype=object), n_events).tolist(),
+        "event_index": np.tile(np.arange(1, n_events + 1), len(terms)),
+        "time_months": np.tile(np.asarray(zph.event_times, dtype=float), len(terms)),
+        "transformed_time": np.tile(np.asarray(zph.transformed_times, dtype=float), len(terms)),
+        "scaled_residual": np.asarray(zph.scaled_residuals, dtype=float).reshape(n_events, -1).T.ravel(),
+    })
+    return rows, [residuals]
 
 
 def univariate_cox(frame: pl.DataFrame, predictor: Predictor, estimable: Sequence[str], endpoint: str,
@@ -68,7 +73,7 @@ def univariate_cox(frame: pl.DataFrame, predictor: Predictor, estimable: Sequenc
 
     # ordinary Cox (Efron): the model of the hazard ratios, restricted to its levels' patients
     ph_rows: list[dict] = []
-    residual_rows: list[dict] = []
+    residual_rows: list[pl.DataFrame] = []
     fit_levels = [lvl for lvl in predictor.levels if lvl in estimable]
     if fit_levels:
         sub = data.filter(pl.col(predictor.key).is_in([*fit_levels, predictor.reference]))

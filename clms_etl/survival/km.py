@@ -1,7 +1,8 @@
 """Kaplan-Meier estimates with R ``survival`` conventions, on lifelines.
 
-* The estimate, the numbers at risk and the log-log interval come from lifelines'
-  :class:`~lifelines.KaplanMeierFitter`; the log-log interval is left undefined where S = 1 (R's
+* The estimate, the numbers at risk and the log-log interval are lifelines'
+  :class:`~lifelines.KaplanMeierFitter`'s arithmetic, vectorised over the distinct times
+  (:func:`kaplan_meier_counts`); the log-log interval is left undefined where S = 1 (R's
   ``NA``; lifelines gives [1, 1]).
 * The **log** interval (R ``survfit``'s default ``conf.type = "log"``) is not offered by lifelines:
   it is computed here from Greenwood's variance of the cumulative hazard,
@@ -35,7 +36,11 @@ TOLERANCE = math.sqrt(np.finfo(float).eps)  # R: sqrt(.Machine$double.eps)
 
 @dataclass(frozen=True)
 class KaplanMeier:
-    """A fitted Kaplan-Meier curve: one entry per distinct time (time 0 first)."""
+    """A fitted Kaplan-Meier curve: one entry per distinct time (time 0 first).
+
+    Held as counts per distinct time, never per patient, so that a curve of a million patients
+    costs what its few thousand distinct times cost.
+    """
 
     ci_transform: str
     alpha: float
@@ -46,49 +51,55 @@ class KaplanMeier:
     at_risk: np.ndarray  # just before the time
     events: np.ndarray
     censored: np.ndarray
-    durations: np.ndarray
-    observed: np.ndarray  # 0/1 event flags of the patients
-    fitter: object  # the lifelines KaplanMeierFitter (plots, further use)
 
     @property
     def n(self) -> int:
-        return int(self.durations.size)
+        return int(self.events.sum() + self.censored.sum())
 
     @property
     def n_events(self) -> int:
-        return int(self.observed.sum())
+        return int(self.events.sum())
+
+    @property
+    def durations(self) -> np.ndarray:
+        """Each patient's time (an event or a censoring), sorted."""
+        return np.repeat(self.time, (self.events + self.censored).astype(np.int64))
+
+    @property
+    def observed(self) -> np.ndarray:
+        """The 0/1 event flags in the order of :attr:`durations`."""
+        e, c = self.events.astype(np.int64), self.censored.astype(np.int64)
+        return (np.concatenate([np.repeat(np.array([1, 0]), [a, b]) for a, b in zip(e, c)])
+                if self.time.size else np.array([], dtype=np.int64))
 
     @classmethod
     def from_curve(cls, curve: pl.DataFrame, ci_transform: str, alpha: float = 0.05) -> KaplanMeier:
         """The curve back from its stored rows (:meth:`curve`, result table ``survival_curve``): enough
-        to draw it; each patient is back as a duration (an event or a censoring at its row's time)."""
+        to draw it; each patient is back as an event or a censoring at its row's time."""
         c = curve.sort("time_months")
-        time = c["time_months"].to_numpy().astype(float)
-        events = c["events"].fill_null(0).to_numpy().astype(np.int64)
-        censored = c["censored"].fill_null(0).to_numpy().astype(np.int64)
-        return cls(ci_transform, alpha, time, c["survival"].to_numpy().astype(float),
+        return cls(ci_transform, alpha, c["time_months"].to_numpy().astype(float),
+                   c["survival"].to_numpy().astype(float),
                    c["ci_lower"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
                    c["ci_upper"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-                   c["n_at_risk"].fill_null(0).to_numpy().astype(np.int64), events, censored,
-                   durations=np.repeat(time, events + censored),
-                   observed=np.concatenate([np.repeat(np.array([1, 0]), [e, k]) for e, k in zip(events, censored)])
-                   if time.size else np.array([], dtype=np.int64),
-                   fitter=None)
+                   c["n_at_risk"].fill_null(0).to_numpy().astype(np.int64),
+                   c["events"].fill_null(0).to_numpy().astype(np.int64),
+                   c["censored"].fill_null(0).to_numpy().astype(np.int64))
 
     def curve(self) -> pl.DataFrame:
         """The step curve: time, survival, CI, at risk, events, censored."""
         return pl.DataFrame({
             "time": self.time, "survival": self.survival,
-            "ci_lower": _nan_to_none(self.ci_lower), "ci_upper": _nan_to_none(self.ci_upper),
+            "ci_lower": self.ci_lower, "ci_upper": self.ci_upper,
             "n_at_risk": self.at_risk.astype(np.int64), "events": self.events.astype(np.int64),
             "censored": self.censored.astype(np.int64),
         }, strict=False).with_columns(pl.col("ci_lower", "ci_upper").fill_nan(None))
 
     def at(self, t: float) -> dict:
         """Survival, CI, number at risk and cumulative events at time ``t``."""
-        n_at_risk = int((self.durations >= t).sum())
-        cumulative = int(self.observed[self.durations <= t].sum())
-        if self.n == 0 or t > self.durations.max():
+        removed = self.events + self.censored
+        n_at_risk = int(removed[self.time >= t].sum())
+        cumulative = int(self.events[self.time <= t].sum())
+        if self.n == 0 or t > self.time[removed > 0].max():
             return {"survival": None, "ci_lower": None, "ci_upper": None, "n_at_risk": n_at_risk,
                     "cumulative_events": cumulative}
         i = int(np.searchsorted(self.time, t, side="right")) - 1
@@ -140,37 +151,65 @@ def r_quantile(time: np.ndarray, survival: np.ndarray, p: float, xmax: float | N
 
 
 def kaplan_meier(durations, event_observed, *, ci_transform: str = DEFAULT_CI_TRANSFORM,
-                 alpha: float = 0.05, label: str = "KM") -> KaplanMeier:
-    """Fit a Kaplan-Meier curve with lifelines and attach the ``ci_transform`` interval."""
-    from lifelines import KaplanMeierFitter
-
-    if ci_transform not in CI_TRANSFORMS:
-        raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}, not {ci_transform!r}")
+                 alpha: float = 0.05) -> KaplanMeier:
+    """Kaplan-Meier curve of patients' ``durations`` and 0/1 ``event_observed``, with the ``ci_transform`` interval."""
     durations = np.asarray(durations, dtype=float)
     observed = np.asarray(event_observed, dtype=int)
-    if durations.size == 0:
+    time, inverse = np.unique(durations, return_inverse=True)
+    removed = np.bincount(inverse, minlength=time.size)
+    events = np.bincount(inverse, weights=observed, minlength=time.size)
+    return kaplan_meier_counts(time, events, removed - events, ci_transform=ci_transform, alpha=alpha)
+
+
+def kaplan_meier_counts(time, events, censored, *, ci_transform: str = DEFAULT_CI_TRANSFORM,
+                        alpha: float = 0.05) -> KaplanMeier:
+    """Kaplan-Meier curve from the events and censorings at each distinct ``time`` (sorted, unique).
+
+    Vectorised over the distinct times (written here rather than with lifelines'
+    ``KaplanMeierFitter``, which takes one row per patient): the same arithmetic as lifelines
+    (``S = exp(cumsum(log(n - d) - log n))``, Greenwood's ``cumsum(d / (n (n - d)))``, the exponential
+    Greenwood log-log interval), so the estimates are lifelines' to the last digit; time 0 first,
+    as lifelines' event table.
+    """
+    if ci_transform not in CI_TRANSFORMS:
+        raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}, not {ci_transform!r}")
+    time = np.asarray(time, dtype=float)
+    deaths = np.asarray(events, dtype=float)
+    censored = np.asarray(censored, dtype=float)
+    if time.size == 0:
         empty = np.array([], dtype=float)
-        return KaplanMeier(ci_transform, alpha, empty, empty, empty, empty, empty, empty, empty, durations,
-                           observed, None)
-    fitter = KaplanMeierFitter(alpha=alpha, label=label).fit(durations, observed)
-    table = fitter.event_table
-    time = table.index.to_numpy(dtype=float)
-    survival = fitter.survival_function_[label].reindex(table.index).to_numpy(dtype=float)
-    at_risk = table["at_risk"].to_numpy(dtype=float)
-    deaths = table["observed"].to_numpy(dtype=float)
+        return KaplanMeier(ci_transform, alpha, empty, empty, empty, empty, empty, empty, empty)
+    if time[0] > 0:  # lifelines' timeline starts at 0: nobody removed there
+        time, deaths, censored = (np.concatenate([[0.0], time]), np.concatenate([[0.0], deaths]),
+                                  np.concatenate([[0.0], censored]))
+    removed = deaths + censored
+    at_risk = removed.sum() - np.concatenate([[0.0], np.cumsum(removed)[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        survival = np.exp(np.cumsum(np.log(at_risk - deaths) - np.log(at_risk)))
+        greenwood = deaths / (at_risk * (at_risk - deaths))
+        variance = np.cumsum(np.where(np.isinf(greenwood), 0.0, greenwood))
     if ci_transform == "log":
         lower, upper = _log_interval(survival, at_risk, deaths, alpha)
     else:
-        ci = fitter.confidence_interval_survival_function_.reindex(table.index)
-        lower, upper = ci.iloc[:, 0].to_numpy(dtype=float), ci.iloc[:, 1].to_numpy(dtype=float)
+        lower, upper = _log_log_interval(survival, variance, alpha)
         # log(-log S) is undefined at S = 1 (and 0): R's survfit gives NA at such an observed time where
-        # lifelines gives [1, 1]; lifelines' added start row (time 0, nobody observed) stays [1, 1],
+        # lifelines gives [1, 1]; the added start row (time 0, nobody observed) stays [1, 1],
         # as R's summary(times=) before the first time
-        observed_here = (deaths + table["censored"].to_numpy(dtype=float)) > 0
-        undefined = ((survival >= 1) | (survival <= 0)) & observed_here
+        undefined = ((survival >= 1) | (survival <= 0)) & (removed > 0)
         lower, upper = np.where(undefined, np.nan, lower), np.where(undefined, np.nan, upper)
-    return KaplanMeier(ci_transform, alpha, time, survival, lower, upper, at_risk, deaths,
-                       table["censored"].to_numpy(dtype=float), durations, observed, fitter)
+    return KaplanMeier(ci_transform, alpha, time, survival, lower, upper, at_risk, deaths, censored)
+
+
+def _log_log_interval(survival, variance, alpha):
+    """lifelines' exponential Greenwood bounds (``KaplanMeierFitter._bounds``), 1 where undefined."""
+    from lifelines.utils import inv_normal_cdf
+
+    z = inv_normal_cdf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.log(survival)
+        lower = np.exp(-np.exp(np.log(-v) - z * np.sqrt(variance) / v))
+        upper = np.exp(-np.exp(np.log(-v) + z * np.sqrt(variance) / v))
+    return np.where(np.isnan(lower), 1.0, lower), np.where(np.isnan(upper), 1.0, upper)
 
 
 def _log_interval(survival, at_risk, deaths, alpha):
@@ -188,13 +227,8 @@ def reverse_kaplan_meier(durations, event_observed, alpha: float = 0.05) -> Kapl
     """Follow-up distribution (Schemper & Smith 1996): censoring is the event, events are censored."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return kaplan_meier(durations, 1 - np.asarray(event_observed, dtype=int), ci_transform="log", alpha=alpha,
-                            label="follow_up")
+        return kaplan_meier(durations, 1 - np.asarray(event_observed, dtype=int), ci_transform="log", alpha=alpha)
 
 
 def _num(value) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
-
-
-def _nan_to_none(values: np.ndarray) -> list[float | None]:
-    return [_num(v) for v in values]

@@ -19,7 +19,8 @@ from clms_etl.survival import endpoints as ep
 from clms_etl.survival.competing_study import analyse_competing
 from clms_etl.survival.competing_study import report_section as competing_section
 from clms_etl.survival.competing_study import write_figure as write_competing_figure
-from clms_etl.survival.km import CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier, reverse_kaplan_meier
+from clms_etl.survival.km import (CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier_counts,
+                                  reverse_kaplan_meier)
 from clms_etl.survival.table1 import table1, table1_display, table1_layout, unrecorded_items
 from clms_etl.survival import inference
 from clms_etl.survival import tables as result_tables
@@ -138,6 +139,16 @@ def _frame(rows: list[dict], table) -> pl.DataFrame:
     if not rows:
         return _empty(table)
     frame = pl.DataFrame(rows, infer_schema_length=None)
+    return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+                         for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
+
+
+def _residual_frame(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The ph_residual table from the models' residual frames (:func:`inference._ph_rows`)."""
+    table = result_tables.PH_RESIDUAL
+    if not frames:
+        return _empty(table)
+    frame = pl.concat(frames, how="diagonal_relaxed")
     return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
                          for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
 
@@ -472,7 +483,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     univariate_rows: list[dict] = []
     cox_rows: list[dict] = []
     ph_rows: list[dict] = []
-    residual_rows: list[dict] = []
+    residual_rows: list[pl.DataFrame] = []
     continuous_rows: list[dict] = []
     multivariable: list[dict] = []
     with warnings.catch_warnings():
@@ -487,9 +498,11 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             for variable, value, g in groups:
                 if g.is_empty() and variable != ALL:
                     continue  # a level nobody has (e.g. a predictor no centre records): no curve for nobody
+                counts = g.group_by("time_months").agg(events=pl.col("event").sum(), n=pl.len()).sort("time_months")
                 for transform in CI_TRANSFORMS:
-                    km = kaplan_meier(g["time_months"].to_numpy(), g["event"].to_numpy(), ci_transform=transform,
-                                      alpha=alpha)
+                    km = kaplan_meier_counts(counts["time_months"].to_numpy(), counts["events"].to_numpy(),
+                                             (counts["n"] - counts["events"]).to_numpy(), ci_transform=transform,
+                                             alpha=alpha)
                     key = (endpoint, variable, value, transform)
                     curves[key] = km
                     estimates += _estimate_rows(km, key, time_points_months)
@@ -546,7 +559,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_population_rule=rule.frame(min_follow_up_months),
         univariate_cox=_frame(cox_rows, result_tables.UNIVARIATE_COX),
         ph_test=_frame(ph_rows, result_tables.PH_TEST),
-        ph_residual=_frame(residual_rows, result_tables.PH_RESIDUAL),
+        ph_residual=_residual_frame(residual_rows),
         continuous_cox=_frame(continuous_rows, result_tables.CONTINUOUS_COX),
         multivariable_cox=_frame(multivariable, result_tables.MULTIVARIABLE_COX),
     )

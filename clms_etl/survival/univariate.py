@@ -55,35 +55,53 @@ def hazard_ratios(frame: pl.DataFrame, duration_col: str, event_col: str, covari
                   alpha: float = 0.05) -> dict[str, HazardRatio]:
     """Cox model (Efron ties) of ``event_col`` over ``duration_col`` on numeric ``covariates``.
 
-    A plain frame in, hazard ratios with Wald CI out; raises lifelines' ``ConvergenceError`` when
-    the model does not converge.
+    A plain frame in, hazard ratios with Wald CI out (lifelines' conventions: z from the normal
+    quantile, p from the chi-square of z squared); fitted on the distinct rows
+    (:mod:`clms_etl.survival.efron`); raises lifelines' ``ConvergenceError`` when the model does not
+    converge.
     """
-    from lifelines import CoxPHFitter
+    from lifelines.utils import inv_normal_cdf
+    from scipy import stats
 
-    data = frame.select(duration_col, event_col, *covariates).drop_nulls().to_pandas()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lifelines' convergence hints: not estimable rows say why
-        model = CoxPHFitter(alpha=alpha).fit(data, duration_col=duration_col, event_col=event_col)
-    s = model.summary
-    lower = next(c for c in s.columns if c.startswith("exp(coef) lower"))
-    upper = next(c for c in s.columns if c.startswith("exp(coef) upper"))
-    return {c: HazardRatio(c, float(s.loc[c, "exp(coef)"]), float(s.loc[c, lower]), float(s.loc[c, upper]),
-                           float(s.loc[c, "p"])) for c in covariates}
+    from clms_etl.survival import efron
+
+    data = frame.select(duration_col, event_col, *covariates).drop_nulls()
+    fitted = efron.fit(efron.tied_rows(data.select(covariates).to_numpy().astype(float),
+                                       data[duration_col].to_numpy(), data[event_col].to_numpy()))
+    z = inv_normal_cdf(1 - alpha / 2)
+    se = np.sqrt(np.diag(fitted.variance))
+    p = stats.chi2.sf((fitted.coef / se) ** 2, 1)
+    return {c: HazardRatio(c, float(np.exp(fitted.coef[j])), float(np.exp(fitted.coef[j] - z * se[j])),
+                           float(np.exp(fitted.coef[j] + z * se[j])), float(p[j])) for j, c in enumerate(covariates)}
 
 
 def logrank(frame: pl.DataFrame, duration_col: str, event_col: str, group_col: str) -> tuple[float, int, float]:
-    """Log-rank test over the groups of ``group_col``: (chi-square, degrees of freedom, p)."""
-    from lifelines.statistics import logrank_test, multivariate_logrank_test
+    """Log-rank test over the groups of ``group_col``: (chi-square, degrees of freedom, p).
 
-    groups = frame[group_col].unique(maintain_order=True).to_list()
-    if len(groups) == 2:
-        a, b = (frame.filter(pl.col(group_col) == g) for g in groups)
-        result = logrank_test(a[duration_col].to_numpy(), b[duration_col].to_numpy(),
-                              a[event_col].to_numpy(), b[event_col].to_numpy())
-    else:
-        result = multivariate_logrank_test(frame[duration_col].to_numpy(), frame[group_col].to_numpy(),
-                                           frame[event_col].to_numpy())
-    return float(result.test_statistic), len(groups) - 1, float(result.p_value)
+    lifelines' ``multivariate_logrank_test`` arithmetic (R ``survdiff``), on the events and
+    numbers at risk per group and distinct time instead of one row per patient.
+    """
+    from scipy import stats
+
+    counts = (frame.group_by(group_col, duration_col)
+              .agg(removed=pl.len(), deaths=pl.col(event_col).sum())
+              .pivot(on=group_col, index=duration_col, values=["removed", "deaths"], sort_columns=True)
+              .sort(duration_col).fill_null(0))
+    groups = sorted(frame[group_col].unique().to_list())
+    removed = np.column_stack([counts[f"removed_{g}"].to_numpy() for g in groups]).astype(float)
+    deaths = np.column_stack([counts[f"deaths_{g}"].to_numpy() for g in groups]).astype(float)
+    n_group = removed.sum(axis=0) - np.vstack([np.zeros(len(groups)), np.cumsum(removed, axis=0)[:-1]])
+    n, d = n_group.sum(axis=1), deaths.sum(axis=1)
+    expected = (n_group * (d / n)[:, None]).sum(axis=0)
+    z = deaths.sum(axis=0) - expected
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (n - d) / (n - 1)
+    factor = np.where(np.isfinite(ratio), ratio, 1.0) * d / n ** 2
+    v = -(n_group * factor[:, None]).T @ n_group
+    v[np.diag_indices_from(v)] += (n_group * (n * factor)[:, None]).sum(axis=0)
+    k = len(groups) - 1
+    statistic = float(z[:k] @ np.linalg.pinv(v[:k, :k]) @ z[:k])
+    return statistic, k, float(stats.chi2.sf(statistic, k))
 
 
 def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "time_months",
@@ -97,8 +115,8 @@ def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "t
 
     known = predictor.levels + (predictor.reference,)
     data = frame.select(duration_col, event_col, predictor.key).drop_nulls().filter(pl.col(predictor.key).is_in(known))
-    counts = {lvl: (data.filter(pl.col(predictor.key) == lvl).height,
-                    int(data.filter(pl.col(predictor.key) == lvl)[event_col].sum())) for lvl in known}
+    by_level = {r[0]: (r[1], r[2]) for r in data.group_by(predictor.key).agg(pl.len(), pl.col(event_col).sum()).rows()}
+    counts = {lvl: (int(by_level.get(lvl, (0, 0))[0]), int(by_level.get(lvl, (0, 0))[1] or 0)) for lvl in known}
     n, events = data.height, int(data[event_col].sum())
     present = [lvl for lvl in known if counts[lvl][0] > 0]
 

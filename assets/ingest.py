@@ -104,7 +104,7 @@ def refuse_misnamed_folders(drop_folder: DropFolder, outputs: OutputsFolder, cen
     """A folder that is not a real, past date stops the centre's import: its query list tells the centre."""
     from clms_etl.centre_import import query_list_path
     from clms_etl.query_list import write_query_workbook
-    from clms_etl.readers.base import queries_frame
+    from clms_etl.data_queries import queries_frame
 
     refused = refused_folders(drop_folder.root, centre)
     if not refused:

@@ -17,7 +17,8 @@ from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
 from clms_etl import rules
-from clms_etl.readers.base import IDENTIFIER_MASK, DataQuery, ImportFailure, ReadContext, is_foreign_panic, queries_frame
+from clms_etl.data_queries import IDENTIFIER_MASK, DataQuery, clipped, queries_frame
+from clms_etl.readers.base import ImportFailure, ReadContext, is_foreign_panic
 
 
 @dataclass
@@ -86,9 +87,7 @@ def _as_received(validated, folder: Path, identifiers) -> pl.DataFrame:
     raw = raw_cells(folder, checked.select(cell))
     replaced = checked.join(raw, on=cell, how="inner", nulls_equal=True).select("_i", "raw")
     return (queries.join(replaced, on="_i", how="left", maintain_order="left")
-            .with_columns(value=pl.coalesce(
-                pl.when(pl.col("raw").str.len_chars() > 200).then(pl.col("raw").str.slice(0, 200) + "…")
-                .otherwise(pl.col("raw")), "value")).drop("_i", "raw"))
+            .with_columns(value=pl.coalesce(clipped(pl.col("raw")), "value")).drop("_i", "raw"))
 
 
 def _answers(folder: Path, identifiers) -> pl.DataFrame:

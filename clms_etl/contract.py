@@ -31,7 +31,7 @@ DTYPES: dict[str, type[pl.DataType]] = {
     "String": pl.String, "Int8": pl.Int8, "Int16": pl.Int16, "Int32": pl.Int32, "Int64": pl.Int64,
     "Float64": pl.Float64, "Boolean": pl.Boolean, "Date": pl.Date,
 }
-PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.readers.base.pseudonym)
+PSEUDONYM_LENGTH = 21  # "P" + 20 hex digits (clms_etl.keys.pseudonym)
 
 
 @dataclass(frozen=True)

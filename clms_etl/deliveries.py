@@ -66,7 +66,7 @@ class RefusedFolder:
     def query(self, on: dt.date):
         """The data query the centre gets for it (``on``: the date of the query list)."""
         from clms_etl import rules
-        from clms_etl.readers.base import DataQuery
+        from clms_etl.data_queries import DataQuery
 
         return DataQuery(self.centre, on, self.path.name, None, None, None, None, None, None, self.path.name,
                          REFUSED_RULE, rules.severity(REFUSED_RULE), self.message)

@@ -10,7 +10,7 @@ numbers, birth dates) and register those cells, raw, in :class:`Identifiers` (``
   value masked, and the line's other queries, which quote shifted cells, are dropped;
 * every other string value of every canonical frame, and the ``value`` and ``message`` of every
   query, is searched for the delivery's identifiers; a match is replaced in place by
-  :data:`~clms_etl.readers.base.IDENTIFIER_MASK` and raises an ``identifier_in_text`` warning that
+  :data:`~clms_etl.data_queries.IDENTIFIER_MASK` and raises an ``identifier_in_text`` warning that
   names file, row and column, so the data manager can remove it from the chart.
 
 What matches (text compared folded: lower case, no accents):
@@ -42,7 +42,7 @@ import polars as pl
 
 from clms_etl import contract, model, rules
 from clms_etl.dates import FRENCH_MONTHS
-from clms_etl.readers.base import IDENTIFIER_MASK, QUERY_SCHEMA
+from clms_etl.data_queries import IDENTIFIER_MASK, QUERY_SCHEMA
 
 NAME = "name"
 HOSPITAL_NUMBER = "hospital_number"
@@ -389,7 +389,8 @@ class Screened:
 def screen_read(result, identifiers: Identifiers, source_columns: dict | None = None):
     """``result`` (a :class:`~clms_etl.readers.base.ReadResult`) with shifted lines quarantined and
     masked, every identifier masked in its frames and queries, and the warnings that say where."""
-    from clms_etl.readers.base import QueryLog, ReadResult
+    from clms_etl.data_queries import QueryLog
+    from clms_etl.readers.base import ReadResult
 
     screen = identifiers.screen()
     names = source_columns or {}

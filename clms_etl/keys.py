@@ -150,6 +150,16 @@ def pseudonym_key(url: str | None = None, env: Mapping[str, str] | None = None, 
 # -- fingerprint ---------------------------------------------------------------------------------
 
 
+def pseudonym(key: bytes, centre: str, local_id: str) -> str:
+    """HMAC-SHA256 of ``centre:local_id`` (normalised), 80 bits in hex, prefixed ``P``.
+
+    80 bits keep the risk of a collision negligible for tens of millions of patients while
+    staying short enough to read out on the phone to a data manager.
+    """
+    message = f"{centre.strip().lower()}:{local_id.strip().upper()}".encode()
+    return "P" + hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
+
+
 def fingerprint(key: bytes, salt: bytes | None = None) -> str:
     """``scrypt$N$r$p$<salt hex>$<digest hex>``: stored in the warehouse, never the key.
 

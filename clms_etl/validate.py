@@ -2,7 +2,7 @@
 
 :func:`validate` runs the pandera schemas of :mod:`validations.canonical` on the reader's
 canonical frames (lazily, so every failure is collected), turns each failure into a
-:class:`~clms_etl.readers.base.DataQuery` row pointing at the centre's file, sheet and row, adds
+:class:`~clms_etl.data_queries.DataQuery` row pointing at the centre's file, sheet and row, adds
 the reader's own queries, and splits every table:
 
 * a row with at least one ERROR query (reader's or validation's) is quarantined, with the
@@ -38,7 +38,9 @@ from pandera.constants import CHECK_OUTPUT_KEY
 from pandera.errors import SchemaErrors
 
 from clms_etl import contract, model, rules
-from clms_etl.readers.base import ERROR, QUERY_SCHEMA, WARNING, ReadResult
+from clms_etl.data_queries import QUERY_SCHEMA
+from clms_etl.readers.base import ReadResult
+from clms_etl.rules import ERROR, WARNING
 
 ACCOUNTING_SCHEMA = {
     "table": pl.String,

@@ -22,7 +22,7 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.identifiers import Identifiers
 from clms_etl.centre_import import read_and_validate, write_query_list
-from clms_etl.readers.base import IDENTIFIER_MASK
+from clms_etl.data_queries import IDENTIFIER_MASK
 from tests.conftest import TWIN_DATE
 
 KEY = b"test-pseudonym-key-identifiers!!"

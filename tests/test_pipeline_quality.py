@@ -12,7 +12,7 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.keys import DEMO_KEY
 from clms_etl.centre_import import read_and_validate
-from clms_etl.readers.base import pseudonym
+from clms_etl.keys import pseudonym
 from clms_etl.synth.generate import generate
 
 DATE = dt.date(2026, 11, 23)

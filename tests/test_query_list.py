@@ -17,7 +17,7 @@ from clms_etl.centre_import import read_and_validate
 from clms_etl.query_list import (
     ANSWERED, OPEN, RESOLVED, query_ids, read_answers, track, write_query_workbook,
 )
-from clms_etl.readers.base import QUERY_SCHEMA
+from clms_etl.data_queries import QUERY_SCHEMA
 from clms_etl.readers.engine import reader
 from tests.warehouse.helpers import TEST_KEY
 

@@ -13,7 +13,9 @@ import polars as pl
 import pytest
 
 from clms_etl.query_list import write_query_workbook
-from clms_etl.readers.base import ERROR, WARNING, DataQuery, ReadResult, frame
+from clms_etl.data_queries import DataQuery
+from clms_etl.readers.base import ReadResult, frame
+from clms_etl.rules import ERROR, WARNING
 from clms_etl.validate import validate
 from clms_etl import rules
 from validations.canonical import RULES, SCHEMAS, check_rule
@@ -437,7 +439,8 @@ def test_reader_queries_on_one_row_give_its_distinct_error_rules_sorted_and_its_
 
 
 def test_queries_appended_as_frames_keep_their_place_among_single_queries():
-    from clms_etl.readers.base import QueryLog, ReadContext, queries_frame
+    from clms_etl.data_queries import QueryLog, queries_frame
+    from clms_etl.readers.base import ReadContext
 
     R = ("unknown_code", "value_normalised", "unparseable_date", "unparseable_number", "empty_row")
 

@@ -1,4 +1,4 @@
-"""What every reader shares: the result shape, data queries, column matching, pseudonyms.
+"""What every reader shares: the result shape, raising data queries, column matching, delivery files.
 
 A reader is a module ``clms_etl.readers.<format>`` with one function::
 
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import hashlib
-import hmac
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,44 +26,12 @@ import numpy as np
 import polars as pl
 
 from clms_etl import model, rules
+# IDENTIFIER_MASK, like the severities, re-exported for the readers
+from clms_etl.data_queries import (IDENTIFIER_MASK, MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog,  # noqa: F401
+                                   clipped, queries_frame, to_queries)
+from clms_etl.identifiers import Identifiers
+from clms_etl.keys import pseudonym
 from clms_etl.rules import ERROR, WARNING  # noqa: F401  (the severities, re-exported for the readers)
-
-QUERY_SCHEMA = {
-    "centre": pl.String,
-    "delivery_date": pl.Date,
-    "file": pl.String,
-    "sheet": pl.String,
-    "row": pl.Int64,
-    "table_name": pl.String,  # canonical table of the row concerned (null: whole file)
-    "row_id": pl.String,  # canonical row concerned (null: whole file)
-    "patient_id": pl.String,
-    "field": pl.String,  # column as named in the centre's file
-    "value": pl.String,  # as received; masked for identifier columns
-    "rule": pl.String,
-    "severity": pl.String,
-    "message": pl.String,
-}
-
-IDENTIFIER_MASK = "<identifiant masqué>"
-
-
-@dataclass
-class DataQuery:
-    """One problem in one cell (or row, or file), for the centre's data manager."""
-
-    centre: str
-    delivery_date: dt.date
-    file: str
-    sheet: str | None
-    row: int | None
-    table_name: str | None
-    row_id: str | None
-    patient_id: str | None
-    field: str | None
-    value: str | None
-    rule: str
-    severity: str
-    message: str
 
 
 class ImportFailure(Exception):
@@ -77,16 +43,6 @@ class ImportFailure(Exception):
         self.column = column
 
 
-def pseudonym(key: bytes, centre: str, local_id: str) -> str:
-    """HMAC-SHA256 of ``centre:local_id`` (normalised), 80 bits in hex, prefixed ``P``.
-
-    80 bits keep the risk of a collision negligible for tens of millions of patients while
-    staying short enough to read out on the phone to a data manager.
-    """
-    message = f"{centre.strip().lower()}:{local_id.strip().upper()}".encode()
-    return "P" + hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
-
-
 @dataclass
 class ReadContext:
     centre: str
@@ -95,7 +51,7 @@ class ReadContext:
     pseudonym_key: bytes
     queries: list[DataQuery] = field(default_factory=lambda: QueryLog())
     # the delivery's identifier cells, registered raw by the reader (clms_etl.identifiers)
-    identifiers: object = field(default_factory=lambda: _identifiers())
+    identifiers: Identifiers = field(default_factory=Identifiers)
 
     def register_identifiers(self, kind: str, values, column: str | None = None) -> None:
         """The cells of one identifier column (``kind``: name, hospital_number, birth_date), raw:
@@ -116,8 +72,8 @@ class ReadContext:
         """One query under ``rule``, with the registry's severity (:mod:`clms_etl.rules`)."""
         severity = rules.severity(rule)
         text = None if value is None else str(value)
-        if text is not None and len(text) > 200:
-            text = text[:200] + "…"
+        if text is not None and len(text) > MAX_VALUE:
+            text = text[:MAX_VALUE] + "…"
         self.queries.append(
             DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id,
                       patient_id, field, text, rule, severity, message)
@@ -126,7 +82,7 @@ class ReadContext:
     def extend_queries(self, frame: pl.DataFrame) -> None:
         """Append one query per row of ``frame`` (columns of :data:`QUERY_SCHEMA`; ``centre`` and
         ``delivery_date`` may be left out; ``severity`` is always the registry's), in frame order,
-        exactly as :meth:`query` would: values longer than 200 characters cut with "…". For many
+        exactly as :meth:`query` would: values longer than :data:`MAX_VALUE` characters cut with "…". For many
         alike queries at once."""
         if frame.is_empty():
             return
@@ -137,15 +93,11 @@ class ReadContext:
             **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
                if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
             severity=rules.severity_expr(pl.col("rule")),
-        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
-        value = pl.col("value")
-        frame = frame.with_columns(
-            pl.when(value.str.len_chars() > 200).then(value.str.slice(0, 200) + "…").otherwise(value).alias("value")
-        )
+        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()]).with_columns(clipped(pl.col("value")).alias("value"))
         if isinstance(self.queries, QueryLog):
             self.queries.append_frame(frame)  # kept as a frame until someone reads it as a list
         else:
-            self.queries.extend(_to_queries(frame))
+            self.queries.extend(to_queries(frame))
 
 
 @dataclass
@@ -159,85 +111,7 @@ class ReadResult:
     source_rows: dict[str, int] = field(default_factory=dict)
 
     def queries_frame(self) -> pl.DataFrame:
-        if isinstance(self.queries, QueryLog):
-            return self.queries.to_frame()
         return queries_frame(self.queries)
-
-
-def _identifiers():
-    from clms_etl.identifiers import Identifiers  # (it imports this module)
-
-    return Identifiers()
-
-
-def queries_frame(queries: Iterable[DataQuery]) -> pl.DataFrame:
-    # Column by column: ``dataclasses.asdict`` deep-copies every field of every query.
-    if isinstance(queries, QueryLog):
-        return queries.to_frame()
-    queries = queries if isinstance(queries, list) else list(queries)
-    return pl.DataFrame({name: [getattr(q, name) for q in queries] for name in QUERY_SCHEMA}, schema=QUERY_SCHEMA)
-
-
-def _to_queries(frame: pl.DataFrame) -> list[DataQuery]:
-    return list(map(DataQuery, *(c.to_list() for c in frame.iter_columns())))
-
-
-def _flushing(name: str):
-    method = getattr(list, name)
-
-    def wrapper(self, *args, **kwargs):
-        self._flush()
-        return method(self, *args, **kwargs)
-
-    wrapper.__name__ = name
-    return wrapper
-
-
-class QueryLog(list):
-    """The queries of one read, in order: a list of :class:`DataQuery` that also takes whole
-    frames of queries (:meth:`ReadContext.extend_queries`) without turning each row into an
-    object. A frame stays a frame until the log is read as a list (then its rows become
-    ``DataQuery`` objects in place, so the list is exactly what it would have been);
-    :meth:`to_frame` concatenates the frames as they are, which is what validation needs.
-    Appending (``append``, ``extend``, ``+=``) never needs the frames, so it leaves them be."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self._pending: list[tuple[int, pl.DataFrame]] = []  # (objects before it, frame)
-
-    def append_frame(self, frame: pl.DataFrame) -> None:
-        if not frame.is_empty():
-            self.__dict__.setdefault("_pending", []).append((list.__len__(self), frame))
-
-    def _flush(self) -> None:
-        pending = self.__dict__.get("_pending")
-        if not pending:
-            return
-        self._pending = []
-        for at, frame in reversed(pending):  # from the end, so earlier positions stay valid
-            list.__setitem__(self, slice(at, at), _to_queries(frame))
-
-    def to_frame(self) -> pl.DataFrame:
-        """Every query as one :data:`QUERY_SCHEMA` frame, in order."""
-        pending = self.__dict__.get("_pending") or []
-        parts, start = [], 0
-        for at, frame in pending:
-            if at > start:
-                parts.append(queries_frame(list.__getitem__(self, slice(start, at))))
-            parts.append(frame)
-            start = at
-        if start < list.__len__(self) or not parts:
-            parts.append(queries_frame(list.__getitem__(self, slice(start, None))))
-        return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical")
-
-    for _name in ("__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__",
-                  "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__", "__reversed__",
-                  "__add__", "__mul__", "__imul__", "__reduce__", "__reduce_ex__", "__copy__", "copy", "index",
-                  "count", "insert", "pop", "remove", "reverse", "sort", "clear"):
-        if hasattr(list, _name):
-            locals()[_name] = _flushing(_name)
-    del _name
-    __hash__ = None
 
 
 # --- column matching ------------------------------------------------------------------------
@@ -301,6 +175,22 @@ def frame(table: str, rows: list[dict]) -> pl.DataFrame:
     """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
     schema = model.TABLES[table]
     return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
+
+
+def number_within(key: str) -> pl.Expr:
+    """1..n within runs of equal ``key`` of a frame sorted by it (a window without hashing)."""
+    idx = pl.int_range(pl.len(), dtype=pl.Int32)
+    return idx - pl.when(pl.col(key).ne_missing(pl.col(key).shift())).then(idx).forward_fill() + 1
+
+
+def repeated_rows(rows: pl.DataFrame, key: pl.Series) -> pl.Series:
+    """The rows sharing a ``key`` (null: none) to report: each repeat, the first too when the copies differ."""
+    dup = key.is_not_null() & key.is_duplicated()
+    if not dup.any():
+        return dup
+    groups = pl.DataFrame({"i": dup.arg_true(), "k": key.filter(dup), "h": rows.filter(dup).hash_rows()})
+    differ = groups.filter(pl.col("h").n_unique().over("k") > 1)["i"]
+    return dup & (~key.is_first_distinct() | pl.int_range(key.len(), eager=True).is_in(differ.implode()))
 
 
 def leaves_folder(folder: Path, path: Path) -> bool:

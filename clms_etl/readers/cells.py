@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from clms_etl.dates import ParsedDate, parse_french_date
-from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ReadContext
+from clms_etl.readers.base import IDENTIFIER_MASK, ReadContext
 
 MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
 MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)
@@ -139,11 +139,6 @@ def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
     pseudonym scheme in ``base`` cannot go unnoticed here.
     """
     local_ids = list(local_ids)
-    return dict(zip(local_ids, _pseudonyms(ctx, local_ids)))
-
-
-def _pseudonyms(ctx: ReadContext, local_ids: list[str]) -> list[str]:
-    """The pseudonym of each of ``local_ids``, in order (see :func:`pseudonymise_many`)."""
     key = ctx.pseudonym_key
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
@@ -159,8 +154,8 @@ def _pseudonyms(ctx: ReadContext, local_ids: list[str]) -> list[str]:
         o.update(h.digest())
         out.append("P" + o.digest()[:10].hex())  # = hexdigest()[:20], without hex-encoding the rest
     if out and out[0] != ctx.pseudonymise(local_ids[0]):
-        return [ctx.pseudonymise(local_id) for local_id in local_ids]
-    return out
+        out = [ctx.pseudonymise(local_id) for local_id in local_ids]
+    return dict(zip(local_ids, out))
 
 
 def _text(raw) -> str | None:

@@ -108,6 +108,11 @@ class FileLayout:
     max_cell: int | None = None  # a longer cell is a broken line: null, value_too_long
     final_line_end: str = "required"  # "warning": a full last line without it is read, with a warning
 
+    @classmethod
+    def of(cls, f: dict, **defaults) -> FileLayout:
+        """From a format file's ``[file]`` table (lists as tuples; keys of no field ignored)."""
+        return cls(**defaults | {k: tuple(v) if isinstance(v, list) else v for k, v in f.items() if k in _LAYOUT_KEYS})
+
     @property
     def spreadsheet(self) -> bool:
         return Path(self.name).suffix.lower() in SPREADSHEETS
@@ -171,6 +176,7 @@ def load(path: Path) -> Declaration:
 
 
 _KEYS = {f.name for f in dataclasses.fields(Column)}  # a column's other keys are its options
+_LAYOUT_KEYS = {f.name for f in dataclasses.fields(FileLayout)}
 
 
 @functools.lru_cache(maxsize=64)
@@ -179,14 +185,7 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
     where = Path(path).name
     codes = data.get("codes", {})
     f = data["file"]
-    layout = FileLayout(
-        f["name"], f.get("sheet"), f.get("encoding", "utf-8"), f.get("separator", ","), f.get("decimal", "."),
-        f.get("line_end"), tuple(f.get("date_formats", ("%Y-%m-%d",))), tuple(f.get("missing", ("",))),
-        tuple(f.get("written_missing", [t for t in f.get("missing", ()) if t])), f.get("row_id", "{table}:{file}:{row}"),
-        bool(f.get("date_cells", False)),
-        bool(f.get("hand_typed", False)), bool(f.get("quoting", True)), f.get("max_cell"),
-        f.get("final_line_end", "required"),
-    )
+    layout = FileLayout.of(f, written_missing=tuple(t for t in f.get("missing", ()) if t))
     tables = data.get("tables", {})
     constants = {t: dict(v.get("constants", {})) for t, v in tables.items()}
     when_any_cell = tuple(t for t, v in tables.items() if v.get("when_any_cell"))
@@ -206,24 +205,25 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
 
 
 def _columns(where: str, declared: list[dict], codes: dict) -> tuple[Column, ...]:
-    columns = []
     for c in declared:
-        name = c["name"]
         if "codes" in c and c["codes"] not in codes:
-            raise ValueError(f"{where}: column {name}: code list {c['codes']!r} is not declared under [codes]")
-        kind = c.get("kind") or ("code" if "codes" in c else "identifier")
-        if kind not in KINDS:
-            raise ValueError(f"{where}: column {name}: kind {kind!r} is none of {KINDS}")
-        if c.get("identifier") not in (None, *IDENTIFIER_KINDS):
-            raise ValueError(f"{where}: column {name}: identifier {c['identifier']!r} is none of {IDENTIFIER_KINDS}")
-        column = Column(name, tuple(c.get("aliases", ())), c.get("field"), kind, codes.get(c.get("codes")),
-                        c.get("other"), float(c.get("factor", 1.0)), bool(c.get("integer", False)),
-                        bool(c.get("required", True)), c.get("identifier"), c.get("upper_bound"),
-                        None if "written_missing" not in c else tuple(c["written_missing"]),
-                        bool(c.get("upper_case", False)), {k: v for k, v in c.items() if k not in _KEYS})
-        if column.table not in (None, *ROW_TABLES, "event"):
-            raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
-        if column.field and column.field.count(".") == 2 and column.event not in (*EVENT_KINDS, "relapse", "notes"):
-            raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
-        columns.append(column)
-    return tuple(columns)
+            raise ValueError(f"{where}: column {c['name']}: code list {c['codes']!r} is not declared under [codes]")
+    return tuple(column(where, c, codes.get(c.get("codes"))) for c in declared)
+
+
+def column(where: str, c: dict, codes: dict | None = None) -> Column:
+    """The column declared by ``c`` (a ``[[columns]]`` table; ``codes``: its code list), checked."""
+    name = c["name"]
+    kind = c.get("kind") or ("code" if codes is not None else "identifier")
+    if kind not in KINDS:
+        raise ValueError(f"{where}: column {name}: kind {kind!r} is none of {KINDS}")
+    if c.get("identifier") not in (None, *IDENTIFIER_KINDS):
+        raise ValueError(f"{where}: column {name}: identifier {c['identifier']!r} is none of {IDENTIFIER_KINDS}")
+    declared = {k: tuple(v) if isinstance(v, list) else v for k, v in c.items() if k in _KEYS}
+    column = Column(**declared | dict(kind=kind, codes=codes, factor=float(c.get("factor", 1.0)),
+                                      options={k: v for k, v in c.items() if k not in _KEYS}))
+    if column.table not in (None, *ROW_TABLES, "event"):
+        raise ValueError(f"{where}: column {name}: field {column.field!r} is in no table the engine fills")
+    if column.field and column.field.count(".") == 2 and column.event not in (*EVENT_KINDS, "relapse", "notes"):
+        raise ValueError(f"{where}: column {name}: event kind {column.event!r} is none of {EVENT_KINDS}")
+    return column

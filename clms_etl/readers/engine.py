@@ -57,6 +57,7 @@ from clms_etl.readers.base import (
     match_columns,
     normalise_name,
     read_guarded,
+    repeated_rows,
 )
 from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
@@ -665,10 +666,7 @@ def _too_long(cols: Columns, limit: int) -> None:
 
 def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
     """What the declaration implies of every record: a patient key, once; the header's width."""
-    id_key = _missing_keys(cols, keys, "patient")
-    repeated = (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list()
-    if repeated:
-        _duplicates(cols, df, keys, repeated, id_key)
+    _duplicates(cols, df, keys, _missing_keys(cols, keys, "patient"))
     for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
         cols.cells(i, "patient").error(
             None, None, "wrong_field_count",
@@ -691,19 +689,18 @@ def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series |
     return id_key
 
 
-def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, index: list[int], id_key: str) -> None:
-    """Each repeat of a patient is an error; the first occurrence too when the copies differ."""
-    hashes = df.hash_rows()
+def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, id_key: str) -> None:
+    """Each repeat of a patient is an error, the first occurrence too when the copies differ
+    (:func:`repeated_rows`); the message names all the lines of the patient."""
+    if not (flagged := repeated_rows(df, keys)).any():
+        return
     groups: dict[str, list[int]] = {}
-    for i in index:
+    for i in (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list():
         groups.setdefault(keys[i], []).append(i)
     for members in groups.values():
         lines = ", ".join(str(cols.rows[i]) for i in members)
-        differ = len({hashes[i] for i in members}) > 1
-        for j, i in enumerate(members):
-            if j == 0 and not differ:
-                continue
-            what = "copies différentes" if differ else "copie identique"
+        what = "copies différentes" if flagged[members[0]] else "copie identique"  # (the first: only then)
+        for i in (i for i in members if flagged[i]):
             cols.cells(i, "patient").error(
                 cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
                 f"Patient présent sur plusieurs lignes ({lines}; {what}): garder une seule ligne.", identifier=True)
@@ -736,8 +733,7 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     for table in decl.ROW_TABLES:
         if not declaration.in_table(table):
             continue
-        columns: dict = {k: pl.lit(value) for k, value in declaration.constants.get(table, {}).items()}
-        columns.update(table_columns(c, v, table))
+        columns = table_columns(c, v, table)
         if table == "patient":
             columns["centre"] = pl.lit(c.ctx.centre)
             if vital is not None:
@@ -770,8 +766,7 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
     table = c.declaration.table
     _missing_keys(c, keys, table, known)
     v, ids = _parse(c)
-    columns: dict = {k: pl.lit(value) for k, value in c.declaration.constants.get(table, {}).items()}
-    columns.update(table_columns(c, v, table))
+    columns = table_columns(c, v, table)
     _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
     kind = c.declaration.column(f"{table}.{table}_kind")
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
@@ -802,10 +797,11 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
     return _frame(c, ids, table, columns)
 
 
-def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series]:
-    """The canonical columns of ``table`` from the parsed declared columns that fill it (values, date
-    precisions, upper-bound flags): the engine's rows and an adapter's (a REDCap form's rows)."""
-    columns = {}
+def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series | pl.Expr]:
+    """The canonical columns of ``table``: the declared constants, then from the parsed declared columns
+    that fill it (values, date precisions, upper-bound flags): the engine's rows and an adapter's (a
+    REDCap form's rows)."""
+    columns: dict = {k: pl.lit(value) for k, value in c.declaration.constants.get(table, {}).items()}
     for col in c.declaration.in_table(table):
         target = col.target
         if col.key not in v or target == "birth_date":

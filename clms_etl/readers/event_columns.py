@@ -18,6 +18,7 @@ import datetime as dt
 import polars as pl
 
 from clms_etl import model
+from clms_etl.readers.base import number_within
 from clms_etl.readers.cells import fold, is_missing
 
 EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3}
@@ -117,11 +118,9 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
 
     # number 1..n per patient row in date order (ties: rank, then site order) - a sort, no windows
     frame = frame.sort(["i", "event_date", "rank", "sub"], nulls_last=True)
-    index = pl.int_range(pl.len(), dtype=pl.Int64)
-    start = pl.when(pl.col("i") != pl.col("i").shift(1, fill_value=-1)).then(index).forward_fill()
     base = c.row_id_expr("event")
     frame = frame.with_columns(
-        (index - start + 1).cast(pl.Int32).alias("event_no"),
+        number_within("i").alias("event_no"),
         pl.when(pl.col("event_kind") == "metastasis")
         .then(pl.concat_str(base, pl.lit(":metastasis:"), pl.col("sub").cast(pl.String)))
         .otherwise(pl.concat_str(base, pl.lit(":"), pl.col("event_kind"))).alias("row_id"),

@@ -15,7 +15,7 @@ import polars as pl
 
 from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
-from clms_etl.readers.base import IDENTIFIER_MASK
+from clms_etl.readers.base import IDENTIFIER_MASK, number_within
 from clms_etl.readers.cells import fold, is_missing
 from clms_etl.readers.event_columns import EVENT_RANK
 
@@ -272,12 +272,10 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
     last = status.filter(pl.col("vital_status") == "alive").select(
         "i", pl.lit(1 << 30).alias("_note"), pl.lit(0, dtype=pl.Int32).alias("_k"), pl.lit("last_news").alias("event_kind"),
         pl.col("_news_date").alias("event_date"), pl.col("_news_precision").alias("event_date_precision"))
-    index = pl.int_range(pl.len(), dtype=pl.Int32)
-    start = pl.when(pl.col("i") != pl.col("i").shift(1, fill_value=-1)).then(index).forward_fill()
     out = (pl.concat([noted.drop("_text"), last], how="diagonal_relaxed")
            .with_columns(pl.col("event_kind").replace_strict(EVENT_RANK, return_dtype=pl.Int8).alias("_order"))
            .sort(["i", pl.col("event_date").is_null(), "event_date", "_order", "_note", "_k"])
-           .with_columns((index - start + 1).alias("event_no"))
+           .with_columns(number_within("i").alias("event_no"))
            .join(ids, on="i", how="left")
            .with_columns(pl.concat_str(cols.row_id_expr("event"), pl.lit(":"), pl.when(pl.col("event_kind") == "last_news")
                                        .then(pl.lit("last_news")).otherwise(pl.col("event_no").cast(pl.String))).alias("row_id"),

@@ -23,7 +23,8 @@ from clms_etl import model
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (IDENTIFIER_MASK, ColumnSpec, ImportFailure, ReadContext, ReadResult,
-                                   leaves_folder, match_columns, normalise_name, read_guarded)
+                                   leaves_folder, match_columns, normalise_name, number_within, read_guarded,
+                                   repeated_rows)
 from clms_etl.readers.cells import fold, pseudonymise_many
 from clms_etl.readers.event_columns import EVENT_RANK
 
@@ -60,11 +61,10 @@ class Reader:
         form_of = {table: form for form, tables in self.forms.items() for table in tables}
         self.columns = [dict(c, form=c.get("form") or form_of[c["field"].split(".")[0]]) for c in data["columns"]]
         self.FILE = self.file["name"]
-        self.SOURCE_COLUMNS: dict = {}  # queries of validation name the centre's own fields
-        named = [(c["field"], c["name"]) for c in self.columns if c.get("field", "patient.local_id") != "patient.local_id"]
-        for field, name in named + [(box["field"], name) for name, box in self.boxes.items()]:
-            table, target = field.replace("birth_date", "age_at_diagnosis_years").split(".")
-            self.SOURCE_COLUMNS.setdefault(table, {})[target] = name
+        named = [decl.Column(c["name"], field=c.get("field")) for c in self.columns]
+        named += [decl.Column(name, field=box["field"]) for name, box in self.boxes.items()]
+        # queries of validation name the centre's own fields
+        self.SOURCE_COLUMNS = decl.Declaration(self.FILE, None, tuple(named)).source_columns
 
     def read(self, ctx: ReadContext) -> ReadResult:
         dictionary, data = self._files(ctx)
@@ -181,10 +181,7 @@ class _Read:
             if normalise_name(c["name"]) in present and "labels" in c:
                 if (codes := self._codes(c["name"], c["labels"], c.get("required", True))) is None:
                     continue
-            columns.append(decl.Column(
-                c["name"], tuple(c.get("aliases", ())), c.get("field"), "code" if codes else c.get("kind", "identifier"),
-                codes, None, float(c.get("factor", 1.0)), bool(c.get("integer", False)), c.get("required", True),
-                c.get("identifier"), c.get("upper_bound")))
+            columns.append(decl.column(self.name, c | {"kind": "code" if codes else c.get("kind", "identifier")}, codes))
             self.owner[columns[-1].key] = c["form"]
         self.sites = {}  # box column -> canonical value (None: a code the dictionary does not list)
         for field, box in self.fmt.boxes.items():
@@ -205,10 +202,8 @@ class _Read:
             for code in (c for c in codes if c not in found.values()):
                 self.ctx.query(file=self.name, row=1, field=f"{field}___{code}", rule="missing_checkbox_column",
                                message=f"Case « {field}___{code} » du dictionnaire absente de l'export: non lue.")
-        f = self.fmt.file
-        layout = decl.FileLayout(self.name, None, f.get("encoding", "utf-8"), ",", ".", f.get("line_end"),
-                                 tuple(f.get("date_formats", ("%Y-%m-%d",))))
-        return decl.Declaration(f["name"], layout, tuple(columns))
+        layout = decl.FileLayout.of(self.fmt.file | {"name": self.name, "separator": ",", "decimal": "."})
+        return decl.Declaration(self.fmt.file["name"], layout, tuple(columns))
 
     def run(self) -> ReadResult:
         with open(self.path, "rb") as handle:
@@ -250,12 +245,10 @@ class _Read:
         event, vital = self._events(*parsed[self.forms[2]])
         form, v = parsed[self.forms[0]]
         for c in (c for c in form.declaration.columns if c.field == "patient.record_complete" and c.key in v):
-            done = v[c.key].values.fill_null(True)  # (many alike queries: one frame)
-            self.ctx.extend_queries(pl.DataFrame({"source_row": form.rows, "patient_id": form.pids, "value": form.raw[c.key]})
-                                    .filter(~done).select("patient_id", "value", form.row_id_expr("patient").alias("row_id"),
-                                                          row="source_row", file=pl.lit(self.name), table_name=pl.lit("patient"),
-                                                          field=pl.lit(self.header[c.key]), rule=pl.lit("record_incomplete"),
-                                                          message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")))
+            undone = ~v[c.key].values.fill_null(True)  # (many alike queries: one frame)
+            form.queries(pl.DataFrame({"i": undone.arg_true(), "value": form.raw[c.key].filter(undone)}).with_columns(
+                rule=pl.lit("record_incomplete"), message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")),
+                "patient", self.header[c.key])
         record = form.raw[rid]
         frames = {"event": event, "tumour": self._table(form, v, "tumour"), "patient": self._table(
             form, v, "patient", centre=pl.lit(self.ctx.centre), age_at_diagnosis_years=engine._age(form, v),
@@ -264,7 +257,7 @@ class _Read:
         form, v = parsed[self.forms[1]]
         surgery = self._table(form, v, "surgery", _rec=form.raw[rid]).with_row_index("_pos")  # 1..n in date order
         surgery = surgery.sort(["_rec", "surgery_date", "source_row"], nulls_last=True, maintain_order=True)
-        frames["surgery"] = surgery.with_columns(_number_within("_rec").alias("surgery_no")).sort("_pos")
+        frames["surgery"] = surgery.with_columns(number_within("_rec").alias("surgery_no")).sort("_pos")
         return ReadResult(centre=self.ctx.centre, delivery_date=self.ctx.delivery_date, queries=self.ctx.queries,
                           frames={t: model.conform(t, frames[t]) for t in ("patient", "tumour", "surgery", "event")},
                           files=[self.path.parent / self.dict_name, self.path],
@@ -317,10 +310,10 @@ class _Read:
         base row, with a bad or repeated instance: an error on the row."""
         raw, rid = self.raw, self.rid
         rec, form, instance = pl.col(rid), pl.col(INSTRUMENT), pl.col(INSTANCE)
-        base, dup_record = form.is_null(), _duplicates(raw, raw[rid], is_base)
+        base, dup_record = form.is_null(), repeated_rows(raw, pl.select(pl.when(is_base).then(raw[rid])).to_series())
         checks = raw.select(
             _check("missing_patient_id", rec.is_null() | (base & ipp.is_null())),
-            _check("duplicate_patient", dup_record | _duplicates(raw, ipp, is_base)),
+            _check("duplicate_patient", dup_record | repeated_rows(raw, ipp)),  # (ipp: null on repeat rows)
             _check("orphan_row", ~base & rec.is_not_null() & ~rec.is_in(rec.filter(base).implode())),
             _check("unknown_repeat_instrument", ~base & ~form.is_in(self.forms[1:])),
             _check("bad_repeat_instance", pl.when(base).then(instance.is_not_null())
@@ -398,25 +391,8 @@ class _Read:
             pl.col("event_kind").replace_strict(EVENT_RANK, default=9, return_dtype=pl.Int8).alias("_rank"))
         # 1..n per record in date order; ties: the kinds' order, then the file's (rows, then boxes)
         ev = ev.sort(["_rec", "event_date", "_rank", "_pos", "_box"], nulls_last=True)
-        return ev.with_columns(_number_within("_rec").alias("event_no")).sort(["_pos", "_box"]), vital
-
-
-def _duplicates(raw: pl.DataFrame, key: pl.Series, is_base: pl.Series) -> pl.Series:
-    """Base rows sharing ``key``: each repeat, and the first too when the copies differ."""
-    k = pl.select(pl.when(is_base).then(key)).to_series()
-    dup = k.is_not_null() & k.is_duplicated()
-    if not dup.any():
-        return dup
-    groups = pl.DataFrame({"i": dup.arg_true(), "k": k.filter(dup), "h": raw.filter(dup).hash_rows()})
-    differ = groups.filter(pl.col("h").n_unique().over("k") > 1)["i"]
-    return dup & (~k.is_first_distinct() | pl.int_range(k.len(), eager=True).is_in(differ.implode()))
+        return ev.with_columns(number_within("_rec").alias("event_no")).sort(["_pos", "_box"]), vital
 
 
 def _check(rule: str, failed: pl.Expr) -> pl.Expr:
     return failed.alias(rule)
-
-
-def _number_within(key: str) -> pl.Expr:
-    """1..n within runs of equal ``key`` of a frame sorted by it (a window without hashing)."""
-    idx = pl.int_range(pl.len(), dtype=pl.Int32)
-    return idx - pl.when(pl.col(key).ne_missing(pl.col(key).shift())).then(idx).forward_fill() + 1

@@ -58,7 +58,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl import keys, model
-from clms_etl.readers.base import QUERY_SCHEMA
+from clms_etl.data_queries import QUERY_SCHEMA
 from clms_etl.files import make_private, private_dir
 from clms_etl.warehouse import analytics, genes, schema
 
@@ -525,7 +525,7 @@ class Warehouse:
         the warehouse missing from the mapping stops the re-key (nothing changed): it would be
         left behind, cut off from its next deliveries.
         """
-        from clms_etl.readers.base import pseudonym
+        from clms_etl.keys import pseudonym
 
         missing = {"centre", "local_id"} - set(mapping.columns)
         if missing:

@@ -323,7 +323,7 @@ data_query = sa.Table(
     *_checks("data_query"),
     comment=TABLE_COMMENTS["data_query"],
 )
-# data_query columns as they come from the readers (clms_etl.readers.base.QUERY_SCHEMA)
+# data_query columns as they come from the readers (clms_etl.data_queries.QUERY_SCHEMA)
 QUERY_COLUMN_SOURCES = {"source_file": "file", "source_sheet": "sheet", "source_row": "row"}
 
 delivery = sa.Table(

@@ -10,7 +10,8 @@ import polars as pl
 from alembic.config import Config
 
 from clms_etl import model
-from clms_etl.readers.base import QUERY_SCHEMA, pseudonym
+from clms_etl.data_queries import QUERY_SCHEMA
+from clms_etl.keys import pseudonym
 from clms_etl.warehouse import schema
 from tests.warehouse.synthetic import SyntheticDelivery, twin_deliveries
 

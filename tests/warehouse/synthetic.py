@@ -17,7 +17,8 @@ import numpy as np
 import polars as pl
 
 from clms_etl import model
-from clms_etl.readers.base import QUERY_SCHEMA, pseudonym
+from clms_etl.data_queries import QUERY_SCHEMA
+from clms_etl.keys import pseudonym
 
 ACCOUNTING_SCHEMA = {"table": pl.String, "rows_read": pl.Int64, "rows_accepted": pl.Int64,
                      "rows_quarantined": pl.Int64}

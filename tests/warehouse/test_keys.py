@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from clms_etl import keys
-from clms_etl.readers.base import pseudonym
+from clms_etl.keys import pseudonym
 from clms_etl.warehouse import DeliveryRefused, Warehouse, schema
 from clms_etl.warehouse.load import KeyMismatch
 from tests.warehouse.helpers import (DAY1, DAY2, OTHER_KEY, SOURCES, TEST_KEY, assert_same, delivery_files,

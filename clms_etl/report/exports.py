@@ -43,7 +43,10 @@ Conventions per format (what a statistician reading the files needs to know):
   sentence; coded columns are numeric with value labels, one label set per code list named after it
   and shared by every column using it (a text code is stored as its position in the list, 1 for
   the first; a numeric code as itself), booleans numeric 1 / 0 with the label set ``yes_no``;
-  Stata has no missing string, so null strings are empty strings.
+  Stata has no missing string, so null strings are empty strings. Stata has no infinity either: a
+  number beyond its range (an infinite statistic, e.g. an unbounded confidence limit) is the
+  extended missing value ``.i`` (+infinity) or ``.j`` (-infinity), never a plain ``.``.
+  In SAS transport such a number is the largest IBM float (about 7.2E75), with its sign.
 
 Only pseudonyms leave the warehouse: the views and result tables hold no direct identifier
 (``tests/report`` scans every exported file for the synthetic deliveries' identifiers).
@@ -75,6 +78,8 @@ XPT_STRING_BYTES = 200
 DTA_NAME_LENGTH = 32
 DTA_LABEL_LENGTH = 80
 DTA_VERSION = 14  # file format 118: read by Stata 14 and later (15's format 119 is not read by Stata 14)
+DTA_MAX_DOUBLE = 8.988465674311579e307  # Stata's largest double ("help data types"): beyond it, no value
+DTA_INFINITY = {1: "i", -1: "j"}  # sign -> extended missing value written for an out-of-range number
 BOOLEAN_LABELS = {0: "no", 1: "yes"}
 SAS_FORMATS_NAME = "formats.sas"
 BOOLEAN_CODE_LIST = "yes_no"  # the label set of every boolean column (Stata) and its SAS format
@@ -458,6 +463,26 @@ def _to_pandas_for_stats(frame: pl.DataFrame, fmt: str):
     return pd.DataFrame(columns, index=pd.RangeIndex(frame.height))
 
 
+def _mark_infinities(pdf) -> dict[str, list[str]]:
+    """Replace, in place, the numbers Stata cannot hold (±inf, |x| > :data:`DTA_MAX_DOUBLE`) by the
+    letters of :data:`DTA_INFINITY`; returns them per column, as pyreadstat's ``missing_user_values``
+    (readstat refuses the whole file otherwise: "numeric value outside the range")."""
+    import numpy as np
+
+    marks = {}
+    for name in pdf.columns:
+        values = pdf[name].to_numpy()
+        if values.dtype.kind != "f":
+            continue
+        beyond = np.abs(values) > DTA_MAX_DOUBLE  # NaN compares False: it stays the plain missing value
+        if beyond.any():
+            column = pdf[name].astype(object)
+            column[beyond] = [DTA_INFINITY[int(np.sign(v))] for v in values[beyond]]
+            pdf[name] = column
+            marks[name] = sorted({DTA_INFINITY[int(np.sign(v))] for v in values[beyond]})
+    return marks
+
+
 def cut_label(text: str, limit: int) -> str:
     """A label within the format's limit (the full text stays in the codebook); the files keep no
     trailing blank, so neither does the cut."""
@@ -494,7 +519,7 @@ def _write(dataset: Dataset, fmt: str, folder: Path, xpt_names: dict[str, str], 
         pdf = _to_pandas_for_stats(_numeric_codes(frame, coded), "dta").rename(columns=dta_names)
         labels = [cut_label(dataset.labels.get(c, ""), DTA_LABEL_LENGTH) for c in frame.columns]
         pyreadstat.write_dta(pdf, str(path), version=DTA_VERSION, file_label=dataset_label(dataset.description),
-                             column_labels=labels,
+                             column_labels=labels, missing_user_values=_mark_infinities(pdf) or None,
                              variable_value_labels={dta_names[c]: value_labels(cl) for c, cl in coded.items()} or None)
         if coded:
             _share_label_sets(path, [coded.get(c) for c in frame.columns])

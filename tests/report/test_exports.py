@@ -254,3 +254,32 @@ def test_the_cli_exports_the_chosen_formats(report_warehouse, tmp_path):
     bad = runner.invoke(app, ["export", "analysis", str(tmp_path / "bad"), "--format", "sav", "--url",
                               report_warehouse.url])
     assert bad.exit_code != 0 and "unknown format sav" in bad.output
+
+
+def test_numbers_stata_cannot_hold_are_written_as_extended_missing_values_not_a_failed_export(tmp_path):
+    """A 100,000-patient night stopped in the Stata export: an infinite statistic made readstat refuse
+    the file ("numeric value outside the range"). +inf / -inf and doubles beyond Stata's range are
+    now the extended missing values .i / .j; NaN stays the plain missing value; the rest round-trips."""
+    from clms_etl.report.exports import DTA_INFINITY, DTA_MAX_DOUBLE
+    from clms_etl.warehouse import Warehouse
+    from tests.warehouse.helpers import one_result_row
+
+    spec = RESULT_TABLES["univariate_cox"]
+    row = one_result_row(spec)
+    frame = pl.concat([row] * 4).with_columns(
+        level=pl.Series(["a", "b", "c", "d"]), firth_lr_chi2=pl.Series([math.inf, 1.5, float("nan"), 1e308]),
+        firth_ci_lower=pl.Series([-math.inf, 0.25, -1e308, 2.0]))
+    with Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}") as wh:
+        wh.create()
+        wh.replace_results({"univariate_cox": frame}, run_id="test")
+        result = export_analysis(wh, tmp_path / "out", formats=("dta", "parquet"))
+    stata_name = dict(zip(*pl.read_csv(result.outdir / "codebook.csv").filter(pl.col("dataset") == "univariate_cox")
+                          .select("column", "stata_name").to_dict(as_series=False).values(), strict=True))
+    data, meta = pyreadstat.read_dta(str(result.files["dta"]["univariate_cox"]), user_missing=True)
+    assert data[stata_name["firth_lr_chi2"]].tolist()[:2] == [DTA_INFINITY[1], 1.5]
+    assert math.isnan(data[stata_name["firth_lr_chi2"]][2]) and data[stata_name["firth_lr_chi2"]][3] == "i"
+    assert data[stata_name["firth_ci_lower"]].tolist() == [DTA_INFINITY[-1], 0.25, "j", 2.0]
+    assert 1e308 > DTA_MAX_DOUBLE
+    # Parquet keeps the warehouse's values as they are
+    assert pl.read_parquet(result.files["parquet"]["univariate_cox"])["firth_lr_chi2"][0] == math.inf
+    assert "extended missing value `.i`" in result.readme.read_text()

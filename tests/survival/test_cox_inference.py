@@ -119,3 +119,18 @@ emit(list(knots = as_array(attr(s, "knots")), basis = as_array(s[, 2]), coef = u
         assert fit.wald_p == pytest.approx(r["wald_p"], rel=1e-5)
         assert fit.lr_chi2 == pytest.approx(r["lr"], rel=1e-6)
         assert (fit.nonlinear_chi2, fit.nonlinear_p) == pytest.approx((r["nonlinear"], r["nonlinear_p"]), rel=1e-5)
+
+
+def test_the_firth_lr_statistic_of_a_strong_effect_in_a_large_cohort_is_finite():
+    """At national scale a strong predictor's penalised LR statistic passes ~1,500, where its p-value
+    underflows to 0: the statistic was recovered from p (chi2.isf(0) = inf) and broke the Stata export.
+    It is the statistic itself, close to the ordinary LR test with thousands of events."""
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2, 6000).astype(float)
+    time = rng.exponential(1.0 / np.exp(2.5 * x))
+    event = (time < rng.exponential(2.0, 6000)).astype(int)
+    time = np.minimum(time, 3.0)
+    [term] = firth_cox(x[:, None], time, event)
+    ordinary, _ = lr_test(cox_loglik(x[:, None], time, event)[0], cox_loglik(None, time, event)[0], 1)
+    assert term.lr_p == 0.0 and ordinary > 2000  # the case that used to come back infinite
+    assert np.isfinite(term.lr_chi2) and term.lr_chi2 == pytest.approx(ordinary, rel=0.01)

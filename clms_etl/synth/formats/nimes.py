@@ -25,42 +25,70 @@ from pathlib import Path
 import numpy as np
 
 from clms_etl.dates import format_partial, impute
+from clms_etl.readers import declaration as decl
+from clms_etl.readers import free_text
 from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.identities import age_at
 from clms_etl.synth.truth import Truth
 
 name = "nimes"
-FILE = "nimes_dossiers.txt"
-ENCODING = "mac_roman"
-LINE_END = "\r"  # classic Mac OS
+# The file, its columns and every word the writer types come from the format file the reader reads
+# (formats/nimes.toml: [file], [[columns]], their `written...` spellings), read back here by the
+# reader's own functions: a spelling the reader would not decode is a ValueError at import.
+_DECLARATION = decl.load(decl.find(name))
+FILE = _DECLARATION.file.name
+ENCODING = _DECLARATION.file.encoding
+LINE_END = _DECLARATION.file.line_end
+COLUMNS = [c.name for c in _DECLARATION.columns]
 
-COLUMNS = [
-    "Dossier", "Patient", "Né(e) le", "Sexe", "Diagnostic", "Siège", "Taille", "Aspect", "Douleur",
-    "Cicatrice", "Grade", "Différenciation", "Mitoses", "Nécrose", "Infiltration", "Ulcération",
-    "Ki67", "Chirurgie", "Marges", "Exérèse", "Évolution", "Dernières nouvelles",
-]
+
+def _column(field: str) -> decl.Column:
+    return next(c for c in _DECLARATION.columns if c.field == field)
+
+
+def _read_back(column: decl.Column, decode, key: str = "written") -> dict:
+    """Spellings per canonical value, in the declared order; ``decode(text)`` is the reader's."""
+    out: dict = {}
+    for text in column.options[key]:
+        value = decode(text)
+        if value is None:
+            raise ValueError(f"{_DECLARATION.source}: {column.name}: {key} « {text} » is not read back")
+        out[value] = (*out.get(value, ()), text)  # (tuples: the rng picks by position)
+    return out
+
+
+def _spellings(field: str) -> dict:
+    column = _column(field)
+    return _read_back(column, lambda text: free_text.code(column, text)[0])
+
+
+_NOTES = next(c for c in _DECLARATION.columns if c.kind == "notes")
+
+
+def _note_value(note: str, part: str):
+    events, _ = free_text.parse_note(_NOTES, note)
+    return getattr(events[0], part) if len(events) == 1 else None
+
 
 # Spellings per canonical value; the rng picks one for each cell.
-SEX = {"male": ("Homme", "H"), "female": ("Femme", "F")}
-PRESENTATIONS = {
-    "nodular": ("nodule", "nodulaire"), "ulcerated": ("ulcéré",), "vegetative": ("végétant",),
-    "infiltrated_patch": ("plaque infiltrée",),
-}
-ROMAN = {1: "I", 2: "II", 3: "III"}
-DIFFERENTIATION = {1: "bien", 2: "moyennement", 3: "peu"}
-NECROSIS = {0: ("absente", "non"), 1: ("< 50 %", "<50%"), 2: (">50%", "≥ 50 %")}
-INVASION = {"dermal": ("derme", "dermique"), "dermo_hypodermal": ("derme et hypoderme", "dermo-hypodermique")}
-# "incomplète" means R1 to the centre, so an R2 is always written R2.
-RESECTION = {"R0": ("R0", "complète"), "R1": ("R1", "incomplète"), "R2": ("R2",)}
-METASTASIS_SITES = {
-    "bone": "osseuse", "skin": "cutanée", "lung": "pulmonaire", "liver": "hépatique",
-    "lymph_node": "ganglionnaire", "colon": "colique",
-}
-# Free text for "other": organs none of the adjectives above can be read into.
-OTHER_METASTASIS = ("cérébrale", "surrénalienne", "péritonéale", "pancréatique")
-DEATH_CAUSES = {"clms": "cLMS", "other": "autre cause", "unknown": "cause inconnue"}
+SEX = _spellings("patient.sex")
+PRESENTATIONS = _spellings("tumour.presentation")
+YES_NO = {v: texts[0] for v, texts in _spellings("tumour.pain").items()}
+ROMAN = {v: texts[0] for v, texts in _spellings("tumour.fnclcc_grade").items()}
+DIFFERENTIATION = {v: texts[0] for v, texts in _spellings("tumour.differentiation_score").items()}
+NECROSIS = _spellings("tumour.necrosis_score")
+INVASION = _spellings("tumour.invasion")
+RESECTION = _spellings("surgery.resection_status")
+METASTASIS_SITES = {v: t[0] for v, t in _read_back(_NOTES, lambda s: _note_value(f"métastase {s} 2000", "metastasis_site"),
+                                                   "written_sites").items()}
+# Free text for "other": organs none of the words of the format file can be read into.
+OTHER_METASTASIS = _read_back(_NOTES, lambda s: _note_value(f"métastase {s} 2000", "metastasis_site"),
+                              "written_other")[_NOTES.other]
+DEATH_CAUSES = {v: t[0] for v, t in _read_back(_NOTES, lambda s: _note_value(f"DCD 2000 ({s})", "death_cause"),
+                                               "written_causes").items()}
 # Only when a site is known without its anatomical detail (truths of other origins).
-SITE_WORDS = {"head_neck": "tête", "trunk": "tronc", "upper_limb": "membre supérieur", "lower_limb": "membre inférieur"}
+_SITE = _column("tumour.site")
+SITE_WORDS = {v: t[0] for v, t in _read_back(_SITE, lambda s: free_text.site(_SITE, s)[0][0]).items()}
 
 # Precision weights per date of the chart (the desired one; coherence may force a finer one).
 BIRTH_PRECISION = {"day": 0.92, "month": 0.08}
@@ -85,37 +113,24 @@ _PATIENT_DRAWS = (
 # ...and per event row: precision, month style, note form, free text of an "other" site.
 _EVENT_DRAWS = 4
 
-_FIELDS = {
-    ("patient", "local_id"): "Dossier",
-    ("patient", "last_name"): "Patient",
-    ("patient", "first_name"): "Patient",
-    ("patient", "birth_date"): "Né(e) le",
-    ("patient", "sex"): "Sexe",
-    ("patient", "diagnosis_date"): "Diagnostic",
-    ("tumour", "site"): "Siège",
-    ("tumour", "site_detail"): "Siège",
-    ("tumour", "size_cm"): "Taille",
-    ("tumour", "presentation"): "Aspect",
-    ("tumour", "pain"): "Douleur",
-    ("tumour", "on_scar"): "Cicatrice",
-    ("tumour", "fnclcc_grade"): "Grade",
-    ("tumour", "differentiation_score"): "Différenciation",
-    ("tumour", "mitoses_per_10hpf"): "Mitoses",
-    ("tumour", "necrosis_score"): "Nécrose",
-    ("tumour", "invasion"): "Infiltration",
-    ("tumour", "histological_ulceration"): "Ulcération",
-    ("tumour", "ki67_percent"): "Ki67",
-    ("surgery", "surgery_date"): "Chirurgie",
-    ("surgery", "clinical_margin_cm"): "Marges",
-    ("surgery", "histological_margin_cm"): "Marges",
-    ("surgery", "resection_status"): "Exérèse",
-    ("event", "event_date"): "Évolution",
-    ("event", "event_kind"): "Évolution",
-    ("event", "metastasis_site"): "Évolution",
-    ("event", "death_cause"): "Évolution",
-    # Not a canonical field: the last_news event's date has its own column.
-    ("event", "last_news_date"): "Dernières nouvelles",
-}
+def _fields() -> dict[tuple[str, str], str]:
+    """(table, canonical field) -> the column holding it, from the declaration."""
+    out = {}
+    for c in _DECLARATION.columns:
+        if c.kind == "notes":
+            out |= dict.fromkeys([("event", f) for f in ("event_date", "event_kind", "metastasis_site", "death_cause")],
+                                 c.name)
+        elif c.event == "last_news":  # not a canonical field: the last news' date has its own column
+            out[("event", "last_news_date")] = c.name
+        elif c.field is not None:
+            for field in (c.field, c.options.get("also")):
+                if field:
+                    out[tuple(field.split("."))] = c.name
+    out[("patient", "first_name")] = out[("patient", "last_name")]  # "NOM Prénom", one cell
+    return out
+
+
+_FIELDS = _fields()
 
 
 def locate(table: str, field: str) -> tuple[str, str | None, str] | None:
@@ -158,7 +173,7 @@ def _mac_roman(text: str) -> str:
 def _yes_no(value: bool | None, u: float) -> Cell:
     if value is None:
         return None
-    text = "oui" if value else "non"
+    text = YES_NO[value]
     return text.capitalize() if u < 0.2 else text
 
 
@@ -337,30 +352,30 @@ def _patient_row(p: dict, t: dict, s: dict | None, events: list[dict], rng: np.r
     site = t.get("site_detail") or SITE_WORDS.get(t.get("site"))
     name_parts = [(p["last_name"] or "").upper(), p["first_name"] or ""]
     row = {
-        "Dossier": p["local_id"],
-        "Patient": _mac_roman(" ".join(x for x in name_parts if x)) or None,
-        "Né(e) le": birth and birth.text(),
-        "Sexe": _code(SEX, p["sex"], u["sex"]),
-        "Diagnostic": diagnosis and diagnosis.text(),
-        "Siège": None if t.get("site") is None or site is None else _mac_roman(site),
-        "Taille": _size(t.get("size_cm"), u["size"]),
-        "Aspect": _code(PRESENTATIONS, t.get("presentation"), u["presentation"]),
-        "Douleur": _yes_no(t.get("pain"), u["pain"]),
-        "Cicatrice": _yes_no(t.get("on_scar"), u["scar"]),
-        "Grade": _grade(t.get("fnclcc_grade"), u["grade"]),
-        "Différenciation": _differentiation(t.get("differentiation_score"), u["differentiation"]),
-        "Mitoses": _mitoses(t.get("mitoses_per_10hpf"), u["mitoses"]),
-        "Nécrose": _code(NECROSIS, t.get("necrosis_score"), u["necrosis"]),
-        "Infiltration": _code(INVASION, t.get("invasion"), u["invasion"]),
-        "Ulcération": _yes_no(t.get("histological_ulceration"), u["ulceration"]),
-        "Ki67": _ki67(t.get("ki67_percent"), u["ki67"]),
-        "Chirurgie": surgery and surgery.text(),
-        "Marges": None if s is None else _margins(
+        _FIELDS["patient", "local_id"]: p["local_id"],
+        _FIELDS["patient", "last_name"]: _mac_roman(" ".join(x for x in name_parts if x)) or None,
+        _FIELDS["patient", "birth_date"]: birth and birth.text(),
+        _FIELDS["patient", "sex"]: _code(SEX, p["sex"], u["sex"]),
+        _FIELDS["patient", "diagnosis_date"]: diagnosis and diagnosis.text(),
+        _FIELDS["tumour", "site"]: None if t.get("site") is None or site is None else _mac_roman(site),
+        _FIELDS["tumour", "size_cm"]: _size(t.get("size_cm"), u["size"]),
+        _FIELDS["tumour", "presentation"]: _code(PRESENTATIONS, t.get("presentation"), u["presentation"]),
+        _FIELDS["tumour", "pain"]: _yes_no(t.get("pain"), u["pain"]),
+        _FIELDS["tumour", "on_scar"]: _yes_no(t.get("on_scar"), u["scar"]),
+        _FIELDS["tumour", "fnclcc_grade"]: _grade(t.get("fnclcc_grade"), u["grade"]),
+        _FIELDS["tumour", "differentiation_score"]: _differentiation(t.get("differentiation_score"), u["differentiation"]),
+        _FIELDS["tumour", "mitoses_per_10hpf"]: _mitoses(t.get("mitoses_per_10hpf"), u["mitoses"]),
+        _FIELDS["tumour", "necrosis_score"]: _code(NECROSIS, t.get("necrosis_score"), u["necrosis"]),
+        _FIELDS["tumour", "invasion"]: _code(INVASION, t.get("invasion"), u["invasion"]),
+        _FIELDS["tumour", "histological_ulceration"]: _yes_no(t.get("histological_ulceration"), u["ulceration"]),
+        _FIELDS["tumour", "ki67_percent"]: _ki67(t.get("ki67_percent"), u["ki67"]),
+        _FIELDS["surgery", "surgery_date"]: surgery and surgery.text(),
+        _FIELDS["surgery", "clinical_margin_cm"]: None if s is None else _margins(
             s["clinical_margin_cm"], s["histological_margin_cm"], u["margins"], u["clinical_unit"], u["histological_unit"]
         ),
-        "Exérèse": None if s is None else _code(RESECTION, s["resection_status"], u["resection"]),
-        "Évolution": "; ".join(text for rows, when in notes for text in _notes(rows, when, ue)) or None,
-        "Dernières nouvelles": end and end.text(),
+        _FIELDS["surgery", "resection_status"]: None if s is None else _code(RESECTION, s["resection_status"], u["resection"]),
+        _FIELDS["event", "event_kind"]: "; ".join(text for rows, when in notes for text in _notes(rows, when, ue)) or None,
+        _FIELDS["event", "last_news_date"]: end and end.text(),
     }
     refs = [f"patient:{key}"]
     if t:
@@ -477,21 +492,21 @@ def _messy(value: Cell, rng) -> Cell:
 def slots() -> dict[str, list[Slot]]:
     return {
         "unparseable_date": [
-            Slot(FILE, None, "Diagnostic", _bad_date),
-            Slot(FILE, None, "Chirurgie", _bad_date),
-            Slot(FILE, None, "Dernières nouvelles", _bad_date),
+            Slot(FILE, None, _FIELDS["patient", "diagnosis_date"], _bad_date),
+            Slot(FILE, None, _FIELDS["surgery", "surgery_date"], _bad_date),
+            Slot(FILE, None, _FIELDS["event", "last_news_date"], _bad_date),
         ],
         "unknown_code": [
-            Slot(FILE, None, "Sexe", pick(["X", "I"])),
-            Slot(FILE, None, "Aspect", pick(["kystique", "pigmenté"])),
-            Slot(FILE, None, "Nécrose", pick(["massive?", "oui?"])),
-            Slot(FILE, None, "Exérèse", pick(["R3", "Rx"])),
-            Slot(FILE, None, "Grade", pick(["IV", "G4"])),
+            Slot(FILE, None, _FIELDS["patient", "sex"], pick(["X", "I"])),
+            Slot(FILE, None, _FIELDS["tumour", "presentation"], pick(["kystique", "pigmenté"])),
+            Slot(FILE, None, _FIELDS["tumour", "necrosis_score"], pick(["massive?", "oui?"])),
+            Slot(FILE, None, _FIELDS["surgery", "resection_status"], pick(["R3", "Rx"])),
+            Slot(FILE, None, _FIELDS["tumour", "fnclcc_grade"], pick(["IV", "G4"])),
         ],
         "stray_spaces_case": [
-            Slot(FILE, None, "Sexe", _messy),
-            Slot(FILE, None, "Aspect", _messy),
-            Slot(FILE, None, "Infiltration", _messy),
-            Slot(FILE, None, "Exérèse", _messy),
+            Slot(FILE, None, _FIELDS["patient", "sex"], _messy),
+            Slot(FILE, None, _FIELDS["tumour", "presentation"], _messy),
+            Slot(FILE, None, _FIELDS["tumour", "invasion"], _messy),
+            Slot(FILE, None, _FIELDS["surgery", "resection_status"], _messy),
         ],
     }

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.centres import load_registry
-from clms_etl.readers.base import ERROR, WARNING, ImportFailure, ReadContext, pseudonym
+from clms_etl.keys import pseudonym
+from clms_etl.readers.base import ImportFailure, ReadContext
+from clms_etl.rules import ERROR, WARNING
 from clms_etl.synth.formats import lyon as fmt
 from clms_etl.synth.twin import build_twin
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from clms_etl.dates import ParsedDate, parse_french_date
-from clms_etl.readers.base import IDENTIFIER_MASK, ReadContext
+from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.readers.base import ReadContext
 
 MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
 MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)

@@ -44,10 +44,10 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl import model
+from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (
-    IDENTIFIER_MASK,
     ColumnSpec,
     ImportFailure,
     ReadContext,

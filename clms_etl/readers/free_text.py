@@ -15,7 +15,8 @@ import polars as pl
 
 from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
-from clms_etl.readers.base import IDENTIFIER_MASK, number_within
+from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.readers.base import number_within
 from clms_etl.readers.cells import fold, is_missing
 from clms_etl.readers.event_columns import EVENT_RANK
 

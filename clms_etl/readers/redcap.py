@@ -20,9 +20,10 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl import model
+from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (IDENTIFIER_MASK, ColumnSpec, ImportFailure, ReadContext, ReadResult,
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult,
                                    leaves_folder, match_columns, normalise_name, number_within, read_guarded,
                                    repeated_rows)
 from clms_etl.readers.cells import fold, pseudonymise_many

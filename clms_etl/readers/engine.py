@@ -56,6 +56,7 @@ from clms_etl.readers.base import (
     is_foreign_panic,
     match_columns,
     normalise_name,
+    number_within,
     read_guarded,
     repeated_rows,
 )
@@ -785,16 +786,22 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
             wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
             flag(wrong, col, rule, message)
             columns[target] = pl.select(pl.when(~wrong).then(columns[target])).to_series()
-    rank = kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8) if table == "event" else 0
-    order = pl.DataFrame({"k": keys, "d": columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True)),
-                          "r": rank, "i": pl.int_range(0, c.n, eager=True)})
-    order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
-    columns[f"{table}_no"] = numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
+    dates = columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True))
+    columns[f"{table}_no"] = numbers = numbered(keys, dates, kinds if table == "event" else None)
     if table == "surgery" and kind:
         flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
              "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
              "date erronée?")
     return _frame(c, ids, table, columns)
+
+
+def numbered(keys: pl.Series, dates: pl.Series, kinds: pl.Series | None = None) -> pl.Series:
+    """1..n per patient key in date order (unknown dates last; ties: the event kinds' order, then
+    the rows'); a row without key is alone. Any format's surgery or event rows (REDCap's too)."""
+    rank = 0 if kinds is None else kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8)
+    order = pl.DataFrame({"k": keys, "d": dates, "r": rank, "i": pl.int_range(0, keys.len(), eager=True)})
+    order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
+    return order.with_columns(n=number_within("k")).sort("i")["n"]
 
 
 def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series | pl.Expr]:

@@ -23,11 +23,9 @@ from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult,
-                                   leaves_folder, match_columns, normalise_name, number_within, read_guarded,
-                                   repeated_rows)
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, match_columns,
+                                   normalise_name, read_guarded, repeated_rows)
 from clms_etl.readers.cells import fold, pseudonymise_many
-from clms_etl.readers.event_columns import EVENT_RANK
 
 INSTRUMENT, INSTANCE = "redcap_repeat_instrument", "redcap_repeat_instance"
 OPTIONAL = ("redcap_event_name", "redcap_data_access_group", "redcap_survey_identifier")
@@ -256,9 +254,8 @@ class _Read:
             vital_status=pl.when(record.is_in(vital["dead"].implode())).then(pl.lit("dead"))
             .when(record.is_in(vital["alive"].implode())).then(pl.lit("alive")))}
         form, v = parsed[self.forms[1]]
-        surgery = self._table(form, v, "surgery", _rec=form.raw[rid]).with_row_index("_pos")  # 1..n in date order
-        surgery = surgery.sort(["_rec", "surgery_date", "source_row"], nulls_last=True, maintain_order=True)
-        frames["surgery"] = surgery.with_columns(number_within("_rec").alias("surgery_no")).sort("_pos")
+        surgery = self._table(form, v, "surgery")
+        frames["surgery"] = surgery.with_columns(surgery_no=engine.numbered(form.raw[rid], surgery["surgery_date"]))
         return ReadResult(centre=self.ctx.centre, delivery_date=self.ctx.delivery_date, queries=self.ctx.queries,
                           frames={t: model.conform(t, frames[t]) for t in ("patient", "tumour", "surgery", "event")},
                           files=[self.path.parent / self.dict_name, self.path],
@@ -386,13 +383,11 @@ class _Read:
                                            "« Dernières nouvelles » d'un patient décédé: le décès en tient lieu.")
         ev = ev.filter(~redundant)
         vital = {"dead": dead, "alive": ev.filter(pl.col("event_kind") == "last_news")["_rec"].drop_nulls()}
-        ev = ev.with_columns(
+        ev = ev.sort(["_pos", "_box"])  # (the file's order, rows then boxes, breaks the numbering's ties)
+        return ev.with_columns(
             pl.when(pl.col("_suffix").is_null()).then(pl.col("row_id"))
             .otherwise(pl.concat_str(pl.col("row_id"), pl.lit(":"), pl.col("_suffix"))).alias("row_id"),
-            pl.col("event_kind").replace_strict(EVENT_RANK, default=9, return_dtype=pl.Int8).alias("_rank"))
-        # 1..n per record in date order; ties: the kinds' order, then the file's (rows, then boxes)
-        ev = ev.sort(["_rec", "event_date", "_rank", "_pos", "_box"], nulls_last=True)
-        return ev.with_columns(number_within("_rec").alias("event_no")).sort(["_pos", "_box"]), vital
+            event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
 
 
 def _check(rule: str, failed: pl.Expr) -> pl.Expr:

@@ -615,7 +615,8 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
             known = keys.drop_nulls().unique()
             frames.update(_frames(cols))
         else:
-            frames[part.table] = _row_frame(cols, keys, known)
+            _missing_keys(cols, keys, part.table, known)
+            frames[part.table] = _row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
         kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
@@ -761,11 +762,10 @@ KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastas
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 
 
-def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataFrame:
-    """A sheet filling ``table`` with one row per source row: numbered per patient in date order
-    (unknown dates last; ties: event rank, then sheet order), each row checked against its kind."""
+def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
+    """A sheet (or REDCap form) filling ``table`` with one row per source row: numbered per patient
+    (``keys``) in date order (:func:`numbered`), each row checked against its kind."""
     table = c.declaration.table
-    _missing_keys(c, keys, table, known)
     v, ids = _parse(c)
     columns = table_columns(c, v, table)
     _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))

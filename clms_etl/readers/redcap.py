@@ -24,8 +24,8 @@ from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, match_columns,
-                                   normalise_name, read_guarded, repeated_rows)
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
+                                   match_columns, normalise_name, read_guarded, repeated_rows)
 from clms_etl.readers.cells import fold, pseudonymise_many
 
 INSTRUMENT, INSTANCE = "redcap_repeat_instrument", "redcap_repeat_instance"
@@ -87,9 +87,7 @@ class Reader:
                 listed = f"plusieurs fichiers livrés ({', '.join(sorted(p.name for p in hits))})" if hits else "absent"
                 raise ImportFailure(f"{wanted}: {what} {listed}; import de ce centre arrêté.", wanted)
             (path, stamp), = hits.items()
-            if leaves_folder(folder, path):
-                raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
-                                    f"refusé (livrer le fichier lui-même).", path.name)
+            find_delivery_file(folder, path.name)  # (a link to a file outside the delivery: refused)
             if key == "name" and stamp != day:
                 ctx.query(file=path.name, rule="file_date_mismatch",
                           message=f"Le nom du fichier {path.name} ne porte pas la date de livraison {day}: ancien ?")

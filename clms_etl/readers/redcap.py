@@ -6,7 +6,8 @@ is the record id; base rows leave ``redcap_repeat_instrument`` empty, repeat row
 record's base row wherever it is; codes are decoded through the dictionary's labels, never by
 number (an unknown label stops the import); ``yesno``/``truefalse`` are 1/0, ``<form>_complete``
 2 when complete; a checkbox is one column per choice (``<field>___<code>``), each ticked box one
-row. Each form's rows, raw strings, are parsed by the engine (:class:`engine.Columns`).
+row. Each form is a sheet of the engine: the first its record sheet, a repeating form a sheet of
+rows (numbered per patient and checked as in every centre); the record id ties them (checked here).
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.centres import load_registry
-from clms_etl.readers.base import ERROR, WARNING, ImportFailure, ReadContext, pseudonym
+from clms_etl.keys import pseudonym
+from clms_etl.readers.base import ImportFailure, ReadContext
+from clms_etl.rules import ERROR, WARNING
 from clms_etl.synth.formats import lyon as fmt
 from clms_etl.synth.twin import build_twin
 
@@ -395,6 +397,29 @@ def test_last_news_of_a_dead_patient_gives_no_row_but_a_warning(twin):
     assert result.frames["event"].height == truth.event.height
     mine = result.frames["patient"].filter(pl.col("patient_id") == pid(dead_key))
     assert mine["vital_status"].to_list() == ["dead"]
+
+
+def test_repeating_forms_get_the_row_checks_of_every_centre(twin):
+    """The REDCap forms are sheets of the engine: an undated event, a death cause on another kind of
+    event and an undated surgery are the same queries, on the same cells, as in any centre."""
+    folder, _ = twin
+    where = {}
+
+    def change(header, rows):
+        record = base_rows(header, rows)[0][0]
+        rows.append(_event_row(header, record, 96, "", "1"))
+        rows.append(_event_row(header, record, 95, "1999-01-05", "1", cause="1"))
+        surgery = next(r for r in rows if r[header.index("redcap_repeat_instrument")] == "chirurgie")
+        surgery[header.index("chir_date")] = ""
+        where.update(event=len(rows), cause=len(rows) + 1, surgery=rows.index(surgery) + 2)
+    edit(folder, change)
+    result = read(folder)
+    asked = queries(result).select("row", "field", "rule").rows()
+    assert (where["event"], "evt_date", "event_date_missing") in asked
+    assert (where["cause"], "deces_cause", "death_cause_without_death") in asked
+    assert (where["surgery"], "chir_date", "surgery_date_missing") in asked
+    ev = result.frames["event"].filter(pl.col("event_date") == dt.date(1999, 1, 5))
+    assert ev["death_cause"].to_list() == [None]
 
 
 def test_repeat_row_without_base_row_is_an_orphan_error_and_still_read(twin):

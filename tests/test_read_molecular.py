@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.readers import molecular
-from clms_etl.readers.base import ImportFailure, ReadContext, pseudonym
+from clms_etl.keys import pseudonym
+from clms_etl.readers.base import ImportFailure, ReadContext
 from clms_etl.synth.generate import centre_rng, write_molecular
 from clms_etl.synth.molecular import CHAS_COLUMNS, random_cases, twin_cases, write_lab_delivery
 from clms_etl.synth.twin import build_twin

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.readers import engine
-from clms_etl.readers.base import IDENTIFIER_MASK, ImportFailure, ReadContext, pseudonym
+from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.keys import pseudonym
+from clms_etl.readers.base import ImportFailure, ReadContext
 from clms_etl.readers.cells import is_missing
 from clms_etl.synth.formats.declared import declared_format
 from clms_etl.synth.generate import centre_rng, write_centre

@@ -16,8 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clms_etl.dates import impute
+from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.keys import pseudonym
 from clms_etl.readers import declaration, engine, free_text
-from clms_etl.readers.base import ERROR, IDENTIFIER_MASK, WARNING, ImportFailure, ReadContext, pseudonym
+from clms_etl.readers.base import ImportFailure, ReadContext
+from clms_etl.rules import ERROR, WARNING
 from clms_etl.synth.generate import write_centre
 from clms_etl.synth.identities import age_at
 from clms_etl.synth.twin import build_twin

@@ -26,12 +26,11 @@ import numpy as np
 import polars as pl
 
 from clms_etl import model, rules
-# IDENTIFIER_MASK, like the severities, re-exported for the readers
-from clms_etl.data_queries import (IDENTIFIER_MASK, MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog,  # noqa: F401
-                                   clipped, queries_frame, to_queries)
+from clms_etl.data_queries import IDENTIFIER_MASK  # noqa: F401  (molecular.py still imports it from here)
+from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
 from clms_etl.identifiers import Identifiers
 from clms_etl.keys import pseudonym
-from clms_etl.rules import ERROR, WARNING  # noqa: F401  (the severities, re-exported for the readers)
+from clms_etl.rules import WARNING  # noqa: F401  (molecular.py still imports it from here)
 
 
 class ImportFailure(Exception):

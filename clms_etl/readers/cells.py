@@ -8,18 +8,27 @@ tidied (stray spaces, odd case) it records a warning so the centre can fix its c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import polars as pl
 
+from clms_etl import rules
+from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.dates import ParsedDate, parse_french_date
-from clms_etl.readers.base import IDENTIFIER_MASK, ReadContext
+from clms_etl.readers.base import ReadContext
 
 MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
 MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)
+Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)])  # severity: the registry's
+
+
+def _issue(rule: str, message: str) -> Issue:
+    return Issue(rule, rules.severity(rule), message)
 
 
 def fold(text: str) -> str:
@@ -110,24 +119,31 @@ class Cells:
         return text
 
     def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
-        """A date (``dd/mm/yyyy``, ISO, or partial ``3/2014``, ``mars 2014``, ``2014``)."""
+        """A date (:func:`parse_date`), each issue a query on this cell."""
         if is_missing(raw):
             return None
-        try:
-            parsed = parse_french_date(_text(raw))
-        except ValueError:
-            parsed = None
-        if parsed is None or not (1900 <= parsed.value.year <= 2100):
-            self.error(column, raw, "unparseable_date",
-                       f"Date illisible « {IDENTIFIER_MASK if identifier else _text(raw)} » ({column}).",
-                       identifier=identifier, **where)
-            return None
-        if parsed.imputed:
-            # An identifier (birth date) must not leak through the message either.
-            shown = IDENTIFIER_MASK if identifier else f"« {_text(raw)} » imputée au {parsed.value:%d/%m/%Y}"
-            self.error(column, raw, "partial_date_imputed",
-                       f"Date partielle {shown} ({column}).", identifier=identifier, **where)
+        parsed, issues = parse_date(_text(raw), column, identifier=identifier)
+        for issue in issues:
+            self.error(column, raw, issue.rule, issue.message, identifier=identifier, **where)
         return parsed
+
+
+@functools.lru_cache(maxsize=65536)  # (the same month or year is typed again and again)
+def parse_date(text: str | None, label: str = "date", *, identifier: bool = False):
+    """``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014`` (partial: imputed, a warning); else unparseable."""
+    if text is None or not text.strip():
+        return None, ()
+    shown = IDENTIFIER_MASK if identifier else text
+    try:
+        parsed = parse_french_date(text)
+    except (ValueError, OverflowError):
+        parsed = None
+    if parsed is None or not (1900 <= parsed.value.year <= 2100):
+        return None, (_issue("unparseable_date", f"Date illisible « {shown} » ({label})."),)
+    if parsed.imputed:
+        day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
+        return parsed, (_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
+    return parsed, ()
 
 
 def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:

@@ -44,10 +44,10 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl import model
+from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (
-    IDENTIFIER_MASK,
     ColumnSpec,
     ImportFailure,
     ReadContext,
@@ -56,6 +56,7 @@ from clms_etl.readers.base import (
     is_foreign_panic,
     match_columns,
     normalise_name,
+    number_within,
     read_guarded,
     repeated_rows,
 )
@@ -614,7 +615,8 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
             known = keys.drop_nulls().unique()
             frames.update(_frames(cols))
         else:
-            frames[part.table] = _row_frame(cols, keys, known)
+            _missing_keys(cols, keys, part.table, known)
+            frames[part.table] = _row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
         kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
@@ -760,11 +762,10 @@ KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastas
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 
 
-def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataFrame:
-    """A sheet filling ``table`` with one row per source row: numbered per patient in date order
-    (unknown dates last; ties: event rank, then sheet order), each row checked against its kind."""
+def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
+    """A sheet (or REDCap form) filling ``table`` with one row per source row: numbered per patient
+    (``keys``) in date order (:func:`numbered`), each row checked against its kind."""
     table = c.declaration.table
-    _missing_keys(c, keys, table, known)
     v, ids = _parse(c)
     columns = table_columns(c, v, table)
     _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
@@ -785,16 +786,22 @@ def _row_frame(c: Columns, keys: pl.Series, known: pl.Series | None) -> pl.DataF
             wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
             flag(wrong, col, rule, message)
             columns[target] = pl.select(pl.when(~wrong).then(columns[target])).to_series()
-    rank = kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8) if table == "event" else 0
-    order = pl.DataFrame({"k": keys, "d": columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True)),
-                          "r": rank, "i": pl.int_range(0, c.n, eager=True)})
-    order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
-    columns[f"{table}_no"] = numbers = order.with_columns(n=pl.int_range(1, pl.len() + 1).over("k")).sort("i")["n"]
+    dates = columns.get(f"{table}_date", pl.repeat(None, c.n, dtype=pl.Date, eager=True))
+    columns[f"{table}_no"] = numbers = numbered(keys, dates, kinds if table == "event" else None)
     if table == "surgery" and kind:
         flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
              "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
              "date erronée?")
     return _frame(c, ids, table, columns)
+
+
+def numbered(keys: pl.Series, dates: pl.Series, kinds: pl.Series | None = None) -> pl.Series:
+    """1..n per patient key in date order (unknown dates last; ties: the event kinds' order, then
+    the rows'); a row without key is alone. Any format's surgery or event rows (REDCap's too)."""
+    rank = 0 if kinds is None else kinds.replace_strict(event_columns.EVENT_RANK, default=9, return_dtype=pl.Int8)
+    order = pl.DataFrame({"k": keys, "d": dates, "r": rank, "i": pl.int_range(0, keys.len(), eager=True)})
+    order = order.with_columns(pl.col("k").fill_null(pl.format("\0{}", "i"))).sort(["k", "d", "r", "i"], nulls_last=True)
+    return order.with_columns(n=number_within("k")).sort("i")["n"]
 
 
 def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.Series | pl.Expr]:

@@ -7,25 +7,19 @@ patient dead (the last news is the death), else the last news alive."""
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import NamedTuple
 
 import polars as pl
 
 from clms_etl import model, rules
-from clms_etl.dates import FRENCH_MONTHS, ParsedDate, parse_french_date
-from clms_etl.readers.base import IDENTIFIER_MASK, number_within
-from clms_etl.readers.cells import fold, is_missing
+from clms_etl.dates import FRENCH_MONTHS, ParsedDate
+from clms_etl.readers.base import number_within
+from clms_etl.readers.cells import Issue, _issue, fold, is_missing, parse_date
 from clms_etl.readers.event_columns import EVENT_RANK
 
 KINDS = ("site", "measure", "margins", "notes")  # the column kinds read here
 MAX_NUMBER = 1e9  # hundreds of digits: a typing accident, not a measure
-Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)])  # severity: the registry's
-
-
-def _issue(rule: str, message: str) -> Issue:
-    return Issue(rule, rules.severity(rule), message)
 
 
 def decode(c, text: str | None) -> tuple[tuple, list[Issue]]:
@@ -127,24 +121,6 @@ def site(c, text: str):
             return (None, detail), [_issue("ambiguous_site", f"Siège « {text} »: plusieurs régions anatomiques, laquelle ?")]
         found = current  # "dos de la main": the region after "de" holds the tumour
     return (found, detail), []
-
-
-@functools.lru_cache(maxsize=65536)  # (the same month or year is typed again and again)
-def parse_date(text: str | None, label: str = "date", *, identifier: bool = False):
-    """``12/03/2014``, ``3/2014``, ``mars 2014``, ``2014`` (partial: imputed, a warning); else unparseable."""
-    if text is None or not text.strip():
-        return None, ()
-    shown = IDENTIFIER_MASK if identifier else text
-    try:
-        parsed = parse_french_date(text)
-    except (ValueError, OverflowError):
-        parsed = None
-    if parsed is None or not (1900 <= parsed.value.year <= 2100):
-        return None, (_issue("unparseable_date", f"Date illisible « {shown} » ({label})."),)
-    if parsed.imputed:
-        day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
-        return parsed, (_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
-    return parsed, ()
 
 
 # --- event notes ----------------------------------------------------------------------------------

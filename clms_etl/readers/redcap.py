@@ -6,7 +6,8 @@ is the record id; base rows leave ``redcap_repeat_instrument`` empty, repeat row
 record's base row wherever it is; codes are decoded through the dictionary's labels, never by
 number (an unknown label stops the import); ``yesno``/``truefalse`` are 1/0, ``<form>_complete``
 2 when complete; a checkbox is one column per choice (``<field>___<code>``), each ticked box one
-row. Each form's rows, raw strings, are parsed by the engine (:class:`engine.Columns`).
+row. Each form is a sheet of the engine: the first its record sheet, a repeating form a sheet of
+rows (numbered per patient and checked as in every centre); the record id ties them (checked here).
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ import csv
 import io
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
 from clms_etl import model
+from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (IDENTIFIER_MASK, ColumnSpec, ImportFailure, ReadContext, ReadResult,
-                                   leaves_folder, match_columns, normalise_name, number_within, read_guarded,
-                                   repeated_rows)
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
+                                   match_columns, normalise_name, read_guarded, repeated_rows)
 from clms_etl.readers.cells import fold, pseudonymise_many
-from clms_etl.readers.event_columns import EVENT_RANK
 
 INSTRUMENT, INSTANCE = "redcap_repeat_instrument", "redcap_repeat_instance"
 OPTIONAL = ("redcap_event_name", "redcap_data_access_group", "redcap_survey_identifier")
@@ -87,9 +88,7 @@ class Reader:
                 listed = f"plusieurs fichiers livrés ({', '.join(sorted(p.name for p in hits))})" if hits else "absent"
                 raise ImportFailure(f"{wanted}: {what} {listed}; import de ce centre arrêté.", wanted)
             (path, stamp), = hits.items()
-            if leaves_folder(folder, path):
-                raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
-                                    f"refusé (livrer le fichier lui-même).", path.name)
+            find_delivery_file(folder, path.name)  # (a link to a file outside the delivery: refused)
             if key == "name" and stamp != day:
                 ctx.query(file=path.name, rule="file_date_mismatch",
                           message=f"Le nom du fichier {path.name} ne porte pas la date de livraison {day}: ancien ?")
@@ -132,10 +131,39 @@ def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
 
 
 class _Form(engine.Columns):
-    """The rows of one form, parsed by the engine; queries on the row of the column's table."""
+    """The rows of one form as a sheet of the engine; queries on the row of the column's table.
+    Parsed as the engine parses, labels typed for codes read first, dates not in ISO form reported."""
+
+    def __init__(self, dictionary: dict, *args):
+        super().__init__(*args)
+        self.dictionary = dictionary
 
     def cells(self, i: int, table: str, suffix: str = ""):
         return super().cells(i, table)  # (REDCap events are rows: no per-event suffix)
+
+    def parse(self, columns: list[decl.Column]) -> dict[str, engine.Parsed]:
+        for c in (c for c in columns if c.kind == "code" and c.codes is not COMPLETE):
+            choices = self.dictionary.get(c.key, {}).get("choices", {})
+            by_label = {label_key(label): code for code, label in choices.items()}
+            folded, column, fixes = {fold(code) for code in c.codes}, self.raw[c.key], {}
+            for i in (column.is_not_null() & ~column.is_in(list(c.codes))).arg_true().to_list():
+                if fold(column[i]) not in folded and (code := by_label.get(label_key(column[i]))):
+                    fixes[i] = code
+                    self.cells(i, c.table).error(self.header[c.key], column[i], "label_instead_of_code",
+                                                 f"Libellé « {column[i]} » au lieu d'un code ({self.header[c.key]}): "
+                                                 f"lu comme « {c.codes[code]} ».")
+            if fixes:
+                self.raw = self.raw.with_columns(column.scatter(list(fixes), list(fixes.values())))
+        v = super().parse(columns)
+        for c in (c for c in columns if c.kind == "date"):  # a full date read, but not as the contract writes it
+            odd = (v[c.key].values.is_not_null() & (v[c.key].precision == "day")
+                   & ~self.raw[c.key].str.contains(r"^\d{4}-\d{2}-\d{2}$"))
+            for i in odd.fill_null(False).arg_true().to_list():
+                shown = IDENTIFIER_MASK if c.identifier else f"« {self.raw[c.key][i]} » lue comme {v[c.key].values[i]}"
+                self.cells(i, c.table).error(self.header[c.key], self.raw[c.key][i], "date_not_iso",
+                                             f"Date {shown}: format attendu AAAA-MM-JJ ({self.header[c.key]}).",
+                                             identifier=c.identifier is not None)
+        return v
 
 
 class _Read:
@@ -240,62 +268,34 @@ class _Read:
                         message=f"La ligne compte {fields[i]} champs au lieu de {len(names)} (virgule hors "
                                 f"guillemets ?): colonnes décalées.")
         self._misplaced()
-        parsed = {f: self._parse(f, is_base if f == self.forms[0] else (raw[INSTRUMENT] == f).fill_null(False))
-                  for f in self.forms}
-        event, vital = self._events(*parsed[self.forms[2]])
-        form, v = parsed[self.forms[0]]
-        for c in (c for c in form.declaration.columns if c.field == "patient.record_complete" and c.key in v):
-            undone = ~v[c.key].values.fill_null(True)  # (many alike queries: one frame)
-            form.queries(pl.DataFrame({"i": undone.arg_true(), "value": form.raw[c.key].filter(undone)}).with_columns(
+        forms = {self.fmt.forms[f][0]: self._form(f, (raw[INSTRUMENT] == f).fill_null(False)) for f in self.forms[1:]}
+        frames = {table: engine._row_frame(form, form.raw[rid]) for table, form in forms.items()}
+        frames["event"], vital = self._events(forms["event"], frames["event"])
+        form = self._form(self.forms[0], is_base)
+        frames |= engine._frames(form)
+        complete = d.column("patient.record_complete")
+        if complete is not None and complete.key in form.raw.columns:
+            undone = ~frames["patient"]["record_complete"].fill_null(True)  # (many alike queries: one frame)
+            form.queries(pl.DataFrame({"i": undone.arg_true(), "value": form.raw[complete.key].filter(undone)}).with_columns(
                 rule=pl.lit("record_incomplete"), message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")),
-                "patient", self.header[c.key])
+                "patient", self.header[complete.key])
         record = form.raw[rid]
-        frames = {"event": event, "tumour": self._table(form, v, "tumour"), "patient": self._table(
-            form, v, "patient", centre=pl.lit(self.ctx.centre), age_at_diagnosis_years=engine._age(form, v),
+        frames["patient"] = frames["patient"].with_columns(
             vital_status=pl.when(record.is_in(vital["dead"].implode())).then(pl.lit("dead"))
-            .when(record.is_in(vital["alive"].implode())).then(pl.lit("alive")))}
-        form, v = parsed[self.forms[1]]
-        surgery = self._table(form, v, "surgery", _rec=form.raw[rid]).with_row_index("_pos")  # 1..n in date order
-        surgery = surgery.sort(["_rec", "surgery_date", "source_row"], nulls_last=True, maintain_order=True)
-        frames["surgery"] = surgery.with_columns(number_within("_rec").alias("surgery_no")).sort("_pos")
+            .when(record.is_in(vital["alive"].implode())).then(pl.lit("alive")))
         return ReadResult(centre=self.ctx.centre, delivery_date=self.ctx.delivery_date, queries=self.ctx.queries,
                           frames={t: model.conform(t, frames[t]) for t in ("patient", "tumour", "surgery", "event")},
                           files=[self.path.parent / self.dict_name, self.path],
                           source_rows={self.dict_name: len(self.dictionary), self.name: raw.height})
 
-    def _parse(self, f: str, mask: pl.Series) -> tuple[_Form, dict]:
-        """The rows of form ``f`` through the engine: labels written for codes first, non-ISO dates after."""
-        mine = [c for c in self.declaration.columns if self.owner.get(c.key) == f and c.field
-                and c.key in self.raw.columns and c.identifier in (None, "birth_date")]
-        form = _Form(self.ctx, self.declaration, self.raw.select(self.rid, *(c.key for c in mine)).filter(mask),
-                     self.header, self.rows.filter(mask), self.pids.filter(mask))
-        for c in (c for c in mine if c.kind == "code" and c.codes is not COMPLETE):
-            choices = self.dictionary.get(c.key, {}).get("choices", {})
-            by_label = {label_key(label): code for code, label in choices.items()}
-            folded, column, fixes = {fold(code) for code in c.codes}, form.raw[c.key], {}
-            for i in (column.is_not_null() & ~column.is_in(list(c.codes))).arg_true().to_list():
-                if fold(column[i]) not in folded and (code := by_label.get(label_key(column[i]))):
-                    fixes[i] = code
-                    form.cells(i, c.table).error(self.header[c.key], column[i], "label_instead_of_code",
-                                                 f"Libellé « {column[i]} » au lieu d'un code ({self.header[c.key]}): "
-                                                 f"lu comme « {c.codes[code]} ».")
-            if fixes:
-                form.raw = form.raw.with_columns(column.scatter(list(fixes), list(fixes.values())))
-        v = form.parse(mine)
-        for c in (c for c in mine if c.kind == "date"):  # a full date read, but not as the contract writes it
-            odd = (v[c.key].values.is_not_null() & (v[c.key].precision == "day")
-                   & ~form.raw[c.key].str.contains(r"^\d{4}-\d{2}-\d{2}$"))
-            for i in odd.fill_null(False).arg_true().to_list():
-                shown = IDENTIFIER_MASK if c.identifier else f"« {form.raw[c.key][i]} » lue comme {v[c.key].values[i]}"
-                form.cells(i, c.table).error(self.header[c.key], form.raw[c.key][i], "date_not_iso",
-                                             f"Date {shown}: format attendu AAAA-MM-JJ ({self.header[c.key]}).",
-                                             identifier=c.identifier is not None)
-        return form, v
-
-    def _table(self, form: _Form, v: dict, table: str, **extra) -> pl.DataFrame:
-        columns = engine.table_columns(form, {k: p for k, p in v.items() if k not in self.sites}, table)
-        return pl.DataFrame({"patient_id": form.pids, "source_row": form.rows}).with_columns(
-            form.row_id_expr(table).alias("row_id"), pl.lit(self.name).alias("source_file"), **columns, **extra)
+    def _form(self, f: str, mask: pl.Series) -> _Form:
+        """The rows of form ``f`` as a sheet filling the form's table (the first form: the records),
+        its columns those the form owns; its checkboxes read apart (:meth:`_events`)."""
+        mine = tuple(c for c in self.declaration.columns if self.owner.get(c.key) == f and c.key not in self.sites)
+        part = replace(self.declaration, columns=mine, table=None if f == self.forms[0] else self.fmt.forms[f][0])
+        keys = [k for k, owner in self.owner.items() if owner == f and k in self.raw.columns]
+        return _Form(self.dictionary, self.ctx, part, self.raw.select(self.rid, *keys).filter(mask), self.header,
+                     self.rows.filter(mask), self.pids.filter(mask))
 
     def _query(self, i: int, field, value, *, rule: str, message: str) -> None:
         """A query on row ``i`` of the whole export, on the table its form fills."""
@@ -348,12 +348,13 @@ class _Read:
                                 message=f"Valeur saisie dans « {self.header[k]} » (formulaire {self.owner[k]}) sur "
                                         f"une ligne {f} : non lue ; la saisir dans le bon formulaire.")
 
-    def _events(self, form: _Form, v: dict) -> tuple[pl.DataFrame, dict]:
-        """One row per instance, one per ticked box of the boxes' event kind; a dead patient's last
-        news is the death (no row, a warning); the records dead or alive."""
-        ev = self._table(form, v, "event", _rec=form.raw[self.rid]).with_row_index("_pos")
+    def _events(self, form: _Form, ev: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+        """The engine's event rows, one per ticked box of the boxes' event kind, renumbered; a dead
+        patient's last news (the engine reported it) is the death: no row; the records dead or alive."""
         (field, box), = self.fmt.boxes.items()
-        kind_key = self.declaration.column("event.event_kind").key
+        target = box["field"].split(".")[1]
+        ev = ev.drop(target).with_columns(_rec=form.raw[self.rid]).with_row_index("_pos")
+        v = form.parse([c for c in self.declaration.columns if c.key in self.sites and c.key in form.raw.columns])
         ticked = {k: v[k].values.fill_null(False) for k in self.sites if k in v}
         for k in (k for k in ticked if self.sites[k] is None):
             for i in ticked[k].arg_true().to_list():
@@ -368,7 +369,7 @@ class _Read:
             form.cells(i, "event").error(f"{field}___*", ",".join(self.header[k] for k in known if ticked[k][i]),
                                          "metastasis_site_without_metastasis",
                                          "Site(s) coché(s) sur un évènement qui n'est pas une métastase: ignorés.")
-        target, sites = box["field"].split(".")[1], [self.sites[k] for k in known]
+        sites = [self.sites[k] for k in known]
         # the row id names the site, not the code: it survives a renumbering
         suffix = [s if sites.count(s) == 1 else f"{s}-{k.split('___', 1)[1]}" for s, k in zip(sites, known)]
         ticks = pl.concat([ev.filter(applies & ticked[k]).select(
@@ -378,20 +379,15 @@ class _Read:
         ev = pl.concat([ev.filter(~(applies & (n > 0))).with_columns(pl.lit(-1, pl.Int16).alias("_box"), pl.lit(
             None, pl.String).alias(target), pl.lit(None, pl.String).alias("_suffix")),
             ticks.join(ev, on="_pos").select(*ev.columns, "_box", target, "_suffix")])
-        dead = ev.filter(pl.col("event_kind") == "death")["_rec"].drop_nulls().unique()
-        redundant = ((pl.col("event_kind") == "last_news") & pl.col("_rec").is_in(dead.implode())).fill_null(False)
-        for pos in ev.filter(redundant)["_pos"].to_list():
-            form.cells(pos, "event").error(self.header[kind_key], form.raw[kind_key][pos], "last_news_of_dead_patient",
-                                           "« Dernières nouvelles » d'un patient décédé: le décès en tient lieu.")
-        ev = ev.filter(~redundant)
-        vital = {"dead": dead, "alive": ev.filter(pl.col("event_kind") == "last_news")["_rec"].drop_nulls()}
-        ev = ev.with_columns(
+        dead = ev.filter(pl.col("event_kind") == "death")
+        ev = ev.filter(~((pl.col("event_kind") == "last_news")
+                         & pl.col("patient_id").is_in(dead["patient_id"].drop_nulls().implode())).fill_null(False))
+        vital = {"dead": dead["_rec"].drop_nulls(), "alive": ev.filter(pl.col("event_kind") == "last_news")["_rec"].drop_nulls()}
+        ev = ev.sort(["_pos", "_box"])  # (the file's order, rows then boxes, breaks the numbering's ties)
+        return ev.with_columns(
             pl.when(pl.col("_suffix").is_null()).then(pl.col("row_id"))
             .otherwise(pl.concat_str(pl.col("row_id"), pl.lit(":"), pl.col("_suffix"))).alias("row_id"),
-            pl.col("event_kind").replace_strict(EVENT_RANK, default=9, return_dtype=pl.Int8).alias("_rank"))
-        # 1..n per record in date order; ties: the kinds' order, then the file's (rows, then boxes)
-        ev = ev.sort(["_rec", "event_date", "_rank", "_pos", "_box"], nulls_last=True)
-        return ev.with_columns(number_within("_rec").alias("event_no")).sort(["_pos", "_box"]), vital
+            event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
 
 
 def _check(rule: str, failed: pl.Expr) -> pl.Expr:

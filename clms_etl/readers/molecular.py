@@ -114,6 +114,9 @@ class _Kind:
             except _FileFailure as failure:
                 self.fail(failure)
                 continue
+            except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
+                self.fail(_FileFailure(f"{label}: lecture impossible ({type(exc).__name__})", label, "unreadable_file"))
+                continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
             parts.append((label, lines[:-1] if complete else lines, complete))
@@ -228,14 +231,14 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
     found: dict[str, dict[str, Path]] = {assay: {} for assay in ASSAYS}
     by_folder = {a["folder"]: (assay, a["suffix"]) for assay, a in ASSAYS.items()}
 
-    def refuse(rule: str, label: str) -> None:
+    def refuse(label: str, rule: str) -> None:
         ctx.query(file=label, rule=rule, message=MSG[rule].format(file=label))
 
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == MANIFEST:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
         if leaves_folder(folder, entry):
-            refuse("file_outside_delivery", entry.name)
+            refuse(entry.name, rule="file_outside_delivery")
         elif entry.is_dir() and entry.name in by_folder:
             assay, suffix = by_folder[entry.name]
             for path in sorted(entry.iterdir()):
@@ -244,13 +247,13 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
                 if path.name.startswith("."):
                     continue
                 if path.is_symlink() and leaves_folder(folder, path):
-                    refuse("file_outside_delivery", label)
+                    refuse(label, rule="file_outside_delivery")
                 elif path.is_file() and path.name.endswith(suffix) and len(path.name) > len(suffix):
                     found[assay][path.name[: -len(suffix)]] = path
                 else:
-                    refuse("unknown_file", label)
+                    refuse(label, rule="unknown_file")
         else:
-            refuse("unknown_file", entry.name)
+            refuse(entry.name, rule="unknown_file")
     return found
 
 
@@ -260,20 +263,25 @@ MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
 SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
-def _manifest_checks(width: int) -> dict[str, pl.Expr]:
-    """rule -> True where the manifest record passes. A duplicated case or sample: every occurrence
+def _manifest_checks(width: int) -> list[pl.Expr]:
+    """Named after their rule: True where the manifest record passes. A duplicated case or sample: every occurrence
     after the first, and the first too when the rows differ (one patient on two rows is two samples)."""
     content, sample = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash(), pl.col("sample_id")
 
     def unique(key: pl.Expr) -> pl.Expr:
         return ~(key.is_not_null() & key.is_duplicated() & (~key.is_first_distinct() | (content.n_unique().over(key) > 1)))
 
-    return {"wrong_field_count": pl.col("_fields") == width,
-            **{f"missing_{'patient_id' if k == 'local_id' else k}": pl.col(k).is_not_null() for k in MANIFEST_COLUMNS},
-            "invalid_sample_id": sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                                     & ~sample.str.contains("..", literal=True)),
-            "duplicate_case": unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1")),  # "007" is case 7
-            "duplicate_sample": unique(sample)}
+    def rule(name: str, passes: pl.Expr) -> pl.Expr:
+        return passes.alias(name)
+
+    return [rule("wrong_field_count", pl.col("_fields") == width), rule("missing_case_no", pl.col("case_no").is_not_null()),
+            rule("missing_centre", pl.col("centre").is_not_null()),
+            rule("missing_patient_id", pl.col("local_id").is_not_null()),
+            rule("missing_sample_id", sample.is_not_null()), rule("missing_status", pl.col("status").is_not_null()),
+            rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                          & ~sample.str.contains("..", literal=True))),
+            rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
+            rule("duplicate_sample", unique(sample))]
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
@@ -324,7 +332,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
         ctx.query(**where, row=r["source_row"], row_id=r["row_id"], field=header[cols["centre"]], value=r["centre"],
                   rule="unknown_centre", message=MSG["unknown_centre"].format(row=r["source_row"], value=r["centre"],
                                                                           known=", ".join(sorted(known))))
-    ok = raw.select(**_manifest_checks(len(header)))
+    ok = raw.select(_manifest_checks(len(header)))
     checks = DECLARED["manifest_checks"]
     for rule in ok.columns:
         key = checks[rule]["column"] or None
@@ -403,6 +411,12 @@ def _message(template: str) -> pl.Expr:
                           for i, p in enumerate(parts)])
 
 
+def _check(rule: str, message: str, field: pl.Expr, value: pl.Expr, condition: pl.Expr) -> tuple:
+    """A row of a table of checks: its rule, its message (a key of MSG), the field and value its query
+    names, and the condition (a column expression) under which a row fails it."""
+    return rule, message, field, value, condition
+
+
 def _flag(ctx: ReadContext, rows: pl.DataFrame, table: str, checks: list[tuple]) -> None:
     """The table of checks over every row of a kind: (rule, message, field, value, condition) ->
     one query per row where the condition holds."""
@@ -444,7 +458,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
                        **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
     body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment"))
     _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String)), None, [
-        ("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), pl.col("blank"))])
+        _check("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), pl.col("blank"))])
     body = body.filter(~pl.col("blank") & ~pl.col("file").is_in(list(kind.failed)))
     schema = {"file": pl.String, "width": pl.Int64, **{f"i_{k}": pl.Int64 for k in keys},
               **{f"name_{k}": pl.String for k in keys}}
@@ -456,8 +470,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     kind.rows.update(body.group_by("file").len().iter_rows())
     cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))
     _flag(ctx, body, table, [
-        ("truncated_file", "truncated_row", pl.lit(None, pl.String), pl.lit(None), cut),
-        ("wrong_field_count", "wrong_field_count", pl.lit(None, pl.String), pl.lit(None),
+        _check("truncated_file", "truncated_row", pl.lit(None, pl.String), pl.lit(None), cut),
+        _check("wrong_field_count", "wrong_field_count", pl.lit(None, pl.String), pl.lit(None),
          ~cut & (pl.col("n") != pl.col("width")))])
     return body, lines.filter(pl.col("comment"))
 
@@ -477,13 +491,13 @@ def _build_problem(text: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def _code(mapping: dict, missing: str | None = None, **options):
-    """A parse of a coded cell (written as the mapping spells it: no Cells); ``missing``: its rule when blank."""
+def _code(mapping: dict, rule: str | None = None, **options):
+    """A parse of a coded cell (written as the mapping spells it: no Cells); ``rule``: its query when blank."""
     def parse(c: Cells, raw):
         if raw in mapping:
             return mapping[raw]
-        if missing and is_missing(raw):
-            c.error(FIELD, raw, missing, MSG[missing])
+        if rule and is_missing(raw):
+            c.error(FIELD, raw, rule, MSG[rule])
         return c.code(FIELD, raw, mapping, **options)
     return parse
 
@@ -523,7 +537,7 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["chas"]}
     rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
         segment_type=_parsed(ctx, rows, "raw_type", name["type"], pl.String,
-                             _code(SEGMENT_TYPES, "missing_segment_type"), table),
+                             _code(SEGMENT_TYPES, rule="missing_segment_type"), table),
         at=_parsed(ctx, rows, "raw_full_location", name["full_location"],
                    pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location, table),
         stated=_parsed(ctx, rows, "raw_chromosome", name["chromosome"], pl.String, _stated_chromosome, table),
@@ -532,7 +546,7 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
         named=pl.col("raw_file").str.strip_chars().fill_null(""),
     ).unnest("at")
-    _flag(ctx, rows, table, [("cn_out_of_range", "cn_out_of_range", name["cn_state"], pl.col("raw_cn_state"),
+    _flag(ctx, rows, table, [_check("cn_out_of_range", "cn_out_of_range", name["cn_state"], pl.col("raw_cn_state"),
                               pl.col("cn_state") < 0)])
     rows = rows.with_columns(chrom=pl.coalesce("loc_chrom", "stated"), cn_state=pl.when(pl.col("cn_state") >= 0)
                              .then("cn_state"), build=pl.when(pl.col("iscn").is_not_null())
@@ -546,15 +560,15 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     iscn = pl.col("iscn").is_not_null()
     mismatch = (pl.col("named") != "") & (pl.col("named").str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
     _flag(ctx, rows, table, [
-        ("chromosome_mismatch", "chromosome_mismatch", name["chromosome"], pl.col("raw_chromosome"),
+        _check("chromosome_mismatch", "chromosome_mismatch", name["chromosome"], pl.col("raw_chromosome"),
          pl.col("stated").is_not_null() & pl.col("loc_chrom").is_not_null() & (pl.col("stated") != pl.col("loc_chrom"))),
-        ("missing_cn_state", "missing_cn_state", name["cn_state"], pl.col("raw_cn_state"),
+        _check("missing_cn_state", "missing_cn_state", name["cn_state"], pl.col("raw_cn_state"),
          pl.col("segment_type").is_in(["Gain", "Loss"]) & pl.col("cn_state").is_null() & pl.col("cn_missing")),
-        ("cn_type_mismatch", "cn_type_mismatch", name["cn_state"], pl.col("raw_cn_state"),
+        _check("cn_type_mismatch", "cn_type_mismatch", name["cn_state"], pl.col("raw_cn_state"),
          pl.col("segment_type").is_not_null() & pl.col("cn_state").is_not_null() & ~fits),
-        ("genome_build", "chas_build", pl.when(iscn).then(name["nomenclature"]).otherwise(pl.lit("#")),
+        _check("genome_build", "chas_build", pl.when(iscn).then(name["nomenclature"]).otherwise(pl.lit("#")),
          pl.when(iscn).then("raw_nomenclature").otherwise("build"), pl.col("build").is_not_null()),
-        ("sample_name_mismatch", "chas_sample_name", name["file"], pl.col("named"),
+        _check("sample_name_mismatch", "chas_sample_name", name["file"], pl.col("named"),
          mismatch & (mismatch.cum_sum().over("file") == 1)),  # once per file: the whole file is concerned
     ])
     return _canonical(table, rows)
@@ -595,7 +609,7 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
            for k in ("reads", "unique_start_sites")},
     ).unnest("genes", "breakpoints")
     outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
-    _flag(ctx, rows, table, [("number_out_of_range", "percent_out_of_range", name["percent_gsp2_reads"],
+    _flag(ctx, rows, table, [_check("number_out_of_range", "percent_out_of_range", name["percent_gsp2_reads"],
                               pl.col("raw_percent_gsp2_reads"), outside)])
     return _canonical(table, rows.with_columns(percent_gsp2_reads=pl.when(~outside).then("percent_gsp2_reads")))
 
@@ -668,8 +682,8 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         last=pl.col("line") == pl.col("line").max().over("file"), row_id=pl.lit(None, pl.String))
     blank, hashed = pl.col("text").str.strip_chars() == "", pl.col("text").str.starts_with("#")
     _flag(ctx, body.with_columns(patient_id=pl.lit(None, pl.String)), None, [
-        ("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), blank),
-        ("misplaced_header_line", "misplaced_header_line", pl.lit(None, pl.String), pl.col("text"), hashed & ~blank)])
+        _check("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), blank),
+        _check("misplaced_header_line", "misplaced_header_line", pl.lit(None, pl.String), pl.col("text"), hashed & ~blank)])
     body = body.filter(~blank & ~hashed)
     counts = dict(body.group_by("file").len().iter_rows())
     kind.rows.update({label: counts.get(label, 0) for label in heads["file"]})
@@ -685,8 +699,8 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
               | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
     body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))
     bad = body.filter("broken").with_columns(row_id=pl.format("variant:{}:{}:1", "file", "line"), value=pl.col("text"))
-    _flag(ctx, bad, table, [("truncated_file", "truncated_record", pl.lit(None, pl.String), pl.col("text"), pl.col("cut")),
-                            ("unparseable_record", "unparseable_record", pl.lit(None, pl.String), pl.col("text"),
+    _flag(ctx, bad, table, [_check("truncated_file", "truncated_record", pl.lit(None, pl.String), pl.col("text"), pl.col("cut")),
+                            _check("unparseable_record", "unparseable_record", pl.lit(None, pl.String), pl.col("text"),
                              ~pl.col("cut"))])
     text = {k: pl.when(~pl.col(k).is_in(["", "."])).then(pl.col(k).str.slice(0, MAX_TEXT))
             for k in ("chrom_raw", "ref", "alt_text", "filter_raw")}
@@ -726,7 +740,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                 for key, source, where in (("AF", "af_text", lit(True)), ("GMAF", "info_GMAF", lit(True)),
                                            ("FAO", "fao_text", pl.col("fallback")))]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
-        ("allele_count_mismatch", "allele_count_mismatch", lit(key), pl.col(source), m & where)
+        _check("allele_count_mismatch", "allele_count_mismatch", lit(key), pl.col(source), m & where)
         for (key, m, where), source in zip(mismatch, ("af_text", "info_GMAF", "fao_text"))])
     rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
                              fao=pl.when("fallback").then(allele("fao_text")),
@@ -748,13 +762,13 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
     _flag(ctx, rows.with_columns(length=pl.col("ref").str.len_chars()), table, [
-        ("vaf_out_of_range", "vaf_out_of_range", lit("AF"), pl.col("vaf"), ~vaf_ok),
-        ("number_out_of_range", "gmaf_out_of_range", lit("GMAF"), pl.col("gmaf"), ~gmaf_ok),
-        ("genome_build", "vcf_build", lit("##reference"), pl.col("build"), pl.col("build").is_not_null()),
-        ("number_out_of_range", "pos_out_of_range", lit("POS"), pl.col("pos_raw").str.strip_chars(), ~pos_ok.fill_null(False)),
-        ("allele_too_long", "allele_too_long", lit("REF"), pl.col("ref"), pl.col("length") > MAX_ALLELE_BP)])
+        _check("vaf_out_of_range", "vaf_out_of_range", lit("AF"), pl.col("vaf"), ~vaf_ok),
+        _check("number_out_of_range", "gmaf_out_of_range", lit("GMAF"), pl.col("gmaf"), ~gmaf_ok),
+        _check("genome_build", "vcf_build", lit("##reference"), pl.col("build"), pl.col("build").is_not_null()),
+        _check("number_out_of_range", "pos_out_of_range", lit("POS"), pl.col("pos_raw").str.strip_chars(), ~pos_ok.fill_null(False)),
+        _check("allele_too_long", "allele_too_long", lit("REF"), pl.col("ref"), pl.col("length") > MAX_ALLELE_BP)])
     _flag(ctx, rows.with_columns(length=pl.col("alt").str.len_chars()), table, [
-        ("allele_too_long", "allele_too_long", lit("ALT"), pl.col("alt"), pl.col("length") > MAX_ALLELE_BP)])
+        _check("allele_too_long", "allele_too_long", lit("ALT"), pl.col("alt"), pl.col("length") > MAX_ALLELE_BP)])
     cache: dict = {}
     combos = rows.select("info_FUNC", "alt", "i", "n_alt").unique()
     annotated = pl.DataFrame([(*k, *_annotations(k[0], k[1], k[2], k[3], cache)) for k in combos.iter_rows()],
@@ -763,9 +777,9 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              orient="row")
     rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True, maintain_order="left")
     _flag(ctx, rows, table, [
-        ("unparseable_annotation", "unparseable_annotation", lit("FUNC"), pl.col("info_FUNC"),
+        _check("unparseable_annotation", "unparseable_annotation", lit("FUNC"), pl.col("info_FUNC"),
          pl.col("unreadable") & (pl.col("i") == 0)),
-        ("unmatched_annotation", "unmatched_annotation", lit("FUNC"), pl.col("alt"), pl.col("unmatched"))])
+        _check("unmatched_annotation", "unmatched_annotation", lit("FUNC"), pl.col("alt"), pl.col("unmatched"))])
     called = pl.col("gt").str.contains(r"^[0-9]+(?:[/|][0-9]+)*$")
     vaf = pl.when(vaf_ok).then("vaf")
     reason = (pl.when(pl.col("filter_raw") != "PASS").then(lit("filtered"))

@@ -369,7 +369,8 @@ def _parsed(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr | Non
         notes += [(key, q.value, q.rule, q.message) for q in probe.queries[before:]]
     lookup = pl.DataFrame({raw: keys, "_v": values}, schema={raw: rows.schema[raw], "_v": dtype}, strict=False)
     if notes:
-        found = pl.DataFrame(notes, schema=[raw, "value", "rule", "message"], orient="row")
+        found = pl.DataFrame(notes, schema={raw: rows.schema[raw], **dict.fromkeys(("value", "rule", "message"), pl.String)},
+                             orient="row")
         hits = rows.with_columns(field=field).join(found, on=raw, nulls_equal=True, maintain_order="left")
         _emit(ctx, hits, table, pl.col("message").str.replace_all(FIELD, pl.col("field").fill_null(""), literal=True))
     return rows.select(raw).join(lookup, on=raw, how="left", nulls_equal=True, maintain_order="left")["_v"]

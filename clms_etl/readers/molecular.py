@@ -457,10 +457,10 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
         layout.append({"file": label, "width": len(header), **{f"i_{k}": cols.get(k) for k in keys},
                        **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
-    body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment"))
-    _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String)), None, [
+    body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment") & ~pl.col("file").is_in(list(kind.failed)))
+    _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None, [
         _check("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), pl.col("blank"))])
-    body = body.filter(~pl.col("blank") & ~pl.col("file").is_in(list(kind.failed)))
+    body = body.filter(~pl.col("blank"))
     schema = {"file": pl.String, "width": pl.Int64, **{f"i_{k}": pl.Int64 for k in keys},
               **{f"name_{k}": pl.String for k in keys}}
     body = body.join(pl.DataFrame(layout, schema=schema), on="file", maintain_order="left").with_columns(

@@ -412,10 +412,12 @@ def _message(template: str) -> pl.Expr:
                           for i, p in enumerate(parts)])
 
 
-def _check(rule: str, message: str, field: pl.Expr, value: pl.Expr, condition: pl.Expr) -> tuple:
-    """A row of a table of checks: its rule, its message (a key of MSG), the field and value its query
-    names, and the condition (a column expression) under which a row fails it."""
-    return rule, message, field, value, condition
+def _check(rule: str, condition: pl.Expr, field: pl.Expr | str | None = None, value: pl.Expr | None = None,
+           message: str | None = None) -> tuple:
+    """A row of a table of checks: its rule, the condition (a column expression) under which a row
+    fails it, the field and value its query names, its message (a key of MSG; default the rule's)."""
+    field = field if isinstance(field, pl.Expr) else pl.lit(field, pl.String)
+    return rule, message or rule, field, pl.lit(None) if value is None else value, condition
 
 
 def _flag(ctx: ReadContext, rows: pl.DataFrame, table: str, checks: list[tuple]) -> None:
@@ -459,7 +461,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
                        **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
     body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment") & ~pl.col("file").is_in(list(kind.failed)))
     _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None, [
-        _check("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), pl.col("blank"))])
+        _check("empty_row", pl.col("blank"))])
     body = body.filter(~pl.col("blank"))
     schema = {"file": pl.String, "width": pl.Int64, **{f"i_{k}": pl.Int64 for k in keys},
               **{f"name_{k}": pl.String for k in keys}}
@@ -471,9 +473,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     kind.rows.update(body.group_by("file").len().iter_rows())
     cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))
     _flag(ctx, body, table, [
-        _check("truncated_file", "truncated_row", pl.lit(None, pl.String), pl.lit(None), cut),
-        _check("wrong_field_count", "wrong_field_count", pl.lit(None, pl.String), pl.lit(None),
-         ~cut & (pl.col("n") != pl.col("width")))])
+        _check("truncated_file", cut, message="truncated_row"),
+        _check("wrong_field_count", ~cut & (pl.col("n") != pl.col("width")))])
     return body, lines.filter(pl.col("comment"))
 
 
@@ -547,31 +548,28 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
         named=pl.col("raw_file").str.strip_chars().fill_null(""),
     ).unnest("at")
-    _flag(ctx, rows, table, [_check("cn_out_of_range", "cn_out_of_range", name["cn_state"], pl.col("raw_cn_state"),
-                              pl.col("cn_state") < 0)])
-    rows = rows.with_columns(chrom=pl.coalesce("loc_chrom", "stated"), cn_state=pl.when(pl.col("cn_state") >= 0)
-                             .then("cn_state"), build=pl.when(pl.col("iscn").is_not_null())
-                             .then(pl.col("iscn").struct.field("build")).otherwise("file_build"))
+    cn, kind, iscn = pl.col("cn_state"), pl.col("segment_type"), pl.col("iscn").is_not_null()
+    _flag(ctx, rows, table, [_check("cn_out_of_range", cn < 0, name["cn_state"], pl.col("raw_cn_state"))])
+    rows = rows.with_columns(chrom=pl.coalesce("loc_chrom", "stated"), cn_state=pl.when(cn >= 0).then(cn),
+                             build=pl.when(iscn).then(pl.col("iscn").struct.field("build")).otherwise("file_build"))
+    # CN state against Type (oncoscanR's categories; X/Y carry one copy in men)
     rows = rows.with_columns(floor=pl.when(pl.col("chrom").is_in(["X", "Y"])).then(1).otherwise(2))
-    fits = (pl.when(pl.col("segment_type") == "Gain").then(pl.col("cn_state") > pl.col("floor"))
-            .when(pl.col("segment_type") == "Loss").then(pl.col("cn_state") < 2).otherwise(pl.col("cn_state") == 2))
-    rows = rows.with_columns(expected=pl.when(pl.col("segment_type") == "Gain").then(pl.format("> {}", "floor"))
-                             .when(pl.col("segment_type") == "Loss").then(pl.lit("< 2"))
-                             .otherwise(pl.lit("vide (LOH neutre en copies)")))
-    iscn = pl.col("iscn").is_not_null()
-    mismatch = (pl.col("named") != "") & (pl.col("named").str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
+    fits = pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2)
+    rows = rows.with_columns(expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor"))
+                             .when(kind == "Loss").then(pl.lit("< 2")).otherwise(pl.lit("vide (LOH neutre en copies)")))
+    named, stated, located = pl.col("named"), pl.col("stated"), pl.col("loc_chrom")
+    mismatch = (named != "") & (named.str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
     _flag(ctx, rows, table, [
-        _check("chromosome_mismatch", "chromosome_mismatch", name["chromosome"], pl.col("raw_chromosome"),
-         pl.col("stated").is_not_null() & pl.col("loc_chrom").is_not_null() & (pl.col("stated") != pl.col("loc_chrom"))),
-        _check("missing_cn_state", "missing_cn_state", name["cn_state"], pl.col("raw_cn_state"),
-         pl.col("segment_type").is_in(["Gain", "Loss"]) & pl.col("cn_state").is_null() & pl.col("cn_missing")),
-        _check("cn_type_mismatch", "cn_type_mismatch", name["cn_state"], pl.col("raw_cn_state"),
-         pl.col("segment_type").is_not_null() & pl.col("cn_state").is_not_null() & ~fits),
-        _check("genome_build", "chas_build", pl.when(iscn).then(name["nomenclature"]).otherwise(pl.lit("#")),
-         pl.when(iscn).then("raw_nomenclature").otherwise("build"), pl.col("build").is_not_null()),
-        _check("sample_name_mismatch", "chas_sample_name", name["file"], pl.col("named"),
-         mismatch & (mismatch.cum_sum().over("file") == 1)),  # once per file: the whole file is concerned
-    ])
+        _check("chromosome_mismatch", stated.is_not_null() & located.is_not_null() & (stated != located),
+               name["chromosome"], pl.col("raw_chromosome")),
+        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"),
+               name["cn_state"], pl.col("raw_cn_state")),
+        _check("cn_type_mismatch", kind.is_not_null() & cn.is_not_null() & ~fits, name["cn_state"],
+               pl.col("raw_cn_state")),
+        _check("genome_build", pl.col("build").is_not_null(), pl.when(iscn).then(name["nomenclature"])
+               .otherwise(pl.lit("#")), pl.when(iscn).then("raw_nomenclature").otherwise("build"), "chas_build"),
+        _check("sample_name_mismatch", mismatch & (mismatch.cum_sum().over("file") == 1),  # once per file
+               name["file"], named, "chas_sample_name")])
     return _canonical(table, rows)
 
 
@@ -610,8 +608,8 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
            for k in ("reads", "unique_start_sites")},
     ).unnest("genes", "breakpoints")
     outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
-    _flag(ctx, rows, table, [_check("number_out_of_range", "percent_out_of_range", name["percent_gsp2_reads"],
-                              pl.col("raw_percent_gsp2_reads"), outside)])
+    _flag(ctx, rows, table, [_check("number_out_of_range", outside, name["percent_gsp2_reads"],
+                                    pl.col("raw_percent_gsp2_reads"), "percent_out_of_range")])
     return _canonical(table, rows.with_columns(percent_gsp2_reads=pl.when(~outside).then("percent_gsp2_reads")))
 
 
@@ -683,8 +681,8 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         last=pl.col("line") == pl.col("line").max().over("file"), row_id=pl.lit(None, pl.String))
     blank, hashed = pl.col("text").str.strip_chars() == "", pl.col("text").str.starts_with("#")
     _flag(ctx, body.with_columns(patient_id=pl.lit(None, pl.String)), None, [
-        _check("empty_row", "empty_row", pl.lit(None, pl.String), pl.lit(None), blank),
-        _check("misplaced_header_line", "misplaced_header_line", pl.lit(None, pl.String), pl.col("text"), hashed & ~blank)])
+        _check("empty_row", blank),
+        _check("misplaced_header_line", hashed & ~blank, None, pl.col("text"))])
     body = body.filter(~blank & ~hashed)
     counts = dict(body.group_by("file").len().iter_rows())
     kind.rows.update({label: counts.get(label, 0) for label in heads["file"]})
@@ -700,9 +698,8 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
               | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
     body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))
     bad = body.filter("broken").with_columns(row_id=pl.format("variant:{}:{}:1", "file", "line"), value=pl.col("text"))
-    _flag(ctx, bad, table, [_check("truncated_file", "truncated_record", pl.lit(None, pl.String), pl.col("text"), pl.col("cut")),
-                            _check("unparseable_record", "unparseable_record", pl.lit(None, pl.String), pl.col("text"),
-                             ~pl.col("cut"))])
+    _flag(ctx, bad, table, [_check("truncated_file", pl.col("cut"), None, pl.col("text"), "truncated_record"),
+                            _check("unparseable_record", ~pl.col("cut"), None, pl.col("text"))])
     text = {k: pl.when(~pl.col(k).is_in(["", "."])).then(pl.col(k).str.slice(0, MAX_TEXT))
             for k in ("chrom_raw", "ref", "alt_text", "filter_raw")}
     bad = bad.with_columns(chrom=text["chrom_raw"].str.replace(r"^(?i)chr", ""), ref=text["ref"], alt=text["alt_text"],
@@ -741,7 +738,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                 for key, source, where in (("AF", "af_text", lit(True)), ("GMAF", "info_GMAF", lit(True)),
                                            ("FAO", "fao_text", pl.col("fallback")))]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
-        _check("allele_count_mismatch", "allele_count_mismatch", lit(key), pl.col(source), m & where)
+        _check("allele_count_mismatch", m & where, lit(key), pl.col(source))
         for (key, m, where), source in zip(mismatch, ("af_text", "info_GMAF", "fao_text"))])
     rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
                              fao=pl.when("fallback").then(allele("fao_text")),
@@ -763,13 +760,14 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
     _flag(ctx, rows.with_columns(length=pl.col("ref").str.len_chars()), table, [
-        _check("vaf_out_of_range", "vaf_out_of_range", lit("AF"), pl.col("vaf"), ~vaf_ok),
-        _check("number_out_of_range", "gmaf_out_of_range", lit("GMAF"), pl.col("gmaf"), ~gmaf_ok),
-        _check("genome_build", "vcf_build", lit("##reference"), pl.col("build"), pl.col("build").is_not_null()),
-        _check("number_out_of_range", "pos_out_of_range", lit("POS"), pl.col("pos_raw").str.strip_chars(), ~pos_ok.fill_null(False)),
-        _check("allele_too_long", "allele_too_long", lit("REF"), pl.col("ref"), pl.col("length") > MAX_ALLELE_BP)])
+        _check("vaf_out_of_range", ~vaf_ok, "AF", pl.col("vaf")),
+        _check("number_out_of_range", ~gmaf_ok, "GMAF", pl.col("gmaf"), "gmaf_out_of_range"),
+        _check("genome_build", pl.col("build").is_not_null(), "##reference", pl.col("build"), "vcf_build"),
+        _check("number_out_of_range", ~pos_ok.fill_null(False), "POS", pl.col("pos_raw").str.strip_chars(),
+               "pos_out_of_range"),
+        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "REF", pl.col("ref"))])
     _flag(ctx, rows.with_columns(length=pl.col("alt").str.len_chars()), table, [
-        _check("allele_too_long", "allele_too_long", lit("ALT"), pl.col("alt"), pl.col("length") > MAX_ALLELE_BP)])
+        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "ALT", pl.col("alt"))])
     cache: dict = {}
     combos = rows.select("info_FUNC", "alt", "i", "n_alt").unique()
     annotated = pl.DataFrame([(*k, *_annotations(k[0], k[1], k[2], k[3], cache)) for k in combos.iter_rows()],
@@ -778,9 +776,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              orient="row")
     rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True, maintain_order="left")
     _flag(ctx, rows, table, [
-        _check("unparseable_annotation", "unparseable_annotation", lit("FUNC"), pl.col("info_FUNC"),
-         pl.col("unreadable") & (pl.col("i") == 0)),
-        _check("unmatched_annotation", "unmatched_annotation", lit("FUNC"), pl.col("alt"), pl.col("unmatched"))])
+        _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
+        _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])
     called = pl.col("gt").str.contains(r"^[0-9]+(?:[/|][0-9]+)*$")
     vaf = pl.when(vaf_ok).then("vaf")
     reason = (pl.when(pl.col("filter_raw") != "PASS").then(lit("filtered"))

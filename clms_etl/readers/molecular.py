@@ -269,12 +269,14 @@ def _manifest_checks(width: int) -> list[pl.Expr]:
     content, sample = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash(), pl.col("sample_id")
 
     def unique(key: pl.Expr) -> pl.Expr:
-        return ~(key.is_not_null() & key.is_duplicated() & (~key.is_first_distinct() | (content.n_unique().over(key) > 1)))
+        again = ~key.is_first_distinct() | (content.n_unique().over(key) > 1)
+        return ~(key.is_not_null() & key.is_duplicated() & again)
 
     def rule(name: str, passes: pl.Expr) -> pl.Expr:
         return passes.alias(name)
 
-    return [rule("wrong_field_count", pl.col("_fields") == width), rule("missing_case_no", pl.col("case_no").is_not_null()),
+    return [rule("wrong_field_count", pl.col("_fields") == width),
+            rule("missing_case_no", pl.col("case_no").is_not_null()),
             rule("missing_centre", pl.col("centre").is_not_null()),
             rule("missing_patient_id", pl.col("local_id").is_not_null()),
             rule("missing_sample_id", sample.is_not_null()), rule("missing_status", pl.col("status").is_not_null()),
@@ -346,8 +348,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
                       value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
                       message=f"{MANIFEST}, ligne {r['source_row']}: {checks[rule]['message']}.")
     bad_sample = ~(ok["missing_sample_id"] & ok["invalid_sample_id"])
-    raw = raw.with_columns(sample_id=pl.when(bad_sample).then(None).otherwise("sample_id"), source_file=pl.lit(MANIFEST))
-    raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row")
+    raw = raw.with_columns(sample_id=pl.when(~bad_sample).then("sample_id"), file=pl.lit(MANIFEST), line="source_row")
     return raw.with_columns(case_no=_numbers(ctx, raw, "case_no", pl.lit(header[cols["case_no"]]), integer=True,
                                              table="molecular_sample"),
                             status=_parsed(ctx, raw, "status", pl.lit(header[cols["status"]]), pl.String,
@@ -369,8 +370,8 @@ def _parsed(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr | Non
         notes += [(key, q.value, q.rule, q.message) for q in probe.queries[before:]]
     lookup = pl.DataFrame({raw: keys, "_v": values}, schema={raw: rows.schema[raw], "_v": dtype}, strict=False)
     if notes:
-        found = pl.DataFrame(notes, schema={raw: rows.schema[raw], **dict.fromkeys(("value", "rule", "message"), pl.String)},
-                             orient="row")
+        found = pl.DataFrame(notes, orient="row", schema={raw: rows.schema[raw],
+                                                          **dict.fromkeys(("value", "rule", "message"), pl.String)})
         hits = rows.with_columns(field=field).join(found, on=raw, nulls_equal=True, maintain_order="left")
         _emit(ctx, hits, table, pl.col("message").str.replace_all(FIELD, pl.col("field").fill_null(""), literal=True))
     return rows.select(raw).join(lookup, on=raw, how="left", nulls_equal=True, maintain_order="left")["_v"]
@@ -435,7 +436,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     name), no quoting. Returns the rows under the headers with each declared cell (``key``) and the
     name the file gives its column (``name_key``)."""
     ctx, keys = kind.ctx, list(DECLARED["columns"][specs])
-    lines = lines.with_columns(comment=pl.col("text").str.starts_with("#"), blank=pl.col("text").str.strip_chars() == "")
+    text = pl.col("text")
+    lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
     lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
     for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
         kind.fail(_FileFailure(f"{label}: aucune ligne d'en-tête", label, "missing_header"))
@@ -459,7 +461,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
         layout.append({"file": label, "width": len(header), **{f"i_{k}": cols.get(k) for k in keys},
                        **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
-    body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment") & ~pl.col("file").is_in(list(kind.failed)))
+    body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment")
+                        & ~pl.col("file").is_in(list(kind.failed)))
     _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None, [
         _check("empty_row", pl.col("blank"))])
     body = body.filter(~pl.col("blank"))
@@ -468,8 +471,9 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     body = body.join(pl.DataFrame(layout, schema=schema), on="file", maintain_order="left").with_columns(
         fields=pl.col("text").str.split("\t"), last=pl.col("line") == pl.col("line").max().over("file"),
         row_id=pl.format("{}:{}:{}", pl.lit(table), "file", "line"))
-    body = body.with_columns(n=pl.col("fields").list.len(),
-                             **{f"raw_{k}": pl.col("fields").list.get(pl.col(f"i_{k}"), null_on_oob=True) for k in keys})
+    fields = pl.col("fields")
+    body = body.with_columns(n=fields.list.len(),
+                             **{f"raw_{k}": fields.list.get(pl.col(f"i_{k}"), null_on_oob=True) for k in keys})
     kind.rows.update(body.group_by("file").len().iter_rows())
     cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))
     _flag(ctx, body, table, [
@@ -534,8 +538,9 @@ def _iscn_build(c: Cells, raw) -> dict | None:
 def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     ctx, table = kind.ctx, "cn_segment"
     rows, comments = _tabular(kind, lines, "chas", table)
-    file_build = comments.with_columns(build=_parsed(ctx, comments, "text", None, pl.String, lambda c, v: _build_problem(v))
-                                       ).group_by("file").agg(file_build=pl.col("build").drop_nulls().first())
+    build = _parsed(ctx, comments, "text", None, pl.String, lambda c, v: _build_problem(v))
+    file_build = comments.with_columns(build=build).group_by("file").agg(file_build=pl.col("build").drop_nulls()
+                                                                         .first())
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["chas"]}
     rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
         segment_type=_parsed(ctx, rows, "raw_type", name["type"], pl.String,
@@ -648,7 +653,8 @@ def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     meta = pl.col("text").str.starts_with("##")
     heads = lines.with_columns(top=pl.col("line").filter(~meta).min().over("file")).group_by(
         "file", maintain_order=True).agg(pl.col("text").first().alias("first"), pl.col("top").first(),
-                                          pl.col("text").filter(pl.col("line") == pl.col("top")).first().alias("columns"),
+                                          pl.col("text").filter(pl.col("line") == pl.col("top")).first()
+                                          .alias("columns"),
                                           pl.col("text").filter(pl.col("text").str.starts_with("##reference=")
                                                                 & (pl.col("line") < pl.col("top").fill_null(1 << 60)))
                                           .first().alias("reference"), pl.col("patient_id").first(),
@@ -717,11 +723,12 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         **{f"info_{k}": pl.col("info").str.extract(rf"(?:^|;){k}=([^;]*)") for k in used},
         **{f"has_{k}": pl.col("info").str.contains(rf"(?:^|;){k}(?:=|;|$)") for k in used},
         **{f"call_{k}": pl.when(keys.list.contains(k)).then(pl.col("call").str.split(":").list.get(
-            keys.list.eval(pl.element() == k).list.arg_max(), null_on_oob=True)) for k in ("GT", "AF", "FAO", "FDP", "DP")},
+            keys.list.eval(pl.element() == k).list.arg_max(), null_on_oob=True))
+           for k in ("GT", "AF", "FAO", "FDP", "DP")},
         **{f"calls_{k}": keys.list.contains(k).fill_null(False) for k in ("AF", "FAO")},
         n_alt=pl.when(pl.col("alt_text") == ".").then(0).otherwise(pl.col("alt_text").str.split(",").list.len()))
     rows = rows.with_columns(i=pl.int_ranges(pl.max_horizontal("n_alt", 1))).explode("i").with_columns(
-        alt=pl.when(pl.col("n_alt") > 0).then(pl.col("alt_text").str.split(",").list.get(pl.col("i"), null_on_oob=True)),
+        alt=pl.when(pl.col("n_alt") > 0).then(pl.col("alt_text").str.split(",").list.get("i", null_on_oob=True)),
         row_id=pl.format("variant:{}:{}:{}", "file", "line", pl.col("i") + 1),
         gt=pl.col("call_GT").str.strip_chars().replace({"": None, ".": None}),
         af_text=pl.when("has_AF").then("info_AF").otherwise("call_AF"),
@@ -742,7 +749,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         for (key, m, where), source in zip(mismatch, ("af_text", "info_GMAF", "fao_text"))])
     rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
                              fao=pl.when("fallback").then(allele("fao_text")),
-                             fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first().replace(".", None)),
+                             fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first()
+                                                          .replace(".", None)),
                              depth_key=pl.coalesce(*(pl.when(pl.col(f"{src}_{k}").replace(".", None).is_not_null())
                                                      .then(lit(k)) for k, src in (("FDP", "info"), ("FDP", "call"),
                                                                                   ("DP", "info"), ("DP", "call")))))
@@ -755,7 +763,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String, _vcf_chromosome, table),
         computed=(_numbers(ctx, rows, "fao", lit("FAO"), table=table, decimal_comma=False)
                   / _numbers(ctx, rows, "fdp", lit("FDP"), table=table, decimal_comma=False).replace(0, None)).round(6))
-    rows = rows.with_columns(vaf=pl.when(pl.col("vaf").is_null() & pl.col("fallback")).then("computed").otherwise("vaf"),
+    rows = rows.with_columns(vaf=pl.when(pl.col("vaf").is_null() & pl.col("fallback")).then("computed")
+                             .otherwise("vaf"),
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
@@ -774,7 +783,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              schema={**combos.schema, "unreadable": pl.Boolean, "unmatched": pl.Boolean,
                                      **{k: pl.String for k in ("gene", "transcript", "hgvs_c", "hgvs_p", "function")}},
                              orient="row")
-    rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True, maintain_order="left")
+    rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True,
+                     maintain_order="left")
     _flag(ctx, rows, table, [
         _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
         _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])
@@ -789,7 +799,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
               .when(vaf < VAF_FLOOR).then(lit("low_vaf"))
               .when(~pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
                   pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1)).then(lit("no_call")))
-    reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""]))).list.join(",")
+    reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""])))
+    reasons = reasons.list.join(",")
     text = pl.when(pl.col("filter_raw") != ".").then("filter_raw")
     cut = {k: pl.when(pl.col(k).str.len_chars() > MAX_ALLELE_BP).then(pl.col(k).str.slice(0, MAX_ALLELE_BP) + "…")
            .otherwise(k) for k in ("ref", "alt")}

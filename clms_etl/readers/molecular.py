@@ -41,14 +41,9 @@ INT32_MAX, POSITION_MAX = 2**31 - 1, 10**10  # a position larger than any chromo
 MAX_NAME, MAX_TEXT = 200, 1000  # a header name cut before matching (a 50 MB "header"); text kept of a broken record
 FIELD = "\x1f"  # stands for the column's name in a message written once per distinct value
 
-HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
-BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
-ISCN_BUILD = re.compile(r"arr\s*\[([^\]]*)\]", re.IGNORECASE)
-CHROMOSOME = re.compile(r"^\s*(?:chr)?\s*([0-9]{1,2}|[XY])\s*$", re.IGNORECASE)
-# chrN:start-end, thousands separators (",", ".", "'", spaces) tolerated inside the numbers
-LOCATION = re.compile(r"^\s*(?:chr)?([0-9]{1,2}|[XY])\s*:\s*([0-9][0-9,.'\s\u00a0\u202f]*?)\s*-\s*"
-                      r"([0-9][0-9,.'\s\u00a0\u202f]*?)\s*$", re.IGNORECASE)
-BREAKPOINT = re.compile(r"^\s*(?:chr)?([0-9]{1,2}|[XYM]|MT)\s*:\s*([0-9][0-9,]*)\s*$", re.IGNORECASE)
+HG19, BUILD, ISCN_BUILD, CHROMOSOME, LOCATION, BREAKPOINT = (
+    re.compile(DECLARED["patterns"][k], re.IGNORECASE)
+    for k in ("hg19", "build", "iscn_build", "chromosome", "location", "breakpoint"))
 PLAIN_NUMBER, PLAIN_INT = r"^[0-9]{1,15}(?:\.[0-9]{1,15})?$", r"^[0-9]{1,9}$"  # read by polars, all digits kept
 VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
@@ -106,8 +101,9 @@ class _Kind:
         self.failed.setdefault(failure.file, (failure.rule, failure.column, str(failure)))
 
     def lines(self, paths: dict[str, Path]) -> pl.DataFrame:
-        """Every physical line of every readable file (file, line, text, last, complete)."""
-        parts = []
+        """Every physical line of every readable file: file, line, text, complete (ends with a line
+        break), sample_id, patient_id."""
+        rows: dict[str, list] = {"file": [], "text": [], "complete": [], "sample_id": [], "patient_id": []}
         for label, path in paths.items():
             try:
                 text = _decode(self.ctx, path.read_bytes(), label)
@@ -119,17 +115,11 @@ class _Kind:
                 continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
-            parts.append((label, lines[:-1] if complete else lines, complete))
-        return pl.DataFrame({"file": [p[0] for p in parts for _ in p[1]], "text": [t for p in parts for t in p[1]],
-                             "complete": [p[2] for p in parts for _ in p[1]]},
-                            schema={"file": pl.String, "text": pl.String, "complete": pl.Boolean}).with_columns(
-            line=pl.int_range(1, pl.len() + 1).over("file")).join(self.owners(), on="file", how="left",
-                                                                  maintain_order="left")
-
-    def owners(self) -> pl.DataFrame:
-        return pl.DataFrame({"file": list(self.files), "sample_id": [v[0] for v in self.files.values()],
-                             "patient_id": [v[1] for v in self.files.values()]},
-                            schema={"file": pl.String, "sample_id": pl.String, "patient_id": pl.String})
+            lines = lines[:-1] if complete else lines
+            for key, value in zip(rows, (label, None, complete, *self.files[label])):
+                rows[key] += lines if key == "text" else [value] * len(lines)
+        return pl.DataFrame(rows, schema={**dict.fromkeys(rows, pl.String), "complete": pl.Boolean}).with_columns(
+            line=pl.int_range(1, pl.len() + 1).over("file"))
 
 
 def _read(ctx: ReadContext) -> ReadResult:

@@ -92,7 +92,6 @@ class _Kind:
     """The files of one assay in a delivery, read together."""
 
     ctx: ReadContext
-    assay: str
     files: dict[str, tuple[str, str | None]]  # label -> (sample id, patient)
     failed: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # label -> rule, column, message
     rows: dict[str, int] = field(default_factory=dict)  # label -> source rows
@@ -131,52 +130,46 @@ def _read(ctx: ReadContext) -> ReadResult:
     owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
                                                                           maintain_order=True)
                  .select("sample_id", "patient_id").iter_rows())
-    frames, states = {"molecular_sample": None}, {}
+    frames, states = {}, {}
     source_rows, files = {MANIFEST: samples.height}, [folder / MANIFEST]
     for assay, a in ASSAYS.items():
         paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
-        kind = _Kind(ctx, assay, {label: (sample_id, owner.get(sample_id)) for label, sample_id in
-                                  zip(paths, found[assay])})
-        for label, (sample_id, _) in kind.files.items():
+        kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})
+        for label, sample_id in zip(paths, found[assay]):
             if sample_id not in owner:
                 ctx.query(file=label, rule="orphan_file", value=sample_id,
                           message=MSG["orphan_file"].format(file=label, sample_id=sample_id))
         files += paths.values()
-        frames[a["table"]] = READERS[a["table"]](kind, kind.lines(paths))
+        frames[a["table"]] = READERS[a["table"]](kind, kind.lines(paths)).filter(
+            ~pl.col("source_file").is_in(list(kind.failed)))
+        states[assay] = {sample_id: FAILED if label in kind.failed else TESTED
+                         for label, (sample_id, _) in kind.files.items()}
         for label, (sample_id, patient_id) in kind.files.items():
-            states[(assay, sample_id)] = FAILED if label in kind.failed else TESTED
             source_rows[label] = 0 if label in kind.failed else kind.rows.get(label, 0)
             if label in kind.failed:
                 rule, column, reason = kind.failed[label]
                 ctx.query(file=label, patient_id=patient_id, field=column, rule=rule, message=MSG["file_failed"]
                           .format(reason=reason, what=a["label"], sample_id=sample_id))
-        frames[a["table"]] = frames[a["table"]].filter(~pl.col("source_file").is_in(list(kind.failed)))
     frames["molecular_sample"] = _samples(ctx, samples, states)
     return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
                       files=files, source_rows=source_rows)
 
 
-def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict) -> pl.DataFrame:
-    """molecular_sample: each assay tested / failed / not done, from the manifest's status and the files."""
-    rows = samples.to_dicts()
-    for s in rows:
-        for assay, a in ASSAYS.items():
-            state, label = states.get((assay, s["sample_id"])), f"{a['folder']}/{s['sample_id']}{a['suffix']}"
-            where = dict(file=MANIFEST, row=s["source_row"], table="molecular_sample", row_id=s["row_id"],
-                         patient_id=s["patient_id"])
-            if s["sample_id"] is None:
-                s[assay] = None  # no usable accession: nothing says which files are this case's
-            elif s["status"] == "not_contributory":
-                s[assay] = state or FAILED
-                if state is not None:
-                    ctx.query(**where, field="status", value=s["status"], rule="file_for_not_contributory_case",
-                              message=MSG["file_for_not_contributory_case"].format(file=label))
-            else:
-                s[assay] = state or NOT_DONE
-                if state is None and s["status"] == "ok":
-                    ctx.query(**where, field="sample_id", value=s["sample_id"], rule="missing_file",
-                              message=MSG["missing_file"].format(file=label, what=a["label"]))
-    return _canonical("molecular_sample", pl.DataFrame(rows, infer_schema_length=None))
+def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """molecular_sample: each assay tested / failed / not done, from the manifest's status and the files
+    (no usable accession: nothing says which files are the case's, so no state)."""
+    sample, status, state = pl.col("sample_id"), pl.col("status"), pl.col("state")
+    for assay, a in ASSAYS.items():
+        samples = samples.with_columns(state=sample.replace_strict(states[assay], default=None, return_dtype=pl.String),
+                                       label=pl.format(f"{a['folder']}/{{}}{a['suffix']}", sample),
+                                       what=pl.lit(a["label"]))
+        given, unused = sample.is_not_null(), status == "not_contributory"
+        _flag(ctx, samples, "molecular_sample", [
+            _check("file_for_not_contributory_case", given & unused & state.is_not_null(), "status", status),
+            _check("missing_file", given & ~unused & state.is_null() & (status == "ok"), "sample_id", sample)])
+        samples = samples.with_columns(pl.when(given).then(pl.coalesce(state, pl.when(unused).then(pl.lit(FAILED))
+                                                                        .otherwise(pl.lit(NOT_DONE)))).alias(assay))
+    return _canonical("molecular_sample", samples)
 
 
 def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:

@@ -33,6 +33,8 @@ from clms_etl import model
 
 DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
 MANIFEST, MSG, ASSAYS = DECLARED["manifest"], DECLARED["messages"], DECLARED["assays"]
+MSG.update({f"manifest_{rule}": f"{MANIFEST}, ligne {{line}}: {c['message']}." for rule, c in
+            DECLARED["manifest_checks"].items()})
 STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
 VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
                                                                                 "max_allele_bp"))
@@ -312,26 +314,19 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
                            patient_id=pl.Series([None if u or not (c and l) else pseudonym(ctx.pseudonym_key, c, l)
                                                  for u, c, l in zip(unknown, raw["centre"], raw["local_id"])],
                                                 dtype=pl.String))
-    where = dict(file=MANIFEST, table="molecular_sample")
-    for r in raw.filter(unknown).iter_rows(named=True):
-        ctx.query(**where, row=r["source_row"], row_id=r["row_id"], field=header[cols["centre"]], value=r["centre"],
-                  rule="unknown_centre", message=MSG["unknown_centre"].format(row=r["source_row"], value=r["centre"],
-                                                                          known=", ".join(sorted(known))))
+    raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))))
     ok = raw.select(_manifest_checks(len(header)))
-    checks = DECLARED["manifest_checks"]
-    for rule in ok.columns:
-        key = checks[rule]["column"] or None
-        for index in ok[rule].not_().arg_true().to_list():
-            r, fields = raw.row(index, named=True), data[index][1]
-            name = header[cols[key]] if key else None
-            if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
-                name = header[len(fields)] if len(fields) < len(header) else f"colonne {len(header) + 1}"
-            value = r[key] if key else None
-            ctx.query(**where, row=r["source_row"], row_id=r["row_id"], patient_id=r["patient_id"], field=name,
-                      value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
-                      message=f"{MANIFEST}, ligne {r['source_row']}: {checks[rule]['message']}.")
+    name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
+    beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
+                                              return_dtype=pl.String)  # the first column missing, or beyond the header
+    masked = pl.when(pl.col("local_id").is_not_null()).then(pl.lit(IDENTIFIER_MASK))
+    _flag(ctx, pl.concat([raw, ok.select(pl.all().name.prefix("ok_"))], how="horizontal"), "molecular_sample", [
+        _check("unknown_centre", pl.lit(unknown), name["centre"], pl.col("centre")),
+        *(_check(rule, ~pl.col(f"ok_{rule}"), beyond if rule == "wrong_field_count" else name.get(c["column"]),
+                 masked if c["column"] == "local_id" else pl.col(c["column"]) if c["column"] else None,
+                 f"manifest_{rule}") for rule, c in DECLARED["manifest_checks"].items())])
     bad_sample = ~(ok["missing_sample_id"] & ok["invalid_sample_id"])
-    raw = raw.with_columns(sample_id=pl.when(~bad_sample).then("sample_id"), file=pl.lit(MANIFEST), line="source_row")
+    raw = raw.with_columns(sample_id=pl.when(~bad_sample).then("sample_id"))
     return raw.with_columns(case_no=_numbers(ctx, raw, "case_no", pl.lit(header[cols["case_no"]]), integer=True,
                                              table="molecular_sample"),
                             status=_parsed(ctx, raw, "status", pl.lit(header[cols["status"]]), pl.String,

@@ -325,13 +325,10 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
         *(_check(rule, ~pl.col(f"ok_{rule}"), beyond if rule == "wrong_field_count" else name.get(c["column"]),
                  masked if c["column"] == "local_id" else pl.col(c["column"]) if c["column"] else None,
                  f"manifest_{rule}") for rule, c in DECLARED["manifest_checks"].items())])
-    bad_sample = ~(ok["missing_sample_id"] & ok["invalid_sample_id"])
-    raw = raw.with_columns(sample_id=pl.when(~bad_sample).then("sample_id"))
-    return raw.with_columns(case_no=_numbers(ctx, raw, "case_no", pl.lit(header[cols["case_no"]]), integer=True,
-                                             table="molecular_sample"),
-                            status=_parsed(ctx, raw, "status", pl.lit(header[cols["status"]]), pl.String,
-                                           lambda c, v: c.code(FIELD, v, STATUS) if v not in STATUS else STATUS[v],
-                                           table="molecular_sample"))
+    raw = raw.with_columns(sample_id=pl.when(ok["missing_sample_id"] & ok["invalid_sample_id"]).then("sample_id"))
+    return raw.with_columns(
+        case_no=_numbers(ctx, raw, "case_no", pl.lit(name["case_no"]), table="molecular_sample", integer=True),
+        status=_parsed(ctx, raw, "status", pl.lit(name["status"]), pl.String, _code(STATUS), "molecular_sample"))
 
 
 # --- checks over a whole kind of file ----------------------------------------------------------
@@ -714,26 +711,26 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         fdp_text=pl.when("has_FDP").then("info_FDP").otherwise("call_FDP"),
         fallback=~pl.col("has_AF") & ~pl.col("calls_AF"))
 
+    count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds
+
     def allele(column: str) -> pl.Expr:  # the i-th of a Number=A value; "." is no value
         parts = pl.col(column).str.split(",")
-        value = pl.when(parts.list.len() == pl.max_horizontal("n_alt", 1)).then(parts.list.get("i", null_on_oob=True))
-        return value.replace(".", None)
+        return pl.when(parts.list.len() == count).then(parts.list.get("i", null_on_oob=True)).replace(".", None)
 
-    mismatch = [(key, (pl.col(source).str.split(",").list.len() != pl.max_horizontal("n_alt", 1)), where)
-                for key, source, where in (("AF", "af_text", lit(True)), ("GMAF", "info_GMAF", lit(True)),
-                                           ("FAO", "fao_text", pl.col("fallback")))]
+    # flow-evaluator depth first (the AF denominator), raw read depth when it is absent
+    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k, s in (("FDP", "info"), ("FDP", "call"), ("DP", "info"),
+                                                                      ("DP", "call"))]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
-        _check("allele_count_mismatch", m & where, lit(key), pl.col(source))
-        for (key, m, where), source in zip(mismatch, ("af_text", "info_GMAF", "fao_text"))])
+        _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
+               pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
+                                                           ("GMAF", "info_GMAF", lit(True)),
+                                                           ("FAO", "fao_text", pl.col("fallback")))])
     rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
                              fao=pl.when("fallback").then(allele("fao_text")),
                              fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first()
                                                           .replace(".", None)),
-                             depth_key=pl.coalesce(*(pl.when(pl.col(f"{src}_{k}").replace(".", None).is_not_null())
-                                                     .then(lit(k)) for k, src in (("FDP", "info"), ("FDP", "call"),
-                                                                                  ("DP", "info"), ("DP", "call")))))
-    rows = rows.with_columns(depth_text=pl.coalesce(*(pl.col(f"{s}_{k}").replace(".", None) for k, s in (
-        ("FDP", "info"), ("FDP", "call"), ("DP", "info"), ("DP", "call")))))
+                             depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
+                             depth_text=pl.coalesce(c for _, c in depth))
     rows = rows.with_columns(
         vaf=_numbers(ctx, rows, "af", lit("AF"), table=table, decimal_comma=False),
         gmaf=_numbers(ctx, rows, "gmaf_text", lit("GMAF"), table=table, decimal_comma=False),

@@ -464,6 +464,22 @@ def test_truncated_vcf_keeps_the_records_before_the_cut(lab):
     assert rows.filter(pl.col("row_id") == q["row_id"][0])["reportable"].to_list() == [None]
 
 
+def test_an_allele_frequency_that_is_not_a_number_keeps_the_record_with_a_query_on_af(lab):
+    sample = ok_samples(lab)[0]
+    path = lab / "ngs" / f"{sample}.vcf"
+    lines = path.read_text(encoding="utf-8").split("\n")
+    i = next(i for i, ln in enumerate(lines) if ln and not ln.startswith("#") and "," not in ln.split("\t")[4])
+    fields = lines[i].split("\t")
+    fields[7] = re.sub(r"(^|;)AF=[^;]*", r"\1AF=abc", fields[7], count=1)
+    lines[i] = "\t".join(fields)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    result = read(lab)
+    q = result.queries_frame().filter(pl.col("file") == f"ngs/{sample}.vcf")
+    assert q.select("row", "field", "value", "rule").rows() == [(i + 1, "AF", "abc", "unparseable_number")]
+    (row,) = result.frames["variant"].filter(pl.col("row_id") == q["row_id"][0]).to_dicts()
+    assert row["pos"] == int(fields[1]) and row["vaf"] is None
+
+
 def test_binary_garbage_under_a_vcf_name_fails_the_ngs_assay(lab):
     sample = ok_samples(lab)[0]
     (lab / "ngs" / f"{sample}.vcf").write_bytes(bytes(range(256)) * 64)

@@ -1,88 +1,53 @@
-"""The laboratory: ``molecular/<date>/`` (``centre_exports.md``, "Molecular results — one laboratory").
+"""The laboratory (``centre_exports.md``, "Molecular results — one laboratory"): a batch adapter.
 
-Files (``formats_and_rules.md`` §2 ChAS/OncoScan, §3 TVC VCF / Ion Reporter, §4 Archer, §8):
-
-* ``manifest.csv`` (``case_no, centre, local_id, sample_id, status``): one row per profiled case;
-  ``patient_id`` is the pseudonym of the *manifest's* centre and local id (the patient's own
-  centre, the one the clinical readers pseudonymise with). The local id is never stored or shown.
-* ``chas/<sample_id>.segments.txt``: ChAS segments, tab-separated, UTF-8 with or without BOM,
-  ``#`` lines skipped anywhere, columns by normalised name (``CN State``, ``Type``,
-  ``Full Location`` required; ``Microarray Nomenclature`` with or without ``(ISCN 2016)``).
-* ``ngs/<sample_id>.vcf``: Torrent Variant Caller / Ion Reporter VCF, parsed with vcfpy
-  against the file's own ``##INFO/##FORMAT/##FILTER`` definitions. Every record is kept; a
-  multi-allelic record gives one row per ALT with the matching Number=A values.
-* ``fusions/<sample_id>.fusions.tsv``: Archer fusion calls; a header without rows is "tested,
-  no fusion".
-
-Output: ``molecular_sample`` (one row per manifest row), ``cn_segment``, ``variant``,
-``fusion``, each with its provenance (``source_row`` = physical line in the file, header = 1
-when there is no ``#`` preamble).
-
-The choices the contract leaves open (what is a failed file, an orphan, a genome-build
-problem, a reportable variant) are in ``docs/molecular.md``, "The laboratory reader's choices".
+``manifest.csv`` (one row per profiled case; ``patient_id`` is the pseudonym of the manifest's
+centre and local id, the local id never stored) and one file per sample and assay:
+``chas/<sample_id>.segments.txt`` (ChAS segments), ``ngs/<sample_id>.vcf`` (Torrent Variant
+Caller / Ion Reporter VCF; one row per ALT allele), ``fusions/<sample_id>.fusions.tsv`` (Archer;
+a header without rows is "tested, no fusion"). The facts (columns, codes, assays, thresholds,
+messages) are ``data/formats/molecular.toml``. Each file is decoded on its own (encodings and
+broken files are per file), then all the lines of a kind are one polars frame and every check
+is a column expression over it, or a parse of each distinct cell value (``_parsed``).
+The choices the contract leaves open are in ``docs/molecular.md``.
 """
 
 from __future__ import annotations
 
 import ast
 import csv
-import dataclasses
 import io
-import math
 import re
 import tomllib
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
-import vcfpy
 
 from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
-from clms_etl.readers.base import (
-    IDENTIFIER_MASK,
-    PROCESS_SIGNALS,
-    WARNING,
-    ColumnSpec,
-    ImportFailure,
-    ReadContext,
-    leaves_folder,
-    ReadResult,
-    frame,
-    match_columns,
-    pseudonym,
-)
+from clms_etl.readers.base import (IDENTIFIER_MASK, PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext,
+                                   ReadResult, leaves_folder, match_columns, pseudonym)
 from clms_etl.readers.cells import Cells, is_missing
+from clms_etl import model
 
-# The laboratory's column facts, codes, assays and manifest checks are data (the format file).
 DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
-MANIFEST = DECLARED["manifest"]
-# assay column of molecular_sample -> (folder, file-name suffix, what the data manager calls it)
-ASSAYS = {assay: (a["folder"], a["suffix"], a["label"]) for assay, a in DECLARED["assays"].items()}
-TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
-
+MANIFEST, MSG, ASSAYS = DECLARED["manifest"], DECLARED["messages"], DECLARED["assays"]
+MSG.update({f"manifest_{rule}": f"{MANIFEST}, ligne {{line}}: {c['message']}." for rule, c in
+            DECLARED["manifest_checks"].items()})
+STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
 VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
                                                                                 "max_allele_bp"))
-INT32_MAX = 2**31 - 1
-POSITION_MAX = 10**10  # larger than any chromosome; also keeps Int64 safe
-MAX_NAME = 200  # header names longer than this are cut before matching (a 50 MB "header")
-MAX_TEXT = 1000  # text kept from a record vcfpy could not parse
+TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
+INT32_MAX, POSITION_MAX = 2**31 - 1, 10**10  # a position larger than any chromosome; keeps Int64 safe
+MAX_NAME, MAX_TEXT = 200, 1000  # a header name cut before matching (a 50 MB "header"); text kept of a broken record
+FIELD = "\x1f"  # stands for the column's name in a message written once per distinct value
 
-HG19 = re.compile(r"hg19|grch37|hs37|\bb37\b|g1k_v37|human_g1k", re.IGNORECASE)
-BUILD = re.compile(r"\b(hg\d{2}|grch\d{2}|ncbi\d{2}|t2t[-\w]*|chm13)\b", re.IGNORECASE)
-ISCN_BUILD = re.compile(r"arr\s*\[([^\]]*)\]", re.IGNORECASE)
-CHROMOSOME = re.compile(r"^\s*(?:chr)?\s*([0-9]{1,2}|[XY])\s*$", re.IGNORECASE)
-# chrN:start-end, thousands separators (",", ".", "'", spaces) tolerated inside the numbers
-LOCATION = re.compile(
-    r"^\s*(?:chr)?([0-9]{1,2}|[XY])\s*:\s*([0-9][0-9,.'\s\u00a0\u202f]*?)\s*-\s*([0-9][0-9,.'\s\u00a0\u202f]*?)\s*$",
-    re.IGNORECASE,
-)
-BREAKPOINT = re.compile(r"^\s*(?:chr)?([0-9]{1,2}|[XYM]|MT)\s*:\s*([0-9][0-9,]*)\s*$", re.IGNORECASE)
-
-STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
+HG19, BUILD, ISCN_BUILD, CHROMOSOME, LOCATION, BREAKPOINT = (
+    re.compile(DECLARED["patterns"][k], re.IGNORECASE)
+    for k in ("hg19", "build", "iscn_build", "chromosome", "location", "breakpoint"))
+PLAIN_NUMBER, PLAIN_INT = r"^[0-9]{1,15}(?:\.[0-9]{1,15})?$", r"^[0-9]{1,9}$"  # read by polars, all digits kept
+VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
@@ -94,12 +59,6 @@ def _specs(kind: str) -> list[ColumnSpec]:
               for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
 
 
-MANIFEST_SPECS, CHAS_SPECS, ARCHER_SPECS = _specs("manifest"), _specs("chas"), _specs("archer")
-# an INFO entry the reader uses (what _record_rows reads), whole: key, "=", value up to the next ";"
-USED_INFO = re.compile(rf"(?<![^;])(?:{'|'.join(map(re.escape, DECLARED['variants']['info_used']))})(?:=[^;]*)?(?![^;])")
-VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
-
-
 class _FileFailure(ImportFailure):
     """One file cannot be read at all; ``rule`` names the data query it becomes."""
 
@@ -108,37 +67,8 @@ class _FileFailure(ImportFailure):
         self.rule = rule
 
 
-@dataclass
-class _Sample:
-    """One manifest row, parsed."""
-
-    row: int
-    row_id: str
-    case_no: int | None
-    patient_id: str | None
-    sample_id: str | None  # None when blank or unusable as a file name
-    status: str | None
-
-
-@dataclass
-class _Table:
-    header: list[str]
-    cols: dict[str, int]
-    rows: list[tuple[int, list[str]]]  # (physical line, fields)
-    comments: list[str]
-    complete: bool  # the file ends with a line break
-
-
-# --------------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------------
-
-
 class Reader:
-    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``).
-
-    The facts are read from the packaged format file at import: a drop folder's own
-    ``formats/molecular.toml`` routes here but does not change them (yet)."""
+    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
 
     def __init__(self, declaration: Path):
         self.declaration = declaration
@@ -155,109 +85,101 @@ def read(ctx: ReadContext) -> ReadResult:
     except BaseException as exc:  # never a raw traceback for a delivery (a native panic included)
         if isinstance(exc, PROCESS_SIGNALS):
             raise
-        raise ImportFailure(
-            f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire arrêté.",
-            str(ctx.delivery_dir),
-        ) from exc
+        raise ImportFailure(f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire "
+                            f"arrêté.", str(ctx.delivery_dir)) from exc
+
+
+@dataclass
+class _Kind:
+    """The files of one assay in a delivery, read together."""
+
+    ctx: ReadContext
+    files: dict[str, tuple[str, str | None]]  # label -> (sample id, patient)
+    failed: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # label -> rule, column, message
+    rows: dict[str, int] = field(default_factory=dict)  # label -> source rows
+
+    def fail(self, failure: _FileFailure) -> None:
+        self.failed.setdefault(failure.file, (failure.rule, failure.column, str(failure)))
+
+    def lines(self, paths: dict[str, Path]) -> pl.DataFrame:
+        """Every physical line of every readable file: file, line, text, complete (ends with a line
+        break), sample_id, patient_id."""
+        rows: dict[str, list] = {"file": [], "text": [], "complete": [], "sample_id": [], "patient_id": []}
+        for label, path in paths.items():
+            try:
+                text = _decode(self.ctx, path.read_bytes(), label)
+            except _FileFailure as failure:
+                self.fail(failure)
+                continue
+            except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
+                self.fail(_FileFailure(f"{label}: lecture impossible ({type(exc).__name__})", label, "unreadable_file"))
+                continue
+            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            complete = lines[-1] == ""
+            lines = lines[:-1] if complete else lines
+            for key, value in zip(rows, (label, None, complete, *self.files[label])):
+                rows[key] += lines if key == "text" else [value] * len(lines)
+        return pl.DataFrame(rows, schema={**dict.fromkeys(rows, pl.String), "complete": pl.Boolean}).with_columns(
+            line=pl.int_range(1, pl.len() + 1).over("file"))
 
 
 def _read(ctx: ReadContext) -> ReadResult:
     folder = Path(ctx.delivery_dir)
     if not folder.is_dir():
         raise ImportFailure(f"{folder}: dossier de livraison absent; import du laboratoire arrêté.", str(folder))
-    samples, manifest_rows = _read_manifest(ctx, folder / MANIFEST)
+    samples = _read_manifest(ctx, folder / MANIFEST)
     found = _index_files(ctx, folder)
-
-    owner: dict[str, str | None] = {}  # sample_id -> patient of its first manifest row
-    for s in samples:
-        if s.sample_id is not None:
-            owner.setdefault(s.sample_id, s.patient_id)
-
-    rows: dict[str, list[dict]] = {"cn_segment": [], "variant": [], "fusion": []}
-    source_rows = {MANIFEST: manifest_rows}
-    files = [folder / MANIFEST]
-    states: dict[tuple[str, str], str] = {}
-    cache: dict = {}  # headers, VCF definitions and annotations repeat file after file
-    for assay, by_sample in found.items():
-        reader, table = READERS[assay]
-        for sample_id, path in by_sample.items():
-            label = f"{ASSAYS[assay][0]}/{path.name}"
-            patient_id = owner.get(sample_id)
+    owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
+                                                                          maintain_order=True)
+                 .select("sample_id", "patient_id").iter_rows())
+    frames, states = {}, {}
+    source_rows, files = {MANIFEST: samples.height}, [folder / MANIFEST]
+    for assay, a in ASSAYS.items():
+        paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
+        kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})
+        for label, sample_id in zip(paths, found[assay]):
             if sample_id not in owner:
                 ctx.query(file=label, rule="orphan_file", value=sample_id,
-                          message=f"Fichier {label} sans cas correspondant dans {MANIFEST} "
-                                  f"(échantillon « {sample_id} »): lu, mais rattaché à aucun patient.")
-            files.append(path)
-            states[(assay, sample_id)] = _read_file(ctx, reader, path, label, sample_id, patient_id, cache,
-                                                    rows[table], source_rows)
-
-    sample_rows = [_sample_row(ctx, s, states) for s in samples]
-    frames = {
-        "molecular_sample": frame("molecular_sample", sample_rows),
-        "cn_segment": frame("cn_segment", rows["cn_segment"]),
-        "variant": frame("variant", rows["variant"]),
-        "fusion": frame("fusion", rows["fusion"]),
-    }
-    return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames,
-                      queries=ctx.queries, files=files, source_rows=source_rows)
-
-
-def _read_file(ctx, reader, path: Path, label: str, sample_id: str, patient_id, cache: dict, out: list[dict],
-               source_rows: dict[str, int]) -> str:
-    """Read one sample file; a file that cannot be read at all -> ``failed`` + an error query.
-
-    Its rows join ``out`` only once the whole file was read, so a failed file leaves no half.
-    """
-    mine: list[dict] = []
-    try:
-        source_rows[label] = reader(ctx, path, label, sample_id, patient_id, mine, cache)
-        out.extend(mine)
-        return TESTED
-    except _FileFailure as failure:
-        rule, column, message = failure.rule, failure.column, str(failure)
-    except BaseException as exc:  # a hostile file (even one a native library panics on) must not stop the others
-        if isinstance(exc, PROCESS_SIGNALS):
-            raise
-        rule, column, message = "unreadable_file", None, f"{label}: lecture impossible ({type(exc).__name__})"
-    source_rows[label] = 0
-    what = next(w for folder, _, w in ASSAYS.values() if label.startswith(folder + "/"))
-    ctx.query(file=label, patient_id=patient_id, field=column, rule=rule,
-              message=f"{message}; {what} de l'échantillon « {sample_id} » non importé(e)s (analyse « échec »).")
-    return FAILED
+                          message=MSG["orphan_file"].format(file=label, sample_id=sample_id))
+        files += paths.values()
+        frames[a["table"]] = READERS[a["table"]](kind, kind.lines(paths)).filter(
+            ~pl.col("source_file").is_in(list(kind.failed)))
+        states[assay] = {sample_id: FAILED if label in kind.failed else TESTED
+                         for label, (sample_id, _) in kind.files.items()}
+        for label, (sample_id, patient_id) in kind.files.items():
+            source_rows[label] = 0 if label in kind.failed else kind.rows.get(label, 0)
+            if label in kind.failed:
+                rule, column, reason = kind.failed[label]
+                ctx.query(file=label, patient_id=patient_id, field=column, rule=rule, message=MSG["file_failed"]
+                          .format(reason=reason, what=a["label"], sample_id=sample_id))
+    frames["molecular_sample"] = _samples(ctx, samples, states)
+    return ReadResult(centre=ctx.centre, delivery_date=ctx.delivery_date, frames=frames, queries=ctx.queries,
+                      files=files, source_rows=source_rows)
 
 
-def _sample_row(ctx: ReadContext, s: _Sample, states: dict) -> dict:
-    row = {"patient_id": s.patient_id, "case_no": s.case_no, "sample_id": s.sample_id, "status": s.status,
-           "row_id": s.row_id, "source_file": MANIFEST, "source_sheet": None, "source_row": s.row}
-    for assay, (folder, suffix, what) in ASSAYS.items():
-        if s.sample_id is None:
-            row[assay] = None  # no usable accession: nothing says which files are this case's
-            continue
-        state = states.get((assay, s.sample_id))
-        label = f"{folder}/{s.sample_id}{suffix}"
-        if s.status == "not_contributory":
-            row[assay] = FAILED if state is None else state
-            if state is not None:
-                ctx.query(file=MANIFEST, row=s.row, table="molecular_sample", row_id=s.row_id,
-                          patient_id=s.patient_id, field="status", value=s.status,
-                          rule="file_for_not_contributory_case",
-                          message=f"Cas déclaré non contributif mais le fichier {label} est livré: "
-                                  f"statut ou fichier à corriger.")
-        elif state is None:
-            row[assay] = NOT_DONE
-            if s.status == "ok":
-                ctx.query(file=MANIFEST, row=s.row, table="molecular_sample", row_id=s.row_id,
-                          patient_id=s.patient_id, field="sample_id", value=s.sample_id, rule="missing_file",
-                          message=f"Cas au statut « ok » mais fichier {label} absent de la livraison "
-                                  f"({what}): fichier à livrer, ou analyse non faite à confirmer.")
-        else:
-            row[assay] = state
-    return row
+def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict[str, dict[str, str]]) -> pl.DataFrame:
+    """molecular_sample: each assay tested / failed / not done, from the manifest's status and the files
+    (no usable accession: nothing says which files are the case's, so no state)."""
+    sample, status, state = pl.col("sample_id"), pl.col("status"), pl.col("state")
+    for assay, a in ASSAYS.items():
+        samples = samples.with_columns(state=sample.replace_strict(states[assay], default=None, return_dtype=pl.String),
+                                       label=pl.format(f"{a['folder']}/{{}}{a['suffix']}", sample),
+                                       what=pl.lit(a["label"]))
+        given, unused = sample.is_not_null(), status == "not_contributory"
+        _flag(ctx, samples, "molecular_sample", [
+            _check("file_for_not_contributory_case", given & unused & state.is_not_null(), "status", status),
+            _check("missing_file", given & ~unused & state.is_null() & (status == "ok"), "sample_id", sample)])
+        samples = samples.with_columns(pl.when(given).then(pl.coalesce(state, pl.when(unused).then(pl.lit(FAILED))
+                                                                        .otherwise(pl.lit(NOT_DONE)))).alias(assay))
+    return _canonical("molecular_sample", samples)
 
 
-# --------------------------------------------------------------------------------------------
-# Text files
-# --------------------------------------------------------------------------------------------
+def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    schema, df = model.TABLES[table], df.with_columns(source_file="file", source_row="line")
+    return df.select([(pl.col(k) if k in df.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()])
+
+
+# --- files -----------------------------------------------------------------------------------
 
 _BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b", b"BZh")
 _CONTROL_BYTES = bytes(range(9)) + bytes(range(14, 32))  # C0 controls but tab and line ends
@@ -269,765 +191,608 @@ def _decode(ctx: ReadContext, data: bytes, label: str) -> str:
         raise _FileFailure(f"{label}: fichier vide", label, "empty_file")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
         try:
-            text = data.decode("utf-16")
+            text, found = data.decode("utf-16"), "UTF-16"
         except UnicodeDecodeError as exc:
             raise _FileFailure(f"{label}: fichier UTF-16 illisible", label, "binary_file") from exc
-        _wrong_encoding(ctx, label, "UTF-16")
-        return text
-    head = data[:65536]
-    if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
-            or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
-        raise _FileFailure(f"{label}: fichier binaire, pas un texte", label, "binary_file")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    text = data.decode("cp1252", errors="replace")
-    _wrong_encoding(ctx, label, "cp1252")
+    else:
+        head = data[:65536]
+        if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
+                or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
+            raise _FileFailure(f"{label}: fichier binaire, pas un texte", label, "binary_file")
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text, found = data.decode("cp1252", errors="replace"), "cp1252"
+    ctx.query(file=label, rule="wrong_encoding", value=found, message=MSG["wrong_encoding"].format(file=label,
+                                                                                                 value=found))
     if "\ufffd" in text:
         ctx.query(file=label, rule="encoding_error",
-                  message=f"{label}: {text.count(chr(0xFFFD))} octet(s) illisibles remplacés par « \ufffd ».")
+                  message=MSG["encoding_error"].format(file=label, value=text.count("\ufffd")))
     return text
-
-
-def _wrong_encoding(ctx: ReadContext, label: str, found: str) -> None:
-    ctx.query(file=label, rule="wrong_encoding", value=found,
-              message=f"{label}: fichier en {found} au lieu d'UTF-8 (contrat): lu en {found}, "
-                      f"à corriger dans l'export.")
-
-
-def _lines(text: str) -> tuple[list[str], bool]:
-    """Physical lines (any line end) and whether the text ended with a line break."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    complete = lines[-1] == ""
-    if complete:
-        lines.pop()
-    return lines, complete
-
-
-def _match(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], label: str, cache: dict) -> dict[str, int]:
-    """match_columns, once per distinct header: thousands of files share a few headers."""
-    key = (id(specs), tuple(header))
-    if key in cache:
-        cols, notes = cache[key]
-        ctx.queries.extend(dataclasses.replace(q, file=label) for q in notes)  # unknown columns
-        return cols
-    before = len(ctx.queries)
-    try:
-        cols = match_columns(ctx, [h[:MAX_NAME] for h in header], specs, label)
-    except ImportFailure as failure:  # re-worded: only this file is lost, not the delivery
-        column = failure.column
-        if column in header:
-            raise _FileFailure(f"{label}: colonne « {column} » en double", label, "duplicate_column",
-                               column) from None
-        raise _FileFailure(f"{label}: colonne obligatoire « {column} » absente", label, "missing_column",
-                           column) from None
-    cache[key] = (cols, ctx.queries[before:])
-    return cols
-
-
-def _table(ctx: ReadContext, path: Path, label: str, specs: list[ColumnSpec], cache: dict) -> _Table:
-    """A tab-separated export: ``#`` lines skipped, first other line = header, no quoting."""
-    lines, complete = _lines(_decode(ctx, path.read_bytes(), label))
-    start = next((i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")), None)
-    if start is None:
-        raise _FileFailure(f"{label}: aucune ligne d'en-tête", label, "missing_header")
-    header = lines[start].split("\t")
-    cols = _match(ctx, header, specs, label, cache)
-    comments = [line for line in lines[:start] if line.startswith("#")]
-    rows = []
-    for i in range(start + 1, len(lines)):
-        line = lines[i]
-        if line.startswith("#"):
-            comments.append(line)
-        elif not line.strip():
-            ctx.query(file=label, row=i + 1, rule="empty_row",
-                      message=f"{label}: ligne {i + 1} vide ignorée.")
-        else:
-            rows.append((i + 1, line.split("\t")))
-    return _Table(header, cols, rows, comments, complete)
-
-
-def _check_width(c: Cells, table: _Table, fields: list[str], last: bool) -> None:
-    width = len(table.header)
-    if len(fields) == width:
-        return
-    if last and not table.complete and len(fields) < width:
-        c.error(None, None, "truncated_file",
-                f"Dernière ligne incomplète ({len(fields)} champs sur {width}) et pas de fin de ligne: "
-                f"fichier coupé pendant le transfert ?")
-    else:
-        c.error(None, None, "wrong_field_count", f"{len(fields)} champs au lieu de {width} (en-tête).")
-
-
-def _cell(table: _Table, fields: list[str], key: str) -> str | None:
-    i = table.cols.get(key)
-    return fields[i] if i is not None and i < len(fields) else None
-
-
-def _name(table: _Table, key: str) -> str:
-    return table.header[table.cols[key]]
-
-
-_PLAIN_NUMBER = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,15})?")
-
-
-def _number(c: Cells, column: str, raw, *, decimal_comma: bool = True) -> float | None:
-    """Cells.number, with a fast path for the plain values clean files are made of.
-
-    The fast path keeps every digit written (Cells rounds to 6 decimals, which would blur a
-    0.00186916 noise allele); only odd spellings (decimal comma, spaces) go through Cells.
-    """
-    if type(raw) is float and math.isfinite(raw):
-        return raw
-    if type(raw) is str and _PLAIN_NUMBER.fullmatch(raw):
-        return float(raw)
-    return c.number(column, raw, decimal_comma=decimal_comma)
-
-
-def _code(c: Cells, column: str, raw, mapping: dict, **options):
-    """Cells.code, with a fast path for a value written exactly as the mapping spells it."""
-    if raw in mapping:
-        return mapping[raw]
-    return c.code(column, raw, mapping, **options)
-
-
-def _int(c: Cells, column: str, raw, *, upper: int = INT32_MAX, decimal_comma: bool = True) -> int | None:
-    """A non-negative integer that fits its column (Int32 by default)."""
-    if type(raw) is int and 0 <= raw <= upper:
-        return raw
-    if type(raw) is str and raw.isascii() and raw.isdigit() and len(raw) <= 9 and int(raw) <= upper:
-        return int(raw)
-    value = c.number(column, raw, integer=True, decimal_comma=decimal_comma)
-    if value is not None and not 0 <= value <= upper:
-        c.error(column, raw, "number_out_of_range", f"« {raw} » hors des bornes possibles ({column}).")
-        return None
-    return value
-
-
-def _chromosome(text: str | None) -> str | None:
-    """``7``, ``chr7``, ``07``, ``chrx`` -> ``7`` / ``X``; None when not a human chromosome."""
-    if text is None:
-        return None
-    m = CHROMOSOME.match(text)
-    if not m:
-        return None
-    name = m.group(1).upper()
-    if name.isdigit():
-        return str(int(name)) if 1 <= int(name) <= 22 else None
-    return name
-
-
-def _build_problem(text: str | None) -> str | None:
-    """The build a text names when it is not hg19/GRCh37 (None: hg19 or no build named)."""
-    if not text or HG19.search(text):
-        return None
-    m = BUILD.search(text)
-    return m.group(1) if m else None
-
-
-# --------------------------------------------------------------------------------------------
-# Manifest
-# --------------------------------------------------------------------------------------------
-
-# manifest check -> the column it concerns, and what its query says
-_STRUCTURAL_FIELD = {rule: check["column"] or None for rule, check in DECLARED["manifest_checks"].items()}
-_STRUCTURAL_MESSAGE = {rule: check["message"] for rule, check in DECLARED["manifest_checks"].items()}
-MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
-SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
-
-
-def _structural_problems(raw: pl.DataFrame, width: int) -> list[tuple[int, str]]:
-    """(record index, rule) of what makes a manifest row impossible to attach to a patient or to
-    its files, check by check. A duplicated case or sample: every occurrence after the first, and
-    the first too when the rows differ; the same patient on two rows is two samples, legitimate."""
-    content = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash()
-
-    def unique(key: pl.Expr) -> pl.Expr:
-        return ~(key.is_not_null() & key.is_duplicated()
-                 & (~key.is_first_distinct() | (content.n_unique().over(key) > 1)))
-
-    sample = pl.col("sample_id")
-    ok = raw.select(
-        _check("wrong_field_count", pl.col("_fields") == width),
-        _check("missing_case_no", pl.col("case_no").is_not_null()),
-        _check("missing_centre", pl.col("centre").is_not_null()),
-        _check("missing_patient_id", pl.col("local_id").is_not_null()),
-        _check("missing_sample_id", sample.is_not_null()),
-        _check("missing_status", pl.col("status").is_not_null()),
-        _check("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                                        & ~sample.str.contains("..", literal=True))),
-        _check("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
-        _check("duplicate_sample", unique(sample)),
-    )
-    return [(i, rule) for rule in ok.columns for i in ok[rule].not_().arg_true().to_list()]
-
-
-def _check(rule: str, ok: pl.Expr) -> pl.Expr:
-    """A manifest check: True where the record passes, named after the rule of its query."""
-    return ok.alias(rule)
-
-
-def _read_manifest(ctx: ReadContext, path: Path) -> tuple[list[_Sample], int]:
-    stop = "import du laboratoire arrêté (les données précédentes restent en place)"
-    if not path.is_file():
-        raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
-    if leaves_folder(path.parent, path):
-        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.",
-                            MANIFEST)
-    try:
-        text = _decode(ctx, path.read_bytes(), MANIFEST)
-    except _FileFailure as failure:
-        raise ImportFailure(f"{failure}; {stop}.", MANIFEST) from None
-    try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as exc:
-        raise ImportFailure(f"{MANIFEST}: CSV illisible ({exc}); {stop}.", MANIFEST) from None
-    if not records or not any(h.strip() for h in records[0]):
-        raise ImportFailure(f"{MANIFEST}: aucune ligne d'en-tête; {stop}.", MANIFEST)
-    header = records[0]
-    cols = match_columns(ctx, [h[:MAX_NAME] for h in header], MANIFEST_SPECS, MANIFEST)
-    data = []
-    for i, record in enumerate(records[1:], start=2):  # row i as a spreadsheet shows it
-        if not any(v.strip() for v in record):
-            ctx.query(file=MANIFEST, row=i, rule="empty_row",
-                      message=f"{MANIFEST}: ligne {i} vide ignorée.")
-            continue
-        data.append((i, record))
-    if not data:
-        raise ImportFailure(f"{MANIFEST}: en-tête sans aucun cas; {stop}.", MANIFEST)
-    if not text.endswith(("\n", "\r")) and len(data[-1][1]) < len(header):
-        raise ImportFailure(f"{MANIFEST}: dernière ligne incomplète (fichier coupé pendant le transfert); "
-                            f"{stop}.", MANIFEST)
-
-    def raw(record: list[str], key: str) -> str | None:
-        """The cell, stripped; blank or a missing-value token ("NA", "?"...) -> None."""
-        i = cols[key]
-        value = record[i].strip() if i < len(record) else None
-        return None if is_missing(value) else value
-
-    cells = {key: [raw(rec, key) for _, rec in data] for key in MANIFEST_COLUMNS}  # each cell tidied once
-    raw_df = pl.DataFrame({"_fields": [len(rec) for _, rec in data], **cells},
-                          schema={"_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
-    ctx.register_identifiers(HOSPITAL_NUMBER, raw_df["local_id"], header[cols["local_id"]])
-    problems = _structural_problems(raw_df, len(header))
-    bad_sample = {i for i, rule in problems if rule in ("missing_sample_id", "invalid_sample_id")}
-
-    # A centre the registry does not know cannot be the patient's: its pseudonym would link the
-    # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
-    known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
-    pids = []
-    for (row, _), centre, local_id in zip(data, cells["centre"], cells["local_id"]):
-        if centre and centre.strip().lower() not in known:
-            ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
-                      field=header[cols["centre"]], value=centre, rule="unknown_centre",
-                      message=f"{MANIFEST}, ligne {row}: centre « {centre} » inconnu du registre "
-                              f"({', '.join(sorted(known))}): cas conservé sans lien avec un patient.")
-            pids.append(None)
-        else:
-            pids.append(pseudonym(ctx.pseudonym_key, centre, local_id) if centre and local_id else None)
-    for index, rule in problems:
-        row = data[index][0]
-        key = _STRUCTURAL_FIELD.get(rule)
-        value = cells[key][index] if key else None
-        field = header[cols[key]] if key else None
-        if rule == "wrong_field_count":  # the first column missing, or the first one beyond the header
-            width = len(data[index][1])
-            field = header[width] if width < len(header) else f"colonne {len(header) + 1}"
-        ctx.query(file=MANIFEST, row=row, table="molecular_sample", row_id=f"molecular_sample:{MANIFEST}:{row}",
-                  patient_id=pids[index], field=field,
-                  value=IDENTIFIER_MASK if key == "local_id" and value is not None else value, rule=rule,
-                  message=f"{MANIFEST}, ligne {row}: {_STRUCTURAL_MESSAGE[rule]}.")
-    samples = []
-    for index, (row, _) in enumerate(data):
-        row_id = f"molecular_sample:{MANIFEST}:{row}"
-        c = Cells(ctx, MANIFEST, None, row, "molecular_sample", row_id, pids[index])
-        sample_id = cells["sample_id"][index]
-        samples.append(_Sample(
-            row=row, row_id=row_id,
-            case_no=_int(c, header[cols["case_no"]], cells["case_no"][index]),
-            patient_id=pids[index],
-            sample_id=None if index in bad_sample else sample_id,
-            status=_code(c, header[cols["status"]], cells["status"][index], STATUS),
-        ))
-    return samples, len(data)
 
 
 def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
     """The sample files of each assay, by accession; anything else -> ``unknown_file``."""
     found: dict[str, dict[str, Path]] = {assay: {} for assay in ASSAYS}
-    by_folder = {sub: (assay, suffix) for assay, (sub, suffix, _) in ASSAYS.items()}
+    by_folder = {a["folder"]: (assay, a["suffix"]) for assay, a in ASSAYS.items()}
+
+    def refuse(label: str, rule: str) -> None:
+        ctx.query(file=label, rule=rule, message=MSG[rule].format(file=label))
+
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or entry.name == MANIFEST:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
         if leaves_folder(folder, entry):
-            _outside_file(ctx, entry.name)
-            continue
-        if entry.is_dir() and entry.name in by_folder:
+            refuse(entry.name, rule="file_outside_delivery")
+        elif entry.is_dir() and entry.name in by_folder:
             assay, suffix = by_folder[entry.name]
             for path in sorted(entry.iterdir()):
-                stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else ""
+                label = f"{entry.name}/{path.name}"
+                # inside a folder already checked, only a link can lead out (resolving all costs seconds)
                 if path.name.startswith("."):
                     continue
-                # inside a folder already checked, only a link can lead out (resolving all costs seconds)
                 if path.is_symlink() and leaves_folder(folder, path):
-                    _outside_file(ctx, f"{entry.name}/{path.name}")
-                    continue
-                if path.is_file() and stem:
-                    found[assay][stem] = path
-                    continue
-                _unknown_file(ctx, f"{entry.name}/{path.name}")
+                    refuse(label, rule="file_outside_delivery")
+                elif path.is_file() and path.name.endswith(suffix) and len(path.name) > len(suffix):
+                    found[assay][path.name[: -len(suffix)]] = path
+                else:
+                    refuse(label, rule="unknown_file")
         else:
-            _unknown_file(ctx, entry.name)
+            refuse(entry.name, rule="unknown_file")
     return found
 
 
-def _outside_file(ctx: ReadContext, label: str) -> None:
-    ctx.query(file=label, rule="file_outside_delivery",
-              message=f"{label}: lien symbolique vers un emplacement hors du dossier de livraison: fichier "
-                      f"refusé, non lu (livrer le fichier lui-même).")
+# --- manifest --------------------------------------------------------------------------------
+
+MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
+SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
-def _unknown_file(ctx: ReadContext, label: str) -> None:
-    ctx.query(file=label, rule="unknown_file",
-              message=f"{label}: fichier inattendu dans la livraison du laboratoire, ignoré.")
+def _manifest_checks(width: int) -> list[pl.Expr]:
+    """Named after their rule: True where the manifest record passes. A duplicated case or sample: every occurrence
+    after the first, and the first too when the rows differ (one patient on two rows is two samples)."""
+    content, sample = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash(), pl.col("sample_id")
+
+    def unique(key: pl.Expr) -> pl.Expr:
+        again = ~key.is_first_distinct() | (content.n_unique().over(key) > 1)
+        return ~(key.is_not_null() & key.is_duplicated() & again)
+
+    def rule(name: str, passes: pl.Expr) -> pl.Expr:
+        return passes.alias(name)
+
+    return [rule("wrong_field_count", pl.col("_fields") == width),
+            rule("missing_case_no", pl.col("case_no").is_not_null()),
+            rule("missing_centre", pl.col("centre").is_not_null()),
+            rule("missing_patient_id", pl.col("local_id").is_not_null()),
+            rule("missing_sample_id", sample.is_not_null()), rule("missing_status", pl.col("status").is_not_null()),
+            rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                          & ~sample.str.contains("..", literal=True))),
+            rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
+            rule("duplicate_sample", unique(sample))]
 
 
-# --------------------------------------------------------------------------------------------
-# ChAS segments
-# --------------------------------------------------------------------------------------------
-
-
-def _read_chas(ctx, path: Path, label: str, sample_id: str, patient_id, out: list[dict], cache: dict) -> int:
-    table = _table(ctx, path, label, CHAS_SPECS, cache)
-    file_build = next((b for b in map(_build_problem, table.comments) if b), None)
-    cn_col, type_col, loc_col = _name(table, "cn_state"), _name(table, "type"), _name(table, "full_location")
-    named = False
-    for n, (line, fields) in enumerate(table.rows):
-        row_id = f"cn_segment:{label}:{line}"
-        c = Cells(ctx, label, None, line, "cn_segment", row_id, patient_id)
-        _check_width(c, table, fields, n == len(table.rows) - 1)
-
-        raw_type = _cell(table, fields, "type")
-        kind = _code(c, type_col, raw_type, SEGMENT_TYPES)
-        if raw_type not in SEGMENT_TYPES and is_missing(raw_type):  # a written type is no missing one
-            c.error(type_col, raw_type, "missing_segment_type", "Type de segment absent (Gain, Loss ou LOH).")
-
-        raw_location = _cell(table, fields, "full_location")
-        chrom = start = end = None
-        m = LOCATION.match(raw_location) if raw_location is not None else None
-        if m:
-            chrom = _chromosome(m.group(1))
-            start, end = (int(d) if d and len(d) <= 11 else None
-                          for d in (re.sub(r"\D", "", g) for g in m.group(2, 3)))
-        if chrom is None or start is None or end is None or not 1 <= start <= end <= POSITION_MAX:  # 1-based
-            chrom = start = end = None
-            rule = "missing_location" if is_missing(raw_location) else "invalid_location"
-            c.error(loc_col, raw_location, rule,
-                    f"Localisation « {raw_location} » illisible (attendu chrN:début-fin, début ≤ fin).")
-
-        if "chromosome" in table.cols:
-            raw_chrom = _cell(table, fields, "chromosome")
-            stated = _chromosome(raw_chrom)
-            if stated is None and not is_missing(raw_chrom):
-                c.error(_name(table, "chromosome"), raw_chrom, "invalid_chromosome",
-                        f"Chromosome « {raw_chrom} » inconnu.")
-            elif stated is not None and chrom is not None and stated != chrom:
-                c.error(_name(table, "chromosome"), raw_chrom, "chromosome_mismatch",
-                        f"Chromosome « {raw_chrom} » différent de la localisation « {raw_location} ».")
-            elif chrom is None:
-                chrom = stated  # the location was unreadable; the chromosome column still says where
-
-        raw_cn = _cell(table, fields, "cn_state")
-        cn = _number(c, cn_col, raw_cn)
-        if cn is not None and cn < 0:
-            c.error(cn_col, raw_cn, "cn_out_of_range", f"État de copie négatif « {raw_cn} ».")
-            cn = None
-        _check_cn(c, kind, cn, raw_cn, chrom, cn_col)
-
-        raw_nomenclature = _cell(table, fields, "nomenclature")
-        iscn = ISCN_BUILD.search(raw_nomenclature) if raw_nomenclature else None
-        build = (None if HG19.search(iscn.group(1)) else iscn.group(1).strip() or "?") if iscn else file_build
-        if build is not None:
-            where = _name(table, "nomenclature") if iscn else "#"
-            c.error(where, raw_nomenclature if iscn else build, "genome_build",
-                    f"Segment décrit en {build}, pas en hg19 (contrat): coordonnées non comparables.")
-
-        if not named and "file" in table.cols:
-            raw_file = (_cell(table, fields, "file") or "").strip()
-            stem = re.sub(r"\.(os|cy)?chp$", "", raw_file, flags=re.IGNORECASE)
-            if raw_file and stem != sample_id:
-                named = True  # once per file: the whole file is concerned
-                c.error(_name(table, "file"), raw_file, "sample_name_mismatch",
-                        message=f"Colonne File « {raw_file} » ≠ échantillon « {sample_id} » du nom de fichier: "
-                                f"vérifier que le fichier est le bon.")
-
-        out.append({"sample_id": sample_id, "chrom": chrom, "start_bp": start, "end_bp": end, "cn_state": cn,
-                    "segment_type": kind, "row_id": row_id, "source_file": label, "source_sheet": None,
-                    "source_row": line})
-    return len(table.rows)
-
-
-def _check_cn(c: Cells, kind: str | None, cn: float | None, raw_cn, chrom: str | None, column: str) -> None:
-    """CN state against Type (oncoscanR's categories; X/Y carry one copy in men)."""
-    if kind in ("Gain", "Loss") and cn is None and is_missing(raw_cn):  # a read CN was written
-        c.error(column, raw_cn, "missing_cn_state", f"État de copie absent pour un segment {kind}.")
-        return
-    if kind is None or cn is None:
-        return
-    gain_floor = 1.0 if chrom in ("X", "Y") else 2.0
-    ok = {"Gain": cn > gain_floor, "Loss": cn < 2.0, "LOH": cn == 2.0}[kind]
-    if not ok:
-        expected = {"Gain": f"> {gain_floor:g}", "Loss": "< 2", "LOH": "vide (LOH neutre en copies)"}[kind]
-        c.error(column, raw_cn, "cn_type_mismatch",
-                f"État de copie {raw_cn} incohérent avec le type {kind} (attendu {expected}).")
-
-
-# --------------------------------------------------------------------------------------------
-# Archer fusions
-# --------------------------------------------------------------------------------------------
-
-
-def _read_archer(ctx, path: Path, label: str, sample_id: str, patient_id, out: list[dict], cache: dict) -> int:
-    table = _table(ctx, path, label, ARCHER_SPECS, cache)
-    for n, (line, fields) in enumerate(table.rows):
-        row_id = f"fusion:{label}:{line}"
-        c = Cells(ctx, label, None, line, "fusion", row_id, patient_id)
-        _check_width(c, table, fields, n == len(table.rows) - 1)
-
-        raw_genes = _cell(table, fields, "genes")
-        genes = [g.strip() for g in re.split(r"::|:", raw_genes or "")]
-        if len(genes) != 2 or not all(genes):
-            rule = "missing_fusion_genes" if is_missing(raw_genes) else "invalid_fusion_genes"
-            c.error(_name(table, "genes"), raw_genes, rule, f"Gènes « {raw_genes} » illisibles (attendu 5':3').")
-            genes = [None, None]
-
-        raw_bp = _cell(table, fields, "breakpoints")
-        breakpoints: list[str | None] = [None, None]
-        if not is_missing(raw_bp):
-            parts = [BREAKPOINT.match(p) for p in raw_bp.split(";")]
-            if len(parts) == 2 and all(parts):
-                breakpoints = [f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}" for m in parts]
-            else:
-                c.error(_name(table, "breakpoints"), raw_bp, "invalid_breakpoint",
-                        f"Points de cassure « {raw_bp} » illisibles (attendu chrN:pos;chrN:pos).")
-
-        percent = None
-        if "percent_gsp2_reads" in table.cols:
-            column, raw_pct = _name(table, "percent_gsp2_reads"), _cell(table, fields, "percent_gsp2_reads")
-            percent = _number(c, column, raw_pct.strip().removesuffix("%") if raw_pct else raw_pct)
-            if percent is not None and not 0 <= percent <= 100:
-                c.error(column, raw_pct, "number_out_of_range", f"Pourcentage « {raw_pct} » hors de 0-100.")
-                percent = None
-        strong = None
-        if "strong_evidence" in table.cols:
-            strong = _code(c, _name(table, "strong_evidence"), _cell(table, fields, "strong_evidence"),
-                            STRONG_EVIDENCE, strict_case=False)
-
-        out.append({
-            "sample_id": sample_id, "gene_5p": genes[0], "gene_3p": genes[1],
-            "breakpoint_5p": breakpoints[0], "breakpoint_3p": breakpoints[1],
-            "reads": _int(c, _name(table, "reads"), _cell(table, fields, "reads"), decimal_comma=False),
-            "unique_start_sites": _int(c, _name(table, "unique_start_sites"),
-                                       _cell(table, fields, "unique_start_sites"), decimal_comma=False),
-            "percent_gsp2_reads": percent, "strong_evidence": strong,
-            "row_id": row_id, "source_file": label, "source_sheet": None, "source_row": line,
-        })  # fmt: skip
-    return len(table.rows)
-
-
-# --------------------------------------------------------------------------------------------
-# TVC / Ion Reporter VCF
-# --------------------------------------------------------------------------------------------
-
-_MISMATCH = object()  # a Number=A value whose length is not the number of ALT alleles
-
-
-def _vcf_parser(lines: list[str], samples: int, cache: dict, label: str):
-    """vcfpy's record parser for these ``##INFO/##FORMAT/##FILTER`` definitions.
-
-    Building a vcfpy header costs ~3 ms (its mapping parser reads every definition character by
-    character) against ~1 ms for a panel's records; the lab's files share their definitions, so
-    the parser is built once per distinct set. Other meta lines (dates, contigs, sample names)
-    do not change how a record parses; the reader checks the ones it needs itself.
-    """
-    definitions = tuple(line for line in lines if line.startswith(("##fileformat", "##INFO", "##FORMAT", "##FILTER")))
-    key = (definitions, samples)
-    if key not in cache:
-        columns = VCF_COLUMNS + (["FORMAT"] + [f"SAMPLE{i}" for i in range(samples)] if samples else [])
-        head = "\n".join([*definitions, "\t".join(columns)]) + "\n"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                parser = vcfpy.Reader.from_stream(io.StringIO(head)).parser
-        except Exception as exc:
-            raise _FileFailure(f"{label}: en-tête VCF illisible ({type(exc).__name__})", label,
-                               "invalid_vcf_header") from exc
-        # Ion Reporter writes some forty INFO fields a record and vcfpy converts every one (most
-        # of the read's time); only the fields the reader uses are handed to it.
-        records = parser._record_parser  # vcfpy pinned in constraints.txt
-        parse_info = records._parse_info
-        records._parse_info = lambda text, alts: parse_info(
-            ";".join(USED_INFO.findall(text)) or ".", alts)
-        cache[key] = parser
-    return cache[key]
-
-
-def _read_vcf(ctx, path: Path, label: str, sample_id: str, patient_id, out: list[dict], cache: dict) -> int:
-    lines, complete = _lines(_decode(ctx, path.read_bytes(), label))
-    if not lines[0].startswith("##fileformat=VCF"):
-        raise _FileFailure(f"{label}: pas un VCF (première ligne ##fileformat=VCF… absente)", label, "invalid_vcf")
-    top = next((i for i, line in enumerate(lines) if not line.startswith("##")), len(lines))
-    columns = lines[top].split("\t") if top < len(lines) else []
-    if (columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT")):
-        raise _FileFailure(f"{label}: ligne #CHROM absente ou mal formée", label, "invalid_vcf", "#CHROM")
-    meta = lines[:top]
-    parser = _vcf_parser(meta, len(columns) - 9 if len(columns) > 9 else 0, cache, label)
-
-    if len(columns) > 9 and columns[9].strip() != sample_id:
-        ctx.query(file=label, row=top + 1, patient_id=patient_id, field="#CHROM", value=columns[9],
-                  rule="sample_name_mismatch",
-                  message=f"Échantillon « {columns[9]} » dans le VCF ≠ « {sample_id} » du nom de fichier: "
-                          f"vérifier que le fichier est le bon.")
-    reference = next((line.split("=", 1)[1] for line in meta if line.startswith("##reference=")), None)
-    build = None
-    if reference is None:
-        ctx.query(file=label, patient_id=patient_id, field="##reference", rule="missing_reference",
-                  message=f"{label}: pas de ligne ##reference: génome hg19 (contrat) non vérifiable.")
-    elif not HG19.search(reference):
-        build = reference
-
-    records = 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # vcfpy warns on undeclared fields; the values still parse
-        body = [(i + 1, line) for i, line in enumerate(lines) if i > top]
-        for n, (line_no, line) in enumerate(body):
-            if not line.strip():
-                ctx.query(file=label, row=line_no, rule="empty_row",
-                          message=f"{label}: ligne {line_no} vide ignorée.")
-                continue
-            if line.startswith("#"):
-                ctx.query(file=label, row=line_no, rule="misplaced_header_line", value=line,
-                          message=f"{label}: ligne d'en-tête {line_no} après #CHROM, ignorée.")
-                continue
-            records += 1
-            last = n == len(body) - 1 and not complete
-            try:
-                record = parser.parse_line(line)
-            except Exception as exc:
-                _broken_record(ctx, label, sample_id, patient_id, line_no, line, exc, last, out)
-                continue
-            _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out, cache)
-    if not records:
-        ctx.query(file=label, patient_id=patient_id, rule="no_variant_records",
-                  message=f"{label}: aucun enregistrement; un VCF de panel hotspot en contient toujours "
-                          f"(appels de référence): export incomplet ?")
-    return records
-
-
-def _broken_record(ctx, label, sample_id, patient_id, line_no, line, exc, last, out) -> None:
-    """A record vcfpy cannot parse: kept as a row of what can be read, with an error query."""
-    fields = line.split("\t")
-    row_id = f"variant:{label}:{line_no}:1"
-
-    def field(i: int) -> str | None:
-        return fields[i][:MAX_TEXT] if i < len(fields) and fields[i] not in ("", ".") else None
-
-    pos = field(1)
-    c = Cells(ctx, label, None, line_no, "variant", row_id, patient_id)
-    rule = "truncated_file" if last else "unparseable_record"
-    c.error(None, line, rule, f"Enregistrement VCF illisible ({type(exc).__name__}: {str(exc)[:120]})"
-            + (" — dernière ligne sans fin de ligne: fichier coupé ?" if last else "") + ".")
-    out.append({"sample_id": sample_id, "chrom": _vcf_chrom(field(0)),
-                "pos": int(pos) if pos and pos.isdigit() and len(pos) <= 11 else None,
-                "ref": field(3), "alt": field(4), "filter": field(6), "reportable": None,
-                "row_id": row_id, "source_file": label, "source_sheet": None, "source_row": line_no})
-
-
-def _vcf_chrom(text: str | None) -> str | None:
-    return text[3:] if text and text[:3].lower() == "chr" else text
-
-
-def _scalar(value):
-    return value[0] if isinstance(value, list) and value else (None if isinstance(value, list) else value)
-
-
-def _per_allele(value, i: int, n: int):
-    """The ``i``-th of a Number=A value (vcfpy gives a list; an undeclared field a string)."""
-    if value is None:
-        return None
-    if isinstance(value, str) and "," in value:
-        value = value.split(",")
-    if not isinstance(value, list):
-        value = [value]
-    if len(value) != max(n, 1):
-        return _MISMATCH
-    return value[i]
-
-
-def _annotation_entries(value, cache: dict) -> list[dict] | None:
-    """Ion Reporter's FUNC, a Python literal that vcfpy split on its commas (Number=.).
-
-    Parsed once per distinct text (a panel's hotspots come back in every file); the entries
-    are only read, never changed, so sharing them is safe.
-    """
-    if value is None:
-        return None
-    text = ",".join("." if v is None else str(v) for v in value) if isinstance(value, list) else str(value)
-    key = ("FUNC", text)
-    if key not in cache:
-        if len(text) > 100_000:
-            raise ValueError("annotation trop longue")
-        parsed = ast.literal_eval(text)  # literals only: never evaluates code
-        parsed = [parsed] if isinstance(parsed, dict) else parsed
-        if not isinstance(parsed, (list, tuple)):
-            raise ValueError("pas une liste")
-        cache[key] = [e for e in parsed if isinstance(e, dict)]
-    return cache[key]
-
-
-def _annotation(entries: list[dict], alt: str | None, i: int, n: int) -> dict | None:
-    hits = [e for e in entries if str(e.get("origAlt", "")) == alt]
-    if hits:
-        return hits[0]
-    if not any("origAlt" in e for e in entries) and len(entries) == n:
-        return entries[i]  # no allele key: one entry per ALT, in order
-    if n == 1 and len(entries) == 1:
-        return entries[0]  # a normalised indel whose origAlt differs from ALT
-    return None
-
-
-def _text(value) -> str | None:
-    if isinstance(value, (list, tuple)):
-        value = ",".join(str(v) for v in value)
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text if text and text != "." else None
-
-
-def _genotype(value) -> tuple[str | None, set[int] | None]:
-    """GT text and the alleles it calls (None: no call)."""
-    gt = _text(value)
-    if gt is None:
-        return None, None
-    alleles = re.split(r"[/|]", gt)
-    if any(not a.isdigit() for a in alleles):
-        return gt, None  # "./." or a half call
-    return gt, {int(a) for a in alleles}
-
-
-def _record_rows(ctx, label, sample_id, patient_id, line_no, record, build, out, cache: dict) -> None:
-    """One canonical row per ALT allele of a parsed record."""
-    info = record.INFO
-    call = getattr(record.calls[0], "data", {}) if record.calls else {}
-    gt, called = _genotype(call.get("GT"))
-    alts = [getattr(a, "value", None) or str(a) for a in record.ALT]
-    n = len(alts)
-    filters = list(record.FILTER or [])
-    filter_text = ";".join(filters) or None
-    reasons = [str(v) for v in (info.get("FR") if isinstance(info.get("FR"), list) else [info.get("FR")])
-               if v not in (None, ".", "")]
-    if filter_text and filters != ["PASS"] and reasons:
-        filter_text = f"{filter_text} (FR={','.join(reasons)})"
-
-    rows = []
-    for i, alt in enumerate(alts or [None]):
-        row_id = f"variant:{label}:{line_no}:{i + 1}"
-        c = Cells(ctx, label, None, line_no, "variant", row_id, patient_id)
-
-        def allele(key: str, source=info, c=c, i=i):
-            value = _per_allele(source.get(key), i, n)
-            if value is _MISMATCH:
-                c.error(key, source.get(key), "allele_count_mismatch",
-                        f"{key}: nombre de valeurs différent du nombre d'allèles ALT ({n}).")
-                return None
-            return value
-
-        vaf = _number(c, "AF", allele("AF") if "AF" in info else allele("AF", call), decimal_comma=False)
-        if vaf is None and "AF" not in info and "AF" not in call:
-            fao = _number(c, "FAO", allele("FAO") if "FAO" in info else allele("FAO", call), decimal_comma=False)
-            fdp = _number(c, "FDP", _scalar(info.get("FDP", call.get("FDP"))), decimal_comma=False)
-            vaf = round(fao / fdp, 6) if fao is not None and fdp else None
-        if vaf is not None and not 0 <= vaf <= 1:
-            c.error("AF", vaf, "vaf_out_of_range", f"Fréquence allélique {vaf} hors de 0-1 (AF est une fraction).")
-            vaf = None
-        gmaf = _number(c, "GMAF", allele("GMAF"), decimal_comma=False)
-        if gmaf is not None and not 0 <= gmaf <= 1:
-            c.error("GMAF", gmaf, "number_out_of_range", f"GMAF {gmaf} hors de 0-1.")
-            gmaf = None
-        # Flow-evaluator depth first (the AF denominator), raw read depth when it is absent.
-        depth_key, raw_depth = next(((k, v) for k, src in (("FDP", info), ("FDP", call), ("DP", info), ("DP", call))
-                                     if (v := _scalar(src.get(k))) is not None), (None, None))
-        depth = None if depth_key is None else _int(c, depth_key, raw_depth, decimal_comma=False)
-
-        if build is not None:
-            c.error("##reference", build, "genome_build",
-                    f"VCF aligné sur « {build} », pas sur hg19 (contrat): coordonnées non comparables.")
-        pos = record.POS if 1 <= record.POS <= POSITION_MAX else None  # VCF positions are 1-based
-        if pos is None:
-            c.error("POS", record.POS, "number_out_of_range",
-                    f"Position {record.POS} impossible (une position VCF commence à 1).")
-        chrom = _chromosome(record.CHROM)  # a variant nowhere in the genome is no variant
-        if chrom is None:
-            c.error("#CHROM", record.CHROM, "missing_location" if is_missing(record.CHROM) else "invalid_location",
-                    f"Chromosome « {record.CHROM or ''} » illisible (attendu chr1-chr22, chrX, chrY).")
-
-        if filters != ["PASS"]:
-            reason = "filtered"
-        elif called is None:
-            reason = "no_call"
-        elif called <= {0} or alt is None or vaf == 0:
-            reason = "reference_call"
-        elif gmaf is not None and gmaf >= POLYMORPHISM_GMAF:
-            reason = "polymorphism"
-        elif vaf is None:
-            reason = "unknown"
-        elif vaf < VAF_FLOOR:
-            reason = "low_vaf"
-        elif i + 1 not in called:
-            reason = "no_call"
-        else:
-            reason = None
-        ref = record.REF
-        for name, allele_text in (("REF", ref), ("ALT", alt)):
-            if allele_text is not None and len(allele_text) > MAX_ALLELE_BP:
-                c.error(name, allele_text, "allele_too_long",
-                        f"Allèle {name} de {len(allele_text)} bases : plus long que tout amplicon du panel "
-                        f"(maximum {MAX_ALLELE_BP} bases) ; export VCF à vérifier.")
-        if ref is not None and len(ref) > MAX_ALLELE_BP:
-            ref = ref[:MAX_ALLELE_BP] + "…"
-        if alt is not None and len(alt) > MAX_ALLELE_BP:
-            alt = alt[:MAX_ALLELE_BP] + "…"
-        rows.append((c, {
-            "sample_id": sample_id, "chrom": chrom, "pos": pos, "ref": ref, "alt": alt,
-            "vaf": vaf, "depth": depth, "gmaf": gmaf, "filter": filter_text, "genotype": gt,
-            "reportable": None if reason == "unknown" else reason is None,
-            "exclusion_reason": None if reason == "unknown" else reason,
-            "row_id": row_id, "source_file": label, "source_sheet": None, "source_row": line_no,
-        }))  # fmt: skip
-
+def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
+    stop = "import du laboratoire arrêté (les données précédentes restent en place)"
+    if not path.is_file():
+        raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
+    if leaves_folder(path.parent, path):
+        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.", MANIFEST)
     try:
-        entries = _annotation_entries(info.get("FUNC"), cache)
-    except Exception as exc:  # SyntaxError, ValueError, MemoryError, RecursionError...
-        rows[0][0].error("FUNC", _text(info.get("FUNC")), "unparseable_annotation",
-                         f"Annotation FUNC illisible ({type(exc).__name__}): gène et HGVS absents.")
-        entries = None
-    for i, (c, row) in enumerate(rows):
-        annotation = _annotation(entries, row["alt"], i, n) if entries is not None else None
-        if entries and annotation is None:
-            c.error("FUNC", row["alt"], "unmatched_annotation",
-                    message=f"Aucune entrée FUNC pour l'allèle « {row['alt']} »: gène et HGVS absents.")
-        annotation = annotation or {}
-        row.update(gene=_text(annotation.get("gene")), transcript=_text(annotation.get("transcript")),
-                   hgvs_c=_text(annotation.get("coding")), hgvs_p=_text(annotation.get("protein")),
-                   function=_text(annotation.get("function")))
-        out.append(row)
+        text = _decode(ctx, path.read_bytes(), MANIFEST)
+        records = list(csv.reader(io.StringIO(text, newline="")))
+    except (_FileFailure, csv.Error) as exc:
+        raise ImportFailure(f"{MANIFEST}: {exc}; {stop}.", MANIFEST) from None
+    if not records or not any(h.strip() for h in records[0]):
+        raise ImportFailure(f"{MANIFEST}: aucune ligne d'en-tête; {stop}.", MANIFEST)
+    header = records[0]
+    cols = match_columns(ctx, [h[:MAX_NAME] for h in header], _specs("manifest"), MANIFEST)
+    data = []
+    for i, record in enumerate(records[1:], start=2):  # row i as a spreadsheet shows it
+        if any(v.strip() for v in record):
+            data.append((i, record))
+        else:
+            ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
+    if not data:
+        raise ImportFailure(f"{MANIFEST}: en-tête sans aucun cas; {stop}.", MANIFEST)
+    if not text.endswith(("\n", "\r")) and len(data[-1][1]) < len(header):
+        raise ImportFailure(f"{MANIFEST}: dernière ligne incomplète (fichier coupé pendant le transfert); {stop}.",
+                            MANIFEST)
+
+    def cell(record: list[str], key: str) -> str | None:  # stripped; blank or a missing-value token -> None
+        value = record[cols[key]].strip() if cols[key] < len(record) else None
+        return None if is_missing(value) else value
+
+    raw = pl.DataFrame({"source_row": [i for i, _ in data], "_fields": [len(r) for _, r in data],
+                        **{k: [cell(r, k) for _, r in data] for k in MANIFEST_COLUMNS}},
+                       schema={"source_row": pl.Int64, "_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
+    ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
+    # A centre the registry does not know cannot be the patient's: its pseudonym would link the
+    # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
+    known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
+    unknown = raw["centre"].str.strip_chars().str.to_lowercase().is_in(list(known)).not_() & raw["centre"].is_not_null()
+    raw = raw.with_columns(row_id=pl.format("molecular_sample:{}:{}", pl.lit(MANIFEST), "source_row"),
+                           patient_id=pl.Series([None if u or not (c and l) else pseudonym(ctx.pseudonym_key, c, l)
+                                                 for u, c, l in zip(unknown, raw["centre"], raw["local_id"])],
+                                                dtype=pl.String))
+    raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))))
+    ok = raw.select(_manifest_checks(len(header)))
+    name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
+    beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
+                                              return_dtype=pl.String)  # the first column missing, or beyond the header
+    masked = pl.when(pl.col("local_id").is_not_null()).then(pl.lit(IDENTIFIER_MASK))
+    _flag(ctx, pl.concat([raw, ok.select(pl.all().name.prefix("ok_"))], how="horizontal"), "molecular_sample", [
+        _check("unknown_centre", pl.lit(unknown), name["centre"], pl.col("centre")),
+        *(_check(rule, ~pl.col(f"ok_{rule}"), beyond if rule == "wrong_field_count" else name.get(c["column"]),
+                 masked if c["column"] == "local_id" else pl.col(c["column"]) if c["column"] else None,
+                 f"manifest_{rule}") for rule, c in DECLARED["manifest_checks"].items())])
+    raw = raw.with_columns(sample_id=pl.when(ok["missing_sample_id"] & ok["invalid_sample_id"]).then("sample_id"))
+    return raw.with_columns(
+        case_no=_numbers(ctx, raw, "case_no", pl.lit(name["case_no"]), table="molecular_sample", integer=True),
+        status=_parsed(ctx, raw, "status", pl.lit(name["status"]), pl.String, _code(STATUS), "molecular_sample"))
 
 
-# assay -> (reader of one file, canonical table it feeds)
-READERS: dict[str, tuple[Callable, str]] = {
-    "cn_assay": (_read_chas, "cn_segment"),
-    "ngs_assay": (_read_vcf, "variant"),
-    "fusion_assay": (_read_archer, "fusion"),
-}
+# --- checks over a whole kind of file ----------------------------------------------------------
+
+
+def _parsed(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr | None, dtype, parse, table: str = ""):
+    """``parse(Cells, cell)`` once per distinct value of ``rows[raw]``; the queries it raises are
+    repeated on every row holding that value (``field``: the column as the row's file names it)."""
+    probe = ReadContext(ctx.centre, ctx.delivery_dir, ctx.delivery_date, ctx.pseudonym_key)
+    keys, values, notes = rows[raw].unique(maintain_order=True).to_list(), [], []
+    for key in keys:
+        before = len(probe.queries)
+        values.append(parse(Cells(probe, "", None, 0, table, ""), key))
+        notes += [(key, q.value, q.rule, q.message) for q in probe.queries[before:]]
+    lookup = pl.DataFrame({raw: keys, "_v": values}, schema={raw: rows.schema[raw], "_v": dtype}, strict=False)
+    if notes:
+        found = pl.DataFrame(notes, orient="row", schema={raw: rows.schema[raw],
+                                                          **dict.fromkeys(("value", "rule", "message"), pl.String)})
+        hits = rows.with_columns(field=field).join(found, on=raw, nulls_equal=True, maintain_order="left")
+        _emit(ctx, hits, table, pl.col("message").str.replace_all(FIELD, pl.col("field").fill_null(""), literal=True))
+    return rows.select(raw).join(lookup, on=raw, how="left", nulls_equal=True, maintain_order="left")["_v"]
+
+
+def _numbers(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr, *, table: str, integer: bool = False,
+             decimal_comma: bool = True) -> pl.Series:
+    """Plain numbers read by polars (every digit kept); any other spelling by Cells, with its queries.
+    An integer must fit its column (non-negative Int32)."""
+    text, dtype = rows[raw], pl.Int64 if integer else pl.Float64
+    fast = text.str.contains(PLAIN_INT if integer else PLAIN_NUMBER).fill_null(False)
+    if integer:
+        fast &= (text.cast(pl.Int64, strict=False) <= INT32_MAX).fill_null(False)
+    out = text.cast(dtype, strict=False).set(~fast, None) if fast.any() else pl.Series(raw, [None] * len(text), dtype)
+
+    def parse(c: Cells, value):
+        number = c.number(FIELD, value, integer=integer, decimal_comma=decimal_comma)
+        if integer and number is not None and not 0 <= number <= INT32_MAX:
+            c.error(FIELD, value, "number_out_of_range", MSG["number_out_of_range"].format(value=value, field=FIELD))
+            return None
+        return number
+
+    slow = ~fast & text.is_not_null()
+    if slow.any():
+        out = out.scatter(slow.arg_true(), _parsed(ctx, rows.filter(slow), raw, field, dtype, parse, table))
+    return out
+
+
+def _emit(ctx: ReadContext, hits: pl.DataFrame, table: str, message: pl.Expr) -> None:
+    ctx.extend_queries(hits.select("file", "field", "value", "rule", "patient_id", row="line", table_name=pl.lit(table),
+                                   row_id="row_id" if "row_id" in hits.columns else pl.lit(None, pl.String),
+                                   message=message))
+
+
+def _message(template: str) -> pl.Expr:
+    """A message of MSG with its {names} taken from the row (a cell cut to 200 characters)."""
+    parts = re.split(r"\{(\w+)\}", template)
+    return pl.concat_str([pl.lit(p) if i % 2 == 0 else pl.col(p).cast(pl.String).str.slice(0, 200).fill_null("")
+                          for i, p in enumerate(parts)])
+
+
+def _check(rule: str, condition: pl.Expr, field: pl.Expr | str | None = None, value: pl.Expr | None = None,
+           message: str | None = None) -> tuple:
+    """A row of a table of checks: its rule, the condition (a column expression) under which a row
+    fails it, the field and value its query names, its message (a key of MSG; default the rule's)."""
+    field = field if isinstance(field, pl.Expr) else pl.lit(field, pl.String)
+    return rule, message or rule, field, pl.lit(None) if value is None else value, condition
+
+
+def _flag(ctx: ReadContext, rows: pl.DataFrame, table: str, checks: list[tuple]) -> None:
+    """The table of checks over every row of a kind: (rule, message, field, value, condition) ->
+    one query per row where the condition holds."""
+    for rule, message, name, value, condition in checks:
+        hits = rows.filter(condition.fill_null(False))
+        if hits.height:
+            hits = hits.with_columns(field=name, value=value.cast(pl.String), rule=pl.lit(rule))
+            _emit(ctx, hits, table, _message(MSG[message]))
+
+
+def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.DataFrame:
+    """A tab-separated export per file: ``#`` lines skipped, first other line = header (columns by
+    name), no quoting. Returns the rows under the headers with each declared cell (``key``) and the
+    name the file gives its column (``name_key``)."""
+    ctx, keys = kind.ctx, list(DECLARED["columns"][specs])
+    text = pl.col("text")
+    lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
+    lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
+    for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
+        kind.fail(_FileFailure(f"{label}: aucune ligne d'en-tête", label, "missing_header"))
+    layout, cache = [], {}
+    for label, text in lines.filter(pl.col("line") == pl.col("head")).select("file", "text").iter_rows():
+        header = text.split("\t")
+        if text not in cache:  # thousands of files share a few headers
+            probe = ReadContext(ctx.centre, ctx.delivery_dir, ctx.delivery_date, ctx.pseudonym_key)
+            try:
+                cache[text] = match_columns(probe, [h[:MAX_NAME] for h in header], _specs(specs), FIELD), probe.queries
+            except ImportFailure as failure:
+                cache[text] = failure.column, None
+        cols, notes = cache[text]
+        if notes is None:
+            twice = cols in header
+            kind.fail(_FileFailure(f"{label}: colonne {'' if twice else 'obligatoire '}« {cols} » "
+                                   f"{'en double' if twice else 'absente'}", label,
+                                   "duplicate_column" if twice else "missing_column", cols))
+            continue
+        for q in notes:  # unknown columns
+            ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
+        layout.append({"file": label, "width": len(header), **{f"i_{k}": cols.get(k) for k in keys},
+                       **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
+    body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment")
+                        & ~pl.col("file").is_in(list(kind.failed)))
+    _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None, [
+        _check("empty_row", pl.col("blank"))])
+    body = body.filter(~pl.col("blank"))
+    schema = {"file": pl.String, "width": pl.Int64, **{f"i_{k}": pl.Int64 for k in keys},
+              **{f"name_{k}": pl.String for k in keys}}
+    body = body.join(pl.DataFrame(layout, schema=schema), on="file", maintain_order="left").with_columns(
+        fields=pl.col("text").str.split("\t"), last=pl.col("line") == pl.col("line").max().over("file"),
+        row_id=pl.format("{}:{}:{}", pl.lit(table), "file", "line"))
+    fields = pl.col("fields")
+    body = body.with_columns(n=fields.list.len(),
+                             **{f"raw_{k}": fields.list.get(pl.col(f"i_{k}"), null_on_oob=True) for k in keys})
+    kind.rows.update(body.group_by("file").len().iter_rows())
+    cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))
+    _flag(ctx, body, table, [
+        _check("truncated_file", cut, message="truncated_row"),
+        _check("wrong_field_count", ~cut & (pl.col("n") != pl.col("width")))])
+    return body, lines.filter(pl.col("comment"))
+
+
+def _chromosome(text: str | None) -> str | None:
+    """``7``, ``chr7``, ``07``, ``chrx`` -> ``7`` / ``X``; None when not a human chromosome."""
+    m = CHROMOSOME.match(text) if text is not None else None
+    if not m:
+        return None
+    name = m.group(1).upper()
+    return (str(int(name)) if 1 <= int(name) <= 22 else None) if name.isdigit() else name
+
+
+def _build_problem(text: str | None) -> str | None:
+    """The build a text names when it is not hg19/GRCh37 (None: hg19 or no build named)."""
+    m = BUILD.search(text) if text and not HG19.search(text) else None
+    return m.group(1) if m else None
+
+
+def _code(mapping: dict, rule: str | None = None, **options):
+    """A parse of a coded cell (written as the mapping spells it: no Cells); ``rule``: its query when blank."""
+    def parse(c: Cells, raw):
+        if raw in mapping:
+            return mapping[raw]
+        if rule and is_missing(raw):
+            c.error(FIELD, raw, rule, MSG[rule])
+        return c.code(FIELD, raw, mapping, **options)
+    return parse
+
+
+# --- ChAS segments and Archer fusions ---------------------------------------------------------
+
+
+def _location(c: Cells, raw):
+    """``chrN:start-end`` (1-based, start <= end) -> chromosome, start, end."""
+    m = LOCATION.match(raw) if raw is not None else None
+    chrom = _chromosome(m.group(1)) if m else None
+    start, end = (int(d) if d and len(d) <= 11 else None for d in (re.sub(r"\D", "", g) for g in m.group(2, 3))) \
+        if m else (None, None)
+    if chrom is None or start is None or end is None or not 1 <= start <= end <= POSITION_MAX:
+        rule = "missing_location" if is_missing(raw) else "invalid_location"
+        return c.error(FIELD, raw, rule, MSG["location"].format(value=raw))
+    return {"loc_chrom": chrom, "start_bp": start, "end_bp": end}
+
+
+def _stated_chromosome(c: Cells, raw):
+    stated = _chromosome(raw)
+    if stated is None and not is_missing(raw):
+        c.error(FIELD, raw, "invalid_chromosome", MSG["invalid_chromosome"].format(value=raw))
+    return stated
+
+
+def _iscn_build(c: Cells, raw) -> dict | None:
+    iscn = ISCN_BUILD.search(raw) if raw else None
+    return {"build": None if HG19.search(iscn.group(1)) else iscn.group(1).strip() or "?"} if iscn else None
+
+
+def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
+    ctx, table = kind.ctx, "cn_segment"
+    rows, comments = _tabular(kind, lines, "chas", table)
+    build = _parsed(ctx, comments, "text", None, pl.String, lambda c, v: _build_problem(v))
+    file_build = comments.with_columns(build=build).group_by("file").agg(file_build=pl.col("build").drop_nulls()
+                                                                         .first())
+    name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["chas"]}
+    rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
+        segment_type=_parsed(ctx, rows, "raw_type", name["type"], pl.String,
+                             _code(SEGMENT_TYPES, rule="missing_segment_type"), table),
+        at=_parsed(ctx, rows, "raw_full_location", name["full_location"],
+                   pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location, table),
+        stated=_parsed(ctx, rows, "raw_chromosome", name["chromosome"], pl.String, _stated_chromosome, table),
+        cn_state=_numbers(ctx, rows, "raw_cn_state", name["cn_state"], table=table),
+        cn_missing=_parsed(ctx, rows, "raw_cn_state", None, pl.Boolean, lambda c, v: is_missing(v)),
+        iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
+        named=pl.col("raw_file").str.strip_chars().fill_null(""),
+    ).unnest("at")
+    cn, kind, iscn = pl.col("cn_state"), pl.col("segment_type"), pl.col("iscn").is_not_null()
+    _flag(ctx, rows, table, [_check("cn_out_of_range", cn < 0, name["cn_state"], pl.col("raw_cn_state"))])
+    rows = rows.with_columns(chrom=pl.coalesce("loc_chrom", "stated"), cn_state=pl.when(cn >= 0).then(cn),
+                             build=pl.when(iscn).then(pl.col("iscn").struct.field("build")).otherwise("file_build"))
+    # CN state against Type (oncoscanR's categories; X/Y carry one copy in men)
+    rows = rows.with_columns(floor=pl.when(pl.col("chrom").is_in(["X", "Y"])).then(1).otherwise(2))
+    fits = pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2)
+    rows = rows.with_columns(expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor"))
+                             .when(kind == "Loss").then(pl.lit("< 2")).otherwise(pl.lit("vide (LOH neutre en copies)")))
+    named, stated, located = pl.col("named"), pl.col("stated"), pl.col("loc_chrom")
+    mismatch = (named != "") & (named.str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
+    _flag(ctx, rows, table, [
+        _check("chromosome_mismatch", stated.is_not_null() & located.is_not_null() & (stated != located),
+               name["chromosome"], pl.col("raw_chromosome")),
+        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"),
+               name["cn_state"], pl.col("raw_cn_state")),
+        _check("cn_type_mismatch", kind.is_not_null() & cn.is_not_null() & ~fits, name["cn_state"],
+               pl.col("raw_cn_state")),
+        _check("genome_build", pl.col("build").is_not_null(), pl.when(iscn).then(name["nomenclature"])
+               .otherwise(pl.lit("#")), pl.when(iscn).then("raw_nomenclature").otherwise("build"), "chas_build"),
+        _check("sample_name_mismatch", mismatch & (mismatch.cum_sum().over("file") == 1),  # once per file
+               name["file"], named, "chas_sample_name")])
+    return _canonical(table, rows)
+
+
+def _genes(c: Cells, raw):
+    genes = [g.strip() for g in re.split(r"::|:", raw or "")]
+    if len(genes) != 2 or not all(genes):
+        rule = "missing_fusion_genes" if is_missing(raw) else "invalid_fusion_genes"
+        return c.error(FIELD, raw, rule, MSG["fusion_genes"].format(value=raw))
+    return {"gene_5p": genes[0], "gene_3p": genes[1]}
+
+
+def _breakpoints(c: Cells, raw):
+    if is_missing(raw):
+        return None
+    parts = [BREAKPOINT.match(p) for p in raw.split(";")]
+    if len(parts) == 2 and all(parts):
+        return dict(zip(("breakpoint_5p", "breakpoint_3p"),
+                        (f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}" for m in parts)))
+    return c.error(FIELD, raw, "invalid_breakpoint", MSG["invalid_breakpoint"].format(value=raw))
+
+
+def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
+    ctx, table = kind.ctx, "fusion"
+    rows, _ = _tabular(kind, lines, "archer", table)
+    name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["archer"]}
+    rows = rows.with_columns(percent=pl.col("raw_percent_gsp2_reads").str.strip_chars().str.strip_suffix("%"))
+    rows = rows.with_columns(
+        genes=_parsed(ctx, rows, "raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}),
+                      _genes, table),
+        breakpoints=_parsed(ctx, rows, "raw_breakpoints", name["breakpoints"],
+                            pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints, table),
+        percent_gsp2_reads=_numbers(ctx, rows, "percent", name["percent_gsp2_reads"], table=table),
+        strong_evidence=_parsed(ctx, rows, "raw_strong_evidence", name["strong_evidence"], pl.Boolean,
+                                _code(STRONG_EVIDENCE, strict_case=False), table),
+        **{k: _numbers(ctx, rows, f"raw_{k}", name[k], table=table, integer=True, decimal_comma=False)
+           for k in ("reads", "unique_start_sites")},
+    ).unnest("genes", "breakpoints")
+    outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
+    _flag(ctx, rows, table, [_check("number_out_of_range", outside, name["percent_gsp2_reads"],
+                                    pl.col("raw_percent_gsp2_reads"), "percent_out_of_range")])
+    return _canonical(table, rows.with_columns(percent_gsp2_reads=pl.when(~outside).then("percent_gsp2_reads")))
+
+
+# --- TVC / Ion Reporter VCF: the body is tab-separated text -------------------------------------------
+
+
+def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict) -> tuple:
+    """Ion Reporter's FUNC (a Python literal, parsed once per distinct text, never evaluated) ->
+    (unreadable, no entry for this allele, gene, transcript, coding, protein, function)."""
+    if text is None:
+        return (False, False) + (None,) * 5
+    if text not in cache:
+        try:
+            if len(text) > 100_000:
+                raise ValueError("annotation trop longue")
+            parsed = ast.literal_eval(text)
+            parsed = [parsed] if isinstance(parsed, dict) else parsed
+            cache[text] = [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, (list, tuple)) else None
+        except Exception:  # SyntaxError, ValueError, MemoryError, RecursionError...
+            cache[text] = None
+    entries = cache[text]
+    if entries is None:
+        return (True, False) + (None,) * 5
+    hits = [e for e in entries if str(e.get("origAlt", "")) == alt]
+    found = (hits[0] if hits else entries[i] if not any("origAlt" in e for e in entries) and len(entries) == n
+             else entries[0] if n == 1 and len(entries) == 1 else None)  # by allele key, by order, a normalised indel
+    texts = [",".join(map(str, v)) if isinstance(v, (list, tuple)) else v for v in
+             ((found or {}).get(k) for k in ("gene", "transcript", "coding", "protein", "function"))]
+    return (False, bool(entries) and found is None,
+            *(t if t and t != "." else None for t in (None if v is None else str(v).strip() for v in texts)))
+
+
+def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
+    """Per file: ``##fileformat``, the ``#CHROM`` line, the sample's name and the genome build."""
+    ctx, out = kind.ctx, []
+    meta = pl.col("text").str.starts_with("##")
+    heads = lines.with_columns(top=pl.col("line").filter(~meta).min().over("file")).group_by(
+        "file", maintain_order=True).agg(pl.col("text").first().alias("first"), pl.col("top").first(),
+                                          pl.col("text").filter(pl.col("line") == pl.col("top")).first()
+                                          .alias("columns"),
+                                          pl.col("text").filter(pl.col("text").str.starts_with("##reference=")
+                                                                & (pl.col("line") < pl.col("top").fill_null(1 << 60)))
+                                          .first().alias("reference"), pl.col("patient_id").first(),
+                                          pl.col("sample_id").first())
+    for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
+        columns = columns.split("\t") if columns is not None else []
+        if not first.startswith("##fileformat=VCF"):
+            kind.fail(_FileFailure(f"{label}: pas un VCF (première ligne ##fileformat=VCF… absente)", label,
+                                   "invalid_vcf"))
+        elif columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT"):
+            kind.fail(_FileFailure(f"{label}: ligne #CHROM absente ou mal formée", label, "invalid_vcf", "#CHROM"))
+        else:
+            if len(columns) > 9 and columns[9].strip() != sample_id:
+                ctx.query(file=label, row=top, patient_id=patient_id, field="#CHROM", value=columns[9],
+                          rule="sample_name_mismatch", message=MSG["vcf_sample_name"].format(value=columns[9],
+                                                                                            sample_id=sample_id))
+            if reference is None:
+                ctx.query(file=label, patient_id=patient_id, field="##reference", rule="missing_reference",
+                          message=MSG["missing_reference"].format(file=label))
+            build = reference.split("=", 1)[1] if reference and not HG19.search(reference.split("=", 1)[1]) else None
+            out.append((label, top, len(columns), build))
+    return pl.DataFrame(out, schema={"file": pl.String, "top": pl.Int64, "width": pl.Int64, "build": pl.String},
+                        orient="row")
+
+
+def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
+    ctx, table = kind.ctx, "variant"
+    heads = _vcf_header(kind, lines)
+    body = lines.join(heads, on="file", maintain_order="left").filter(pl.col("line") > pl.col("top")).with_columns(
+        last=pl.col("line") == pl.col("line").max().over("file"), row_id=pl.lit(None, pl.String))
+    blank, hashed = pl.col("text").str.strip_chars() == "", pl.col("text").str.starts_with("#")
+    _flag(ctx, body.with_columns(patient_id=pl.lit(None, pl.String)), None, [
+        _check("empty_row", blank),
+        _check("misplaced_header_line", hashed & ~blank, None, pl.col("text"))])
+    body = body.filter(~blank & ~hashed)
+    counts = dict(body.group_by("file").len().iter_rows())
+    kind.rows.update({label: counts.get(label, 0) for label in heads["file"]})
+    for label in heads.filter(~pl.col("file").is_in(list(counts)))["file"]:
+        ctx.query(file=label, patient_id=kind.files[label][1], rule="no_variant_records",
+                  message=MSG["no_variant_records"].format(file=label))
+    f = pl.col("fields")
+    body = body.with_columns(fields=pl.col("text").str.split("\t")).with_columns(
+        n=f.list.len(), **{name: f.list.get(i, null_on_oob=True) for i, name in
+                           enumerate(["chrom_raw", "pos_raw", "id", "ref", "alt_text", "qual", "filter_raw", "info",
+                                      "format", "call"])})
+    broken = ((pl.col("n") != pl.col("width")) | ~pl.col("pos_raw").str.contains(r"^\s*[+-]?[0-9]+\s*$")
+              | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
+    body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))
+    bad = body.filter("broken").with_columns(row_id=pl.format("variant:{}:{}:1", "file", "line"), value=pl.col("text"))
+    _flag(ctx, bad, table, [_check("truncated_file", pl.col("cut"), None, pl.col("text"), "truncated_record"),
+                            _check("unparseable_record", ~pl.col("cut"), None, pl.col("text"))])
+    text = {k: pl.when(~pl.col(k).is_in(["", "."])).then(pl.col(k).str.slice(0, MAX_TEXT))
+            for k in ("chrom_raw", "ref", "alt_text", "filter_raw")}
+    bad = bad.with_columns(chrom=text["chrom_raw"].str.replace(r"^(?i)chr", ""), ref=text["ref"], alt=text["alt_text"],
+                           filter=text["filter_raw"], pos=pl.when(pl.col("pos_raw").str.contains(r"^[0-9]{1,11}$"))
+                           .then(pl.col("pos_raw").cast(pl.Int64, strict=False)))
+    return pl.concat([_canonical(table, bad), _records(kind, body.filter(~pl.col("broken")))])
+
+
+def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
+    """One canonical row per ALT allele of each record."""
+    ctx, table, lit = kind.ctx, "variant", pl.lit
+    used = DECLARED["variants"]["info_used"]
+    keys = pl.col("format").str.split(":")
+    rows = rows.with_columns(
+        **{f"info_{k}": pl.col("info").str.extract(rf"(?:^|;){k}=([^;]*)") for k in used},
+        **{f"has_{k}": pl.col("info").str.contains(rf"(?:^|;){k}(?:=|;|$)") for k in used},
+        **{f"call_{k}": pl.when(keys.list.contains(k)).then(pl.col("call").str.split(":").list.get(
+            keys.list.eval(pl.element() == k).list.arg_max(), null_on_oob=True))
+           for k in ("GT", "AF", "FAO", "FDP", "DP")},
+        **{f"calls_{k}": keys.list.contains(k).fill_null(False) for k in ("AF", "FAO")},
+        n_alt=pl.when(pl.col("alt_text") == ".").then(0).otherwise(pl.col("alt_text").str.split(",").list.len()))
+    rows = rows.with_columns(i=pl.int_ranges(pl.max_horizontal("n_alt", 1))).explode("i").with_columns(
+        alt=pl.when(pl.col("n_alt") > 0).then(pl.col("alt_text").str.split(",").list.get("i", null_on_oob=True)),
+        row_id=pl.format("variant:{}:{}:{}", "file", "line", pl.col("i") + 1),
+        gt=pl.col("call_GT").str.strip_chars().replace({"": None, ".": None}),
+        af_text=pl.when("has_AF").then("info_AF").otherwise("call_AF"),
+        fao_text=pl.when("has_FAO").then("info_FAO").otherwise("call_FAO"),
+        fdp_text=pl.when("has_FDP").then("info_FDP").otherwise("call_FDP"),
+        fallback=~pl.col("has_AF") & ~pl.col("calls_AF"))
+
+    count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds
+
+    def allele(column: str) -> pl.Expr:  # the i-th of a Number=A value; "." is no value
+        parts = pl.col(column).str.split(",")
+        return pl.when(parts.list.len() == count).then(parts.list.get("i", null_on_oob=True)).replace(".", None)
+
+    # flow-evaluator depth first (the AF denominator), raw read depth when it is absent
+    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k, s in (("FDP", "info"), ("FDP", "call"), ("DP", "info"),
+                                                                      ("DP", "call"))]
+    _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
+        _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
+               pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
+                                                           ("GMAF", "info_GMAF", lit(True)),
+                                                           ("FAO", "fao_text", pl.col("fallback")))])
+    rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
+                             fao=pl.when("fallback").then(allele("fao_text")),
+                             fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first()
+                                                          .replace(".", None)),
+                             depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
+                             depth_text=pl.coalesce(c for _, c in depth))
+    rows = rows.with_columns(
+        vaf=_numbers(ctx, rows, "af", lit("AF"), table=table, decimal_comma=False),
+        gmaf=_numbers(ctx, rows, "gmaf_text", lit("GMAF"), table=table, decimal_comma=False),
+        depth=_numbers(ctx, rows, "depth_text", pl.col("depth_key"), table=table, integer=True, decimal_comma=False),
+        chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String, _vcf_chromosome, table),
+        computed=(_numbers(ctx, rows, "fao", lit("FAO"), table=table, decimal_comma=False)
+                  / _numbers(ctx, rows, "fdp", lit("FDP"), table=table, decimal_comma=False).replace(0, None)).round(6))
+    rows = rows.with_columns(vaf=pl.when(pl.col("vaf").is_null() & pl.col("fallback")).then("computed")
+                             .otherwise("vaf"),
+                             pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
+    pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
+    vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
+    _flag(ctx, rows.with_columns(length=pl.col("ref").str.len_chars()), table, [
+        _check("vaf_out_of_range", ~vaf_ok, "AF", pl.col("vaf")),
+        _check("number_out_of_range", ~gmaf_ok, "GMAF", pl.col("gmaf"), "gmaf_out_of_range"),
+        _check("genome_build", pl.col("build").is_not_null(), "##reference", pl.col("build"), "vcf_build"),
+        _check("number_out_of_range", ~pos_ok.fill_null(False), "POS", pl.col("pos_raw").str.strip_chars(),
+               "pos_out_of_range"),
+        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "REF", pl.col("ref"))])
+    _flag(ctx, rows.with_columns(length=pl.col("alt").str.len_chars()), table, [
+        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "ALT", pl.col("alt"))])
+    cache: dict = {}
+    combos = rows.select("info_FUNC", "alt", "i", "n_alt").unique()
+    annotated = pl.DataFrame([(*k, *_annotations(k[0], k[1], k[2], k[3], cache)) for k in combos.iter_rows()],
+                             schema={**combos.schema, "unreadable": pl.Boolean, "unmatched": pl.Boolean,
+                                     **{k: pl.String for k in ("gene", "transcript", "hgvs_c", "hgvs_p", "function")}},
+                             orient="row")
+    rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True,
+                     maintain_order="left")
+    _flag(ctx, rows, table, [
+        _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
+        _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])
+    called = pl.col("gt").str.contains(r"^[0-9]+(?:[/|][0-9]+)*$")
+    vaf = pl.when(vaf_ok).then("vaf")
+    reason = (pl.when(pl.col("filter_raw") != "PASS").then(lit("filtered"))
+              .when(~called.fill_null(False)).then(lit("no_call"))
+              .when(pl.col("gt").str.contains(r"^0+(?:[/|]0+)*$") | pl.col("alt").is_null() | (vaf == 0))
+              .then(lit("reference_call"))
+              .when(pl.when(gmaf_ok).then("gmaf") >= POLYMORPHISM_GMAF).then(lit("polymorphism"))
+              .when(vaf.is_null()).then(lit("unknown"))
+              .when(vaf < VAF_FLOOR).then(lit("low_vaf"))
+              .when(~pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
+                  pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1)).then(lit("no_call")))
+    reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""])))
+    reasons = reasons.list.join(",")
+    text = pl.when(pl.col("filter_raw") != ".").then("filter_raw")
+    cut = {k: pl.when(pl.col(k).str.len_chars() > MAX_ALLELE_BP).then(pl.col(k).str.slice(0, MAX_ALLELE_BP) + "…")
+           .otherwise(k) for k in ("ref", "alt")}
+    return _canonical(table, rows.with_columns(
+        reason=reason, vaf=vaf, gmaf=pl.when(gmaf_ok).then("gmaf"), pos=pl.when(pos_ok).then("pos"), **cut,
+        genotype="gt", filter=pl.when((pl.col("filter_raw") != "PASS") & (reasons.fill_null("") != ""))
+        .then(pl.format("{} (FR={})", text, reasons)).otherwise(text)).with_columns(
+        reportable=pl.when(~pl.col("reason").eq_missing("unknown")).then(pl.col("reason").is_null()),
+        exclusion_reason=pl.when(~pl.col("reason").eq_missing("unknown")).then("reason")))
+
+
+def _vcf_chromosome(c: Cells, raw):
+    chrom = _chromosome(raw)  # a variant nowhere in the genome is no variant
+    if chrom is None:
+        c.error(FIELD, raw, "missing_location" if is_missing(raw) else "invalid_location",
+                MSG["vcf_chromosome"].format(value=raw or ""))
+    return chrom
+
+
+READERS = {"cn_segment": _read_chas, "variant": _read_vcf, "fusion": _read_archer}

@@ -26,11 +26,9 @@ import numpy as np
 import polars as pl
 
 from clms_etl import model, rules
-from clms_etl.data_queries import IDENTIFIER_MASK  # noqa: F401  (molecular.py still imports it from here)
 from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
 from clms_etl.identifiers import Identifiers
 from clms_etl.keys import pseudonym
-from clms_etl.rules import WARNING  # noqa: F401  (molecular.py still imports it from here)
 
 
 class ImportFailure(Exception):

@@ -26,8 +26,10 @@ import polars as pl
 
 from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
-from clms_etl.readers.base import (IDENTIFIER_MASK, PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext,
-                                   ReadResult, leaves_folder, match_columns, pseudonym)
+from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.keys import pseudonym
+from clms_etl.readers.base import (PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder,
+                                   match_columns)
 from clms_etl.readers.cells import Cells, is_missing
 from clms_etl import model
 

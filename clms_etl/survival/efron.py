@@ -44,14 +44,19 @@ class TiedRows:
         return int(self.count.sum())
 
 
-def tied_rows(x: np.ndarray | None, time, event) -> TiedRows:
-    """Patients (``x`` n x p, may have no column) collapsed to their distinct rows."""
+def tied_rows(x: np.ndarray | None, time, event, weight=None) -> TiedRows:
+    """Patients (``x`` n x p, may have no column) collapsed to their distinct rows.
+
+    ``weight``: how many patients each given row stands for (rows already collapsed upstream,
+    :func:`clms_etl.survival.study.analyse`); one each when None.
+    """
     time = np.asarray(time, dtype=float)
     x = np.zeros((time.size, 0)) if x is None else np.asarray(x, dtype=float).reshape(time.size, -1)
     cols = [f"x{j}" for j in range(x.shape[1])]
     frame = pl.DataFrame({"time": time, "event": np.asarray(event, dtype=bool),
+                          "weight": np.ones(time.size) if weight is None else np.asarray(weight, dtype=float),
                           **{c: x[:, j] for j, c in enumerate(cols)}})
-    g = frame.group_by("time", "event", *cols).agg(count=pl.len()).sort("time", "event", *cols)
+    g = frame.group_by("time", "event", *cols).agg(count=pl.col("weight").sum()).sort("time", "event", *cols)
     return TiedRows(g["time"].to_numpy(), g["event"].to_numpy(), g.select(cols).to_numpy().reshape(g.height, -1),
                     g["count"].to_numpy().astype(float))
 

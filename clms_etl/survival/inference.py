@@ -46,16 +46,15 @@ def _ph_rows(zph: ZphResult, endpoint: str, model: str, labels: dict[str, str]) 
     rows = [{"endpoint": endpoint, "model": model, "term": term, "term_label": labels.get(term, "all terms"),
              "chisq": chi2, "df": df, "p": p, "transform": PH_TRANSFORM, "violated": bool(p < PH_ALPHA)}
             for term, chi2, df, p in tests]
-    # one row per event and term: built as columns (hundreds of thousands of events at registry scale)
+    # one row per event and term: built as columns (hundreds of thousands of events at registry scale),
+    # the names as literals (no Python string per row)
     n_events, terms = len(zph.event_times), list(zph.terms)
-    residuals = pl.DataFrame({
-        "endpoint": endpoint, "model": model, "term": pl.Series(np.repeat(np.array(terms, dtype=str), n_events), dtype=pl.String),
-        "event_index": np.tile(np.arange(1, n_events + 1), len(terms)),
-        "time_months": np.tile(np.asarray(zph.event_times, dtype=float), len(terms)),
-        "transformed_time": np.tile(np.asarray(zph.transformed_times, dtype=float), len(terms)),
-        "scaled_residual": np.asarray(zph.scaled_residuals, dtype=float).reshape(n_events, -1).T.ravel(),
-    })
-    return rows, [residuals]
+    scaled = np.asarray(zph.scaled_residuals, dtype=float).reshape(n_events, -1)
+    events = {"event_index": np.arange(1, n_events + 1), "time_months": np.asarray(zph.event_times, dtype=float),
+              "transformed_time": np.asarray(zph.transformed_times, dtype=float)}
+    residuals = [pl.DataFrame({**events, "scaled_residual": scaled[:, j]}).with_columns(
+        endpoint=pl.lit(endpoint), model=pl.lit(model), term=pl.lit(term)) for j, term in enumerate(terms)]
+    return rows, residuals
 
 
 def _weights(data: pl.DataFrame, weight_col: str | None) -> np.ndarray | None:

@@ -148,9 +148,13 @@ def _residual_frame(frames: list[pl.DataFrame]) -> pl.DataFrame:
     table = result_tables.PH_RESIDUAL
     if not frames:
         return _empty(table)
+    # one frame per model term, each in event order: put in table order as frames, not row by row
+    # (millions of residuals at registry scale)
+    order = COX_TABLE_ORDER[table.name][:-1]
+    frames = sorted(frames, key=lambda f: f.select(order).row(0) if f.height else ())
     frame = pl.concat(frames, how="diagonal_relaxed")
     return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-                         for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
+                         for c, t in table.schema.items()])
 
 
 def _fmt_survival(row: dict) -> str:
@@ -471,9 +475,10 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
     levels, specs = predictors(population)
-    unrecorded = _unrecorded_by_centre(levels.join(population.select("patient_id", "centre"), on="patient_id"),
-                                       [p.key for p in specs])
-    continuous = population.select("patient_id", *(v for v, _ in CONTINUOUS_PREDICTORS.values()))
+    # levels is population.select(...): row for row the population's patients, so their other
+    # columns are put beside it (a join on the pseudonyms costs a hash of every patient)
+    unrecorded = _unrecorded_by_centre(levels.with_columns(population["centre"]), [p.key for p in specs])
+    per_patient = levels.hstack(population.select(v for v, _ in CONTINUOUS_PREDICTORS.values()))
     by_key = {p.key: p for p in specs}
     keys = [p.key for p in specs]
 
@@ -491,9 +496,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         for endpoint in ep.ENDPOINTS:
             # joined one endpoint at a time: the predictors of every patient times six endpoints is the
             # largest frame of the analysis at registry scale
-            e = frames.filter(pl.col("endpoint") == endpoint).join(levels, on="patient_id", how="left")
-            if endpoint in UNIVARIATE_ENDPOINTS:
-                e = e.join(continuous, on="patient_id", how="left")
+            e = frames.filter(pl.col("endpoint") == endpoint).join(per_patient, on="patient_id", how="left")
             # patients alike in time, event and every predictor are one row with their number: the
             # curves, tests and models below sum the same patients over far fewer rows
             rows = (e.group_by("time_months", "event", *keys).agg(pl.len().alias(PATIENTS))

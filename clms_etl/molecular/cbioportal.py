@@ -219,6 +219,15 @@ SUPPRESSION_ORDER = ("site", "age_band", "sex")
 BLOCKED_HOW = "clms-etl export cbioportal --k-threshold N, or the cbioportal_study asset's config k_threshold"
 
 
+# the analytics.patient_summary columns the study's clinical files read (the quasi-identifiers, the
+# outcome dates and the tumour); the warehouse is asked for these only
+CLINICAL_COLUMNS = (
+    "patient_id", "sex", "age_at_diagnosis_years", "site", "immunosuppression", "diagnosis_date",
+    "last_contact_date", "first_local_recurrence_date", "first_metastasis_date", "death_date", "vital_status",
+    "local_recurrence", "metastasis", "size_cm", "grade_label", "invasion", "final_resection_status",
+)  # fmt: skip
+
+
 def protected_clinical(summary: MolecularSummary, clinical: pl.DataFrame,
                        k_threshold: int = DEFAULT_K_THRESHOLD) -> tuple[pl.DataFrame, KAnonymity]:
     """One row per patient of the study (``PATIENT_ID`` as written) with the quasi-identifiers it

@@ -130,10 +130,11 @@ class GrayTest:
     p: float | None
 
 
-def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
+def gray_test(time, cause, group, rho: float = 0.0, weight=None) -> GrayTest:
     """Gray's test that the cumulative incidence of cause 1 is the same in every group (cmprsk ``crst``).
 
-    ``group``: any labels; degrees of freedom = number of groups - 1.
+    ``group``: any labels; degrees of freedom = number of groups - 1; ``weight``: subjects per row
+    (rows with the same time, cause and group collapsed upstream), one each when None.
     """
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
@@ -148,9 +149,9 @@ def gray_test(time, cause, group, rho: float = 0.0) -> GrayTest:
     # only the times with an event (a time with censorings only changes nothing but the risk sets)
     distinct, it = np.unique(time, return_inverse=True)
     counts = np.zeros((distinct.size, 3, ng))
-    np.add.at(counts, (it, m, ig), 1)
+    np.add.at(counts, (it, m, ig), 1 if weight is None else np.asarray(weight, dtype=float))
     removed_before = np.concatenate([np.zeros((1, ng)), np.cumsum(counts.sum(axis=1), axis=0)[:-1]])
-    total = np.bincount(ig, minlength=ng).astype(float)
+    total = np.bincount(ig, weights=weight, minlength=ng).astype(float)
     # cmprsk's recursion over the event times, written over all of them at once (arrays times x groups)
     hit = counts[:, 1:, :].sum(axis=(1, 2)) > 0
     d1, d2 = counts[hit, 1, :], counts[hit, 2, :]
@@ -321,8 +322,9 @@ class _Subdistribution:
         return h_inv @ (u.T @ (self.w[:, None] * u)) @ h_inv.T
 
 
-def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: int = 10) -> FineGray:
-    """Fine-Gray model of cause 1 (cause 2 competing, 0 censored) on a numeric covariate matrix."""
+def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: int = 10, weight=None) -> FineGray:
+    """Fine-Gray model of cause 1 (cause 2 competing, 0 censored) on a numeric covariate matrix;
+    ``weight``: subjects per row (one each when None)."""
     time = np.asarray(time, dtype=float)
     cause = np.asarray(cause, dtype=int)
     x = np.asarray(covariates, dtype=float).reshape(time.size, -1)
@@ -330,8 +332,9 @@ def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: in
     # subjects with the same time, status and covariates contribute identical terms: one row each,
     # weighted by their number (the sums, the likelihood and the sandwich are the same)
     cols = [f"x{j}" for j in range(x.shape[1])]
-    rows = (pl.DataFrame({"time": time, "status": status, **{c: x[:, j] for j, c in enumerate(cols)}})
-            .group_by("time", "status", *cols).agg(w=pl.len()).sort("time", "status", *cols))
+    w = np.ones(time.size) if weight is None else np.asarray(weight, dtype=float)
+    rows = (pl.DataFrame({"time": time, "status": status, "n": w, **{c: x[:, j] for j, c in enumerate(cols)}})
+            .group_by("time", "status", *cols).agg(w=pl.col("n").sum()).sort("time", "status", *cols))
     model = _Subdistribution(rows["time"].to_numpy(), rows["status"].to_numpy(),
                              rows.select(cols).to_numpy().reshape(rows.height, -1), rows["w"].to_numpy().astype(float))
     b = np.zeros(x.shape[1])
@@ -357,4 +360,4 @@ def fine_gray(time, cause, covariates, *, gtol: float = 1e-6, max_iterations: in
             break
         b = b + step
     se = np.sqrt(np.diag(model.robust_variance(b)))
-    return FineGray(b, se, converged, time.size, int((status == EVENT).sum()), int((status == COMPETING).sum()))
+    return FineGray(b, se, converged, int(w.sum()), int(w[status == EVENT].sum()), int(w[status == COMPETING].sum()))

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from clms_etl.survival import competing as cr
-from clms_etl.survival.univariate import Predictor, univariate
+from clms_etl.survival.univariate import PATIENTS, Predictor, univariate
 from clms_etl.vocabulary import labelled_text, level_label
 from clms_etl.warehouse.analytics import DAYS_PER_MONTH
 
@@ -58,10 +58,10 @@ OUTCOMES = (
 CAUSES = ("event", "competing")  # cmprsk's causes 1 and 2
 
 
-def outcome_frame(population: pl.DataFrame) -> pl.DataFrame:
+def outcome_frame(population: pl.DataFrame, outcomes=OUTCOMES) -> pl.DataFrame:
     """One row per patient and outcome: ``time_months`` and ``cause`` (0 censored, 1 outcome, 2 competing death)."""
     frames = []
-    for o in OUTCOMES:
+    for o in outcomes:
         end = pl.coalesce(o.event, pl.when(o.competing_death).then(pl.col("death_date")), pl.col("last_contact_date"))
         frames.append(population.select(
             "patient_id", outcome=pl.lit(o.key),
@@ -77,8 +77,10 @@ def _fmt_incidence(value: float | None, lower: float | None, upper: float | None
 
 
 def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, time_points, alpha: float):
-    """Fixed-time estimates and the curve of both causes in one group; 1 - KM of the outcome beside them."""
-    counts = (g.group_by("time_months").agg(**{f"cause_{k}": (pl.col("cause") == k).sum() for k in (0, 1, 2)})
+    """Fixed-time estimates and the curve of both causes in one group (distinct rows weighted by
+    :data:`PATIENTS`); 1 - KM of the outcome beside them."""
+    counts = (g.group_by("time_months").agg(**{f"cause_{k}": pl.col(PATIENTS).filter(pl.col("cause") == k).sum()
+                                               for k in (0, 1, 2)})
               .sort("time_months"))
     time, censored, first, second = (counts[c].to_numpy() for c in counts.columns)
     # 1 - Kaplan-Meier of the outcome is the same estimator with the competing deaths censored
@@ -109,13 +111,16 @@ def _incidence_rows(outcome: str, variable: str, value: str, g: pl.DataFrame, ti
 def _gray_row(outcome: str, p: Predictor, data: pl.DataFrame) -> dict:
     known = data.filter(pl.col(p.key).is_in([p.reference, *p.levels]))
     present = known[p.key].unique().sort().to_list()
+    weight = known[PATIENTS]
     row = {"outcome": outcome, "predictor": p.key, "predictor_label": p.label, "levels": ", ".join(present),
-           "n": known.height, "events": int((known["cause"] == 1).sum()),
-           "competing": int((known["cause"] == 2).sum()), "statistic": None, "df": None, "p": None, "reason": None}
+           "n": int(weight.sum()), "events": int(weight.filter(known["cause"] == 1).sum()),
+           "competing": int(weight.filter(known["cause"] == 2).sum()), "statistic": None, "df": None, "p": None,
+           "reason": None}
     if len(present) < 2 or row["events"] == 0:
         row["reason"] = "fewer than two levels with patients" if len(present) < 2 else "no event"
         return row
-    test = cr.gray_test(known["time_months"].to_numpy(), known["cause"].to_numpy(), known[p.key].to_numpy())
+    test = cr.gray_test(known["time_months"].to_numpy(), known["cause"].to_numpy(), known[p.key].to_numpy(),
+                        weight=weight.to_numpy().astype(float))
     if test.statistic is None:
         row["reason"] = "singular variance of the test's score"
     row.update(statistic=test.statistic, df=test.df, p=test.p)
@@ -124,7 +129,7 @@ def _gray_row(outcome: str, p: Predictor, data: pl.DataFrame) -> dict:
 
 def _fine_gray_rows(o: Outcome, p: Predictor, data: pl.DataFrame, cause_specific: pl.DataFrame, alpha: float):
     """Fine-Gray sHR per level (one model, an indicator per estimable level) beside the cause-specific Cox HR."""
-    cs_rows = univariate(cause_specific, p)  # the cause-specific Cox model and the not-estimable rule of Table 2
+    cs_rows = univariate(cause_specific, p, weight_col=PATIENTS)  # the cause-specific Cox model and the not-estimable rule of Table 2
     fit_levels = [r["level"] for r in cs_rows if r["estimable"]]
     reasons = {r["level"]: r["reason"] for r in cs_rows if not r["estimable"]}
     shr: dict[str, dict] = {}
@@ -132,7 +137,8 @@ def _fine_gray_rows(o: Outcome, p: Predictor, data: pl.DataFrame, cause_specific
     if fit_levels:
         x = np.column_stack([(known[p.key] == lvl).cast(pl.Int8).to_numpy() for lvl in fit_levels])
         try:
-            model = cr.fine_gray(known["time_months"].to_numpy(), known["cause"].to_numpy(), x)
+            model = cr.fine_gray(known["time_months"].to_numpy(), known["cause"].to_numpy(), x,
+                                 weight=known[PATIENTS].to_numpy().astype(float))
             fitted = model.rows(alpha)
             for lvl, r in zip(fit_levels, fitted):
                 if not model.converged or not all(np.isfinite(list(r.values()))):
@@ -150,7 +156,8 @@ def _fine_gray_rows(o: Outcome, p: Predictor, data: pl.DataFrame, cause_specific
             "outcome": o.key, "predictor": p.key, "predictor_label": p.label, "level": lvl,
             "reference_level": p.reference, "n_level": cs["n_level"], "events_level": cs["events_level"],
             "n_reference": cs["n_reference"], "events_reference": cs["events_reference"],
-            "competing": int(competing.filter(pl.col(p.key).is_in([lvl, p.reference]))["cause"].eq(2).sum()),
+            "competing": int(competing.filter(pl.col(p.key).is_in([lvl, p.reference]) & (pl.col("cause") == 2))
+                             [PATIENTS].sum()),
             "shr": f and f["shr"], "shr_ci_lower": f and f["shr_ci_lower"], "shr_ci_upper": f and f["shr_ci_upper"],
             "shr_p": f and f["p"], "cause_specific_endpoint": o.cause_specific_endpoint,
             "cs_hr": cs["hr"], "cs_hr_ci_lower": cs["hr_ci_lower"], "cs_hr_ci_upper": cs["hr_ci_upper"],
@@ -167,6 +174,14 @@ class CompetingResults:
     fine_gray: pl.DataFrame
 
 
+def _beside(outcomes: pl.DataFrame, levels: pl.DataFrame) -> pl.DataFrame:
+    """Each patient's outcome row with the patient's levels: put beside it when both frames list the same
+    patients in the same order (the study's ``levels`` is ``population.select``), joined otherwise."""
+    if outcomes.height == levels.height and outcomes["patient_id"].equals(levels["patient_id"]):
+        return outcomes.hstack(levels.drop("patient_id"))
+    return outcomes.join(levels, on="patient_id", how="left")
+
+
 def analyse_competing(population: pl.DataFrame, levels: pl.DataFrame, specs: list[Predictor],
                       time_points_months, alpha: float = 0.05) -> CompetingResults:
     """Cumulative incidence, Gray's tests and Fine-Gray models of every outcome of :data:`OUTCOMES`.
@@ -174,10 +189,14 @@ def analyse_competing(population: pl.DataFrame, levels: pl.DataFrame, specs: lis
     ``population``: the survival population (``patient_summary`` rows); ``levels`` / ``specs``:
     the predictors of Table 2 (:func:`clms_etl.survival.study.predictors`).
     """
-    frames = outcome_frame(population).join(levels, on="patient_id", how="left")
+    keys = [p.key for p in specs]
     estimates, curves, gray, fine = [], [], [], []
     for o in OUTCOMES:
-        data = frames.filter(pl.col("outcome") == o.key)
+        # patients alike in time, cause and every predictor are one row with their number: every
+        # estimate below sums the same patients over far fewer rows (one outcome at a time in memory)
+        data = (_beside(outcome_frame(population, (o,)), levels)
+                .group_by("time_months", "cause", *keys).agg(pl.len().alias(PATIENTS))
+                .sort("time_months", "cause", *keys, nulls_last=True))
         cause_specific = data.with_columns(event=(pl.col("cause") == 1).cast(pl.Int64))
         groups = [(ALL, ALL, data)] + [(p.key, lvl, data.filter(pl.col(p.key) == lvl))
                                        for p in specs for lvl in (p.reference, *p.levels)]

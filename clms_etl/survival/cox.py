@@ -49,12 +49,14 @@ class FirthTerm:
     lr_p: float
 
 
-def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05) -> list[FirthTerm]:
-    """Firth-penalised Cox model of ``event`` over ``time`` on the columns of ``x`` (n x k)."""
+def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05,
+              weight: np.ndarray | None = None) -> list[FirthTerm]:
+    """Firth-penalised Cox model of ``event`` over ``time`` on the columns of ``x`` (n x k); ``weight``:
+    the number of patients of each row (one each when None)."""
     from clms_etl.survival.firth import FrequencyWeightedFirthCoxPH
 
     x = np.asarray(x, dtype=float).reshape(len(time), -1)
-    rows = efron.tied_rows(x, time, event)  # Breslow's likelihood is the same on distinct rows, weighted
+    rows = efron.tied_rows(x, time, event, weight)  # Breslow's likelihood is the same on distinct rows, weighted
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence warnings surface as NaN, checked below
         model = FrequencyWeightedFirthCoxPH().fit_rows(rows.x, rows.time, rows.event, rows.count)
@@ -75,21 +77,23 @@ def firth_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float =
             for j in range(x.shape[1])]
 
 
-def cox_loglik(x: np.ndarray | None, time: np.ndarray, event: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def cox_loglik(x: np.ndarray | None, time: np.ndarray, event: np.ndarray,
+               weight: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """Ordinary Cox model (Efron ties): (maximised log partial likelihood, coefficients, covariance).
 
     ``x`` None or with no column: the null model (log L(0)). Fitted on the distinct rows
-    (:mod:`clms_etl.survival.efron`); raises lifelines' ``ConvergenceError``.
+    (:mod:`clms_etl.survival.efron`; ``weight``: patients per given row); raises lifelines'
+    ``ConvergenceError``.
     """
     if x is None or np.asarray(x).size == 0:
-        return _null_loglik(time, event), np.zeros(0), np.zeros((0, 0))
-    fitted = efron.fit(efron.tied_rows(x, time, event))
+        return _null_loglik(time, event, weight), np.zeros(0), np.zeros((0, 0))
+    fitted = efron.fit(efron.tied_rows(x, time, event, weight))
     return fitted.loglik, fitted.coef, fitted.variance
 
 
-def _null_loglik(time: np.ndarray, event: np.ndarray) -> float:
+def _null_loglik(time: np.ndarray, event: np.ndarray, weight: np.ndarray | None = None) -> float:
     """log L(beta = 0) with Efron ties: every subject has risk 1."""
-    return efron.null_loglik(efron.tied_rows(None, time, event))
+    return efron.null_loglik(efron.tied_rows(None, time, event, weight))
 
 
 def lr_test(loglik_full: float, loglik_reduced: float, df: int) -> tuple[float, float]:
@@ -112,32 +116,35 @@ class ZphResult:
     scaled_residuals: np.ndarray  # events x terms (R's zph$y)
 
 
-def km_transform(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+def km_transform(time: np.ndarray, event: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
     """1 - S(t-) for every subject: the left-continuous Kaplan-Meier of the whole sample (cox.zph "km")."""
     from clms_etl.survival.km import kaplan_meier
 
-    km = kaplan_meier(time, event)
+    km = kaplan_meier(time, event, weights=weight)
     idx = np.searchsorted(km.time, time, side="left") - 1  # last step strictly before t
     return 1.0 - np.where(idx >= 0, km.survival[np.clip(idx, 0, None)], 1.0)
 
 
 def cox_zph(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray,
-            terms: dict[str, Sequence[int]]) -> ZphResult:
+            terms: dict[str, Sequence[int]], weight: np.ndarray | None = None) -> ZphResult:
     """Score test of proportional hazards for a fitted Cox model (Efron ties), as R ``cox.zph``.
 
     ``coef``: the fitted coefficients; ``terms``: the columns of
     each term (a factor's indicators form one term). The sums run over the distinct rows
     (:class:`~clms_etl.survival.efron.EfronRiskSets`); the residuals are per death, in time order
-    (ties in the order of the subjects).
+    (ties in the order of the subjects). ``weight``: patients per row (rows collapsed upstream: each
+    death row gives its patients' residuals, ties then in the order of the rows).
     """
     x = np.asarray(x, dtype=float).reshape(len(time), -1)
     time, event = np.asarray(time, float), np.asarray(event, bool)
     p = x.shape[1]
-    ttimes = km_transform(time, event)
-    g = ttimes - ttimes[event].mean()
-    risk_sets = efron.EfronRiskSets(efron.tied_rows(x, time, event))
-    _, _, _, means, info_t = risk_sets.terms(np.asarray(coef, dtype=float))
+    ttimes = km_transform(time, event, weight)
     deaths = np.flatnonzero(event)
+    if weight is not None:  # one entry per patient who died
+        deaths = np.repeat(deaths, np.asarray(weight)[deaths].astype(np.int64))
+    g = ttimes - ttimes[deaths].mean()
+    risk_sets = efron.EfronRiskSets(efron.tied_rows(x, time, event, weight))
+    _, _, _, means, info_t = risk_sets.terms(np.asarray(coef, dtype=float))
     deaths = deaths[np.argsort(time[deaths], kind="stable")]  # each death, time order, ties as given
     which = np.searchsorted(risk_sets.event_times, time[deaths])
     resid = x[deaths] - means[which]  # Efron Schoenfeld residuals: each death against the averaged mean
@@ -167,7 +174,7 @@ def cox_zph(x: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray
     for i, cols in enumerate(terms.values()):
         combine[list(cols), i] = 1.0 if len(cols) == 1 else coef[list(cols)]
     residuals = (np.vstack(schoen) if schoen else np.zeros((0, p))) @ combine
-    vmean = combine.T @ (imat[:p, :p] / int(event.sum())) @ combine
+    vmean = combine.T @ (imat[:p, :p] / deaths.size) @ combine
     centre = np.array([coef[list(cols)][0] if len(cols) == 1 else 1.0 for cols in terms.values()])
     return ZphResult(terms={name: score_test(cols) for name, cols in terms.items()},
                      global_test=score_test(range(p)), event_times=np.asarray(event_times),
@@ -251,22 +258,24 @@ class ContinuousFit:
 
 
 def continuous_cox(x: np.ndarray, time: np.ndarray, event: np.ndarray, alpha: float = 0.05,
-                   spline: bool = True) -> ContinuousFit:
+                   spline: bool = True, weight: np.ndarray | None = None) -> ContinuousFit:
     """Linear Cox model of ``x`` (per unit) and, with ``spline``, the test of non-linearity (R ``anova``
-    of the linear vs the restricted-cubic-spline model); without it the spline fields are NaN."""
+    of the linear vs the restricted-cubic-spline model); without it the spline fields are NaN.
+    ``weight``: patients per row (the knots are the patients' percentiles)."""
     x = np.asarray(x, dtype=float)
-    ll0 = _null_loglik(time, event)
-    ll1, coef, var = cox_loglik(x[:, None], time, event)
+    n = np.ones(x.size) if weight is None else np.asarray(weight, dtype=float)
+    ll0 = _null_loglik(time, event, weight)
+    ll1, coef, var = cox_loglik(x[:, None], time, event, weight)
     se = float(np.sqrt(var[0, 0]))
     z = stats.norm.isf(alpha / 2)
     lr = lr_test(ll1, ll0, 1)
     knots: tuple[float, ...] = ()
     nl = (float("nan"), float("nan"))
     if spline:
-        k = rcs_knots(x)
+        k = rcs_knots(x if weight is None else np.repeat(x, n.astype(np.int64)))
         knots = tuple(float(v) for v in k)
-        nl = lr_test(cox_loglik(np.column_stack([x, rcs_basis(x, k)]), time, event)[0], ll1, len(k) - 2)
-    return ContinuousFit(len(x), int(np.sum(event)), float(coef[0]), float(np.exp(coef[0])),
+        nl = lr_test(cox_loglik(np.column_stack([x, rcs_basis(x, k)]), time, event, weight)[0], ll1, len(k) - 2)
+    return ContinuousFit(int(n.sum()), int(np.sum(np.asarray(event) * n)), float(coef[0]), float(np.exp(coef[0])),
                          float(np.exp(coef[0] - z * se)), float(np.exp(coef[0] + z * se)),
                          float(2 * stats.norm.sf(abs(coef[0]) / se)), *lr, knots,
                          nl[0], SPLINE_KNOTS - 2, nl[1])

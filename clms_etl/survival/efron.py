@@ -44,16 +44,32 @@ class TiedRows:
         return int(self.count.sum())
 
 
-def tied_rows(x: np.ndarray | None, time, event) -> TiedRows:
-    """Patients (``x`` n x p, may have no column) collapsed to their distinct rows."""
+def tied_rows(x: np.ndarray | None, time, event, weight=None) -> TiedRows:
+    """Patients (``x`` n x p, may have no column) collapsed to their distinct rows.
+
+    ``weight``: how many patients each given row stands for (rows already collapsed upstream,
+    :func:`clms_etl.survival.study.analyse`); one each when None.
+    """
     time = np.asarray(time, dtype=float)
     x = np.zeros((time.size, 0)) if x is None else np.asarray(x, dtype=float).reshape(time.size, -1)
     cols = [f"x{j}" for j in range(x.shape[1])]
     frame = pl.DataFrame({"time": time, "event": np.asarray(event, dtype=bool),
+                          "weight": np.ones(time.size) if weight is None else np.asarray(weight, dtype=float),
                           **{c: x[:, j] for j, c in enumerate(cols)}})
-    g = frame.group_by("time", "event", *cols).agg(count=pl.len()).sort("time", "event", *cols)
+    g = frame.group_by("time", "event", *cols).agg(count=pl.col("weight").sum()).sort("time", "event", *cols)
     return TiedRows(g["time"].to_numpy(), g["event"].to_numpy(), g.select(cols).to_numpy().reshape(g.height, -1),
                     g["count"].to_numpy().astype(float))
+
+
+def _bincount_rows(index: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """``out[i] = sum of values[j] where index[j] == i``, rows of any shape: np.add.at's sums in the
+    same order (one bincount per column; np.add.at is an unbuffered loop, ten times slower, and the
+    per-death terms of Efron's ties are as many as the deaths)."""
+    flat = values.reshape(values.shape[0], -1)
+    out = np.empty((size, flat.shape[1]))
+    for j in range(flat.shape[1]):
+        out[:, j] = np.bincount(index, weights=flat[:, j], minlength=size)
+    return out.reshape(size, *values.shape[1:])
 
 
 def _suffix(values: np.ndarray) -> np.ndarray:
@@ -81,9 +97,7 @@ class EfronRiskSets:
 
     def _per_time(self, values: np.ndarray) -> np.ndarray:
         """Sum of ``values`` over the death rows of each event time."""
-        out = np.zeros((self.event_times.size, *values.shape[1:]))
-        np.add.at(out, self.death_block, values[self.death_rows])
-        return out
+        return _bincount_rows(self.death_block, values[self.death_rows], self.event_times.size)
 
     def terms(self, beta: np.ndarray, second: bool = True):
         """(log L, score, information, per-time means averaged over the ties, per-time information)."""
@@ -107,11 +121,9 @@ class EfronRiskSets:
         d2 = self._per_time(r[:, None, None] * xx)
         a = np.bincount(k, weights=1 / den, minlength=self.event_times.size)
         b = np.bincount(k, weights=f / den, minlength=self.event_times.size)
-        outer = np.zeros((self.event_times.size, p, p))
-        np.add.at(outer, k, mean[:, :, None] * mean[:, None, :])
+        outer = _bincount_rows(k, mean[:, :, None] * mean[:, None, :], self.event_times.size)
         info_t = a[:, None, None] * s2 - b[:, None, None] * d2 - outer
-        means_t = np.zeros((self.event_times.size, p))
-        np.add.at(means_t, k, mean)
+        means_t = _bincount_rows(k, mean, self.event_times.size)
         means_t /= self.d[:, None]
         return loglik, score, info_t.sum(axis=0), means_t + self.centre, info_t
 

@@ -151,13 +151,15 @@ def r_quantile(time: np.ndarray, survival: np.ndarray, p: float, xmax: float | N
 
 
 def kaplan_meier(durations, event_observed, *, ci_transform: str = DEFAULT_CI_TRANSFORM,
-                 alpha: float = 0.05) -> KaplanMeier:
-    """Kaplan-Meier curve of patients' ``durations`` and 0/1 ``event_observed``, with the ``ci_transform`` interval."""
+                 alpha: float = 0.05, weights=None) -> KaplanMeier:
+    """Kaplan-Meier curve of patients' ``durations`` and 0/1 ``event_observed``, with the ``ci_transform``
+    interval; ``weights``: how many patients each row stands for (one each when None)."""
     durations = np.asarray(durations, dtype=float)
     observed = np.asarray(event_observed, dtype=int)
     time, inverse = np.unique(durations, return_inverse=True)
-    removed = np.bincount(inverse, minlength=time.size)
-    events = np.bincount(inverse, weights=observed, minlength=time.size)
+    removed = np.bincount(inverse, weights=weights, minlength=time.size)
+    events = np.bincount(inverse, weights=observed if weights is None else observed * np.asarray(weights, dtype=float),
+                         minlength=time.size)
     return kaplan_meier_counts(time, events, removed - events, ci_transform=ci_transform, alpha=alpha)
 
 

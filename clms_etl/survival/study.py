@@ -24,7 +24,7 @@ from clms_etl.survival.km import (CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMei
 from clms_etl.survival.table1 import table1, table1_display, table1_layout, unrecorded_items
 from clms_etl.survival import inference
 from clms_etl.survival import tables as result_tables
-from clms_etl.survival.univariate import MIN_EVENTS, Predictor, compare_means, univariate
+from clms_etl.survival.univariate import MIN_EVENTS, PATIENTS, Predictor, compare_means, univariate
 from clms_etl.report.csv_files import write_csv
 from clms_etl.vocabulary import labelled_text, level_label
 from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
@@ -148,9 +148,13 @@ def _residual_frame(frames: list[pl.DataFrame]) -> pl.DataFrame:
     table = result_tables.PH_RESIDUAL
     if not frames:
         return _empty(table)
+    # one frame per model term, each in event order: put in table order as frames, not row by row
+    # (millions of residuals at registry scale)
+    order = COX_TABLE_ORDER[table.name][:-1]
+    frames = sorted(frames, key=lambda f: f.select(order).row(0) if f.height else ())
     frame = pl.concat(frames, how="diagonal_relaxed")
     return frame.select([(pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-                         for c, t in table.schema.items()]).sort(COX_TABLE_ORDER[table.name])
+                         for c, t in table.schema.items()])
 
 
 def _fmt_survival(row: dict) -> str:
@@ -471,11 +475,12 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
     levels, specs = predictors(population)
-    unrecorded = _unrecorded_by_centre(levels.join(population.select("patient_id", "centre"), on="patient_id"),
-                                       [p.key for p in specs])
-    data = frames.join(levels, on="patient_id", how="left").join(
-        population.select("patient_id", *(v for v, _ in CONTINUOUS_PREDICTORS.values())), on="patient_id", how="left")
+    # levels is population.select(...): row for row the population's patients, so their other
+    # columns are put beside it (a join on the pseudonyms costs a hash of every patient)
+    unrecorded = _unrecorded_by_centre(levels.with_columns(population["centre"]), [p.key for p in specs])
+    per_patient = levels.hstack(population.select(v for v, _ in CONTINUOUS_PREDICTORS.values()))
     by_key = {p.key: p for p in specs}
+    keys = [p.key for p in specs]
 
     curves: dict[tuple[str, str, str, str], KaplanMeier] = {}
     estimates: list[dict] = []
@@ -489,16 +494,24 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # lifelines' approximation / convergence hints; not estimable rows say why
         for endpoint in ep.ENDPOINTS:
-            e = data.filter(pl.col("endpoint") == endpoint)
-            groups = [(ALL, ALL, e)]
+            # joined one endpoint at a time: the predictors of every patient times six endpoints is the
+            # largest frame of the analysis at registry scale
+            e = frames.filter(pl.col("endpoint") == endpoint).join(per_patient, on="patient_id", how="left")
+            # patients alike in time, event and every predictor are one row with their number: the
+            # curves, tests and models below sum the same patients over far fewer rows
+            rows = (e.group_by("time_months", "event", *keys).agg(pl.len().alias(PATIENTS))
+                    .sort("time_months", "event", *keys, nulls_last=True))
+            groups = [(ALL, ALL, rows)]
             if endpoint in UNIVARIATE_ENDPOINTS:
                 for p in specs:
                     for level in (p.reference, *p.levels):
-                        groups.append((p.key, level, e.filter(pl.col(p.key) == level)))
+                        groups.append((p.key, level, rows.filter(pl.col(p.key) == level)))
             for variable, value, g in groups:
                 if g.is_empty() and variable != ALL:
                     continue  # a level nobody has (e.g. a predictor no centre records): no curve for nobody
-                counts = g.group_by("time_months").agg(events=pl.col("event").sum(), n=pl.len()).sort("time_months")
+                counts = (g.group_by("time_months")
+                          .agg(events=(pl.col("event") * pl.col(PATIENTS)).sum(), n=pl.col(PATIENTS).sum())
+                          .sort("time_months"))
                 for transform in CI_TRANSFORMS:
                     km = kaplan_meier_counts(counts["time_months"].to_numpy(), counts["events"].to_numpy(),
                                              (counts["n"] - counts["events"]).to_numpy(), ci_transform=transform,
@@ -511,20 +524,20 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
             if endpoint in UNIVARIATE_ENDPOINTS:
                 endpoint_cox: list[dict] = []
                 for p in specs:
-                    rows = univariate(e, p)
+                    level_rows = univariate(rows, p, weight_col=PATIENTS)
                     univariate_rows += [{"endpoint": endpoint, **r, **_no_known_value(r, unrecorded[p.key])}
-                                        for r in rows]
+                                        for r in level_rows]
                     cox, ph, residuals = inference.univariate_cox(
-                        e, p, [r["level"] for r in rows if r["estimable"]], endpoint)
+                        rows, p, [r["level"] for r in level_rows if r["estimable"]], endpoint, weight_col=PATIENTS)
                     endpoint_cox += cox
                     ph_rows += ph
                     residual_rows += residuals
                 cox_rows += inference.adjust_rows(endpoint_cox)
                 continuous_rows += [inference.continuous_cox_rows(e, variable, by_key[key], unit, endpoint)
                                     for key, (variable, unit) in CONTINUOUS_PREDICTORS.items()]
-                rows, ph, residuals = inference.multivariable_rows(
-                    e, [by_key[k] for k in MULTIVARIABLE_PREDICTORS], endpoint)
-                multivariable += rows
+                fitted, ph, residuals = inference.multivariable_rows(
+                    rows, [by_key[k] for k in MULTIVARIABLE_PREDICTORS], endpoint, weight_col=PATIENTS)
+                multivariable += fitted
                 ph_rows += ph
                 residual_rows += residuals
 

@@ -170,11 +170,15 @@ def unrecorded_items(patients: pl.DataFrame) -> pl.DataFrame:
     schema = {"centre": pl.String, "variable": pl.String, "variable_label": pl.String, "patients": pl.Int64}
     if p.is_empty() or "centre" not in p.columns:
         return pl.DataFrame(schema=schema)
+    # every characteristic in one pass over the patients (a group-by per characteristic costs
+    # a scan of the registry each)
+    per_centre = p.group_by("centre").agg(
+        pl.len().alias("patients"),
+        *(pl.any_horizontal([_known(part) for part in var.parts]).any().alias(f"recorded_{order}")
+          for order, var in enumerate(VARIABLES)))
     rows = []
     for order, var in enumerate(VARIABLES):
-        known = pl.any_horizontal([_known(part) for part in var.parts])
-        per_centre = p.group_by("centre").agg(known.any().alias("recorded"), pl.len().alias("patients"))
-        for r in per_centre.filter(~pl.col("recorded")).iter_rows(named=True):
+        for r in per_centre.filter(~pl.col(f"recorded_{order}")).iter_rows(named=True):
             rows.append({"centre": r["centre"], "variable": var.key, "variable_label": var.label,
                          "patients": r["patients"], "order": order})
     if not rows:

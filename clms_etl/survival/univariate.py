@@ -28,6 +28,7 @@ import polars as pl
 MIN_EVENTS = 5  # events in the comparison (level + reference) for a hazard ratio
 MIN_EVENTS_PER_GROUP = 1  # events in each of the compared groups
 TIES = "efron"
+PATIENTS = "patients"  # the number of patients a distinct (time, event, levels) row stands for
 MAX_CI_RATIO = 1e6  # upper / lower bound of the HR's CI beyond which the model is taken as diverging
 
 
@@ -52,12 +53,12 @@ class HazardRatio:
 
 
 def hazard_ratios(frame: pl.DataFrame, duration_col: str, event_col: str, covariates: Sequence[str],
-                  alpha: float = 0.05) -> dict[str, HazardRatio]:
+                  alpha: float = 0.05, weight_col: str | None = None) -> dict[str, HazardRatio]:
     """Cox model (Efron ties) of ``event_col`` over ``duration_col`` on numeric ``covariates``.
 
     A plain frame in, hazard ratios with Wald CI out (lifelines' conventions: z from the normal
     quantile, p from the chi-square of z squared); fitted on the distinct rows
-    (:mod:`clms_etl.survival.efron`); raises lifelines' ``ConvergenceError`` when the model does not
+    (:mod:`clms_etl.survival.efron`; ``weight_col``: patients per row); raises lifelines' ``ConvergenceError`` when the model does not
     converge.
     """
     from lifelines.utils import inv_normal_cdf
@@ -65,9 +66,10 @@ def hazard_ratios(frame: pl.DataFrame, duration_col: str, event_col: str, covari
 
     from clms_etl.survival import efron
 
-    data = frame.select(duration_col, event_col, *covariates).drop_nulls()
+    data = frame.select(duration_col, event_col, *covariates, *([weight_col] if weight_col else [])).drop_nulls()
     fitted = efron.fit(efron.tied_rows(data.select(covariates).to_numpy().astype(float),
-                                       data[duration_col].to_numpy(), data[event_col].to_numpy()))
+                                       data[duration_col].to_numpy(), data[event_col].to_numpy(),
+                                       data[weight_col].to_numpy() if weight_col else None))
     z = inv_normal_cdf(1 - alpha / 2)
     se = np.sqrt(np.diag(fitted.variance))
     p = stats.chi2.sf((fitted.coef / se) ** 2, 1)
@@ -75,7 +77,18 @@ def hazard_ratios(frame: pl.DataFrame, duration_col: str, event_col: str, covari
                            float(np.exp(fitted.coef[j] + z * se[j])), float(p[j])) for j, c in enumerate(covariates)}
 
 
-def logrank(frame: pl.DataFrame, duration_col: str, event_col: str, group_col: str) -> tuple[float, int, float]:
+def patients(weight_col: str | None) -> pl.Expr:
+    """The number of patients of a group of rows: its rows, or the sum of ``weight_col`` (rows collapsed upstream)."""
+    return pl.col(weight_col).sum() if weight_col else pl.len()
+
+
+def events(event_col: str, weight_col: str | None) -> pl.Expr:
+    """The number of events of a group of rows (0/1 ``event_col``, weighted by ``weight_col`` when given)."""
+    return (pl.col(event_col) * pl.col(weight_col)).sum() if weight_col else pl.col(event_col).sum()
+
+
+def logrank(frame: pl.DataFrame, duration_col: str, event_col: str, group_col: str,
+            weight_col: str | None = None) -> tuple[float, int, float]:
     """Log-rank test over the groups of ``group_col``: (chi-square, degrees of freedom, p).
 
     lifelines' ``multivariate_logrank_test`` arithmetic (R ``survdiff``), on the events and
@@ -84,7 +97,7 @@ def logrank(frame: pl.DataFrame, duration_col: str, event_col: str, group_col: s
     from scipy import stats
 
     counts = (frame.group_by(group_col, duration_col)
-              .agg(removed=pl.len(), deaths=pl.col(event_col).sum())
+              .agg(removed=patients(weight_col), deaths=events(event_col, weight_col))
               .pivot(on=group_col, index=duration_col, values=["removed", "deaths"], sort_columns=True)
               .sort(duration_col).fill_null(0))
     groups = sorted(frame[group_col].unique().to_list())
@@ -105,24 +118,29 @@ def logrank(frame: pl.DataFrame, duration_col: str, event_col: str, group_col: s
 
 
 def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "time_months",
-               event_col: str = "event") -> list[dict]:
+               event_col: str = "event", weight_col: str | None = None) -> list[dict]:
     """Rows of ``univariate_analysis`` for one predictor: one per compared level vs the reference.
 
     ``frame`` holds the durations, the event flags and a column named ``predictor.key`` with the
-    predictor's levels (null: unknown, left out).
+    predictor's levels (null: unknown, left out); one row per patient, or per distinct row with
+    its number of patients in ``weight_col``.
     """
     from lifelines.exceptions import ConvergenceError
 
     known = predictor.levels + (predictor.reference,)
-    data = frame.select(duration_col, event_col, predictor.key).drop_nulls().filter(pl.col(predictor.key).is_in(known))
-    by_level = {r[0]: (r[1], r[2]) for r in data.group_by(predictor.key).agg(pl.len(), pl.col(event_col).sum()).rows()}
+    weight = [weight_col] if weight_col else []
+    data = (frame.select(duration_col, event_col, predictor.key, *weight).drop_nulls()
+            .filter(pl.col(predictor.key).is_in(known)))
+    by_level = {r[0]: (r[1], r[2]) for r in data.group_by(predictor.key).agg(
+        patients(weight_col).alias("n"), events(event_col, weight_col).alias("events")).rows()}
     counts = {lvl: (int(by_level.get(lvl, (0, 0))[0]), int(by_level.get(lvl, (0, 0))[1] or 0)) for lvl in known}
-    n, events = data.height, int(data[event_col].sum())
+    n, n_events = data.select(patients(weight_col), events(event_col, weight_col)).row(0)
+    n, n_events = int(n), int(n_events or 0)
     present = [lvl for lvl in known if counts[lvl][0] > 0]
 
     chi2 = df = p_logrank = None
-    if len(present) >= 2 and events > 0:
-        chi2, df, p_logrank = logrank(data, duration_col, event_col, predictor.key)
+    if len(present) >= 2 and n_events > 0:
+        chi2, df, p_logrank = logrank(data, duration_col, event_col, predictor.key, weight_col)
 
     reasons: dict[str, str] = {}
     ref_n, ref_events = counts[predictor.reference]
@@ -144,7 +162,8 @@ def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "t
         design = data.filter(pl.col(predictor.key).is_in([*fit_levels, predictor.reference])).with_columns(
             [(pl.col(predictor.key) == lvl).cast(pl.Int8).alias(f"level_{i}") for i, lvl in enumerate(fit_levels)])
         try:
-            fitted = hazard_ratios(design, duration_col, event_col, [f"level_{i}" for i in range(len(fit_levels))])
+            fitted = hazard_ratios(design, duration_col, event_col, [f"level_{i}" for i in range(len(fit_levels))],
+                                   weight_col=weight_col)
             ratios = {lvl: fitted[f"level_{i}"] for i, lvl in enumerate(fit_levels)}
         except ConvergenceError as exc:
             for lvl in fit_levels:
@@ -162,7 +181,7 @@ def univariate(frame: pl.DataFrame, predictor: Predictor, duration_col: str = "t
         rows.append({
             "predictor": predictor.key, "predictor_label": predictor.label, "level": lvl,
             "reference_level": predictor.reference, "definition": predictor.definition,
-            "n": n, "events": events, "n_level": counts[lvl][0], "events_level": counts[lvl][1],
+            "n": n, "events": n_events, "n_level": counts[lvl][0], "events_level": counts[lvl][1],
             "n_reference": ref_n, "events_reference": ref_events,
             "hr": r.hr if r else None, "hr_ci_lower": r.ci_lower if r else None,
             "hr_ci_upper": r.ci_upper if r else None, "cox_p": r.p if r else None,

@@ -98,3 +98,25 @@ def test_report_gets_the_molecular_section_from_the_warehouse(twin_warehouse_url
         [section] = molecular_sections(wh, tmp_path)
     assert section.figures[0].png.is_file() and section.figures[0].png.parent == tmp_path / "figures"
     assert section.tables[0].frame.height == 14
+
+
+def test_table3_and_the_cbioportal_study_read_only_the_series_columns_of_patient_summary(twin_warehouse_url, tmp_path):
+    """The series' rows of analytics.patient_summary are read with the columns Table 3 and the study use
+    (``SERIES_COLUMNS``): the same Table 3 and the same study files as from every column of the view."""
+    from clms_etl.molecular.cbioportal import write_study
+    from clms_etl.molecular.run import SERIES_COLUMNS, SERIES_PATIENTS, read_stored
+
+    with Warehouse(twin_warehouse_url) as wh:
+        summary, _ = read_stored(wh)
+        narrow = wh.read_sql(SERIES_PATIENTS)
+        full = wh.read_sql("SELECT * FROM analytics.patient_summary "
+                           "WHERE patient_id IN (SELECT patient_id FROM molecular_sample)")
+    assert narrow.columns == list(SERIES_COLUMNS) and len(SERIES_COLUMNS) < len(full.columns)
+    assert table3(summary, narrow).equals(table3(summary, full))
+    write_study(summary, narrow, tmp_path / "narrow")
+    write_study(summary, full, tmp_path / "full")
+    files = sorted(str(p.relative_to(tmp_path / "full")) for p in (tmp_path / "full").rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(tmp_path / "narrow")) for p in (tmp_path / "narrow").rglob("*")
+                           if p.is_file())
+    for name in files:
+        assert (tmp_path / "narrow" / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name

@@ -37,11 +37,22 @@ def warm_executor(*preload: str) -> dg.ExecutorDefinition:
                                default_value={"multiprocess": {}}))
 
 
+# What the steps import on first use (each step forked from the forkserver would import it again):
+# the warehouse driver, the query-list workbook (openpyxl reads a returned one, xlsxwriter writes),
+# pandera's polars checks, matplotlib's figure for the rows plot. 3 CPU-seconds per import run when
+# left to the steps (bench/README.md, "The whole night"); tests/test_night_steps.py keeps the list whole.
+IMPORT_STEP_MODULES = ("clms_etl.warehouse.load", "duckdb_engine", "clms_etl.centre_import", "clms_etl.validate",
+                       "clms_etl.readers.engine", "clms_etl.readers.raw_cells", "clms_etl.query_list",
+                       "clms_etl.report.quality", "openpyxl", "xlsxwriter", "fastexcel",
+                       "pandera.backends.polars.builtin_checks", "pandera.backends.polars.container",
+                       "pandera.backends.polars.components", "pandera.backends.register_checks",
+                       "matplotlib.figure", "matplotlib.backends.backend_agg")
+
 import_job = dg.define_asset_job(
     "import_centre",
     selection=dg.AssetSelection.assets(centre_import, centre_warehouse),
     description="Read, validate and load one centre's latest delivery (one partition = one centre).",
-    executor_def=warm_executor("clms_etl.warehouse.load"),
+    executor_def=warm_executor(*IMPORT_STEP_MODULES),
 )
 
 

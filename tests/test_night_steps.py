@@ -8,11 +8,14 @@ imported again by every forked step of every run: the preload list must hold the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
+import dagster as dg
 import pytest
 
-from tests.test_dagster_platform import BIN, ROOT, clms_env
+from assets.automation import warm_executor
+from tests.test_dagster_platform import BIN, ROOT, clms_env, dagster_home
 
 pytestmark = pytest.mark.slow
 
@@ -50,3 +53,29 @@ def test_an_import_runs_steps_import_nothing_the_forkserver_did_not_preload(twin
     assert found["success"]
     late = [m for m in found["imported"] if m.split(".")[0] in WATCHED]
     assert late == [], late
+
+
+@dg.op
+def _step_pid() -> int:
+    return os.getpid()
+
+
+@dg.job(executor_def=warm_executor(in_process_if=lambda instance: True))
+def _job_with_nothing_to_do():
+    _step_pid()
+
+
+def _reconstructable_job_with_nothing_to_do():
+    return _job_with_nothing_to_do
+
+
+def test_a_run_with_nothing_to_do_runs_its_steps_in_its_own_process(tmp_path, monkeypatch, twin_drop):
+    monkeypatch.setenv("CLMS_INCOMING", str(twin_drop))
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
+        job = dg.reconstructable(_reconstructable_job_with_nothing_to_do)
+        with dg.execute_job(job, instance=instance) as result:  # the default config: multiprocess
+            assert result.success
+            messages = [e.message or "" for e in instance.all_logs(result.run_id)]
+            assert any(m.startswith("Executing steps in process") for m in messages), messages
+            assert not any("multiprocess executor" in m for m in messages)
+            assert result.output_for_node("_step_pid") == os.getpid()

@@ -321,9 +321,11 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
     try:
         saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_", "CLMS_"))}
         os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "CLMS_"))})
+        # before the daemon starts: its sensor's first tick may queue the imports at once, and a run
+        # created before `start` would never be counted (the wait then never ends)
+        start = time.time()
         with DaemonNight(env, work / "daemon.log") as run, dg.DagsterInstance.get() as instance:
             watch = MemoryWatch({os.getsid(p.pid) for p in run.processes})
-            start = time.time()
             figures["night"] = _one_night(run, instance, start, len(centres), watch)
             if again:
                 time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new

@@ -2,6 +2,7 @@
 
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -11,37 +12,60 @@ from assets.quality import quality_dashboard
 from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
+from assets.unchanged import nothing_loaded_since_refresh
 from clms_etl.deliveries import latest_delivery, refused_folders
 
 
-def warm_executor(*preload: str) -> dg.ExecutorDefinition:
+def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None
+                  ) -> dg.ExecutorDefinition:
     """Dagster's default executor (``multiprocess`` unless the run config says ``in_process``) whose
     step processes are forked from a forkserver that imported the code location and ``preload``
     once per run. With the default start method (``spawn``) every step re-imports dagster, polars,
     pandera and the code location in a fresh interpreter: 5 CPU-seconds a step here, which made a
     40-centre night (5 steps a centre) spend most of its time starting Python (bench/README.md,
-    "The whole night"). A run config that sets ``start_method`` keeps its own."""
+    "The whole night"). A run config that sets ``start_method`` keeps its own.
+
+    ``in_process_if(instance)`` true at the start of a run whose config left the default
+    (multiprocess): the run executes its steps in its own process instead — no forkserver, no
+    forks — with the same retries. For runs whose steps have nothing to do (the refresh of a night
+    without a load), where starting processes would be the whole cost."""
     preload_modules = ["assets.definitions", *preload]
+    default = dg.multi_or_in_process_executor
 
-    def warm(config: dict) -> dict:
-        if "multiprocess" not in config:
-            return config
-        multiprocess = dict(config["multiprocess"] or {})
-        multiprocess.setdefault("start_method", {"forkserver": {"preload_modules": preload_modules}})
-        return {"multiprocess": multiprocess}
+    @dg.executor(name="warm_multi_or_in_process_executor", config_schema=default.config_schema,
+                 requirements=lambda config: dg.multiple_process_executor_requirements() if "multiprocess" in config else [])
+    def warm(init_context: dg.InitExecutorContext):
+        config = dict(init_context.executor_config)
+        if "multiprocess" in config:
+            multiprocess = dict(config["multiprocess"] or {})
+            if in_process_if is not None and in_process_if(init_context.instance):
+                config = {"in_process": {"retries": multiprocess.get("retries", {"enabled": {}})}}
+            else:
+                multiprocess.setdefault("start_method", {"forkserver": {"preload_modules": preload_modules}})
+                config = {"multiprocess": multiprocess}
+        return default.executor_creation_fn(dg.InitExecutorContext(
+            job=init_context.job, executor_def=init_context.executor_def, executor_config=config,
+            instance=init_context.instance))
 
-    return dg.multi_or_in_process_executor.configured(
-        warm, name="warm_multi_or_in_process_executor",
-        config_schema=dg.Field(dg.Selector({"multiprocess": dg.Field(dg.Permissive(), is_required=False),
-                                            "in_process": dg.Field(dg.Permissive(), is_required=False)}),
-                               default_value={"multiprocess": {}}))
+    return warm
 
+
+# What the steps import on first use (each step forked from the forkserver would import it again):
+# the warehouse driver, the query-list workbook (openpyxl reads a returned one, xlsxwriter writes),
+# pandera's polars checks, matplotlib's figure for the rows plot. 3 CPU-seconds per import run when
+# left to the steps (bench/README.md, "The whole night"); tests/test_night_steps.py keeps the list whole.
+IMPORT_STEP_MODULES = ("clms_etl.warehouse.load", "duckdb_engine", "clms_etl.centre_import", "clms_etl.validate",
+                       "clms_etl.readers.engine", "clms_etl.readers.raw_cells", "clms_etl.query_list",
+                       "clms_etl.report.quality", "openpyxl", "xlsxwriter", "fastexcel",
+                       "pandera.backends.polars.builtin_checks", "pandera.backends.polars.container",
+                       "pandera.backends.polars.components", "pandera.backends.register_checks",
+                       "matplotlib.figure", "matplotlib.backends.backend_agg")
 
 import_job = dg.define_asset_job(
     "import_centre",
     selection=dg.AssetSelection.assets(centre_import, centre_warehouse),
     description="Read, validate and load one centre's latest delivery (one partition = one centre).",
-    executor_def=warm_executor("clms_etl.warehouse.load"),
+    executor_def=warm_executor(*IMPORT_STEP_MODULES),
 )
 
 
@@ -51,7 +75,9 @@ nightly_job = dg.define_asset_job(
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
     executor_def=warm_executor("clms_etl.warehouse.load", "clms_etl.warehouse.expectations", "clms_etl.survival.run",
                                "clms_etl.molecular.run", "clms_etl.report.build", "clms_etl.report.exports",
-                               "clms_etl.report.dashboard", "clms_etl.omop.export"),
+                               "clms_etl.report.dashboard", "clms_etl.omop.export",
+                               in_process_if=lambda instance: nothing_loaded_since_refresh(
+                                   instance, warehouse.key, centre_warehouse.key)),
 )
 
 nightly_schedule = dg.ScheduleDefinition(

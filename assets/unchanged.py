@@ -43,6 +43,19 @@ def data_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
     return (event.tags or {}).get("dagster/data_version") if event is not None else None
 
 
+def nothing_loaded_since_refresh(instance: dg.DagsterInstance, refreshed: dg.AssetKey, loaded: dg.AssetKey) -> bool:
+    """True when ``refreshed`` (the ``warehouse`` asset, which the refresh materialises first) was
+    materialised after the latest materialisation of any partition of ``loaded`` (the centres' loads):
+    tonight's refresh will find every data version as it left them, so its steps only repeat their
+    previous results. Only the executor follows it (assets/automation.py); each asset still decides
+    for itself (:func:`decide`), so a change made outside Dagster (a rollback) is still recomputed."""
+    refresh = instance.fetch_materializations(refreshed, limit=1).records
+    if not refresh:
+        return False
+    load = instance.fetch_materializations(loaded, limit=1).records
+    return not load or load[0].storage_id < refresh[0].storage_id
+
+
 def _settings_text(settings: Mapping[str, object]) -> str:
     return json.dumps(settings, sort_keys=True, default=str)
 

@@ -50,6 +50,16 @@ def _proc_peak_kib(pid: int) -> tuple[int, str] | None:
     return None
 
 
+def _proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` so far (``/proc/<pid>/stat``), or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _session_pids(sids: set[int]) -> list[int]:
     pids = []
     for entry in os.scandir("/proc"):
@@ -64,11 +74,14 @@ def _session_pids(sids: set[int]) -> list[int]:
 
 @dataclass
 class MemoryWatch:
-    """Peak RSS (``VmHWM``) of every process of the sessions ``sids``, polled until stopped."""
+    """Peak RSS (``VmHWM``) and CPU seconds of every process of the sessions ``sids``, polled until
+    stopped. CPU seconds are the steadier figure on a loaded machine (wall time follows the load); a
+    process's last quarter second before it ends is missed."""
 
     sids: set[int]
     interval_s: float = 0.25
     peaks: dict[int, tuple[int, str]] = field(default_factory=dict)
+    cpu_s: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -81,12 +94,19 @@ class MemoryWatch:
                 found = _proc_peak_kib(pid)
                 if found and found[0] >= self.peaks.get(pid, (0, ""))[0]:
                     self.peaks[pid] = found
+                cpu = _proc_cpu_s(pid)
+                if cpu is not None:
+                    self.cpu_s[pid] = max(cpu, self.cpu_s.get(pid, 0.0))
             self._stop.wait(self.interval_s)
 
     def stop(self) -> dict[int, tuple[int, str]]:
         self._stop.set()
         self._thread.join()
         return self.peaks
+
+    def cpu_total_s(self) -> float:
+        """CPU seconds of every process seen so far."""
+        return sum(self.cpu_s.values())
 
 
 def process_kind(cmdline: str) -> str:
@@ -276,13 +296,16 @@ def _patients(drop: Path) -> int:
     return 0
 
 
-def _one_night(run: DaemonNight, instance, start: float, imports_expected: int) -> dict:
+def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, watch: MemoryWatch) -> dict:
+    cpu_before = watch.cpu_total_s()
     imports = run.wait_for_runs(instance, "import_centre", imports_expected, since=start)
     imported = time.time()
     run.launch_refresh()
     (refresh,) = run.wait_for_runs(instance, "nightly_refresh", 1, since=imported)
     done = time.time()
+    time.sleep(2 * watch.interval_s)  # the watch's last poll of the processes still there
     return {"imports_s": imported - start, "refresh_s": done - imported, "wall_s": done - start,
+            "cpu_s": watch.cpu_total_s() - cpu_before,
             "import_runs": len(imports), "refresh": refresh.status.value,
             "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
             "steps_s": step_durations(instance, [*imports, refresh])}
@@ -298,13 +321,15 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
     try:
         saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_", "CLMS_"))}
         os.environ.update({k: v for k, v in env.items() if k.startswith(("DAGSTER_", "CLMS_"))})
+        # before the daemon starts: its sensor's first tick may queue the imports at once, and a run
+        # created before `start` would never be counted (the wait then never ends)
+        start = time.time()
         with DaemonNight(env, work / "daemon.log") as run, dg.DagsterInstance.get() as instance:
             watch = MemoryWatch({os.getsid(p.pid) for p in run.processes})
-            start = time.time()
-            figures["night"] = _one_night(run, instance, start, len(centres))
+            figures["night"] = _one_night(run, instance, start, len(centres), watch)
             if again:
                 time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new
-                figures["unchanged night"] = _one_night(run, instance, time.time(), 0)
+                figures["unchanged night"] = _one_night(run, instance, time.time(), 0, watch)
             peaks = watch.stop()
         figures["peak_rss_mib"] = {}
         for kib, cmdline in peaks.values():
@@ -328,7 +353,7 @@ def _print(figures: dict, patients: int) -> None:
         if label not in figures:
             continue
         f = figures[label]
-        print(f"  {label:<16} wall {f['wall_s']:7.1f} s  (imports {f['imports_s']:.1f} s, refresh "
+        print(f"  {label:<16} wall {f['wall_s']:7.1f} s, CPU {f['cpu_s']:7.1f} s of all its processes  (imports {f['imports_s']:.1f} s, refresh "
               f"{f['refresh_s']:.1f} s; {f['import_runs']} import runs, failed {f['failed_imports'] or 'none'}, "
               f"refresh {f['refresh']})")
         if patients and label == "night":

@@ -15,11 +15,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.unchanged import RECOMPUTED, TARGET_DATA_VERSION, WHY
+from assets.unchanged import RECOMPUTED, TARGET_DATA_VERSION, WHY, nothing_loaded_since_refresh
 from tests.test_compute_once import count_calls
 from tests.test_dagster_platform import CENTRES, NIGHTLY_ASSETS, dagster_home, platform_defs, resources
 
 pytestmark = pytest.mark.slow
+# Before each night's refresh: would its executor run the steps in the run's own process
+# (assets.unchanged.nothing_loaded_since_refresh)? Filled by the `nights` fixture.
+IN_PROCESS_REFRESH: list[bool] = []
 CHANGED_CENTRE = "molecular"  # the laboratory: one partition of the imports like any centre
 NEW_DATE = "2026-11-30"
 
@@ -54,6 +57,7 @@ def nights(twin_drop, tmp_path_factory):
     d = platform_defs(resources(drop, root))
     imports, refresh = d.resolve_job_def("import_centre"), d.resolve_job_def("nightly_refresh")
     nights = []
+    IN_PROCESS_REFRESH.clear()
     with dg.DagsterInstance.from_config(str(dagster_home(root))) as instance:
         for night, centres in enumerate((CENTRES, [], [CHANGED_CENTRE])):
             if night == 2:  # one week later, the laboratory sends a file again: a new delivery
@@ -63,6 +67,8 @@ def nights(twin_drop, tmp_path_factory):
                 vcf.write_text(vcf.read_text().replace("##fileDate=", "##fileDate_resent=1\n##fileDate=", 1))
             for centre in centres:
                 assert imports.execute_in_process(partition_key=centre, instance=instance).success
+            IN_PROCESS_REFRESH.append(nothing_loaded_since_refresh(instance, dg.AssetKey("warehouse"),
+                                                                   dg.AssetKey("centre_warehouse")))
             with pytest.MonkeyPatch.context() as mp:
                 analyse, summarise = count_calls(mp, study, "analyse"), count_calls(mp, summary, "summarise")
                 result = refresh.execute_in_process(instance=instance)
@@ -116,3 +122,8 @@ def test_a_centre_delivering_again_recomputes_the_warehouse_and_every_analysis(n
     assert all(e.metadata[RECOMPUTED].value is True for e in changed.get_asset_check_evaluations()
                if RECOMPUTED in e.metadata)
     assert metadata["warehouse"]["deliveries_version"].value == versions["warehouse"]
+
+
+def test_only_the_refresh_of_a_night_without_a_load_runs_in_one_process(nights):
+    # first night: centres loaded; second: nothing delivered; third: the laboratory delivered again
+    assert IN_PROCESS_REFRESH == [False, True, False]

@@ -1,0 +1,81 @@
+"""Issue #14: what an import run's steps cost besides their own work.
+
+Each step of a run forks from a forkserver that imported the code location and the job's preload
+list once (assets/automation.py ``warm_executor``). A module a step imports on first use is
+imported again by every forked step of every run: the preload list must hold them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import dagster as dg
+import pytest
+
+from assets.automation import warm_executor
+from tests.test_dagster_platform import BIN, ROOT, clms_env, dagster_home
+
+pytestmark = pytest.mark.slow
+
+# The project's own code and the libraries its steps use whose import costs tenths of a second to
+# seconds of CPU. (Dagster's storage modules, which the step imports for its instance, are not the steps'.)
+WATCHED = ("clms_etl", "assets", "validations", "matplotlib", "openpyxl", "xlsxwriter", "fastexcel", "pandera",
+           "duckdb", "duckdb_engine")
+
+_IMPORT_ONE_CENTRE = """
+import importlib, json, sys
+import assets.definitions
+from assets.automation import IMPORT_STEP_MODULES
+for name in IMPORT_STEP_MODULES:
+    importlib.import_module(name)
+before = set(sys.modules)
+import dagster as dg
+from assets.definitions import defs
+job = defs.resolve_job_def("import_centre")
+with dg.DagsterInstance.ephemeral() as instance:
+    result = job.execute_in_process(partition_key=sys.argv[1], instance=instance,
+                                    run_config={"execution": {"config": {"in_process": {}}}})
+print(json.dumps({"success": result.success, "imported": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_an_import_runs_steps_import_nothing_the_forkserver_did_not_preload(twin_drop, tmp_path):
+    env = clms_env(tmp_path, twin_drop)
+    env["CLMS_DEMO"] = "1"
+    env.pop("CLMS_PSEUDONYM_KEY", None)
+    env.pop("CLMS_PSEUDONYM_KEY_FILE", None)
+    done = subprocess.run([str(BIN / "python"), "-c", _IMPORT_ONE_CENTRE, "nice"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["success"]
+    late = [m for m in found["imported"] if m.split(".")[0] in WATCHED]
+    assert late == [], late
+
+
+@dg.op
+def _step_pid() -> int:
+    return os.getpid()
+
+
+@dg.job(executor_def=warm_executor(in_process_if=lambda instance: True))
+def _job_with_nothing_to_do():
+    _step_pid()
+
+
+def _reconstructable_job_with_nothing_to_do():
+    return _job_with_nothing_to_do
+
+
+def test_a_run_with_nothing_to_do_runs_its_steps_in_its_own_process(tmp_path, monkeypatch, twin_drop):
+    monkeypatch.setenv("CLMS_INCOMING", str(twin_drop))
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
+        job = dg.reconstructable(_reconstructable_job_with_nothing_to_do)
+        with dg.execute_job(job, instance=instance) as result:  # the default config: multiprocess
+            assert result.success
+            messages = [e.message or "" for e in instance.all_logs(result.run_id)]
+            assert any(m.startswith("Executing steps in process") for m in messages), messages
+            assert not any("multiprocess executor" in m for m in messages)
+            assert result.output_for_node("_step_pid") == os.getpid()

@@ -65,9 +65,10 @@ def _sheet_rows(path: Path, sheet: str | None, rows: set[int]) -> dict[int, tupl
         book.close()
 
 
-# A row element of a sheet's XML and its number; any row element (not <rowBreaks>), to count them.
-_ROW = re.compile(rb'<((?:\w+:)?row)(?=[\s/>])[^>]*?\sr="(\d+)"[^>]*?(?:/>|>.*?</\1>)', re.S)
-_ANY_ROW = re.compile(rb"<(?:\w+:)?row[\s/>]")
+# A row's start tag in a sheet's XML (not <rowBreaks>), its number, the end of the rows.
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row(?=[\s/>])[^>]*>")
+_ROW_NUMBER = re.compile(rb'\sr="(\d+)"')
+_ROWS_END = re.compile(rb"</(?:\w+:)?sheetData>")
 
 
 def _parse_only(worksheet, rows: set[int]) -> None:
@@ -81,11 +82,13 @@ def _parse_only(worksheet, rows: set[int]) -> None:
             data = source.read()
     except AttributeError:  # (another openpyxl: the whole sheet is parsed)
         return
-    found = list(_ROW.finditer(data))
-    if not found or len(found) != len(_ANY_ROW.findall(data)):
+    starts = [(m.start(), _ROW_NUMBER.search(m[0])) for m in _ROW_TAG.finditer(data)]
+    end = _ROWS_END.search(data, starts[-1][0]) if starts else None
+    if end is None or not all(number for _, number in starts):
         return
-    kept = b"".join(m[0] for m in found if int(m[2]) in rows)
-    xml = data[:found[0].start()] + kept + data[found[-1].end():]
+    bounds = [start for start, _ in starts] + [end.start()]  # (a row ends where the next begins)
+    kept = b"".join(data[bounds[k]:bounds[k + 1]] for k, (_, number) in enumerate(starts) if int(number[1]) in rows)
+    xml = data[:bounds[0]] + kept + data[bounds[-1]:]
     worksheet._get_source = lambda: io.BytesIO(xml)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import polars as pl
@@ -30,35 +31,69 @@ def raw_cells(folder: Path, wanted: pl.DataFrame) -> pl.DataFrame:
         if not path.is_file():
             continue
         want = {(r, f) for r, f in cells.select("row", "field").iter_rows()}
+        rows = {1} | {r for r, _ in want if r is not None}  # (the header and the queried records only)
         try:
             if path.suffix.lower() in (".xlsx", ".xlsm"):
-                table = _sheet_rows(path, sheet)
+                table = _sheet_rows(path, sheet, rows)
             else:
-                table = _text_rows(path.read_bytes())
+                table = _text_rows(path.read_bytes(), rows)
         except Exception:  # a courtesy lookup: a file it cannot read keeps the canonical value shown
             continue
-        header = [str(h).strip() if h is not None else "" for h in (table[0] if table else [])]
+        header = [str(h).strip() if h is not None else "" for h in table.get(1, ())]
         for row, field in want:
-            if row is None or field not in header or not 2 <= row <= len(table):
+            if row is None or field not in header or row < 2 or row not in table:
                 continue
-            values = table[row - 1]
+            values = table[row]
             j = header.index(field)
             if j < len(values) and values[j] not in (None, ""):
                 found.append((file, sheet, row, field, _shown(values[j])))
     return pl.DataFrame(found, schema=RAW_SCHEMA, orient="row")
 
 
-def _sheet_rows(path: Path, sheet: str | None) -> list[tuple]:
+def _sheet_rows(path: Path, sheet: str | None, rows: set[int]) -> dict[int, tuple]:
+    """{row number: cell values} of the sheet's ``rows`` that it holds (openpyxl's values)."""
     import openpyxl
 
     book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     try:
-        return list(book[sheet].iter_rows(values_only=True)) if sheet in book.sheetnames else []
+        if sheet not in book.sheetnames:
+            return {}
+        worksheet = book[sheet]
+        _parse_only(worksheet, rows)
+        return {i: values for i, values in enumerate(worksheet.iter_rows(values_only=True), start=1) if i in rows}
     finally:
         book.close()
 
 
-def _text_rows(data: bytes) -> list[list[str]]:
+# A row's start tag in a sheet's XML (not <rowBreaks>), its number, the end of the rows.
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row(?=[\s/>])[^>]*>")
+_ROW_NUMBER = re.compile(rb'\sr="(\d+)"')
+_ROWS_END = re.compile(rb"</(?:\w+:)?sheetData>")
+
+
+def _parse_only(worksheet, rows: set[int]) -> None:
+    """Make a read-only ``worksheet`` parse only its ``rows``: openpyxl turns every cell of every
+    row into Python values (seconds for a 25,000-patient sheet when a few hundred queries need
+    a cell), so the rows no query needs are cut from the XML it reads. Each row keeps its number
+    (``r``), so the others come back as empty rows, the kept ones as before; a sheet whose rows are
+    not all numbered (openpyxl would count them) is parsed whole."""
+    try:
+        with worksheet._get_source() as source:
+            data = source.read()
+    except AttributeError:  # (another openpyxl: the whole sheet is parsed)
+        return
+    starts = [(m.start(), _ROW_NUMBER.search(m[0])) for m in _ROW_TAG.finditer(data)]
+    end = _ROWS_END.search(data, starts[-1][0]) if starts else None
+    if end is None or not all(number for _, number in starts):
+        return
+    bounds = [start for start, _ in starts] + [end.start()]  # (a row ends where the next begins)
+    kept = b"".join(data[bounds[k]:bounds[k + 1]] for k, (_, number) in enumerate(starts) if int(number[1]) in rows)
+    xml = data[:bounds[0]] + kept + data[bounds[-1]:]
+    worksheet._get_source = lambda: io.BytesIO(xml)
+
+
+def _text_rows(data: bytes, rows: set[int]) -> dict[int, list[str]]:
+    """{record number: fields} of the delimited text's ``rows`` that it holds."""
     # The csv module, not polars: it keeps every field as the text typed, quotes and all.
     try:
         text = data.decode("utf-8-sig")
@@ -66,7 +101,17 @@ def _text_rows(data: bytes) -> list[list[str]]:
         text = data.decode("cp1252", errors="replace")
     first = text.split("\n", 1)[0]
     separator = max(SEPARATORS, key=first.count)
-    return list(csv.reader(io.StringIO(text, newline=""), delimiter=separator))
+    if '"' not in text:  # no quoting: a record is a line, its fields split as the csv module splits them
+        lines = _LINE_END.split(text)
+        if lines[-1] == "":  # (after the last line end, or an empty file: no record)
+            lines.pop()
+        if max(map(len, lines), default=0) <= csv.field_size_limit():  # (else the csv module refuses it)
+            return {i: lines[i - 1].split(separator) if lines[i - 1] else [] for i in rows if i <= len(lines)}
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    return {i: record for i, record in enumerate(records, start=1) if i in rows}
+
+
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the line ends of io.StringIO(newline=""), which the csv module reads
 
 
 def _shown(value) -> str:

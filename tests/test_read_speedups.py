@@ -1,0 +1,131 @@
+"""The reading steps made faster give what the plain algorithm gives (issue #14, bench/README.md).
+
+* pseudonyms: :func:`clms_etl.readers.cells.pseudonymise_many` (HMAC-SHA256 written out, the
+  centre's prefix hashed once) equals :func:`clms_etl.keys.pseudonym` id by id, awkward ids and
+  keys included;
+* « Valeur reçue »: :mod:`clms_etl.readers.raw_cells` reads only the queried rows of a file (a
+  workbook's other rows cut from the XML openpyxl parses, a text without quoting split by lines)
+  and gives the cells the whole file read by openpyxl or the csv module gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from clms_etl.keys import DEMO_KEY, pseudonym
+from clms_etl.readers.base import ReadContext
+from clms_etl.readers.cells import pseudonymise_many
+from clms_etl.readers.raw_cells import _sheet_rows, _text_rows, raw_cells
+
+AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İstanbul", "\u00a0X\u2003", "\x1c9\x1f",
+               "日本-001", "a" * 300, "P;1,2", "ＡＢＣ"]
+
+
+@pytest.mark.parametrize("key", [DEMO_KEY, b"k" * 64, bytes(range(1, 65)), "clé-très-longue-".encode() * 9])
+@pytest.mark.parametrize("centre", ["centre06-montpellier", "  Nîmes ", "ß"])
+def test_pseudonyms_of_many_ids_equal_the_pseudonym_of_each(key, centre):
+    ctx = ReadContext(centre, Path("."), dt.date(2026, 12, 5), key)
+    assert pseudonymise_many(ctx, AWKWARD_IDS) == {i: pseudonym(key, centre, i) for i in AWKWARD_IDS}
+
+
+def _whole_text(data: bytes) -> list[list[str]]:
+    """The records as the csv module reads the whole file (the reading the fast path must equal)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    separator = max(";\t,|", key=text.split("\n", 1)[0].count)
+    return list(csv.reader(io.StringIO(text, newline=""), delimiter=separator))
+
+
+TEXTS = [
+    "a;b;c\r\n1;2;3\r\n4;;6\r\n",
+    "a;b\n1;2\n\n3;4",  # a blank record, no final line end
+    "a;b\r1;2\r3;4\r",  # Mac line ends
+    "a;b\r\n1;2\n3;4\r5;6\r\n",  # mixed
+    "a\tb\n é \t\x00x\n\x1c;\t\x0b\n",  # control characters are not line ends for the csv module
+    "",
+    "\n",
+    "a;b\n1;" + "x" * 140_000 + "\n",  # a field over the csv module's limit: the whole file refused
+    'a;b\n"1;2";3\n"multi\nline";4\n5;6\n',  # quoting: the csv module reads it
+    "a,b,c\nx,y\n1,2,3,4\n",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_queried_records_of_a_text_equal_the_csv_modules_whole_reading(text):
+    data = text.encode("utf-8")
+    try:
+        whole = _whole_text(data)
+    except csv.Error:
+        with pytest.raises(csv.Error):
+            _text_rows(data, {1, 2})
+        return
+    rows = set(range(1, len(whole) + 3))
+    got = _text_rows(data, rows)
+    assert got == dict(enumerate(whole, start=1))
+    assert set(_text_rows(data, {2})) <= {2}
+
+
+def _workbook(path: Path) -> Path:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Patients"
+    sheet.append(["IPP", "Marge", "Date", "Vrai", "Texte"])
+    for i in range(2, 60):
+        if i % 7 == 0:
+            continue  # rows missing from the XML
+        sheet.append([f"N{i}", 200 if i % 3 else 20.5, dt.datetime(2007, 7, i % 28 + 1) if i % 2 else dt.date(2010, 1, 3),
+                      i % 2 == 0, "é\n" * (i % 4) or None])
+        if i % 7 == 6:
+            sheet.append([])
+    sheet["G40"] = "au-delà des en-têtes"
+    book.create_sheet("Autre").append(["x"])
+    book.save(path)
+    return path
+
+
+def test_queried_rows_of_a_workbook_equal_openpyxls_whole_reading(tmp_path):
+    path = _workbook(tmp_path / "book.xlsx")
+    whole_book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    whole = list(whole_book["Patients"].iter_rows(values_only=True))
+    whole_book.close()
+    rows = {1, 2, 7, 13, 14, 40, 59, 60, 500}
+    got = _sheet_rows(path, "Patients", rows)
+    assert got == {i: whole[i - 1] for i in rows if i <= len(whole)}
+    assert _sheet_rows(path, "Absente", rows) == {}
+
+
+def test_a_workbook_is_parsed_only_at_the_queried_rows(tmp_path):
+    """The rows no query needs are not parsed: a cell there that openpyxl cannot read is never met."""
+    path = _workbook(tmp_path / "book.xlsx")
+    broken = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":  # row 30's margin: not a number
+                start = data.index(b'<c r="B30"')
+                data = data[:start] + b'<c r="B30" t="n"><v>pas un nombre</v></c>' + data[data.index(b"</c>", start) + 4:]
+            dst.writestr(item, data)
+    with pytest.raises(ValueError):
+        _sheet_rows(broken, "Patients", {1, 30})
+    assert _sheet_rows(broken, "Patients", {1, 31}) == _sheet_rows(path, "Patients", {1, 31})
+
+
+def test_raw_cells_of_a_workbook_and_a_text_file(tmp_path):
+    _workbook(tmp_path / "book.xlsx")
+    (tmp_path / "data.csv").write_bytes("IPP;Marge\r\nN2;200\r\nN3;20,5\r\n".encode("cp1252"))
+    wanted = pl.DataFrame({"file": ["book.xlsx", "book.xlsx", "book.xlsx", "data.csv", "data.csv"],
+                           "sheet": ["Patients", "Patients", "Patients", None, None],
+                           "row": [3, 4, 3, 3, 9], "field": ["Marge", "Date", "Inconnu", "Marge", "Marge"]})
+    got = raw_cells(tmp_path, wanted).sort("file", "row", "field")
+    assert got.rows() == [("book.xlsx", "Patients", 3, "Marge", "20,5"), ("book.xlsx", "Patients", 4, "Date", "03/01/2010"),
+                          ("data.csv", None, 3, "Marge", "20,5")]

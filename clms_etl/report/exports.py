@@ -479,7 +479,7 @@ def _mark_infinities(pdf) -> dict[str, list[str]]:
             column = pdf[name].astype(object)
             column[beyond] = [DTA_INFINITY[int(np.sign(v))] for v in values[beyond]]
             pdf[name] = column
-            marks[name] = sorted({DTA_INFINITY[int(np.sign(v))] for v in values[beyond]})
+            marks[name] = sorted(set(column[beyond]))
     return marks
 
 

@@ -42,10 +42,6 @@ LINE_END = _DECLARATION.file.line_end
 COLUMNS = [c.name for c in _DECLARATION.columns]
 
 
-def _column(field: str) -> decl.Column:
-    return next(c for c in _DECLARATION.columns if c.field == field)
-
-
 def _read_back(column: decl.Column, decode, key: str = "written") -> dict:
     """Spellings per canonical value, in the declared order; ``decode(text)`` is the reader's."""
     out: dict = {}
@@ -58,8 +54,13 @@ def _read_back(column: decl.Column, decode, key: str = "written") -> dict:
 
 
 def _spellings(field: str) -> dict:
-    column = _column(field)
+    column = _DECLARATION.column(field)
     return _read_back(column, lambda text: free_text.code(column, text)[0])
+
+
+def _first(spellings: dict) -> dict:
+    """The one spelling per value of a column written always the same way."""
+    return {value: texts[0] for value, texts in spellings.items()}
 
 
 _NOTES = next(c for c in _DECLARATION.columns if c.kind == "notes")
@@ -70,25 +71,27 @@ def _note_value(note: str, part: str):
     return getattr(events[0], part) if len(events) == 1 else None
 
 
+def _metastasis_site_read(text: str):
+    return _note_value(f"métastase {text} 2000", "metastasis_site")
+
+
 # Spellings per canonical value; the rng picks one for each cell.
 SEX = _spellings("patient.sex")
 PRESENTATIONS = _spellings("tumour.presentation")
-YES_NO = {v: texts[0] for v, texts in _spellings("tumour.pain").items()}
-ROMAN = {v: texts[0] for v, texts in _spellings("tumour.fnclcc_grade").items()}
-DIFFERENTIATION = {v: texts[0] for v, texts in _spellings("tumour.differentiation_score").items()}
+YES_NO = _first(_spellings("tumour.pain"))
+ROMAN = _first(_spellings("tumour.fnclcc_grade"))
+DIFFERENTIATION = _first(_spellings("tumour.differentiation_score"))
 NECROSIS = _spellings("tumour.necrosis_score")
 INVASION = _spellings("tumour.invasion")
 RESECTION = _spellings("surgery.resection_status")
-METASTASIS_SITES = {v: t[0] for v, t in _read_back(_NOTES, lambda s: _note_value(f"métastase {s} 2000", "metastasis_site"),
-                                                   "written_sites").items()}
+METASTASIS_SITES = _first(_read_back(_NOTES, _metastasis_site_read, "written_sites"))
 # Free text for "other": organs none of the words of the format file can be read into.
-OTHER_METASTASIS = _read_back(_NOTES, lambda s: _note_value(f"métastase {s} 2000", "metastasis_site"),
-                              "written_other")[_NOTES.other]
-DEATH_CAUSES = {v: t[0] for v, t in _read_back(_NOTES, lambda s: _note_value(f"DCD 2000 ({s})", "death_cause"),
-                                               "written_causes").items()}
+OTHER_METASTASIS = _read_back(_NOTES, _metastasis_site_read, "written_other")[_NOTES.other]
+DEATH_CAUSES = _first(_read_back(_NOTES, lambda text: _note_value(f"DCD 2000 ({text})", "death_cause"),
+                                 "written_causes"))
 # Only when a site is known without its anatomical detail (truths of other origins).
-_SITE = _column("tumour.site")
-SITE_WORDS = {v: t[0] for v, t in _read_back(_SITE, lambda s: free_text.site(_SITE, s)[0][0]).items()}
+_SITE = _DECLARATION.column("tumour.site")
+SITE_WORDS = _first(_read_back(_SITE, lambda text: free_text.site(_SITE, text)[0][0]))
 
 # Precision weights per date of the chart (the desired one; coherence may force a finer one).
 BIRTH_PRECISION = {"day": 0.92, "month": 0.08}

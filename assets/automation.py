@@ -50,8 +50,18 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
     return warm
 
 
-# What the steps import on first use (each step forked from the forkserver would import it again):
-# the warehouse driver, the query-list workbook (openpyxl reads a returned one, xlsxwriter writes),
+# The import runs the drop-folder sensor requests execute their steps in the run's own process
+# (Dagster's in-process executor). An import run's steps are a chain (read + validate, its checks,
+# the load): parallel step processes buy nothing, and the forkserver was a second interpreter
+# importing the code location in every run -- the night's main cost at 40 centres (bench/README.md,
+# "One interpreter per import run"). The in-process executor claims the steps' pool slots like the
+# multiprocess one (dagster/_core/executor/in_process.py, InstanceConcurrencyContext), so concurrent
+# runs' loads still queue on the `warehouse` pool (tests/test_dagster_platform.py proves it).
+IMPORT_RUN_CONFIG = {"execution": {"config": {"in_process": {}}}}
+
+# What the steps import on first use, preloaded by the forkserver of an import run launched with the
+# default (multiprocess) config -- from the UI, a backfill: each forked step would import it again.
+# The warehouse driver, the query-list workbook (openpyxl reads a returned one, xlsxwriter writes),
 # pandera's polars checks, matplotlib's figure for the rows plot. 3 CPU-seconds per import run when
 # left to the steps (bench/README.md, "The whole night"); tests/test_night_steps.py keeps the list whole.
 IMPORT_STEP_MODULES = ("clms_etl.warehouse.load", "duckdb_engine", "clms_etl.centre_import", "clms_etl.validate",
@@ -92,7 +102,8 @@ nightly_schedule = dg.ScheduleDefinition(
 
 @dg.sensor(job=import_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
            description="Watches the drop folder: a new delivery for a centre requests one run of that "
-           "centre's partition (run key = centre, delivery date and content hash). A folder that is not a "
+           "centre's partition (run key = centre, delivery date and content hash), its steps in the run's "
+           "own process. A folder that is not a "
            "real, past date is refused: the centre's run fails naming it (and its query list says so).")
 def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFolder) -> dg.SensorResult:
     seen = json.loads(context.cursor) if context.cursor else {}
@@ -108,7 +119,7 @@ def drop_folder_sensor(context: dg.SensorEvaluationContext, drop_folder: DropFol
         tags = {"clms/centre": centre}
         if not refused:
             tags["clms/delivery"] = delivery.date.isoformat()
-        requests.append(dg.RunRequest(run_key=run_key, partition_key=centre, tags=tags))
+        requests.append(dg.RunRequest(run_key=run_key, partition_key=centre, tags=tags, run_config=IMPORT_RUN_CONFIG))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
 

@@ -19,7 +19,7 @@ from assets.metadata import bar_chart_png, canonical_column_schema, png_markdown
 from assets.partitions import REGISTRY, centre_partitions
 from assets.resources import DropFolder, OutputsFolder, PseudonymKey, WarehouseResource
 from clms_etl.deliveries import latest_delivery, refused_folders
-from clms_etl.centre_import import CentreImport, read_and_validate, write_query_list
+from clms_etl.centre_import import CentreImport, read_and_validate, write_loaded_query_list, write_query_list
 import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 # Transient faults only: bad data never raises (it becomes queries), an unreadable delivery
@@ -236,8 +236,9 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
         # not transient: retrying would refuse again (the warehouse is unchanged)
         raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
     centre_handoff.discard(centre_import.centre)  # loaded: no second copy of the rows
-    # the query list again, now with each problem's status and what this delivery resolved
-    query_list = write_query_list(outputs.root, centre_import, status)
+    # the query list with each problem's status and what this delivery resolved (rewritten only if
+    # that changes the list centre_import wrote)
+    query_list = write_loaded_query_list(outputs.root, centre_import, status)
     # the same delivery loaded, the same data version (as centre_import's)
     return dg.MaterializeResult(data_version=dg.DataVersion(d.sha256), metadata={
         "query_list": dg.MetadataValue.path(str(query_list)),

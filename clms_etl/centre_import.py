@@ -115,3 +115,16 @@ def write_query_list(outputs: Path, imported: CentreImport, status: pl.DataFrame
     written = write_query_workbook(imported.queries, path, imported.centre, status)
     make_private(written)
     return written
+
+
+def write_loaded_query_list(outputs: Path, imported: CentreImport, status: pl.DataFrame) -> Path:
+    """The query list once ``imported`` is loaded (``status``: the centre's ``data_query_status``
+    rows then). Written again only when the statuses change it (an answer, a problem this delivery
+    resolved): otherwise the list :func:`write_query_list` wrote before the load is that very file,
+    and writing it again (a second Excel workbook per import run) would change no byte."""
+    from clms_etl.query_list import status_changes_workbook
+
+    path = query_list_path(outputs, imported.centre, imported.delivery.date)
+    if path.exists() and not status_changes_workbook(imported.queries, imported.centre, status):
+        return path
+    return write_query_list(outputs, imported, status)

@@ -206,8 +206,7 @@ def write_query_workbook(queries: pl.DataFrame, path: Path, centre: str, status:
     status and the centre's earlier answer, and lists the problems this delivery resolved."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = problem_lines(queries.filter(pl.col("centre") == centre))
-    rows = _ordered(_with_status(_with_rule_text(lines), status, centre))
+    rows = workbook_lines(queries, centre, status)
     shown = rows.head(EXCEL_MAX_ROWS - 1)
 
     workbook = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "strings_to_formulas": False,
@@ -245,6 +244,21 @@ def write_query_workbook(queries: pl.DataFrame, path: Path, centre: str, status:
     _summary(workbook, rows.filter(pl.col("status") != RESOLVED), header, wrapped, truncated=rows.height - shown.height)
     workbook.close()
     return path
+
+
+def workbook_lines(queries: pl.DataFrame, centre: str, status: pl.DataFrame | None = None) -> pl.DataFrame:
+    """What :func:`write_query_workbook` writes, in its order: the workbook's bytes depend on
+    these lines alone (fixed creation date), so equal lines mean the same file."""
+    lines = problem_lines(queries.filter(pl.col("centre") == centre))
+    return _ordered(_with_status(_with_rule_text(lines), status, centre)).select([c for _, c, _ in COLUMNS])
+
+
+def status_changes_workbook(queries: pl.DataFrame, centre: str, status: pl.DataFrame) -> bool:
+    """Whether ``status`` (:func:`track` rows) makes ``centre``'s workbook differ from the one written
+    without it: an answer, an answered line, a problem resolved by this delivery. A centre's first
+    delivery, or one that resolved and answered nothing, gives the same workbook, byte for byte."""
+    with_status, without = workbook_lines(queries, centre, status), workbook_lines(queries, centre)
+    return with_status.schema != without.schema or not with_status.equals(without, null_equal=True)
 
 
 def _with_rule_text(lines: pl.DataFrame) -> pl.DataFrame:

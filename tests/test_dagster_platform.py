@@ -308,19 +308,30 @@ import sys
 import dagster as dg
 from assets.definitions import defs
 
-centre, run_id = sys.argv[1:3]
+centre, run_id, how = sys.argv[1:4]
 with dg.DagsterInstance.get() as instance:
-    result = defs.resolve_job_def("import_centre").execute_in_process(
-        partition_key=centre, instance=instance, run_id=run_id, raise_on_error=False,
-        tags={"clms/centre": centre})
+    if how == "execute_in_process":
+        result = defs.resolve_job_def("import_centre").execute_in_process(
+            partition_key=centre, instance=instance, run_id=run_id, raise_on_error=False,
+            tags={"clms/centre": centre})
+    else:  # as a run worker executes a run the drop-folder sensor requested: with its run config
+        from dagster._core.execution.api import execute_run  # what `dagster api execute_run` calls
+        from assets.automation import IMPORT_RUN_CONFIG
+        from tests.test_dagster_platform import import_job_from_env
+        run = instance.create_run_for_job(import_job_from_env(), run_id=run_id, run_config=IMPORT_RUN_CONFIG,
+                                          tags={"clms/centre": centre, "dagster/partition": centre})
+        result = execute_run(dg.reconstructable(import_job_from_env), run, instance)
 sys.exit(0 if result.success else 1)
 """
 
 
 @pytest.mark.slow
-def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop, tmp_path):
+@pytest.mark.parametrize("how", ["execute_in_process", "sensor_run_config"])
+def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop, tmp_path, how):
     """Two runs in two processes against ONE DuckDB file: the `warehouse` pool (limit 1 in the
-    instance's dagster.yaml) lets one load at a time; both land, neither fails.
+    instance's dagster.yaml) lets one load at a time; both land, neither fails. Both ways a run
+    executes its steps in its own process: ``execute_in_process`` (``clms-etl run``) and the run
+    config the drop-folder sensor gives the night's imports (in-process executor, launched runs).
 
     To make the contention certain rather than a matter of timing, the test holds the pool's only
     slot until both runs are waiting on it (as if a third load were in progress), then frees it.
@@ -334,7 +345,7 @@ def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop,
         storage.initialize_concurrency_limit_to_default(POOL)
         assert storage.get_concurrency_info(POOL).slot_count == 1  # deploy/dagster.local.yaml
         assert storage.claim_concurrency_slot(POOL, *holder, 0).is_claimed
-        procs = {c: subprocess.Popen([sys.executable, "-c", RUN_ONE_CENTRE, c, run_id], cwd=ROOT, env=env,
+        procs = {c: subprocess.Popen([sys.executable, "-c", RUN_ONE_CENTRE, c, run_id, how], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
                  for c, run_id in runs.items()}
         try:
@@ -361,6 +372,9 @@ def test_two_centres_launched_together_both_land_one_writer_at_a_time(twin_drop,
         for centre, p in procs.items():
             assert p.returncode == 0, f"{centre}: {outcomes[centre][1][-3000:]}"
             assert instance.get_run_by_id(runs[centre]).status == dg.DagsterRunStatus.SUCCESS
+        step_pids = {e.dagster_event.pid for r in runs.values() for e in instance.all_logs(r)
+                     if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_START"}
+        assert step_pids == {p.pid for p in procs.values()}  # each run's steps in its own process
         first, second = sorted(step_interval(instance, r, "centre_warehouse") for r in runs.values())
         assert first[1] <= second[0], "the two warehouse loads overlapped"
         assert storage.get_concurrency_info(POOL).claimed_slots == []  # nothing left holding the pool

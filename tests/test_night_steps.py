@@ -1,8 +1,11 @@
 """Issue #14: what an import run's steps cost besides their own work.
 
-Each step of a run forks from a forkserver that imported the code location and the job's preload
-list once (assets/automation.py ``warm_executor``). A module a step imports on first use is
-imported again by every forked step of every run: the preload list must hold them all.
+The night's import runs (requested by the drop-folder sensor) execute their steps in the run's own
+process: one interpreter per run, not a run worker plus a forkserver both importing the code location.
+An import run launched with the default config (the UI, a backfill) still forks each step from a
+forkserver that imported the code location and the job's preload list once (assets/automation.py
+``warm_executor``). A module a step imports on first use is imported again by every forked step of
+every such run: the preload list must hold them all.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import subprocess
 import dagster as dg
 import pytest
 
-from assets.automation import warm_executor
-from tests.test_dagster_platform import BIN, ROOT, clms_env, dagster_home
+from assets.automation import IMPORT_RUN_CONFIG, drop_folder_sensor, warm_executor
+from assets.resources import DropFolder
+from tests.test_dagster_platform import BIN, ROOT, clms_env, dagster_home, import_job_from_env
 
 pytestmark = pytest.mark.slow
 
@@ -79,3 +83,24 @@ def test_a_run_with_nothing_to_do_runs_its_steps_in_its_own_process(tmp_path, mo
             assert any(m.startswith("Executing steps in process") for m in messages), messages
             assert not any("multiprocess executor" in m for m in messages)
             assert result.output_for_node("_step_pid") == os.getpid()
+
+
+def test_the_nights_import_runs_execute_their_steps_in_the_run_process(twin_drop, tmp_path, monkeypatch):
+    """Every run the drop-folder sensor requests carries the in-process run config, and a run
+    executed with it runs each of its steps in the run's process: no forkserver, no step process."""
+    requested = drop_folder_sensor(dg.build_sensor_context(resources={"drop_folder": DropFolder(path=str(twin_drop))}))
+    assert requested.run_requests
+    assert all(r.run_config == IMPORT_RUN_CONFIG for r in requested.run_requests)
+    for name in ("CLMS_INCOMING", "CLMS_OUTPUTS", "CLMS_WAREHOUSE_URL", "CLMS_HANDOFF"):  # the job's resources
+        monkeypatch.setenv(name, clms_env(tmp_path, twin_drop)[name])
+    monkeypatch.delenv("CLMS_DEPLOYMENT", raising=False)
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
+        request = next(r for r in requested.run_requests if r.partition_key == "lyon")
+        with dg.execute_job(dg.reconstructable(import_job_from_env), instance=instance, run_config=request.run_config,
+                            tags={**request.tags, "dagster/partition": request.partition_key}) as result:
+            assert result.success
+            steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
+            assert "centre_warehouse" in steps
+            assert set(steps.values()) == {os.getpid()}
+            messages = [e.message or "" for e in instance.all_logs(result.run_id)]
+            assert not any("multiprocess executor" in m for m in messages)

@@ -1,6 +1,14 @@
 """The night as production runs it: the Dagster daemon, the queued run coordinator, PostgreSQL for
 Dagster's storage AND the warehouse, the production resources (``CLMS_DEPLOYMENT=production``),
-each run launched in its own process and its steps on the multiprocess executor.
+each run launched in its own process.
+
+The executors are production's: the refresh of a night with loads runs its steps on the multiprocess
+executor (parallel analyses); each import run the sensor requests runs its steps in the run's own
+process (``assets.automation.IMPORT_RUN_CONFIG``). An import's steps are a chain, so step processes
+bought it no parallelism and cost it a second interpreter importing the code location per run, the
+bulk of a 40-centre night (bench/README.md, "One interpreter per import run"); the in-process
+executor claims the ``warehouse`` pool's slots like the multiprocess one, so concurrent imports'
+loads still queue there (tests/test_dagster_platform.py, two centres launched together).
 
 Nothing is executed in the test's process: the daemon's ``drop_folder_sensor`` requests one import
 run per centre that delivered, the queued coordinator launches them together (reads in parallel,
@@ -89,7 +97,9 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
             assert run.tags.get("dagster/sensor_name") == "drop_folder_sensor"
             assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING"} <= events.keys(), events
             assert events["PIPELINE_ENQUEUED"] < events["PIPELINE_STARTING"]
-            assert any("multiprocess executor" in (e.message or "") for e in instance.all_logs(run.run_id))
+            messages = [e.message or "" for e in instance.all_logs(run.run_id)]
+            assert any(m.startswith("Executing steps in process") for m in messages), messages
+            assert not any("multiprocess executor" in m for m in messages)
             spans.append((events["PIPELINE_START"], events["PIPELINE_SUCCESS"]))
         spans.sort()
         # launched together, not one after another: some two runs were in progress at once
@@ -99,6 +109,7 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
         (refresh,) = night.wait_for_runs(instance, "nightly_refresh", 1)
         assert refresh.status == dg.DagsterRunStatus.SUCCESS, failures(instance, refresh.run_id)
         assert "PIPELINE_ENQUEUED" in run_events(instance, refresh.run_id)
+        assert any("multiprocess executor" in (e.message or "") for e in instance.all_logs(refresh.run_id))
         materialised = {e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(refresh.run_id)
                         if e.dagster_event is not None and e.dagster_event.is_step_materialization}
         assert NIGHTLY_ASSETS <= materialised

@@ -127,6 +127,39 @@ def test_the_workbook_lists_what_the_new_delivery_resolved(tmp_path):
         ("Marge invraisemblable", "ouverte"), ("Date illisible", "résolue depuis la dernière livraison")]
 
 
+def test_the_list_after_the_load_is_the_workbook_with_its_statuses_written_again_only_when_they_change_it(
+        tmp_path, monkeypatch):
+    """An import run writes the list before its load (the list of a delivery that never loads),
+    then, once loaded, the list with each line's status: that final file is byte for byte the
+    workbook written with the statuses, as when it was always written twice; the second write
+    happens only when the statuses change it (a first delivery's lines are all open)."""
+    from types import SimpleNamespace
+
+    import clms_etl.query_list as query_list
+    from clms_etl.centre_import import write_loaded_query_list, write_query_list
+
+    writes = []
+    monkeypatch.setattr(query_list, "write_query_workbook",
+                        lambda *a, real=write_query_workbook: writes.append(a[1]) or real(*a))
+    margin = ("lyon", DAY1, 4, "P1", "MARGE", "12", "margin_out_of_range", "error")
+    date = ("lyon", DAY1, 5, "P2", "DATE", "31/02", "unparseable_date", "error")
+    day1 = _queries(margin, date)
+    day2 = _queries(("lyon", DAY2, *margin[2:]))  # the date fixed, the margin answered
+    answers = pl.DataFrame({"query_id": [query_ids(day1)[0]], "answer": ["12 mm, vérifié"]})
+    status1 = track(None, day1, "lyon", DAY1)
+    for day, queries, status, rewritten in [(DAY1, day1, status1, False),
+                                            (DAY2, day2, track(status1, day2, "lyon", DAY2, answers), True)]:
+        imported = SimpleNamespace(centre="lyon", delivery=SimpleNamespace(date=day), queries=queries)
+        writes.clear()
+        before_load = write_query_list(tmp_path / "outputs", imported)
+        final = write_loaded_query_list(tmp_path / "outputs", imported, status)
+        assert final == before_load
+        assert len(writes) == 1 + rewritten
+        expected = write_query_workbook(queries, tmp_path / f"twice_{day}.xlsx", "lyon", status)
+        assert final.read_bytes() == expected.read_bytes()
+    assert [m["Statut"] for m in _lines(final)] == ["répondue", "résolue depuis la dernière livraison"]
+
+
 def test_the_answers_typed_in_a_returned_workbook_are_read_back(tmp_path):
     queries = _queries(("lyon", DAY1, 4, "P1", "MARGE", "12", "margin_out_of_range", "error"))
     folder = tmp_path / "lyon" / DAY2.isoformat()

@@ -64,6 +64,9 @@ from clms_etl.warehouse import analytics, genes, schema
 
 COPY_CHUNK_ROWS = 250_000
 _STAGING = "_clms_staging"
+# fingerprint -> SHA-256 of the key that matched it: true for the life of the process (a fingerprint
+# names one key), whichever Warehouse object checked it
+_VERIFIED_KEYS: dict[str, bytes] = {}
 
 
 class DeliveryRefused(Exception):
@@ -179,7 +182,6 @@ class Warehouse:
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
         self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         self._schema_ready = False
-        self._verified_keys: dict[str, bytes] = {}  # fingerprint -> SHA-256 of the key that matched it
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -476,12 +478,13 @@ class Warehouse:
         return keys.key_id(stored)
 
     def _matches(self, key: bytes, stored: str) -> bool:
-        # scrypt is slow on purpose: remember the keys already verified by this object
-        if stored not in self._verified_keys:
+        # scrypt is slow on purpose: remember the keys already verified in this process (an import
+        # run's shrinkage guard and its load open two Warehouse objects: one scrypt, not two)
+        if stored not in _VERIFIED_KEYS:
             if not keys.matches(key, stored):
                 return False
-            self._verified_keys[stored] = hashlib.sha256(key).digest()
-        return hmac.compare_digest(self._verified_keys[stored], hashlib.sha256(key).digest())
+            _VERIFIED_KEYS[stored] = hashlib.sha256(key).digest()
+        return hmac.compare_digest(_VERIFIED_KEYS[stored], hashlib.sha256(key).digest())
 
     def adopt_key(self, key: bytes, run_id: str = "cli", run_user: str | None = None) -> str:
         """Record the fingerprint of ``key`` for a warehouse that has none (built before fingerprints):
@@ -575,7 +578,6 @@ class Warehouse:
             detail = (f"re-keyed from key {keys.key_id(stored)} to {key_id}: "
                       + ", ".join(f"{name} {n}" for name, n in changed.items() if n))
             _audit(tx, "rekey", run_id, run_user, key_id, detail, _current_deliveries(tx))
-        self._verified_keys.clear()
         return RekeyReport(keys.key_id(stored), key_id, {k: v for k, v in changed.items() if v}, detail)
 
     # -- helpers ------------------------------------------------------------------------------

@@ -108,6 +108,24 @@ def test_the_first_load_records_the_fingerprint_and_the_key_stays_secret(tmp_pat
     assert TEST_KEY not in raw and TEST_KEY.hex().encode() not in raw
 
 
+def test_the_key_is_checked_against_the_fingerprint_once_per_process_not_once_per_warehouse_object(
+        tmp_path, monkeypatch):
+    """An import run's shrinkage guard and its load each open the warehouse: one scrypt for both.
+    Another key is still refused (what is remembered is the key that matched, not "checked")."""
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    with Warehouse(url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path, sources=("nice",))
+    scrypts = []
+    monkeypatch.setattr(keys, "matches", lambda key, stored, real=keys.matches: scrypts.append(key) or real(key, stored))
+    for _ in range(2):  # as the guard, then the load: two Warehouse objects
+        with Warehouse(url) as wh:
+            wh.check_key(TEST_KEY, "nice")
+    assert len(scrypts) <= 1
+    with Warehouse(url) as wh, pytest.raises(KeyMismatch):
+        wh.check_key(OTHER_KEY, "nice")
+
+
 def test_a_warehouse_loaded_before_fingerprints_must_adopt_its_key(tmp_path):
     with Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}") as wh:
         wh.create()

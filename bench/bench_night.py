@@ -6,8 +6,8 @@
 The Dagster daemon with the queued run coordinator (``deploy/dagster.local.yaml`` on DuckDB,
 ``deploy/dagster.production.yaml`` on PostgreSQL, where Dagster's own storage is PostgreSQL too):
 the drop-folder sensor queues one import per centre, the coordinator launches them together
-(each run in its own process, its steps on the multiprocess executor, loads through the
-``warehouse`` pool), then ``dagster job launch`` queues ``nightly_refresh`` (what the 02:00
+(each run in its own process and its steps in that process, loads through the ``warehouse``
+pool), then ``dagster job launch`` queues ``nightly_refresh`` (what the 02:00
 schedule does). Printed: wall time of the imports and of the refresh, the peak RSS of every
 process of the night (read from ``/proc/<pid>/status`` ``VmHWM`` while it runs: Linux only),
 and each step's duration summed over runs. ``--again`` runs the same night a second time on the
@@ -300,12 +300,14 @@ def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, 
     cpu_before = watch.cpu_total_s()
     imports = run.wait_for_runs(instance, "import_centre", imports_expected, since=start)
     imported = time.time()
+    time.sleep(2 * watch.interval_s)  # the import runs' last poll: their CPU, apart from the refresh's
+    imports_cpu = watch.cpu_total_s() - cpu_before
     run.launch_refresh()
     (refresh,) = run.wait_for_runs(instance, "nightly_refresh", 1, since=imported)
     done = time.time()
     time.sleep(2 * watch.interval_s)  # the watch's last poll of the processes still there
     return {"imports_s": imported - start, "refresh_s": done - imported, "wall_s": done - start,
-            "cpu_s": watch.cpu_total_s() - cpu_before,
+            "cpu_s": watch.cpu_total_s() - cpu_before, "imports_cpu_s": imports_cpu,
             "import_runs": len(imports), "refresh": refresh.status.value,
             "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
             "steps_s": step_durations(instance, [*imports, refresh])}
@@ -353,7 +355,8 @@ def _print(figures: dict, patients: int) -> None:
         if label not in figures:
             continue
         f = figures[label]
-        print(f"  {label:<16} wall {f['wall_s']:7.1f} s, CPU {f['cpu_s']:7.1f} s of all its processes  (imports {f['imports_s']:.1f} s, refresh "
+        print(f"  {label:<16} wall {f['wall_s']:7.1f} s, CPU {f['cpu_s']:7.1f} s of all its processes  (imports {f['imports_s']:.1f} s / "
+              f"{f['imports_cpu_s']:.1f} CPU-s, refresh "
               f"{f['refresh_s']:.1f} s; {f['import_runs']} import runs, failed {f['failed_imports'] or 'none'}, "
               f"refresh {f['refresh']})")
         if patients and label == "night":

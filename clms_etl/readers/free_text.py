@@ -167,12 +167,15 @@ def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     key = (id(c), m.group(1), (sample := _SHAPES[m.group(2).count("/")]), m.group(3))
     if key not in _USUAL_READ:  # (the column kept with its result: an id is not reused while it lives)
         events, issues = read_note(c, f"{m.group(1)}{sample}{m.group(3) or ''}")
+        # "RL mars 2007": the date read_note reads is the month's ("mars 2007"), not the year's
+        month = (mm := _TRAILING_MONTH.search(fold(m.group(1)))) and sample == "2000" and mm.group(1) in FRENCH_MONTHS \
+            and f"{mm.group(1)} "
         same = all(i.rule == "partial_date_imputed" for i in issues) and events and {e.date for e in events} == {
-            parse_date(sample, c.name)[0]}
-        _USUAL_READ[key] = (c, events if same else None)
+            parse_date(f"{month or ''}{sample}", c.name)[0]}
+        _USUAL_READ[key] = (c, events if same else None, month or "")
     if _USUAL_READ[key][1] is None:
         return read_note(c, note)
-    date, problems = parse_date(m.group(2), c.name)
+    date, problems = parse_date(f"{_USUAL_READ[key][2]}{m.group(2)}", c.name)
     return [e._replace(date=date) for e in _USUAL_READ[key][1]], [
         i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
 

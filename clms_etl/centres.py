@@ -7,6 +7,7 @@ read by its module ``clms_etl.readers.<format>``."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import tomllib
 from dataclasses import dataclass
@@ -27,14 +28,20 @@ class Centre:
         """What reads this centre's deliveries (it exposes ``read(ctx)``): the engine on the
         format's declaration, or the module ``clms_etl.readers.<format>``."""
         if self.declaration is not None:
-            from clms_etl.readers import declaration, engine
-
-            adapter = tomllib.loads(self.declaration.read_text("utf-8")).get("adapter")
-            if adapter:  # what is not tabular (REDCap's dictionary and instruments): an adapter on the engine
-                return importlib.import_module(f"clms_etl.readers.{adapter}").Reader(self.declaration)
-
-            return engine.DeclaredReader(declaration.load(self.declaration))
+            stat = self.declaration.stat()
+            return _declared_reader(self.declaration, (stat.st_size, stat.st_mtime_ns))
         return importlib.import_module(f"clms_etl.readers.{self.format}")
+
+
+@functools.lru_cache(maxsize=64)
+def _declared_reader(path: Path, _stamp: tuple[int, int]):
+    """The reader of a format file, once per file version (parsing it cost 25 ms a read)."""
+    from clms_etl.readers import declaration, engine
+
+    adapter = tomllib.loads(path.read_text("utf-8")).get("adapter")
+    if adapter:  # what is not tabular (REDCap's dictionary and instruments): an adapter on the engine
+        return importlib.import_module(f"clms_etl.readers.{adapter}").Reader(path)
+    return engine.DeclaredReader(declaration.load(path))
 
 
 def centre_names(drop_folder: Path | None = None) -> tuple[str, ...]:

@@ -286,6 +286,7 @@ def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[Che
     schema.get_backend(frame)  # registers pandera's polars backends and built-in checks, as validate() does
     verdicts: dict[CheckKey, bool] = {}
     pending: dict[CheckKey, pl.LazyFrame] = {}
+    selected: dict[CheckKey, tuple[pl.Expr, pl.Expr]] = {}  # checks that select one expression: one query
     try:
         for key, where, check in keyed:
             if check.groupby is not None:
@@ -297,18 +298,49 @@ def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[Che
             backend = check.get_backend(lf)(check)
             if not isinstance(backend, PolarsCheckBackend):  # another pandera backend: its own semantics
                 return None
-            out = backend.apply(PolarsData(lf, key))
+            if (out := _selected(backend, key)) is None:
+                out = backend.apply(PolarsData(lf, key))
             if isinstance(out, bool):
                 verdicts[where] = out
                 continue
-            ok = pl.col(CHECK_OUTPUT_KEY)  # as PolarsCheckBackend.postprocess_lazyframe_output
-            ok = (ok | ok.is_null()) if check.ignore_na else ok.fill_null(False)
-            pending[where] = out.select(ok.all().alias(f"check_{len(pending)}"))
-        if pending:
-            verdicts.update(zip(pending, pl.concat(list(pending.values()), how="horizontal").collect().row(0)))
+            name = CHECK_OUTPUT_KEY if isinstance(out, pl.LazyFrame) else f"selected_{len(selected)}"
+            ok = pl.col(name)  # as PolarsCheckBackend.postprocess_lazyframe_output
+            ok = ((ok | ok.is_null()) if check.ignore_na else ok.fill_null(False)).all()
+            if isinstance(out, pl.Expr):
+                selected[where] = (out.alias(name), ok.alias(name))
+            else:
+                pending[where] = out.select(ok.alias(f"check_{len(pending)}"))
+        # the selected checks in one query: each check's column once, then each column's verdict
+        parts = [lf.select([e for e, _ in selected.values()]).select([ok for _, ok in selected.values()])] \
+            if selected else []
+        if parts or pending:
+            verdicts.update(zip([*selected, *pending], pl.concat([*parts, *pending.values()], how="horizontal")
+                                .collect().row(0)))
     except Exception:  # a check that cannot run here: pandera runs and reports it
         return None
     return {where: bool(verdicts[where]) for _, where, _ in keyed}
+
+
+class _OneSelect:
+    """Stands for the frame a check is given: a check that only selects one expression of it
+    (``data.lazyframe.select(expr)``, as the canonical and pandera's built-in checks do) hands
+    over that expression, and all such checks run in one ``select`` instead of a query each."""
+
+    def select(self, *exprs, **named):
+        if len(exprs) != 1 or named or not isinstance(exprs[0], pl.Expr):
+            raise TypeError("not one expression")
+        return exprs[0]
+
+
+def _selected(backend: PolarsCheckBackend, key: str | None) -> pl.Expr | None:
+    """The one expression ``backend``'s check selects, or None (then it runs as pandera runs it)."""
+    if backend.check.element_wise:
+        return None
+    try:
+        out = backend.check_fn(PolarsData(_OneSelect(), key))
+    except Exception:  # it does more with the frame than one select
+        return None
+    return out if isinstance(out, pl.Expr) and not out.meta.has_multiple_outputs() else None  # (pandera folds those)
 
 
 def _failing_only(schema: pa.DataFrameSchema, failing: list[CheckKey]) -> pa.DataFrameSchema:

@@ -129,3 +129,21 @@ def test_raw_cells_of_a_workbook_and_a_text_file(tmp_path):
     got = raw_cells(tmp_path, wanted).sort("file", "row", "field")
     assert got.rows() == [("book.xlsx", "Patients", 3, "Marge", "20,5"), ("book.xlsx", "Patients", 4, "Date", "03/01/2010"),
                           ("data.csv", None, 3, "Marge", "20,5")]
+
+
+MONTHS = ["janvier", "février", "fevrier", "mars", "avr.", "mai", "juin", "août", "aout", "décembre", "dec", "x"]
+
+
+@pytest.mark.parametrize("head", ["RL", "récidive locale", "récidive", "métastase osseuse", "métastases foie et os",
+                                  "DCD", "décès", "n'importe quoi", ""])
+@pytest.mark.parametrize("paren", ["", " (cLMS)", " (autre cause)", " (reprise)", " ()"])
+def test_notes_read_once_per_shape_equal_each_note_read_alone(head, paren):
+    """free_text.parse_note reads a note's words once per shape ("RL mars <year>" included: the
+    date is then the month's) and must give what read_note gives for every note on its own."""
+    from clms_etl.readers import declaration, free_text
+
+    notes_column = declaration.load(declaration.find("nimes")).column("event.notes")
+    for month in MONTHS:
+        for date in ("2007", "1899", "2101", "0000", "9/2007", "13/2007", "15/03/2007", "31/02/2016"):
+            note = f"{head} {month} {date}{paren}".strip()
+            assert free_text.parse_note(notes_column, note) == free_text.read_note(notes_column, note), note

@@ -583,3 +583,35 @@ def test_structural_failure_still_goes_through_pandera():
     frame = _contexts(clean_rows())["surgery"].with_columns(pl.col("ctx_death_count").cast(pl.Int64))
     assert not _passes(SCHEMAS["surgery"], frame)
     assert _pandera_cases("surgery", frame) is not None
+
+
+def test_checks_that_do_more_than_one_select_are_judged_as_pandera_judges_them():
+    """The shortcut runs the checks that select one expression in one query; any other check
+    (two selects, a frame-wide check, an element-wise one) keeps pandera's own evaluation."""
+    import pandera.polars as pa
+
+    from clms_etl.validate import _check_verdicts, schema_failure_cases
+
+    frame = pl.DataFrame({"a": [1, 2, None, 4], "b": [1, 5, 3, None]})
+    checks = {
+        "one_select": pa.Check(lambda d: d.lazyframe.select(pl.col("a") <= pl.col("b")), error="one_select"),
+        "two_selects": pa.Check(lambda d: d.lazyframe.with_columns(c=pl.col("b") * 2).select(pl.col("c") > pl.col("a")),
+                                error="two_selects"),
+        "many_columns": pa.Check(lambda d: d.lazyframe.select(pl.col("a", "b") < 5), error="many_columns"),
+        "element_wise": pa.Check(lambda v: v != 3, element_wise=True, error="element_wise"),
+        "builtin": pa.Check.le(3),
+    }
+    schema = pa.DataFrameSchema({"a": pa.Column(pl.Int64, nullable=True, checks=[checks["element_wise"], checks["builtin"]]),
+                                 "b": pa.Column(pl.Int64, nullable=True)},
+                                checks=[checks["one_select"], checks["two_selects"], checks["many_columns"]])
+    from pandera.errors import SchemaErrors
+
+    with pytest.raises(SchemaErrors) as pandera_s:
+        schema.validate(frame, lazy=True)
+    failing = set(pandera_s.value.failure_cases["check"].to_list())
+    verdicts = _check_verdicts(schema, frame)
+    assert verdicts == {(None, 0): "one_select" not in failing, (None, 1): "two_selects" not in failing,
+                        (None, 2): "many_columns" not in failing, ("a", 0): "element_wise" not in failing,
+                        ("a", 1): "less_than_or_equal_to(3)" not in failing}
+    assert not all(verdicts.values())
+    assert schema_failure_cases(schema, frame).equals(pandera_s.value.failure_cases)

@@ -162,19 +162,27 @@ _SHAPES, _USUAL_READ = ("2000", "6/2000", "15/06/2000"), {}
 
 def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it)."""
-    if not (m := _USUAL.fullmatch(note.strip())):
+    if (usual := _usual(c, note)) is None:
         return read_note(c, note)
+    date, problems = parse_date(usual[1], c.name)
+    return [e._replace(date=date) for e in usual[0]], [
+        i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
+
+
+def _usual(c, note: str) -> tuple[list[NoteEvent], str] | None:
+    """(the events of the note's words, its date's text) of a usual note; None: read it alone."""
+    if not (m := _USUAL.fullmatch(note.strip())):
+        return None
     key = (id(c), m.group(1), (sample := _SHAPES[m.group(2).count("/")]), m.group(3))
     if key not in _USUAL_READ:  # (the column kept with its result: an id is not reused while it lives)
         events, issues = read_note(c, f"{m.group(1)}{sample}{m.group(3) or ''}")
+        # "RL mars 2007": the date read_note reads is the month's ("mars 2007"), not the year's
+        month = (mm := _TRAILING_MONTH.search(fold(m.group(1)))) and sample == "2000" and mm.group(1) in FRENCH_MONTHS \
+            and f"{mm.group(1)} "
         same = all(i.rule == "partial_date_imputed" for i in issues) and events and {e.date for e in events} == {
-            parse_date(sample, c.name)[0]}
-        _USUAL_READ[key] = (c, events if same else None)
-    if _USUAL_READ[key][1] is None:
-        return read_note(c, note)
-    date, problems = parse_date(m.group(2), c.name)
-    return [e._replace(date=date) for e in _USUAL_READ[key][1]], [
-        i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
+            parse_date(f"{month or ''}{sample}", c.name)[0]}
+        _USUAL_READ[key] = (c, events if same else None, month or "")
+    return None if _USUAL_READ[key][1] is None else (_USUAL_READ[key][1], f"{_USUAL_READ[key][2]}{m.group(2)}")
 
 
 def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
@@ -232,13 +240,7 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
     split = (frame.select("i", "_text").explode("_text").with_columns(pl.int_range(pl.len()).over("i").alias("_note"),
                                                                        pl.col("_text").str.strip_chars())
              .filter(pl.col("_text").is_not_null() & (pl.col("_text") != "")))
-    unique = split["_text"].unique(maintain_order=True).to_list()
-    parsed = [parse_note(notes, t) for t in unique]
-    schema = {"_text": pl.String, "_k": pl.Int32, "event_kind": pl.String, "event_date": pl.Date, "event_date_precision":
-              pl.String, "metastasis_site": pl.String, "death_cause": pl.String, "treatment": pl.String}
-    mapping = pl.DataFrame([(t, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
-                             e.death_cause, e.treatment) for t, (evs, _) in zip(unique, parsed) for k, e in enumerate(evs)],
-                           schema=schema, orient="row")
+    mapping, issues = _notes(notes, split["_text"].unique(maintain_order=True).to_list())
     noted = split.join(mapping, on="_text", how="inner")
     deaths = noted.filter(pl.col("event_kind") == "death").group_by("i").agg(
         pl.len().alias("_deaths"), pl.col("event_date").sort_by("_note").first().alias("_death_date"))
@@ -257,8 +259,6 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
                                        .then(pl.lit("last_news")).otherwise(pl.col("event_no").cast(pl.String))).alias("row_id"),
                          pl.lit(cols.layout.name).alias("source_file")))
     # a note's issues point at its first event row, or at the patient row when it gave none
-    issues = pl.DataFrame([(t, i.rule, i.message) for t, (_, found) in zip(unique, parsed) for i in found],
-                          schema={"_text": pl.String, "rule": pl.String, "message": pl.String}, orient="row")
     first = out.filter(pl.col("_k") == 0).select("i", "_note", "row_id")
     hits = split.join(issues, on="_text", maintain_order="left_right").join(first, on=["i", "_note"], how="left",
                                                                              maintain_order="left")
@@ -269,3 +269,35 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
         cols.cells(i, "patient").error(cols.header[news_col.key], cols.raw[news_col.key][i], "last_news_of_dead_patient",
                                        "Patient décédé: les dernières nouvelles devraient être la date du décès.")
     return model.conform("event", out), status["vital_status"]
+
+
+def _notes(c, unique: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(event rows, issues) of each distinct note, as :func:`parse_note` reads it, built by joins:
+    a usual note's events are its words' (read once) with its date's (parsed once per date)."""
+    usual = [_usual(c, t) for t in unique]
+    alone = [(t, read_note(c, t)) for t, u in zip(unique, usual) if u is None]
+    words = {id(u[0]): u[0] for u in usual if u is not None}  # (the events of one words' reading)
+    notes = pl.DataFrame([(t, t.strip(), id(u[0]), u[1]) for t, u in zip(unique, usual) if u is not None],
+                         schema={"_text": pl.String, "_note": pl.String, "_w": pl.Int64, "_d": pl.String}, orient="row")
+    dates = {d: parse_date(d, c.name) for d in notes["_d"].unique().to_list()}
+    schema = {"_text": pl.String, "_k": pl.Int32, "event_kind": pl.String, "event_date": pl.Date, "event_date_precision":
+              pl.String, "metastasis_site": pl.String, "death_cause": pl.String, "treatment": pl.String}
+    usual_events = pl.DataFrame([(w, k, e.kind, e.metastasis_site, e.death_cause, e.treatment)
+                                 for w, evs in words.items() for k, e in enumerate(evs)],
+                                schema={"_w": pl.Int64, **{k: schema[k] for k in ("_k", "event_kind", "metastasis_site",
+                                                                                  "death_cause", "treatment")}}, orient="row")
+    usual_dates = pl.DataFrame([(d, p and p.value, p and p.precision) for d, (p, _) in dates.items()],
+                               schema={"_d": pl.String, "event_date": pl.Date, "event_date_precision": pl.String}, orient="row")
+    mapping = pl.concat([
+        notes.join(usual_events, on="_w").join(usual_dates, on="_d", how="left").select(list(schema)),
+        pl.DataFrame([(t, k, e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
+                       e.death_cause, e.treatment) for t, (evs, _) in alone for k, e in enumerate(evs)],
+                     schema=schema, orient="row")])
+    issue = {"_text": pl.String, "rule": pl.String, "message": pl.String}
+    date_issues = pl.DataFrame([(d, i.rule, i.message) for d, (_, found) in dates.items() for i in found],
+                               schema={"_d": pl.String, "rule": pl.String, "message": pl.String}, orient="row")
+    issues = pl.concat([  # (a date's issue quotes the note: as parse_note words it)
+        notes.join(date_issues, on="_d", maintain_order="left_right").select(
+            "_text", "rule", pl.concat_str(pl.col("message").str.head(-1), pl.lit(": « "), "_note", pl.lit(" »."))),
+        pl.DataFrame([(t, i.rule, i.message) for t, (_, found) in alone for i in found], schema=issue, orient="row")])
+    return mapping, issues

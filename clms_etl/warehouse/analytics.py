@@ -442,6 +442,24 @@ def statements(schema: str = ANALYTICS_SCHEMA) -> list[str]:
     return out
 
 
+def duckdb_views_current(conn: sa.Connection) -> bool:
+    """On DuckDB: whether the ``analytics`` views are the code's — the same SQL as DuckDB renders it
+    (``json_deserialize_sql(json_serialize_sql(...))`` is the rendering ``CREATE VIEW`` stores) and
+    the same comments. Every step of the night opens the warehouse: recreating unchanged views
+    took a write transaction each time."""
+    stored = {name: (sql, comment) for name, sql, comment in conn.exec_driver_sql(
+        "SELECT view_name, sql, comment FROM duckdb_views() WHERE schema_name = ?", (ANALYTICS_SCHEMA,))}
+    comments = {(view, column): comment for view, column, comment in conn.exec_driver_sql(
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = ?", (ANALYTICS_SCHEMA,))}
+    for v in VIEWS:
+        rendered = conn.exec_driver_sql("SELECT json_deserialize_sql(json_serialize_sql(?))", (v.sql.strip(),)).scalar()
+        if stored.get(v.name) != (f"CREATE VIEW {v.qualified} AS {rendered};", v.description):
+            return False
+        if {c: comments.get((v.name, c)) for c, _ in v.columns} != dict(v.columns):
+            return False
+    return True
+
+
 def create_analytics(bind: sa.Engine | sa.Connection) -> None:
     """(Re)create the ``analytics`` views with their comments, in one transaction."""
     if isinstance(bind, sa.Engine):

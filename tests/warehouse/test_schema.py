@@ -69,6 +69,40 @@ def test_a_schema_out_of_date_is_named(tmp_path):
             wh.check_schema()
 
 
+def test_opening_a_current_duckdb_warehouse_leaves_its_views_in_place(tmp_path, monkeypatch):
+    # every step of the night opens the warehouse: unchanged views are not dropped and recreated
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.create()
+    recreated = []
+    monkeypatch.setattr(analytics, "create_analytics", recreated.append)
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.ensure_schema()
+    assert recreated == []
+
+
+@pytest.mark.parametrize("change", ["sql", "description", "column comment"])
+def test_duckdb_views_that_differ_from_the_code_are_recreated(tmp_path, monkeypatch, change):
+    import dataclasses
+
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.create()
+    view = analytics.VIEWS_BY_NAME["delivery_status"]
+    if change == "sql":
+        changed = dataclasses.replace(view, sql=view.sql.replace("WHERE d.is_current", "WHERE d.is_current AND TRUE"))
+    elif change == "description":
+        changed = dataclasses.replace(view, description=view.description + " Changed.")
+    else:
+        changed = dataclasses.replace(view, columns=((view.columns[0][0], "Changed."), *view.columns[1:]))
+    monkeypatch.setattr(analytics, "VIEWS", tuple(changed if v.name == view.name else v for v in analytics.VIEWS))
+    with Warehouse(f"duckdb:///{tmp_path / 'w.duckdb'}") as wh:
+        wh.ensure_schema()
+        with wh.engine.connect() as conn:
+            assert analytics.duckdb_views_current(conn)
+        stored = wh.read_sql("SELECT sql, comment FROM duckdb_views() WHERE view_name = 'delivery_status'").row(0)
+    assert ("AND true" in stored[0].replace("TRUE", "true")) == (change == "sql")
+    assert stored[1].endswith("Changed.") == (change == "description")
+
+
 def _views(url: str) -> dict[str, str]:
     libpq = "postgresql://" + url.split("://", 1)[1]
     with psycopg.connect(libpq) as conn:

@@ -32,12 +32,12 @@ from clms_etl.keys import pseudonym
 
 
 class ImportFailure(Exception):
-    """The delivery cannot be imported at all; the previous import stays in place."""
+    """The delivery cannot be imported at all; the previous import stays in place. ``rule``: the
+    data query it becomes where an adapter refuses one file of a delivery, not all of it."""
 
-    def __init__(self, message: str, file: str | None = None, column: str | None = None):
+    def __init__(self, message: str, file: str | None = None, column: str | None = None, rule: str | None = None):
         super().__init__(message)
-        self.file = file
-        self.column = column
+        self.file, self.column, self.rule = file, column, rule
 
 
 @dataclass

@@ -111,24 +111,29 @@ def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
 # control bytes that never occur in a text file (tab, line feed … carriage return do)
 _CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)
 _CP1252_SPECIFIC = bytes(range(0x80, 0xA0))  # where cp1252 and latin-1 differ
+# a zip (xlsx), a PDF, an OLE (xls) document, gzip, bzip2: never a text export
+_BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b", b"BZh")
+STOP = "; import de ce centre arrêté."
 
 
-def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
-    """Bytes -> text in the declared encoding; UTF-8/UTF-16 (with a warning) when saved so."""
+def decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes, stop: str = STOP) -> str:
+    """Bytes -> text in the declared encoding; UTF-8/UTF-16 (with a warning) when saved so. A file
+    that is no text raises :class:`ImportFailure` with its ``rule`` (``empty_file``, ``binary_file``);
+    ``stop`` ends its message (an adapter refusing one file, not the delivery, says so)."""
     name = layout.name
     if not data or (len(data) < 4096 and not data.strip()):
-        raise ImportFailure(f"{name}: fichier vide; import de ce centre arrêté.", name)
+        raise ImportFailure(f"{name}: fichier vide{stop}", name, rule="empty_file")
     utf8 = layout.encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         _wrong_encoding(ctx, layout, "UTF-16")
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise ImportFailure(f"{name}: fichier UTF-16 illisible; import de ce centre arrêté.", name) from exc
+            raise ImportFailure(f"{name}: fichier UTF-16 illisible{stop}", name, rule="binary_file") from exc
     head = data[:65536]
-    if (b"\x00" in head or head.startswith((b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0"))
+    if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
             or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
-        raise ImportFailure(f"{name}: fichier binaire, pas un texte CSV; import de ce centre arrêté.", name)
+        raise ImportFailure(f"{name}: fichier binaire, pas un texte{stop}", name, rule="binary_file")
     if data.startswith(b"\xef\xbb\xbf"):
         if not utf8:
             _wrong_encoding(ctx, layout, "UTF-8")
@@ -216,12 +221,12 @@ def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
             for c in declaration.columns]
 
 
-def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
                                                                                      pl.Series]:
     """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
     layout = declaration.file
     name = layout.name
-    text = _decode(ctx, layout, path.read_bytes())
+    text = decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
         if layout.line_end != "\r":
             ctx.query(file=name, rule="line_endings",
@@ -604,7 +609,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     if declaration.file.spreadsheet:
         parts = _read_sheets(ctx, path, declaration)
     else:
-        parts = [(declaration, *_read_text(ctx, path, declaration))]
+        parts = [(declaration, *read_text(ctx, path, declaration))]
     frames, source_rows, known, pseudonyms = {}, {}, None, {}
     for part, df, header, found, fields in parts:
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
@@ -613,10 +618,10 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         if part.table is None:
             _structural_queries(cols, df, keys, fields, len(header))
             known = keys.drop_nulls().unique()
-            frames.update(_frames(cols))
+            frames.update(record_frames(cols))
         else:
             _missing_keys(cols, keys, part.table, known)
-            frames[part.table] = _row_frame(cols, keys)
+            frames[part.table] = row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
         kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
@@ -725,7 +730,7 @@ def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Seri
 
 
 
-def _frames(c: Columns) -> dict[str, pl.DataFrame]:
+def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
     v, ids = _parse(c)
     frames, events, vital = {}, None, None
@@ -762,7 +767,7 @@ KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastas
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 
 
-def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
+def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     """A sheet (or REDCap form) filling ``table`` with one row per source row: numbered per patient
     (``keys``) in date order (:func:`numbered`), each row checked against its kind."""
     table = c.declaration.table

@@ -28,6 +28,8 @@ from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonym
+from clms_etl.readers import declaration as decl
+from clms_etl.readers import engine
 from clms_etl.readers.base import (PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder,
                                    match_columns)
 from clms_etl.readers.cells import Cells, is_missing
@@ -61,14 +63,6 @@ def _specs(kind: str) -> list[ColumnSpec]:
               for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
 
 
-class _FileFailure(ImportFailure):
-    """One file cannot be read at all; ``rule`` names the data query it becomes."""
-
-    def __init__(self, message: str, file: str, rule: str, column: str | None = None):
-        super().__init__(message, file, column)
-        self.rule = rule
-
-
 class Reader:
     """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
 
@@ -100,8 +94,9 @@ class _Kind:
     failed: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # label -> rule, column, message
     rows: dict[str, int] = field(default_factory=dict)  # label -> source rows
 
-    def fail(self, failure: _FileFailure) -> None:
-        self.failed.setdefault(failure.file, (failure.rule, failure.column, str(failure)))
+    def fail(self, label: str, reason: str, rule: str, column: str | None = None) -> None:
+        """File ``label`` cannot be read at all: ``rule`` is the data query it becomes."""
+        self.failed.setdefault(label, (rule, column, f"{label}: {reason}"))
 
     def lines(self, paths: dict[str, Path]) -> pl.DataFrame:
         """Every physical line of every readable file: file, line, text, complete (ends with a line
@@ -109,12 +104,12 @@ class _Kind:
         rows: dict[str, list] = {"file": [], "text": [], "complete": [], "sample_id": [], "patient_id": []}
         for label, path in paths.items():
             try:
-                text = _decode(self.ctx, path.read_bytes(), label)
-            except _FileFailure as failure:
-                self.fail(failure)
+                text = engine.decode(self.ctx, decl.FileLayout(label), path.read_bytes(), stop="")
+            except ImportFailure as failure:
+                self.failed.setdefault(label, (failure.rule, None, str(failure)))
                 continue
             except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
-                self.fail(_FileFailure(f"{label}: lecture impossible ({type(exc).__name__})", label, "unreadable_file"))
+                self.fail(label, f"lecture impossible ({type(exc).__name__})", "unreadable_file")
                 continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
@@ -183,36 +178,6 @@ def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
 
 # --- files -----------------------------------------------------------------------------------
 
-_BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b", b"BZh")
-_CONTROL_BYTES = bytes(range(9)) + bytes(range(14, 32))  # C0 controls but tab and line ends
-
-
-def _decode(ctx: ReadContext, data: bytes, label: str) -> str:
-    """Bytes -> text: UTF-8 (BOM or not) by contract; cp1252 or UTF-16 read with a warning."""
-    if not data.strip():
-        raise _FileFailure(f"{label}: fichier vide", label, "empty_file")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
-        try:
-            text, found = data.decode("utf-16"), "UTF-16"
-        except UnicodeDecodeError as exc:
-            raise _FileFailure(f"{label}: fichier UTF-16 illisible", label, "binary_file") from exc
-    else:
-        head = data[:65536]
-        if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
-                or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
-            raise _FileFailure(f"{label}: fichier binaire, pas un texte", label, "binary_file")
-        try:
-            return data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text, found = data.decode("cp1252", errors="replace"), "cp1252"
-    ctx.query(file=label, rule="wrong_encoding", value=found, message=MSG["wrong_encoding"].format(file=label,
-                                                                                                 value=found))
-    if "\ufffd" in text:
-        ctx.query(file=label, rule="encoding_error",
-                  message=MSG["encoding_error"].format(file=label, value=text.count("\ufffd")))
-    return text
-
-
 def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
     """The sample files of each assay, by accession; anything else -> ``unknown_file``."""
     found: dict[str, dict[str, Path]] = {assay: {} for assay in ASSAYS}
@@ -280,9 +245,9 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
     if leaves_folder(path.parent, path):
         raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.", MANIFEST)
     try:
-        text = _decode(ctx, path.read_bytes(), MANIFEST)
+        text = engine.decode(ctx, decl.FileLayout(MANIFEST), path.read_bytes(), stop="")
         records = list(csv.reader(io.StringIO(text, newline="")))
-    except (_FileFailure, csv.Error) as exc:
+    except (ImportFailure, csv.Error) as exc:
         raise ImportFailure(f"{MANIFEST}: {exc}; {stop}.", MANIFEST) from None
     if not records or not any(h.strip() for h in records[0]):
         raise ImportFailure(f"{MANIFEST}: aucune ligne d'en-tête; {stop}.", MANIFEST)
@@ -417,7 +382,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
     lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
     for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
-        kind.fail(_FileFailure(f"{label}: aucune ligne d'en-tête", label, "missing_header"))
+        kind.fail(label, "aucune ligne d'en-tête", "missing_header")
     layout, cache = [], {}
     for label, text in lines.filter(pl.col("line") == pl.col("head")).select("file", "text").iter_rows():
         header = text.split("\t")
@@ -430,9 +395,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
         cols, notes = cache[text]
         if notes is None:
             twice = cols in header
-            kind.fail(_FileFailure(f"{label}: colonne {'' if twice else 'obligatoire '}« {cols} » "
-                                   f"{'en double' if twice else 'absente'}", label,
-                                   "duplicate_column" if twice else "missing_column", cols))
+            kind.fail(label, f"colonne {'' if twice else 'obligatoire '}« {cols} » {'en double' if twice else 'absente'}",
+                      "duplicate_column" if twice else "missing_column", cols)
             continue
         for q in notes:  # unknown columns
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
@@ -639,10 +603,9 @@ def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
-            kind.fail(_FileFailure(f"{label}: pas un VCF (première ligne ##fileformat=VCF… absente)", label,
-                                   "invalid_vcf"))
+            kind.fail(label, "pas un VCF (première ligne ##fileformat=VCF… absente)", "invalid_vcf")
         elif columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT"):
-            kind.fail(_FileFailure(f"{label}: ligne #CHROM absente ou mal formée", label, "invalid_vcf", "#CHROM"))
+            kind.fail(label, "ligne #CHROM absente ou mal formée", "invalid_vcf", "#CHROM")
         else:
             if len(columns) > 9 and columns[9].strip() != sample_id:
                 ctx.query(file=label, row=top, patient_id=patient_id, field="#CHROM", value=columns[9],

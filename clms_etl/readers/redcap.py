@@ -100,7 +100,7 @@ def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
     """normalised field name -> {name, type, choices (code -> label), identifier, row}."""
     name = path.name
     try:
-        text = engine._decode(ctx, decl.FileLayout(name, encoding=encoding), path.read_bytes())
+        text = engine.decode(ctx, decl.FileLayout(name, encoding=encoding), path.read_bytes())
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
         raise ImportFailure(f"{name}: dictionnaire illisible ({exc}).", name) from None
@@ -243,7 +243,7 @@ class _Read:
             raise ImportFailure(f"{self.name}: fichier vide; import de ce centre arrêté.", self.name)
         line = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
         d = self.declaration = self._declaration([h.strip() for h in next(csv.reader([line]), [])])
-        df, names, found, fields = engine._read_text(self.ctx, self.path, d)
+        df, names, found, fields = engine.read_text(self.ctx, self.path, d)
         self.header = {k: names[i].strip().lstrip("\ufeff") for k, i in found.items()}
         self.rid = rid = d.columns[0].key
         ipp_key = d.column("patient.local_id").key
@@ -269,10 +269,10 @@ class _Read:
                                 f"guillemets ?): colonnes décalées.")
         self._misplaced()
         forms = {self.fmt.forms[f][0]: self._form(f, (raw[INSTRUMENT] == f).fill_null(False)) for f in self.forms[1:]}
-        frames = {table: engine._row_frame(form, form.raw[rid]) for table, form in forms.items()}
+        frames = {table: engine.row_frame(form, form.raw[rid]) for table, form in forms.items()}
         frames["event"], vital = self._events(forms["event"], frames["event"])
         form = self._form(self.forms[0], is_base)
-        frames |= engine._frames(form)
+        frames |= engine.record_frames(form)
         complete = d.column("patient.record_complete")
         if complete is not None and complete.key in form.raw.columns:
             undone = ~frames["patient"]["record_complete"].fill_null(True)  # (many alike queries: one frame)

@@ -14,8 +14,6 @@ The choices the contract leaves open are in ``docs/molecular.md``.
 from __future__ import annotations
 
 import ast
-import csv
-import io
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -212,6 +210,9 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
 # --- manifest --------------------------------------------------------------------------------
 
 MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
+MANIFEST_FORMAT = decl.Declaration("manifest", decl.FileLayout.of(DECLARED["manifest_file"], name=MANIFEST), tuple(
+    decl.Column(key, tuple(names), identifier=HOSPITAL_NUMBER if key in DECLARED["identifiers"]["manifest"] else None)
+    for key, names in DECLARED["columns"]["manifest"].items()))
 SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
@@ -244,34 +245,16 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
         raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
     if leaves_folder(path.parent, path):
         raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.", MANIFEST)
-    try:
-        text = engine.decode(ctx, decl.FileLayout(MANIFEST), path.read_bytes(), stop="")
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except (ImportFailure, csv.Error) as exc:
-        raise ImportFailure(f"{MANIFEST}: {exc}; {stop}.", MANIFEST) from None
-    if not records or not any(h.strip() for h in records[0]):
-        raise ImportFailure(f"{MANIFEST}: aucune ligne d'en-tête; {stop}.", MANIFEST)
-    header = records[0]
-    cols = match_columns(ctx, [h[:MAX_NAME] for h in header], _specs("manifest"), MANIFEST)
-    data = []
-    for i, record in enumerate(records[1:], start=2):  # row i as a spreadsheet shows it
-        if any(v.strip() for v in record):
-            data.append((i, record))
-        else:
-            ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
-    if not data:
+    # the engine's CSV path: encoding, header, columns, quoting, field counts, a cut last line
+    df, header, cols, fields = engine.read_text(ctx, path, MANIFEST_FORMAT)
+    cells = {k: pl.Series(k, [None if is_missing(v) else v.strip() for v in df.to_series(cols[k])], pl.String)
+             for k in MANIFEST_COLUMNS}  # stripped; blank or a missing-value token -> None
+    raw = pl.DataFrame({"source_row": pl.int_range(2, df.height + 2, eager=True), "_fields": fields, **cells})
+    blank = df.select(pl.all_horizontal(pl.all().str.strip_chars().fill_null("") == "")).to_series()
+    for i in raw["source_row"].filter(blank).to_list():  # row i as a spreadsheet shows it
+        ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
+    if (raw := raw.filter(~blank)).is_empty():
         raise ImportFailure(f"{MANIFEST}: en-tête sans aucun cas; {stop}.", MANIFEST)
-    if not text.endswith(("\n", "\r")) and len(data[-1][1]) < len(header):
-        raise ImportFailure(f"{MANIFEST}: dernière ligne incomplète (fichier coupé pendant le transfert); {stop}.",
-                            MANIFEST)
-
-    def cell(record: list[str], key: str) -> str | None:  # stripped; blank or a missing-value token -> None
-        value = record[cols[key]].strip() if cols[key] < len(record) else None
-        return None if is_missing(value) else value
-
-    raw = pl.DataFrame({"source_row": [i for i, _ in data], "_fields": [len(r) for _, r in data],
-                        **{k: [cell(r, k) for _, r in data] for k in MANIFEST_COLUMNS}},
-                       schema={"source_row": pl.Int64, "_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
     ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.

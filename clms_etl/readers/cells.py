@@ -27,7 +27,7 @@ MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a docume
 Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)])  # severity: the registry's
 
 
-def issue(rule: str, message: str) -> Issue:
+def _issue(rule: str, message: str) -> Issue:
     return Issue(rule, rules.severity(rule), message)
 
 
@@ -139,10 +139,10 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
     except (ValueError, OverflowError):
         parsed = None
     if parsed is None or not (1900 <= parsed.value.year <= 2100):
-        return None, (issue("unparseable_date", f"Date illisible « {shown} » ({label})."),)
+        return None, (_issue("unparseable_date", f"Date illisible « {shown} » ({label})."),)
     if parsed.imputed:
         day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
-        return parsed, (issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
+        return parsed, (_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
     return parsed, ()
 
 

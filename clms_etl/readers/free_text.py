@@ -15,7 +15,7 @@ import polars as pl
 from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate
 from clms_etl.readers.base import number_within
-from clms_etl.readers.cells import Issue, fold, is_missing, issue, parse_date
+from clms_etl.readers.cells import Issue, _issue, fold, is_missing, parse_date
 from clms_etl.readers.event_columns import EVENT_RANK
 
 KINDS = ("site", "measure", "margins", "notes")  # the column kinds read here
@@ -31,7 +31,7 @@ def decode(c, text: str | None) -> tuple[tuple, list[Issue]]:
         value = (None, None) if parsed is None else (parsed.value, parsed.precision)
     else:
         value, issues = {"code": code, "site": site, "measure": measure, "margins": margins}[c.kind](c, text)
-    issues = [*issues, issue("value_normalised", f"« {text} »: espaces en trop à retirer.")] if text != text.strip() else issues
+    issues = [*issues, _issue("value_normalised", f"« {text} »: espaces en trop à retirer.")] if text != text.strip() else issues
     return value if isinstance(value, tuple) else (value, None), issues
 
 
@@ -44,7 +44,7 @@ def code(c, text: str):
     if (key := _squeezed(c, text)) in c.codes:  # (the declaration writes them folded)
         return c.codes[key], []
     allowed = c.options.get("expected", ", ".join(c.codes))
-    return None, [issue("unknown_code", f"Valeur « {text} » inconnue pour « {c.name} » (attendu: {allowed}).")]
+    return None, [_issue("unknown_code", f"Valeur « {text} » inconnue pour « {c.name} » (attendu: {allowed}).")]
 
 
 def measure(c, text: str, pattern: str | None = None):
@@ -52,19 +52,19 @@ def measure(c, text: str, pattern: str | None = None):
     o, label = c.options, c.name
     m = re.fullmatch(pattern or o["pattern"], _squeezed(c, text))
     if not m:
-        return None, [issue("unparseable_number", f"« {text} » illisible ({label}; attendu: {o.get('expected')}).")]
+        return None, [_issue("unparseable_number", f"« {text} » illisible ({label}; attendu: {o.get('expected')}).")]
     value = float(m["value"].replace(",", "."))
     if value > o.get("maximum", MAX_NUMBER):
-        return None, [issue("number_out_of_range", f"« {text} »: nombre hors limites ({label}).")]
+        return None, [_issue("number_out_of_range", f"« {text} »: nombre hors limites ({label}).")]
     if "units" in o:
         unit = m.groupdict().get("unit")
         if unit is None and value != 0:
-            return None, [issue("missing_unit", f"« {text} »: unité absente, {' ou '.join(o['units'])} ? ({label}).")]
+            return None, [_issue("missing_unit", f"« {text} »: unité absente, {' ou '.join(o['units'])} ? ({label}).")]
         value = round(value * o["units"].get(unit, 1.0), 6)
     value, bound = int(value) if c.integer else value, bool(m.groupdict().get("bound"))
     if not c.upper_bound:
         return value, []
-    return (value, bound), [issue("mitoses_upper_bound", f"{label} « {text} »: enregistré {value} (borne "
+    return (value, bound), [_issue("mitoses_upper_bound", f"{label} « {text} »: enregistré {value} (borne "
                                                           f"supérieure, compte exact inconnu).")] if bound else []
 
 
@@ -73,12 +73,12 @@ def margins(c, text: str):
     o = c.options
     parts = [p.strip() for p in re.split(o["split"], fold(text)) if p.strip()]
     if not parts or len(parts) > 2:
-        return (None, None), [issue("unparseable_margins", f"Marges « {text} » illisibles (attendu: {o['expected']}).")]
+        return (None, None), [_issue("unparseable_margins", f"Marges « {text} » illisibles (attendu: {o['expected']}).")]
     slots, issues, unlabelled = {}, [], 0
     for part in parts:
         m = re.fullmatch(o["pattern"], part)
         if not m:
-            issues.append(issue("unparseable_margins", f"Marges « {text} »: « {part} » illisible (attendu: {o['expected']})."))
+            issues.append(_issue("unparseable_margins", f"Marges « {text} »: « {part} » illisible (attendu: {o['expected']})."))
             continue
         if m["label"] is None:
             unlabelled += 1
@@ -86,13 +86,13 @@ def margins(c, text: str):
         else:
             slot = 0 if m["label"].startswith(o["first"]) else 1
         if slot in slots:
-            issues.append(issue("ambiguous_margins", f"Marges « {text} »: deux marges {o['labels'][slot]}."))
+            issues.append(_issue("ambiguous_margins", f"Marges « {text} »: deux marges {o['labels'][slot]}."))
             slots[slot] = None
             continue
         slots[slot], problems = measure(c, m["value"], o["value_pattern"])
         issues += problems
     if unlabelled and len(parts) == 2 and not any(i.severity == rules.ERROR for i in issues):
-        issues.append(issue("margins_unlabelled", f"Marges « {text} » sans libellé: lues {' puis '.join(o['labels'])}."))
+        issues.append(_issue("margins_unlabelled", f"Marges « {text} » sans libellé: lues {' puis '.join(o['labels'])}."))
     return (slots.get(0), slots.get(1)), issues
 
 
@@ -114,11 +114,11 @@ def site(c, text: str):
         else:
             i += 1
     if not hits:
-        return (None, detail), [issue("unknown_code", f"Siège « {text} » non reconnu (région anatomique).")]
+        return (None, detail), [_issue("unknown_code", f"Siège « {text} » non reconnu (région anatomique).")]
     found = hits[0][2]
     for (_, end, previous), (start, _, current) in zip(hits, hits[1:]):
         if current != previous and not set(c.options["links"]) & set(words[end:start]):
-            return (None, detail), [issue("ambiguous_site", f"Siège « {text} »: plusieurs régions anatomiques, laquelle ?")]
+            return (None, detail), [_issue("ambiguous_site", f"Siège « {text} »: plusieurs régions anatomiques, laquelle ?")]
         found = current  # "dos de la main": the region after "de" holds the tumour
     return (found, detail), []
 
@@ -147,7 +147,7 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
                 unknown.append(w)
         known = known or ([c.other] if unknown else [])
         if unknown:
-            issues.append(issue("metastasis_site_other",
+            issues.append(_issue("metastasis_site_other",
                                  f"Site métastatique « {' '.join(unknown)} » non codé: lu « other » ({note})."
                                  if known == [c.other] else
                                  f"Mots « {' '.join(unknown)} » ignorés dans le site métastatique ({note})."))
@@ -187,7 +187,7 @@ def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     if m := _PAREN.match(original):
         body, paren = m.group(1), m.group(2).strip() or None
     body = fold(body)
-    not_understood = [issue("unparsed_evolution_note", f"Note d'évolution non comprise: « {original} ».")]
+    not_understood = [_issue("unparsed_evolution_note", f"Note d'évolution non comprise: « {original} ».")]
     if not body:
         return [], [] if paren is None else not_understood
     date_text, head = None, body
@@ -200,7 +200,7 @@ def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
     if re.fullmatch(o["local_recurrence"], head) or head == o["recurrence"]:
         kinds = [("local_recurrence", None)]
         if head == o["recurrence"]:
-            issues.append(issue("ambiguous_note", f"« {original} »: récidive lue comme récidive locale."))
+            issues.append(_issue("ambiguous_note", f"« {original} »: récidive lue comme récidive locale."))
     elif m := re.fullmatch(o["metastasis"], head):
         sites, problems = _sites(c, m.group(1) or "", original)
         kinds = [("metastasis", s) for s in sites]
@@ -216,7 +216,7 @@ def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
         if paren is not None:
             cause = o["death_causes"].get(fold(paren))
             if cause is None:
-                issues.append(issue("unknown_code", f"Cause de décès « {paren} » inconnue "
+                issues.append(_issue("unknown_code", f"Cause de décès « {paren} » inconnue "
                                                      f"(attendu: {', '.join(o['death_causes'])})."))
     else:
         treatment = paren

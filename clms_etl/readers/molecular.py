@@ -28,7 +28,7 @@ from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonym
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder,
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, read_guarded,
                                    match_columns)
 from clms_etl.readers.cells import Cells, is_missing
 from clms_etl import model
@@ -72,15 +72,9 @@ class Reader:
 
 
 def read(ctx: ReadContext) -> ReadResult:
-    try:
-        return _read(ctx)
-    except ImportFailure:
-        raise
-    except BaseException as exc:  # never a raw traceback for a delivery (a native panic included)
-        if isinstance(exc, PROCESS_SIGNALS):
-            raise
-        raise ImportFailure(f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire "
-                            f"arrêté.", str(ctx.delivery_dir)) from exc
+    """The delivery, its manifest found as a centre's file is (a link out of the folder refused), any
+    unexpected error (a native panic included) an :class:`ImportFailure`: never a raw traceback."""
+    return read_guarded(ctx, MANIFEST, _read)
 
 
 @dataclass
@@ -107,7 +101,7 @@ class _Kind:
                 self.failed.setdefault(label, (failure.rule, None, str(failure)))
                 continue
             except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
-                self.fail(label, f"lecture impossible ({type(exc).__name__})", "unreadable_file")
+                self.fail(label, f"lecture impossible ({type(exc).__name__})", rule="unreadable_file")
                 continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
@@ -118,17 +112,15 @@ class _Kind:
             line=pl.int_range(1, pl.len() + 1).over("file"))
 
 
-def _read(ctx: ReadContext) -> ReadResult:
+def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
     folder = Path(ctx.delivery_dir)
-    if not folder.is_dir():
-        raise ImportFailure(f"{folder}: dossier de livraison absent; import du laboratoire arrêté.", str(folder))
-    samples = _read_manifest(ctx, folder / MANIFEST)
-    found = _index_files(ctx, folder)
+    samples = _read_manifest(ctx, manifest)
+    found = _index_files(ctx, folder, manifest)
     owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
                                                                           maintain_order=True)
                  .select("sample_id", "patient_id").iter_rows())
     frames, states = {}, {}
-    source_rows, files = {MANIFEST: samples.height}, [folder / MANIFEST]
+    source_rows, files = {MANIFEST: samples.height}, [manifest]
     for assay, a in ASSAYS.items():
         paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
         kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})
@@ -176,7 +168,7 @@ def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
 
 # --- files -----------------------------------------------------------------------------------
 
-def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
+def _index_files(ctx: ReadContext, folder: Path, manifest: Path) -> dict[str, dict[str, Path]]:
     """The sample files of each assay, by accession; anything else -> ``unknown_file``."""
     found: dict[str, dict[str, Path]] = {assay: {} for assay in ASSAYS}
     by_folder = {a["folder"]: (assay, a["suffix"]) for assay, a in ASSAYS.items()}
@@ -185,7 +177,7 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
         ctx.query(file=label, rule=rule, message=MSG[rule].format(file=label))
 
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name == MANIFEST:
+        if entry.name.startswith(".") or entry.name == manifest.name:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
         if leaves_folder(folder, entry):
             refuse(entry.name, rule="file_outside_delivery")
@@ -240,11 +232,6 @@ def _manifest_checks(width: int) -> list[pl.Expr]:
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
-    stop = "import du laboratoire arrêté (les données précédentes restent en place)"
-    if not path.is_file():
-        raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
-    if leaves_folder(path.parent, path):
-        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.", MANIFEST)
     # the engine's CSV path: encoding, header, columns, quoting, field counts, a cut last line
     df, header, cols, fields = engine.read_text(ctx, path, MANIFEST_FORMAT)
     cells = {k: pl.Series(k, [None if is_missing(v) else v.strip() for v in df.to_series(cols[k])], pl.String)
@@ -254,7 +241,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
     for i in raw["source_row"].filter(blank).to_list():  # row i as a spreadsheet shows it
         ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
     if (raw := raw.filter(~blank)).is_empty():
-        raise ImportFailure(f"{MANIFEST}: en-tête sans aucun cas; {stop}.", MANIFEST)
+        raise ImportFailure(MSG["no_case"].format(file=MANIFEST), MANIFEST)
     ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
@@ -365,7 +352,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
     lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
     for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
-        kind.fail(label, "aucune ligne d'en-tête", "missing_header")
+        kind.fail(label, "aucune ligne d'en-tête", rule="missing_header")
     layout, cache = [], {}
     for label, text in lines.filter(pl.col("line") == pl.col("head")).select("file", "text").iter_rows():
         header = text.split("\t")
@@ -379,7 +366,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
         if notes is None:
             twice = cols in header
             kind.fail(label, f"colonne {'' if twice else 'obligatoire '}« {cols} » {'en double' if twice else 'absente'}",
-                      "duplicate_column" if twice else "missing_column", cols)
+                      rule="duplicate_column" if twice else "missing_column", column=cols)
             continue
         for q in notes:  # unknown columns
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
@@ -586,9 +573,9 @@ def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
-            kind.fail(label, "pas un VCF (première ligne ##fileformat=VCF… absente)", "invalid_vcf")
+            kind.fail(label, "pas un VCF (première ligne ##fileformat=VCF… absente)", rule="invalid_vcf")
         elif columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT"):
-            kind.fail(label, "ligne #CHROM absente ou mal formée", "invalid_vcf", "#CHROM")
+            kind.fail(label, "ligne #CHROM absente ou mal formée", rule="invalid_vcf", column="#CHROM")
         else:
             if len(columns) > 9 and columns[9].strip() != sample_id:
                 ctx.query(file=label, row=top, patient_id=patient_id, field="#CHROM", value=columns[9],

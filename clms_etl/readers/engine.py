@@ -59,6 +59,7 @@ from clms_etl.readers.base import (
     number_within,
     read_guarded,
     repeated_rows,
+    say,
 )
 from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
@@ -167,8 +168,7 @@ def _saved_as(ctx: ReadContext, layout: decl.FileLayout, data: bytes, encoding: 
 
 def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:
     ctx.query(file=layout.name, rule="wrong_encoding", value=found,
-              message=f"Fichier encodé en {found} au lieu de {layout.encoding} (contrat): lu en {found}, "
-                      f"à corriger dans l'export.")
+              message=say("wrong_encoding", found=found, encoding=layout.encoding))
 
 
 def _header(layout: decl.FileLayout, text: str) -> list[str]:
@@ -179,8 +179,7 @@ def _header(layout: decl.FileLayout, text: str) -> list[str]:
     try:
         return next(csv.reader([first], delimiter=layout.separator))
     except (csv.Error, StopIteration) as exc:
-        raise ImportFailure(f"{layout.name}: ligne d'en-tête illisible; import de ce centre arrêté.",
-                            layout.name) from exc
+        raise ImportFailure(say("unreadable_header", file=layout.name), layout.name) from exc
 
 
 def _quoted_line(separator: str) -> re.Pattern:
@@ -210,9 +209,7 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
-                  rule="quote_in_cell",
-                  message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
-                          f"de la valeur (l'export ne met pas de guillemets).")
+                  rule="quote_in_cell", message=say("quote_in_cell", column=column, row=row))
     return None
 
 
@@ -244,14 +241,12 @@ def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tu
     except Exception as exc:
         raise ImportFailure(f"{name}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", name) from exc
     if df.width != len(header):
-        raise ImportFailure(f"{name}: {df.width} colonnes lues pour {len(header)} en-têtes; "
-                            f"import de ce centre arrêté.", name)
+        raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
     _not_empty(df, name)
     fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
-            raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
-                                f"import de ce centre arrêté.", name)
+            raise ImportFailure(say("truncated_file", file=name), name)
         ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
                   message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
@@ -267,15 +262,13 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
         wanted = {normalise_name(n) for n in (part.file.sheet, *part.aliases) if n}
         hits = [t for t in book.sheet_names if normalise_name(t) in wanted] if wanted else book.sheet_names[:1]
         if len(hits) != 1:
-            raise ImportFailure(f"{name}: feuille « {part.file.sheet} » {'en double' if hits else 'absente'} (feuilles: "
-                                f"{', '.join(book.sheet_names) or 'aucune'}); import de ce centre arrêté.", name,
-                                part.file.sheet)
+            raise ImportFailure(say("missing_sheet", file=name, sheet=part.file.sheet, what="en double" if hits else
+                                    "absente", sheets=", ".join(book.sheet_names) or "aucune"), name, part.file.sheet)
         titles[hits[0]] = replace(part, file=replace(part.file, sheet=hits[0])) if part.file.sheet else part
     for other in (t for t in book.sheet_names if t not in titles):  # data typed there would be ignored unseen
         hidden = "masquée " if book.load_sheet(other, n_rows=0).visible != "visible" else ""
         ctx.query(file=name, sheet=other, value=other, rule="unknown_sheet",
-                  message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
-                          f"qu'elle ne contient pas de données à importer.")
+                  message=say("unknown_sheet", hidden=hidden, sheet=other))
     for sheet, part in titles.items():
         grid = _grid(book, path, sheet)
         if grid.height == 0:
@@ -358,8 +351,7 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                 first = f"{m[1].decode()}{m[2].decode()}"
                 cells = f"{first}:{(m[3] or first.encode()).decode()}"
                 ctx.query(**where, row=int(m[2]), field=cells, rule="merged_cells",
-                          message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de {first} est "
-                                  f"lue, les autres sont vides pour l'import. Défusionner et saisir chaque valeur.")
+                          message=say("merged_cells", cells=cells, sheet=title, first=first))
             for m in _FORMULA_CELL.finditer(data) if b"<f" in data or b":f>" in data else ():
                 if re.search(rb"<(?:\w+:)?v>[^<]", m[0]):
                     continue  # (its value was saved: calamine read it)
@@ -368,14 +360,12 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                 ctx.query(**where, row=row, table=table if row > 1 else None, field=field,
                           row_id=part.file.row_id.format(table=table, file=path.name, sheet=title, row=row) if row > 1 else None,
                           rule="formula_without_value" if row > 1 else "formula_in_header",
-                          message=f"Cellule {m[1].decode()}{row} ({field}) : formule sans valeur calculée (classeur "
-                                  f"enregistré sans recalcul) ; ouvrir et réenregistrer dans Excel ou saisir la valeur.")
+                          message=say("formula_without_value", cell=f"{m[1].decode()}{row}", column=field))
 
 
 def _not_empty(df: pl.DataFrame, name: str) -> None:
     if df.height == 0:
-        raise ImportFailure(f"{name}: aucun patient (en-tête seul); import de ce centre arrêté "
-                            f"(les données précédentes restent en place).", name)
+        raise ImportFailure(say("no_patient", file=name), name)
 
 
 # --- columns, fast and cell by cell -----------------------------------------------------------
@@ -675,9 +665,7 @@ def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields
     """What the declaration implies of every record: a patient key, once; the header's width."""
     _duplicates(cols, df, keys, _missing_keys(cols, keys, "patient"))
     for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
-        cols.cells(i, "patient").error(
-            None, None, "wrong_field_count",
-            f"La ligne compte {fields[i]} champs au lieu de {width}: colonnes décalées possibles, à vérifier.")
+        cols.cells(i, "patient").error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
 
 
 def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series | None = None) -> str:
@@ -686,9 +674,8 @@ def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series |
     id_key = cols.declaration.column("patient.local_id").key
     id_column = cols.header[id_key]
     for i in keys.is_null().arg_true().to_list():
-        cols.cells(i, table).error(
-            id_column, cols.raw[id_key][i], "missing_patient_id",
-            f"N° patient ({id_column}) absent: la ligne ne peut être rattachée à aucun patient.", identifier=True)
+        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "missing_patient_id",
+                                   say("missing_patient_id", column=id_column), identifier=True)
     orphans = [] if known is None else (keys.is_not_null() & ~keys.is_in(known.implode())).arg_true().to_list()
     for i in orphans:
         cols.cells(i, table).error(id_column, cols.raw[id_key][i], "orphan_row",
@@ -708,9 +695,8 @@ def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, id_key: str) -
         lines = ", ".join(str(cols.rows[i]) for i in members)
         what = "copies différentes" if flagged[members[0]] else "copie identique"  # (the first: only then)
         for i in (i for i in members if flagged[i]):
-            cols.cells(i, "patient").error(
-                cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
-                f"Patient présent sur plusieurs lignes ({lines}; {what}): garder une seule ligne.", identifier=True)
+            cols.cells(i, "patient").error(cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
+                                           say("duplicate_patient", lines=lines, what=what), identifier=True)
 
 
 def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
@@ -784,8 +770,7 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     if table == "event" and kind and kind.key in v:
         flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
         flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
-             "last_news_of_dead_patient", "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles "
-                                          "d'un patient décédé sont son décès.")
+             "last_news_of_dead_patient", say("last_news_row_of_dead_patient"))
     for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
         if (col := c.declaration.column(f"event.{target}")) and col.key in v:
             wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
@@ -795,8 +780,7 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     columns[f"{table}_no"] = numbers = numbered(keys, dates, kinds if table == "event" else None)
     if table == "surgery" and kind:
         flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
-             "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
-             "date erronée?")
+             say(FIRST_SURGERY_RULE))
     return _frame(c, ids, table, columns)
 
 

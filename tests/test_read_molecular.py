@@ -751,3 +751,11 @@ def test_manifest_without_a_final_line_break_is_read_with_a_warning(lab):
     asked = result.queries_frame().filter(pl.col("file") == "manifest.csv")
     assert asked.select("rule", "severity").rows() == [("missing_final_line_end", "warning")]
     assert result.frames["molecular_sample"].height == len(manifest(lab))
+
+
+def test_a_manifest_saved_with_its_name_in_capitals_is_read_as_a_centres_file_is(lab):
+    cases = len(manifest(lab))
+    (lab / "manifest.csv").rename(lab / "MANIFEST.CSV")  # a Windows export changes the case
+    result = read(lab)
+    assert result.frames["molecular_sample"].height == cases
+    assert "unknown_file" not in rules(result) and not errors(result).filter(pl.col("file") == "manifest.csv").height

@@ -57,6 +57,7 @@ from clms_etl.readers.base import (
     match_columns,
     normalise_name,
     number_within,
+    READERS,
     read_guarded,
     repeated_rows,
     say,
@@ -744,11 +745,8 @@ def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
     return frames
 
 
-# A cell of one kind of event only, on another kind: an error, the value ignored.
-KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastasis",
-                                 "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
-             "death_cause": ("death", "death_cause_without_death",
-                             "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")}
+# A cell of one kind of event only, on another kind: an error, the value ignored (data/readers.toml).
+KIND_ONLY = READERS["kind_only"]
 # A patient's first operation in date order is the primary excision.
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 
@@ -815,9 +813,8 @@ def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.
     return columns
 
 
-# A row that exists without its date: the rule and message, per table that has one.
-MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention."),
-                "event": ("event_date_missing", "Évènement sans date.")}
+# A row that exists without its date: the rule and message, per table that has one (data/readers.toml).
+MISSING_DATE = READERS["missing_date"]
 
 
 def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:

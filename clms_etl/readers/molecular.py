@@ -101,7 +101,7 @@ class _Kind:
                 self.failed.setdefault(label, (failure.rule, None, str(failure)))
                 continue
             except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
-                self.fail(label, f"lecture impossible ({type(exc).__name__})", rule="unreadable_file")
+                self.fail(label, MSG["unreadable"].format(error=type(exc).__name__), rule="unreadable_file")
                 continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
@@ -352,7 +352,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
     lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
     for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
-        kind.fail(label, "aucune ligne d'en-tête", rule="missing_header")
+        kind.fail(label, MSG["no_header"], rule="missing_header")
     layout, cache = [], {}
     for label, text in lines.filter(pl.col("line") == pl.col("head")).select("file", "text").iter_rows():
         header = text.split("\t")
@@ -365,7 +365,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
         cols, notes = cache[text]
         if notes is None:
             twice = cols in header
-            kind.fail(label, f"colonne {'' if twice else 'obligatoire '}« {cols} » {'en double' if twice else 'absente'}",
+            kind.fail(label, MSG["duplicate_column" if twice else "missing_column"].format(column=cols),
                       rule="duplicate_column" if twice else "missing_column", column=cols)
             continue
         for q in notes:  # unknown columns
@@ -573,9 +573,9 @@ def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
-            kind.fail(label, "pas un VCF (première ligne ##fileformat=VCF… absente)", rule="invalid_vcf")
+            kind.fail(label, MSG["not_a_vcf"], rule="invalid_vcf")
         elif columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT"):
-            kind.fail(label, "ligne #CHROM absente ou mal formée", rule="invalid_vcf", column="#CHROM")
+            kind.fail(label, MSG["bad_chrom_line"], rule="invalid_vcf", column="#CHROM")
         else:
             if len(columns) > 9 and columns[9].strip() != sample_id:
                 ctx.query(file=label, row=top, patient_id=patient_id, field="#CHROM", value=columns[9],

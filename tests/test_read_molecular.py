@@ -742,3 +742,20 @@ def test_a_case_from_a_centre_the_registry_does_not_know_is_kept_unlinked_with_a
     assert samples["patient_id"][0] is None
     assert samples["patient_id"][1] == pseudonym(KEY, "nice", rows[1]["local_id"])
     assert errors(result).filter(pl.col("file") == "manifest.csv").is_empty()
+
+
+def test_manifest_without_a_final_line_break_is_read_with_a_warning(lab):
+    path = lab / "manifest.csv"
+    path.write_bytes(path.read_bytes().rstrip(b"\r\n"))
+    result = read(lab)
+    asked = result.queries_frame().filter(pl.col("file") == "manifest.csv")
+    assert asked.select("rule", "severity").rows() == [("missing_final_line_end", "warning")]
+    assert result.frames["molecular_sample"].height == len(manifest(lab))
+
+
+def test_a_manifest_saved_with_its_name_in_capitals_is_read_as_a_centres_file_is(lab):
+    cases = len(manifest(lab))
+    (lab / "manifest.csv").rename(lab / "MANIFEST.CSV")  # a Windows export changes the case
+    result = read(lab)
+    assert result.frames["molecular_sample"].height == cases
+    assert "unknown_file" not in rules(result) and not errors(result).filter(pl.col("file") == "manifest.csv").height

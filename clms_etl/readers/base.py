@@ -17,6 +17,7 @@ import csv
 import datetime as dt
 import io
 import re
+import tomllib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,13 +32,22 @@ from clms_etl.identifiers import Identifiers
 from clms_etl.keys import pseudonym
 
 
-class ImportFailure(Exception):
-    """The delivery cannot be imported at all; the previous import stays in place."""
+# What the readers say, by name, and REDCap's own facts: data (``data/readers.toml``).
+READERS = tomllib.loads((Path(__file__).parents[1] / "data" / "readers.toml").read_text("utf-8"))
 
-    def __init__(self, message: str, file: str | None = None, column: str | None = None):
+
+def say(message: str, **slots) -> str:
+    """The reader message ``message`` of ``data/readers.toml``, its ``{slots}`` filled."""
+    return READERS["messages"][message].format(**slots)
+
+
+class ImportFailure(Exception):
+    """The delivery cannot be imported at all; the previous import stays in place. ``rule``: the
+    data query it becomes where an adapter refuses one file of a delivery, not all of it."""
+
+    def __init__(self, message: str, file: str | None = None, column: str | None = None, rule: str | None = None):
         super().__init__(message)
-        self.file = file
-        self.column = column
+        self.file, self.column, self.rule = file, column, rule
 
 
 @dataclass
@@ -147,24 +157,18 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
         wanted = {normalise_name(n) for n in (spec.key, *spec.names)}
         hits = [i for i, h in enumerate(normalised) if h in wanted]
         if len(hits) > 1:
-            raise ImportFailure(
-                f"{where}: la colonne « {header[hits[0]]} » apparaît {len(hits)} fois "
-                f"(colonnes {', '.join(str(i + 1) for i in hits)}); import de ce centre arrêté.",
-                file, header[hits[0]],
-            )
+            raise ImportFailure(say("duplicate_header", where=where, column=header[hits[0]], n=len(hits),
+                                    columns=", ".join(str(i + 1) for i in hits)), file, header[hits[0]])
         if hits:
             found[spec.key] = hits[0]
             known.add(hits[0])
         elif spec.required:
-            raise ImportFailure(
-                f"{where}: colonne obligatoire « {spec.names[0] if spec.names else spec.key} » absente; "
-                f"import de ce centre arrêté (les données précédentes restent en place).",
-                file, spec.names[0] if spec.names else spec.key,
-            )
+            column = spec.names[0] if spec.names else spec.key
+            raise ImportFailure(say("missing_column", where=where, column=column), file, column)
     for i, h in enumerate(header):
         if i not in known and h not in (None, "") and normalised[i]:
             ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
-                      message=f"Colonne inconnue « {h} » ignorée: vérifier l'export ou le contrat d'échange.")
+                      message=say("unknown_column", column=h))
     return found
 
 
@@ -206,10 +210,9 @@ def find_delivery_file(folder: Path, name: str) -> Path:
             path = same[0]
     if path.is_file():
         if leaves_folder(folder, path):
-            raise ImportFailure(f"{path.name}: lien symbolique vers un fichier hors du dossier de livraison, "
-                                f"refusé; import de ce centre arrêté (livrer le fichier lui-même).", path.name)
+            raise ImportFailure(say("link_outside", file=path.name), path.name)
         return path
-    raise ImportFailure(f"{name}: fichier absent de la livraison ({folder}); import de ce centre arrêté.", name)
+    raise ImportFailure(say("file_missing", file=name, folder=folder), name)
 
 
 # Signals to the process, not faults of a file: never turned into an ImportFailure.
@@ -244,10 +247,8 @@ def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, 
             except Exception:  # the locator is a courtesy: its failure must not hide the first one
                 where = None
         cause = "la bibliothèque de lecture a planté" if is_foreign_panic(exc) else "lecture impossible"
-        raise ImportFailure(
-            f"{name}{f' ({where})' if where else ''}: {cause} ({type(exc).__name__}); "
-            f"import de ce centre arrêté (les données précédentes restent en place).", name
-        ) from exc
+        raise ImportFailure(say("unreadable", file=name, where=f" ({where})" if where else "", cause=cause,
+                                error=type(exc).__name__), name) from exc
 
 
 def field_counts(data: bytes, height: int, separator: str, *, text: str | None = None,

@@ -57,8 +57,10 @@ from clms_etl.readers.base import (
     match_columns,
     normalise_name,
     number_within,
+    READERS,
     read_guarded,
     repeated_rows,
+    say,
 )
 from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
@@ -111,24 +113,29 @@ def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
 # control bytes that never occur in a text file (tab, line feed … carriage return do)
 _CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)
 _CP1252_SPECIFIC = bytes(range(0x80, 0xA0))  # where cp1252 and latin-1 differ
+# a zip (xlsx), a PDF, an OLE (xls) document, gzip, bzip2: never a text export
+_BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b", b"BZh")
+STOP = "; import de ce centre arrêté."
 
 
-def _decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes) -> str:
-    """Bytes -> text in the declared encoding; UTF-8/UTF-16 (with a warning) when saved so."""
+def decode(ctx: ReadContext, layout: decl.FileLayout, data: bytes, stop: str = STOP) -> str:
+    """Bytes -> text in the declared encoding; UTF-8/UTF-16 (with a warning) when saved so. A file
+    that is no text raises :class:`ImportFailure` with its ``rule`` (``empty_file``, ``binary_file``);
+    ``stop`` ends its message (an adapter refusing one file, not the delivery, says so)."""
     name = layout.name
     if not data or (len(data) < 4096 and not data.strip()):
-        raise ImportFailure(f"{name}: fichier vide; import de ce centre arrêté.", name)
+        raise ImportFailure(f"{name}: fichier vide{stop}", name, rule="empty_file")
     utf8 = layout.encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         _wrong_encoding(ctx, layout, "UTF-16")
         try:
             return data.decode("utf-16")
         except UnicodeDecodeError as exc:
-            raise ImportFailure(f"{name}: fichier UTF-16 illisible; import de ce centre arrêté.", name) from exc
+            raise ImportFailure(f"{name}: fichier UTF-16 illisible{stop}", name, rule="binary_file") from exc
     head = data[:65536]
-    if (b"\x00" in head or head.startswith((b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0"))
+    if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
             or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
-        raise ImportFailure(f"{name}: fichier binaire, pas un texte CSV; import de ce centre arrêté.", name)
+        raise ImportFailure(f"{name}: fichier binaire, pas un texte{stop}", name, rule="binary_file")
     if data.startswith(b"\xef\xbb\xbf"):
         if not utf8:
             _wrong_encoding(ctx, layout, "UTF-8")
@@ -162,8 +169,7 @@ def _saved_as(ctx: ReadContext, layout: decl.FileLayout, data: bytes, encoding: 
 
 def _wrong_encoding(ctx: ReadContext, layout: decl.FileLayout, found: str) -> None:
     ctx.query(file=layout.name, rule="wrong_encoding", value=found,
-              message=f"Fichier encodé en {found} au lieu de {layout.encoding} (contrat): lu en {found}, "
-                      f"à corriger dans l'export.")
+              message=say("wrong_encoding", found=found, encoding=layout.encoding))
 
 
 def _header(layout: decl.FileLayout, text: str) -> list[str]:
@@ -174,8 +180,7 @@ def _header(layout: decl.FileLayout, text: str) -> list[str]:
     try:
         return next(csv.reader([first], delimiter=layout.separator))
     except (csv.Error, StopIteration) as exc:
-        raise ImportFailure(f"{layout.name}: ligne d'en-tête illisible; import de ce centre arrêté.",
-                            layout.name) from exc
+        raise ImportFailure(say("unreadable_header", file=layout.name), layout.name) from exc
 
 
 def _quoted_line(separator: str) -> re.Pattern:
@@ -205,9 +210,7 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
-                  rule="quote_in_cell",
-                  message=f"Guillemet (\") dans la cellule {column} de la ligne {row} : lu comme un caractère "
-                          f"de la valeur (l'export ne met pas de guillemets).")
+                  rule="quote_in_cell", message=say("quote_in_cell", column=column, row=row))
     return None
 
 
@@ -216,12 +219,12 @@ def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
             for c in declaration.columns]
 
 
-def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
+def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
                                                                                      pl.Series]:
     """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
     layout = declaration.file
     name = layout.name
-    text = _decode(ctx, layout, path.read_bytes())
+    text = decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
         if layout.line_end != "\r":
             ctx.query(file=name, rule="line_endings",
@@ -239,14 +242,12 @@ def _read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> t
     except Exception as exc:
         raise ImportFailure(f"{name}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", name) from exc
     if df.width != len(header):
-        raise ImportFailure(f"{name}: {df.width} colonnes lues pour {len(header)} en-têtes; "
-                            f"import de ce centre arrêté.", name)
+        raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
     _not_empty(df, name)
     fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
-            raise ImportFailure(f"{name}: fichier tronqué (la dernière ligne n'est pas terminée); "
-                                f"import de ce centre arrêté.", name)
+            raise ImportFailure(say("truncated_file", file=name), name)
         ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
                   message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
@@ -262,15 +263,13 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
         wanted = {normalise_name(n) for n in (part.file.sheet, *part.aliases) if n}
         hits = [t for t in book.sheet_names if normalise_name(t) in wanted] if wanted else book.sheet_names[:1]
         if len(hits) != 1:
-            raise ImportFailure(f"{name}: feuille « {part.file.sheet} » {'en double' if hits else 'absente'} (feuilles: "
-                                f"{', '.join(book.sheet_names) or 'aucune'}); import de ce centre arrêté.", name,
-                                part.file.sheet)
+            raise ImportFailure(say("missing_sheet", file=name, sheet=part.file.sheet, what="en double" if hits else
+                                    "absente", sheets=", ".join(book.sheet_names) or "aucune"), name, part.file.sheet)
         titles[hits[0]] = replace(part, file=replace(part.file, sheet=hits[0])) if part.file.sheet else part
     for other in (t for t in book.sheet_names if t not in titles):  # data typed there would be ignored unseen
         hidden = "masquée " if book.load_sheet(other, n_rows=0).visible != "visible" else ""
         ctx.query(file=name, sheet=other, value=other, rule="unknown_sheet",
-                  message=f"Feuille {hidden}« {other} » non prévue par le contrat d'échange : non lue. Vérifier "
-                          f"qu'elle ne contient pas de données à importer.")
+                  message=say("unknown_sheet", hidden=hidden, sheet=other))
     for sheet, part in titles.items():
         grid = _grid(book, path, sheet)
         if grid.height == 0:
@@ -353,8 +352,7 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                 first = f"{m[1].decode()}{m[2].decode()}"
                 cells = f"{first}:{(m[3] or first.encode()).decode()}"
                 ctx.query(**where, row=int(m[2]), field=cells, rule="merged_cells",
-                          message=f"Cellules fusionnées {cells} (feuille « {title} ») : seule la valeur de {first} est "
-                                  f"lue, les autres sont vides pour l'import. Défusionner et saisir chaque valeur.")
+                          message=say("merged_cells", cells=cells, sheet=title, first=first))
             for m in _FORMULA_CELL.finditer(data) if b"<f" in data or b":f>" in data else ():
                 if re.search(rb"<(?:\w+:)?v>[^<]", m[0]):
                     continue  # (its value was saved: calamine read it)
@@ -363,14 +361,12 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                 ctx.query(**where, row=row, table=table if row > 1 else None, field=field,
                           row_id=part.file.row_id.format(table=table, file=path.name, sheet=title, row=row) if row > 1 else None,
                           rule="formula_without_value" if row > 1 else "formula_in_header",
-                          message=f"Cellule {m[1].decode()}{row} ({field}) : formule sans valeur calculée (classeur "
-                                  f"enregistré sans recalcul) ; ouvrir et réenregistrer dans Excel ou saisir la valeur.")
+                          message=say("formula_without_value", cell=f"{m[1].decode()}{row}", column=field))
 
 
 def _not_empty(df: pl.DataFrame, name: str) -> None:
     if df.height == 0:
-        raise ImportFailure(f"{name}: aucun patient (en-tête seul); import de ce centre arrêté "
-                            f"(les données précédentes restent en place).", name)
+        raise ImportFailure(say("no_patient", file=name), name)
 
 
 # --- columns, fast and cell by cell -----------------------------------------------------------
@@ -604,7 +600,7 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
     if declaration.file.spreadsheet:
         parts = _read_sheets(ctx, path, declaration)
     else:
-        parts = [(declaration, *_read_text(ctx, path, declaration))]
+        parts = [(declaration, *read_text(ctx, path, declaration))]
     frames, source_rows, known, pseudonyms = {}, {}, None, {}
     for part, df, header, found, fields in parts:
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
@@ -613,10 +609,10 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         if part.table is None:
             _structural_queries(cols, df, keys, fields, len(header))
             known = keys.drop_nulls().unique()
-            frames.update(_frames(cols))
+            frames.update(record_frames(cols))
         else:
             _missing_keys(cols, keys, part.table, known)
-            frames[part.table] = _row_frame(cols, keys)
+            frames[part.table] = row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
         kinds = frames["event"].filter(pl.col("event_kind").is_not_null()).group_by("patient_id").agg(k="event_kind")
@@ -670,9 +666,7 @@ def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields
     """What the declaration implies of every record: a patient key, once; the header's width."""
     _duplicates(cols, df, keys, _missing_keys(cols, keys, "patient"))
     for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
-        cols.cells(i, "patient").error(
-            None, None, "wrong_field_count",
-            f"La ligne compte {fields[i]} champs au lieu de {width}: colonnes décalées possibles, à vérifier.")
+        cols.cells(i, "patient").error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
 
 
 def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series | None = None) -> str:
@@ -681,9 +675,8 @@ def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series |
     id_key = cols.declaration.column("patient.local_id").key
     id_column = cols.header[id_key]
     for i in keys.is_null().arg_true().to_list():
-        cols.cells(i, table).error(
-            id_column, cols.raw[id_key][i], "missing_patient_id",
-            f"N° patient ({id_column}) absent: la ligne ne peut être rattachée à aucun patient.", identifier=True)
+        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "missing_patient_id",
+                                   say("missing_patient_id", column=id_column), identifier=True)
     orphans = [] if known is None else (keys.is_not_null() & ~keys.is_in(known.implode())).arg_true().to_list()
     for i in orphans:
         cols.cells(i, table).error(id_column, cols.raw[id_key][i], "orphan_row",
@@ -703,9 +696,8 @@ def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, id_key: str) -
         lines = ", ".join(str(cols.rows[i]) for i in members)
         what = "copies différentes" if flagged[members[0]] else "copie identique"  # (the first: only then)
         for i in (i for i in members if flagged[i]):
-            cols.cells(i, "patient").error(
-                cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
-                f"Patient présent sur plusieurs lignes ({lines}; {what}): garder une seule ligne.", identifier=True)
+            cols.cells(i, "patient").error(cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
+                                           say("duplicate_patient", lines=lines, what=what), identifier=True)
 
 
 def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
@@ -725,7 +717,7 @@ def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Seri
 
 
 
-def _frames(c: Columns) -> dict[str, pl.DataFrame]:
+def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
     declaration = c.declaration
     v, ids = _parse(c)
     frames, events, vital = {}, None, None
@@ -753,16 +745,13 @@ def _frames(c: Columns) -> dict[str, pl.DataFrame]:
     return frames
 
 
-# A cell of one kind of event only, on another kind: an error, the value ignored.
-KIND_ONLY = {"metastasis_site": ("metastasis", "metastasis_site_without_metastasis",
-                                 "Site métastatique sur un évènement qui n'est pas une métastase: ignoré."),
-             "death_cause": ("death", "death_cause_without_death",
-                             "Cause de décès sur un évènement qui n'est pas un décès: ignorée.")}
+# A cell of one kind of event only, on another kind: an error, the value ignored (data/readers.toml).
+KIND_ONLY = READERS["kind_only"]
 # A patient's first operation in date order is the primary excision.
 FIRST_SURGERY_RULE, FIRST_SURGERY = "first_surgery_not_primary", "primary_excision"
 
 
-def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
+def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     """A sheet (or REDCap form) filling ``table`` with one row per source row: numbered per patient
     (``keys``) in date order (:func:`numbered`), each row checked against its kind."""
     table = c.declaration.table
@@ -779,8 +768,7 @@ def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     if table == "event" and kind and kind.key in v:
         flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
         flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
-             "last_news_of_dead_patient", "« Dernières nouvelles » pour un patient décédé: les dernières nouvelles "
-                                          "d'un patient décédé sont son décès.")
+             "last_news_of_dead_patient", say("last_news_row_of_dead_patient"))
     for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
         if (col := c.declaration.column(f"event.{target}")) and col.key in v:
             wrong = (columns[target].is_not_null() & (kinds != own)).fill_null(False)
@@ -790,8 +778,7 @@ def _row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     columns[f"{table}_no"] = numbers = numbered(keys, dates, kinds if table == "event" else None)
     if table == "surgery" and kind:
         flag((numbers == 1) & (kinds != FIRST_SURGERY) & keys.is_not_null(), kind, FIRST_SURGERY_RULE,
-             "La première intervention du patient n'est pas l'exérèse initiale: exérèse initiale manquante ou "
-             "date erronée?")
+             say(FIRST_SURGERY_RULE))
     return _frame(c, ids, table, columns)
 
 
@@ -826,9 +813,8 @@ def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.
     return columns
 
 
-# A row that exists without its date: the rule and message, per table that has one.
-MISSING_DATE = {"surgery": ("surgery_date_missing", "Chirurgie renseignée sans date d'intervention."),
-                "event": ("event_date_missing", "Évènement sans date.")}
+# A row that exists without its date: the rule and message, per table that has one (data/readers.toml).
+MISSING_DATE = READERS["missing_date"]
 
 
 def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:

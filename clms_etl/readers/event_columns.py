@@ -18,7 +18,7 @@ import datetime as dt
 import polars as pl
 
 from clms_etl import model
-from clms_etl.readers.base import number_within
+from clms_etl.readers.base import number_within, say
 from clms_etl.readers.cells import fold, is_missing
 
 EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3}
@@ -111,9 +111,8 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
         kind("news", "last_news", "dn", "dn_p"),
     ])
     for i in (has_sites & ~p.present("metastasis.date")).arg_true().to_list():
-        c.cells(i, "event", suffix("metastasis")).error(
-            p.header("metastasis.date"), None, "event_date_missing",
-            f"Sites métastatiques renseignés ({p.header('metastasis.sites')}) sans date de métastase.")
+        c.cells(i, "event", suffix("metastasis")).error(p.header("metastasis.date"), None, "event_date_missing",
+                                                        say("sites_without_date", column=p.header("metastasis.sites")))
     _death_queries(c, p, vital, dead, died)
 
     # number 1..n per patient row in date order (ties: rank, then site order) - a sort, no windows
@@ -128,8 +127,7 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
     )
     for i in (p.present("relapse.treatment") & ~lr_ok & ~me_ok).arg_true().to_list():
         c.cells(i, "event").error(p.header("relapse.treatment"), p.raw("relapse.treatment", i),
-                                  "treatment_without_relapse",
-                                  "Traitement de rechute renseigné sans date de récidive ni de métastase.")
+                                  "treatment_without_relapse", say("treatment_without_relapse"))
     return model.conform("event", frame)
 
 
@@ -166,9 +164,8 @@ def _site(c, column, i: int, header: str, text: str) -> str | None:
     hit = folded.get(fold(text)) or folded.get(fold(text).removesuffix("s"))
     if hit:
         return hit
-    c.cells(i, "event", suffix("metastasis")).error(
-        header, text, "metastasis_site_other",
-        f"Site métastatique « {text} » hors liste: enregistré comme « autre ».")
+    c.cells(i, "event", suffix("metastasis")).error(header, text, "metastasis_site_other",
+                                                    say("metastasis_site_other", value=text))
     return column.other
 
 
@@ -177,17 +174,15 @@ def _death_queries(c, p: _Parts, vital: pl.Series, dead: pl.Series, died: pl.Ser
     if vital_column is not None and vital_column.key in c.raw.columns:
         column, raw = c.header[vital_column.key], c.raw[vital_column.key]
         for i in (died & ~dead & vital.is_not_null()).arg_true().to_list():
-            c.cells(i, "patient").error(column, raw[i], "vital_status_inconsistent",
-                                        f"{column} « {raw[i]} » mais décès renseigné "
-                                        f"({p.header('death.date')} / {p.header('death.cause')}).")
+            c.cells(i, "patient").error(column, raw[i], "vital_status_inconsistent", say(
+                "vital_status_inconsistent", column=column, value=raw[i], death_date=p.header("death.date"),
+                death_cause=p.header("death.cause")))
         for i in (died & vital.is_null()).arg_true().to_list():
-            c.cells(i, "patient").error(column, raw[i], "missing_vital_status",
-                                        f"{column} vide ou illisible alors qu'un décès est renseigné.")
+            c.cells(i, "patient").error(column, raw[i], "missing_vital_status", say("missing_vital_status", column=column))
     for i in (dead & ~p.present("death.date")).arg_true().to_list():
         c.cells(i, "event", suffix("death")).error(p.header("death.date"), None, "event_date_missing",
-                                                   "Patient décédé sans date de décès.")
+                                                   say("death_without_date"))
     differs = (died & (p.values("last_news.date") != p.values("death.date"))).fill_null(False)
     for i in differs.arg_true().to_list():
-        c.cells(i, "event", suffix("death")).error(
-            p.header("last_news.date"), p.raw("last_news.date", i), "last_news_of_dead_patient",
-            "Dernières nouvelles différentes de la date de décès: seule la date de décès est gardée.")
+        c.cells(i, "event", suffix("death")).error(p.header("last_news.date"), p.raw("last_news.date", i),
+                                                   "last_news_of_dead_patient", say("last_news_of_dead_patient"))

@@ -14,8 +14,6 @@ The choices the contract leaves open are in ``docs/molecular.md``.
 from __future__ import annotations
 
 import ast
-import csv
-import io
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -28,7 +26,9 @@ from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonym
-from clms_etl.readers.base import (PROCESS_SIGNALS, ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder,
+from clms_etl.readers import declaration as decl
+from clms_etl.readers import engine
+from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, read_guarded,
                                    match_columns)
 from clms_etl.readers.cells import Cells, is_missing
 from clms_etl import model
@@ -61,14 +61,6 @@ def _specs(kind: str) -> list[ColumnSpec]:
               for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
 
 
-class _FileFailure(ImportFailure):
-    """One file cannot be read at all; ``rule`` names the data query it becomes."""
-
-    def __init__(self, message: str, file: str, rule: str, column: str | None = None):
-        super().__init__(message, file, column)
-        self.rule = rule
-
-
 class Reader:
     """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
 
@@ -80,15 +72,9 @@ class Reader:
 
 
 def read(ctx: ReadContext) -> ReadResult:
-    try:
-        return _read(ctx)
-    except ImportFailure:
-        raise
-    except BaseException as exc:  # never a raw traceback for a delivery (a native panic included)
-        if isinstance(exc, PROCESS_SIGNALS):
-            raise
-        raise ImportFailure(f"Livraison du laboratoire illisible ({type(exc).__name__}); import du laboratoire "
-                            f"arrêté.", str(ctx.delivery_dir)) from exc
+    """The delivery, its manifest found as a centre's file is (a link out of the folder refused), any
+    unexpected error (a native panic included) an :class:`ImportFailure`: never a raw traceback."""
+    return read_guarded(ctx, MANIFEST, _read)
 
 
 @dataclass
@@ -100,8 +86,9 @@ class _Kind:
     failed: dict[str, tuple[str, str | None, str]] = field(default_factory=dict)  # label -> rule, column, message
     rows: dict[str, int] = field(default_factory=dict)  # label -> source rows
 
-    def fail(self, failure: _FileFailure) -> None:
-        self.failed.setdefault(failure.file, (failure.rule, failure.column, str(failure)))
+    def fail(self, label: str, reason: str, rule: str, column: str | None = None) -> None:
+        """File ``label`` cannot be read at all: ``rule`` is the data query it becomes."""
+        self.failed.setdefault(label, (rule, column, f"{label}: {reason}"))
 
     def lines(self, paths: dict[str, Path]) -> pl.DataFrame:
         """Every physical line of every readable file: file, line, text, complete (ends with a line
@@ -109,12 +96,12 @@ class _Kind:
         rows: dict[str, list] = {"file": [], "text": [], "complete": [], "sample_id": [], "patient_id": []}
         for label, path in paths.items():
             try:
-                text = _decode(self.ctx, path.read_bytes(), label)
-            except _FileFailure as failure:
-                self.fail(failure)
+                text = engine.decode(self.ctx, decl.FileLayout(label), path.read_bytes(), stop="")
+            except ImportFailure as failure:
+                self.failed.setdefault(label, (failure.rule, None, str(failure)))
                 continue
             except OSError as exc:  # a file the system will not read (rights, a device...): only that one is lost
-                self.fail(_FileFailure(f"{label}: lecture impossible ({type(exc).__name__})", label, "unreadable_file"))
+                self.fail(label, MSG["unreadable"].format(error=type(exc).__name__), rule="unreadable_file")
                 continue
             lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
             complete = lines[-1] == ""
@@ -125,17 +112,15 @@ class _Kind:
             line=pl.int_range(1, pl.len() + 1).over("file"))
 
 
-def _read(ctx: ReadContext) -> ReadResult:
+def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
     folder = Path(ctx.delivery_dir)
-    if not folder.is_dir():
-        raise ImportFailure(f"{folder}: dossier de livraison absent; import du laboratoire arrêté.", str(folder))
-    samples = _read_manifest(ctx, folder / MANIFEST)
-    found = _index_files(ctx, folder)
+    samples = _read_manifest(ctx, manifest)
+    found = _index_files(ctx, folder, manifest)
     owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
                                                                           maintain_order=True)
                  .select("sample_id", "patient_id").iter_rows())
     frames, states = {}, {}
-    source_rows, files = {MANIFEST: samples.height}, [folder / MANIFEST]
+    source_rows, files = {MANIFEST: samples.height}, [manifest]
     for assay, a in ASSAYS.items():
         paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
         kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})
@@ -183,37 +168,7 @@ def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
 
 # --- files -----------------------------------------------------------------------------------
 
-_BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b", b"BZh")
-_CONTROL_BYTES = bytes(range(9)) + bytes(range(14, 32))  # C0 controls but tab and line ends
-
-
-def _decode(ctx: ReadContext, data: bytes, label: str) -> str:
-    """Bytes -> text: UTF-8 (BOM or not) by contract; cp1252 or UTF-16 read with a warning."""
-    if not data.strip():
-        raise _FileFailure(f"{label}: fichier vide", label, "empty_file")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text"
-        try:
-            text, found = data.decode("utf-16"), "UTF-16"
-        except UnicodeDecodeError as exc:
-            raise _FileFailure(f"{label}: fichier UTF-16 illisible", label, "binary_file") from exc
-    else:
-        head = data[:65536]
-        if (b"\x00" in head or head.startswith(_BINARY_MAGIC)
-                or len(head) - len(head.translate(None, _CONTROL_BYTES)) > len(head) // 100):
-            raise _FileFailure(f"{label}: fichier binaire, pas un texte", label, "binary_file")
-        try:
-            return data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text, found = data.decode("cp1252", errors="replace"), "cp1252"
-    ctx.query(file=label, rule="wrong_encoding", value=found, message=MSG["wrong_encoding"].format(file=label,
-                                                                                                 value=found))
-    if "\ufffd" in text:
-        ctx.query(file=label, rule="encoding_error",
-                  message=MSG["encoding_error"].format(file=label, value=text.count("\ufffd")))
-    return text
-
-
-def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
+def _index_files(ctx: ReadContext, folder: Path, manifest: Path) -> dict[str, dict[str, Path]]:
     """The sample files of each assay, by accession; anything else -> ``unknown_file``."""
     found: dict[str, dict[str, Path]] = {assay: {} for assay in ASSAYS}
     by_folder = {a["folder"]: (assay, a["suffix"]) for assay, a in ASSAYS.items()}
@@ -222,7 +177,7 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
         ctx.query(file=label, rule=rule, message=MSG[rule].format(file=label))
 
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name == MANIFEST:
+        if entry.name.startswith(".") or entry.name == manifest.name:
             continue  # hidden files (.DS_Store...) are the workstation's, not the export's
         if leaves_folder(folder, entry):
             refuse(entry.name, rule="file_outside_delivery")
@@ -247,6 +202,9 @@ def _index_files(ctx: ReadContext, folder: Path) -> dict[str, dict[str, Path]]:
 # --- manifest --------------------------------------------------------------------------------
 
 MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
+MANIFEST_FORMAT = decl.Declaration("manifest", decl.FileLayout.of(DECLARED["manifest_file"], name=MANIFEST), tuple(
+    decl.Column(key, tuple(names), identifier=HOSPITAL_NUMBER if key in DECLARED["identifiers"]["manifest"] else None)
+    for key, names in DECLARED["columns"]["manifest"].items()))
 SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
@@ -274,39 +232,16 @@ def _manifest_checks(width: int) -> list[pl.Expr]:
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
-    stop = "import du laboratoire arrêté (les données précédentes restent en place)"
-    if not path.is_file():
-        raise ImportFailure(f"{MANIFEST}: fichier absent de la livraison; {stop}.", MANIFEST)
-    if leaves_folder(path.parent, path):
-        raise ImportFailure(f"{MANIFEST}: lien vers un fichier hors du dossier de livraison, refusé; {stop}.", MANIFEST)
-    try:
-        text = _decode(ctx, path.read_bytes(), MANIFEST)
-        records = list(csv.reader(io.StringIO(text, newline="")))
-    except (_FileFailure, csv.Error) as exc:
-        raise ImportFailure(f"{MANIFEST}: {exc}; {stop}.", MANIFEST) from None
-    if not records or not any(h.strip() for h in records[0]):
-        raise ImportFailure(f"{MANIFEST}: aucune ligne d'en-tête; {stop}.", MANIFEST)
-    header = records[0]
-    cols = match_columns(ctx, [h[:MAX_NAME] for h in header], _specs("manifest"), MANIFEST)
-    data = []
-    for i, record in enumerate(records[1:], start=2):  # row i as a spreadsheet shows it
-        if any(v.strip() for v in record):
-            data.append((i, record))
-        else:
-            ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
-    if not data:
-        raise ImportFailure(f"{MANIFEST}: en-tête sans aucun cas; {stop}.", MANIFEST)
-    if not text.endswith(("\n", "\r")) and len(data[-1][1]) < len(header):
-        raise ImportFailure(f"{MANIFEST}: dernière ligne incomplète (fichier coupé pendant le transfert); {stop}.",
-                            MANIFEST)
-
-    def cell(record: list[str], key: str) -> str | None:  # stripped; blank or a missing-value token -> None
-        value = record[cols[key]].strip() if cols[key] < len(record) else None
-        return None if is_missing(value) else value
-
-    raw = pl.DataFrame({"source_row": [i for i, _ in data], "_fields": [len(r) for _, r in data],
-                        **{k: [cell(r, k) for _, r in data] for k in MANIFEST_COLUMNS}},
-                       schema={"source_row": pl.Int64, "_fields": pl.Int64, **{k: pl.String for k in MANIFEST_COLUMNS}})
+    # the engine's CSV path: encoding, header, columns, quoting, field counts, a cut last line
+    df, header, cols, fields = engine.read_text(ctx, path, MANIFEST_FORMAT)
+    cells = {k: pl.Series(k, [None if is_missing(v) else v.strip() for v in df.to_series(cols[k])], pl.String)
+             for k in MANIFEST_COLUMNS}  # stripped; blank or a missing-value token -> None
+    raw = pl.DataFrame({"source_row": pl.int_range(2, df.height + 2, eager=True), "_fields": fields, **cells})
+    blank = df.select(pl.all_horizontal(pl.all().str.strip_chars().fill_null("") == "")).to_series()
+    for i in raw["source_row"].filter(blank).to_list():  # row i as a spreadsheet shows it
+        ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
+    if (raw := raw.filter(~blank)).is_empty():
+        raise ImportFailure(MSG["no_case"].format(file=MANIFEST), MANIFEST)
     ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
@@ -417,7 +352,7 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     lines = lines.with_columns(comment=text.str.starts_with("#"), blank=text.str.strip_chars() == "")
     lines = lines.with_columns(head=pl.col("line").filter(~pl.col("comment") & ~pl.col("blank")).min().over("file"))
     for label in set(kind.files) - set(kind.failed) - set(lines.filter(pl.col("head").is_not_null())["file"]):
-        kind.fail(_FileFailure(f"{label}: aucune ligne d'en-tête", label, "missing_header"))
+        kind.fail(label, MSG["no_header"], rule="missing_header")
     layout, cache = [], {}
     for label, text in lines.filter(pl.col("line") == pl.col("head")).select("file", "text").iter_rows():
         header = text.split("\t")
@@ -430,9 +365,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
         cols, notes = cache[text]
         if notes is None:
             twice = cols in header
-            kind.fail(_FileFailure(f"{label}: colonne {'' if twice else 'obligatoire '}« {cols} » "
-                                   f"{'en double' if twice else 'absente'}", label,
-                                   "duplicate_column" if twice else "missing_column", cols))
+            kind.fail(label, MSG["duplicate_column" if twice else "missing_column"].format(column=cols),
+                      rule="duplicate_column" if twice else "missing_column", column=cols)
             continue
         for q in notes:  # unknown columns
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
@@ -639,10 +573,9 @@ def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
-            kind.fail(_FileFailure(f"{label}: pas un VCF (première ligne ##fileformat=VCF… absente)", label,
-                                   "invalid_vcf"))
+            kind.fail(label, MSG["not_a_vcf"], rule="invalid_vcf")
         elif columns[:8] != VCF_COLUMNS or len(columns) == 9 or (len(columns) > 9 and columns[8] != "FORMAT"):
-            kind.fail(_FileFailure(f"{label}: ligne #CHROM absente ou mal formée", label, "invalid_vcf", "#CHROM"))
+            kind.fail(label, MSG["bad_chrom_line"], rule="invalid_vcf", column="#CHROM")
         else:
             if len(columns) > 9 and columns[9].strip() != sample_id:
                 ctx.query(file=label, row=top, patient_id=patient_id, field="#CHROM", value=columns[9],

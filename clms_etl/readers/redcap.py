@@ -25,24 +25,15 @@ from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
-from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
-                                   match_columns, normalise_name, read_guarded, repeated_rows)
+from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
+                                   match_columns, normalise_name, read_guarded, repeated_rows, say)
 from clms_etl.readers.cells import fold, pseudonymise_many
 
 INSTRUMENT, INSTANCE = "redcap_repeat_instrument", "redcap_repeat_instance"
 OPTIONAL = ("redcap_event_name", "redcap_data_access_group", "redcap_survey_identifier")
 YES_NO = {"1": True, "0": False}  # REDCap's fixed yesno / truefalse coding; a ticked box too
 COMPLETE = {"0": False, "1": False, "2": True}  # <form>_complete: 2 = Complete
-DICTIONARY = {"field": ("Variable / Field Name", "field_name"), "type": ("Field Type", "field_type"),
-              "choices": ("Choices, Calculations, OR Slider Labels", "select_choices_or_calculations"),
-              "identifier": ("Identifier?", "identifier")}
-STRUCTURE = {  # rule -> message: what makes a row impossible to attach safely
-    "missing_patient_id": "Enregistrement sans identifiant (record_id ou IPP vide): rattachement impossible.",
-    "duplicate_patient": "Patient présent plusieurs fois (même record_id ou même IPP sur plusieurs lignes).",
-    "orphan_row": "Instance répétée dont l'enregistrement n'a pas de ligne patient.",
-    "unknown_repeat_instrument": "Instrument répété inconnu: ligne ignorée.",
-    "bad_repeat_instance": "Numéro d'instance répétée absent ou invalide (ou présent sur une ligne patient).",
-    "duplicate_repeat_instance": "Même instance répétée présente deux fois pour cet enregistrement."}
+DICTIONARY, STRUCTURE = READERS["redcap_dictionary"], READERS["redcap_structure"]  # rule -> message
 
 
 def label_key(text: str) -> str:
@@ -86,12 +77,11 @@ class Reader:
                 hits = {p: d for p, d in hits.items() if d in ("", day)} or hits
             if len(hits) != 1:
                 listed = f"plusieurs fichiers livrés ({', '.join(sorted(p.name for p in hits))})" if hits else "absent"
-                raise ImportFailure(f"{wanted}: {what} {listed}; import de ce centre arrêté.", wanted)
+                raise ImportFailure(say("redcap_file", file=wanted, what=what, listed=listed), wanted)
             (path, stamp), = hits.items()
             find_delivery_file(folder, path.name)  # (a link to a file outside the delivery: refused)
             if key == "name" and stamp != day:
-                ctx.query(file=path.name, rule="file_date_mismatch",
-                          message=f"Le nom du fichier {path.name} ne porte pas la date de livraison {day}: ancien ?")
+                ctx.query(file=path.name, rule="file_date_mismatch", message=say("file_date_mismatch", file=path.name, day=day))
             out.append(path)
         return out[0], out[1]
 
@@ -100,13 +90,13 @@ def _dictionary(ctx: ReadContext, path: Path, encoding: str) -> dict[str, dict]:
     """normalised field name -> {name, type, choices (code -> label), identifier, row}."""
     name = path.name
     try:
-        text = engine._decode(ctx, decl.FileLayout(name, encoding=encoding), path.read_bytes())
+        text = engine.decode(ctx, decl.FileLayout(name, encoding=encoding), path.read_bytes())
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
         raise ImportFailure(f"{name}: dictionnaire illisible ({exc}).", name) from None
     if not rows or len(rows[0]) > 1000:
         raise ImportFailure(f"{name}: en-tête du dictionnaire illisible.", name)
-    specs = [ColumnSpec(k, names, k in ("field", "type", "choices")) for k, names in DICTIONARY.items()]
+    specs = [ColumnSpec(k, tuple(names), k in ("field", "type", "choices")) for k, names in DICTIONARY.items()]
     # (REDCap's other columns - form, labels, validation, branching... - are no reader's business)
     cols = match_columns(ctx, rows[0], specs + [ColumnSpec(f"_{j}", (h,), False) for j, h in enumerate(rows[0])], name)
     fields: dict[str, dict] = {}
@@ -149,9 +139,8 @@ class _Form(engine.Columns):
             for i in (column.is_not_null() & ~column.is_in(list(c.codes))).arg_true().to_list():
                 if fold(column[i]) not in folded and (code := by_label.get(label_key(column[i]))):
                     fixes[i] = code
-                    self.cells(i, c.table).error(self.header[c.key], column[i], "label_instead_of_code",
-                                                 f"Libellé « {column[i]} » au lieu d'un code ({self.header[c.key]}): "
-                                                 f"lu comme « {c.codes[code]} ».")
+                    self.cells(i, c.table).error(self.header[c.key], column[i], "label_instead_of_code", say(
+                        "label_instead_of_code", value=column[i], column=self.header[c.key], code=c.codes[code]))
             if fixes:
                 self.raw = self.raw.with_columns(column.scatter(list(fixes), list(fixes.values())))
         v = super().parse(columns)
@@ -160,9 +149,8 @@ class _Form(engine.Columns):
                    & ~self.raw[c.key].str.contains(r"^\d{4}-\d{2}-\d{2}$"))
             for i in odd.fill_null(False).arg_true().to_list():
                 shown = IDENTIFIER_MASK if c.identifier else f"« {self.raw[c.key][i]} » lue comme {v[c.key].values[i]}"
-                self.cells(i, c.table).error(self.header[c.key], self.raw[c.key][i], "date_not_iso",
-                                             f"Date {shown}: format attendu AAAA-MM-JJ ({self.header[c.key]}).",
-                                             identifier=c.identifier is not None)
+                self.cells(i, c.table).error(self.header[c.key], self.raw[c.key][i], "date_not_iso", say(
+                    "date_not_iso", shown=shown, column=self.header[c.key]), identifier=c.identifier is not None)
         return v
 
 
@@ -177,22 +165,20 @@ class _Read:
         """code -> canonical value of one coded field, through the dictionary's labels."""
         entry, where = self.dictionary.get(normalise_name(field)), self.dict_name
         if entry is None and required:
-            raise ImportFailure(f"{where}: champ « {field} » absent du dictionnaire: codes indéchiffrables; "
-                                f"import de ce centre arrêté.", where, field)
+            raise ImportFailure(say("code_field_not_in_dictionary", where=where, field=field), where, field)
         if entry is None:
             return self.ctx.query(file=self.name, row=1, field=field, value=field, rule="field_not_in_dictionary",
-                                  message=f"Colonne « {field} » absente du dictionnaire {where}: ignorée.")
+                                  message=say("field_not_in_dictionary", field=field, where=where))
         if labels == "yes_no" and entry["type"] in ("yesno", "truefalse"):
             return YES_NO
         if entry["type"] not in (("checkbox",) if checkbox else ("dropdown", "radio", "yesno", "truefalse")) \
                 or not entry["choices"]:
-            raise ImportFailure(f"{where}: champ « {entry['name']} » de type « {entry['type']} » sans liste de choix "
-                                f"utilisable (contrat changé); import de ce centre arrêté.", where, entry["name"])
+            raise ImportFailure(say("no_choices", where=where, field=entry["name"], type=entry["type"]), where, entry["name"])
         known = self.fmt.labels[labels]
         for code, label in entry["choices"].items():
             if label_key(label) not in known:
-                raise ImportFailure(f"{where}: champ « {entry['name']} », libellé « {label} » (code {code}) inconnu "
-                                    f"du lecteur: le contrat a changé; import de ce centre arrêté.", where, entry["name"])
+                raise ImportFailure(say("unknown_label", where=where, field=entry["name"], label=label, code=code), where,
+                                    entry["name"])
         return {code: known[label_key(label)] for code, label in entry["choices"].items()}
 
     def _declaration(self, header: list[str]) -> decl.Declaration:
@@ -222,14 +208,13 @@ class _Read:
                 self.sites[columns[-1].key] = codes.get(code)
                 if code is None:
                     self.ctx.query(file=self.name, row=1, field=h, value=h, rule="checkbox_code_not_in_dictionary",
-                                   message=f"Case « {h} » sans code du dictionnaire: une case cochée y sera signalée.")
+                                   message=say("checkbox_code_not_in_dictionary", column=h))
             if not set(found.values()) - {None}:
                 first = f"{field}___{next(iter(by_suffix))}"
-                raise ImportFailure(f"{self.name}: colonne obligatoire « {first} » absente (cases {field}); "
-                                    f"import de ce centre arrêté.", self.name, first)
+                raise ImportFailure(say("missing_checkboxes", file=self.name, column=first, field=field), self.name, first)
             for code in (c for c in codes if c not in found.values()):
                 self.ctx.query(file=self.name, row=1, field=f"{field}___{code}", rule="missing_checkbox_column",
-                               message=f"Case « {field}___{code} » du dictionnaire absente de l'export: non lue.")
+                               message=say("missing_checkbox_column", column=f"{field}___{code}"))
         layout = decl.FileLayout.of(self.fmt.file | {"name": self.name, "separator": ",", "decimal": "."})
         return decl.Declaration(self.fmt.file["name"], layout, tuple(columns))
 
@@ -237,13 +222,12 @@ class _Read:
         with open(self.path, "rb") as handle:
             first = handle.readline(1 << 20)
         if len(first) >= 1 << 20 and not first.endswith(b"\n"):  # ~10,000 fields: no project
-            raise ImportFailure(f"{self.name}: ligne d'en-tête de plus d'un million de caractères: fichier corrompu "
-                                f"ou sans fins de ligne.", self.name)
+            raise ImportFailure(say("header_too_long", file=self.name), self.name)
         if not first.strip():
             raise ImportFailure(f"{self.name}: fichier vide; import de ce centre arrêté.", self.name)
         line = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
         d = self.declaration = self._declaration([h.strip() for h in next(csv.reader([line]), [])])
-        df, names, found, fields = engine._read_text(self.ctx, self.path, d)
+        df, names, found, fields = engine.read_text(self.ctx, self.path, d)
         self.header = {k: names[i].strip().lstrip("\ufeff") for k, i in found.items()}
         self.rid = rid = d.columns[0].key
         ipp_key = d.column("patient.local_id").key
@@ -265,19 +249,18 @@ class _Read:
         self._structure(is_base, ipp, ipp_key, masked)
         for i in ((fields != len(names)) & fields.is_not_null()).arg_true().to_list():  # a comma outside quotes
             self._query(i, None, IDENTIFIER_MASK, rule="wrong_field_count",
-                        message=f"La ligne compte {fields[i]} champs au lieu de {len(names)} (virgule hors "
-                                f"guillemets ?): colonnes décalées.")
+                        message=say("wrong_field_count", n=fields[i], width=len(names)))
         self._misplaced()
         forms = {self.fmt.forms[f][0]: self._form(f, (raw[INSTRUMENT] == f).fill_null(False)) for f in self.forms[1:]}
-        frames = {table: engine._row_frame(form, form.raw[rid]) for table, form in forms.items()}
+        frames = {table: engine.row_frame(form, form.raw[rid]) for table, form in forms.items()}
         frames["event"], vital = self._events(forms["event"], frames["event"])
         form = self._form(self.forms[0], is_base)
-        frames |= engine._frames(form)
+        frames |= engine.record_frames(form)
         complete = d.column("patient.record_complete")
         if complete is not None and complete.key in form.raw.columns:
             undone = ~frames["patient"]["record_complete"].fill_null(True)  # (many alike queries: one frame)
             form.queries(pl.DataFrame({"i": undone.arg_true(), "value": form.raw[complete.key].filter(undone)}).with_columns(
-                rule=pl.lit("record_incomplete"), message=pl.lit("Formulaire patient non marqué complet (≠ 2): chargé tel quel.")),
+                rule=pl.lit("record_incomplete"), message=pl.lit(say("record_incomplete"))),
                 "patient", self.header[complete.key])
         record = form.raw[rid]
         frames["patient"] = frames["patient"].with_columns(
@@ -344,9 +327,8 @@ class _Read:
             for i, *cells in hits.filter(pl.any_horizontal(pl.exclude("_i"))).iter_rows():
                 for k in (k for k, cell in zip(foreign, cells) if cell):
                     self._query(i, self.header[k], IDENTIFIER_MASK if k in identifiers else self.raw[k][i],
-                                rule="value_in_other_instrument",
-                                message=f"Valeur saisie dans « {self.header[k]} » (formulaire {self.owner[k]}) sur "
-                                        f"une ligne {f} : non lue ; la saisir dans le bon formulaire.")
+                                rule="value_in_other_instrument", message=say(
+                                    "value_in_other_instrument", column=self.header[k], form=self.owner[k], line_form=f))
 
     def _events(self, form: _Form, ev: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
         """The engine's event rows, one per ticked box of the boxes' event kind, renumbered; a dead
@@ -359,7 +341,7 @@ class _Read:
         for k in (k for k in ticked if self.sites[k] is None):
             for i in ticked[k].arg_true().to_list():
                 form.cells(i, "event").error(self.header[k], form.raw[k][i], "unknown_code",
-                                             f"Case « {self.header[k]} » cochée: code absent du dictionnaire.")
+                                             say("ticked_code_not_in_dictionary", column=self.header[k]))
         known = [k for k in ticked if self.sites[k] is not None]
         applies = (ev["event_kind"] == box["event_kind"]).fill_null(False)
         n = pl.select(pl.sum_horizontal([ticked[k] for k in known]) if known else pl.lit(0)).to_series()
@@ -367,8 +349,7 @@ class _Read:
             form.cells(i, "event").error(f"{field}___*", None, "metastasis_without_site", "Aucun site coché.")
         for i in (~applies & ev["event_kind"].is_not_null() & (n > 0)).arg_true().to_list():
             form.cells(i, "event").error(f"{field}___*", ",".join(self.header[k] for k in known if ticked[k][i]),
-                                         "metastasis_site_without_metastasis",
-                                         "Site(s) coché(s) sur un évènement qui n'est pas une métastase: ignorés.")
+                                         "metastasis_site_without_metastasis", say("site_on_other_event"))
         sites = [self.sites[k] for k in known]
         # the row id names the site, not the code: it survives a renumbering
         suffix = [s if sites.count(s) == 1 else f"{s}-{k.split('___', 1)[1]}" for s, k in zip(sites, known)]

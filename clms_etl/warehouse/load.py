@@ -707,8 +707,7 @@ def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:
     for name, d, i in zip(columns, description, range(table.num_columns), strict=True):
         column = pl.from_arrow(table.column(i)).alias(name)
         if column.null_count() == column.len():
-            driver = _polars_type(d[1])
-            out.append(pl.Series(name, [None] * column.len(), dtype=driver if driver != pl.Null else pl.Null))
+            out.append(pl.Series(name, [None] * column.len(), dtype=_polars_type(d[1])))
         elif column.dtype.is_integer():
             out.append(column.cast(pl.Int64))
         elif column.dtype.is_float():

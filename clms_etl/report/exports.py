@@ -189,7 +189,9 @@ def _polars_type(sql_type: str) -> pl.DataType:
 
 
 def _typed_relation(wh, schema_name: str, name: str) -> pl.DataFrame:
-    """The whole relation with the database's column types (a column of nulls keeps its type)."""
+    """The whole relation with the database's column types (a column of nulls keeps its type), its
+    rows sorted by its columns in order: the database returns them in any order, and two nights'
+    files must differ only where the data did."""
     types = wh.read_sql(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
         "ORDER BY ordinal_position", {"s": schema_name, "t": name})
@@ -199,7 +201,8 @@ def _typed_relation(wh, schema_name: str, name: str) -> pl.DataFrame:
     frame = wh.read_sql(f"SELECT {', '.join(schema)} FROM {schema_name}.{name}")
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+    frame = frame.select([pl.col(c).cast(t) for c, t in schema.items()])
+    return frame.sort(frame.columns, nulls_last=True)
 
 
 def analysis_datasets(wh) -> list[Dataset]:

@@ -465,9 +465,14 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     ``min_follow_up_months``: the survival population rule;
     ``ci_transform``: the interval shown in the display tables and Figure 2 (both transforms are
     always in the result tables). Raises :class:`EmptyCohort` when the survival population is empty.
+    The inputs' row order does not matter: the same patients give the same results, bit for bit.
     """
     if ci_transform not in CI_TRANSFORMS:
         raise ValueError(f"ci_transform must be one of {CI_TRANSFORMS}")
+    # a database returns a view's rows in any order, and float sums depend on it: the same patients
+    # give the same results to the last bit
+    patient_summary = patient_summary.sort("patient_id")
+    survival = survival.sort("patient_id", "endpoint")
     rule = ep.population_rule(population)
     population = ep.survival_population(patient_summary, min_follow_up_months, rule.name)
     if population.is_empty():

@@ -22,8 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/python -m assets.demo
 
+# Two workers, each file on one of them: a module-scoped fixture (a whole night on Dagster) runs once,
+# not once per worker (tests/conftest.py starts the slow files first).
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup
+	$(VENV)/bin/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m bench

@@ -16,6 +16,13 @@ from tests.warehouse.helpers import TEST_KEY
 TWIN_DATE = dt.date(2026, 11, 23)
 
 
+def pytest_collection_modifyitems(items):
+    """The end-to-end nights (marked ``slow``) first: ``make test`` hands each file to one worker
+    (``--dist loadfile``, so a module's fixture runs once), and the longest file handed out last
+    left the other worker idle for minutes at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def test_pseudonym_key():
     """The whole suite runs with the tests' own key, set explicitly and never the demo's: outside

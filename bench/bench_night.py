@@ -360,7 +360,10 @@ def _print(figures: dict, patients: int) -> None:
               f"{f['refresh_s']:.1f} s; {f['import_runs']} import runs, failed {f['failed_imports'] or 'none'}, "
               f"refresh {f['refresh']})")
         if patients and label == "night":
-            print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs per patient")
+            # CPU per patient is the figure that compares across sizes on a machine others load
+            print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs wall, {1e6 * f['cpu_s'] / patients:.1f} CPU-µs "
+                  f"per patient; largest process {1024 * max(figures['peak_rss_mib'].values()) / patients:.2f} "
+                  "KiB per patient")
         for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
             print(f"      {step:<40} {seconds:8.1f} s")
     print("  peak RSS per process kind (MiB):")

@@ -5,7 +5,7 @@
 ``W.duckdb`` is a warehouse the night loaded (``clms-etl run``): it is copied to ``DIR/warehouse.duckdb``
 first, so the same warehouse serves every measurement. Each step of ``nightly_refresh`` after the
 imports is called as its asset calls it (the library functions of ``clms_etl/``, no Dagster), in the
-job's order; printed: wall and CPU seconds of each. The outputs (report, exports, OMOP, cBioPortal,
+job's order; printed: wall and CPU seconds of each, and its peak RSS. The outputs (report, exports, OMOP, cBioPortal,
 figures and tables) are written under ``DIR/outputs`` with a fixed run id and report time, so that
 two runs of different code on the same warehouse can be compared byte for byte (``--digest`` prints
 a SHA-256 of every output file and of every result table). ``--profile DIR`` writes one cProfile
@@ -158,6 +158,22 @@ def digest(folder: Path, wh: Warehouse) -> dict[str, str]:
     return out
 
 
+def _reset_peak_rss() -> None:
+    """Start the process's peak RSS (VmHWM) again from its current RSS, so that the next reading is
+    one step's peak (Linux: ``/proc/self/clear_refs``, value 5); elsewhere the peak stays cumulative."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warehouse", type=Path, required=True, help="a loaded DuckDB warehouse (copied first)")
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
             if wanted and name not in wanted:
                 continue
             profiler = cProfile.Profile() if args.profile else None
+            _reset_peak_rss()
             wall, cpu = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
@@ -193,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                 profiler.dump_stats(args.profile / f"{name}.prof")
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             wall_total, cpu_total = wall_total + wall, cpu_total + cpu
-            print(f"  {name:<40} wall {wall:7.2f} s   CPU {cpu:7.2f} s", flush=True)
+            print(f"  {name:<40} wall {wall:7.2f} s   CPU {cpu:7.2f} s   peak RSS {_peak_rss_mib():6.0f} MiB",
+                  flush=True)
         print(f"  {'refresh steps':<40} wall {wall_total:7.2f} s   CPU {cpu_total:7.2f} s")
         if args.digest:
             lines = [f"{h}  {name}" for name, h in digest(outputs, wh).items()]

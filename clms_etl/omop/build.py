@@ -49,6 +49,10 @@ TUMOUR_MEASUREMENTS = ("differentiation_score", "mitoses_per_10hpf", "necrosis_s
 SURGERY_MEASUREMENTS = ("proposed_margin_cm", "clinical_margin_cm", "histological_margin_cm", "resection_status")
 TUMOUR_OBSERVATIONS = ("pain", "on_scar", "presentation", "histological_ulceration", "consultation_delay_months")
 CLINICAL_TABLES = ("patient", "tumour", "surgery", "event")
+# the numbered tables and their id column
+ID_COLUMNS = {"person": "person_id", "condition_occurrence": "condition_occurrence_id",
+              "procedure_occurrence": "procedure_occurrence_id", "specimen": "specimen_id",
+              "measurement": "measurement_id", "observation": "observation_id", "episode": "episode_id"}
 MOLECULAR_TABLES = ("molecular_sample", "gene_status", "variant")
 
 
@@ -59,6 +63,12 @@ class Cdm:
     tables: dict[str, pl.DataFrame]
     dates: str
     excluded: pl.DataFrame  # rows of the warehouse with no place in the CDM: table, patient_id, reason
+
+    def next_ids(self, first_ids: dict[str, int] | None = None) -> dict[str, int]:
+        """The first id of each numbered table for the next block of patients (``first_ids``: this block's)."""
+        first_ids = first_ids or {}
+        return {column: int(self.tables[table][column].max() or 0) + 1 if self.tables[table].height
+                else first_ids.get(column, 1) for table, column in ID_COLUMNS.items()}
 
     def unmapped(self) -> pl.DataFrame:
         """Per table, concept field and source value: rows written with concept 0 (source value kept)."""
@@ -85,9 +95,9 @@ def shift_days(patient_ids: pl.Series, key: bytes) -> pl.Series:
                       % MAX_SHIFT_DAYS for p in patient_ids], dtype=pl.Int64)
 
 
-def _numbered(frame: pl.DataFrame, id_column: str, order: list[str]) -> pl.DataFrame:
+def _numbered(frame: pl.DataFrame, id_column: str, order: list[str], first: int = 1) -> pl.DataFrame:
     frame = frame.sort(order, nulls_last=True, maintain_order=True)
-    return frame.with_columns(pl.int_range(1, frame.height + 1, dtype=pl.Int64).alias(id_column))
+    return frame.with_columns(pl.int_range(first, first + frame.height, dtype=pl.Int64).alias(id_column))
 
 
 def _text(column: str) -> pl.Expr:
@@ -95,9 +105,15 @@ def _text(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String)
 
 
-def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes | None = None) -> Cdm:
+def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes | None = None,
+          first_ids: dict[str, int] | None = None) -> Cdm:
     """The CDM tables from the warehouse's tables (``patient``, ``tumour``, ``surgery``, ``event``,
-    ``molecular_sample``, ``gene_status``, ``variant``). ``dates``: ``shifted`` (needs ``key``) or ``exact``."""
+    ``molecular_sample``, ``gene_status``, ``variant``). ``dates``: ``shifted`` (needs ``key``) or ``exact``.
+
+    ``first_ids``: the first id of each numbered table (:data:`ID_COLUMNS`; default 1), for a block of
+    patients following earlier ones (:meth:`Cdm.next_ids`). Every table is numbered in an order that
+    starts with ``person_id``, so the blocks of consecutive pseudonyms give the ids of one whole build."""
+    first = {column: (first_ids or {}).get(column, 1) for column in ID_COLUMNS.values()}
     if dates not in DATE_MODES:
         raise ValueError(f"dates must be one of {', '.join(DATE_MODES)}, not {dates!r}")
     if dates == "shifted" and key is None:
@@ -109,7 +125,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
     excluded = [_excluded(source["patient"].filter(~exportable), "patient",
                           "no diagnosis date or no age at diagnosis: no year of birth, no time origin")]
     persons = patient.select("patient_id").sort("patient_id").with_columns(
-        pl.int_range(1, patient.height + 1, dtype=pl.Int64).alias("person_id"),
+        pl.int_range(first["person_id"], first["person_id"] + patient.height, dtype=pl.Int64).alias("person_id"),
         (shift_days(patient["patient_id"].sort(), key) if dates == "shifted" else pl.lit(0, pl.Int64)).alias("_shift"))
 
     def dated(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
@@ -140,7 +156,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
     condition = _numbered(site.select(
         "person_id", "patient_id", (pl.lit(HISTOLOGY + "-") + topography).alias("condition_source_value"),
         pl.col("diagnosis_date").alias("condition_start_date"),
-    ), "condition_occurrence_id", ["person_id"]).with_columns(
+    ), "condition_occurrence_id", ["person_id"], first["condition_occurrence_id"]).with_columns(
         lookup("condition", pl.col("condition_source_value"), "concept_id").alias("condition_concept_id"),
         pl.lit(registry).alias("condition_type_concept_id"))
     on_condition = tumour.join(condition.select("patient_id", "condition_occurrence_id"), on="patient_id")
@@ -183,7 +199,8 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         "person_id", "patient_id", "surgery_no", pl.col("surgery_date").alias("procedure_date"),
         pl.lit("adjuvant_radiotherapy").alias("procedure_source_value"))
     procedure = _numbered(pl.concat([operations, radiotherapy], how="diagonal"), "procedure_occurrence_id",
-                          ["person_id", "procedure_date", "surgery_no", "procedure_source_value"]).with_columns(
+                          ["person_id", "procedure_date", "surgery_no", "procedure_source_value"],
+                          first["procedure_occurrence_id"]).with_columns(
         lookup("procedure", pl.col("procedure_source_value"), "concept_id").alias("procedure_concept_id"),
         pl.lit(registry).alias("procedure_type_concept_id"))
     procedure_measurements = pl.concat([
@@ -200,7 +217,8 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
     samples = dated(source["molecular_sample"]).join(pat.select("patient_id", "diagnosis_date"), on="patient_id")
     specimen = _numbered(samples.select(
         "person_id", "patient_id", "sample_id", pl.col("diagnosis_date").alias("specimen_date"),
-        pl.lit("tumour_tissue").alias("specimen_source_value")), "specimen_id", ["person_id", "sample_id"])
+        pl.lit("tumour_tissue").alias("specimen_source_value")), "specimen_id", ["person_id", "sample_id"],
+        first["specimen_id"])
     specimen = specimen.with_columns(
         lookup("specimen", pl.col("specimen_source_value"), "concept_id").alias("specimen_concept_id"),
         pl.lit(registry).alias("specimen_type_concept_id"),
@@ -223,7 +241,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
     measurement = _numbered(pl.concat([condition_measurements, procedure_measurements, molecular_measurements],
                                       how="diagonal"),
                             "measurement_id", ["person_id", "measurement_date", "measurement_source_value",
-                                               "measurement_event_id"])
+                                               "measurement_event_id"], first["measurement_id"])
     code = pl.col("measurement_source_value")
     mapped_code = (pl.when(code.str.starts_with("gene_copy_number:")).then(pl.lit("gene_copy_number"))
                    .when(code.str.starts_with("gene_variant:")).then(pl.lit("gene_variant")).otherwise(code))
@@ -244,7 +262,8 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         + [tumour.filter(pl.col(column).is_not_null()).select(
             "person_id", "patient_id", pl.col("diagnosis_date").alias("observation_date"),
             pl.lit(column).alias("observation_source_value"), _text(column).alias("value_as_string"))
-           for column in TUMOUR_OBSERVATIONS]), "observation_id", ["person_id", "observation_source_value"])
+           for column in TUMOUR_OBSERVATIONS]), "observation_id", ["person_id", "observation_source_value"],
+        first["observation_id"])
     observation = observation.with_columns(
         lookup("observation", pl.col("observation_source_value"), "concept_id").alias("observation_concept_id"),
         pl.lit(registry).alias("observation_type_concept_id"), pl.col("value_as_string").alias("value_source_value"))
@@ -267,7 +286,7 @@ def build(source: dict[str, pl.DataFrame], *, dates: str = "shifted", key: bytes
         pl.col("date").max().alias("observation_period_end_date")).sort("person_id").with_columns(
         pl.col("person_id").alias("observation_period_id"), pl.lit(registry).alias("period_type_concept_id"))
 
-    episode, episode_event = _episodes(condition, procedure, measurement, event, death, registry)
+    episode, episode_event = _episodes(condition, procedure, measurement, event, death, registry, first["episode_id"])
     tables = {"person": person, "observation_period": observation_period, "condition_occurrence": condition,
               "procedure_occurrence": procedure, "measurement": measurement, "observation": observation,
               "death": death, "specimen": specimen, "episode": episode, "episode_event": episode_event}
@@ -281,7 +300,7 @@ def _excluded(rows: pl.DataFrame, table: str, reason: str) -> pl.DataFrame:
 
 
 def _episodes(condition: pl.DataFrame, procedure: pl.DataFrame, measurement: pl.DataFrame, event: pl.DataFrame,
-              death: pl.DataFrame, registry: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+              death: pl.DataFrame, registry: int, first_id: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Disease Episode (parent), First Occurrence, one per local recurrence, one per metastatic occurrence."""
     cond = condition.select("person_id", "condition_occurrence_id", "condition_concept_id",
                             pl.col("condition_start_date").alias("episode_start_date"))
@@ -304,7 +323,7 @@ def _episodes(condition: pl.DataFrame, procedure: pl.DataFrame, measurement: pl.
     kind_order = pl.col("episode_source_value").replace_strict(
         {"disease_episode": 0, "first_occurrence": 1, "local_recurrence": 2, "metastasis": 3}, return_dtype=pl.Int64)
     episodes = _numbered(episodes.with_columns(kind_order.alias("_kind")), "episode_id",
-                         ["person_id", "_kind", "episode_start_date"])
+                         ["person_id", "_kind", "episode_start_date"], first_id)
     parent = episodes.filter(pl.col("episode_source_value") == "disease_episode").select(
         "person_id", pl.col("episode_id").alias("episode_parent_id"))
     episodes = episodes.join(parent, on="person_id", how="left").with_columns(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ DEFAULT_SCHEMA = "omop"
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # it is written into the DDL: no quoting games
 DUCKDB_FILE = "omop_cdm.duckdb"
 SOURCE_TABLES = (*omop_build.CLINICAL_TABLES, *omop_build.MOLECULAR_TABLES)
+PATIENT_TABLES = (*omop_build.CLINICAL_TABLES, "molecular_sample")  # the others are the samples' (sample_id)
 DDL_COMMIT = "f853f6e39c61b4eb8b3e5287fd573a1ced36c0e4"  # OHDSI/CommonDataModel, clms_etl/omop/NOTICE.md
 
 
@@ -75,31 +77,110 @@ class OmopExport:
                 f"(excluded.csv)")
 
 
-def build_tables(wh, *, dates: str, key: bytes | None) -> tuple[dict[str, pl.DataFrame], omop_build.Cdm]:
-    """The CDM tables of the warehouse ``wh`` (with ``cdm_source`` and ``metadata``) and the built CDM
-    (unmapped values, excluded rows)."""
-    from clms_etl.version import code_version
-
-    source = {name: wh.table(name) for name in SOURCE_TABLES}
-    built = omop_build.build(source, dates=dates, key=key)
-    today = dt.date.today()
-    deliveries = wh.current_deliveries()
-    latest = max(deliveries["delivery_date"]) if deliveries.height else None
-    version = code_version()
-    settings = {"dates": dates, "mapping_version": mapping.MAPPING_VERSION,
-                "mapping_sha256": mapping.mapping_sha256(), "ddl": f"OHDSI/CommonDataModel {DDL_COMMIT} inst/ddl/5.4",
-                "etl": f"clms-etl {version}"}
-    tables = {**built.tables,
-              "cdm_source": cdm.conform("cdm_source", omop_build.cdm_source(today, latest, version)),
-              "metadata": cdm.conform("metadata", omop_build.metadata(settings, today))}
-    return tables, built
+BLOCK_PATIENTS = 50_000  # patients built and written at a time: memory follows a block, not the registry
 
 
-def write_database(engine: sa.Engine, schema: str, tables: dict[str, pl.DataFrame], *, replace: bool = False,
-                   primary_keys: bool = True) -> dict[str, int]:
-    """The tables into ``schema`` (official DDL when absent), in one transaction."""
+def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str | None]]:
+    """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in the database's order
+    (None: open). The ranges cover every pseudonym, so a row whose patient is not in ``patient`` still
+    falls in one block (and is listed as excluded there)."""
+    order = ' COLLATE "C"' if wh.backend == "postgresql" else ""  # pseudonyms compared as bytes, as polars does
+    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY patient_id{order}")["patient_id"]
+    starts = ids.gather_every(size)[1:].to_list()
+    return list(zip([None, *starts], [*starts, None], strict=True))
+
+
+def _block_source(wh, low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
+    """The source tables' rows of the patients in ``[low, high)``; the first block also takes the rows
+    of no patient (a sample the laboratory could not link), which the build lists as excluded."""
+    collate = ' COLLATE "C"' if wh.backend == "postgresql" else ""
+    clause = " AND ".join(condition for condition, bound in ((f"patient_id{collate} >= :low", low),
+                                                             (f"patient_id{collate} < :high", high)) if bound is not None)
+    if clause and low is None:
+        clause = f"patient_id IS NULL OR ({clause})"
+    params = {"low": low, "high": high}
+    out = {name: wh.table(name, where=clause, params=params) for name in SOURCE_TABLES if name in PATIENT_TABLES}
+    by_sample = f"sample_id IN (SELECT sample_id FROM molecular_sample WHERE {clause})" if clause else ""
+    out.update({name: wh.table(name, where=by_sample, params=params) for name in SOURCE_TABLES if name not in out})
+    return out
+
+
+@dataclass
+class CdmBlocks:
+    """The CDM tables of ``wh``, one block of ``block_patients`` patients at a time (then ``cdm_source``
+    and ``metadata``); once iterated, what did not map and what was excluded, over every block."""
+
+    wh: object
+    dates: str
+    key: bytes | None
+    block_patients: int
+    unmapped_parts: list[pl.DataFrame] = field(default_factory=list)
+    excluded_parts: list[pl.DataFrame] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[dict[str, pl.DataFrame]]:
+        from clms_etl.version import code_version
+
+        first_ids: dict[str, int] = {}
+        for low, high in patient_blocks(self.wh, self.block_patients):
+            built = omop_build.build(_block_source(self.wh, low, high), dates=self.dates, key=self.key,
+                                     first_ids=first_ids)
+            first_ids = built.next_ids(first_ids)
+            self.unmapped_parts.append(built.unmapped())
+            self.excluded_parts.append(built.excluded)
+            yield built.tables
+        deliveries = self.wh.current_deliveries()
+        latest = max(deliveries["delivery_date"]) if deliveries.height else None
+        version, today = code_version(), dt.date.today()
+        settings = {"dates": self.dates, "mapping_version": mapping.MAPPING_VERSION,
+                    "mapping_sha256": mapping.mapping_sha256(), "ddl": f"OHDSI/CommonDataModel {DDL_COMMIT} inst/ddl/5.4",
+                    "etl": f"clms-etl {version}"}
+        yield {"cdm_source": cdm.conform("cdm_source", omop_build.cdm_source(today, latest, version)),
+               "metadata": cdm.conform("metadata", omop_build.metadata(settings, today))}
+
+    @property
+    def unmapped(self) -> pl.DataFrame:
+        """Per table, concept field and source value, the rows written with concept 0, over every block."""
+        parts = [p for p in self.unmapped_parts if p.height]
+        if not parts:
+            return omop_build.Cdm({}, self.dates, pl.DataFrame()).unmapped()
+        return pl.concat(parts).group_by("table", "concept_field", "source_value").agg(pl.col("rows").sum()).sort(
+            "table", "concept_field", "source_value")
+
+    @property
+    def excluded(self) -> pl.DataFrame:
+        return pl.concat(self.excluded_parts) if self.excluded_parts else pl.DataFrame()
+
+
+def build_tables(wh, *, dates: str, key: bytes | None,
+                 block_patients: int = BLOCK_PATIENTS) -> tuple[dict[str, pl.DataFrame], CdmBlocks]:
+    """The whole CDM in memory, its blocks concatenated (a small registry, a test), and the blocks."""
+    blocks, tables = CdmBlocks(wh, dates, key, block_patients), {}
+    for block in blocks:
+        for name, frame in block.items():
+            tables[name] = pl.concat([tables[name], frame]) if name in tables else frame
+    return tables, blocks
+
+
+def write_database(engine: sa.Engine, schema: str,
+                   blocks: dict[str, pl.DataFrame] | Iterable[dict[str, pl.DataFrame]], *,
+                   replace: bool = False, primary_keys: bool = True, atomic: bool = True,
+                   each_block: Callable[[dict[str, pl.DataFrame]], None] | None = None) -> dict[str, int]:
+    """The tables (one dict of them, or blocks of them) into ``schema`` (official DDL when absent);
+    ``each_block`` is called with each block once it is written. ``atomic``: in one transaction (a
+    database target: all or nothing); otherwise one per block, for a file written aside and moved in
+    place only once complete — DuckDB holds an open transaction's rows in memory, so one transaction
+    would hold the whole registry's CDM."""
     if not SCHEMA_NAME.fullmatch(schema):
         raise TargetRefused(f"schema name {schema!r}: lower-case letters, digits and _ only")
+    blocks = [blocks] if isinstance(blocks, dict) else blocks
+    rows: dict[str, int] = {}
+
+    def insert(conn: sa.Connection, block: dict[str, pl.DataFrame]) -> None:
+        for name, count in cdm.insert(conn, schema, block).items():
+            rows[name] = rows.get(name, 0) + count
+        if each_block is not None:
+            each_block(block)
+
     with engine.begin() as conn:
         if replace:
             cdm.drop_tables(conn, schema)
@@ -107,7 +188,12 @@ def write_database(engine: sa.Engine, schema: str, tables: dict[str, pl.DataFram
             raise TargetRefused(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
         if not sa.inspect(conn).has_table("person", schema=schema):
             cdm.create_schema(conn, schema, primary_keys=primary_keys)
-        return cdm.insert(conn, schema, tables)
+        for block in blocks if atomic else ():
+            insert(conn, block)
+    for block in () if atomic else blocks:
+        with engine.begin() as conn:
+            insert(conn, block)
+    return rows
 
 
 def check_database(engine: sa.Engine, schema: str) -> pl.DataFrame:
@@ -116,49 +202,55 @@ def check_database(engine: sa.Engine, schema: str) -> pl.DataFrame:
 
 
 def export_omop(wh, target: str | Path, *, dates: str = "shifted", key: bytes | None = None,
-                schema: str = DEFAULT_SCHEMA, replace: bool = False) -> OmopExport:
-    """Write the warehouse ``wh`` as OMOP CDM v5.4 into a folder or a database (module docstring)."""
-    tables, built = build_tables(wh, dates=dates, key=key)
-    unmapped, excluded = built.unmapped(), built.excluded
+                schema: str = DEFAULT_SCHEMA, replace: bool = False,
+                block_patients: int = BLOCK_PATIENTS) -> OmopExport:
+    """Write the warehouse ``wh`` as OMOP CDM v5.4 into a folder or a database (module docstring),
+    ``block_patients`` patients built and written at a time."""
+    blocks = CdmBlocks(wh, dates, key, block_patients)
     target_text = str(target)
     if "://" in target_text:
         engine = sa.create_engine(target_text)
         try:
-            rows = write_database(engine, schema, tables, replace=replace)
+            rows = write_database(engine, schema, blocks, replace=replace)
             checked = check_database(engine, schema)
         finally:
             engine.dispose()
         shown = sa.engine.make_url(target_text).render_as_string(hide_password=True)
-        return OmopExport(shown, dates, rows, checked, unmapped, excluded)
+        return OmopExport(shown, dates, rows, checked, blocks.unmapped, blocks.excluded)
 
     folder = private_dir(Path(target))
-    files = write_csv(tables, folder / "csv")
+    csv = CsvFiles(private_dir(folder / "csv"))
     database = folder / DUCKDB_FILE
     aside = folder / f".{DUCKDB_FILE}.new"
     aside.unlink(missing_ok=True)
     engine = sa.create_engine(f"duckdb:///{aside}")
     try:
-        rows = write_database(engine, schema, tables)
+        rows = write_database(engine, schema, blocks, atomic=False, each_block=csv.append)
         checked = check_database(engine, schema)
     finally:
         engine.dispose()
     os.replace(aside, database)
-    files["duckdb"] = database
-    files["unmapped"] = folder / "unmapped.csv"
+    files = {**csv.files, "duckdb": database, "unmapped": folder / "unmapped.csv", "quality": folder / "quality.csv",
+             "excluded": folder / "excluded.csv"}
+    unmapped, excluded = blocks.unmapped, blocks.excluded
     unmapped.write_csv(files["unmapped"])
-    files["quality"] = folder / "quality.csv"
     checked.write_csv(files["quality"])
-    files["excluded"] = folder / "excluded.csv"
     excluded.write_csv(files["excluded"])
     make_private(folder)
     return OmopExport(str(folder), dates, rows, checked, unmapped, excluded, files)
 
 
-def write_csv(tables: dict[str, pl.DataFrame], folder: Path) -> dict[str, Path]:
-    """One CSV per table, columns in DDL order (what OHDSI's loaders and ``COPY`` expect)."""
-    private_dir(folder)
-    out = {}
-    for name, frame in tables.items():
-        out[name] = folder / f"{name}.csv"
-        frame.write_csv(out[name], date_format="%Y-%m-%d")
-    return out
+@dataclass
+class CsvFiles:
+    """One CSV per table, columns in DDL order (what OHDSI's loaders and ``COPY`` expect), written
+    block after block: the header with a table's first block, rows appended after."""
+
+    folder: Path
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def append(self, tables: dict[str, pl.DataFrame]) -> None:
+        for name, frame in tables.items():
+            first = name not in self.files
+            path = self.files.setdefault(name, self.folder / f"{name}.csv")
+            with path.open("wb" if first else "ab") as out:
+                frame.write_csv(out, date_format="%Y-%m-%d", include_header=first)

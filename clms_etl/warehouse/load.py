@@ -311,9 +311,10 @@ class Warehouse:
                            {"centre": centre})
         return found.cast(STATUS_SCHEMA) if found.height else pl.DataFrame(schema=STATUS_SCHEMA)
 
-    def table(self, name: str) -> pl.DataFrame:
+    def table(self, name: str, *, where: str = "", params: dict | None = None) -> pl.DataFrame:
+        """A base table in its declared column order; ``where``: an SQL condition on it (with ``params``)."""
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
-        return self.read_sql(f"SELECT {cols} FROM {name}")
+        return self.read_sql(f"SELECT {cols} FROM {name}" + (f" WHERE {where}" if where else ""), params)
 
     def results(self, name: str) -> pl.DataFrame:
         """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""

@@ -14,7 +14,7 @@ from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
 from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, write_database
 from clms_etl.warehouse import Warehouse
-from tests.report.conftest import report_imports, report_warehouse  # noqa: F401  (the deliveries with defects)
+from tests.report.conftest import load_imports, report_imports, report_warehouse  # noqa: F401  (deliveries with defects)
 from tests.warehouse.conftest import pg_admin_url, pg_databases, pg_url  # noqa: F401  (PostgreSQL fixtures)
 from tests.warehouse.helpers import TEST_KEY, load_twin
 
@@ -52,6 +52,39 @@ def test_one_person_per_patient_with_the_pseudonym_as_source_value(twin_warehous
     assert persons.height == patients.height == 79
     assert set(persons["person_source_value"]) == set(patients["patient_id"])
     assert persons["person_id"].n_unique() == persons.height
+
+
+@pytest.mark.parametrize("block_patients", [1, 7])
+def test_an_export_built_in_blocks_of_patients_is_the_export_built_at_once(twin_warehouse, exported, tmp_path,
+                                                                           block_patients):
+    # a registry is built and written a block of patients at a time, so that memory follows the block
+    # (bench/README.md): the ids, the rows, the files and what is reported must not change
+    blocked = export_omop(twin_warehouse, tmp_path / "omop", dates="shifted", key=TEST_KEY,
+                          block_patients=block_patients)
+    csv = {name: path for name, path in exported.files.items() if path.parent.name == "csv"}
+    assert len(csv) >= 10
+    for name, path in csv.items():
+        assert blocked.files[name].read_bytes() == path.read_bytes(), name
+    assert blocked.rows == exported.rows and blocked.passed
+    assert blocked.unmapped.equals(exported.unmapped)
+    assert blocked.excluded.sort(pl.all()).equals(exported.excluded.sort(pl.all()))
+    assert _omop(blocked, "SELECT * FROM {s}.measurement ORDER BY measurement_id").equals(
+        _omop(exported, "SELECT * FROM {s}.measurement ORDER BY measurement_id"))
+
+
+@pytest.mark.postgres
+def test_a_postgresql_warehouse_exported_in_blocks_gives_the_files_of_one_block(pg_url, report_imports, tmp_path,
+                                                                                 monkeypatch):  # noqa: F811
+    # PostgreSQL compares the pseudonyms of a block's bounds in its own collation unless told "C"
+    monkeypatch.setenv("CLMS_PSEUDONYM_KEY", TEST_KEY.decode())
+    with Warehouse(pg_url) as wh:
+        load_imports(wh, report_imports)
+        whole = export_omop(wh, tmp_path / "whole", dates="shifted", key=TEST_KEY)
+        blocked = export_omop(wh, tmp_path / "blocked", dates="shifted", key=TEST_KEY, block_patients=6)
+    assert whole.rows["person"] > 6 and blocked.rows == whole.rows
+    for name, path in whole.files.items():
+        if path.parent.name == "csv":
+            assert blocked.files[name].read_bytes() == path.read_bytes(), name
 
 
 def test_one_clms_condition_per_patient_with_its_icdo3_topography(twin_warehouse, exported):

@@ -17,10 +17,11 @@ TWIN_DATE = dt.date(2026, 11, 23)
 
 
 def pytest_collection_modifyitems(items):
-    """The end-to-end nights (marked ``slow``) first: ``make test`` hands each file to one worker
-    (``--dist loadfile``, so a module's fixture runs once), and the longest file handed out last
-    left the other worker idle for minutes at the end."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The files holding end-to-end nights (a test marked ``slow``) first, each file's tests in their
+    order: ``make test`` hands each file to one worker (``--dist loadfile``, so a module's fixture runs
+    once), and the longest file handed out last left the other worker idle for minutes at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -121,6 +121,7 @@ class CdmBlocks:
         from clms_etl.version import code_version
 
         first_ids: dict[str, int] = {}
+        self.unmapped_parts, self.excluded_parts = [], []  # iterated again: counted again, not twice
         for low, high in patient_blocks(self.wh, self.block_patients):
             built = omop_build.build(_block_source(self.wh, low, high), dates=self.dates, key=self.key,
                                      first_ids=first_ids)

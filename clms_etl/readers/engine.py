@@ -392,12 +392,8 @@ _NOT_A_VALUE = {"code": "unknown_code", "list": "unknown_code", "number": "unpar
 
 
 def _code_dtype(codes: dict) -> pl.DataType:
-    values = list(codes.values())
-    if all(isinstance(v, bool) for v in values):
-        return pl.Boolean
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return pl.Int8
-    return pl.String
+    kinds = {type(v) for v in codes.values()}
+    return pl.Boolean if kinds <= {bool} else pl.Int8 if kinds == {int} else pl.String
 
 
 class Columns:
@@ -471,9 +467,8 @@ class Columns:
         out = {}
         for c, count in zip(columns, todo):
             values, present = fast[c.key], ~fast[f"{c.key}#missing"]
-            precision = None
-            if c.kind == "date":
-                precision = pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
+            precision = (pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
+                         if c.kind == "date" else None)
             if count and self.layout.hand_typed:  # hand-typed: what the fast path left, by distinct value
                 todo, rest = fast[f"{c.key}#todo"], self._distinct(c, fast[f"{c.key}#todo"])
                 values = values.zip_with(~todo, rest.values.cast(values.dtype))
@@ -518,23 +513,18 @@ class Columns:
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
         raws = self.raw[c.key].gather(idx).to_list()
-        column = self.header[c.key]
-        table = c.table or "patient"
-        identifier = c.identifier is not None
+        column, table, identifier = self.header[c.key], c.table or "patient", c.identifier is not None
         got, gone, precisions = [], [], []
         for i, raw in zip(idx.to_list(), raws):
             cells = self.cells(i, table, event_columns.suffix(c.event))
             value, day_precision = None, None
             if c.kind not in ("text", "list") and len(raw) > 200:  # no code, number or date is that long
-                cells.error(column, raw, _NOT_A_VALUE[c.kind],
-                            f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
+                cells.error(column, raw, _NOT_A_VALUE[c.kind], say("value_too_long", n=len(raw), column=column),
                             identifier=identifier)
             elif is_missing(raw):
                 if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS:
-                    cells.error(column, raw, _NOT_A_VALUE[c.kind],
-                                f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
-                                f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
-                                identifier=identifier)
+                    cells.error(column, raw, _NOT_A_VALUE[c.kind], say("unknown_value", raw=raw.strip(), column=column,
+                                tokens=", ".join(filter(None, self.layout.missing))), identifier=identifier)
                 gone.append(i)
             elif c.kind == "code" and c.other is not None:  # any other text names a real thing: "other"
                 value = next((v for k, v in c.codes.items() if fold(k) == fold(raw)), c.other)
@@ -573,20 +563,15 @@ class Columns:
                         f"lue, mais à saisir comme date Excel.", identifier=identifier)
         return (parsed.value, parsed.precision) if parsed else (None, None)
 
-    def _tokens(self) -> str:
-        return ", ".join(t for t in self.layout.missing if t)
-
     def _number(self, c: decl.Column, cells: Cells, column: str, raw: str, i: int):
         if c.upper_bound and (m := _BOUND.match(raw)):
-            cells.error(column, raw, "mitoses_upper_bound",
-                        f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
+            cells.error(column, raw, "mitoses_upper_bound", say("upper_bound", column=column, raw=raw, n=m.group(1)))
             self.bounds.setdefault(c.key, set()).add(i)
             return int(m.group(1))
         value = cells.number(column, raw, decimal_comma=self.layout.decimal == "," or self.layout.spreadsheet,
-                             integer=c.integer,
-                             factor=c.factor)
+                             integer=c.integer, factor=c.factor)
         if c.integer and value is not None and abs(value) >= INT32_MAX:
-            cells.error(column, raw, "number_out_of_range", f"« {raw} » hors des bornes possibles ({column}).")
+            cells.error(column, raw, "number_out_of_range", say("number_out_of_range", raw=raw, column=column))
             return None
         return value
 
@@ -828,29 +813,24 @@ def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Ser
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     """Completed years from the birth date (an identifier, never stored) to the diagnosis."""
-    birth_column = c.declaration.column("patient.birth_date")
-    diagnosis_column = c.declaration.column("patient.diagnosis_date")
+    birth_column, diagnosis_column = (c.declaration.column(f"patient.{k}") for k in ("birth_date", "diagnosis_date"))
     if birth_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
     birth = v[birth_column.key].values
     c.ctx.register_birth_dates(c.pids, birth)
     if diagnosis_column is None or diagnosis_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
-    frame = pl.DataFrame({"b": birth, "d": v[diagnosis_column.key].values})
+    diagnosis = v[diagnosis_column.key].values
 
-    def month_day(name: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
-        return pl.col(name).dt.month().cast(pl.Int32) * 100 + pl.col(name).dt.day().cast(pl.Int32)
+    def month_day(day: pl.Series) -> pl.Series:  # (month, day) as one comparable number; Int8 parts would overflow
+        return day.dt.month().cast(pl.Int32) * 100 + day.dt.day().cast(pl.Int32)
 
     # the same rule as synth.identities.age_at, column-wise
-    age = frame.select(
-        (pl.col("d").dt.year().cast(pl.Int32) - pl.col("b").dt.year().cast(pl.Int32)
-         - (month_day("d") < month_day("b")).cast(pl.Int32)).alias("age")
-    ).to_series()
+    age = (diagnosis.dt.year().cast(pl.Int32) - birth.dt.year().cast(pl.Int32)
+           - (month_day(diagnosis) < month_day(birth)).cast(pl.Int32))
     bad = ((age < 0) | (age > 120)).fill_null(False)
     for i in bad.arg_true().to_list():
-        c.cells(i, "patient").error(c.header[birth_column.key], birth[i],
-                                    "birth_after_diagnosis" if age[i] < 0 else "age_out_of_range",
-                                    "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
-                                    identifier=True)
+        c.cells(i, "patient").error(c.header[birth_column.key], birth[i], "birth_after_diagnosis" if age[i] < 0
+                                    else "age_out_of_range", say("impossible_age"), identifier=True)
     return pl.select(pl.when(~bad).then(age)).to_series().cast(pl.Int16)
 

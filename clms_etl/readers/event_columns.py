@@ -39,20 +39,15 @@ class _Parts:
         self.columns = {col.field.removeprefix("event."): col for col in c.declaration.in_table("event")
                         if col.key in v}
 
-    def has(self, part: str) -> bool:
-        return part in self.columns
-
-    def values(self, part: str, dtype=pl.Date) -> pl.Series:
+    def values(self, part: str, dtype=pl.Date, what: str = "values") -> pl.Series:
         col = self.columns.get(part)
-        return self.v[col.key].values if col else pl.Series([None] * self.c.n, dtype=dtype)
+        return getattr(self.v[col.key], what) if col else pl.repeat(None, self.c.n, dtype=dtype, eager=True)
 
     def precision(self, part: str) -> pl.Series:
-        col = self.columns.get(part)
-        return self.v[col.key].precision if col else pl.Series([None] * self.c.n, dtype=pl.String)
+        return self.values(part, pl.String, "precision")
 
     def present(self, part: str) -> pl.Series:
-        col = self.columns.get(part)
-        return self.v[col.key].present if col else pl.Series([False] * self.c.n)
+        return self.values(part, pl.Boolean, "present").fill_null(False)
 
     def header(self, part: str) -> str:
         col = self.columns.get(part)
@@ -134,7 +129,7 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
 def _sites(c, p: _Parts) -> pl.DataFrame:
     """(i, sub, metastasis_site): the sites list split on commas, decoded, one row per distinct site."""
     empty = pl.DataFrame(schema={"i": pl.Int64, "sub": pl.Int64, "metastasis_site": pl.String})
-    if not p.has("metastasis.sites"):
+    if "metastasis.sites" not in p.columns:
         return empty
     column = p.columns["metastasis.sites"]
     frame = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "text": p.values("metastasis.sites", pl.String)})

@@ -29,7 +29,7 @@ from clms_etl.keys import pseudonym
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, read_guarded,
-                                   match_columns)
+                                   match_columns, repeated_rows)
 from clms_etl.readers.cells import Cells, is_missing
 from clms_etl import model
 
@@ -61,20 +61,19 @@ def _specs(kind: str) -> list[ColumnSpec]:
               for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
 
 
+def read(ctx: ReadContext) -> ReadResult:
+    """The delivery, its manifest found as a centre's file is (a link out of the folder refused), any
+    unexpected error (a native panic included) an :class:`ImportFailure`: never a raw traceback."""
+    return read_guarded(ctx, MANIFEST, _read)
+
+
 class Reader:
     """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
 
     def __init__(self, declaration: Path):
         self.declaration = declaration
 
-    def read(self, ctx: ReadContext) -> ReadResult:
-        return read(ctx)
-
-
-def read(ctx: ReadContext) -> ReadResult:
-    """The delivery, its manifest found as a centre's file is (a link out of the folder refused), any
-    unexpected error (a native panic included) an :class:`ImportFailure`: never a raw traceback."""
-    return read_guarded(ctx, MANIFEST, _read)
+    read = staticmethod(read)
 
 
 @dataclass
@@ -162,8 +161,7 @@ def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict[str, dict[str
 
 
 def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
-    schema, df = model.TABLES[table], df.with_columns(source_file="file", source_row="line")
-    return df.select([(pl.col(k) if k in df.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()])
+    return model.conform(table, df.with_columns(source_file="file", source_row="line"))
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -208,27 +206,27 @@ MANIFEST_FORMAT = decl.Declaration("manifest", decl.FileLayout.of(DECLARED["mani
 SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
-def _manifest_checks(width: int) -> list[pl.Expr]:
-    """Named after their rule: True where the manifest record passes. A duplicated case or sample: every occurrence
-    after the first, and the first too when the rows differ (one patient on two rows is two samples)."""
-    content, sample = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash(), pl.col("sample_id")
+def _manifest_checks(raw: pl.DataFrame, width: int) -> pl.DataFrame:
+    """Named after their rule: True where the manifest record passes. A duplicated case or sample is
+    reported as :func:`repeated_rows` says (one patient on two rows is two samples)."""
+    sample, cells = pl.col("sample_id"), raw.select(MANIFEST_COLUMNS)
 
-    def unique(key: pl.Expr) -> pl.Expr:
-        again = ~key.is_first_distinct() | (content.n_unique().over(key) > 1)
-        return ~(key.is_not_null() & key.is_duplicated() & again)
-
-    def rule(name: str, passes: pl.Expr) -> pl.Expr:
+    def rule(name: str, passes: pl.Expr | pl.Series) -> pl.Expr | pl.Series:
         return passes.alias(name)
 
-    return [rule("wrong_field_count", pl.col("_fields") == width),
-            rule("missing_case_no", pl.col("case_no").is_not_null()),
-            rule("missing_centre", pl.col("centre").is_not_null()),
-            rule("missing_patient_id", pl.col("local_id").is_not_null()),
-            rule("missing_sample_id", sample.is_not_null()), rule("missing_status", pl.col("status").is_not_null()),
-            rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                                          & ~sample.str.contains("..", literal=True))),
-            rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
-            rule("duplicate_sample", unique(sample))]
+    def unique(key: pl.Expr) -> pl.Series:
+        return ~repeated_rows(cells, raw.select(key).to_series())
+
+    return raw.select(rule("wrong_field_count", pl.col("_fields") == width),
+                      rule("missing_case_no", pl.col("case_no").is_not_null()),
+                      rule("missing_centre", pl.col("centre").is_not_null()),
+                      rule("missing_patient_id", pl.col("local_id").is_not_null()),
+                      rule("missing_sample_id", sample.is_not_null()),
+                      rule("missing_status", pl.col("status").is_not_null()),
+                      rule("invalid_sample_id", sample.is_null() | sample.str.contains(SAMPLE_ID)
+                           & ~sample.str.contains("..", literal=True)),
+                      rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007": case 7
+                      rule("duplicate_sample", unique(sample)))
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
@@ -252,7 +250,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
                                                  for u, c, l in zip(unknown, raw["centre"], raw["local_id"])],
                                                 dtype=pl.String))
     raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))))
-    ok = raw.select(_manifest_checks(len(header)))
+    ok = _manifest_checks(raw, len(header))
     name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
     beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
                                               return_dtype=pl.String)  # the first column missing, or beyond the header

@@ -47,21 +47,9 @@ from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns, free_text
-from clms_etl.readers.base import (
-    ColumnSpec,
-    ImportFailure,
-    ReadContext,
-    ReadResult,
-    field_counts,
-    is_foreign_panic,
-    match_columns,
-    normalise_name,
-    number_within,
-    READERS,
-    read_guarded,
-    repeated_rows,
-    say,
-)
+from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
+                                   is_foreign_panic, match_columns, normalise_name, number_within, read_guarded,
+                                   repeated_rows, say)
 from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
 INT32_MAX = 2**31 - 1
@@ -183,14 +171,6 @@ def _header(layout: decl.FileLayout, text: str) -> list[str]:
         raise ImportFailure(say("unreadable_header", file=layout.name), layout.name) from exc
 
 
-def _quoted_line(separator: str) -> re.Pattern:
-    """A line whose double quotes all stand for CSV quoting: each field plain, or quoted with
-    inner quotes doubled."""
-    s = re.escape(separator)
-    field = rf'(?:"(?:[^"]|"")*"|[^"{s}\r\n]*)'
-    return re.compile(rf"{field}(?:{s}{field})*\r?")
-
-
 def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: list[str],
                 identifiers: set[int]) -> str | None:
     """``'"'`` when every double quote of the file is CSV quoting, else None: a cell typed with a
@@ -199,19 +179,18 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
     export writes it), and each such cell gets a warning naming its row and column."""
     if '"' not in text:
         return '"'
-    quoted = _quoted_line(layout.separator)
-    stray = []
-    for row, line in enumerate(text.split("\n")[1:], start=2):
-        if '"' in line and not quoted.fullmatch(line):
-            stray.extend((row, j, cell) for j, cell in enumerate(line.rstrip("\r").split(layout.separator))
-                         if '"' in cell)
-    if not stray:
-        return '"'
+    # a line whose double quotes all stand for CSV quoting: each field plain, or quoted with inner quotes doubled
+    s = re.escape(layout.separator)
+    field = rf'(?:"(?:[^"]|"")*"|[^"{s}\r\n]*)'
+    quoted = re.compile(rf"{field}(?:{s}{field})*\r?")
+    stray = [(row, j, cell) for row, line in enumerate(text.split("\n")[1:], start=2)
+             if '"' in line and not quoted.fullmatch(line)
+             for j, cell in enumerate(line.rstrip("\r").split(layout.separator)) if '"' in cell]
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
                   rule="quote_in_cell", message=say("quote_in_cell", column=column, row=row))
-    return None
+    return None if stray else '"'
 
 
 def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
@@ -222,20 +201,17 @@ def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
 def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
                                                                                      pl.Series]:
     """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
-    layout = declaration.file
-    name = layout.name
+    layout, name = declaration.file, declaration.file.name
     text = decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
         if layout.line_end != "\r":
-            ctx.query(file=name, rule="line_endings",
-                      message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
+            ctx.query(file=name, rule="line_endings", message=say("cr_line_ends"))
         text = text.replace("\r", "\n")
     header = _header(layout, text)
     found = match_columns(ctx, header, _specs(declaration), name)
     identifiers = {found[c.key] for c in declaration.columns if c.identifier and c.key in found}
     quote = _quote_char(ctx, layout, text, header, identifiers) if layout.quoting else None
-    data = text.encode("utf-8")
-    nulls = [m for m in layout.missing if m]
+    data, nulls = text.encode("utf-8"), [m for m in layout.missing if m]
     try:  # the declared tokens are null from the start (Cells reads them so too)
         df = pl.read_csv(io.BytesIO(data), separator=layout.separator, has_header=True, infer_schema=False,
                          truncate_ragged_lines=True, quote_char=quote, null_values=nulls or None)
@@ -244,12 +220,11 @@ def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tu
     if df.width != len(header):
         raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
     _not_empty(df, name)
-    fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
+    fields = pl.Series(FIELDS, field_counts(text, data, df.height, layout.separator, quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
             raise ImportFailure(say("truncated_file", file=name), name)
-        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
-                  message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
+        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end", message=say("unended", file=name))
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
@@ -293,8 +268,7 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
     return out
 
 
-_EXCEL_ERRORS = {"NA": "#N/A", "Div0": "#DIV/0!", "Value": "#VALUE!", "Ref": "#REF!", "Name": "#NAME?",
-                 "Num": "#NUM!", "Null": "#NULL!"}
+_EXCEL_ERRORS = READERS["excel_errors"]  # calamine's name of an error cell -> Excel's
 
 
 def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
@@ -403,9 +377,7 @@ class Columns:
     def __init__(self, ctx: ReadContext, declaration: decl.Declaration, raw: pl.DataFrame, header: dict[str, str],
                  rows: pl.Series, pids: pl.Series):
         self.ctx, self.declaration, self.raw, self.header = ctx, declaration, raw, header
-        self.rows, self.pids = rows, pids
-        self.layout = declaration.file
-        self.n = raw.height
+        self.rows, self.pids, self.layout, self.n = rows, pids, declaration.file, raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
         # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
         # (date_cells: only date cells, a date typed as text goes through Cells and gets its warning)
@@ -452,17 +424,13 @@ class Columns:
     def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
         """Each column's :class:`Parsed`, by column key."""
         missing = list(self.layout.missing)
-        exprs = []
         distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
         columns = [c for c in columns if c not in distinct]
         distinct = [c for c in distinct if c.kind != "notes"]  # (read whole by free_text.events)
-        for c in columns:
-            col = pl.col(c.key)
-            exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
-        fast = self.raw.lazy().select(exprs).collect()
-        fast = fast.with_columns(  # cells said something the fast path could not read
-            (~pl.col(f"{c.key}#missing") & pl.col(c.key).is_null()).alias(f"{c.key}#todo") for c in columns
-        )
+        fast = self.raw.lazy().select(*(self._fast(c).alias(c.key) for c in columns), *(
+            (pl.col(c.key).is_null() | pl.col(c.key).is_in(missing)).alias(f"{c.key}#missing") for c in columns)
+        ).with_columns(  # cells said something the fast path could not read
+            (~pl.col(f"{c.key}#missing") & pl.col(c.key).is_null()).alias(f"{c.key}#todo") for c in columns).collect()
         todo = fast.select(pl.col(f"{c.key}#todo").sum() for c in columns).row(0)
         out = {}
         for c, count in zip(columns, todo):
@@ -512,10 +480,9 @@ class Columns:
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
-        raws = self.raw[c.key].gather(idx).to_list()
         column, table, identifier = self.header[c.key], c.table or "patient", c.identifier is not None
         got, gone, precisions = [], [], []
-        for i, raw in zip(idx.to_list(), raws):
+        for i, raw in zip(idx.to_list(), self.raw[c.key].gather(idx).to_list()):
             cells = self.cells(i, table, event_columns.suffix(c.event))
             value, day_precision = None, None
             if c.kind not in ("text", "list") and len(raw) > 200:  # no code, number or date is that long
@@ -576,16 +543,13 @@ class Columns:
         return value
 
 
-
 # --- the read ---------------------------------------------------------------------------------
 
 def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> ReadResult:
     """One delivery file of a declared format (a workbook: each declared sheet), to canonical
     frames and queries."""
-    if declaration.file.spreadsheet:
-        parts = _read_sheets(ctx, path, declaration)
-    else:
-        parts = [(declaration, *read_text(ctx, path, declaration))]
+    parts = (_read_sheets(ctx, path, declaration) if declaration.file.spreadsheet
+             else [(declaration, *read_text(ctx, path, declaration))])
     frames, source_rows, known, pseudonyms = {}, {}, None, {}
     for part, df, header, found, fields in parts:
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
@@ -613,25 +577,22 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     """The raw cells of one file or sheet: blank records skipped, identifiers registered, patient
     keys pseudonymised."""
     layout = part.file
-    rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
+    rows = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
     trailing = blank.len() - blank.not_().cast(pl.Int8).cum_sum().arg_max() - 1 if blank.any() else 0
-    for row in rows_all.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
-        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
-                  message=f"Ligne {row} vide ignorée.")
-    rows = rows_all
+    for row in rows.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
+        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row", message=f"Ligne {row} vide ignorée.")
     if blank.any():
-        df, rows, fields = df.filter(~blank), rows_all.filter(blank.not_()), fields.filter(~blank)
+        df, rows, fields = df.filter(~blank), rows.filter(~blank), fields.filter(~blank)
     raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()}, height=df.height)
     for c in part.columns:
         if c.identifier and c.key in raw.columns:
             ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
-    unique = keys.drop_nulls().unique().to_list()  # (a key is hashed once whatever the sheets it is in)
-    pseudonyms.update(pseudonymise_many(ctx, [k for k in unique if k not in pseudonyms]))
-    table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
-    pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
+    # (a key is hashed once whatever the sheets it is in)
+    pseudonyms.update(pseudonymise_many(ctx, [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]))
+    pids = keys.replace_strict(pseudonyms, default=None, return_dtype=pl.String).alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
     _too_long(cols, layout.max_cell)
     return cols, df, keys, fields
@@ -693,13 +654,9 @@ def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
 
 
 def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Series | pl.Expr]) -> pl.DataFrame:
-    out = ids.with_columns(
-        c.row_id_expr(table).alias("row_id"), pl.lit(c.layout.name).alias("source_file"),
-        pl.lit(c.layout.sheet, dtype=pl.String).alias("source_sheet"),
-        **{name: (value if isinstance(value, pl.Expr) else value.alias(name)) for name, value in columns.items()},
-    )
-    return model.conform(table, out)
-
+    return model.conform(table, ids.with_columns(c.row_id_expr(table).alias("row_id"), **columns,
+                                                 source_file=pl.lit(c.layout.name),
+                                                 source_sheet=pl.lit(c.layout.sheet, dtype=pl.String)))
 
 
 def record_frames(c: Columns) -> dict[str, pl.DataFrame]:

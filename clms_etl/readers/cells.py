@@ -75,8 +75,7 @@ class Cells:
         table = {fold(k): v for k, v in mapping.items()}
         if folded not in table:
             allowed = ", ".join(sorted({str(k) for k in mapping}))
-            self.error(column, raw, "unknown_code",
-                       f"Code « {text} » inconnu pour « {column} » (attendu: {allowed}).")
+            self.error(column, raw, "unknown_code", f"Code « {text} » inconnu pour « {column} » (attendu: {allowed}).")
             return None
         stripped = text.strip()
         if text != stripped or (strict_case and stripped not in {str(k) for k in mapping}):

@@ -390,6 +390,12 @@ class Columns:
         return Cells(self.ctx, self.layout.name, self.layout.sheet, row, table, self.row_id(table, row) + suffix,
                      self.pids[i])
 
+    def flag(self, mask: pl.Series, table: str, column: str | None, raw: pl.Series | None, rule: str, message: str,
+             identifier: bool = False, suffix: str = "") -> None:
+        """An error under ``rule`` on each row of ``mask``, quoting its cell of ``raw``."""
+        for i in mask.fill_null(False).arg_true().to_list():
+            self.cells(i, table, suffix).error(column, None if raw is None else raw[i], rule, message, identifier)
+
     def row_id(self, table: str, row) -> str:
         return self.layout.row_id.format(table=table, file=self.layout.name, sheet=self.layout.sheet, row=row)
 
@@ -619,14 +625,12 @@ def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series |
     """A row without patient key (or, ``known`` given, with a key of no record): an error on its
     key cell; the key column's key."""
     id_key = cols.declaration.column("patient.local_id").key
-    id_column = cols.header[id_key]
-    for i in keys.is_null().arg_true().to_list():
-        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "missing_patient_id",
-                                   say("missing_patient_id", column=id_column), identifier=True)
-    orphans = [] if known is None else (keys.is_not_null() & ~keys.is_in(known.implode())).arg_true().to_list()
-    for i in orphans:
-        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "orphan_row",
-                                   f"{id_column} absent de la feuille des patients: ligne orpheline.", identifier=True)
+    id_column, ids = cols.header[id_key], cols.raw[id_key]
+    cols.flag(keys.is_null(), table, id_column, ids, "missing_patient_id", say("missing_patient_id", column=id_column),
+              identifier=True)
+    if known is not None:
+        cols.flag(keys.is_not_null() & ~keys.is_in(known.implode()), table, id_column, ids, "orphan_row",
+                  say("orphan_row", column=id_column), identifier=True)
     return id_key
 
 
@@ -704,8 +708,7 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
 
     def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
-        for i in mask.fill_null(False).arg_true().to_list():
-            c.cells(i, table).error(c.header[col.key], c.raw[col.key][i] if raw else None, rule, message)
+        c.flag(mask, table, c.header[col.key], c.raw[col.key] if raw else None, rule, message)
 
     if table == "event" and kind and kind.key in v:
         flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
@@ -764,8 +767,7 @@ def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Ser
     if date is None or table not in MISSING_DATE:
         return
     rule, message = MISSING_DATE[table]
-    for i in (any_cell & ~v[date.key].present).arg_true().to_list():
-        c.cells(i, table).error(c.header[date.key], None, rule, message)
+    c.flag(any_cell & ~v[date.key].present, table, c.header[date.key], None, rule, message)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:

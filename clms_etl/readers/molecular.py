@@ -17,6 +17,7 @@ import ast
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -115,8 +116,7 @@ def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
     folder = Path(ctx.delivery_dir)
     samples = _read_manifest(ctx, manifest)
     found = _index_files(ctx, folder, manifest)
-    owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
-                                                                          maintain_order=True)
+    owner = dict(samples.drop_nulls("sample_id").unique("sample_id", keep="first")  # its first row owns a sample
                  .select("sample_id", "patient_id").iter_rows())
     frames, states = {}, {}
     source_rows, files = {MANIFEST: samples.height}, [manifest]
@@ -362,9 +362,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
                 cache[text] = failure.column, None
         cols, notes = cache[text]
         if notes is None:
-            twice = cols in header
-            kind.fail(label, MSG["duplicate_column" if twice else "missing_column"].format(column=cols),
-                      rule="duplicate_column" if twice else "missing_column", column=cols)
+            rule = "duplicate_column" if cols in header else "missing_column"
+            kind.fail(label, MSG[rule].format(column=cols), rule=rule, column=cols)
             continue
         for q in notes:  # unknown columns
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
@@ -400,7 +399,7 @@ def _chromosome(text: str | None) -> str | None:
     return (str(int(name)) if 1 <= int(name) <= 22 else None) if name.isdigit() else name
 
 
-def _build_problem(text: str | None) -> str | None:
+def _build_problem(c: Cells, text: str | None) -> str | None:
     """The build a text names when it is not hg19/GRCh37 (None: hg19 or no build named)."""
     m = BUILD.search(text) if text and not HG19.search(text) else None
     return m.group(1) if m else None
@@ -447,17 +446,16 @@ def _iscn_build(c: Cells, raw) -> dict | None:
 def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     ctx, table = kind.ctx, "cn_segment"
     rows, comments = _tabular(kind, lines, "chas", table)
-    build = _parsed(ctx, comments, "text", None, pl.String, lambda c, v: _build_problem(v))
-    file_build = comments.with_columns(build=build).group_by("file").agg(file_build=pl.col("build").drop_nulls()
-                                                                         .first())
+    builds = comments.with_columns(build=_parsed(ctx, comments, "text", None, pl.String, _build_problem))
+    file_build = builds.group_by("file").agg(file_build=pl.col("build").drop_nulls().first())
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["chas"]}
+    parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
-        segment_type=_parsed(ctx, rows, "raw_type", name["type"], pl.String,
-                             _code(SEGMENT_TYPES, rule="missing_segment_type"), table),
-        at=_parsed(ctx, rows, "raw_full_location", name["full_location"],
-                   pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location, table),
-        stated=_parsed(ctx, rows, "raw_chromosome", name["chromosome"], pl.String, _stated_chromosome, table),
-        cn_state=_numbers(ctx, rows, "raw_cn_state", name["cn_state"], table=table),
+        segment_type=parsed("raw_type", name["type"], pl.String, _code(SEGMENT_TYPES, rule="missing_segment_type")),
+        at=parsed("raw_full_location", name["full_location"],
+                  pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location),
+        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _stated_chromosome),
+        cn_state=number("raw_cn_state", name["cn_state"]),
         cn_missing=_parsed(ctx, rows, "raw_cn_state", None, pl.Boolean, lambda c, v: is_missing(v)),
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
         named=pl.col("raw_file").str.strip_chars().fill_null(""),
@@ -510,16 +508,15 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     rows, _ = _tabular(kind, lines, "archer", table)
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["archer"]}
     rows = rows.with_columns(percent=pl.col("raw_percent_gsp2_reads").str.strip_chars().str.strip_suffix("%"))
+    parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.with_columns(
-        genes=_parsed(ctx, rows, "raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}),
-                      _genes, table),
-        breakpoints=_parsed(ctx, rows, "raw_breakpoints", name["breakpoints"],
-                            pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints, table),
-        percent_gsp2_reads=_numbers(ctx, rows, "percent", name["percent_gsp2_reads"], table=table),
-        strong_evidence=_parsed(ctx, rows, "raw_strong_evidence", name["strong_evidence"], pl.Boolean,
-                                _code(STRONG_EVIDENCE, strict_case=False), table),
-        **{k: _numbers(ctx, rows, f"raw_{k}", name[k], table=table, integer=True, decimal_comma=False)
-           for k in ("reads", "unique_start_sites")},
+        genes=parsed("raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}), _genes),
+        breakpoints=parsed("raw_breakpoints", name["breakpoints"],
+                           pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints),
+        percent_gsp2_reads=number("percent", name["percent_gsp2_reads"]),
+        strong_evidence=parsed("raw_strong_evidence", name["strong_evidence"], pl.Boolean,
+                               _code(STRONG_EVIDENCE, strict_case=False)),
+        **{k: number(f"raw_{k}", name[k], integer=True, decimal_comma=False) for k in ("reads", "unique_start_sites")},
     ).unnest("genes", "breakpoints")
     outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
     _flag(ctx, rows, table, [_check("number_out_of_range", outside, name["percent_gsp2_reads"],
@@ -558,16 +555,12 @@ def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict)
 
 def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     """Per file: ``##fileformat``, the ``#CHROM`` line, the sample's name and the genome build."""
-    ctx, out = kind.ctx, []
-    meta = pl.col("text").str.starts_with("##")
-    heads = lines.with_columns(top=pl.col("line").filter(~meta).min().over("file")).group_by(
-        "file", maintain_order=True).agg(pl.col("text").first().alias("first"), pl.col("top").first(),
-                                          pl.col("text").filter(pl.col("line") == pl.col("top")).first()
-                                          .alias("columns"),
-                                          pl.col("text").filter(pl.col("text").str.starts_with("##reference=")
-                                                                & (pl.col("line") < pl.col("top").fill_null(1 << 60)))
-                                          .first().alias("reference"), pl.col("patient_id").first(),
-                                          pl.col("sample_id").first())
+    ctx, out, text, line, top = kind.ctx, [], pl.col("text"), pl.col("line"), pl.col("top")
+    heads = lines.with_columns(top=line.filter(~text.str.starts_with("##")).min().over("file")).group_by(
+        "file", maintain_order=True).agg(
+        first=text.first(), top=top.first(), columns=text.filter(line == top).first(),
+        reference=text.filter(text.str.starts_with("##reference=") & (line < top.fill_null(1 << 60))).first(),
+        patient_id=pl.col("patient_id").first(), sample_id=pl.col("sample_id").first())
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
@@ -651,8 +644,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         return pl.when(parts.list.len() == count).then(parts.list.get("i", null_on_oob=True)).replace(".", None)
 
     # flow-evaluator depth first (the AF denominator), raw read depth when it is absent
-    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k, s in (("FDP", "info"), ("FDP", "call"), ("DP", "info"),
-                                                                      ("DP", "call"))]
+    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k in ("FDP", "DP") for s in ("info", "call")]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
         _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
                pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
@@ -664,15 +656,13 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                                                           .replace(".", None)),
                              depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
                              depth_text=pl.coalesce(c for _, c in depth))
+    number = partial(_numbers, ctx, rows, table=table, decimal_comma=False)
     rows = rows.with_columns(
-        vaf=_numbers(ctx, rows, "af", lit("AF"), table=table, decimal_comma=False),
-        gmaf=_numbers(ctx, rows, "gmaf_text", lit("GMAF"), table=table, decimal_comma=False),
-        depth=_numbers(ctx, rows, "depth_text", pl.col("depth_key"), table=table, integer=True, decimal_comma=False),
+        vaf=number("af", lit("AF")), gmaf=number("gmaf_text", lit("GMAF")),
+        depth=number("depth_text", pl.col("depth_key"), integer=True),
         chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String, _vcf_chromosome, table),
-        computed=(_numbers(ctx, rows, "fao", lit("FAO"), table=table, decimal_comma=False)
-                  / _numbers(ctx, rows, "fdp", lit("FDP"), table=table, decimal_comma=False).replace(0, None)).round(6))
-    rows = rows.with_columns(vaf=pl.when(pl.col("vaf").is_null() & pl.col("fallback")).then("computed")
-                             .otherwise("vaf"),
+        computed=(number("fao", lit("FAO")) / number("fdp", lit("FDP")).replace(0, None)).round(6))
+    rows = rows.with_columns(vaf=pl.coalesce("vaf", pl.when("fallback").then("computed")),
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
@@ -691,8 +681,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              schema={**combos.schema, "unreadable": pl.Boolean, "unmatched": pl.Boolean,
                                      **{k: pl.String for k in ("gene", "transcript", "hgvs_c", "hgvs_p", "function")}},
                              orient="row")
-    rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True,
-                     maintain_order="left")
+    rows = rows.join(annotated, on=combos.columns, how="left", nulls_equal=True, maintain_order="left")
     _flag(ctx, rows, table, [
         _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
         _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])

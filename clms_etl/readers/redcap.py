@@ -339,14 +339,12 @@ class _Read:
         v = form.parse([c for c in self.declaration.columns if c.key in self.sites and c.key in form.raw.columns])
         ticked = {k: v[k].values.fill_null(False) for k in self.sites if k in v}
         for k in (k for k in ticked if self.sites[k] is None):
-            for i in ticked[k].arg_true().to_list():
-                form.cells(i, "event").error(self.header[k], form.raw[k][i], "unknown_code",
-                                             say("ticked_code_not_in_dictionary", column=self.header[k]))
+            form.flag(ticked[k], "event", self.header[k], form.raw[k], "unknown_code",
+                      say("ticked_code_not_in_dictionary", column=self.header[k]))
         known = [k for k in ticked if self.sites[k] is not None]
         applies = (ev["event_kind"] == box["event_kind"]).fill_null(False)
         n = pl.select(pl.sum_horizontal([ticked[k] for k in known]) if known else pl.lit(0)).to_series()
-        for i in (applies & (n == 0)).arg_true().to_list():
-            form.cells(i, "event").error(f"{field}___*", None, "metastasis_without_site", "Aucun site coché.")
+        form.flag(applies & (n == 0), "event", f"{field}___*", None, "metastasis_without_site", "Aucun site coché.")
         for i in (~applies & ev["event_kind"].is_not_null() & (n > 0)).arg_true().to_list():
             form.cells(i, "event").error(f"{field}___*", ",".join(self.header[k] for k in known if ticked[k][i]),
                                          "metastasis_site_without_metastasis", say("site_on_other_event"))

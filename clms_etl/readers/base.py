@@ -91,13 +91,12 @@ class ReadContext:
         if frame.is_empty():
             return
         rules.check_registered(frame["rule"].unique())
-        frame = frame.with_columns(
-            **{k: pl.lit(v) for k, v in (("centre", self.centre), ("delivery_date", self.delivery_date))
-               if k not in frame.columns},
-            **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
-               if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
-            severity=rules.severity_expr(pl.col("rule")),
-        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()]).with_columns(clipped(pl.col("value")).alias("value"))
+        given = {"centre": pl.lit(self.centre), "delivery_date": pl.lit(self.delivery_date)}
+        frame = frame.with_columns(**{k: given.get(k, pl.lit(None, dtype=t)) for k, t in QUERY_SCHEMA.items()
+                                      if k not in frame.columns and k != "severity"},
+                                   severity=rules.severity_expr(pl.col("rule")))
+        frame = frame.select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
+        frame = frame.with_columns(clipped(pl.col("value")).alias("value"))
         if isinstance(self.queries, QueryLog):
             self.queries.append_frame(frame)  # kept as a frame until someone reads it as a list
         else:
@@ -135,7 +134,6 @@ class ColumnSpec:
     key: str
     names: tuple[str, ...]
     required: bool = True
-    identifier: bool = False
 
 
 def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], file: str,

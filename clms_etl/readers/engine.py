@@ -194,8 +194,7 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
 
 
 def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
-    return [ColumnSpec(c.key, (c.name, *c.aliases), c.required, c.identifier is not None)
-            for c in declaration.columns]
+    return [ColumnSpec(c.key, (c.name, *c.aliases), c.required) for c in declaration.columns]
 
 
 def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,

@@ -55,11 +55,10 @@ VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 
 def _specs(kind: str) -> list[ColumnSpec]:
     """The declared columns of one kind of file; a ChAS export's decoration is known, not used."""
-    optional, identifiers = DECLARED["optional"][kind], DECLARED.get("identifiers", {}).get(kind, [])
-    return [*(ColumnSpec(key, tuple(names), key not in optional, key in identifiers)
-              for key, names in DECLARED["columns"][kind].items()),
+    optional = DECLARED["optional"][kind]
+    return [*(ColumnSpec(key, tuple(names), key not in optional) for key, names in DECLARED["columns"][kind].items()),
             *(ColumnSpec(f"{kind}_{i}", (name,), required=False)
-              for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
+              for i, name in enumerate(DECLARED["decoration"].get(kind, [])))]
 
 
 def read(ctx: ReadContext) -> ReadResult:
@@ -223,8 +222,8 @@ def _manifest_checks(raw: pl.DataFrame, width: int) -> pl.DataFrame:
                       rule("missing_patient_id", pl.col("local_id").is_not_null()),
                       rule("missing_sample_id", sample.is_not_null()),
                       rule("missing_status", pl.col("status").is_not_null()),
-                      rule("invalid_sample_id", sample.is_null() | sample.str.contains(SAMPLE_ID)
-                           & ~sample.str.contains("..", literal=True)),
+                      rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                                    & ~sample.str.contains("..", literal=True))),
                       rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007": case 7
                       rule("duplicate_sample", unique(sample)))
 
@@ -469,15 +468,14 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     fits = pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2)
     rows = rows.with_columns(expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor"))
                              .when(kind == "Loss").then(pl.lit("< 2")).otherwise(pl.lit("vide (LOH neutre en copies)")))
-    named, stated, located = pl.col("named"), pl.col("stated"), pl.col("loc_chrom")
+    named, raw_cn = pl.col("named"), pl.col("raw_cn_state")
     mismatch = (named != "") & (named.str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
-    _flag(ctx, rows, table, [
-        _check("chromosome_mismatch", stated.is_not_null() & located.is_not_null() & (stated != located),
-               name["chromosome"], pl.col("raw_chromosome")),
-        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"),
-               name["cn_state"], pl.col("raw_cn_state")),
-        _check("cn_type_mismatch", kind.is_not_null() & cn.is_not_null() & ~fits, name["cn_state"],
-               pl.col("raw_cn_state")),
+    _flag(ctx, rows, table, [  # (a comparison with a null is null: no query)
+        _check("chromosome_mismatch", pl.col("stated") != pl.col("loc_chrom"), name["chromosome"],
+               pl.col("raw_chromosome")),
+        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"), name["cn_state"],
+               raw_cn),
+        _check("cn_type_mismatch", kind.is_not_null() & ~fits, name["cn_state"], raw_cn),
         _check("genome_build", pl.col("build").is_not_null(), pl.when(iscn).then(name["nomenclature"])
                .otherwise(pl.lit("#")), pl.when(iscn).then("raw_nomenclature").otherwise("build"), "chas_build"),
         _check("sample_name_mismatch", mismatch & (mismatch.cum_sum().over("file") == 1),  # once per file
@@ -555,11 +553,11 @@ def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict)
 
 def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     """Per file: ``##fileformat``, the ``#CHROM`` line, the sample's name and the genome build."""
-    ctx, out, text, line, top = kind.ctx, [], pl.col("text"), pl.col("line"), pl.col("top")
+    ctx, out, text, line, head = kind.ctx, [], pl.col("text"), pl.col("line"), pl.col("top")
     heads = lines.with_columns(top=line.filter(~text.str.starts_with("##")).min().over("file")).group_by(
         "file", maintain_order=True).agg(
-        first=text.first(), top=top.first(), columns=text.filter(line == top).first(),
-        reference=text.filter(text.str.starts_with("##reference=") & (line < top.fill_null(1 << 60))).first(),
+        first=text.first(), top=head.first(), columns=text.filter(line == head).first(),
+        reference=text.filter(text.str.starts_with("##reference=") & (line < head.fill_null(1 << 60))).first(),
         patient_id=pl.col("patient_id").first(), sample_id=pl.col("sample_id").first())
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []

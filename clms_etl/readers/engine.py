@@ -360,8 +360,7 @@ _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # "?", "-", "inconnu": Cells reads them as missing (hand-typed charts), but a declared export's
 # missing values are its own tokens: in a coded, number or date column they are reported.
 UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
-_NOT_A_VALUE = {"code": "unknown_code", "list": "unknown_code", "number": "unparseable_number",
-                "date": "unparseable_date"}
+_NOT_A_VALUE = READERS["not_a_value"]  # a column kind -> the rule of a cell that is none of its values
 
 
 def _code_dtype(codes: dict) -> pl.DataType:

@@ -50,7 +50,7 @@ HG19, BUILD, ISCN_BUILD, CHROMOSOME, LOCATION, BREAKPOINT = (
     re.compile(DECLARED["patterns"][k], re.IGNORECASE)
     for k in ("hg19", "build", "iscn_build", "chromosome", "location", "breakpoint"))
 PLAIN_NUMBER, PLAIN_INT = r"^[0-9]{1,15}(?:\.[0-9]{1,15})?$", r"^[0-9]{1,9}$"  # read by polars, all digits kept
-VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields"))
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
@@ -596,9 +596,7 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
                   message=MSG["no_variant_records"].format(file=label))
     f = pl.col("fields")
     body = body.with_columns(fields=pl.col("text").str.split("\t")).with_columns(
-        n=f.list.len(), **{name: f.list.get(i, null_on_oob=True) for i, name in
-                           enumerate(["chrom_raw", "pos_raw", "id", "ref", "alt_text", "qual", "filter_raw", "info",
-                                      "format", "call"])})
+        n=f.list.len(), **{name: f.list.get(i, null_on_oob=True) for i, name in enumerate(VCF_FIELDS)})
     broken = ((pl.col("n") != pl.col("width")) | ~pl.col("pos_raw").str.contains(r"^\s*[+-]?[0-9]+\s*$")
               | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
     body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))

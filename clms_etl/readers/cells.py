@@ -93,13 +93,11 @@ class Cells:
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).")
-            return None
+            return self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).")
         value *= factor
         if integer:
             if abs(value - round(value)) > 1e-9:
-                self.error(column, raw, "not_an_integer", f"« {_text(raw)} » devrait être un entier ({column}).")
-                return None
+                return self.error(column, raw, "not_an_integer", f"« {_text(raw)} » devrait être un entier ({column}).")
             return int(round(value))
         return round(value, 6)
 

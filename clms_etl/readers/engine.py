@@ -542,8 +542,7 @@ class Columns:
         value = cells.number(column, raw, decimal_comma=self.layout.decimal == "," or self.layout.spreadsheet,
                              integer=c.integer, factor=c.factor)
         if c.integer and value is not None and abs(value) >= INT32_MAX:
-            cells.error(column, raw, "number_out_of_range", say("number_out_of_range", raw=raw, column=column))
-            return None
+            return cells.error(column, raw, "number_out_of_range", say("number_out_of_range", raw=raw, column=column))
         return value
 
 

@@ -117,8 +117,7 @@ def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
     found = _index_files(ctx, folder, manifest)
     owner = dict(samples.drop_nulls("sample_id").unique("sample_id", keep="first")  # its first row owns a sample
                  .select("sample_id", "patient_id").iter_rows())
-    frames, states = {}, {}
-    source_rows, files = {MANIFEST: samples.height}, [manifest]
+    frames, states, source_rows, files = {}, {}, {MANIFEST: samples.height}, [manifest]
     for assay, a in ASSAYS.items():
         paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
         kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})

@@ -43,8 +43,7 @@ def raw_cells(folder: Path, wanted: pl.DataFrame) -> pl.DataFrame:
         for row, field in want:
             if row is None or field not in header or row < 2 or row not in table:
                 continue
-            values = table[row]
-            j = header.index(field)
+            values, j = table[row], header.index(field)
             if j < len(values) and values[j] not in (None, ""):
                 found.append((file, sheet, row, field, _shown(values[j])))
     return pl.DataFrame(found, schema=RAW_SCHEMA, orient="row")

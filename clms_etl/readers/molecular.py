@@ -67,12 +67,11 @@ def read(ctx: ReadContext) -> ReadResult:
     return read_guarded(ctx, MANIFEST, _read)
 
 
+@dataclass(frozen=True)
 class Reader:
     """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
 
-    def __init__(self, declaration: Path):
-        self.declaration = declaration
-
+    declaration: Path
     read = staticmethod(read)
 
 
@@ -112,9 +111,8 @@ class _Kind:
 
 
 def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
-    folder = Path(ctx.delivery_dir)
     samples = _read_manifest(ctx, manifest)
-    found = _index_files(ctx, folder, manifest)
+    found = _index_files(ctx, Path(ctx.delivery_dir), manifest)
     owner = dict(samples.drop_nulls("sample_id").unique("sample_id", keep="first")  # its first row owns a sample
                  .select("sample_id", "patient_id").iter_rows())
     frames, states, source_rows, files = {}, {}, {MANIFEST: samples.height}, [manifest]

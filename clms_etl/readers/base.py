@@ -78,8 +78,7 @@ class ReadContext:
               field: str | None = None, value=None, rule: str, message: str) -> None:
         """One query under ``rule``, with the registry's severity (:mod:`clms_etl.rules`)."""
         text = None if value is None else str(value)
-        if text is not None and len(text) > MAX_VALUE:
-            text = text[:MAX_VALUE] + "…"
+        text = text[:MAX_VALUE] + "…" if text is not None and len(text) > MAX_VALUE else text
         self.queries.append(DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id, patient_id,
                                       field, text, rule, rules.severity(rule), message))
 

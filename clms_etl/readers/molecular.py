@@ -528,10 +528,8 @@ def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict)
     if text is None:
         return (False, False) + (None,) * 5
     if text not in cache:
-        try:
-            if len(text) > 100_000:
-                raise ValueError("annotation trop longue")
-            parsed = ast.literal_eval(text)
+        try:  # (longer than 100,000 characters: unreadable, never parsed)
+            parsed = ast.literal_eval(text) if len(text) <= 100_000 else None
             parsed = [parsed] if isinstance(parsed, dict) else parsed
             cache[text] = [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, (list, tuple)) else None
         except Exception:  # SyntaxError, ValueError, MemoryError, RecursionError...

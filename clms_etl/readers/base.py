@@ -77,14 +77,10 @@ class ReadContext:
               table: str | None = None, row_id: str | None = None, patient_id: str | None = None,
               field: str | None = None, value=None, rule: str, message: str) -> None:
         """One query under ``rule``, with the registry's severity (:mod:`clms_etl.rules`)."""
-        severity = rules.severity(rule)
         text = None if value is None else str(value)
-        if text is not None and len(text) > MAX_VALUE:
-            text = text[:MAX_VALUE] + "…"
-        self.queries.append(
-            DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id,
-                      patient_id, field, text, rule, severity, message)
-        )
+        text = text[:MAX_VALUE] + "…" if text is not None and len(text) > MAX_VALUE else text
+        self.queries.append(DataQuery(self.centre, self.delivery_date, file, sheet, row, table, row_id, patient_id,
+                                      field, text, rule, rules.severity(rule), message))
 
     def extend_queries(self, frame: pl.DataFrame) -> None:
         """Append one query per row of ``frame`` (columns of :data:`QUERY_SCHEMA`; ``centre`` and
@@ -94,13 +90,12 @@ class ReadContext:
         if frame.is_empty():
             return
         rules.check_registered(frame["rule"].unique())
-        frame = frame.with_columns(
-            **{k: pl.lit(v) for k, v in (("centre", self.centre), ("delivery_date", self.delivery_date))
-               if k not in frame.columns},
-            **{k: pl.lit(None, dtype=t) for k, t in QUERY_SCHEMA.items()
-               if k not in frame.columns and k not in ("centre", "delivery_date", "severity")},
-            severity=rules.severity_expr(pl.col("rule")),
-        ).select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()]).with_columns(clipped(pl.col("value")).alias("value"))
+        given = {"centre": pl.lit(self.centre), "delivery_date": pl.lit(self.delivery_date)}
+        frame = frame.with_columns(**{k: given.get(k, pl.lit(None, dtype=t)) for k, t in QUERY_SCHEMA.items()
+                                      if k not in frame.columns and k != "severity"},
+                                   severity=rules.severity_expr(pl.col("rule")))
+        frame = frame.select([pl.col(k).cast(t) for k, t in QUERY_SCHEMA.items()])
+        frame = frame.with_columns(clipped(pl.col("value")).alias("value"))
         if isinstance(self.queries, QueryLog):
             self.queries.append_frame(frame)  # kept as a frame until someone reads it as a list
         else:
@@ -138,7 +133,6 @@ class ColumnSpec:
     key: str
     names: tuple[str, ...]
     required: bool = True
-    identifier: bool = False
 
 
 def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], file: str,
@@ -152,7 +146,6 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
     where = f"{file} (feuille {sheet})" if sheet else file
     normalised = [normalise_name(h) if h is not None else "" for h in header]
     found: dict[str, int] = {}
-    known: set[int] = set()
     for spec in specs:
         wanted = {normalise_name(n) for n in (spec.key, *spec.names)}
         hits = [i for i, h in enumerate(normalised) if h in wanted]
@@ -161,10 +154,10 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
                                     columns=", ".join(str(i + 1) for i in hits)), file, header[hits[0]])
         if hits:
             found[spec.key] = hits[0]
-            known.add(hits[0])
         elif spec.required:
             column = spec.names[0] if spec.names else spec.key
             raise ImportFailure(say("missing_column", where=where, column=column), file, column)
+    known = set(found.values())
     for i, h in enumerate(header):
         if i not in known and h not in (None, "") and normalised[i]:
             ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
@@ -235,27 +228,21 @@ def read_guarded(ctx: ReadContext, name: str, read_file: Callable[[ReadContext, 
     path = find_delivery_file(ctx.delivery_dir, name)
     try:
         return read_file(ctx, path)
-    except ImportFailure:
+    except (ImportFailure, *PROCESS_SIGNALS):
         raise
     except BaseException as exc:
-        if isinstance(exc, PROCESS_SIGNALS):
-            raise
-        where = None
-        if locate is not None:
-            try:
-                where = locate(path)
-            except Exception:  # the locator is a courtesy: its failure must not hide the first one
-                where = None
+        try:
+            where = locate(path) if locate is not None else None
+        except Exception:  # the locator is a courtesy: its failure must not hide the first one
+            where = None
         cause = "la bibliothèque de lecture a planté" if is_foreign_panic(exc) else "lecture impossible"
         raise ImportFailure(say("unreadable", file=name, where=f" ({where})" if where else "", cause=cause,
                                 error=type(exc).__name__), name) from exc
 
 
-def field_counts(data: bytes, height: int, separator: str, *, text: str | None = None,
-                 quote: str | None = '"') -> np.ndarray:
-    """Fields of each record of a CSV (header excluded), the way the CSV dialect counts them;
-    -1 everywhere when they cannot be told (then no record is reported for its width). ``text``
-    is the decoded file when it is not UTF-8.
+def field_counts(text: str, data: bytes, height: int, separator: str, quote: str | None) -> np.ndarray:
+    """Fields of each record of a CSV (header excluded; ``data``: ``text`` in UTF-8), the way the CSV
+    dialect counts them; -1 everywhere when they cannot be told (then no record is reported for its width).
 
     Without quotes (or without quoting: ``quote`` None) a record is a line: separators are
     counted per line on the raw bytes.
@@ -266,11 +253,8 @@ def field_counts(data: bytes, height: int, separator: str, *, text: str | None =
         if len(ends) == 0 or ends[-1] != len(buf) - 1:
             ends = np.append(ends, len(buf))  # a last line without line break
         if len(ends) - 1 == height:
-            seps = np.flatnonzero(buf == ord(separator))
-            per_line = np.diff(np.searchsorted(seps, ends))
-            return per_line + 1
+            return np.diff(np.searchsorted(np.flatnonzero(buf == ord(separator)), ends)) + 1
     try:
-        text = data.decode("utf-8") if text is None else text
         counts = [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=separator)][1:]
     except csv.Error:  # (a quoted field over the csv module's size limit): counts unknown
         counts = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -52,17 +53,15 @@ class Cells:
     row_id: str
     patient_id: str | None = None
 
-    def error(self, column: str, raw, rule: str, message: str, identifier: bool = False,
-              table: str | None = None, row_id: str | None = None) -> None:
+    def error(self, column: str, raw, rule: str, message: str, identifier: bool = False) -> None:
         """A query under ``rule`` (its severity is the registry's) on this row's ``column``."""
         if len(message) > 500:  # a 50 MB cell quoted in a message would flood the query table
             message = message[:500] + "…"
-        self.ctx.query(file=self.file, sheet=self.sheet, row=self.row, table=table or self.table,
-                       row_id=row_id or self.row_id, patient_id=self.patient_id, field=column,
-                       value=IDENTIFIER_MASK if identifier and raw is not None else _text(raw),
-                       rule=rule, message=message)
+        self.ctx.query(file=self.file, sheet=self.sheet, row=self.row, table=self.table, row_id=self.row_id,
+                       patient_id=self.patient_id, field=column, rule=rule, message=message,
+                       value=IDENTIFIER_MASK if identifier and raw is not None else _text(raw))
 
-    def code(self, column: str, raw, mapping: dict[str, object], *, strict_case: bool = True, **where):
+    def code(self, column: str, raw, mapping: dict[str, object], *, strict_case: bool = True):
         """Decode a coded value through ``mapping`` (keys compared folded).
 
         Stray spaces always raise a warning (a clean export never has them); a different case
@@ -76,17 +75,15 @@ class Cells:
         table = {fold(k): v for k, v in mapping.items()}
         if folded not in table:
             allowed = ", ".join(sorted({str(k) for k in mapping}))
-            self.error(column, raw, "unknown_code",
-                       f"Code « {text} » inconnu pour « {column} » (attendu: {allowed}).", **where)
+            self.error(column, raw, "unknown_code", f"Code « {text} » inconnu pour « {column} » (attendu: {allowed}).")
             return None
         stripped = text.strip()
         if text != stripped or (strict_case and stripped not in {str(k) for k in mapping}):
             self.error(column, raw, "value_normalised",
-                       f"Valeur « {text} » lue comme « {table[folded]} » (espaces ou casse à corriger).", **where)
+                       f"Valeur « {text} » lue comme « {table[folded]} » (espaces ou casse à corriger).")
         return table[folded]
 
-    def number(self, column: str, raw, *, decimal_comma: bool = True, integer: bool = False,
-               factor: float = 1.0, **where):
+    def number(self, column: str, raw, *, decimal_comma: bool = True, integer: bool = False, factor: float = 1.0):
         """A number; ``factor`` converts units (mm -> cm: 0.1)."""
         if is_missing(raw):
             return None
@@ -94,37 +91,34 @@ class Cells:
         try:
             value = float(text.replace(",", ".") if decimal_comma else text)
         except ValueError:
-            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
-            return None
-        if value != value or value in (float("inf"), float("-inf")):
-            self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).", **where)
-            return None
+            value = math.nan
+        if not math.isfinite(value):
+            return self.error(column, raw, "unparseable_number", f"« {_text(raw)} » n'est pas un nombre ({column}).")
         value *= factor
         if integer:
             if abs(value - round(value)) > 1e-9:
-                self.error(column, raw, "not_an_integer", f"« {_text(raw)} » devrait être un entier ({column}).", **where)
-                return None
+                return self.error(column, raw, "not_an_integer", f"« {_text(raw)} » devrait être un entier ({column}).")
             return int(round(value))
         return round(value, 6)
 
-    def text(self, column: str, raw, **where) -> str | None:
+    def text(self, column: str, raw) -> str | None:
         """Free text, trimmed; longer than :data:`MAX_TEXT` it is cut, with a warning."""
         text = raw.strip() if isinstance(raw, str) else _text(raw)
         # (missing-value tokens are short: the folding is spared to long texts)
         if not text or (len(text) <= 16 and is_missing(text)):
             return None
         if len(text) > MAX_TEXT:
-            self.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).", **where)
+            self.error(column, raw, "value_truncated", f"Texte de plus de {MAX_TEXT} caractères tronqué ({column}).")
             text = text[:MAX_TEXT]
         return text
 
-    def date(self, column: str, raw, *, identifier: bool = False, **where) -> ParsedDate | None:
+    def date(self, column: str, raw, *, identifier: bool = False) -> ParsedDate | None:
         """A date (:func:`parse_date`), each issue a query on this cell."""
         if is_missing(raw):
             return None
         parsed, issues = parse_date(_text(raw), column, identifier=identifier)
         for issue in issues:
-            self.error(column, raw, issue.rule, issue.message, identifier=identifier, **where)
+            self.error(column, raw, issue.rule, issue.message, identifier=identifier)
         return parsed
 
 

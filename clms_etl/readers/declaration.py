@@ -149,12 +149,10 @@ class Declaration:
             if c.kind == "notes":  # every event but the last news
                 out.setdefault("event", {}).setdefault("event_date", {}).update(dict.fromkeys(EVENT_KINDS[:3], c.name))
                 out["event"].update(metastasis_site=c.name, death_cause=c.name, treatment=c.name)
-            elif c.table in ROW_TABLES and c.target not in ("local_id", "birth_date"):
-                out.setdefault(c.table, {})[c.target] = c.name
             elif c.table == "event" and c.target == "event_date" and c.event:
                 out.setdefault("event", {}).setdefault("event_date", {})[c.event] = c.name
-            elif c.table == "event":
-                out.setdefault("event", {})[c.target] = c.name
+            elif c.table in (*ROW_TABLES, "event") and c.target not in ("local_id", "birth_date"):
+                out.setdefault(c.table, {})[c.target] = c.name
         birth = self.column("patient.birth_date")
         if birth is not None and self.column("patient.age_at_diagnosis_years") is None:
             out.setdefault("patient", {})["age_at_diagnosis_years"] = birth.name
@@ -183,8 +181,7 @@ _LAYOUT_KEYS = {f.name for f in dataclasses.fields(FileLayout)}
 def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file version)
     data = tomllib.loads(Path(path).read_text("utf-8"))
     where = Path(path).name
-    codes = data.get("codes", {})
-    f = data["file"]
+    codes, f = data.get("codes", {}), data["file"]
     layout = FileLayout.of(f, written_missing=tuple(t for t in f.get("missing", ()) if t))
     tables = data.get("tables", {})
     constants = {t: dict(v.get("constants", {})) for t, v in tables.items()}
@@ -193,8 +190,7 @@ def _load(path: str, _stamp: tuple[int, int]) -> Declaration:  # (once per file 
         Declaration(data["name"], replace(layout, sheet=sheet["name"]), _columns(where, sheet["columns"], codes),
                     constants, when_any_cell, str(path), aliases=tuple(sheet.get("aliases", ())),
                     table=sheet.get("table"))
-        for sheet in data.get("sheets", ())
-    )
+        for sheet in data.get("sheets", ()))
     for i, sheet in enumerate(sheets):  # the records first, then surgery or event rows; each linked by its key
         if sheet.table not in ((None,) if i == 0 else ("surgery", "event")) or not sheet.column("patient.local_id"):
             raise ValueError(f"{where}: sheet {sheet.file.sheet}: table {sheet.table!r} or no patient.local_id column")

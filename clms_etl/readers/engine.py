@@ -47,21 +47,9 @@ from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns, free_text
-from clms_etl.readers.base import (
-    ColumnSpec,
-    ImportFailure,
-    ReadContext,
-    ReadResult,
-    field_counts,
-    is_foreign_panic,
-    match_columns,
-    normalise_name,
-    number_within,
-    READERS,
-    read_guarded,
-    repeated_rows,
-    say,
-)
+from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
+                                   is_foreign_panic, match_columns, normalise_name, number_within, read_guarded,
+                                   repeated_rows, say)
 from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
 
 INT32_MAX = 2**31 - 1
@@ -183,14 +171,6 @@ def _header(layout: decl.FileLayout, text: str) -> list[str]:
         raise ImportFailure(say("unreadable_header", file=layout.name), layout.name) from exc
 
 
-def _quoted_line(separator: str) -> re.Pattern:
-    """A line whose double quotes all stand for CSV quoting: each field plain, or quoted with
-    inner quotes doubled."""
-    s = re.escape(separator)
-    field = rf'(?:"(?:[^"]|"")*"|[^"{s}\r\n]*)'
-    return re.compile(rf"{field}(?:{s}{field})*\r?")
-
-
 def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: list[str],
                 identifiers: set[int]) -> str | None:
     """``'"'`` when every double quote of the file is CSV quoting, else None: a cell typed with a
@@ -199,43 +179,38 @@ def _quote_char(ctx: ReadContext, layout: decl.FileLayout, text: str, header: li
     export writes it), and each such cell gets a warning naming its row and column."""
     if '"' not in text:
         return '"'
-    quoted = _quoted_line(layout.separator)
-    stray = []
-    for row, line in enumerate(text.split("\n")[1:], start=2):
-        if '"' in line and not quoted.fullmatch(line):
-            stray.extend((row, j, cell) for j, cell in enumerate(line.rstrip("\r").split(layout.separator))
-                         if '"' in cell)
-    if not stray:
-        return '"'
+    # a line whose double quotes all stand for CSV quoting: each field plain, or quoted with inner quotes doubled
+    s = re.escape(layout.separator)
+    field = rf'(?:"(?:[^"]|"")*"|[^"{s}\r\n]*)'
+    quoted = re.compile(rf"{field}(?:{s}{field})*\r?")
+    stray = [(row, j, cell) for row, line in enumerate(text.split("\n")[1:], start=2)
+             if '"' in line and not quoted.fullmatch(line)
+             for j, cell in enumerate(line.rstrip("\r").split(layout.separator)) if '"' in cell]
     for row, j, cell in stray:
         column = header[j] if j < len(header) else f"colonne {j + 1}"
         ctx.query(file=layout.name, row=row, field=column, value=IDENTIFIER_MASK if j in identifiers else cell,
                   rule="quote_in_cell", message=say("quote_in_cell", column=column, row=row))
-    return None
+    return None if stray else '"'
 
 
 def _specs(declaration: decl.Declaration) -> list[ColumnSpec]:
-    return [ColumnSpec(c.key, (c.name, *c.aliases), c.required, c.identifier is not None)
-            for c in declaration.columns]
+    return [ColumnSpec(c.key, (c.name, *c.aliases), c.required) for c in declaration.columns]
 
 
 def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tuple[pl.DataFrame, list[str], dict,
                                                                                      pl.Series]:
     """(raw string frame, header, column key -> index, fields of each record) of a separated text file."""
-    layout = declaration.file
-    name = layout.name
+    layout, name = declaration.file, declaration.file.name
     text = decode(ctx, layout, path.read_bytes())
     if "\n" not in text and "\r" in text:
         if layout.line_end != "\r":
-            ctx.query(file=name, rule="line_endings",
-                      message="Fins de ligne CR (Mac) au lieu de CRLF (contrat): lues quand même.")
+            ctx.query(file=name, rule="line_endings", message=say("cr_line_ends"))
         text = text.replace("\r", "\n")
     header = _header(layout, text)
     found = match_columns(ctx, header, _specs(declaration), name)
     identifiers = {found[c.key] for c in declaration.columns if c.identifier and c.key in found}
     quote = _quote_char(ctx, layout, text, header, identifiers) if layout.quoting else None
-    data = text.encode("utf-8")
-    nulls = [m for m in layout.missing if m]
+    data, nulls = text.encode("utf-8"), [m for m in layout.missing if m]
     try:  # the declared tokens are null from the start (Cells reads them so too)
         df = pl.read_csv(io.BytesIO(data), separator=layout.separator, has_header=True, infer_schema=False,
                          truncate_ragged_lines=True, quote_char=quote, null_values=nulls or None)
@@ -244,12 +219,11 @@ def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tu
     if df.width != len(header):
         raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
     _not_empty(df, name)
-    fields = pl.Series(FIELDS, field_counts(data, df.height, layout.separator, text=text, quote=quote), dtype=pl.Int64)
+    fields = pl.Series(FIELDS, field_counts(text, data, df.height, layout.separator, quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
             raise ImportFailure(say("truncated_file", file=name), name)
-        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end",
-                  message=f"{name} ne se termine pas par une fin de ligne: vérifier que l'export est complet.")
+        ctx.query(file=name, row=df.height + 1, rule="missing_final_line_end", message=say("unended", file=name))
     return df, header, found, pl.select(pl.when(fields >= 0).then(fields)).to_series()
 
 
@@ -293,8 +267,7 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
     return out
 
 
-_EXCEL_ERRORS = {"NA": "#N/A", "Div0": "#DIV/0!", "Value": "#VALUE!", "Ref": "#REF!", "Name": "#NAME?",
-                 "Num": "#NUM!", "Null": "#NULL!"}
+_EXCEL_ERRORS = READERS["excel_errors"]  # calamine's name of an error cell -> Excel's
 
 
 def _grid(book, path: Path, sheet: str) -> pl.DataFrame:
@@ -387,17 +360,12 @@ _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # "?", "-", "inconnu": Cells reads them as missing (hand-typed charts), but a declared export's
 # missing values are its own tokens: in a coded, number or date column they are reported.
 UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
-_NOT_A_VALUE = {"code": "unknown_code", "list": "unknown_code", "number": "unparseable_number",
-                "date": "unparseable_date"}
+_NOT_A_VALUE = READERS["not_a_value"]  # a column kind -> the rule of a cell that is none of its values
 
 
 def _code_dtype(codes: dict) -> pl.DataType:
-    values = list(codes.values())
-    if all(isinstance(v, bool) for v in values):
-        return pl.Boolean
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return pl.Int8
-    return pl.String
+    kinds = {type(v) for v in codes.values()}
+    return pl.Boolean if kinds <= {bool} else pl.Int8 if kinds == {int} else pl.String
 
 
 class Columns:
@@ -407,9 +375,7 @@ class Columns:
     def __init__(self, ctx: ReadContext, declaration: decl.Declaration, raw: pl.DataFrame, header: dict[str, str],
                  rows: pl.Series, pids: pl.Series):
         self.ctx, self.declaration, self.raw, self.header = ctx, declaration, raw, header
-        self.rows, self.pids = rows, pids
-        self.layout = declaration.file
-        self.n = raw.height
+        self.rows, self.pids, self.layout, self.n = rows, pids, declaration.file, raw.height
         self.bounds: dict[str, set[int]] = {}  # column key -> row indexes written as a bound ("< 5")
         # a workbook's date cells come as ISO text whatever their display format (.ods: with a T)
         # (date_cells: only date cells, a date typed as text goes through Cells and gets its warning)
@@ -421,6 +387,12 @@ class Columns:
         row = self.rows[i]
         return Cells(self.ctx, self.layout.name, self.layout.sheet, row, table, self.row_id(table, row) + suffix,
                      self.pids[i])
+
+    def flag(self, mask: pl.Series, table: str, column: str | None, raw: pl.Series | None, rule: str, message: str,
+             identifier: bool = False, suffix: str = "") -> None:
+        """An error under ``rule`` on each row of ``mask``, quoting its cell of ``raw``."""
+        for i in mask.fill_null(False).arg_true().to_list():
+            self.cells(i, table, suffix).error(column, None if raw is None else raw[i], rule, message, identifier)
 
     def row_id(self, table: str, row) -> str:
         return self.layout.row_id.format(table=table, file=self.layout.name, sheet=self.layout.sheet, row=row)
@@ -456,24 +428,19 @@ class Columns:
     def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
         """Each column's :class:`Parsed`, by column key."""
         missing = list(self.layout.missing)
-        exprs = []
         distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
         columns = [c for c in columns if c not in distinct]
         distinct = [c for c in distinct if c.kind != "notes"]  # (read whole by free_text.events)
-        for c in columns:
-            col = pl.col(c.key)
-            exprs += [self._fast(c).alias(c.key), (col.is_null() | col.is_in(missing)).alias(f"{c.key}#missing")]
-        fast = self.raw.lazy().select(exprs).collect()
-        fast = fast.with_columns(  # cells said something the fast path could not read
-            (~pl.col(f"{c.key}#missing") & pl.col(c.key).is_null()).alias(f"{c.key}#todo") for c in columns
-        )
+        fast = self.raw.lazy().select(*(self._fast(c).alias(c.key) for c in columns), *(
+            (pl.col(c.key).is_null() | pl.col(c.key).is_in(missing)).alias(f"{c.key}#missing") for c in columns)
+        ).with_columns(  # cells said something the fast path could not read
+            (~pl.col(f"{c.key}#missing") & pl.col(c.key).is_null()).alias(f"{c.key}#todo") for c in columns).collect()
         todo = fast.select(pl.col(f"{c.key}#todo").sum() for c in columns).row(0)
         out = {}
         for c, count in zip(columns, todo):
             values, present = fast[c.key], ~fast[f"{c.key}#missing"]
-            precision = None
-            if c.kind == "date":
-                precision = pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
+            precision = (pl.select(pl.when(values.is_not_null()).then(pl.lit("day"))).to_series()
+                         if c.kind == "date" else None)
             if count and self.layout.hand_typed:  # hand-typed: what the fast path left, by distinct value
                 todo, rest = fast[f"{c.key}#todo"], self._distinct(c, fast[f"{c.key}#todo"])
                 values = values.zip_with(~todo, rest.values.cast(values.dtype))
@@ -517,24 +484,18 @@ class Columns:
 
     def _fallback(self, c: decl.Column, todo: pl.Series, values: pl.Series, present: pl.Series, precision):
         idx = todo.arg_true()
-        raws = self.raw[c.key].gather(idx).to_list()
-        column = self.header[c.key]
-        table = c.table or "patient"
-        identifier = c.identifier is not None
+        column, table, identifier = self.header[c.key], c.table or "patient", c.identifier is not None
         got, gone, precisions = [], [], []
-        for i, raw in zip(idx.to_list(), raws):
+        for i, raw in zip(idx.to_list(), self.raw[c.key].gather(idx).to_list()):
             cells = self.cells(i, table, event_columns.suffix(c.event))
             value, day_precision = None, None
             if c.kind not in ("text", "list") and len(raw) > 200:  # no code, number or date is that long
-                cells.error(column, raw, _NOT_A_VALUE[c.kind],
-                            f"Valeur de {len(raw)} caractères dans « {column} »: export à vérifier.",
+                cells.error(column, raw, _NOT_A_VALUE[c.kind], say("value_too_long", n=len(raw), column=column),
                             identifier=identifier)
             elif is_missing(raw):
                 if c.kind not in ("text", "list") and fold(raw) in UNKNOWN_TOKENS:
-                    cells.error(column, raw, _NOT_A_VALUE[c.kind],
-                                f"« {raw.strip()} » n'est pas une valeur prévue pour « {column} » "
-                                f"(valeur inconnue: laisser la cellule vide ou {self._tokens()}).",
-                                identifier=identifier)
+                    cells.error(column, raw, _NOT_A_VALUE[c.kind], say("unknown_value", raw=raw.strip(), column=column,
+                                tokens=", ".join(filter(None, self.layout.missing))), identifier=identifier)
                 gone.append(i)
             elif c.kind == "code" and c.other is not None:  # any other text names a real thing: "other"
                 value = next((v for k, v in c.codes.items() if fold(k) == fold(raw)), c.other)
@@ -573,23 +534,16 @@ class Columns:
                         f"lue, mais à saisir comme date Excel.", identifier=identifier)
         return (parsed.value, parsed.precision) if parsed else (None, None)
 
-    def _tokens(self) -> str:
-        return ", ".join(t for t in self.layout.missing if t)
-
     def _number(self, c: decl.Column, cells: Cells, column: str, raw: str, i: int):
         if c.upper_bound and (m := _BOUND.match(raw)):
-            cells.error(column, raw, "mitoses_upper_bound",
-                        f"{column} « {raw} »: enregistré comme {m.group(1)} (borne), marqué comme borne supérieure.")
+            cells.error(column, raw, "mitoses_upper_bound", say("upper_bound", column=column, raw=raw, n=m.group(1)))
             self.bounds.setdefault(c.key, set()).add(i)
             return int(m.group(1))
         value = cells.number(column, raw, decimal_comma=self.layout.decimal == "," or self.layout.spreadsheet,
-                             integer=c.integer,
-                             factor=c.factor)
+                             integer=c.integer, factor=c.factor)
         if c.integer and value is not None and abs(value) >= INT32_MAX:
-            cells.error(column, raw, "number_out_of_range", f"« {raw} » hors des bornes possibles ({column}).")
-            return None
+            return cells.error(column, raw, "number_out_of_range", say("number_out_of_range", raw=raw, column=column))
         return value
-
 
 
 # --- the read ---------------------------------------------------------------------------------
@@ -597,10 +551,8 @@ class Columns:
 def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> ReadResult:
     """One delivery file of a declared format (a workbook: each declared sheet), to canonical
     frames and queries."""
-    if declaration.file.spreadsheet:
-        parts = _read_sheets(ctx, path, declaration)
-    else:
-        parts = [(declaration, *read_text(ctx, path, declaration))]
+    parts = (_read_sheets(ctx, path, declaration) if declaration.file.spreadsheet
+             else [(declaration, *read_text(ctx, path, declaration))])
     frames, source_rows, known, pseudonyms = {}, {}, None, {}
     for part, df, header, found, fields in parts:
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
@@ -628,25 +580,22 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     """The raw cells of one file or sheet: blank records skipped, identifiers registered, patient
     keys pseudonymised."""
     layout = part.file
-    rows_all = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
+    rows = pl.int_range(2, df.height + 2, eager=True).cast(pl.Int64)
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
     trailing = blank.len() - blank.not_().cast(pl.Int8).cum_sum().arg_max() - 1 if blank.any() else 0
-    for row in rows_all.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
-        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row",
-                  message=f"Ligne {row} vide ignorée.")
-    rows = rows_all
+    for row in rows.filter(blank).head(blank.sum() - trailing).to_list():  # a blank line ending the file is none
+        ctx.query(file=layout.name, sheet=layout.sheet, row=row, rule="empty_row", message=f"Ligne {row} vide ignorée.")
     if blank.any():
-        df, rows, fields = df.filter(~blank), rows_all.filter(blank.not_()), fields.filter(~blank)
+        df, rows, fields = df.filter(~blank), rows.filter(~blank), fields.filter(~blank)
     raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()}, height=df.height)
     for c in part.columns:
         if c.identifier and c.key in raw.columns:
             ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
-    unique = keys.drop_nulls().unique().to_list()  # (a key is hashed once whatever the sheets it is in)
-    pseudonyms.update(pseudonymise_many(ctx, [k for k in unique if k not in pseudonyms]))
-    table = pl.DataFrame({"k": unique, "p": [pseudonyms[k] for k in unique]}, schema={"k": pl.String, "p": pl.String})
-    pids = keys.to_frame("k").join(table, on="k", how="left", maintain_order="left")["p"].alias("patient_id")
+    # (a key is hashed once whatever the sheets it is in)
+    pseudonyms.update(pseudonymise_many(ctx, [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]))
+    pids = keys.replace_strict(pseudonyms, default=None, return_dtype=pl.String).alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
     _too_long(cols, layout.max_cell)
     return cols, df, keys, fields
@@ -673,14 +622,12 @@ def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series |
     """A row without patient key (or, ``known`` given, with a key of no record): an error on its
     key cell; the key column's key."""
     id_key = cols.declaration.column("patient.local_id").key
-    id_column = cols.header[id_key]
-    for i in keys.is_null().arg_true().to_list():
-        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "missing_patient_id",
-                                   say("missing_patient_id", column=id_column), identifier=True)
-    orphans = [] if known is None else (keys.is_not_null() & ~keys.is_in(known.implode())).arg_true().to_list()
-    for i in orphans:
-        cols.cells(i, table).error(id_column, cols.raw[id_key][i], "orphan_row",
-                                   f"{id_column} absent de la feuille des patients: ligne orpheline.", identifier=True)
+    id_column, ids = cols.header[id_key], cols.raw[id_key]
+    cols.flag(keys.is_null(), table, id_column, ids, "missing_patient_id", say("missing_patient_id", column=id_column),
+              identifier=True)
+    if known is not None:
+        cols.flag(keys.is_not_null() & ~keys.is_in(known.implode()), table, id_column, ids, "orphan_row",
+                  say("orphan_row", column=id_column), identifier=True)
     return id_key
 
 
@@ -708,13 +655,9 @@ def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
 
 
 def _frame(c: Columns, ids: pl.DataFrame, table: str, columns: dict[str, pl.Series | pl.Expr]) -> pl.DataFrame:
-    out = ids.with_columns(
-        c.row_id_expr(table).alias("row_id"), pl.lit(c.layout.name).alias("source_file"),
-        pl.lit(c.layout.sheet, dtype=pl.String).alias("source_sheet"),
-        **{name: (value if isinstance(value, pl.Expr) else value.alias(name)) for name, value in columns.items()},
-    )
-    return model.conform(table, out)
-
+    return model.conform(table, ids.with_columns(c.row_id_expr(table).alias("row_id"), **columns,
+                                                 source_file=pl.lit(c.layout.name),
+                                                 source_sheet=pl.lit(c.layout.sheet, dtype=pl.String)))
 
 
 def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
@@ -762,8 +705,7 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
 
     def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
-        for i in mask.fill_null(False).arg_true().to_list():
-            c.cells(i, table).error(c.header[col.key], c.raw[col.key][i] if raw else None, rule, message)
+        c.flag(mask, table, c.header[col.key], c.raw[col.key] if raw else None, rule, message)
 
     if table == "event" and kind and kind.key in v:
         flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
@@ -822,35 +764,29 @@ def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Ser
     if date is None or table not in MISSING_DATE:
         return
     rule, message = MISSING_DATE[table]
-    for i in (any_cell & ~v[date.key].present).arg_true().to_list():
-        c.cells(i, table).error(c.header[date.key], None, rule, message)
+    c.flag(any_cell & ~v[date.key].present, table, c.header[date.key], None, rule, message)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     """Completed years from the birth date (an identifier, never stored) to the diagnosis."""
-    birth_column = c.declaration.column("patient.birth_date")
-    diagnosis_column = c.declaration.column("patient.diagnosis_date")
+    birth_column, diagnosis_column = (c.declaration.column(f"patient.{k}") for k in ("birth_date", "diagnosis_date"))
     if birth_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
     birth = v[birth_column.key].values
     c.ctx.register_birth_dates(c.pids, birth)
     if diagnosis_column is None or diagnosis_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
-    frame = pl.DataFrame({"b": birth, "d": v[diagnosis_column.key].values})
+    diagnosis = v[diagnosis_column.key].values
 
-    def month_day(name: str) -> pl.Expr:  # (month, day) as one comparable number; Int8 parts would overflow
-        return pl.col(name).dt.month().cast(pl.Int32) * 100 + pl.col(name).dt.day().cast(pl.Int32)
+    def month_day(day: pl.Series) -> pl.Series:  # (month, day) as one comparable number; Int8 parts would overflow
+        return day.dt.month().cast(pl.Int32) * 100 + day.dt.day().cast(pl.Int32)
 
     # the same rule as synth.identities.age_at, column-wise
-    age = frame.select(
-        (pl.col("d").dt.year().cast(pl.Int32) - pl.col("b").dt.year().cast(pl.Int32)
-         - (month_day("d") < month_day("b")).cast(pl.Int32)).alias("age")
-    ).to_series()
+    age = (diagnosis.dt.year().cast(pl.Int32) - birth.dt.year().cast(pl.Int32)
+           - (month_day(diagnosis) < month_day(birth)).cast(pl.Int32))
     bad = ((age < 0) | (age > 120)).fill_null(False)
     for i in bad.arg_true().to_list():
-        c.cells(i, "patient").error(c.header[birth_column.key], birth[i],
-                                    "birth_after_diagnosis" if age[i] < 0 else "age_out_of_range",
-                                    "Âge au diagnostic impossible (date de naissance ou de diagnostic à vérifier).",
-                                    identifier=True)
+        c.cells(i, "patient").error(c.header[birth_column.key], birth[i], "birth_after_diagnosis" if age[i] < 0
+                                    else "age_out_of_range", say("impossible_age"), identifier=True)
     return pl.select(pl.when(~bad).then(age)).to_series().cast(pl.Int16)
 

@@ -26,9 +26,7 @@ EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3
 
 def suffix(kind: str | None) -> str:
     """The row_id suffix of the event row a cell of this event kind feeds (queries point at it)."""
-    if kind is None or kind == "relapse":
-        return ""
-    return ":metastasis:1" if kind == "metastasis" else f":{kind}"
+    return "" if kind in (None, "relapse") else ":metastasis:1" if kind == "metastasis" else f":{kind}"
 
 
 class _Parts:
@@ -39,41 +37,34 @@ class _Parts:
         self.columns = {col.field.removeprefix("event."): col for col in c.declaration.in_table("event")
                         if col.key in v}
 
-    def has(self, part: str) -> bool:
-        return part in self.columns
-
-    def values(self, part: str, dtype=pl.Date) -> pl.Series:
+    def values(self, part: str, dtype=pl.Date, what: str = "values") -> pl.Series:
         col = self.columns.get(part)
-        return self.v[col.key].values if col else pl.Series([None] * self.c.n, dtype=dtype)
+        return getattr(self.v[col.key], what) if col else pl.repeat(None, self.c.n, dtype=dtype, eager=True)
 
     def precision(self, part: str) -> pl.Series:
-        col = self.columns.get(part)
-        return self.v[col.key].precision if col else pl.Series([None] * self.c.n, dtype=pl.String)
+        return self.values(part, pl.String, "precision")
 
     def present(self, part: str) -> pl.Series:
-        col = self.columns.get(part)
-        return self.v[col.key].present if col else pl.Series([False] * self.c.n)
+        return self.values(part, pl.Boolean, "present").fill_null(False)
 
     def header(self, part: str) -> str:
         col = self.columns.get(part)
         return self.c.header[col.key] if col else part
 
-    def raw(self, part: str, i: int):
+    def raw(self, part: str) -> pl.Series | None:
         col = self.columns.get(part)
-        return self.c.raw[col.key][i] if col else None
+        return self.c.raw[col.key] if col else None
 
 
 def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
     """The canonical event rows of every record (``c``: the engine's :class:`Columns`)."""
-    p = _Parts(c, v)
-    name = c.declaration.file.name
-    n = c.n
-    vital_column = c.declaration.column("patient.vital_status")
-    vital = v[vital_column.key].values if vital_column and vital_column.key in v else pl.Series([None] * n, dtype=pl.String)
+    p, vital_column = _Parts(c, v), c.declaration.column("patient.vital_status")
+    vital = (v[vital_column.key].values if vital_column and vital_column.key in v
+             else pl.repeat(None, c.n, dtype=pl.String, eager=True))
     dead = (vital == "dead").fill_null(False)
     died = dead | p.present("death.date") | p.present("death.cause")
     sites = _sites(c, p)
-    has_sites = pl.int_range(0, n, eager=True).is_in(sites["i"].unique().implode())
+    has_sites = pl.int_range(0, c.n, eager=True).is_in(sites["i"].unique().implode())
     lr_ok, me_ok = p.present("local_recurrence.date"), p.present("metastasis.date") | has_sites
     lr, me = p.values("local_recurrence.date"), p.values("metastasis.date")
     # the relapse treatment belongs to the first relapse (all its site rows when it is a
@@ -88,18 +79,15 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
         me_t=pl.select(pl.when(me_ok & ~first_is_lr).then(ttt)).to_series(),
         dc=p.values("death.date"), dc_p=p.precision("death.date"), cause=p.values("death.cause", pl.String),
         died=died, dn=p.values("last_news.date"), dn_p=p.precision("last_news.date"),
-        news=~died & p.present("last_news.date"),
-    )
+        news=~died & p.present("last_news.date"))
     none = pl.lit(None, dtype=pl.String)
 
     def kind(mask: str, kind_name: str, date: str, precision: str, cause=none, treatment=none, site=none,
              sub=pl.lit(1, dtype=pl.Int64), frame: pl.DataFrame = src) -> pl.DataFrame:
         return frame.filter(pl.col(mask)).select(
-            "i", "patient_id", "source_row", pl.lit(kind_name).alias("event_kind"), pl.col(date).alias("event_date"),
-            pl.col(precision).alias("event_date_precision"), site.alias("metastasis_site"),
-            cause.alias("death_cause"), treatment.alias("treatment"), sub.alias("sub"),
-            pl.lit(EVENT_RANK[kind_name], dtype=pl.Int8).alias("rank"),
-        )
+            "i", "patient_id", "source_row", event_kind=pl.lit(kind_name), event_date=pl.col(date),
+            event_date_precision=pl.col(precision), metastasis_site=site, death_cause=cause, treatment=treatment,
+            sub=sub, rank=pl.lit(EVENT_RANK[kind_name], dtype=pl.Int8))
 
     sited = sites.join(src, on="i", how="inner").with_columns(pl.lit(True).alias("all"))
     frame = pl.concat([
@@ -108,43 +96,32 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
              sub=pl.col("sub"), frame=sited),
         kind("me_only", "metastasis", "me", "me_p", treatment=pl.col("me_t")),
         kind("died", "death", "dc", "dc_p", cause=pl.col("cause")),
-        kind("news", "last_news", "dn", "dn_p"),
-    ])
-    for i in (has_sites & ~p.present("metastasis.date")).arg_true().to_list():
-        c.cells(i, "event", suffix("metastasis")).error(p.header("metastasis.date"), None, "event_date_missing",
-                                                        say("sites_without_date", column=p.header("metastasis.sites")))
+        kind("news", "last_news", "dn", "dn_p")])
+    c.flag(has_sites & ~p.present("metastasis.date"), "event", p.header("metastasis.date"), None, "event_date_missing",
+           say("sites_without_date", column=p.header("metastasis.sites")), suffix=suffix("metastasis"))
     _death_queries(c, p, vital, dead, died)
 
     # number 1..n per patient row in date order (ties: rank, then site order) - a sort, no windows
     frame = frame.sort(["i", "event_date", "rank", "sub"], nulls_last=True)
     base = c.row_id_expr("event")
     frame = frame.with_columns(
-        number_within("i").alias("event_no"),
-        pl.when(pl.col("event_kind") == "metastasis")
+        number_within("i").alias("event_no"), source_file=pl.lit(c.declaration.file.name),
+        row_id=pl.when(pl.col("event_kind") == "metastasis")
         .then(pl.concat_str(base, pl.lit(":metastasis:"), pl.col("sub").cast(pl.String)))
-        .otherwise(pl.concat_str(base, pl.lit(":"), pl.col("event_kind"))).alias("row_id"),
-        pl.lit(name).alias("source_file"),
-    )
-    for i in (p.present("relapse.treatment") & ~lr_ok & ~me_ok).arg_true().to_list():
-        c.cells(i, "event").error(p.header("relapse.treatment"), p.raw("relapse.treatment", i),
-                                  "treatment_without_relapse", say("treatment_without_relapse"))
+        .otherwise(pl.concat_str(base, pl.lit(":"), pl.col("event_kind"))))
+    c.flag(p.present("relapse.treatment") & ~lr_ok & ~me_ok, "event", p.header("relapse.treatment"),
+           p.raw("relapse.treatment"), "treatment_without_relapse", say("treatment_without_relapse"))
     return model.conform("event", frame)
 
 
 def _sites(c, p: _Parts) -> pl.DataFrame:
     """(i, sub, metastasis_site): the sites list split on commas, decoded, one row per distinct site."""
-    empty = pl.DataFrame(schema={"i": pl.Int64, "sub": pl.Int64, "metastasis_site": pl.String})
-    if not p.has("metastasis.sites"):
-        return empty
-    column = p.columns["metastasis.sites"]
+    if (column := p.columns.get("metastasis.sites")) is None:
+        return pl.DataFrame(schema={"i": pl.Int64, "sub": pl.Int64, "metastasis_site": pl.String})
     frame = pl.DataFrame({"i": pl.int_range(0, c.n, eager=True), "text": p.values("metastasis.sites", pl.String)})
-    frame = frame.filter(p.present("metastasis.sites"))
-    frame = frame.with_columns(pl.col("text").str.split(",")).explode("text").with_columns(
-        pl.col("text").str.strip_chars()
-    ).filter(pl.col("text") != "")
-    codes = column.codes
-    fast = frame["text"].str.to_lowercase().replace_strict(list(codes), list(codes.values()), default=None,
-                                                           return_dtype=pl.String)
+    frame = frame.filter(p.present("metastasis.sites")).with_columns(pl.col("text").str.split(",")).explode(
+        "text").with_columns(pl.col("text").str.strip_chars()).filter(pl.col("text") != "")
+    fast = frame["text"].str.to_lowercase().replace_strict(column.codes, default=None, return_dtype=pl.String)
     todo = fast.is_null().arg_true()
     if len(todo):
         header = c.header[column.key]
@@ -177,12 +154,10 @@ def _death_queries(c, p: _Parts, vital: pl.Series, dead: pl.Series, died: pl.Ser
             c.cells(i, "patient").error(column, raw[i], "vital_status_inconsistent", say(
                 "vital_status_inconsistent", column=column, value=raw[i], death_date=p.header("death.date"),
                 death_cause=p.header("death.cause")))
-        for i in (died & vital.is_null()).arg_true().to_list():
-            c.cells(i, "patient").error(column, raw[i], "missing_vital_status", say("missing_vital_status", column=column))
-    for i in (dead & ~p.present("death.date")).arg_true().to_list():
-        c.cells(i, "event", suffix("death")).error(p.header("death.date"), None, "event_date_missing",
-                                                   say("death_without_date"))
-    differs = (died & (p.values("last_news.date") != p.values("death.date"))).fill_null(False)
-    for i in differs.arg_true().to_list():
-        c.cells(i, "event", suffix("death")).error(p.header("last_news.date"), p.raw("last_news.date", i),
-                                                   "last_news_of_dead_patient", say("last_news_of_dead_patient"))
+        c.flag(died & vital.is_null(), "patient", column, raw, "missing_vital_status",
+               say("missing_vital_status", column=column))
+    c.flag(dead & ~p.present("death.date"), "event", p.header("death.date"), None, "event_date_missing",
+           say("death_without_date"), suffix=suffix("death"))
+    news = p.header("last_news.date")
+    c.flag(died & (p.values("last_news.date") != p.values("death.date")), "event", news, p.raw("last_news.date"),
+           "last_news_of_dead_patient", say("last_news_of_dead_patient"), suffix=suffix("death"))

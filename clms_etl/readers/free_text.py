@@ -264,10 +264,9 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
                                                                              maintain_order="left")
     cols.queries(hits.select("i", pl.col("_text").alias("value"), "rule", "message", "row_id",
                              table_name=pl.lit("event")), "patient", cols.header[notes.key])
-    odd = status.filter((pl.col("_deaths") == 1) & (pl.col("_news_date") != pl.col("_death_date")).fill_null(False))
-    for i in odd["i"].to_list():
-        cols.cells(i, "patient").error(cols.header[news_col.key], cols.raw[news_col.key][i], "last_news_of_dead_patient",
-                                       "Patient décédé: les dernières nouvelles devraient être la date du décès.")
+    odd = status.select((pl.col("_deaths") == 1) & (pl.col("_news_date") != pl.col("_death_date"))).to_series()
+    cols.flag(odd, "patient", cols.header[news_col.key], cols.raw[news_col.key], "last_news_of_dead_patient",
+              "Patient décédé: les dernières nouvelles devraient être la date du décès.")
     return model.conform("event", out), status["vital_status"]
 
 

@@ -17,6 +17,7 @@ import ast
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from clms_etl.keys import pseudonym
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, read_guarded,
-                                   match_columns)
+                                   match_columns, repeated_rows)
 from clms_etl.readers.cells import Cells, is_missing
 from clms_etl import model
 
@@ -49,32 +50,29 @@ HG19, BUILD, ISCN_BUILD, CHROMOSOME, LOCATION, BREAKPOINT = (
     re.compile(DECLARED["patterns"][k], re.IGNORECASE)
     for k in ("hg19", "build", "iscn_build", "chromosome", "location", "breakpoint"))
 PLAIN_NUMBER, PLAIN_INT = r"^[0-9]{1,15}(?:\.[0-9]{1,15})?$", r"^[0-9]{1,9}$"  # read by polars, all digits kept
-VCF_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields"))
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
     """The declared columns of one kind of file; a ChAS export's decoration is known, not used."""
-    optional, identifiers = DECLARED["optional"][kind], DECLARED.get("identifiers", {}).get(kind, [])
-    return [*(ColumnSpec(key, tuple(names), key not in optional, key in identifiers)
-              for key, names in DECLARED["columns"][kind].items()),
+    optional = DECLARED["optional"][kind]
+    return [*(ColumnSpec(key, tuple(names), key not in optional) for key, names in DECLARED["columns"][kind].items()),
             *(ColumnSpec(f"{kind}_{i}", (name,), required=False)
-              for i, name in enumerate(DECLARED.get("decoration", {}).get(kind, [])))]
-
-
-class Reader:
-    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
-
-    def __init__(self, declaration: Path):
-        self.declaration = declaration
-
-    def read(self, ctx: ReadContext) -> ReadResult:
-        return read(ctx)
+              for i, name in enumerate(DECLARED["decoration"].get(kind, [])))]
 
 
 def read(ctx: ReadContext) -> ReadResult:
     """The delivery, its manifest found as a centre's file is (a link out of the folder refused), any
     unexpected error (a native panic included) an :class:`ImportFailure`: never a raw traceback."""
     return read_guarded(ctx, MANIFEST, _read)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """The adapter as the registry calls it (``adapter = "molecular"`` in ``data/formats/molecular.toml``)."""
+
+    declaration: Path
+    read = staticmethod(read)
 
 
 @dataclass
@@ -113,14 +111,11 @@ class _Kind:
 
 
 def _read(ctx: ReadContext, manifest: Path) -> ReadResult:
-    folder = Path(ctx.delivery_dir)
     samples = _read_manifest(ctx, manifest)
-    found = _index_files(ctx, folder, manifest)
-    owner = dict(samples.filter(pl.col("sample_id").is_not_null()).unique("sample_id", keep="first",
-                                                                          maintain_order=True)
+    found = _index_files(ctx, Path(ctx.delivery_dir), manifest)
+    owner = dict(samples.drop_nulls("sample_id").unique("sample_id", keep="first")  # its first row owns a sample
                  .select("sample_id", "patient_id").iter_rows())
-    frames, states = {}, {}
-    source_rows, files = {MANIFEST: samples.height}, [manifest]
+    frames, states, source_rows, files = {}, {}, {MANIFEST: samples.height}, [manifest]
     for assay, a in ASSAYS.items():
         paths = {f"{a['folder']}/{p.name}": p for p in found[assay].values()}
         kind = _Kind(ctx, {label: (sample_id, owner.get(sample_id)) for label, sample_id in zip(paths, found[assay])})
@@ -162,8 +157,7 @@ def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict[str, dict[str
 
 
 def _canonical(table: str, df: pl.DataFrame) -> pl.DataFrame:
-    schema, df = model.TABLES[table], df.with_columns(source_file="file", source_row="line")
-    return df.select([(pl.col(k) if k in df.columns else pl.lit(None)).cast(t).alias(k) for k, t in schema.items()])
+    return model.conform(table, df.with_columns(source_file="file", source_row="line"))
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -208,27 +202,27 @@ MANIFEST_FORMAT = decl.Declaration("manifest", decl.FileLayout.of(DECLARED["mani
 SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
 
 
-def _manifest_checks(width: int) -> list[pl.Expr]:
-    """Named after their rule: True where the manifest record passes. A duplicated case or sample: every occurrence
-    after the first, and the first too when the rows differ (one patient on two rows is two samples)."""
-    content, sample = pl.struct([pl.col(c) for c in MANIFEST_COLUMNS]).hash(), pl.col("sample_id")
+def _manifest_checks(raw: pl.DataFrame, width: int) -> pl.DataFrame:
+    """Named after their rule: True where the manifest record passes. A duplicated case or sample is
+    reported as :func:`repeated_rows` says (one patient on two rows is two samples)."""
+    sample, cells = pl.col("sample_id"), raw.select(MANIFEST_COLUMNS)
 
-    def unique(key: pl.Expr) -> pl.Expr:
-        again = ~key.is_first_distinct() | (content.n_unique().over(key) > 1)
-        return ~(key.is_not_null() & key.is_duplicated() & again)
-
-    def rule(name: str, passes: pl.Expr) -> pl.Expr:
+    def rule(name: str, passes: pl.Expr | pl.Series) -> pl.Expr | pl.Series:
         return passes.alias(name)
 
-    return [rule("wrong_field_count", pl.col("_fields") == width),
-            rule("missing_case_no", pl.col("case_no").is_not_null()),
-            rule("missing_centre", pl.col("centre").is_not_null()),
-            rule("missing_patient_id", pl.col("local_id").is_not_null()),
-            rule("missing_sample_id", sample.is_not_null()), rule("missing_status", pl.col("status").is_not_null()),
-            rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                                          & ~sample.str.contains("..", literal=True))),
-            rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007" is case 7
-            rule("duplicate_sample", unique(sample))]
+    def unique(key: pl.Expr) -> pl.Series:
+        return ~repeated_rows(cells, raw.select(key).to_series())
+
+    return raw.select(rule("wrong_field_count", pl.col("_fields") == width),
+                      rule("missing_case_no", pl.col("case_no").is_not_null()),
+                      rule("missing_centre", pl.col("centre").is_not_null()),
+                      rule("missing_patient_id", pl.col("local_id").is_not_null()),
+                      rule("missing_sample_id", sample.is_not_null()),
+                      rule("missing_status", pl.col("status").is_not_null()),
+                      rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
+                                                                    & ~sample.str.contains("..", literal=True))),
+                      rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007": case 7
+                      rule("duplicate_sample", unique(sample)))
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
@@ -252,7 +246,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
                                                  for u, c, l in zip(unknown, raw["centre"], raw["local_id"])],
                                                 dtype=pl.String))
     raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))))
-    ok = raw.select(_manifest_checks(len(header)))
+    ok = _manifest_checks(raw, len(header))
     name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
     beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
                                               return_dtype=pl.String)  # the first column missing, or beyond the header
@@ -364,9 +358,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
                 cache[text] = failure.column, None
         cols, notes = cache[text]
         if notes is None:
-            twice = cols in header
-            kind.fail(label, MSG["duplicate_column" if twice else "missing_column"].format(column=cols),
-                      rule="duplicate_column" if twice else "missing_column", column=cols)
+            rule = "duplicate_column" if cols in header else "missing_column"
+            kind.fail(label, MSG[rule].format(column=cols), rule=rule, column=cols)
             continue
         for q in notes:  # unknown columns
             ctx.query(file=label, field=q.field, value=q.value, rule=q.rule, message=q.message.replace(FIELD, label))
@@ -402,7 +395,7 @@ def _chromosome(text: str | None) -> str | None:
     return (str(int(name)) if 1 <= int(name) <= 22 else None) if name.isdigit() else name
 
 
-def _build_problem(text: str | None) -> str | None:
+def _build_problem(c: Cells, text: str | None) -> str | None:
     """The build a text names when it is not hg19/GRCh37 (None: hg19 or no build named)."""
     m = BUILD.search(text) if text and not HG19.search(text) else None
     return m.group(1) if m else None
@@ -449,17 +442,16 @@ def _iscn_build(c: Cells, raw) -> dict | None:
 def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     ctx, table = kind.ctx, "cn_segment"
     rows, comments = _tabular(kind, lines, "chas", table)
-    build = _parsed(ctx, comments, "text", None, pl.String, lambda c, v: _build_problem(v))
-    file_build = comments.with_columns(build=build).group_by("file").agg(file_build=pl.col("build").drop_nulls()
-                                                                         .first())
+    builds = comments.with_columns(build=_parsed(ctx, comments, "text", None, pl.String, _build_problem))
+    file_build = builds.group_by("file").agg(file_build=pl.col("build").drop_nulls().first())
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["chas"]}
+    parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
-        segment_type=_parsed(ctx, rows, "raw_type", name["type"], pl.String,
-                             _code(SEGMENT_TYPES, rule="missing_segment_type"), table),
-        at=_parsed(ctx, rows, "raw_full_location", name["full_location"],
-                   pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location, table),
-        stated=_parsed(ctx, rows, "raw_chromosome", name["chromosome"], pl.String, _stated_chromosome, table),
-        cn_state=_numbers(ctx, rows, "raw_cn_state", name["cn_state"], table=table),
+        segment_type=parsed("raw_type", name["type"], pl.String, _code(SEGMENT_TYPES, rule="missing_segment_type")),
+        at=parsed("raw_full_location", name["full_location"],
+                  pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location),
+        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _stated_chromosome),
+        cn_state=number("raw_cn_state", name["cn_state"]),
         cn_missing=_parsed(ctx, rows, "raw_cn_state", None, pl.Boolean, lambda c, v: is_missing(v)),
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
         named=pl.col("raw_file").str.strip_chars().fill_null(""),
@@ -473,15 +465,14 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     fits = pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2)
     rows = rows.with_columns(expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor"))
                              .when(kind == "Loss").then(pl.lit("< 2")).otherwise(pl.lit("vide (LOH neutre en copies)")))
-    named, stated, located = pl.col("named"), pl.col("stated"), pl.col("loc_chrom")
+    named, raw_cn = pl.col("named"), pl.col("raw_cn_state")
     mismatch = (named != "") & (named.str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
-    _flag(ctx, rows, table, [
-        _check("chromosome_mismatch", stated.is_not_null() & located.is_not_null() & (stated != located),
-               name["chromosome"], pl.col("raw_chromosome")),
-        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"),
-               name["cn_state"], pl.col("raw_cn_state")),
-        _check("cn_type_mismatch", kind.is_not_null() & cn.is_not_null() & ~fits, name["cn_state"],
-               pl.col("raw_cn_state")),
+    _flag(ctx, rows, table, [  # (a comparison with a null is null: no query)
+        _check("chromosome_mismatch", pl.col("stated") != pl.col("loc_chrom"), name["chromosome"],
+               pl.col("raw_chromosome")),
+        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"), name["cn_state"],
+               raw_cn),
+        _check("cn_type_mismatch", kind.is_not_null() & ~fits, name["cn_state"], raw_cn),
         _check("genome_build", pl.col("build").is_not_null(), pl.when(iscn).then(name["nomenclature"])
                .otherwise(pl.lit("#")), pl.when(iscn).then("raw_nomenclature").otherwise("build"), "chas_build"),
         _check("sample_name_mismatch", mismatch & (mismatch.cum_sum().over("file") == 1),  # once per file
@@ -512,16 +503,15 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     rows, _ = _tabular(kind, lines, "archer", table)
     name = {k: pl.col(f"name_{k}") for k in DECLARED["columns"]["archer"]}
     rows = rows.with_columns(percent=pl.col("raw_percent_gsp2_reads").str.strip_chars().str.strip_suffix("%"))
+    parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.with_columns(
-        genes=_parsed(ctx, rows, "raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}),
-                      _genes, table),
-        breakpoints=_parsed(ctx, rows, "raw_breakpoints", name["breakpoints"],
-                            pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints, table),
-        percent_gsp2_reads=_numbers(ctx, rows, "percent", name["percent_gsp2_reads"], table=table),
-        strong_evidence=_parsed(ctx, rows, "raw_strong_evidence", name["strong_evidence"], pl.Boolean,
-                                _code(STRONG_EVIDENCE, strict_case=False), table),
-        **{k: _numbers(ctx, rows, f"raw_{k}", name[k], table=table, integer=True, decimal_comma=False)
-           for k in ("reads", "unique_start_sites")},
+        genes=parsed("raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}), _genes),
+        breakpoints=parsed("raw_breakpoints", name["breakpoints"],
+                           pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints),
+        percent_gsp2_reads=number("percent", name["percent_gsp2_reads"]),
+        strong_evidence=parsed("raw_strong_evidence", name["strong_evidence"], pl.Boolean,
+                               _code(STRONG_EVIDENCE, strict_case=False)),
+        **{k: number(f"raw_{k}", name[k], integer=True, decimal_comma=False) for k in ("reads", "unique_start_sites")},
     ).unnest("genes", "breakpoints")
     outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
     _flag(ctx, rows, table, [_check("number_out_of_range", outside, name["percent_gsp2_reads"],
@@ -538,10 +528,8 @@ def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict)
     if text is None:
         return (False, False) + (None,) * 5
     if text not in cache:
-        try:
-            if len(text) > 100_000:
-                raise ValueError("annotation trop longue")
-            parsed = ast.literal_eval(text)
+        try:  # (longer than 100,000 characters: unreadable, never parsed)
+            parsed = ast.literal_eval(text) if len(text) <= 100_000 else None
             parsed = [parsed] if isinstance(parsed, dict) else parsed
             cache[text] = [e for e in parsed if isinstance(e, dict)] if isinstance(parsed, (list, tuple)) else None
         except Exception:  # SyntaxError, ValueError, MemoryError, RecursionError...
@@ -560,16 +548,12 @@ def _annotations(text: str | None, alt: str | None, i: int, n: int, cache: dict)
 
 def _vcf_header(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     """Per file: ``##fileformat``, the ``#CHROM`` line, the sample's name and the genome build."""
-    ctx, out = kind.ctx, []
-    meta = pl.col("text").str.starts_with("##")
-    heads = lines.with_columns(top=pl.col("line").filter(~meta).min().over("file")).group_by(
-        "file", maintain_order=True).agg(pl.col("text").first().alias("first"), pl.col("top").first(),
-                                          pl.col("text").filter(pl.col("line") == pl.col("top")).first()
-                                          .alias("columns"),
-                                          pl.col("text").filter(pl.col("text").str.starts_with("##reference=")
-                                                                & (pl.col("line") < pl.col("top").fill_null(1 << 60)))
-                                          .first().alias("reference"), pl.col("patient_id").first(),
-                                          pl.col("sample_id").first())
+    ctx, out, text, line, head = kind.ctx, [], pl.col("text"), pl.col("line"), pl.col("top")
+    heads = lines.with_columns(top=line.filter(~text.str.starts_with("##")).min().over("file")).group_by(
+        "file", maintain_order=True).agg(
+        first=text.first(), top=head.first(), columns=text.filter(line == head).first(),
+        reference=text.filter(text.str.starts_with("##reference=") & (line < head.fill_null(1 << 60))).first(),
+        patient_id=pl.col("patient_id").first(), sample_id=pl.col("sample_id").first())
     for label, first, top, columns, reference, patient_id, sample_id in heads.iter_rows():
         columns = columns.split("\t") if columns is not None else []
         if not first.startswith("##fileformat=VCF"):
@@ -607,9 +591,7 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
                   message=MSG["no_variant_records"].format(file=label))
     f = pl.col("fields")
     body = body.with_columns(fields=pl.col("text").str.split("\t")).with_columns(
-        n=f.list.len(), **{name: f.list.get(i, null_on_oob=True) for i, name in
-                           enumerate(["chrom_raw", "pos_raw", "id", "ref", "alt_text", "qual", "filter_raw", "info",
-                                      "format", "call"])})
+        n=f.list.len(), **{name: f.list.get(i, null_on_oob=True) for i, name in enumerate(VCF_FIELDS)})
     broken = ((pl.col("n") != pl.col("width")) | ~pl.col("pos_raw").str.contains(r"^\s*[+-]?[0-9]+\s*$")
               | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
     body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))
@@ -653,8 +635,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         return pl.when(parts.list.len() == count).then(parts.list.get("i", null_on_oob=True)).replace(".", None)
 
     # flow-evaluator depth first (the AF denominator), raw read depth when it is absent
-    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k, s in (("FDP", "info"), ("FDP", "call"), ("DP", "info"),
-                                                                      ("DP", "call"))]
+    depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k in ("FDP", "DP") for s in ("info", "call")]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
         _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
                pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
@@ -666,15 +647,13 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                                                           .replace(".", None)),
                              depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
                              depth_text=pl.coalesce(c for _, c in depth))
+    number = partial(_numbers, ctx, rows, table=table, decimal_comma=False)
     rows = rows.with_columns(
-        vaf=_numbers(ctx, rows, "af", lit("AF"), table=table, decimal_comma=False),
-        gmaf=_numbers(ctx, rows, "gmaf_text", lit("GMAF"), table=table, decimal_comma=False),
-        depth=_numbers(ctx, rows, "depth_text", pl.col("depth_key"), table=table, integer=True, decimal_comma=False),
+        vaf=number("af", lit("AF")), gmaf=number("gmaf_text", lit("GMAF")),
+        depth=number("depth_text", pl.col("depth_key"), integer=True),
         chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String, _vcf_chromosome, table),
-        computed=(_numbers(ctx, rows, "fao", lit("FAO"), table=table, decimal_comma=False)
-                  / _numbers(ctx, rows, "fdp", lit("FDP"), table=table, decimal_comma=False).replace(0, None)).round(6))
-    rows = rows.with_columns(vaf=pl.when(pl.col("vaf").is_null() & pl.col("fallback")).then("computed")
-                             .otherwise("vaf"),
+        computed=(number("fao", lit("FAO")) / number("fdp", lit("FDP")).replace(0, None)).round(6))
+    rows = rows.with_columns(vaf=pl.coalesce("vaf", pl.when("fallback").then("computed")),
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
@@ -693,8 +672,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              schema={**combos.schema, "unreadable": pl.Boolean, "unmatched": pl.Boolean,
                                      **{k: pl.String for k in ("gene", "transcript", "hgvs_c", "hgvs_p", "function")}},
                              orient="row")
-    rows = rows.join(annotated, on=["info_FUNC", "alt", "i", "n_alt"], how="left", nulls_equal=True,
-                     maintain_order="left")
+    rows = rows.join(annotated, on=combos.columns, how="left", nulls_equal=True, maintain_order="left")
     _flag(ctx, rows, table, [
         _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
         _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])

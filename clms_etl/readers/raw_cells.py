@@ -43,8 +43,7 @@ def raw_cells(folder: Path, wanted: pl.DataFrame) -> pl.DataFrame:
         for row, field in want:
             if row is None or field not in header or row < 2 or row not in table:
                 continue
-            values = table[row]
-            j = header.index(field)
+            values, j = table[row], header.index(field)
             if j < len(values) and values[j] not in (None, ""):
                 found.append((file, sheet, row, field, _shown(values[j])))
     return pl.DataFrame(found, schema=RAW_SCHEMA, orient="row")
@@ -118,10 +117,9 @@ def _shown(value) -> str:
     """A workbook cell the way a French Excel shows it; a text cell as typed."""
     if isinstance(value, bool):
         return "VRAI" if value else "FAUX"
-    if isinstance(value, dt.datetime):
-        return value.strftime("%d/%m/%Y") if value.time() == dt.time() else value.strftime("%d/%m/%Y %H:%M")
-    if isinstance(value, dt.date):
-        return value.strftime("%d/%m/%Y")
+    if isinstance(value, dt.date):  # (a datetime too: its time unless midnight)
+        timed = isinstance(value, dt.datetime) and value.time() != dt.time()
+        return value.strftime("%d/%m/%Y %H:%M" if timed else "%d/%m/%Y")
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value).replace(".", ",")
     return str(value)

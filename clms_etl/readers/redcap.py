@@ -52,11 +52,10 @@ class Reader:
                               for k, lbls in groups.items() for lbl in lbls} for name, groups in data["labels"].items()}
         form_of = {table: form for form, tables in self.forms.items() for table in tables}
         self.columns = [dict(c, form=c.get("form") or form_of[c["field"].split(".")[0]]) for c in data["columns"]]
-        self.FILE = self.file["name"]
         named = [decl.Column(c["name"], field=c.get("field")) for c in self.columns]
         named += [decl.Column(name, field=box["field"]) for name, box in self.boxes.items()]
         # queries of validation name the centre's own fields
-        self.SOURCE_COLUMNS = decl.Declaration(self.FILE, None, tuple(named)).source_columns
+        self.SOURCE_COLUMNS = decl.Declaration(self.file["name"], None, tuple(named)).source_columns
 
     def read(self, ctx: ReadContext) -> ReadResult:
         dictionary, data = self._files(ctx)
@@ -339,14 +338,12 @@ class _Read:
         v = form.parse([c for c in self.declaration.columns if c.key in self.sites and c.key in form.raw.columns])
         ticked = {k: v[k].values.fill_null(False) for k in self.sites if k in v}
         for k in (k for k in ticked if self.sites[k] is None):
-            for i in ticked[k].arg_true().to_list():
-                form.cells(i, "event").error(self.header[k], form.raw[k][i], "unknown_code",
-                                             say("ticked_code_not_in_dictionary", column=self.header[k]))
+            form.flag(ticked[k], "event", self.header[k], form.raw[k], "unknown_code",
+                      say("ticked_code_not_in_dictionary", column=self.header[k]))
         known = [k for k in ticked if self.sites[k] is not None]
         applies = (ev["event_kind"] == box["event_kind"]).fill_null(False)
         n = pl.select(pl.sum_horizontal([ticked[k] for k in known]) if known else pl.lit(0)).to_series()
-        for i in (applies & (n == 0)).arg_true().to_list():
-            form.cells(i, "event").error(f"{field}___*", None, "metastasis_without_site", "Aucun site coché.")
+        form.flag(applies & (n == 0), "event", f"{field}___*", None, "metastasis_without_site", "Aucun site coché.")
         for i in (~applies & ev["event_kind"].is_not_null() & (n > 0)).arg_true().to_list():
             form.cells(i, "event").error(f"{field}___*", ",".join(self.header[k] for k in known if ticked[k][i]),
                                          "metastasis_site_without_metastasis", say("site_on_other_event"))
@@ -365,10 +362,8 @@ class _Read:
                          & pl.col("patient_id").is_in(dead["patient_id"].drop_nulls().implode())).fill_null(False))
         vital = {"dead": dead["_rec"].drop_nulls(), "alive": ev.filter(pl.col("event_kind") == "last_news")["_rec"].drop_nulls()}
         ev = ev.sort(["_pos", "_box"])  # (the file's order, rows then boxes, breaks the numbering's ties)
-        return ev.with_columns(
-            pl.when(pl.col("_suffix").is_null()).then(pl.col("row_id"))
-            .otherwise(pl.concat_str(pl.col("row_id"), pl.lit(":"), pl.col("_suffix"))).alias("row_id"),
-            event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
+        return ev.with_columns(row_id=pl.coalesce(pl.concat_str("row_id", pl.lit(":"), "_suffix"), "row_id"),
+                               event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
 
 
 def _check(rule: str, failed: pl.Expr) -> pl.Expr:

@@ -96,7 +96,9 @@ def shift_days(patient_ids: pl.Series, key: bytes) -> pl.Series:
 
 
 def _numbered(frame: pl.DataFrame, id_column: str, order: list[str], first: int = 1) -> pl.DataFrame:
-    frame = frame.sort(order, nulls_last=True, maintain_order=True)
+    """Ids from ``first`` in ``order``, ties broken by every other column: a database returns rows in
+    any order, and two rows of one person can share the order's key (a second tumour, a second variant)."""
+    frame = frame.sort([*order, *(c for c in frame.columns if c not in order)], nulls_last=True)
     return frame.with_columns(pl.int_range(first, first + frame.height, dtype=pl.Int64).alias(id_column))
 
 

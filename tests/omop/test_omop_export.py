@@ -283,6 +283,21 @@ def test_each_check_fails_on_a_planted_defect(twin_tables, tmp_path, check, tabl
     assert (check, table, field) in {r[:3] for r in failed.iter_rows()}, failed
 
 
+def test_the_ids_do_not_depend_on_the_order_the_database_returns_rows(twin_warehouse):
+    # a second tumour of one patient gives two rows with the same (person, date, source value): their
+    # ids must follow their values, not the rows' order, which a database does not promise
+    from clms_etl.omop.export import SOURCE_TABLES
+
+    source = {name: twin_warehouse.table(name) for name in SOURCE_TABLES}
+    tumour = source["tumour"]
+    second = tumour.head(1).with_columns(pl.col("size_cm") + 1.5, pl.col("mitoses_per_10hpf") + 3)
+    source["tumour"] = pl.concat([tumour, second])
+    built = omop_build.build(source, dates="exact")
+    again = omop_build.build({name: frame.reverse() for name, frame in source.items()}, dates="exact")
+    for name, table in built.tables.items():
+        assert again.tables[name].equals(table), name
+
+
 def test_an_export_of_an_empty_warehouse_is_empty_and_passes(tmp_path):
     with Warehouse(f"duckdb:///{tmp_path / 'empty.duckdb'}") as wh:
         wh.create()

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import clms_etl.analyses  # noqa: F401  (declares the result tables, as the code location does)
 from assets.warehouse import COUNTS_SQL  # imported here: Dagster's import is not the step's cost
+from bench.bench_night import _proc_peak_kib
 from clms_etl.warehouse import Warehouse
 
 RUN_ID = "bench-refresh"
@@ -168,10 +169,8 @@ def _reset_peak_rss() -> None:
 
 
 def _peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    found = _proc_peak_kib(os.getpid())
+    return found[0] / 1024 if found else float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,12 +80,16 @@ class OmopExport:
 BLOCK_PATIENTS = 50_000  # patients built and written at a time: memory follows a block, not the registry
 
 
+def _patient_id(wh) -> str:
+    """The pseudonym column compared as bytes, as polars sorts it (PostgreSQL's default collation may not)."""
+    return 'patient_id COLLATE "C"' if wh.backend == "postgresql" else "patient_id"
+
+
 def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str | None]]:
-    """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in the database's order
+    """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in pseudonym order
     (None: open). The ranges cover every pseudonym, so a row whose patient is not in ``patient`` still
     falls in one block (and is listed as excluded there)."""
-    order = ' COLLATE "C"' if wh.backend == "postgresql" else ""  # pseudonyms compared as bytes, as polars does
-    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY patient_id{order}")["patient_id"]
+    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY {_patient_id(wh)}")["patient_id"]
     starts = ids.gather_every(size)[1:].to_list()
     return list(zip([None, *starts], [*starts, None], strict=True))
 
@@ -93,9 +97,9 @@ def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str
 def _block_source(wh, low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
     """The source tables' rows of the patients in ``[low, high)``; the first block also takes the rows
     of no patient (a sample the laboratory could not link), which the build lists as excluded."""
-    collate = ' COLLATE "C"' if wh.backend == "postgresql" else ""
-    clause = " AND ".join(condition for condition, bound in ((f"patient_id{collate} >= :low", low),
-                                                             (f"patient_id{collate} < :high", high)) if bound is not None)
+    column = _patient_id(wh)
+    clause = " AND ".join(condition for condition, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
+                          if bound is not None)
     if clause and low is None:
         clause = f"patient_id IS NULL OR ({clause})"
     params = {"low": low, "high": high}
@@ -140,26 +144,24 @@ class CdmBlocks:
 
     @property
     def unmapped(self) -> pl.DataFrame:
-        """Per table, concept field and source value, the rows written with concept 0, over every block."""
-        parts = [p for p in self.unmapped_parts if p.height]
-        if not parts:
-            return omop_build.Cdm({}, self.dates, pl.DataFrame()).unmapped()
-        return pl.concat(parts).group_by("table", "concept_field", "source_value").agg(pl.col("rows").sum()).sort(
-            "table", "concept_field", "source_value")
+        """Per table, concept field and source value, the rows written with concept 0, over every block
+        (there is always one, if empty)."""
+        keys = ["table", "concept_field", "source_value"]
+        return pl.concat(self.unmapped_parts).group_by(keys).agg(pl.col("rows").sum()).sort(keys)
 
     @property
     def excluded(self) -> pl.DataFrame:
-        return pl.concat(self.excluded_parts) if self.excluded_parts else pl.DataFrame()
+        return pl.concat(self.excluded_parts)
 
 
 def build_tables(wh, *, dates: str, key: bytes | None,
                  block_patients: int = BLOCK_PATIENTS) -> tuple[dict[str, pl.DataFrame], CdmBlocks]:
     """The whole CDM in memory, its blocks concatenated (a small registry, a test), and the blocks."""
-    blocks, tables = CdmBlocks(wh, dates, key, block_patients), {}
+    blocks, parts = CdmBlocks(wh, dates, key, block_patients), {}
     for block in blocks:
         for name, frame in block.items():
-            tables[name] = pl.concat([tables[name], frame]) if name in tables else frame
-    return tables, blocks
+            parts.setdefault(name, []).append(frame)
+    return {name: pl.concat(frames) for name, frames in parts.items()}, blocks
 
 
 def write_database(engine: sa.Engine, schema: str,
@@ -189,11 +191,13 @@ def write_database(engine: sa.Engine, schema: str,
             raise TargetRefused(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
         if not sa.inspect(conn).has_table("person", schema=schema):
             cdm.create_schema(conn, schema, primary_keys=primary_keys)
-        for block in blocks if atomic else ():
-            insert(conn, block)
-    for block in () if atomic else blocks:
-        with engine.begin() as conn:
-            insert(conn, block)
+        if atomic:
+            for block in blocks:
+                insert(conn, block)
+    if not atomic:
+        for block in blocks:
+            with engine.begin() as conn:
+                insert(conn, block)
     return rows
 
 

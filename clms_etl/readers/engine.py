@@ -365,7 +365,9 @@ _NOT_A_VALUE = READERS["not_a_value"]  # a column kind -> the rule of a cell tha
 
 def _code_dtype(codes: dict) -> pl.DataType:
     kinds = {type(v) for v in codes.values()}
-    return pl.Boolean if kinds <= {bool} else pl.Int8 if kinds == {int} else pl.String
+    if kinds <= {bool}:
+        return pl.Boolean
+    return pl.Int8 if kinds == {int} else pl.String
 
 
 class Columns:

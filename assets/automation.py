@@ -79,14 +79,19 @@ import_job = dg.define_asset_job(
 )
 
 
+# What the refresh's steps import (preloaded by its step processes' forkserver).
+REFRESH_STEP_MODULES = ("clms_etl.warehouse.load", "clms_etl.warehouse.expectations", "clms_etl.survival.run",
+                        "clms_etl.molecular.run", "clms_etl.report.build", "clms_etl.report.exports",
+                        "clms_etl.report.dashboard", "clms_etl.omop.export")
+# What a run's worker imports: the code server forks every run worker from a process that imported
+# these once (assets/run_workers.py), import runs and refreshes alike.
+RUN_WORKER_MODULES = (*IMPORT_STEP_MODULES, *REFRESH_STEP_MODULES)
+
 nightly_job = dg.define_asset_job(
     "nightly_refresh",
     selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
-    executor_def=warm_executor("clms_etl.warehouse.load", "clms_etl.warehouse.expectations", "clms_etl.survival.run",
-                               "clms_etl.molecular.run", "clms_etl.report.build", "clms_etl.report.exports",
-                               "clms_etl.report.dashboard", "clms_etl.omop.export",
-                               in_process_if=lambda instance: nothing_loaded_since_refresh(
+    executor_def=warm_executor(*REFRESH_STEP_MODULES, in_process_if=lambda instance: nothing_loaded_since_refresh(
                                    instance, warehouse.key, centre_warehouse.key)),
 )
 

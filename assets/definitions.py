@@ -14,7 +14,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.automation import RUN_WORKER_MODULES
 from assets.resources import local_resources, production_resources
+from assets.run_workers import warm_code_server
 from clms_etl.files import private_process
 
 # Every process that loads the code location (code server, run and step workers, `dg` / `dagster`
@@ -26,3 +28,7 @@ defs = dg.Definitions.merge(
     dg.Definitions(resources=production_resources() if os.environ.get("CLMS_DEPLOYMENT") == "production"
                    else local_resources()),
 )
+
+# In a code server, each run's worker is forked from a process that imported all this once
+# (assets/run_workers.py); nothing changes in any other process.
+warm_code_server(__name__, *RUN_WORKER_MODULES)

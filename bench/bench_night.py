@@ -50,14 +50,15 @@ def _proc_peak_kib(pid: int) -> tuple[int, str] | None:
     return None
 
 
-def _proc_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of ``pid`` so far (``/proc/<pid>/stat``), or None once it is gone."""
+def _proc_cpu_s(pid: int) -> tuple[float, int] | None:
+    """User + system CPU seconds of ``pid`` so far and its parent's pid (``/proc/<pid>/stat``), or
+    None once it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
 
 
 def _session_pids(sids: set[int]) -> list[int]:
@@ -82,6 +83,8 @@ class MemoryWatch:
     interval_s: float = 0.25
     peaks: dict[int, tuple[int, str]] = field(default_factory=dict)
     cpu_s: dict[int, float] = field(default_factory=dict)
+    cmdlines: dict[int, str] = field(default_factory=dict)
+    parents: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self._stop = threading.Event()
@@ -94,9 +97,12 @@ class MemoryWatch:
                 found = _proc_peak_kib(pid)
                 if found and found[0] >= self.peaks.get(pid, (0, ""))[0]:
                     self.peaks[pid] = found
+                if found:
+                    self.cmdlines[pid] = found[1]
                 cpu = _proc_cpu_s(pid)
                 if cpu is not None:
-                    self.cpu_s[pid] = max(cpu, self.cpu_s.get(pid, 0.0))
+                    self.cpu_s[pid] = max(cpu[0], self.cpu_s.get(pid, 0.0))
+                    self.parents[pid] = cpu[1]
             self._stop.wait(self.interval_s)
 
     def stop(self) -> dict[int, tuple[int, str]]:
@@ -108,15 +114,46 @@ class MemoryWatch:
         """CPU seconds of every process seen so far."""
         return sum(self.cpu_s.values())
 
+    def kind(self, pid: int) -> str:
+        """:func:`process_kind` of ``pid``, told apart by its parents where the command line cannot:
+        a process forked by a forkserver has the forkserver's command line."""
+        kind = process_kind(self.cmdlines.get(pid, ""))
+        if kind != "forkserver":
+            return kind
+        parent = self.parents.get(pid)
+        if process_kind(self.cmdlines.get(parent, "")) != "forkserver":
+            return "forkserver"
+        return "run worker" if self.kind(self.parents.get(parent, 0)) == "code server" else "step worker"
+
+    def cpu_by_kind(self) -> dict[str, tuple[float, int]]:
+        """CPU seconds and number of processes per kind (:meth:`kind`), so far."""
+        kinds: dict[str, tuple[float, int]] = {}
+        for pid, cpu in self.cpu_s.items():
+            seconds, count = kinds.get(self.kind(pid), (0.0, 0))
+            kinds[self.kind(pid)] = (seconds + cpu, count + 1)
+        return kinds
+
+    def peak_by_kind_mib(self) -> dict[str, float]:
+        """The largest peak RSS per kind (:meth:`kind`), MiB."""
+        peaks: dict[str, float] = {}
+        for pid, (kib, _) in self.peaks.items():
+            peaks[self.kind(pid)] = max(peaks.get(self.kind(pid), 0.0), kib / 1024)
+        return peaks
+
 
 def process_kind(cmdline: str) -> str:
-    """A short name for a process of the night, from its command line."""
+    """A short name for a process of the night, from its command line ("forkserver": a forkserver or
+    a process it forked, which :meth:`MemoryWatch.kind` tells apart)."""
     if "dagster-daemon" in cmdline:
         return "daemon"
     if "code-server" in cmdline or "api grpc" in cmdline:
         return "code server"
-    if "execute_step" in cmdline or "multiprocess" in cmdline or "forkserver" in cmdline:
+    if "forkserver" in cmdline:
+        return "forkserver"
+    if "execute_step" in cmdline:
         return "step worker"
+    if "spawn_main" in cmdline:  # the code server starts each run's worker with multiprocessing's spawn
+        return "run worker"
     if "execute_run" in cmdline or "api execute" in cmdline:
         return "run worker"
     if "job launch" in cmdline:
@@ -332,11 +369,9 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
             if again:
                 time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new
                 figures["unchanged night"] = _one_night(run, instance, time.time(), 0, watch)
-            peaks = watch.stop()
-        figures["peak_rss_mib"] = {}
-        for kib, cmdline in peaks.values():
-            kind = process_kind(cmdline)
-            figures["peak_rss_mib"][kind] = max(figures["peak_rss_mib"].get(kind, 0), kib / 1024)
+            watch.stop()
+            figures["cpu_by_kind"] = watch.cpu_by_kind()
+            figures["peak_rss_mib"] = watch.peak_by_kind_mib()
         return figures
     finally:
         for k, v in saved.items():
@@ -366,6 +401,10 @@ def _print(figures: dict, patients: int) -> None:
                   "KiB per patient")
         for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
             print(f"      {step:<40} {seconds:8.1f} s")
+    if "cpu_by_kind" in figures:
+        print("  CPU seconds per process kind (all nights of this run; processes):")
+        for kind, (seconds, count) in sorted(figures["cpu_by_kind"].items(), key=lambda kv: -kv[1][0]):
+            print(f"      {kind:<40} {seconds:8.1f} s  ({count})")
     print("  peak RSS per process kind (MiB):")
     for kind, mib in sorted(figures["peak_rss_mib"].items(), key=lambda kv: -kv[1]):
         print(f"      {kind:<40} {mib:8.0f}")

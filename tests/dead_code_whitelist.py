@@ -65,3 +65,6 @@ _.pvalues_
 _.lrt_bse_
 _._profile_ci_cache
 _._profile_ci_computed
+
+# Dagster's code server reads it in StartRun (assets/run_workers.py sets it on the class).
+_._mp_ctx

@@ -278,6 +278,33 @@ def step_durations(instance, runs) -> dict[str, float]:
     return dict(total)
 
 
+def step_intervals(instance, runs, step: str) -> list[tuple[float, float]]:
+    """(start, end) of step ``step`` (its key before any ``[partition]``) in each of ``runs``."""
+    intervals = []
+    for run in runs:
+        started = None
+        for e in instance.all_logs(run.run_id):
+            if e.dagster_event is None or e.step_key is None or e.step_key.split("[")[0] != step:
+                continue
+            if e.dagster_event.event_type_value == "STEP_START":
+                started = e.timestamp
+            elif e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and started is not None:
+                intervals.append((started, e.timestamp))
+    return intervals
+
+
+def pool_use(intervals: list[tuple[float, float]]) -> tuple[float, float, float]:
+    """For the steps of a one-slot pool, (first start to last end, seconds a step held the slot,
+    seconds between a step's end and the next one's start): the handover time a waiting step
+    spent asleep between its polls of the pool (Dagster's back-off grows to 15 s)."""
+    if not intervals:
+        return 0.0, 0.0, 0.0
+    ordered = sorted(intervals)
+    held = sum(end - start for start, end in ordered)
+    gaps = sum(max(0.0, nxt[0] - cur[1]) for cur, nxt in zip(ordered, ordered[1:]))
+    return ordered[-1][1] - ordered[0][0], held, gaps
+
+
 # -- the benchmark's own setup ------------------------------------------------------------------
 
 
@@ -347,7 +374,18 @@ def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, 
             "cpu_s": watch.cpu_total_s() - cpu_before, "imports_cpu_s": imports_cpu,
             "import_runs": len(imports), "refresh": refresh.status.value,
             "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
-            "steps_s": step_durations(instance, [*imports, refresh])}
+            "steps_s": step_durations(instance, [*imports, refresh]),
+            "pool": pool_use([i for step in _pool_steps() for i in step_intervals(instance, imports, step)])}
+
+
+def _pool_steps() -> list[str]:
+    """The import job's steps in the `warehouse` pool (one DuckDB writer), from its definition."""
+    from dagster._core.execution.api import create_execution_plan
+
+    import assets.definitions
+
+    plan = create_execution_plan(assets.definitions.defs.resolve_job_def("import_centre"))
+    return [step.key for step in plan.get_all_steps_in_topo_order() if step.pool == "warehouse"]
 
 
 def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
@@ -399,6 +437,10 @@ def _print(figures: dict, patients: int) -> None:
             print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs wall, {1e6 * f['cpu_s'] / patients:.1f} CPU-µs "
                   f"per patient; largest process {1024 * max(figures['peak_rss_mib'].values()) / patients:.2f} "
                   "KiB per patient")
+        if f.get("pool") and f["pool"][0]:
+            span, held, gaps = f["pool"]
+            print(f"  {'':<16} warehouse pool: {span:.1f} s from the first load to the last, held {held:.1f} s, "
+                  f"free between two loads {gaps:.1f} s")
         for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
             print(f"      {step:<40} {seconds:8.1f} s")
     if "cpu_by_kind" in figures:

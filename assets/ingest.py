@@ -159,49 +159,12 @@ def row_accounting(context: dg.AssetCheckExecutionContext, centre_import: Centre
     return dg.AssetCheckResult(passed=broken.is_empty(), metadata={"accounting": table_metadata(acc)})
 
 
-@dg.asset_check(asset=centre_import, blocking=True, partitions_def=centre_partitions, pool="warehouse",
-                retry_policy=TRANSIENT_RETRIES,
-                description=f"Shrinkage guard: holds a delivery that removes more than {MAX_REMOVED_SHARE:.0%} "
-                "(CLMS_MAX_REMOVED_SHARE) of the centre's patients now in the warehouse, until a run "
-                f"tagged {ACCEPT_SHRINKAGE_TAG}=true accepts it (clms-etl run --accept-shrinkage CENTRE).")
-def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: CentreImport,
-                    warehouse: WarehouseResource, pseudonym_key: PseudonymKey) -> dg.AssetCheckResult:
-    from clms_etl.warehouse import schema
-    from clms_etl.warehouse.load import KeyMismatch
-
-    accepted = centre_import.validated.accepted
-    table = "patient" if "patient" in accepted else next(iter(accepted))
-    keys = [c.name for c in schema.table(table).primary_key.columns]
-    with warehouse.open() as wh:
-        if wh.path is not None and not wh.path.exists():  # no warehouse yet: nothing to remove
-            current = pl.DataFrame(schema={k: pl.String for k in keys})
-        else:
-            wh.ensure_schema()
-            try:  # with another key every patient would look removed: say what is really wrong
-                wh.check_key(_key(pseudonym_key, warehouse), f"{centre_import.centre} {centre_import.delivery.date}")
-            except KeyMismatch as refused:
-                raise dg.Failure(description=str(refused), allow_retries=False) from None
-            current = wh.read_sql(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
-                               "(SELECT delivery_id FROM delivery WHERE centre = :centre AND is_current)",
-                               {"centre": centre_import.centre})
-    delivered = accepted[table].select(keys).cast({k: current.schema[k] for k in keys if current.schema[k] != pl.Null})
-    removed = current.join(delivered, on=keys, how="anti").height
-    share = removed / current.height if current.height else 0.0
-    limit = float(os.environ.get("CLMS_MAX_REMOVED_SHARE", MAX_REMOVED_SHARE))
-    accepted_by_tag = context.run.tags.get(ACCEPT_SHRINKAGE_TAG, "").lower() == "true"
-    numbers = (f"{centre_import.centre} {centre_import.delivery.date}: this delivery removes {removed} of the "
-               f"{current.height} {table} rows in the warehouse ({share:.0%}; limit {limit:.0%})")
-    held = share > limit and not accepted_by_tag
-    return dg.AssetCheckResult(
-        passed=not held,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"{numbers}: held. If the export is complete, accept it with a run tagged "
-                     f"{ACCEPT_SHRINKAGE_TAG}=true (clms-etl run --accept-shrinkage {centre_import.centre})."
-                     if held else numbers + (": accepted by the run's tag." if share > limit else ".")),
-        metadata={"rows_in_warehouse": current.height, "rows_delivered": accepted[table].height,
-                  "rows_removed": removed, "removed_share": round(share, 4), "max_removed_share": limit,
-                  "accepted_by_tag": accepted_by_tag},
-    )
+SHRINKAGE_GUARD = dg.AssetCheckSpec(
+    "shrinkage_guard", asset="centre_warehouse", blocking=True, partitions_def=centre_partitions,
+    description=f"Shrinkage guard: holds a delivery that removes more than {MAX_REMOVED_SHARE:.0%} "
+    "(CLMS_MAX_REMOVED_SHARE) of the centre's patients now in the warehouse, until a run "
+    f"tagged {ACCEPT_SHRINKAGE_TAG}=true accepts it (clms-etl run --accept-shrinkage CENTRE). Decided "
+    "inside the load's transaction: a held delivery changes nothing.")
 
 
 @dg.asset(
@@ -212,26 +175,35 @@ def shrinkage_guard(context: dg.AssetCheckExecutionContext, centre_import: Centr
     code_version="1",
     pool="warehouse",  # DuckDB has one writer: centres launched together queue here
     retry_policy=TRANSIENT_RETRIES,
+    check_specs=[SHRINKAGE_GUARD],
     description="The centre's rows in the warehouse, replaced in one transaction "
     "(idempotent: the same delivery twice changes nothing).",
     metadata={"dagster/column_schema": canonical_column_schema(warehouse=True)},
 )
 def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImport,
                      warehouse: WarehouseResource, pseudonym_key: PseudonymKey, outputs: OutputsFolder,
-                     centre_handoff: dg.ResourceParam[CentreHandoff]) -> dg.MaterializeResult:
-    from clms_etl.warehouse.load import DeliveryRefused, IntegrityProblem, SchemaMismatch
+                     centre_handoff: dg.ResourceParam[CentreHandoff]):
+    from clms_etl.warehouse.load import DeliveryHeld, DeliveryRefused, IntegrityProblem, SchemaMismatch
 
     d = centre_import.delivery
     files = [d.path / name for name, _ in d.files]
+    limit = float(os.environ.get("CLMS_MAX_REMOVED_SHARE", MAX_REMOVED_SHARE))
+    accepted_by_tag = context.run.tags.get(ACCEPT_SHRINKAGE_TAG, "").lower() == "true"
     # Great Expectations runs once over the whole warehouse (blocking check on `warehouse`),
     # not after each centre's load.
     key = _key(pseudonym_key, warehouse)
     try:
+        # one opening of the warehouse for the guard and the load: the pool's slot is held once
         with warehouse.open() as wh:
             report = wh.load_delivery(centre_import.centre, d.date, files, centre_import.validated,
                                       run_id=context.run.run_id, expectations=False, key=key,
-                                      run_user=run_user(context))
+                                      run_user=run_user(context),
+                                      max_removed_share=None if accepted_by_tag else limit)
             status = wh.query_status(centre_import.centre)
+    except DeliveryHeld as held:
+        guard = shrinkage_check(centre_import, held.shrinkage, limit, accepted_by_tag)
+        yield guard
+        raise dg.Failure(description=guard.description, allow_retries=False) from None
     except (DeliveryRefused, IntegrityProblem, SchemaMismatch) as refused:
         # not transient: retrying would refuse again (the warehouse is unchanged)
         raise dg.Failure(description=f"{centre_import.centre} {d.date}: {refused}", allow_retries=False) from refused
@@ -240,12 +212,32 @@ def centre_warehouse(context: dg.AssetExecutionContext, centre_import: CentreImp
     # that changes the list centre_import wrote)
     query_list = write_loaded_query_list(outputs.root, centre_import, status)
     # the same delivery loaded, the same data version (as centre_import's)
-    return dg.MaterializeResult(data_version=dg.DataVersion(d.sha256), metadata={
+    yield dg.MaterializeResult(data_version=dg.DataVersion(d.sha256), metadata={
         "query_list": dg.MetadataValue.path(str(query_list)),
         "status": str(getattr(report, "status", "loaded")),
         "report": dg.MetadataValue.md(f"```\n{report}\n```"),
         "warehouse": warehouse.describe(),
-    })
+    }, check_results=[shrinkage_check(centre_import, report.shrinkage, limit, accepted_by_tag)])
+
+
+def shrinkage_check(centre_import: CentreImport, shrinkage, limit: float, accepted_by_tag: bool) -> dg.AssetCheckResult:
+    """The shrinkage guard's verdict on what the load found (``clms_etl.warehouse.load.Shrinkage``)."""
+    from clms_etl.warehouse.load import shrinkage_text
+
+    share = shrinkage.removed_share
+    numbers = f"{centre_import.centre} {centre_import.delivery.date}: {shrinkage_text(shrinkage, limit)}"
+    held = share > limit and not accepted_by_tag
+    return dg.AssetCheckResult(
+        check_name=SHRINKAGE_GUARD.name,
+        passed=not held,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{numbers}: held. If the export is complete, accept it with a run tagged "
+                     f"{ACCEPT_SHRINKAGE_TAG}=true (clms-etl run --accept-shrinkage {centre_import.centre})."
+                     if held else numbers + (": accepted by the run's tag." if share > limit else ".")),
+        metadata={"rows_in_warehouse": shrinkage.rows_in_warehouse, "rows_delivered": shrinkage.rows_delivered,
+                  "rows_removed": shrinkage.rows_removed, "removed_share": round(share, 4),
+                  "max_removed_share": limit, "accepted_by_tag": accepted_by_tag},
+    )
 
 
 def run_user(context) -> str | None:

@@ -17,8 +17,7 @@ from clms_etl.synth.generate import generate
 from tests.dagster_resources import resources_for
 
 DATE = dt.date(2026, 11, 23)
-INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting,
-          ingest.shrinkage_guard]
+INGEST = [ingest.centre_import, ingest.centre_warehouse, ingest.validation_gate, ingest.row_accounting]
 
 
 # twin_drop (the synthetic twin's drop folder, delivered on DATE): tests/conftest.py

@@ -45,7 +45,7 @@ def test_a_night_with_another_key_fails_at_once_and_changes_nothing(twin_drop, t
     monkeypatch.setenv(keys.ENV_KEY, OTHER_KEY.decode())
     result = _job(nextday, tmp_path).execute_in_process(partition_key="nice", instance=instance, raise_on_error=False)
     assert not result.success
-    message = _failure(result, "centre_import_shrinkage_guard")  # the first step to open the warehouse
+    message = _failure(result, "centre_warehouse")  # the step that opens the warehouse
     assert "another key than the warehouse's" in message and "clms-etl warehouse rekey" in message
     assert OTHER_KEY.decode() not in message
     assert _rows(tmp_path / "warehouse.duckdb") == before

@@ -48,9 +48,9 @@ BIN = Path(sys.executable).parent
 CENTRES = list(REGISTRY)  # nice, montpellier, lyon, nimes, molecular (the laboratory: no patient)
 TWIN_PATIENTS = {"nice": 24, "montpellier": 21, "lyon": 19, "nimes": 15}  # 79 in all
 POOL = "warehouse"
-# the import run's steps that open the warehouse (pool `warehouse`): the shrinkage guard reads the
-# centre's current rows, then centre_warehouse loads
-OPENS_THE_WAREHOUSE = ("centre_import_shrinkage_guard", "centre_warehouse")
+# the import run's steps that open the warehouse (pool `warehouse`): centre_warehouse, whose
+# shrinkage guard reads the centre's current rows inside the load's transaction
+OPENS_THE_WAREHOUSE = ("centre_warehouse",)
 # what the nightly refresh materialises (the warehouse and everything downstream of it)
 NIGHTLY_ASSETS = {"warehouse", "quality_dashboard", "survival_analysis", "molecular_summary", "cbioportal_study",
                   "clinician_report", "analysis_exports", "omop_cdm"}
@@ -182,7 +182,7 @@ def test_dg_check_defs_and_list_defs_load_the_code_location_without_warnings(tmp
     listed = json.loads(list_out)
     assert {a["asset_key"] for a in listed["assets"]} == ALL_ASSETS
     assert {c["key"] for c in listed["asset_checks"]} == {
-        "centre_import:validation_gate", "centre_import:row_accounting", "centre_import:shrinkage_guard",
+        "centre_import:validation_gate", "centre_import:row_accounting", "centre_warehouse:shrinkage_guard",
         "warehouse:great_expectations",
         "survival_analysis:result_expectations", "molecular_summary:result_expectations",
         "cbioportal_study:k_anonymity", "omop_cdm:omop_quality"}
@@ -493,7 +493,6 @@ def test_import_job_on_the_multiprocess_executor(twin_drop, tmp_path, monkeypatc
         assert result.success
         steps = {e.step_key: e.pid for e in result.all_events if e.event_type_value == "STEP_START"}
         assert set(steps) == {"centre_import", "centre_import_validation_gate", "centre_import_row_accounting",
-                              "centre_import_shrinkage_guard",
                               "centre_warehouse"}
         assert os.getpid() not in steps.values()  # every step ran in a process of its own
         assert len(set(steps.values())) == len(steps)
@@ -593,7 +592,7 @@ def test_webserver_serves_the_code_location_over_graphql_without_warnings(tmp_pa
     assert nodes["warehouse"]["groupName"] == "warehouse" and not nodes["warehouse"]["isPartitioned"]
     checks = {(key, c["name"], c["blocking"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}
     assert checks == {("centre_import", "validation_gate", True), ("centre_import", "row_accounting", True),
-                      ("centre_import", "shrinkage_guard", True),
+                      ("centre_warehouse", "shrinkage_guard", True),
                       ("warehouse", "great_expectations", True), ("survival_analysis", "result_expectations", True),
                       ("molecular_summary", "result_expectations", True), ("cbioportal_study", "k_anonymity", False),
                       ("omop_cdm", "omop_quality", True)}

@@ -12,7 +12,7 @@ defs = dg.Definitions(
     assets=[ingest.centre_import, ingest.centre_warehouse, warehouse.warehouse,
             molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis, quality.quality_dashboard,
             report.clinician_report, report.analysis_exports, interop.omop_cdm],
-    asset_checks=[ingest.validation_gate, ingest.row_accounting, ingest.shrinkage_guard, warehouse.great_expectations,
+    asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations,
                   *result_checks.CHECKS, interop.omop_quality],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],

@@ -11,7 +11,8 @@
 Nothing here imports Dagster; Great Expectations is imported only when expectations run.
 """
 
-from clms_etl.warehouse.load import (DeliveryRefused, IntegrityProblem, KeyMismatch, LoadReport, SchemaMismatch,
-                                     Warehouse)
+from clms_etl.warehouse.load import (DeliveryHeld, DeliveryRefused, IntegrityProblem, KeyMismatch, LoadReport,
+                                     SchemaMismatch, Shrinkage, Warehouse)
 
-__all__ = ["DeliveryRefused", "IntegrityProblem", "KeyMismatch", "LoadReport", "SchemaMismatch", "Warehouse"]
+__all__ = ["DeliveryHeld", "DeliveryRefused", "IntegrityProblem", "KeyMismatch", "LoadReport", "SchemaMismatch",
+           "Shrinkage", "Warehouse"]

@@ -10,6 +10,10 @@ source (a centre, or ``molecular`` for the laboratory) with :meth:`Warehouse.loa
 * **Never backwards.** A delivery dated before the source's current one raises
   :class:`DeliveryRefused`; the warehouse keeps the newer data. (Same date, other content: a
   corrected re-delivery, loaded.)
+* **Never a silent wipe.** With ``max_removed_share``, a delivery that would remove more than that
+  share of the source's patients now in the warehouse (a truncated export) raises
+  :class:`DeliveryHeld`, decided inside the load's transaction; every load reports its
+  :class:`Shrinkage`.
 * **One transaction.** Replacing every row of the source's previous deliveries (all data
   tables and ``data_query``) by the new rows, the ``delivery`` / ``delivery_file`` /
   ``delivery_count`` audit rows and the integrity checks all run in a single transaction; any
@@ -78,6 +82,29 @@ class KeyMismatch(DeliveryRefused):
     """The delivery was pseudonymised with another key than the warehouse's: nothing was changed."""
 
 
+@dataclass(frozen=True)
+class Shrinkage:
+    """What a delivery removes of its source's rows now in the warehouse, counted on the first
+    table of the delivery (``patient`` when it has one) by primary key."""
+
+    table: str
+    rows_in_warehouse: int
+    rows_delivered: int
+    rows_removed: int
+
+    @property
+    def removed_share(self) -> float:
+        return self.rows_removed / self.rows_in_warehouse if self.rows_in_warehouse else 0.0
+
+
+class DeliveryHeld(DeliveryRefused):
+    """The delivery would remove more of the source's rows than ``max_removed_share``: nothing was changed."""
+
+    def __init__(self, message: str, shrinkage: Shrinkage):
+        super().__init__(message)
+        self.shrinkage = shrinkage
+
+
 class SchemaMismatch(RuntimeError):
     """The database's tables do not match the declared schema (migration missing)."""
 
@@ -94,6 +121,7 @@ class LoadReport:
     seconds: float = 0.0
     message: str = ""
     expectations: Any = None  # clms_etl.warehouse.expectations.ExpectationsReport, when run
+    shrinkage: Shrinkage | None = None
 
     @property
     def changed(self) -> bool:
@@ -377,13 +405,15 @@ class Warehouse:
     def load_delivery(self, centre: str, delivery_date: dt.date, files: Sequence[Path], validated,
                       run_id: str | None = None, *, force: bool = False, expectations: bool = True,
                       key: bytes | None = None, run_user: str | None = None,
-                      allow_older: bool = False) -> LoadReport:
+                      allow_older: bool = False, max_removed_share: float | None = None) -> LoadReport:
         """Replace ``centre``'s rows by this validated delivery, atomically (see the module doc).
 
         ``validated`` is duck-typed like ``clms_etl.validate.ValidatedDelivery``: ``accepted``
         (table -> canonical frame), ``queries`` (``QUERY_SCHEMA``) and ``accounting`` (table,
         rows_read, rows_accepted, rows_quarantined). ``allow_older``: a rollback to an earlier
-        delivery (:mod:`clms_etl.rollback`), the only way back.
+        delivery (:mod:`clms_etl.rollback`), the only way back. ``max_removed_share``: refuse
+        (:class:`DeliveryHeld`) a delivery removing more than this share of the source's rows now
+        in the warehouse; the report's ``shrinkage`` says what it removed either way.
 
         ``key`` is the pseudonym key the delivery was read with (default: the deployment's, read
         now from the environment); another key than the warehouse's is refused (:class:`KeyMismatch`).
@@ -404,13 +434,14 @@ class Warehouse:
             current = tx.fetch(
                 "SELECT delivery_id, delivery_date, content_sha256, loaded_at FROM delivery "
                 "WHERE centre = ? AND is_current", [centre])
+            shrinkage = _shrinkage(tx, centre, frames)
             if current:
                 cur_id, cur_date, cur_sha, cur_loaded = current[0]
                 cur_date = _as_date(cur_date)
                 if cur_sha == sha and not force:
                     tx.rollback()
                     return LoadReport(centre, delivery_date, cur_id, sha, "unchanged",
-                                      seconds=time.perf_counter() - started,
+                                      seconds=time.perf_counter() - started, shrinkage=shrinkage,
                                       message=f"{centre}: delivery {delivery_date} already loaded "
                                               f"(same content, SHA-256 {sha[:12]}…, loaded at {cur_loaded}); nothing changed.")
                 if delivery_date < cur_date and not allow_older:
@@ -419,6 +450,9 @@ class Warehouse:
                         f"({cur_date}, loaded at {cur_loaded}); refused — the warehouse keeps the {cur_date} data. "
                         f"To go back to the previous delivery: `clms-etl warehouse rollback {centre}`."
                     )
+            if max_removed_share is not None and shrinkage.removed_share > max_removed_share:
+                raise DeliveryHeld(f"{centre} {delivery_date}: {shrinkage_text(shrinkage, max_removed_share)}: held; "
+                                   "the warehouse keeps the current data.", shrinkage)
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}
@@ -448,7 +482,8 @@ class Warehouse:
                        f"({sum(loaded.values())} rows, replacing {sum(replaced.values())}).")
             _audit(tx, "load", run_id, run_user, key_id, message, [(centre, delivery_date, sha)])
 
-        report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced, message=message)
+        report = LoadReport(centre, delivery_date, delivery_id, sha, "loaded", loaded, replaced, message=message,
+                            shrinkage=shrinkage)
         if expectations:
             from clms_etl.warehouse.expectations import run_expectations, run_name_of
 
@@ -699,6 +734,26 @@ _DRIVER_TYPES = {
 # (others — decimals, HUGEINT sums, time zones, nested types — take the row path: small results).
 _ARROW_AS_ROWS = frozenset({"VARCHAR", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "FLOAT", "BOOLEAN",
                             "DATE", "TIMESTAMP"})
+
+
+def _shrinkage(tx: _Transaction, centre: str, frames: Mapping[str, pl.DataFrame]) -> Shrinkage:
+    """What the delivery's ``frames`` remove of ``centre``'s current rows (see :class:`Shrinkage`)."""
+    if not frames:
+        return Shrinkage("patient", 0, 0, 0)
+    table = "patient" if "patient" in frames else next(iter(frames))
+    keys = [c.name for c in schema.table(table).primary_key.columns]
+    delivered = frames[table].select(keys)
+    rows = tx.fetch(f"SELECT {', '.join(keys)} FROM {table} WHERE delivery_id IN "
+                    "(SELECT delivery_id FROM delivery WHERE centre = ? AND is_current)", [centre])
+    current = pl.DataFrame(rows, schema=delivered.schema, orient="row")
+    removed = current.join(delivered, on=keys, how="anti").height
+    return Shrinkage(table, current.height, delivered.height, removed)
+
+
+def shrinkage_text(shrinkage: Shrinkage, limit: float) -> str:
+    """"this delivery removes 11 of the 21 patient rows in the warehouse (52 %; limit 10 %)"."""
+    return (f"this delivery removes {shrinkage.rows_removed} of the {shrinkage.rows_in_warehouse} {shrinkage.table} "
+            f"rows in the warehouse ({shrinkage.removed_share:.0%}; limit {limit:.0%})")
 
 
 def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:

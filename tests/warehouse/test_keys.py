@@ -110,7 +110,8 @@ def test_the_first_load_records_the_fingerprint_and_the_key_stays_secret(tmp_pat
 
 def test_the_key_is_checked_against_the_fingerprint_once_per_process_not_once_per_warehouse_object(
         tmp_path, monkeypatch):
-    """An import run's shrinkage guard and its load each open the warehouse: one scrypt for both.
+    """Every import run opens the warehouse in a long-lived process (the code server's forked run
+    workers, ``clms-etl run``): one scrypt per process, not one per opening.
     Another key is still refused (what is remembered is the key that matched, not "checked")."""
     url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     with Warehouse(url) as wh:
@@ -118,7 +119,7 @@ def test_the_key_is_checked_against_the_fingerprint_once_per_process_not_once_pe
         load_twin(wh, tmp_path, sources=("nice",))
     scrypts = []
     monkeypatch.setattr(keys, "matches", lambda key, stored, real=keys.matches: scrypts.append(key) or real(key, stored))
-    for _ in range(2):  # as the guard, then the load: two Warehouse objects
+    for _ in range(2):  # two runs' loads: two Warehouse objects
         with Warehouse(url) as wh:
             wh.check_key(TEST_KEY, "nice")
     assert len(scrypts) <= 1

@@ -7,7 +7,7 @@ import dataclasses
 import polars as pl
 import pytest
 
-from clms_etl.warehouse import DeliveryRefused, Warehouse
+from clms_etl.warehouse import DeliveryHeld, DeliveryRefused, Shrinkage, Warehouse
 from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import (
     DAY1, DAY2, assert_same, delivery_files, load_twin, queries_frame, snapshot, twin,
@@ -71,6 +71,30 @@ def test_an_older_delivery_is_refused_and_changes_nothing(loaded, tmp_path):
         loaded.load_delivery("lyon", DAY1, delivery_files(tmp_path, "lyon", DAY1, "v3"), older, "run-3",
                              expectations=False)
     assert_same(before, snapshot(loaded))
+
+
+def test_a_delivery_removing_more_than_the_allowed_share_of_patients_is_held_in_the_load_and_changes_nothing(
+        loaded, tmp_path):
+    """The shrinkage guard is decided inside the load's transaction: counted on the rows current when
+    the load holds the centre's lock, and nothing written when it holds the delivery."""
+    nice = twin()["nice"]
+    kept = nice.accepted["patient"].head(10)
+    truncated = _changed(nice, **{name: frame.filter(pl.col("patient_id").is_in(kept["patient_id"].implode()))
+                                  for name, frame in nice.accepted.items() if "patient_id" in frame.columns})
+    removed = nice.accepted["patient"].height - 10
+    before = snapshot(loaded)
+    with pytest.raises(DeliveryHeld, match=rf"nice 2026-11-24: this delivery removes {removed} of the "
+                       rf"{nice.accepted['patient'].height} patient rows in the warehouse \(\d+%; limit 10%\): held") as held:
+        loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2, "cut"), truncated, "run-2",
+                             expectations=False, max_removed_share=0.10)
+    assert held.value.shrinkage == Shrinkage("patient", nice.accepted["patient"].height, 10, removed)
+    assert_same(before, snapshot(loaded))
+    # accepted (no limit): it lands, and the report says what it removed
+    report = loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2, "cut"), truncated, "run-3",
+                                  expectations=False)
+    assert report.status == "loaded" and report.shrinkage.rows_removed == removed
+    assert loaded.read_sql("SELECT count(*) AS n FROM patient WHERE delivery_id IN "
+                           "(SELECT delivery_id FROM delivery WHERE centre = 'nice' AND is_current)")["n"][0] == 10
 
 
 def test_same_date_new_content_is_a_correction_and_force_reloads(loaded, tmp_path):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.automation import RUN_WORKER_MODULES
 from assets.resources import local_resources, production_resources
 from assets.run_workers import warm_code_server
 from clms_etl.files import private_process
@@ -30,5 +29,8 @@ defs = dg.Definitions.merge(
 )
 
 # In a code server, each run's worker is forked from a process that imported all this once
-# (assets/run_workers.py); nothing changes in any other process.
+# (assets/run_workers.py); nothing changes in any other process. Imported only now: the defs
+# folder imports the asset modules with Dagster's preview notices silenced, an import above it would not.
+from assets.automation import RUN_WORKER_MODULES  # noqa: E402
+
 warm_code_server(__name__, *RUN_WORKER_MODULES)

@@ -560,12 +560,11 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
+        _key_queries(cols, df, keys, known, fields, len(header))
         if part.table is None:
-            _structural_queries(cols, df, keys, fields, len(header))
             known = keys.drop_nulls().unique()
             frames.update(record_frames(cols))
         else:
-            _missing_keys(cols, keys, part.table, known)
             frames[part.table] = row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
@@ -613,40 +612,31 @@ def _too_long(cols: Columns, limit: int) -> None:
     cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if limit else cols.raw
 
 
-def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
-    """What the declaration implies of every record: a patient key, once; the header's width."""
-    _duplicates(cols, df, keys, _missing_keys(cols, keys, "patient"))
-    for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
-        cols.cells(i, "patient").error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
-
-
-def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series | None = None) -> str:
-    """A row without patient key (or, ``known`` given, with a key of no record): an error on its
-    key cell; the key column's key."""
-    id_key = cols.declaration.column("patient.local_id").key
+def _key_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, known: pl.Series | None, fields: pl.Series,
+                 width: int) -> None:
+    """What the declaration implies of every row: a patient key (an error on its key cell); on a sheet
+    of rows, the key of a record (``known``: the records' keys); on the records, that key once —
+    each repeat an error, the first occurrence too when the copies differ (:func:`repeated_rows`),
+    the message naming all the patient's lines — and the header's width."""
+    table, id_key = cols.declaration.table or "patient", cols.declaration.column("patient.local_id").key
     id_column, ids = cols.header[id_key], cols.raw[id_key]
     cols.flag(keys.is_null(), table, id_column, ids, "missing_patient_id", say("missing_patient_id", column=id_column),
               identifier=True)
-    if known is not None:
+    if cols.declaration.table:
         cols.flag(keys.is_not_null() & ~keys.is_in(known.implode()), table, id_column, ids, "orphan_row",
                   say("orphan_row", column=id_column), identifier=True)
-    return id_key
-
-
-def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, id_key: str) -> None:
-    """Each repeat of a patient is an error, the first occurrence too when the copies differ
-    (:func:`repeated_rows`); the message names all the lines of the patient."""
-    if not (flagged := repeated_rows(df, keys)).any():
         return
-    groups: dict[str, list[int]] = {}
+    flagged, groups = repeated_rows(df, keys), {}
     for i in (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list():
         groups.setdefault(keys[i], []).append(i)
     for members in groups.values():
         lines = ", ".join(str(cols.rows[i]) for i in members)
         what = "copies différentes" if flagged[members[0]] else "copie identique"  # (the first: only then)
         for i in (i for i in members if flagged[i]):
-            cols.cells(i, "patient").error(cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
-                                           say("duplicate_patient", lines=lines, what=what), identifier=True)
+            cols.cells(i, table).error(id_column, ids[i], "duplicate_patient", say("duplicate_patient", lines=lines,
+                                                                                   what=what), identifier=True)
+    for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
+        cols.cells(i, table).error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
 
 
 def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:

@@ -674,7 +674,7 @@ def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
             mine = [col for col in declaration.in_table(table) if col.key in v]
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
-            _missing_date(c, table, v, any_cell)
+            _required(c, table, v, any_cell)
     if events is not None or any(col.table == "event" and col.key in v for col in declaration.columns):
         frames["event"] = events if events is not None else event_columns.events(c, v, ids)
     return frames
@@ -692,15 +692,14 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     table = c.declaration.table
     v, ids = _parse(c)
     columns = table_columns(c, v, table)
-    _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
+    _required(c, table, v, pl.repeat(True, c.n, eager=True))
     kind = c.declaration.column(f"{table}.{table}_kind")
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
 
-    def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
-        c.flag(mask, table, c.header[col.key], c.raw[col.key] if raw else None, rule, message)
+    def flag(mask: pl.Series, col: decl.Column, rule: str, message: str) -> None:
+        c.flag(mask, table, c.header[col.key], c.raw[col.key], rule, message)
 
     if table == "event" and kind and kind.key in v:
-        flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
         flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
              "last_news_of_dead_patient", say("last_news_row_of_dead_patient"))
     for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
@@ -747,16 +746,15 @@ def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.
     return columns
 
 
-# A row that exists without its date: the rule and message, per table that has one (data/readers.toml).
-MISSING_DATE = READERS["missing_date"]
+# A row that exists without a value it needs (its date, an event's kind): the rule and message per
+# field (data/readers.toml).
+ROW_REQUIRED = READERS["row_required"]
 
 
-def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
-    date = next((col for col in c.declaration.in_table(table) if col.kind == "date" and col.key in v), None)
-    if date is None or table not in MISSING_DATE:
-        return
-    rule, message = MISSING_DATE[table]
-    c.flag(any_cell & ~v[date.key].present, table, c.header[date.key], None, rule, message)
+def _required(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
+    for field, (rule, message) in ROW_REQUIRED.items():
+        if field.split(".")[0] == table and (col := c.declaration.column(field)) and col.key in v:
+            c.flag(any_cell & ~v[col.key].present, table, c.header[col.key], None, rule, message)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:

@@ -627,9 +627,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         alt=pl.when(pl.col("n_alt") > 0).then(pl.col("alt_text").str.split(",").list.get("i", null_on_oob=True)),
         row_id=pl.format("variant:{}:{}:{}", "file", "line", pl.col("i") + 1),
         gt=pl.col("call_GT").str.strip_chars().replace({"": None, ".": None}),
-        af_text=pl.when("has_AF").then("info_AF").otherwise("call_AF"),
-        fao_text=pl.when("has_FAO").then("info_FAO").otherwise("call_FAO"),
-        fdp_text=pl.when("has_FDP").then("info_FDP").otherwise("call_FDP"),
+        **{f"text_{k}": pl.when(f"has_{k}").then(f"info_{k}").otherwise(f"call_{k}") for k in ("AF", "FAO", "FDP")},
         fallback=~pl.col("has_AF") & ~pl.col("calls_AF"))
 
     count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds
@@ -642,12 +640,12 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k in ("FDP", "DP") for s in ("info", "call")]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
         _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
-               pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
+               pl.col(source)) for key, source, where in (("AF", "text_AF", lit(True)),
                                                            ("GMAF", "info_GMAF", lit(True)),
-                                                           ("FAO", "fao_text", pl.col("fallback")))])
-    rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
-                             fao=pl.when("fallback").then(allele("fao_text")),
-                             fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first()
+                                                           ("FAO", "text_FAO", pl.col("fallback")))])
+    rows = rows.with_columns(af=allele("text_AF"), gmaf_text=allele("info_GMAF"),
+                             fao=pl.when("fallback").then(allele("text_FAO")),
+                             fdp=pl.when("fallback").then(pl.col("text_FDP").str.split(",").list.first()
                                                           .replace(".", None)),
                              depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
                              depth_text=pl.coalesce(c for _, c in depth))

@@ -560,12 +560,11 @@ def read_file(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> Re
         cols, df, keys, fields = _columns(ctx, part, df, header, found, fields, pseudonyms)
         layout = part.file
         source_rows[f"{layout.name}[{layout.sheet}]" if layout.spreadsheet and layout.sheet else layout.name] = df.height
+        _key_queries(cols, df, keys, known, fields, len(header))
         if part.table is None:
-            _structural_queries(cols, df, keys, fields, len(header))
             known = keys.drop_nulls().unique()
             frames.update(record_frames(cols))
         else:
-            _missing_keys(cols, keys, part.table, known)
             frames[part.table] = row_frame(cols, keys)
     if declaration.sheets and declaration.column("patient.vital_status") is None and "event" in frames:
         # no vital status column: dead with a death event, alive (at last contact) with any other
@@ -613,40 +612,31 @@ def _too_long(cols: Columns, limit: int) -> None:
     cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if limit else cols.raw
 
 
-def _structural_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, fields: pl.Series, width: int) -> None:
-    """What the declaration implies of every record: a patient key, once; the header's width."""
-    _duplicates(cols, df, keys, _missing_keys(cols, keys, "patient"))
-    for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
-        cols.cells(i, "patient").error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
-
-
-def _missing_keys(cols: Columns, keys: pl.Series, table: str, known: pl.Series | None = None) -> str:
-    """A row without patient key (or, ``known`` given, with a key of no record): an error on its
-    key cell; the key column's key."""
-    id_key = cols.declaration.column("patient.local_id").key
+def _key_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, known: pl.Series | None, fields: pl.Series,
+                 width: int) -> None:
+    """What the declaration implies of every row: a patient key (an error on its key cell); on a sheet
+    of rows, the key of a record (``known``: the records' keys); on the records, that key once —
+    each repeat an error, the first occurrence too when the copies differ (:func:`repeated_rows`),
+    the message naming all the patient's lines — and the header's width."""
+    table, id_key = cols.declaration.table or "patient", cols.declaration.column("patient.local_id").key
     id_column, ids = cols.header[id_key], cols.raw[id_key]
     cols.flag(keys.is_null(), table, id_column, ids, "missing_patient_id", say("missing_patient_id", column=id_column),
               identifier=True)
-    if known is not None:
+    if cols.declaration.table:
         cols.flag(keys.is_not_null() & ~keys.is_in(known.implode()), table, id_column, ids, "orphan_row",
                   say("orphan_row", column=id_column), identifier=True)
-    return id_key
-
-
-def _duplicates(cols: Columns, df: pl.DataFrame, keys: pl.Series, id_key: str) -> None:
-    """Each repeat of a patient is an error, the first occurrence too when the copies differ
-    (:func:`repeated_rows`); the message names all the lines of the patient."""
-    if not (flagged := repeated_rows(df, keys)).any():
         return
-    groups: dict[str, list[int]] = {}
+    flagged, groups = repeated_rows(df, keys), {}
     for i in (keys.is_duplicated() & keys.is_not_null()).arg_true().to_list():
         groups.setdefault(keys[i], []).append(i)
     for members in groups.values():
         lines = ", ".join(str(cols.rows[i]) for i in members)
         what = "copies différentes" if flagged[members[0]] else "copie identique"  # (the first: only then)
         for i in (i for i in members if flagged[i]):
-            cols.cells(i, "patient").error(cols.header[id_key], cols.raw[id_key][i], "duplicate_patient",
-                                           say("duplicate_patient", lines=lines, what=what), identifier=True)
+            cols.cells(i, table).error(id_column, ids[i], "duplicate_patient", say("duplicate_patient", lines=lines,
+                                                                                   what=what), identifier=True)
+    for i in ((fields != width) & fields.is_not_null()).arg_true().to_list():
+        cols.cells(i, table).error(None, None, "wrong_field_count", say("record_width", n=fields[i], width=width))
 
 
 def _parse(c: Columns) -> tuple[dict[str, Parsed], pl.DataFrame]:
@@ -684,7 +674,7 @@ def record_frames(c: Columns) -> dict[str, pl.DataFrame]:
             mine = [col for col in declaration.in_table(table) if col.key in v]
             any_cell = pl.select(pl.any_horizontal(v[col.key].present for col in mine)).to_series()
             frames[table] = frames[table].filter(any_cell)
-            _missing_date(c, table, v, any_cell)
+            _required(c, table, v, any_cell)
     if events is not None or any(col.table == "event" and col.key in v for col in declaration.columns):
         frames["event"] = events if events is not None else event_columns.events(c, v, ids)
     return frames
@@ -702,15 +692,14 @@ def row_frame(c: Columns, keys: pl.Series) -> pl.DataFrame:
     table = c.declaration.table
     v, ids = _parse(c)
     columns = table_columns(c, v, table)
-    _missing_date(c, table, v, pl.repeat(True, c.n, eager=True))
+    _required(c, table, v, pl.repeat(True, c.n, eager=True))
     kind = c.declaration.column(f"{table}.{table}_kind")
     kinds = columns.get(f"{table}_kind", pl.repeat(None, c.n, dtype=pl.String, eager=True))
 
-    def flag(mask: pl.Series, col: decl.Column, rule: str, message: str, raw: bool = True) -> None:
-        c.flag(mask, table, c.header[col.key], c.raw[col.key] if raw else None, rule, message)
+    def flag(mask: pl.Series, col: decl.Column, rule: str, message: str) -> None:
+        c.flag(mask, table, c.header[col.key], c.raw[col.key], rule, message)
 
     if table == "event" and kind and kind.key in v:
-        flag(~v[kind.key].present, kind, "required_value_missing", "Type d'évènement absent.", raw=False)
         flag((kinds == "last_news") & c.pids.is_in(c.pids.filter(kinds == "death").drop_nulls().implode()), kind,
              "last_news_of_dead_patient", say("last_news_row_of_dead_patient"))
     for target, (own, rule, message) in KIND_ONLY.items() if table == "event" else ():
@@ -757,16 +746,15 @@ def table_columns(c: Columns, v: dict[str, Parsed], table: str) -> dict[str, pl.
     return columns
 
 
-# A row that exists without its date: the rule and message, per table that has one (data/readers.toml).
-MISSING_DATE = READERS["missing_date"]
+# A row that exists without a value it needs (its date, an event's kind): the rule and message per
+# field (data/readers.toml).
+ROW_REQUIRED = READERS["row_required"]
 
 
-def _missing_date(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
-    date = next((col for col in c.declaration.in_table(table) if col.kind == "date" and col.key in v), None)
-    if date is None or table not in MISSING_DATE:
-        return
-    rule, message = MISSING_DATE[table]
-    c.flag(any_cell & ~v[date.key].present, table, c.header[date.key], None, rule, message)
+def _required(c: Columns, table: str, v: dict[str, Parsed], any_cell: pl.Series) -> None:
+    for field, (rule, message) in ROW_REQUIRED.items():
+        if field.split(".")[0] == table and (col := c.declaration.column(field)) and col.key in v:
+            c.flag(any_cell & ~v[col.key].present, table, c.header[col.key], None, rule, message)
 
 
 def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:

@@ -395,6 +395,17 @@ def _chromosome(text: str | None) -> str | None:
     return (str(int(name)) if 1 <= int(name) <= 22 else None) if name.isdigit() else name
 
 
+def _chromosome_cell(missing: str | None, rule: str, message: str | None = None):
+    """A parse of a chromosome cell (:func:`_chromosome`): a blank cell is ``missing`` (None: no query),
+    any other unread one ``rule``, with the message ``message`` (default: the rule's)."""
+    def parse(c: Cells, raw):
+        chrom, broken = _chromosome(raw), missing if is_missing(raw) else rule
+        if chrom is None and broken:
+            c.error(FIELD, raw, broken, MSG[message or rule].format(value=raw or ""))
+        return chrom
+    return parse
+
+
 def _build_problem(c: Cells, text: str | None) -> str | None:
     """The build a text names when it is not hg19/GRCh37 (None: hg19 or no build named)."""
     m = BUILD.search(text) if text and not HG19.search(text) else None
@@ -427,13 +438,6 @@ def _location(c: Cells, raw):
     return {"loc_chrom": chrom, "start_bp": start, "end_bp": end}
 
 
-def _stated_chromosome(c: Cells, raw):
-    stated = _chromosome(raw)
-    if stated is None and not is_missing(raw):
-        c.error(FIELD, raw, "invalid_chromosome", MSG["invalid_chromosome"].format(value=raw))
-    return stated
-
-
 def _iscn_build(c: Cells, raw) -> dict | None:
     iscn = ISCN_BUILD.search(raw) if raw else None
     return {"build": None if HG19.search(iscn.group(1)) else iscn.group(1).strip() or "?"} if iscn else None
@@ -450,7 +454,7 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         segment_type=parsed("raw_type", name["type"], pl.String, _code(SEGMENT_TYPES, rule="missing_segment_type")),
         at=parsed("raw_full_location", name["full_location"],
                   pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location),
-        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _stated_chromosome),
+        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _chromosome_cell(None, rule="invalid_chromosome")),
         cn_state=number("raw_cn_state", name["cn_state"]),
         cn_missing=_parsed(ctx, rows, "raw_cn_state", None, pl.Boolean, lambda c, v: is_missing(v)),
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
@@ -623,9 +627,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         alt=pl.when(pl.col("n_alt") > 0).then(pl.col("alt_text").str.split(",").list.get("i", null_on_oob=True)),
         row_id=pl.format("variant:{}:{}:{}", "file", "line", pl.col("i") + 1),
         gt=pl.col("call_GT").str.strip_chars().replace({"": None, ".": None}),
-        af_text=pl.when("has_AF").then("info_AF").otherwise("call_AF"),
-        fao_text=pl.when("has_FAO").then("info_FAO").otherwise("call_FAO"),
-        fdp_text=pl.when("has_FDP").then("info_FDP").otherwise("call_FDP"),
+        **{f"text_{k}": pl.when(f"has_{k}").then(f"info_{k}").otherwise(f"call_{k}") for k in ("AF", "FAO", "FDP")},
         fallback=~pl.col("has_AF") & ~pl.col("calls_AF"))
 
     count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds
@@ -638,12 +640,12 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k in ("FDP", "DP") for s in ("info", "call")]
     _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
         _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
-               pl.col(source)) for key, source, where in (("AF", "af_text", lit(True)),
+               pl.col(source)) for key, source, where in (("AF", "text_AF", lit(True)),
                                                            ("GMAF", "info_GMAF", lit(True)),
-                                                           ("FAO", "fao_text", pl.col("fallback")))])
-    rows = rows.with_columns(af=allele("af_text"), gmaf_text=allele("info_GMAF"),
-                             fao=pl.when("fallback").then(allele("fao_text")),
-                             fdp=pl.when("fallback").then(pl.col("fdp_text").str.split(",").list.first()
+                                                           ("FAO", "text_FAO", pl.col("fallback")))])
+    rows = rows.with_columns(af=allele("text_AF"), gmaf_text=allele("info_GMAF"),
+                             fao=pl.when("fallback").then(allele("text_FAO")),
+                             fdp=pl.when("fallback").then(pl.col("text_FDP").str.split(",").list.first()
                                                           .replace(".", None)),
                              depth_key=pl.coalesce(pl.when(c.is_not_null()).then(lit(k)) for k, c in depth),
                              depth_text=pl.coalesce(c for _, c in depth))
@@ -651,7 +653,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     rows = rows.with_columns(
         vaf=number("af", lit("AF")), gmaf=number("gmaf_text", lit("GMAF")),
         depth=number("depth_text", pl.col("depth_key"), integer=True),
-        chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String, _vcf_chromosome, table),
+        chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String,  # (a variant nowhere in the genome is no variant)
+                      _chromosome_cell("missing_location", rule="invalid_location", message="vcf_chromosome"), table),
         computed=(number("fao", lit("FAO")) / number("fdp", lit("FDP")).replace(0, None)).round(6))
     rows = rows.with_columns(vaf=pl.coalesce("vaf", pl.when("fallback").then("computed")),
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
@@ -698,14 +701,6 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         .then(pl.format("{} (FR={})", text, reasons)).otherwise(text)).with_columns(
         reportable=pl.when(~pl.col("reason").eq_missing("unknown")).then(pl.col("reason").is_null()),
         exclusion_reason=pl.when(~pl.col("reason").eq_missing("unknown")).then("reason")))
-
-
-def _vcf_chromosome(c: Cells, raw):
-    chrom = _chromosome(raw)  # a variant nowhere in the genome is no variant
-    if chrom is None:
-        c.error(FIELD, raw, "missing_location" if is_missing(raw) else "invalid_location",
-                MSG["vcf_chromosome"].format(value=raw or ""))
-    return chrom
 
 
 READERS = {"cn_segment": _read_chas, "variant": _read_vcf, "fusion": _read_archer}

@@ -193,7 +193,7 @@ def _conformed(table: str, frame: pl.DataFrame, ruleset: Ruleset | None = None) 
 
 def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
                          names: dict[str, dict[str, str]], ruleset: Ruleset) -> pl.DataFrame:
-    cases = schema_failure_cases(ruleset.schemas[table], frame)
+    cases = failure_rows(ruleset.schemas[table], frame)
     if cases is None:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     structural = cases.filter(pl.col("index").is_null())
@@ -254,6 +254,50 @@ def schema_failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.
     return cases if failing is None else _numbered_as(schema, failing, cases)
 
 
+FAILURE_ROWS = ("schema_context", "column", "check", "index")
+
+
+def failure_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame | None:
+    """The ``schema_context``, ``column``, ``check`` and ``index`` columns of
+    :func:`schema_failure_cases` (what the queries are built from), None if valid.
+
+    When every failing check is one the shortcut runs as one select (the canonical checks), the
+    failing rows are read from its own verdict, row by row, in pandera's order (the columns' checks
+    in the schema's order, then the frame's, each check's rows in order): pandera would only
+    evaluate the same expressions again, and build its report (some 10 ms a table). Anything
+    else — a check pandera runs its own way, one that does not answer row by row, a limit on its
+    failure cases — goes through :func:`schema_failure_cases`."""
+    rows: dict[CheckKey, tuple[pa.Check, pl.Expr, pl.Expr]] = {}
+    verdicts = _check_verdicts(schema, frame, rows)
+    if verdicts is not None and all(verdicts.values()):
+        return None
+    failing = [] if verdicts is None else [key for key, ok in verdicts.items() if not ok]
+    # pandera reports the columns' checks first (schema order), then the frame's
+    order = {name: n for n, name in enumerate(schema.columns)}
+    failing.sort(key=lambda key: (key[0] is None, order.get(key[0], 0), key[1]))
+    parts = []
+    for key in failing:
+        if key not in rows or rows[key][0].n_failure_cases is not None or frame.height < 2:
+            parts = None
+            break
+        check, out, row_ok = rows[key]
+        verdict = frame.lazy().select(out).select(row_ok).collect().to_series()
+        if verdict.len() != frame.height:  # an aggregate, not a verdict per row: pandera reports it
+            parts = None
+            break
+        name, _ = key
+        parts.append(pl.DataFrame({
+            "schema_context": "DataFrameSchema" if name is None else "Column",
+            "column": schema.name if name is None else name,
+            "check": check.error if check.error is not None else check.name if check.name is not None else str(check),
+            "index": (~verdict).arg_true().cast(pl.Int32),
+        }, schema={"schema_context": pl.String, "column": pl.String, "check": pl.String, "index": pl.Int32}))
+    if parts is None:
+        cases = schema_failure_cases(schema, frame)
+        return None if cases is None else cases.select(FAILURE_ROWS)
+    return pl.concat(parts, how="vertical")
+
+
 def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
     """True when pandera is certain to accept ``frame``: every column present with its exact
     dtype, and every check's output true (or null, when the check ignores nulls) on every row,
@@ -267,10 +311,12 @@ def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
 CheckKey = tuple[str | None, int]
 
 
-def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[CheckKey, bool] | None:
+def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame,
+                    rows: dict[CheckKey, tuple[pa.Check, pl.Expr, pl.Expr]] | None = None) -> dict[CheckKey, bool] | None:
     """Each check of ``schema`` -> whether it holds on every row of ``frame``, all evaluated in one
     polars query; None when the shortcut cannot tell (a column missing or of another dtype, a
-    schema feature it does not mirror, a check that cannot run here): pandera is then asked."""
+    schema feature it does not mirror, a check that cannot run here): pandera is then asked.
+    ``rows``, when given, receives each one-select check and its row-wise verdict expression."""
     if (schema.strict or schema.unique or schema.coerce or schema.ordered or schema.add_missing_columns
             or schema.drop_invalid_rows or schema.unique_column_names or schema.dtype is not None
             or schema.parsers):
@@ -308,6 +354,10 @@ def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[Che
             ok = ((ok | ok.is_null()) if check.ignore_na else ok.fill_null(False)).all()
             if isinstance(out, pl.Expr):
                 selected[where] = (out.alias(name), ok.alias(name))
+                if rows is not None:
+                    row_ok = pl.col(name)
+                    row_ok = (row_ok | row_ok.is_null()) if check.ignore_na else row_ok.fill_null(False)
+                    rows[where] = (check, out.alias(name), row_ok)
             else:
                 pending[where] = out.select(ok.alias(f"check_{len(pending)}"))
         # the selected checks in one query: each check's column once, then each column's verdict

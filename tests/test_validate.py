@@ -615,3 +615,60 @@ def test_checks_that_do_more_than_one_select_are_judged_as_pandera_judges_them()
                         ("a", 1): "less_than_or_equal_to(3)" not in failing}
     assert not all(verdicts.values())
     assert schema_failure_cases(schema, frame).equals(pandera_s.value.failure_cases)
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_failure_rows_read_from_the_verdicts_are_pandera_s_own(case: Case):
+    """The failing rows taken from the shortcut's own verdicts are pandera's failure cases (the
+    columns the queries are built from), in pandera's order."""
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    for table, frame in _contexts(changed(case.changes, case.extra)).items():
+        expected = _pandera_cases(table, frame)
+        got = failure_rows(SCHEMAS[table], frame)
+        assert (got is None) == (expected is None), table
+        if expected is not None:
+            assert got.equals(expected.select(FAILURE_ROWS)), table
+
+
+def test_failure_rows_of_awkward_checks_are_pandera_s_own():
+    """Nulls kept or ignored, several columns' and the frame's checks failing on the same rows, a
+    check pandera runs its own way, an aggregate verdict, a limit on the failure cases: each
+    reported as pandera reports it."""
+    import pandera.polars as pa
+    from pandera.errors import SchemaErrors
+
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    frame = pl.DataFrame({"a": [1, 2, None, 4, 7], "b": [1, 5, 3, None, 0]})
+    select = {
+        "frame_rows": pa.Check(lambda d: d.lazyframe.select(pl.col("a") <= pl.col("b")), error="frame_rows"),
+        "frame_nulls_fail": pa.Check(lambda d: d.lazyframe.select(pl.col("a") <= pl.col("b")), ignore_na=False,
+                                     error="frame_nulls_fail"),
+        "b_rows": pa.Check(lambda d: d.lazyframe.select(pl.col("b") < 4), error="b_rows"),
+        "a_builtin": pa.Check.le(3),
+        "a_named": pa.Check(lambda d: d.lazyframe.select(pl.col("a") != 2), name="a_named"),
+    }
+    other = {
+        "two_selects": pa.Check(lambda d: d.lazyframe.with_columns(c=pl.col("b") * 2).select(pl.col("c") > pl.col("a")),
+                                error="two_selects"),
+        "aggregate": pa.Check(lambda d: d.lazyframe.select(pl.col("a").sum() < 3), error="aggregate"),
+        "limited": pa.Check(lambda d: d.lazyframe.select(pl.col("b") < 1), n_failure_cases=1, error="limited"),
+    }
+
+    def schema(frame_checks, a_checks, b_checks):
+        return pa.DataFrameSchema({"b": pa.Column(pl.Int64, nullable=True, checks=b_checks),
+                                   "a": pa.Column(pl.Int64, nullable=True, checks=a_checks)},
+                                  checks=frame_checks, name="awkward")
+
+    schemas = [
+        schema([select["frame_rows"], select["frame_nulls_fail"]], [select["a_builtin"], select["a_named"]],
+               [select["b_rows"]]),
+        schema([select["frame_nulls_fail"]], [select["a_builtin"]], []),
+        *(schema([select["frame_rows"], check], [select["a_builtin"]], [select["b_rows"]]) for check in other.values()),
+    ]
+    for s in schemas:
+        with pytest.raises(SchemaErrors) as pandera_s:
+            s.validate(frame, lazy=True)
+        expected = pandera_s.value.failure_cases.select(FAILURE_ROWS)
+        assert failure_rows(s, frame).equals(expected), expected

@@ -672,3 +672,25 @@ def test_failure_rows_of_awkward_checks_are_pandera_s_own():
             s.validate(frame, lazy=True)
         expected = pandera_s.value.failure_cases.select(FAILURE_ROWS)
         assert failure_rows(s, frame).equals(expected), expected
+
+
+def test_duplicates_found_among_a_patient_s_rows_are_those_found_comparing_every_row():
+    """Only the rows of patients with several rows are compared whole: the same duplicate flags
+    and first rows as comparing every row (nulls, copies across patients, no copy at all)."""
+    from validations.canonical import _content_columns, _duplicates_whole, _with_duplicates
+
+    contexts = _contexts(changed(extra={
+        "surgery": [copy_of("surgery", "sur1", "sur9", 40), copy_of("surgery", "sur1", "sur10", 41, patient_id="P2"),
+                    copy_of("surgery", "sur1", "sur11", 42, patient_id=None),
+                    copy_of("surgery", "sur1", "sur12", 43, patient_id=None),
+                    copy_of("surgery", "sur1", "sur13", 44, surgery_date=None)],
+    }))
+    frames = {t: f.drop("ctx_is_duplicate", "ctx_duplicate_of_row") for t, f in contexts.items()}
+    frames["event"] = pl.concat([frames["event"], frames["event"].with_columns(
+        pl.col("row_id") + "b", pl.col("source_row") + 1000)])  # every event copied
+    frames["tumour_nulls"] = frames["tumour"].with_columns(patient_id=pl.lit(None, dtype=pl.String))
+    for table, frame in frames.items():
+        table = table.removesuffix("_nulls")
+        expected = _duplicates_whole(frame, _content_columns(table))
+        assert _with_duplicates(table, frame).equals(expected), table
+    assert frames["surgery"].pipe(lambda f: _with_duplicates("surgery", f))["ctx_is_duplicate"].sum() == 2

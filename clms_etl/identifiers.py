@@ -194,7 +194,8 @@ class Screen:
                                        & ~name_words.str.contains(r"^\d+$")
                                        & ~name_words.is_in(pl.Series(sorted(NAME_PARTICLES)).implode()))
         numbers = pl.concat([numbers, numbers.str.strip_chars_start("0")])
-        number_words = pl.concat([numbers, tokens(numbers)])
+        # a number of one word is its own only token: only the others are split
+        number_words = pl.concat([numbers, tokens(numbers.filter(numbers.str.contains(rf"^(?:{_WORD})$").not_()))])
         number_words = number_words.filter((number_words.str.len_chars() >= MIN_NUMBER_TOKEN)
                                            & number_words.str.contains(r"\d"))
         days = pl.concat([_parse_days(births), *ids.days]).drop_nulls().unique()

@@ -301,3 +301,19 @@ def test_names_match_as_whole_words_and_birth_dates_in_french_spellings():
     assert screen.mask_text("ly") == IDENTIFIER_MASK  # a very short name: as a whole value only
     assert screen.mask_text("exérèse ly") == "exérèse ly"
     assert screen.mask_text("06/10/1933") == "06/10/1933"
+
+
+def test_hospital_number_words_split_only_when_not_one_word_are_every_token():
+    """A hospital number of one word is its own token: the numbers searched are those of
+    splitting every number (leading zeros, separators, letters, other scripts' digits, blanks)."""
+    from clms_etl.identifiers import MIN_NUMBER_TOKEN, _WORD, _fold_series
+
+    raw = ["000123456", "12-345678", "AB 12345", "", "  0012345 ", "١٢٣٤٥٦", "IPP_9876543", "12345/67890", "x"]
+    ids = Identifiers()
+    ids.add("hospital_number", pl.Series(raw))
+    numbers = _fold_series(pl.Series(raw)).str.strip_chars().str.replace_all(r"\s+", " ")
+    numbers = pl.concat([numbers, numbers.str.strip_chars_start("0")])
+    every = pl.concat([numbers, numbers.to_frame("v").select(pl.col("v").str.extract_all(_WORD)).to_series().explode()])
+    expected = {w for w in every.drop_nulls().to_list() if len(w) >= MIN_NUMBER_TOKEN and re.search(r"\d", w)}
+    assert set(ids.screen().word_series.to_list()) == expected
+    assert {"123456", "345678", "12345", "9876543", "67890", "١٢٣٤٥٦"} <= expected

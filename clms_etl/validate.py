@@ -578,11 +578,14 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Rules
     for table in ruleset.children:
         if table not in marked:
             continue
-        frame = marked[table].join(held, on="patient_id", how="left", maintain_order="left")
-        hit = pl.col("parent_where").is_not_null()
-        marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"])).drop("parent_where", "parent_reasons")
+        # the held patients' rows found by their id, and only those joined to their patient
+        frame = marked[table]
+        hit = frame["patient_id"].is_in(held.filter(pl.col("parent_where").is_not_null())["patient_id"].implode())
+        hit = hit.fill_null(False)
+        marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"]))
         none = pl.lit(None, dtype=pl.String)
-        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined", none, none))
+        queries.append(_row_queries(frame.filter(hit).join(held, on="patient_id", how="left", maintain_order="left"),
+                                    result, table, "parent_quarantined", none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
 

@@ -71,6 +71,9 @@ _DATE = (rf"\b(?:\d{{1,2}}\s*[/.\-]\s*\d{{1,2}}\s*[/.\-]\s*(?:{_YEAR})"
          rf"|\d{{4}}\s*[/.\-]\s*\d{{1,2}}\s*[/.\-]\s*\d{{1,2}}"
          rf"|(?:1er|\d{{1,2}})\s*(?:{_MONTH})\.?\s*(?:{_YEAR}))\b")
 _DATE_PY = re.compile(_DATE)
+# Non-ASCII characters never inside a date -> ASCII ones the date pattern treats alike (neither a
+# word character nor a space; a space)
+_DATE_ALIKE = (["«", "»", "\u00a0", "\u202f"], ["#", "#", " ", " "])
 _WORD_PY = re.compile(r"[^\W_]+")
 _DMY = re.compile(r"(\d{1,2})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{4}|\d{2})")
 _YMD = re.compile(r"(\d{4})\s*[/.\-]\s*(\d{1,2})\s*[/.\-]\s*(\d{1,2})")
@@ -249,7 +252,11 @@ class Screen:
         frame = frame.with_columns(w=pl.col("f").str.strip_chars().str.replace_all(r"\s+", " "))
         found_whole = whole.filter(whole.is_in(frame.get_column("w").implode()))
         whole_hit = frame.filter(pl.col("w").is_in(found_whole.implode())).get_column("v")
-        dated = frame.select("v", d=pl.col("f").str.extract_all(_DATE)).explode("d").drop_nulls("d")
+        # (the dates searched with « », » and the no-break spaces of French messages replaced by
+        # characters the date pattern sees alike: the texts become ASCII, where polars' regex
+        # engine handles the pattern's Unicode \b several times faster)
+        dated = frame.select("v", d=pl.col("f").str.replace_many(*_DATE_ALIKE).str.extract_all(_DATE)) \
+            .explode("d").drop_nulls("d")
         date_hit = dated.head(0).get_column("v")
         if not (self.date_parts.is_empty() or dated.is_empty()):
             spelled = dated.get_column("d").unique()

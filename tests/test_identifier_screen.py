@@ -317,3 +317,19 @@ def test_hospital_number_words_split_only_when_not_one_word_are_every_token():
     expected = {w for w in every.drop_nulls().to_list() if len(w) >= MIN_NUMBER_TOKEN and re.search(r"\d", w)}
     assert set(ids.screen().word_series.to_list()) == expected
     assert {"123456", "345678", "12345", "9876543", "67890", "١٢٣٤٥٦"} <= expected
+
+
+def test_dates_found_in_french_punctuation_are_those_the_exact_masking_finds():
+    """The vectorised search (« », no-break spaces made ASCII for the regex engine) finds every
+    text the exact, per-text masking changes, and the masks are the same."""
+    ids = Identifiers()
+    ids.add("name", ["ROY"])
+    ids.add("birth_date", ["05/10/1933", "1er mars 1950"])
+    texts = [f"{a}{date}{b}" for date in ("05/10/1933", "5\u00a0oct.\u00a01933", "1933-10-05", "05\u202f/\u202f10/33",
+                                          "1er\u00a0mars 1950", "01/03/50", "15/10/1933")
+             for a, b in (("Date « ", " »"), ("«", "»"), ("né le\u00a0", "."), ("é", ""), ("", "é"), ("«\u00a0", "\u00a0»"),
+                          ("x", ""), ("", "1"), ("\u202f", "#"))]
+    screen = ids.screen()
+    expected = {t: screen.mask_text(t) for t in texts if screen.mask_text(t) != t}
+    assert screen.masked(pl.Series(texts)) == expected
+    assert len(expected) > 20

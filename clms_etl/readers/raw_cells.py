@@ -101,7 +101,8 @@ def _text_rows(data: bytes, rows: set[int]) -> dict[int, list[str]]:
     first = text.split("\n", 1)[0]
     separator = max(SEPARATORS, key=first.count)
     if '"' not in text:  # no quoting: a record is a line, its fields split as the csv module splits them
-        lines = _LINE_END.split(text)
+        # (one kind of line end, as usual: str.split, several times faster than the regex)
+        lines = text.split("\n") if "\r" not in text else text.split("\r") if "\n" not in text else _LINE_END.split(text)
         if lines[-1] == "":  # (after the last line end, or an empty file: no record)
             lines.pop()
         if max(map(len, lines), default=0) <= csv.field_size_limit():  # (else the csv module refuses it)

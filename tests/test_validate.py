@@ -694,3 +694,14 @@ def test_duplicates_found_among_a_patient_s_rows_are_those_found_comparing_every
         expected = _duplicates_whole(frame, _content_columns(table))
         assert _with_duplicates(table, frame).equals(expected), table
     assert frames["surgery"].pipe(lambda f: _with_duplicates("surgery", f))["ctx_is_duplicate"].sum() == 2
+
+
+def test_mitosis_class_bounds_are_those_of_the_class_table():
+    """The class bounds written as when/then give what replace_strict on the tables gives: a
+    bound, null for the open class, for a value that is no class and for a missing one."""
+    from validations.canonical import _CLASS_HIGH, _CLASS_LOW, _class_bound
+
+    classes = pl.DataFrame({"mitosis_class": ["0-9", "10-19", ">=20", None, "", " 0-9", "0-9 ", ">= 20", "autre"]})
+    for bounds in (_CLASS_LOW, _CLASS_HIGH):
+        expected = classes.select(pl.col("mitosis_class").replace_strict(bounds, default=None, return_dtype=pl.Int32))
+        assert classes.select(_class_bound(bounds)).to_series().equals(expected.to_series(), check_names=False)

@@ -243,7 +243,7 @@ def with_grade(tumour: pl.DataFrame) -> pl.DataFrame:
     """
     count = pl.col("mitoses_per_10hpf")
     upper = pl.col("mitoses_is_upper_bound").fill_null(False)
-    klass = pl.col("mitosis_class").replace_strict(_CLASS_LOW, default=None, return_dtype=pl.Int32)
+    klass = _class_bound(_CLASS_LOW)
     mitoses = (
         pl.when(count.is_null()).then(klass)
         .when(count < 0).then(None)
@@ -273,11 +273,19 @@ def with_grade(tumour: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _class_bound(bounds: dict[str, int | None]) -> pl.Expr:
+    """The mitosis class's bound (null: none, or not a class), as ``replace_strict(bounds,
+    default=None)`` gives it: when/then, a few times cheaper on a string column (see _days_of)."""
+    bound = pl.lit(None, dtype=pl.Int32)
+    for name, value in reversed(bounds.items()):
+        bound = pl.when(pl.col("mitosis_class") == name).then(pl.lit(value, dtype=pl.Int32)).otherwise(bound)
+    return bound
+
+
 def _class_mismatch() -> pl.Expr:
     """True where the recorded class cannot hold the count (a "< N" bound holds any class it reaches)."""
     count = pl.col("mitoses_per_10hpf")
-    low = pl.col("mitosis_class").replace_strict(_CLASS_LOW, default=None, return_dtype=pl.Int32)
-    high = pl.col("mitosis_class").replace_strict(_CLASS_HIGH, default=None, return_dtype=pl.Int32)
+    low, high = _class_bound(_CLASS_LOW), _class_bound(_CLASS_HIGH)
     exact = (count >= low) & ((count <= high) | high.is_null())
     bounded = (low == 0) | (low < count)
     ok = pl.when(pl.col("mitoses_is_upper_bound").fill_null(False)).then(bounded).otherwise(exact)

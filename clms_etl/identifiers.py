@@ -174,6 +174,7 @@ class Identifiers:
 class Screen:
     """The compiled look-up sets of one delivery (folded forms)."""
 
+    # (the look-up sets are only probed, never listed: built without making their values unique)
     word_series: pl.Series  # name words and hospital-number tokens hunted inside text
     whole_series: pl.Series  # values masked when they are a field's whole value
     date_parts: pl.DataFrame  # d, m, y of each birth date, y as 4 and as 2 digits
@@ -186,7 +187,7 @@ class Screen:
         def folded(kind: str) -> pl.Series:
             parts = [s for s in ids.texts[kind] if s.len()]
             values = pl.concat(parts).drop_nulls().unique() if parts else pl.Series([], dtype=pl.String)
-            return _fold_series(values).str.strip_chars().str.replace_all(r"\s+", " ").unique()
+            return _fold_series(values).str.strip_chars().str.replace_all(r"\s+", " ")
 
         def tokens(values: pl.Series) -> pl.Series:
             return values.to_frame("v").select(pl.col("v").str.extract_all(_WORD)).to_series().explode().drop_nulls()
@@ -206,11 +207,11 @@ class Screen:
         parts = days.to_frame("day").select(d=pl.col("day").dt.day().cast(pl.Int32),
                                             m=pl.col("day").dt.month().cast(pl.Int32),
                                             y=pl.col("day").dt.year().cast(pl.Int32))
-        dates = pl.concat([parts, parts.with_columns(pl.col("y") % 100)]).unique()
-        words = pl.concat([name_words, number_words, day_words]).unique()
+        dates = pl.concat([parts, parts.with_columns(pl.col("y") % 100)])
+        words = pl.concat([name_words, number_words, day_words])
         whole = pl.concat([names.filter(names.str.len_chars() >= MIN_WHOLE_VALUE),
                            numbers.filter(numbers.str.len_chars() >= 4),
-                           births.filter(births.str.len_chars() >= 6)]).unique()
+                           births.filter(births.str.len_chars() >= 6)])
         births = pl.concat([pl.DataFrame(schema={"patient_id": pl.String, "day": pl.Date}), *ids.births]).unique()
         return cls(words, whole, dates, set(ids.columns), births)
 

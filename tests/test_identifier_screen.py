@@ -333,3 +333,24 @@ def test_dates_found_in_french_punctuation_are_those_the_exact_masking_finds():
     expected = {t: screen.mask_text(t) for t in texts if screen.mask_text(t) != t}
     assert screen.masked(pl.Series(texts)) == expected
     assert len(expected) > 20
+
+
+def test_identifiers_registered_twice_mask_as_once():
+    """The look-up sets keep repeated values (a name in two columns, a number with and without
+    its zeros, a birth date as text and as date): the same masks as each registered once."""
+    texts = pl.Series(["vu par Roy le 05/10/1933", "dossier 0012345", "12345", "ROY", "5 oct. 1933", "rien",
+                       "Élodie Roy née le 1933-10-05", "elodie"])
+
+    def screen(times: int):
+        ids = Identifiers()
+        for _ in range(times):
+            ids.add("name", ["ROY", "Élodie", "roy "])
+            ids.add("hospital_number", ["0012345", "12345"])
+            ids.add("birth_date", ["05/10/1933", "5/10/1933"])
+            ids.add("birth_date", [dt.date(1933, 10, 5)])
+        return ids.screen()
+
+    once, twice = screen(1), screen(2)
+    assert twice.masked(texts) == once.masked(texts)
+    assert len(once.masked(texts)) == 7
+    assert [twice.mask_text(t) for t in texts] == [once.mask_text(t) for t in texts]

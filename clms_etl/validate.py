@@ -128,9 +128,16 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     checked = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=QUERY_SCHEMA)
     queries = pl.concat([read, _not_explained_by_the_reader(checked, read)], how="vertical")
 
-    marked = _mark(frames, queries)
-    cascade = pl.concat([_cascade(marked, result, ruleset), _cascade_samples(marked, result, ruleset)],
+    # The parents marked first; their quarantine cascades to their children, which are then marked
+    # once with the cascade's queries (each row's reasons gathered once, never rewritten).
+    parents = {t: f for t, f in frames.items() if t in _PARENTS}
+    on_parent = pl.col("table_name").is_in(list(parents))
+    marked = _mark(parents, queries.filter(on_parent))
+    cascade = pl.concat([_cascade(marked, frames, result, ruleset), _cascade_samples(marked, frames, result, ruleset)],
                         how="vertical")
+    marked |= _mark({t: f for t, f in frames.items() if t not in parents},
+                    pl.concat([queries.filter(~on_parent), cascade], how="vertical"))
+    marked = {table: marked[table] for table in frames}
     accepted, quarantined, counts = {}, {}, []
     for table, frame in marked.items():
         bad = pl.col("quarantine_reasons").list.len() > 0
@@ -264,7 +271,7 @@ def failure_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFram
     When every failing check is one the shortcut runs as one select (the canonical checks), the
     failing rows are read from its own verdict, row by row, in pandera's order (the columns' checks
     in the schema's order, then the frame's, each check's rows in order): pandera would only
-    evaluate the same expressions again, and build its report (some 10 ms a table). Anything
+    evaluate the same expressions again and build its report (some 5 ms a table). Anything
     else — a check pandera runs its own way, one that does not answer row by row, a limit on its
     failure cases — goes through :func:`schema_failure_cases`."""
     rows: dict[CheckKey, tuple[pa.Check, pl.Expr, pl.Expr]] = {}
@@ -560,15 +567,13 @@ def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
     )
 
 
-def _with_reason(frame: pl.DataFrame, hit: pl.Expr, reason: pl.Expr) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.when(hit).then(pl.col("quarantine_reasons").list.concat(reason).list.unique().list.sort())
-        .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
-    )
+_PARENTS = ("patient", "molecular_sample")  # the tables whose quarantine cascades (_cascade, _cascade_samples)
 
 
-def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
-    """Quarantine the rows of patients with no accepted patient row; one query per such row."""
+def _cascade(marked: dict[str, pl.DataFrame], frames: dict[str, pl.DataFrame], result: ReadResult,
+             ruleset: Ruleset) -> pl.DataFrame:
+    """A query quarantining each row (of ``frames``) of a patient with no accepted patient row
+    (of ``marked``)."""
     if "patient" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     _, held = _held_parents(marked["patient"], "patient_id")
@@ -576,38 +581,35 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Rules
     if held.is_empty():  # no patient held back: nothing cascades
         return pl.DataFrame(schema=QUERY_SCHEMA)
     for table in ruleset.children:
-        if table not in marked:
+        if table not in frames:
             continue
         # the held patients' rows found by their id, and only those joined to their patient
-        frame = marked[table]
+        frame = frames[table]
         hit = frame["patient_id"].is_in(held.filter(pl.col("parent_where").is_not_null())["patient_id"].implode())
-        hit = hit.fill_null(False)
-        marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"]))
         none = pl.lit(None, dtype=pl.String)
-        queries.append(_row_queries(frame.filter(hit).join(held, on="patient_id", how="left", maintain_order="left"),
+        queries.append(_row_queries(frame.filter(hit.fill_null(False)).join(held, on="patient_id", how="left",
+                                                                            maintain_order="left"),
                                     result, table, "parent_quarantined", none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
 
-def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
-    """Quarantine the segments, variants and fusions of samples with no accepted manifest row
-    (the ruleset's ``sample_rules``); one query per such row, naming its own file and
-    line and, for a quarantined case, the manifest line and its reasons."""
+def _cascade_samples(marked: dict[str, pl.DataFrame], frames: dict[str, pl.DataFrame], result: ReadResult,
+                     ruleset: Ruleset) -> pl.DataFrame:
+    """A query quarantining each segment, variant and fusion (of ``frames``) of a sample with no
+    accepted manifest row (of ``marked``), under the ruleset's ``sample_rules``, naming its own
+    file and line and, for a quarantined case, the manifest line and its reasons."""
     if "molecular_sample" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     kept, held = _held_parents(marked["molecular_sample"], "sample_id", "patient_id")
     queries = []
     for table in ruleset.sample_children:
-        if table not in marked or marked[table].is_empty():
+        if table not in frames or frames[table].is_empty():
             continue
-        frame = marked[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
+        frame = frames[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
             pl.when(pl.col("parent_where").is_not_null()).then(pl.lit("sample_quarantined"))
             .when(~pl.col("sample_id").is_in(kept)).then(pl.lit("sample_not_in_manifest"))
             .alias("_cascade")
         )
-        hit = pl.col("_cascade").is_not_null()
-        marked[table] = _with_reason(frame, hit, pl.concat_list("_cascade")).drop(
-            "parent_where", "parent_reasons", "patient_id", "_cascade")
         for rule in ruleset.sample_rules:
             part = frame.filter(pl.col("_cascade") == rule)
             if not part.is_empty():

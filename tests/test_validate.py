@@ -705,3 +705,18 @@ def test_mitosis_class_bounds_are_those_of_the_class_table():
     for bounds in (_CLASS_LOW, _CLASS_HIGH):
         expected = classes.select(pl.col("mitosis_class").replace_strict(bounds, default=None, return_dtype=pl.Int32))
         assert classes.select(_class_bound(bounds)).to_series().equals(expected.to_series(), check_names=False)
+
+
+def test_cascaded_row_with_its_own_errors_lists_every_reason_once_in_order():
+    """A row of a quarantined patient that has errors of its own: its reasons are its own and the
+    cascade's, each once, sorted; another patient's row keeps its own only."""
+    validated = validate(read_result(changed({
+        "pat1": {"diagnosis_date": None},
+        "sur1": {"clinical_margin_cm": 9.0, "histological_margin_cm": None, "surgery_kind": "autre"},
+        "sur3": {"surgery_kind": "autre"},
+    })))
+    reasons = {r["row_id"]: r["quarantine_reasons"] for r in validated.quarantined["surgery"].iter_rows(named=True)}
+    assert reasons == {"sur1": ["code_not_in_vocabulary", "margin_out_of_range", "parent_quarantined"],
+                       "sur2": ["parent_quarantined"], "sur3": ["code_not_in_vocabulary"]}
+    assert validated.quarantined["patient"]["row_id"].to_list() == ["pat1"]
+    validated.assert_balanced()

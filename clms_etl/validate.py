@@ -282,7 +282,7 @@ def failure_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFram
     # pandera reports the columns' checks first (schema order), then the frame's
     order = {name: n for n, name in enumerate(schema.columns)}
     failing.sort(key=lambda key: (key[0] is None, order.get(key[0], 0), key[1]))
-    parts = []
+    parts = None if verdicts is None else []  # (None: the shortcut cannot tell, pandera does)
     for key in failing:
         if key not in rows or rows[key][0].n_failure_cases is not None or frame.height < 2:
             parts = None

@@ -585,6 +585,17 @@ def test_structural_failure_still_goes_through_pandera():
     assert _pandera_cases("surgery", frame) is not None
 
 
+def test_structural_failure_rows_are_pandera_s_own():
+    """A frame the shortcut cannot judge (a column of another dtype): its failure rows are
+    pandera's, structural ones (no row) included."""
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    frame = _contexts(clean_rows())["surgery"].with_columns(pl.col("ctx_death_count").cast(pl.Int64))
+    expected = _pandera_cases("surgery", frame).select(FAILURE_ROWS)
+    assert failure_rows(SCHEMAS["surgery"], frame).equals(expected)
+    assert expected["index"].null_count() > 0
+
+
 def test_checks_that_do_more_than_one_select_are_judged_as_pandera_judges_them():
     """The shortcut runs the checks that select one expression in one query; any other check
     (two selects, a frame-wide check, an element-wise one) keeps pandera's own evaluation."""

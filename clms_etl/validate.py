@@ -128,9 +128,16 @@ def validate(result: ReadResult, source_columns: dict[str, dict[str, str]] | Non
     checked = pl.concat(found, how="vertical") if found else pl.DataFrame(schema=QUERY_SCHEMA)
     queries = pl.concat([read, _not_explained_by_the_reader(checked, read)], how="vertical")
 
-    marked = _mark(frames, queries)
-    cascade = pl.concat([_cascade(marked, result, ruleset), _cascade_samples(marked, result, ruleset)],
+    # The parents marked first; their quarantine cascades to their children, which are then marked
+    # once with the cascade's queries (each row's reasons gathered once, never rewritten).
+    parents = {t: f for t, f in frames.items() if t in _PARENTS}
+    on_parent = pl.col("table_name").is_in(list(parents))
+    marked = _mark(parents, queries.filter(on_parent))
+    cascade = pl.concat([_cascade(marked, frames, result, ruleset), _cascade_samples(marked, frames, result, ruleset)],
                         how="vertical")
+    marked |= _mark({t: f for t, f in frames.items() if t not in parents},
+                    pl.concat([queries.filter(~on_parent), cascade], how="vertical"))
+    marked = {table: marked[table] for table in frames}
     accepted, quarantined, counts = {}, {}, []
     for table, frame in marked.items():
         bad = pl.col("quarantine_reasons").list.len() > 0
@@ -193,7 +200,7 @@ def _conformed(table: str, frame: pl.DataFrame, ruleset: Ruleset | None = None) 
 
 def _failures_to_queries(table: str, frame: pl.DataFrame, result: ReadResult,
                          names: dict[str, dict[str, str]], ruleset: Ruleset) -> pl.DataFrame:
-    cases = schema_failure_cases(ruleset.schemas[table], frame)
+    cases = failure_rows(ruleset.schemas[table], frame)
     if cases is None:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     structural = cases.filter(pl.col("index").is_null())
@@ -254,6 +261,50 @@ def schema_failure_cases(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.
     return cases if failing is None else _numbered_as(schema, failing, cases)
 
 
+FAILURE_ROWS = ("schema_context", "column", "check", "index")
+
+
+def failure_rows(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> pl.DataFrame | None:
+    """The ``schema_context``, ``column``, ``check`` and ``index`` columns of
+    :func:`schema_failure_cases` (what the queries are built from), None if valid.
+
+    When every failing check is one the shortcut runs as one select (the canonical checks), the
+    failing rows are read from its own verdict, row by row, in pandera's order (the columns' checks
+    in the schema's order, then the frame's, each check's rows in order): pandera would only
+    evaluate the same expressions again and build its report (some 5 ms a table). Anything
+    else — a check pandera runs its own way, one that does not answer row by row, a limit on its
+    failure cases — goes through :func:`schema_failure_cases`."""
+    rows: dict[CheckKey, tuple[pa.Check, pl.Expr, pl.Expr]] = {}
+    verdicts = _check_verdicts(schema, frame, rows)
+    if verdicts is not None and all(verdicts.values()):
+        return None
+    failing = [] if verdicts is None else [key for key, ok in verdicts.items() if not ok]
+    # pandera reports the columns' checks first (schema order), then the frame's
+    order = {name: n for n, name in enumerate(schema.columns)}
+    failing.sort(key=lambda key: (key[0] is None, order.get(key[0], 0), key[1]))
+    parts = None if verdicts is None else []  # (None: the shortcut cannot tell, pandera does)
+    for key in failing:
+        if key not in rows or rows[key][0].n_failure_cases is not None or frame.height < 2:
+            parts = None
+            break
+        check, out, row_ok = rows[key]
+        verdict = frame.lazy().select(out).select(row_ok).collect().to_series()
+        if verdict.len() != frame.height:  # an aggregate, not a verdict per row: pandera reports it
+            parts = None
+            break
+        name, _ = key
+        parts.append(pl.DataFrame({
+            "schema_context": "DataFrameSchema" if name is None else "Column",
+            "column": schema.name if name is None else name,
+            "check": check.error if check.error is not None else check.name if check.name is not None else str(check),
+            "index": (~verdict).arg_true().cast(pl.Int32),
+        }, schema={"schema_context": pl.String, "column": pl.String, "check": pl.String, "index": pl.Int32}))
+    if parts is None:
+        cases = schema_failure_cases(schema, frame)
+        return None if cases is None else cases.select(FAILURE_ROWS)
+    return pl.concat(parts, how="vertical")
+
+
 def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
     """True when pandera is certain to accept ``frame``: every column present with its exact
     dtype, and every check's output true (or null, when the check ignores nulls) on every row,
@@ -267,10 +318,12 @@ def _passes(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> bool:
 CheckKey = tuple[str | None, int]
 
 
-def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[CheckKey, bool] | None:
+def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame,
+                    rows: dict[CheckKey, tuple[pa.Check, pl.Expr, pl.Expr]] | None = None) -> dict[CheckKey, bool] | None:
     """Each check of ``schema`` -> whether it holds on every row of ``frame``, all evaluated in one
     polars query; None when the shortcut cannot tell (a column missing or of another dtype, a
-    schema feature it does not mirror, a check that cannot run here): pandera is then asked."""
+    schema feature it does not mirror, a check that cannot run here): pandera is then asked.
+    ``rows``, when given, receives each one-select check and its row-wise verdict expression."""
     if (schema.strict or schema.unique or schema.coerce or schema.ordered or schema.add_missing_columns
             or schema.drop_invalid_rows or schema.unique_column_names or schema.dtype is not None
             or schema.parsers):
@@ -308,6 +361,10 @@ def _check_verdicts(schema: pa.DataFrameSchema, frame: pl.DataFrame) -> dict[Che
             ok = ((ok | ok.is_null()) if check.ignore_na else ok.fill_null(False)).all()
             if isinstance(out, pl.Expr):
                 selected[where] = (out.alias(name), ok.alias(name))
+                if rows is not None:
+                    row_ok = pl.col(name)
+                    row_ok = (row_ok | row_ok.is_null()) if check.ignore_na else row_ok.fill_null(False)
+                    rows[where] = (check, out.alias(name), row_ok)
             else:
                 pending[where] = out.select(ok.alias(f"check_{len(pending)}"))
         # the selected checks in one query: each check's column once, then each column's verdict
@@ -510,15 +567,13 @@ def _row_queries(frame: pl.DataFrame, result: ReadResult, table: str, rule: str,
     )
 
 
-def _with_reason(frame: pl.DataFrame, hit: pl.Expr, reason: pl.Expr) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.when(hit).then(pl.col("quarantine_reasons").list.concat(reason).list.unique().list.sort())
-        .otherwise(pl.col("quarantine_reasons")).alias("quarantine_reasons")
-    )
+_PARENTS = ("patient", "molecular_sample")  # the tables whose quarantine cascades (_cascade, _cascade_samples)
 
 
-def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
-    """Quarantine the rows of patients with no accepted patient row; one query per such row."""
+def _cascade(marked: dict[str, pl.DataFrame], frames: dict[str, pl.DataFrame], result: ReadResult,
+             ruleset: Ruleset) -> pl.DataFrame:
+    """A query quarantining each row (of ``frames``) of a patient with no accepted patient row
+    (of ``marked``)."""
     if "patient" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     _, held = _held_parents(marked["patient"], "patient_id")
@@ -526,35 +581,35 @@ def _cascade(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Rules
     if held.is_empty():  # no patient held back: nothing cascades
         return pl.DataFrame(schema=QUERY_SCHEMA)
     for table in ruleset.children:
-        if table not in marked:
+        if table not in frames:
             continue
-        frame = marked[table].join(held, on="patient_id", how="left", maintain_order="left")
-        hit = pl.col("parent_where").is_not_null()
-        marked[table] = _with_reason(frame, hit, pl.lit(["parent_quarantined"])).drop("parent_where", "parent_reasons")
+        # the held patients' rows found by their id, and only those joined to their patient
+        frame = frames[table]
+        hit = frame["patient_id"].is_in(held.filter(pl.col("parent_where").is_not_null())["patient_id"].implode())
         none = pl.lit(None, dtype=pl.String)
-        queries.append(_row_queries(frame.filter(hit), result, table, "parent_quarantined", none, none))
+        queries.append(_row_queries(frame.filter(hit.fill_null(False)).join(held, on="patient_id", how="left",
+                                                                            maintain_order="left"),
+                                    result, table, "parent_quarantined", none, none))
     return pl.concat([pl.DataFrame(schema=QUERY_SCHEMA), *queries], how="vertical").cast(QUERY_SCHEMA)
 
 
-def _cascade_samples(marked: dict[str, pl.DataFrame], result: ReadResult, ruleset: Ruleset) -> pl.DataFrame:
-    """Quarantine the segments, variants and fusions of samples with no accepted manifest row
-    (the ruleset's ``sample_rules``); one query per such row, naming its own file and
-    line and, for a quarantined case, the manifest line and its reasons."""
+def _cascade_samples(marked: dict[str, pl.DataFrame], frames: dict[str, pl.DataFrame], result: ReadResult,
+                     ruleset: Ruleset) -> pl.DataFrame:
+    """A query quarantining each segment, variant and fusion (of ``frames``) of a sample with no
+    accepted manifest row (of ``marked``), under the ruleset's ``sample_rules``, naming its own
+    file and line and, for a quarantined case, the manifest line and its reasons."""
     if "molecular_sample" not in marked:
         return pl.DataFrame(schema=QUERY_SCHEMA)
     kept, held = _held_parents(marked["molecular_sample"], "sample_id", "patient_id")
     queries = []
     for table in ruleset.sample_children:
-        if table not in marked or marked[table].is_empty():
+        if table not in frames or frames[table].is_empty():
             continue
-        frame = marked[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
+        frame = frames[table].join(held, on="sample_id", how="left", maintain_order="left").with_columns(
             pl.when(pl.col("parent_where").is_not_null()).then(pl.lit("sample_quarantined"))
             .when(~pl.col("sample_id").is_in(kept)).then(pl.lit("sample_not_in_manifest"))
             .alias("_cascade")
         )
-        hit = pl.col("_cascade").is_not_null()
-        marked[table] = _with_reason(frame, hit, pl.concat_list("_cascade")).drop(
-            "parent_where", "parent_reasons", "patient_id", "_cascade")
         for rule in ruleset.sample_rules:
             part = frame.filter(pl.col("_cascade") == rule)
             if not part.is_empty():

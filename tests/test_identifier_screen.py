@@ -301,3 +301,56 @@ def test_names_match_as_whole_words_and_birth_dates_in_french_spellings():
     assert screen.mask_text("ly") == IDENTIFIER_MASK  # a very short name: as a whole value only
     assert screen.mask_text("exérèse ly") == "exérèse ly"
     assert screen.mask_text("06/10/1933") == "06/10/1933"
+
+
+def test_hospital_number_words_split_only_when_not_one_word_are_every_token():
+    """A hospital number of one word is its own token: the numbers searched are those of
+    splitting every number (leading zeros, separators, letters, other scripts' digits, blanks)."""
+    from clms_etl.identifiers import MIN_NUMBER_TOKEN, _WORD, _fold_series
+
+    raw = ["000123456", "12-345678", "AB 12345", "", "  0012345 ", "١٢٣٤٥٦", "IPP_9876543", "12345/67890", "x"]
+    ids = Identifiers()
+    ids.add("hospital_number", pl.Series(raw))
+    numbers = _fold_series(pl.Series(raw)).str.strip_chars().str.replace_all(r"\s+", " ")
+    numbers = pl.concat([numbers, numbers.str.strip_chars_start("0")])
+    every = pl.concat([numbers, numbers.to_frame("v").select(pl.col("v").str.extract_all(_WORD)).to_series().explode()])
+    expected = {w for w in every.drop_nulls().to_list() if len(w) >= MIN_NUMBER_TOKEN and re.search(r"\d", w)}
+    assert set(ids.screen().word_series.to_list()) == expected
+    assert {"123456", "345678", "12345", "9876543", "67890", "١٢٣٤٥٦"} <= expected
+
+
+def test_dates_found_in_french_punctuation_are_those_the_exact_masking_finds():
+    """The vectorised search (« », no-break spaces made ASCII for the regex engine) finds every
+    text the exact, per-text masking changes, and the masks are the same."""
+    ids = Identifiers()
+    ids.add("name", ["ROY"])
+    ids.add("birth_date", ["05/10/1933", "1er mars 1950"])
+    texts = [f"{a}{date}{b}" for date in ("05/10/1933", "5\u00a0oct.\u00a01933", "1933-10-05", "05\u202f/\u202f10/33",
+                                          "1er\u00a0mars 1950", "01/03/50", "15/10/1933")
+             for a, b in (("Date « ", " »"), ("«", "»"), ("né le\u00a0", "."), ("é", ""), ("", "é"), ("«\u00a0", "\u00a0»"),
+                          ("x", ""), ("", "1"), ("\u202f", "#"))]
+    screen = ids.screen()
+    expected = {t: screen.mask_text(t) for t in texts if screen.mask_text(t) != t}
+    assert screen.masked(pl.Series(texts)) == expected
+    assert len(expected) > 20
+
+
+def test_identifiers_registered_twice_mask_as_once():
+    """The look-up sets keep repeated values (a name in two columns, a number with and without
+    its zeros, a birth date as text and as date): the same masks as each registered once."""
+    texts = pl.Series(["vu par Roy le 05/10/1933", "dossier 0012345", "12345", "ROY", "5 oct. 1933", "rien",
+                       "Élodie Roy née le 1933-10-05", "elodie"])
+
+    def screen(times: int):
+        ids = Identifiers()
+        for _ in range(times):
+            ids.add("name", ["ROY", "Élodie", "roy "])
+            ids.add("hospital_number", ["0012345", "12345"])
+            ids.add("birth_date", ["05/10/1933", "5/10/1933"])
+            ids.add("birth_date", [dt.date(1933, 10, 5)])
+        return ids.screen()
+
+    once, twice = screen(1), screen(2)
+    assert twice.masked(texts) == once.masked(texts)
+    assert len(once.masked(texts)) == 7
+    assert [twice.mask_text(t) for t in texts] == [once.mask_text(t) for t in texts]

@@ -958,3 +958,21 @@ def test_notes_read_in_a_file_match_parse_note_on_generated_notes(notes):
     notes = [n.strip() for n in notes if n.strip()]
     if notes:
         _assert_same_notes(notes)
+
+
+def test_notes_matched_all_at_once_are_read_as_parse_note_reads_each():
+    """The usual notes recognised by one polars match over every note (the same pattern; what
+    str.strip strips, control separators included) give parse_note's events and issues, note
+    by note, including the notes the match sends to be read alone."""
+    column = nimes.DECLARATION.column("event.notes")
+    awkward = [*NOTES, "\x1cRL 2014\x1f", "RL 06/2016\x85", "\xa0RL 06/2016 (cLMS)\u3000", "DCD 2018 (cLMS)\x1e",
+               "RL mars 2007", "RL  mars. 2007 (x)", "récidive 1/2/2003", "RL 2014 (a)(b)", "RL\n2014", "2014 (x)"]
+    mapping, issues = free_text._notes(column, awkward)
+    for note in awkward:
+        events, problems = nimes.parse_note(note)
+        got = mapping.filter(pl.col("_text") == note).sort("_k").select(
+            "event_kind", "event_date", "event_date_precision", "metastasis_site", "death_cause", "treatment").rows()
+        assert got == [(e.kind, e.date and e.date.value, e.date and e.date.precision, e.metastasis_site,
+                        e.death_cause, e.treatment) for e in events], repr(note)
+        assert issues.filter(pl.col("_text") == note).select("rule", "message").rows() == [
+            (p.rule, p.message) for p in problems], repr(note)

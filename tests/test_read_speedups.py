@@ -147,3 +147,14 @@ def test_notes_read_once_per_shape_equal_each_note_read_alone(head, paren):
         for date in ("2007", "1899", "2101", "0000", "9/2007", "13/2007", "15/03/2007", "31/02/2016"):
             note = f"{head} {month} {date}{paren}".strip()
             assert free_text.parse_note(notes_column, note) == free_text.read_note(notes_column, note), note
+
+
+@pytest.mark.parametrize("text", ["a;b\r\r1;2\r\r", "a;b\n\n1;2\n\n\n", "a;b\r1;\x85;2\r3\u2028;4", "a;b\n1;\x1c2\n3;\x0c4",
+                                  "a;b\r\n\r\n1;2\r\n", "a;b\r1;2\n", "a;b\r\n1;2\r\n3;4", "a;b\n\r1;2\r\n",
+                                  "a;b\r\n1;2\r\r\n", "a;b\r\n1;2\n\n\r\r", "\r\n", "\r", "a;b\r\n\x1c;\u2029\r\n"])
+def test_records_split_at_one_kind_of_line_end_equal_the_csv_modules_whole_reading(text):
+    """A text with only \\n, only \\r or only \\r\\n line ends is split by str.split: the same records
+    (blank ones, Unicode line separators kept inside a field) as the csv module's whole reading."""
+    data = text.encode("utf-8")
+    whole = _whole_text(data)
+    assert _text_rows(data, set(range(1, len(whole) + 3))) == dict(enumerate(whole, start=1))

@@ -585,6 +585,17 @@ def test_structural_failure_still_goes_through_pandera():
     assert _pandera_cases("surgery", frame) is not None
 
 
+def test_structural_failure_rows_are_pandera_s_own():
+    """A frame the shortcut cannot judge (a column of another dtype): its failure rows are
+    pandera's, structural ones (no row) included."""
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    frame = _contexts(clean_rows())["surgery"].with_columns(pl.col("ctx_death_count").cast(pl.Int64))
+    expected = _pandera_cases("surgery", frame).select(FAILURE_ROWS)
+    assert failure_rows(SCHEMAS["surgery"], frame).equals(expected)
+    assert expected["index"].null_count() > 0
+
+
 def test_checks_that_do_more_than_one_select_are_judged_as_pandera_judges_them():
     """The shortcut runs the checks that select one expression in one query; any other check
     (two selects, a frame-wide check, an element-wise one) keeps pandera's own evaluation."""
@@ -615,3 +626,108 @@ def test_checks_that_do_more_than_one_select_are_judged_as_pandera_judges_them()
                         ("a", 1): "less_than_or_equal_to(3)" not in failing}
     assert not all(verdicts.values())
     assert schema_failure_cases(schema, frame).equals(pandera_s.value.failure_cases)
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_failure_rows_read_from_the_verdicts_are_pandera_s_own(case: Case):
+    """The failing rows taken from the shortcut's own verdicts are pandera's failure cases (the
+    columns the queries are built from), in pandera's order."""
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    for table, frame in _contexts(changed(case.changes, case.extra)).items():
+        expected = _pandera_cases(table, frame)
+        got = failure_rows(SCHEMAS[table], frame)
+        assert (got is None) == (expected is None), table
+        if expected is not None:
+            assert got.equals(expected.select(FAILURE_ROWS)), table
+
+
+def test_failure_rows_of_awkward_checks_are_pandera_s_own():
+    """Nulls kept or ignored, several columns' and the frame's checks failing on the same rows, a
+    check pandera runs its own way, an aggregate verdict, a limit on the failure cases: each
+    reported as pandera reports it."""
+    import pandera.polars as pa
+    from pandera.errors import SchemaErrors
+
+    from clms_etl.validate import FAILURE_ROWS, failure_rows
+
+    frame = pl.DataFrame({"a": [1, 2, None, 4, 7], "b": [1, 5, 3, None, 0]})
+    select = {
+        "frame_rows": pa.Check(lambda d: d.lazyframe.select(pl.col("a") <= pl.col("b")), error="frame_rows"),
+        "frame_nulls_fail": pa.Check(lambda d: d.lazyframe.select(pl.col("a") <= pl.col("b")), ignore_na=False,
+                                     error="frame_nulls_fail"),
+        "b_rows": pa.Check(lambda d: d.lazyframe.select(pl.col("b") < 4), error="b_rows"),
+        "a_builtin": pa.Check.le(3),
+        "a_named": pa.Check(lambda d: d.lazyframe.select(pl.col("a") != 2), name="a_named"),
+    }
+    other = {
+        "two_selects": pa.Check(lambda d: d.lazyframe.with_columns(c=pl.col("b") * 2).select(pl.col("c") > pl.col("a")),
+                                error="two_selects"),
+        "aggregate": pa.Check(lambda d: d.lazyframe.select(pl.col("a").sum() < 3), error="aggregate"),
+        "limited": pa.Check(lambda d: d.lazyframe.select(pl.col("b") < 1), n_failure_cases=1, error="limited"),
+    }
+
+    def schema(frame_checks, a_checks, b_checks):
+        return pa.DataFrameSchema({"b": pa.Column(pl.Int64, nullable=True, checks=b_checks),
+                                   "a": pa.Column(pl.Int64, nullable=True, checks=a_checks)},
+                                  checks=frame_checks, name="awkward")
+
+    schemas = [
+        schema([select["frame_rows"], select["frame_nulls_fail"]], [select["a_builtin"], select["a_named"]],
+               [select["b_rows"]]),
+        schema([select["frame_nulls_fail"]], [select["a_builtin"]], []),
+        *(schema([select["frame_rows"], check], [select["a_builtin"]], [select["b_rows"]]) for check in other.values()),
+    ]
+    for s in schemas:
+        with pytest.raises(SchemaErrors) as pandera_s:
+            s.validate(frame, lazy=True)
+        expected = pandera_s.value.failure_cases.select(FAILURE_ROWS)
+        assert failure_rows(s, frame).equals(expected), expected
+
+
+def test_duplicates_found_among_a_patient_s_rows_are_those_found_comparing_every_row():
+    """Only the rows of patients with several rows are compared whole: the same duplicate flags
+    and first rows as comparing every row (nulls, copies across patients, no copy at all)."""
+    from validations.canonical import _content_columns, _duplicates_whole, _with_duplicates
+
+    contexts = _contexts(changed(extra={
+        "surgery": [copy_of("surgery", "sur1", "sur9", 40), copy_of("surgery", "sur1", "sur10", 41, patient_id="P2"),
+                    copy_of("surgery", "sur1", "sur11", 42, patient_id=None),
+                    copy_of("surgery", "sur1", "sur12", 43, patient_id=None),
+                    copy_of("surgery", "sur1", "sur13", 44, surgery_date=None)],
+    }))
+    frames = {t: f.drop("ctx_is_duplicate", "ctx_duplicate_of_row") for t, f in contexts.items()}
+    frames["event"] = pl.concat([frames["event"], frames["event"].with_columns(
+        pl.col("row_id") + "b", pl.col("source_row") + 1000)])  # every event copied
+    frames["tumour_nulls"] = frames["tumour"].with_columns(patient_id=pl.lit(None, dtype=pl.String))
+    for table, frame in frames.items():
+        table = table.removesuffix("_nulls")
+        expected = _duplicates_whole(frame, _content_columns(table))
+        assert _with_duplicates(table, frame).equals(expected), table
+    assert frames["surgery"].pipe(lambda f: _with_duplicates("surgery", f))["ctx_is_duplicate"].sum() == 2
+
+
+def test_mitosis_class_bounds_are_those_of_the_class_table():
+    """The class bounds written as when/then give what replace_strict on the tables gives: a
+    bound, null for the open class, for a value that is no class and for a missing one."""
+    from validations.canonical import _CLASS_HIGH, _CLASS_LOW, _class_bound
+
+    classes = pl.DataFrame({"mitosis_class": ["0-9", "10-19", ">=20", None, "", " 0-9", "0-9 ", ">= 20", "autre"]})
+    for bounds in (_CLASS_LOW, _CLASS_HIGH):
+        expected = classes.select(pl.col("mitosis_class").replace_strict(bounds, default=None, return_dtype=pl.Int32))
+        assert classes.select(_class_bound(bounds)).to_series().equals(expected.to_series(), check_names=False)
+
+
+def test_cascaded_row_with_its_own_errors_lists_every_reason_once_in_order():
+    """A row of a quarantined patient that has errors of its own: its reasons are its own and the
+    cascade's, each once, sorted; another patient's row keeps its own only."""
+    validated = validate(read_result(changed({
+        "pat1": {"diagnosis_date": None},
+        "sur1": {"clinical_margin_cm": 9.0, "histological_margin_cm": None, "surgery_kind": "autre"},
+        "sur3": {"surgery_kind": "autre"},
+    })))
+    reasons = {r["row_id"]: r["quarantine_reasons"] for r in validated.quarantined["surgery"].iter_rows(named=True)}
+    assert reasons == {"sur1": ["code_not_in_vocabulary", "margin_out_of_range", "parent_quarantined"],
+                       "sur2": ["parent_quarantined"], "sur3": ["code_not_in_vocabulary"]}
+    assert validated.quarantined["patient"]["row_id"].to_list() == ["pat1"]
+    validated.assert_balanced()

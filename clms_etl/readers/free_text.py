@@ -158,6 +158,8 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
 # The usual "<words> <date> [(<text>)]": its words read once per (words, date shape, parenthesis)
 _USUAL = re.compile(r"([A-Za-zÀ-ÖØ-öø-ÿŒœ .:,'\-]*?)([0-9]{1,2}/[0-9]{1,2}/[0-9]{4}|[0-9]{1,2}/[0-9]{4}|[0-9]{4})( *\([^()]*\))?")
 _SHAPES, _USUAL_READ = ("2000", "6/2000", "15/06/2000"), {}
+_USUAL_WHOLE = f"^(?:{_USUAL.pattern})$"  # (polars' regex: the same pattern, its preferences alike)
+_PY_SPACE = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())  # what str.strip strips
 
 
 def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
@@ -173,16 +175,23 @@ def _usual(c, note: str) -> tuple[list[NoteEvent], str] | None:
     """(the events of the note's words, its date's text) of a usual note; None: read it alone."""
     if not (m := _USUAL.fullmatch(note.strip())):
         return None
-    key = (id(c), m.group(1), (sample := _SHAPES[m.group(2).count("/")]), m.group(3))
+    events, month = _usual_words(c, m.group(1), m.group(2).count("/"), m.group(3))
+    return None if events is None else (events, f"{month}{m.group(2)}")
+
+
+def _usual_words(c, words: str, slashes: int, paren: str | None) -> tuple[list[NoteEvent] | None, str]:
+    """(the events of a usual note's words — None: read such a note alone —, the month its date
+    text begins with), read once per (words, date shape, parenthesis)."""
+    key = (id(c), words, (sample := _SHAPES[slashes]), paren)
     if key not in _USUAL_READ:  # (the column kept with its result: an id is not reused while it lives)
-        events, issues = read_note(c, f"{m.group(1)}{sample}{m.group(3) or ''}")
+        events, issues = read_note(c, f"{words}{sample}{paren or ''}")
         # "RL mars 2007": the date read_note reads is the month's ("mars 2007"), not the year's
-        month = (mm := _TRAILING_MONTH.search(fold(m.group(1)))) and sample == "2000" and mm.group(1) in FRENCH_MONTHS \
+        month = (mm := _TRAILING_MONTH.search(fold(words))) and sample == "2000" and mm.group(1) in FRENCH_MONTHS \
             and f"{mm.group(1)} "
         same = all(i.rule == "partial_date_imputed" for i in issues) and events and {e.date for e in events} == {
             parse_date(f"{month or ''}{sample}", c.name)[0]}
         _USUAL_READ[key] = (c, events if same else None, month or "")
-    return None if _USUAL_READ[key][1] is None else (_USUAL_READ[key][1], f"{_USUAL_READ[key][2]}{m.group(2)}")
+    return _USUAL_READ[key][1], _USUAL_READ[key][2]
 
 
 def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
@@ -273,11 +282,22 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
 def _notes(c, unique: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(event rows, issues) of each distinct note, as :func:`parse_note` reads it, built by joins:
     a usual note's events are its words' (read once) with its date's (parsed once per date)."""
-    usual = [_usual(c, t) for t in unique]
-    alone = [(t, read_note(c, t)) for t, u in zip(unique, usual) if u is None]
-    words = {id(u[0]): u[0] for u in usual if u is not None}  # (the events of one words' reading)
-    notes = pl.DataFrame([(t, t.strip(), id(u[0]), u[1]) for t, u in zip(unique, usual) if u is not None],
-                         schema={"_text": pl.String, "_note": pl.String, "_w": pl.Int64, "_d": pl.String}, orient="row")
+    # _usual's match for every note at once (the same pattern, anchored; str.strip's characters)
+    texts = pl.DataFrame({"_text": unique}, schema={"_text": pl.String}).with_columns(
+        _note=pl.col("_text").str.strip_chars(_PY_SPACE))
+    matched = texts.with_columns(pl.col("_note").str.extract_groups(_USUAL_WHOLE).struct.rename_fields(
+        ["_g1", "_g2", "_g3"]).alias("_m")).unnest("_m").filter(pl.col("_g2").is_not_null()).with_columns(
+        _slashes=pl.col("_g2").str.count_matches("/", literal=True))
+    shapes = matched.select("_g1", "_slashes", "_g3").unique(maintain_order=True)
+    read = [_usual_words(c, g1, n, g3) for g1, n, g3 in shapes.iter_rows()]
+    words = {id(events): events for events, _ in read if events is not None}  # (the events of one words' reading)
+    shapes = shapes.with_columns(_w=pl.Series([id(e) if e is not None else None for e, _ in read], dtype=pl.Int64),
+                                 _month=pl.Series([m for _, m in read], dtype=pl.String))
+    notes = matched.join(shapes, on=["_g1", "_slashes", "_g3"], how="left", nulls_equal=True,
+                         maintain_order="left").filter(pl.col("_w").is_not_null()).select(
+        "_text", "_note", "_w", _d=pl.concat_str("_month", "_g2"))
+    usual = set(notes["_text"].to_list())
+    alone = [(t, read_note(c, t)) for t in unique if t not in usual]
     dates = {d: parse_date(d, c.name) for d in notes["_d"].unique().to_list()}
     schema = {"_text": pl.String, "_k": pl.Int32, "event_kind": pl.String, "event_date": pl.Date, "event_date_precision":
               pl.String, "metastasis_site": pl.String, "death_cause": pl.String, "treatment": pl.String}

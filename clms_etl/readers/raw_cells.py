@@ -101,7 +101,7 @@ def _text_rows(data: bytes, rows: set[int]) -> dict[int, list[str]]:
     first = text.split("\n", 1)[0]
     separator = max(SEPARATORS, key=first.count)
     if '"' not in text:  # no quoting: a record is a line, its fields split as the csv module splits them
-        lines = _LINE_END.split(text)
+        lines = _lines(text)
         if lines[-1] == "":  # (after the last line end, or an empty file: no record)
             lines.pop()
         if max(map(len, lines), default=0) <= csv.field_size_limit():  # (else the csv module refuses it)
@@ -111,6 +111,16 @@ def _text_rows(data: bytes, rows: set[int]) -> dict[int, list[str]]:
 
 
 _LINE_END = re.compile(r"\r\n|\r|\n")  # the line ends of io.StringIO(newline=""), which the csv module reads
+
+
+def _lines(text: str) -> list[str]:
+    """``_LINE_END.split(text)``; one kind of line end, as usual, by str.split (several times faster)."""
+    cr, lf = text.count("\r"), text.count("\n")
+    if not cr or not lf:
+        return text.split("\n" if lf else "\r")
+    if cr == lf == text.count("\r\n"):
+        return text.split("\r\n")
+    return _LINE_END.split(text)
 
 
 def _shown(value) -> str:

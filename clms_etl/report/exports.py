@@ -84,6 +84,7 @@ BOOLEAN_LABELS = {0: "no", 1: "yes"}
 SAS_FORMATS_NAME = "formats.sas"
 BOOLEAN_CODE_LIST = "yes_no"  # the label set of every boolean column (Stata) and its SAS format
 BLOCK_PATIENTS = 50_000  # patients read, protected and written at a time
+BLOCK_ROWS_PER_PATIENT = 5  # a result table's block: as many rows as a block of patients has in survival
 PARQUET_ROW_GROUP = 1024 * 1024  # rows of a row group as pyarrow's write_table cuts them (its default)
 DTA_STRL_BYTES = 2045  # a longer Stata string is a strL, stored apart from the rows (not written in blocks)
 
@@ -653,9 +654,72 @@ def _warehouse_sources(wh, block_patients: int) -> tuple[list[Source], pl.DataFr
                           stacklevel=3)
             continue
         labels = {c.name: c.comment for c in spec.columns} | {"run_id": RUN_ID_COMMENT}
-        out.append(Source(name, spec.description, labels, [None],
-                          lambda _, name=name, schema=schema: _typed_relation(wh, ANALYTICS_SCHEMA, name, schema)))
+        prefix = _leading_key(schema, spec.primary_key)
+        blocks = _group_ranges(wh, name, schema, prefix, BLOCK_ROWS_PER_PATIENT * block_patients)
+        out.append(Source(name, spec.description, labels, blocks, _range_reader(wh, name, schema, prefix)))
     return out, summary
+
+
+def _leading_key(schema: dict[str, pl.DataType], key: Sequence[str]) -> list[str]:
+    """A result table's first columns that are key columns (never null), without the key's last: the
+    groups of rows a block of the table is made of (ph_residual: endpoint, model, term)."""
+    prefix = []
+    for column in schema:
+        if column not in key or len(prefix) == len(key) - 1:
+            break
+        prefix.append(column)
+    return prefix
+
+
+def _group_ranges(wh, name: str, schema: dict[str, pl.DataType], prefix: list[str],
+                  block_rows: int) -> list[tuple[tuple | None, tuple | None] | None]:
+    """Ranges ``[low, high)`` of the values of ``prefix`` (the table's first sort columns), each holding
+    whole groups of rows, at most ``block_rows`` rows unless one group is larger; ``[None]``: one block."""
+    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+    if not prefix:
+        return [None]
+    columns = ", ".join(prefix)
+    counts = wh.read_sql(f"SELECT {columns}, COUNT(*) AS _rows FROM {ANALYTICS_SCHEMA}.{name} GROUP BY {columns}")
+    if counts.is_empty() or counts["_rows"].sum() <= block_rows:
+        return [None]
+    counts = counts.with_columns(pl.col(c).cast(schema[c]) for c in prefix).sort(prefix, nulls_last=True)
+    starts, rows = [], 0
+    for *values, n in counts.iter_rows():
+        if rows and rows + n > block_rows:
+            starts.append(tuple(values))
+            rows = 0
+        rows += n
+    return list(zip([None, *starts], [*starts, None], strict=True))
+
+
+def _range_reader(wh, name: str, schema: dict[str, pl.DataType], prefix: list[str]):
+    """Reads the rows of a range of :func:`_group_ranges` (None: the whole table), sorted by every column."""
+    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+    compared = [f'{c} COLLATE "C"' if wh.backend == "postgresql" and schema[c] == pl.String else c for c in prefix]
+
+    def read(bounds) -> pl.DataFrame:
+        if bounds is None:
+            return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema)
+        clauses, params = [], {}
+        for tag, values, below in (("low", bounds[0], False), ("high", bounds[1], True)):
+            if values is not None:
+                clauses.append(_lexicographic(compared, tag, below))
+                params |= {f"{tag}{i}": v for i, v in enumerate(values)}
+        return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, " AND ".join(clauses), params)
+    return read
+
+
+def _lexicographic(columns: Sequence[str], tag: str, below: bool) -> str:
+    """SQL: the tuple of ``columns`` ``<`` (``below``) or ``>=`` the parameters ``:<tag>0``, ``:<tag>1``...
+    (written out: DuckDB compares no row values in a range)."""
+    terms = []
+    for i, column in enumerate(columns):
+        last = i == len(columns) - 1
+        op = "<" if below else (">=" if last else ">")
+        terms.append(" AND ".join([*(f"{columns[j]} = :{tag}{j}" for j in range(i)), f"{column} {op} :{tag}{i}"]))
+    return "(" + " OR ".join(f"({t})" for t in terms) + ")"
 
 
 @dataclass

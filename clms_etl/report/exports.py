@@ -478,6 +478,33 @@ def _to_pandas_for_stats(frame: pl.DataFrame, fmt: str):
     return pd.DataFrame(columns, index=pd.RangeIndex(frame.height))
 
 
+def _polars_for_stats(frame: pl.DataFrame, fmt: str) -> pl.DataFrame | None:
+    """The values :func:`_to_pandas_for_stats` gives, as a polars frame, which pyreadstat writes as it writes
+    the pandas one (null is its missing value, NaN made null as pandas counts it missing) without a pandas
+    missing-value test per cell; None for a frame only the pandas path writes: a date, or (Stata) a number
+    beyond Stata's range (:func:`_mark_infinities`)."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if dtype == pl.Boolean or dtype.is_integer():
+            columns.append(column.cast(pl.Float64))
+        elif dtype.is_float():
+            if fmt == "dta" and frame.select(column.fill_nan(None).abs().gt(DTA_MAX_DOUBLE).any()).item():
+                return None
+            columns.append(column.fill_nan(None))
+        elif dtype == pl.String and fmt == "xpt":
+            if (frame.select(column.str.len_bytes().max()).item() or 0) <= XPT_STRING_BYTES:
+                columns.append(column)
+            else:
+                columns.append(pl.lit(pl.Series(name, [_cut_bytes(v, XPT_STRING_BYTES) for v in frame[name]],
+                                                dtype=pl.String)))
+        elif dtype == pl.String:
+            columns.append(column.fill_null(""))
+        else:
+            return None
+    return frame.select(columns)
+
+
 def _mark_infinities(pdf) -> dict[str, list[str]]:
     """Replace, in place, the numbers Stata cannot hold (±inf, |x| > :data:`DTA_MAX_DOUBLE`) by the
     letters of :data:`DTA_INFINITY`; returns them per column, as pyreadstat's ``missing_user_values``
@@ -931,21 +958,26 @@ class _StatsFile:
         rows = frame.height
         if padded:
             frame = pl.concat([frame, self._padding_row(frame.schema)])
-        pdf = _to_pandas_for_stats(frame, self.fmt).rename(columns=self.names)
+        data = _polars_for_stats(frame, self.fmt)
+        if data is None:
+            data = _to_pandas_for_stats(frame, self.fmt).rename(columns=self.names)
+            marks = _mark_infinities(data) if self.fmt == "dta" else {}
+        else:
+            data, marks = data.rename(self.names), {}
         scratch = self.path.with_name(f".{self.path.name}.block")
         try:
             if self.fmt == "xpt":
                 labels = [cut_label(self.shape.labels.get(c, ""), XPT_LABEL_LENGTH) for c in frame.columns]
-                pyreadstat.write_xport(pdf, str(scratch), file_label=self.shape.name[:XPT_LABEL_LENGTH],
+                pyreadstat.write_xport(data, str(scratch), file_label=self.shape.name[:XPT_LABEL_LENGTH],
                                        column_labels=labels, table_name=self.member, file_format_version=5)
             else:
                 labels = [cut_label(self.shape.labels.get(c, ""), DTA_LABEL_LENGTH) for c in frame.columns]
-                pyreadstat.write_dta(pdf, str(scratch), version=DTA_VERSION,
+                pyreadstat.write_dta(data, str(scratch), version=DTA_VERSION,
                                      file_label=dataset_label(self.shape.description), column_labels=labels,
-                                     missing_user_values=_mark_infinities(pdf) or None,
+                                     missing_user_values=marks or None,
                                      variable_value_labels={self.names[c]: value_labels(cl)
                                                             for c, cl in self.shape.coded.items()} or None)
-            del pdf
+            del data
             raw = scratch.read_bytes()
         finally:
             scratch.unlink(missing_ok=True)

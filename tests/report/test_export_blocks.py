@@ -108,3 +108,15 @@ def test_sas_and_stata_files_from_polars_frames_are_those_of_the_pandas_frames(a
             _pyreadstat_bytes(slow, fmt, tmp_path / f"slow{i}", marks), i
         compared += 1
     assert compared >= len(frames) - 3
+
+
+def test_the_reports_patients_read_in_blocks_are_the_patients_read_at_once(analysed_warehouse):
+    import polars as pl
+
+    from clms_etl.survival.run import _patient_blocks
+    from clms_etl.survival.study import TUMOUR_EXTRA_SQL
+
+    whole = analysed_warehouse.read_sql(TUMOUR_EXTRA_SQL)
+    blocks = list(_patient_blocks(analysed_warehouse, 7))
+    assert len(blocks) == -(-whole.height // 7) and all(b.height <= 7 for b in blocks)
+    assert pl.concat(blocks).sort(pl.all()).equals(whole.sort(pl.all()))

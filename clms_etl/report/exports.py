@@ -218,26 +218,9 @@ def _typed_relation(wh, schema_name: str, name: str, schema: dict[str, pl.DataTy
 
 
 def analysis_datasets(wh) -> list[Dataset]:
-    """The views for statisticians and every result table, with their column comments as labels."""
-    from clms_etl.warehouse.analytics import VIEWS_BY_NAME
-    from clms_etl.results import RUN_ID_COMMENT
-    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
-
-    out = []
-    for name in VIEW_DATASETS:
-        view = VIEWS_BY_NAME[name]
-        frame = _typed_relation(wh, ANALYTICS_SCHEMA, name)
-        out.append(Dataset(name, view.description, frame, dict(view.columns)))
-    for name, spec in sorted(RESULT_TABLES.items()):
-        try:
-            frame = _typed_relation(wh, ANALYTICS_SCHEMA, name)
-        except LookupError:  # declared by newer code, not created yet in this database (migration pending)
-            warnings.warn(f"result table {name} not exported: absent from this warehouse (migration pending?)",
-                          stacklevel=2)
-            continue
-        labels = {c.name: c.comment for c in spec.columns} | {"run_id": RUN_ID_COMMENT}
-        out.append(Dataset(name, spec.description, frame, labels))
-    return out
+    """The views for statisticians and every result table, whole, with their column comments as labels."""
+    sources, _ = _warehouse_sources(wh, None)
+    return [Dataset(s.name, s.description, s.read(s.blocks[0]), s.labels) for s in sources]
 
 
 # -- no date, k-anonymity ---------------------------------------------------------------------
@@ -642,9 +625,10 @@ def _patient_column(wh) -> str:
     return 'patient_id COLLATE "C"' if wh.backend == "postgresql" else "patient_id"
 
 
-def _warehouse_sources(wh, block_patients: int) -> tuple[list[Source], pl.DataFrame]:
-    """The views for statisticians (per block of ``block_patients`` patients) and every result table (whole),
-    and patient_summary's pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym)."""
+def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl.DataFrame]:
+    """The views for statisticians (per block of ``block_patients`` patients; None: whole) and every result
+    table (in blocks of as many rows as a block of patients has survival rows), and patient_summary's
+    pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym)."""
     from clms_etl.results import RUN_ID_COMMENT
     from clms_etl.warehouse.analytics import VIEWS_BY_NAME
     from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
@@ -652,7 +636,8 @@ def _warehouse_sources(wh, block_patients: int) -> tuple[list[Source], pl.DataFr
     types = _relation_types(wh, ANALYTICS_SCHEMA, "patient_summary")
     narrow = {c: types[c] for c in ("patient_id", ORIGIN, AGE_COLUMN, *QUASI_IDENTIFIERS) if c in types}
     summary = _typed_relation(wh, ANALYTICS_SCHEMA, "patient_summary", narrow).sort("patient_id")
-    starts = summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
+    starts = [] if block_patients is None else \
+        summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
     ranges = list(zip([None, *starts], [*starts, None], strict=True))
     column = _patient_column(wh)
 
@@ -682,7 +667,8 @@ def _warehouse_sources(wh, block_patients: int) -> tuple[list[Source], pl.DataFr
             continue
         labels = {c.name: c.comment for c in spec.columns} | {"run_id": RUN_ID_COMMENT}
         prefix = _leading_key(schema, spec.primary_key)
-        blocks = _group_ranges(wh, name, schema, prefix, BLOCK_ROWS_PER_PATIENT * block_patients)
+        blocks = [None] if block_patients is None else \
+            _group_ranges(wh, name, schema, prefix, BLOCK_ROWS_PER_PATIENT * block_patients)
         out.append(Source(name, spec.description, labels, blocks, _range_reader(wh, name, schema, prefix)))
     return out, summary
 

@@ -939,11 +939,40 @@ class _StatsFile:
                              for c, t in schema.items()}, schema=schema)
 
     def _append(self, frame: pl.DataFrame, padded: bool) -> None:
-        import pyreadstat
-
         rows = frame.height
+        if self.fmt == "dta" and not any(w >= DTA_STRL_BYTES for w in self.widths.values() if w):
+            data = _polars_for_stats(frame, self.fmt)
+            if data is not None and self._append_encoded(data, frame.schema):
+                return
         if padded:
             frame = pl.concat([frame, self._padding_row(frame.schema)])
+        raw = self._written(frame)
+        start, end, row_bytes = self._rows_of(raw, frame.height)
+        if self.out is None:
+            self._begin(raw, start, end, row_bytes)
+        self.out.write(raw[start:start + rows * row_bytes])
+        self.rows += rows
+
+    def _append_encoded(self, data: pl.DataFrame, schema: pl.Schema) -> bool:
+        """Stata rows encoded by :func:`_dta_encoded`, after the header pyreadstat writes for the padding row
+        alone; False (nothing appended) for rows only readstat writes (a NUL in a string)."""
+        if self.out is None:
+            raw = self._written(self._padding_row(schema))
+            self._begin(raw, *self._rows_of(raw, 1))
+        encoded = _dta_encoded(data, self.widths, "<" if b"<byteorder>LSF</byteorder>" in self.head[:256] else ">")
+        if encoded is None:
+            return False
+        if len(encoded) != data.height * self.row_bytes:
+            raise AssertionError(f"{self.path.name}: {data.height} rows encoded in {len(encoded)} bytes, "
+                                 f"not {self.row_bytes} each")
+        self.out.write(encoded)
+        self.rows += data.height
+        return True
+
+    def _written(self, frame: pl.DataFrame) -> bytes:
+        """The file pyreadstat writes for ``frame`` (a scratch file, read back and removed)."""
+        import pyreadstat
+
         data = _polars_for_stats(frame, self.fmt)
         if data is None:
             data = _to_pandas_for_stats(frame, self.fmt).rename(columns=self.names)
@@ -963,22 +992,23 @@ class _StatsFile:
                                      missing_user_values=marks or None,
                                      variable_value_labels={self.names[c]: value_labels(cl)
                                                             for c, cl in self.shape.coded.items()} or None)
-            del data
-            raw = scratch.read_bytes()
+            return scratch.read_bytes()
         finally:
             scratch.unlink(missing_ok=True)
+
+    def _rows_of(self, raw: bytes, rows: int) -> tuple[int, int, int]:
+        """Where the rows of a file of ``rows`` rows start and end, and the bytes of one."""
         if self.fmt == "xpt":
-            start, row_bytes = _xpt_rows(raw, len(frame.columns))
-            end = start + frame.height * row_bytes  # then blanks to a whole record
-        else:
-            start, end = _dta_rows(raw)
-            row_bytes = (end - start) // frame.height if frame.height else 0
-        if self.out is None:
-            self.head, self.tail, self.row_bytes = raw[:start], raw[end:], row_bytes
-            self.out = self.path.open("wb")
-            self.out.write(self.head)
-        self.out.write(raw[start:start + rows * row_bytes])
-        self.rows += rows
+            start, row_bytes = _xpt_rows(raw, len(self.shape.schema))
+            return start, start + rows * row_bytes, row_bytes  # then blanks to a whole record
+        start, end = _dta_rows(raw)
+        return start, end, (end - start) // rows if rows else 0
+
+    def _begin(self, raw: bytes, start: int, end: int, row_bytes: int) -> None:
+        """The file starts with ``raw``'s header; its end (after the rows) is kept for :meth:`close`."""
+        self.head, self.tail, self.row_bytes = raw[:start], raw[end:], row_bytes
+        self.out = self.path.open("wb")
+        self.out.write(self.head)
 
     def close(self) -> None:
         try:
@@ -1001,6 +1031,36 @@ class _StatsFile:
         finally:
             if self.out is not None:
                 self.out.close()
+
+
+_DTA_MISSING = 0x7FE0000000000000  # Stata's missing value "." as the bits of a double (dta 113 and later)
+
+
+def _dta_encoded(data: pl.DataFrame, widths: dict[str, int], order: str) -> bytes | None:
+    """The rows of ``data`` (as :func:`_polars_for_stats` gives them for Stata) as readstat writes them in a dta
+    118 file: each number a double in the file's byte ``order`` (null: Stata's missing value), each string
+    its UTF-8 bytes padded with NUL to the variable's width; None when a string holds a NUL (readstat cuts
+    it there). Encoded by numpy, not cell by cell."""
+    import numpy as np
+
+    fields, values = [], []
+    for i, (name, dtype) in enumerate(data.schema.items()):
+        column = data[name]
+        if dtype == pl.String:
+            raw = column.cast(pl.Binary)
+            if raw.bin.contains(b"\0").any():
+                return None
+            fields.append((f"f{i}", f"S{widths[name]}"))
+            values.append(np.array(raw.to_list(), dtype=f"S{widths[name]}"))
+        else:
+            bits = column.cast(pl.Float64).fill_null(0.0).to_numpy().view(np.uint64).copy()
+            bits[column.is_null().to_numpy()] = _DTA_MISSING
+            fields.append((f"f{i}", f"{order}u8"))
+            values.append(bits)
+    rows = np.empty(data.height, dtype=np.dtype(fields))
+    for (name, _), array in zip(fields, values, strict=True):
+        rows[name] = array
+    return rows.tobytes()
 
 
 def _xpt_rows(raw: bytes, variables: int) -> tuple[int, int]:

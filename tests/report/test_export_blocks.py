@@ -79,11 +79,12 @@ def _pyreadstat_bytes(frame, fmt: str, path: Path, marks: dict | None = None) ->
 
 @pytest.mark.parametrize("fmt", ["xpt", "dta"])
 def test_sas_and_stata_files_from_polars_frames_are_those_of_the_pandas_frames(analysed_warehouse, tmp_path, fmt):
-    # pyreadstat writes the rows from polars without a pandas missing-value test per cell: same bytes
+    # pyreadstat writes the rows from polars without a pandas missing-value test per cell: same bytes; and
+    # the Stata rows the export encodes with numpy are readstat's
     import polars as pl
 
     from clms_etl.report.exports import (
-        DTA_NAME_LENGTH, XPT_NAME_LENGTH, _mark_infinities, _numeric_codes, _polars_for_stats, _to_pandas_for_stats, analysis_datasets, coded_columns,
+        DTA_NAME_LENGTH, XPT_NAME_LENGTH, _dta_encoded, _dta_rows, _mark_infinities, _numeric_codes, _polars_for_stats, _to_pandas_for_stats, analysis_datasets, coded_columns,
         protect, short_names)
 
     edge = pl.DataFrame({
@@ -104,8 +105,13 @@ def test_sas_and_stata_files_from_polars_frames_are_those_of_the_pandas_frames(a
             continue
         slow = _to_pandas_for_stats(frame, fmt)
         marks = _mark_infinities(slow) if fmt == "dta" else {}
-        assert _pyreadstat_bytes(fast, fmt, tmp_path / f"fast{i}") == \
-            _pyreadstat_bytes(slow, fmt, tmp_path / f"slow{i}", marks), i
+        written = _pyreadstat_bytes(fast, fmt, tmp_path / f"fast{i}")
+        assert written == _pyreadstat_bytes(slow, fmt, tmp_path / f"slow{i}", marks), i
+        if fmt == "dta":  # the rows numpy encodes are those readstat writes
+            widths = {c: max(fast[c].str.len_bytes().max() or 0, 1) for c, t in fast.schema.items() if t == pl.String}
+            raw = (tmp_path / f"fast{i}").read_bytes()
+            start, end = _dta_rows(raw)
+            assert _dta_encoded(fast, widths, "<") == raw[start:end], i
         compared += 1
     assert compared >= len(frames) - 3
 

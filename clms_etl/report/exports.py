@@ -940,7 +940,7 @@ class _StatsFile:
 
     def _append(self, frame: pl.DataFrame, padded: bool) -> None:
         rows = frame.height
-        if self.fmt == "dta" and not any(w >= DTA_STRL_BYTES for w in self.widths.values() if w):
+        if self.fmt == "xpt" or not any(w >= DTA_STRL_BYTES for w in self.widths.values() if w):
             data = _polars_for_stats(frame, self.fmt)
             if data is not None and self._append_encoded(data, frame.schema):
                 return
@@ -954,12 +954,14 @@ class _StatsFile:
         self.rows += rows
 
     def _append_encoded(self, data: pl.DataFrame, schema: pl.Schema) -> bool:
-        """Stata rows encoded by :func:`_dta_encoded`, after the header pyreadstat writes for the padding row
-        alone; False (nothing appended) for rows only readstat writes (a NUL in a string)."""
+        """Rows encoded by :func:`_xpt_encoded` / :func:`_dta_encoded`, after the header pyreadstat writes for
+        the padding row alone; False (nothing appended) for rows only readstat writes (a NUL in a string)."""
         if self.out is None:
             raw = self._written(self._padding_row(schema))
             self._begin(raw, *self._rows_of(raw, 1))
-        encoded = _dta_encoded(data, self.widths, "<" if b"<byteorder>LSF</byteorder>" in self.head[:256] else ">")
+        widths = {c: w or 1 for c, w in self.widths.items()}  # an all-null column: width 1, as readstat sizes it
+        encoded = _xpt_encoded(data, widths) if self.fmt == "xpt" else \
+            _dta_encoded(data, widths, "<" if b"<byteorder>LSF</byteorder>" in self.head[:256] else ">")
         if encoded is None:
             return False
         if len(encoded) != data.height * self.row_bytes:
@@ -1056,6 +1058,56 @@ def _dta_encoded(data: pl.DataFrame, widths: dict[str, int], order: str) -> byte
             bits = column.cast(pl.Float64).fill_null(0.0).to_numpy().view(np.uint64).copy()
             bits[column.is_null().to_numpy()] = _DTA_MISSING
             fields.append((f"f{i}", f"{order}u8"))
+            values.append(bits)
+    rows = np.empty(data.height, dtype=np.dtype(fields))
+    for (name, _), array in zip(fields, values, strict=True):
+        rows[name] = array
+    return rows.tobytes()
+
+
+_XPT_MISSING = 0x2E00000000000000  # SAS's missing value "." (then zeros), big-endian
+_IBM_BIGGEST = 0x7FFFFFFFFFFFFFFF  # what readstat writes for a number beyond 2**249, with its sign
+
+
+def _ibm_doubles(values) -> "np.ndarray":
+    """IEEE doubles as the 8-byte IBM floats of SAS transport, to the bit as readstat converts them (SAS's
+    TS-140 ``ieee2xpt``): the 53-bit mantissa shifted into 56 bits under a base-16 exponent (exact), a
+    number beyond 2**249 (infinity too) the largest IBM float with its sign, one below 2**-260 (zero and
+    -0.0 too) zero."""
+    import numpy as np
+
+    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
+    sign = (bits >> np.uint64(63)) << np.uint64(63)
+    exponent = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1023
+    mantissa = (bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)
+    hex_exponent = np.floor_divide(exponent + 4, 4)  # 2**(e+1) = 16**E / 2**k, k in 0..3
+    shift = np.uint64(3) - np.clip(4 * hex_exponent - exponent - 1, 0, 3).astype(np.uint64)
+    out = sign | (np.clip(hex_exponent + 64, 0, 127).astype(np.uint64) << np.uint64(56)) | (mantissa << shift)
+    out = np.where(exponent > 248, sign | np.uint64(_IBM_BIGGEST), out)
+    return np.where(exponent < -260, np.uint64(0), out)
+
+
+def _xpt_encoded(data: pl.DataFrame, widths: dict[str, int]) -> bytes | None:
+    """The rows of ``data`` (as :func:`_polars_for_stats` gives them for SAS transport) as readstat writes them
+    in a version 5 file: each number its IBM float (:func:`_ibm_doubles`; null: SAS's missing value), each
+    string its UTF-8 bytes padded with blanks to the variable's width (null: blanks); None when a string holds
+    a NUL (readstat cuts it there)."""
+    import numpy as np
+
+    fields, values = [], []
+    for i, (name, dtype) in enumerate(data.schema.items()):
+        column = data[name]
+        if dtype == pl.String:
+            raw = column.cast(pl.Binary)
+            if raw.bin.contains(b"\0").any():
+                return None
+            width = widths[name]
+            fields.append((f"f{i}", f"S{width}"))
+            values.append(np.array([b.ljust(width) for b in raw.fill_null(b"").to_list()], dtype=f"S{width}"))
+        else:
+            bits = _ibm_doubles(column.cast(pl.Float64).fill_null(0.0).to_numpy())
+            bits[column.is_null().to_numpy()] = _XPT_MISSING
+            fields.append((f"f{i}", ">u8"))
             values.append(bits)
     rows = np.empty(data.height, dtype=np.dtype(fields))
     for (name, _), array in zip(fields, values, strict=True):

@@ -84,11 +84,11 @@ def test_sas_and_stata_files_from_polars_frames_are_those_of_the_pandas_frames(a
     import polars as pl
 
     from clms_etl.report.exports import (
-        DTA_NAME_LENGTH, XPT_NAME_LENGTH, _dta_encoded, _dta_rows, _mark_infinities, _numeric_codes, _polars_for_stats, _to_pandas_for_stats, analysis_datasets, coded_columns,
+        DTA_NAME_LENGTH, XPT_NAME_LENGTH, _dta_encoded, _dta_rows, _mark_infinities, _xpt_encoded, _xpt_rows, _numeric_codes, _polars_for_stats, _to_pandas_for_stats, analysis_datasets, coded_columns,
         protect, short_names)
 
     edge = pl.DataFrame({
-        "number": [1.5, None, float("nan"), -0.0, 1e-300, -7.25e75, 3.0],
+        "number": [1.5, None, float("nan"), -0.0, 1e-300, -7.25e75, 2.0**-260],
         "count": pl.Series([1, None, 3, -4, 0, 2**40, 7], dtype=pl.Int64),
         "flag": [True, None, False, True, False, True, None],
         "text": ["a", None, "", "é" * 150, "x" * 250, "ü", "plain"],
@@ -107,11 +107,15 @@ def test_sas_and_stata_files_from_polars_frames_are_those_of_the_pandas_frames(a
         marks = _mark_infinities(slow) if fmt == "dta" else {}
         written = _pyreadstat_bytes(fast, fmt, tmp_path / f"fast{i}")
         assert written == _pyreadstat_bytes(slow, fmt, tmp_path / f"slow{i}", marks), i
-        if fmt == "dta":  # the rows numpy encodes are those readstat writes
-            widths = {c: max(fast[c].str.len_bytes().max() or 0, 1) for c, t in fast.schema.items() if t == pl.String}
-            raw = (tmp_path / f"fast{i}").read_bytes()
+        # the rows numpy encodes are those readstat writes
+        widths = {c: max(fast[c].str.len_bytes().max() or 0, 1) for c, t in fast.schema.items() if t == pl.String}
+        raw = (tmp_path / f"fast{i}").read_bytes()
+        if fmt == "dta":
             start, end = _dta_rows(raw)
             assert _dta_encoded(fast, widths, "<") == raw[start:end], i
+        else:
+            start, row_bytes = _xpt_rows(raw, fast.width)
+            assert _xpt_encoded(fast, widths) == raw[start:start + fast.height * row_bytes], i
         compared += 1
     assert compared >= len(frames) - 3
 
@@ -126,3 +130,22 @@ def test_the_reports_patients_read_in_blocks_are_the_patients_read_at_once(analy
     blocks = list(_patient_blocks(analysed_warehouse, 7))
     assert len(blocks) == -(-whole.height // 7) and all(b.height <= 7 for b in blocks)
     assert pl.concat(blocks).sort(pl.all()).equals(whole.sort(pl.all()))
+
+
+def test_sas_transport_numbers_are_readstats_ibm_floats_to_the_bit_over_the_whole_range(tmp_path):
+    import numpy as np
+    import pandas as pd
+    import pyreadstat
+
+    from clms_etl.report.exports import _ibm_doubles, _xpt_rows
+
+    rng = np.random.default_rng(14)
+    values = np.concatenate([
+        rng.standard_normal(20_000) * 10.0 ** rng.integers(-85, 85, 20_000),  # beyond both ends of IBM's range
+        [0.0, -0.0, 1.0, -1.0, 1 / 3, 5e-324, 2.0**-256, 2.0**-257, 2.0**-260, 2.0**-261, 2.0**248, 2.0**249,
+         2.0**252, -(2.0**252), np.inf, -np.inf]])
+    pyreadstat.write_xport(pd.DataFrame({"x": values}), str(tmp_path / "x.xpt"), table_name="x", file_format_version=5)
+    raw = (tmp_path / "x.xpt").read_bytes()
+    start, _ = _xpt_rows(raw, 1)
+    theirs = np.frombuffer(raw[start:start + 8 * len(values)], dtype=">u8")
+    assert (_ibm_doubles(values) == theirs).all()

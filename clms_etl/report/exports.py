@@ -1101,9 +1101,10 @@ def _xpt_encoded(data: pl.DataFrame, widths: dict[str, int]) -> bytes | None:
             raw = column.cast(pl.Binary)
             if raw.bin.contains(b"\0").any():
                 return None
-            width = widths[name]
-            fields.append((f"f{i}", f"S{width}"))
-            values.append(np.array([b.ljust(width) for b in raw.fill_null(b"").to_list()], dtype=f"S{width}"))
+            padded = np.array(raw.fill_null(b"").to_list(), dtype=f"S{widths[name]}")  # NUL-padded
+            padded.view(np.uint8)[padded.view(np.uint8) == 0] = ord(" ")  # no NUL of its own: the padding
+            fields.append((f"f{i}", padded.dtype))
+            values.append(padded)
         else:
             bits = _ibm_doubles(column.cast(pl.Float64).fill_null(0.0).to_numpy())
             bits[column.is_null().to_numpy()] = _XPT_MISSING

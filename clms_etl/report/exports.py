@@ -904,15 +904,17 @@ class _CsvFile:
 
 
 class _StatsFile:
-    """A SAS transport (v5) or Stata (118) file written by pyreadstat one block at a time.
+    """A SAS transport (v5) or Stata (118) file written one block at a time, byte for byte the file pyreadstat
+    writes from the whole frame.
 
-    pyreadstat writes a whole file from one frame, sizing each string variable by its longest value. Each
-    block is written to a scratch file with one more row holding, in each string column, a value as long
-    as the whole dataset's longest (the first pass measured it): every block then has the whole file's
-    header and row layout, and its rows (without that last one) are appended to the file. The header is
-    the first block's; Stata's number of rows, section offsets and label sets are set at the end. A Stata
-    dataset with a string too long for a fixed-width variable (a strL, stored apart from the rows) is
-    gathered and written whole.
+    pyreadstat sizes each string variable by its longest value. The header comes from pyreadstat writing a
+    padding row alone: in each string column a value as long as the whole dataset's longest (the first pass
+    measured it), so the header has the whole file's row layout. The rows are encoded by numpy
+    (:func:`_xpt_encoded`, :func:`_dta_encoded`), or, for what only readstat writes (a NUL in a string, a
+    Stata number beyond its range), by pyreadstat from the block plus the padding row, whose rows without
+    that last one are appended. Stata's number of rows, section offsets and label sets are set at the end.
+    A Stata dataset with a string too long for a fixed-width variable (a strL, stored apart from the rows)
+    is gathered and written whole by pyreadstat.
     """
 
     def __init__(self, fmt: str, path: Path, shape: Shape, member: str, measure: _Measure, blocks: int):

@@ -1043,8 +1043,18 @@ _DTA_MISSING = 0x7FE0000000000000  # Stata's missing value "." as the bits of a 
 def _dta_encoded(data: pl.DataFrame, widths: dict[str, int], order: str) -> bytes | None:
     """The rows of ``data`` (as :func:`_polars_for_stats` gives them for Stata) as readstat writes them in a dta
     118 file: each number a double in the file's byte ``order`` (null: Stata's missing value), each string
-    its UTF-8 bytes padded with NUL to the variable's width; None when a string holds a NUL (readstat cuts
-    it there). Encoded by numpy, not cell by cell."""
+    its UTF-8 bytes padded with NUL to the variable's width (:func:`_encoded_rows`)."""
+    def doubles(values, null):
+        bits = values.view("u8").copy()
+        bits[null] = _DTA_MISSING
+        return bits.astype(f"{order}u8")
+    return _encoded_rows(data, widths, doubles, b"\0")
+
+
+def _encoded_rows(data: pl.DataFrame, widths: dict[str, int], numbers: Callable, pad: bytes) -> bytes | None:
+    """Fixed-width records of ``data``, encoded by numpy rather than cell by cell: each number the 8 bytes
+    ``numbers(doubles, null mask)`` gives, each string its UTF-8 bytes padded with ``pad`` to the variable's
+    width (null: padding only); None when a string holds a NUL (readstat cuts it there)."""
     import numpy as np
 
     fields, values = [], []
@@ -1054,13 +1064,12 @@ def _dta_encoded(data: pl.DataFrame, widths: dict[str, int], order: str) -> byte
             raw = column.cast(pl.Binary)
             if raw.bin.contains(b"\0").any():
                 return None
-            fields.append((f"f{i}", f"S{widths[name]}"))
-            values.append(np.array(raw.to_list(), dtype=f"S{widths[name]}"))
+            values.append(np.array(raw.fill_null(b"").to_list(), dtype=f"S{widths[name]}"))  # NUL-padded
+            if pad != b"\0":  # no NUL of its own: every NUL is padding
+                values[-1].view(np.uint8)[values[-1].view(np.uint8) == 0] = pad[0]
         else:
-            bits = column.cast(pl.Float64).fill_null(0.0).to_numpy().view(np.uint64).copy()
-            bits[column.is_null().to_numpy()] = _DTA_MISSING
-            fields.append((f"f{i}", f"{order}u8"))
-            values.append(bits)
+            values.append(numbers(column.cast(pl.Float64).fill_null(0.0).to_numpy(), column.is_null().to_numpy()))
+        fields.append((f"f{i}", values[-1].dtype))
     rows = np.empty(data.height, dtype=np.dtype(fields))
     for (name, _), array in zip(fields, values, strict=True):
         rows[name] = array
@@ -1092,30 +1101,12 @@ def _ibm_doubles(values) -> "np.ndarray":
 def _xpt_encoded(data: pl.DataFrame, widths: dict[str, int]) -> bytes | None:
     """The rows of ``data`` (as :func:`_polars_for_stats` gives them for SAS transport) as readstat writes them
     in a version 5 file: each number its IBM float (:func:`_ibm_doubles`; null: SAS's missing value), each
-    string its UTF-8 bytes padded with blanks to the variable's width (null: blanks); None when a string holds
-    a NUL (readstat cuts it there)."""
-    import numpy as np
-
-    fields, values = [], []
-    for i, (name, dtype) in enumerate(data.schema.items()):
-        column = data[name]
-        if dtype == pl.String:
-            raw = column.cast(pl.Binary)
-            if raw.bin.contains(b"\0").any():
-                return None
-            padded = np.array(raw.fill_null(b"").to_list(), dtype=f"S{widths[name]}")  # NUL-padded
-            padded.view(np.uint8)[padded.view(np.uint8) == 0] = ord(" ")  # no NUL of its own: the padding
-            fields.append((f"f{i}", padded.dtype))
-            values.append(padded)
-        else:
-            bits = _ibm_doubles(column.cast(pl.Float64).fill_null(0.0).to_numpy())
-            bits[column.is_null().to_numpy()] = _XPT_MISSING
-            fields.append((f"f{i}", ">u8"))
-            values.append(bits)
-    rows = np.empty(data.height, dtype=np.dtype(fields))
-    for (name, _), array in zip(fields, values, strict=True):
-        rows[name] = array
-    return rows.tobytes()
+    string its UTF-8 bytes padded with blanks to the variable's width (:func:`_encoded_rows`)."""
+    def doubles(values, null):
+        bits = _ibm_doubles(values)
+        bits[null] = _XPT_MISSING
+        return bits.astype(">u8")
+    return _encoded_rows(data, widths, doubles, b" ")
 
 
 def _xpt_rows(raw: bytes, variables: int) -> tuple[int, int]:

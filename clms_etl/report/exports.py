@@ -58,6 +58,7 @@ import datetime as dt
 import json
 import re
 import struct
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -775,40 +776,45 @@ class _Measure:
 
 def _write_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None, formats: Sequence[str],
                   outdir: Path, member: str, result: ExportResult) -> Shape:
-    """Write ``source`` in every format, block by block: a first pass measures it (widths, code lists,
-    text), the second writes; a source of one block is read once."""
-    def parts():
-        for block in source.blocks:
-            yield _exported(Dataset(source.name, source.description, source.read(block), source.labels), origins,
-                            protected)
-
-    if len(source.blocks) == 1:
-        whole = list(parts())
-        parts = lambda: iter(whole)  # noqa: E731
+    """Write ``source`` in every format, block by block: a first pass reads, protects and measures each block
+    (widths, code lists, text) and keeps it as an Arrow file beside the exports (owner-only, removed at the
+    end), the second writes the kept blocks; a source of one block is kept in memory."""
     measure = _Measure()
-    for part in parts():
-        measure.add(part)
-    coded = _coded(measure.schema, measure.values)
-    shape = Shape(source.name, source.description, measure.schema, measure.labels, measure.rows, coded)
-    files = {}
-    for fmt in formats:
-        folder = outdir / fmt
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{source.name}.{fmt}"
-        if fmt == "parquet":
-            files[fmt] = _ParquetFile(path, shape)
-        elif fmt == "csv":
-            files[fmt] = _CsvFile(path, measure.non_ascii)
-        else:
-            files[fmt] = _StatsFile(fmt, path, shape, member, measure, blocks=len(source.blocks))
-        result.files.setdefault(fmt, {})[source.name] = path
-    try:
-        for part in parts():
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{source.name}-blocks-") as kept:
+        blocks: list = []
+        for i, block in enumerate(source.blocks):
+            part = _exported(Dataset(source.name, source.description, source.read(block), source.labels), origins,
+                             protected)
+            measure.add(part)
+            if len(source.blocks) == 1:
+                blocks.append(part.frame)
+            else:
+                blocks.append(Path(kept) / f"{i}.arrow")
+                part.frame.write_ipc(blocks[-1], compression="uncompressed")
+            del part
+        coded = _coded(measure.schema, measure.values)
+        shape = Shape(source.name, source.description, measure.schema, measure.labels, measure.rows, coded)
+        files = {}
+        for fmt in formats:
+            folder = outdir / fmt
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{source.name}.{fmt}"
+            if fmt == "parquet":
+                files[fmt] = _ParquetFile(path, shape)
+            elif fmt == "csv":
+                files[fmt] = _CsvFile(path, measure.non_ascii)
+            else:
+                files[fmt] = _StatsFile(fmt, path, shape, member, measure, blocks=len(source.blocks))
+            result.files.setdefault(fmt, {})[source.name] = path
+        try:
+            for block in blocks:
+                frame = block if isinstance(block, pl.DataFrame) else pl.read_ipc(block.read_bytes())  # not mapped
+                for file in files.values():
+                    file.write(frame)
+        finally:
             for file in files.values():
-                file.write(part.frame)
-    finally:
-        for file in files.values():
-            file.close()
+                file.close()
     return shape
 
 

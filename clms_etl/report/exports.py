@@ -58,8 +58,9 @@ import datetime as dt
 import json
 import re
 import struct
+import tempfile
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,10 @@ DTA_INFINITY = {1: "i", -1: "j"}  # sign -> extended missing value written for a
 BOOLEAN_LABELS = {0: "no", 1: "yes"}
 SAS_FORMATS_NAME = "formats.sas"
 BOOLEAN_CODE_LIST = "yes_no"  # the label set of every boolean column (Stata) and its SAS format
+BLOCK_PATIENTS = 50_000  # patients read, protected and written at a time
+BLOCK_ROWS_PER_PATIENT = 5  # a result table's block: as many rows as a block of patients has in survival
+PARQUET_ROW_GROUP = 1024 * 1024  # rows of a row group as pyarrow's write_table cuts them (its default)
+DTA_STRL_BYTES = 2045  # a longer Stata string is a strL, stored apart from the rows (not written in blocks)
 
 ORIGIN = "diagnosis_date"  # time origin of every relative time: day 0, not exported
 AGE_COLUMN = "age_at_diagnosis_years"
@@ -188,17 +193,25 @@ def _polars_type(sql_type: str) -> pl.DataType:
     return pl.String
 
 
-def _typed_relation(wh, schema_name: str, name: str) -> pl.DataFrame:
-    """The whole relation with the database's column types (a column of nulls keeps its type), its
-    rows sorted by its columns in order: the database returns them in any order, and two nights'
-    files must differ only where the data did."""
+def _relation_types(wh, schema_name: str, name: str) -> dict[str, pl.DataType]:
+    """The relation's columns with the polars types of the database's column types."""
     types = wh.read_sql(
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = :s AND table_name = :t "
         "ORDER BY ordinal_position", {"s": schema_name, "t": name})
     schema = {c: _polars_type(t) for c, t in types.iter_rows()}
     if not schema:
         raise LookupError(f"{schema_name}.{name} does not exist in this warehouse")
-    frame = wh.read_sql(f"SELECT {', '.join(schema)} FROM {schema_name}.{name}")
+    return schema
+
+
+def _typed_relation(wh, schema_name: str, name: str, schema: dict[str, pl.DataType] | None = None,
+                    where: str = "", params: dict | None = None) -> pl.DataFrame:
+    """The relation (the rows matching ``where``) with the database's column types (a column of nulls keeps
+    its type), its rows sorted by its columns in order: the database returns them in any order, and two
+    nights' files must differ only where the data did."""
+    schema = schema or _relation_types(wh, schema_name, name)
+    frame = wh.read_sql(f"SELECT {', '.join(schema)} FROM {schema_name}.{name}" + (f" WHERE {where}" if where else ""),
+                        params)
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
     frame = frame.select([pl.col(c).cast(t) for c, t in schema.items()])
@@ -206,26 +219,9 @@ def _typed_relation(wh, schema_name: str, name: str) -> pl.DataFrame:
 
 
 def analysis_datasets(wh) -> list[Dataset]:
-    """The views for statisticians and every result table, with their column comments as labels."""
-    from clms_etl.warehouse.analytics import VIEWS_BY_NAME
-    from clms_etl.results import RUN_ID_COMMENT
-    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
-
-    out = []
-    for name in VIEW_DATASETS:
-        view = VIEWS_BY_NAME[name]
-        frame = _typed_relation(wh, ANALYTICS_SCHEMA, name)
-        out.append(Dataset(name, view.description, frame, dict(view.columns)))
-    for name, spec in sorted(RESULT_TABLES.items()):
-        try:
-            frame = _typed_relation(wh, ANALYTICS_SCHEMA, name)
-        except LookupError:  # declared by newer code, not created yet in this database (migration pending)
-            warnings.warn(f"result table {name} not exported: absent from this warehouse (migration pending?)",
-                          stacklevel=2)
-            continue
-        labels = {c.name: c.comment for c in spec.columns} | {"run_id": RUN_ID_COMMENT}
-        out.append(Dataset(name, spec.description, frame, labels))
-    return out
+    """The views for statisticians and every result table, whole, with their column comments as labels."""
+    sources, _ = _warehouse_sources(wh, None)
+    return [Dataset(s.name, s.description, s.read(s.blocks[0]), s.labels) for s in sources]
 
 
 # -- no date, k-anonymity ---------------------------------------------------------------------
@@ -235,8 +231,12 @@ def _origins(datasets: Sequence[Dataset]) -> pl.DataFrame:
     """patient_id -> diagnosis date, from the first dataset that has both."""
     for d in datasets:
         if {"patient_id", ORIGIN} <= set(d.frame.columns):
-            return d.frame.select("patient_id", pl.col(ORIGIN).alias("_origin")).unique("patient_id")
+            return _origins_of(d.frame)
     return pl.DataFrame(schema={"patient_id": pl.String, "_origin": pl.Date})
+
+
+def _origins_of(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.select("patient_id", pl.col(ORIGIN).alias("_origin")).unique("patient_id")
 
 
 def without_dates(dataset: Dataset, origins: pl.DataFrame) -> Dataset:
@@ -271,8 +271,10 @@ def without_dates(dataset: Dataset, origins: pl.DataFrame) -> Dataset:
 def _patients(datasets: Sequence[Dataset]) -> pl.DataFrame:
     """One row per patient with the quasi-identifiers (age as its band), from patient_summary."""
     summary = next((d.frame for d in datasets if d.name == "patient_summary"), None)
-    if summary is None:
-        return pl.DataFrame(schema={"patient_id": pl.String})
+    return pl.DataFrame(schema={"patient_id": pl.String}) if summary is None else _patients_of(summary)
+
+
+def _patients_of(summary: pl.DataFrame) -> pl.DataFrame:
     frame = summary.with_columns(age_band(pl.col(AGE_COLUMN)).alias("age_band")) if AGE_COLUMN in summary.columns \
         else summary
     return frame.select("patient_id", *[q for q in QUASI_IDENTIFIERS if q in frame.columns])
@@ -306,15 +308,40 @@ def protect(datasets: Sequence[Dataset], shareable: bool = False,
             k_threshold: int = DEFAULT_K_THRESHOLD) -> tuple[list[Dataset], KAnonymity]:
     """The datasets as they are exported (no date; shareable: generalised and suppressed) and their
     k-anonymity. A shareable export below ``k_threshold`` raises :class:`DisclosureBlocked`."""
-    origins = _origins(datasets)
-    patients = _patients(datasets)
-    out = [without_dates(d, origins) for d in datasets]
+    origins, protected, k = _protection(_origins(datasets), _patients(datasets), shareable, k_threshold)
+    return [_exported(d, origins, protected) for d in datasets], k
+
+
+def _protection(origins: pl.DataFrame, patients: pl.DataFrame, shareable: bool,
+                k_threshold: int) -> tuple[pl.DataFrame, pl.DataFrame | None, KAnonymity]:
+    """The diagnosis dates and, for a shareable export, the protected quasi-identifiers per patient (both
+    sorted by pseudonym, so that a block of patients finds its rows by bisection), and the k-anonymity."""
+    origins = origins.sort("patient_id")
     if not shareable:
-        return out, k_anonymity(patients, QUASI_IDENTIFIERS, k_threshold)
+        return origins, None, k_anonymity(patients, QUASI_IDENTIFIERS, k_threshold)
     protected, k = suppress_until_k(patients, SUPPRESSION_ORDER, k_threshold)
     if not k.passes:
         raise DisclosureBlocked("Shareable analysis export", k, BLOCKED_HOW)
-    return [_generalised(d, protected) for d in out], k
+    return origins, protected.sort("patient_id"), k
+
+
+def _exported(dataset: Dataset, origins: pl.DataFrame, protected: pl.DataFrame | None) -> Dataset:
+    """``dataset`` (whole or a block of its patients) as it is exported: no date; shareable: generalised."""
+    if "patient_id" in dataset.frame.columns and dataset.frame.height:
+        ids = dataset.frame["patient_id"]
+        origins = _between(origins, ids.min(), ids.max())
+        protected = None if protected is None else _between(protected, ids.min(), ids.max())
+    out = without_dates(dataset, origins)
+    return out if protected is None else _generalised(out, protected)
+
+
+def _between(frame: pl.DataFrame, low: str | None, high: str | None) -> pl.DataFrame:
+    """The rows of ``frame`` (sorted by pseudonym) whose pseudonym is in ``[low, high]``."""
+    if low is None:
+        return frame.clear()
+    ids = frame["patient_id"]
+    start, end = ids.search_sorted(low, "left"), ids.search_sorted(high, "right")
+    return frame.slice(start, end - start)
 
 
 # -- value labels -------------------------------------------------------------------------------
@@ -323,17 +350,22 @@ def protect(datasets: Sequence[Dataset], shareable: bool = False,
 def coded_columns(frame: pl.DataFrame) -> dict[str, str]:
     """``{column: code list}`` of the columns of ``frame`` that hold a code list's codes
     (:func:`clms_etl.vocabulary.column_code_list`) and nothing else; booleans are the ``yes_no`` list."""
+    return _coded(frame.schema, _code_values(frame))
+
+
+def _code_values(frame: pl.DataFrame) -> dict[str, set]:
+    """The distinct values of the columns of ``frame`` that may hold a code list's codes."""
+    return {column: set(frame[column].drop_nulls().unique().to_list()) for column, dtype in frame.schema.items()
+            if dtype != pl.Boolean and column_code_list(column) is not None}
+
+
+def _coded(schema: pl.Schema, values: dict[str, set]) -> dict[str, str]:
     out = {}
-    for column, dtype in frame.schema.items():
+    for column, dtype in schema.items():
         if dtype == pl.Boolean:
             out[column] = BOOLEAN_CODE_LIST
-            continue
-        code_list = column_code_list(column)
-        if code_list is None:
-            continue
-        values = set(frame[column].drop_nulls().unique().to_list())
-        if values <= set(codes(code_list)):  # a value outside the list keeps the column as it is
-            out[column] = code_list
+        elif column in values and values[column] <= set(codes(column_code_list(column))):
+            out[column] = column_code_list(column)  # a value outside the list keeps the column as it is
     return out
 
 
@@ -354,55 +386,19 @@ def _numeric_codes(frame: pl.DataFrame, coded: dict[str, str]) -> pl.DataFrame:
                                  return_dtype=pl.Int32) for c, cl in text.items())
 
 
-def _share_label_sets(path: Path, label_sets: Sequence[str | None]) -> None:
-    """Name each variable's value-label set after its code list and keep one set per list.
-
-    pyreadstat (readstat) writes one set per variable, named after the variable. A dta 118 file names
-    each variable's set in ``<value_label_names>`` (129 bytes per variable) and defines the sets in
-    ``<value_labels>`` (``<lbl>``: 4-byte length, 129-byte name, 3 bytes padding, table); the
-    ``<map>`` holds the sections' offsets (Stata's "dta file format" documentation).
-    """
-    raw = path.read_bytes()
-    order = "<" if b"<byteorder>LSF</byteorder>" in raw[:256] else ">"
-    map_at = raw.index(b"<map>") + len(b"<map>")
-    offsets = list(struct.unpack(f"{order}14Q", raw[map_at:map_at + 112]))
-    width, names_at = 129, offsets[6] + len(b"<value_label_names>")
-    old = [raw[names_at + i * width:names_at + (i + 1) * width].split(b"\0", 1)[0].decode()
-           for i in range(len(label_sets))]
-    start, end = offsets[11] + len(b"<value_labels>"), offsets[12] - len(b"</value_labels>")
-    tables, pos = {}, start
-    while pos < end:
-        length = struct.unpack(f"{order}I", raw[pos + 5:pos + 9])[0]
-        name = raw[pos + 9:pos + 9 + width].split(b"\0", 1)[0].decode()
-        body_at = pos + 9 + width + 3
-        tables[name] = raw[body_at:body_at + length]
-        pos = body_at + length + len(b"</lbl>")
-    shared = {}
-    for before, after in zip(old, label_sets, strict=True):
-        if before and after:
-            shared.setdefault(after, tables[before])
-    section = b"".join(b"<lbl>" + struct.pack(f"{order}I", len(body)) + name.encode().ljust(width, b"\0")
-                       + b"\0\0\0" + body + b"</lbl>" for name, body in shared.items())
-    names = b"".join((n or "").encode().ljust(width, b"\0") for n in label_sets)
-    out = raw[:names_at] + names + raw[names_at + len(names):start] + section + raw[end:]
-    offsets[12] += len(section) - (end - start)
-    offsets[13] += len(section) - (end - start)
-    path.write_bytes(out[:map_at] + struct.pack(f"{order}14Q", *offsets) + out[map_at + 112:])
-
-
-def sas_format_program(datasets: Sequence[Dataset], members: dict[str, str],
+def sas_format_program(datasets: Sequence[Shape], members: dict[str, str],
                        xpt_names: dict[str, dict[str, str]]) -> str:
     """``formats.sas``: one ``PROC FORMAT`` value format per code list, then a data step per dataset
     attaching them to the coded variables of its transport file (``libname xptlib xport``)."""
     used: dict[str, bool] = {}  # code list -> text codes (a $ format)
     attach = []
     for dataset in datasets:
-        coded = coded_columns(dataset.frame)
+        coded = dataset.coded
         if not coded:
             continue
         formats = []
         for column, code_list in coded.items():
-            text = dataset.frame.schema[column] == pl.String
+            text = dataset.schema[column] == pl.String
             used[code_list] = text
             formats.append(f"{xpt_names[dataset.name][column]} {'$' if text else ''}{code_list}.")
         member = members[dataset.name]
@@ -466,6 +462,33 @@ def _to_pandas_for_stats(frame: pl.DataFrame, fmt: str):
     return pd.DataFrame(columns, index=pd.RangeIndex(frame.height))
 
 
+def _polars_for_stats(frame: pl.DataFrame, fmt: str) -> pl.DataFrame | None:
+    """The values :func:`_to_pandas_for_stats` gives, as a polars frame, which pyreadstat writes as it writes
+    the pandas one (null is its missing value, NaN made null as pandas counts it missing) without a pandas
+    missing-value test per cell; None for a frame only the pandas path writes: a date, or (Stata) a number
+    beyond Stata's range (:func:`_mark_infinities`)."""
+    columns = []
+    for name, dtype in frame.schema.items():
+        column = pl.col(name)
+        if dtype == pl.Boolean or dtype.is_integer():
+            columns.append(column.cast(pl.Float64))
+        elif dtype.is_float():
+            if fmt == "dta" and frame.select(column.fill_nan(None).abs().gt(DTA_MAX_DOUBLE).any()).item():
+                return None
+            columns.append(column.fill_nan(None))
+        elif dtype == pl.String and fmt == "xpt":
+            if (frame.select(column.str.len_bytes().max()).item() or 0) <= XPT_STRING_BYTES:
+                columns.append(column)
+            else:
+                columns.append(pl.lit(pl.Series(name, [_cut_bytes(v, XPT_STRING_BYTES) for v in frame[name]],
+                                                dtype=pl.String)))
+        elif dtype == pl.String:
+            columns.append(column.fill_null(""))
+        else:
+            return None
+    return frame.select(columns)
+
+
 def _mark_infinities(pdf) -> dict[str, list[str]]:
     """Replace, in place, the numbers Stata cannot hold (±inf, |x| > :data:`DTA_MAX_DOUBLE`) by the
     letters of :data:`DTA_INFINITY`; returns them per column, as pyreadstat's ``missing_user_values``
@@ -499,55 +522,6 @@ def _cut_bytes(value: str | None, limit: int) -> str | None:
     return value if len(raw) <= limit else raw[:limit].decode("utf-8", errors="ignore")
 
 
-def _write(dataset: Dataset, fmt: str, folder: Path, xpt_names: dict[str, str], dta_names: dict[str, str],
-           member: str) -> Path:
-    import pyreadstat
-
-    frame = dataset.frame
-    coded = coded_columns(frame)
-    if fmt == "parquet":
-        path = folder / f"{dataset.name}.parquet"
-        _write_parquet(dataset, coded, path)
-    elif fmt == "csv":
-        path = write_csv(frame, folder / f"{dataset.name}.csv", date_format="%Y-%m-%d",
-                         datetime_format="%Y-%m-%dT%H:%M:%S%z")
-    elif fmt == "xpt":
-        path = folder / f"{dataset.name}.xpt"
-        pdf = _to_pandas_for_stats(frame, "xpt").rename(columns=xpt_names)
-        labels = [cut_label(dataset.labels.get(c, ""), XPT_LABEL_LENGTH) for c in frame.columns]
-        pyreadstat.write_xport(pdf, str(path), file_label=dataset.name[:XPT_LABEL_LENGTH], column_labels=labels,
-                               table_name=member, file_format_version=5)
-    elif fmt == "dta":
-        path = folder / f"{dataset.name}.dta"
-        pdf = _to_pandas_for_stats(_numeric_codes(frame, coded), "dta").rename(columns=dta_names)
-        labels = [cut_label(dataset.labels.get(c, ""), DTA_LABEL_LENGTH) for c in frame.columns]
-        pyreadstat.write_dta(pdf, str(path), version=DTA_VERSION, file_label=dataset_label(dataset.description),
-                             column_labels=labels, missing_user_values=_mark_infinities(pdf) or None,
-                             variable_value_labels={dta_names[c]: value_labels(cl) for c, cl in coded.items()} or None)
-        if coded:
-            _share_label_sets(path, [coded.get(c) for c in frame.columns])
-    else:
-        raise ValueError(f"unknown export format {fmt!r}: choose among {', '.join(FORMATS)}")
-    return path
-
-
-def _write_parquet(dataset: Dataset, coded: dict[str, str], path: Path) -> None:
-    """Parquet with each field's description (and code list with its labels) in the field metadata."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = dataset.frame.to_arrow()
-    fields = []
-    for f in table.schema:
-        meta = {"description": dataset.labels.get(f.name, "")}
-        if f.name in coded:
-            labels = value_labels(coded[f.name]) if coded[f.name] == BOOLEAN_CODE_LIST else code_labels(coded[f.name])
-            meta |= {"code_list": coded[f.name], "value_labels": json.dumps({str(k): v for k, v in labels.items()})}
-        fields.append(f.with_metadata(meta))
-    schema = pa.schema(fields, metadata={"description": dataset.description, "dataset": dataset.name})
-    pq.write_table(table.cast(schema), path)
-
-
 def _type_name(dtype: pl.DataType) -> str:
     if dtype == pl.Boolean:
         return "boolean"
@@ -564,38 +538,42 @@ def _type_name(dtype: pl.DataType) -> str:
 
 def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
                     datasets: Sequence[Dataset] | None = None, *, shareable: bool = False,
-                    k_threshold: int = DEFAULT_K_THRESHOLD) -> ExportResult:
+                    k_threshold: int = DEFAULT_K_THRESHOLD, block_patients: int = BLOCK_PATIENTS) -> ExportResult:
     """Write the analysis datasets in ``formats`` under ``outdir/<format>/``, plus the codebook.
 
-    ``datasets`` (default: :func:`analysis_datasets`) are protected first (:func:`protect`): a
-    blocked shareable export raises :class:`DisclosureBlocked` before anything is written.
+    ``datasets`` (default: the warehouse's, :func:`analysis_datasets`) are protected first (:func:`protect`): a
+    blocked shareable export raises :class:`DisclosureBlocked` before anything is written. The warehouse's
+    per-patient views are read, protected and written ``block_patients`` patients at a time (the files are
+    the same, byte for byte, as one block gives): memory follows a block, not the registry.
     """
     formats = tuple(dict.fromkeys(formats))
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export formats {sorted(unknown)}: choose among {', '.join(FORMATS)}")
-    datasets, disclosure = protect(list(datasets) if datasets is not None else analysis_datasets(wh),
-                                   shareable, k_threshold)
+    if datasets is None:
+        sources, summary = _warehouse_sources(wh, block_patients)
+        origins, patients = _origins_of(summary), _patients_of(summary)
+    else:
+        datasets = list(datasets)
+        sources = [Source(d.name, d.description, d.labels, [None], lambda _, frame=d.frame: frame) for d in datasets]
+        origins, patients = _origins(datasets), _patients(datasets)
+    origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
     result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
-    members = short_names([d.name for d in datasets], XPT_NAME_LENGTH)
-    codebook_rows = []
-    for dataset in datasets:
-        xpt_names = short_names(dataset.frame.columns, XPT_NAME_LENGTH)
-        dta_names = short_names(dataset.frame.columns, DTA_NAME_LENGTH)
-        coded = coded_columns(dataset.frame)
-        result.rows[dataset.name] = dataset.frame.height
-        for position, (column, dtype) in enumerate(dataset.frame.schema.items(), start=1):
+    members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
+    shapes, codebook_rows = [], []
+    for source in sources:
+        shape = _write_source(source, origins, protected, formats, outdir, members[source.name], result)
+        shapes.append(shape)
+        result.rows[shape.name] = shape.rows
+        xpt_names = short_names(list(shape.schema), XPT_NAME_LENGTH)
+        dta_names = short_names(list(shape.schema), DTA_NAME_LENGTH)
+        for position, (column, dtype) in enumerate(shape.schema.items(), start=1):
             codebook_rows.append({
-                "dataset": dataset.name, "xpt_dataset": members[dataset.name], "position": position,
+                "dataset": shape.name, "xpt_dataset": members[shape.name], "position": position,
                 "column": column, "type": _type_name(dtype), "xpt_name": xpt_names[column],
-                "stata_name": dta_names[column], "label": dataset.labels.get(column, ""),
-                "code_list": coded.get(column),
+                "stata_name": dta_names[column], "label": shape.labels.get(column, ""),
+                "code_list": shape.coded.get(column),
             })
-        for fmt in formats:
-            folder = outdir / fmt
-            folder.mkdir(parents=True, exist_ok=True)
-            path = _write(dataset, fmt, folder, xpt_names, dta_names, members[dataset.name])
-            result.files.setdefault(fmt, {})[dataset.name] = path
     codebook = pl.DataFrame(codebook_rows, schema={
         "dataset": pl.String, "xpt_dataset": pl.String, "position": pl.Int32, "column": pl.String, "type": pl.String,
         "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String, "code_list": pl.String})
@@ -606,13 +584,606 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
                   outdir / "xpt" / "name_map.csv")
         xpt_names = {d.name: dict(zip(codebook.filter(pl.col("dataset") == d.name)["column"],
                                       codebook.filter(pl.col("dataset") == d.name)["xpt_name"], strict=True))
-                     for d in datasets}
-        (outdir / "xpt" / SAS_FORMATS_NAME).write_text(sas_format_program(datasets, members, xpt_names),
+                     for d in shapes}
+        (outdir / "xpt" / SAS_FORMATS_NAME).write_text(sas_format_program(shapes, members, xpt_names),
                                                        encoding="utf-8")
     result.codebook = codebook
     result.readme = outdir / "README.md"
-    result.readme.write_text(_readme(datasets, codebook, formats, disclosure, shareable), encoding="utf-8")
+    result.readme.write_text(_readme(shapes, codebook, formats, disclosure, shareable), encoding="utf-8")
     return result
+
+
+# -- block by block ------------------------------------------------------------------------------
+
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset to export, read as blocks whose concatenation, in order, is the whole dataset sorted by its
+    columns: a per-patient view in ranges of pseudonyms (its first sort column), anything else whole."""
+
+    name: str
+    description: str
+    labels: dict[str, str]
+    blocks: Sequence[object]
+    read: Callable[[object], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the codebook, the README and the SAS format program say of a dataset written."""
+
+    name: str
+    description: str
+    schema: pl.Schema
+    labels: dict[str, str]
+    rows: int
+    coded: dict[str, str]
+
+
+def _patient_column(wh) -> str:
+    """The pseudonym column compared as bytes, as polars sorts it (PostgreSQL's default collation may not)."""
+    return 'patient_id COLLATE "C"' if wh.backend == "postgresql" else "patient_id"
+
+
+def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl.DataFrame]:
+    """The views for statisticians (per block of ``block_patients`` patients; None: whole) and every result
+    table (in blocks of as many rows as a block of patients has survival rows), and patient_summary's
+    pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym)."""
+    from clms_etl.results import RUN_ID_COMMENT
+    from clms_etl.warehouse.analytics import VIEWS_BY_NAME
+    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
+
+    types = _relation_types(wh, ANALYTICS_SCHEMA, "patient_summary")
+    narrow = {c: types[c] for c in ("patient_id", ORIGIN, AGE_COLUMN, *QUASI_IDENTIFIERS) if c in types}
+    summary = _typed_relation(wh, ANALYTICS_SCHEMA, "patient_summary", narrow).sort("patient_id")
+    starts = [] if block_patients is None else \
+        summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
+    ranges = list(zip([None, *starts], [*starts, None], strict=True))
+    column = _patient_column(wh)
+
+    def read_view(name: str, schema: dict):
+        def read(bounds: tuple[str | None, str | None]) -> pl.DataFrame:
+            low, high = bounds
+            clause = " AND ".join(c for c, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
+                                  if bound is not None)
+            if clause and high is None:  # nulls sort last: the last block takes them
+                clause = f"patient_id IS NULL OR ({clause})"
+            return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, clause, {"low": low, "high": high})
+        return read
+
+    out = []
+    for name in VIEW_DATASETS:
+        view = VIEWS_BY_NAME[name]
+        schema = _relation_types(wh, ANALYTICS_SCHEMA, name)
+        if next(iter(schema)) != "patient_id":  # the blocks are ranges of the first sort column
+            raise ValueError(f"{ANALYTICS_SCHEMA}.{name}: its first column must be patient_id to be exported in blocks")
+        out.append(Source(name, view.description, dict(view.columns), ranges, read_view(name, schema)))
+    for name, spec in sorted(RESULT_TABLES.items()):
+        try:
+            schema = _relation_types(wh, ANALYTICS_SCHEMA, name)
+        except LookupError:  # declared by newer code, not created yet in this database (migration pending)
+            warnings.warn(f"result table {name} not exported: absent from this warehouse (migration pending?)",
+                          stacklevel=3)
+            continue
+        labels = {c.name: c.comment for c in spec.columns} | {"run_id": RUN_ID_COMMENT}
+        prefix = _leading_key(schema, spec.primary_key)
+        blocks = [None] if block_patients is None else \
+            _group_ranges(wh, name, schema, prefix, BLOCK_ROWS_PER_PATIENT * block_patients)
+        out.append(Source(name, spec.description, labels, blocks, _range_reader(wh, name, schema, prefix)))
+    return out, summary
+
+
+def _leading_key(schema: dict[str, pl.DataType], key: Sequence[str]) -> list[str]:
+    """A result table's first columns that are key columns (never null), without the key's last: the
+    groups of rows a block of the table is made of (ph_residual: endpoint, model, term)."""
+    prefix = []
+    for column in schema:
+        if column not in key or len(prefix) == len(key) - 1:
+            break
+        prefix.append(column)
+    return prefix
+
+
+def _group_ranges(wh, name: str, schema: dict[str, pl.DataType], prefix: list[str],
+                  block_rows: int) -> list[tuple[tuple | None, tuple | None] | None]:
+    """Ranges ``[low, high)`` of the values of ``prefix`` (the table's first sort columns), each holding
+    whole groups of rows, at most ``block_rows`` rows unless one group is larger; ``[None]``: one block."""
+    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+    if not prefix:
+        return [None]
+    columns = ", ".join(prefix)
+    counts = wh.read_sql(f"SELECT {columns}, COUNT(*) AS _rows FROM {ANALYTICS_SCHEMA}.{name} GROUP BY {columns}")
+    if counts.is_empty() or counts["_rows"].sum() <= block_rows:
+        return [None]
+    counts = counts.with_columns(pl.col(c).cast(schema[c]) for c in prefix).sort(prefix, nulls_last=True)
+    starts, rows = [], 0
+    for *values, n in counts.iter_rows():
+        if rows and rows + n > block_rows:
+            starts.append(tuple(values))
+            rows = 0
+        rows += n
+    return list(zip([None, *starts], [*starts, None], strict=True))
+
+
+def _range_reader(wh, name: str, schema: dict[str, pl.DataType], prefix: list[str]):
+    """Reads the rows of a range of :func:`_group_ranges` (None: the whole table), sorted by every column."""
+    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
+
+    compared = [f'{c} COLLATE "C"' if wh.backend == "postgresql" and schema[c] == pl.String else c for c in prefix]
+
+    def read(bounds) -> pl.DataFrame:
+        if bounds is None:
+            return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema)
+        clauses, params = [], {}
+        for tag, values, below in (("low", bounds[0], False), ("high", bounds[1], True)):
+            if values is not None:
+                clauses.append(_lexicographic(compared, tag, below))
+                params |= {f"{tag}{i}": v for i, v in enumerate(values)}
+        return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, " AND ".join(clauses), params)
+    return read
+
+
+def _lexicographic(columns: Sequence[str], tag: str, below: bool) -> str:
+    """SQL: the tuple of ``columns`` ``<`` (``below``) or ``>=`` the parameters ``:<tag>0``, ``:<tag>1``...
+    (written out: DuckDB compares no row values in a range)."""
+    terms = []
+    for i, column in enumerate(columns):
+        last = i == len(columns) - 1
+        op = "<" if below else (">=" if last else ">")
+        terms.append(" AND ".join([*(f"{columns[j]} = :{tag}{j}" for j in range(i)), f"{column} {op} :{tag}{i}"]))
+    return "(" + " OR ".join(f"({t})" for t in terms) + ")"
+
+
+@dataclass
+class _Measure:
+    """What a file's header must say of the whole dataset before its first block is written: the first pass."""
+
+    rows: int = 0
+    schema: pl.Schema | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    values: dict[str, set] = field(default_factory=dict)  # code-list columns' distinct values
+    xpt_bytes: dict[str, int | None] = field(default_factory=dict)  # string column -> widest value (None: all null)
+    dta_bytes: dict[str, int] = field(default_factory=dict)  # the same with nulls as empty strings
+    non_ascii: bool = False
+
+    def add(self, dataset: Dataset) -> None:
+        frame = dataset.frame
+        if self.schema is None:
+            self.schema, self.labels = frame.schema, dataset.labels
+            self.non_ascii = not "".join(frame.columns).isascii()
+        self.rows += frame.height
+        for column, found in _code_values(frame).items():
+            self.values.setdefault(column, set()).update(found)
+        for column, dtype in frame.schema.items():
+            if dtype != pl.String:
+                continue
+            lengths = frame[column].str.len_bytes()
+            widest = lengths.max()
+            self.dta_bytes[column] = max(self.dta_bytes.get(column, 0), widest or 0)
+            if widest is not None and widest > XPT_STRING_BYTES:
+                long = frame[column].filter(lengths > XPT_STRING_BYTES).to_list()
+                widest = max(lengths.filter(lengths <= XPT_STRING_BYTES).max() or 0,
+                             *(len(_cut_bytes(v, XPT_STRING_BYTES).encode()) for v in long))
+            before = self.xpt_bytes.get(column)
+            self.xpt_bytes[column] = widest if before is None else max(before, widest or 0)
+        strings = [c for c, t in frame.schema.items() if t == pl.String]
+        if not self.non_ascii and strings and frame.height:
+            self.non_ascii = bool(frame.select(pl.any_horizontal(
+                pl.col(c).str.contains(r"[^\x00-\x7F]").any() for c in strings)).item())
+
+
+def _write_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None, formats: Sequence[str],
+                  outdir: Path, member: str, result: ExportResult) -> Shape:
+    """Write ``source`` in every format, block by block: a first pass reads, protects and measures each block
+    (widths, code lists, text) and keeps it as an Arrow file beside the exports (owner-only, removed at the
+    end), the second writes the kept blocks; a source of one block is kept in memory."""
+    measure = _Measure()
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{source.name}-blocks-") as kept:
+        blocks: list = []
+        for i, block in enumerate(source.blocks):
+            part = _exported(Dataset(source.name, source.description, source.read(block), source.labels), origins,
+                             protected)
+            measure.add(part)
+            if len(source.blocks) == 1:
+                blocks.append(part.frame)
+            else:
+                blocks.append(Path(kept) / f"{i}.arrow")
+                part.frame.write_ipc(blocks[-1], compression="uncompressed")
+            del part
+        coded = _coded(measure.schema, measure.values)
+        shape = Shape(source.name, source.description, measure.schema, measure.labels, measure.rows, coded)
+        files = {}
+        for fmt in formats:
+            folder = outdir / fmt
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{source.name}.{fmt}"
+            if fmt == "parquet":
+                files[fmt] = _ParquetFile(path, shape)
+            elif fmt == "csv":
+                files[fmt] = _CsvFile(path, measure.non_ascii)
+            else:
+                files[fmt] = _StatsFile(fmt, path, shape, member, measure, blocks=len(source.blocks))
+            result.files.setdefault(fmt, {})[source.name] = path
+        try:
+            for block in blocks:
+                frame = block if isinstance(block, pl.DataFrame) else pl.read_ipc(block.read_bytes())  # not mapped
+                for file in files.values():
+                    file.write(frame)
+        finally:
+            for file in files.values():
+                file.close()
+    return shape
+
+
+class _ParquetFile:
+    """Parquet with each field's description (and code list with its labels) in the field metadata, written
+    as ``pq.write_table`` writes the whole table: row groups of :data:`PARQUET_ROW_GROUP` rows, each from one
+    contiguous column (the rows of a group are gathered first: the pages' bounds follow the chunks)."""
+
+    def __init__(self, path: Path, shape: Shape):
+        self.path, self.shape = path, shape
+        self.schema = self.writer = None
+        self.parts: list = []
+        self.buffered = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self.schema is None:
+            self.schema = self._schema(table.schema)
+        self.parts.append(table.cast(self.schema))
+        self.buffered += table.num_rows
+        if self.buffered >= PARQUET_ROW_GROUP:
+            self._flush(final=False)
+
+    def _schema(self, arrow_schema):
+        import pyarrow as pa
+
+        fields = []
+        for f in arrow_schema:
+            meta = {"description": self.shape.labels.get(f.name, "")}
+            code_list = self.shape.coded.get(f.name)
+            if code_list:
+                labels = value_labels(code_list) if code_list == BOOLEAN_CODE_LIST else code_labels(code_list)
+                meta |= {"code_list": code_list, "value_labels": json.dumps({str(k): v for k, v in labels.items()})}
+            fields.append(f.with_metadata(meta))
+        return pa.schema(fields, metadata={"description": self.shape.description, "dataset": self.shape.name})
+
+    def _gathered(self):
+        """The buffered rows as one table of contiguous columns, each column's parts released once joined."""
+        import pyarrow as pa
+
+        columns = [[part.column(i) for part in self.parts] for i in range(len(self.schema))]
+        self.parts = []
+        joined = []
+        for i in range(len(columns)):
+            joined.append(pa.chunked_array([c for chunked in columns[i] for c in chunked.chunks],
+                                           type=self.schema.field(i).type).combine_chunks())
+            columns[i] = None
+        return pa.Table.from_arrays(joined, schema=self.schema)
+
+    def _flush(self, final: bool) -> None:
+        import pyarrow.parquet as pq
+
+        table = self._gathered()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        done = 0
+        while table.num_rows - done >= PARQUET_ROW_GROUP or (final and done < table.num_rows):
+            size = min(PARQUET_ROW_GROUP, table.num_rows - done)
+            self.writer.write_table(table.slice(done, size))
+            done += size
+        rest = table.slice(done)
+        self.parts, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self.schema is None:
+            return
+        if self.writer is None and not self.buffered:  # no row: as write_table writes an empty table
+            pq.write_table(self._gathered(), self.path)
+            return
+        self._flush(final=True)
+        self.writer.close()
+
+
+class _CsvFile:
+    """Comma-separated UTF-8, with a byte-order mark when any header or value is not ASCII
+    (:func:`clms_etl.report.csv_files.write_csv`, which the first pass decided for the whole file)."""
+
+    def __init__(self, path: Path, non_ascii: bool):
+        self.out = path.open("w", encoding="utf-8", newline="")
+        if non_ascii:
+            self.out.write("\ufeff")
+        self.header = True
+
+    def write(self, frame: pl.DataFrame) -> None:
+        self.out.write(frame.write_csv(include_header=self.header, date_format="%Y-%m-%d",
+                                       datetime_format="%Y-%m-%dT%H:%M:%S%z"))
+        self.header = False
+
+    def close(self) -> None:
+        self.out.close()
+
+
+class _StatsFile:
+    """A SAS transport (v5) or Stata (118) file written one block at a time, byte for byte the file pyreadstat
+    writes from the whole frame.
+
+    pyreadstat sizes each string variable by its longest value. The header comes from pyreadstat writing a
+    padding row alone: in each string column a value as long as the whole dataset's longest (the first pass
+    measured it), so the header has the whole file's row layout. The rows are encoded by numpy
+    (:func:`_xpt_encoded`, :func:`_dta_encoded`), or, for what only readstat writes (a NUL in a string, a
+    Stata number beyond its range), by pyreadstat from the block plus the padding row, whose rows without
+    that last one are appended. Stata's number of rows, section offsets and label sets are set at the end.
+    A Stata dataset with a string too long for a fixed-width variable (a strL, stored apart from the rows)
+    is gathered and written whole by pyreadstat.
+    """
+
+    def __init__(self, fmt: str, path: Path, shape: Shape, member: str, measure: _Measure, blocks: int):
+        self.fmt, self.path, self.shape, self.member = fmt, path, shape, member
+        self.names = short_names(list(shape.schema), XPT_NAME_LENGTH if fmt == "xpt" else DTA_NAME_LENGTH)
+        widths = measure.xpt_bytes if fmt == "xpt" else measure.dta_bytes
+        self.widths = {c: (None if w is None else max(w, 1)) for c, w in widths.items()}
+        gather = fmt == "dta" and any(w >= DTA_STRL_BYTES for w in self.widths.values() if w)
+        self.mode = "whole" if blocks == 1 or gather else "blocks"
+        self.frames: list[pl.DataFrame] = []
+        self.out = self.head = self.tail = None
+        self.rows = self.row_bytes = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.fmt == "dta":
+            frame = _numeric_codes(frame, self.shape.coded)
+        if self.mode == "whole":
+            self.frames.append(frame)
+        else:
+            self._append(frame, padded=True)
+
+    def _padding_row(self, schema: pl.Schema) -> pl.DataFrame:
+        return pl.DataFrame({c: [("x" * self.widths[c]) if t == pl.String and self.widths.get(c) else None]
+                             for c, t in schema.items()}, schema=schema)
+
+    def _append(self, frame: pl.DataFrame, padded: bool) -> None:
+        rows = frame.height
+        if self.fmt == "xpt" or not any(w >= DTA_STRL_BYTES for w in self.widths.values() if w):
+            data = _polars_for_stats(frame, self.fmt)
+            if data is not None and self._append_encoded(data, frame.schema):
+                return
+        if padded:
+            frame = pl.concat([frame, self._padding_row(frame.schema)])
+        raw = self._written(frame)
+        start, end, row_bytes = self._rows_of(raw, frame.height)
+        if self.out is None:
+            self._begin(raw, start, end, row_bytes)
+        self.out.write(raw[start:start + rows * row_bytes])
+        self.rows += rows
+
+    def _append_encoded(self, data: pl.DataFrame, schema: pl.Schema) -> bool:
+        """Rows encoded by :func:`_xpt_encoded` / :func:`_dta_encoded`, after the header pyreadstat writes for
+        the padding row alone; False (nothing appended) for rows only readstat writes (a NUL in a string)."""
+        if self.out is None:
+            raw = self._written(self._padding_row(schema))
+            self._begin(raw, *self._rows_of(raw, 1))
+        widths = {c: w or 1 for c, w in self.widths.items()}  # an all-null column: width 1, as readstat sizes it
+        encoded = _xpt_encoded(data, widths) if self.fmt == "xpt" else \
+            _dta_encoded(data, widths, "<" if b"<byteorder>LSF</byteorder>" in self.head[:256] else ">")
+        if encoded is None:
+            return False
+        if len(encoded) != data.height * self.row_bytes:
+            raise AssertionError(f"{self.path.name}: {data.height} rows encoded in {len(encoded)} bytes, "
+                                 f"not {self.row_bytes} each")
+        self.out.write(encoded)
+        self.rows += data.height
+        return True
+
+    def _written(self, frame: pl.DataFrame) -> bytes:
+        """The file pyreadstat writes for ``frame`` (a scratch file, read back and removed)."""
+        import pyreadstat
+
+        data = _polars_for_stats(frame, self.fmt)
+        if data is None:
+            data = _to_pandas_for_stats(frame, self.fmt).rename(columns=self.names)
+            marks = _mark_infinities(data) if self.fmt == "dta" else {}
+        else:
+            data, marks = data.rename(self.names), {}
+        scratch = self.path.with_name(f".{self.path.name}.block")
+        try:
+            if self.fmt == "xpt":
+                labels = [cut_label(self.shape.labels.get(c, ""), XPT_LABEL_LENGTH) for c in frame.columns]
+                pyreadstat.write_xport(data, str(scratch), file_label=self.shape.name[:XPT_LABEL_LENGTH],
+                                       column_labels=labels, table_name=self.member, file_format_version=5)
+            else:
+                labels = [cut_label(self.shape.labels.get(c, ""), DTA_LABEL_LENGTH) for c in frame.columns]
+                pyreadstat.write_dta(data, str(scratch), version=DTA_VERSION,
+                                     file_label=dataset_label(self.shape.description), column_labels=labels,
+                                     missing_user_values=marks or None,
+                                     variable_value_labels={self.names[c]: value_labels(cl)
+                                                            for c, cl in self.shape.coded.items()} or None)
+            return scratch.read_bytes()
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    def _rows_of(self, raw: bytes, rows: int) -> tuple[int, int, int]:
+        """Where the rows of a file of ``rows`` rows start and end, and the bytes of one."""
+        if self.fmt == "xpt":
+            start, row_bytes = _xpt_rows(raw, len(self.shape.schema))
+            return start, start + rows * row_bytes, row_bytes  # then blanks to a whole record
+        start, end = _dta_rows(raw)
+        return start, end, (end - start) // rows if rows else 0
+
+    def _begin(self, raw: bytes, start: int, end: int, row_bytes: int) -> None:
+        """The file starts with ``raw``'s header; its end (after the rows) is kept for :meth:`close`."""
+        self.head, self.tail, self.row_bytes = raw[:start], raw[end:], row_bytes
+        self.out = self.path.open("wb")
+        self.out.write(self.head)
+
+    def close(self) -> None:
+        try:
+            if self.mode == "whole":
+                frame = pl.concat(self.frames) if self.frames else None
+                self.frames = []
+                if frame is not None:
+                    self._append(frame, padded=False)
+            if self.out is None:
+                return
+            if self.fmt == "xpt":  # v5 pads the file with blanks to whole 80-byte records
+                self.out.write(b" " * (-self.out.tell() % 80))
+                return
+            label_sets = [self.shape.coded.get(c) for c in self.shape.schema] if self.shape.coded else None
+            head, tail = _dta_finished(self.head, self.tail, self.rows, self.rows * self.row_bytes, label_sets)
+            self.out.seek(0)
+            self.out.write(head)
+            self.out.seek(0, 2)
+            self.out.write(tail)
+        finally:
+            if self.out is not None:
+                self.out.close()
+
+
+_DTA_MISSING = 0x7FE0000000000000  # Stata's missing value "." as the bits of a double (dta 113 and later)
+
+
+def _dta_encoded(data: pl.DataFrame, widths: dict[str, int], order: str) -> bytes | None:
+    """The rows of ``data`` (as :func:`_polars_for_stats` gives them for Stata) as readstat writes them in a dta
+    118 file: each number a double in the file's byte ``order`` (null: Stata's missing value), each string
+    its UTF-8 bytes padded with NUL to the variable's width (:func:`_encoded_rows`)."""
+    def doubles(values, null):
+        bits = values.view("u8").copy()
+        bits[null] = _DTA_MISSING
+        return bits.astype(f"{order}u8")
+    return _encoded_rows(data, widths, doubles, b"\0")
+
+
+def _encoded_rows(data: pl.DataFrame, widths: dict[str, int], numbers: Callable, pad: bytes) -> bytes | None:
+    """Fixed-width records of ``data``, encoded by numpy rather than cell by cell: each number the 8 bytes
+    ``numbers(doubles, null mask)`` gives, each string its UTF-8 bytes padded with ``pad`` to the variable's
+    width (null: padding only); None when a string holds a NUL (readstat cuts it there)."""
+    import numpy as np
+
+    fields, values = [], []
+    for i, (name, dtype) in enumerate(data.schema.items()):
+        column = data[name]
+        if dtype == pl.String:
+            raw = column.cast(pl.Binary)
+            if raw.bin.contains(b"\0").any():
+                return None
+            values.append(np.array(raw.fill_null(b"").to_list(), dtype=f"S{widths[name]}"))  # NUL-padded
+            if pad != b"\0":  # no NUL of its own: every NUL is padding
+                values[-1].view(np.uint8)[values[-1].view(np.uint8) == 0] = pad[0]
+        else:
+            values.append(numbers(column.cast(pl.Float64).fill_null(0.0).to_numpy(), column.is_null().to_numpy()))
+        fields.append((f"f{i}", values[-1].dtype))
+    rows = np.empty(data.height, dtype=np.dtype(fields))
+    for (name, _), array in zip(fields, values, strict=True):
+        rows[name] = array
+    return rows.tobytes()
+
+
+_XPT_MISSING = 0x2E00000000000000  # SAS's missing value "." (then zeros), big-endian
+_IBM_BIGGEST = 0x7FFFFFFFFFFFFFFF  # what readstat writes for a number beyond 2**249, with its sign
+
+
+def _ibm_doubles(values) -> "np.ndarray":
+    """IEEE doubles as the 8-byte IBM floats of SAS transport, to the bit as readstat converts them (SAS's
+    TS-140 ``ieee2xpt``): the 53-bit mantissa shifted into 56 bits under a base-16 exponent (exact), a
+    number beyond 2**249 (infinity too) the largest IBM float with its sign, one below 2**-260 (zero and
+    -0.0 too) zero."""
+    import numpy as np
+
+    bits = np.asarray(values, dtype=np.float64).view(np.uint64)
+    sign = (bits >> np.uint64(63)) << np.uint64(63)
+    exponent = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1023
+    mantissa = (bits & np.uint64((1 << 52) - 1)) | np.uint64(1 << 52)
+    hex_exponent = np.floor_divide(exponent + 4, 4)  # 2**(e+1) = 16**E / 2**k, k in 0..3
+    shift = np.uint64(3) - np.clip(4 * hex_exponent - exponent - 1, 0, 3).astype(np.uint64)
+    out = sign | (np.clip(hex_exponent + 64, 0, 127).astype(np.uint64) << np.uint64(56)) | (mantissa << shift)
+    out = np.where(exponent > 248, sign | np.uint64(_IBM_BIGGEST), out)
+    return np.where(exponent < -260, np.uint64(0), out)
+
+
+def _xpt_encoded(data: pl.DataFrame, widths: dict[str, int]) -> bytes | None:
+    """The rows of ``data`` (as :func:`_polars_for_stats` gives them for SAS transport) as readstat writes them
+    in a version 5 file: each number its IBM float (:func:`_ibm_doubles`; null: SAS's missing value), each
+    string its UTF-8 bytes padded with blanks to the variable's width (:func:`_encoded_rows`)."""
+    def doubles(values, null):
+        bits = _ibm_doubles(values)
+        bits[null] = _XPT_MISSING
+        return bits.astype(">u8")
+    return _encoded_rows(data, widths, doubles, b" ")
+
+
+def _xpt_rows(raw: bytes, variables: int) -> tuple[int, int]:
+    """Where a SAS transport v5 file's rows start and the bytes of one row (the sum of its variables'
+    lengths, from their 140-byte NAMESTR records)."""
+    namestr = raw.index(b"HEADER RECORD*******NAMESTR HEADER RECORD") + 80
+    row_bytes = sum(struct.unpack(">H", raw[namestr + i * 140 + 4:namestr + i * 140 + 6])[0] for i in range(variables))
+    return raw.index(b"HEADER RECORD*******OBS     HEADER RECORD", namestr + variables * 140) + 80, row_bytes
+
+
+def _dta_map(raw: bytes) -> tuple[str, int, list[int]]:
+    order = "<" if b"<byteorder>LSF</byteorder>" in raw[:256] else ">"
+    at = raw.index(b"<map>") + len(b"<map>")
+    return order, at, list(struct.unpack(f"{order}14Q", raw[at:at + 112]))
+
+
+def _dta_rows(raw: bytes) -> tuple[int, int]:
+    """Where a dta 118 file's rows start and end (its ``<data>`` section, from the map)."""
+    _, _, offsets = _dta_map(raw)
+    return offsets[9] + len(b"<data>"), offsets[10] - len(b"</data>")
+
+
+def _dta_finished(head: bytes, tail: bytes, rows: int, data_bytes: int,
+                  label_sets: Sequence[str | None] | None) -> tuple[bytes, bytes]:
+    """The header and the end of a dta 118 file whose ``<data>`` holds ``rows`` rows in ``data_bytes``: the
+    number of rows and the offsets of the sections after the rows, and with ``label_sets`` the variables'
+    value-label sets named after their code lists (:func:`_share_label_sets`). The header keeps its length."""
+    order, at, offsets = _dta_map(head)
+    shift = len(head) + data_bytes + len(b"</data>") - offsets[10]
+    offsets[10:] = [o + shift for o in offsets[10:]]
+    n_at = head.index(b"<N>") + len(b"<N>")
+    head = head[:n_at] + struct.pack(f"{order}Q", rows) + head[n_at + 8:]
+    if label_sets:
+        head, tail = _share_label_sets(head, tail, order, offsets, label_sets)
+    return head[:at] + struct.pack(f"{order}14Q", *offsets) + head[at + 112:], tail
+
+
+def _share_label_sets(head: bytes, tail: bytes, order: str, offsets: list[int],
+                      label_sets: Sequence[str | None]) -> tuple[bytes, bytes]:
+    """Name each variable's value-label set after its code list and keep one set per list (``offsets``,
+    the map, updated in place).
+
+    pyreadstat (readstat) writes one set per variable, named after the variable. A dta 118 file names
+    each variable's set in ``<value_label_names>`` (129 bytes per variable, in the header) and defines the
+    sets in ``<value_labels>`` (after the rows; ``<lbl>``: 4-byte length, 129-byte name, 3 bytes padding,
+    table); the ``<map>`` holds the sections' offsets (Stata's "dta file format" documentation).
+    """
+    width, names_at = 129, offsets[6] + len(b"<value_label_names>")
+    old = [head[names_at + i * width:names_at + (i + 1) * width].split(b"\0", 1)[0].decode()
+           for i in range(len(label_sets))]
+    tail_at = offsets[10] - len(b"</data>")  # the file's offset of the tail's first byte
+    start, end = offsets[11] + len(b"<value_labels>") - tail_at, offsets[12] - len(b"</value_labels>") - tail_at
+    tables, pos = {}, start
+    while pos < end:
+        length = struct.unpack(f"{order}I", tail[pos + 5:pos + 9])[0]
+        name = tail[pos + 9:pos + 9 + width].split(b"\0", 1)[0].decode()
+        body_at = pos + 9 + width + 3
+        tables[name] = tail[body_at:body_at + length]
+        pos = body_at + length + len(b"</lbl>")
+    shared = {}
+    for before, after in zip(old, label_sets, strict=True):
+        if before and after:
+            shared.setdefault(after, tables[before])
+    section = b"".join(b"<lbl>" + struct.pack(f"{order}I", len(body)) + name.encode().ljust(width, b"\0")
+                       + b"\0\0\0" + body + b"</lbl>" for name, body in shared.items())
+    names = b"".join((n or "").encode().ljust(width, b"\0") for n in label_sets)
+    head = head[:names_at] + names + head[names_at + len(names):]
+    tail = tail[:start] + section + tail[end:]
+    offsets[12] += len(section) - (end - start)
+    offsets[13] += len(section) - (end - start)
+    return head, tail
 
 
 def disclosure_text(disclosure: KAnonymity, shareable: bool) -> str:
@@ -643,7 +1214,7 @@ def _code_list_rows(codebook: pl.DataFrame) -> list[str]:
     return rows
 
 
-def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequence[str],
+def _readme(datasets: Sequence[Shape], codebook: pl.DataFrame, formats: Sequence[str],
             disclosure: KAnonymity, shareable: bool) -> str:
     # the module docstring's conventions, from reStructuredText to Markdown
     doc = (__doc__ or "").split("Conventions per format", 1)[1].split("Only pseudonyms", 1)[0]
@@ -679,7 +1250,7 @@ def _readme(datasets: Sequence[Dataset], codebook: pl.DataFrame, formats: Sequen
     ]
     for dataset in datasets:
         rows = codebook.filter(pl.col("dataset") == dataset.name)
-        lines += ["", f"## `{dataset.name}` ({dataset.frame.height} rows; XPT member `{rows['xpt_dataset'][0]}`)"
+        lines += ["", f"## `{dataset.name}` ({dataset.rows} rows; XPT member `{rows['xpt_dataset'][0]}`)"
                   if rows.height else f"## `{dataset.name}`", "", dataset.description, "",
                   "| column | type | XPT name | Stata name | code list | label |", "|---|---|---|---|---|---|"]
         for r in rows.iter_rows(named=True):

@@ -7,6 +7,7 @@ treat an empty survival population alike; everything that computes is in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,8 +70,23 @@ def read_stored(wh, *, ci_transform: str | None = None,
         return None
     options = {k: v for k, v in (("ci_transform", ci_transform), ("min_follow_up_months", min_follow_up_months))
                if v is not None}
-    # which Table 1 items a centre does not record describes the data, not the analysis: read from the view
-    return StudyResults.from_tables(tables, unrecorded_items=unrecorded_items(wh.read_sql(TUMOUR_EXTRA_SQL)), **options)
+    # which Table 1 items a centre does not record describes the data, not the analysis: read from the view,
+    # a block of patients at a time (the report's memory follows a block, not the registry)
+    return StudyResults.from_tables(tables, unrecorded_items=unrecorded_items(_patient_blocks(wh)), **options)
+
+
+PATIENT_BLOCK = 50_000
+
+
+def _patient_blocks(wh, size: int = PATIENT_BLOCK) -> Iterator[pl.DataFrame]:
+    """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms)."""
+    from clms_etl.omop.export import patient_blocks
+
+    column = 's.patient_id COLLATE "C"' if wh.backend == "postgresql" else "s.patient_id"
+    for low, high in patient_blocks(wh, size):
+        clause = " AND ".join(c for c, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
+                              if bound is not None)
+        yield wh.read_sql(TUMOUR_EXTRA_SQL + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
 
 
 def _stored(wh, table) -> pl.DataFrame:

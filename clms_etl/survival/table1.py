@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from collections.abc import Iterable
+
 import polars as pl
 
 NOT_RECORDED = "not_recorded"
@@ -160,22 +162,19 @@ def _centres_recording(p: pl.DataFrame, known: pl.Expr) -> pl.Expr:
     return known.any().over("centre")
 
 
-def unrecorded_items(patients: pl.DataFrame) -> pl.DataFrame:
+def unrecorded_items(patients: pl.DataFrame | Iterable[pl.DataFrame]) -> pl.DataFrame:
     """Which centre records nothing for which Table 1 characteristic: (centre, variable, label, patients).
 
     A centre does not record a characteristic when none of its patients has a known value for it
     (the report lists them, so that a blank is read as "not collected here", not as a finding).
+    ``patients``: one frame, or blocks of the patients (each read, counted and dropped in turn).
     """
-    p = _prepare(patients)
     schema = {"centre": pl.String, "variable": pl.String, "variable_label": pl.String, "patients": pl.Int64}
-    if p.is_empty() or "centre" not in p.columns:
+    counted = [counts for block in ([patients] if isinstance(patients, pl.DataFrame) else patients)
+               if (counts := _recorded_per_centre(block)) is not None]
+    if not counted:
         return pl.DataFrame(schema=schema)
-    # every characteristic in one pass over the patients (a group-by per characteristic costs
-    # a scan of the registry each)
-    per_centre = p.group_by("centre").agg(
-        pl.len().alias("patients"),
-        *(pl.any_horizontal([_known(part) for part in var.parts]).any().alias(f"recorded_{order}")
-          for order, var in enumerate(VARIABLES)))
+    per_centre = pl.concat(counted).group_by("centre").agg(pl.col("patients").sum(), pl.col("^recorded_.*$").any())
     rows = []
     for order, var in enumerate(VARIABLES):
         for r in per_centre.filter(~pl.col(f"recorded_{order}")).iter_rows(named=True):
@@ -184,6 +183,20 @@ def unrecorded_items(patients: pl.DataFrame) -> pl.DataFrame:
     if not rows:
         return pl.DataFrame(schema=schema)
     return pl.DataFrame(rows).sort("centre", "order").select(list(schema)).cast(schema)
+
+
+def _recorded_per_centre(patients: pl.DataFrame) -> pl.DataFrame | None:
+    """Per centre: its patients and, per characteristic, whether one of them has a known value (None: no
+    patient, or no centre column)."""
+    p = _prepare(patients)
+    if p.is_empty() or "centre" not in p.columns:
+        return None
+    # every characteristic in one pass over the patients (a group-by per characteristic costs
+    # a scan of the registry each)
+    return p.group_by("centre").agg(
+        pl.len().alias("patients"),
+        *(pl.any_horizontal([_known(part) for part in var.parts]).any().alias(f"recorded_{order}")
+          for order, var in enumerate(VARIABLES)))
 
 
 def table1(patients: pl.DataFrame) -> pl.DataFrame:

@@ -60,3 +60,13 @@ def test_unrecorded_items_name_the_centre_and_the_characteristic():
     assert "tumour_size_cm" in by_centre["b"] and "ki67_percent" in by_centre["a"]
     assert "sex" not in by_centre["a"] | by_centre["b"]
     assert items.filter(pl.col("centre") == "b")["patients"].unique().to_list() == [2]
+
+
+def test_unrecorded_items_counted_over_blocks_of_patients_are_those_of_all_patients_at_once():
+    # the report reads the patients a block at a time: a centre split across blocks records what any block does
+    patients = _patients()
+    whole = unrecorded_items(patients)
+    assert whole.height and whole.filter(pl.col("centre") == "a").height
+    for size in (1, 2, 3):
+        blocks = (patients.slice(start, size) for start in range(0, patients.height, size))
+        assert unrecorded_items(blocks).equals(whole), size

@@ -64,13 +64,12 @@ import datetime as dt
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 
@@ -249,7 +248,8 @@ def _views_snapshot(warehouse, views: list[str]) -> Iterator[str | None]:
         return
     analytics = schema.ANALYTICS_SCHEMA
     with warehouse.engine.connect() as conn:
-        database = conn.exec_driver_sql("SELECT current_database()").scalar()
+        # the warehouse's catalog is named after its file: quoted, whatever the name
+        database = '"' + conn.exec_driver_sql("SELECT current_database()").scalar().replace('"', '""') + '"'
         conn.exec_driver_sql(f"ATTACH ':memory:' AS {VIEWS_SNAPSHOT}")
         try:
             conn.exec_driver_sql(f"CREATE SCHEMA {VIEWS_SNAPSHOT}.{analytics}")

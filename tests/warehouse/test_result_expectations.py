@@ -217,7 +217,7 @@ def test_views_read_once_give_every_verdict_and_observed_value_the_views_give(tw
     the views themselves, and the copy is gone afterwards."""
     from clms_etl.warehouse.expectations import VIEWS_SNAPSHOT, views_read
 
-    path = tmp_path / "warehouse.duckdb"
+    path = tmp_path / "clms-warehouse.2026.duckdb"  # a catalog name ("clms-warehouse") that needs quoting
     shutil.copy(twin_warehouse_path, path)
     suites = load_suites(scope=RESULTS)
     assert views_read(suites, list(suites)) == ["patient_summary", "survival"]

@@ -13,6 +13,10 @@ Second change: column reflection (``Inspector.get_columns``) reads DuckDB's
 SQLAlchemy 2.1 joins ``pg_catalog.pg_collation`` (absent from DuckDB) and fails; GE then falls
 back to ``SELECT * FROM <table> LIMIT 1`` *without the schema*, so a table outside ``main`` (the
 result tables of schema ``analytics``) could not be validated at all.
+
+Third: the URL parameter ``clms_search_path`` is set as each connection's ``search_path`` (DuckDB
+takes ``search_path`` only as a session setting, not in the configuration duckdb-engine passes
+to ``duckdb.connect``): how GE reads the views copied for it (:mod:`clms_etl.warehouse.expectations`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.sql import sqltypes
 
 DRIVERNAME = "duckdb+clms_buffered"
+SEARCH_PATH = "clms_search_path"  # URL parameter: the connections' search_path (module docstring)
 _DUCKDB_TYPES = {"double": sqltypes.Double, "float": sqltypes.Float, "real": sqltypes.Float}  # not in the PG names
 
 
@@ -37,6 +42,14 @@ class BufferedExecutionContext(_DuckDBDialect.execution_ctx_cls):
 class BufferedDuckDBDialect(_DuckDBDialect):
     execution_ctx_cls = BufferedExecutionContext
     supports_statement_cache = False
+
+    def connect(self, *cargs, **cparams):
+        url_config = dict(cparams.pop("url_config", {}))
+        search_path = url_config.pop(SEARCH_PATH, None)
+        conn = super().connect(*cargs, url_config=url_config, **cparams)
+        if search_path:
+            conn.execute("SET search_path = '" + search_path.replace("'", "''") + "'")
+        return conn
 
     def get_columns(self, connection, table_name, schema=None, **kw):
         rows = connection.exec_driver_sql(

@@ -191,6 +191,55 @@ def test_a_table_selection_runs_only_those_suites(twin_warehouse_path, tmp_path)
     assert report.success, report.summary()
 
 
+# Damage only the checks reading the analytics views see: results that no longer agree with the
+# survival population (analytics.survival) or the patients (analytics.patient_summary)
+VIEW_DAMAGE = [
+    "DELETE FROM analytics.fine_gray",  # empty although the survival population is not
+    "UPDATE analytics.table1 SET n = n + 1 WHERE variable = 'patients' AND item = 'n'",
+    "DELETE FROM analytics.survival_exclusion WHERE patient_id = (SELECT MIN(patient_id) FROM analytics.survival_exclusion)",
+]
+VIEW_FAILURES = {
+    ("fine_gray", "analytics.fine_gray has rows whenever the survival population is not empty."),
+    ("table1", "Table 1 describes every patient of the registry (analytics.patient_summary)."),
+    ("survival_estimate", "Survival population + excluded patients (survival_exclusion) = the patients of "
+                          "analytics.survival."),
+}
+
+
+def _outcomes(report) -> list[tuple]:
+    return sorted((o.table, o.expectation, o.column or "", o.description or "", o.severity, o.success,
+                   json.dumps(o.observed, default=str), o.error or "") for o in report.outcomes)
+
+
+def test_views_read_once_give_every_verdict_and_observed_value_the_views_give(twin_warehouse_path, tmp_path):
+    """The views the survival suites read are copied once for the run (DuckDB): on results that pass
+    and on results that break the checks reading the views, every outcome is the one GE gets reading
+    the views themselves, and the copy is gone afterwards."""
+    from clms_etl.warehouse.expectations import VIEWS_SNAPSHOT, views_read
+
+    path = tmp_path / "clms-warehouse.2026.duckdb"  # a catalog name ("clms-warehouse") that needs quoting
+    shutil.copy(twin_warehouse_path, path)
+    suites = load_suites(scope=RESULTS)
+    assert views_read(suites, list(suites)) == ["patient_summary", "survival"]
+    assert views_read(suites, ["table3", "molecular_profile"]) == []
+
+    def attached(wh) -> int:
+        return wh.read_sql(f"SELECT COUNT(*) AS n FROM duckdb_databases() WHERE database_name = '{VIEWS_SNAPSHOT}'")["n"][0]
+
+    with Warehouse(f"duckdb:///{path}") as wh:
+        write_analyses(wh)
+        for damage in ([], VIEW_DAMAGE):
+            with wh.engine.begin() as conn:
+                for statement in damage:
+                    assert conn.exec_driver_sql(statement).rowcount >= 1, statement
+            once = run_expectations(wh, scope=RESULTS, data_docs_dir=False)
+            assert attached(wh) == 0
+            each_time = run_expectations(wh, scope=RESULTS, data_docs_dir=False, read_views_once=False)
+            assert _outcomes(once) == _outcomes(each_time)
+            failed = {_key(o) for o in once.failures}
+            assert VIEW_FAILURES <= failed if damage else not failed, once.summary()
+
+
 # -- in Dagster: the check blocks the report ---------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ import datetime as dt
 import json
 import re
 import struct
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -558,6 +559,7 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
         sources = [Source(d.name, d.description, d.labels, [None], lambda _, frame=d.frame: frame) for d in datasets]
         origins, patients = _origins(datasets), _patients(datasets)
     origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
+    _remove_kept_blocks(Path(outdir))
     result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
     members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
     shapes, codebook_rows = [], []
@@ -772,6 +774,15 @@ class _Measure:
         if not self.non_ascii and strings and frame.height:
             self.non_ascii = bool(frame.select(pl.any_horizontal(
                 pl.col(c).str.contains(r"[^\x00-\x7F]").any() for c in strings)).item())
+
+
+def _remove_kept_blocks(outdir: Path) -> None:
+    """The blocks an export killed mid-way left beside the exports (:func:`_write_source` keeps them in
+    ``.<dataset>-blocks-*``, removed when it ends normally): rows of the warehouse that must not stay."""
+    if outdir.is_dir():
+        for folder in outdir.glob(".*-blocks-*"):
+            if folder.is_dir():
+                shutil.rmtree(folder)
 
 
 def _write_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None, formats: Sequence[str],

@@ -64,6 +64,18 @@ def test_exports_written_in_blocks_of_patients_are_the_files_of_one_block(analys
         assert not different, (size, different)
 
 
+def test_the_blocks_an_export_killed_mid_way_left_beside_the_exports_are_removed_by_the_next(analysed_warehouse,
+                                                                                            tmp_path):
+    left = tmp_path / "out" / ".patient_summary-blocks-x1y2z3"
+    left.mkdir(parents=True)
+    (left / "0.arrow").write_bytes(b"rows of the warehouse")
+    (tmp_path / "out" / ".keep").write_text("not ours")
+    export_analysis(analysed_warehouse, tmp_path / "out", formats=("csv",), k_threshold=2, block_patients=7)
+    assert not left.exists()
+    assert (tmp_path / "out" / ".keep").exists()
+    assert not list((tmp_path / "out").glob(".*-blocks-*"))
+
+
 @pytest.mark.postgres
 def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_path, monkeypatch):
     """The blocks' range queries run on PostgreSQL too (pseudonym bounds, result-table key bounds,

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from clms_etl.survival.cox import PH_ALPHA, ZphResult, continuous_cox, cox_loglik, cox_zph, firth_cox, lr_test, p_adjust
+from clms_etl.survival.tables import PH_RESIDUAL
 from clms_etl.survival.univariate import MIN_EVENTS, Predictor
 
 MIN_EVENTS_PER_VARIABLE = 10
@@ -52,8 +53,13 @@ def _ph_rows(zph: ZphResult, endpoint: str, model: str, labels: dict[str, str]) 
     scaled = np.asarray(zph.scaled_residuals, dtype=float).reshape(n_events, -1)
     events = {"event_index": np.arange(1, n_events + 1), "time_months": np.asarray(zph.event_times, dtype=float),
               "transformed_time": np.asarray(zph.transformed_times, dtype=float)}
-    residuals = [pl.DataFrame({**events, "scaled_residual": scaled[:, j]}).with_columns(
-        endpoint=pl.lit(endpoint), model=pl.lit(model), term=pl.lit(term)) for j, term in enumerate(terms)]
+    # in the table's types already: millions of rows are concatenated as they are, not cast again
+    schema = PH_RESIDUAL.schema
+    residuals = [pl.DataFrame({"endpoint": pl.repeat(endpoint, n_events, dtype=schema["endpoint"], eager=True),
+                               "model": pl.repeat(model, n_events, dtype=schema["model"], eager=True),
+                               "term": pl.repeat(term, n_events, dtype=schema["term"], eager=True),
+                               **events, "scaled_residual": scaled[:, j]}, schema=schema)
+                 for j, term in enumerate(terms)]
     return rows, residuals
 
 

@@ -278,6 +278,19 @@ def step_durations(instance, runs) -> dict[str, float]:
     return dict(total)
 
 
+def failures(instance, runs) -> dict[str, str]:
+    """Why each of ``runs`` failed: its steps' failure messages (the night's folder, its logs and its
+    Dagster storage are removed when the benchmark ends)."""
+    out = {}
+    for run in runs:
+        errors = [f"{e.step_key}: {e.dagster_event.event_specific_data.error.message.strip()}"
+                  for e in instance.all_logs(run.run_id)
+                  if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"
+                  and getattr(e.dagster_event.event_specific_data, "error", None) is not None]
+        out[run.tags.get("dagster/partition", run.job_name)] = " | ".join(errors) or run.status.value
+    return out
+
+
 def step_intervals(instance, runs, step: str) -> list[tuple[float, float]]:
     """(start, end) of step ``step`` (its key before any ``[partition]``) in each of ``runs``."""
     intervals = []
@@ -374,6 +387,7 @@ def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, 
             "cpu_s": watch.cpu_total_s() - cpu_before, "imports_cpu_s": imports_cpu,
             "import_runs": len(imports), "refresh": refresh.status.value,
             "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
+            "failures": failures(instance, [r for r in [*imports, refresh] if r.status.value != "SUCCESS"]),
             "steps_s": step_durations(instance, [*imports, refresh]),
             "pool": pool_use([i for step in _pool_steps() for i in step_intervals(instance, imports, step)])}
 
@@ -437,6 +451,8 @@ def _print(figures: dict, patients: int) -> None:
             print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs wall, {1e6 * f['cpu_s'] / patients:.1f} CPU-µs "
                   f"per patient; largest process {1024 * max(figures['peak_rss_mib'].values()) / patients:.2f} "
                   "KiB per patient")
+        for what, why in f.get("failures", {}).items():
+            print(f"  {'':<16} FAILED {what}: {why[:2000]}")
         if f.get("pool") and f["pool"][0]:
             span, held, gaps = f["pool"]
             print(f"  {'':<16} warehouse pool: {span:.1f} s from the first load to the last, held {held:.1f} s, "

@@ -18,21 +18,9 @@ its start). A process that is not a Dagster code server (the CLI, tests, the dae
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import sys
 import threading
-
-_lock = threading.Lock()
-_context = None
-
-
-def _forkserver(preload: list[str]):
-    global _context
-    with _lock:
-        if _context is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(preload)
-            _context = context
-        return _context
 
 
 def is_code_server() -> bool:
@@ -49,7 +37,8 @@ def warm_code_server(*preload: str) -> bool:
         return False
     from dagster._grpc.server import DagsterApiServer
 
-    context = _forkserver(list(preload))
+    context = multiprocessing.get_context("forkserver")  # the process's one forkserver
+    context.set_forkserver_preload(list(preload))
     # Dagster sets ``self._mp_ctx = multiprocessing.get_context("spawn")`` in the server's
     # __init__, which is running when it imports this code location: a data descriptor on the
     # class wins over that instance attribute, whenever it was set.

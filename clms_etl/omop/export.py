@@ -80,16 +80,11 @@ class OmopExport:
 BLOCK_PATIENTS = 50_000  # patients built and written at a time: memory follows a block, not the registry
 
 
-def _patient_id(wh) -> str:
-    """The pseudonym column compared as bytes, as polars sorts it (PostgreSQL's default collation may not)."""
-    return 'patient_id COLLATE "C"' if wh.backend == "postgresql" else "patient_id"
-
-
 def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str | None]]:
     """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in pseudonym order
     (None: open). The ranges cover every pseudonym, so a row whose patient is not in ``patient`` still
     falls in one block (and is listed as excluded there)."""
-    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY {_patient_id(wh)}")["patient_id"]
+    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY {wh.bytewise('patient_id')}")["patient_id"]
     starts = ids.gather_every(size)[1:].to_list()
     return list(zip([None, *starts], [*starts, None], strict=True))
 
@@ -97,9 +92,7 @@ def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str
 def _block_source(wh, low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
     """The source tables' rows of the patients in ``[low, high)``; the first block also takes the rows
     of no patient (a sample the laboratory could not link), which the build lists as excluded."""
-    column = _patient_id(wh)
-    clause = " AND ".join(condition for condition, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
-                          if bound is not None)
+    clause = wh.range_clause("patient_id", low, high)
     if clause and low is None:
         clause = f"patient_id IS NULL OR ({clause})"
     params = {"low": low, "high": high}

@@ -623,11 +623,6 @@ class Shape:
     coded: dict[str, str]
 
 
-def _patient_column(wh) -> str:
-    """The pseudonym column compared as bytes, as polars sorts it (PostgreSQL's default collation may not)."""
-    return 'patient_id COLLATE "C"' if wh.backend == "postgresql" else "patient_id"
-
-
 def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl.DataFrame]:
     """The views for statisticians (per block of ``block_patients`` patients; None: whole) and every result
     table (in blocks of as many rows as a block of patients has survival rows), and patient_summary's
@@ -642,13 +637,11 @@ def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl
     starts = [] if block_patients is None else \
         summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
     ranges = list(zip([None, *starts], [*starts, None], strict=True))
-    column = _patient_column(wh)
 
     def read_view(name: str, schema: dict):
         def read(bounds: tuple[str | None, str | None]) -> pl.DataFrame:
             low, high = bounds
-            clause = " AND ".join(c for c, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
-                                  if bound is not None)
+            clause = wh.range_clause("patient_id", low, high)
             if clause and high is None:  # nulls sort last: the last block takes them
                 clause = f"patient_id IS NULL OR ({clause})"
             return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, clause, {"low": low, "high": high})
@@ -713,7 +706,7 @@ def _range_reader(wh, name: str, schema: dict[str, pl.DataType], prefix: list[st
     """Reads the rows of a range of :func:`_group_ranges` (None: the whole table), sorted by every column."""
     from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
 
-    compared = [f'{c} COLLATE "C"' if wh.backend == "postgresql" and schema[c] == pl.String else c for c in prefix]
+    compared = [wh.bytewise(c) if schema[c] == pl.String else c for c in prefix]
 
     def read(bounds) -> pl.DataFrame:
         if bounds is None:

@@ -82,10 +82,8 @@ def _patient_blocks(wh, size: int = PATIENT_BLOCK) -> Iterator[pl.DataFrame]:
     """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms)."""
     from clms_etl.omop.export import patient_blocks
 
-    column = 's.patient_id COLLATE "C"' if wh.backend == "postgresql" else "s.patient_id"
     for low, high in patient_blocks(wh, size):
-        clause = " AND ".join(c for c, bound in ((f"{column} >= :low", low), (f"{column} < :high", high))
-                              if bound is not None)
+        clause = wh.range_clause("s.patient_id", low, high)
         yield wh.read_sql(TUMOUR_EXTRA_SQL + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
 
 

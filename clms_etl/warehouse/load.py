@@ -344,6 +344,17 @@ class Warehouse:
         cols = ", ".join(schema.column_names(name)) if name in schema.metadata.tables else "*"
         return self.read_sql(f"SELECT {cols} FROM {name}" + (f" WHERE {where}" if where else ""), params)
 
+    def bytewise(self, column: str) -> str:
+        """``column`` compared as bytes, as polars sorts strings (PostgreSQL's default collation may not)."""
+        return f'{column} COLLATE "C"' if self.backend == "postgresql" else column
+
+    def range_clause(self, column: str, low: str | None, high: str | None) -> str:
+        """SQL condition ``:low <= column < :high``, compared byte-wise (:meth:`bytewise`); a bound that
+        is None is left open, and no bound gives ``""``: a block of the ranges a block reader cuts."""
+        compared = self.bytewise(column)
+        return " AND ".join(c for c, bound in ((f"{compared} >= :low", low), (f"{compared} < :high", high))
+                            if bound is not None)
+
     def results(self, name: str) -> pl.DataFrame:
         """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""
         table = schema.result_table(name)

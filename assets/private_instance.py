@@ -18,6 +18,13 @@ assigned to the next step in the queue at once, but sits unused until that step 
 40-centre night the slot was free for 71 s of the 194 s between the first load and the last
 (bench/README.md, "Warm run workers"). Here a waiting step asks every :data:`POOL_POLL_S` seconds,
 a few milliseconds of the storage's time each.
+
+On PostgreSQL, Dagster creates a pool's limit row the first time a step claims the pool, by an INSERT
+whose duplicate-key error it catches before an UPDATE in the same transaction (dagster#33552, open).
+PostgreSQL has aborted that transaction, so whenever the row already exists the UPDATE fails and the
+run with it: when two runs claim a new pool at once (the first night of a registry: one of 41
+imports failed at 1,000,000 patients), and in every run after the configured ``default_limit``
+changes. Here a claim that finds the row updates it instead (:func:`_initialise_pools_safely`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+import sqlalchemy as sa
 from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.event_log.schema import ConcurrencyLimitsTable
 
 from clms_etl.files import DIR_MODE, private_process
 
@@ -48,6 +57,7 @@ class OwnerOnlyInstance(dg.DagsterInstance):
         if self.is_persistent:  # DAGSTER_HOME itself, whoever created it
             os.chmod(self.root_directory, DIR_MODE)
         _poll_pools_every(self.event_log_storage, POOL_POLL_S)
+        _initialise_pools_safely(self.event_log_storage, self)
 
     @classmethod
     def config_schema(cls) -> dict:
@@ -68,3 +78,34 @@ def _poll_pools_every(storage, seconds: float) -> None:
         return status if status.is_claimed else status.with_sleep_interval(seconds)
 
     storage.claim_concurrency_slot = claim_concurrency_slot
+
+
+def _initialise_pools_safely(storage, instance: dg.DagsterInstance) -> None:
+    """``storage.initialize_concurrency_limit_to_default`` without dagster#33552: Dagster's INSERT
+    only where the pool has no limit row yet; where it has one (another run created it a moment
+    ago, or the configured default changed), Dagster's own UPDATE and slot allocation, in a
+    transaction of their own. A storage without SQL index tables is left as it is."""
+    if not hasattr(storage, "index_transaction"):
+        return
+    initialise = storage.initialize_concurrency_limit_to_default
+
+    def has_limit(key: str) -> bool:
+        return any(pool.name == key for pool in storage.get_pool_limits())
+
+    def initialize_concurrency_limit_to_default(concurrency_key: str) -> bool:
+        default = instance.global_op_concurrency_default_limit
+        if default is None or not storage.has_concurrency_limits_table or not has_limit(concurrency_key):
+            try:
+                return initialise(concurrency_key)
+            except sa.exc.DBAPIError:
+                if default is None or not has_limit(concurrency_key):
+                    raise  # not a row created meanwhile by another run: a real failure
+        with storage.index_transaction() as conn:
+            conn.execute(ConcurrencyLimitsTable.update()
+                         .where(ConcurrencyLimitsTable.c.concurrency_key == concurrency_key,
+                                ConcurrencyLimitsTable.c.limit != default)
+                         .values(limit=default))
+            storage._allocate_concurrency_slots(conn, concurrency_key, default)
+        return True
+
+    storage.initialize_concurrency_limit_to_default = initialize_concurrency_limit_to_default

@@ -279,14 +279,19 @@ def step_durations(instance, runs) -> dict[str, float]:
 
 
 def failures(instance, runs) -> dict[str, str]:
-    """Why each of ``runs`` failed: its steps' failure messages (the night's folder, its logs and its
-    Dagster storage are removed when the benchmark ends)."""
+    """Why each of ``runs`` failed: its steps' and the run's own failure messages, innermost cause
+    included (the night's folder, its logs and its Dagster storage are removed when the benchmark
+    ends). A run can fail outside any step: claiming a pool, in the executor."""
     out = {}
     for run in runs:
-        errors = [f"{e.step_key}: {e.dagster_event.event_specific_data.error.message.strip()}"
-                  for e in instance.all_logs(run.run_id)
-                  if e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_FAILURE"
-                  and getattr(e.dagster_event.event_specific_data, "error", None) is not None]
+        errors = []
+        for e in instance.all_logs(run.run_id):
+            error = getattr(e.dagster_event.event_specific_data, "error", None) if e.dagster_event else None
+            if error is None or e.dagster_event.event_type_value not in ("STEP_FAILURE", "PIPELINE_FAILURE"):
+                continue
+            while error.cause is not None:
+                error = error.cause
+            errors.append(f"{e.step_key or 'run'}: {error.message.strip()}")
         out[run.tags.get("dagster/partition", run.job_name)] = " | ".join(errors) or run.status.value
     return out
 

@@ -27,7 +27,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from bench.bench_night import DaemonNight, run_events
+from bench.bench_night import DaemonNight, failures, run_events
 from tests.test_dagster_platform import BIN, CENTRES, NIGHTLY_ASSETS, ROOT, TWIN_PATIENTS, clms_env
 from tests.warehouse.conftest import _libpq, _with_database, pg_admin_url, pg_databases  # noqa: F401  (fixtures)
 from tests.warehouse.helpers import TEST_KEY
@@ -59,18 +59,6 @@ def production_env(pg_admin_url, pg_databases, twin_drop, tmp_path):
     return env, storage_db, warehouse_db  # (pg_databases drops both when the module ends)
 
 
-def failures(instance: dg.DagsterInstance, run_id: str) -> str:
-    """Why a run failed: its failed steps' errors, innermost cause included."""
-    lines = []
-    for e in instance.all_logs(run_id):
-        if e.dagster_event is not None and e.dagster_event.event_type_value in ("STEP_FAILURE", "PIPELINE_FAILURE"):
-            error = getattr(e.dagster_event.event_specific_data, "error", None)
-            while error is not None and error.cause is not None:
-                error = error.cause
-            lines.append(f"{run_id[:8]} {e.step_key}: {e.message} {error.message if error else ''}"[:2000])
-    return "\n".join(lines)
-
-
 def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env, tmp_path, monkeypatch):
     env, storage_db, warehouse_db = production_env
     for name, value in env.items():  # this process opens the same instance to watch the runs
@@ -87,8 +75,8 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
         imports = night.wait_for_runs(instance, "import_centre", len(CENTRES))
-        failed = {r.tags.get("dagster/partition"): r.run_id for r in imports if r.status != dg.DagsterRunStatus.SUCCESS}
-        assert not failed, f"imports failed: {failed}\n" + "\n".join(failures(instance, r) for r in failed.values())
+        failed = [r for r in imports if r.status != dg.DagsterRunStatus.SUCCESS]
+        assert not failed, f"imports failed: {failures(instance, failed)}"
         assert sorted(r.tags["dagster/partition"] for r in imports) == sorted(CENTRES)
         spans = []
         for run in imports:
@@ -107,7 +95,7 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
 
         night.launch_refresh()
         (refresh,) = night.wait_for_runs(instance, "nightly_refresh", 1)
-        assert refresh.status == dg.DagsterRunStatus.SUCCESS, failures(instance, refresh.run_id)
+        assert refresh.status == dg.DagsterRunStatus.SUCCESS, failures(instance, [refresh])
         assert "PIPELINE_ENQUEUED" in run_events(instance, refresh.run_id)
         assert any("multiprocess executor" in (e.message or "") for e in instance.all_logs(refresh.run_id))
         materialised = {e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(refresh.run_id)

@@ -29,7 +29,6 @@ import polars as pl
 from clms_etl import model, rules
 from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
 from clms_etl.identifiers import Identifiers
-from clms_etl.keys import pseudonym
 
 
 # What the readers say, by name, and REDCap's own facts: data (``data/readers.toml``).
@@ -69,9 +68,6 @@ class ReadContext:
         """Each patient's parsed birth date (pseudonym, date), aligned: a date of that patient's
         rows equal to it is masked."""
         self.identifiers.add_births(patient_ids, days)
-
-    def pseudonymise(self, local_id: str) -> str:
-        return pseudonym(self.pseudonym_key, self.centre, local_id)
 
     def query(self, *, file: str, sheet: str | None = None, row: int | None = None,
               table: str | None = None, row_id: str | None = None, patient_id: str | None = None,

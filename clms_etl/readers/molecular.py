@@ -37,8 +37,7 @@ from clms_etl import model
 DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
 MANIFEST, MSG, ASSAYS = DECLARED["manifest"], DECLARED["messages"], DECLARED["assays"]
 STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
-VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
-                                                                                "max_allele_bp"))
+MAX_ALLELE_BP = DECLARED["variants"]["max_allele_bp"]
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 INT32_MAX, POSITION_MAX = 2**31 - 1, 10**10  # a position larger than any chromosome; keeps Int64 safe
 MAX_NAME, MAX_TEXT = 200, 1000  # a header name cut before matching (a 50 MB "header"); text kept of a broken record
@@ -60,6 +59,7 @@ def _sql(text: str | None, dtype=None) -> pl.Expr:
 CHECKS = {stage: [dict(c, when=_sql(c["when"]), field=_sql(c.get("field"), pl.String), value=_sql(c.get("value")),
                        message=c.get("message", c["rule"])) for c in checks]
           for stage, checks in DECLARED["checks"].items()}
+EXCLUSIONS = [(_sql(e["when"]), e["reason"]) for e in DECLARED["variants"]["exclusions"]]  # why not reportable
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
@@ -627,24 +627,19 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              orient="row")
     rows = rows.join(annotated, on=combos.columns, how="left", nulls_equal=True, maintain_order="left")
     _flag(ctx, rows, table, CHECKS["vcf_annotation"])
-    called = pl.col("gt").str.contains(r"^[0-9]+(?:[/|][0-9]+)*$")
-    vaf = pl.when(vaf_ok).then("vaf")
-    reason = (pl.when(pl.col("filter_raw") != "PASS").then(lit("filtered"))
-              .when(~called.fill_null(False)).then(lit("no_call"))
-              .when(pl.col("gt").str.contains(r"^0+(?:[/|]0+)*$") | pl.col("alt").is_null() | (vaf == 0))
-              .then(lit("reference_call"))
-              .when(pl.when(gmaf_ok).then("gmaf") >= POLYMORPHISM_GMAF).then(lit("polymorphism"))
-              .when(vaf.is_null()).then(lit("unknown"))
-              .when(vaf < VAF_FLOOR).then(lit("low_vaf"))
-              .when(~pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
-                  pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1)).then(lit("no_call")))
+    rows = rows.with_columns(vaf=pl.when(vaf_ok).then("vaf"), gmaf=pl.when(gmaf_ok).then("gmaf"),
+                             carries=pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
+                                 pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1))
+    reason = pl.when(EXCLUSIONS[0][0]).then(lit(EXCLUSIONS[0][1]))
+    for when, why in EXCLUSIONS[1:]:  # the first that applies
+        reason = reason.when(when).then(lit(why))
     reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""])))
     reasons = reasons.list.join(",")
     text = pl.when(pl.col("filter_raw") != ".").then("filter_raw")
     cut = {k: pl.when(pl.col(k).str.len_chars() > MAX_ALLELE_BP).then(pl.col(k).str.slice(0, MAX_ALLELE_BP) + "…")
            .otherwise(k) for k in ("ref", "alt")}
     return _canonical(table, rows.with_columns(
-        reason=reason, vaf=vaf, gmaf=pl.when(gmaf_ok).then("gmaf"), pos=pl.when(pos_ok).then("pos"), **cut,
+        reason=reason, pos=pl.when(pos_ok).then("pos"), **cut,
         genotype="gt", filter=pl.when((pl.col("filter_raw") != "PASS") & (reasons.fill_null("") != ""))
         .then(pl.format("{} (FR={})", text, reasons)).otherwise(text)).with_columns(
         reportable=pl.when(~pl.col("reason").eq_missing("unknown")).then(pl.col("reason").is_null()),

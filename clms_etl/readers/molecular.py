@@ -52,7 +52,9 @@ VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields")
 
 def _sql(text: str | None, dtype=None) -> pl.Expr:
     """A check's condition or query column: polars SQL, ``$name`` a value of ``[variants]``; none: null."""
-    return pl.lit(None, dtype) if text is None else pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
+    if text is None:
+        return pl.lit(None, dtype)
+    return pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
 
 
 # stage -> its checks (data/formats/molecular.toml [checks]): rule, when, field, value, message
@@ -231,12 +233,13 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
     name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
     beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
                                               return_dtype=pl.String)  # the first column missing, or beyond the header
-    # a duplicated case or sample as repeated_rows says (one patient on two rows is two samples)
-    repeated = {k: repeated_rows(raw.select(MANIFEST_COLUMNS), raw.select(key).to_series())
-                for k, key in (("case", pl.col("case_no").str.replace(r"^0+(\d)", "$1")), ("sample", pl.col("sample_id")))}
+    # a duplicated case or sample as repeated_rows says (one patient on two rows is two samples; "007" is case 7)
+    case, sample = pl.col("case_no").str.replace(r"^0+(\d)", "$1"), pl.col("sample_id")
+    repeated = {f"repeated_{k}": repeated_rows(raw.select(MANIFEST_COLUMNS), raw.select(key).to_series())
+                for k, key in (("case", case), ("sample", sample))}
     raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))),
-                           width=len(header), unknown=unknown, beyond=beyond, **{f"name_{k}": pl.lit(v) for k, v in name.items()},
-                           **{f"repeated_{k}": v for k, v in repeated.items()})
+                           width=len(header), unknown=unknown, beyond=beyond, **repeated,
+                           **{f"name_{k}": pl.lit(v) for k, v in name.items()})
     _flag(ctx, raw, "molecular_sample", CHECKS["manifest"])
     invalid = next(c["when"] for c in CHECKS["manifest"] if c["rule"] == "invalid_sample_id")
     raw = raw.with_columns(sample_id=pl.when(~invalid).then("sample_id"))
@@ -443,7 +446,8 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     rows = rows.with_columns(
         fits=pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2),
         expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor")).when(kind == "Loss").then(pl.lit("< 2"))
-        .otherwise(pl.lit("vide (LOH neutre en copies)")), first_mismatch=mismatch & (mismatch.cum_sum().over("file") == 1))
+        .otherwise(pl.lit("vide (LOH neutre en copies)")),
+        first_mismatch=mismatch & (mismatch.cum_sum().over("file") == 1))  # once per file
     _flag(ctx, rows, table, CHECKS["chas"])
     return _canonical(table, rows)
 

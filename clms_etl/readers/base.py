@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clms_etl import model, rules
+from clms_etl import rules
 from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
 from clms_etl.identifiers import Identifiers
 
@@ -159,12 +159,6 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
             ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
                       message=say("unknown_column", column=h))
     return found
-
-
-def frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
-    schema = model.TABLES[table]
-    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 def number_within(key: str) -> pl.Expr:

@@ -1,6 +1,6 @@
 """The reading steps made faster give what the plain algorithm gives (issue #14, bench/README.md).
 
-* pseudonyms: :func:`clms_etl.readers.cells.pseudonymise_many` (HMAC-SHA256 written out, the
+* pseudonyms: :func:`clms_etl.keys.pseudonyms` (HMAC-SHA256 written out, the
   centre's prefix hashed once) equals :func:`clms_etl.keys.pseudonym` id by id, awkward ids and
   keys included;
 * « Valeur reçue »: :mod:`clms_etl.readers.raw_cells` reads only the queried rows of a file (a
@@ -20,9 +20,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from clms_etl.keys import DEMO_KEY, pseudonym
-from clms_etl.readers.base import ReadContext
-from clms_etl.readers.cells import pseudonymise_many
+from clms_etl.keys import DEMO_KEY, pseudonym, pseudonyms
 from clms_etl.readers.raw_cells import _sheet_rows, _text_rows, raw_cells
 
 AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İstanbul", "\u00a0X\u2003", "\x1c9\x1f",
@@ -32,8 +30,7 @@ AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İsta
 @pytest.mark.parametrize("key", [DEMO_KEY, b"k" * 64, bytes(range(1, 65)), "clé-très-longue-".encode() * 9])
 @pytest.mark.parametrize("centre", ["centre06-montpellier", "  Nîmes ", "ß"])
 def test_pseudonyms_of_many_ids_equal_the_pseudonym_of_each(key, centre):
-    ctx = ReadContext(centre, Path("."), dt.date(2026, 12, 5), key)
-    assert pseudonymise_many(ctx, AWKWARD_IDS) == {i: pseudonym(key, centre, i) for i in AWKWARD_IDS}
+    assert pseudonyms(key, centre, AWKWARD_IDS) == {i: pseudonym(key, centre, i) for i in AWKWARD_IDS}
 
 
 def _whole_text(data: bytes) -> list[list[str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import shutil
 import string
+import tomllib
 from pathlib import Path
 
 import polars as pl
@@ -73,12 +74,41 @@ def _rule_literals() -> dict[str, list[str]]:
                         found.setdefault(leaf.value, []).append(f"{where}:{leaf.lineno}")
     for rule in (*RULES, *SAMPLE_RULES):
         found.setdefault(rule, []).append("validations/canonical.py")
+    for rule, where in _declared_rules().items():
+        found.setdefault(rule, []).extend(where)
+    return found
+
+
+def _declared_rules() -> dict[str, list[str]]:
+    """Rule id -> where it is written, for every ``rule = "..."`` of the data files (a format's
+    checks: ``data/formats/molecular.toml``), at any depth."""
+    found: dict[str, list[str]] = {}
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "rule" and isinstance(value, str):
+                    found.setdefault(value, []).append(where)
+                else:
+                    walk(value, where)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, where)
+
+    for path in ROOT.glob("clms_etl/data/**/*.toml"):
+        walk(tomllib.loads(path.read_text(encoding="utf-8")), path.relative_to(ROOT).as_posix())
     return found
 
 
 def test_every_rule_id_written_in_the_library_and_validations_is_registered():
     unregistered = {rule: where for rule, where in _rule_literals().items() if rule not in rules.registry()}
     assert unregistered == {}
+
+
+def test_every_rule_id_declared_in_the_data_files_is_registered():
+    declared = _declared_rules()
+    assert "cn_type_mismatch" in declared  # (the laboratory's checks are data)
+    assert {rule: where for rule, where in declared.items() if rule not in rules.registry()} == {}
 
 
 def test_every_registered_rule_is_raised_somewhere():

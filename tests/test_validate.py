@@ -14,7 +14,8 @@ import pytest
 
 from clms_etl.query_list import write_query_workbook
 from clms_etl.data_queries import DataQuery
-from clms_etl.readers.base import ReadResult, frame
+from clms_etl.model import frame
+from clms_etl.readers.base import ReadResult
 from clms_etl.rules import ERROR, WARNING
 from clms_etl.validate import validate
 from clms_etl import rules

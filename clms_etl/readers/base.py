@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from clms_etl import model, rules
+from clms_etl import rules
 from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
 from clms_etl.identifiers import Identifiers
-from clms_etl.keys import pseudonym
 
 
 # What the readers say, by name, and REDCap's own facts: data (``data/readers.toml``).
@@ -69,9 +68,6 @@ class ReadContext:
         """Each patient's parsed birth date (pseudonym, date), aligned: a date of that patient's
         rows equal to it is masked."""
         self.identifiers.add_births(patient_ids, days)
-
-    def pseudonymise(self, local_id: str) -> str:
-        return pseudonym(self.pseudonym_key, self.centre, local_id)
 
     def query(self, *, file: str, sheet: str | None = None, row: int | None = None,
               table: str | None = None, row_id: str | None = None, patient_id: str | None = None,
@@ -163,12 +159,6 @@ def match_columns(ctx: ReadContext, header: list[str], specs: list[ColumnSpec], 
             ctx.query(file=file, sheet=sheet, row=1, field=str(h), value=str(h), rule="unknown_column",
                       message=say("unknown_column", column=h))
     return found
-
-
-def frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
-    schema = model.TABLES[table]
-    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 def number_within(key: str) -> pl.Expr:

@@ -9,7 +9,6 @@ tidied (stray spaces, odd case) it records a warning so the centre can fix its c
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import re
 import unicodedata
@@ -138,37 +137,6 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
         day = "" if identifier else f" au {parsed.value:%d/%m/%Y}"
         return parsed, (_issue("partial_date_imputed", f"Date partielle « {shown} » imputée{day} ({label})."),)
     return parsed, ()
-
-
-def pseudonymise_many(ctx: ReadContext, local_ids) -> dict[str, str]:
-    """``{local id: ctx.pseudonymise(local id)}`` for many ids, about twice as fast.
-
-    HMAC-SHA256 written out (RFC 2104) with the two keyed SHA-256 states (the inner one with
-    the centre's prefix already hashed) computed once and copied per id: the per-id key set-up
-    of ``hmac.new`` dominates a 250 000-patient read (``hmac.digest`` per id, or DuckDB's
-    ``sha256`` over the distinct ids, measured twice as slow).
-    The result is checked against ``ctx.pseudonymise`` on the first id, so a change of the
-    pseudonym scheme in ``base`` cannot go unnoticed here.
-    """
-    local_ids = list(local_ids)
-    key = ctx.pseudonym_key
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(64, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    inner.update(f"{ctx.centre.strip().lower()}:".encode())  # (the centre prefix too: hashed once)
-    inner, outer = inner.copy, hashlib.sha256(bytes(b ^ 0x5C for b in key)).copy
-    out = []
-    append = out.append
-    for local_id in local_ids:
-        h = inner()
-        h.update(local_id.strip().upper().encode())
-        o = outer()
-        o.update(h.digest())
-        append("P" + o.digest()[:10].hex())  # = hexdigest()[:20], without hex-encoding the rest
-    if out and out[0] != ctx.pseudonymise(local_ids[0]):
-        out = [ctx.pseudonymise(local_id) for local_id in local_ids]
-    return dict(zip(local_ids, out))
 
 
 def _text(raw) -> str | None:

@@ -45,12 +45,13 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.keys import pseudonyms as pseudonymise
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
                                    is_foreign_panic, match_columns, normalise_name, number_within, read_guarded,
                                    repeated_rows, say)
-from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing, pseudonymise_many
+from clms_etl.readers.cells import MAX_TEXT, MISSING, Cells, fold, is_missing
 
 INT32_MAX = 2**31 - 1
 FIELDS = "_fields"  # fields counted in each record of a text file
@@ -595,7 +596,8 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
     # (a key is hashed once whatever the sheets it is in)
-    pseudonyms.update(pseudonymise_many(ctx, [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]))
+    new = [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]
+    pseudonyms.update(pseudonymise(ctx.pseudonym_key, ctx.centre, new))
     pids = keys.replace_strict(pseudonyms, default=None, return_dtype=pl.String).alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
     _too_long(cols, layout.max_cell)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,7 +26,6 @@ import polars as pl
 
 from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
-from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonym
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
@@ -36,11 +36,8 @@ from clms_etl import model
 
 DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
 MANIFEST, MSG, ASSAYS = DECLARED["manifest"], DECLARED["messages"], DECLARED["assays"]
-MSG.update({f"manifest_{rule}": f"{MANIFEST}, ligne {{line}}: {c['message']}." for rule, c in
-            DECLARED["manifest_checks"].items()})
 STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
-VAF_FLOOR, POLYMORPHISM_GMAF, MAX_ALLELE_BP = (DECLARED["variants"][k] for k in ("vaf_floor", "polymorphism_gmaf",
-                                                                                "max_allele_bp"))
+MAX_ALLELE_BP = DECLARED["variants"]["max_allele_bp"]
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 INT32_MAX, POSITION_MAX = 2**31 - 1, 10**10  # a position larger than any chromosome; keeps Int64 safe
 MAX_NAME, MAX_TEXT = 200, 1000  # a header name cut before matching (a 50 MB "header"); text kept of a broken record
@@ -51,6 +48,20 @@ HG19, BUILD, ISCN_BUILD, CHROMOSOME, LOCATION, BREAKPOINT = (
     for k in ("hg19", "build", "iscn_build", "chromosome", "location", "breakpoint"))
 PLAIN_NUMBER, PLAIN_INT = r"^[0-9]{1,15}(?:\.[0-9]{1,15})?$", r"^[0-9]{1,9}$"  # read by polars, all digits kept
 VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields"))
+
+
+def _sql(text: str | None, dtype=None) -> pl.Expr:
+    """A check's condition or query column: polars SQL, ``$name`` a value of ``[variants]``; none: null."""
+    if text is None:
+        return pl.lit(None, dtype)
+    return pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
+
+
+# stage -> its checks (data/formats/molecular.toml [checks]): rule, when, field, value, message
+CHECKS = {stage: [dict(c, when=_sql(c["when"]), field=_sql(c.get("field"), pl.String), value=_sql(c.get("value")),
+                       message=c.get("message", c["rule"])) for c in checks]
+          for stage, checks in DECLARED["checks"].items()}
+EXCLUSIONS = [(_sql(e["when"]), e["reason"]) for e in DECLARED["variants"]["exclusions"]]  # why not reportable
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
@@ -148,9 +159,7 @@ def _samples(ctx: ReadContext, samples: pl.DataFrame, states: dict[str, dict[str
                                        label=pl.format(f"{a['folder']}/{{}}{a['suffix']}", sample),
                                        what=pl.lit(a["label"]))
         given, unused = sample.is_not_null(), status == "not_contributory"
-        _flag(ctx, samples, "molecular_sample", [
-            _check("file_for_not_contributory_case", given & unused & state.is_not_null(), "status", status),
-            _check("missing_file", given & ~unused & state.is_null() & (status == "ok"), "sample_id", sample)])
+        _flag(ctx, samples, "molecular_sample", CHECKS["sample"])
         samples = samples.with_columns(pl.when(given).then(pl.coalesce(state, pl.when(unused).then(pl.lit(FAILED))
                                                                         .otherwise(pl.lit(NOT_DONE)))).alias(assay))
     return _canonical("molecular_sample", samples)
@@ -199,30 +208,6 @@ MANIFEST_COLUMNS = tuple(DECLARED["columns"]["manifest"])
 MANIFEST_FORMAT = decl.Declaration("manifest", decl.FileLayout.of(DECLARED["manifest_file"], name=MANIFEST), tuple(
     decl.Column(key, tuple(names), identifier=HOSPITAL_NUMBER if key in DECLARED["identifiers"]["manifest"] else None)
     for key, names in DECLARED["columns"]["manifest"].items()))
-SAMPLE_ID = DECLARED["manifest_sample_id"]["pattern"]  # a plain file-name stem
-
-
-def _manifest_checks(raw: pl.DataFrame, width: int) -> pl.DataFrame:
-    """Named after their rule: True where the manifest record passes. A duplicated case or sample is
-    reported as :func:`repeated_rows` says (one patient on two rows is two samples)."""
-    sample, cells = pl.col("sample_id"), raw.select(MANIFEST_COLUMNS)
-
-    def rule(name: str, passes: pl.Expr | pl.Series) -> pl.Expr | pl.Series:
-        return passes.alias(name)
-
-    def unique(key: pl.Expr) -> pl.Series:
-        return ~repeated_rows(cells, raw.select(key).to_series())
-
-    return raw.select(rule("wrong_field_count", pl.col("_fields") == width),
-                      rule("missing_case_no", pl.col("case_no").is_not_null()),
-                      rule("missing_centre", pl.col("centre").is_not_null()),
-                      rule("missing_patient_id", pl.col("local_id").is_not_null()),
-                      rule("missing_sample_id", sample.is_not_null()),
-                      rule("missing_status", pl.col("status").is_not_null()),
-                      rule("invalid_sample_id", sample.is_null() | (sample.str.contains(SAMPLE_ID)
-                                                                    & ~sample.str.contains("..", literal=True))),
-                      rule("duplicate_case", unique(pl.col("case_no").str.replace(r"^0+(\d)", "$1"))),  # "007": case 7
-                      rule("duplicate_sample", unique(sample)))
 
 
 def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
@@ -245,18 +230,19 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
                            patient_id=pl.Series([None if u or not (c and l) else pseudonym(ctx.pseudonym_key, c, l)
                                                  for u, c, l in zip(unknown, raw["centre"], raw["local_id"])],
                                                 dtype=pl.String))
-    raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))))
-    ok = _manifest_checks(raw, len(header))
     name = {k: header[cols[k]] for k in MANIFEST_COLUMNS}
     beyond = pl.col("_fields").replace_strict(dict(enumerate(header)), default=f"colonne {len(header) + 1}",
                                               return_dtype=pl.String)  # the first column missing, or beyond the header
-    masked = pl.when(pl.col("local_id").is_not_null()).then(pl.lit(IDENTIFIER_MASK))
-    _flag(ctx, pl.concat([raw, ok.select(pl.all().name.prefix("ok_"))], how="horizontal"), "molecular_sample", [
-        _check("unknown_centre", pl.lit(unknown), name["centre"], pl.col("centre")),
-        *(_check(rule, ~pl.col(f"ok_{rule}"), beyond if rule == "wrong_field_count" else name.get(c["column"]),
-                 masked if c["column"] == "local_id" else pl.col(c["column"]) if c["column"] else None,
-                 f"manifest_{rule}") for rule, c in DECLARED["manifest_checks"].items())])
-    raw = raw.with_columns(sample_id=pl.when(ok["missing_sample_id"] & ok["invalid_sample_id"]).then("sample_id"))
+    # a duplicated case or sample as repeated_rows says (one patient on two rows is two samples; "007" is case 7)
+    case, sample = pl.col("case_no").str.replace(r"^0+(\d)", "$1"), pl.col("sample_id")
+    repeated = {f"repeated_{k}": repeated_rows(raw.select(MANIFEST_COLUMNS), raw.select(key).to_series())
+                for k, key in (("case", case), ("sample", sample))}
+    raw = raw.with_columns(file=pl.lit(MANIFEST), line="source_row", known=pl.lit(", ".join(sorted(known))),
+                           width=len(header), unknown=unknown, beyond=beyond, **repeated,
+                           **{f"name_{k}": pl.lit(v) for k, v in name.items()})
+    _flag(ctx, raw, "molecular_sample", CHECKS["manifest"])
+    invalid = next(c["when"] for c in CHECKS["manifest"] if c["rule"] == "invalid_sample_id")
+    raw = raw.with_columns(sample_id=pl.when(~invalid).then("sample_id"))
     return raw.with_columns(
         case_no=_numbers(ctx, raw, "case_no", pl.lit(name["case_no"]), table="molecular_sample", integer=True),
         status=_parsed(ctx, raw, "status", pl.lit(name["status"]), pl.String, _code(STATUS), "molecular_sample"))
@@ -319,22 +305,13 @@ def _message(template: str) -> pl.Expr:
                           for i, p in enumerate(parts)])
 
 
-def _check(rule: str, condition: pl.Expr, field: pl.Expr | str | None = None, value: pl.Expr | None = None,
-           message: str | None = None) -> tuple:
-    """A row of a table of checks: its rule, the condition (a column expression) under which a row
-    fails it, the field and value its query names, its message (a key of MSG; default the rule's)."""
-    field = field if isinstance(field, pl.Expr) else pl.lit(field, pl.String)
-    return rule, message or rule, field, pl.lit(None) if value is None else value, condition
-
-
-def _flag(ctx: ReadContext, rows: pl.DataFrame, table: str, checks: list[tuple]) -> None:
-    """The table of checks over every row of a kind: (rule, message, field, value, condition) ->
-    one query per row where the condition holds."""
-    for rule, message, name, value, condition in checks:
-        hits = rows.filter(condition.fill_null(False))
+def _flag(ctx: ReadContext, rows: pl.DataFrame, table: str | None, checks: list[dict]) -> None:
+    """Checks of :data:`CHECKS` over every row of a kind: one query per row where ``when`` holds."""
+    for c in checks:
+        hits, rule = rows.filter(c["when"].fill_null(False)), c["rule"]
         if hits.height:
-            hits = hits.with_columns(field=name, value=value.cast(pl.String), rule=pl.lit(rule))
-            _emit(ctx, hits, table, _message(MSG[message]))
+            hits = hits.with_columns(field=c["field"], value=c["value"].cast(pl.String), rule=pl.lit(rule))
+            _emit(ctx, hits, table, _message(MSG[c["message"]]))
 
 
 def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.DataFrame:
@@ -367,8 +344,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
                        **{f"name_{k}": header[cols[k]] if k in cols else None for k in keys}})
     body = lines.filter((pl.col("line") > pl.col("head")) & ~pl.col("comment")
                         & ~pl.col("file").is_in(list(kind.failed)))
-    _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None, [
-        _check("empty_row", pl.col("blank"))])
+    _flag(ctx, body.with_columns(row_id=pl.lit(None, pl.String), patient_id=pl.lit(None, pl.String)), None,
+          CHECKS["tabular_lines"])
     body = body.filter(~pl.col("blank"))
     schema = {"file": pl.String, "width": pl.Int64, **{f"i_{k}": pl.Int64 for k in keys},
               **{f"name_{k}": pl.String for k in keys}}
@@ -379,10 +356,8 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
     body = body.with_columns(n=fields.list.len(),
                              **{f"raw_{k}": fields.list.get(pl.col(f"i_{k}"), null_on_oob=True) for k in keys})
     kind.rows.update(body.group_by("file").len().iter_rows())
-    cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))
-    _flag(ctx, body, table, [
-        _check("truncated_file", cut, message="truncated_row"),
-        _check("wrong_field_count", ~cut & (pl.col("n") != pl.col("width")))])
+    cut = pl.col("last") & ~pl.col("complete") & (pl.col("n") < pl.col("width"))  # a last line without its end
+    _flag(ctx, body.with_columns(cut=cut), table, CHECKS["tabular_rows"])
     return body, lines.filter(pl.col("comment"))
 
 
@@ -461,26 +436,19 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
         named=pl.col("raw_file").str.strip_chars().fill_null(""),
     ).unnest("at")
     cn, kind, iscn = pl.col("cn_state"), pl.col("segment_type"), pl.col("iscn").is_not_null()
-    _flag(ctx, rows, table, [_check("cn_out_of_range", cn < 0, name["cn_state"], pl.col("raw_cn_state"))])
+    _flag(ctx, rows, table, CHECKS["chas_cn"])
     rows = rows.with_columns(chrom=pl.coalesce("loc_chrom", "stated"), cn_state=pl.when(cn >= 0).then(cn),
                              build=pl.when(iscn).then(pl.col("iscn").struct.field("build")).otherwise("file_build"))
     # CN state against Type (oncoscanR's categories; X/Y carry one copy in men)
     rows = rows.with_columns(floor=pl.when(pl.col("chrom").is_in(["X", "Y"])).then(1).otherwise(2))
-    fits = pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2)
-    rows = rows.with_columns(expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor"))
-                             .when(kind == "Loss").then(pl.lit("< 2")).otherwise(pl.lit("vide (LOH neutre en copies)")))
-    named, raw_cn = pl.col("named"), pl.col("raw_cn_state")
+    named = pl.col("named")
     mismatch = (named != "") & (named.str.replace(r"(?i)\.(os|cy)?chp$", "") != pl.col("sample_id"))
-    _flag(ctx, rows, table, [  # (a comparison with a null is null: no query)
-        _check("chromosome_mismatch", pl.col("stated") != pl.col("loc_chrom"), name["chromosome"],
-               pl.col("raw_chromosome")),
-        _check("missing_cn_state", kind.is_in(["Gain", "Loss"]) & cn.is_null() & pl.col("cn_missing"), name["cn_state"],
-               raw_cn),
-        _check("cn_type_mismatch", kind.is_not_null() & ~fits, name["cn_state"], raw_cn),
-        _check("genome_build", pl.col("build").is_not_null(), pl.when(iscn).then(name["nomenclature"])
-               .otherwise(pl.lit("#")), pl.when(iscn).then("raw_nomenclature").otherwise("build"), "chas_build"),
-        _check("sample_name_mismatch", mismatch & (mismatch.cum_sum().over("file") == 1),  # once per file
-               name["file"], named, "chas_sample_name")])
+    rows = rows.with_columns(
+        fits=pl.when(kind == "Gain").then(cn > pl.col("floor")).when(kind == "Loss").then(cn < 2).otherwise(cn == 2),
+        expected=pl.when(kind == "Gain").then(pl.format("> {}", "floor")).when(kind == "Loss").then(pl.lit("< 2"))
+        .otherwise(pl.lit("vide (LOH neutre en copies)")),
+        first_mismatch=mismatch & (mismatch.cum_sum().over("file") == 1))  # once per file
+    _flag(ctx, rows, table, CHECKS["chas"])
     return _canonical(table, rows)
 
 
@@ -517,10 +485,9 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
                                _code(STRONG_EVIDENCE, strict_case=False)),
         **{k: number(f"raw_{k}", name[k], integer=True, decimal_comma=False) for k in ("reads", "unique_start_sites")},
     ).unnest("genes", "breakpoints")
-    outside = ~pl.col("percent_gsp2_reads").is_between(0, 100)
-    _flag(ctx, rows, table, [_check("number_out_of_range", outside, name["percent_gsp2_reads"],
-                                    pl.col("raw_percent_gsp2_reads"), "percent_out_of_range")])
-    return _canonical(table, rows.with_columns(percent_gsp2_reads=pl.when(~outside).then("percent_gsp2_reads")))
+    _flag(ctx, rows, table, CHECKS["archer"])
+    return _canonical(table, rows.with_columns(
+        percent_gsp2_reads=pl.when(pl.col("percent_gsp2_reads").is_between(0, 100)).then("percent_gsp2_reads")))
 
 
 # --- TVC / Ion Reporter VCF: the body is tab-separated text -------------------------------------------
@@ -584,9 +551,8 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     body = lines.join(heads, on="file", maintain_order="left").filter(pl.col("line") > pl.col("top")).with_columns(
         last=pl.col("line") == pl.col("line").max().over("file"), row_id=pl.lit(None, pl.String))
     blank, hashed = pl.col("text").str.strip_chars() == "", pl.col("text").str.starts_with("#")
-    _flag(ctx, body.with_columns(patient_id=pl.lit(None, pl.String)), None, [
-        _check("empty_row", blank),
-        _check("misplaced_header_line", hashed & ~blank, None, pl.col("text"))])
+    _flag(ctx, body.with_columns(patient_id=pl.lit(None, pl.String), blank=blank, hashed=hashed), None,
+          CHECKS["vcf_lines"])
     body = body.filter(~blank & ~hashed)
     counts = dict(body.group_by("file").len().iter_rows())
     kind.rows.update({label: counts.get(label, 0) for label in heads["file"]})
@@ -600,8 +566,7 @@ def _read_vcf(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
               | ((pl.col("qual") != ".") & pl.col("qual").str.strip_chars().cast(pl.Float64, strict=False).is_null()))
     body = body.with_columns(broken=broken.fill_null(True), cut=pl.col("last") & ~pl.col("complete"))
     bad = body.filter("broken").with_columns(row_id=pl.format("variant:{}:{}:1", "file", "line"), value=pl.col("text"))
-    _flag(ctx, bad, table, [_check("truncated_file", pl.col("cut"), None, pl.col("text"), "truncated_record"),
-                            _check("unparseable_record", ~pl.col("cut"), None, pl.col("text"))])
+    _flag(ctx, bad, table, CHECKS["vcf_broken"])
     text = {k: pl.when(~pl.col(k).is_in(["", "."])).then(pl.col(k).str.slice(0, MAX_TEXT))
             for k in ("chrom_raw", "ref", "alt_text", "filter_raw")}
     bad = bad.with_columns(chrom=text["chrom_raw"].str.replace(r"^(?i)chr", ""), ref=text["ref"], alt=text["alt_text"],
@@ -630,7 +595,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         **{f"text_{k}": pl.when(f"has_{k}").then(f"info_{k}").otherwise(f"call_{k}") for k in ("AF", "FAO", "FDP")},
         fallback=~pl.col("has_AF") & ~pl.col("calls_AF"))
 
-    count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds
+    count = pl.max_horizontal("n_alt", 1)  # values a Number=A field holds (checks: GREATEST(n_alt, 1))
 
     def allele(column: str) -> pl.Expr:  # the i-th of a Number=A value; "." is no value
         parts = pl.col(column).str.split(",")
@@ -638,11 +603,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
 
     # flow-evaluator depth first (the AF denominator), raw read depth when it is absent
     depth = [(k, pl.col(f"{s}_{k}").replace(".", None)) for k in ("FDP", "DP") for s in ("info", "call")]
-    _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, [
-        _check("allele_count_mismatch", (pl.col(source).str.split(",").list.len() != count) & where, key,
-               pl.col(source)) for key, source, where in (("AF", "text_AF", lit(True)),
-                                                           ("GMAF", "info_GMAF", lit(True)),
-                                                           ("FAO", "text_FAO", pl.col("fallback")))])
+    _flag(ctx, rows.with_columns(n=pl.col("n_alt")), table, CHECKS["vcf_allele_counts"])
     rows = rows.with_columns(af=allele("text_AF"), gmaf_text=allele("info_GMAF"),
                              fao=pl.when("fallback").then(allele("text_FAO")),
                              fdp=pl.when("fallback").then(pl.col("text_FDP").str.split(",").list.first()
@@ -660,15 +621,8 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))
     pos_ok = pl.col("pos").is_between(1, POSITION_MAX)
     vaf_ok, gmaf_ok = pl.col("vaf").is_between(0, 1), pl.col("gmaf").is_between(0, 1)
-    _flag(ctx, rows.with_columns(length=pl.col("ref").str.len_chars()), table, [
-        _check("vaf_out_of_range", ~vaf_ok, "AF", pl.col("vaf")),
-        _check("number_out_of_range", ~gmaf_ok, "GMAF", pl.col("gmaf"), "gmaf_out_of_range"),
-        _check("genome_build", pl.col("build").is_not_null(), "##reference", pl.col("build"), "vcf_build"),
-        _check("number_out_of_range", ~pos_ok.fill_null(False), "POS", pl.col("pos_raw").str.strip_chars(),
-               "pos_out_of_range"),
-        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "REF", pl.col("ref"))])
-    _flag(ctx, rows.with_columns(length=pl.col("alt").str.len_chars()), table, [
-        _check("allele_too_long", pl.col("length") > MAX_ALLELE_BP, "ALT", pl.col("alt"))])
+    _flag(ctx, rows.with_columns(length=pl.col("ref").str.len_chars(), pos_ok=pos_ok), table, CHECKS["vcf_values"])
+    _flag(ctx, rows.with_columns(length=pl.col("alt").str.len_chars()), table, CHECKS["vcf_alt"])
     cache: dict = {}
     combos = rows.select("info_FUNC", "alt", "i", "n_alt").unique()
     annotated = pl.DataFrame([(*k, *_annotations(k[0], k[1], k[2], k[3], cache)) for k in combos.iter_rows()],
@@ -676,27 +630,20 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
                                      **{k: pl.String for k in ("gene", "transcript", "hgvs_c", "hgvs_p", "function")}},
                              orient="row")
     rows = rows.join(annotated, on=combos.columns, how="left", nulls_equal=True, maintain_order="left")
-    _flag(ctx, rows, table, [
-        _check("unparseable_annotation", pl.col("unreadable") & (pl.col("i") == 0), "FUNC", pl.col("info_FUNC")),
-        _check("unmatched_annotation", pl.col("unmatched"), "FUNC", pl.col("alt"))])
-    called = pl.col("gt").str.contains(r"^[0-9]+(?:[/|][0-9]+)*$")
-    vaf = pl.when(vaf_ok).then("vaf")
-    reason = (pl.when(pl.col("filter_raw") != "PASS").then(lit("filtered"))
-              .when(~called.fill_null(False)).then(lit("no_call"))
-              .when(pl.col("gt").str.contains(r"^0+(?:[/|]0+)*$") | pl.col("alt").is_null() | (vaf == 0))
-              .then(lit("reference_call"))
-              .when(pl.when(gmaf_ok).then("gmaf") >= POLYMORPHISM_GMAF).then(lit("polymorphism"))
-              .when(vaf.is_null()).then(lit("unknown"))
-              .when(vaf < VAF_FLOOR).then(lit("low_vaf"))
-              .when(~pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
-                  pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1)).then(lit("no_call")))
+    _flag(ctx, rows, table, CHECKS["vcf_annotation"])
+    rows = rows.with_columns(vaf=pl.when(vaf_ok).then("vaf"), gmaf=pl.when(gmaf_ok).then("gmaf"),
+                             carries=pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
+                                 pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1))
+    reason = pl.when(EXCLUSIONS[0][0]).then(lit(EXCLUSIONS[0][1]))
+    for when, why in EXCLUSIONS[1:]:  # the first that applies
+        reason = reason.when(when).then(lit(why))
     reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""])))
     reasons = reasons.list.join(",")
     text = pl.when(pl.col("filter_raw") != ".").then("filter_raw")
     cut = {k: pl.when(pl.col(k).str.len_chars() > MAX_ALLELE_BP).then(pl.col(k).str.slice(0, MAX_ALLELE_BP) + "…")
            .otherwise(k) for k in ("ref", "alt")}
     return _canonical(table, rows.with_columns(
-        reason=reason, vaf=vaf, gmaf=pl.when(gmaf_ok).then("gmaf"), pos=pl.when(pos_ok).then("pos"), **cut,
+        reason=reason, pos=pl.when(pos_ok).then("pos"), **cut,
         genotype="gt", filter=pl.when((pl.col("filter_raw") != "PASS") & (reasons.fill_null("") != ""))
         .then(pl.format("{} (FR={})", text, reasons)).otherwise(text)).with_columns(
         reportable=pl.when(~pl.col("reason").eq_missing("unknown")).then(pl.col("reason").is_null()),

@@ -23,11 +23,12 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
+from clms_etl.keys import pseudonyms
 from clms_etl.readers import declaration as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
                                    match_columns, normalise_name, read_guarded, repeated_rows, say)
-from clms_etl.readers.cells import fold, pseudonymise_many
+from clms_etl.readers.cells import fold
 
 INSTRUMENT, INSTANCE = "redcap_repeat_instrument", "redcap_repeat_instance"
 OPTIONAL = ("redcap_event_name", "redcap_data_access_group", "redcap_survey_identifier")
@@ -239,7 +240,7 @@ class _Read:
         is_base = raw[INSTRUMENT].is_null()
         ipp = raw.select(pl.when(is_base & (pl.col(ipp_key).str.strip_chars() != ""))
                          .then(pl.col(ipp_key).str.strip_chars().str.to_uppercase())).to_series()
-        pseudo = pseudonymise_many(self.ctx, ipp.drop_nulls().unique().to_list())
+        pseudo = pseudonyms(self.ctx.pseudonym_key, self.ctx.centre, ipp.drop_nulls().unique().to_list())
         own = ipp.replace_strict(pseudo, default=None, return_dtype=pl.String)
         first_base = pl.DataFrame({"r": raw[rid], "p": own}).filter(is_base & raw[rid].is_not_null()).unique("r", keep="first")
         owner = raw[rid].to_frame("r").join(first_base, on="r", how="left", maintain_order="left")["p"]

@@ -32,12 +32,6 @@ def empty(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=TABLES[table])
 
 
-def frame(table: str, rows: list[dict]) -> pl.DataFrame:
-    """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
-    schema = TABLES[table]
-    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
-
-
 def conform(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     """Columns of ``table`` in canonical order and types (missing columns -> null)."""
     schema = TABLES[table]

@@ -14,16 +14,21 @@ import pytest
 
 from clms_etl.query_list import write_query_workbook
 from clms_etl.data_queries import DataQuery
-from clms_etl.model import frame
 from clms_etl.readers.base import ReadResult
 from clms_etl.rules import ERROR, WARNING
 from clms_etl.validate import validate
-from clms_etl import rules
+from clms_etl import model, rules
 from validations.canonical import RULES, SCHEMAS, check_rule
 
 D = dt.date
 DELIVERY = D(2026, 11, 23)
 SHEETS = {"patient": "Patients", "tumour": "Patients", "surgery": "Chirurgies", "event": "Évènements"}
+
+
+def frame(table: str, rows: list[dict]) -> pl.DataFrame:
+    """Canonical frame of ``table`` from row dicts (missing keys -> null)."""
+    schema = model.TABLES[table]
+    return pl.DataFrame([{k: r.get(k) for k in schema} for r in rows], schema=schema)
 
 
 def _row(table: str, row_id: str, source_row: int, **values) -> dict:

@@ -406,9 +406,9 @@ class Columns:
     def _fast(self, c: decl.Column) -> pl.Expr:
         col = pl.col(c.key)
         missing = list(self.layout.missing)
-        if c.kind == "code":
-            return col.replace_strict(list(c.codes), list(c.codes.values()), default=None,
-                                      return_dtype=_code_dtype(c.codes))
+        if c.kind == "code":  # (an Enum's index: a third of replace_strict's time; an unknown code is null)
+            return pl.lit(pl.Series(c.codes.values(), dtype=_code_dtype(c.codes))).gather(
+                col.cast(pl.Enum(list(c.codes)), strict=False).to_physical())
         if c.kind == "number":
             text = col.str.replace(",", ".", literal=True) if self.layout.decimal == "," else col
             value = text.cast(pl.Float64, strict=False) * c.factor
@@ -604,12 +604,13 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
 
 def _too_long(cols: Columns, limit: int) -> None:
     """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
-    for key, column in cols.header.items() if limit else ():
+    over = cols.raw.select((pl.all().str.len_chars() > limit).any()).row(0, named=True) if limit else {}
+    for key, column in ((k, cols.header[k]) for k, hit in over.items() if hit):  # (one pass finds the columns)
         n = cols.raw[key].str.len_chars()
         hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
         cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
             f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
-    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if limit else cols.raw
+    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if any(over.values()) else cols.raw
 
 
 def _key_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, known: pl.Series | None, fields: pl.Series,

@@ -335,7 +335,8 @@ def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict
         frame = _with_duplicates(table, frames[table])
         frame = frame.with_columns(ctx_delivery_date=pl.lit(delivery_date, dtype=pl.Date))
         if table == "patient":
-            frame = frame.with_columns(ctx_has_death=pl.col("patient_id").is_in(deaths["patient_id"].implode()).fill_null(False))
+            dead = pl.col("patient_id").is_in(deaths["patient_id"].implode())
+            frame = frame.with_columns(ctx_has_death=dead.fill_null(False))
             distinct = pl.col("ctx_is_duplicate").not_().sum().over("patient_id")
             frame = frame.with_columns(
                 ctx_patient_rows=pl.when(pl.col("patient_id").is_not_null()).then(distinct).cast(pl.Int32)

@@ -459,8 +459,7 @@ class Columns:
         present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
         unique = raw.drop_nulls().unique(maintain_order=True)
         decoded = [free_text.decode(c, text) for text in unique.to_list()]
-        index = raw.replace_strict(unique, pl.int_range(len(unique), dtype=pl.UInt32, eager=True), default=None,
-                                   return_dtype=pl.UInt32)
+        index = raw.cast(pl.Enum(unique)).to_physical().cast(pl.UInt32)  # (each cell's distinct value: an Enum's index)
         first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) for j in (0, 1))
         if c.upper_bound:
             self.bounds[c.key] = set(second.fill_null(False).arg_true().to_list())
@@ -604,13 +603,13 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
 
 def _too_long(cols: Columns, limit: int) -> None:
     """Cells too long to be chart values (a broken line): null, with an error, before any parsing."""
-    over = cols.raw.select((pl.all().str.len_chars() > limit).any()).row(0, named=True) if limit else {}
-    for key, column in ((k, cols.header[k]) for k, hit in over.items() if hit):  # (one pass finds the columns)
+    over = [k for k, n in cols.raw.select(pl.all().str.len_chars().max()).row(0, named=True).items() if (n or 0) > limit] if limit else []
+    for key, column in ((k, cols.header[k]) for k in over):  # (the columns concerned: found by one select)
         n = cols.raw[key].str.len_chars()
         hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
         cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
             f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
-    cols.raw = cols.raw.with_columns(pl.when(pl.all().str.len_chars() <= limit).then(pl.all()).name.keep()) if any(over.values()) else cols.raw
+    cols.raw = cols.raw.with_columns(pl.when(pl.col(over).str.len_chars() <= limit).then(pl.col(over)).name.keep())
 
 
 def _key_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, known: pl.Series | None, fields: pl.Series,

@@ -609,7 +609,7 @@ def _too_long(cols: Columns, limit: int) -> None:
         hits = pl.DataFrame({"i": (n > limit).arg_true(), "n": n.filter(n > limit)})
         cols.queries(hits.select("i", value=pl.format("<{} caractères>", "n"), rule=pl.lit("value_too_long"), message=pl.format(
             f"Cellule « {column} » de {{}} caractères: ligne cassée ? Valeur ignorée.", "n")), "patient", column)
-    cols.raw = cols.raw.with_columns(pl.when(pl.col(over).str.len_chars() <= limit).then(pl.col(over)).name.keep())
+        cols.raw = cols.raw.with_columns(pl.when(pl.col(key).str.len_chars() <= limit).then(pl.col(key)).alias(key))
 
 
 def _key_queries(cols: Columns, df: pl.DataFrame, keys: pl.Series, known: pl.Series | None, fields: pl.Series,

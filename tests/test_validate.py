@@ -552,6 +552,24 @@ def _contexts(rows: dict[str, list[dict]]) -> dict[str, pl.DataFrame]:
     return add_context(frames, DELIVERY)
 
 
+def test_context_of_a_patient_with_two_rows_an_unknown_patient_and_a_null_id():
+    """The per-patient context (a patient's first row; known, dead) whether patients have one row
+    each (the usual delivery: no group_by) or not, and for rows of no known patient."""
+    extra = {"patient": [copy_of("patient", "pat1", "pat1b", 4, diagnosis_date=D(2014, 1, 1)),
+                         copy_of("patient", "pat2", "pat3", 5, patient_id=None)],
+             "tumour": [copy_of("tumour", "tum1", "tum3", 4, patient_id="P9"),
+                        copy_of("tumour", "tum1", "tum4", 5, patient_id=None)],
+             "surgery": [copy_of("surgery", "sur1", "sur4", 5, patient_id=None)]}
+    for rows, first_p1 in ((clean_rows(), D(2015, 3, 2)), (changed(extra=extra), D(2015, 3, 2))):
+        got = _contexts(rows)
+        assert got["tumour"]["ctx_patient_known"].to_list() == [True, True, False, False][:got["tumour"].height]
+        assert got["patient"]["ctx_has_death"].to_list() == [False, True, False, False][:got["patient"].height]
+        surgery = got["surgery"]
+        assert surgery["ctx_diagnosis_date"].to_list()[:2] == [first_p1, first_p1]
+        assert surgery["ctx_patient_known"].to_list() == [True, True, True, False][:surgery.height]
+        assert surgery["ctx_death_date"].to_list()[2] == D(2019, 5, 5)
+
+
 def _pandera_cases(table: str, frame: pl.DataFrame):
     from pandera.errors import SchemaErrors
 

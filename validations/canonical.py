@@ -299,15 +299,12 @@ def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict
     plus the ``ctx_*`` columns the schemas compare with. Row order is the input's."""
     patient = frames.get("patient", model.empty("patient"))
     event = frames.get("event", model.empty("event"))
-    patients = (
-        patient.filter(pl.col("patient_id").is_not_null())
-        .group_by("patient_id", maintain_order=True)
-        .agg(
-            pl.col("diagnosis_date").first().alias("ctx_diagnosis_date"),
-            pl.col("diagnosis_date_precision").first().alias("ctx_diagnosis_date_precision"),
-        )
-        .with_columns(ctx_patient_known=pl.lit(True))
-    )
+    # each patient's first row (a delivery has one row per patient: the group_by is spared)
+    patients = patient.filter(pl.col("patient_id").is_not_null()).select(
+        "patient_id", ctx_diagnosis_date="diagnosis_date", ctx_diagnosis_date_precision="diagnosis_date_precision")
+    if not patients["patient_id"].is_unique().all():
+        patients = patients.group_by("patient_id", maintain_order=True).agg(pl.all().first())
+    patients = patients.with_columns(ctx_patient_known=pl.lit(True))
     # Last news and death are the references other dates are compared with; one dated before
     # the diagnosis (beyond imputation) is itself the error and must not condemn the others.
     before_diagnosis = (pl.col("ctx_diagnosis_date") - pl.col("event_date")).dt.total_days() > _tolerance(
@@ -338,17 +335,17 @@ def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict
         frame = _with_duplicates(table, frames[table])
         frame = frame.with_columns(ctx_delivery_date=pl.lit(delivery_date, dtype=pl.Date))
         if table == "patient":
-            has_death = deaths.select("patient_id", ctx_has_death=pl.lit(True))
-            frame = _join(frame, has_death).with_columns(pl.col("ctx_has_death").fill_null(False))
+            dead = pl.col("patient_id").is_in(deaths["patient_id"].implode())
+            frame = frame.with_columns(ctx_has_death=dead.fill_null(False))
             distinct = pl.col("ctx_is_duplicate").not_().sum().over("patient_id")
             frame = frame.with_columns(
                 ctx_patient_rows=pl.when(pl.col("patient_id").is_not_null()).then(distinct).cast(pl.Int32)
             )
+        elif table == "tumour":  # (a look-up, not a join: the only column it needs)
+            frame = with_grade(frame.with_columns(ctx_patient_known=pl.col("patient_id").is_in(
+                patients["patient_id"].implode()).fill_null(False)))
         else:
-            per_patient = patients.select("patient_id", "ctx_patient_known") if table == "tumour" else follow_up
-            frame = _join(frame, per_patient).with_columns(pl.col("ctx_patient_known").fill_null(False))
-            if table == "tumour":
-                frame = with_grade(frame)
+            frame = _join(frame, follow_up).with_columns(pl.col("ctx_patient_known").fill_null(False))
         out[table] = frame
     return out
 

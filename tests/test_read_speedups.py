@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 
 from clms_etl.keys import DEMO_KEY, pseudonym, pseudonyms
+from clms_etl.readers.base import ReadContext
 from clms_etl.readers.raw_cells import _sheet_rows, _text_rows, raw_cells
 
 AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İstanbul", "\u00a0X\u2003", "\x1c9\x1f",

@@ -308,8 +308,14 @@ class Warehouse:
         On DuckDB the rows come as Arrow columns (the analyses read whole views: building Python
         tuples cost 10x the query), typed as the row-by-row path below types them
         (:func:`_as_from_rows`); a column type that path would type differently falls back to it.
+        On PostgreSQL they come as the CSV of ``COPY (query) TO STDOUT``, parsed by polars and typed
+        the same way (:func:`_copy_read`).
         """
         with self.engine.connect() as conn:
+            if self.backend == "postgresql":
+                copied = _copy_read(conn, sql, params or {})
+                if copied is not None:
+                    return copied
             result = conn.execute(sa.text(sql), params or {})
             columns = list(result.keys())
             description = result.cursor.description if result.cursor is not None else None
@@ -782,6 +788,75 @@ def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:
         else:
             out.append(column)
     return pl.DataFrame(out)
+
+
+# PostgreSQL column types (OIDs) whose COPY text :func:`_copy_read` parses into what psycopg's
+# Python values make in polars (others — json, arrays, intervals, uuid... — take the row path).
+_PG_BOOL, _PG_NUMERIC, _PG_DATE, _PG_TIMESTAMP, _PG_TIMESTAMPTZ = 16, 1700, 1082, 1114, 1184
+_COPY_AS_ROWS = {
+    20: pl.Int64, 21: pl.Int64, 23: pl.Int64, 700: pl.Float64, 701: pl.Float64, 25: pl.String, 1042: pl.String,
+    1043: pl.String, _PG_BOOL: pl.String, _PG_NUMERIC: pl.String, _PG_DATE: pl.String, _PG_TIMESTAMP: pl.String,
+    _PG_TIMESTAMPTZ: pl.String,
+}
+
+
+def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
+    """The result of ``sql`` on PostgreSQL as ``COPY (sql) TO STDOUT (FORMAT csv)`` streams it, typed as
+    :meth:`Warehouse.read_sql` types psycopg's rows; None when a column's type is not one
+    :data:`_COPY_AS_ROWS` knows, or the session's encoding or date style is not the one parsed here.
+
+    psycopg's rows would be parsed from the same text the server prints (it reads results as text),
+    so the values are the same: integers Int64, floats Float64 (NaN and infinities too), numerics the
+    Decimal(38, largest scale) polars infers from Python decimals, timestamps with a time zone in the
+    session's, a column holding only nulls the driver's type. CSV quotes every string it must and
+    writes NULL unquoted and empty, so NULL and ``''`` stay apart. COPY takes no parameters: they are
+    bound into the text by psycopg's own client-side quoting.
+    """
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    info = driver.info
+    if info.encoding != "utf-8" or not (info.parameter_status("DateStyle") or "").startswith("ISO"):
+        return None
+    compiled = sa.text(sql.strip().rstrip(";")).compile(dialect=conn.dialect)
+    with psycopg.ClientCursor(driver) as cursor:
+        query = cursor.mogrify(compiled.string, compiled.construct_params(params))
+        cursor.execute(f"SELECT * FROM ({query}) AS _result LIMIT 0")  # the columns' types, nothing run
+        description = cursor.description or []
+        zone = getattr(info.timezone, "key", None)  # psycopg dates timestamptz values in the session's zone
+        if not description or not all(d.type_code in _COPY_AS_ROWS for d in description) or (
+                zone is None and any(d.type_code == _PG_TIMESTAMPTZ for d in description)):
+            return None
+        text = io.BytesIO()
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+            for chunk in copy:
+                text.write(chunk)
+    names, codes = [d.name for d in description], [d.type_code for d in description]
+    if not text.tell():
+        return pl.DataFrame(schema=dict(zip(names, (_polars_type(c) for c in codes))))
+    text.seek(0)
+    read = pl.read_csv(text, has_header=False, schema={f"c{i}": _COPY_AS_ROWS[c] for i, c in enumerate(codes)},
+                       quote_char='"', try_parse_dates=False)
+    return pl.DataFrame([_as_python_typed(read.to_series(i).alias(n), c, zone)
+                         for i, (n, c) in enumerate(zip(names, codes, strict=True))])
+
+
+def _as_python_typed(column: pl.Series, type_code: int, zone: str | None) -> pl.Series:
+    """A column of COPY's CSV in the type polars gives psycopg's Python values of ``type_code``."""
+    if column.null_count() == column.len():
+        return pl.Series(column.name, [None] * column.len(), dtype=_polars_type(type_code))
+    if type_code == _PG_BOOL:
+        return column == "t"
+    if type_code == _PG_DATE:
+        return column.str.to_date("%Y-%m-%d")
+    if type_code == _PG_TIMESTAMP:
+        return column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us")
+    if type_code == _PG_TIMESTAMPTZ:
+        return column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us").dt.convert_time_zone(zone)
+    if type_code == _PG_NUMERIC:  # Decimal(38, s): s the most digits after the point, as from decimal.Decimal
+        scale = column.str.split_exact(".", 1).struct.field("field_1").str.len_chars().max() or 0
+        return column.str.to_decimal(scale=scale)
+    return column
 
 
 def _polars_type(type_code) -> pl.DataType:

@@ -50,11 +50,12 @@ import hashlib
 import hmac
 import io
 import os
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,7 @@ class Warehouse:
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
         self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         self._schema_ready = False
+        self._held = threading.local()  # the connection :meth:`block_copy` holds for this thread's reads
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -311,7 +313,8 @@ class Warehouse:
         On PostgreSQL they come as the CSV of ``COPY (query) TO STDOUT``, parsed by polars and typed
         the same way (:func:`_copy_read`).
         """
-        with self.engine.connect() as conn:
+        held = getattr(self._held, "connection", None)
+        with nullcontext(held) if held is not None else self.engine.connect() as conn:
             if self.backend == "postgresql":
                 copied = _copy_read(conn, sql, params or {})
                 if copied is not None:
@@ -360,6 +363,39 @@ class Warehouse:
         compared = self.bytewise(column)
         return " AND ".join(c for c, bound in ((f"{compared} >= :low", low), (f"{compared} < :high", high))
                             if bound is not None)
+
+    @contextmanager
+    def block_copy(self, relation: str, column: str) -> Iterator[str]:
+        """The relation to read ``relation``'s blocks of :meth:`range_clause` on ``column`` from, within the
+        ``with``: on PostgreSQL, a temporary copy of it indexed byte-wise on ``column``, which this thread's
+        :meth:`read_sql` calls then read through the one connection that holds it (dropped on exit);
+        elsewhere, or without the TEMPORARY right (the analyst role), ``relation`` itself.
+
+        PostgreSQL carries a range on a view's ``patient_id`` into none of the view's aggregates (only an
+        equality crosses its joins): each block of ``analytics.patient_summary`` aggregated every event
+        and operation of the registry again. The copy computes the view once; a block is an index range.
+        """
+        if self.backend != "postgresql":
+            yield relation
+            return
+        outer = getattr(self._held, "connection", None)  # another copy's: it must see both
+        with nullcontext(outer) if outer is not None else self.engine.connect() as conn:
+            if not conn.execute(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")).scalar():
+                yield relation
+                return
+            copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
+            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS SELECT * FROM {relation}"))
+            conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(column)})"))
+            conn.execute(sa.text(f"ANALYZE {copy}"))
+            self._held.connection = conn
+            try:
+                yield copy
+                if outer is not None:  # the outer copy's transaction goes on
+                    conn.execute(sa.text(f"DROP TABLE {copy}"))
+            finally:
+                self._held.connection = outer
+                if outer is None:
+                    conn.rollback()  # the copies were made in this transaction: they go with it
 
     def results(self, name: str) -> pl.DataFrame:
         """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""

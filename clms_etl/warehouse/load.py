@@ -386,7 +386,7 @@ class Warehouse:
             copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
             conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS SELECT * FROM {relation}"))
             conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(column)})"))
-            conn.execute(sa.text(f"ANALYZE {copy}"))
+            conn.execute(sa.text(f"ANALYZE {copy} ({column})"))  # the blocks' one condition: its statistics only
             self._held.connection = conn
             try:
                 yield copy

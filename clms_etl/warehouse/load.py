@@ -829,7 +829,7 @@ def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:
 # PostgreSQL column types (OIDs) whose COPY text :func:`_copy_read` parses into what psycopg's
 # Python values make in polars (others — json, arrays, intervals, uuid... — take the row path).
 _PG_BOOL, _PG_NUMERIC, _PG_DATE, _PG_TIMESTAMP, _PG_TIMESTAMPTZ = 16, 1700, 1082, 1114, 1184
-_COPY_AS_ROWS = {
+_COPY_CSV_TYPES = {
     20: pl.Int64, 21: pl.Int64, 23: pl.Int64, 700: pl.Float64, 701: pl.Float64, 25: pl.String, 1042: pl.String,
     1043: pl.String, _PG_BOOL: pl.String, _PG_NUMERIC: pl.String, _PG_DATE: pl.String, _PG_TIMESTAMP: pl.String,
     _PG_TIMESTAMPTZ: pl.String,
@@ -839,7 +839,7 @@ _COPY_AS_ROWS = {
 def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
     """The result of ``sql`` on PostgreSQL as ``COPY (sql) TO STDOUT (FORMAT csv)`` streams it, typed as
     :meth:`Warehouse.read_sql` types psycopg's rows; None when a column's type is not one
-    :data:`_COPY_AS_ROWS` knows, or the session's encoding or date style is not the one parsed here.
+    :data:`_COPY_CSV_TYPES` knows, or the session's encoding or date style is not the one parsed here.
 
     psycopg's rows would be parsed from the same text the server prints (it reads results as text),
     so the values are the same: integers Int64, floats Float64 (NaN and infinities too), numerics the
@@ -860,7 +860,7 @@ def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
         cursor.execute(f"SELECT * FROM ({query}) AS _result LIMIT 0")  # the columns' types, nothing run
         description = cursor.description or []
         zone = getattr(info.timezone, "key", None)  # psycopg dates timestamptz values in the session's zone
-        if not description or not all(d.type_code in _COPY_AS_ROWS for d in description) or (
+        if not description or not all(d.type_code in _COPY_CSV_TYPES for d in description) or (
                 zone is None and any(d.type_code == _PG_TIMESTAMPTZ for d in description)):
             return None
         text = io.BytesIO()
@@ -871,7 +871,7 @@ def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
     if not text.tell():
         return pl.DataFrame(schema=dict(zip(names, (_polars_type(c) for c in codes))))
     text.seek(0)
-    read = pl.read_csv(text, has_header=False, schema={f"c{i}": _COPY_AS_ROWS[c] for i, c in enumerate(codes)},
+    read = pl.read_csv(text, has_header=False, schema={f"c{i}": _COPY_CSV_TYPES[c] for i, c in enumerate(codes)},
                        quote_char='"', try_parse_dates=False)
     return pl.DataFrame([_as_python_typed(read.to_series(i).alias(n), c, zone)
                          for i, (n, c) in enumerate(zip(names, codes, strict=True))])

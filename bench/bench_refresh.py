@@ -1,9 +1,11 @@
 """Benchmark: the nightly refresh's steps, one by one, in one process, on a loaded warehouse.
 
     .venv/bin/python -m bench.bench_refresh --warehouse W.duckdb --out DIR [--steps a,b] [--profile DIR]
+    .venv/bin/python -m bench.bench_refresh --warehouse postgresql+psycopg://... --out DIR [...]
 
 ``W.duckdb`` is a warehouse the night loaded (``clms-etl run``): it is copied to ``DIR/warehouse.duckdb``
-first, so the same warehouse serves every measurement. Each step of ``nightly_refresh`` after the
+first, so the same warehouse serves every measurement. A PostgreSQL warehouse (its URL; the key in
+``CLMS_PSEUDONYM_KEY``) is used in place: the steps rewrite only the result tables. Each step of ``nightly_refresh`` after the
 imports is called as its asset calls it (the library functions of ``clms_etl/``, no Dagster), in the
 job's order; printed: wall and CPU seconds of each, and its peak RSS. The outputs (report, exports, OMOP, cBioPortal,
 figures and tables) are written under ``DIR/outputs`` with a fixed run id and report time, so that
@@ -175,7 +177,8 @@ def _peak_rss_mib() -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--warehouse", type=Path, required=True, help="a loaded DuckDB warehouse (copied first)")
+    parser.add_argument("--warehouse", required=True,
+                        help="a loaded DuckDB warehouse (copied first) or a PostgreSQL warehouse's URL (used in place)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", default="", help="comma-separated step names (default: all)")
     parser.add_argument("--profile", type=Path, help="folder for one cProfile file per step")
@@ -184,8 +187,12 @@ def main(argv: list[str] | None = None) -> None:
 
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    copy = args.out / "warehouse.duckdb"
-    shutil.copyfile(args.warehouse, copy)
+    if args.warehouse.startswith("postgresql"):
+        url = args.warehouse
+    else:
+        copy = args.out / "warehouse.duckdb"
+        shutil.copyfile(args.warehouse, copy)
+        url = f"duckdb:///{copy}"
     outputs = args.out / "outputs"
     os.environ.setdefault("CLMS_OUTPUTS", str(outputs))
     wanted = set(filter(None, args.steps.split(",")))
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     wall_total = cpu_total = 0.0
-    with Warehouse(f"duckdb:///{copy}") as wh:
+    with Warehouse(url) as wh:
         for name, step, takes_outputs in STEPS:
             if wanted and name not in wanted:
                 continue

@@ -62,6 +62,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -551,31 +552,32 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown export formats {sorted(unknown)}: choose among {', '.join(FORMATS)}")
-    if datasets is None:
-        sources, summary = _warehouse_sources(wh, block_patients)
-        origins, patients = _origins_of(summary), _patients_of(summary)
-    else:
-        datasets = list(datasets)
-        sources = [Source(d.name, d.description, d.labels, [None], lambda _, frame=d.frame: frame) for d in datasets]
-        origins, patients = _origins(datasets), _patients(datasets)
-    origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
-    _remove_kept_blocks(Path(outdir))
-    result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
-    members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
-    shapes, codebook_rows = [], []
-    for source in sources:
-        shape = _write_source(source, origins, protected, formats, outdir, members[source.name], result)
-        shapes.append(shape)
-        result.rows[shape.name] = shape.rows
-        xpt_names = short_names(list(shape.schema), XPT_NAME_LENGTH)
-        dta_names = short_names(list(shape.schema), DTA_NAME_LENGTH)
-        for position, (column, dtype) in enumerate(shape.schema.items(), start=1):
-            codebook_rows.append({
-                "dataset": shape.name, "xpt_dataset": members[shape.name], "position": position,
-                "column": column, "type": _type_name(dtype), "xpt_name": xpt_names[column],
-                "stata_name": dta_names[column], "label": shape.labels.get(column, ""),
-                "code_list": shape.coded.get(column),
-            })
+    with ExitStack() as copies:  # the views' block copies (Warehouse.block_copy), while the blocks are read
+        if datasets is None:
+            sources, summary = _warehouse_sources(wh, block_patients, copies)
+            origins, patients = _origins_of(summary), _patients_of(summary)
+        else:
+            datasets = list(datasets)
+            sources = [Source(d.name, d.description, d.labels, [None], lambda _, frame=d.frame: frame) for d in datasets]
+            origins, patients = _origins(datasets), _patients(datasets)
+        origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
+        _remove_kept_blocks(Path(outdir))
+        result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
+        members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
+        shapes, codebook_rows = [], []
+        for source in sources:
+            shape = _write_source(source, origins, protected, formats, outdir, members[source.name], result)
+            shapes.append(shape)
+            result.rows[shape.name] = shape.rows
+            xpt_names = short_names(list(shape.schema), XPT_NAME_LENGTH)
+            dta_names = short_names(list(shape.schema), DTA_NAME_LENGTH)
+            for position, (column, dtype) in enumerate(shape.schema.items(), start=1):
+                codebook_rows.append({
+                    "dataset": shape.name, "xpt_dataset": members[shape.name], "position": position,
+                    "column": column, "type": _type_name(dtype), "xpt_name": xpt_names[column],
+                    "stata_name": dta_names[column], "label": shape.labels.get(column, ""),
+                    "code_list": shape.coded.get(column),
+                })
     codebook = pl.DataFrame(codebook_rows, schema={
         "dataset": pl.String, "xpt_dataset": pl.String, "position": pl.Int32, "column": pl.String, "type": pl.String,
         "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String, "code_list": pl.String})
@@ -623,17 +625,25 @@ class Shape:
     coded: dict[str, str]
 
 
-def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl.DataFrame]:
+def _warehouse_sources(wh, block_patients: int | None,
+                       copies: ExitStack | None = None) -> tuple[list[Source], pl.DataFrame]:
     """The views for statisticians (per block of ``block_patients`` patients; None: whole) and every result
     table (in blocks of as many rows as a block of patients has survival rows), and patient_summary's
-    pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym)."""
+    pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym). With ``copies``, the views'
+    blocks are read from their :meth:`~clms_etl.warehouse.Warehouse.block_copy`, held until it closes."""
     from clms_etl.results import RUN_ID_COMMENT
     from clms_etl.warehouse.analytics import VIEWS_BY_NAME
     from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
 
+    relations = {}  # (schema, name) each view's blocks are read from
+    for name in VIEW_DATASETS:
+        relation = f"{ANALYTICS_SCHEMA}.{name}"
+        if copies is not None and block_patients is not None:
+            relation = copies.enter_context(wh.block_copy(relation, "patient_id"))
+        relations[name] = tuple(relation.split(".", 1))
     types = _relation_types(wh, ANALYTICS_SCHEMA, "patient_summary")
     narrow = {c: types[c] for c in ("patient_id", ORIGIN, AGE_COLUMN, *QUASI_IDENTIFIERS) if c in types}
-    summary = _typed_relation(wh, ANALYTICS_SCHEMA, "patient_summary", narrow).sort("patient_id")
+    summary = _typed_relation(wh, *relations["patient_summary"], narrow).sort("patient_id")
     starts = [] if block_patients is None else \
         summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
     ranges = list(zip([None, *starts], [*starts, None], strict=True))
@@ -644,7 +654,7 @@ def _warehouse_sources(wh, block_patients: int | None) -> tuple[list[Source], pl
             clause = wh.range_clause("patient_id", low, high)
             if clause and high is None:  # nulls sort last: the last block takes them
                 clause = f"patient_id IS NULL OR ({clause})"
-            return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, clause, {"low": low, "high": high})
+            return _typed_relation(wh, *relations[name], schema, clause, {"low": low, "high": high})
         return read
 
     out = []

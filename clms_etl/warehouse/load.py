@@ -50,11 +50,12 @@ import hashlib
 import hmac
 import io
 import os
+import threading
 import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,6 +212,7 @@ class Warehouse:
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
         self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         self._schema_ready = False
+        self._held = threading.local()  # the connection :meth:`block_copy` holds for this thread's reads
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -308,8 +310,15 @@ class Warehouse:
         On DuckDB the rows come as Arrow columns (the analyses read whole views: building Python
         tuples cost 10x the query), typed as the row-by-row path below types them
         (:func:`_as_from_rows`); a column type that path would type differently falls back to it.
+        On PostgreSQL they come as the CSV of ``COPY (query) TO STDOUT``, parsed by polars and typed
+        the same way (:func:`_copy_read`).
         """
-        with self.engine.connect() as conn:
+        held = getattr(self._held, "connection", None)
+        with nullcontext(held) if held is not None else self.engine.connect() as conn:
+            if self.backend == "postgresql":
+                copied = _copy_read(conn, sql, params or {})
+                if copied is not None:
+                    return copied
             result = conn.execute(sa.text(sql), params or {})
             columns = list(result.keys())
             description = result.cursor.description if result.cursor is not None else None
@@ -354,6 +363,39 @@ class Warehouse:
         compared = self.bytewise(column)
         return " AND ".join(c for c, bound in ((f"{compared} >= :low", low), (f"{compared} < :high", high))
                             if bound is not None)
+
+    @contextmanager
+    def block_copy(self, relation: str, column: str) -> Iterator[str]:
+        """The relation to read ``relation``'s blocks of :meth:`range_clause` on ``column`` from, within the
+        ``with``: on PostgreSQL, a temporary copy of it indexed byte-wise on ``column``, which this thread's
+        :meth:`read_sql` calls then read through the one connection that holds it (dropped on exit);
+        elsewhere, or without the TEMPORARY right (the analyst role), ``relation`` itself.
+
+        PostgreSQL carries a range on a view's ``patient_id`` into none of the view's aggregates (only an
+        equality crosses its joins): each block of ``analytics.patient_summary`` aggregated every event
+        and operation of the registry again. The copy computes the view once; a block is an index range.
+        """
+        if self.backend != "postgresql":
+            yield relation
+            return
+        outer = getattr(self._held, "connection", None)  # another copy's: it must see both
+        with nullcontext(outer) if outer is not None else self.engine.connect() as conn:
+            if not conn.execute(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")).scalar():
+                yield relation
+                return
+            copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
+            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS SELECT * FROM {relation}"))
+            conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(column)})"))
+            conn.execute(sa.text(f"ANALYZE {copy} ({column})"))  # the blocks' one condition: its statistics only
+            self._held.connection = conn
+            try:
+                yield copy
+                if outer is not None:  # the outer copy's transaction goes on
+                    conn.execute(sa.text(f"DROP TABLE {copy}"))
+            finally:
+                self._held.connection = outer
+                if outer is None:
+                    conn.rollback()  # the copies were made in this transaction: they go with it
 
     def results(self, name: str) -> pl.DataFrame:
         """A result table of the ``analytics`` schema (:mod:`clms_etl.results`), in its declared dtypes."""
@@ -782,6 +824,75 @@ def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:
         else:
             out.append(column)
     return pl.DataFrame(out)
+
+
+# PostgreSQL column types (OIDs) whose COPY text :func:`_copy_read` parses into what psycopg's
+# Python values make in polars (others — json, arrays, intervals, uuid... — take the row path).
+_PG_BOOL, _PG_NUMERIC, _PG_DATE, _PG_TIMESTAMP, _PG_TIMESTAMPTZ = 16, 1700, 1082, 1114, 1184
+_COPY_CSV_TYPES = {
+    20: pl.Int64, 21: pl.Int64, 23: pl.Int64, 700: pl.Float64, 701: pl.Float64, 25: pl.String, 1042: pl.String,
+    1043: pl.String, _PG_BOOL: pl.String, _PG_NUMERIC: pl.String, _PG_DATE: pl.String, _PG_TIMESTAMP: pl.String,
+    _PG_TIMESTAMPTZ: pl.String,
+}
+
+
+def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
+    """The result of ``sql`` on PostgreSQL as ``COPY (sql) TO STDOUT (FORMAT csv)`` streams it, typed as
+    :meth:`Warehouse.read_sql` types psycopg's rows; None when a column's type is not one
+    :data:`_COPY_CSV_TYPES` knows, or the session's encoding or date style is not the one parsed here.
+
+    psycopg's rows would be parsed from the same text the server prints (it reads results as text),
+    so the values are the same: integers Int64, floats Float64 (NaN and infinities too), numerics the
+    Decimal(38, largest scale) polars infers from Python decimals, timestamps with a time zone in the
+    session's, a column holding only nulls the driver's type. CSV quotes every string it must and
+    writes NULL unquoted and empty, so NULL and ``''`` stay apart. COPY takes no parameters: they are
+    bound into the text by psycopg's own client-side quoting.
+    """
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    info = driver.info
+    if info.encoding != "utf-8" or not (info.parameter_status("DateStyle") or "").startswith("ISO"):
+        return None
+    compiled = sa.text(sql.strip().rstrip(";")).compile(dialect=conn.dialect)
+    with psycopg.ClientCursor(driver) as cursor:
+        query = cursor.mogrify(compiled.string, compiled.construct_params(params))
+        cursor.execute(f"SELECT * FROM ({query}) AS _result LIMIT 0")  # the columns' types, nothing run
+        description = cursor.description or []
+        zone = getattr(info.timezone, "key", None)  # psycopg dates timestamptz values in the session's zone
+        if not description or not all(d.type_code in _COPY_CSV_TYPES for d in description) or (
+                zone is None and any(d.type_code == _PG_TIMESTAMPTZ for d in description)):
+            return None
+        text = io.BytesIO()
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+            for chunk in copy:
+                text.write(chunk)
+    names, codes = [d.name for d in description], [d.type_code for d in description]
+    if not text.tell():
+        return pl.DataFrame(schema=dict(zip(names, (_polars_type(c) for c in codes))))
+    text.seek(0)
+    read = pl.read_csv(text, has_header=False, schema={f"c{i}": _COPY_CSV_TYPES[c] for i, c in enumerate(codes)},
+                       quote_char='"', try_parse_dates=False)
+    return pl.DataFrame([_as_python_typed(read.to_series(i).alias(n), c, zone)
+                         for i, (n, c) in enumerate(zip(names, codes, strict=True))])
+
+
+def _as_python_typed(column: pl.Series, type_code: int, zone: str | None) -> pl.Series:
+    """A column of COPY's CSV in the type polars gives psycopg's Python values of ``type_code``."""
+    if column.null_count() == column.len():
+        return pl.Series(column.name, [None] * column.len(), dtype=_polars_type(type_code))
+    if type_code == _PG_BOOL:
+        return column == "t"
+    if type_code == _PG_DATE:
+        return column.str.to_date("%Y-%m-%d")
+    if type_code == _PG_TIMESTAMP:
+        return column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us")
+    if type_code == _PG_TIMESTAMPTZ:
+        return column.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%#z", time_unit="us").dt.convert_time_zone(zone)
+    if type_code == _PG_NUMERIC:  # Decimal(38, s): s the most digits after the point, as from decimal.Decimal
+        scale = column.str.split_exact(".", 1).struct.field("field_1").str.len_chars().max() or 0
+        return column.str.to_decimal(scale=scale)
+    return column
 
 
 def _polars_type(type_code) -> pl.DataType:

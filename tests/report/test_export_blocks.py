@@ -93,10 +93,17 @@ def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_
         molecular_outputs(wh, tmp_path / "outputs", "blocks-run")
         whole = export_analysis(wh, tmp_path / "one", shareable=False, k_threshold=2, block_patients=10**9)
         assert whole.rows["patient_summary"] == 79 and whole.rows["ph_residual"] > 7 * 5
+        read, read_sql = [], wh.read_sql
+        monkeypatch.setattr(wh, "read_sql", lambda query, params=None: read.append(query) or read_sql(query, params))
         export_analysis(wh, tmp_path / "seven", shareable=False, k_threshold=2, block_patients=7)
     expected, got = _files(tmp_path / "one"), _files(tmp_path / "seven")
     assert got.keys() == expected.keys()
     assert [name for name in expected if got[name] != expected[name]] == []
+    # the per-patient views' blocks come from their copies (Warehouse.block_copy): PostgreSQL computed
+    # the whole view again for each block of pseudonyms (the range reaches none of its aggregates)
+    blocks = [q for q in read if ":low" in q or ":high" in q]
+    assert len([q for q in blocks if "pg_temp.block_copy_" in q]) >= 2 * (79 // 7)
+    assert not [q for q in blocks if re.search(r"FROM analytics\.(patient_summary|survival)\b", q)]
 
 
 def _pyreadstat_bytes(frame, fmt: str, path: Path, marks: dict | None = None) -> bytes:

@@ -1,0 +1,62 @@
+"""Warehouse.block_copy: the blocks of a per-patient view read from one copy of it on PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from clms_etl.warehouse import Warehouse
+from tests.warehouse.conftest import _libpq
+from tests.warehouse.helpers import load_twin
+
+VIEW = "analytics.patient_summary"
+
+
+def _blocks(wh: Warehouse, relation: str) -> list:
+    """The view's rows in three blocks of pseudonyms, as the exports cut them."""
+    ids = wh.read_sql(f"SELECT patient_id FROM {VIEW} ORDER BY {wh.bytewise('patient_id')}")["patient_id"]
+    bounds = [None, ids[len(ids) // 3], ids[2 * len(ids) // 3], None]
+    return [wh.read_sql(f"SELECT * FROM {relation} WHERE {wh.range_clause('patient_id', low, high)} "
+                        "ORDER BY patient_id", {"low": low, "high": high}) for low, high in zip(bounds, bounds[1:])]
+
+
+def test_the_blocks_of_the_copy_are_the_views(warehouse_url, tmp_path):
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        expected = _blocks(wh, VIEW)
+        with wh.block_copy(VIEW, "patient_id") as copy, wh.block_copy("analytics.survival", "patient_id") as other:
+            got = _blocks(wh, copy)
+            assert wh.read_sql(f"SELECT COUNT(*) AS n FROM {other}")["n"][0] == \
+                wh.read_sql("SELECT COUNT(*) AS n FROM analytics.survival")["n"][0]
+        assert sum(b.height for b in expected) == 79 and [b.height for b in got] == [b.height for b in expected]
+        for old, new in zip(expected, got, strict=True):
+            assert new.equals(old, null_equal=True) and new.schema == old.schema
+        if wh.backend == "postgresql":
+            assert copy.startswith("pg_temp.") and other.startswith("pg_temp.")
+            with wh.engine.connect() as conn:  # dropped with the connection's transaction: nothing left
+                left = conn.exec_driver_sql("SELECT COUNT(*) FROM pg_class WHERE relname LIKE 'block_copy_%%'")
+                assert left.scalar() == 0
+        else:
+            assert (copy, other) == (VIEW, "analytics.survival")
+
+
+@pytest.mark.postgres
+def test_without_the_temporary_right_the_blocks_are_read_from_the_view(pg_url, pg_databases, tmp_path):
+    """The analyst role has no TEMPORARY right (clms_etl.warehouse.roles): its exports read the view."""
+    with Warehouse(pg_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+    role = pg_databases.role_name("reader")
+    database = pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(_libpq(pg_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA analytics TO {}").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public, analytics TO {}").format(
+            sql.Identifier(role)))
+    with Warehouse(pg_databases.url_as(pg_url, role)) as wh:
+        with wh.block_copy(VIEW, "patient_id") as relation:
+            assert relation == VIEW
+            assert sum(b.height for b in _blocks(wh, relation)) == 79

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl.survival import endpoints as ep
-from clms_etl.survival.competing_study import analyse_competing
+from clms_etl.survival.competing_study import analyse_competing, beside
 from clms_etl.survival.competing_study import report_section as competing_section
 from clms_etl.survival.competing_study import write_figure as write_competing_figure
 from clms_etl.survival.km import (CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier_counts,
@@ -52,9 +52,16 @@ FROM analytics.patient_summary s LEFT JOIN tumour t ON t.patient_id = s.patient_
 """
 
 
+# The columns of analytics.survival the analysis reads (endpoint_frame): not the view's dates and flags,
+# five rows per patient
+SURVIVAL_COLUMNS = ("patient_id", "endpoint", "time_months", "event")
+SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
+
+
 def load_inputs(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(patient_summary with the tumour's consultation delay and mitosis class, survival view)."""
-    return wh.read_sql(TUMOUR_EXTRA_SQL), wh.read_sql("SELECT * FROM analytics.survival")
+    """(patient_summary with the tumour's consultation delay and mitosis class, the survival view's
+    endpoint times and events)."""
+    return wh.read_sql(TUMOUR_EXTRA_SQL), wh.read_sql(SURVIVAL_SQL)
 
 
 # -- predictors -----------------------------------------------------------------------------------
@@ -75,7 +82,8 @@ def _bool_levels(column: str, true: str, false: str) -> pl.Expr:
 
 
 def predictors(population: pl.DataFrame) -> tuple[pl.DataFrame, list[Predictor]]:
-    """The study's univariate predictors as string-level columns (one row per patient) and their specs.
+    """The study's univariate predictors as level columns (one row per patient; :class:`polars.Enum`, whose
+    categories sort as the level strings) and their specs.
 
     Continuous variables without a threshold of their own (age, size, clinical margin) are
     dichotomised at their median in the population analysed (the study's methods).
@@ -112,8 +120,17 @@ def predictors(population: pl.DataFrame) -> tuple[pl.DataFrame, list[Predictor]]
          _bool_levels("r0", "R0", "R1/R2")),
         (Predictor("clinical_margin", "Clinical margin", margin_lo, (margin_hi,), margin_def), margin),
     ]
-    frame = population.select("patient_id", *[expr.cast(pl.String).alias(p.key) for p, expr in specs])
+    # one column at a time, each as an enum of its levels: a byte per patient instead of a string
+    frame = population.select("patient_id").hstack([_levels(population, p, expr) for p, expr in specs])
     return frame, [p for p, _ in specs]
+
+
+def _levels(population: pl.DataFrame, predictor: Predictor, expr: pl.Expr) -> pl.Series:
+    """The predictor's level of each patient as an enum whose categories are in string order, so that a
+    sort or a group-by over the levels orders them as the strings would (the same rows, in the same order)."""
+    values = population.select(expr.cast(pl.String).alias(predictor.key)).to_series()
+    categories = sorted({*values.drop_nulls().unique().to_list(), predictor.reference, *predictor.levels})
+    return values.cast(pl.Enum(categories))
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -472,13 +489,14 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     # a database returns a view's rows in any order, and float sums depend on it: the same patients
     # give the same results to the last bit
     patient_summary = patient_summary.sort("patient_id")
-    survival = survival.sort("patient_id", "endpoint")
     rule = ep.population_rule(population)
     population = ep.survival_population(patient_summary, min_follow_up_months, rule.name)
     if population.is_empty():
         raise EmptyCohort(f"no patient in the survival population (at least {min_follow_up_months:g} months of "
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
+    # sorted by endpoint and pseudonym whatever the order of ``survival``
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
+    del survival
     levels, specs = predictors(population)
     # levels is population.select(...): row for row the population's patients, so their other
     # columns are put beside it (a join on the pseudonyms costs a hash of every patient)
@@ -501,7 +519,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         for endpoint in ep.ENDPOINTS:
             # joined one endpoint at a time: the predictors of every patient times six endpoints is the
             # largest frame of the analysis at registry scale
-            e = frames.filter(pl.col("endpoint") == endpoint).join(per_patient, on="patient_id", how="left")
+            e = beside(frames.filter(pl.col("endpoint") == endpoint), per_patient)
             # patients alike in time, event and every predictor are one row with their number: the
             # curves, tests and models below sum the same patients over far fewer rows
             rows = (e.group_by("time_months", "event", *keys).agg(pl.len().alias(PATIENTS))

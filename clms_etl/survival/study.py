@@ -52,6 +52,17 @@ FROM analytics.patient_summary s LEFT JOIN tumour t ON t.patient_id = s.patient_
 """
 
 
+# What the analysis reads of them (Table 1's characteristics, the predictors, the dates of the endpoints
+# and of the competing risks): not the view's labels, classes and flags, read for a million patients
+PATIENT_COLUMNS = ("patient_id", "centre", "sex", "age_at_diagnosis_years", "immunosuppression", "diagnosis_date",
+                   "site", "size_cm", "presentation", "pain", "on_scar", "histological_ulceration", "fnclcc_grade",
+                   "grade_ii_iii", "differentiation_score", "differentiation_moderate_poor", "mitoses_per_10hpf",
+                   "mitoses_gt_10", "necrosis_present", "invasion", "ki67_percent", "resection_status", "r0",
+                   "clinical_margin_cm", "last_contact_date", "follow_up_months", "first_local_recurrence_date",
+                   "first_metastasis_date", "relapse", "death", "death_date", "death_cause")
+TUMOUR_COLUMNS = ("consultation_delay_months", "mitosis_class", "mitoses_is_upper_bound")  # TUMOUR_EXTRA_SQL's
+PATIENTS_SQL = TUMOUR_EXTRA_SQL.replace("s.*", ", ".join(f"s.{c}" for c in PATIENT_COLUMNS))
+
 # The columns of analytics.survival the analysis reads (endpoint_frame): not the view's dates and flags,
 # five rows per patient
 SURVIVAL_COLUMNS = ("patient_id", "endpoint", "time_months", "event")
@@ -59,9 +70,9 @@ SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
 
 
 def load_inputs(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(patient_summary with the tumour's consultation delay and mitosis class, the survival view's
-    endpoint times and events)."""
-    return wh.read_sql(TUMOUR_EXTRA_SQL), wh.read_sql(SURVIVAL_SQL)
+    """(patient_summary's :data:`PATIENT_COLUMNS` with the tumour's consultation delay and mitosis class,
+    the survival view's endpoint times and events): what :func:`analyse` reads of the views."""
+    return wh.read_sql(PATIENTS_SQL), wh.read_sql(SURVIVAL_SQL)
 
 
 # -- predictors -----------------------------------------------------------------------------------

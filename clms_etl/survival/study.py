@@ -508,6 +508,12 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     # sorted by endpoint and pseudonym whatever the order of ``survival``
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
     del survival
+    # what is computed on every included patient, computed before the survival population's frames and
+    # models fill memory (the sorted copy of the included patients is not kept until the end)
+    survival_exclusion = ep.exclusions(patient_summary, min_follow_up_months, rule.name)
+    table1_frame, unrecorded_frame = table1(patient_summary), unrecorded_items(patient_summary)
+    margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
+    del patient_summary
     levels, specs = predictors(population)
     # levels is population.select(...): row for row the population's patients, so their other
     # columns are put beside it (a join on the pseudonyms costs a hash of every patient)
@@ -582,7 +588,6 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                        "display": pl.String}
     univariate_frame = pl.DataFrame(univariate_rows, infer_schema_length=None).with_columns(
         row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("endpoint"))
-    margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         competing = analyse_competing(population, levels, specs, time_points_months, alpha)
@@ -592,14 +597,14 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_estimate=pl.DataFrame(estimates, schema=estimate_schema),
         survival_curve=pl.concat(curve_frames, how="diagonal"),
         univariate_analysis=univariate_frame,
-        table1=table1(patient_summary),
-        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months, rule.name),
+        table1=table1_frame,
+        survival_exclusion=survival_exclusion,
         follow_up=_follow_up(population),
         group_comparison=pl.DataFrame([{"variable": "clinical_margin_cm", "outcome": "relapse",
                                         "population": "all included patients with a known clinical margin",
                                         **margins}]),
         curves=curves,
-        unrecorded_items=unrecorded_items(patient_summary),
+        unrecorded_items=unrecorded_frame,
         cumulative_incidence=competing.cumulative_incidence,
         cumulative_incidence_curve=competing.cumulative_incidence_curve,
         gray_test=competing.gray_test, fine_gray=competing.fine_gray,

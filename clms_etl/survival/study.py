@@ -59,7 +59,8 @@ PATIENT_COLUMNS = ("patient_id", "centre", "sex", "age_at_diagnosis_years", "imm
                    "grade_ii_iii", "differentiation_score", "differentiation_moderate_poor", "mitoses_per_10hpf",
                    "mitoses_gt_10", "necrosis_present", "invasion", "ki67_percent", "resection_status", "r0",
                    "clinical_margin_cm", "last_contact_date", "follow_up_months", "first_local_recurrence_date",
-                   "first_metastasis_date", "relapse", "death", "death_date", "death_cause")
+                   "first_metastasis_date", "relapse", "death", "death_date", "death_cause",
+                   "in_survival_population")  # the last one: for the views and the analysis to be compared
 TUMOUR_COLUMNS = ("consultation_delay_months", "mitosis_class", "mitoses_is_upper_bound")  # TUMOUR_EXTRA_SQL's
 PATIENTS_SQL = TUMOUR_EXTRA_SQL.replace("s.*", ", ".join(f"s.{c}" for c in PATIENT_COLUMNS))
 

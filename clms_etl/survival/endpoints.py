@@ -103,7 +103,10 @@ def endpoint_frame(patient_summary: pl.DataFrame, survival: pl.DataFrame,
     ``survival`` is the ``analytics.survival`` view (its ``in_survival_population`` flag follows the
     rule the analysis last stored, which may not be this one yet: the population is taken here).
     """
-    population = survival_population(patient_summary, min_follow_up_months, population)
+    # the columns of the rule and of RMFS only: not a copy of every included patient's characteristics
+    population = survival_population(patient_summary.select(
+        "patient_id", "centre", "diagnosis_date", "last_contact_date", "death_date", "first_local_recurrence_date",
+        "first_metastasis_date"), min_follow_up_months, population)
     relapse_date = pl.min_horizontal("first_local_recurrence_date", "first_metastasis_date")
     rmfs = population.select(
         "patient_id",

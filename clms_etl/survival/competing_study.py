@@ -174,9 +174,10 @@ class CompetingResults:
     fine_gray: pl.DataFrame
 
 
-def _beside(outcomes: pl.DataFrame, levels: pl.DataFrame) -> pl.DataFrame:
-    """Each patient's outcome row with the patient's levels: put beside it when both frames list the same
-    patients in the same order (the study's ``levels`` is ``population.select``), joined otherwise."""
+def beside(outcomes: pl.DataFrame, levels: pl.DataFrame) -> pl.DataFrame:
+    """Each patient's row of ``outcomes`` with the patient's columns of ``levels`` (one row per patient): put
+    beside it when both frames list the same patients in the same order (the study's ``levels`` is
+    ``population.select``, the endpoint frame sorted by pseudonym), joined otherwise."""
     if outcomes.height == levels.height and outcomes["patient_id"].equals(levels["patient_id"]):
         return outcomes.hstack(levels.drop("patient_id"))
     return outcomes.join(levels, on="patient_id", how="left")
@@ -194,7 +195,7 @@ def analyse_competing(population: pl.DataFrame, levels: pl.DataFrame, specs: lis
     for o in OUTCOMES:
         # patients alike in time, cause and every predictor are one row with their number: every
         # estimate below sums the same patients over far fewer rows (one outcome at a time in memory)
-        data = (_beside(outcome_frame(population, (o,)), levels)
+        data = (beside(outcome_frame(population, (o,)), levels)
                 .group_by("time_months", "cause", *keys).agg(pl.len().alias(PATIENTS))
                 .sort("time_months", "cause", *keys, nulls_last=True))
         cause_specific = data.with_columns(event=(pl.col("cause") == 1).cast(pl.Int64))

@@ -97,12 +97,16 @@ def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_
 def endpoint_frame(patient_summary: pl.DataFrame, survival: pl.DataFrame,
                    min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
                    population: str = DEFAULT_POPULATION) -> pl.DataFrame:
-    """One row per patient of the survival population and endpoint: ``time_months``, ``event`` (1/0).
+    """One row per patient of the survival population and endpoint: ``time_months``, ``event`` (1/0),
+    sorted by endpoint and pseudonym.
 
     ``survival`` is the ``analytics.survival`` view (its ``in_survival_population`` flag follows the
     rule the analysis last stored, which may not be this one yet: the population is taken here).
     """
-    population = survival_population(patient_summary, min_follow_up_months, population)
+    # the columns of the rule and of RMFS only: not a copy of every included patient's characteristics
+    population = survival_population(patient_summary.select(
+        "patient_id", "centre", "diagnosis_date", "last_contact_date", "death_date", "first_local_recurrence_date",
+        "first_metastasis_date"), min_follow_up_months, population)
     relapse_date = pl.min_horizontal("first_local_recurrence_date", "first_metastasis_date")
     rmfs = population.select(
         "patient_id",
@@ -110,9 +114,13 @@ def endpoint_frame(patient_summary: pl.DataFrame, survival: pl.DataFrame,
         time_months=(pl.coalesce(relapse_date, "last_contact_date") - pl.col("diagnosis_date")).dt.total_days()
         / DAYS_PER_MONTH,
         event=relapse_date.is_not_null().cast(pl.Int64),
-    )
-    views = (
-        survival.filter(pl.col("endpoint").is_in(VIEW_ENDPOINTS) & pl.col("patient_id").is_in(population["patient_id"].implode()))
-        .select("patient_id", "endpoint", pl.col("time_months").cast(pl.Float64), pl.col("event").cast(pl.Int64))
-    )
-    return pl.concat([views.cast(ENDPOINT_SCHEMA), rmfs.cast(ENDPOINT_SCHEMA)]).sort("endpoint", "patient_id")
+    ).cast(ENDPOINT_SCHEMA).sort("patient_id")
+    # one endpoint at a time in the population's order of pseudonyms (a join keeping that order), not a sort
+    # of every patient and endpoint by their strings: the same rows in the same order
+    patients = rmfs.select("patient_id")
+    views = survival.select("patient_id", "endpoint", pl.col("time_months").cast(pl.Float64),
+                            pl.col("event").cast(pl.Int64))
+    return pl.concat([rmfs if endpoint == "RMFS" else
+                      patients.join(views.filter(pl.col("endpoint") == endpoint), on="patient_id", how="inner",
+                                    maintain_order="left").cast(ENDPOINT_SCHEMA)
+                      for endpoint in sorted(ENDPOINTS)])

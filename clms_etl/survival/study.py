@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from clms_etl.survival import endpoints as ep
-from clms_etl.survival.competing_study import analyse_competing
+from clms_etl.survival.competing_study import analyse_competing, beside
 from clms_etl.survival.competing_study import report_section as competing_section
 from clms_etl.survival.competing_study import write_figure as write_competing_figure
 from clms_etl.survival.km import (CI_TRANSFORMS, DEFAULT_CI_TRANSFORM, KaplanMeier, kaplan_meier_counts,
@@ -52,9 +52,28 @@ FROM analytics.patient_summary s LEFT JOIN tumour t ON t.patient_id = s.patient_
 """
 
 
+# What the analysis reads of them (Table 1's characteristics, the predictors, the dates of the endpoints
+# and of the competing risks): not the view's labels, classes and flags, read for a million patients
+PATIENT_COLUMNS = ("patient_id", "centre", "sex", "age_at_diagnosis_years", "immunosuppression", "diagnosis_date",
+                   "site", "size_cm", "presentation", "pain", "on_scar", "histological_ulceration", "fnclcc_grade",
+                   "grade_ii_iii", "differentiation_score", "differentiation_moderate_poor", "mitoses_per_10hpf",
+                   "mitoses_gt_10", "necrosis_present", "invasion", "ki67_percent", "resection_status", "r0",
+                   "clinical_margin_cm", "last_contact_date", "follow_up_months", "first_local_recurrence_date",
+                   "first_metastasis_date", "relapse", "death", "death_date", "death_cause",
+                   "in_survival_population")  # the last one: for the views and the analysis to be compared
+TUMOUR_COLUMNS = ("consultation_delay_months", "mitosis_class", "mitoses_is_upper_bound")  # TUMOUR_EXTRA_SQL's
+PATIENTS_SQL = TUMOUR_EXTRA_SQL.replace("s.*", ", ".join(f"s.{c}" for c in PATIENT_COLUMNS))
+
+# The columns of analytics.survival the analysis reads (endpoint_frame): not the view's dates and flags,
+# five rows per patient
+SURVIVAL_COLUMNS = ("patient_id", "endpoint", "time_months", "event")
+SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
+
+
 def load_inputs(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(patient_summary with the tumour's consultation delay and mitosis class, survival view)."""
-    return wh.read_sql(TUMOUR_EXTRA_SQL), wh.read_sql("SELECT * FROM analytics.survival")
+    """(patient_summary's :data:`PATIENT_COLUMNS` with the tumour's consultation delay and mitosis class,
+    the survival view's endpoint times and events): what :func:`analyse` reads of the views."""
+    return wh.read_sql(PATIENTS_SQL), wh.read_sql(SURVIVAL_SQL)
 
 
 # -- predictors -----------------------------------------------------------------------------------
@@ -75,7 +94,8 @@ def _bool_levels(column: str, true: str, false: str) -> pl.Expr:
 
 
 def predictors(population: pl.DataFrame) -> tuple[pl.DataFrame, list[Predictor]]:
-    """The study's univariate predictors as string-level columns (one row per patient) and their specs.
+    """The study's univariate predictors as level columns (one row per patient; :class:`polars.Enum`, whose
+    categories sort as the level strings) and their specs.
 
     Continuous variables without a threshold of their own (age, size, clinical margin) are
     dichotomised at their median in the population analysed (the study's methods).
@@ -112,8 +132,17 @@ def predictors(population: pl.DataFrame) -> tuple[pl.DataFrame, list[Predictor]]
          _bool_levels("r0", "R0", "R1/R2")),
         (Predictor("clinical_margin", "Clinical margin", margin_lo, (margin_hi,), margin_def), margin),
     ]
-    frame = population.select("patient_id", *[expr.cast(pl.String).alias(p.key) for p, expr in specs])
+    # one column at a time, each as an enum of its levels: a byte per patient instead of a string
+    frame = population.select("patient_id").hstack([_levels(population, p, expr) for p, expr in specs])
     return frame, [p for p, _ in specs]
+
+
+def _levels(population: pl.DataFrame, predictor: Predictor, expr: pl.Expr) -> pl.Series:
+    """The predictor's level of each patient as an enum whose categories are in string order, so that a
+    sort or a group-by over the levels orders them as the strings would (the same rows, in the same order)."""
+    values = population.select(expr.cast(pl.String).alias(predictor.key)).to_series()
+    categories = sorted({*values.drop_nulls().unique().to_list(), predictor.reference, *predictor.levels})
+    return values.cast(pl.Enum(categories))
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -472,13 +501,20 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
     # a database returns a view's rows in any order, and float sums depend on it: the same patients
     # give the same results to the last bit
     patient_summary = patient_summary.sort("patient_id")
-    survival = survival.sort("patient_id", "endpoint")
     rule = ep.population_rule(population)
     population = ep.survival_population(patient_summary, min_follow_up_months, rule.name)
     if population.is_empty():
         raise EmptyCohort(f"no patient in the survival population (at least {min_follow_up_months:g} months of "
                           f"follow-up) among the {patient_summary.height} included: nothing to estimate yet.")
+    # sorted by endpoint and pseudonym whatever the order of ``survival``
     frames = ep.endpoint_frame(patient_summary, survival, min_follow_up_months, rule.name)
+    del survival
+    # what is computed on every included patient, computed before the survival population's frames and
+    # models fill memory (the sorted copy of the included patients is not kept until the end)
+    survival_exclusion = ep.exclusions(patient_summary, min_follow_up_months, rule.name)
+    table1_frame, unrecorded_frame = table1(patient_summary), unrecorded_items(patient_summary)
+    margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
+    del patient_summary
     levels, specs = predictors(population)
     # levels is population.select(...): row for row the population's patients, so their other
     # columns are put beside it (a join on the pseudonyms costs a hash of every patient)
@@ -501,7 +537,7 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         for endpoint in ep.ENDPOINTS:
             # joined one endpoint at a time: the predictors of every patient times six endpoints is the
             # largest frame of the analysis at registry scale
-            e = frames.filter(pl.col("endpoint") == endpoint).join(per_patient, on="patient_id", how="left")
+            e = beside(frames.filter(pl.col("endpoint") == endpoint), per_patient)
             # patients alike in time, event and every predictor are one row with their number: the
             # curves, tests and models below sum the same patients over far fewer rows
             rows = (e.group_by("time_months", "event", *keys).agg(pl.len().alias(PATIENTS))
@@ -553,7 +589,6 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
                        "display": pl.String}
     univariate_frame = pl.DataFrame(univariate_rows, infer_schema_length=None).with_columns(
         row_order=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("endpoint"))
-    margins = compare_means(patient_summary["clinical_margin_cm"], patient_summary["relapse"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         competing = analyse_competing(population, levels, specs, time_points_months, alpha)
@@ -563,14 +598,14 @@ def analyse(patient_summary: pl.DataFrame, survival: pl.DataFrame, *,
         survival_estimate=pl.DataFrame(estimates, schema=estimate_schema),
         survival_curve=pl.concat(curve_frames, how="diagonal"),
         univariate_analysis=univariate_frame,
-        table1=table1(patient_summary),
-        survival_exclusion=ep.exclusions(patient_summary, min_follow_up_months, rule.name),
+        table1=table1_frame,
+        survival_exclusion=survival_exclusion,
         follow_up=_follow_up(population),
         group_comparison=pl.DataFrame([{"variable": "clinical_margin_cm", "outcome": "relapse",
                                         "population": "all included patients with a known clinical margin",
                                         **margins}]),
         curves=curves,
-        unrecorded_items=unrecorded_items(patient_summary),
+        unrecorded_items=unrecorded_frame,
         cumulative_incidence=competing.cumulative_incidence,
         cumulative_incidence_curve=competing.cumulative_incidence_curve,
         gray_test=competing.gray_test, fine_gray=competing.fine_gray,

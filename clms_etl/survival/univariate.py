@@ -34,7 +34,7 @@ MAX_CI_RATIO = 1e6  # upper / lower bound of the HR's CI beyond which the model 
 
 @dataclass(frozen=True)
 class Predictor:
-    """A predictor of the univariate analysis, as a column of string levels (null = unknown)."""
+    """A predictor of the univariate analysis, as a column of levels: strings, or an enum of them (null = unknown)."""
 
     key: str
     label: str

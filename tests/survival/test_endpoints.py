@@ -56,7 +56,8 @@ def test_the_minimum_follow_up_is_a_parameter():
 @pytest.fixture(scope="module")
 def twin_endpoints(twin_warehouse_url):
     with Warehouse(twin_warehouse_url) as wh:
-        patient_summary, survival = load_inputs(wh)
+        patient_summary = load_inputs(wh)[0]
+        survival = wh.read_sql("SELECT * FROM analytics.survival")  # the whole view: its days beside the months
     return patient_summary, survival, endpoint_frame(patient_summary, survival, population="paper")
 
 

@@ -128,3 +128,24 @@ def test_results_basis_names_the_run_of_each_table_and_turns_stale_after_a_load(
         assert wh.results_basis()["current"].to_list() == [False, False]
         wh.replace_results({first.name: one_result_row(first)}, run_id="night-2")
         assert wh.results_basis().select("run_id", "current").rows() == [("night-2", True), ("night-1b", False)]
+
+
+def test_duplicate_keys_are_found_by_the_rows_hashes_then_the_rows_themselves():
+    # conform checks a key over millions of rows (the Schoenfeld residuals) by sorted hashes, then compares only
+    # the rows whose hash another shares: the same answer as comparing every row
+    from clms_etl.results import has_duplicate_rows
+
+    n = 60_000
+    keys = pl.DataFrame({"endpoint": ["OS", "RMFS"] * (n // 2), "term": [f"term_{i % 13}" for i in range(n)],
+                         "event_index": pl.int_range(n, eager=True, dtype=pl.Int32)})
+    assert not has_duplicate_rows(keys)
+    for first, second in ((0, n - 1), (7, 8), (12_345, 2)):
+        planted = keys.with_row_index("i").with_columns(
+            pl.when(pl.col("i") == second).then(pl.lit(keys.row(first)[k])).otherwise(pl.col(c)).alias(c)
+            for k, c in enumerate(keys.columns)).drop("i")
+        assert has_duplicate_rows(planted), (first, second)
+    for seed in range(5):  # small alphabets: frames with and without equal rows
+        frame = pl.DataFrame({"a": pl.Series(["x", "y", None])[[(seed * i) % 3 for i in range(40)]],
+                              "b": [(i * (seed + 1)) % 17 for i in range(40)]})
+        assert has_duplicate_rows(frame) == frame.is_duplicated().any(), seed
+    assert not has_duplicate_rows(keys.head(1)) and not has_duplicate_rows(keys.head(0))

@@ -191,6 +191,28 @@ def test_the_duckdb_schema_is_the_official_ddl_with_its_primary_keys_respected(e
         engine.dispose()
 
 
+def test_the_primary_keys_are_built_once_the_rows_are_in(twin_warehouse, tmp_path, monkeypatch):
+    """Every block is inserted into tables without their keys (an index maintained block by block, and
+    written at each block's commit, cost more than building it once); the official keys are there after."""
+    from clms_etl.omop import export
+
+    keyed_while_inserting = []
+    insert = cdm.insert
+
+    def watched(conn, schema, frames):
+        keyed_while_inserting.append(conn.execute(sa.text(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")).scalar())
+        return insert(conn, schema, frames)
+
+    monkeypatch.setattr(export.cdm, "insert", watched)
+    result = export_omop(twin_warehouse, tmp_path / "omop", key=TEST_KEY, block_patients=30)
+    assert len(keyed_while_inserting) == 4 and set(keyed_while_inserting) == {0}  # three blocks of patients, then cdm_source
+    assert result.passed
+    keys = _omop(result, "SELECT count(*) AS n FROM information_schema.table_constraints "
+                         "WHERE table_schema = '{s}' AND constraint_type = 'PRIMARY KEY'")["n"][0]
+    assert keys == 28  # every primary key of the official file
+
+
 def test_the_dqd_checks_pass_on_the_twin(exported):
     assert exported.passed, exported.failures()
     names = set(exported.quality["check"])

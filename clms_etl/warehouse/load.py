@@ -18,12 +18,11 @@ source (a centre, or ``molecular`` for the laboratory) with :meth:`Warehouse.loa
   tables and ``data_query``) by the new rows, the ``delivery`` / ``delivery_file`` /
   ``delivery_count`` audit rows and the integrity checks all run in a single transaction; any
   failure (a check constraint, a foreign key, an orphan, a crash) rolls everything back and
-  the previous data stays untouched. PostgreSQL upserts by primary key and deletes only the rows
-  that did not come back (cheaper than its foreign keys' per-row checks); DuckDB, whose delivered
-  tables carry no key index, deletes the source's rows and inserts the new ones, checking the keys
-  itself. Same end state: see ``replace_rows`` and ``bench/README.md``.
+  the previous data stays untouched. The replacement upserts by primary key and deletes only
+  the rows that did not come back (same end state as delete-then-insert, much cheaper on both
+  backends: see ``replace_rows`` and ``bench/README.md``).
 * **Bulk.** DuckDB: the polars frame is handed over as Arrow and inserted with one
-  ``INSERT ... SELECT`` per table. PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)``
+  ``INSERT [OR REPLACE] ... SELECT`` per table. PostgreSQL: ``COPY ... FROM STDIN (FORMAT csv)``
   through psycopg 3, fed by polars' CSV writer in chunks (into the table, or into a temporary
   staging table followed by one ``INSERT ... ON CONFLICT DO UPDATE``). No row-by-row inserts.
 * **Integrity.** Children of the delivery must point at parents *of the same delivery*
@@ -468,7 +467,7 @@ class Warehouse:
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}
-            for name, frame in ordered.items():  # both backends alike (DuckDB has no key index to refuse them)
+            for name, frame in ordered.items():  # both backends alike (PostgreSQL's upsert would fail obscurely)
                 if frame is not None:
                     _refuse_repeated_keys(name, frame)
             replaced, loaded = tx.replace_rows(centre, delivery_id, ordered)
@@ -821,8 +820,9 @@ _SHOWN_ROWS = 5  # rows named per broken constraint: enough to find the cause, n
 
 
 def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
-    """:class:`IntegrityProblem` when rows of ``frame`` share their ``table``'s key (what the
-    primary key refuses where the backend has one), naming the first rows."""
+    """:class:`IntegrityProblem` when rows of ``frame`` share their ``table``'s key, naming the first rows.
+    The primary key would refuse them too, but not by name: PostgreSQL's upsert of a replacing load stops on
+    "ON CONFLICT DO UPDATE command cannot affect row a second time", a driver error no caller takes for bad data."""
     keys = [c.name for c in schema.table(table).primary_key.columns]
     repeated = frame.filter(pl.struct(keys).is_duplicated())
     if repeated.is_empty():
@@ -1014,56 +1014,15 @@ class _DuckDBTransaction(_Transaction):
 
     def replace_rows(self, centre: str, delivery_id: str, frames: dict[str, pl.DataFrame | None]
                      ) -> tuple[dict[str, int], dict[str, int]]:
-        """DuckDB: delete the source's rows, insert the new ones, checking their keys here.
-
-        The delivered tables have no primary key on DuckDB (:mod:`~clms_etl.warehouse.schema`: an
-        index every load maintains and every commit writes), so a replacing load is what it means:
-        delete every row of the source's deliveries (a forced reload's own included), insert the new
-        ones. Without the index, deleting is cheap. What the key refused is refused inside the
-        transaction: a key repeated in the delivery (:func:`_refuse_repeated_keys`, before), or held
-        by another source's row (here). A warehouse
-        built with the keys (before they left DuckDB) is loaded as it was: :meth:`_replace_keyed`.
-        """
-        keyed = {r[0] for r in self.fetch(
-            "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' "
-            "AND schema_name = current_schema()", []) if r[0] in frames}
-        if keyed:
-            return self._replace_keyed(centre, delivery_id, frames)
-        replaced, loaded = {}, {}
-        for name, frame in frames.items():
-            deleted = self.execute(f"DELETE FROM {name} WHERE delivery_id IN "
-                                   "(SELECT delivery_id FROM delivery WHERE centre = ?)", [centre])
-            if deleted:
-                replaced[name] = deleted
-            if frame is not None and not frame.is_empty():
-                self._insert_new_keys(name, frame)
-                loaded[name] = frame.height
-        return replaced, loaded
-
-    def _insert_new_keys(self, table: str, frame: pl.DataFrame) -> None:
-        """Insert ``frame`` into ``table``, whose rows of this source are deleted: a key found there
-        is another source's (refused, as a primary-key violation would be)."""
-        cols = ", ".join(frame.columns)
-        keys = [c.name for c in schema.table(table).primary_key.columns]
-        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        self.con.register(_STAGING, frame.to_arrow())
-        taken = self.con.execute(f"SELECT COUNT(*) FROM {table} t JOIN {_STAGING} s ON {on}").fetchall()[0][0]
-        if taken:
-            raise IntegrityProblem(f"delivery refused, nothing changed: {taken} {table} row(s) have the key "
-                                   f"({', '.join(keys)}) of rows delivered by another source.")
-        self.con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {_STAGING}")
-        self.con.unregister(_STAGING)
-
-    def _replace_keyed(self, centre: str, delivery_id: str, frames: dict[str, pl.DataFrame | None]
-                       ) -> tuple[dict[str, int], dict[str, int]]:
-        """A warehouse built when the delivered tables had primary keys on DuckDB: upsert by key,
-        then delete the rows that did not come back.
+        """DuckDB: upsert by primary key, then delete the rows that did not come back.
 
         Deleting a million indexed rows makes DuckDB 2.0's COMMIT take ~14 s (measured: the same
         delete without the primary key commits in 0.3 s), while overwriting a row in place is
-        cheap: each table is loaded with ``INSERT OR REPLACE`` and only the rows still pointing at a
-        previous delivery are deleted. The end state is the same as delete-then-insert. A key held
-        by another source is refused, as a primary-key violation would be.
+        cheap. A nightly delivery mostly repeats yesterday's patients, so each table is loaded
+        with ``INSERT OR REPLACE`` (rows whose key is already there are overwritten, new keys
+        inserted) and only the rows still pointing at a previous delivery — patients or events
+        that disappeared — are deleted. The end state is the same as delete-then-insert. A key
+        held by another source is refused, as a primary-key violation would be.
         """
         previous = "SELECT delivery_id FROM delivery WHERE centre = ? AND delivery_id <> ?"
         forced = self.fetch("SELECT COUNT(*) FROM delivery WHERE delivery_id = ?", [delivery_id])[0][0]

@@ -25,15 +25,6 @@ DuckDB referential integrity is enforced by the loader instead — parents inser
 children and an orphan check inside the load transaction, which rolls back on failure — and
 audited after every load by the Great Expectations suites (``validations/expectations``).
 
-**So are the keys of the delivered tables** (the canonical tables, ``gene_status``, ``data_query``:
-:data:`LOAD_ORDER`). On DuckDB a primary key is an ART index that every load maintains and every
-checkpoint writes again, whatever share of it changed: at 1,000,000 patients it made the commit of one
-centre's load of 25,000 patients cost twice as much (``bench/README.md``), and a replacing load had
-to upsert through it, as deleting indexed rows makes the COMMIT slow. The loader checks the keys
-itself inside the load's transaction instead (a key repeated in the delivery, or held by another
-source's row: refused, nothing changed), and the Great Expectations suites audit them after every load.
-The keys stay declared (``Table.primary_key``): PostgreSQL's DDL and the loader's checks use them.
-
 The canonical tables are derived from the contract (:mod:`clms_etl.contract`): columns, types,
 NOT NULL, keys, foreign keys, comments and the CHECK constraints of their code lists and ranges.
 Every table and column carries a comment, which both backends store (``COMMENT ON``) and
@@ -278,17 +269,12 @@ def _sa_column(column: contract.Column, nullable: bool) -> sa.Column:
     return sa.Column(column.name, _SA_TYPES[column.dtype](), nullable=nullable, comment=column.comment)
 
 
-def _delivered_key(*columns: str) -> sa.PrimaryKeyConstraint:
-    """The key of a table the deliveries fill: created on PostgreSQL only (module docstring)."""
-    return sa.PrimaryKeyConstraint(*columns).ddl_if(dialect="postgresql")
-
-
 def _canonical_table(spec: contract.Table) -> sa.Table:
     columns = [_sa_column(c, c.nullable and c.name not in spec.key) for c in spec.columns]
     columns.append(_sa_column(contract.DELIVERY_COLUMN, contract.DELIVERY_COLUMN.nullable))
     return sa.Table(
         spec.name, metadata, *columns,
-        _delivered_key(*spec.key),
+        sa.PrimaryKeyConstraint(*spec.key),
         *_fk(spec.name), *_checks(spec.name),
         comment=spec.comment,
     )
@@ -311,7 +297,7 @@ gene_status = sa.Table(
     sa.Column("biallelic_inactivation", sa.Boolean(), comment=GENE_STATUS_COMMENTS["biallelic_inactivation"]),
     sa.Column("gene_table_version", sa.Text(), nullable=False, comment=GENE_STATUS_COMMENTS["gene_table_version"]),
     _sa_column(contract.DELIVERY_COLUMN, False),
-    _delivered_key("sample_id", "gene"),
+    sa.PrimaryKeyConstraint("sample_id", "gene"),
     *_fk("gene_status"), *_checks("gene_status"),
     comment=TABLE_COMMENTS["gene_status"],
 )
@@ -333,7 +319,7 @@ data_query = sa.Table(
     sa.Column("rule", sa.Text(), nullable=False, comment=QUERY_COMMENTS["rule"]),
     sa.Column("severity", sa.Text(), nullable=False, comment=QUERY_COMMENTS["severity"]),
     sa.Column("message", sa.Text(), nullable=False, comment=QUERY_COMMENTS["message"]),
-    _delivered_key("delivery_id", "query_no"),
+    sa.PrimaryKeyConstraint("delivery_id", "query_no"),
     *_checks("data_query"),
     comment=TABLE_COMMENTS["data_query"],
 )

@@ -151,8 +151,8 @@ def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_pat
 
 
 def test_a_delivery_repeating_a_key_is_refused_and_changes_nothing(loaded, tmp_path):
-    """What a primary key refuses, the loader refuses on both backends (DuckDB's delivered tables have no
-    key index): a key twice in one delivery, whether it replaces a centre's rows or is its first."""
+    """A key twice in one delivery is refused by name on both backends, whether the delivery replaces a
+    centre's rows (PostgreSQL's upsert stopped on a driver error) or is its first."""
     from clms_etl.warehouse import IntegrityProblem
 
     before = snapshot(loaded)
@@ -170,52 +170,6 @@ def test_a_delivery_repeating_a_key_is_refused_and_changes_nothing(loaded, tmp_p
                              SyntheticDelivery("lyon2", DAY2, {"patient": pl.concat([patients.tail(1), patients.tail(1)])}),
                              "run-3", expectations=False)
     assert_same(before, snapshot(loaded))
-
-
-def test_on_duckdb_the_delivered_tables_carry_no_key_index_postgresql_keeps_its_keys(warehouse_url):
-    """A DuckDB primary key is an index each load maintains and its commit writes (bench/README.md):
-    the tables the deliveries fill have none there, the loader checking their keys; PostgreSQL keeps them."""
-    from clms_etl.warehouse import schema
-
-    with Warehouse(warehouse_url) as wh:
-        wh.create()
-        keyed = set(wh.read_sql(
-            "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
-            if wh.backend == "duckdb" else
-            "SELECT table_name FROM information_schema.table_constraints WHERE constraint_type = 'PRIMARY KEY' "
-            "AND table_schema = current_schema()")["table_name"])
-    delivered = set(schema.LOAD_ORDER)
-    assert keyed >= {"delivery", "delivery_file", "delivery_count", "audit_log", "warehouse_key"}
-    assert (keyed & delivered) == (set() if warehouse_url.startswith("duckdb") else delivered)
-    assert all(schema.table(t).primary_key.columns for t in delivered)  # still declared: the loader checks them
-
-
-def test_a_duckdb_warehouse_built_with_the_keys_loads_to_the_same_rows(tmp_path):
-    """A DuckDB warehouse built when its delivered tables had primary keys is loaded through them
-    (upserts), to the very rows a warehouse without them gets."""
-    from clms_etl.warehouse import schema
-
-    states = []
-    for name, keyed in (("plain", False), ("keyed", True)):
-        with Warehouse(f"duckdb:///{tmp_path / name / 'w.duckdb'}") as wh:
-            wh.create()
-            if keyed:
-                with wh.engine.begin() as conn:
-                    for t in schema.LOAD_ORDER:
-                        keys = ", ".join(c.name for c in schema.table(t).primary_key.columns)
-                        conn.exec_driver_sql(f"ALTER TABLE {t} ADD PRIMARY KEY ({keys})")
-            load_twin(wh, tmp_path / name)
-            nice = twin()["nice"]
-            smaller = _changed(nice, **{t: nice.accepted[t].filter(pl.col("patient_id") != nice.accepted["patient"]["patient_id"][0])
-                                        for t in ("patient", "tumour", "surgery", "event")})
-            report = wh.load_delivery("nice", DAY2, delivery_files(tmp_path / name, "nice", DAY2), smaller, "run-2",
-                                      expectations=False)
-            forced = wh.load_delivery("nice", DAY2, delivery_files(tmp_path / name, "nice", DAY2), smaller, "run-3",
-                                      expectations=False, force=True)
-            assert (report.rows_replaced["patient"], forced.rows_replaced["patient"]) == (24, 23)
-            state = snapshot(wh)
-            states.append({t: state[t] for t in schema.LOAD_ORDER})
-    assert_same(*states)
 
 
 def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):

@@ -822,7 +822,8 @@ _SHOWN_ROWS = 5  # rows named per broken constraint: enough to find the cause, n
 def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
     """:class:`IntegrityProblem` when rows of ``frame`` share their ``table``'s key, naming the first rows.
     The primary key would refuse them too, but not by name: PostgreSQL's upsert of a replacing load stops on
-    "ON CONFLICT DO UPDATE command cannot affect row a second time", a driver error no caller takes for bad data."""
+    "ON CONFLICT DO UPDATE command cannot affect row a second time", a driver error no caller takes for bad data,
+    and DuckDB's ``INSERT OR REPLACE`` keeps one of the rows without a word."""
     keys = [c.name for c in schema.table(table).primary_key.columns]
     repeated = frame.filter(pl.struct(keys).is_duplicated())
     if repeated.is_empty():

@@ -467,7 +467,7 @@ class Warehouse:
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}
-            for name, frame in ordered.items():  # both backends alike (PostgreSQL's upsert would fail obscurely)
+            for name, frame in ordered.items():  # before any upsert, which would not refuse them (see there)
                 if frame is not None:
                     _refuse_repeated_keys(name, frame)
             replaced, loaded = tx.replace_rows(centre, delivery_id, ordered)
@@ -821,9 +821,9 @@ _SHOWN_ROWS = 5  # rows named per broken constraint: enough to find the cause, n
 
 def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
     """:class:`IntegrityProblem` when rows of ``frame`` share their ``table``'s key, naming the first rows.
-    The primary key would refuse them too, but not by name: PostgreSQL's upsert of a replacing load stops on
-    "ON CONFLICT DO UPDATE command cannot affect row a second time", a driver error no caller takes for bad data,
-    and DuckDB's ``INSERT OR REPLACE`` keeps one of the rows without a word."""
+    A first load's insert hits the primary key; a replacing load's upsert does not refuse them: DuckDB's
+    ``INSERT OR REPLACE`` keeps one of the rows without a word, PostgreSQL's stops on "ON CONFLICT DO UPDATE
+    command cannot affect row a second time", a driver error no caller takes for bad data."""
     keys = [c.name for c in schema.table(table).primary_key.columns]
     repeated = frame.filter(pl.struct(keys).is_duplicated())
     if repeated.is_empty():

@@ -2,8 +2,8 @@
 
 ``omop_cdm`` writes ``<outputs>/omop/`` (CSV per table, ``omop_cdm.duckdb`` created from OHDSI's
 official DDL, ``unmapped.csv``, ``quality.csv``) after every nightly refresh; its blocking check
-``omop_quality`` runs the Data Quality Dashboard's checks that need no vocabulary on the DuckDB file
-the asset wrote.
+``omop_quality`` is the verdict of the Data Quality Dashboard's checks that need no vocabulary, which
+the export ran on the DuckDB file it wrote (``quality.csv``): the asset yields it, not running them twice.
 """
 
 import dagster as dg
@@ -15,6 +15,12 @@ from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
 from assets.warehouse import warehouse
 
 OMOP_FOLDER = "omop"
+OMOP_QUALITY = dg.AssetCheckSpec(
+    "omop_quality", asset="omop_cdm", blocking=True,
+    description="Data Quality Dashboard checks that need no vocabulary table, on the OMOP DuckDB file the "
+    "asset wrote: required fields, primary keys, references to person and episode, plausible values "
+    "and dates, temporal order, after birth, before death, observation periods not overlapping, every "
+    "event inside an observation period. One violating row fails it.")
 
 
 class OmopConfig(dg.Config):
@@ -31,6 +37,7 @@ class OmopConfig(dg.Config):
     kinds={"duckdb", "csv"},
     code_version="1",
     pool="warehouse",  # reads the warehouse's DuckDB file
+    check_specs=[OMOP_QUALITY],
     description="The registry as OMOP CDM v5.4 with the Oncology extension (person, observation_period, "
     "condition_occurrence, procedure_occurrence, measurement, observation, death, specimen, episode, episode_event, "
     "cdm_source, metadata): CSV files and an OMOP DuckDB schema from the official DDL, in <outputs>/omop/, with the "
@@ -61,29 +68,14 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
         "folder": dg.MetadataValue.path(str(result.target)),
         **decision.metadata,
-    })
+    }, check_results=[omop_quality(result.quality)])
 
 
-@dg.asset_check(asset=omop_cdm, blocking=True,
-                description="Data Quality Dashboard checks that need no vocabulary table, on the OMOP DuckDB file the "
-                "asset wrote: required fields, primary keys, references to person and episode, plausible values "
-                "and dates, temporal order, after birth, before death, observation periods not overlapping, every "
-                "event inside an observation period. One violating row fails it.")
-def omop_quality(context: dg.AssetCheckExecutionContext, outputs: OutputsFolder) -> dg.AssetCheckResult:
-    import sqlalchemy as sa
-
-    from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, check_database
-
-    if (repeated := unchanged.check_unchanged(context)) is not None:
-        return repeated
-    engine = sa.create_engine(f"duckdb:///{outputs.root / OMOP_FOLDER / DUCKDB_FILE}",
-                              connect_args={"read_only": True})
-    try:
-        checked = check_database(engine, DEFAULT_SCHEMA)
-    finally:
-        engine.dispose()
+def omop_quality(checked: pl.DataFrame) -> dg.AssetCheckResult:
+    """The blocking check's verdict on the export's quality checks (one row per check, as ``quality.csv``),
+    run by the export on the file it wrote."""
     failures = checked.filter(~checked["passed"])
-    return dg.AssetCheckResult(passed=failures.is_empty(), severity=dg.AssetCheckSeverity.ERROR, metadata={
-        "checks": checked.height, "failed": failures.height,
-        "failures": table_metadata(failures, 50), **unchanged.check_metadata(context),
-    })
+    return dg.AssetCheckResult(check_name=OMOP_QUALITY.name, passed=failures.is_empty(),
+                               severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "checks": checked.height, "failed": failures.height, "failures": table_metadata(failures, 50),
+        unchanged.RECOMPUTED: True})

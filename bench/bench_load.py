@@ -1,7 +1,7 @@
 """Benchmark: load 1,000,000 patients into the warehouse, against the backend's own bulk load.
 
     .venv/bin/python -m bench.bench_load [--patients N] [--backends duckdb,postgresql] [--pg-url URL]
-                                         [--expectations]
+                                         [--expectations] [--centres K [--profile FILE]]
 
 The canonical frames of N patients are built by replicating the synthetic twin (79 patients,
 all four formats) with new pseudonyms, then written to Parquet. For each backend, on a fresh
@@ -14,6 +14,12 @@ warehouse with the full schema (same keys, checks and, on PostgreSQL, foreign ke
 * **load** — ``Warehouse.load_delivery`` of the same rows (from the polars frames: Arrow into
   DuckDB, polars CSV into ``COPY`` on PostgreSQL), first into the empty warehouse, then a second
   delivery replacing all of them in one transaction (the nightly case).
+
+``--centres K``: the night's loads instead — the N patients split into K centres, each centre's
+delivery loaded in turn into the same warehouse (the first night: each load inserts into a
+warehouse already holding the centres before it), then a second delivery of every centre (the
+next night: each load replaces its centre's rows); seconds per load, first/mean/last per night.
+``--profile FILE``: cProfile of the last centre's load of each night (``FILE.first``, ``FILE.replace``).
 
 rows/s counts every row of every table; ratio = load rows/s / floor rows/s (target >= 0.5).
 PostgreSQL: a temporary database is created on the server of ``--pg-url`` (default
@@ -156,6 +162,49 @@ def ours(url: str, frames: dict[str, pl.DataFrame], root: Path, expectations: bo
     return first, replace, ge
 
 
+def split_centres(frames: dict[str, pl.DataFrame], centres: int) -> list[tuple[str, dict[str, pl.DataFrame]]]:
+    """The frames cut into ``centres`` sources of consecutive patients (``c01``, ``c02``, ...)."""
+    ids = frames["patient"]["patient_id"]
+    size = -(-ids.len() // centres)
+    out = []
+    for i in range(centres):
+        name = f"c{i + 1:02d}"
+        mine = pl.DataFrame({"patient_id": ids.slice(i * size, size)})
+        part = {t: f.join(mine, on="patient_id", how="semi").with_columns(pl.lit(f"{name}.synthetic").alias("source_file"))
+                for t, f in frames.items()}
+        part["patient"] = part["patient"].with_columns(pl.lit(name).alias("centre"))
+        out.append((name, part))
+    return out
+
+
+def night_of_loads(url: str, frames: dict[str, pl.DataFrame], centres: int, root: Path,
+                   profile: Path | None) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds of each centre's load, the first night (into a growing warehouse) then the
+    next (replacing); each load opens the warehouse, as each import run does."""
+    import cProfile
+
+    parts = split_centres(frames, centres)
+    times: dict[str, list[tuple[float, float]]] = {"first": [], "replace": []}
+    with Warehouse(url, data_docs_dir=root / "data_docs") as wh:
+        wh.create()
+    for night, day in (("first", DAY1), ("replace", DAY2)):
+        for i, (name, part) in enumerate(parts):
+            delivery = SyntheticDelivery(name, day, part, accounting=accounting_of(part))
+            files = _files(root / name, f"{night}")
+            profiler = cProfile.Profile() if profile is not None and i == len(parts) - 1 else None
+            start, cpu = time.perf_counter(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
+            with Warehouse(url, data_docs_dir=root / "data_docs") as wh:
+                report = wh.load_delivery(name, day, files, delivery, "bench", expectations=False)
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(f"{profile}.{night}")
+            times[night].append((time.perf_counter() - start, time.process_time() - cpu))
+            assert report.changed
+    return times
+
+
 def _pg_database(admin_url: str) -> tuple[str, callable]:
     import psycopg
     from psycopg import sql
@@ -179,6 +228,8 @@ def main() -> None:
     parser.add_argument("--backends", default="duckdb,postgresql")
     parser.add_argument("--pg-url", default=os.environ.get("CLMS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--expectations", action="store_true", help="also time one Great Expectations run")
+    parser.add_argument("--centres", type=int, help="the night's loads: the patients split into this many centres")
+    parser.add_argument("--profile", type=Path, help="with --centres: cProfile of each night's last load")
     args = parser.parse_args()
     os.environ.setdefault(keys.ENV_KEY, BENCH_KEY.decode())
 
@@ -190,6 +241,22 @@ def main() -> None:
           f"{os.cpu_count()} cores")
     root = Path(tempfile.mkdtemp(prefix="clms-bench-load-"))
     try:
+        if args.centres:
+            for backend in args.backends.split(","):
+                url, drop = ((f"duckdb:///{root / 'night.duckdb'}", None) if backend == "duckdb"
+                             else _pg_database(args.pg_url))
+                try:
+                    times = night_of_loads(url, frames, args.centres, root, args.profile)
+                finally:
+                    if drop:
+                        drop()
+                print(f"  {backend}: {args.centres} centres of {-(-args.patients // args.centres):,} patients")
+                for night, measured in times.items():
+                    for i, what in enumerate(("wall", "CPU")):
+                        seconds = [m[i] for m in measured]
+                        print(f"    {night:<8} night {what:<4} {sum(seconds):7.1f} s   per load: first {seconds[0]:5.2f} s, "
+                              f"mean {sum(seconds) / len(seconds):5.2f} s, last {seconds[-1]:5.2f} s")
+            return
         parquet = write_parquet(frames, root, f"{CENTRE}:floor")
         for backend in args.backends.split(","):
             drop = None

@@ -13,7 +13,7 @@ defs = dg.Definitions(
             molecular.molecular_summary, molecular.cbioportal_study, survival.survival_analysis, quality.quality_dashboard,
             report.clinician_report, report.analysis_exports, interop.omop_cdm],
     asset_checks=[ingest.validation_gate, ingest.row_accounting, warehouse.great_expectations,
-                  *result_checks.CHECKS, interop.omop_quality],
+                  *result_checks.CHECKS],
     jobs=[automation.import_job, automation.nightly_job],
     schedules=[automation.nightly_schedule],
     sensors=[automation.drop_folder_sensor, automation.dead_runs_sensor],

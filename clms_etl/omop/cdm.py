@@ -96,13 +96,22 @@ def qualified(conn: sa.Connection, schema: str) -> str:
 
 def create_schema(conn: sa.Connection, schema: str, *, primary_keys: bool = True) -> None:
     """Create ``schema`` and every CDM v5.4 table in it from the official DDL (and its primary keys)."""
-    dialect = dialect_of(conn.engine)
+    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema)}"))
+    _run_ddl(conn, schema, "ddl")
+    if primary_keys:
+        add_primary_keys(conn, schema)
+
+
+def add_primary_keys(conn: sa.Connection, schema: str) -> None:
+    """The official primary keys (``ALTER TABLE ... ADD CONSTRAINT``) on the tables of ``schema``: after
+    its rows are in, each key is built once from them instead of maintained row block by row block."""
+    _run_ddl(conn, schema, "primary_keys")
+
+
+def _run_ddl(conn: sa.Connection, schema: str, part: str) -> None:
     name = qualified(conn, schema)
-    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
-    parts = ("ddl", "primary_keys") if primary_keys else ("ddl",)
-    for part in parts:
-        for statement in _statements(ddl_path(dialect, part).read_text(encoding="utf-8"), name):
-            conn.execute(sa.text(statement))
+    for statement in _statements(ddl_path(dialect_of(conn.engine), part).read_text(encoding="utf-8"), name):
+        conn.execute(sa.text(statement))
 
 
 def drop_tables(conn: sa.Connection, schema: str) -> None:

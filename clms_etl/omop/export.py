@@ -182,15 +182,22 @@ def write_database(engine: sa.Engine, schema: str,
             cdm.drop_tables(conn, schema)
         elif cdm.schema_has_rows(conn, schema):
             raise TargetRefused(f"schema {schema} already holds an OMOP export: use replace to overwrite it")
-        if not sa.inspect(conn).has_table("person", schema=schema):
-            cdm.create_schema(conn, schema, primary_keys=primary_keys)
+        # a schema created here gets its keys once its rows are in (one index build, not one per block)
+        created = not sa.inspect(conn).has_table("person", schema=schema)
+        if created:
+            cdm.create_schema(conn, schema, primary_keys=False)
         if atomic:
             for block in blocks:
                 insert(conn, block)
+            if created and primary_keys:
+                cdm.add_primary_keys(conn, schema)
     if not atomic:
         for block in blocks:
             with engine.begin() as conn:
                 insert(conn, block)
+        if created and primary_keys:
+            with engine.begin() as conn:
+                cdm.add_primary_keys(conn, schema)
     return rows
 
 

@@ -509,6 +509,9 @@ class Warehouse:
             # data rows first: the backend sees the delivery table as it was (a forced reload of the
             # same content reuses its delivery_id, and its audit rows are rewritten below)
             ordered = {name: queries if name == "data_query" else frames.get(name) for name in schema.LOAD_ORDER}
+            for name, frame in ordered.items():  # before any upsert, which would not refuse them (see there)
+                if frame is not None:
+                    _refuse_repeated_keys(name, frame)
             replaced, loaded = tx.replace_rows(centre, delivery_id, ordered)
             self._track_queries(tx, centre, delivery_date, validated)
             # audit rows
@@ -925,6 +928,24 @@ def _data_refusals() -> tuple[type[BaseException], ...]:
 
 
 _SHOWN_ROWS = 5  # rows named per broken constraint: enough to find the cause, not a dump
+
+
+def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
+    """:class:`IntegrityProblem` when rows of ``frame`` share their ``table``'s key, naming the first rows.
+    A first load's insert hits the primary key; a replacing load's upsert does not refuse them: DuckDB's
+    ``INSERT OR REPLACE`` keeps one of the rows without a word, PostgreSQL's stops on "ON CONFLICT DO UPDATE
+    command cannot affect row a second time", a driver error no caller takes for bad data."""
+    keys = [c.name for c in schema.table(table).primary_key.columns]
+    repeated = frame.filter(pl.struct(keys).is_duplicated())
+    if repeated.is_empty():
+        return
+    shown = ""
+    if "source_row" in frame.columns:
+        rows = repeated.sort("source_file", "source_row").head(_SHOWN_ROWS)
+        shown = " (" + "; ".join(f"{f} row {r}" for f, r in rows.select("source_file", "source_row").iter_rows()) + (
+            "; …" if repeated.height > rows.height else "") + ")"
+    raise IntegrityProblem(f"delivery refused, nothing changed: {repeated.height} {table} row(s) share their key "
+                           f"({', '.join(keys)}) with another row of the delivery{shown}.")
 
 
 def _rows_breaking_constraints(frames: dict[str, pl.DataFrame]) -> list[str]:

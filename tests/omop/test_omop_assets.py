@@ -1,6 +1,6 @@
 """The OMOP export through Dagster and the command line: the ``omop_cdm`` asset writes the folder in
-the nightly refresh, its blocking ``omop_quality`` check reads what was written (and fails on a
-defect planted in the file), and ``clms-etl export omop`` writes the same."""
+the nightly refresh and yields its blocking ``omop_quality`` check from the quality checks the export
+ran on what it wrote (failing on a defect planted in the file), and ``clms-etl export omop`` writes the same."""
 
 from __future__ import annotations
 
@@ -27,32 +27,47 @@ def test_the_omop_asset_is_downstream_of_the_warehouse_and_in_the_nightly_refres
     assert interop.omop_cdm.key in nightly.asset_layer.executable_asset_keys
 
 
-def test_materialising_writes_the_cdm_and_the_blocking_check_reads_the_written_file(twin_warehouse, tmp_path):  # noqa: F811
+def test_materialising_writes_the_cdm_and_its_blocking_check_is_the_export_s_checks_of_the_written_file(
+        twin_warehouse, tmp_path, monkeypatch):  # noqa: F811
+    """The quality checks run once, by the export on the file it wrote; the asset yields their verdict as
+    its blocking check (not a second run of every check on the same file), and a defect in that file fails it."""
+    from clms_etl.omop import export, quality
+
     resources = {"warehouse": WarehouseResource(url=twin_warehouse.url), "pseudonym_key": PseudonymKey(),
                  "outputs": OutputsFolder(path=str(tmp_path / "outputs"))}
-    result = dg.materialize([interop.omop_cdm, interop.omop_quality], resources=resources,
-                            instance=dg.DagsterInstance.ephemeral())
+    runs = []
+    run_checks = quality.run_checks
+    monkeypatch.setattr(quality, "run_checks", lambda conn, schema: runs.append(schema) or run_checks(conn, schema))
+    result = dg.materialize([interop.omop_cdm], resources=resources, instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    evaluation = result.get_asset_check_evaluations()[0]
-    assert evaluation.passed and evaluation.metadata["failed"].value == 0
+    [evaluation] = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed, evaluation.severity) == (
+        "omop_quality", True, dg.AssetCheckSeverity.ERROR)
+    assert evaluation.metadata["failed"].value == 0
+    written = pl.read_csv(tmp_path / "outputs" / "omop" / "quality.csv")
+    assert runs == [DEFAULT_SCHEMA] and evaluation.metadata["checks"].value == written.height > 0
     meta = result.asset_materializations_for_node("omop_cdm")[0].metadata
     assert meta["dagster/row_count"].value == 79 and meta["dates"].value == "shifted"
     database = tmp_path / "outputs" / "omop" / DUCKDB_FILE
     assert (tmp_path / "outputs" / "omop" / "csv" / "person.csv").is_file()
 
-    engine = sa.create_engine(f"duckdb:///{database}")
-    try:
-        with engine.begin() as conn:  # a record after death: what the check must catch in the written file
-            conn.execute(sa.text(f"UPDATE {DEFAULT_SCHEMA}.procedure_occurrence SET procedure_date = d.death_date + 100 "
-                                 f"FROM {DEFAULT_SCHEMA}.death d WHERE d.person_id = procedure_occurrence.person_id"))
-    finally:
-        engine.dispose()
-    checked = dg.materialize([interop.omop_cdm, interop.omop_quality], resources=resources,
-                             instance=dg.DagsterInstance.ephemeral(), selection=dg.AssetSelection.checks(interop.omop_quality),
+    def defect_then_check(engine: sa.Engine, schema: str) -> pl.DataFrame:
+        with engine.begin() as conn:  # a record after death in the file written: what the check must catch
+            conn.execute(sa.text(f"UPDATE {schema}.procedure_occurrence SET procedure_date = d.death_date + 100 "
+                                 f"FROM {schema}.death d WHERE d.person_id = procedure_occurrence.person_id"))
+        return check_database(engine, schema)
+
+    check_database = export.check_database
+    monkeypatch.setattr(export, "check_database", defect_then_check)
+    checked = dg.materialize([interop.omop_cdm], resources=resources, instance=dg.DagsterInstance.ephemeral(),
                              raise_on_error=False)
-    failed = checked.get_asset_check_evaluations()[0]
-    assert not failed.passed
+    [failed] = checked.get_asset_check_evaluations()
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
     assert "plausibleBeforeDeath" in {r.data["check"] for r in failed.metadata["failures"].records}
+    assert not checked.success  # blocking: the run stops there
+    quality_csv = pl.read_csv(tmp_path / "outputs" / "omop" / "quality.csv")  # the verdict is the file's
+    assert failed.metadata["failed"].value == quality_csv.filter(~pl.col("passed")).height > 0
+    assert database.is_file()
 
 
 def test_the_command_writes_exact_dates_for_the_in_house_warehouse(twin_warehouse, tmp_path):  # noqa: F811

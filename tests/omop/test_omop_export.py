@@ -191,6 +191,28 @@ def test_the_duckdb_schema_is_the_official_ddl_with_its_primary_keys_respected(e
         engine.dispose()
 
 
+def test_the_primary_keys_are_built_once_the_rows_are_in(twin_warehouse, tmp_path, monkeypatch):
+    """Every block is inserted into tables without their keys (an index maintained block by block, and
+    written at each block's commit, cost more than building it once); the official keys are there after."""
+    from clms_etl.omop import export
+
+    keyed_while_inserting = []
+    insert = cdm.insert
+
+    def watched(conn, schema, frames):
+        keyed_while_inserting.append(conn.execute(sa.text(
+            "SELECT count(*) FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'")).scalar())
+        return insert(conn, schema, frames)
+
+    monkeypatch.setattr(export.cdm, "insert", watched)
+    result = export_omop(twin_warehouse, tmp_path / "omop", key=TEST_KEY, block_patients=30)
+    assert len(keyed_while_inserting) == 4 and set(keyed_while_inserting) == {0}  # three blocks of patients, then cdm_source
+    assert result.passed
+    keys = _omop(result, "SELECT count(*) AS n FROM information_schema.table_constraints "
+                         "WHERE table_schema = '{s}' AND constraint_type = 'PRIMARY KEY'")["n"][0]
+    assert keys == 28  # every primary key of the official file
+
+
 def test_the_dqd_checks_pass_on_the_twin(exported):
     assert exported.passed, exported.failures()
     names = set(exported.quality["check"])
@@ -392,3 +414,35 @@ def test_an_empty_schema_made_beforehand_from_the_ddl_takes_the_export(twin_ware
         engine.dispose()
     result = export_omop(twin_warehouse, url, key=TEST_KEY, schema="cdm")
     assert result.passed and result.rows["person"] == 79
+
+
+def test_the_checks_on_a_table_s_own_rows_share_one_scan_and_count_what_each_counts_alone(twin_tables, tmp_path):
+    """Every planted defect at once: each check's count is the one of its own query run alone, and the
+    checks on a table's own rows (required, plausible values, start before end) cost one query per table."""
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'defects.duckdb'}")
+    try:
+        write_database(engine, "cdm", twin_tables, primary_keys=False)
+        with engine.begin() as conn:
+            for table in {d[1] for d in DEFECTS}:
+                for column in cdm.tables()[table]:
+                    conn.execute(sa.text(f"ALTER TABLE cdm.{table} ALTER COLUMN {column.name} DROP NOT NULL"))
+            for *_, statements in DEFECTS:
+                for statement in statements:
+                    conn.execute(sa.text(statement.format(s="cdm")))
+        sent: list[str] = []
+        listener = lambda conn, cursor, statement, *rest: sent.append(statement)  # noqa: E731
+        sa.event.listen(engine, "before_cursor_execute", listener)
+        with engine.connect() as conn:
+            found = quality.run_checks(conn, "cdm")
+        sa.event.remove(engine, "before_cursor_execute", listener)
+        with engine.connect() as conn:
+            name = cdm.qualified(conn, "cdm")
+            alone = [int(conn.execute(sa.text(c.sql.format(s=name))).all()[0][0]) for c in quality.checks()]
+    finally:
+        engine.dispose()
+    assert found["rows"].to_list() == alone
+    failing = {(c, t, f) for c, t, f in found.filter(~pl.col("passed")).select("check", "table", "field").iter_rows()}
+    assert failing >= {(c, t, f) for c, t, f, _ in DEFECTS}
+    own = [c for c in quality.checks() if c.condition is not None]
+    assert len(own) > 50
+    assert len(sent) == 1 + len(quality.checks()) - len(own) + len({c.table for c in own})  # 1: the catalog's name

@@ -150,6 +150,28 @@ def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_pat
     assert_same(before, snapshot(loaded))
 
 
+def test_a_delivery_repeating_a_key_is_refused_and_changes_nothing(loaded, tmp_path):
+    """A key twice in one delivery is refused by name on both backends, whether the delivery replaces a
+    centre's rows (PostgreSQL's upsert stopped on a driver error) or is its first."""
+    from clms_etl.warehouse import IntegrityProblem
+
+    before = snapshot(loaded)
+    nice = twin()["nice"]
+    twice = pl.concat([nice.accepted["surgery"], nice.accepted["surgery"].head(1)])
+    with pytest.raises(IntegrityProblem, match=r"2 surgery row\(s\) share their key \(patient_id, surgery_no\) "
+                                               r"with another row of the delivery \(.+ row \d+; "):
+        loaded.load_delivery("nice", DAY2, delivery_files(tmp_path, "nice", DAY2), _changed(nice, surgery=twice),
+                             "run-2", expectations=False)
+    assert_same(before, snapshot(loaded))
+    # a first delivery (nothing of the source to replace) likewise
+    patients = twin()["lyon"].accepted["patient"]
+    with pytest.raises(IntegrityProblem, match=r"2 patient row\(s\) share their key \(patient_id\)"):
+        loaded.load_delivery("lyon2", DAY2, delivery_files(tmp_path, "lyon2", DAY2),
+                             SyntheticDelivery("lyon2", DAY2, {"patient": pl.concat([patients.tail(1), patients.tail(1)])}),
+                             "run-3", expectations=False)
+    assert_same(before, snapshot(loaded))
+
+
 def test_the_lab_owns_the_molecular_rows(loaded, tmp_path):
     lab = twin()["molecular"]
     assert loaded.read_sql("SELECT COUNT(*) AS n FROM molecular_sample")["n"][0] == 14

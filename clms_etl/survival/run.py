@@ -76,15 +76,20 @@ def read_stored(wh, *, ci_transform: str | None = None,
 
 
 PATIENT_BLOCK = 50_000
+SUMMARY_VIEW = "analytics.patient_summary"  # as TUMOUR_EXTRA_SQL names it
 
 
 def _patient_blocks(wh, size: int = PATIENT_BLOCK) -> Iterator[pl.DataFrame]:
-    """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms)."""
+    """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms), the view read
+    from its block copy (:meth:`~clms_etl.warehouse.Warehouse.block_copy`: PostgreSQL would compute the
+    whole view again for every block)."""
     from clms_etl.omop.export import patient_blocks
 
-    for low, high in patient_blocks(wh, size):
-        clause = wh.range_clause("s.patient_id", low, high)
-        yield wh.read_sql(TUMOUR_EXTRA_SQL + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
+    with wh.block_copy(SUMMARY_VIEW, "patient_id") as summary:
+        sql = TUMOUR_EXTRA_SQL.replace(SUMMARY_VIEW, summary)
+        for low, high in patient_blocks(wh, size):
+            clause = wh.range_clause("s.patient_id", low, high)
+            yield wh.read_sql(sql + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
 
 
 def _stored(wh, table) -> pl.DataFrame:

@@ -191,3 +191,27 @@ def test_sas_transport_numbers_are_readstats_ibm_floats_to_the_bit_over_the_whol
     start, _ = _xpt_rows(raw, 1)
     theirs = np.frombuffer(raw[start:start + 8 * len(values)], dtype=">u8")
     assert (_ibm_doubles(values) == theirs).all()
+
+
+def test_the_reports_patients_read_in_blocks_on_postgresql_come_from_one_copy_of_the_view(pg_url, tmp_path,
+                                                                                            monkeypatch):
+    """Table 1's blocks on PostgreSQL: the rows of one read, each block an index range of the view's
+    block copy, never the view computed again per block of pseudonyms."""
+    import polars as pl
+
+    from clms_etl.survival.run import _patient_blocks
+    from clms_etl.survival.study import TUMOUR_EXTRA_SQL
+    from tests.warehouse.helpers import TEST_KEY, load_twin
+
+    monkeypatch.setenv("CLMS_PSEUDONYM_KEY", TEST_KEY.decode())
+    with Warehouse(pg_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        whole = wh.read_sql(TUMOUR_EXTRA_SQL)
+        read, read_sql = [], wh.read_sql
+        monkeypatch.setattr(wh, "read_sql", lambda query, params=None: read.append(query) or read_sql(query, params))
+        blocks = list(_patient_blocks(wh, 7))
+    assert len(blocks) == -(-whole.height // 7)
+    assert pl.concat(blocks).sort(pl.all()).equals(whole.sort(pl.all()))
+    ranged = [q for q in read if ":low" in q or ":high" in q]
+    assert ranged and all("pg_temp.block_copy_" in q and "analytics.patient_summary" not in q for q in ranged)

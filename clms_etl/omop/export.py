@@ -80,15 +80,6 @@ class OmopExport:
 BLOCK_PATIENTS = 50_000  # patients built and written at a time: memory follows a block, not the registry
 
 
-def patient_blocks(wh, size: int = BLOCK_PATIENTS) -> list[tuple[str | None, str | None]]:
-    """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in pseudonym order
-    (None: open). The ranges cover every pseudonym, so a row whose patient is not in ``patient`` still
-    falls in one block (and is listed as excluded there)."""
-    ids = wh.read_sql(f"SELECT patient_id FROM patient ORDER BY {wh.bytewise('patient_id')}")["patient_id"]
-    starts = ids.gather_every(size)[1:].to_list()
-    return list(zip([None, *starts], [*starts, None], strict=True))
-
-
 def _block_source(wh, low: str | None, high: str | None) -> dict[str, pl.DataFrame]:
     """The source tables' rows of the patients in ``[low, high)``; the first block also takes the rows
     of no patient (a sample the laboratory could not link), which the build lists as excluded."""
@@ -119,7 +110,7 @@ class CdmBlocks:
 
         first_ids: dict[str, int] = {}
         self.unmapped_parts, self.excluded_parts = [], []  # iterated again: counted again, not twice
-        for low, high in patient_blocks(self.wh, self.block_patients):
+        for low, high in self.wh.patient_blocks(self.block_patients):
             built = omop_build.build(_block_source(self.wh, low, high), dates=self.dates, key=self.key,
                                      first_ids=first_ids)
             first_ids = built.next_ids(first_ids)

@@ -83,11 +83,9 @@ def _patient_blocks(wh, size: int = PATIENT_BLOCK) -> Iterator[pl.DataFrame]:
     """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms), the view read
     from its block copy (:meth:`~clms_etl.warehouse.Warehouse.block_copy`: PostgreSQL would compute the
     whole view again for every block)."""
-    from clms_etl.omop.export import patient_blocks
-
     with wh.block_copy(SUMMARY_VIEW, "patient_id") as summary:
         sql = TUMOUR_EXTRA_SQL.replace(SUMMARY_VIEW, summary)
-        for low, high in patient_blocks(wh, size):
+        for low, high in wh.patient_blocks(size):
             clause = wh.range_clause("s.patient_id", low, high)
             yield wh.read_sql(sql + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
 

@@ -364,6 +364,14 @@ class Warehouse:
         return " AND ".join(c for c, bound in ((f"{compared} >= :low", low), (f"{compared} < :high", high))
                             if bound is not None)
 
+    def patient_blocks(self, size: int) -> list[tuple[str | None, str | None]]:
+        """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in pseudonym order
+        (None: open), for :meth:`range_clause`. The ranges cover every pseudonym, so a row whose
+        patient is not in ``patient`` still falls in one block."""
+        ids = self.read_sql(f"SELECT patient_id FROM patient ORDER BY {self.bytewise('patient_id')}")["patient_id"]
+        starts = ids.gather_every(size)[1:].to_list()
+        return list(zip([None, *starts], [*starts, None], strict=True))
+
     @contextmanager
     def block_copy(self, relation: str, column: str) -> Iterator[str]:
         """The relation to read ``relation``'s blocks of :meth:`range_clause` on ``column`` from, within the

@@ -54,6 +54,7 @@ def suites_version(*folders: str) -> str:
 def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.open() as wh:
         wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
+        wh.refresh_statistics()  # the night's loads, planned from their own figures by every step downstream
         counts = wh.read_sql(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
         wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries

@@ -624,6 +624,15 @@ class Warehouse:
             _audit(tx, "refresh", run_id, run_user, keys.key_id(stored) if stored else None,
                    detail or "nightly refresh", _current_deliveries(tx))
 
+    def refresh_statistics(self) -> None:
+        """PostgreSQL: the planner's statistics of the tables the deliveries fill, sampled again (``ANALYZE``)
+        before the analyses read them. Autovacuum samples a table some time after a load; until then the
+        planner plans the views from the statistics of before it (after a 300,000-patient load: 200 patients
+        with events estimated against 286,839). A sample per table, whatever its size; DuckDB: nothing."""
+        if self.backend == "postgresql":
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ANALYZE " + ", ".join(schema.LOAD_ORDER)))
+
     def audit_log(self, limit: int | None = None) -> pl.DataFrame:
         """The audit trail, newest first, with the number of deliveries of each action."""
         self.ensure_schema()

@@ -269,3 +269,16 @@ def test_the_content_fingerprint_is_the_drop_folders(tmp_path):
         assert report.content_sha256 == delivery.sha256
         assert wh.read_sql("SELECT file_name FROM delivery_file ORDER BY file_name")["file_name"].to_list() == \
             ["chas/OS-2017-0001.segments.txt", "manifest.csv"]
+
+
+def test_the_refresh_plans_postgresql_queries_from_statistics_taken_after_the_loads(pg_url, tmp_path):
+    with Warehouse(pg_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        wh.refresh_statistics()
+        analysed = wh.read_sql(
+            "SELECT relname, last_analyze FROM pg_stat_user_tables WHERE schemaname = current_schema()")
+    from clms_etl.warehouse.schema import LOAD_ORDER
+
+    when = dict(analysed.iter_rows())
+    assert {t: when.get(t) is not None for t in LOAD_ORDER} == {t: True for t in LOAD_ORDER}

@@ -140,7 +140,8 @@ def predictors(population: pl.DataFrame) -> tuple[pl.DataFrame, list[Predictor]]
 def _levels(population: pl.DataFrame, predictor: Predictor, expr: pl.Expr) -> pl.Series:
     """The predictor's level of each patient as an enum whose categories are in string order, so that a
     sort or a group-by over the levels orders them as the strings would (the same rows, in the same order)."""
-    values = population.select(expr.cast(pl.String).alias(predictor.key)).to_series()
+    # with_columns, not select: a level no patient has is a literal, broadcast to every patient
+    values = population.with_columns(expr.cast(pl.String).alias(predictor.key)).get_column(predictor.key)
     categories = sorted({*values.drop_nulls().unique().to_list(), predictor.reference, *predictor.levels})
     return values.cast(pl.Enum(categories))
 

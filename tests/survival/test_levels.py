@@ -71,3 +71,12 @@ def test_the_columns_read_give_the_analysis_of_the_whole_views(twin_warehouse_ur
     for name, frame in twin_results.result_tables().items():
         assert results.result_tables()[name].equals(frame), name
     assert results.table1_display().equals(twin_results.table1_display())
+
+
+def test_a_measurement_no_patient_has_gives_every_patient_a_null_level(cohort):
+    """A registry whose centres record no size (the corpus' public datasets): the median split is a
+    literal for the whole population, and each patient still gets a level (null), not one row in all."""
+    population = survival_population(cohort[0]).with_columns(pl.lit(None, dtype=pl.Float64).alias("size_cm"))
+    levels, _ = predictors(population)
+    assert levels.height == population.height
+    assert levels["size"].null_count() == population.height

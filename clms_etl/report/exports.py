@@ -633,6 +633,7 @@ def _warehouse_sources(wh, block_patients: int | None,
     blocks are read from their :meth:`~clms_etl.warehouse.Warehouse.block_copy`, held until it closes."""
     from clms_etl.results import RUN_ID_COMMENT
     from clms_etl.warehouse.analytics import VIEWS_BY_NAME
+    from clms_etl.warehouse.load import pseudonym_ranges
     from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES
 
     relations = {}  # (schema, name) each view's blocks are read from
@@ -644,9 +645,8 @@ def _warehouse_sources(wh, block_patients: int | None,
     types = _relation_types(wh, ANALYTICS_SCHEMA, "patient_summary")
     narrow = {c: types[c] for c in ("patient_id", ORIGIN, AGE_COLUMN, *QUASI_IDENTIFIERS) if c in types}
     summary = _typed_relation(wh, *relations["patient_summary"], narrow).sort("patient_id")
-    starts = [] if block_patients is None else \
-        summary["patient_id"].drop_nulls().gather_every(max(block_patients, 1))[1:].to_list()
-    ranges = list(zip([None, *starts], [*starts, None], strict=True))
+    ranges = [(None, None)] if block_patients is None else \
+        pseudonym_ranges(summary["patient_id"].drop_nulls(), max(block_patients, 1))
 
     def read_view(name: str, schema: dict):
         def read(bounds: tuple[str | None, str | None]) -> pl.DataFrame:

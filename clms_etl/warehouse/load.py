@@ -368,9 +368,8 @@ class Warehouse:
         """``[low, high)`` pseudonym ranges of at most ``size`` patients each, in pseudonym order
         (None: open), for :meth:`range_clause`. The ranges cover every pseudonym, so a row whose
         patient is not in ``patient`` still falls in one block."""
-        ids = self.read_sql(f"SELECT patient_id FROM patient ORDER BY {self.bytewise('patient_id')}")["patient_id"]
-        starts = ids.gather_every(size)[1:].to_list()
-        return list(zip([None, *starts], [*starts, None], strict=True))
+        return pseudonym_ranges(
+            self.read_sql(f"SELECT patient_id FROM patient ORDER BY {self.bytewise('patient_id')}")["patient_id"], size)
 
     @contextmanager
     def block_copy(self, relation: str, column: str) -> Iterator[str]:
@@ -844,6 +843,13 @@ def _as_from_rows(table, columns: list[str], description) -> pl.DataFrame:
         else:
             out.append(column)
     return pl.DataFrame(out)
+
+
+def pseudonym_ranges(ids: pl.Series, size: int) -> list[tuple[str | None, str | None]]:
+    """``[low, high)`` ranges of at most ``size`` of ``ids`` each (pseudonyms sorted byte-wise), the first
+    and last open (None): the blocks :meth:`Warehouse.range_clause` reads."""
+    starts = ids.gather_every(size)[1:].to_list()
+    return list(zip([None, *starts], [*starts, None], strict=True))
 
 
 # PostgreSQL column types (OIDs) whose COPY text :func:`_copy_read` parses into what psycopg's

@@ -6,7 +6,7 @@ from assets import unchanged
 from assets.disclosure import CbioportalConfig, disclosure_metadata
 from assets.metadata import png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
-from assets.warehouse import warehouse
+from assets.warehouse import WRITES_FIRST, warehouse
 
 
 @dg.asset(
@@ -16,6 +16,7 @@ from assets.warehouse import warehouse
     kinds={"python", "polars", "matplotlib"},
     code_version="1",
     pool="warehouse",  # reads and writes the DuckDB file
+    op_tags=WRITES_FIRST,
     description="Molecular summary of the laboratory series: profile classes, recurrent alterations, Table 3 "
     "(result tables in schema `analytics`, CSV under `tables/`) and the OncoPrint (PNG and SVG under `figures/`).",
 )
@@ -55,7 +56,6 @@ def molecular_summary(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     owners=["team:data"],
     kinds={"python"},
     code_version="1",
-    pool="warehouse",
     description="The molecular series as a cBioPortal study folder (`<outputs>/cbioportal/`): meta_study, "
     "clinical patient and sample files, MAF, discrete CNA, segments, structural variants, case lists. Shareable: "
     "no date, age bands, no centre; not written unless every group of sex x age band x site holds k_threshold patients.",
@@ -75,7 +75,7 @@ def cbioportal_study(context: dg.AssetExecutionContext, config: CbioportalConfig
         context.log.info(decision.why)
         return decision.repeated()
     try:
-        with warehouse.open() as wh:
+        with warehouse.open(read_only=True) as wh:
             study = export_cbioportal(wh, folder, config.k_threshold)
     except DisclosureBlocked as e:
         # A registry with fewer profiled cases than k can never share a study: that is a finding

@@ -6,7 +6,7 @@ from assets import unchanged
 from assets.metadata import table_metadata
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.ingest import centre_warehouse
-from assets.warehouse import deliveries_version
+from assets.warehouse import WRITES_FIRST, deliveries_version
 
 DASHBOARD = "quality/dashboard.html"  # in the outputs folder
 
@@ -17,7 +17,8 @@ DASHBOARD = "quality/dashboard.html"  # in the outputs folder
     owners=["team:data"],
     kinds={"html"},
     code_version="1",
-    pool="warehouse",  # reads the DuckDB file
+    pool="warehouse",  # creates the schema before the first delivery: a writer
+    op_tags=WRITES_FIRST,
     description="The data-quality dashboard (one static HTML page, no network needed): per source and Kahn "
     "category the checks, the share of rows failing against its threshold, and the trend over the last "
     "deliveries.",

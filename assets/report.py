@@ -44,7 +44,7 @@ def analysis_sections(wh, outputs: Path, survival: SurvivalSettings) -> list:
     owners=["team:data"],
     kinds={"html", "excel"},
     code_version="1",
-    pool="warehouse",  # reads the DuckDB file: a writer in another run process would hold its lock
+    # no pool: it only reads, beside the night's other readers (clms_etl/warehouse/file_lock.py)
     description="The clinicians' report: one self-contained HTML file (tables, figures, data quality per centre, "
     "provenance) and the same tables as an Excel workbook, in <outputs>/report/.",
 )
@@ -56,7 +56,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     if not (decision := unchanged.decide(context, **survival.options())).recompute:
         context.log.info(decision.why)
         return decision.repeated()
-    with warehouse.open() as wh:
+    with warehouse.open(read_only=True) as wh:
         result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run.run_id)
     tables = sum(len(s.tables) for s in result.sections)
     figures = sum(len(s.figures) for s in result.sections)
@@ -81,7 +81,6 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     owners=["team:data"],
     kinds={"parquet", "csv", "sas", "stata"},
     code_version="1",
-    pool="warehouse",
     description="The analysis views and result tables for statisticians: Parquet, CSV, SAS transport (XPT v5) "
     "and Stata files with a codebook, in <outputs>/exports/. No calendar date (days from diagnosis); in-house by "
     "default (k-anonymity reported), shareable with config shareable: true (blocked below k_threshold).",
@@ -98,7 +97,7 @@ def analysis_exports(context: dg.AssetExecutionContext, config: AnalysisExportCo
         context.log.info(decision.why)
         return decision.repeated()
     try:
-        with warehouse.open() as wh:
+        with warehouse.open(read_only=True) as wh:
             result = export_analysis(wh, outdir, shareable=config.shareable, k_threshold=config.k_threshold)
     except DisclosureBlocked as e:
         raise blocked(e) from None

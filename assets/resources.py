@@ -105,10 +105,12 @@ class WarehouseResource(dg.ConfigurableResource):
 
         return describe_backend(self.resolved_url)
 
-    def open(self):
+    def open(self, *, read_only: bool = False):
+        """The warehouse; ``read_only`` for a step that only reads (on DuckDB, such steps run side by
+        side and a writer waits for them: :mod:`clms_etl.warehouse.file_lock`)."""
         from clms_etl.warehouse.load import Warehouse
 
-        return Warehouse(self.resolved_url)
+        return Warehouse(self.resolved_url, read_only=read_only)
 
 
 class SurvivalSettings(dg.ConfigurableResource):

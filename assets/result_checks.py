@@ -24,12 +24,12 @@ def _run(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, t
     suites = suites_version("analytics")
     if (repeated := unchanged.check_unchanged(context, suites=suites)) is not None:
         return repeated
-    with warehouse.open() as wh:
+    with warehouse.open(read_only=True) as wh:
         report = run_expectations(wh, scope=RESULTS, tables=tables, run_name=dagster_run_name(context))
     return expectations_check_result(report, unchanged.check_metadata(context, suites=suites))
 
 
-@dg.asset_check(asset=survival_analysis, name="result_expectations", blocking=True, pool="warehouse",
+@dg.asset_check(asset=survival_analysis, name="result_expectations", blocking=True,
                 description="Great Expectations suites of the survival result tables "
                 "(validations/expectations/analytics/): survival and CI in [0, 1] with lower <= estimate <= upper, "
                 "numbers at risk never increasing, the product-limit, hazard ratios > 0 inside their CI or a "
@@ -42,7 +42,7 @@ def survival_result_expectations(context: dg.AssetCheckExecutionContext,
     return _run(context, warehouse, [t.name for t in TABLES])
 
 
-@dg.asset_check(asset=molecular_summary, name="result_expectations", blocking=True, pool="warehouse",
+@dg.asset_check(asset=molecular_summary, name="result_expectations", blocking=True,
                 description="Great Expectations suites of the molecular result tables "
                 "(validations/expectations/analytics/): profile classes in their list and consistent with the "
                 "anomaly counts, one profile and one Table 3 row per case of molecular_sample, recurrent "

@@ -29,6 +29,7 @@ from sqlalchemy.sql import sqltypes
 
 DRIVERNAME = "duckdb+clms_buffered"
 SEARCH_PATH = "clms_search_path"  # URL parameter: the connections' search_path (module docstring)
+READ_ONLY = "clms_read_only"  # URL parameter: open the file read-only
 _DUCKDB_TYPES = {"double": sqltypes.Double, "float": sqltypes.Float, "real": sqltypes.Float}  # not in the PG names
 
 
@@ -46,6 +47,8 @@ class BufferedDuckDBDialect(_DuckDBDialect):
     def connect(self, *cargs, **cparams):
         url_config = dict(cparams.pop("url_config", {}))
         search_path = url_config.pop(SEARCH_PATH, None)
+        if url_config.pop(READ_ONLY, None) == "true":
+            cparams["read_only"] = True
         conn = super().connect(*cargs, url_config=url_config, **cparams)
         if search_path:
             conn.execute("SET search_path = '" + search_path.replace("'", "''") + "'")

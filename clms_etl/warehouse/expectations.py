@@ -215,9 +215,11 @@ def run_name_of(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts if p not in (None, "")))
 
 
-def ge_connection_string(url: str, search_path: str | None = None) -> str:
+def ge_connection_string(url: str, search_path: str | None = None, read_only: bool = False) -> str:
     """The URL GE's SQL datasource gets: DuckDB through the buffered dialect (module docstring);
-    ``search_path`` (DuckDB): set on each of GE's connections (:mod:`~clms_etl.warehouse.duckdb_buffered`)."""
+    ``search_path`` (DuckDB): set on each of GE's connections (:mod:`~clms_etl.warehouse.duckdb_buffered`);
+    ``read_only`` (DuckDB): its connections open the file as the read-only warehouse that runs it does
+    (one process opens a DuckDB file in one mode)."""
     sa_url = sa.engine.make_url(url)
     if sa_url.get_backend_name() == "duckdb":
         from clms_etl.warehouse import duckdb_buffered
@@ -226,6 +228,8 @@ def ge_connection_string(url: str, search_path: str | None = None) -> str:
         sa_url = sa_url.set(drivername=duckdb_buffered.DRIVERNAME)
         if search_path:
             sa_url = sa_url.update_query_dict({duckdb_buffered.SEARCH_PATH: search_path})
+        if read_only:
+            sa_url = sa_url.update_query_dict({duckdb_buffered.READ_ONLY: "true"})
     return sa_url.render_as_string(hide_password=False)
 
 
@@ -250,7 +254,8 @@ def _views_snapshot(warehouse, views: list[str]) -> Iterator[str | None]:
     with warehouse.engine.connect() as conn:
         # the warehouse's catalog is named after its file: quoted, whatever the name
         database = '"' + conn.exec_driver_sql("SELECT current_database()").scalar().replace('"', '""') + '"'
-        conn.exec_driver_sql(f"ATTACH ':memory:' AS {VIEWS_SNAPSHOT}")
+        # READ_WRITE: a read-only warehouse would make its attachments read-only too
+        conn.exec_driver_sql(f"ATTACH ':memory:' AS {VIEWS_SNAPSHOT} (READ_WRITE)")
         try:
             conn.exec_driver_sql(f"CREATE SCHEMA {VIEWS_SNAPSHOT}.{analytics}")
             for view in views:
@@ -307,7 +312,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
         })
     # DuckDB: the views the suites read, copied once for the run (module docstring)
     with _views_snapshot(warehouse, views_read(suites, chosen) if read_views_once else []) as search_path:
-        connection_string = ge_connection_string(warehouse.url, search_path)
+        connection_string = ge_connection_string(warehouse.url, search_path, warehouse.read_only)
         if connection_string.startswith("postgresql"):
             source = context.data_sources.add_postgres("warehouse", connection_string=connection_string)
         else:

@@ -66,7 +66,7 @@ import sqlalchemy as sa
 from clms_etl import keys, model
 from clms_etl.data_queries import QUERY_SCHEMA
 from clms_etl.files import make_private, private_dir
-from clms_etl.warehouse import analytics, genes, schema
+from clms_etl.warehouse import analytics, file_lock, genes, schema
 
 COPY_CHUNK_ROWS = 250_000
 _STAGING = "_clms_staging"
@@ -190,8 +190,13 @@ class Warehouse:
     """The warehouse at one SQLAlchemy URL (DuckDB file or PostgreSQL database)."""
 
     def __init__(self, url: str, *, data_docs_dir: Path | str | None = None, require_key: bool = True,
-                 engine_kwargs: dict | None = None):
+                 engine_kwargs: dict | None = None, read_only: bool = False):
+        """``read_only``: the caller only reads. A DuckDB file is then opened read-only, which any
+        number of processes may do at once (the night's readers side by side); a read-write opening
+        waits for them, and they for it (:mod:`clms_etl.warehouse.file_lock`). On PostgreSQL it
+        changes nothing (concurrent sessions are the server's business)."""
         self.url = normalise_url(url)
+        self.read_only = read_only
         self.backend = keys.backend_of(self.url)
         if self.backend not in ("duckdb", "postgresql"):
             raise ValueError(f"unsupported warehouse backend {self.backend!r}: use duckdb:/// or postgresql+psycopg://")
@@ -210,9 +215,23 @@ class Warehouse:
             from clms_etl.config import Settings
 
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
-        self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
+        engine_kwargs = dict(engine_kwargs or {})
+        if self.path is not None and read_only:
+            engine_kwargs["connect_args"] = {**engine_kwargs.get("connect_args", {}), "read_only": True}
+        self.engine = sa.create_engine(self.url, **engine_kwargs)
+        if self.path is not None:  # the file lock is held while DuckDB holds the file: from the first
+            sa.event.listen(self.engine, "do_connect", self._locked_connect)  # connection to the last closed
+            sa.event.listen(self.engine, "close", lambda *_: file_lock.release(self.path))
         self._schema_ready = False
         self._held = threading.local()  # the connection :meth:`block_copy` holds for this thread's reads
+
+    def _locked_connect(self, dialect, record, cargs, cparams):
+        file_lock.acquire(self.path, read_only=self.read_only)
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except BaseException:
+            file_lock.release(self.path)
+            raise
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -224,7 +243,7 @@ class Warehouse:
 
     def close(self) -> None:
         self.engine.dispose()
-        if self.path is not None:  # DuckDB creates its file and WAL with the process umask
+        if self.path is not None and not self.read_only:  # DuckDB creates its file and WAL with the process umask
             make_private(self.path, self.path.with_name(f"{self.path.name}.wal"))
 
     def __repr__(self) -> str:
@@ -264,7 +283,7 @@ class Warehouse:
         check it (its schema is the migrations' business: :class:`SchemaMismatch` says so)."""
         if self._schema_ready:
             return
-        if self.backend == "duckdb":
+        if self.backend == "duckdb" and not self.read_only:
             self.create()
         else:
             self.check_schema()

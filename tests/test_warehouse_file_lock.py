@@ -1,0 +1,136 @@
+"""A DuckDB warehouse shared by processes: readers together, a writer waits for them (and they for it).
+
+The night's readers (exports, OMOP, report, result suites) run side by side in separate step
+processes; a load from another run must wait for them instead of failing on DuckDB's file lock
+(:mod:`clms_etl.warehouse.file_lock`). Each test holds the file in a second Python process, as a
+Dagster step would.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from clms_etl.warehouse import Warehouse
+from clms_etl.warehouse.file_lock import LockModeConflict
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from clms_etl.warehouse import Warehouse
+    wh = Warehouse(sys.argv[1], read_only=sys.argv[2] == "ro")
+    rows = wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
+    print(f"holding {rows}", flush=True)
+    sys.stdin.readline()  # until the test says so
+    wh.close()
+    print("closed", flush=True)
+""")
+
+
+@pytest.fixture
+def url(tmp_path):
+    url = f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
+    with Warehouse(url) as wh:
+        wh.create()
+    return url
+
+
+def _hold(url: str, mode: str) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, mode], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = holder.stdout.readline()
+    assert line.startswith("holding"), holder.stderr.read()
+    return holder
+
+
+def _let_go(holder: subprocess.Popen) -> None:
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "closed", holder.stderr.read()
+    assert holder.wait(timeout=60) == 0
+
+
+def test_two_processes_read_the_warehouse_at_once(url):
+    holder = _hold(url, "ro")
+    try:
+        with Warehouse(url, read_only=True) as wh:
+            assert wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0] == 0
+    finally:
+        _let_go(holder)
+
+
+def test_a_writer_waits_for_a_reading_process_then_writes(url):
+    holder = _hold(url, "ro")
+    outcome = {}
+
+    def write():
+        try:
+            with Warehouse(url) as wh:
+                wh.record_refresh("run-after-the-reader")
+            outcome["written"] = True
+        except Exception as e:  # (today's DuckDB: "Could not set lock on file")
+            outcome["error"] = e
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    writer.join(timeout=2)
+    try:
+        assert "error" not in outcome, outcome.get("error")
+        assert writer.is_alive(), "the writer opened the file while another process was reading it"
+    finally:
+        _let_go(holder)
+    writer.join(timeout=60)
+    assert outcome == {"written": True}
+    with Warehouse(url, read_only=True) as wh:
+        assert "run-after-the-reader" in wh.audit_log()["run_id"].to_list()
+
+
+def test_a_reader_waits_for_a_writing_process(url):
+    holder = _hold(url, "rw")
+    outcome = {}
+
+    def read():
+        try:
+            with Warehouse(url, read_only=True) as wh:
+                outcome["rows"] = wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
+        except Exception as e:
+            outcome["error"] = e
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(timeout=2)
+    try:
+        assert "error" not in outcome, outcome.get("error")
+        assert reader.is_alive(), "the reader opened the file while another process was writing it"
+    finally:
+        _let_go(holder)
+    reader.join(timeout=60)
+    assert outcome == {"rows": 0}
+
+
+def test_a_read_only_warehouse_refuses_to_write(url):
+    with Warehouse(url, read_only=True) as wh, pytest.raises(Exception, match="read-only"):
+        wh.record_refresh("must-not-land")
+
+
+def test_the_other_mode_in_the_same_process_is_refused_not_waited_for(url):
+    with Warehouse(url, read_only=True) as reader:
+        reader.read_sql("SELECT 1 AS one")
+        with Warehouse(url) as writer, pytest.raises(LockModeConflict, match="already open read-only"):
+            writer.read_sql("SELECT 1 AS one")
+    with Warehouse(url) as writer:  # once the reader is closed, the file is free for a writer
+        writer.record_refresh("after-the-reader-closed")
+
+
+def test_openings_of_one_mode_in_a_process_share_the_lock(url):
+    first, second = Warehouse(url), Warehouse(url)
+    first.read_sql("SELECT 1 AS one")
+    second.record_refresh("second-opening")
+    first.close()
+    second.record_refresh("still-open")  # the first's close did not end the second's hold
+    second.close()
+    holder = _hold(url, "ro")  # and the last close let another process in
+    _let_go(holder)

@@ -23,6 +23,10 @@ HOLDER = textwrap.dedent("""
     from clms_etl.warehouse import Warehouse
     wh = Warehouse(sys.argv[1], read_only=sys.argv[2] == "ro")
     rows = wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
+    if sys.argv[2] == "rw":  # rows to write out at the close (DuckDB's checkpoint: the file stays locked)
+        with wh.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE written_at_close AS SELECT range AS i, md5(range::VARCHAR) AS h "
+                                 "FROM range(3000000)")
     print(f"holding {rows}", flush=True)
     sys.stdin.readline()  # until the test says so
     wh.close()
@@ -88,7 +92,7 @@ def test_a_writer_waits_for_a_reading_process_then_writes(url):
         assert "run-after-the-reader" in wh.audit_log()["run_id"].to_list()
 
 
-def test_a_reader_waits_for_a_writing_process(url):
+def test_a_reader_waits_for_a_writing_process_until_its_file_is_written(url):
     holder = _hold(url, "rw")
     outcome = {}
 

@@ -221,7 +221,7 @@ class Warehouse:
         self.engine = sa.create_engine(self.url, **engine_kwargs)
         if self.path is not None:  # the file lock is held while DuckDB holds the file: from the first
             sa.event.listen(self.engine, "do_connect", self._locked_connect)  # connection to the last closed
-            sa.event.listen(self.engine, "close", lambda *_: file_lock.release(self.path))
+            sa.event.listen(self.engine, "close", self._unlocked_close)
         self._schema_ready = False
         self._held = threading.local()  # the connection :meth:`block_copy` holds for this thread's reads
 
@@ -232,6 +232,14 @@ class Warehouse:
         except BaseException:
             file_lock.release(self.path)
             raise
+
+    def _unlocked_close(self, dbapi_connection, record):
+        # The pool's "close" event comes before the close: DuckDB's checkpoint on closing a written file
+        # can take seconds, and a reader let in before it ends finds the file still locked.
+        try:
+            dbapi_connection.close()
+        finally:
+            file_lock.release(self.path)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

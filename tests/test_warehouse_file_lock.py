@@ -138,3 +138,34 @@ def test_openings_of_one_mode_in_a_process_share_the_lock(url):
     second.close()
     holder = _hold(url, "ro")  # and the last close let another process in
     _let_go(holder)
+
+
+def test_a_result_suite_that_reads_no_view_waits_for_a_writing_process(url):
+    # GE opens its own connections to the file: the suite holds the warehouse's lock for them even when it
+    # has no view to copy first (the molecular result suites; the 1M night failed on DuckDB's lock there).
+    from clms_etl.molecular.tables import TABLES
+    from clms_etl.warehouse.expectations import RESULTS, load_suites, run_expectations, views_read
+
+    tables = [t.name for t in TABLES]
+    assert views_read(load_suites(scope=RESULTS), tables) == []
+    holder = _hold(url, "rw")
+    outcome = {}
+
+    def validate():
+        try:
+            with Warehouse(url, read_only=True) as wh:
+                outcome["suites"] = run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=False)
+        except Exception as e:
+            outcome["error"] = e
+
+    suites = threading.Thread(target=validate)
+    suites.start()
+    suites.join(timeout=2)
+    try:
+        assert "error" not in outcome, outcome.get("error")
+        assert suites.is_alive(), "the suites opened the file while another process was writing it"
+    finally:
+        _let_go(holder)
+    suites.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["suites"] is not None

@@ -246,12 +246,19 @@ def views_read(suites: dict[str, dict], tables: list[str]) -> list[str]:
 def _views_snapshot(warehouse, views: list[str]) -> Iterator[str | None]:
     """DuckDB: ``views`` copied once into the in-memory catalog :data:`VIEWS_SNAPSHOT`; yields the
     ``search_path`` that makes GE's connections read them there (module docstring), ``None`` when
-    there is nothing to copy or the warehouse is not DuckDB. Detached on exit."""
-    if not views or warehouse.engine.dialect.name != "duckdb":
+    there is nothing to copy or the warehouse is not DuckDB. Detached on exit.
+
+    On DuckDB the warehouse's own connection stays open meanwhile, copies or not: GE's connections,
+    opened by GE's engine, do not take the warehouse's file lock (:mod:`~clms_etl.warehouse.file_lock`);
+    this one holds it for them."""
+    if warehouse.engine.dialect.name != "duckdb":
         yield None
         return
     analytics = schema.ANALYTICS_SCHEMA
     with warehouse.engine.connect() as conn:
+        if not views:
+            yield None
+            return
         # the warehouse's catalog is named after its file: quoted, whatever the name
         database = '"' + conn.exec_driver_sql("SELECT current_database()").scalar().replace('"', '""') + '"'
         # READ_WRITE: a read-only warehouse would make its attachments read-only too

@@ -163,20 +163,15 @@ _PY_SPACE = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())  # w
 
 
 def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
-    """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it)."""
-    if (usual := _usual(c, note)) is None:
+    """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it);
+    a note not usual (:data:`_USUAL`) is read alone."""
+    m = _USUAL.fullmatch(note.strip())
+    events, month = _usual_words(c, m.group(1), m.group(2).count("/"), m.group(3)) if m else (None, "")
+    if events is None:
         return read_note(c, note)
-    date, problems = parse_date(usual[1], c.name)
-    return [e._replace(date=date) for e in usual[0]], [
+    date, problems = parse_date(f"{month}{m.group(2)}", c.name)
+    return [e._replace(date=date) for e in events], [
         i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
-
-
-def _usual(c, note: str) -> tuple[list[NoteEvent], str] | None:
-    """(the events of the note's words, its date's text) of a usual note; None: read it alone."""
-    if not (m := _USUAL.fullmatch(note.strip())):
-        return None
-    events, month = _usual_words(c, m.group(1), m.group(2).count("/"), m.group(3))
-    return None if events is None else (events, f"{month}{m.group(2)}")
 
 
 def _usual_words(c, words: str, slashes: int, paren: str | None) -> tuple[list[NoteEvent] | None, str]:

@@ -221,7 +221,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
         ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
     if (raw := raw.filter(~blank)).is_empty():
         raise ImportFailure(MSG["no_case"].format(file=MANIFEST), MANIFEST)
-    ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
+    ctx.identifiers.add(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
     known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}

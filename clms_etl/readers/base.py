@@ -105,11 +105,16 @@ class ReadResult:
 
 # --- column matching ------------------------------------------------------------------------
 
+def fold(text: str) -> str:
+    """Lower case, no accents, single spaces: the form codes are compared in."""
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
 def normalise_name(name: str) -> str:
     """``"Marge clinique (mm)"`` -> ``"marge_clinique_mm"``; accents, case, punctuation ignored."""
-    text = unicodedata.normalize("NFKD", str(name).replace("\ufeff", ""))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("°", "o").replace("®", "")
+    text = fold(str(name).replace("\ufeff", "")).replace("°", "o").replace("®", "")
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 

@@ -128,9 +128,6 @@ class _Form(engine.Columns):
         super().__init__(*args)
         self.dictionary = dictionary
 
-    def cells(self, i: int, table: str, suffix: str = ""):
-        return super().cells(i, table)  # (REDCap events are rows: no per-event suffix)
-
     def parse(self, columns: list[decl.Column]) -> dict[str, engine.Parsed]:
         for c in (c for c in columns if c.kind == "code" and c.codes is not COMPLETE):
             choices = self.dictionary.get(c.key, {}).get("choices", {})

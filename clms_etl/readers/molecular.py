@@ -52,9 +52,7 @@ VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields")
 
 def _sql(text: str | None, dtype=None) -> pl.Expr:
     """A check's condition or query column: polars SQL, ``$name`` a value of ``[variants]``; none: null."""
-    if text is None:
-        return pl.lit(None, dtype)
-    return pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
+    return pl.lit(None, dtype) if text is None else pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
 
 
 # stage -> its checks (data/formats/molecular.toml [checks]): rule, when, field, value, message

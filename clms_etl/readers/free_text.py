@@ -14,7 +14,7 @@ import polars as pl
 
 from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate
-from clms_etl.readers.base import number_within
+from clms_etl.readers.base import number_within, say
 from clms_etl.readers.cells import Issue, _issue, fold, is_missing, parse_date
 from clms_etl.readers.event_columns import EVENT_RANK
 
@@ -64,8 +64,7 @@ def measure(c, text: str, pattern: str | None = None):
     value, bound = int(value) if c.integer else value, bool(m.groupdict().get("bound"))
     if not c.upper_bound:
         return value, []
-    return (value, bound), [_issue("mitoses_upper_bound", f"{label} « {text} »: enregistré {value} (borne "
-                                                          f"supérieure, compte exact inconnu).")] if bound else []
+    return (value, bound), [_issue("mitoses_upper_bound", say("typed_bound", column=label, raw=text, n=value))] if bound else []
 
 
 def margins(c, text: str):
@@ -147,10 +146,8 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
                 unknown.append(w)
         known = known or ([c.other] if unknown else [])
         if unknown:
-            issues.append(_issue("metastasis_site_other",
-                                 f"Site métastatique « {' '.join(unknown)} » non codé: lu « other » ({note})."
-                                 if known == [c.other] else
-                                 f"Mots « {' '.join(unknown)} » ignorés dans le site métastatique ({note})."))
+            issues.append(_issue("metastasis_site_other", say("note_site_other" if known == [c.other] else
+                                                              "note_site_words_ignored", words=" ".join(unknown), note=note)))
         sites += [s for s in dict.fromkeys(known) if s not in sites]
     return sites or [None], issues
 
@@ -228,8 +225,7 @@ def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
         if paren is not None:
             cause = o["death_causes"].get(fold(paren))
             if cause is None:
-                issues.append(_issue("unknown_code", f"Cause de décès « {paren} » inconnue "
-                                                     f"(attendu: {', '.join(o['death_causes'])})."))
+                issues.append(_issue("unknown_code", say("note_death_cause", cause=paren, causes=", ".join(o["death_causes"]))))
     else:
         treatment = paren
     return [NoteEvent(kind, date, s, cause, treatment) for kind, s in kinds], issues

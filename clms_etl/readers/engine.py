@@ -91,9 +91,9 @@ def locate_bad_cell(path: Path) -> str | None:
     return None
 
 
-def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
-    """The engine's reader of ``fmt`` when a declaration exists for it, else None."""
-    path = decl.find(fmt, drop_folder)
+def reader(fmt: str) -> DeclaredReader | None:
+    """The engine's reader of the packaged format ``fmt`` when a declaration exists for it, else None."""
+    path = decl.find(fmt)
     return None if path is None else DeclaredReader(decl.load(path))
 
 

@@ -275,7 +275,7 @@ def _numbers(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr, *, 
     fast = text.str.contains(PLAIN_INT if integer else PLAIN_NUMBER).fill_null(False)
     if integer:
         fast &= (text.cast(pl.Int64, strict=False) <= INT32_MAX).fill_null(False)
-    out = text.cast(dtype, strict=False).set(~fast, None) if fast.any() else pl.Series(raw, [None] * len(text), dtype)
+    out = pl.select(pl.when(fast).then(text.cast(dtype, strict=False))).to_series()
 
     def parse(c: Cells, value):
         number = c.number(FIELD, value, integer=integer, decimal_comma=decimal_comma)

@@ -273,7 +273,7 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
 def _notes(c, unique: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(event rows, issues) of each distinct note, as :func:`parse_note` reads it, built by joins:
     a usual note's events are its words' (read once) with its date's (parsed once per date)."""
-    # _usual's match for every note at once (the same pattern, anchored; str.strip's characters)
+    # parse_note's match of _USUAL for every note at once (the same pattern, anchored; str.strip's characters)
     texts = pl.DataFrame({"_text": unique}, schema={"_text": pl.String}).with_columns(
         _note=pl.col("_text").str.strip_chars(_PY_SPACE))
     matched = texts.with_columns(pl.col("_note").str.extract_groups(_USUAL_WHOLE).struct.rename_fields(

@@ -365,10 +365,10 @@ def _chromosome(text: str | None) -> str | None:
     return m[1].lstrip("0").upper() if m else None
 
 
-def _cell(read, rule: str, message: str | None = None, missing: str | None = None):
+def _cell(read, rule: str, message: str | None = None, blank: dict | None = None):
     """A parse of a cell by ``read`` (its value; None: unread), its queries declared (``[cells]``)."""
     def parse(c: Cells, raw):
-        if (value := read(raw)) is None and (broken := missing if is_missing(raw) else rule):
+        if (value := read(raw)) is None and (broken := (blank or {}).get("rule") if is_missing(raw) else rule):
             c.error(FIELD, raw, broken, MSG[message or rule].format(value=raw))
         return value
     return parse

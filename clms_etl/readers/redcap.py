@@ -292,14 +292,14 @@ class _Read:
         rec, form, instance = pl.col(rid), pl.col(INSTRUMENT), pl.col(INSTANCE)
         base, dup_record = form.is_null(), repeated_rows(raw, pl.select(pl.when(is_base).then(raw[rid])).to_series())
         checks = raw.select(
-            missing_patient_id=rec.is_null() | (base & ipp.is_null()),
-            duplicate_patient=dup_record | repeated_rows(raw, ipp),  # (ipp: null on repeat rows)
-            orphan_row=~base & rec.is_not_null() & ~rec.is_in(rec.filter(base).implode()),
-            unknown_repeat_instrument=~base & ~form.is_in(self.forms[1:]),
-            bad_repeat_instance=pl.when(base).then(instance.is_not_null())
-            .otherwise(~instance.str.contains(r"^0*[1-9][0-9]{0,8}$").fill_null(False)),
-            duplicate_repeat_instance=~base & rec.is_not_null()
-            & ~pl.struct(rec, form, instance.str.strip_chars_start("0")).is_first_distinct())
+            _check("missing_patient_id", rec.is_null() | (base & ipp.is_null())),
+            _check("duplicate_patient", dup_record | repeated_rows(raw, ipp)),  # (ipp: null on repeat rows)
+            _check("orphan_row", ~base & rec.is_not_null() & ~rec.is_in(rec.filter(base).implode())),
+            _check("unknown_repeat_instrument", ~base & ~form.is_in(self.forms[1:])),
+            _check("bad_repeat_instance", pl.when(base).then(instance.is_not_null())
+                   .otherwise(~instance.str.contains(r"^0*[1-9][0-9]{0,8}$").fill_null(False))),
+            _check("duplicate_repeat_instance", ~base & rec.is_not_null()
+                   & ~pl.struct(rec, form, instance.str.strip_chars_start("0")).is_first_distinct()))
         for rule in checks.columns:
             for i in checks[rule].fill_null(False).arg_true().to_list():
                 record = raw[rid][i]
@@ -362,3 +362,7 @@ class _Read:
         ev = ev.sort(["_pos", "_box"])  # (the file's order, rows then boxes, breaks the numbering's ties)
         return ev.with_columns(row_id=pl.coalesce(pl.concat_str("row_id", pl.lit(":"), "_suffix"), "row_id"),
                                event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
+
+
+def _check(rule: str, failed: pl.Expr) -> pl.Expr:  # (a rule id as tests/test_rules.py finds it)
+    return failed.alias(rule)

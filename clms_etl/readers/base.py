@@ -56,18 +56,9 @@ class ReadContext:
     delivery_date: dt.date
     pseudonym_key: bytes
     queries: list[DataQuery] = field(default_factory=lambda: QueryLog())
-    # the delivery's identifier cells, registered raw by the reader (clms_etl.identifiers)
+    # the delivery's identifier cells and birth dates, registered raw by the reader: everything that
+    # leaves the reader is screened against them (clms_etl.identifiers)
     identifiers: Identifiers = field(default_factory=Identifiers)
-
-    def register_identifiers(self, kind: str, values, column: str | None = None) -> None:
-        """The cells of one identifier column (``kind``: name, hospital_number, birth_date), raw:
-        everything that leaves the reader is screened against them."""
-        self.identifiers.add(kind, values, column)
-
-    def register_birth_dates(self, patient_ids, days) -> None:
-        """Each patient's parsed birth date (pseudonym, date), aligned: a date of that patient's
-        rows equal to it is masked."""
-        self.identifiers.add_births(patient_ids, days)
 
     def query(self, *, file: str, sheet: str | None = None, row: int | None = None,
               table: str | None = None, row_id: str | None = None, patient_id: str | None = None,
@@ -114,11 +105,16 @@ class ReadResult:
 
 # --- column matching ------------------------------------------------------------------------
 
+def fold(text: str) -> str:
+    """Lower case, no accents, single spaces: the form codes are compared in."""
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
 def normalise_name(name: str) -> str:
     """``"Marge clinique (mm)"`` -> ``"marge_clinique_mm"``; accents, case, punctuation ignored."""
-    text = unicodedata.normalize("NFKD", str(name).replace("\ufeff", ""))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("°", "o").replace("®", "")
+    text = fold(str(name).replace("\ufeff", "")).replace("°", "o").replace("®", "")
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 

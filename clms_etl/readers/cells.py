@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
-import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -20,7 +18,7 @@ import polars as pl
 from clms_etl import rules
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.dates import ParsedDate, parse_french_date
-from clms_etl.readers.base import ReadContext
+from clms_etl.readers.base import ReadContext, fold
 
 MISSING = {"", "nr", "na", "nd", "n/a", "?", "non renseigne", "inconnu", "-"}
 MAX_TEXT = 2000  # free text longer than this is cut (a chart note, not a document)
@@ -29,13 +27,6 @@ Issue = NamedTuple("Issue", [("rule", str), ("severity", str), ("message", str)]
 
 def _issue(rule: str, message: str) -> Issue:
     return Issue(rule, rules.severity(rule), message)
-
-
-def fold(text: str) -> str:
-    """Lower case, no accents, single spaces: the form codes are compared in."""
-    text = unicodedata.normalize("NFKD", str(text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def is_missing(raw) -> bool:
@@ -142,6 +133,4 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
 def _text(raw) -> str | None:
     if raw is None:
         return None
-    if isinstance(raw, float) and raw.is_integer():
-        return str(int(raw))
-    return str(raw)  # (a date: ISO)
+    return str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)  # (a date: ISO)

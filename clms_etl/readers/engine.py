@@ -91,9 +91,9 @@ def locate_bad_cell(path: Path) -> str | None:
     return None
 
 
-def reader(fmt: str, drop_folder: Path | None = None) -> DeclaredReader | None:
-    """The engine's reader of ``fmt`` when a declaration exists for it, else None."""
-    path = decl.find(fmt, drop_folder)
+def reader(fmt: str) -> DeclaredReader | None:
+    """The engine's reader of the packaged format ``fmt`` when a declaration exists for it, else None."""
+    path = decl.find(fmt)
     return None if path is None else DeclaredReader(decl.load(path))
 
 
@@ -219,7 +219,8 @@ def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tu
         raise ImportFailure(f"{name}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", name) from exc
     if df.width != len(header):
         raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
-    _not_empty(df, name)
+    if df.height == 0:
+        raise ImportFailure(say("no_patient", file=name), name)
     fields = pl.Series(FIELDS, field_counts(text, data, df.height, layout.separator, quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
@@ -258,8 +259,8 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
             if filled and not header[j]:
                 ctx.query(file=name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
                           message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
-        if part.table is None:
-            _not_empty(df, name)
+        if part.table is None and df.height == 0:
+            raise ImportFailure(say("no_patient", file=name), name)
         elif df.height == 0:  # (a sheet of operations or events may be empty: said, not fatal)
             ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » vide: export à vérifier.")
         out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
@@ -338,11 +339,6 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                           message=say("formula_without_value", cell=f"{m[1].decode()}{row}", column=field))
 
 
-def _not_empty(df: pl.DataFrame, name: str) -> None:
-    if df.height == 0:
-        raise ImportFailure(say("no_patient", file=name), name)
-
-
 # --- columns, fast and cell by cell -----------------------------------------------------------
 
 @dataclass
@@ -362,13 +358,6 @@ _EXCEL_EPOCH = dt.datetime(1899, 12, 30)
 # missing values are its own tokens: in a coded, number or date column they are reported.
 UNKNOWN_TOKENS = {"?", "-", "inconnu"}  # (all three are in cells.MISSING)
 _NOT_A_VALUE = READERS["not_a_value"]  # a column kind -> the rule of a cell that is none of its values
-
-
-def _code_dtype(codes: dict) -> pl.DataType:
-    kinds = {type(v) for v in codes.values()}
-    if kinds <= {bool}:
-        return pl.Boolean
-    return pl.Int8 if kinds == {int} else pl.String
 
 
 class Columns:
@@ -408,7 +397,9 @@ class Columns:
         col = pl.col(c.key)
         missing = list(self.layout.missing)
         if c.kind == "code":  # (an Enum's index: a third of replace_strict's time; an unknown code is null)
-            return pl.lit(pl.Series(c.codes.values(), dtype=_code_dtype(c.codes))).gather(
+            kinds = {type(v) for v in c.codes.values()}
+            dtype = pl.Boolean if kinds <= {bool} else pl.Int8 if kinds == {int} else pl.String
+            return pl.lit(pl.Series(c.codes.values(), dtype=dtype)).gather(
                 col.cast(pl.Enum(list(c.codes)), strict=False).to_physical())
         if c.kind == "number":
             text = col.str.replace(",", ".", literal=True) if self.layout.decimal == "," else col
@@ -591,7 +582,7 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     raw = pl.DataFrame({key: df.to_series(i) for key, i in found.items()}, height=df.height)
     for c in part.columns:
         if c.identifier and c.key in raw.columns:
-            ctx.register_identifiers(c.identifier, raw[c.key], header[found[c.key]])
+            ctx.identifiers.add(c.identifier, raw[c.key], header[found[c.key]])
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
     # (a key is hashed once whatever the sheets it is in)
@@ -765,7 +756,7 @@ def _age(c: Columns, v: dict[str, Parsed]) -> pl.Series | pl.Expr:
     if birth_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
     birth = v[birth_column.key].values
-    c.ctx.register_birth_dates(c.pids, birth)
+    c.ctx.identifiers.add_births(c.pids, birth)
     if diagnosis_column is None or diagnosis_column.key not in v:
         return pl.lit(None, dtype=pl.Int16)
     diagnosis = v[diagnosis_column.key].values

@@ -26,9 +26,7 @@ EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3
 
 def suffix(kind: str | None) -> str:
     """The row_id suffix of the event row a cell of this event kind feeds (queries point at it)."""
-    if kind in (None, "relapse"):
-        return ""
-    return ":metastasis:1" if kind == "metastasis" else f":{kind}"
+    return "" if kind in (None, "relapse") else ":metastasis:1" if kind == "metastasis" else f":{kind}"
 
 
 class _Parts:
@@ -101,7 +99,7 @@ def events(c, v: dict, ids: pl.DataFrame) -> pl.DataFrame:
         kind("news", "last_news", "dn", "dn_p")])
     c.flag(has_sites & ~p.present("metastasis.date"), "event", p.header("metastasis.date"), None, "event_date_missing",
            say("sites_without_date", column=p.header("metastasis.sites")), suffix=suffix("metastasis"))
-    _death_queries(c, p, vital, dead, died)
+    _death_queries(c, p, vital_column, vital, dead, died)
 
     # number 1..n per patient row in date order (ties: rank, then site order) - a sort, no windows
     frame = frame.sort(["i", "event_date", "rank", "sub"], nulls_last=True)
@@ -148,8 +146,7 @@ def _site(c, column, i: int, header: str, text: str) -> str | None:
     return column.other
 
 
-def _death_queries(c, p: _Parts, vital: pl.Series, dead: pl.Series, died: pl.Series) -> None:
-    vital_column = c.declaration.column("patient.vital_status")
+def _death_queries(c, p: _Parts, vital_column, vital: pl.Series, dead: pl.Series, died: pl.Series) -> None:
     if vital_column is not None and vital_column.key in c.raw.columns:
         column, raw = c.header[vital_column.key], c.raw[vital_column.key]
         for i in (died & ~dead & vital.is_not_null()).arg_true().to_list():

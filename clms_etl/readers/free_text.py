@@ -14,7 +14,7 @@ import polars as pl
 
 from clms_etl import model, rules
 from clms_etl.dates import FRENCH_MONTHS, ParsedDate
-from clms_etl.readers.base import number_within
+from clms_etl.readers.base import number_within, say
 from clms_etl.readers.cells import Issue, _issue, fold, is_missing, parse_date
 from clms_etl.readers.event_columns import EVENT_RANK
 
@@ -64,8 +64,7 @@ def measure(c, text: str, pattern: str | None = None):
     value, bound = int(value) if c.integer else value, bool(m.groupdict().get("bound"))
     if not c.upper_bound:
         return value, []
-    return (value, bound), [_issue("mitoses_upper_bound", f"{label} « {text} »: enregistré {value} (borne "
-                                                          f"supérieure, compte exact inconnu).")] if bound else []
+    return (value, bound), [_issue("mitoses_upper_bound", say("typed_bound", column=label, raw=text, n=value))] if bound else []
 
 
 def margins(c, text: str):
@@ -147,10 +146,8 @@ def _sites(c, text: str, note: str) -> tuple[list[str | None], list[Issue]]:
                 unknown.append(w)
         known = known or ([c.other] if unknown else [])
         if unknown:
-            issues.append(_issue("metastasis_site_other",
-                                 f"Site métastatique « {' '.join(unknown)} » non codé: lu « other » ({note})."
-                                 if known == [c.other] else
-                                 f"Mots « {' '.join(unknown)} » ignorés dans le site métastatique ({note})."))
+            issues.append(_issue("metastasis_site_other", say("note_site_other" if known == [c.other] else
+                                                              "note_site_words_ignored", words=" ".join(unknown), note=note)))
         sites += [s for s in dict.fromkeys(known) if s not in sites]
     return sites or [None], issues
 
@@ -163,20 +160,15 @@ _PY_SPACE = "".join(ch for ch in map(chr, range(0x110000)) if ch.isspace())  # w
 
 
 def parse_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
-    """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it)."""
-    if (usual := _usual(c, note)) is None:
+    """:func:`read_note`, its words read once for all notes alike (the same result, tests prove it);
+    a note not usual (:data:`_USUAL`) is read alone."""
+    m = _USUAL.fullmatch(note.strip())
+    events, month = _usual_words(c, m.group(1), m.group(2).count("/"), m.group(3)) if m else (None, "")
+    if events is None:
         return read_note(c, note)
-    date, problems = parse_date(usual[1], c.name)
-    return [e._replace(date=date) for e in usual[0]], [
+    date, problems = parse_date(f"{month}{m.group(2)}", c.name)
+    return [e._replace(date=date) for e in events], [
         i._replace(message=f"{i.message[:-1]}: « {note.strip()} ».") for i in problems]
-
-
-def _usual(c, note: str) -> tuple[list[NoteEvent], str] | None:
-    """(the events of the note's words, its date's text) of a usual note; None: read it alone."""
-    if not (m := _USUAL.fullmatch(note.strip())):
-        return None
-    events, month = _usual_words(c, m.group(1), m.group(2).count("/"), m.group(3))
-    return None if events is None else (events, f"{month}{m.group(2)}")
 
 
 def _usual_words(c, words: str, slashes: int, paren: str | None) -> tuple[list[NoteEvent] | None, str]:
@@ -233,8 +225,7 @@ def read_note(c, note: str) -> tuple[list[NoteEvent], list[Issue]]:
         if paren is not None:
             cause = o["death_causes"].get(fold(paren))
             if cause is None:
-                issues.append(_issue("unknown_code", f"Cause de décès « {paren} » inconnue "
-                                                     f"(attendu: {', '.join(o['death_causes'])})."))
+                issues.append(_issue("unknown_code", say("note_death_cause", cause=paren, causes=", ".join(o["death_causes"]))))
     else:
         treatment = paren
     return [NoteEvent(kind, date, s, cause, treatment) for kind, s in kinds], issues
@@ -282,7 +273,7 @@ def events(cols, v: dict, ids: pl.DataFrame, notes) -> tuple[pl.DataFrame, pl.Se
 def _notes(c, unique: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(event rows, issues) of each distinct note, as :func:`parse_note` reads it, built by joins:
     a usual note's events are its words' (read once) with its date's (parsed once per date)."""
-    # _usual's match for every note at once (the same pattern, anchored; str.strip's characters)
+    # parse_note's match of _USUAL for every note at once (the same pattern, anchored; str.strip's characters)
     texts = pl.DataFrame({"_text": unique}, schema={"_text": pl.String}).with_columns(
         _note=pl.col("_text").str.strip_chars(_PY_SPACE))
     matched = texts.with_columns(pl.col("_note").str.extract_groups(_USUAL_WHOLE).struct.rename_fields(

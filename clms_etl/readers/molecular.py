@@ -37,7 +37,7 @@ from clms_etl import model
 DECLARED = tomllib.loads(resources.files("clms_etl").joinpath("data/formats/molecular.toml").read_text("utf-8"))
 MANIFEST, MSG, ASSAYS = DECLARED["manifest"], DECLARED["messages"], DECLARED["assays"]
 STATUS, SEGMENT_TYPES, STRONG_EVIDENCE = (DECLARED["codes"][k] for k in ("status", "segment_type", "strong_evidence"))
-MAX_ALLELE_BP = DECLARED["variants"]["max_allele_bp"]
+MAX_ALLELE_BP, CELLS = DECLARED["variants"]["max_allele_bp"], DECLARED["cells"]
 TESTED, NOT_DONE, FAILED = "tested", "not_done", "failed"
 INT32_MAX, POSITION_MAX = 2**31 - 1, 10**10  # a position larger than any chromosome; keeps Int64 safe
 MAX_NAME, MAX_TEXT = 200, 1000  # a header name cut before matching (a 50 MB "header"); text kept of a broken record
@@ -52,9 +52,7 @@ VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields")
 
 def _sql(text: str | None, dtype=None) -> pl.Expr:
     """A check's condition or query column: polars SQL, ``$name`` a value of ``[variants]``; none: null."""
-    if text is None:
-        return pl.lit(None, dtype)
-    return pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
+    return pl.lit(None, dtype) if text is None else pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
 
 
 # stage -> its checks (data/formats/molecular.toml [checks]): rule, when, field, value, message
@@ -221,7 +219,7 @@ def _read_manifest(ctx: ReadContext, path: Path) -> pl.DataFrame:
         ctx.query(file=MANIFEST, row=i, rule="empty_row", message=MSG["empty_row"].format(file=MANIFEST, line=i))
     if (raw := raw.filter(~blank)).is_empty():
         raise ImportFailure(MSG["no_case"].format(file=MANIFEST), MANIFEST)
-    ctx.register_identifiers(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
+    ctx.identifiers.add(HOSPITAL_NUMBER, raw["local_id"], header[cols["local_id"]])
     # A centre the registry does not know cannot be the patient's: its pseudonym would link the
     # case to nobody, so the case is kept unlinked and the laboratory is asked to correct it.
     known = {name for name, c in load_registry(Path(ctx.delivery_dir).parent.parent).items() if not c.laboratory}
@@ -277,7 +275,7 @@ def _numbers(ctx: ReadContext, rows: pl.DataFrame, raw: str, field: pl.Expr, *, 
     fast = text.str.contains(PLAIN_INT if integer else PLAIN_NUMBER).fill_null(False)
     if integer:
         fast &= (text.cast(pl.Int64, strict=False) <= INT32_MAX).fill_null(False)
-    out = text.cast(dtype, strict=False).set(~fast, None) if fast.any() else pl.Series(raw, [None] * len(text), dtype)
+    out = pl.select(pl.when(fast).then(text.cast(dtype, strict=False))).to_series()
 
     def parse(c: Cells, value):
         number = c.number(FIELD, value, integer=integer, decimal_comma=decimal_comma)
@@ -364,20 +362,15 @@ def _tabular(kind: _Kind, lines: pl.DataFrame, specs: str, table: str) -> pl.Dat
 def _chromosome(text: str | None) -> str | None:
     """``7``, ``chr7``, ``07``, ``chrx`` -> ``7`` / ``X``; None when not a human chromosome."""
     m = CHROMOSOME.match(text) if text is not None else None
-    if not m:
-        return None
-    name = m.group(1).upper()
-    return (str(int(name)) if 1 <= int(name) <= 22 else None) if name.isdigit() else name
+    return m[1].lstrip("0").upper() if m else None
 
 
-def _chromosome_cell(missing: str | None, rule: str, message: str | None = None):
-    """A parse of a chromosome cell (:func:`_chromosome`): a blank cell is ``missing`` (None: no query),
-    any other unread one ``rule``, with the message ``message`` (default: the rule's)."""
+def _cell(read, rule: str, message: str | None = None, blank: dict | None = None):
+    """A parse of a cell by ``read`` (its value; None: unread), its queries declared (``[cells]``)."""
     def parse(c: Cells, raw):
-        chrom, broken = _chromosome(raw), missing if is_missing(raw) else rule
-        if chrom is None and broken:
-            c.error(FIELD, raw, broken, MSG[message or rule].format(value=raw or ""))
-        return chrom
+        if (value := read(raw)) is None and (broken := (blank or {}).get("rule") if is_missing(raw) else rule):
+            c.error(FIELD, raw, broken, MSG[message or rule].format(value=raw))
+        return value
     return parse
 
 
@@ -390,8 +383,6 @@ def _build_problem(c: Cells, text: str | None) -> str | None:
 def _code(mapping: dict, rule: str | None = None, **options):
     """A parse of a coded cell (written as the mapping spells it: no Cells); ``rule``: its query when blank."""
     def parse(c: Cells, raw):
-        if raw in mapping:
-            return mapping[raw]
         if rule and is_missing(raw):
             c.error(FIELD, raw, rule, MSG[rule])
         return c.code(FIELD, raw, mapping, **options)
@@ -401,16 +392,13 @@ def _code(mapping: dict, rule: str | None = None, **options):
 # --- ChAS segments and Archer fusions ---------------------------------------------------------
 
 
-def _location(c: Cells, raw):
+def _location(raw: str | None) -> dict | None:
     """``chrN:start-end`` (1-based, start <= end) -> chromosome, start, end."""
     m = LOCATION.match(raw) if raw is not None else None
     chrom = _chromosome(m.group(1)) if m else None
-    start, end = (int(d) if d and len(d) <= 11 else None for d in (re.sub(r"\D", "", g) for g in m.group(2, 3))) \
-        if m else (None, None)
-    if chrom is None or start is None or end is None or not 1 <= start <= end <= POSITION_MAX:
-        rule = "missing_location" if is_missing(raw) else "invalid_location"
-        return c.error(FIELD, raw, rule, MSG["location"].format(value=raw))
-    return {"loc_chrom": chrom, "start_bp": start, "end_bp": end}
+    start, end = (int(d) if d and len(d) <= 11 else 0 for d in (re.sub(r"\D", "", g) for g in m.group(2, 3))) \
+        if m else (0, 0)
+    return {"loc_chrom": chrom, "start_bp": start, "end_bp": end} if chrom and 1 <= start <= end <= POSITION_MAX else None
 
 
 def _iscn_build(c: Cells, raw) -> dict | None:
@@ -427,9 +415,9 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.join(file_build, on="file", how="left", maintain_order="left").with_columns(
         segment_type=parsed("raw_type", name["type"], pl.String, _code(SEGMENT_TYPES, rule="missing_segment_type")),
-        at=parsed("raw_full_location", name["full_location"],
-                  pl.Struct({"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _location),
-        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _chromosome_cell(None, rule="invalid_chromosome")),
+        at=parsed("raw_full_location", name["full_location"], pl.Struct(
+            {"loc_chrom": pl.String, "start_bp": pl.Int64, "end_bp": pl.Int64}), _cell(_location, **CELLS["location"])),
+        stated=parsed("raw_chromosome", name["chromosome"], pl.String, _cell(_chromosome, **CELLS["chromosome"])),
         cn_state=number("raw_cn_state", name["cn_state"]),
         cn_missing=_parsed(ctx, rows, "raw_cn_state", None, pl.Boolean, lambda c, v: is_missing(v)),
         iscn=_parsed(ctx, rows, "raw_nomenclature", None, pl.Struct({"build": pl.String}), _iscn_build),
@@ -452,22 +440,15 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     return _canonical(table, rows)
 
 
-def _genes(c: Cells, raw):
+def _genes(raw: str | None) -> dict | None:
     genes = [g.strip() for g in re.split(r"::|:", raw or "")]
-    if len(genes) != 2 or not all(genes):
-        rule = "missing_fusion_genes" if is_missing(raw) else "invalid_fusion_genes"
-        return c.error(FIELD, raw, rule, MSG["fusion_genes"].format(value=raw))
-    return {"gene_5p": genes[0], "gene_3p": genes[1]}
+    return {"gene_5p": genes[0], "gene_3p": genes[1]} if len(genes) == 2 and all(genes) else None
 
 
-def _breakpoints(c: Cells, raw):
-    if is_missing(raw):
-        return None
-    parts = [BREAKPOINT.match(p) for p in raw.split(";")]
-    if len(parts) == 2 and all(parts):
-        return dict(zip(("breakpoint_5p", "breakpoint_3p"),
-                        (f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}" for m in parts)))
-    return c.error(FIELD, raw, "invalid_breakpoint", MSG["invalid_breakpoint"].format(value=raw))
+def _breakpoints(raw: str | None) -> dict | None:
+    parts = [BREAKPOINT.match(p) for p in (raw or "").split(";")]
+    return dict(zip(("breakpoint_5p", "breakpoint_3p"), (f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}"
+                                                         for m in parts))) if len(parts) == 2 and all(parts) else None
 
 
 def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
@@ -477,9 +458,10 @@ def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
     rows = rows.with_columns(percent=pl.col("raw_percent_gsp2_reads").str.strip_chars().str.strip_suffix("%"))
     parsed, number = partial(_parsed, ctx, rows, table=table), partial(_numbers, ctx, rows, table=table)
     rows = rows.with_columns(
-        genes=parsed("raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}), _genes),
-        breakpoints=parsed("raw_breakpoints", name["breakpoints"],
-                           pl.Struct({"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _breakpoints),
+        genes=parsed("raw_genes", name["genes"], pl.Struct({"gene_5p": pl.String, "gene_3p": pl.String}),
+                     _cell(_genes, **CELLS["fusion_genes"])),
+        breakpoints=parsed("raw_breakpoints", name["breakpoints"], pl.Struct(
+            {"breakpoint_5p": pl.String, "breakpoint_3p": pl.String}), _cell(_breakpoints, **CELLS["breakpoints"])),
         percent_gsp2_reads=number("percent", name["percent_gsp2_reads"]),
         strong_evidence=parsed("raw_strong_evidence", name["strong_evidence"], pl.Boolean,
                                _code(STRONG_EVIDENCE, strict_case=False)),
@@ -615,7 +597,7 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
         vaf=number("af", lit("AF")), gmaf=number("gmaf_text", lit("GMAF")),
         depth=number("depth_text", pl.col("depth_key"), integer=True),
         chrom=_parsed(ctx, rows, "chrom_raw", lit("#CHROM"), pl.String,  # (a variant nowhere in the genome is no variant)
-                      _chromosome_cell("missing_location", rule="invalid_location", message="vcf_chromosome"), table),
+                      _cell(_chromosome, **CELLS["vcf_chromosome"]), table),
         computed=(number("fao", lit("FAO")) / number("fdp", lit("FDP")).replace(0, None)).round(6))
     rows = rows.with_columns(vaf=pl.coalesce("vaf", pl.when("fallback").then("computed")),
                              pos=pl.col("pos_raw").str.strip_chars().cast(pl.Int64, strict=False))

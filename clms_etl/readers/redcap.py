@@ -128,9 +128,6 @@ class _Form(engine.Columns):
         super().__init__(*args)
         self.dictionary = dictionary
 
-    def cells(self, i: int, table: str, suffix: str = ""):
-        return super().cells(i, table)  # (REDCap events are rows: no per-event suffix)
-
     def parse(self, columns: list[decl.Column]) -> dict[str, engine.Parsed]:
         for c in (c for c in columns if c.kind == "code" and c.codes is not COMPLETE):
             choices = self.dictionary.get(c.key, {}).get("choices", {})
@@ -235,7 +232,7 @@ class _Read:
             pl.when(pl.col(k).str.strip_chars() != "").then(pl.col(k).str.strip_chars()) for k in (rid, INSTRUMENT, INSTANCE))
         self.raw = raw = raw.with_columns(pl.col(INSTRUMENT).str.to_lowercase())
         for c in (c for c in d.columns if c.identifier and c.key in raw.columns):
-            self.ctx.register_identifiers(c.identifier, raw[c.key], self.header[c.key])
+            self.ctx.identifiers.add(c.identifier, raw[c.key], self.header[c.key])
         self.rows = pl.int_range(2, raw.height + 2, eager=True).cast(pl.Int64)
         is_base = raw[INSTRUMENT].is_null()
         ipp = raw.select(pl.when(is_base & (pl.col(ipp_key).str.strip_chars() != ""))
@@ -367,5 +364,5 @@ class _Read:
                                event_no=engine.numbered(ev["_rec"], ev["event_date"], ev["event_kind"])), vital
 
 
-def _check(rule: str, failed: pl.Expr) -> pl.Expr:
+def _check(rule: str, failed: pl.Expr) -> pl.Expr:  # (a rule id as tests/test_rules.py finds it)
     return failed.alias(rule)

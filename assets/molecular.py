@@ -6,7 +6,7 @@ from assets import unchanged
 from assets.disclosure import CbioportalConfig, disclosure_metadata
 from assets.metadata import png_markdown
 from assets.resources import OutputsFolder, WarehouseResource
-from assets.warehouse import WRITES_FIRST, warehouse
+from assets.warehouse import warehouse, writes_first
 
 
 @dg.asset(
@@ -16,7 +16,7 @@ from assets.warehouse import WRITES_FIRST, warehouse
     kinds={"python", "polars", "matplotlib"},
     code_version="1",
     pool="warehouse",  # reads and writes the DuckDB file
-    op_tags=WRITES_FIRST,
+    op_tags=writes_first(),
     description="Molecular summary of the laboratory series: profile classes, recurrent alterations, Table 3 "
     "(result tables in schema `analytics`, CSV under `tables/`) and the OncoPrint (PNG and SVG under `figures/`).",
 )

@@ -6,7 +6,7 @@ from assets import unchanged
 from assets.metadata import table_metadata
 from assets.resources import OutputsFolder, WarehouseResource
 from assets.ingest import centre_warehouse
-from assets.warehouse import WRITES_FIRST, deliveries_version
+from assets.warehouse import deliveries_version, writes_first
 
 DASHBOARD = "quality/dashboard.html"  # in the outputs folder
 
@@ -18,7 +18,7 @@ DASHBOARD = "quality/dashboard.html"  # in the outputs folder
     kinds={"html"},
     code_version="1",
     pool="warehouse",  # creates the schema before the first delivery: a writer
-    op_tags=WRITES_FIRST,
+    op_tags=writes_first(),
     description="The data-quality dashboard (one static HTML page, no network needed): per source and Kahn "
     "category the checks, the share of rows failing against its threshold, and the trend over the last "
     "deliveries.",

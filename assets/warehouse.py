@@ -40,10 +40,13 @@ def suites_version(*folders: str) -> str:
     return digest.hexdigest()
 
 
-# The steps that write the warehouse go first among those ready: on DuckDB a writer waits for every
-# reading step to close the file (clms_etl/warehouse/file_lock.py), and the readers downstream of it
-# for the writer, so a writer started late would hold up the rest of the night.
-WRITES_FIRST = {"dagster/priority": "10"}
+def writes_first(rank: int = 0) -> dict[str, str]:
+    """Op tags of a step that writes the warehouse: it goes first among the steps ready. On DuckDB a
+    writer waits for every reading step to close the file (clms_etl/warehouse/file_lock.py), and the
+    readers for it, so a writer started late would hold up the rest of the night. ``rank``: among
+    writers ready together, the higher first -- the longer one, since the readers the first makes
+    ready wait (holding an executor slot) for the writers after it."""
+    return {"dagster/priority": str(10 + rank)}
 
 
 @dg.asset(
@@ -53,7 +56,7 @@ WRITES_FIRST = {"dagster/priority": "10"}
     kinds={"duckdb", "postgres"},
     code_version="1",
     pool="warehouse",  # writes the refresh into the audit log: one writer at a time
-    op_tags=WRITES_FIRST,
+    op_tags=writes_first(),
     description="The harmonised, pseudonymised warehouse once every centre's latest delivery is in: "
     "what analysts query (schema `analytics`).",
     metadata={"dagster/column_schema": canonical_column_schema(warehouse=True)},

@@ -238,7 +238,9 @@ def test_instance_config_examples_are_valid_dagster_yaml():
     writers = {"warehouse", "quality_dashboard", "survival_analysis", "molecular_summary"}
     assert {name: defs.resolve_assets_def(name).op.pool for name in NIGHTLY_ASSETS} == {
         name: POOL if name in writers | {"omop_cdm"} else None for name in NIGHTLY_ASSETS}
-    assert {name for name in NIGHTLY_ASSETS if defs.resolve_assets_def(name).op.tags.get("dagster/priority")} == writers
+    priority = {name: int(defs.resolve_assets_def(name).op.tags.get("dagster/priority", 0)) for name in NIGHTLY_ASSETS}
+    assert {name for name, p in priority.items() if p} == writers
+    assert priority["survival_analysis"] > priority["molecular_summary"]  # the longer writer first
     assert {defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey("warehouse"), "great_expectations")).node_def.pool,
             *(defs.get_asset_checks_def(dg.AssetCheckKey(dg.AssetKey(a), "result_expectations")).node_def.pool
               for a in ("survival_analysis", "molecular_summary"))} == {None}

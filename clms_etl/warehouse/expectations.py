@@ -34,7 +34,8 @@ at 300,000 patients. The views the chosen suites read are copied once, before th
 an in-memory catalog attached to the warehouse (:data:`VIEWS_SNAPSHOT`) that GE's connections
 search first for schema ``analytics`` (``search_path``); every other name resolves as before. The
 copy is the view's rows and column types (``CREATE TABLE AS SELECT *``), taken from the warehouse
-the validation reads and nobody writes meanwhile (the check holds the ``warehouse`` pool), so every
+the validation reads and nobody writes meanwhile (the check holds the file's read lock,
+:mod:`~clms_etl.warehouse.file_lock`), so every
 query returns what it returned on the view: same expectations, verdicts, observed values and Data
 Docs (the queries' text is unchanged). It is detached when the run ends.
 

@@ -25,6 +25,7 @@ HOLDER = textwrap.dedent("""
     rows = wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
     if sys.argv[2] == "rw":  # rows to write out at the close (DuckDB's checkpoint: the file stays locked)
         with wh.engine.begin() as conn:
+            conn.exec_driver_sql("SET enable_progress_bar = false")  # (its bar would go to our stdout)
             conn.exec_driver_sql("CREATE TABLE written_at_close AS SELECT range AS i, md5(range::VARCHAR) AS h "
                                  "FROM range(3000000)")
     print(f"holding {rows}", flush=True)
@@ -45,16 +46,23 @@ def url(tmp_path):
 def _hold(url: str, mode: str) -> subprocess.Popen:
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, mode], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = holder.stdout.readline()
-    assert line.startswith("holding"), holder.stderr.read()
+    _expect(holder, "holding")
     return holder
 
 
 def _let_go(holder: subprocess.Popen) -> None:
     holder.stdin.write("\n")
     holder.stdin.flush()
-    assert holder.stdout.readline().strip() == "closed", holder.stderr.read()
+    _expect(holder, "closed")
     assert holder.wait(timeout=60) == 0
+
+
+def _expect(holder: subprocess.Popen, said: str) -> None:
+    line = holder.stdout.readline()
+    if not line.startswith(said):  # stopped first, so that its stderr can be read to the end
+        holder.kill()
+        out, err = holder.communicate(timeout=60)
+        raise AssertionError(f"the holding process said {line + out!r}, not {said!r}: {err}")
 
 
 def test_two_processes_read_the_warehouse_at_once(url):
@@ -120,13 +128,24 @@ def test_a_read_only_warehouse_refuses_to_write(url):
         wh.record_refresh("must-not-land")
 
 
-def test_the_other_mode_in_the_same_process_is_refused_not_waited_for(url):
+def test_writing_where_the_process_reads_is_refused_not_waited_for(url):
     with Warehouse(url, read_only=True) as reader:
         reader.read_sql("SELECT 1 AS one")
         with Warehouse(url) as writer, pytest.raises(LockModeConflict, match="already open read-only"):
             writer.read_sql("SELECT 1 AS one")
     with Warehouse(url) as writer:  # once the reader is closed, the file is free for a writer
         writer.record_refresh("after-the-reader-closed")
+
+
+def test_reading_where_the_process_writes_reads_through_its_opening(url):
+    # a test or a notebook materialising the report in-process beside its own read-write warehouse
+    with Warehouse(url) as writer:
+        writer.record_refresh("written-by-this-process")
+        with Warehouse(url, read_only=True) as reader:
+            assert "written-by-this-process" in reader.audit_log()["run_id"].to_list()
+        writer.record_refresh("still-writing")  # the reader's close did not end the writer's hold
+    holder = _hold(url, "ro")  # and the last close let another process in
+    _let_go(holder)
 
 
 def test_openings_of_one_mode_in_a_process_share_the_lock(url):

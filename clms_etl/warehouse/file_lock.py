@@ -8,9 +8,11 @@ takes an advisory lock on ``<file>.lock`` before DuckDB opens the file (:func:`a
 read-only opening, exclusive for a read-write one, waiting for it if another process holds the other.
 
 The lock belongs to the process, not to a thread or a connection: DuckDB shares one database among a
-process's connections, so every opening of the file in one mode shares one lock (counted, released
-with the last); an opening in the other mode while the process holds the file is refused by DuckDB,
-and is refused here first (instead of waiting for itself).
+process's connections, all in one mode. So every opening of the file in a process shares one lock
+(counted, released with the last); a read-only opening in a process that has the file open read-write
+shares that opening (it reads through it: a test or a notebook materialising a report beside its own
+warehouse); a read-write opening while the process has it read-only cannot write, and is refused
+(:class:`LockModeConflict`) instead of waiting for itself.
 
 Why ``fcntl.flock`` and not ``filelock.ReadWriteLock``: that one pins a write lock to the thread that
 took it and refuses another thread's opening, which DuckDB allows within a process. ``flock`` does
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
@@ -35,39 +37,49 @@ log = logging.getLogger(__name__)
 
 
 class LockModeConflict(RuntimeError):
-    """The process already has the file open in the other mode (DuckDB would refuse the opening)."""
+    """The process has the file open read-only and asks to write it (DuckDB would refuse the opening)."""
 
 
 @dataclass
 class _Held:
-    fd: int
     read_only: bool
-    count: int
+    count: int = 0
+    fd: int | None = None
+    taken: threading.Event = field(default_factory=threading.Event)  # set once the lock is held (or failed)
 
 
 _held: dict[Path, _Held] = {}
-_guard = threading.Lock()
+# Re-entrant: a connection's finaliser (garbage collection) may release a lock in the middle of an acquire.
+# Never held while waiting for another process.
+_guard = threading.RLock()
 
 
 def lock_path(database: Path) -> Path:
     return database.with_name(f"{database.name}.lock")
 
 
-def acquire(database: Path, *, read_only: bool) -> None:
+def acquire(database: Path, *, read_only: bool) -> bool:
     """Hold ``database``'s lock in this process (shared when ``read_only``), waiting for another
-    process's lock of the other mode to go; pair with :func:`release`."""
+    process's lock of the other mode to go; pair with :func:`release`. Returns whether DuckDB is to
+    open the file read-only (``False`` for a read-only opening that joins this process's read-write one)."""
     if fcntl is None:
-        return
+        return read_only
     key = Path(database).resolve()
     with _guard:
         held = _held.get(key)
-        if held is not None:
-            if held.read_only != read_only:
-                raise LockModeConflict(
-                    f"{database} is already open {'read-only' if held.read_only else 'read-write'} in this process: "
-                    f"close it before opening it {'read-only' if read_only else 'read-write'}")
-            held.count += 1
-            return
+        first = held is None
+        if first:
+            held = _held[key] = _Held(read_only)
+        elif held.read_only and not read_only:
+            raise LockModeConflict(f"{database} is already open read-only in this process: close it before "
+                                   "opening it read-write")
+        held.count += 1
+    if not first:
+        held.taken.wait()
+        if held.fd is None:  # the first opener's wait ended in an error (an interrupt): so does this one
+            raise LockModeConflict(f"{database}: this process's lock on it could not be taken")
+        return held.read_only
+    try:
         fd = os.open(lock_path(key), os.O_RDWR | os.O_CREAT, 0o600)
         mode = fcntl.LOCK_SH if read_only else fcntl.LOCK_EX
         try:
@@ -80,7 +92,23 @@ def acquire(database: Path, *, read_only: bool) -> None:
         except BaseException:
             os.close(fd)
             raise
-        _held[key] = _Held(fd, read_only, 1)
+    except BaseException:
+        with _guard:
+            if _held.get(key) is held:
+                del _held[key]
+        held.taken.set()
+        raise
+    held.fd = fd
+    held.taken.set()
+    return read_only
+
+
+def opened_read_only(database: Path) -> bool | None:
+    """How this process has ``database`` open: read-only (``True``), read-write, or not at all (``None``);
+    another engine's connections to it in this process must use the same mode."""
+    with _guard:
+        held = _held.get(Path(database).resolve())
+    return None if held is None else held.read_only
 
 
 def release(database: Path) -> None:
@@ -93,21 +121,24 @@ def release(database: Path) -> None:
         if held is None:
             return
         held.count -= 1
-        if held.count == 0:
-            del _held[key]
-            os.close(held.fd)  # (closing the descriptor releases the lock)
+        if held.count > 0:
+            return
+        del _held[key]
+    if held.fd is not None:
+        os.close(held.fd)  # (closing the descriptor releases the lock)
 
 
 def _forget_in_child() -> None:
     # A forked process (a Dagster step) does not hold its parent's openings: it closes its copies of
     # the descriptors, so that the lock goes when the parent releases it.
     global _guard
-    _guard = threading.Lock()  # (another thread of the parent may have held it at the fork)
+    _guard = threading.RLock()  # (another thread of the parent may have held it at the fork)
     for held in _held.values():
-        try:
-            os.close(held.fd)
-        except OSError:
-            pass
+        if held.fd is not None:
+            try:
+                os.close(held.fd)
+            except OSError:
+                pass
     _held.clear()
 
 

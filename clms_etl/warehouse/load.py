@@ -215,10 +215,7 @@ class Warehouse:
             from clms_etl.config import Settings
 
             self.data_docs_dir = Settings.from_env().outputs / "data_docs"
-        engine_kwargs = dict(engine_kwargs or {})
-        if self.path is not None and read_only:
-            engine_kwargs["connect_args"] = {**engine_kwargs.get("connect_args", {}), "read_only": True}
-        self.engine = sa.create_engine(self.url, **engine_kwargs)
+        self.engine = sa.create_engine(self.url, **(engine_kwargs or {}))
         if self.path is not None:  # the file lock is held while DuckDB holds the file: from the first
             sa.event.listen(self.engine, "do_connect", self._locked_connect)  # connection to the last closed
             sa.event.listen(self.engine, "close", self._unlocked_close)
@@ -226,9 +223,10 @@ class Warehouse:
         self._held = threading.local()  # the connection :meth:`block_copy` holds for this thread's reads
 
     def _locked_connect(self, dialect, record, cargs, cparams):
-        file_lock.acquire(self.path, read_only=self.read_only)
+        # read-only unless this process has the file open read-write already (it reads through that)
+        read_only = file_lock.acquire(self.path, read_only=self.read_only)
         try:
-            return dialect.connect(*cargs, **cparams)
+            return dialect.connect(*cargs, **{**cparams, "read_only": read_only})
         except BaseException:
             file_lock.release(self.path)
             raise

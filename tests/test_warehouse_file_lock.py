@@ -74,53 +74,47 @@ def test_two_processes_read_the_warehouse_at_once(url):
         _let_go(holder)
 
 
-def test_a_writer_waits_for_a_reading_process_then_writes(url):
-    holder = _hold(url, "ro")
+def _waits_for(holder: subprocess.Popen, opening) -> object:
+    """Run ``opening`` (it opens the warehouse) in a thread while ``holder`` holds the file: it must still
+    be waiting, not failed, 2 s later; once the holder has closed the file, its result."""
     outcome = {}
 
-    def write():
+    def run():
         try:
-            with Warehouse(url) as wh:
-                wh.record_refresh("run-after-the-reader")
-            outcome["written"] = True
+            outcome["result"] = opening()
         except Exception as e:  # (today's DuckDB: "Could not set lock on file")
             outcome["error"] = e
 
-    writer = threading.Thread(target=write)
-    writer.start()
-    writer.join(timeout=2)
+    waiter = threading.Thread(target=run)
+    waiter.start()
+    waiter.join(timeout=2)
     try:
         assert "error" not in outcome, outcome.get("error")
-        assert writer.is_alive(), "the writer opened the file while another process was reading it"
+        assert waiter.is_alive(), "it opened the file while another process held it in the other mode"
     finally:
         _let_go(holder)
-    writer.join(timeout=60)
-    assert outcome == {"written": True}
+    waiter.join(timeout=300)
+    assert "error" not in outcome, outcome.get("error")
+    return outcome["result"]
+
+
+def test_a_writer_waits_for_a_reading_process_then_writes(url):
+    def write():
+        with Warehouse(url) as wh:
+            wh.record_refresh("run-after-the-reader")
+        return True
+
+    assert _waits_for(_hold(url, "ro"), write)
     with Warehouse(url, read_only=True) as wh:
         assert "run-after-the-reader" in wh.audit_log()["run_id"].to_list()
 
 
 def test_a_reader_waits_for_a_writing_process_until_its_file_is_written(url):
-    holder = _hold(url, "rw")
-    outcome = {}
-
     def read():
-        try:
-            with Warehouse(url, read_only=True) as wh:
-                outcome["rows"] = wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
-        except Exception as e:
-            outcome["error"] = e
+        with Warehouse(url, read_only=True) as wh:
+            return wh.read_sql("SELECT count(*) AS n FROM delivery")["n"][0]
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    reader.join(timeout=2)
-    try:
-        assert "error" not in outcome, outcome.get("error")
-        assert reader.is_alive(), "the reader opened the file while another process was writing it"
-    finally:
-        _let_go(holder)
-    reader.join(timeout=60)
-    assert outcome == {"rows": 0}
+    assert _waits_for(_hold(url, "rw"), read) == 0
 
 
 def test_a_read_only_warehouse_refuses_to_write(url):
@@ -167,24 +161,9 @@ def test_a_result_suite_that_reads_no_view_waits_for_a_writing_process(url):
 
     tables = [t.name for t in TABLES]
     assert views_read(load_suites(scope=RESULTS), tables) == []
-    holder = _hold(url, "rw")
-    outcome = {}
 
     def validate():
-        try:
-            with Warehouse(url, read_only=True) as wh:
-                outcome["suites"] = run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=False)
-        except Exception as e:
-            outcome["error"] = e
+        with Warehouse(url, read_only=True) as wh:
+            return run_expectations(wh, scope=RESULTS, tables=tables, data_docs_dir=False)
 
-    suites = threading.Thread(target=validate)
-    suites.start()
-    suites.join(timeout=2)
-    try:
-        assert "error" not in outcome, outcome.get("error")
-        assert suites.is_alive(), "the suites opened the file while another process was writing it"
-    finally:
-        _let_go(holder)
-    suites.join(timeout=300)
-    assert "error" not in outcome, outcome.get("error")
-    assert outcome["suites"] is not None
+    assert _waits_for(_hold(url, "rw"), validate) is not None

@@ -59,7 +59,8 @@ def _sql(text: str | None, dtype=None) -> pl.Expr:
 CHECKS = {stage: [dict(c, when=_sql(c["when"]), field=_sql(c.get("field"), pl.String), value=_sql(c.get("value")),
                        message=c.get("message", c["rule"])) for c in checks]
           for stage, checks in DECLARED["checks"].items()}
-EXCLUSIONS = [(_sql(e["when"]), e["reason"]) for e in DECLARED["variants"]["exclusions"]]  # why not reportable
+# why an allele is not reportable: the first reason that applies
+EXCLUSION = pl.coalesce(pl.when(_sql(e["when"])).then(pl.lit(e["reason"])) for e in DECLARED["variants"]["exclusions"])
 
 
 def _specs(kind: str) -> list[ColumnSpec]:
@@ -616,16 +617,13 @@ def _records(kind: _Kind, rows: pl.DataFrame) -> pl.DataFrame:
     rows = rows.with_columns(vaf=pl.when(vaf_ok).then("vaf"), gmaf=pl.when(gmaf_ok).then("gmaf"),
                              carries=pl.col("gt").str.replace_all("|", "/", literal=True).str.split("/").list.eval(
                                  pl.element().cast(pl.Int64, strict=False)).list.contains(pl.col("i") + 1))
-    reason = pl.when(EXCLUSIONS[0][0]).then(lit(EXCLUSIONS[0][1]))
-    for when, why in EXCLUSIONS[1:]:  # the first that applies
-        reason = reason.when(when).then(lit(why))
     reasons = pl.col("info_FR").str.split(",").list.eval(pl.element().filter(~pl.element().is_in([".", ""])))
     reasons = reasons.list.join(",")
     text = pl.when(pl.col("filter_raw") != ".").then("filter_raw")
     cut = {k: pl.when(pl.col(k).str.len_chars() > MAX_ALLELE_BP).then(pl.col(k).str.slice(0, MAX_ALLELE_BP) + "…")
            .otherwise(k) for k in ("ref", "alt")}
     return _canonical(table, rows.with_columns(
-        reason=reason, pos=pl.when(pos_ok).then("pos"), **cut,
+        reason=EXCLUSION, pos=pl.when(pos_ok).then("pos"), **cut,
         genotype="gt", filter=pl.when((pl.col("filter_raw") != "PASS") & (reasons.fill_null("") != ""))
         .then(pl.format("{} (FR={})", text, reasons)).otherwise(text)).with_columns(
         reportable=pl.when(~pl.col("reason").eq_missing("unknown")).then(pl.col("reason").is_null()),

@@ -133,4 +133,6 @@ def parse_date(text: str | None, label: str = "date", *, identifier: bool = Fals
 def _text(raw) -> str | None:
     if raw is None:
         return None
-    return str(int(raw)) if isinstance(raw, float) and raw.is_integer() else str(raw)  # (a date: ISO)
+    if isinstance(raw, float) and raw.is_integer():
+        return str(int(raw))
+    return str(raw)  # (a date: ISO)

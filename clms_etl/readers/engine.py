@@ -219,8 +219,7 @@ def read_text(ctx: ReadContext, path: Path, declaration: decl.Declaration) -> tu
         raise ImportFailure(f"{name}: CSV illisible ({type(exc).__name__}); import de ce centre arrêté.", name) from exc
     if df.width != len(header):
         raise ImportFailure(say("width_mismatch", file=name, width=df.width, headers=len(header)), name)
-    if df.height == 0:
-        raise ImportFailure(say("no_patient", file=name), name)
+    _not_empty(df, name)
     fields = pl.Series(FIELDS, field_counts(text, data, df.height, layout.separator, quote), dtype=pl.Int64)
     if layout.line_end and not text.endswith("\n"):
         if layout.final_line_end != "warning" or fields[-1] != len(header):
@@ -259,8 +258,8 @@ def _read_sheets(ctx: ReadContext, path: Path, declaration: decl.Declaration) ->
             if filled and not header[j]:
                 ctx.query(file=name, sheet=sheet, row=1, field=f"colonne {j + 1}", rule="value_without_header",
                           message=f"Valeurs dans la colonne {j + 1} sans en-tête: ignorées.")
-        if part.table is None and df.height == 0:
-            raise ImportFailure(say("no_patient", file=name), name)
+        if part.table is None:
+            _not_empty(df, name)
         elif df.height == 0:  # (a sheet of operations or events may be empty: said, not fatal)
             ctx.query(file=name, sheet=sheet, rule="empty_sheet", message=f"Feuille « {sheet} » vide: export à vérifier.")
         out.append((part, df, header, found, pl.Series(FIELDS, [None] * df.height, dtype=pl.Int64)))
@@ -337,6 +336,11 @@ def _sheet_xml_queries(ctx: ReadContext, path: Path, sheets: dict[str, tuple]) -
                           row_id=part.file.row_id.format(table=table, file=path.name, sheet=title, row=row) if row > 1 else None,
                           rule="formula_without_value" if row > 1 else "formula_in_header",
                           message=say("formula_without_value", cell=f"{m[1].decode()}{row}", column=field))
+
+
+def _not_empty(df: pl.DataFrame, name: str) -> None:
+    if df.height == 0:
+        raise ImportFailure(say("no_patient", file=name), name)
 
 
 # --- columns, fast and cell by cell -----------------------------------------------------------

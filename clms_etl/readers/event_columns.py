@@ -26,7 +26,9 @@ EVENT_RANK = {"local_recurrence": 0, "metastasis": 1, "death": 2, "last_news": 3
 
 def suffix(kind: str | None) -> str:
     """The row_id suffix of the event row a cell of this event kind feeds (queries point at it)."""
-    return "" if kind in (None, "relapse") else ":metastasis:1" if kind == "metastasis" else f":{kind}"
+    if kind in (None, "relapse"):
+        return ""
+    return ":metastasis:1" if kind == "metastasis" else f":{kind}"
 
 
 class _Parts:

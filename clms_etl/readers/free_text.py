@@ -64,7 +64,8 @@ def measure(c, text: str, pattern: str | None = None):
     value, bound = int(value) if c.integer else value, bool(m.groupdict().get("bound"))
     if not c.upper_bound:
         return value, []
-    return (value, bound), [_issue("mitoses_upper_bound", say("typed_bound", column=label, raw=text, n=value))] if bound else []
+    issues = [_issue("mitoses_upper_bound", say("typed_bound", column=label, raw=text, n=value))] if bound else []
+    return (value, bound), issues
 
 
 def margins(c, text: str):

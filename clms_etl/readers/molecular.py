@@ -52,7 +52,9 @@ VCF_COLUMNS, VCF_FIELDS = (DECLARED["variants"][k] for k in ("header", "fields")
 
 def _sql(text: str | None, dtype=None) -> pl.Expr:
     """A check's condition or query column: polars SQL, ``$name`` a value of ``[variants]``; none: null."""
-    return pl.lit(None, dtype) if text is None else pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
+    if text is None:
+        return pl.lit(None, dtype)
+    return pl.sql_expr(string.Template(text).safe_substitute(DECLARED["variants"]))
 
 
 # stage -> its checks (data/formats/molecular.toml [checks]): rule, when, field, value, message
@@ -369,7 +371,9 @@ def _chromosome(text: str | None) -> str | None:
 def _cell(read, rule: str, message: str | None = None, blank: dict | None = None):
     """A parse of a cell by ``read`` (its value; None: unread), its queries declared (``[cells]``)."""
     def parse(c: Cells, raw):
-        if (value := read(raw)) is None and (broken := (blank or {}).get("rule") if is_missing(raw) else rule):
+        value = read(raw)
+        broken = (blank or {}).get("rule") if is_missing(raw) else rule  # (a blank cell: its own rule, or none)
+        if value is None and broken:
             c.error(FIELD, raw, broken, MSG[message or rule].format(value=raw))
         return value
     return parse
@@ -399,7 +403,9 @@ def _location(raw: str | None) -> dict | None:
     chrom = _chromosome(m.group(1)) if m else None
     start, end = (int(d) if d and len(d) <= 11 else 0 for d in (re.sub(r"\D", "", g) for g in m.group(2, 3))) \
         if m else (0, 0)
-    return {"loc_chrom": chrom, "start_bp": start, "end_bp": end} if chrom and 1 <= start <= end <= POSITION_MAX else None
+    if chrom is None or not 1 <= start <= end <= POSITION_MAX:
+        return None
+    return {"loc_chrom": chrom, "start_bp": start, "end_bp": end}
 
 
 def _iscn_build(c: Cells, raw) -> dict | None:
@@ -443,13 +449,17 @@ def _read_chas(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:
 
 def _genes(raw: str | None) -> dict | None:
     genes = [g.strip() for g in re.split(r"::|:", raw or "")]
-    return {"gene_5p": genes[0], "gene_3p": genes[1]} if len(genes) == 2 and all(genes) else None
+    if len(genes) != 2 or not all(genes):
+        return None
+    return {"gene_5p": genes[0], "gene_3p": genes[1]}
 
 
 def _breakpoints(raw: str | None) -> dict | None:
     parts = [BREAKPOINT.match(p) for p in (raw or "").split(";")]
-    return dict(zip(("breakpoint_5p", "breakpoint_3p"), (f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}"
-                                                         for m in parts))) if len(parts) == 2 and all(parts) else None
+    if len(parts) != 2 or not all(parts):
+        return None
+    return dict(zip(("breakpoint_5p", "breakpoint_3p"),
+                    (f"chr{m.group(1).upper()}:{int(m.group(2).replace(',', ''))}" for m in parts)))
 
 
 def _read_archer(kind: _Kind, lines: pl.DataFrame) -> pl.DataFrame:

@@ -76,7 +76,7 @@ import sqlalchemy as sa
 
 from clms_etl import contract, model
 from clms_etl.files import make_private, private_dir
-from clms_etl.warehouse import file_lock, schema
+from clms_etl.warehouse import schema
 
 CHROMOSOMES = tuple(str(i) for i in range(1, 23)) + ("X", "Y")
 VOCABULARIES: dict[str, tuple] = {
@@ -321,9 +321,7 @@ def run_expectations(warehouse, *, tables: list[str] | None = None, data_docs_di
     # DuckDB: the views the suites read, copied once for the run (module docstring)
     with _views_snapshot(warehouse, views_read(suites, chosen) if read_views_once else []) as search_path:
         # GE's connections open the file as the warehouse's did (one process, one mode per DuckDB file)
-        opened = file_lock.opened_read_only(warehouse.path) if warehouse.path is not None else None
-        read_only = warehouse.read_only if opened is None else opened
-        connection_string = ge_connection_string(warehouse.url, search_path, read_only)
+        connection_string = ge_connection_string(warehouse.url, search_path, warehouse.opened_read_only)
         if connection_string.startswith("postgresql"):
             source = context.data_sources.add_postgres("warehouse", connection_string=connection_string)
         else:

@@ -239,6 +239,13 @@ class Warehouse:
         finally:
             file_lock.release(self.path)
 
+    @property
+    def opened_read_only(self) -> bool:
+        """Whether this process has the DuckDB file open read-only: how another engine's connections to it
+        in this process must open it (DuckDB takes one mode per file and process); else ``read_only``."""
+        held = file_lock.opened_read_only(self.path) if self.path is not None else None
+        return self.read_only if held is None else held
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def __enter__(self) -> Warehouse:

@@ -32,3 +32,27 @@ def test_a_study_sized_cloud_stays_vector_markers(tmp_path):
     text = svg.read_text()
     assert "<image" not in text
     assert text.count("<use ") >= 40
+
+
+def test_a_registry_sized_cloud_is_drawn_as_its_density():
+    """A million residuals as markers hid each other (and took seconds to draw): past RASTER_POINTS the
+    panel shows one image, darker where more residuals lie."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from clms_etl.survival.figures import draw_cloud
+
+    rng = np.random.default_rng(3)
+    n = 50 * RASTER_POINTS
+    # nine residuals in ten on the left half of the time scale, one in ten on the right
+    x = np.concatenate([rng.uniform(0, 0.5, n - n // 10), rng.uniform(0.5, 1, n // 10), [np.nan]])
+    y = np.concatenate([rng.uniform(-1, 1, n), [0.0]])
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    draw_cloud(ax, x, y, "#1f4e79")
+    assert [line.get_xdata().size for line in ax.lines] == []  # no marker per point
+    [image] = ax.get_images()
+    shade = image.get_array()
+    left, right = shade[:, : shade.shape[1] // 2], shade[:, shade.shape[1] // 2:]
+    assert left.mean() > right.mean() * 1.5 and right.min() > 0

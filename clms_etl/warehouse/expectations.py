@@ -321,12 +321,14 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
-            if not cursor.fetchone()[0]:  # the analyst role: GE reads the views
-                yield _ViewsCopy()
-                return
-            for view in views:
-                cursor.execute(f"CREATE TEMPORARY TABLE {view} AS SELECT * FROM {schema.ANALYTICS_SCHEMA}.{view}")
-        connection.commit()
+            allowed = cursor.fetchone()[0]
+            if allowed:
+                for view in views:
+                    cursor.execute(f"CREATE TEMPORARY TABLE {view} AS SELECT * FROM {schema.ANALYTICS_SCHEMA}.{view}")
+        connection.commit()  # not left idle in a transaction while GE runs
+        if not allowed:  # the analyst role: GE reads the views
+            yield _ViewsCopy()
+            return
         yield _ViewsCopy(engine_kwargs={"poolclass": sa.pool.StaticPool, "creator": lambda: connection},
                          views=tuple(views))
     finally:

@@ -33,6 +33,7 @@ only patients censored before the minimum are left out; early deaths stay).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import polars as pl
@@ -423,6 +424,19 @@ VIEWS: tuple[View, ...] = (
     ),
 )
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}
+
+
+def view_select(name: str, copies: dict[str, str]) -> str:
+    """A SELECT of view ``name``'s rows: the view itself, or, when it is built on views held in ``copies``
+    ({view: relation holding its rows}, e.g. a temporary table), its SQL reading those copies instead, so
+    that they are not computed again (``survival`` from a copy of ``patient_summary``)."""
+    sql = VIEWS_BY_NAME[name].sql
+    built_on = [view for view in copies if re.search(rf"\b{ANALYTICS_SCHEMA}\.{view}\b", sql)]
+    if not built_on:
+        return f"SELECT * FROM {ANALYTICS_SCHEMA}.{name}"
+    for view in built_on:
+        sql = re.sub(rf"\b{ANALYTICS_SCHEMA}\.{view}\b", copies[view], sql)
+    return sql.strip()
 
 
 def _literal(text: str) -> str:

@@ -316,15 +316,19 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
     """PostgreSQL: ``views`` copied into temporary tables of one of the warehouse's connections, which
     GE's engines then share (``StaticPool``: GE's own sessions would not see the copies). The connection
     is discarded on exit (invalidated: GE's engines have closed it), the copies with it."""
+    from clms_etl.warehouse.analytics import view_select
     fairy = warehouse.engine.raw_connection()
     connection = fairy.driver_connection
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
             allowed = cursor.fetchone()[0]
+            copies: dict[str, str] = {}
             if allowed:
                 for view in views:
-                    cursor.execute(f"CREATE TEMPORARY TABLE {view} AS SELECT * FROM {schema.ANALYTICS_SCHEMA}.{view}")
+                    # a view built on one copied already is computed from that copy (survival: 9.7 -> 2.7 s at 1M)
+                    cursor.execute(f"CREATE TEMPORARY TABLE {view} AS {view_select(view, copies)}")
+                    copies[view] = f"pg_temp.{view}"
         connection.commit()  # not left idle in a transaction while GE runs
         if not allowed:  # the analyst role: GE reads the views
             yield _ViewsCopy()

@@ -198,3 +198,26 @@ def test_the_views_survival_population_is_the_analysis_one_for_every_rule(tiny, 
         assert kept == {"paper": "AF", "censored_before_minimum": "ABCF"}
     else:
         assert kept == {"paper": "ABCFG", "censored_before_minimum": "ABCFG"}
+
+
+def test_a_view_computed_from_a_copy_of_the_view_it_is_built_on_is_the_view(warehouse_url, tmp_path):
+    """view_select: survival read from a copy of patient_summary (what a step that copies both views does,
+    so that patient_summary is computed once) gives the view's rows and types; a view built on no copy is
+    read as it is."""
+    from clms_etl.warehouse.analytics import view_select
+
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        assert view_select("survival", {}) == "SELECT * FROM analytics.survival"
+        derived = view_select("survival", {"patient_summary": "summary_copy"})
+        assert "analytics.patient_summary" not in derived and "summary_copy" in derived
+        with wh.engine.connect() as conn:
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE summary_copy AS SELECT * FROM analytics.patient_summary")
+            reads = []
+            for sql in ("SELECT * FROM analytics.survival", derived):  # each read before the next runs
+                result = conn.exec_driver_sql(sql)
+                reads.append((list(result.keys()), sorted(result.fetchall(), key=repr)))
+            conn.rollback()
+        view, copy = reads
+        assert len(view[1]) == 5 * 79 and copy == view

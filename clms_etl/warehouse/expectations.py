@@ -43,8 +43,10 @@ expectations, verdicts and observed values.
 * PostgreSQL: into temporary tables of one of the warehouse's connections, which GE's engines then
   share (a ``StaticPool`` over it: no other session sees a temporary table). A schema-qualified name
   cannot resolve to a temporary table, so the queries the suites run read ``pg_temp.<view>``, and the
-  Data Docs show that text (the descriptions keep the view's name). Dropped with the connection when
-  the run ends. Without the TEMPORARY right (the analyst role) GE reads the views.
+  Data Docs show that text (the descriptions keep the view's name). A view built on one copied before
+  it (``survival`` on ``patient_summary``) is computed from that copy (:func:`~clms_etl.warehouse.analytics.view_select`).
+  Dropped with the connection when the run ends. Without the TEMPORARY right (the analyst role) GE
+  reads the views.
 
 **Data Docs** (HTML): one site, ``<warehouse dir>/data_docs/`` (DuckDB: next to the ``.duckdb``
 file; PostgreSQL: ``$CLMS_OUTPUTS/data_docs``), for the base tables and every analysis' result

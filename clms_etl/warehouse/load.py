@@ -413,26 +413,33 @@ class Warehouse:
         PostgreSQL carries a range on a view's ``patient_id`` into none of the view's aggregates (only an
         equality crosses its joins): each block of ``analytics.patient_summary`` aggregated every event
         and operation of the registry again. The copy computes the view once; a block is an index range.
+        A view built on one this connection already holds a copy of is computed from that copy
+        (``survival`` from ``patient_summary``'s: :func:`~clms_etl.warehouse.analytics.view_select`).
         """
         if self.backend != "postgresql":
             yield relation
             return
         outer = getattr(self._held, "connection", None)  # another copy's: it must see both
+        outer_copies = getattr(self._held, "copies", {}) if outer is not None else {}
         with nullcontext(outer) if outer is not None else self.engine.connect() as conn:
             if not conn.execute(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")).scalar():
                 yield relation
                 return
             copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
-            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS SELECT * FROM {relation}"))
+            view = relation.removeprefix(f"{schema.ANALYTICS_SCHEMA}.")
+            # a view built on one this connection holds a copy of is computed from that copy
+            source = analytics.view_select(view, outer_copies) if view in analytics.VIEWS_BY_NAME else \
+                f"SELECT * FROM {relation}"
+            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS {source}"))
             conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(column)})"))
             conn.execute(sa.text(f"ANALYZE {copy} ({column})"))  # the blocks' one condition: its statistics only
-            self._held.connection = conn
+            self._held.connection, self._held.copies = conn, {**outer_copies, view: copy}
             try:
                 yield copy
                 if outer is not None:  # the outer copy's transaction goes on
                     conn.execute(sa.text(f"DROP TABLE {copy}"))
             finally:
-                self._held.connection = outer
+                self._held.connection, self._held.copies = outer, outer_copies
                 if outer is None:
                     conn.rollback()  # the copies were made in this transaction: they go with it
 

@@ -426,17 +426,22 @@ VIEWS: tuple[View, ...] = (
 VIEWS_BY_NAME = {v.name: v for v in VIEWS}
 
 
+def reading_copies(sql: str, copies: dict[str, str]) -> str:
+    """``sql`` with each ``analytics.<view>`` it names of ``copies`` ({view: relation holding its rows},
+    e.g. a temporary table) read from that relation instead."""
+    for view, relation in copies.items():
+        # (a function as the replacement: the relation's name is inserted as it is, never read as a template)
+        sql = re.sub(rf"\b{ANALYTICS_SCHEMA}\.{view}\b", lambda _, relation=relation: relation, sql)
+    return sql
+
+
 def view_select(name: str, copies: dict[str, str]) -> str:
-    """A SELECT of view ``name``'s rows: the view itself, or, when it is built on views held in ``copies``
-    ({view: relation holding its rows}, e.g. a temporary table), its SQL reading those copies instead, so
-    that they are not computed again (``survival`` from a copy of ``patient_summary``)."""
+    """A SELECT of view ``name``'s rows: the view itself, or, when it is built on views held in ``copies``,
+    its SQL reading those copies instead (:func:`reading_copies`), so that they are not computed again
+    (``survival`` from a copy of ``patient_summary``)."""
     sql = VIEWS_BY_NAME[name].sql
-    built_on = [view for view in copies if re.search(rf"\b{ANALYTICS_SCHEMA}\.{view}\b", sql)]
-    if not built_on:
-        return f"SELECT * FROM {ANALYTICS_SCHEMA}.{name}"
-    for view in built_on:
-        sql = re.sub(rf"\b{ANALYTICS_SCHEMA}\.{view}\b", copies[view], sql)
-    return sql.strip()
+    derived = reading_copies(sql, copies)
+    return f"SELECT * FROM {ANALYTICS_SCHEMA}.{name}" if derived == sql else derived.strip()
 
 
 def _literal(text: str) -> str:

@@ -259,16 +259,17 @@ class _ViewsCopy:
 
     search_path: str | None = None  # DuckDB: set on GE's connections, the copies' catalog searched first
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # PostgreSQL: GE's engines on the copies' connection
-    views: tuple[str, ...] = ()  # PostgreSQL: the views the suites' queries read as pg_temp.<view>
+    copies: dict[str, str] = field(default_factory=dict)  # PostgreSQL: {view: its copy, pg_temp.<view>}
 
     def queries(self, expectations: list[dict]) -> list[dict]:
-        """``expectations`` whose ``unexpected_rows_query`` reads each copied view's copy, ``pg_temp.<view>``
-        (PostgreSQL: a temporary table cannot stand in for a schema-qualified name; descriptions keep the
-        view's name); unchanged elsewhere."""
-        if not self.views:
+        """``expectations`` whose ``unexpected_rows_query`` reads each copied view's copy (PostgreSQL: a
+        temporary table cannot stand in for a schema-qualified name; descriptions keep the view's name);
+        unchanged elsewhere."""
+        from clms_etl.warehouse.analytics import reading_copies
+
+        if not self.copies:
             return expectations
-        named = re.compile(rf"\b{schema.ANALYTICS_SCHEMA}\.({'|'.join(self.views)})\b")
-        return [{**e, "kwargs": {**e["kwargs"], QUERY: named.sub(r"pg_temp.\1", e["kwargs"][QUERY])}}
+        return [{**e, "kwargs": {**e["kwargs"], QUERY: reading_copies(e["kwargs"][QUERY], self.copies)}}
                 if QUERY in e["kwargs"] else e for e in expectations]
 
 
@@ -319,11 +320,13 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
     GE's engines then share (``StaticPool``: GE's own sessions would not see the copies). The connection
     is discarded on exit (invalidated: GE's engines have closed it), the copies with it."""
     from clms_etl.warehouse.analytics import view_select
+    from clms_etl.warehouse.load import TEMPORARY_RIGHT
+
     fairy = warehouse.engine.raw_connection()
     connection = fairy.driver_connection
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')")
+            cursor.execute(TEMPORARY_RIGHT)
             allowed = cursor.fetchone()[0]
             copies: dict[str, str] = {}
             if allowed:
@@ -336,7 +339,7 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
             yield _ViewsCopy()
             return
         yield _ViewsCopy(engine_kwargs={"poolclass": sa.pool.StaticPool, "creator": lambda: connection},
-                         views=tuple(views))
+                         copies=copies)
     finally:
         fairy.invalidate()
 

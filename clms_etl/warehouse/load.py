@@ -422,7 +422,7 @@ class Warehouse:
         outer = getattr(self._held, "connection", None)  # another copy's: it must see both
         outer_copies = getattr(self._held, "copies", {}) if outer is not None else {}
         with nullcontext(outer) if outer is not None else self.engine.connect() as conn:
-            if not conn.execute(sa.text("SELECT has_database_privilege(current_database(), 'TEMPORARY')")).scalar():
+            if not conn.execute(sa.text(TEMPORARY_RIGHT)).scalar():
                 yield relation
                 return
             copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
@@ -889,6 +889,11 @@ def pseudonym_ranges(ids: pl.Series, size: int) -> list[tuple[str | None, str | 
     and last open (None): the blocks :meth:`Warehouse.range_clause` reads."""
     starts = ids.gather_every(size)[1:].to_list()
     return list(zip([None, *starts], [*starts, None], strict=True))
+
+
+# PostgreSQL: whether this session may create temporary tables (the analyst role may not), where a
+# copy of a view is made (Warehouse.block_copy, the result suites' copies)
+TEMPORARY_RIGHT = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
 
 
 # PostgreSQL column types (OIDs) whose COPY text :func:`_copy_read` parses into what psycopg's

@@ -78,6 +78,18 @@ class PgDatabases:
         self.roles.append(name)
         return name
 
+    def reader_without_temporary(self, url: str) -> str:
+        """``url`` as a new role that reads every table and view but may create no temporary table (as
+        the analyst role, clms_etl.warehouse.roles): TEMPORARY revoked from PUBLIC on that database."""
+        role, database = self.role_name("reader"), url.rsplit("/", 1)[1]
+        with psycopg.connect(_libpq(url), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA analytics TO {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public, analytics TO {}").format(
+                sql.Identifier(role)))
+        return self.url_as(url, role)
+
     def cleanup(self) -> None:
         with psycopg.connect(_libpq(self.admin_url), autocommit=True) as conn:
             for name in self.databases:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from clms_etl.warehouse import Warehouse
-from tests.warehouse.conftest import _libpq
 from tests.warehouse.helpers import load_twin
 
 VIEW = "analytics.patient_summary"
@@ -50,15 +47,7 @@ def test_without_the_temporary_right_the_blocks_are_read_from_the_view(pg_url, p
     with Warehouse(pg_url) as wh:
         wh.create()
         load_twin(wh, tmp_path)
-    role = pg_databases.role_name("reader")
-    database = pg_url.rsplit("/", 1)[1]
-    with psycopg.connect(_libpq(pg_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA analytics TO {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public, analytics TO {}").format(
-            sql.Identifier(role)))
-    with Warehouse(pg_databases.url_as(pg_url, role)) as wh:
+    with Warehouse(pg_databases.reader_without_temporary(pg_url)) as wh:
         with wh.block_copy(VIEW, "patient_id") as relation:
             assert relation == VIEW
             assert sum(b.height for b in _blocks(wh, relation)) == 79

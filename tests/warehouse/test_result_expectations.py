@@ -294,19 +294,8 @@ def test_on_postgresql_the_suites_queries_read_the_runs_copy_of_the_views(pg_url
 def test_without_the_temporary_right_the_suites_read_the_views(pg_url, pg_databases, twin_warehouse_path, tmp_path):
     """A role with no TEMPORARY right (the analyst role, clms_etl.warehouse.roles) cannot make the copy:
     its suites read the views, with the same verdicts."""
-    import psycopg
-    from psycopg import sql
-
-    from tests.warehouse.conftest import _libpq
-
     _analysed_twin(pg_url, twin_warehouse_path, tmp_path)
-    role, database = pg_databases.role_name("reader"), pg_url.rsplit("/", 1)[1]
-    with psycopg.connect(_libpq(pg_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA analytics TO {}").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public, analytics TO {}").format(sql.Identifier(role)))
-    with Warehouse(pg_databases.url_as(pg_url, role)) as wh:
+    with Warehouse(pg_databases.reader_without_temporary(pg_url)) as wh:
         report = run_expectations(wh, scope=RESULTS, data_docs_dir=False)
     assert report.success and report.errors == [], report.summary()
     assert {o.table for o in report.outcomes} == set(schema.RESULT_TABLES)

@@ -38,7 +38,7 @@ from clms_etl.centres import load_registry
 from clms_etl.deliveries import latest_delivery
 from clms_etl.keys import DEMO_KEY
 from clms_etl.centre_import import read_and_validate
-from clms_etl.readers import declaration
+from clms_etl import formats
 import validations.canonical  # noqa: F401  (declares what the validate step checks)
 
 
@@ -51,9 +51,9 @@ def polars_floor(fmt: str, folder: Path, drop: Path | None = None) -> int:
     """Parse the delivery's files with polars alone; returns the rows parsed. A declared format's
     file is parsed as its declaration says (encoding, separator; a workbook's sheet)."""
     rows = 0
-    path = declaration.find(fmt, drop)
+    path = formats.find(fmt, drop)
     if path is not None and "adapter" not in tomllib.loads(path.read_text("utf-8")):  # (an adapter: below)
-        declared = declaration.load(path)
+        declared = formats.load(path)
         layout = declared.file
         if declared.sheets:  # a workbook of several sheets: every sheet
             return sum(f.height for f in pl.read_excel(folder / layout.name, sheet_id=0).values())
@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs per centre; the fastest is kept (default 1)")
     parser.add_argument("--formats", help="only these formats, comma-separated (default: all)")
     args = parser.parse_args()
-    formats = set(args.formats.split(",")) if args.formats else None
+    wanted = set(args.formats.split(",")) if args.formats else None
     drop = args.drop
     if drop is None:
         from clms_etl.synth.generate import generate
@@ -104,7 +104,7 @@ def main() -> None:
     read_and_validate(registry["molecular"], latest_delivery(drop, "molecular"), DEMO_KEY)  # warm imports
     for name, centre in registry.items():
         delivery = latest_delivery(drop, name)
-        if delivery is None or (formats and centre.format not in formats):
+        if delivery is None or (wanted and centre.format not in wanted):
             continue
         best_floor = best_project = best_floor_cpu = best_project_cpu = float("inf")
         for _ in range(args.repeat):

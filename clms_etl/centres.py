@@ -36,12 +36,13 @@ class Centre:
 @functools.lru_cache(maxsize=64)
 def _declared_reader(path: Path, _stamp: tuple[int, int]):
     """The reader of a format file, once per file version (parsing it cost 25 ms a read)."""
-    from clms_etl.readers import declaration, engine
+    from clms_etl import formats
+    from clms_etl.readers import engine
 
     adapter = tomllib.loads(path.read_text("utf-8")).get("adapter")
     if adapter:  # what is not tabular (REDCap's dictionary and instruments): an adapter on the engine
         return importlib.import_module(f"clms_etl.readers.{adapter}").Reader(path)
-    return engine.DeclaredReader(declaration.load(path))
+    return engine.DeclaredReader(formats.load(path))
 
 
 def centre_names(drop_folder: Path | None = None) -> tuple[str, ...]:
@@ -61,7 +62,7 @@ def load_registry(drop_folder: Path | None = None) -> dict[str, Centre]:
     if drop_folder is not None and (drop_folder / "centres.toml").is_file():
         extra = tomllib.loads((drop_folder / "centres.toml").read_text("utf-8"))
         entries.update(extra.get("centres", {}))
-    from clms_etl.readers.declaration import find
+    from clms_etl.formats import find
 
     return {
         name: Centre(name, e["format"], e.get("label", ""), bool(e.get("laboratory", False)),

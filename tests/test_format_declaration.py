@@ -9,11 +9,11 @@ import polars as pl
 import pytest
 
 from clms_etl.centres import load_registry
-from clms_etl.readers import declaration
+from clms_etl import formats
 from clms_etl.readers.base import ImportFailure, ReadContext
 from clms_etl.readers.engine import DeclaredReader
 
-PACKAGED = declaration.find("montpellier")
+PACKAGED = formats.find("montpellier")
 KEY = b"format-declaration-test-key-0000"
 
 
@@ -42,14 +42,14 @@ def test_a_drop_folders_own_declaration_wins_over_the_packaged_one(tmp_path):
 ])
 def test_a_mistake_in_a_declaration_names_the_file_and_the_column(tmp_path, old, new, said):
     with pytest.raises(ValueError, match=f"montpellier.toml: {said}"):
-        declaration.load(_edited(tmp_path, old, new))
+        formats.load(_edited(tmp_path, old, new))
 
 
 def test_a_required_column_of_the_declaration_missing_from_the_file_stops_the_import(tmp_path):
     folder = tmp_path / "delivery"
     folder.mkdir()
     (folder / "clms_montpellier.csv").write_bytes(b"IPP;SEXE\r\nA1;H\r\n")
-    reader = DeclaredReader(declaration.load(PACKAGED))
+    reader = DeclaredReader(formats.load(PACKAGED))
     with pytest.raises(ImportFailure, match="colonne obligatoire « DDN » absente"):
         reader.read(ReadContext("montpellier", folder, dt.date(2026, 11, 23), KEY))
 
@@ -60,7 +60,7 @@ def test_a_declared_workbook_sheet_is_read_by_calamine_with_its_date_cells(tmp_p
 
     name = f"export{suffix}"
     path = _edited(tmp_path, 'name = "clms_montpellier.csv"', f'name = "{name}"\nsheet = "Registre"')
-    decl = declaration.load(path)
+    decl = formats.load(path)
     folder = tmp_path / "delivery"
     folder.mkdir()
     cells = {"IPP": "M1", "DDN": dt.datetime(1950, 3, 4), "DATE_DIAG": "12/05/2014", "SEXE": "F", "TAILLE_CM": 1.5,
@@ -81,7 +81,7 @@ def test_another_sheet_and_values_without_a_header_in_a_declared_workbook_are_re
     import pandas as pd
 
     path = _edited(tmp_path, 'name = "clms_montpellier.csv"', 'name = "export.xlsx"\nsheet = "Registre"')
-    decl = declaration.load(path)
+    decl = formats.load(path)
     folder = tmp_path / "delivery"
     folder.mkdir()
     columns = [c.name for c in decl.columns]

@@ -97,6 +97,12 @@ def test_the_warehouse_receives_result_tables_instead_of_importing_the_analyses(
                      ("clms_etl.survival", "clms_etl.molecular", "clms_etl.report", "clms_etl.analyses")) == {}
 
 
+def test_the_format_declarations_stand_below_the_readers_and_the_synthetic_writers():
+    """The registry, the engine and the writers all load ``clms_etl.formats``; it loads none of them."""
+    assert offenders(("clms_etl.formats",), ("clms_etl.readers", "clms_etl.synth", "clms_etl.centres")) == {}
+    assert "clms_etl.formats" in IMPORTS["clms_etl.readers.engine"] | IMPORTS["clms_etl.synth.formats.declared"]
+
+
 def test_the_library_does_not_import_validations():
     assert offenders(("clms_etl",), ("validations",)) == {}
 

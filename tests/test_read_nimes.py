@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from clms_etl.dates import impute
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonym
-from clms_etl.readers import declaration, engine, free_text
+from clms_etl import formats
+from clms_etl.readers import engine, free_text
 from clms_etl.readers.base import ImportFailure, ReadContext
 from clms_etl.rules import ERROR, WARNING
 from clms_etl.synth.generate import write_centre
@@ -29,7 +30,7 @@ class _Nimes:
     """Nîmes' reader and free-text parsers as its declaration gives them: the engine reads the
     file (``clms_etl/data/formats/nimes.toml``), ``clms_etl.readers.free_text`` the free text."""
 
-    DECLARATION = declaration.load(declaration.find("nimes"))
+    DECLARATION = formats.load(formats.find("nimes"))
     FILE = DECLARATION.file.name
 
     def read(self, ctx):

@@ -138,9 +138,10 @@ MONTHS = ["janvier", "février", "fevrier", "mars", "avr.", "mai", "juin", "aoû
 def test_notes_read_once_per_shape_equal_each_note_read_alone(head, paren):
     """free_text.parse_note reads a note's words once per shape ("RL mars <year>" included: the
     date is then the month's) and must give what read_note gives for every note on its own."""
-    from clms_etl.readers import declaration, free_text
+    from clms_etl import formats
+    from clms_etl.readers import free_text
 
-    notes_column = declaration.load(declaration.find("nimes")).column("event.notes")
+    notes_column = formats.load(formats.find("nimes")).column("event.notes")
     for month in MONTHS:
         for date in ("2007", "1899", "2101", "0000", "9/2007", "13/2007", "15/03/2007", "31/02/2016"):
             note = f"{head} {month} {date}{paren}".strip()

@@ -545,9 +545,10 @@ def test_the_nimes_writer_types_the_words_of_its_format_file_each_read_back_by_t
     """The writer's file, columns and spellings are the format file's (formats/nimes.toml, ``written``
     keys), not a second list: each word is decoded to its value by the reader's own functions, and a
     declared spelling the reader would not read is refused by name."""
-    from clms_etl.readers import declaration, free_text
+    from clms_etl import formats
+    from clms_etl.readers import free_text
 
-    declared = declaration.load(declaration.find("nimes"))
+    declared = formats.load(formats.find("nimes"))
     assert (nimes.FILE, nimes.ENCODING, nimes.LINE_END) == (declared.file.name, declared.file.encoding,
                                                             declared.file.line_end)
     assert nimes.COLUMNS == [c.name for c in declared.columns] == HEADER
@@ -557,7 +558,7 @@ def test_the_nimes_writer_types_the_words_of_its_format_file_each_read_back_by_t
         column = declared.column(field)
         assert [t for texts in spellings.values() for t in texts] == list(column.options["written"])
         assert all(free_text.code(column, t)[0] == v for v, texts in spellings.items() for t in texts), field
-    typo = declaration.column("test.toml", {"name": "Sexe", "field": "patient.sex", "written": ["Hommme"]},
+    typo = formats.column("test.toml", {"name": "Sexe", "field": "patient.sex", "written": ["Hommme"]},
                               {"homme": "male"})
     with pytest.raises(ValueError, match="Hommme"):
         nimes._read_back(typo, lambda text: free_text.code(typo, text)[0])

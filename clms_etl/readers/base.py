@@ -18,7 +18,6 @@ import datetime as dt
 import io
 import re
 import tomllib
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import polars as pl
 
 from clms_etl import rules
 from clms_etl.data_queries import MAX_VALUE, QUERY_SCHEMA, DataQuery, QueryLog, clipped, queries_frame, to_queries
+from clms_etl.formats import fold, normalise_name  # (re-exported: the readers compare names and codes so)
 from clms_etl.identifiers import Identifiers
 
 
@@ -104,19 +104,6 @@ class ReadResult:
 
 
 # --- column matching ------------------------------------------------------------------------
-
-def fold(text: str) -> str:
-    """Lower case, no accents, single spaces: the form codes are compared in."""
-    text = unicodedata.normalize("NFKD", str(text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
-def normalise_name(name: str) -> str:
-    """``"Marge clinique (mm)"`` -> ``"marge_clinique_mm"``; accents, case, punctuation ignored."""
-    text = fold(str(name).replace("\ufeff", "")).replace("°", "o").replace("®", "")
-    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
-
 
 @dataclass(frozen=True)
 class ColumnSpec:

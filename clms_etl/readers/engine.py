@@ -1,4 +1,4 @@
-"""The one reading engine: any declared tabular format (:mod:`clms_etl.readers.declaration`).
+"""The one reading engine: any declared tabular format (:mod:`clms_etl.formats`).
 
 A delivery goes through the same steps whatever the centre:
 
@@ -46,7 +46,7 @@ import polars as pl
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonyms as pseudonymise
-from clms_etl.readers import declaration as decl
+from clms_etl import formats as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
                                    is_foreign_panic, match_columns, normalise_name, number_within, read_guarded,
@@ -426,7 +426,7 @@ class Columns:
     def parse(self, columns: list[decl.Column]) -> dict[str, Parsed]:
         """Each column's :class:`Parsed`, by column key."""
         missing = list(self.layout.missing)
-        distinct = [c for c in columns if c.kind in free_text.KINDS or (c.kind == "code" and self.layout.hand_typed)]
+        distinct = [c for c in columns if c.kind in decl.FREE_TEXT_KINDS or (c.kind == "code" and self.layout.hand_typed)]
         columns = [c for c in columns if c not in distinct]
         distinct = [c for c in distinct if c.kind != "notes"]  # (read whole by free_text.events)
         fast = self.raw.lazy().select(*(self._fast(c).alias(c.key) for c in columns), *(

@@ -1,6 +1,6 @@
 """The engine's hook for events written as columns (one record per patient): not tabular.
 
-Declared columns ``event.<kind>.<part>`` (:mod:`clms_etl.readers.declaration`) become event
+Declared columns ``event.<kind>.<part>`` (:mod:`clms_etl.formats`) become event
 rows: a local recurrence, one metastasis row per site on the metastasis date (a date without
 sites is one row, site unknown), a death whenever the record says the patient died (dead
 vital status, a death date or a cause), the last news only for patients not dead (a dead

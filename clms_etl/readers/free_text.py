@@ -18,7 +18,6 @@ from clms_etl.readers.base import number_within, say
 from clms_etl.readers.cells import Issue, _issue, fold, is_missing, parse_date
 from clms_etl.readers.event_columns import EVENT_RANK
 
-KINDS = ("site", "measure", "margins", "notes")  # the column kinds read here
 MAX_NUMBER = 1e9  # hundreds of digits: a typing accident, not a measure
 
 

@@ -27,7 +27,7 @@ import polars as pl
 from clms_etl.centres import load_registry
 from clms_etl.identifiers import HOSPITAL_NUMBER
 from clms_etl.keys import pseudonym
-from clms_etl.readers import declaration as decl
+from clms_etl import formats as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (ColumnSpec, ImportFailure, ReadContext, ReadResult, leaves_folder, read_guarded,
                                    match_columns, repeated_rows)

@@ -24,7 +24,7 @@ import polars as pl
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
 from clms_etl.keys import pseudonyms
-from clms_etl.readers import declaration as decl
+from clms_etl import formats as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
                                    match_columns, normalise_name, read_guarded, repeated_rows, say)

@@ -1,6 +1,6 @@
 """The synthetic writer of a declared format: the declaration read backwards.
 
-The same ``formats/<format>.toml`` the engine reads (:mod:`clms_etl.readers.declaration`) says
+The same ``formats/<format>.toml`` the engine reads (:mod:`clms_etl.formats`) says
 what to write: each column's header, the canonical field it holds, its code list (a value is
 written as its first code), decimal mark, date format, missing-value tokens (an absent value is
 written empty or as one of the tokens, at random, as data managers do), the encoding and
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clms_etl.readers import declaration as decl
+from clms_etl import formats as decl
 from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.truth import Truth
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from clms_etl.dates import format_partial, impute
-from clms_etl.readers import declaration as decl
+from clms_etl import formats as decl
 from clms_etl.readers import free_text
 from clms_etl.synth.formats.base import Cell, RawTable, Slot, pick
 from clms_etl.synth.identities import age_at

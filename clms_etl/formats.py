@@ -28,20 +28,34 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 from clms_etl.identifiers import BIRTH_DATE, HOSPITAL_NUMBER, NAME
-from clms_etl.readers.base import normalise_name
-from clms_etl.readers.free_text import KINDS as FREE_TEXT_KINDS
 
+FREE_TEXT_KINDS = ("site", "measure", "margins", "notes")  # read by clms_etl.readers.free_text
 KINDS = ("code", "number", "date", "text", "list", "identifier", *FREE_TEXT_KINDS)
 ROW_TABLES = ("patient", "tumour", "surgery")  # one canonical row per source record
 EVENT_KINDS = ("local_recurrence", "metastasis", "death", "last_news")
 IDENTIFIER_KINDS = (NAME, HOSPITAL_NUMBER, BIRTH_DATE)
 SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods")
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, single spaces: the form codes are compared in."""
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"\s+", " ", text).strip().lower()
+
+
+def normalise_name(name: str) -> str:
+    """``"Marge clinique (mm)"`` -> ``"marge_clinique_mm"``; accents, case, punctuation ignored."""
+    text = fold(str(name).replace("\ufeff", "")).replace("°", "o").replace("®", "")
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 
 @dataclass(frozen=True)

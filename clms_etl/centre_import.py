@@ -15,6 +15,7 @@ import polars as pl
 from clms_etl.centres import Centre
 from clms_etl.deliveries import Delivery
 from clms_etl.files import make_private, private_dir
+from clms_etl.formats import FileLayout, file_layout
 from clms_etl.identifiers import screen_read, screen_text, screen_validated
 from clms_etl import rules
 from clms_etl.data_queries import IDENTIFIER_MASK, DataQuery, clipped, queries_frame
@@ -64,17 +65,18 @@ def read_and_validate(centre: Centre, delivery: Delivery, pseudonym_key: bytes) 
     # Nothing the reader found leaves it unscreened: identifiers masked, shifted lines quarantined.
     result, screened = screen_read(result, ctx.identifiers, source_columns)
     validated = validate(result, source_columns)
-    validated.queries = _as_received(validated, delivery.path, ctx.identifiers)
+    validated.queries = _as_received(validated, delivery.path, ctx.identifiers, file_layout(centre.declaration))
     screen_validated(validated, screened)
     validated.assert_balanced()
     validated.answers = _answers(delivery.path, ctx.identifiers)
     return CentreImport(centre.name, delivery, validated)
 
 
-def _as_received(validated, folder: Path, identifiers) -> pl.DataFrame:
+def _as_received(validated, folder: Path, identifiers, layout: FileLayout | None) -> pl.DataFrame:
     """The queries with validation's values (canonical: 20,0 cm, 31/07/2007) replaced by the cells'
-    text as in the centre's file (200, 2007-07-31). Never an identifier column's cell (those stay
-    as validation shows them), and the result is screened with validation's other queries."""
+    text as in the centre's file (200, 2007-07-31), read as its format declares (``layout``). Never
+    an identifier column's cell (those stay as validation shows them), and the result is screened
+    with validation's other queries."""
     from clms_etl.readers.raw_cells import raw_cells
 
     queries = validated.queries.with_row_index("_i")
@@ -84,7 +86,7 @@ def _as_received(validated, folder: Path, identifiers) -> pl.DataFrame:
         pl.col("value") != IDENTIFIER_MASK)
     if checked.is_empty():
         return validated.queries
-    raw = raw_cells(folder, checked.select(cell))
+    raw = raw_cells(folder, checked.select(cell), layout)
     replaced = checked.join(raw, on=cell, how="inner", nulls_equal=True).select("_i", "raw")
     return (queries.join(replaced, on="_i", how="left", maintain_order="left")
             .with_columns(value=pl.coalesce(clipped(pl.col("raw")), "value")).drop("_i", "raw"))

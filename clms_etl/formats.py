@@ -181,6 +181,12 @@ def find(fmt: str, drop_folder: Path | None = None) -> Path | None:
     return Path(str(packaged)) if packaged.is_file() else None
 
 
+def file_layout(path: Path | None) -> FileLayout | None:
+    """The ``[file]`` table of a format file (an adapter's too); None without one."""
+    f = tomllib.loads(Path(path).read_text("utf-8")).get("file") if path is not None else None
+    return FileLayout.of(f) if f else None
+
+
 def load(path: Path) -> Declaration:
     """Parse and check a declaration; a mistake raises ``ValueError`` naming the file and column."""
     stat = Path(path).stat()

@@ -412,6 +412,23 @@ def test_bad_cell_gives_an_error_query_naming_row_and_column(tmp_path, column, v
     assert result.frames["patient"].height == 2
 
 
+def test_validation_queries_show_the_cells_as_typed_in_the_declared_encoding(tmp_path):
+    """« Valeur reçue » of a validation query is the cell as the Mac Roman file holds it, under an
+    accented header too (read back in another encoding, "Évolution" matched no column and the
+    canonical value was shown; "février" came back as "fŽvrier")."""
+    import validations.canonical  # noqa: F401  (declares what the validate step checks)
+    from clms_etl.centre_import import read_and_validate
+    from clms_etl.centres import load_registry
+    from clms_etl.deliveries import latest_delivery
+
+    cells = {"Chirurgie": "février 2012", "Évolution": "récidive locale 06/2010; DCD 03/2018 (cLMS)"}
+    _write(tmp_path / "nimes" / DELIVERY.isoformat(), [_row(Dossier="D1"), _row(Dossier="D2", **cells)])
+    imported = read_and_validate(load_registry(tmp_path)["nimes"], latest_delivery(tmp_path, "nimes"), KEY)
+    checked = imported.queries.slice(imported.validated.from_reader).filter(pl.col("row") == 3)
+    shown = dict(checked.select("field", "value").unique().iter_rows())
+    assert shown == cells, checked.select("field", "rule", "value").to_dicts()
+
+
 def test_unparsed_note_is_quoted_and_other_notes_still_read(tmp_path):
     row = _row(**{"Évolution": "RL 06/2016; chimio en cours; DCD 03/2018 (cLMS)"})
     result = _read(_write(tmp_path, [row]).parent)

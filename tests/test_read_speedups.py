@@ -129,6 +129,25 @@ def test_raw_cells_of_a_workbook_and_a_text_file(tmp_path):
                           ("data.csv", None, 3, "Marge", "20,5")]
 
 
+def test_raw_cells_of_a_text_file_read_as_its_format_declares(tmp_path):
+    """Decoded in the declared encoding, split at the declared separator, a double quote a typed
+    character when the format says there is no quoting; an undeclared layout is still guessed."""
+    from clms_etl.formats import FileLayout
+
+    lines = ["Dossier\tÉvolution\tAspect\tNom", 'D1\tRL 06/2016\tplaque infiltrée\t"Dupont', "D2\tDCD 2018\t;,|\tx"]
+    (tmp_path / "n.txt").write_bytes("\r".join(lines).encode("mac_roman") + b"\r")
+    layout = FileLayout("n.txt", encoding="mac_roman", separator="\t", quoting=False)
+    wanted = pl.DataFrame({"file": "n.txt", "sheet": None, "row": [2, 2, 2, 3],
+                           "field": ["Évolution", "Aspect", "Nom", "Aspect"]}, schema_overrides={"sheet": pl.String})
+    got = raw_cells(tmp_path, wanted, layout).sort("row", "field").select("row", "field", "raw").rows()
+    assert got == [(2, "Aspect", "plaque infiltrée"), (2, "Nom", '"Dupont'), (2, "Évolution", "RL 06/2016"),
+                   (3, "Aspect", ";,|")]
+    (tmp_path / "u.csv").write_bytes("IPP;Siège\r\nN2;épaule\r\n".encode("cp1252"))
+    guessed = raw_cells(tmp_path, pl.DataFrame({"file": ["u.csv"], "sheet": [None], "row": [2], "field": ["Siège"]},
+                                               schema_overrides={"sheet": pl.String}))
+    assert guessed["raw"].to_list() == ["épaule"]
+
+
 MONTHS = ["janvier", "février", "fevrier", "mars", "avr.", "mai", "juin", "août", "aout", "décembre", "dec", "x"]
 
 

@@ -3,8 +3,10 @@
 Validation sees canonical values (a Nice margin of 200 mm is 20.0 cm there, a Lyon
 ``2007-07-31`` a date): its queries must show the data manager what is in the file instead.
 :func:`raw_cells` reads the cells a query list needs back from the delivery: the workbook's cell
-(a number as typed, a date as Excel shows it in French), or the field of a delimited text file
-(the file's own encoding and separator, header = row 1).
+(a number as typed, a date as Excel shows it in French), or the field of a delimited text file,
+decoded and split as the engine reads it: the format's declared encoding, separator and quoting
+(a file of an undeclared layout: UTF-8 else Windows-1252, the separator its header uses most),
+header = row 1.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from pathlib import Path
 
 import polars as pl
 
+from clms_etl.formats import FileLayout
+from clms_etl.readers import engine
+from clms_etl.readers.base import ReadContext
+
 RAW_SCHEMA = {"file": pl.String, "sheet": pl.String, "row": pl.Int64, "field": pl.String, "raw": pl.String}
 SEPARATORS = ";\t,|"
 
 
-def raw_cells(folder: Path, wanted: pl.DataFrame) -> pl.DataFrame:
+def raw_cells(folder: Path, wanted: pl.DataFrame, layout: FileLayout | None = None) -> pl.DataFrame:
     """(file, sheet, row, field, raw) for the cells of ``wanted`` (file, sheet, row, field) that
     ``folder`` holds; a cell it cannot find (another layout, a file not delimited text nor a
-    workbook) is simply not returned."""
+    workbook) is simply not returned. ``layout``: the centre's declared ``[file]``."""
     found = []
     for (file, sheet), cells in wanted.unique().group_by("file", "sheet", maintain_order=True):
         path = Path(folder) / file
@@ -36,7 +42,7 @@ def raw_cells(folder: Path, wanted: pl.DataFrame) -> pl.DataFrame:
             if path.suffix.lower() in (".xlsx", ".xlsm"):
                 table = _sheet_rows(path, sheet, rows)
             else:
-                table = _text_rows(path.read_bytes(), rows)
+                table = _text_rows(path.read_bytes(), rows, layout)
         except Exception:  # a courtesy lookup: a file it cannot read keeps the canonical value shown
             continue
         header = [str(h).strip() if h is not None else "" for h in table.get(1, ())]
@@ -91,16 +97,15 @@ def _parse_only(worksheet, rows: set[int]) -> None:
     worksheet._get_source = lambda: io.BytesIO(xml)
 
 
-def _text_rows(data: bytes, rows: set[int]) -> dict[int, list[str]]:
+def _text_rows(data: bytes, rows: set[int], layout: FileLayout | None = None) -> dict[int, list[str]]:
     """{record number: fields} of the delimited text's ``rows`` that it holds."""
-    # The csv module, not polars: it keeps every field as the text typed, quotes and all.
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+    # decoded by the engine (a file saved in another encoding than declared is read as it was then),
+    # split by the csv module, not polars: it keeps every field as the text typed, quotes and all
+    probe = ReadContext("", Path(), None, b"")
+    text = engine.decode(probe, layout or FileLayout("", encoding="utf-8"), data)
     first = text.split("\n", 1)[0]
-    separator = max(SEPARATORS, key=first.count)
-    if '"' not in text:  # no quoting: a record is a line, its fields split as the csv module splits them
+    separator = layout.separator if layout else max(SEPARATORS, key=first.count)
+    if '"' not in text or (layout and not layout.quoting):  # a record is a line, its fields split as csv splits them
         lines = _lines(text)
         if lines[-1] == "":  # (after the last line end, or an empty file: no record)
             lines.pop()

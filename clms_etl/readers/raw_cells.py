@@ -42,7 +42,8 @@ def raw_cells(folder: Path, wanted: pl.DataFrame, layout: FileLayout | None = No
             if path.suffix.lower() in (".xlsx", ".xlsm"):
                 table = _sheet_rows(path, sheet, rows)
             else:
-                table = _text_rows(path.read_bytes(), rows, layout)
+                text = engine.decode(ReadContext("", folder, None, b""), layout or FileLayout(file), path.read_bytes())
+                table = _text_rows(text, rows, layout)
         except Exception:  # a courtesy lookup: a file it cannot read keeps the canonical value shown
             continue
         header = [str(h).strip() if h is not None else "" for h in table.get(1, ())]
@@ -97,14 +98,10 @@ def _parse_only(worksheet, rows: set[int]) -> None:
     worksheet._get_source = lambda: io.BytesIO(xml)
 
 
-def _text_rows(data: bytes, rows: set[int], layout: FileLayout | None = None) -> dict[int, list[str]]:
+def _text_rows(text: str, rows: set[int], layout: FileLayout | None = None) -> dict[int, list[str]]:
     """{record number: fields} of the delimited text's ``rows`` that it holds."""
-    # decoded by the engine (a file saved in another encoding than declared is read as it was then),
-    # split by the csv module, not polars: it keeps every field as the text typed, quotes and all
-    probe = ReadContext("", Path(), None, b"")
-    text = engine.decode(probe, layout or FileLayout("", encoding="utf-8"), data)
-    first = text.split("\n", 1)[0]
-    separator = layout.separator if layout else max(SEPARATORS, key=first.count)
+    # the csv module, not polars: it keeps every field as the text typed, quotes and all
+    separator = layout.separator if layout else max(SEPARATORS, key=text.split("\n", 1)[0].count)
     if '"' not in text or (layout and not layout.quoting):  # a record is a line, its fields split as csv splits them
         lines = _lines(text)
         if lines[-1] == "":  # (after the last line end, or an empty file: no record)

@@ -27,7 +27,7 @@ from clms_etl.survival import tables as result_tables
 from clms_etl.survival.univariate import MIN_EVENTS, PATIENTS, Predictor, compare_means, univariate
 from clms_etl.report.csv_files import write_csv
 from clms_etl.vocabulary import labelled_text, level_label
-from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD
+from clms_etl.warehouse.analytics import DEFAULT_POPULATION, MIN_FOLLOW_UP_MONTHS, MITOSES_THRESHOLD, view_select
 
 TIME_POINTS_MONTHS = (12, 24, 60, 96)
 UNIVARIATE_ENDPOINTS = ("RMFS", "OS")  # Table 2: local recurrence or metastasis, and overall survival
@@ -72,8 +72,17 @@ SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
 
 def load_inputs(wh) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(patient_summary's :data:`PATIENT_COLUMNS` with the tumour's consultation delay and mitosis class,
-    the survival view's endpoint times and events): what :func:`analyse` reads of the views."""
-    return wh.read_sql(PATIENTS_SQL), wh.read_sql(SURVIVAL_SQL)
+    the survival view's endpoint times and events): what :func:`analyse` reads of the views.
+
+    On PostgreSQL the patients are read from a temporary copy, and the survival view is computed from it
+    (:meth:`~clms_etl.warehouse.Warehouse.temporary_copy`): reading the view would compute
+    patient_summary a second time (21 -> 15.5 s at 1,000,000 patients)."""
+    with wh.temporary_copy("survival_inputs", PATIENTS_SQL) as copy:
+        if copy is None:
+            return wh.read_sql(PATIENTS_SQL), wh.read_sql(SURVIVAL_SQL)
+        survival = view_select("survival", {"patient_summary": copy})  # (it reads PATIENT_COLUMNS only)
+        return (wh.read_sql(f"SELECT * FROM {copy}"),
+                wh.read_sql(f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM ({survival}) AS survival"))
 
 
 # -- predictors -----------------------------------------------------------------------------------

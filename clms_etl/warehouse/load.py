@@ -406,34 +406,46 @@ class Warehouse:
     @contextmanager
     def block_copy(self, relation: str, column: str) -> Iterator[str]:
         """The relation to read ``relation``'s blocks of :meth:`range_clause` on ``column`` from, within the
-        ``with``: on PostgreSQL, a temporary copy of it indexed byte-wise on ``column``, which this thread's
-        :meth:`read_sql` calls then read through the one connection that holds it (dropped on exit);
+        ``with``: on PostgreSQL, a temporary copy of it indexed byte-wise on ``column`` (:meth:`temporary_copy`);
         elsewhere, or without the TEMPORARY right (the analyst role), ``relation`` itself.
 
         PostgreSQL carries a range on a view's ``patient_id`` into none of the view's aggregates (only an
         equality crosses its joins): each block of ``analytics.patient_summary`` aggregated every event
         and operation of the registry again. The copy computes the view once; a block is an index range.
-        A view built on one this connection already holds a copy of is computed from that copy
-        (``survival`` from ``patient_summary``'s: :func:`~clms_etl.warehouse.analytics.view_select`).
+        """
+        view = relation.removeprefix(f"{schema.ANALYTICS_SCHEMA}.")
+        with self.temporary_copy(f"block_copy_{relation.replace('.', '_')}", f"SELECT * FROM {relation}",
+                                 index_on=column, view=view if view in analytics.VIEWS_BY_NAME else None) as copy:
+            yield copy or relation
+
+    @contextmanager
+    def temporary_copy(self, name: str, sql: str, *, index_on: str | None = None,
+                       view: str | None = None) -> Iterator[str | None]:
+        """On PostgreSQL, the rows of ``sql`` in the temporary table ``pg_temp.<name>`` of one connection,
+        which this thread's :meth:`read_sql` calls read through within the ``with`` (dropped on exit):
+        what several queries read is computed once. ``index_on``: a column indexed byte-wise. ``view``: the
+        ``analytics`` view ``sql`` reads whole; a view built on one this connection already holds a copy
+        of is computed from that copy instead (``survival`` from ``patient_summary``'s:
+        :func:`~clms_etl.warehouse.analytics.view_select`), and the copy stands for ``view`` in copies made
+        within. None on DuckDB (it computes a view as fast as it reads a copy) or without the TEMPORARY
+        right (the analyst role): read ``sql`` itself.
         """
         if self.backend != "postgresql":
-            yield relation
+            yield None
             return
         outer = getattr(self._held, "connection", None)  # another copy's: it must see both
         outer_copies = getattr(self._held, "copies", {}) if outer is not None else {}
         with nullcontext(outer) if outer is not None else self.engine.connect() as conn:
             if not conn.execute(sa.text(TEMPORARY_RIGHT)).scalar():
-                yield relation
+                yield None
                 return
-            copy = f"pg_temp.block_copy_{relation.replace('.', '_')}"
-            view = relation.removeprefix(f"{schema.ANALYTICS_SCHEMA}.")
-            # a view built on one this connection holds a copy of is computed from that copy
-            source = analytics.view_select(view, outer_copies) if view in analytics.VIEWS_BY_NAME else \
-                f"SELECT * FROM {relation}"
-            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy.split('.')[1]} AS {source}"))
-            conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(column)})"))
-            conn.execute(sa.text(f"ANALYZE {copy} ({column})"))  # the blocks' one condition: its statistics only
-            self._held.connection, self._held.copies = conn, {**outer_copies, view: copy}
+            source = analytics.view_select(view, outer_copies) if view else sql
+            conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {source}"))
+            copy = f"pg_temp.{name}"
+            if index_on:
+                conn.execute(sa.text(f"CREATE INDEX ON {copy} ({self.bytewise(index_on)})"))
+                conn.execute(sa.text(f"ANALYZE {copy} ({index_on})"))  # the blocks' one condition: its statistics only
+            self._held.connection, self._held.copies = conn, {**outer_copies, **({view: copy} if view else {})}
             try:
                 yield copy
                 if outer is not None:  # the outer copy's transaction goes on

@@ -51,3 +51,31 @@ def test_without_the_temporary_right_the_blocks_are_read_from_the_view(pg_url, p
         with wh.block_copy(VIEW, "patient_id") as relation:
             assert relation == VIEW
             assert sum(b.height for b in _blocks(wh, relation)) == 79
+
+
+def test_the_survival_analysis_reads_the_views_rows_computing_patient_summary_once(warehouse_url, tmp_path,
+                                                                                  monkeypatch, request):
+    """study.load_inputs: the patients and the endpoints the views give, rows and types; on PostgreSQL
+    no query it sends reads a per-patient view (the patients are copied once, the endpoints computed
+    from the copy), and the copy is gone afterwards; the analyst role, without TEMPORARY, reads the views."""
+    from clms_etl.survival.study import PATIENTS_SQL, SURVIVAL_SQL, load_inputs
+
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        expected = [wh.read_sql(PATIENTS_SQL), wh.read_sql(SURVIVAL_SQL)]
+        sent, read_sql = [], wh.read_sql
+        monkeypatch.setattr(wh, "read_sql", lambda sql, params=None: sent.append(sql) or read_sql(sql, params))
+        got = load_inputs(wh)
+        for new, old, key in zip(got, expected, (["patient_id"], ["patient_id", "endpoint"])):
+            assert new.height == old.height > 0 and new.schema == old.schema
+            assert new.sort(key).equals(old.sort(key), null_equal=True)
+        reads_views = [s for s in sent if "analytics.patient_summary" in s or "analytics.survival" in s]
+        if wh.backend == "postgresql":
+            assert len(sent) == 2 and reads_views == [], sent
+            assert wh.read_sql("SELECT COUNT(*) AS n FROM pg_class WHERE relname = 'survival_inputs'")["n"][0] == 0
+        else:
+            assert len(reads_views) == 2
+    if warehouse_url.startswith("postgresql"):
+        with Warehouse(request.getfixturevalue("pg_databases").reader_without_temporary(warehouse_url)) as wh:
+            assert [f.height for f in load_inputs(wh)] == [e.height for e in expected]

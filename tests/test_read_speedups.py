@@ -137,6 +137,11 @@ def test_raw_cells_of_a_text_file_read_as_its_format_declares(tmp_path):
     got = raw_cells(tmp_path, wanted, layout).sort("row", "field").select("row", "field", "raw").rows()
     assert got == [(2, "Aspect", "plaque infiltrée"), (2, "Nom", '"Dupont'), (2, "Évolution", "RL 06/2016"),
                    (3, "Aspect", ";,|")]
+    long = "x" * 140_000  # past the csv module's field limit: a line is still a record, its quote a character
+    (tmp_path / "n.txt").write_bytes("\r".join([*lines, f'D3\t{long}\tnodule\t"Martin']).encode("mac_roman"))
+    wanted = pl.DataFrame({"file": "n.txt", "sheet": None, "row": [4, 4], "field": ["Évolution", "Nom"]},
+                          schema_overrides={"sheet": pl.String})
+    assert raw_cells(tmp_path, wanted, layout).sort("field")["raw"].to_list() == ['"Martin', long]
     (tmp_path / "u.csv").write_bytes("IPP;Siège\r\nN2;épaule\r\n".encode("cp1252"))
     guessed = raw_cells(tmp_path, pl.DataFrame({"file": ["u.csv"], "sheet": [None], "row": [2], "field": ["Siège"]},
                                                schema_overrides={"sheet": pl.String}))

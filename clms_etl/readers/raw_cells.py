@@ -102,11 +102,12 @@ def _text_rows(text: str, rows: set[int], layout: FileLayout | None = None) -> d
     """{record number: fields} of the delimited text's ``rows`` that it holds."""
     # the csv module, not polars: it keeps every field as the text typed, quotes and all
     separator = layout.separator if layout else max(SEPARATORS, key=text.split("\n", 1)[0].count)
-    if '"' not in text or (layout and not layout.quoting):  # a record is a line, its fields split as csv splits them
+    unquoted = layout is not None and not layout.quoting  # (a double quote is then a typed character)
+    if unquoted or '"' not in text:  # a record is a line, its fields split as csv splits them
         lines = _lines(text)
         if lines[-1] == "":  # (after the last line end, or an empty file: no record)
             lines.pop()
-        if max(map(len, lines), default=0) <= csv.field_size_limit():  # (else the csv module refuses it)
+        if unquoted or max(map(len, lines), default=0) <= csv.field_size_limit():  # (else the csv module refuses it)
             return {i: lines[i - 1].split(separator) if lines[i - 1] else [] for i in rows if i <= len(lines)}
     records = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     return {i: record for i, record in enumerate(records, start=1) if i in rows}

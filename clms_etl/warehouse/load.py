@@ -414,21 +414,22 @@ class Warehouse:
         and operation of the registry again. The copy computes the view once; a block is an index range.
         """
         view = relation.removeprefix(f"{schema.ANALYTICS_SCHEMA}.")
-        with self.temporary_copy(f"block_copy_{relation.replace('.', '_')}", f"SELECT * FROM {relation}",
-                                 index_on=column, view=view if view in analytics.VIEWS_BY_NAME else None) as copy:
+        view = view if view in analytics.VIEWS_BY_NAME else None
+        with self.temporary_copy(f"block_copy_{relation.replace('.', '_')}",
+                                 None if view else f"SELECT * FROM {relation}", view=view, index_on=column) as copy:
             yield copy or relation
 
     @contextmanager
-    def temporary_copy(self, name: str, sql: str, *, index_on: str | None = None,
-                       view: str | None = None) -> Iterator[str | None]:
-        """On PostgreSQL, the rows of ``sql`` in the temporary table ``pg_temp.<name>`` of one connection,
-        which this thread's :meth:`read_sql` calls read through within the ``with`` (dropped on exit):
-        what several queries read is computed once. ``index_on``: a column indexed byte-wise. ``view``: the
-        ``analytics`` view ``sql`` reads whole; a view built on one this connection already holds a copy
-        of is computed from that copy instead (``survival`` from ``patient_summary``'s:
-        :func:`~clms_etl.warehouse.analytics.view_select`), and the copy stands for ``view`` in copies made
-        within. None on DuckDB (it computes a view as fast as it reads a copy) or without the TEMPORARY
-        right (the analyst role): read ``sql`` itself.
+    def temporary_copy(self, name: str, sql: str | None = None, *, view: str | None = None,
+                       index_on: str | None = None) -> Iterator[str | None]:
+        """On PostgreSQL, the rows of ``sql``, or of the ``analytics`` view ``view``, in the temporary table
+        ``pg_temp.<name>`` of one connection, which this thread's :meth:`read_sql` calls read through within
+        the ``with`` (dropped on exit): what several queries read is computed once. A view built on one
+        this connection already holds a copy of is computed from that copy (``survival`` from
+        ``patient_summary``'s: :func:`~clms_etl.warehouse.analytics.view_select`), and a view's copy serves
+        so the copies made within. ``index_on``: a column indexed byte-wise. None on DuckDB (it computes a
+        view as fast as it reads a copy) or without the TEMPORARY right (the analyst role): read the
+        query or the view itself.
         """
         if self.backend != "postgresql":
             yield None
@@ -439,7 +440,7 @@ class Warehouse:
             if not conn.execute(sa.text(TEMPORARY_RIGHT)).scalar():
                 yield None
                 return
-            source = analytics.view_select(view, outer_copies) if view else sql
+            source = sql if view is None else analytics.view_select(view, outer_copies)
             conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {source}"))
             copy = f"pg_temp.{name}"
             if index_on:

@@ -61,6 +61,40 @@ def _proc_cpu_s(pid: int) -> tuple[float, int] | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), int(fields[1])
 
 
+def server_cpu_s(postmaster: int | None) -> float | None:
+    """CPU seconds of a local PostgreSQL server so far: its postmaster's own and its reaped
+    children's (``cutime``/``cstime``: backends that ended, parallel workers), plus its live
+    children's. None without a local postmaster (a remote server: its CPU is not this machine's)."""
+    if postmaster is None:
+        return None
+    try:
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                child = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(child[1]) == postmaster:
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The pid of the server behind ``url`` when it runs on this machine (its backend's parent)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
+
+
 def _session_pids(sids: set[int]) -> list[int]:
     pids = []
     for entry in os.scandir("/proc"):
@@ -262,6 +296,21 @@ def run_events(instance, run_id: str) -> dict[str, float]:
             if e.dagster_event is not None and e.step_key is None}
 
 
+def refresh_timeline(instance, run_id: str, since: float) -> list[tuple[str, float, float]]:
+    """(step, start, end) of each step of the refresh run, seconds after ``since``, by start: what
+    ran beside what, and so the refresh's critical path."""
+    started: dict[str, float] = {}
+    timeline = []
+    for e in instance.all_logs(run_id):
+        if e.dagster_event is None or e.step_key is None:
+            continue
+        if e.dagster_event.event_type_value == "STEP_START":
+            started[e.step_key] = e.timestamp
+        elif e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in started:
+            timeline.append((e.step_key, started.pop(e.step_key) - since, e.timestamp - since))
+    return sorted(timeline, key=lambda t: t[1])
+
+
 def step_durations(instance, runs) -> dict[str, float]:
     """Seconds per step key, summed over ``runs`` (start to success or failure)."""
     total: dict[str, float] = defaultdict(float)
@@ -378,22 +427,28 @@ def _patients(drop: Path) -> int:
     return 0
 
 
-def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, watch: MemoryWatch) -> dict:
-    cpu_before = watch.cpu_total_s()
+def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, watch: MemoryWatch,
+               postmaster: int | None = None) -> dict:
+    cpu_before, server_before = watch.cpu_total_s(), server_cpu_s(postmaster)
     imports = run.wait_for_runs(instance, "import_centre", imports_expected, since=start)
     imported = time.time()
     time.sleep(2 * watch.interval_s)  # the import runs' last poll: their CPU, apart from the refresh's
-    imports_cpu = watch.cpu_total_s() - cpu_before
+    imports_cpu, server_imported = watch.cpu_total_s() - cpu_before, server_cpu_s(postmaster)
     run.launch_refresh()
     (refresh,) = run.wait_for_runs(instance, "nightly_refresh", 1, since=imported)
     done = time.time()
     time.sleep(2 * watch.interval_s)  # the watch's last poll of the processes still there
+    server_done = server_cpu_s(postmaster)
     return {"imports_s": imported - start, "refresh_s": done - imported, "wall_s": done - start,
             "cpu_s": watch.cpu_total_s() - cpu_before, "imports_cpu_s": imports_cpu,
+            # the PostgreSQL server's CPU (warehouse and Dagster's storage), imports and refresh
+            "server_cpu_s": None if server_before is None else (server_imported - server_before,
+                                                                 server_done - server_imported),
             "import_runs": len(imports), "refresh": refresh.status.value,
             "failed_imports": [r.tags.get("dagster/partition") for r in imports if r.status.value != "SUCCESS"],
             "failures": failures(instance, [r for r in [*imports, refresh] if r.status.value != "SUCCESS"]),
             "steps_s": step_durations(instance, [*imports, refresh]),
+            "refresh_steps": refresh_timeline(instance, refresh.run_id, imported),
             "pool": pool_use([i for step in _pool_steps() for i in step_intervals(instance, imports, step)])}
 
 
@@ -422,10 +477,11 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
         start = time.time()
         with DaemonNight(env, work / "daemon.log") as run, dg.DagsterInstance.get() as instance:
             watch = MemoryWatch({os.getsid(p.pid) for p in run.processes})
-            figures["night"] = _one_night(run, instance, start, len(centres), watch)
+            postmaster = postmaster_pid(pg_admin) if backend == "postgresql" else None
+            figures["night"] = _one_night(run, instance, start, len(centres), watch, postmaster)
             if again:
                 time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new
-                figures["unchanged night"] = _one_night(run, instance, time.time(), 0, watch)
+                figures["unchanged night"] = _one_night(run, instance, time.time(), 0, watch, postmaster)
             watch.stop()
             figures["cpu_by_kind"] = watch.cpu_by_kind()
             figures["peak_rss_mib"] = watch.peak_by_kind_mib()
@@ -451,6 +507,9 @@ def _print(figures: dict, patients: int) -> None:
               f"{f['imports_cpu_s']:.1f} CPU-s, refresh "
               f"{f['refresh_s']:.1f} s; {f['import_runs']} import runs, failed {f['failed_imports'] or 'none'}, "
               f"refresh {f['refresh']})")
+        if f.get("server_cpu_s"):
+            print(f"  {'':<16} PostgreSQL server CPU {f['server_cpu_s'][0]:.1f} s during the imports, "
+                  f"{f['server_cpu_s'][1]:.1f} s during the refresh")
         if patients and label == "night":
             # CPU per patient is the figure that compares across sizes on a machine others load
             print(f"  {'':<16} {1e6 * f['wall_s'] / patients:.1f} µs wall, {1e6 * f['cpu_s'] / patients:.1f} CPU-µs "
@@ -464,6 +523,10 @@ def _print(figures: dict, patients: int) -> None:
                   f"free between two loads {gaps:.1f} s")
         for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
             print(f"      {step:<40} {seconds:8.1f} s")
+        if label == "night" and f.get("refresh_steps"):
+            print(f"  {'':<16} the refresh's steps, seconds after the imports ended (start – end):")
+            for step, begin, end in f["refresh_steps"]:
+                print(f"      {step:<40} {begin:6.1f} – {end:6.1f}")
     if "cpu_by_kind" in figures:
         print("  CPU seconds per process kind (all nights of this run; processes):")
         for kind, (seconds, count) in sorted(figures["cpu_by_kind"].items(), key=lambda kv: -kv[1][0]):

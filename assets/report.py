@@ -56,7 +56,8 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     if not (decision := unchanged.decide(context, **survival.options())).recompute:
         context.log.info(decision.why)
         return decision.repeated()
-    with warehouse.open(read_only=True) as wh:
+    # patient_summary computed once for the report's reads of it (on PostgreSQL: Warehouse.views_copied)
+    with warehouse.open(read_only=True) as wh, wh.views_copied("patient_summary"):
         result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run.run_id)
     tables = sum(len(s.tables) for s in result.sections)
     figures = sum(len(s.figures) for s in result.sections)

@@ -103,8 +103,9 @@ def _report(wh: Warehouse, outputs: Path) -> None:
     from clms_etl.survival.report_sections import sections as survival_sections
 
     outdir = outputs / "report"
-    sections = [*survival_sections(wh, outdir, **SURVIVAL_OPTIONS), *molecular_sections(wh, outdir)]
-    build_report(wh, sections, outdir, run_id=RUN_ID, generated_at=GENERATED_AT)
+    with wh.views_copied("patient_summary"):  # as the clinician_report asset reads
+        sections = [*survival_sections(wh, outdir, **SURVIVAL_OPTIONS), *molecular_sections(wh, outdir)]
+        build_report(wh, sections, outdir, run_id=RUN_ID, generated_at=GENERATED_AT)
 
 
 def _exports(wh: Warehouse, outputs: Path) -> None:

@@ -76,17 +76,16 @@ def read_stored(wh, *, ci_transform: str | None = None,
 
 
 PATIENT_BLOCK = 50_000
-SUMMARY_VIEW = "analytics.patient_summary"  # as TUMOUR_EXTRA_SQL names it
 
 
 def _patient_blocks(wh, size: int = PATIENT_BLOCK) -> Iterator[pl.DataFrame]:
-    """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms), the view read
-    from its block copy (:meth:`~clms_etl.warehouse.Warehouse.block_copy`: PostgreSQL would compute the
-    whole view again for every block)."""
-    with wh.block_copy(SUMMARY_VIEW, "patient_id") as summary:
-        sql = TUMOUR_EXTRA_SQL.replace(SUMMARY_VIEW, summary)
+    """``TUMOUR_EXTRA_SQL``'s rows in blocks of ``size`` patients (ranges of pseudonyms), read on PostgreSQL
+    from one indexed copy of them (:meth:`~clms_etl.warehouse.Warehouse.temporary_copy`): each block of
+    the query itself would compute the whole view and join the whole tumour table again."""
+    with wh.temporary_copy("table1_patients", TUMOUR_EXTRA_SQL, index_on="patient_id") as copy:
+        sql, column = (f"SELECT * FROM {copy}", "patient_id") if copy else (TUMOUR_EXTRA_SQL, "s.patient_id")
         for low, high in wh.patient_blocks(size):
-            clause = wh.range_clause("s.patient_id", low, high)
+            clause = wh.range_clause(column, low, high)
             yield wh.read_sql(sql + (f" WHERE {clause}" if clause else ""), {"low": low, "high": high})
 
 

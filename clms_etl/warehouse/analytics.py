@@ -40,7 +40,7 @@ import polars as pl
 import sqlalchemy as sa
 
 from clms_etl.results import ResultColumn, ResultTable
-from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, declare_results
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, declare_results, metadata
 
 # View names never repeat a base table's name: DuckDB binds an unqualified table name inside a
 # view of schema ``analytics`` to ``analytics.<name>`` first (a view named like its source table
@@ -108,6 +108,8 @@ class View:
     description: str
     columns: tuple[tuple[str, str], ...]  # (column, description), in the view's order
     sql: str  # the SELECT
+    # each row is computed from one patient's rows of the base tables alone (:func:`view_for_patients`)
+    per_patient: bool = False
 
     @property
     def qualified(self) -> str:
@@ -342,6 +344,7 @@ VIEWS: tuple[View, ...] = (
             ("death_cause", "clms / other / unknown."),
         ),
         PATIENT_SUMMARY_SQL,
+        per_patient=True,
     ),
     View(
         "survival",
@@ -436,12 +439,38 @@ def reading_copies(sql: str, copies: dict[str, str]) -> str:
 
 
 def view_select(name: str, copies: dict[str, str]) -> str:
-    """A SELECT of view ``name``'s rows: the view itself, or, when it is built on views held in ``copies``,
+    """A SELECT of view ``name``'s rows: its copy when ``copies`` holds one, the view itself, or, when it is
+    built on views held in ``copies``,
     its SQL reading those copies instead (:func:`reading_copies`), so that they are not computed again
     (``survival`` from a copy of ``patient_summary``)."""
+    if name in copies:
+        return f"SELECT * FROM {copies[name]}"
     sql = VIEWS_BY_NAME[name].sql
     derived = reading_copies(sql, copies)
     return f"SELECT * FROM {ANALYTICS_SCHEMA}.{name}" if derived == sql else derived.strip()
+
+
+def view_for_patients(name: str, patients: str) -> str:
+    """A SELECT of the rows of the per-patient view ``name`` (:attr:`View.per_patient`) for the patients
+    whose ``patient_id`` the query ``patients`` returns: the view's SQL over its base tables restricted to
+    those patients (each shadowed by a CTE of the same name), the same rows as the view filtered on
+    ``patient_id``. A filter on the view itself is applied after the view is computed for every patient
+    (PostgreSQL carries ``IN (...)`` into none of its aggregates): 7 s at 1,000,000 patients, for the
+    2,000 of the laboratory series.
+
+    >>> sql = view_for_patients("patient_summary", "SELECT patient_id FROM molecular_sample")
+    """
+    view = VIEWS_BY_NAME[name]
+    if not view.per_patient:
+        raise ValueError(f"{view.qualified} is not computed patient by patient: filter the view instead")
+    base = [t.name for t in metadata.sorted_tables if "patient_id" in t.c
+            and re.search(rf"\b(?:FROM|JOIN)\s+{t.name}\b", view.sql, re.IGNORECASE)]
+    # (a CTE may read the table it shadows: in a WITH that is not RECURSIVE, its own name is the table)
+    shadows = ", ".join(f"{t} AS (SELECT * FROM {t} WHERE patient_id IN ({patients}))" for t in base)
+    sql = view.sql.strip()
+    if re.match(r"WITH\s", sql, re.IGNORECASE):
+        return f"WITH {shadows}, {sql[4:].lstrip()}"
+    return f"WITH {shadows} {sql}"
 
 
 def _literal(text: str) -> str:

@@ -55,7 +55,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -346,6 +346,8 @@ class Warehouse:
         the same way (:func:`_copy_read`).
         """
         held = getattr(self._held, "connection", None)
+        if held is not None:  # within temporary_copy: the views copied are read from their copies
+            sql = analytics.reading_copies(sql, self._held.copies)
         with nullcontext(held) if held is not None else self.engine.connect() as conn:
             if self.backend == "postgresql":
                 copied = _copy_read(conn, sql, params or {})
@@ -420,11 +422,23 @@ class Warehouse:
             yield copy or relation
 
     @contextmanager
+    def views_copied(self, *views: str) -> Iterator[None]:
+        """Within the ``with``, this thread's :meth:`read_sql` calls read each ``analytics`` view of ``views``
+        from one copy of it (:meth:`temporary_copy`), made on entry: a step that reads a per-patient view
+        several times (the report: cohort counts, quality per centre, its blocks) computes it once.
+        Nothing changes on DuckDB or without the TEMPORARY right."""
+        with ExitStack() as stack:
+            for view in views:
+                stack.enter_context(self.temporary_copy(f"copy_{view}", view=view))
+            yield
+
+    @contextmanager
     def temporary_copy(self, name: str, sql: str | None = None, *, view: str | None = None,
                        index_on: str | None = None) -> Iterator[str | None]:
         """On PostgreSQL, the rows of ``sql``, or of the ``analytics`` view ``view``, in the temporary table
         ``pg_temp.<name>`` of one connection, which this thread's :meth:`read_sql` calls read through within
-        the ``with`` (dropped on exit): what several queries read is computed once. A view built on one
+        the ``with`` (dropped on exit): what several queries read is computed once. Within it, a query naming
+        a view copied (``analytics.<view>``) reads the copy, in :meth:`read_sql` as in a copy made within. A view built on one
         this connection already holds a copy of is computed from that copy (``survival`` from
         ``patient_summary``'s: :func:`~clms_etl.warehouse.analytics.view_select`), and a view's copy serves
         so the copies made within. ``index_on``: a column indexed byte-wise. None on DuckDB (it computes a
@@ -440,7 +454,8 @@ class Warehouse:
             if not conn.execute(sa.text(TEMPORARY_RIGHT)).scalar():
                 yield None
                 return
-            source = sql if view is None else analytics.view_select(view, outer_copies)
+            source = analytics.reading_copies(sql, outer_copies) if view is None \
+                else analytics.view_select(view, outer_copies)
             conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {source}"))
             copy = f"pg_temp.{name}"
             if index_on:

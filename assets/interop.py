@@ -11,6 +11,7 @@ import polars as pl
 
 from assets import unchanged
 from assets.metadata import table_metadata
+from assets.priority import background_priority
 from assets.resources import OutputsFolder, PseudonymKey, WarehouseResource
 from assets.warehouse import warehouse
 
@@ -57,6 +58,7 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         context.log.info(decision.why)
         return decision.repeated()
     key = pseudonym_key.secret(warehouse.resolved_url) if config.dates == "shifted" else None
+    priority = background_priority(context)
     with warehouse.open(read_only=True) as wh:
         result = export_omop(wh, outputs.root / OMOP_FOLDER, dates=config.dates, key=key, replace=True)
     context.log.info(f"OMOP CDM v5.4: {result.summary()}")
@@ -70,6 +72,7 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         "excluded_rows": result.excluded.height,  # pseudonyms and reasons in excluded.csv, not in the event log
         "folder": dg.MetadataValue.path(str(result.target)),
         **decision.metadata,
+        **priority,
     }, check_results=[omop_quality(result.quality)])
 
 

@@ -13,6 +13,7 @@ import dagster as dg
 from assets import unchanged
 from assets.disclosure import AnalysisExportConfig, blocked, disclosure_metadata
 from assets.metadata import table_metadata
+from assets.priority import background_priority
 from assets.molecular import molecular_summary
 from assets.resources import OutputsFolder, SurvivalSettings, WarehouseResource
 from assets.survival import survival_analysis
@@ -56,6 +57,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     if not (decision := unchanged.decide(context, **survival.options())).recompute:
         context.log.info(decision.why)
         return decision.repeated()
+    priority = background_priority(context)
     # patient_summary computed once for the report's reads of it (on PostgreSQL: Warehouse.views_copied)
     with warehouse.open(read_only=True) as wh, wh.views_copied("patient_summary"):
         result = build_report(wh, analysis_sections(wh, outdir, survival), outdir, run_id=context.run.run_id)
@@ -73,6 +75,7 @@ def clinician_report(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         "preview": dg.MetadataValue.md(markdown_preview(result)),
         "code_version": result.provenance.code_version,
         **decision.metadata,
+        **priority,
     })
 
 

@@ -101,6 +101,13 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
         materialised = {e.dagster_event.asset_key.to_user_string() for e in instance.all_logs(refresh.run_id)
                         if e.dagster_event is not None and e.dagster_event.is_step_materialization}
         assert NIGHTLY_ASSETS <= materialised
+        # off the critical path, in their own step processes: at a lower CPU priority (assets/priority.py)
+        priority = {e.dagster_event.asset_key.to_user_string():
+                    e.dagster_event.step_materialization_data.materialization.metadata.get("cpu_priority")
+                    for e in instance.all_logs(refresh.run_id)
+                    if e.dagster_event is not None and e.dagster_event.is_step_materialization}
+        assert all(priority[a].value.startswith("background: nice ") for a in ("omop_cdm", "clinician_report")), priority
+        assert priority["survival_analysis"] is None and priority["analysis_exports"] is None
 
     admin = env["CLMS_WAREHOUSE_URL"]
     with psycopg.connect(_libpq(admin)) as conn:  # counted in the database itself, not through the product

@@ -3,6 +3,8 @@ the exports into the outputs folder and show them in the materialisation metadat
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 from openpyxl import load_workbook
 
@@ -26,9 +28,14 @@ def test_the_report_assets_are_downstream_of_the_warehouse_and_in_the_nightly_re
 def test_materialising_writes_the_report_workbook_and_exports(report_warehouse, tmp_path):
     resources = {"warehouse": WarehouseResource(url=report_warehouse.url),
                  "outputs": OutputsFolder(path=str(tmp_path / "outputs")), "survival": SurvivalSettings()}
+    niceness = os.nice(0)
     result = dg.materialize([report.clinician_report, report.analysis_exports], resources=resources,
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
+    # two steps in this process: the report does not lower the priority of the process it shares
+    assert os.nice(0) == niceness
+    assert result.asset_materializations_for_node("clinician_report")[0].metadata["cpu_priority"].value.startswith(
+        "unchanged")
     html = tmp_path / "outputs" / "report" / "clms_report.html"
     workbook = tmp_path / "outputs" / "report" / "clms_tables.xlsx"
     assert html.is_file() and workbook.is_file()

@@ -1,0 +1,34 @@
+"""Steps off the nightly refresh's critical path yield the CPU to the steps on it.
+
+On two cores the PostgreSQL refresh is CPU-bound (bench/README.md, "Session 14"): the Python steps
+and the database server share the cores. The night waits on one chain — the warehouse check, the
+survival analysis, its result suites, then the exports — while OMOP and the clinician report
+finish before the exports do. Run beside the chain at the same priority, OMOP
+took 57 CPU-seconds from the survival analysis (39 s alone, 71 s in the night). A step of those
+runs its process at a lower priority (``nice`` +:data:`BACKGROUND_NICENESS`): it still gets every
+cycle the chain leaves.
+
+Only in a process of its own (the multiprocess executor forks one per step, which ends with the
+step): a process running several steps (the in-process executor of unchanged nights, ``clms-etl
+run``, tests) keeps its priority. On Kubernetes each step is its own pod and the scheduler decides.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import dagster as dg
+
+BACKGROUND_NICENESS = 10
+
+
+def background_priority(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Lower this step's process priority when the process runs this step alone (see the module);
+    returns the asset's ``cpu_priority`` metadata saying what was done."""
+    plan = context.get_step_execution_context().execution_plan
+    alone = len(plan.step_keys_to_execute) == 1 and multiprocessing.parent_process() is not None
+    if not alone or not hasattr(os, "nice"):
+        return {"cpu_priority": "unchanged (the process runs other steps)"}
+    niceness = os.nice(BACKGROUND_NICENESS)
+    return {"cpu_priority": f"background: nice {niceness} (off the refresh's critical path)"}

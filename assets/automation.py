@@ -16,8 +16,8 @@ from assets.unchanged import nothing_loaded_since_refresh
 from clms_etl.deliveries import latest_delivery, refused_folders
 
 
-def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None,
-                  max_concurrent: int | None = None) -> dg.ExecutorDefinition:
+def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None
+                  ) -> dg.ExecutorDefinition:
     """Dagster's default executor (``multiprocess`` unless the run config says ``in_process``) whose
     step processes are forked from a forkserver that imported the code location and ``preload``
     once per run. With the default start method (``spawn``) every step re-imports dagster, polars,
@@ -28,10 +28,7 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
     ``in_process_if(instance)`` true at the start of a run whose config left the default
     (multiprocess): the run executes its steps in its own process instead — no forkserver, no
     forks — with the same retries. For runs whose steps have nothing to do (the refresh of a night
-    without a load), where starting processes would be the whole cost.
-
-    ``max_concurrent``: the multiprocess executor's step processes at once, unless the run config sets it
-    (Dagster's default: the machine's CPU count)."""
+    without a load), where starting processes would be the whole cost."""
     preload_modules = ["assets.definitions", *preload]
     default = dg.multi_or_in_process_executor
 
@@ -45,8 +42,6 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
                 config = {"in_process": {"retries": multiprocess.get("retries", {"enabled": {}})}}
             else:
                 multiprocess.setdefault("start_method", {"forkserver": {"preload_modules": preload_modules}})
-                if max_concurrent is not None:
-                    multiprocess.setdefault("max_concurrent", max_concurrent)
                 config = {"multiprocess": multiprocess}
         return default.executor_creation_fn(dg.InitExecutorContext(
             job=init_context.job, executor_def=init_context.executor_def, executor_config=config,
@@ -92,18 +87,12 @@ REFRESH_STEP_MODULES = ("clms_etl.warehouse.load", "clms_etl.warehouse.expectati
 # these once (assets/run_workers.py), import runs and refreshes alike.
 RUN_WORKER_MODULES = (*IMPORT_STEP_MODULES, *REFRESH_STEP_MODULES)
 
-# Step processes of the refresh at once. Dagster's default, the CPU count, let two steps that hardly use
-# a core -- OMOP and the report at a lower priority (assets/priority.py), a result suite waiting on the
-# database -- hold both slots of a two-core machine while a step of the critical path waited
-# (bench/README.md, "Session 14"). The refresh has at most four branches running side by side.
-REFRESH_MAX_CONCURRENT = 4
-
 nightly_job = dg.define_asset_job(
     "nightly_refresh",
     selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
     executor_def=warm_executor(*REFRESH_STEP_MODULES, in_process_if=lambda instance: nothing_loaded_since_refresh(
-                                   instance, warehouse.key, centre_warehouse.key), max_concurrent=REFRESH_MAX_CONCURRENT),
+                                   instance, warehouse.key, centre_warehouse.key)),
 )
 
 nightly_schedule = dg.ScheduleDefinition(

@@ -104,22 +104,3 @@ def test_the_nights_import_runs_execute_their_steps_in_the_run_process(twin_drop
             assert set(steps.values()) == {os.getpid()}
             messages = [e.message or "" for e in instance.all_logs(result.run_id)]
             assert not any("multiprocess executor" in m for m in messages)
-
-
-def test_the_refresh_executor_runs_its_configured_step_processes_at_once_unless_the_run_config_says():
-    """``warm_executor(max_concurrent=...)``: the refresh's four step processes at once on any machine (Dagster's
-    default is the CPU count: two here, which steps off the critical path could hold); a run config's own
-    ``max_concurrent`` wins."""
-    from dagster._core.definitions.job_base import InMemoryJob
-
-    from assets.automation import REFRESH_MAX_CONCURRENT
-
-    executor_def = warm_executor(max_concurrent=REFRESH_MAX_CONCURRENT)
-    job = InMemoryJob(dg.define_asset_job("any").resolve(asset_graph=dg.Definitions().resolve_asset_graph()))
-    with dg.DagsterInstance.ephemeral() as instance:
-        def created(config: dict):
-            return executor_def.executor_creation_fn(dg.InitExecutorContext(
-                job=job, executor_def=executor_def, instance=instance,
-                executor_config={"multiprocess": {"retries": {"enabled": {}}, **config}}))
-        assert REFRESH_MAX_CONCURRENT == 4 and created({})._max_concurrent == 4
-        assert created({"max_concurrent": 1})._max_concurrent == 1

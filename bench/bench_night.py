@@ -10,7 +10,8 @@ the drop-folder sensor queues one import per centre, the coordinator launches th
 pool), then ``dagster job launch`` queues ``nightly_refresh`` (what the 02:00
 schedule does). Printed: wall time of the imports and of the refresh, the peak RSS of every
 process of the night (read from ``/proc/<pid>/status`` ``VmHWM`` while it runs: Linux only),
-and each step's duration summed over runs. ``--again`` runs the same night a second time on the
+each step's duration summed over runs, the refresh's steps as a timeline and, on PostgreSQL running on
+this machine, the server's CPU seconds during the imports and during the refresh. ``--again`` runs the same night a second time on the
 same deliveries (the "nothing changed" night). ``--sizes`` writes a drop per size with
 ``clms-etl synth`` and prints time and memory per patient, so a super-linear step shows.
 
@@ -87,12 +88,12 @@ def postmaster_pid(url: str) -> int | None:
     """The pid of the server behind ``url`` when it runs on this machine (its backend's parent)."""
     import psycopg
 
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn:  # read while the backend lives: it exits with the connection
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return None
+        try:
+            return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None
 
 
 def _session_pids(sids: set[int]) -> list[int]:

@@ -7,7 +7,8 @@
 first, so the same warehouse serves every measurement. A PostgreSQL warehouse (its URL; the key in
 ``CLMS_PSEUDONYM_KEY``) is used in place: the steps rewrite only the result tables. Each step of ``nightly_refresh`` after the
 imports is called as its asset calls it (the library functions of ``clms_etl/``, no Dagster), in the
-job's order; printed: wall and CPU seconds of each, and its peak RSS. The outputs (report, exports, OMOP, cBioPortal,
+job's order; printed: wall and CPU seconds of each, its peak RSS and, for a PostgreSQL server on this machine,
+the server's CPU seconds during the step. The outputs (report, exports, OMOP, cBioPortal,
 figures and tables) are written under ``DIR/outputs`` with a fixed run id and report time, so that
 two runs of different code on the same warehouse can be compared byte for byte (``--digest`` prints
 a SHA-256 of every output file and of every result table). ``--profile DIR`` writes one cProfile

@@ -3,8 +3,8 @@
 On two cores the PostgreSQL refresh is CPU-bound (bench/README.md, "Session 14"): the Python steps
 and the database server share the cores. The night waits on one chain — the warehouse check, the
 survival analysis, its result suites, then the exports — while OMOP and the clinician report
-finish before the exports do. Run beside the chain at the same priority, OMOP
-took 57 CPU-seconds from the survival analysis (39 s alone, 71 s in the night). A step of those
+finish before the exports do. OMOP (57 CPU-seconds of its own) ran beside the survival analysis at the
+same priority: the analysis took 39 s alone, 71 s in the night. A step of those
 runs its process at a lower priority (``nice`` +:data:`BACKGROUND_NICENESS`): it still gets every
 cycle the chain leaves.
 

@@ -72,16 +72,11 @@ def server_cpu_s(postmaster: int | None) -> float | None:
         fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    seconds = sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                child = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(child[1]) == postmaster:
-                ticks += int(child[11]) + int(child[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        if entry.name.isdigit() and (child := _proc_cpu_s(int(entry.name))) is not None and child[1] == postmaster:
+            seconds += child[0]
+    return seconds
 
 
 def postmaster_pid(url: str) -> int | None:
@@ -90,10 +85,8 @@ def postmaster_pid(url: str) -> int | None:
 
     with psycopg.connect(url) as conn:  # read while the backend lives: it exits with the connection
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        try:
-            return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:
-            return None
+        found = _proc_cpu_s(backend)
+        return found[1] if found else None
 
 
 def _session_pids(sids: set[int]) -> list[int]:
@@ -297,34 +290,32 @@ def run_events(instance, run_id: str) -> dict[str, float]:
             if e.dagster_event is not None and e.step_key is None}
 
 
-def refresh_timeline(instance, run_id: str, since: float) -> list[tuple[str, float, float]]:
-    """(step, start, end) of each step of the refresh run, seconds after ``since``, by start: what
-    ran beside what, and so the refresh's critical path."""
+def step_spans(instance, run_id: str) -> list[tuple[str, float, float]]:
+    """(step key, start, end) of each step of a run that ended (success or failure), by start."""
     started: dict[str, float] = {}
-    timeline = []
+    spans = []
     for e in instance.all_logs(run_id):
         if e.dagster_event is None or e.step_key is None:
             continue
         if e.dagster_event.event_type_value == "STEP_START":
             started[e.step_key] = e.timestamp
         elif e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in started:
-            timeline.append((e.step_key, started.pop(e.step_key) - since, e.timestamp - since))
-    return sorted(timeline, key=lambda t: t[1])
+            spans.append((e.step_key, started.pop(e.step_key), e.timestamp))
+    return sorted(spans, key=lambda span: span[1])
+
+
+def refresh_timeline(instance, run_id: str, since: float) -> list[tuple[str, float, float]]:
+    """(step, start, end) of each step of the refresh run, seconds after ``since``, by start: what
+    ran beside what, and so the refresh's critical path."""
+    return [(key, begin - since, end - since) for key, begin, end in step_spans(instance, run_id)]
 
 
 def step_durations(instance, runs) -> dict[str, float]:
     """Seconds per step key, summed over ``runs`` (start to success or failure)."""
     total: dict[str, float] = defaultdict(float)
     for run in runs:
-        started: dict[str, float] = {}
-        for e in instance.all_logs(run.run_id):
-            if e.dagster_event is None or e.step_key is None:
-                continue
-            kind = e.dagster_event.event_type_value
-            if kind == "STEP_START":
-                started[e.step_key] = e.timestamp
-            elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in started:
-                total[e.step_key.split("[")[0]] += e.timestamp - started.pop(e.step_key)
+        for key, begin, end in step_spans(instance, run.run_id):
+            total[key.split("[")[0]] += end - begin
     return dict(total)
 
 
@@ -348,17 +339,8 @@ def failures(instance, runs) -> dict[str, str]:
 
 def step_intervals(instance, runs, step: str) -> list[tuple[float, float]]:
     """(start, end) of step ``step`` (its key before any ``[partition]``) in each of ``runs``."""
-    intervals = []
-    for run in runs:
-        started = None
-        for e in instance.all_logs(run.run_id):
-            if e.dagster_event is None or e.step_key is None or e.step_key.split("[")[0] != step:
-                continue
-            if e.dagster_event.event_type_value == "STEP_START":
-                started = e.timestamp
-            elif e.dagster_event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and started is not None:
-                intervals.append((started, e.timestamp))
-    return intervals
+    return [(begin, end) for run in runs for key, begin, end in step_spans(instance, run.run_id)
+            if key.split("[")[0] == step]
 
 
 def pool_use(intervals: list[tuple[float, float]]) -> tuple[float, float, float]:

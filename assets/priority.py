@@ -27,8 +27,9 @@ def background_priority(context: dg.AssetExecutionContext) -> dict[str, str]:
     """Lower this step's process priority when the process runs this step alone (see the module);
     returns the asset's ``cpu_priority`` metadata saying what was done."""
     plan = context.get_step_execution_context().execution_plan
-    alone = len(plan.step_keys_to_execute) == 1 and multiprocessing.parent_process() is not None
-    if not alone or os.name != "posix":  # (os.nice: Unix only)
-        return {"cpu_priority": "unchanged (the process runs other steps)"}
+    if len(plan.step_keys_to_execute) != 1 or multiprocessing.parent_process() is None:
+        return {"cpu_priority": "unchanged (the step shares its process)"}
+    if os.name != "posix":  # (os.nice: Unix only)
+        return {"cpu_priority": "unchanged (no nice on this system)"}
     niceness = os.nice(BACKGROUND_NICENESS)
     return {"cpu_priority": f"background: nice {niceness} (off the refresh's critical path)"}

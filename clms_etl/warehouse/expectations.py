@@ -29,13 +29,13 @@ share of men of a centre) without failing it.
 **Views read once.** A query of the result tables' suites that reads an ``analytics`` view
 (``analytics.survival``, ``analytics.patient_summary``: the survival population, the patients) made
 the database compute the view again, twice per expectation (GE ran ``unexpected_rows_query`` once for
-its rows and once for their count; now once, :mod:`~clms_etl.warehouse.counted_query`): 26 evaluations of the same views, three quarters of the check's CPU
-at 300,000 patients on DuckDB, 125 of the check's 134 s at 1,000,000 on PostgreSQL. The views the
-chosen suites read are copied once, before the checkpoint (``CREATE TABLE AS SELECT *``: the view's
-rows and column types), from the warehouse the validation reads (on DuckDB nobody writes meanwhile:
-the check holds the file's read lock, :mod:`~clms_etl.warehouse.file_lock`; on PostgreSQL, what is
-committed when the run starts), so every query returns what it returned on the view: same
-expectations, verdicts and observed values.
+its rows and once for their count; now once, :mod:`~clms_etl.warehouse.counted_query`): 26 evaluations
+of the same views, three quarters of the check's CPU at 300,000 patients on DuckDB, 125 of the check's
+134 s at 1,000,000 on PostgreSQL. The views the chosen suites read are copied once, before the
+checkpoint (``CREATE TABLE AS SELECT *``: the view's rows and column types), from the warehouse the
+validation reads (on DuckDB nobody writes meanwhile: the check holds the file's read lock,
+:mod:`~clms_etl.warehouse.file_lock`; on PostgreSQL, what is committed when the run starts), so every
+query returns what it returned on the view: same expectations, verdicts and observed values.
 
 * DuckDB: into an in-memory catalog attached to the warehouse (:data:`VIEWS_SNAPSHOT`) that GE's
   connections search first for schema ``analytics`` (``search_path``); every other name resolves as

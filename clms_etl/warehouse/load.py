@@ -437,13 +437,12 @@ class Warehouse:
                        index_on: str | None = None) -> Iterator[str | None]:
         """On PostgreSQL, the rows of ``sql``, or of the ``analytics`` view ``view``, in the temporary table
         ``pg_temp.<name>`` of one connection, which this thread's :meth:`read_sql` calls read through within
-        the ``with`` (dropped on exit): what several queries read is computed once. Within it, a query naming
-        a view copied (``analytics.<view>``) reads the copy, in :meth:`read_sql` as in a copy made within. A view built on one
-        this connection already holds a copy of is computed from that copy (``survival`` from
-        ``patient_summary``'s: :func:`~clms_etl.warehouse.analytics.view_select`), and a view's copy serves
-        so the copies made within. ``index_on``: a column indexed byte-wise. None on DuckDB (it computes a
-        view as fast as it reads a copy) or without the TEMPORARY right (the analyst role): read the
-        query or the view itself.
+        the ``with`` (dropped on exit): what several queries read is computed once. Within it, wherever a
+        query names a view copied (``analytics.<view>``: in :meth:`read_sql`, in a copy made within), it
+        reads the copy, and a view built on one (``survival`` on ``patient_summary``) is computed from it
+        (:func:`~clms_etl.warehouse.analytics.view_select`). ``index_on``: a column indexed byte-wise.
+        None on DuckDB (it computes a view as fast as it reads a copy) or without the TEMPORARY right
+        (the analyst role): read the query or the view itself.
         """
         if self.backend != "postgresql":
             yield None

@@ -25,11 +25,20 @@ PostgreSQL has aborted that transaction, so whenever the row already exists the 
 run with it: when two runs claim a new pool at once (the first night of a registry: one of 41
 imports failed at 1,000,000 patients), and in every run after the configured ``default_limit``
 changes. Here a claim that finds the row updates it instead (:func:`_initialise_pools_safely`).
+
+Dagster's PostgreSQL storages open a new connection for every read or write (``NullPool``, so that
+no process accumulates idle connections); only the webserver keeps one open
+(``optimize_for_webserver``). A new connection is a new server process: about 4 ms of the server's
+CPU. A 40-centre night opened about 9,000 of them, most during the imports, while the run workers
+wrote their events and the waiting steps claimed their pool four times a second
+(bench/README.md, "Session 15"). Here every process keeps one connection per storage open, as the
+webserver does, without its statement timeout (:func:`_hold_storage_connections`).
 """
 
 from __future__ import annotations
 
 import os
+import weakref
 
 import dagster as dg
 import sqlalchemy as sa
@@ -37,6 +46,11 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.schema import ConcurrencyLimitsTable
 
 from clms_etl.files import DIR_MODE, private_process
+
+# A process's storage connections: one kept open per storage, up to this many more while several
+# threads use it (the daemon's), and none older than an hour (a server restart, a firewall's idle cut).
+STORAGE_MAX_OVERFLOW = 10
+STORAGE_POOL_RECYCLE_S = 3600
 
 # Seconds between a waiting step's claims on its pool (Dagster's storages leave it to the executor's
 # back-off: 1 s, growing to 15 s).
@@ -56,6 +70,7 @@ class OwnerOnlyInstance(dg.DagsterInstance):
         super().__init__(*args, **kwargs)
         if self.is_persistent:  # DAGSTER_HOME itself, whoever created it
             os.chmod(self.root_directory, DIR_MODE)
+        _hold_storage_connections(self)
         _poll_pools_every(self.event_log_storage, POOL_POLL_S)
         _initialise_pools_safely(self.event_log_storage, self)
 
@@ -66,6 +81,23 @@ class OwnerOnlyInstance(dg.DagsterInstance):
     @staticmethod
     def config_defaults(base_dir: str):
         return InstanceRef.config_defaults(base_dir)
+
+
+def _hold_storage_connections(instance: dg.DagsterInstance) -> None:
+    """On PostgreSQL storages, the webserver's connection pooling in every process: one connection per
+    storage kept open (Dagster's own ``optimize_for_webserver``, no statement timeout). A forked child
+    opens its own (the parent's sockets are never shared). SQLite storages are left as they are."""
+    storages = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+    if not any(type(s).__module__.startswith("dagster_postgres.") for s in storages if s is not None):
+        return
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=STORAGE_POOL_RECYCLE_S,
+                                    max_overflow=STORAGE_MAX_OVERFLOW)
+    _POOLED_ENGINES.update(engine for s in storages if (engine := getattr(s, "_engine", None)) is not None)
+
+
+# SQLAlchemy's rule for a pool inherited across fork: the child drops it without closing the parent's connections.
+_POOLED_ENGINES: weakref.WeakSet = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [engine.dispose(close=False) for engine in list(_POOLED_ENGINES)])
 
 
 def _poll_pools_every(storage, seconds: float) -> None:

@@ -585,6 +585,7 @@ class Warehouse:
             for name, frame in ordered.items():  # before any upsert, which would not refuse them (see there)
                 if frame is not None:
                     _refuse_repeated_keys(name, frame)
+            _refuse_orphans(ordered)
             replaced, loaded = tx.replace_rows(centre, delivery_id, ordered)
             self._track_queries(tx, centre, delivery_date, validated)
             # audit rows
@@ -606,7 +607,6 @@ class Warehouse:
                 schema={"delivery_id": pl.String, "file_name": pl.String, "sha256": pl.String, "size_bytes": pl.Int64}))
             if counts.height:
                 tx.insert_frame("delivery_count", counts.with_columns(pl.lit(delivery_id).alias("delivery_id")))
-            self._check_links(tx, delivery_id, loaded)
             message = (f"{centre}: delivery {delivery_date} loaded "
                        f"({sum(loaded.values())} rows, replacing {sum(replaced.values())}).")
             _audit(tx, "load", run_id, run_user, key_id, message, [(centre, delivery_date, sha)])
@@ -832,30 +832,6 @@ class Warehouse:
             *[pl.col(c).cast(pl.Int64) for c in ("rows_read", "rows_accepted", "rows_quarantined")],
         )
 
-    @staticmethod
-    def _check_links(tx: _Transaction, delivery_id: str, loaded: dict[str, int]) -> None:
-        """Children of this delivery must reference parents of this same delivery."""
-        problems = []
-        for child, (column, parent, parent_column) in schema.PARENTS.items():
-            if child not in loaded:
-                continue
-            n = tx.fetch(
-                f"SELECT COUNT(*) FROM {child} c WHERE c.delivery_id = ? AND NOT EXISTS "
-                f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?)",
-                [delivery_id, delivery_id])[0][0]
-            if n:
-                rows = tx.fetch(
-                    f"SELECT c.source_file, c.source_row FROM {child} c WHERE c.delivery_id = ? AND NOT EXISTS "
-                    f"(SELECT 1 FROM {parent} p WHERE p.{parent_column} = c.{column} AND p.delivery_id = ?) "
-                    f"ORDER BY c.source_file, c.source_row LIMIT {_SHOWN_ROWS}",
-                    [delivery_id, delivery_id]) if "source_row" in schema.column_names(child) else []
-                shown = "; ".join(f"{file} row {row}, field {column}" for file, row in rows)
-                problems.append(f"{n} {child} row(s) whose {column} is not a {parent} of this delivery"
-                                + (f" ({shown}{'; …' if n > len(rows) else ''})" if rows else ""))
-        if problems:
-            raise IntegrityProblem("delivery refused, nothing changed: " + "; ".join(problems) + ".")
-
-
 _POLARS_TYPES = {sa.Text: pl.String, sa.Integer: pl.Int32, sa.BigInteger: pl.Int64, sa.Date: pl.Date}
 
 # Column types of a result as the drivers describe them: DuckDB's type names, PostgreSQL's type OIDs.
@@ -1040,6 +1016,34 @@ def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
             "; …" if repeated.height > rows.height else "") + ")"
     raise IntegrityProblem(f"delivery refused, nothing changed: {repeated.height} {table} row(s) share their key "
                            f"({', '.join(keys)}) with another row of the delivery{shown}.")
+
+
+def _refuse_orphans(frames: dict[str, pl.DataFrame | None]) -> None:
+    """:class:`IntegrityProblem` when a child row of the delivery (:data:`schema.PARENTS`) names no parent
+    row of this same delivery, naming the first rows. Checked on the frames, which are exactly the rows the
+    load writes under this delivery: in SQL, finding a delivery's children scans the whole child table (no
+    index on ``delivery_id``), once per table and load: 33 s of the server's time over a 40-centre night
+    at 1,000,000 patients, growing with the registry."""
+    problems = []
+    for child, (column, parent, parent_column) in schema.PARENTS.items():
+        rows = frames.get(child)
+        if rows is None or rows.is_empty():
+            continue
+        parents = frames.get(parent)
+        known = parents.select(pl.col(parent_column).alias(column)) if parents is not None else \
+            pl.DataFrame(schema={column: rows.schema[column]})
+        orphans = rows.join(known.unique(), on=column, how="anti", nulls_equal=False)
+        if orphans.is_empty():
+            continue
+        shown = ""
+        if "source_row" in orphans.columns:
+            first = orphans.sort("source_file", "source_row").head(_SHOWN_ROWS)
+            shown = " (" + "; ".join(f"{f} row {r}, field {column}" for f, r in
+                                     first.select("source_file", "source_row").iter_rows()) + (
+                "; …" if orphans.height > first.height else "") + ")"
+        problems.append(f"{orphans.height} {child} row(s) whose {column} is not a {parent} of this delivery{shown}")
+    if problems:
+        raise IntegrityProblem("delivery refused, nothing changed: " + "; ".join(problems) + ".")
 
 
 def _rows_breaking_constraints(frames: dict[str, pl.DataFrame]) -> list[str]:

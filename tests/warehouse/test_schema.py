@@ -155,3 +155,24 @@ def test_migrated_schema_equals_the_declared_one(pg_databases):
     command.downgrade(alembic_config(migrated), "base")
     command.upgrade(alembic_config(migrated), "head")
     assert _views(migrated) == _views(declared)
+
+
+@pytest.mark.postgres
+def test_every_table_a_delivery_owns_finds_a_deliverys_rows_by_index_on_postgresql(pg_databases):
+    """A replacing load counts, upserts over and deletes the rows of the source's previous delivery: without an
+    index leading with ``delivery_id``, each of those statements read the whole table, for every load of the
+    night (a 40-centre replacing night at 1,000,000 patients: bench/README.md, "Session 15"). Both the migrated
+    and the declared schema have it."""
+    owned = [t.name for t in schema.metadata.sorted_tables if "delivery_id" in t.c and t.name != "delivery"]
+    assert {"patient", "tumour", "surgery", "event", "gene_status", "data_query"} <= set(owned)
+    migrated, declared = pg_databases.new(), pg_databases.new()
+    command.upgrade(alembic_config(migrated), "head")
+    with Warehouse(declared) as wh:
+        wh.create()
+    for url in (migrated, declared):
+        with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as conn:
+            leading = {table for table, in conn.execute(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0] "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND a.attname = 'delivery_id'")}
+        assert set(owned) <= leading, f"{url}: no index leading with delivery_id on {sorted(set(owned) - leading)}"

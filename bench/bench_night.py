@@ -1,6 +1,6 @@
 """Benchmark: the whole night as production runs it, end to end, on a scale drop.
 
-    .venv/bin/python -m bench.bench_night --drop DIR [--backend duckdb|postgresql] [--again]
+    .venv/bin/python -m bench.bench_night --drop DIR [--backend duckdb|postgresql] [--again] [--next DIR2]
     .venv/bin/python -m bench.bench_night --sizes 100000,300000,1000000 --centres 40 [--backend ...]
 
 The Dagster daemon with the queued run coordinator (``deploy/dagster.local.yaml`` on DuckDB,
@@ -12,7 +12,10 @@ schedule does). Printed: wall time of the imports and of the refresh, the peak R
 process of the night (read from ``/proc/<pid>/status`` ``VmHWM`` while it runs: Linux only),
 each step's duration summed over runs, the refresh's steps as a timeline and, on PostgreSQL running on
 this machine, the server's CPU seconds during the imports and during the refresh. ``--again`` runs the same night a second time on the
-same deliveries (the "nothing changed" night). ``--sizes`` writes a drop per size with
+same deliveries (the "nothing changed" night). ``--next DIR2`` then delivers DIR2's later deliveries
+(``clms-etl synth`` with the same seed, a later ``--date`` and a few ``--defects``: the same patients,
+slightly changed) and runs the night again: a replacing night, every centre's rows replaced, which is
+what production runs every night after the first. ``--sizes`` writes a drop per size with
 ``clms-etl synth`` and prints time and memory per patient, so a super-linear step shows.
 
 Targets (issue #14): the 1,000,000-patient night ≤ 5 min with every process ≤ 4 GiB; an
@@ -411,9 +414,16 @@ def _patients(drop: Path) -> int:
 
 
 def _one_night(run: DaemonNight, instance, start: float, imports_expected: int, watch: MemoryWatch,
-               postmaster: int | None = None) -> dict:
+               postmaster: int | None = None, from_first_run: bool = False) -> dict:
+    """``from_first_run``: the night's clock starts when its first import run was created, not at ``start``
+    (deliveries dropped while the daemon runs wait for the sensor's next tick, up to a minute)."""
+    import dagster as dg
+
     cpu_before, server_before = watch.cpu_total_s(), server_cpu_s(postmaster)
     imports = run.wait_for_runs(instance, "import_centre", imports_expected, since=start)
+    if from_first_run and imports:
+        start = min(r.create_timestamp.timestamp() for r in
+                    instance.get_run_records(dg.RunsFilter(run_ids=[i.run_id for i in imports])))
     imported = time.time()
     time.sleep(2 * watch.interval_s)  # the import runs' last poll: their CPU, apart from the refresh's
     imports_cpu, server_imported = watch.cpu_total_s() - cpu_before, server_cpu_s(postmaster)
@@ -445,10 +455,22 @@ def _pool_steps() -> list[str]:
     return [step.key for step in plan.get_all_steps_in_topo_order() if step.pool == "warehouse"]
 
 
-def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
+def _deliver(later: Path, incoming: Path) -> int:
+    """Copy ``later``'s delivery folders into the drop folder ``incoming``: the sources that delivered."""
+    sources = 0
+    for source in sorted(p for p in later.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        for delivery in (p for p in source.iterdir() if p.is_dir()):
+            shutil.copytree(delivery, incoming / source.name / delivery.name)
+        sources += 1
+    return sources
+
+
+def night(drop: Path, backend: str, pg_admin: str, again: bool, later: Path | None = None) -> dict:
     import dagster as dg
 
     work = Path(tempfile.mkdtemp(prefix="clms-night-"))
+    if later is not None:  # the drop folder receives the later deliveries: a copy, not the caller's folder
+        drop = Path(shutil.copytree(drop, work / "incoming"))
     env, databases = _environment(work, drop, backend, pg_admin)
     centres = [p.name for p in drop.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
     figures: dict = {"backend": backend, "centres": len(centres)}
@@ -465,6 +487,10 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
             if again:
                 time.sleep(65)  # the sensor's next tick (minimum_interval_seconds=60) finds nothing new
                 figures["unchanged night"] = _one_night(run, instance, time.time(), 0, watch, postmaster)
+            if later is not None:
+                delivered = _deliver(later, drop)
+                figures["replacing night"] = _one_night(run, instance, time.time(), delivered, watch, postmaster,
+                                                        from_first_run=True)
             watch.stop()
             figures["cpu_by_kind"] = watch.cpu_by_kind()
             figures["peak_rss_mib"] = watch.peak_by_kind_mib()
@@ -482,7 +508,7 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool) -> dict:
 def _print(figures: dict, patients: int) -> None:
     print(f"night on {figures['backend']}, {figures['centres']} deliveries"
           + (f", {patients:,} patients" if patients else ""))
-    for label in ("night", "unchanged night"):
+    for label in ("night", "unchanged night", "replacing night"):
         if label not in figures:
             continue
         f = figures[label]
@@ -506,7 +532,7 @@ def _print(figures: dict, patients: int) -> None:
                   f"free between two loads {gaps:.1f} s")
         for step, seconds in sorted(f["steps_s"].items(), key=lambda kv: -kv[1])[:12]:
             print(f"      {step:<40} {seconds:8.1f} s")
-        if label == "night" and f.get("refresh_steps"):
+        if label != "unchanged night" and f.get("refresh_steps"):
             print(f"  {'':<16} the refresh's steps, seconds after the imports ended (start – end):")
             for step, begin, end in f["refresh_steps"]:
                 print(f"      {step:<40} {begin:6.1f} – {end:6.1f}")
@@ -526,6 +552,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pg-admin", default=os.environ.get("CLMS_TEST_POSTGRES_URL",
                                                              "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--again", action="store_true", help="then the same night again (nothing changed)")
+    parser.add_argument("--next", type=Path, dest="later", metavar="DIR2",
+                        help="then deliver DIR2's later deliveries and run the night again (every centre replaced)")
     parser.add_argument("--sizes", help="comma-separated patient counts: write a drop for each and run it")
     parser.add_argument("--centres", type=int, default=40)
     args = parser.parse_args(argv)
@@ -538,7 +566,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.drop is None:
         parser.error("--drop DIR or --sizes N,...")
-    _print(night(args.drop, args.backend, args.pg_admin, args.again), _patients(args.drop))
+    _print(night(args.drop, args.backend, args.pg_admin, args.again, args.later), _patients(args.drop))
 
 
 if __name__ == "__main__":

@@ -455,14 +455,18 @@ def _pool_steps() -> list[str]:
     return [step.key for step in plan.get_all_steps_in_topo_order() if step.pool == "warehouse"]
 
 
+def _sources(drop: Path) -> list[Path]:
+    """The sources' folders of a drop folder (not ``_truth`` or hidden ones)."""
+    return sorted(p for p in drop.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
 def _deliver(later: Path, incoming: Path) -> int:
     """Copy ``later``'s delivery folders into the drop folder ``incoming``: the sources that delivered."""
-    sources = 0
-    for source in sorted(p for p in later.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+    sources = _sources(later)
+    for source in sources:
         for delivery in (p for p in source.iterdir() if p.is_dir()):
             shutil.copytree(delivery, incoming / source.name / delivery.name)
-        sources += 1
-    return sources
+    return len(sources)
 
 
 def night(drop: Path, backend: str, pg_admin: str, again: bool, later: Path | None = None) -> dict:
@@ -472,7 +476,7 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool, later: Path | No
     if later is not None:  # the drop folder receives the later deliveries: a copy, not the caller's folder
         drop = Path(shutil.copytree(drop, work / "incoming"))
     env, databases = _environment(work, drop, backend, pg_admin)
-    centres = [p.name for p in drop.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    centres = [p.name for p in _sources(drop)]
     figures: dict = {"backend": backend, "centres": len(centres)}
     try:
         saved = {k: os.environ.get(k) for k in env if k.startswith(("DAGSTER_", "CLMS_"))}

@@ -10,31 +10,20 @@ pool claims four times a second), at about 4 ms of the server's CPU each.
 from __future__ import annotations
 
 import os
-import time
 
 import dagster as dg
-import psycopg
 import pytest
 
 from tests.test_dagster_pools_postgres import POOL, production_home  # noqa: F401  (fixture)
 from tests.warehouse.conftest import _libpq, pg_admin_url, pg_databases  # noqa: F401  (fixtures)
+from tests.warehouse.helpers import settled_statistics
 
 pytestmark = pytest.mark.postgres
 
 
 def _sessions(admin: str, database: str) -> int:
-    """Sessions ever opened on ``database`` (``pg_stat_database``), once the count has settled: a backend
-    adds its session to the statistics when it ends, a moment after its client closed it."""
-    counts = []
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for _ in range(20):
-            conn.execute("SELECT pg_stat_clear_snapshot()")
-            counts.append(conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
-                                       (database,)).fetchone()[0])
-            if len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3]:
-                break
-            time.sleep(0.2)
-    return counts[-1]
+    """Sessions ever opened on ``database`` (``pg_stat_database``), once every ended one is counted."""
+    return settled_statistics(admin, "SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,))[0][0]
 
 
 def test_a_process_reuses_its_storage_connections_on_postgresql(production_home, pg_admin_url):  # noqa: F811

@@ -1009,21 +1009,27 @@ def _refuse_repeated_keys(table: str, frame: pl.DataFrame) -> None:
     repeated = frame.filter(pl.struct(keys).is_duplicated())
     if repeated.is_empty():
         return
-    shown = ""
-    if "source_row" in frame.columns:
-        rows = repeated.sort("source_file", "source_row").head(_SHOWN_ROWS)
-        shown = " (" + "; ".join(f"{f} row {r}" for f, r in rows.select("source_file", "source_row").iter_rows()) + (
-            "; …" if repeated.height > rows.height else "") + ")"
     raise IntegrityProblem(f"delivery refused, nothing changed: {repeated.height} {table} row(s) share their key "
-                           f"({', '.join(keys)}) with another row of the delivery{shown}.")
+                           f"({', '.join(keys)}) with another row of the delivery{_first_rows(repeated)}.")
+
+
+def _first_rows(rows: pl.DataFrame, field: str | None = None) -> str:
+    """`` (file row N[, field f]; …)``: the first :data:`_SHOWN_ROWS` of ``rows`` by source file and row, as a
+    data manager finds them; empty when the rows carry no source row."""
+    if "source_row" not in rows.columns:
+        return ""
+    first = rows.sort("source_file", "source_row").head(_SHOWN_ROWS)
+    named = [f"{f} row {r}" + (f", field {field}" if field else "")
+             for f, r in first.select("source_file", "source_row").iter_rows()]
+    return " (" + "; ".join(named) + ("; …" if rows.height > first.height else "") + ")"
 
 
 def _refuse_orphans(frames: dict[str, pl.DataFrame | None]) -> None:
     """:class:`IntegrityProblem` when a child row of the delivery (:data:`schema.PARENTS`) names no parent
     row of this same delivery, naming the first rows. Checked on the frames, which are exactly the rows the
-    load writes under this delivery: in SQL, finding a delivery's children scans the whole child table (no
-    index on ``delivery_id``), once per table and load: 33 s of the server's time over a 40-centre night
-    at 1,000,000 patients, growing with the registry."""
+    load writes under this delivery, before anything is written. In SQL, after the write, it read each child
+    table again, whole before ``delivery_id`` was indexed: 33 s of the server's time over a 40-centre night at
+    1,000,000 patients, growing with the registry."""
     problems = []
     for child, (column, parent, parent_column) in schema.PARENTS.items():
         rows = frames.get(child)
@@ -1033,15 +1039,9 @@ def _refuse_orphans(frames: dict[str, pl.DataFrame | None]) -> None:
         known = parents.select(pl.col(parent_column).alias(column)) if parents is not None else \
             pl.DataFrame(schema={column: rows.schema[column]})
         orphans = rows.join(known.unique(), on=column, how="anti", nulls_equal=False)
-        if orphans.is_empty():
-            continue
-        shown = ""
-        if "source_row" in orphans.columns:
-            first = orphans.sort("source_file", "source_row").head(_SHOWN_ROWS)
-            shown = " (" + "; ".join(f"{f} row {r}, field {column}" for f, r in
-                                     first.select("source_file", "source_row").iter_rows()) + (
-                "; …" if orphans.height > first.height else "") + ")"
-        problems.append(f"{orphans.height} {child} row(s) whose {column} is not a {parent} of this delivery{shown}")
+        if not orphans.is_empty():
+            problems.append(f"{orphans.height} {child} row(s) whose {column} is not a {parent} of this delivery"
+                            f"{_first_rows(orphans, column)}")
     if problems:
         raise IntegrityProblem("delivery refused, nothing changed: " + "; ".join(problems) + ".")
 

@@ -116,3 +116,21 @@ def one_result_row(spec) -> pl.DataFrame:
     """A one-row frame that fits a result table (a value of the right type in every column)."""
     return pl.DataFrame({c.name: [_ONE_VALUE[c.dtype_class]]
                          for c in spec.columns}, schema=spec.schema)
+
+
+def settled_statistics(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+    """The rows of ``sql`` over PostgreSQL's cumulative statistics (``pg_stat_*``) at ``url``, read again until
+    three reads agree: a backend reports its counts when it ends, a moment after its client closed it."""
+    import time
+
+    import psycopg
+
+    reads: list[list[tuple]] = []
+    with psycopg.connect("postgresql://" + url.split("://", 1)[1], autocommit=True) as conn:
+        for _ in range(20):
+            conn.execute("SELECT pg_stat_clear_snapshot()")  # each read sees the counts as they are now
+            reads.append(conn.execute(sql, params).fetchall())
+            if len(reads) >= 3 and reads[-1] == reads[-2] == reads[-3]:
+                break
+            time.sleep(0.2)
+    return reads[-1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import time
 
 import polars as pl
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from clms_etl.warehouse import DeliveryHeld, DeliveryRefused, Shrinkage, Warehouse
 from tests.warehouse.synthetic import SyntheticDelivery
 from tests.warehouse.helpers import (
-    DAY1, DAY2, assert_same, delivery_files, load_twin, queries_frame, snapshot, twin,
+    DAY1, DAY2, assert_same, delivery_files, load_twin, queries_frame, settled_statistics, snapshot, twin,
 )
 
 
@@ -154,23 +153,10 @@ def test_orphans_and_rows_attached_to_another_centre_are_refused(loaded, tmp_pat
 
 def _rows_inserted(wh: Warehouse, tables: tuple[str, ...]) -> dict[str, int]:
     """PostgreSQL's count of rows ever inserted into ``tables``, rolled back or not, once the backends that
-    wrote them have ended (their statistics reach the server when they end)."""
-    import psycopg
-
-    from tests.warehouse.conftest import _libpq
-
+    wrote them have ended."""
     wh.engine.dispose()
-    url = _libpq(wh.url)
-    counts = []
-    with psycopg.connect(url, autocommit=True) as conn:
-        for _ in range(20):
-            conn.execute("SELECT pg_stat_clear_snapshot()")
-            counts.append(dict(conn.execute("SELECT relname, n_tup_ins FROM pg_stat_user_tables WHERE relname = ANY(%s)",
-                                            (list(tables),)).fetchall()))
-            if len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3]:
-                break
-            time.sleep(0.2)
-    return counts[-1]
+    return dict(settled_statistics(wh.url, "SELECT relname, n_tup_ins FROM pg_stat_user_tables "
+                                           "WHERE relname = ANY(%s) ORDER BY relname", (list(tables),)))
 
 
 @pytest.mark.postgres

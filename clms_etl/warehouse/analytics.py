@@ -438,6 +438,16 @@ def reading_copies(sql: str, copies: dict[str, str]) -> str:
     return sql
 
 
+def views_read(sql: str) -> set[str]:
+    """The ``analytics`` views ``sql`` reads, with the views they are built on (``survival``: ``patient_summary``)."""
+    found: set[str] = set()
+    pending = set(re.findall(rf"\b{ANALYTICS_SCHEMA}\.(\w+)", sql)) & set(VIEWS_BY_NAME)
+    while pending:
+        found |= pending
+        pending = {v for name in pending for v in views_read(VIEWS_BY_NAME[name].sql)} - found
+    return found
+
+
 def view_select(name: str, copies: dict[str, str]) -> str:
     """A SELECT of view ``name``'s rows: its copy when ``copies`` holds one, the view itself, or, when it is
     built on views held in ``copies``,

@@ -321,6 +321,7 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
     is discarded on exit (invalidated: GE's engines have closed it), the copies with it."""
     from clms_etl.warehouse.analytics import view_select
     from clms_etl.warehouse.load import TEMPORARY_RIGHT
+    from clms_etl.warehouse.shared_copy import shared_copies
 
     fairy = warehouse.engine.raw_connection()
     connection = fairy.driver_connection
@@ -330,9 +331,10 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
             allowed = cursor.fetchone()[0]
             copies: dict[str, str] = {}
             if allowed:
+                shared = shared_copies(warehouse.engine, views)  # what another step computed already
                 for view in views:
                     # a view built on one copied already is computed from that copy (survival: 9.7 -> 2.7 s at 1M)
-                    cursor.execute(f"CREATE TEMPORARY TABLE {view} AS {view_select(view, copies)}")
+                    cursor.execute(f"CREATE TEMPORARY TABLE {view} AS {view_select(view, {**shared, **copies})}")
                     copies[view] = f"pg_temp.{view}"
         connection.commit()  # not left idle in a transaction while GE runs
         if not allowed:  # the analyst role: GE reads the views

@@ -66,7 +66,7 @@ import sqlalchemy as sa
 from clms_etl import keys, model
 from clms_etl.data_queries import QUERY_SCHEMA
 from clms_etl.files import make_private, private_dir
-from clms_etl.warehouse import analytics, file_lock, genes, schema
+from clms_etl.warehouse import analytics, file_lock, genes, schema, shared_copy
 
 COPY_CHUNK_ROWS = 250_000
 _STAGING = "_clms_staging"
@@ -453,8 +453,10 @@ class Warehouse:
             if not conn.execute(sa.text(TEMPORARY_RIGHT)).scalar():
                 yield None
                 return
-            source = analytics.reading_copies(sql, outer_copies) if view is None \
-                else analytics.view_select(view, outer_copies)
+            # a per-patient view is read from its shared copy when the warehouse has not changed since it was made
+            read = analytics.views_read(sql if view is None else f"{schema.ANALYTICS_SCHEMA}.{view}")
+            copies = {**shared_copy.shared_copies(self.engine, read - set(outer_copies)), **outer_copies}
+            source = analytics.reading_copies(sql, copies) if view is None else analytics.view_select(view, copies)
             conn.execute(sa.text(f"CREATE TEMPORARY TABLE {name} AS {source}"))
             copy = f"pg_temp.{name}"
             if index_on:
@@ -762,6 +764,9 @@ class Warehouse:
                         f"UPDATE {t.fullname} AS t SET {c} = m.new_id FROM {_REKEY} m WHERE t.{c} = m.old_id", [])
             for t, c in reversed(keyed):  # then the old rows, children first
                 tx.execute(f"DELETE FROM {t.fullname} WHERE {c} IN (SELECT old_id FROM {_REKEY})", [])
+            if self.backend == "postgresql":  # no copy keeps the old pseudonyms
+                for statement in shared_copy.drop_statements():
+                    tx.execute(statement, [])
             tx.execute("UPDATE warehouse_key SET is_current = FALSE WHERE is_current", [])
             key_id = _record_key(tx, new_key)
             detail = (f"re-keyed from key {keys.key_id(stored)} to {key_id}: "

@@ -29,6 +29,7 @@ from psycopg import sql
 
 from clms_etl.warehouse.load import normalise_url
 from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, APPEND_ONLY_TABLES, results_metadata
+from clms_etl.warehouse.shared_copy import COPIES_SCHEMA
 
 LOADER_ROLE = "clms_loader"
 ANALYST_ROLE = "clms_analyst"
@@ -97,6 +98,12 @@ def _grants(database: str, base: str, loader: str, analyst: str, conn) -> list[s
         if conn.execute("SELECT to_regclass(%s)", [f"{base}.{table}"]).fetchone()[0] is not None:
             out.append(sql.SQL("REVOKE UPDATE, DELETE, TRUNCATE ON TABLE {}.{} FROM {}").format(
                 bs, sql.Identifier(table), lo))
+    if conn.execute("SELECT to_regnamespace(%s)", [COPIES_SCHEMA]).fetchone()[0] is not None:
+        # loader: make and read the shared copies of the views (clms_etl.warehouse.shared_copy); the analyst
+        # reads the views themselves
+        cs = sql.Identifier(COPIES_SCHEMA)
+        out += [sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(cs),
+                sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(cs, lo)]
     if conn.execute("SELECT to_regclass(%s)", [f"{base}.alembic_version"]).fetchone()[0] is not None:
         out.append(sql.SQL("REVOKE ALL ON TABLE {}.alembic_version FROM {}").format(bs, lo))
         out.append(sql.SQL("GRANT SELECT ON TABLE {}.alembic_version TO {}").format(bs, lo))

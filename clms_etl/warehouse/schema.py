@@ -86,6 +86,7 @@ TABLE_COMMENTS = {
     "warehouse_key": "Fingerprint of the pseudonym key the warehouse was built with (salted scrypt, never the key): a delivery pseudonymised with another key is refused. A re-key adds a row and retires the previous one.",
     "audit_log": "Audit trail of every change: a load, a re-key, a nightly refresh; who ran it, with which key and code version, when, in which run. The loader role may only append to it.",
     "audit_delivery": "The deliveries each audited action concerned (centre, date, SHA-256 of the content).",
+    "warehouse_change": "PostgreSQL: one row per transaction and table that wrote a base table a shared copy of an analytics view is computed from (statement triggers append it in the writer's transaction; DuckDB keeps it empty). A shared copy is current while this table has the rows it was made with (clms_etl.warehouse.shared_copy). Append-only.",
     "data_query_status": "Life of each data query across a centre's deliveries (one row per query number): open, answered by the centre in a returned query workbook, or resolved by a later delivery; the source of the centres' turnaround figures.",
 }
 
@@ -430,8 +431,19 @@ sa.Table(  # data_query_status (in metadata, looked up by name like every table)
     comment=TABLE_COMMENTS["data_query_status"],
 )
 
-# The loader role may append to these and nothing more (clms_etl.warehouse.roles).
-APPEND_ONLY_TABLES = ("audit_log", "audit_delivery")
+warehouse_change = sa.Table(
+    "warehouse_change", metadata,
+    sa.Column("transaction_id", sa.BigInteger(), nullable=False,
+              comment="PostgreSQL transaction (txid_current()) that wrote the table."),
+    sa.Column("table_name", sa.Text(), nullable=False, comment="Base table written."),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, comment="Start of that transaction."),
+    sa.PrimaryKeyConstraint("transaction_id", "table_name"),
+    comment=TABLE_COMMENTS["warehouse_change"],
+)
+
+# The loader role may append to these and nothing more (clms_etl.warehouse.roles): the count of
+# warehouse_change's rows is what tells a shared copy from a stale one.
+APPEND_ONLY_TABLES = ("audit_log", "audit_delivery", "warehouse_change")
 
 # Load order (parents first); deletes run in the reverse order.
 LOAD_ORDER = ("patient", "tumour", "surgery", "event", "molecular_sample", "cn_segment", "variant", "fusion",

@@ -125,3 +125,15 @@ def warehouse_url(request, tmp_path) -> str:
     if request.param == "duckdb":
         return f"duckdb:///{tmp_path / 'warehouse.duckdb'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def loaded(warehouse_url, tmp_path):
+    """The twin's deliveries loaded into an empty warehouse (``warehouse_url``)."""
+    from clms_etl.warehouse import Warehouse
+    from tests.warehouse.helpers import load_twin
+
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        yield wh

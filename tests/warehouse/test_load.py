@@ -15,14 +15,6 @@ from tests.warehouse.helpers import (
 )
 
 
-@pytest.fixture
-def loaded(warehouse_url, tmp_path):
-    with Warehouse(warehouse_url) as wh:
-        wh.create()
-        load_twin(wh, tmp_path)
-        yield wh
-
-
 def _changed(delivery: SyntheticDelivery, **tables: pl.DataFrame) -> SyntheticDelivery:
     accepted = {**delivery.accepted, **tables}
     return SyntheticDelivery(delivery.centre, delivery.delivery_date, accepted, queries=delivery.queries)

@@ -133,3 +133,19 @@ def test_loads_write_the_audit_log_which_the_analyst_cannot_write_and_the_loader
         _denied(conn, "DELETE FROM public.audit_delivery")
         _denied(conn, "TRUNCATE public.audit_log")
         conn.execute("SELECT COUNT(*) FROM public.audit_log").fetchone()
+
+
+def test_the_loader_makes_the_shared_copy_which_the_analyst_cannot_read(roles_db):
+    from clms_etl.warehouse.shared_copy import COPIES_SCHEMA
+
+    with Warehouse(roles_db["loader"]) as wh:
+        with wh.temporary_copy("step_copy", view="patient_summary") as copy:
+            assert wh.read_sql(f"SELECT COUNT(*) AS n FROM {copy}")["n"][0] == 43
+        owner = wh.read_sql("SELECT tableowner FROM pg_tables WHERE schemaname = :s AND tablename = 'patient_summary'",
+                            {"s": COPIES_SCHEMA})["tableowner"].to_list()
+    assert owner == [roles_db["loader"].split("://", 1)[1].split("@", 1)[0]]  # made by the loader, not the owner
+    with _connect(roles_db["analyst"]) as conn:
+        _denied(conn, f"SELECT * FROM {COPIES_SCHEMA}.patient_summary")
+    with _connect(roles_db["loader"]) as conn:  # its state: append-only, even for the loader
+        _denied(conn, "DELETE FROM public.warehouse_change")
+        _denied(conn, "TRUNCATE public.warehouse_change")

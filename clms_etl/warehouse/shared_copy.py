@@ -13,8 +13,8 @@ The state has three parts, all read in the transaction that makes the copy:
 * ``warehouse_change``'s row count and latest transaction: a statement trigger on every base table the
   view reads appends a row in each transaction that writes it (:func:`trigger_statements`), so a write
   committed after the copy was made — a load, a rollback, a re-key, an edit by hand — makes it stale;
-* the content of the result tables the view reads (``survival_population_rule``: every survival analysis
-  rewrites it, usually with the same rule);
+* the content of the result tables the view reads, but their ``run_id`` (``survival_population_rule``: every
+  survival analysis rewrites it, usually with the same rule);
 * the view's definition in the database (a migration that changes it).
 
 It is stored as the copy's table comment, with its row count: the copy is ``UNLOGGED`` (not written to the
@@ -30,7 +30,7 @@ import re
 import sqlalchemy as sa
 
 from clms_etl.warehouse import analytics
-from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, metadata, warehouse_change
+from clms_etl.warehouse.schema import ANALYTICS_SCHEMA, RESULT_TABLES, metadata, warehouse_change
 
 COPIES_SCHEMA = "analytics_copies"
 SHARED_VIEWS = tuple(v.name for v in analytics.VIEWS if v.per_patient)  # the views computed from every patient's rows
@@ -72,9 +72,11 @@ def _triggers_with_the_change_table(target, connection: sa.Connection, tables=()
 def _state_sql(view: str) -> str:
     results = sorted(set(re.findall(rf"\b{ANALYTICS_SCHEMA}\.(\w+)", analytics.VIEWS_BY_NAME[view].sql))
                      - set(analytics.VIEWS_BY_NAME))
+    # their declared columns: not run_id, which every analysis writes anew
+    rows = {name: f"CAST(ROW({', '.join(c.name for c in RESULT_TABLES[name].columns)}) AS TEXT)" for name in results}
     contents = " || '/' || ".join(
-        f"md5(COALESCE((SELECT string_agg(CAST(r AS TEXT), ';' ORDER BY CAST(r AS TEXT)) "
-        f"FROM {ANALYTICS_SCHEMA}.{name} r), ''))" for name in results) or "''"
+        f"md5(COALESCE((SELECT string_agg(r, ';' ORDER BY r) FROM (SELECT {rows[name]} AS r "
+        f"FROM {ANALYTICS_SCHEMA}.{name}) t), ''))" for name in results) or "''"
     return (f"SELECT (SELECT COUNT(*) || '/' || COALESCE(MAX(transaction_id), 0) FROM {warehouse_change.name}) "
             f"|| '/' || md5(pg_get_viewdef('{ANALYTICS_SCHEMA}.{view}'::regclass)) || '/' || {contents}")
 

@@ -74,6 +74,17 @@ def test_a_new_survival_population_rule_is_seen_by_the_next_reader(loaded):
     assert after["in_survival_population"].sum() < before["in_survival_population"].sum()
 
 
+def test_the_same_rule_written_by_the_next_analysis_keeps_the_copy(loaded, pg_url):
+    rule = {"survival_population_rule": POPULATIONS["paper"].frame(3)}
+    loaded.replace_results(rule, run_id="last-night")
+    _copied(loaded)
+    scans = _event_scans(loaded, pg_url)
+    loaded.replace_results(rule, run_id="tonight")  # every analysis writes its rule, under its own run id
+    copied = _copied(loaded)
+    assert _event_scans(loaded, pg_url) == scans
+    assert copied.equals(_view(loaded), null_equal=True)
+
+
 def test_a_copy_emptied_by_a_crash_is_made_again(loaded, pg_url):
     _copied(loaded)
     with psycopg.connect(_libpq(pg_url)) as other:  # what crash recovery does to an unlogged table

@@ -341,6 +341,7 @@ PH_RESIDUAL = ResultTable(
           "information (beta(t) under proportional hazards: a flat cloud)."),
     ),
     ("endpoint", "model", "term", "event_index"),
+    indexed=False,  # one row per event and term: millions at national scale (ResultTable.indexed)
 )
 
 CONTINUOUS_COX = ResultTable(

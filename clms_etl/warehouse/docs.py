@@ -112,11 +112,12 @@ def generate() -> str:
               "each replaced whole in one transaction per run; `run_id` names the run that computed the rows.", ""]
     result_suites = expectations.load_suites(scope=expectations.RESULTS)
     for table in schema.results_metadata.tables.values():
-        pk = {c.name for c in table.primary_key.columns}
+        spec = schema.RESULT_TABLES[table.name]
+        mark = "PK" if spec.indexed else "key (checked on write, not indexed)"
         lines += [f"### analytics.{table.name}", "", _md(table.comment), "",
                   "| column | type | null | key | description |", "|---|---|---|---|---|"]
-        lines += [f"| `{c.name}` | {_type(c)} | {'yes' if c.nullable else 'no'} | {'PK' if c.name in pk else ''} | "
-                  f"{_md(c.comment)} |" for c in table.columns]
+        lines += [f"| `{c.name}` | {_type(c)} | {'yes' if c.nullable else 'no'} | "
+                  f"{mark if c.name in spec.primary_key else ''} | {_md(c.comment)} |" for c in table.columns]
         if table.name in result_suites:
             suite = result_suites[table.name]
             lines += ["", f"Great Expectations suite `validations/expectations/{expectations.RESULTS_SUBDIR}/{table.name}.json` "

@@ -481,7 +481,7 @@ def declare_results(tables: Iterable[ResultTable], vocabularies: Callable[[], di
                         autoincrement=False)  # an integer key alone would become SERIAL (unknown to DuckDB)
               for c in spec.columns],
             sa.Column("run_id", sa.Text(), comment=RUN_ID_COMMENT),
-            sa.PrimaryKeyConstraint(*spec.primary_key),
+            *([sa.PrimaryKeyConstraint(*spec.primary_key)] if spec.indexed else []),
             comment=spec.description,
         )
     if vocabularies is not None and vocabularies not in _RESULT_VOCABULARIES:

@@ -119,3 +119,20 @@ def test_a_rekey_drops_the_shared_copies(loaded):
     loaded.rekey(twin_mapping(), TEST_KEY, OTHER_KEY, run_id="rekey-test")
     left = loaded.read_sql("SELECT COUNT(*) AS n FROM pg_tables WHERE schemaname = :s", {"s": COPIES_SCHEMA})
     assert left["n"][0] == 0
+
+
+def test_the_migrations_record_writes_to_the_tables_the_view_reads(pg_databases):
+    from alembic import command
+
+    from clms_etl.warehouse.shared_copy import base_tables
+    from tests.warehouse.helpers import alembic_config
+
+    migrated, declared = pg_databases.new(), pg_databases.new()
+    command.upgrade(alembic_config(migrated), "head")
+    with Warehouse(declared) as wh:
+        wh.create()
+    for url in (migrated, declared):
+        with psycopg.connect(_libpq(url)) as conn:
+            triggered = {t for t, in conn.execute("SELECT tgrelid::regclass::text FROM pg_trigger "
+                                                  "WHERE tgname = 'warehouse_changed'")}
+        assert triggered == set(base_tables("patient_summary")) == {"patient", "tumour", "surgery", "event"}

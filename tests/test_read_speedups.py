@@ -2,7 +2,8 @@
 
 * pseudonyms: :func:`clms_etl.keys.pseudonyms` (HMAC-SHA256 written out, the
   centre's prefix hashed once) equals :func:`clms_etl.keys.pseudonym` id by id, awkward ids and
-  keys included;
+  keys included; :func:`clms_etl.keys.pseudonym_column` (a column of ids, distinct ids hashed
+  once, put back by a join) gives each cell its own pseudonym, nulls and repeats included;
 * « Valeur reçue »: :mod:`clms_etl.readers.raw_cells` reads only the queried rows of a file (a
   workbook's other rows cut from the XML openpyxl parses, a text without quoting split by lines)
   and gives the cells the whole file read by openpyxl or the csv module gives.
@@ -20,7 +21,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from clms_etl.keys import DEMO_KEY, pseudonym, pseudonyms
+from clms_etl.keys import DEMO_KEY, pseudonym, pseudonym_column, pseudonyms
 from clms_etl.readers.base import ReadContext
 from clms_etl.readers.raw_cells import _sheet_rows, _text_rows, raw_cells
 
@@ -32,6 +33,16 @@ AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İsta
 @pytest.mark.parametrize("centre", ["centre06-montpellier", "  Nîmes ", "ß"])
 def test_pseudonyms_of_many_ids_equal_the_pseudonym_of_each(key, centre):
     assert pseudonyms(key, centre, AWKWARD_IDS) == {i: pseudonym(key, centre, i) for i in AWKWARD_IDS}
+
+
+def test_a_column_of_ids_gets_each_cells_pseudonym_in_place():
+    ids = pl.Series("ipp", [*AWKWARD_IDS, None, *reversed(AWKWARD_IDS), None, "MTP000123"], dtype=pl.String)
+    known = {"MTP000123": pseudonym(DEMO_KEY, "mtp", "MTP000123"), "other": "Pnot-asked"}
+    expected = [None if i is None else pseudonym(DEMO_KEY, "mtp", i) for i in ids.to_list()]
+    assert pseudonym_column(DEMO_KEY, "mtp", ids).to_list() == expected
+    assert pseudonym_column(DEMO_KEY, "mtp", ids, known).to_list() == expected
+    assert known == {"other": "Pnot-asked", **{i: pseudonym(DEMO_KEY, "mtp", i) for i in AWKWARD_IDS}}
+    assert pseudonym_column(DEMO_KEY, "mtp", ids.clear()).to_list() == []
 
 
 def _whole_text(text: str) -> list[list[str]]:

@@ -45,7 +45,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
-from clms_etl.keys import pseudonyms as pseudonymise
+from clms_etl.keys import pseudonym_column
 from clms_etl import formats as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
@@ -590,9 +590,7 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
     # (a key is hashed once whatever the sheets it is in)
-    new = [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]
-    pseudonyms.update(pseudonymise(ctx.pseudonym_key, ctx.centre, new))
-    pids = keys.replace_strict(pseudonyms, default=None, return_dtype=pl.String).alias("patient_id")
+    pids = pseudonym_column(ctx.pseudonym_key, ctx.centre, keys, pseudonyms).alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
     _too_long(cols, layout.max_cell)
     return cols, df, keys, fields

@@ -23,7 +23,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
-from clms_etl.keys import pseudonyms
+from clms_etl.keys import pseudonym_column
 from clms_etl import formats as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
@@ -237,8 +237,7 @@ class _Read:
         is_base = raw[INSTRUMENT].is_null()
         ipp = raw.select(pl.when(is_base & (pl.col(ipp_key).str.strip_chars() != ""))
                          .then(pl.col(ipp_key).str.strip_chars().str.to_uppercase())).to_series()
-        pseudo = pseudonyms(self.ctx.pseudonym_key, self.ctx.centre, ipp.drop_nulls().unique().to_list())
-        own = ipp.replace_strict(pseudo, default=None, return_dtype=pl.String)
+        own = pseudonym_column(self.ctx.pseudonym_key, self.ctx.centre, ipp)
         first_base = pl.DataFrame({"r": raw[rid], "p": own}).filter(is_base & raw[rid].is_not_null()).unique("r", keep="first")
         owner = raw[rid].to_frame("r").join(first_base, on="r", how="left", maintain_order="left")["p"]
         self.pids = pl.select(pl.when(is_base).then(own).otherwise(owner)).to_series().alias("patient_id")

@@ -214,3 +214,35 @@ def test_the_columnar_codes_read_every_cell_as_the_per_cell_reading(fmt, tmp_pat
         assert columnar[0][table].equals(per_cell[0][table]), table
     assert columnar[1].equals(per_cell[1])
     assert columnar[1].height > 0
+
+
+def test_distinct_values_give_each_cell_its_presence_and_queries_as_the_per_cell_look_ups(tmp_path, monkeypatch):
+    """Nîmes' hand-typed and free-text columns (each distinct value decoded once): whether a cell
+    says something is read off its distinct value, and a column whose values raise nothing makes
+    no query; the same as each cell looked up (``is_in`` of the missing tokens, the join of every
+    cell with the issues), on a delivery with many planted defects."""
+    from clms_etl.centres import load_registry
+    from clms_etl.data_queries import queries_frame
+    from clms_etl.readers import engine, free_text
+    from clms_etl.synth.generate import write_centre
+    from clms_etl.synth.twin import build_twin
+
+    when, seen = dt.date(2026, 12, 5), []
+    write_centre(tmp_path, "nimes", "nimes", build_twin(0).for_centre("nimes"), 3, 0.3, when)
+    distinct = engine.Columns._distinct
+
+    def checked(self, c, todo=None):
+        before = len(queries_frame(self.ctx.queries))
+        parsed = distinct(self, c, todo)
+        raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
+        assert parsed.present.equals(raw.is_not_null() & ~raw.is_in(list(self.layout.missing))), c.key
+        issues = sum(len(free_text.decode(c, v)[1]) for v in raw.drop_nulls().to_list())
+        assert len(queries_frame(self.ctx.queries)) - before == issues, c.key
+        seen.append((c.kind, issues))
+        return parsed
+
+    monkeypatch.setattr(engine.Columns, "_distinct", checked)
+    centre = next(c for c in load_registry(tmp_path).values() if c.format == "nimes")
+    centre.reader.read(ReadContext("nimes", tmp_path / "nimes" / when.isoformat(), when, DEMO_KEY))
+    assert {k for k, _ in seen} >= {"code", "site", "measure", "date"}
+    assert any(n for _, n in seen) and any(not n for _, n in seen)

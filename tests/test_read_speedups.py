@@ -246,3 +246,43 @@ def test_distinct_values_give_each_cell_its_presence_and_queries_as_the_per_cell
     centre.reader.read(ReadContext("nimes", tmp_path / "nimes" / when.isoformat(), when, DEMO_KEY))
     assert {k for k, _ in seen} >= {"code", "site", "measure", "date"}
     assert any(n for _, n in seen) and any(not n for _, n in seen)
+
+
+def test_redcap_codes_looked_at_only_in_the_columns_holding_a_cell_that_is_no_code(tmp_path, monkeypatch):
+    """REDCap's labels typed for codes: one select names the coded columns holding a cell that is
+    no code, and only those are read cell by cell; the same frames and queries as when every coded
+    column is (labels, a code with spaces, an unknown value, in forms of patients and operations)."""
+    from clms_etl.centres import load_registry
+    from clms_etl.readers import redcap
+    from clms_etl.synth.generate import write_centre
+    from clms_etl.synth.twin import build_twin
+
+    when = dt.date(2026, 12, 5)
+    write_centre(tmp_path, "lyon", "lyon", build_twin(0).for_centre("lyon"), 3, 0.3, when)
+    folder = tmp_path / "lyon" / when.isoformat()
+    data = next(p for p in folder.glob("*.csv") if "Dictionary" not in p.name)
+    rows = list(csv.reader(io.StringIO(data.read_text("utf-8"), newline="")))
+    at = {name: j for j, name in enumerate(rows[0])}
+    typed = {"sexe": "Femme", "localisation": "Tronc", "chir_type": "?", "presentation": " 2 "}
+    for n, row in enumerate(rows[1:]):
+        for column, value in typed.items():
+            if row[at[column]] and n % 3 == 0:
+                row[at[column]] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    data.write_text(out.getvalue(), "utf-8")
+    centre = next(c for c in load_registry(tmp_path).values() if c.format == "lyon")
+
+    def read():
+        result = centre.reader.read(ReadContext("lyon", folder, when, DEMO_KEY))
+        return result.frames, result.queries_frame()
+
+    screened = read()
+    monkeypatch.setattr(redcap, "_holding_no_code", lambda raw, coded: coded)  # every coded column, cell by cell
+    every = read()
+    assert screened[0].keys() == every[0].keys()
+    for table in screened[0]:
+        assert screened[0][table].equals(every[0][table]), table
+    assert screened[1].equals(every[1])
+    rules = set(screened[1]["rule"].to_list())
+    assert {"label_instead_of_code", "value_normalised"} <= rules

@@ -129,7 +129,7 @@ class _Form(engine.Columns):
         self.dictionary = dictionary
 
     def parse(self, columns: list[decl.Column]) -> dict[str, engine.Parsed]:
-        for c in (c for c in columns if c.kind == "code" and c.codes is not COMPLETE):
+        for c in _holding_no_code(self.raw, [c for c in columns if c.kind == "code" and c.codes is not COMPLETE]):
             choices = self.dictionary.get(c.key, {}).get("choices", {})
             by_label = {label_key(label): code for code, label in choices.items()}
             folded, column, fixes = {fold(code) for code in c.codes}, self.raw[c.key], {}
@@ -149,6 +149,12 @@ class _Form(engine.Columns):
                 self.cells(i, c.table).error(self.header[c.key], self.raw[c.key][i], "date_not_iso", say(
                     "date_not_iso", shown=shown, column=self.header[c.key]), identifier=c.identifier is not None)
         return v
+
+
+def _holding_no_code(raw: pl.DataFrame, coded: list[decl.Column]) -> list[decl.Column]:
+    """The ``coded`` columns holding a cell that is no code: one select for all, not a query each."""
+    found = raw.select((pl.col(c.key).is_not_null() & ~pl.col(c.key).is_in(list(c.codes))).any() for c in coded)
+    return [c for c, odd in zip(coded, found.row(0) if coded else ()) if odd]
 
 
 class _Read:

@@ -286,3 +286,21 @@ def test_redcap_codes_looked_at_only_in_the_columns_holding_a_cell_that_is_no_co
     assert screened[1].equals(every[1])
     rules = set(screened[1]["rule"].to_list())
     assert {"label_instead_of_code", "value_normalised"} <= rules
+
+
+def test_places_along_runs_equal_the_window_over_each_record():
+    """Nîmes' notes (each note's place in its cell, exploded beside it) and Montpellier's metastasis
+    sites (numbered along their record's run of rows): the same numbers as the window over each
+    record they replace — null cells, blank notes, one and several per record."""
+    from clms_etl.readers.base import number_within
+
+    cells = pl.DataFrame({"i": [0, 1, 2, 3, 4, 5], "_text": ["a;b", None, "", ";x; ;y", "z", "p;p;p"]}).with_columns(
+        pl.col("_text").str.split(";"))
+    by_window = cells.select("i", "_text").explode("_text").with_columns(pl.int_range(pl.len()).over("i").alias("_note"))
+    exploded = cells.select("i", "_text", _note=pl.int_ranges(0, pl.col("_text").list.len())).explode("_text", "_note")
+    kept = pl.col("_text").is_not_null() & (pl.col("_text") != "")
+    assert exploded.filter(kept).equals(by_window.filter(kept))
+    assert exploded.filter(kept)["_note"].to_list() == [0, 1, 1, 2, 3, 0, 0, 1, 2]
+    runs = by_window.filter(kept).select("i")
+    assert runs.select(number_within("i").cast(pl.Int64)).to_series().equals(
+        runs.select(pl.int_range(pl.len()).over("i") + 1).to_series().alias("i"))

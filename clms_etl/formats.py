@@ -183,7 +183,15 @@ def find(fmt: str, drop_folder: Path | None = None) -> Path | None:
 
 def file_layout(path: Path | None) -> FileLayout | None:
     """The ``[file]`` table of a format file (an adapter's too); None without one."""
-    f = tomllib.loads(Path(path).read_text("utf-8")).get("file") if path is not None else None
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return _file_layout(str(path), (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _file_layout(path: str, _stamp: tuple[int, int]) -> FileLayout | None:  # (once per file version, as _load)
+    f = tomllib.loads(Path(path).read_text("utf-8")).get("file")
     return FileLayout.of(f) if f else None
 
 

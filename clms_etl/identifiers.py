@@ -212,8 +212,8 @@ class Screen:
         whole = pl.concat([names.filter(names.str.len_chars() >= MIN_WHOLE_VALUE),
                            numbers.filter(numbers.str.len_chars() >= 4),
                            births.filter(births.str.len_chars() >= 6)])
-        births = pl.concat([pl.DataFrame(schema={"patient_id": pl.String, "day": pl.Date}), *ids.births]).unique()
-        return cls(words, whole, dates, set(ids.columns), births)
+        births = pl.concat([pl.DataFrame(schema={"patient_id": pl.String, "day": pl.Date}), *ids.births])
+        return cls(words, whole, dates, set(ids.columns), births if _one_each(births) else births.unique())
 
     @cached_property
     def words(self) -> set[str]:
@@ -226,6 +226,11 @@ class Screen:
     @cached_property
     def dates(self) -> set[tuple[int, int, int]]:
         return set(self.date_parts.iter_rows())
+
+    @cached_property
+    def birth_of_each(self) -> bool:
+        """Whether each patient has one birth date (then a row's is found by one look-up per table)."""
+        return _one_each(self.births)
 
     @property
     def empty(self) -> bool:
@@ -307,6 +312,10 @@ class Screen:
             return values, pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
         hit = values.is_in(pl.Series(list(mapping), dtype=pl.String).implode())
         return values.replace(mapping), hit
+
+
+def _one_each(births: pl.DataFrame) -> bool:
+    return births.get_column("patient_id").is_unique().all()
 
 
 def _number_text(raw) -> str:
@@ -577,8 +586,11 @@ def _screen_dates(table: str, frame: pl.DataFrame, screen: Screen, names: dict, 
     if screen.births.is_empty() or frame.is_empty() or "patient_id" not in frame.columns or not dated:
         return frame, none
     warnings = []
+    if screen.birth_of_each:  # each row's birth date looked up once, compared with every date column
+        birth = frame.select("patient_id").join(screen.births, on="patient_id", how="left", maintain_order="left")
+        hits = frame.select((pl.col(c) == birth.get_column("day")).fill_null(False) for c in dated)
     for column in dated:
-        hit = frame.select("patient_id", column).join(
+        hit = hits.get_column(column) if screen.birth_of_each else frame.select("patient_id", column).join(
             screen.births.with_columns(_birth=pl.lit(True)), left_on=["patient_id", column],
             right_on=["patient_id", "day"], how="left", maintain_order="left",
         ).get_column("_birth").fill_null(False)

@@ -33,6 +33,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
+import polars as pl
+
 ENV_KEY = "CLMS_PSEUDONYM_KEY"
 ENV_KEY_FILE = "CLMS_PSEUDONYM_KEY_FILE"
 # The key a warehouse was built with, for `clms-etl warehouse rekey` (the new one is ENV_KEY).
@@ -188,6 +190,19 @@ def pseudonyms(key: bytes, centre: str, local_ids) -> dict[str, str]:
     if out and out[0] != pseudonym(key, centre, local_ids[0]):
         out = [pseudonym(key, centre, local_id) for local_id in local_ids]
     return dict(zip(local_ids, out))
+
+
+def pseudonym_column(key: bytes, centre: str, local_ids: pl.Series, known: dict[str, str] | None = None) -> pl.Series:
+    """:func:`pseudonyms` of a column of ids (a null stays null): each distinct id hashed once —
+    ``known`` (id -> pseudonym, completed here) spares the ids a reader's other sheets had — and
+    put back by a join (``replace_strict`` with a dict of every id first builds two Series from
+    Python: 16-23 ms for 25,000 ids, the mapping frame and its join 6-7 ms)."""
+    known = {} if known is None else known
+    distinct = local_ids.drop_nulls().unique()
+    ids = distinct.to_list()
+    known.update(pseudonyms(key, centre, [k for k in ids if k not in known]))
+    mapping = pl.DataFrame({"k": distinct, "p": pl.Series([known[k] for k in ids], dtype=pl.String)})
+    return local_ids.to_frame("k").join(mapping, on="k", how="left", maintain_order="left").get_column("p")
 
 
 def fingerprint(key: bytes, salt: bytes | None = None) -> str:

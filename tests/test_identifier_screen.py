@@ -354,3 +354,36 @@ def test_identifiers_registered_twice_mask_as_once():
     assert twice.masked(texts) == once.masked(texts)
     assert len(once.masked(texts)) == 7
     assert [twice.mask_text(t) for t in texts] == [once.mask_text(t) for t in texts]
+
+
+def test_birth_dates_in_date_columns_looked_up_once_per_table_equal_the_join_per_column():
+    """A date column holding the patient's own birth date is emptied with a warning: found by one
+    look-up of each row's birth date per table when every patient has one (the usual delivery), the
+    same as the join of (patient, date) per column, which stays for a patient with two."""
+    from types import SimpleNamespace
+
+    from clms_etl.identifiers import _screen_dates
+
+    d = dt.date
+    frame = pl.DataFrame({
+        "patient_id": ["P1", "P2", None, "P3", "P1", "P4"],
+        "surgery_date": [d(1950, 1, 2), d(2010, 1, 1), d(1950, 1, 2), None, d(2011, 5, 5), d(1961, 3, 3)],
+        "surgery_date_precision": ["day"] * 6,
+        "source_file": ["f.csv"] * 6, "source_sheet": [None] * 6, "source_row": [2, 3, 4, 5, 6, 7],
+        "row_id": [f"surgery:{i}" for i in range(6)],
+    }, schema_overrides={"source_sheet": pl.String, "source_row": pl.Int64})
+    result = SimpleNamespace(centre="c", delivery_date=d(2026, 12, 1))
+    for extra in ([], [("P4", d(1961, 3, 3))]):  # P4 with a second birth date: the join per column
+        ids = Identifiers()
+        ids.add_births(["P1", "P2", "P3", None, *(p for p, _ in extra)],
+                       [d(1950, 1, 2), d(1940, 6, 6), d(1961, 3, 3), d(1970, 1, 1), *(b for _, b in extra)])
+        ids.add_births(["P4"], [d(1999, 9, 9)])
+        screen = ids.screen()
+        assert screen.birth_of_each == (not extra)
+        got = _screen_dates("surgery", frame, screen, {}, result)
+        screen.birth_of_each = False  # (the cached verdict overridden: the reference path)
+        expected = _screen_dates("surgery", frame, screen, {}, result)
+        for a, b in zip(got, expected):
+            assert a.equals(b)
+        masked = got[0]["surgery_date"].is_null().to_list()
+        assert masked == [True, False, False, True, False, bool(extra)] and got[1].height == 1 + bool(extra)

@@ -2,7 +2,8 @@
 
 * pseudonyms: :func:`clms_etl.keys.pseudonyms` (HMAC-SHA256 written out, the
   centre's prefix hashed once) equals :func:`clms_etl.keys.pseudonym` id by id, awkward ids and
-  keys included;
+  keys included; :func:`clms_etl.keys.pseudonym_column` (a column of ids, distinct ids hashed
+  once, put back by a join) gives each cell its own pseudonym, nulls and repeats included;
 * « Valeur reçue »: :mod:`clms_etl.readers.raw_cells` reads only the queried rows of a file (a
   workbook's other rows cut from the XML openpyxl parses, a text without quoting split by lines)
   and gives the cells the whole file read by openpyxl or the csv module gives.
@@ -20,7 +21,7 @@ import openpyxl
 import polars as pl
 import pytest
 
-from clms_etl.keys import DEMO_KEY, pseudonym, pseudonyms
+from clms_etl.keys import DEMO_KEY, pseudonym, pseudonym_column, pseudonyms
 from clms_etl.readers.base import ReadContext
 from clms_etl.readers.raw_cells import _sheet_rows, _text_rows, raw_cells
 
@@ -32,6 +33,16 @@ AWKWARD_IDS = ["MTP000123", "", " ", "  12 ", "\t7\n", "é-ß-ﬁ", "ǆ", "İsta
 @pytest.mark.parametrize("centre", ["centre06-montpellier", "  Nîmes ", "ß"])
 def test_pseudonyms_of_many_ids_equal_the_pseudonym_of_each(key, centre):
     assert pseudonyms(key, centre, AWKWARD_IDS) == {i: pseudonym(key, centre, i) for i in AWKWARD_IDS}
+
+
+def test_a_column_of_ids_gets_each_cells_pseudonym_in_place():
+    ids = pl.Series("ipp", [*AWKWARD_IDS, None, *reversed(AWKWARD_IDS), None, "MTP000123"], dtype=pl.String)
+    known = {"MTP000123": pseudonym(DEMO_KEY, "mtp", "MTP000123"), "other": "Pnot-asked"}
+    expected = [None if i is None else pseudonym(DEMO_KEY, "mtp", i) for i in ids.to_list()]
+    assert pseudonym_column(DEMO_KEY, "mtp", ids).to_list() == expected
+    assert pseudonym_column(DEMO_KEY, "mtp", ids, known).to_list() == expected
+    assert known == {"other": "Pnot-asked", **{i: pseudonym(DEMO_KEY, "mtp", i) for i in AWKWARD_IDS}}
+    assert pseudonym_column(DEMO_KEY, "mtp", ids.clear()).to_list() == []
 
 
 def _whole_text(text: str) -> list[list[str]]:
@@ -203,3 +214,93 @@ def test_the_columnar_codes_read_every_cell_as_the_per_cell_reading(fmt, tmp_pat
         assert columnar[0][table].equals(per_cell[0][table]), table
     assert columnar[1].equals(per_cell[1])
     assert columnar[1].height > 0
+
+
+def test_distinct_values_give_each_cell_its_presence_and_queries_as_the_per_cell_look_ups(tmp_path, monkeypatch):
+    """Nîmes' hand-typed and free-text columns (each distinct value decoded once): whether a cell
+    says something is read off its distinct value, and a column whose values raise nothing makes
+    no query; the same as each cell looked up (``is_in`` of the missing tokens, the join of every
+    cell with the issues), on a delivery with many planted defects."""
+    from clms_etl.centres import load_registry
+    from clms_etl.data_queries import queries_frame
+    from clms_etl.readers import engine, free_text
+    from clms_etl.synth.generate import write_centre
+    from clms_etl.synth.twin import build_twin
+
+    when, seen = dt.date(2026, 12, 5), []
+    write_centre(tmp_path, "nimes", "nimes", build_twin(0).for_centre("nimes"), 3, 0.3, when)
+    distinct = engine.Columns._distinct
+
+    def checked(self, c, todo=None):
+        before = len(queries_frame(self.ctx.queries))
+        parsed = distinct(self, c, todo)
+        raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
+        assert parsed.present.equals(raw.is_not_null() & ~raw.is_in(list(self.layout.missing))), c.key
+        issues = sum(len(free_text.decode(c, v)[1]) for v in raw.drop_nulls().to_list())
+        assert len(queries_frame(self.ctx.queries)) - before == issues, c.key
+        seen.append((c.kind, issues))
+        return parsed
+
+    monkeypatch.setattr(engine.Columns, "_distinct", checked)
+    centre = next(c for c in load_registry(tmp_path).values() if c.format == "nimes")
+    centre.reader.read(ReadContext("nimes", tmp_path / "nimes" / when.isoformat(), when, DEMO_KEY))
+    assert {k for k, _ in seen} >= {"code", "site", "measure", "date"}
+    assert any(n for _, n in seen) and any(not n for _, n in seen)
+
+
+def test_redcap_codes_looked_at_only_in_the_columns_holding_a_cell_that_is_no_code(tmp_path, monkeypatch):
+    """REDCap's labels typed for codes: one select names the coded columns holding a cell that is
+    no code, and only those are read cell by cell; the same frames and queries as when every coded
+    column is (labels, a code with spaces, an unknown value, in forms of patients and operations)."""
+    from clms_etl.centres import load_registry
+    from clms_etl.readers import redcap
+    from clms_etl.synth.generate import write_centre
+    from clms_etl.synth.twin import build_twin
+
+    when = dt.date(2026, 12, 5)
+    write_centre(tmp_path, "lyon", "lyon", build_twin(0).for_centre("lyon"), 3, 0.3, when)
+    folder = tmp_path / "lyon" / when.isoformat()
+    data = next(p for p in folder.glob("*.csv") if "Dictionary" not in p.name)
+    rows = list(csv.reader(io.StringIO(data.read_text("utf-8"), newline="")))
+    at = {name: j for j, name in enumerate(rows[0])}
+    typed = {"sexe": "Femme", "localisation": "Tronc", "chir_type": "?", "presentation": " 2 "}
+    for n, row in enumerate(rows[1:]):
+        for column, value in typed.items():
+            if row[at[column]] and n % 3 == 0:
+                row[at[column]] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    data.write_text(out.getvalue(), "utf-8")
+    centre = next(c for c in load_registry(tmp_path).values() if c.format == "lyon")
+
+    def read():
+        result = centre.reader.read(ReadContext("lyon", folder, when, DEMO_KEY))
+        return result.frames, result.queries_frame()
+
+    screened = read()
+    monkeypatch.setattr(redcap, "_holding_no_code", lambda raw, coded: coded)  # every coded column, cell by cell
+    every = read()
+    assert screened[0].keys() == every[0].keys()
+    for table in screened[0]:
+        assert screened[0][table].equals(every[0][table]), table
+    assert screened[1].equals(every[1])
+    rules = set(screened[1]["rule"].to_list())
+    assert {"label_instead_of_code", "value_normalised"} <= rules
+
+
+def test_places_along_runs_equal_the_window_over_each_record():
+    """Nîmes' notes (each note's place in its cell, exploded beside it) and Montpellier's metastasis
+    sites (numbered along their record's run of rows): the same numbers as the window over each
+    record they replace — null cells, blank notes, one and several per record."""
+    from clms_etl.readers.base import number_within
+
+    cells = pl.DataFrame({"i": [0, 1, 2, 3, 4, 5], "_text": ["a;b", None, "", ";x; ;y", "z", "p;p;p"]}).with_columns(
+        pl.col("_text").str.split(";"))
+    by_window = cells.select("i", "_text").explode("_text").with_columns(pl.int_range(pl.len()).over("i").alias("_note"))
+    exploded = cells.select("i", "_text", _note=pl.int_ranges(0, pl.col("_text").list.len())).explode("_text", "_note")
+    kept = pl.col("_text").is_not_null() & (pl.col("_text") != "")
+    assert exploded.filter(kept).equals(by_window.filter(kept))
+    assert exploded.filter(kept)["_note"].to_list() == [0, 1, 1, 2, 3, 0, 0, 1, 2]
+    runs = by_window.filter(kept).select("i")
+    assert runs.select(number_within("i").cast(pl.Int64)).to_series().equals(
+        runs.select(pl.int_range(pl.len()).over("i") + 1).to_series().alias("i"))

@@ -568,6 +568,10 @@ def test_context_of_a_patient_with_two_rows_an_unknown_patient_and_a_null_id():
         assert surgery["ctx_diagnosis_date"].to_list()[:2] == [first_p1, first_p1]
         assert surgery["ctx_patient_known"].to_list() == [True, True, True, False][:surgery.height]
         assert surgery["ctx_death_date"].to_list()[2] == D(2019, 5, 5)
+        # a patient's distinct rows: the window over the patient's rows, spared when each has one row
+        rows_of = pl.when(pl.col("patient_id").is_not_null()).then(
+            pl.col("ctx_is_duplicate").not_().sum().over("patient_id")).cast(pl.Int32)
+        assert got["patient"]["ctx_patient_rows"].to_list() == got["patient"].select(rows_of).to_series().to_list()
 
 
 def _pandera_cases(table: str, frame: pl.DataFrame):

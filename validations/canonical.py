@@ -302,7 +302,8 @@ def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict
     # each patient's first row (a delivery has one row per patient: the group_by is spared)
     patients = patient.filter(pl.col("patient_id").is_not_null()).select(
         "patient_id", ctx_diagnosis_date="diagnosis_date", ctx_diagnosis_date_precision="diagnosis_date_precision")
-    if not patients["patient_id"].is_unique().all():
+    one_row_each = patients["patient_id"].is_unique().all()
+    if not one_row_each:
         patients = patients.group_by("patient_id", maintain_order=True).agg(pl.all().first())
     patients = patients.with_columns(ctx_patient_known=pl.lit(True))
     # Last news and death are the references other dates are compared with; one dated before
@@ -337,7 +338,8 @@ def add_context(frames: dict[str, pl.DataFrame], delivery_date: dt.date) -> dict
         if table == "patient":
             dead = pl.col("patient_id").is_in(deaths["patient_id"].implode())
             frame = frame.with_columns(ctx_has_death=dead.fill_null(False))
-            distinct = pl.col("ctx_is_duplicate").not_().sum().over("patient_id")
+            # (a patient on one row is no copy of another: one distinct row, without the window)
+            distinct = pl.lit(1) if one_row_each else pl.col("ctx_is_duplicate").not_().sum().over("patient_id")
             frame = frame.with_columns(
                 ctx_patient_rows=pl.when(pl.col("patient_id").is_not_null()).then(distinct).cast(pl.Int32)
             )

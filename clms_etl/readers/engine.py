@@ -45,7 +45,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
-from clms_etl.keys import pseudonyms as pseudonymise
+from clms_etl.keys import pseudonym_column
 from clms_etl import formats as decl
 from clms_etl.readers import event_columns, free_text
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, field_counts,
@@ -452,18 +452,21 @@ class Columns:
         """A free-text kind (or the cells ``todo`` of a hand-typed file): each distinct value
         decoded once (:func:`free_text.decode`) and scattered back; its issues raised in bulk."""
         raw = self.raw[c.key] if todo is None else pl.select(pl.when(todo).then(self.raw[c.key])).to_series()
-        present = raw.is_not_null() & ~raw.is_in(list(self.layout.missing))
         unique = raw.drop_nulls().unique(maintain_order=True)
         decoded = [free_text.decode(c, text) for text in unique.to_list()]
         index = raw.cast(pl.Enum(unique)).to_physical().cast(pl.UInt32)  # (each cell's distinct value: an Enum's index)
-        first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) for j in (0, 1))
+        # (whatever is per cell, by its distinct value: the cells' own look-ups cost as much as the whole)
+        present = (~unique.is_in(list(self.layout.missing))).gather(index).fill_null(False).alias(raw.name)
+        first, second = (pl.Series([d[0][j] for d in decoded], strict=False).gather(index) if j == 0 or c.kind == "date"
+                         or c.upper_bound or c.options.get("also") else None for j in (0, 1))  # (a code: no second)
         if c.upper_bound:
             self.bounds[c.key] = set(second.fill_null(False).arg_true().to_list())
         issues = pl.DataFrame([(u, issue.rule, issue.message) for u, (_, found) in enumerate(decoded) for issue in found],
                               schema={"u": pl.UInt32, "rule": pl.String, "message": pl.String}, orient="row")
-        hits = pl.DataFrame({"i": pl.int_range(self.n, eager=True), "u": index, "value": raw})
-        self.queries(hits.join(issues, on="u", maintain_order="left_right"), c.table or "patient", self.header[c.key],
-                     c.identifier is not None, event_columns.suffix(c.event))
+        if not issues.is_empty():
+            hits = pl.DataFrame({"i": pl.int_range(self.n, eager=True), "u": index, "value": raw})
+            self.queries(hits.join(issues, on="u", maintain_order="left_right"), c.table or "patient",
+                         self.header[c.key], c.identifier is not None, event_columns.suffix(c.event))
         return Parsed(first.alias(c.key), present, second if c.kind == "date" else None,
                       second if c.options.get("also") else None)
 
@@ -590,9 +593,7 @@ def _columns(ctx: ReadContext, part: decl.Declaration, df: pl.DataFrame, header:
     keys = raw[part.column("patient.local_id").key].str.strip_chars().str.to_uppercase()
     keys = pl.select(pl.when(~keys.is_in(list(layout.missing))).then(keys)).to_series()
     # (a key is hashed once whatever the sheets it is in)
-    new = [k for k in keys.drop_nulls().unique().to_list() if k not in pseudonyms]
-    pseudonyms.update(pseudonymise(ctx.pseudonym_key, ctx.centre, new))
-    pids = keys.replace_strict(pseudonyms, default=None, return_dtype=pl.String).alias("patient_id")
+    pids = pseudonym_column(ctx.pseudonym_key, ctx.centre, keys, pseudonyms).alias("patient_id")
     cols = Columns(ctx, part, raw, {key: header[i] for key, i in found.items()}, rows, pids)
     _too_long(cols, layout.max_cell)
     return cols, df, keys, fields

@@ -132,7 +132,8 @@ def _sites(c, p: _Parts) -> pl.DataFrame:
         fast = fast.scatter(todo, pl.Series(decoded, dtype=pl.String))
     frame = frame.with_columns(fast.alias("metastasis_site")).filter(pl.col("metastasis_site").is_not_null())
     frame = frame.unique(["i", "metastasis_site"], keep="first", maintain_order=True)
-    return frame.select("i", (pl.int_range(pl.len()).over("i") + 1).alias("sub"), "metastasis_site")
+    # (a record's sites are one run of rows: numbered along it, not by a window over every record)
+    return frame.select("i", number_within("i").cast(pl.Int64).alias("sub"), "metastasis_site")
 
 
 def _site(c, column, i: int, header: str, text: str) -> str | None:

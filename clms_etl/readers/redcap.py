@@ -23,7 +23,7 @@ import polars as pl
 
 from clms_etl import model
 from clms_etl.data_queries import IDENTIFIER_MASK
-from clms_etl.keys import pseudonyms
+from clms_etl.keys import pseudonym_column
 from clms_etl import formats as decl
 from clms_etl.readers import engine
 from clms_etl.readers.base import (READERS, ColumnSpec, ImportFailure, ReadContext, ReadResult, find_delivery_file,
@@ -129,7 +129,7 @@ class _Form(engine.Columns):
         self.dictionary = dictionary
 
     def parse(self, columns: list[decl.Column]) -> dict[str, engine.Parsed]:
-        for c in (c for c in columns if c.kind == "code" and c.codes is not COMPLETE):
+        for c in _holding_no_code(self.raw, [c for c in columns if c.kind == "code" and c.codes is not COMPLETE]):
             choices = self.dictionary.get(c.key, {}).get("choices", {})
             by_label = {label_key(label): code for code, label in choices.items()}
             folded, column, fixes = {fold(code) for code in c.codes}, self.raw[c.key], {}
@@ -149,6 +149,12 @@ class _Form(engine.Columns):
                 self.cells(i, c.table).error(self.header[c.key], self.raw[c.key][i], "date_not_iso", say(
                     "date_not_iso", shown=shown, column=self.header[c.key]), identifier=c.identifier is not None)
         return v
+
+
+def _holding_no_code(raw: pl.DataFrame, coded: list[decl.Column]) -> list[decl.Column]:
+    """The ``coded`` columns holding a cell that is no code: one select for all, not a query each."""
+    found = raw.select((pl.col(c.key).is_not_null() & ~pl.col(c.key).is_in(list(c.codes))).any() for c in coded)
+    return [c for c, odd in zip(coded, found.row(0) if coded else ()) if odd]
 
 
 class _Read:
@@ -237,8 +243,7 @@ class _Read:
         is_base = raw[INSTRUMENT].is_null()
         ipp = raw.select(pl.when(is_base & (pl.col(ipp_key).str.strip_chars() != ""))
                          .then(pl.col(ipp_key).str.strip_chars().str.to_uppercase())).to_series()
-        pseudo = pseudonyms(self.ctx.pseudonym_key, self.ctx.centre, ipp.drop_nulls().unique().to_list())
-        own = ipp.replace_strict(pseudo, default=None, return_dtype=pl.String)
+        own = pseudonym_column(self.ctx.pseudonym_key, self.ctx.centre, ipp)
         first_base = pl.DataFrame({"r": raw[rid], "p": own}).filter(is_base & raw[rid].is_not_null()).unique("r", keep="first")
         owner = raw[rid].to_frame("r").join(first_base, on="r", how="left", maintain_order="left")["p"]
         self.pids = pl.select(pl.when(is_base).then(own).otherwise(owner)).to_series().alias("patient_id")

@@ -60,13 +60,15 @@ def trigger_statements() -> list[str]:
     return out
 
 
-@sa.event.listens_for(metadata, "after_create")
 def _triggers_with_the_change_table(target, connection: sa.Connection, tables=(), **kw) -> None:
     # Warehouse.create on PostgreSQL (the tests' databases; production runs the migrations): once the
     # base tables exist, when warehouse_change was created with them
     if connection.dialect.name == "postgresql" and any(t is warehouse_change for t in tables or ()):
         for statement in trigger_statements():
             connection.exec_driver_sql(statement)
+
+
+sa.event.listen(metadata, "after_create", _triggers_with_the_change_table)
 
 
 def _state_sql(view: str) -> str:

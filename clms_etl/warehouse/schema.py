@@ -425,7 +425,8 @@ sa.Table(  # data_query_status (in metadata, looked up by name like every table)
           ("source_sheet", sa.Text()), ("source_row", sa.BigInteger()), ("field", sa.Text()), ("message", sa.Text()),
           ("status", sa.Text()), ("opened_on", sa.Date()), ("last_seen_on", sa.Date()), ("answered_on", sa.Date()),
           ("answer", sa.Text()), ("resolved_on", sa.Date()))],
-    sa.PrimaryKeyConstraint("query_id"),
+    # a query's number is unique within its centre (a 40-bit hash): two centres' may meet at national scale
+    sa.PrimaryKeyConstraint("centre", "query_id"),
     sa.CheckConstraint(_in("status", ("open", "answered", "resolved")), name="status_code"),
     sa.CheckConstraint("(status = 'resolved') = (resolved_on IS NOT NULL)", name="resolved_has_date"),
     comment=TABLE_COMMENTS["data_query_status"],

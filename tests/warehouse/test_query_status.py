@@ -50,3 +50,22 @@ def test_the_load_opens_answers_and_resolves_queries_and_gives_turnaround_figure
     assert (figures["centre"], figures["n_open"], figures["n_answered"], figures["n_resolved"]) == ("nimes", 0, 0, 1)
     assert (figures["median_days_to_answer"], figures["median_days_to_resolve"]) == \
         ((DAY2 - DAY1).days, (DAY3 - DAY1).days)
+
+
+def test_two_centres_queries_with_one_number_are_both_kept(warehouse_url, tmp_path):
+    """A query's number is a 40-bit hash unique within its centre: at national scale two centres' numbers meet
+    (a 40-centre night at 1,000,000 patients failed a load on it). Each centre keeps its own query."""
+    import sqlalchemy as sa
+
+    nimes = twin()["nimes"]
+    (number,) = query_ids(_margin(DAY1)).to_list()
+    with Warehouse(warehouse_url) as wh:
+        wh.create()
+        with wh.engine.begin() as conn:  # another centre's query that happens to have the same number
+            conn.execute(sa.text("INSERT INTO data_query_status (query_id, centre, rule, severity, status, opened_on, "
+                                 "last_seen_on) VALUES (:q, 'lyon', 'date_after_death', 'warning', 'open', :d, :d)"),
+                         {"q": number, "d": DAY1})
+        first = dataclasses.replace(nimes, delivery_date=DAY1, queries=_margin(DAY1))
+        wh.load_delivery("nimes", DAY1, delivery_files(tmp_path, "nimes", DAY1), first, "r1", expectations=False)
+        kept = wh.table("data_query_status").select("centre", "query_id").sort("centre").rows()
+    assert kept == [("lyon", number), ("nimes", number)]

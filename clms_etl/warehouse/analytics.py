@@ -438,10 +438,21 @@ def reading_copies(sql: str, copies: dict[str, str]) -> str:
     return sql
 
 
+def analytics_names(sql: str) -> set[str]:
+    """The relations of the ``analytics`` schema ``sql`` names (views and result tables)."""
+    return set(re.findall(rf"\b{ANALYTICS_SCHEMA}\.(\w+)", sql))
+
+
+def base_tables(view: str) -> list[str]:
+    """The warehouse's base tables view ``view`` reads."""
+    sql = VIEWS_BY_NAME[view].sql
+    return [t.name for t in metadata.sorted_tables if re.search(rf"\b(?:FROM|JOIN)\s+{t.name}\b", sql, re.IGNORECASE)]
+
+
 def views_read(sql: str) -> set[str]:
     """The ``analytics`` views ``sql`` reads, with the views they are built on (``survival``: ``patient_summary``)."""
     found: set[str] = set()
-    pending = set(re.findall(rf"\b{ANALYTICS_SCHEMA}\.(\w+)", sql)) & set(VIEWS_BY_NAME)
+    pending = analytics_names(sql) & set(VIEWS_BY_NAME)
     while pending:
         found |= pending
         pending = {v for name in pending for v in views_read(VIEWS_BY_NAME[name].sql)} - found
@@ -473,8 +484,7 @@ def view_for_patients(name: str, patients: str) -> str:
     view = VIEWS_BY_NAME[name]
     if not view.per_patient:
         raise ValueError(f"{view.qualified} is not computed patient by patient: filter the view instead")
-    base = [t.name for t in metadata.sorted_tables if "patient_id" in t.c
-            and re.search(rf"\b(?:FROM|JOIN)\s+{t.name}\b", view.sql, re.IGNORECASE)]
+    base = [t for t in base_tables(name) if "patient_id" in metadata.tables[t].c]
     # (a CTE may read the table it shadows: in a WITH that is not RECURSIVE, its own name is the table)
     shadows = ", ".join(f"{t} AS (SELECT * FROM {t} WHERE patient_id IN ({patients}))" for t in base)
     sql = view.sql.strip()

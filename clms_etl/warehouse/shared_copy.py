@@ -1,7 +1,7 @@
 """Shared copies of the per-patient ``analytics`` views on PostgreSQL: computed once for all their readers.
 
 PostgreSQL computes ``analytics.patient_summary`` from every patient's operations and events each time
-it is read (15–20 s at 1,000,000 patients), and the nightly refresh reads it in four processes: the
+it is read (15–20 s at 1,000,000 patients), and the nightly refresh reads it in five processes: the
 warehouse's Great Expectations, the survival analysis, its result suites, the exports and the report. A
 **shared copy** holds the view's rows in ``analytics_copies.<view>``, with the state of the warehouse they
 were computed from; a reader finding the warehouse in that state reads the copy (into its own temporary
@@ -25,8 +25,6 @@ without the right to make the copy; they read the view, as before.
 
 from __future__ import annotations
 
-import re
-
 import sqlalchemy as sa
 
 from clms_etl.warehouse import analytics
@@ -38,12 +36,6 @@ _FUNCTION = "warehouse_changed"
 _LOCK_TIMEOUT = "1s"  # a copy being read elsewhere is not replaced under its readers: read the view instead
 
 
-def base_tables(view: str) -> list[str]:
-    """The warehouse's base tables ``view`` reads (its triggers' tables)."""
-    sql = analytics.VIEWS_BY_NAME[view].sql
-    return [t.name for t in metadata.sorted_tables if re.search(rf"\b(?:FROM|JOIN)\s+{t.name}\b", sql, re.IGNORECASE)]
-
-
 def trigger_statements() -> list[str]:
     """PostgreSQL DDL: the schema of the shared copies, and the statement triggers that append a row to
     ``warehouse_change`` for each transaction writing a base table of a shared view. ``SECURITY DEFINER``:
@@ -53,7 +45,7 @@ def trigger_statements() -> list[str]:
            f"SET search_path FROM CURRENT AS $$ BEGIN "
            f"INSERT INTO {warehouse_change.name} (transaction_id, table_name, changed_at) "
            f"VALUES (txid_current(), TG_TABLE_NAME, now()) ON CONFLICT DO NOTHING; RETURN NULL; END $$"]
-    for table in sorted({t for view in SHARED_VIEWS for t in base_tables(view)}):
+    for table in sorted({t for view in SHARED_VIEWS for t in analytics.base_tables(view)}):
         out += [f"DROP TRIGGER IF EXISTS {_FUNCTION} ON {table}",
                 f"CREATE TRIGGER {_FUNCTION} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {_FUNCTION}()"]
@@ -72,8 +64,7 @@ sa.event.listen(metadata, "after_create", _triggers_with_the_change_table)
 
 
 def _state_sql(view: str) -> str:
-    results = sorted(set(re.findall(rf"\b{ANALYTICS_SCHEMA}\.(\w+)", analytics.VIEWS_BY_NAME[view].sql))
-                     - set(analytics.VIEWS_BY_NAME))
+    results = sorted(analytics.analytics_names(analytics.VIEWS_BY_NAME[view].sql) - set(analytics.VIEWS_BY_NAME))
     # their declared columns: not run_id, which every analysis writes anew
     rows = {name: f"CAST(ROW({', '.join(c.name for c in RESULT_TABLES[name].columns)}) AS TEXT)" for name in results}
     contents = " || '/' || ".join(

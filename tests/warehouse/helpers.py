@@ -134,3 +134,17 @@ def settled_statistics(url: str, sql: str, params: tuple = ()) -> list[tuple]:
                 break
             time.sleep(0.2)
     return reads[-1]
+
+
+def migrated_and_declared(pg_databases) -> tuple[str, str]:
+    """Two fresh PostgreSQL warehouses: one built by ``alembic upgrade head`` (production), one by
+    :meth:`Warehouse.create` (the declared schema), for a test to find the same thing in both."""
+    from alembic import command
+
+    from clms_etl.warehouse import Warehouse
+
+    migrated, declared = pg_databases.new(), pg_databases.new()
+    command.upgrade(alembic_config(migrated), "head")
+    with Warehouse(declared) as wh:
+        wh.create()
+    return migrated, declared

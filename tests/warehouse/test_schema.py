@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 
 from clms_etl import model
 from clms_etl.warehouse import SchemaMismatch, Warehouse, analytics, schema
-from tests.warehouse.helpers import alembic_config
+from tests.warehouse.helpers import alembic_config, migrated_and_declared
 
 
 def test_canonical_tables_have_the_model_columns_plus_their_delivery():
@@ -166,11 +166,7 @@ def test_every_table_a_delivery_owns_finds_a_deliverys_rows_by_index_on_postgres
     and the declared schema have it."""
     owned = [t.name for t in schema.metadata.sorted_tables if "delivery_id" in t.c and t.name != "delivery"]
     assert {"patient", "tumour", "surgery", "event", "gene_status", "data_query"} <= set(owned)
-    migrated, declared = pg_databases.new(), pg_databases.new()
-    command.upgrade(alembic_config(migrated), "head")
-    with Warehouse(declared) as wh:
-        wh.create()
-    for url in (migrated, declared):
+    for url in migrated_and_declared(pg_databases):
         with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as conn:
             leading = {table for table, in conn.execute(
                 "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
@@ -188,11 +184,7 @@ def test_a_result_table_too_large_for_a_unique_index_has_none_and_its_key_is_che
 
     assert not PH_RESIDUAL.indexed and all(spec.indexed for name, spec in schema.RESULT_TABLES.items()
                                            if name != PH_RESIDUAL.name)
-    migrated, declared = pg_databases.new(), pg_databases.new()
-    command.upgrade(alembic_config(migrated), "head")
-    with Warehouse(declared) as wh:
-        wh.create()
-    for url in (migrated, declared):
+    for url in migrated_and_declared(pg_databases):
         with psycopg.connect("postgresql://" + url.split("://", 1)[1]) as conn:
             assert conn.execute("SELECT COUNT(*) FROM pg_indexes WHERE schemaname = 'analytics' "
                                 "AND tablename = 'ph_residual'").fetchone()[0] == 0

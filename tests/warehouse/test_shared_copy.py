@@ -122,16 +122,10 @@ def test_a_rekey_drops_the_shared_copies(loaded):
 
 
 def test_the_migrations_record_writes_to_the_tables_the_view_reads(pg_databases):
-    from alembic import command
+    from clms_etl.warehouse.analytics import base_tables
+    from tests.warehouse.helpers import migrated_and_declared
 
-    from clms_etl.warehouse.shared_copy import base_tables
-    from tests.warehouse.helpers import alembic_config
-
-    migrated, declared = pg_databases.new(), pg_databases.new()
-    command.upgrade(alembic_config(migrated), "head")
-    with Warehouse(declared) as wh:
-        wh.create()
-    for url in (migrated, declared):
+    for url in migrated_and_declared(pg_databases):
         with psycopg.connect(_libpq(url)) as conn:
             triggered = {t for t, in conn.execute("SELECT tgrelid::regclass::text FROM pg_trigger "
                                                   "WHERE tgname = 'warehouse_changed'")}

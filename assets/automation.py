@@ -2,6 +2,7 @@
 
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from assets.unchanged import nothing_loaded_since_refresh
 from clms_etl.deliveries import latest_delivery, refused_folders
 
 
-def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None
-                  ) -> dg.ExecutorDefinition:
+def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None,
+                  extra_concurrent: int = 0) -> dg.ExecutorDefinition:
     """Dagster's default executor (``multiprocess`` unless the run config says ``in_process``) whose
     step processes are forked from a forkserver that imported the code location and ``preload``
     once per run. With the default start method (``spawn``) every step re-imports dagster, polars,
@@ -28,7 +29,11 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
     ``in_process_if(instance)`` true at the start of a run whose config left the default
     (multiprocess): the run executes its steps in its own process instead — no forkserver, no
     forks — with the same retries. For runs whose steps have nothing to do (the refresh of a night
-    without a load), where starting processes would be the whole cost."""
+    without a load), where starting processes would be the whole cost.
+
+    ``extra_concurrent``: step processes beyond one per core (Dagster's default ``max_concurrent``), for a
+    job whose background steps (:mod:`assets.priority`) take only the cycles the others leave. A run
+    config that sets ``max_concurrent`` keeps its own."""
     preload_modules = ["assets.definitions", *preload]
     default = dg.multi_or_in_process_executor
 
@@ -42,6 +47,8 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
                 config = {"in_process": {"retries": multiprocess.get("retries", {"enabled": {}})}}
             else:
                 multiprocess.setdefault("start_method", {"forkserver": {"preload_modules": preload_modules}})
+                if extra_concurrent and not multiprocess.get("max_concurrent"):
+                    multiprocess["max_concurrent"] = (os.cpu_count() or 1) + extra_concurrent
                 config = {"multiprocess": multiprocess}
         return default.executor_creation_fn(dg.InitExecutorContext(
             job=init_context.job, executor_def=init_context.executor_def, executor_config=config,
@@ -87,12 +94,17 @@ REFRESH_STEP_MODULES = ("clms_etl.warehouse.load", "clms_etl.warehouse.expectati
 # these once (assets/run_workers.py), import runs and refreshes alike.
 RUN_WORKER_MODULES = (*IMPORT_STEP_MODULES, *REFRESH_STEP_MODULES)
 
+# one step process more than the cores in the refresh: the clinician report (background priority) waited for a
+# slot behind OMOP (background, holding the pool on DuckDB) and the exports, 30 s at the end of the
+# 1,000,000-patient night (bench/README.md, "Session 17")
+REFRESH_EXTRA_CONCURRENT = 1
+
 nightly_job = dg.define_asset_job(
     "nightly_refresh",
     selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
     executor_def=warm_executor(*REFRESH_STEP_MODULES, in_process_if=lambda instance: nothing_loaded_since_refresh(
-                                   instance, warehouse.key, centre_warehouse.key)),
+                                   instance, warehouse.key, centre_warehouse.key), extra_concurrent=REFRESH_EXTRA_CONCURRENT),
 )
 
 nightly_schedule = dg.ScheduleDefinition(

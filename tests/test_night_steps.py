@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from assets.automation import IMPORT_RUN_CONFIG, drop_folder_sensor, warm_executor
+from assets.automation import IMPORT_RUN_CONFIG, REFRESH_EXTRA_CONCURRENT, drop_folder_sensor, warm_executor
 from assets.resources import DropFolder
 from tests.test_dagster_platform import BIN, ROOT, clms_env, dagster_home, import_job_from_env
 
@@ -83,6 +85,46 @@ def test_a_run_with_nothing_to_do_runs_its_steps_in_its_own_process(tmp_path, mo
             assert any(m.startswith("Executing steps in process") for m in messages), messages
             assert not any("multiprocess executor" in m for m in messages)
             assert result.output_for_node("_step_pid") == os.getpid()
+
+
+_RENDEZVOUS_STEPS = (os.cpu_count() or 1) + REFRESH_EXTRA_CONCURRENT
+
+
+def _rendezvous(name: str) -> dg.OpDefinition:
+    @dg.op(name=name)
+    def step() -> int:
+        """Waits until every step of the job has started: it succeeds only if they all run at once."""
+        folder = Path(os.environ["CLMS_TEST_RENDEZVOUS"])
+        (folder / name).touch()
+        deadline = time.monotonic() + 120  # a deadlock's guard, not a measurement
+        while len(list(folder.iterdir())) < _RENDEZVOUS_STEPS:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: only {len(list(folder.iterdir()))} steps ran at once")
+            time.sleep(0.05)
+        return os.getpid()
+    return step
+
+
+@dg.job(executor_def=warm_executor(extra_concurrent=REFRESH_EXTRA_CONCURRENT))
+def _job_of_steps_that_meet():
+    for i in range(_RENDEZVOUS_STEPS):
+        _rendezvous(f"step_{i}")()
+
+
+def _reconstructable_job_of_steps_that_meet():
+    return _job_of_steps_that_meet
+
+
+def test_the_refresh_executor_runs_one_step_more_than_the_cores_at_once(tmp_path, monkeypatch, twin_drop):
+    # the clinician report (background priority) waited for a slot behind OMOP and the exports: 30 s at the
+    # end of the 1,000,000-patient DuckDB night; one step per core was Dagster's default
+    monkeypatch.setenv("CLMS_INCOMING", str(twin_drop))
+    (tmp_path / "met").mkdir()
+    monkeypatch.setenv("CLMS_TEST_RENDEZVOUS", str(tmp_path / "met"))
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
+        with dg.execute_job(dg.reconstructable(_reconstructable_job_of_steps_that_meet), instance=instance) as result:
+            assert result.success
+            assert len({result.output_for_node(f"step_{i}") for i in range(_RENDEZVOUS_STEPS)}) == _RENDEZVOUS_STEPS
 
 
 def test_the_nights_import_runs_execute_their_steps_in_the_run_process(twin_drop, tmp_path, monkeypatch):

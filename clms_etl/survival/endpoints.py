@@ -60,6 +60,14 @@ def survival_population(patient_summary: pl.DataFrame, min_follow_up_months: flo
     return patient_summary.filter(~pl.col("patient_id").is_in(excluded.implode()))
 
 
+EXCLUSION_REASONS = {  # survival_exclusion.reason -> the reason in words
+    "no_diagnosis_date": "no date of pathological diagnosis",
+    "no_follow_up_date": "no date of last news or death",
+    "follow_up_before_diagnosis": "last contact dated before the diagnosis",
+    "short_follow_up": "follow-up shorter than the minimum",
+}
+
+
 def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_FOLLOW_UP_MONTHS,
                population: str = DEFAULT_POPULATION) -> pl.DataFrame:
     """Patients left out of the survival population, with the reason (table ``survival_exclusion``)."""
@@ -76,9 +84,7 @@ def exclusions(patient_summary: pl.DataFrame, min_follow_up_months: float = MIN_
         .when(short).then(pl.lit("short_follow_up"))
     )
     detail = (
-        pl.when(pl.col("reason") == "no_diagnosis_date").then(pl.lit("no date of pathological diagnosis"))
-        .when(pl.col("reason") == "no_follow_up_date").then(pl.lit("no date of last news or death"))
-        .when(pl.col("reason") == "follow_up_before_diagnosis").then(pl.lit("last contact dated before the diagnosis"))
+        pl.when(pl.col("reason") != "short_follow_up").then(pl.col("reason").replace_strict(EXCLUSION_REASONS))
         .otherwise(pl.format("{}follow-up {} months < {} months ({} rule)",
                              pl.when(pl.col("death_date").is_null()).then(pl.lit("alive at last contact, "))
                              .otherwise(pl.lit("died, ")),

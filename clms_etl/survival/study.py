@@ -66,6 +66,7 @@ PATIENTS_SQL = TUMOUR_EXTRA_SQL.replace("s.*", ", ".join(f"s.{c}" for c in PATIE
 
 # The columns of analytics.survival the analysis reads (endpoint_frame): not the view's dates and flags,
 # five rows per patient
+EXCLUSION_LIST_MAX_ROWS = 200  # the report lists the patients outside the survival population up to this many
 SURVIVAL_COLUMNS = ("patient_id", "endpoint", "time_months", "event")
 SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
 
@@ -644,6 +645,33 @@ def _unrecorded_table(items: pl.DataFrame) -> tuple:
                              "them out of the predictor's comparison."),)
 
 
+def exclusion_tables(survival_exclusion: pl.DataFrame, list_max_rows: int | None = None) -> tuple:
+    """The report's account of the patients outside the survival population: their number per centre and
+    reason, then the list of them by pseudonym when it has at most ``list_max_rows`` rows (default
+    :data:`EXCLUSION_LIST_MAX_ROWS`). A national
+    registry excludes a hundred thousand patients: listed, they made a report of 32 MB no one reads; the
+    list stays in ``analytics.survival_exclusion`` and the exports (``survival_exclusion``)."""
+    from clms_etl.report.sections import ReportTable
+
+    list_max_rows = EXCLUSION_LIST_MAX_ROWS if list_max_rows is None else list_max_rows
+    counts = (survival_exclusion.group_by("centre", "reason").len("patients")
+              .sort("centre", "reason", nulls_last=True)
+              .select(pl.col("centre").alias("Centre"),
+                      pl.col("reason").replace(ep.EXCLUSION_REASONS).alias("Reason"),
+                      pl.col("patients").cast(pl.Int64).alias("Patients")))
+    listed = survival_exclusion.height <= list_max_rows
+    tables = (ReportTable("exclusion_reasons", "Patients outside the survival population, per centre and reason",
+                          counts, note=f"{survival_exclusion.height} patients. " + (
+                              "Each is listed in the next table." if listed else
+                              f"Listed by pseudonym, with the detail of the reason, in analytics.survival_exclusion "
+                              f"and in the exports (survival_exclusion): more than {list_max_rows} patients are "
+                              f"not listed in the report.")),)
+    if listed:
+        tables += (ReportTable("exclusions", "Patients outside the survival population",
+                               survival_exclusion.select("patient_id", "centre", "detail"), note="Pseudonyms only."),)
+    return tables
+
+
 def report_sections(results: StudyResults, figures: dict[str, Path] | None = None) -> list:
     """The report's sections (see :mod:`clms_etl.report.sections`): cohort, survival, univariate analysis."""
     from clms_etl.report.sections import ReportFigure, ReportTable, Section
@@ -663,8 +691,8 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
     cohort = Section(
         "cohort", "Patients",
         text=(f"{results.table1.filter(pl.col('variable') == 'patients')['n'].item()} patients included; "
-              f"{n_pop} patients form the survival population ({results.population}; {excluded} excluded, see the "
-              "exclusion list)."),
+              f"{n_pop} patients form the survival population ({results.population}; {excluded} excluded, see "
+              "the patients outside the survival population)."),
         tables=(ReportTable("table1", "Table 1. Characteristics of the patients", table1_frame, row_levels=table1_levels,
                             note="n (%) of all included patients; tumour size classes as % of the patients with a "
                                  "known size. Medians with interquartile range (R type 7 quantiles), means ± SD. "
@@ -672,9 +700,7 @@ def report_sections(results: StudyResults, figures: dict[str, Path] | None = Non
                                  "is counted as absent in a centre that records the sign; the patients of a centre "
                                  "that records nothing for it are counted as not recorded."),
                 *_unrecorded_table(results.unrecorded_items),
-                ReportTable("exclusions", "Patients outside the survival population",
-                            results.survival_exclusion.select("patient_id", "centre", "detail"),
-                            note="Pseudonyms only.")),
+                *exclusion_tables(results.survival_exclusion)),
     )
     figs = ()
     if figures and figures.get("figure2_png"):

@@ -6,6 +6,8 @@ import polars as pl
 import pytest
 
 from clms_etl.report.sections import Section
+from clms_etl.survival import study
+from clms_etl.survival.endpoints import EXCLUSION_REASONS
 from clms_etl.survival.study import UNIVARIATE_ENDPOINTS, analyse, load_inputs, report_sections
 from clms_etl.survival.table1 import NOT_RECORDED
 from clms_etl.warehouse import Warehouse
@@ -191,6 +193,33 @@ def test_report_sections_carry_table1_table2_figure2_and_the_competing_risks(twi
     # the survival population rule is named in the report
     assert "paper: the study's rule" in sections[0].text
     assert "Survival population: paper" in tables["cumulative_incidence"].note
+
+
+def test_the_report_counts_the_excluded_patients_per_centre_and_reason_and_lists_a_few(twin_results, tmp_path):
+    sections = report_sections(twin_results, twin_results.write_figures(tmp_path))
+    tables = {t.key: t for s in sections for t in s.tables}
+    excluded = twin_results.survival_exclusion
+    counted = {(r["Centre"], r["Reason"]): r["Patients"] for r in tables["exclusion_reasons"].frame.iter_rows(named=True)}
+    expected: dict = {}
+    for row in excluded.iter_rows(named=True):  # counted here row by row, not by the report's group_by
+        key = (row["centre"], EXCLUSION_REASONS[row["reason"]])
+        expected[key] = expected.get(key, 0) + 1
+    assert counted == expected and sum(counted.values()) == excluded.height == 11
+    assert tables["exclusions"].frame["patient_id"].to_list() == excluded["patient_id"].to_list()
+
+
+def test_a_registry_excluding_more_patients_than_a_report_can_list_gets_the_counts_not_the_list(twin_results,
+                                                                                                 monkeypatch):
+    # a national registry: 146,535 patients outside the population of the 1,000,000-patient night, listed in
+    # the report one by one (32 MB of HTML); the list stays in the result table and the exports
+    monkeypatch.setattr(study, "EXCLUSION_LIST_MAX_ROWS", twin_results.survival_exclusion.height - 1)
+    sections = report_sections(twin_results)
+    tables = {t.key: t for s in sections for t in s.tables}
+    assert "exclusions" not in tables
+    assert tables["exclusion_reasons"].frame["Patients"].sum() == twin_results.survival_exclusion.height
+    assert "analytics.survival_exclusion" in tables["exclusion_reasons"].note
+    shown = " ".join(str(v) for s in sections for t in s.tables for row in t.frame.iter_rows() for v in row)
+    assert not any(p in shown for p in twin_results.survival_exclusion["patient_id"])
 
 
 def test_report_adapter_shows_the_stored_results_exactly_as_computed(twin_warehouse_url, twin_results, tmp_path):

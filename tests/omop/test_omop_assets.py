@@ -27,6 +27,14 @@ def test_the_omop_asset_is_downstream_of_the_warehouse_and_in_the_nightly_refres
     assert interop.omop_cdm.key in nightly.asset_layer.executable_asset_keys
 
 
+def test_omop_runs_at_background_priority_except_on_duckdb_where_it_ends_the_refresh():
+    # the 1,000,000-patient DuckDB night: OMOP, niced, started after the analyses (pool) and ended 27 s after
+    # the exports and the report it yielded to
+    assert interop.omop_on_the_critical_path("duckdb:////srv/clms/warehouse.duckdb")
+    assert interop.omop_on_the_critical_path("duckdb:///:memory:")
+    assert interop.omop_on_the_critical_path("postgresql+psycopg://loader@db/clms") == ""
+
+
 def test_materialising_writes_the_cdm_and_its_blocking_check_is_the_export_s_checks_of_the_written_file(
         twin_warehouse, tmp_path, monkeypatch):  # noqa: F811
     """The quality checks run once, by the export on the file it wrote; the asset yields their verdict as
@@ -48,6 +56,8 @@ def test_materialising_writes_the_cdm_and_its_blocking_check_is_the_export_s_che
     assert runs == [DEFAULT_SCHEMA] and evaluation.metadata["checks"].value == written.height > 0
     meta = result.asset_materializations_for_node("omop_cdm")[0].metadata
     assert meta["dagster/row_count"].value == 79 and meta["dates"].value == "shifted"
+    # on DuckDB the pool starts it after the analyses, where it ends the refresh: never at background priority
+    assert meta["cpu_priority"].value.startswith("unchanged (on DuckDB")
     database = tmp_path / "outputs" / "omop" / DUCKDB_FILE
     assert (tmp_path / "outputs" / "omop" / "csv" / "person.csv").is_file()
 

@@ -162,31 +162,40 @@ def pseudonym(key: bytes, centre: str, local_id: str) -> str:
     return "P" + hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
 
 
-def pseudonyms(key: bytes, centre: str, local_ids) -> dict[str, str]:
-    """``{local id: pseudonym(key, centre, local id)}`` for many ids (a reader's patient keys),
-    about twice as fast.
+def hmac_sha256_each(key: bytes, messages, prefix: bytes = b"") -> list[bytes]:
+    """``hmac.new(key, prefix + message, sha256).digest()`` of each of ``messages`` (bytes), about twice as
+    fast for many short messages.
 
-    HMAC-SHA256 written out (RFC 2104) with the two keyed SHA-256 states (the inner one with
-    the centre's prefix already hashed) computed once and copied per id: the per-id key set-up
-    of ``hmac.new`` dominates a 250 000-patient read (``hmac.digest`` per id, or DuckDB's
-    ``sha256`` over the distinct ids, measured twice as slow).
-    The result is checked against :func:`pseudonym` on the first id, so a change of the
-    scheme there cannot go unnoticed here.
+    HMAC-SHA256 written out (RFC 2104) with the two keyed SHA-256 states (the inner one with ``prefix``
+    already hashed) computed once and copied per message: the per-message key set-up of ``hmac.new``
+    dominates a 250,000-patient read (``hmac.digest`` per id, or DuckDB's ``sha256`` over the distinct ids,
+    measured twice as slow). Callers check their first result against ``hmac`` itself, so that a change of
+    their scheme cannot go unnoticed here.
     """
-    local_ids = list(local_ids)
     secret = hashlib.sha256(key).digest() if len(key) > 64 else key
     secret = secret.ljust(64, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in secret))
-    inner.update(f"{centre.strip().lower()}:".encode())  # (the centre prefix too: hashed once)
+    inner.update(prefix)
     inner, outer = inner.copy, hashlib.sha256(bytes(b ^ 0x5C for b in secret)).copy
     out = []
     append = out.append
-    for local_id in local_ids:
+    for message in messages:
         h = inner()
-        h.update(local_id.strip().upper().encode())
+        h.update(message)
         o = outer()
         o.update(h.digest())
-        append("P" + o.digest()[:10].hex())  # = hexdigest()[:20], without hex-encoding the rest
+        append(o.digest())
+    return out
+
+
+def pseudonyms(key: bytes, centre: str, local_ids) -> dict[str, str]:
+    """``{local id: pseudonym(key, centre, local id)}`` for many ids (a reader's patient keys), about twice
+    as fast (:func:`hmac_sha256_each`, the centre's prefix hashed once); the first is checked against
+    :func:`pseudonym`."""
+    local_ids = list(local_ids)
+    digests = hmac_sha256_each(key, (local_id.strip().upper().encode() for local_id in local_ids),
+                               prefix=f"{centre.strip().lower()}:".encode())
+    out = ["P" + d[:10].hex() for d in digests]  # = hexdigest()[:20], without hex-encoding the rest
     if out and out[0] != pseudonym(key, centre, local_ids[0]):
         out = [pseudonym(key, centre, local_id) for local_id in local_ids]
     return dict(zip(local_ids, out))

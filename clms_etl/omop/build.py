@@ -90,9 +90,17 @@ class Cdm:
 
 def shift_days(patient_ids: pl.Series, key: bytes) -> pl.Series:
     """Days each patient's dates move back (1..MAX_SHIFT_DAYS), from the pseudonym and the key."""
+    import numpy as np
+
+    from clms_etl.keys import hmac_sha256_each
+
     shift_key = hmac.new(key, SHIFT_CONTEXT, hashlib.sha256).digest()  # never the pseudonym key itself
-    return pl.Series([1 + int.from_bytes(hmac.new(shift_key, p.encode(), hashlib.sha256).digest()[:8], "big")
-                      % MAX_SHIFT_DAYS for p in patient_ids], dtype=pl.Int64)
+    ids = patient_ids.to_list()
+    digests = hmac_sha256_each(shift_key, (p.encode() for p in ids))
+    if digests and digests[0] != hmac.new(shift_key, ids[0].encode(), hashlib.sha256).digest():
+        raise AssertionError("hmac_sha256_each differs from hmac")  # (cannot happen: RFC 2104)
+    first_bytes = np.frombuffer(b"".join(d[:8] for d in digests), dtype=">u8")  # each digest's first 8, big-endian
+    return pl.Series((1 + first_bytes % MAX_SHIFT_DAYS).astype(np.int64), dtype=pl.Int64)
 
 
 def _numbered(frame: pl.DataFrame, id_column: str, order: list[str], first: int = 1) -> pl.DataFrame:

@@ -91,10 +91,10 @@ _RENDEZVOUS_STEPS = (os.cpu_count() or 1) + REFRESH_EXTRA_CONCURRENT
 
 
 def _rendezvous(name: str) -> dg.OpDefinition:
-    @dg.op(name=name)
-    def step() -> int:
+    @dg.op(name=name, config_schema={"folder": str})  # (config, not the environment: the forkserver may be older)
+    def step(context) -> int:
         """Waits until every step of the job has started: it succeeds only if they all run at once."""
-        folder = Path(os.environ["CLMS_TEST_RENDEZVOUS"])
+        folder = Path(context.op_config["folder"])
         (folder / name).touch()
         deadline = time.monotonic() + 120  # a deadlock's guard, not a measurement
         while len(list(folder.iterdir())) < _RENDEZVOUS_STEPS:
@@ -120,9 +120,10 @@ def test_the_refresh_executor_runs_one_step_more_than_the_cores_at_once(tmp_path
     # end of the 1,000,000-patient DuckDB night; one step per core was Dagster's default
     monkeypatch.setenv("CLMS_INCOMING", str(twin_drop))
     (tmp_path / "met").mkdir()
-    monkeypatch.setenv("CLMS_TEST_RENDEZVOUS", str(tmp_path / "met"))
+    config = {"ops": {f"step_{i}": {"config": {"folder": str(tmp_path / "met")}} for i in range(_RENDEZVOUS_STEPS)}}
     with dg.DagsterInstance.from_config(str(dagster_home(tmp_path))) as instance:
-        with dg.execute_job(dg.reconstructable(_reconstructable_job_of_steps_that_meet), instance=instance) as result:
+        with dg.execute_job(dg.reconstructable(_reconstructable_job_of_steps_that_meet), instance=instance,
+                            run_config=config) as result:
             assert result.success
             assert len({result.output_for_node(f"step_{i}") for i in range(_RENDEZVOUS_STEPS)}) == _RENDEZVOUS_STEPS
 

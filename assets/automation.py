@@ -3,6 +3,7 @@
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,35 @@ from assets.partitions import REGISTRY
 from assets.resources import DropFolder
 from assets.unchanged import nothing_loaded_since_refresh
 from clms_etl.deliveries import latest_delivery, refused_folders
+
+
+def _seconds_to_next_claim(self) -> float:
+    """Seconds until this run tries its pending pool claims again (0: now): the earliest timeout of the steps
+    still waiting, never negative."""
+    timeouts = [self._pending_timeouts[key] for key in self._pending_claims if key in self._pending_timeouts]
+    return max(0.0, min(timeouts) - time.time()) if timeouts else 0.0
+
+
+def sleep_while_waiting_for_a_pool() -> bool:
+    """Make a run whose step waits for a pool slot sleep until its next claim, as Dagster means it to.
+
+    The installed Dagster's ``InstanceConcurrencyContext.interval_to_next_pending_claim_check`` returns
+    ``min(0, ...)``, never positive, so the executor's loop never sleeps: an import run waiting for the
+    ``warehouse`` pool spun a core until it got the slot (42 % of the import runs' CPU samples in a
+    1,000,000-patient night, three runs of four spinning while one loads; bench/README.md, "Session 17").
+    The claims themselves keep Dagster's schedule. Replaced only while the installed code has that line;
+    returns whether it was replaced."""
+    import inspect
+
+    from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+
+    if "min([0," not in inspect.getsource(InstanceConcurrencyContext.interval_to_next_pending_claim_check):
+        return False
+    InstanceConcurrencyContext.interval_to_next_pending_claim_check = _seconds_to_next_claim
+    return True
+
+
+SLEEPS_WHILE_WAITING_FOR_A_POOL = sleep_while_waiting_for_a_pool()
 
 
 def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None,

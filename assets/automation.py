@@ -134,7 +134,8 @@ nightly_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(warehouse).downstream() | dg.AssetSelection.assets(quality_dashboard),
     description="After the night's imports: the warehouse-wide quality gate, then every analytical asset.",
     executor_def=warm_executor(*REFRESH_STEP_MODULES, in_process_if=lambda instance: nothing_loaded_since_refresh(
-                                   instance, warehouse.key, centre_warehouse.key), extra_concurrent=REFRESH_EXTRA_CONCURRENT),
+                                   instance, warehouse.key, centre_warehouse.key),
+                               extra_concurrent=REFRESH_EXTRA_CONCURRENT),
 )
 
 nightly_schedule = dg.ScheduleDefinition(

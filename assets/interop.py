@@ -81,9 +81,9 @@ def omop_on_the_critical_path(url: str) -> str:
     (one slot: a reading process holds the writers off) starts it after the analyses, and it is then the
     refresh's last step: at background priority it yielded to the exports and the report and ended the
     1,000,000-patient night 27 s after them (bench/README.md, "Session 17")."""
-    import sqlalchemy as sa
+    from clms_etl.keys import backend_of
 
-    if sa.engine.make_url(url).get_backend_name() == "duckdb":
+    if backend_of(url) == "duckdb":
         return "on DuckDB the warehouse pool starts OMOP after the analyses: it ends the refresh"
     return ""
 

@@ -64,9 +64,9 @@ PATIENT_COLUMNS = ("patient_id", "centre", "sex", "age_at_diagnosis_years", "imm
 TUMOUR_COLUMNS = ("consultation_delay_months", "mitosis_class", "mitoses_is_upper_bound")  # TUMOUR_EXTRA_SQL's
 PATIENTS_SQL = TUMOUR_EXTRA_SQL.replace("s.*", ", ".join(f"s.{c}" for c in PATIENT_COLUMNS))
 
+EXCLUSION_LIST_MAX_ROWS = 200  # the report lists the patients outside the survival population up to this many
 # The columns of analytics.survival the analysis reads (endpoint_frame): not the view's dates and flags,
 # five rows per patient
-EXCLUSION_LIST_MAX_ROWS = 200  # the report lists the patients outside the survival population up to this many
 SURVIVAL_COLUMNS = ("patient_id", "endpoint", "time_months", "event")
 SURVIVAL_SQL = f"SELECT {', '.join(SURVIVAL_COLUMNS)} FROM analytics.survival"
 

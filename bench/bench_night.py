@@ -307,10 +307,17 @@ def step_spans(instance, run_id: str) -> list[tuple[str, float, float]]:
     return sorted(spans, key=lambda span: span[1])
 
 
+RUN_MILESTONES = ("PIPELINE_ENQUEUED", "PIPELINE_DEQUEUED", "PIPELINE_STARTING", "PIPELINE_START")
+
+
 def refresh_timeline(instance, run_id: str, since: float) -> list[tuple[str, float, float]]:
     """(step, start, end) of each step of the refresh run, seconds after ``since``, by start: what
-    ran beside what, and so the refresh's critical path."""
-    return [(key, begin - since, end - since) for key, begin, end in step_spans(instance, run_id)]
+    ran beside what, and so the refresh's critical path; before them, when the run was queued,
+    dequeued, launched and started (the time between the imports and its first step)."""
+    events = run_events(instance, run_id)
+    milestones = [(f"(run {name.removeprefix('PIPELINE_').lower()})", events[name] - since, events[name] - since)
+                  for name in RUN_MILESTONES if name in events]
+    return milestones + [(key, begin - since, end - since) for key, begin, end in step_spans(instance, run_id)]
 
 
 def step_durations(instance, runs) -> dict[str, float]:

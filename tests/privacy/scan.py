@@ -3,6 +3,8 @@
 Files are read as bytes and decoded as UTF-8, Latin-1 and UTF-16; containers are opened and
 their members scanned too (zip — xlsx —, gzip, zlib blobs in SQLite — Dagster's snapshots —,
 Parquet, SQLite and DuckDB databases dumped value by value), so nothing hides by compression.
+Binary bytes (a database's pages, its WAL) are read only where they hold a run of text long
+enough to be written by a person or a program: compressed bytes spell random short words.
 
 Identifiers are matched the way they could leak: names as whole words (case and accents
 ignored), hospital numbers as whole tokens, birth dates in the spellings a French chart uses.
@@ -77,8 +79,10 @@ class Secrets:
             parts = tuple(re.findall(r"\w+", fold(name)))
             if parts and (len(parts) > 1 or len(parts[0]) >= 3):
                 out.setdefault(parts[0], []).append((parts[1:], "name", name))
-        for local_id in self.local_ids:
-            out.setdefault(fold(local_id), []).append(((), "local_id", local_id))
+        for local_id in self.local_ids:  # as words too: a hyphen or a space splits ``NIC-004217``
+            parts = tuple(re.findall(r"\w+", fold(local_id)))
+            if parts:
+                out.setdefault(parts[0], []).append((parts[1:], "local_id", local_id))
         return out
 
     def key_spellings(self) -> set[str]:
@@ -117,17 +121,27 @@ def find(where: str, text: str, secrets: Secrets, words: dict | None = None,
     return hits
 
 
-# Text as a person or a program would read it: runs of 8+ printable characters. Binary data
-# (compressed pages, images, numbers) decoded as Latin-1 is full of short random "words": a
-# three-letter name turns up in a megabyte of noise, a whole run of printable text does not.
-PRINTABLE_RUN = re.compile(r"[^\x00-\x08\x0e-\x1f\x7f-\x9f]{8,}")
+# Text is read whole (a name alone in a database cell is still a name). Binary bytes (compressed pages, numbers) decoded as Latin-1 are full of random short "words":
+# in a night's runs.db, "h~leon>¶t§e," spelled a twin's first name. In binary data only runs of
+# 32+ characters of text are read, and only text characters count: ASCII, whole UTF-8 sequences,
+# Latin-1 letters (not its symbols). Random bytes almost never make such a run (Latin-1, the
+# widest: 0.625^32, one run in 10 MB); JSON, log lines and messages in a page always do.
+BINARY = re.compile(rb"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # (ESC is text: coloured logs)
+TEXT_RUN_UTF8 = re.compile(
+    rb"(?:[\t\n\r\x20-\x7e]|[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}){32,}")
+TEXT_RUN_LATIN1 = re.compile(rb"[\t\n\r\x20-\x7e\xc0-\xd6\xd8-\xf6\xf8-\xff]{32,}")
+TEXT_RUN_UTF16 = re.compile(r"[\t\n\r\x20-\x7e\xc0-\xd6\xd8-\xf6\xf8-\u024f]{32,}")
 
 
 def _texts(data: bytes) -> list[str]:
-    decoded = [data.decode("utf-8", "ignore"), data.decode("latin-1")]
+    if not BINARY.search(data):
+        return [data.decode("utf-8", "ignore"), data.decode("latin-1")]
+    texts = ["\n".join(m.decode("utf-8", "replace") for m in TEXT_RUN_UTF8.findall(data)),
+             "\n".join(m.decode("latin-1") for m in TEXT_RUN_LATIN1.findall(data))]
     if data.count(b"\x00") > len(data) // 8:  # UTF-16 text has a NUL in every other byte
-        decoded += [data.decode("utf-16-le", "ignore"), data.decode("utf-16-be", "ignore")]
-    return ["\n".join(PRINTABLE_RUN.findall(text)) for text in decoded]
+        for encoding in ("utf-16-le", "utf-16-be"):
+            texts.append("\n".join(TEXT_RUN_UTF16.findall(data[:len(data) // 2 * 2].decode(encoding, "ignore"))))
+    return texts
 
 
 def _dump_sqlite(path: Path) -> list[tuple[str, bytes]]:

@@ -111,30 +111,32 @@ _POOLED_ENGINES: weakref.WeakSet = weakref.WeakSet()
 os.register_at_fork(after_in_child=lambda: [engine.dispose(close=False) for engine in list(_POOLED_ENGINES)])
 
 
-# A process's SQLite files kept open: the index and runs files, and the event logs of the last few runs it
-# touched (one file per run: the daemon and the webserver read many).
-SQLITE_HELD_FILES = 16
+# A process's SQLite files kept open: the index, runs and schedules files always, and the event logs of the
+# last few runs it touched (one file per run: the daemon and the webserver read many).
+SQLITE_HELD_RUN_FILES = 16
 
 
 def _hold_sqlite_files(instance: dg.DagsterInstance) -> None:
     """On Dagster's SQLite storages, one connection per file kept open in each process instead of an
-    engine created, a file opened and closed for every read or write (the event logs of the last
-    :data:`SQLITE_HELD_FILES` runs, the index, the run and schedule files). SQLite locks per transaction,
+    engine created, a file opened and closed for every read or write (the index, the run and schedule
+    files, and the event logs of the last :data:`SQLITE_HELD_RUN_FILES` runs). SQLite locks per transaction,
     so other processes' writes are unaffected; a forked child opens its own (``_POOLED_ENGINES``). Other
     storages are left as they are."""
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-        SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage)
+        INDEX_SHARD_NAME, SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage)
     from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
     from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 
-    held = _HeldFiles(SQLITE_HELD_FILES)
+    # Two sets: a process reading more runs than are held must not close and reopen the index with them.
+    held, held_runs = _HeldFiles(), _HeldFiles(SQLITE_HELD_RUN_FILES)
     events = instance.event_log_storage
     if type(events) is SqliteEventLogStorage:
         def connect(shard: str):
             # Dagster's SqliteEventLogStorage._connect, its engine kept (the same lock, schema check, transaction)
             with events._db_lock:
-                engine = held.engine(events.conn_string_for_shard(shard),
-                                     connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+                files = held if shard == INDEX_SHARD_NAME else held_runs
+                engine = files.engine(events.conn_string_for_shard(shard),
+                                      connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
                 if shard not in events._initialized_dbs:
                     events._initdb(engine)
                     events._initialized_dbs.add(shard)
@@ -145,7 +147,7 @@ def _hold_sqlite_files(instance: dg.DagsterInstance) -> None:
         wipe = events.wipe
 
         def wipe_and_close() -> None:
-            held.close_all()  # the run files are deleted: no connection may keep writing a deleted file
+            held_runs.close_all()  # the run files are deleted: no connection may keep writing a deleted file
             wipe()
 
         events.wipe = wipe_and_close
@@ -165,9 +167,10 @@ def _held_connect(held: "_HeldFiles", url: str):
 
 
 class _HeldFiles:
-    """SQLAlchemy engines by SQLite URL, one connection each, the least recently used closed beyond ``size``."""
+    """SQLAlchemy engines by SQLite URL, one connection each, the least recently used closed beyond ``size``
+    (``None``: all kept)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int | None = None):
         self.size, self.engines, self.lock = size, OrderedDict(), threading.Lock()
 
     def engine(self, url: str, **kwargs) -> sa.Engine:
@@ -178,7 +181,7 @@ class _HeldFiles:
                 return engine
             engine = self.engines[url] = sa.create_engine(url, pool_size=1, **kwargs)
             _POOLED_ENGINES.add(engine)
-            while len(self.engines) > self.size:
+            while self.size is not None and len(self.engines) > self.size:
                 self.engines.popitem(last=False)[1].dispose()
             return engine
 

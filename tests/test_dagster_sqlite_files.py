@@ -83,6 +83,25 @@ def test_a_process_keeps_its_sqlite_files_open(local_instance, sqlite_opened):
     assert sqlite_opened[created:] == [], f"SQLite files opened again for 95 storage calls: {sqlite_opened[created:]}"
 
 
+def test_the_index_and_runs_files_stay_open_while_many_runs_are_read(local_instance, sqlite_opened):
+    from assets.private_instance import SQLITE_HELD_RUN_FILES
+
+    run_ids = [f"{i:08d}-0000-0000-0000-000000000000" for i in range(SQLITE_HELD_RUN_FILES * 2)]
+    for run_id in run_ids:
+        _store_events(local_instance, run_id, 1)
+    local_instance.get_runs(limit=1)
+    local_instance.get_latest_materialization_event(dg.AssetKey("probe"))  # the index opened once
+    opened = len(sqlite_opened)
+    for _ in range(2):  # as the webserver reads a page of runs: each run's events, then the runs and the index
+        assert [_events(local_instance, run_id) for run_id in run_ids] == [1] * len(run_ids)
+        local_instance.get_runs(limit=1)
+        local_instance.get_latest_materialization_event(dg.AssetKey("probe"))
+    reopened = [name for name in sqlite_opened[opened:] if name in ("index.db", "runs.db")]
+    assert reopened == [], f"the index and runs files were closed and opened again: {reopened}"
+    # and the run files stay bounded: only the last runs' files are open
+    assert len([name for name in sqlite_opened[opened:] if name not in ("index.db", "runs.db")]) == 2 * len(run_ids)
+
+
 def test_threads_of_a_process_share_its_sqlite_files_safely(local_instance):
     errors = []
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import math
 import os
 import secrets
@@ -176,16 +177,20 @@ def hmac_sha256_each(key: bytes, messages, prefix: bytes = b"") -> list[bytes]:
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in secret))
     inner.update(prefix)
     inner, outer = inner.copy, hashlib.sha256(bytes(b ^ 0x5C for b in secret)).copy
+    messages = iter(messages)
+    first = next(messages, None)
+    if first is None:
+        return []
     out = []
     append = out.append
-    for message in messages:
+    for message in itertools.chain([first], messages):
         h = inner()
         h.update(message)
         o = outer()
         o.update(h.digest())
         append(o.digest())
-        if len(out) == 1 and out[0] != hmac.new(key, prefix + message, hashlib.sha256).digest():
-            raise AssertionError("hmac_sha256_each differs from hmac")  # (cannot happen: RFC 2104)
+    if out[0] != hmac.new(key, prefix + first, hashlib.sha256).digest():
+        raise AssertionError("hmac_sha256_each differs from hmac")  # (cannot happen: RFC 2104)
     return out
 
 

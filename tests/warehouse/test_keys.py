@@ -263,3 +263,14 @@ def test_the_rekey_command_takes_its_keys_from_the_environment_only(tmp_path, mo
         assert wh.audit_log()["run_id"][0] == "cli"
     again = runner.invoke(app, ["warehouse", "rekey", "--mapping", str(mapping)])  # the old key is no longer it
     assert again.exit_code == 1 and "is not the warehouse's key" in again.output
+
+
+@pytest.mark.parametrize("key", [b"k" * 20, b"long key " * 10])  # a short key padded, a long one hashed (RFC 2104)
+def test_the_batch_hmac_equals_hmac_for_every_message_of_a_generator(key):
+    import hashlib
+    import hmac
+
+    messages = [f"NIC-{i:06d}".encode() for i in range(500)] + [b"", "Nîmes-é".encode()]
+    digests = keys.hmac_sha256_each(key, (m for m in messages), prefix=b"nice:")
+    assert digests == [hmac.new(key, b"nice:" + m, hashlib.sha256).digest() for m in messages]
+    assert keys.hmac_sha256_each(key, iter(())) == []

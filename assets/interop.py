@@ -6,6 +6,8 @@ official DDL, ``unmapped.csv``, ``quality.csv``) after every nightly refresh; it
 the export ran on the DuckDB file it wrote (``quality.csv``): the asset yields it, not running them twice.
 """
 
+import tempfile
+
 import dagster as dg
 import polars as pl
 
@@ -37,9 +39,8 @@ class OmopConfig(dg.Config):
     owners=["team:data"],
     kinds={"duckdb", "csv"},
     code_version="1",
-    # It only reads the warehouse (side by side with the other readers), but its pool slot orders it
-    # after the analyses, which write: started first, it would hold them (and the night) for its length.
-    pool="warehouse",
+    # No pool: it reads its rows first (on DuckDB a writer waits for that reading, not for the export),
+    # then builds the CDM beside the analyses, at background priority.
     check_specs=[OMOP_QUALITY],
     description="The registry as OMOP CDM v5.4 with the Oncology extension (person, observation_period, "
     "condition_occurrence, procedure_occurrence, measurement, observation, death, specimen, episode, episode_event, "
@@ -48,8 +49,9 @@ class OmopConfig(dg.Config):
 )
 def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: WarehouseResource,
              pseudonym_key: PseudonymKey, outputs: OutputsFolder) -> dg.MaterializeResult:
+    from clms_etl.files import private_dir
     from clms_etl.omop.build import DATE_MODES
-    from clms_etl.omop.export import export_omop
+    from clms_etl.omop.export import export_omop, read_sources
 
     if config.dates not in DATE_MODES:
         raise dg.Failure(description=f"dates must be one of {', '.join(DATE_MODES)}, not {config.dates!r}",
@@ -58,9 +60,12 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         context.log.info(decision.why)
         return decision.repeated()
     key = pseudonym_key.secret(warehouse.resolved_url) if config.dates == "shifted" else None
-    priority = background_priority(context, keep_because=omop_on_the_critical_path(warehouse.resolved_url))
-    with warehouse.open(read_only=True) as wh:
-        result = export_omop(wh, outputs.root / OMOP_FOLDER, dates=config.dates, key=key, replace=True)
+    target = private_dir(outputs.root / OMOP_FOLDER)
+    with tempfile.TemporaryDirectory(prefix=".sources-", dir=target) as sources_folder:
+        with warehouse.open(read_only=True) as wh:  # at full priority: a writer may be waiting
+            sources = read_sources(wh, sources_folder)
+        priority = background_priority(context)
+        result = export_omop(sources, target, dates=config.dates, key=key, replace=True)
     context.log.info(f"OMOP CDM v5.4: {result.summary()}")
     rows = pl.DataFrame({"table": list(result.rows), "rows": list(result.rows.values())})
     return dg.MaterializeResult(metadata={
@@ -74,18 +79,6 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         **decision.metadata,
         **priority,
     }, check_results=[omop_quality(result.quality)])
-
-
-def omop_on_the_critical_path(url: str) -> str:
-    """Why OMOP runs at full priority on this warehouse, or "" (background). On DuckDB the warehouse pool
-    (one slot: a reading process holds the writers off) starts it after the analyses, and it is then the
-    refresh's last step: at background priority it yielded to the exports and the report and ended the
-    1,000,000-patient night 27 s after them (bench/README.md, "Session 17")."""
-    from clms_etl.keys import backend_of
-
-    if backend_of(url) == "duckdb":
-        return "on DuckDB the warehouse pool starts OMOP after the analyses: it ends the refresh"
-    return ""
 
 
 def omop_quality(checked: pl.DataFrame) -> dg.AssetCheckResult:

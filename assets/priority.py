@@ -8,8 +8,8 @@ same priority: the analysis took 39 s alone, 71 s in the night. A step of those
 runs its process at a lower priority (``nice`` +:data:`BACKGROUND_NICENESS`): it still gets every
 cycle the chain leaves.
 
-On DuckDB OMOP keeps its priority (:func:`assets.interop.omop_on_the_critical_path`): the warehouse pool
-starts it after the analyses, and it is then the refresh's last step.
+On DuckDB too: OMOP reads its rows first, then builds the CDM from them beside the analyses (a DuckDB
+file's reader keeps its writers out only while it reads).
 
 Only in a process of its own (the multiprocess executor forks one per step, which ends with the
 step): a process running several steps (the in-process executor of unchanged nights, ``clms-etl
@@ -26,12 +26,9 @@ import dagster as dg
 BACKGROUND_NICENESS = 10
 
 
-def background_priority(context: dg.AssetExecutionContext, keep_because: str = "") -> dict[str, str]:
-    """Lower this step's process priority when the process runs this step alone (see the module), unless
-    ``keep_because`` says why this run needs it at full priority; returns the asset's ``cpu_priority``
-    metadata saying what was done."""
-    if keep_because:
-        return {"cpu_priority": f"unchanged ({keep_because})"}
+def background_priority(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """Lower this step's process priority when the process runs this step alone (see the module); returns
+    the asset's ``cpu_priority`` metadata saying what was done."""
     plan = context.get_step_execution_context().execution_plan
     if len(plan.step_keys_to_execute) != 1 or multiprocessing.parent_process() is None:
         return {"cpu_priority": "unchanged (the step shares its process)"}

@@ -94,11 +94,51 @@ def _block_source(wh, low: str | None, high: str | None) -> dict[str, pl.DataFra
 
 
 @dataclass
-class CdmBlocks:
-    """The CDM tables of ``wh``, one block of ``block_patients`` patients at a time (then ``cdm_source``
-    and ``metadata``); once iterated, what did not map and what was excluded, over every block."""
+class OmopSources:
+    """The warehouse rows an export is built from, read once, block by block, into Arrow IPC files in
+    ``folder`` (:func:`read_sources`). Building the CDM from them (most of an export's time) needs the
+    warehouse no longer: on a DuckDB file, whose readers keep its writers out, a writer waits for the
+    reading only."""
 
-    wh: object
+    folder: Path
+    blocks: list[dict[str, Path]]
+    deliveries: pl.DataFrame
+
+    def __iter__(self) -> Iterator[dict[str, pl.DataFrame]]:
+        for files in self.blocks:
+            yield {name: pl.read_ipc(path) for name, path in files.items()}
+
+    def current_deliveries(self) -> pl.DataFrame:
+        return self.deliveries
+
+
+def read_sources(wh, folder: str | Path, block_patients: int = BLOCK_PATIENTS) -> OmopSources:
+    """``wh``'s rows for :func:`export_omop`, written into ``folder`` (created private; the caller removes
+    it), ``block_patients`` patients at a time: memory follows a block, not the registry."""
+    folder = private_dir(Path(folder))
+    blocks = []
+    for i, (low, high) in enumerate(wh.patient_blocks(block_patients)):
+        files = {}
+        for name, frame in _block_source(wh, low, high).items():
+            files[name] = folder / f"{i:05d}-{name}.arrow"
+            frame.write_ipc(files[name], compression="lz4")  # (lz4: a fraction of the bytes, no CPU to speak of)
+        blocks.append(files)
+    return OmopSources(folder, blocks, wh.current_deliveries())
+
+
+def _source_blocks(source, block_patients: int) -> Iterator[dict[str, pl.DataFrame]]:
+    if isinstance(source, OmopSources):
+        return iter(source)
+    return (_block_source(source, low, high) for low, high in source.patient_blocks(block_patients))
+
+
+@dataclass
+class CdmBlocks:
+    """The CDM tables of ``source`` (a warehouse, or its :class:`OmopSources`), one block of
+    ``block_patients`` patients at a time (then ``cdm_source`` and ``metadata``); once iterated, what did
+    not map and what was excluded, over every block."""
+
+    source: object
     dates: str
     key: bytes | None
     block_patients: int
@@ -110,14 +150,13 @@ class CdmBlocks:
 
         first_ids: dict[str, int] = {}
         self.unmapped_parts, self.excluded_parts = [], []  # iterated again: counted again, not twice
-        for low, high in self.wh.patient_blocks(self.block_patients):
-            built = omop_build.build(_block_source(self.wh, low, high), dates=self.dates, key=self.key,
-                                     first_ids=first_ids)
+        for block in _source_blocks(self.source, self.block_patients):
+            built = omop_build.build(block, dates=self.dates, key=self.key, first_ids=first_ids)
             first_ids = built.next_ids(first_ids)
             self.unmapped_parts.append(built.unmapped())
             self.excluded_parts.append(built.excluded)
             yield built.tables
-        deliveries = self.wh.current_deliveries()
+        deliveries = self.source.current_deliveries()
         latest = max(deliveries["delivery_date"]) if deliveries.height else None
         version, today = code_version(), dt.date.today()
         settings = {"dates": self.dates, "mapping_version": mapping.MAPPING_VERSION,
@@ -200,8 +239,9 @@ def check_database(engine: sa.Engine, schema: str) -> pl.DataFrame:
 def export_omop(wh, target: str | Path, *, dates: str = "shifted", key: bytes | None = None,
                 schema: str = DEFAULT_SCHEMA, replace: bool = False,
                 block_patients: int = BLOCK_PATIENTS) -> OmopExport:
-    """Write the warehouse ``wh`` as OMOP CDM v5.4 into a folder or a database (module docstring),
-    ``block_patients`` patients built and written at a time."""
+    """Write the warehouse ``wh`` (or its rows read by :func:`read_sources`, then in their blocks) as OMOP
+    CDM v5.4 into a folder or a database (module docstring), ``block_patients`` patients built and written
+    at a time."""
     blocks = CdmBlocks(wh, dates, key, block_patients)
     target_text = str(target)
     if "://" in target_text:

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 
 from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
-from clms_etl.omop.export import DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, write_database
+from clms_etl.omop.export import (DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, read_sources,
+                                  write_database)
 from clms_etl.warehouse import Warehouse
 from tests.report.conftest import load_imports, report_imports, report_warehouse  # noqa: F401  (deliveries with defects)
 from tests.warehouse.conftest import pg_admin_url, pg_databases, pg_url  # noqa: F401  (PostgreSQL fixtures)
@@ -85,6 +86,30 @@ def test_a_postgresql_warehouse_exported_in_blocks_gives_the_files_of_one_block(
     for name, path in whole.files.items():
         if path.parent.name == "csv":
             assert blocked.files[name].read_bytes() == path.read_bytes(), name
+
+
+@pytest.mark.parametrize("block_patients", [7, 50_000])
+def test_an_export_of_the_rows_read_first_is_the_same_export_without_the_warehouse(exported, tmp_path, monkeypatch,
+                                                                                    block_patients):
+    # The asset reads its rows, lets the warehouse go, then builds: a DuckDB file's reader keeps its writers
+    # (the survival analysis) out. Built with the warehouse file gone, the export must not change a byte.
+    monkeypatch.setenv("CLMS_PSEUDONYM_KEY", TEST_KEY.decode())
+    database = tmp_path / "warehouse.duckdb"
+    with Warehouse(f"duckdb:///{database}") as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+    with Warehouse(f"duckdb:///{database}", read_only=True) as wh:
+        sources = read_sources(wh, tmp_path / "sources", block_patients)
+    database.unlink()
+    assert len(sources.blocks) == -(-79 // block_patients)
+    assert oct((tmp_path / "sources").stat().st_mode & 0o777) == oct(0o700)  # pseudonymised rows: owner only
+    built = export_omop(sources, tmp_path / "omop", dates="shifted", key=TEST_KEY, block_patients=block_patients)
+    csv = {name: path for name, path in exported.files.items() if path.parent.name in ("csv", "omop")
+           and name not in ("duckdb", "quality")}
+    assert {"person", "unmapped", "excluded", "cdm_source"} <= set(csv)
+    for name, path in csv.items():
+        assert built.files[name].read_bytes() == path.read_bytes(), name
+    assert built.rows == exported.rows and built.passed
 
 
 def test_one_clms_condition_per_patient_with_its_icdo3_topography(twin_warehouse, exported):

@@ -112,6 +112,35 @@ def test_an_export_of_the_rows_read_first_is_the_same_export_without_the_warehou
     assert built.rows == exported.rows and built.passed
 
 
+@pytest.mark.parametrize("block_patients", [1, 7, 1000])
+def test_the_rows_read_first_are_each_block_s_rows_as_the_block_query_reads_them(tmp_path, monkeypatch,
+                                                                                  block_patients):
+    # read_sources reads each table once and cuts it into the blocks; each block must hold the rows, in
+    # the order, that the block's own query reads -- a sample no patient was linked to included (first block)
+    from clms_etl.omop.export import _block_source
+
+    monkeypatch.setenv("CLMS_PSEUDONYM_KEY", TEST_KEY.decode())
+    with Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}") as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        samples = wh.table("molecular_sample")
+        if samples.height:
+            with wh.engine.begin() as conn:  # a sample the laboratory could not link to a patient
+                conn.execute(sa.text("UPDATE molecular_sample SET patient_id = NULL WHERE sample_id = :s"),
+                             {"s": samples["sample_id"][-1]})
+        sources = read_sources(wh, tmp_path / "sources", block_patients)
+        ranges = wh.patient_blocks(block_patients)
+        assert len(sources.blocks) == len(ranges) == -(-79 // block_patients)
+        rows = 0
+        for (low, high), block in zip(ranges, sources, strict=True):
+            expected = _block_source(wh, low, high)
+            assert list(block) == list(expected)
+            for name, frame in expected.items():
+                assert block[name].equals(frame), (low, name)
+                rows += frame.height
+        assert rows == sum(wh.table(name).height for name in expected)  # every row in one block
+
+
 def test_one_clms_condition_per_patient_with_its_icdo3_topography(twin_warehouse, exported):
     conditions = _omop(exported, "SELECT p.person_source_value AS patient_id, c.condition_source_value "
                                  "FROM {s}.condition_occurrence c JOIN {s}.person p USING (person_id)")

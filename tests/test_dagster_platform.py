@@ -233,11 +233,11 @@ def test_instance_config_examples_are_valid_dagster_yaml():
     assert "postgres" in production["storage"]
     # the pool the single-writer guard relies on is the one the assets that write the warehouse declare;
     # they go first among the steps ready. The readers claim no slot: they open the file read-only, side
-    # by side (clms_etl/warehouse/file_lock.py), except OMOP, whose slot orders it after the analyses.
+    # by side (clms_etl/warehouse/file_lock.py); OMOP reads its rows first and builds with the file closed.
     assert ingest.centre_warehouse.op.pool == POOL
     writers = {"warehouse", "quality_dashboard", "survival_analysis", "molecular_summary"}
     assert {name: defs.resolve_assets_def(name).op.pool for name in NIGHTLY_ASSETS} == {
-        name: POOL if name in writers | {"omop_cdm"} else None for name in NIGHTLY_ASSETS}
+        name: POOL if name in writers else None for name in NIGHTLY_ASSETS}
     priority = {name: int(defs.resolve_assets_def(name).op.tags.get("dagster/priority", 0)) for name in NIGHTLY_ASSETS}
     assert {name for name, p in priority.items() if p} == writers
     assert priority["survival_analysis"] > priority["molecular_summary"]  # the longer writer first

@@ -6,8 +6,6 @@ official DDL, ``unmapped.csv``, ``quality.csv``) after every nightly refresh; it
 the export ran on the DuckDB file it wrote (``quality.csv``): the asset yields it, not running them twice.
 """
 
-import tempfile
-
 import dagster as dg
 import polars as pl
 
@@ -49,9 +47,8 @@ class OmopConfig(dg.Config):
 )
 def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: WarehouseResource,
              pseudonym_key: PseudonymKey, outputs: OutputsFolder) -> dg.MaterializeResult:
-    from clms_etl.files import private_dir
     from clms_etl.omop.build import DATE_MODES
-    from clms_etl.omop.export import export_omop, read_sources
+    from clms_etl.omop.export import export_omop, read_sources, sources_folder
 
     if config.dates not in DATE_MODES:
         raise dg.Failure(description=f"dates must be one of {', '.join(DATE_MODES)}, not {config.dates!r}",
@@ -60,10 +57,10 @@ def omop_cdm(context: dg.AssetExecutionContext, config: OmopConfig, warehouse: W
         context.log.info(decision.why)
         return decision.repeated()
     key = pseudonym_key.secret(warehouse.resolved_url) if config.dates == "shifted" else None
-    target = private_dir(outputs.root / OMOP_FOLDER)
-    with tempfile.TemporaryDirectory(prefix=".sources-", dir=target) as sources_folder:
+    target = outputs.root / OMOP_FOLDER
+    with sources_folder(target) as folder:
         with warehouse.open(read_only=True) as wh:  # at full priority: a writer may be waiting
-            sources = read_sources(wh, sources_folder)
+            sources = read_sources(wh, folder)
         priority = background_priority(context)
         result = export_omop(sources, target, dates=config.dates, key=key, replace=True)
     context.log.info(f"OMOP CDM v5.4: {result.summary()}")

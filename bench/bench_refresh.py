@@ -91,16 +91,13 @@ def _cbioportal(wh: Warehouse, outputs: Path) -> None:
 
 
 def _omop(wh: Warehouse, outputs: Path) -> None:
-    import tempfile
-
-    from clms_etl.files import private_dir
     from clms_etl.keys import pseudonym_key
-    from clms_etl.omop.export import export_omop, read_sources
+    from clms_etl.omop.export import export_omop, read_sources, sources_folder
 
     # as the asset: its rows read first, then the CDM built from them; the asset's blocking check is the
     # export's own quality checks (no second run on the file)
-    target = private_dir(outputs / "omop")
-    with tempfile.TemporaryDirectory(prefix=".sources-", dir=target) as folder:
+    target = outputs / "omop"
+    with sources_folder(target) as folder:
         started = time.perf_counter()
         sources = read_sources(wh, folder)
         print(f"    omop_cdm: rows read in {time.perf_counter() - started:.2f} s", flush=True)

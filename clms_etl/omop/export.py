@@ -25,7 +25,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +112,14 @@ class OmopSources:
 
     def current_deliveries(self) -> pl.DataFrame:
         return self.deliveries
+
+
+@contextmanager
+def sources_folder(target: str | Path) -> Iterator[Path]:
+    """A private temporary folder inside the export's folder ``target`` for :func:`read_sources`, removed on
+    leaving (pseudonymised rows: beside the export they feed, never in a shared temporary directory)."""
+    with tempfile.TemporaryDirectory(prefix=".sources-", dir=private_dir(Path(target))) as folder:
+        yield Path(folder)
 
 
 def read_sources(wh, folder: str | Path, block_patients: int = BLOCK_PATIENTS) -> OmopSources:

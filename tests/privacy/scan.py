@@ -7,7 +7,7 @@ Binary bytes (a database's pages, its WAL) are read only where they hold a run o
 enough to be written by a person or a program: compressed bytes spell random short words.
 
 Identifiers are matched the way they could leak: names as whole words (case and accents
-ignored), hospital numbers as whole tokens, birth dates in the spellings a French chart uses.
+ignored), hospital numbers as their whole words, birth dates in the spellings a French chart uses.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ def find(where: str, text: str, secrets: Secrets, words: dict | None = None,
     return hits
 
 
-# Text is read whole (a name alone in a database cell is still a name). Binary bytes (compressed pages, numbers) decoded as Latin-1 are full of random short "words":
-# in a night's runs.db, "h~leon>¶t§e," spelled a twin's first name. In binary data only runs of
+# Text is read whole (a name alone in a database cell is still a name). Binary bytes (compressed
+# pages, numbers) decoded as Latin-1 are full of random short "words": in a night's runs.db, "h~leon>¶t§e," spelled a twin's first name. In binary data only runs of
 # 32+ characters of text are read, and only text characters count: ASCII, whole UTF-8 sequences,
 # Latin-1 letters (not its symbols). Random bytes almost never make such a run (Latin-1, the
 # widest: 0.625^32, one run in 10 MB); JSON, log lines and messages in a page always do.

@@ -309,3 +309,21 @@ def test_the_refresh_plans_postgresql_queries_from_statistics_taken_after_the_lo
 
     when = dict(analysed.iter_rows())
     assert {t: when.get(t) is not None for t in LOAD_ORDER} == {t: True for t in LOAD_ORDER}
+
+
+def test_the_refresh_marks_the_loaded_rows_visible_to_all_so_key_indexes_answer_alone(pg_url, tmp_path):
+    """After the refresh every page of the tables the deliveries fill is all-visible (vacuumed): the
+    suites' duplicate-key counts read the primary key's index alone, without the rows."""
+    from clms_etl.warehouse.schema import LOAD_ORDER
+
+    with Warehouse(pg_url) as wh:
+        wh.create()
+        load_twin(wh, tmp_path)
+        wh.refresh_statistics()
+        pages = wh.read_sql(
+            "SELECT c.relname, c.relpages, c.relallvisible FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind = 'r'")
+    filled = {name: (total, visible) for name, total, visible in pages.iter_rows() if name in LOAD_ORDER and total}
+    assert filled["patient"][0] > 0 and filled["surgery"][0] > 0
+    assert {name: visible == total for name, (total, visible) in filled.items()} == {name: True for name in filled}
+

@@ -631,7 +631,8 @@ def _warehouse_sources(wh, block_patients: int | None,
     """The views for statisticians (per block of ``block_patients`` patients; None: whole) and every result
     table (in blocks of as many rows as a block of patients has survival rows), and patient_summary's
     pseudonym, diagnosis date and quasi-identifier columns (sorted by pseudonym). With ``copies``, the views'
-    blocks are read from their :meth:`~clms_etl.warehouse.Warehouse.block_copy`, held until it closes."""
+    blocks, and those of a result table of several blocks, are read from their
+    :meth:`~clms_etl.warehouse.Warehouse.block_copy`, held until it closes."""
     from clms_etl.results import RUN_ID_COMMENT
     from clms_etl.warehouse.analytics import VIEWS_BY_NAME
     from clms_etl.warehouse.load import pseudonym_ranges
@@ -676,7 +677,11 @@ def _warehouse_sources(wh, block_patients: int | None,
         prefix = _leading_key(schema, spec.primary_key)
         blocks = [None] if block_patients is None else \
             _group_ranges(wh, name, schema, prefix, BLOCK_ROWS_PER_PATIENT * block_patients)
-        out.append(Source(name, spec.description, labels, blocks, _range_reader(wh, name, schema, prefix)))
+        relation = f"{ANALYTICS_SCHEMA}.{name}"
+        if copies is not None and len(blocks) > 1:
+            relation = copies.enter_context(wh.block_copy(relation, prefix))
+        out.append(Source(name, spec.description, labels, blocks,
+                          _range_reader(wh, *relation.split(".", 1), schema, prefix)))
     return out, summary
 
 
@@ -713,21 +718,19 @@ def _group_ranges(wh, name: str, schema: dict[str, pl.DataType], prefix: list[st
     return list(zip([None, *starts], [*starts, None], strict=True))
 
 
-def _range_reader(wh, name: str, schema: dict[str, pl.DataType], prefix: list[str]):
+def _range_reader(wh, schema_name: str, name: str, schema: dict[str, pl.DataType], prefix: list[str]):
     """Reads the rows of a range of :func:`_group_ranges` (None: the whole table), sorted by every column."""
-    from clms_etl.warehouse.schema import ANALYTICS_SCHEMA
-
     compared = [wh.bytewise(c) if schema[c] == pl.String else c for c in prefix]
 
     def read(bounds) -> pl.DataFrame:
         if bounds is None:
-            return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema)
+            return _typed_relation(wh, schema_name, name, schema)
         clauses, params = [], {}
         for tag, values, below in (("low", bounds[0], False), ("high", bounds[1], True)):
             if values is not None:
                 clauses.append(_lexicographic(compared, tag, below))
                 params |= {f"{tag}{i}": v for i, v in enumerate(values)}
-        return _typed_relation(wh, ANALYTICS_SCHEMA, name, schema, " AND ".join(clauses), params)
+        return _typed_relation(wh, schema_name, name, schema, " AND ".join(clauses), params)
     return read
 
 

@@ -104,6 +104,10 @@ def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_
     blocks = [q for q in read if ":low" in q or ":high" in q]
     assert len([q for q in blocks if "pg_temp.block_copy_" in q]) >= 2 * (79 // 7)
     assert not [q for q in blocks if re.search(r"FROM analytics\.(patient_summary|survival)\b", q)]
+    # and a result table of several blocks from its copy, indexed on the blocks' columns: ph_residual has
+    # no index of its own (clms_etl.results), each block read the whole table
+    assert len([q for q in blocks if "pg_temp.block_copy_analytics_ph_residual" in q]) > 1
+    assert not [q for q in blocks if re.search(r"FROM analytics\.ph_residual\b", q)]
 
 
 def _pyreadstat_bytes(frame, fmt: str, path: Path, marks: dict | None = None) -> bytes:

@@ -955,10 +955,7 @@ def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
         if not description or not all(d.type_code in _COPY_CSV_TYPES for d in description) or (
                 zone is None and any(d.type_code == _PG_TIMESTAMPTZ for d in description)):
             return None
-        text = io.BytesIO()
-        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-            for chunk in copy:
-                text.write(chunk)
+        text = _copy_out(driver, f"COPY ({query}) TO STDOUT (FORMAT csv)")
     names, codes = [d.name for d in description], [d.type_code for d in description]
     if not text.tell():
         return pl.DataFrame(schema=dict(zip(names, (_polars_type(c) for c in codes))))
@@ -967,6 +964,53 @@ def _copy_read(conn, sql: str, params: dict) -> pl.DataFrame | None:
                        quote_char='"', try_parse_dates=False)
     return pl.DataFrame([_as_python_typed(read.to_series(i).alias(n), c, zone)
                          for i, (n, c) in enumerate(zip(names, codes, strict=True))])
+
+
+def _copy_out(driver, copy_sql: str) -> io.BytesIO:
+    """The bytes ``COPY ... TO STDOUT`` sends, read with psycopg's libpq calls (``psycopg.pq``): the
+    server sends one message per row, and psycopg's ``Copy`` iteration costs twice the CPU of a loop of
+    ``PQgetCopyData`` (4.1 million rows: 3.3 against 1.6 CPU-s) — 11 million rows in the exports at
+    1,000,000 patients. Non-blocking reads (the GIL is not held while waiting for the server); a failed
+    COPY raises psycopg's error for it, its transaction left aborted, as ``cursor.copy`` leaves it."""
+    import selectors
+
+    import psycopg
+    from psycopg import pq
+
+    pgconn, text = driver.pgconn, io.BytesIO()
+    encoding = driver.info.encoding
+    pgconn.send_query(copy_sql.encode(encoding))
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(pgconn.socket, selectors.EVENT_READ)
+
+        def result():  # the next result, waiting for it without blocking in libpq
+            while pgconn.is_busy():
+                waiting.select()
+                pgconn.consume_input()
+            return pgconn.get_result()
+
+        first = result()
+        if first.status != pq.ExecStatus.COPY_OUT:
+            while result() is not None:  # (the connection ready for the next query)
+                pass
+            raise psycopg.errors.error_from_result(first, encoding=encoding)
+        get, write = pgconn.get_copy_data, text.write
+        while True:
+            nbytes, data = get(1)
+            if nbytes > 0:
+                write(data)
+            elif nbytes == 0:  # nothing received yet
+                waiting.select()
+                pgconn.consume_input()
+            else:  # -1: the end of the rows (-2: an error, in the result below)
+                break
+        outcomes = []
+        while (outcome := result()) is not None:
+            outcomes.append(outcome)
+    failed = [o for o in outcomes if o.status != pq.ExecStatus.COMMAND_OK]
+    if failed:
+        raise psycopg.errors.error_from_result(failed[0], encoding=encoding)
+    return text
 
 
 def _as_python_typed(column: pl.Series, type_code: int, zone: str | None) -> pl.Series:

@@ -64,7 +64,11 @@ def writes_first(rank: int = 0) -> dict[str, str]:
 def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     with warehouse.open() as wh:
         wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
-        wh.refresh_statistics()  # the night's loads, planned from their own figures by every step downstream
+        # the night's loads, planned from their own figures by every step downstream
+        if left := wh.refresh_statistics():
+            context.log.warning(f"{len(left)} tables not vacuumed nor analysed (this role may not: their owner, a "
+                                f"superuser or, from PostgreSQL 17, MAINTAIN), left to autovacuum: {', '.join(left)}; "
+                                "deploy/README.md")
         counts = wh.read_sql(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
         wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries
@@ -78,6 +82,7 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         unchanged.WHY: "counted every night: its data version is its current deliveries, which tell the assets "
                        "downstream whether to recompute",
         "dagster/row_count": int(patients or 0),
+        "tables_left_to_autovacuum": ", ".join(left) or "none",
         "rows_per_table_and_centre": table_metadata(counts, 50),
         "current_deliveries": table_metadata(deliveries, 20),
     })

@@ -149,3 +149,14 @@ def test_the_loader_makes_the_shared_copy_which_the_analyst_cannot_read(roles_db
     with _connect(roles_db["loader"]) as conn:  # its state: append-only, even for the loader
         _denied(conn, "DELETE FROM public.warehouse_change")
         _denied(conn, "TRUNCATE public.warehouse_change")
+
+
+def test_the_loader_cannot_vacuum_the_tables_it_loads_and_the_refresh_says_so(roles_db):
+    """The loader owns no table (PostgreSQL 15-16: only the owner or a superuser vacuums; 17: the MAINTAIN
+    privilege): ``refresh_statistics`` names every table it left to autovacuum, and the owner's none."""
+    with Warehouse(roles_db["loader"]) as wh:
+        assert wh.refresh_statistics() == list(schema.LOAD_ORDER)
+    with Warehouse(roles_db["url"]) as wh:
+        assert wh.refresh_statistics() == []
+        vacuumed = wh.read_sql("SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL")
+    assert set(schema.LOAD_ORDER) <= set(vacuumed["relname"])

@@ -110,6 +110,9 @@ class View:
     sql: str  # the SELECT
     # each row is computed from one patient's rows of the base tables alone (:func:`view_for_patients`)
     per_patient: bool = False
+    # each row is computed from one row of this view alone, the same patient's: the rows of a range of
+    # patients are those computed from that range of its rows (the exports' blocks, from its block copy)
+    rows_from: str | None = None
 
     @property
     def qualified(self) -> str:
@@ -362,6 +365,7 @@ VIEWS: tuple[View, ...] = (
             ("in_survival_population", "In the survival population (rule: analytics.survival_population_rule)."),
         ),
         SURVIVAL_SQL,
+        rows_from="patient_summary",
     ),
     View(
         "gene_profile",

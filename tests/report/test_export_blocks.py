@@ -95,6 +95,8 @@ def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_
         assert whole.rows["patient_summary"] == 79 and whole.rows["ph_residual"] > 7 * 5
         read, read_sql = [], wh.read_sql
         monkeypatch.setattr(wh, "read_sql", lambda query, params=None: read.append(query) or read_sql(query, params))
+        made, temporary_copy = [], wh.temporary_copy
+        monkeypatch.setattr(wh, "temporary_copy", lambda name, *a, **k: made.append(name) or temporary_copy(name, *a, **k))
         export_analysis(wh, tmp_path / "seven", shareable=False, k_threshold=2, block_patients=7)
     expected, got = _files(tmp_path / "one"), _files(tmp_path / "seven")
     assert got.keys() == expected.keys()
@@ -104,6 +106,11 @@ def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_
     blocks = [q for q in read if ":low" in q or ":high" in q]
     assert len([q for q in blocks if "pg_temp.block_copy_" in q]) >= 2 * (79 // 7)
     assert not [q for q in blocks if re.search(r"FROM analytics\.(patient_summary|survival)\b", q)]
+    # the survival view is computed row by row from patient_summary: its blocks from that copy's blocks, not
+    # from a copy of its own (five rows per patient to copy and index)
+    assert "block_copy_analytics_patient_summary" in made and "block_copy_analytics_survival" not in made
+    assert len([q for q in blocks if "'OS' AS endpoint" in q and "pg_temp.block_copy_analytics_patient_summary" in q]) \
+        >= 79 // 7
     # and a result table of several blocks from its copy, indexed on the blocks' columns: ph_residual has
     # no index of its own (clms_etl.results), each block read the whole table
     assert len([q for q in blocks if "pg_temp.block_copy_analytics_ph_residual" in q]) > 1
@@ -214,6 +221,8 @@ def test_the_reports_patients_read_in_blocks_on_postgresql_come_from_one_copy_of
         whole = wh.read_sql(TUMOUR_EXTRA_SQL)
         read, read_sql = [], wh.read_sql
         monkeypatch.setattr(wh, "read_sql", lambda query, params=None: read.append(query) or read_sql(query, params))
+        made, temporary_copy = [], wh.temporary_copy
+        monkeypatch.setattr(wh, "temporary_copy", lambda name, *a, **k: made.append(name) or temporary_copy(name, *a, **k))
         blocks = list(_patient_blocks(wh, 7))
     assert len(blocks) == -(-whole.height // 7)
     assert pl.concat(blocks).sort(pl.all()).equals(whole.sort(pl.all()))

@@ -39,6 +39,7 @@ SURVIVAL_OPTIONS = {"population": "censored_before_minimum", "min_follow_up_mont
 
 def _warehouse(wh: Warehouse) -> None:
     wh.ensure_schema()
+    wh.refresh_statistics()
     wh.read_sql(COUNTS_SQL)
     wh.current_deliveries()
     wh.record_refresh(RUN_ID, None)

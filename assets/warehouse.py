@@ -66,9 +66,9 @@ def warehouse(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -
         wh.ensure_schema()  # before the first delivery: an empty warehouse, not a missing table
         # the night's loads, planned from their own figures by every step downstream
         if left := wh.refresh_statistics():
-            context.log.warning(f"{len(left)} tables not vacuumed nor analysed (this role may not: their owner, a "
-                                f"superuser or, from PostgreSQL 17, MAINTAIN), left to autovacuum: {', '.join(left)}; "
-                                "deploy/README.md")
+            context.log.warning(f"{len(left)} tables not vacuumed nor analysed (this role may not: their owner, the "
+                                "database's or a superuser; from PostgreSQL 17, MAINTAIN), left to autovacuum: "
+                                f"{', '.join(left)}; deploy/README.md")
         counts = wh.read_sql(COUNTS_SQL).sort("table_name", "centre")
         deliveries = wh.current_deliveries()
         wh.record_refresh(context.run.run_id, run_user(context))  # audit_log: who refreshed, which deliveries

@@ -710,19 +710,20 @@ class Warehouse:
         duplicate-key count on 1,128,093 surgeries: a hash aggregate spilling to disk, 1.7 s, against an
         index-only scan, 0.5 s). The replaced deliveries' dead rows go too. DuckDB: nothing.
 
-        Returns the tables this role may not vacuum (PostgreSQL: their owner, a superuser or, from
-        PostgreSQL 17, the ``MAINTAIN`` privilege only), left to autovacuum: the loader role of
+        Returns the tables this role may not vacuum (PostgreSQL: their owner, the database's owner or a
+        superuser only; from PostgreSQL 17, the ``MAINTAIN`` privilege), left to autovacuum: the loader role of
         :mod:`~clms_etl.warehouse.roles` owns none, and VACUUM would skip them with a warning nobody reads.
         """
         if self.backend != "postgresql":
             return []
         # VACUUM runs outside a transaction
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # (a superuser has every role's rights and every privilege: both tests say yes for it)
             maintain = ("has_table_privilege(c.oid, 'MAINTAIN')" if conn.dialect.server_version_info >= (17,)
-                        else "pg_has_role(c.relowner, 'USAGE')")
+                        else "pg_has_role(c.relowner, 'USAGE') OR pg_has_role((SELECT datdba FROM pg_database "
+                             "WHERE datname = current_database()), 'USAGE')")
             allowed = dict(conn.execute(sa.text(
-                f"SELECT c.relname, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR {maintain} "
-                "FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[]))"),
+                f"SELECT c.relname, {maintain} FROM pg_class c WHERE c.oid = ANY(CAST(:tables AS regclass[]))"),
                 {"tables": list(schema.LOAD_ORDER)}).all())
             mine = [t for t in schema.LOAD_ORDER if allowed.get(t)]
             if mine:

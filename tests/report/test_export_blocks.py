@@ -221,8 +221,6 @@ def test_the_reports_patients_read_in_blocks_on_postgresql_come_from_one_copy_of
         whole = wh.read_sql(TUMOUR_EXTRA_SQL)
         read, read_sql = [], wh.read_sql
         monkeypatch.setattr(wh, "read_sql", lambda query, params=None: read.append(query) or read_sql(query, params))
-        made, temporary_copy = [], wh.temporary_copy
-        monkeypatch.setattr(wh, "temporary_copy", lambda name, *a, **k: made.append(name) or temporary_copy(name, *a, **k))
         blocks = list(_patient_blocks(wh, 7))
     assert len(blocks) == -(-whole.height // 7)
     assert pl.concat(blocks).sort(pl.all()).equals(whole.sort(pl.all()))

@@ -62,7 +62,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -567,22 +567,38 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
             origins, patients = _origins(datasets), _patients(datasets)
         origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
         _remove_kept_blocks(Path(outdir))
+        Path(outdir).mkdir(parents=True, exist_ok=True)
         result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
         members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
         shapes, codebook_rows = [], []
-        for source in sources:
-            shape = _write_source(source, origins, protected, formats, outdir, members[source.name], result)
-            shapes.append(shape)
-            result.rows[shape.name] = shape.rows
-            xpt_names = short_names(list(shape.schema), XPT_NAME_LENGTH)
-            dta_names = short_names(list(shape.schema), DTA_NAME_LENGTH)
-            for position, (column, dtype) in enumerate(shape.schema.items(), start=1):
-                codebook_rows.append({
-                    "dataset": shape.name, "xpt_dataset": members[shape.name], "position": position,
-                    "column": column, "type": _type_name(dtype), "xpt_name": xpt_names[column],
-                    "stata_name": dta_names[column], "label": shape.labels.get(column, ""),
-                    "code_list": shape.coded.get(column),
-                })
+        # A source's files are written while the next sources are read: the reads wait on the database, the
+        # writes on none; one after the other they left a core idle at the end of the PostgreSQL night. The
+        # writes run one source at a time, in order; the blocks of at most two sources wait on disk.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clms-export-source") as writing:
+            writes: list[tuple[Future, bool]] = []  # each source's, with whether its blocks wait on disk
+            try:
+                for source in sources:
+                    if len(source.blocks) > 1:  # its blocks will wait on disk, beside one earlier source's at most
+                        for write in [w for w, on_disk in writes if on_disk][:-1]:
+                            write.result()
+                    for write, _ in writes:
+                        if write.done():
+                            write.result()  # (a write's exception, raised here: nothing more is read)
+                    kept = copies.enter_context(
+                        tempfile.TemporaryDirectory(dir=outdir, prefix=f".{source.name}-blocks-"))
+                    shape, blocks, measure = _read_source(source, origins, protected, Path(kept))
+                    for fmt in formats:
+                        result.files.setdefault(fmt, {})[shape.name] = outdir / fmt / f"{shape.name}.{fmt}"
+                    writes.append((writing.submit(_write_files, shape, measure, formats, outdir, members[source.name],
+                                                  blocks, Path(kept)), len(blocks) > 1))
+                    shapes.append(shape)
+                    result.rows[shape.name] = shape.rows
+                    codebook_rows += _codebook_rows(shape, members[shape.name])
+                for write, _ in writes:
+                    write.result()
+            except BaseException:
+                writing.shutdown(cancel_futures=True)  # the writes queued behind a failure are not run
+                raise
     codebook = pl.DataFrame(codebook_rows, schema={
         "dataset": pl.String, "xpt_dataset": pl.String, "position": pl.Int32, "column": pl.String, "type": pl.String,
         "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String, "code_list": pl.String})
@@ -600,6 +616,16 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
     result.readme = outdir / "README.md"
     result.readme.write_text(_readme(shapes, codebook, formats, disclosure, shareable), encoding="utf-8")
     return result
+
+
+def _codebook_rows(shape: Shape, member: str) -> list[dict]:
+    """The codebook's rows of a dataset written: one per column, with its names in the SAS and Stata files."""
+    xpt_names = short_names(list(shape.schema), XPT_NAME_LENGTH)
+    dta_names = short_names(list(shape.schema), DTA_NAME_LENGTH)
+    return [{"dataset": shape.name, "xpt_dataset": member, "position": position, "column": column,
+             "type": _type_name(dtype), "xpt_name": xpt_names[column], "stata_name": dta_names[column],
+             "label": shape.labels.get(column, ""), "code_list": shape.coded.get(column)}
+            for position, (column, dtype) in enumerate(shape.schema.items(), start=1)]
 
 
 # -- block by block ------------------------------------------------------------------------------
@@ -798,7 +824,7 @@ class _Measure:
 
 
 def _remove_kept_blocks(outdir: Path) -> None:
-    """The blocks an export killed mid-way left beside the exports (:func:`_write_source` keeps them in
+    """The blocks an export killed mid-way left beside the exports (:func:`_read_source` keeps them in
     ``.<dataset>-blocks-*``, removed when it ends normally): rows of the warehouse that must not stay."""
     if outdir.is_dir():
         for folder in outdir.glob(".*-blocks-*"):
@@ -806,54 +832,55 @@ def _remove_kept_blocks(outdir: Path) -> None:
                 shutil.rmtree(folder)
 
 
-def _write_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None, formats: Sequence[str],
-                  outdir: Path, member: str, result: ExportResult) -> Shape:
-    """Write ``source`` in every format, block by block: a first pass reads, protects and measures each block
-    (widths, code lists, text) and keeps it as an Arrow file beside the exports (owner-only, removed at the
-    end), the second writes the kept blocks; a source of one block is kept in memory."""
+def _read_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None,
+                 kept: Path) -> tuple[Shape, list, _Measure]:
+    """The first pass over ``source``: read, protect and measure each block (widths, code lists, text), kept as
+    an Arrow file in ``kept`` (owner-only, beside the exports) until :func:`_write_files` writes it; a source
+    of one block is kept in memory. Returns the dataset's shape, its blocks and what was measured."""
     measure = _Measure()
-    outdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{source.name}-blocks-") as kept:
-        blocks: list = []
-        for i, block in enumerate(source.blocks):
-            part = _exported(Dataset(source.name, source.description, source.read(block), source.labels), origins,
-                             protected)
-            measure.add(part)
-            if len(source.blocks) == 1:
-                blocks.append(part.frame)
-            else:
-                blocks.append(Path(kept) / f"{i}.arrow")
-                part.frame.write_ipc(blocks[-1], compression="uncompressed")
-            del part
-        coded = _coded(measure.schema, measure.values)
-        shape = Shape(source.name, source.description, measure.schema, measure.labels, measure.rows, coded)
-        files = {}
+    blocks: list = []
+    for i, block in enumerate(source.blocks):
+        part = _exported(Dataset(source.name, source.description, source.read(block), source.labels), origins,
+                         protected)
+        measure.add(part)
+        if len(source.blocks) == 1:
+            blocks.append(part.frame)
+        else:
+            blocks.append(kept / f"{i}.arrow")
+            part.frame.write_ipc(blocks[-1], compression="uncompressed")
+        del part
+    coded = _coded(measure.schema, measure.values)
+    return Shape(source.name, source.description, measure.schema, measure.labels, measure.rows, coded), blocks, measure
+
+
+def _write_files(shape: Shape, measure: _Measure, formats: Sequence[str], outdir: Path, member: str,
+                 blocks: list, kept: Path) -> None:
+    """The second pass: the dataset's file in each format, every block in order (the headers as the first pass
+    measured the whole dataset); the kept blocks removed at the end. The formats of a block are written side by
+    side: Parquet and CSV are written by Arrow and polars without the GIL, the SAS and Stata rows encoded by
+    numpy."""
+    files = {}
+    try:
         for fmt in formats:
-            folder = outdir / fmt
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{source.name}.{fmt}"
+            path = outdir / fmt / f"{shape.name}.{fmt}"
+            path.parent.mkdir(parents=True, exist_ok=True)
             if fmt == "parquet":
                 files[fmt] = _ParquetFile(path, shape)
             elif fmt == "csv":
                 files[fmt] = _CsvFile(path, measure.non_ascii)
             else:
-                files[fmt] = _StatsFile(fmt, path, shape, member, measure, blocks=len(source.blocks))
-            result.files.setdefault(fmt, {})[source.name] = path
-        # The formats of a block are written side by side (each file in block order): Parquet and CSV are
-        # written by Arrow and polars without the GIL, the SAS and Stata rows encoded by numpy. One after the
-        # other they left a core idle at the end of the PostgreSQL night, where the exports run alone.
-        try:
-            with ThreadPoolExecutor(max_workers=len(files), thread_name_prefix="clms-export") as writers:
-                for block in blocks:
-                    frame = block if isinstance(block, pl.DataFrame) else pl.read_ipc(block.read_bytes())  # not mapped
-                    written = [writers.submit(file.write, frame) for file in files.values()]
-                    wait(written)
-                    for done in written:
-                        done.result()  # (a writer's exception, raised here)
-        finally:
-            for file in files.values():
-                file.close()
-    return shape
+                files[fmt] = _StatsFile(fmt, path, shape, member, measure, blocks=len(blocks))
+        with ThreadPoolExecutor(max_workers=len(files), thread_name_prefix="clms-export") as writers:
+            for block in blocks:
+                frame = block if isinstance(block, pl.DataFrame) else pl.read_ipc(block.read_bytes())  # not mapped
+                written = [writers.submit(file.write, frame) for file in files.values()]
+                wait(written)
+                for done in written:
+                    done.result()  # (a writer's exception, raised here)
+    finally:
+        for file in files.values():
+            file.close()
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 class _ParquetFile:

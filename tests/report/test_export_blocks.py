@@ -76,6 +76,51 @@ def test_the_blocks_an_export_killed_mid_way_left_beside_the_exports_are_removed
     assert not list((tmp_path / "out").glob(".*-blocks-*"))
 
 
+def test_a_dataset_is_written_while_the_next_is_read(analysed_warehouse, tmp_path, monkeypatch):
+    import threading
+
+    from clms_etl.report import exports
+
+    next_read = threading.Event()
+    read_source, csv_write = exports._read_source, exports._CsvFile.write
+    read = []
+
+    def reading(source, *args):
+        read.append(source.name)
+        if len(read) == 2:
+            next_read.set()
+        return read_source(source, *args)
+
+    def writing(file, frame):
+        if file.out.name.endswith("patient_summary.csv"):  # the first dataset waits for the second's read
+            assert next_read.wait(timeout=60), "patient_summary was written before survival was read"
+        csv_write(file, frame)
+
+    monkeypatch.setattr(exports, "_read_source", reading)
+    monkeypatch.setattr(exports._CsvFile, "write", writing)
+    result = export_analysis(analysed_warehouse, tmp_path / "out", formats=("csv",), k_threshold=2, block_patients=7)
+    assert read[:2] == ["patient_summary", "survival"]
+    assert result.rows["patient_summary"] == len((tmp_path / "out" / "csv" / "patient_summary.csv")
+                                                 .read_text(encoding="utf-8-sig").splitlines()) - 1
+
+
+def test_a_failed_write_stops_the_export_with_its_error_and_leaves_no_blocks(analysed_warehouse, tmp_path,
+                                                                             monkeypatch):
+    from clms_etl.report import exports
+
+    csv_write = exports._CsvFile.write
+
+    def failing(file, frame):
+        if file.out.name.endswith("survival.csv"):
+            raise OSError("No space left on device")
+        csv_write(file, frame)
+
+    monkeypatch.setattr(exports._CsvFile, "write", failing)
+    with pytest.raises(OSError, match="No space left"):
+        export_analysis(analysed_warehouse, tmp_path / "out", formats=("csv",), k_threshold=2, block_patients=7)
+    assert not list((tmp_path / "out").glob(".*-blocks-*"))
+
+
 @pytest.mark.postgres
 def test_exports_in_blocks_on_postgresql_are_the_files_of_one_block(pg_url, tmp_path, monkeypatch):
     """The blocks' range queries run on PostgreSQL too (pseudonym bounds, result-table key bounds,

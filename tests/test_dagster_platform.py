@@ -279,6 +279,16 @@ def test_whole_graph_on_the_twin_every_partition_then_the_nightly_refresh(twin_d
     assert all(isinstance(imported[k], dg.TableMetadataValue) for k in ("accounting", "queries_by_rule"))
     whole = nightly.asset_materializations_for_node("warehouse")[0].metadata
     assert whole["dagster/row_count"].value == 79
+    # each table's rows per centre (the asset counts them by delivery), as each row's patient says
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    try:
+        by_patient = {(table, centre): n for table in ("patient", "tumour", "surgery", "event") for centre, n in con.sql(
+            f"select p.centre, count(*) from {table} t join patient p using (patient_id) group by p.centre").fetchall()}
+    finally:
+        con.close()
+    shown = {(r.data["table_name"], r.data["centre"]): r.data["rows"] for r in whole["rows_per_table_and_centre"].records
+             if r.data["table_name"] != "data_query"}
+    assert shown == by_patient and len(shown) == 4 * len(TWIN_PATIENTS)
     ge = next(e for e in nightly.get_asset_check_evaluations() if e.check_name == "great_expectations").metadata
     assert ge["failures"].value == 0 and Path(ge["data_docs"].path).is_file()
     results = [e.metadata for e in nightly.get_asset_check_evaluations() if e.check_name == "result_expectations"]

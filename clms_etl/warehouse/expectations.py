@@ -336,10 +336,11 @@ def _postgres_views_copy(warehouse, views: list[str]) -> Iterator[_ViewsCopy]:
                 shared = shared_copies(warehouse.engine, views)  # what another step computed already
                 for view in views:
                     # a view built on one copied already is computed from that copy (survival: 9.7 -> 2.7 s at 1M);
-                    # one whose rows each come from a row of a copy stays a view over it (View.rows_from): the
-                    # suites count a part of it (PostgreSQL reads one branch of survival's UNION ALL), where a
-                    # copy of survival computed and wrote five rows a patient (2.7 s at 1,000,000 patients)
-                    kind = "VIEW" if VIEWS_BY_NAME[view].rows_from in {**shared, **copies} else "TABLE"
+                    # one whose rows each come from a row of this run's copy stays a view over it (View.rows_from):
+                    # the suites count a part of it (PostgreSQL reads one branch of survival's UNION ALL), where a
+                    # copy of survival computed and wrote five rows a patient (2.7 s at 1,000,000 patients). Not
+                    # over a shared copy: another step may replace that one between two of GE's queries.
+                    kind = "VIEW" if VIEWS_BY_NAME[view].rows_from in copies else "TABLE"
                     cursor.execute(f"CREATE TEMPORARY {kind} {view} AS {view_select(view, {**shared, **copies})}")
                     copies[view] = f"pg_temp.{view}"
         connection.commit()  # not left idle in a transaction while GE runs

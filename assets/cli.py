@@ -35,6 +35,15 @@ def run_command(
 
     if incoming is not None:  # before the code location is imported: its partitions come from this drop folder
         os.environ["CLMS_INCOMING"] = str(incoming)
+    # the key is the operator's setting: refused once, here, not by every run's steps with Dagster's stack traces
+    from clms_etl.cli import key_refused
+    from clms_etl.config import Settings
+    from clms_etl.keys import PseudonymKeyError, pseudonym_key
+
+    try:
+        pseudonym_key(Settings.from_env().warehouse_url)
+    except PseudonymKeyError as refused:
+        raise key_refused(refused) from None
     from assets.run import run_nightly
 
     outcomes = run_nightly(incoming, refresh=refresh, accept_shrinkage=accept_shrinkage or ())

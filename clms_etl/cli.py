@@ -141,7 +141,9 @@ def warehouse_roles(
     console.print("[green]roles created[/]: clms_loader (writes), clms_analyst (SELECT on analytics only)")
 
 
-def _key_refused(exc: Exception) -> typer.Exit:
+def key_refused(exc: Exception) -> typer.Exit:
+    """A refused pseudonym key (missing, weak, the demo key, another key than the warehouse's): one line saying
+    why and how to fix it, and the exit to raise (code 1)."""
     console.print(f"[red]refused[/]: {exc}")
     return typer.Exit(1)
 
@@ -173,7 +175,7 @@ def warehouse_rekey(
         with Warehouse(url) as wh:
             report = wh.rekey(pairs, old_key, new_key, run_id="cli")
     except (keys.PseudonymKeyError, KeyMismatch, ValueError, pl.exceptions.PolarsError) as exc:
-        raise _key_refused(exc) from None
+        raise key_refused(exc) from None
     console.print(f"[green]re-keyed[/] {report.detail}")
 
 
@@ -194,7 +196,7 @@ def warehouse_adopt_key() -> None:
         with Warehouse(url) as wh:
             key_id = wh.adopt_key(key, run_id="cli")
     except (keys.PseudonymKeyError, KeyMismatch) as exc:
-        raise _key_refused(exc) from None
+        raise key_refused(exc) from None
     console.print(f"[green]key {key_id} recorded[/]")
 
 

@@ -83,6 +83,24 @@ def test_run_with_one_centre_delivered_imports_it_and_reports_the_others_skipped
     assert lines["1"] == "1 failed: nimes"
 
 
+def test_run_with_a_weak_key_says_so_once_and_starts_nothing(twin_drop, tmp_path):
+    """The key is the operator's setting, not a centre's data: one line saying what is wrong and how to fix
+    it, before any run starts (each centre's run and the refresh used to fail on it, each with Dagster's
+    stack trace: 424 lines for five centres)."""
+    drop = drop_of(twin_drop, tmp_path / "drop", "lyon", "nice")
+    home = tmp_path / "dagster_home"
+    env = env_for(tmp_path, home) | {"CLMS_PSEUDONYM_KEY": "short"}
+    for name in ("CLMS_PSEUDONYM_KEY_FILE", "CLMS_DEMO"):
+        env.pop(name, None)
+    done = subprocess.run([str(CLI), "run", "--incoming", str(drop)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=600)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1
+    assert output.count("the pseudonym key is too weak") == 1 and "secrets.token_urlsafe(32)" in output, output[-3000:]
+    assert "Traceback" not in output and "Stack Trace" not in output
+    assert not (tmp_path / "warehouse.duckdb").exists() and not (tmp_path / "outputs").exists()
+
+
 @pytest.mark.slow
 def test_five_runs_launched_together_on_a_fresh_dagster_home_all_succeed(twin_drop, tmp_path):
     home = tmp_path / "dagster_home"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -114,11 +115,19 @@ class OmopSources:
         return self.deliveries
 
 
+SOURCES_PREFIX = ".sources-"  # the temporary folders of :func:`sources_folder`
+
+
 @contextmanager
 def sources_folder(target: str | Path) -> Iterator[Path]:
     """A private temporary folder inside the export's folder ``target`` for :func:`read_sources`, removed on
-    leaving (pseudonymised rows: beside the export they feed, never in a shared temporary directory)."""
-    with tempfile.TemporaryDirectory(prefix=".sources-", dir=private_dir(Path(target))) as folder:
+    leaving (pseudonymised rows: beside the export they feed, never in a shared temporary directory). The
+    folders an export killed mid-way left there are removed first, as its half-written database is."""
+    target = private_dir(Path(target))
+    for left in target.glob(f"{SOURCES_PREFIX}*"):
+        if left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left)
+    with tempfile.TemporaryDirectory(prefix=SOURCES_PREFIX, dir=target) as folder:
         yield Path(folder)
 
 

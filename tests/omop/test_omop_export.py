@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
 from clms_etl.omop.export import (DEFAULT_SCHEMA, DUCKDB_FILE, TargetRefused, build_tables, export_omop, read_sources,
-                                  write_database)
+                                  sources_folder, write_database)
 from clms_etl.warehouse import Warehouse
 from tests.report.conftest import load_imports, report_imports, report_warehouse  # noqa: F401  (deliveries with defects)
 from tests.warehouse.conftest import pg_admin_url, pg_databases, pg_url  # noqa: F401  (PostgreSQL fixtures)
@@ -500,3 +500,16 @@ def test_the_checks_on_a_table_s_own_rows_share_one_scan_and_count_what_each_cou
     own = [c for c in quality.checks() if c.condition is not None]
     assert len(own) > 50
     assert len(sent) == 1 + len(quality.checks()) - len(own) + len({c.table for c in own})  # 1: the catalog's name
+
+
+def test_the_rows_an_export_killed_mid_way_left_beside_the_cdm_are_removed_by_the_next(tmp_path):
+    target = tmp_path / "omop"
+    left = target / ".sources-k1ll3d"
+    left.mkdir(parents=True)
+    (left / "0-patient.arrow").write_bytes(b"rows of the warehouse")
+    (target / ".keep").write_text("not ours")
+    with sources_folder(target) as folder:
+        assert folder.parent == target and folder.is_dir()
+        assert not left.exists()
+    assert not folder.exists()
+    assert (target / ".keep").exists() and not list(target.glob(".sources-*"))

@@ -14,6 +14,7 @@ created owner-only — folders 0700, files 0600 — whatever the umask of the pr
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 PRIVATE_UMASK = 0o077
@@ -42,6 +43,16 @@ def private_dir(path: Path | str) -> Path:
         folder.mkdir(mode=DIR_MODE, exist_ok=True)
         os.chmod(folder, DIR_MODE)  # mkdir's mode goes through the umask
     return path
+
+
+def remove_left_folders(parent: Path | str, pattern: str) -> None:
+    """The folders matching ``pattern`` that a run killed mid-way left in ``parent`` (the rows it kept there
+    while it ran: pseudonymised, they must not stay), removed; a link of that name is left alone."""
+    parent = Path(parent)
+    if parent.is_dir():
+        for folder in parent.glob(pattern):
+            if folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
 
 
 def make_private(*paths: Path | str) -> None:

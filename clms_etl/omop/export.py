@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from pathlib import Path
 import polars as pl
 import sqlalchemy as sa
 
-from clms_etl.files import make_private, private_dir
+from clms_etl.files import make_private, private_dir, remove_left_folders
 from clms_etl.omop import build as omop_build
 from clms_etl.omop import cdm, mapping, quality
 
@@ -124,9 +123,7 @@ def sources_folder(target: str | Path) -> Iterator[Path]:
     leaving (pseudonymised rows: beside the export they feed, never in a shared temporary directory). The
     folders an export killed mid-way left there are removed first, as its half-written database is."""
     target = private_dir(Path(target))
-    for left in target.glob(f"{SOURCES_PREFIX}*"):
-        if left.is_dir() and not left.is_symlink():
-            shutil.rmtree(left)
+    remove_left_folders(target, f"{SOURCES_PREFIX}*")
     with tempfile.TemporaryDirectory(prefix=SOURCES_PREFIX, dir=target) as folder:
         yield Path(folder)
 

@@ -71,6 +71,7 @@ import polars as pl
 
 from clms_etl.disclosure import (
     DEFAULT_K_THRESHOLD, QUASI_IDENTIFIERS, DisclosureBlocked, KAnonymity, age_band, k_anonymity, suppress_until_k)
+from clms_etl.files import remove_left_folders
 from clms_etl.report.csv_files import write_csv
 from clms_etl.vocabulary import code_labels, codes, column_code_list
 
@@ -566,8 +567,9 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
             sources = [Source(d.name, d.description, d.labels, [None], lambda _, frame=d.frame: frame) for d in datasets]
             origins, patients = _origins(datasets), _patients(datasets)
         origins, protected, disclosure = _protection(origins, patients, shareable, k_threshold)
-        _remove_kept_blocks(Path(outdir))
-        Path(outdir).mkdir(parents=True, exist_ok=True)
+        # the blocks an export killed mid-way kept (:func:`_read_source`: ``.<dataset>-blocks-*``)
+        remove_left_folders(outdir, ".*-blocks-*")
+        outdir.mkdir(parents=True, exist_ok=True)
         result = ExportResult(outdir, disclosure=disclosure, shareable=shareable)
         members = short_names([s.name for s in sources], XPT_NAME_LENGTH)
         shapes, codebook_rows = [], []
@@ -602,7 +604,6 @@ def export_analysis(wh, outdir: Path, formats: Iterable[str] = FORMATS,
     codebook = pl.DataFrame(codebook_rows, schema={
         "dataset": pl.String, "xpt_dataset": pl.String, "position": pl.Int32, "column": pl.String, "type": pl.String,
         "xpt_name": pl.String, "stata_name": pl.String, "label": pl.String, "code_list": pl.String})
-    outdir.mkdir(parents=True, exist_ok=True)
     write_csv(codebook, outdir / "codebook.csv")
     if "xpt" in formats:
         write_csv(codebook.select("xpt_dataset", "xpt_name", "dataset", "column", "label"),
@@ -821,15 +822,6 @@ class _Measure:
         if not self.non_ascii and strings and frame.height:
             self.non_ascii = bool(frame.select(pl.any_horizontal(
                 pl.col(c).str.contains(r"[^\x00-\x7F]").any() for c in strings)).item())
-
-
-def _remove_kept_blocks(outdir: Path) -> None:
-    """The blocks an export killed mid-way left beside the exports (:func:`_read_source` keeps them in
-    ``.<dataset>-blocks-*``, removed when it ends normally): rows of the warehouse that must not stay."""
-    if outdir.is_dir():
-        for folder in outdir.glob(".*-blocks-*"):
-            if folder.is_dir():
-                shutil.rmtree(folder)
 
 
 def _read_source(source: Source, origins: pl.DataFrame, protected: pl.DataFrame | None,

@@ -11,6 +11,10 @@ cycle the chain leaves.
 On DuckDB too: OMOP reads its rows first, then builds the CDM from them beside the analyses (a DuckDB
 file's reader keeps its writers out only while it reads).
 
+Every thread of the process: on Linux a thread has its own nice value and ``os.nice`` changes the
+calling thread's only, so the pools polars, Arrow or DuckDB started before (OMOP reads its rows with
+them first) kept working at full priority.
+
 Only in a process of its own (the multiprocess executor forks one per step, which ends with the
 step): a process running several steps (the in-process executor of unchanged nights, ``clms-etl
 run``, tests) keeps its priority. On Kubernetes each step is its own pod and the scheduler decides.
@@ -20,6 +24,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+from pathlib import Path
 
 import dagster as dg
 
@@ -34,5 +40,26 @@ def background_priority(context: dg.AssetExecutionContext) -> dict[str, str]:
         return {"cpu_priority": "unchanged (the step shares its process)"}
     if os.name != "posix":  # (os.nice: Unix only)
         return {"cpu_priority": "unchanged (no nice on this system)"}
-    niceness = os.nice(BACKGROUND_NICENESS)
-    return {"cpu_priority": f"background: nice {niceness} (off the refresh's critical path)"}
+    niceness, threads = lower_priority(BACKGROUND_NICENESS)
+    return {"cpu_priority": f"background: nice {niceness} (off the refresh's critical path, {threads} threads)"}
+
+
+def lower_priority(increment: int, tasks: Path = Path("/proc/self/task")) -> tuple[int, int]:
+    """Lower the CPU priority of every thread of this process by ``increment`` (``os.nice`` of each: a thread
+    already lower keeps its own); returns the calling thread's new niceness and the threads lowered. Where
+    threads are not listed in ``tasks`` (not Linux), ``os.nice`` is the process's, as POSIX has it.
+    Threads started afterwards inherit the niceness of the thread that starts them."""
+    niceness = os.nice(increment)
+    if not tasks.is_dir():
+        return niceness, 1
+    me, lowered = threading.get_native_id(), 1
+    for task in tasks.iterdir():
+        tid = int(task.name)
+        if tid == me:
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, max(niceness, os.getpriority(os.PRIO_PROCESS, tid)))
+            lowered += 1
+        except ProcessLookupError:  # (the thread ended meanwhile)
+            pass
+    return niceness, lowered

@@ -44,12 +44,13 @@ def background_priority(context: dg.AssetExecutionContext) -> dict[str, str]:
     return {"cpu_priority": f"background: nice {niceness} (off the refresh's critical path, {threads} threads)"}
 
 
-def lower_priority(increment: int, tasks: Path = Path("/proc/self/task")) -> tuple[int, int]:
-    """Lower the CPU priority of every thread of this process by ``increment`` (``os.nice`` of each: a thread
-    already lower keeps its own); returns the calling thread's new niceness and the threads lowered. Where
-    threads are not listed in ``tasks`` (not Linux), ``os.nice`` is the process's, as POSIX has it.
+def lower_priority(increment: int) -> tuple[int, int]:
+    """``os.nice(increment)`` for the calling thread, then every other thread of the process brought to the
+    same niceness (one already lower keeps its own); returns that niceness and the threads at it. Where the
+    threads are not listed in ``/proc/self/task`` (not Linux), ``os.nice`` is the process's, as POSIX has it.
     Threads started afterwards inherit the niceness of the thread that starts them."""
     niceness = os.nice(increment)
+    tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return niceness, 1
     me, lowered = threading.get_native_id(), 1

@@ -11,7 +11,8 @@ pool), then ``dagster job launch`` queues ``nightly_refresh`` (what the 02:00
 schedule does). Printed: wall time of the imports and of the refresh, the peak RSS of every
 process of the night (read from ``/proc/<pid>/status`` ``VmHWM`` while it runs: Linux only),
 each step's duration summed over runs, the refresh's steps as a timeline and, on PostgreSQL running on
-this machine, the server's CPU seconds during the imports and during the refresh. ``--again`` runs the same night a second time on the
+this machine, the server's CPU seconds during the imports and during the refresh; last, the machine's floor
+(:func:`machine_floor`, three fixed jobs timed just before the night) and the night as a multiple of it. ``--again`` runs the same night a second time on the
 same deliveries (the "nothing changed" night). ``--next DIR2`` then delivers DIR2's later deliveries
 (``clms-etl synth`` with the same seed, a later ``--date`` and a few ``--defects``: the same patients,
 slightly changed) and runs the night again: a replacing night, every centre's rows replaced, which is
@@ -516,6 +517,49 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool, later: Path | No
         shutil.rmtree(work, ignore_errors=True)
 
 
+def machine_floor(backend: str, pg_admin: str, repeat: int = 3) -> dict[str, float]:
+    """Seconds (best of ``repeat``) of three fixed jobs, measured just before the night: the same night takes
+    20-50 % longer on one instance of the machine kind than on another (bench/README.md, "Session 22"), so a
+    night is compared across runs by its ratio to these. ``python``: HMAC-SHA256 of 500,000 ids (the
+    pseudonyms' loop); ``polars``: a 3,000,000-row CSV parsed and grouped; ``postgresql`` (that backend only):
+    3,000,000 rows grouped by the server."""
+    import io
+
+    import polars as pl
+
+    from clms_etl.keys import hmac_sha256_each
+
+    i = pl.int_range(3_000_000, eager=True)
+    data = pl.DataFrame({"k": i % 100_003, "v": "P" + i.cast(pl.String).str.zfill(20)}).write_csv().encode()
+    jobs = {
+        "python": lambda: hmac_sha256_each(b"floor-key" * 4, (f"{i:08d}".encode() for i in range(500_000))),
+        "polars": lambda: pl.read_csv(io.BytesIO(data)).group_by("k").agg(pl.col("v").n_unique()),
+    }
+    if backend == "postgresql":
+        import psycopg
+
+        def server() -> None:
+            with psycopg.connect(pg_admin) as conn:
+                conn.execute("SELECT count(*) FROM (SELECT g % 100003, count(*) FROM generate_series(1, 3000000) g "
+                             "GROUP BY 1) q").fetchone()
+        jobs["postgresql"] = server
+    best = {}
+    for name, job in jobs.items():
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            job()
+            times.append(time.perf_counter() - start)
+        best[name] = min(times)
+    return best
+
+
+def _print_floor(floor: dict[str, float], figures: dict) -> None:
+    total = sum(floor.values())
+    print("  machine floor    " + ", ".join(f"{k} {v:.2f} s" for k, v in floor.items())
+          + f" (sum {total:.2f} s); night = {figures['night']['wall_s'] / total:.0f}x the floor")
+
+
 def _print(figures: dict, patients: int) -> None:
     print(f"night on {figures['backend']}, {figures['centres']} deliveries"
           + (f", {patients:,} patients" if patients else ""))
@@ -573,11 +617,17 @@ def main(argv: list[str] | None = None) -> None:
             with tempfile.TemporaryDirectory(prefix="clms-drop-") as folder:
                 subprocess.run([str(BIN / "clms-etl"), "synth", "--out", folder, "--patients", str(size),
                                 "--centres", str(args.centres)], check=True, capture_output=True)
-                _print(night(Path(folder), args.backend, args.pg_admin, args.again), size)
+                floor = machine_floor(args.backend, args.pg_admin)
+                figures = night(Path(folder), args.backend, args.pg_admin, args.again)
+                _print(figures, size)
+                _print_floor(floor, figures)
         return
     if args.drop is None:
         parser.error("--drop DIR or --sizes N,...")
-    _print(night(args.drop, args.backend, args.pg_admin, args.again, args.later), _patients(args.drop))
+    floor = machine_floor(args.backend, args.pg_admin)
+    figures = night(args.drop, args.backend, args.pg_admin, args.again, args.later)
+    _print(figures, _patients(args.drop))
+    _print_floor(floor, figures)
 
 
 if __name__ == "__main__":

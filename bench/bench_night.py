@@ -518,19 +518,20 @@ def night(drop: Path, backend: str, pg_admin: str, again: bool, later: Path | No
 
 
 def machine_floor(backend: str, pg_admin: str, repeat: int = 3) -> dict[str, float]:
-    """Seconds (best of ``repeat``) of three fixed jobs, measured just before the night: the same night takes
+    """Seconds (best of ``repeat``, :func:`timeit.repeat`: garbage collection off while a job runs) of three fixed jobs, measured just before the night: the same night takes
     20-50 % longer on one instance of the machine kind than on another (bench/README.md, "Session 22"), so a
     night is compared across runs by its ratio to these. ``python``: HMAC-SHA256 of 500,000 ids (the
     pseudonyms' loop); ``polars``: a 3,000,000-row CSV parsed and grouped; ``postgresql`` (that backend only):
     3,000,000 rows grouped by the server."""
     import io
+    import timeit
 
     import polars as pl
 
     from clms_etl.keys import hmac_sha256_each
 
-    i = pl.int_range(3_000_000, eager=True)
-    data = pl.DataFrame({"k": i % 100_003, "v": "P" + i.cast(pl.String).str.zfill(20)}).write_csv().encode()
+    rows = pl.int_range(3_000_000, eager=True)
+    data = pl.DataFrame({"k": rows % 100_003, "v": "P" + rows.cast(pl.String).str.zfill(20)}).write_csv().encode()
     jobs = {
         "python": lambda: hmac_sha256_each(b"floor-key" * 4, (f"{i:08d}".encode() for i in range(500_000))),
         "polars": lambda: pl.read_csv(io.BytesIO(data)).group_by("k").agg(pl.col("v").n_unique()),
@@ -543,15 +544,7 @@ def machine_floor(backend: str, pg_admin: str, repeat: int = 3) -> dict[str, flo
                 conn.execute("SELECT count(*) FROM (SELECT g % 100003, count(*) FROM generate_series(1, 3000000) g "
                              "GROUP BY 1) q").fetchone()
         jobs["postgresql"] = server
-    best = {}
-    for name, job in jobs.items():
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            job()
-            times.append(time.perf_counter() - start)
-        best[name] = min(times)
-    return best
+    return {name: min(timeit.repeat(job, number=1, repeat=repeat)) for name, job in jobs.items()}
 
 
 def _print_floor(floor: dict[str, float], figures: dict) -> None:

@@ -19,6 +19,7 @@ itself, with its connection read from the ``DAGSTER_PG_*`` variables.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -118,3 +119,39 @@ def test_the_night_as_production_runs_it_daemon_queue_postgresql(production_env,
     with psycopg.connect(_libpq(_with_database(admin, storage_db))) as conn:
         assert conn.execute("select count(*) from runs").fetchone()[0] == len(CENTRES) + 1
     assert not (Path(env["DAGSTER_HOME"]) / "history").exists()  # nothing in SQLite files
+
+
+_OPEN_THE_DEPLOYMENT = """
+import importlib, json, os, sys
+import multiprocessing.forkserver as forkserver
+forkserver.ensure_running = lambda: None  # the preload list is what is looked at, no forkserver started
+sys.argv[1:] = ["api", "grpc"]  # loaded as Dagster's code server loads it
+import assets.definitions
+preload = forkserver._forkserver._preload_modules
+for name in preload:
+    importlib.import_module(name)
+before = set(sys.modules)
+import dagster as dg
+from clms_etl.warehouse import Warehouse
+with dg.DagsterInstance.get() as instance:
+    instance.get_runs(limit=1)
+with Warehouse(os.environ["CLMS_WAREHOUSE_URL"]) as wh:
+    wh.read_sql("SELECT 1 AS one")
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+# what a run worker imports, if the forkserver did not, to open Dagster's storage and the warehouse
+DEPLOYMENT_ROOTS = ("dagster_postgres", "psycopg", "psycopg2", "assets", "clms_etl", "sqlalchemy.dialects",
+                    "dagster._core.storage", "dagster._core.run_coordinator")
+
+
+def test_a_run_worker_opens_the_production_instance_and_warehouse_without_importing_them(production_env):
+    """The code server forks run workers from a process that imported the modules its ``dagster.yaml``
+    and warehouse URL name (assets/run_workers.py, ``preload_deployment``): a worker imports none of them
+    again (0.4 CPU-seconds a run on PostgreSQL, 41 runs a night)."""
+    env, _, _ = production_env
+    done = subprocess.run([str(BIN / "python"), "-c", _OPEN_THE_DEPLOYMENT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    late = [m for m in imported if m.startswith(DEPLOYMENT_ROOTS)]
+    assert late == [], " ".join(late)

@@ -15,6 +15,7 @@ from assets.warehouse import warehouse
 from assets.partitions import REGISTRY
 from assets.resources import DropFolder
 from assets.unchanged import nothing_loaded_since_refresh
+from assets.run_workers import DEPLOYMENT_PRELOAD
 from clms_etl.deliveries import latest_delivery, refused_folders
 
 
@@ -47,6 +48,12 @@ def sleep_while_waiting_for_a_pool() -> bool:
 SLEEPS_WHILE_WAITING_FOR_A_POOL = sleep_while_waiting_for_a_pool()
 
 
+def step_preload(*modules: str) -> list[str]:
+    """What the forkserver of a run's step processes imports: the code location, ``modules``, then the
+    deployment (last: it freezes what was imported before it, assets/deployment_preload.py)."""
+    return ["assets.definitions", *modules, DEPLOYMENT_PRELOAD]
+
+
 def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], bool] | None = None,
                   extra_concurrent: int = 0) -> dg.ExecutorDefinition:
     """Dagster's default executor (``multiprocess`` unless the run config says ``in_process``) whose
@@ -64,7 +71,7 @@ def warm_executor(*preload: str, in_process_if: Callable[[dg.DagsterInstance], b
     ``extra_concurrent``: step processes beyond one per core (Dagster's default ``max_concurrent``), for a
     job whose background steps (:mod:`assets.priority`) take only the cycles the others leave. A run
     config that sets ``max_concurrent`` keeps its own."""
-    preload_modules = ["assets.definitions", *preload]
+    preload_modules = step_preload(*preload)
     default = dg.multi_or_in_process_executor
 
     @dg.executor(name="warm_multi_or_in_process_executor", config_schema=default.config_schema,

@@ -106,3 +106,34 @@ def test_only_a_code_server_changes_how_it_starts_run_workers(monkeypatch):
     assert not isinstance(DagsterApiServer.__dict__.get("_mp_ctx"), property)
     monkeypatch.setattr(sys, "argv", [sys.executable, "api", "grpc", "-m", "assets.definitions"])
     assert is_code_server()
+
+
+_FORKED_STEP = """
+import json, multiprocessing, sys
+from assets.automation import IMPORT_STEP_MODULES, step_preload
+
+def collected():
+    import gc
+    return gc.get_freeze_count(), len(gc.get_objects())
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(step_preload(*IMPORT_STEP_MODULES))
+    with context.Pool(1) as pool:
+        frozen, tracked = pool.apply(collected)
+    print(json.dumps({"frozen": frozen, "tracked": tracked}))
+"""
+
+
+def test_a_forked_step_neither_collects_nor_copies_what_its_forkserver_imported(tmp_path):
+    """The forkserver's imports (dagster, polars, pandera, the code location: hundreds of thousands of
+    objects) are frozen before it forks (assets/deployment_preload.py): a step's garbage collections do not
+    walk them, and so do not write to (copy) the memory pages the step shares with the forkserver."""
+    script = tmp_path / "forked_step.py"
+    script.write_text(_FORKED_STEP)
+    done = subprocess.run([str(BIN / "python"), str(script)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**clms_env(tmp_path, tmp_path), "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["frozen"] > 100_000, found
+    assert found["tracked"] < found["frozen"] / 10, found

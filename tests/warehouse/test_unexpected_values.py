@@ -46,8 +46,8 @@ def _limit(statement: str, parameters) -> int | None:
 
 @pytest.fixture
 def fetched_values():
-    """Every statement fetching unexpected values while the test runs: (bounds it compares with, limit)."""
-    seen: list[tuple[str, int | None]] = []
+    """Every statement fetching unexpected values while the test runs, with its parameters."""
+    seen: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if "AS unexpected_values" in statement:
@@ -69,7 +69,7 @@ def test_values_are_fetched_only_for_the_expectations_that_counted_some(warehous
     outcomes = {o.description: (o.success, o.observed) for o in report.outcomes}
     assert outcomes["Probe: under 60."][0] is False and outcomes["Probe: under 60 for at least 10 %."][0] is True
     assert outcomes["Probe: under 130."] == (True, 0)
-    asked = {}
+    asked = {}  # upper bound of the probe -> the row limits its values queries asked for
     for statement, parameters in fetched_values:
         bound = 130 if "130" in repr(parameters) or "130" in statement else 60
         asked.setdefault(bound, []).append(_limit(statement, parameters))

@@ -610,16 +610,18 @@ def main(argv: list[str] | None = None) -> None:
             with tempfile.TemporaryDirectory(prefix="clms-drop-") as folder:
                 subprocess.run([str(BIN / "clms-etl"), "synth", "--out", folder, "--patients", str(size),
                                 "--centres", str(args.centres)], check=True, capture_output=True)
-                floor = machine_floor(args.backend, args.pg_admin)
-                figures = night(Path(folder), args.backend, args.pg_admin, args.again)
-                _print(figures, size)
-                _print_floor(floor, figures)
+                _night_on_its_floor(args, Path(folder), size)
         return
     if args.drop is None:
         parser.error("--drop DIR or --sizes N,...")
+    _night_on_its_floor(args, args.drop, _patients(args.drop), args.later)
+
+
+def _night_on_its_floor(args: argparse.Namespace, drop: Path, patients: int, later: Path | None = None) -> None:
+    """The machine's floor, then the night on ``drop``; both printed, the night as a multiple of the floor."""
     floor = machine_floor(args.backend, args.pg_admin)
-    figures = night(args.drop, args.backend, args.pg_admin, args.again, args.later)
-    _print(figures, _patients(args.drop))
+    figures = night(drop, args.backend, args.pg_admin, args.again, later)
+    _print(figures, patients)
     _print_floor(floor, figures)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from multiprocessing import forkserver
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def private_handoff(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLMS_HANDOFF", str(tmp_path_factory.mktemp("handoff")))
         yield
+
+
+@pytest.fixture(autouse=True)
+def forkserver_of_its_own():
+    """A test that started Python's forkserver (the multiprocess executor in the pytest process) stops it
+    when it ends. There is one forkserver per process and its children inherit the environment it was
+    started with, not the caller's: the next test's steps read the first test's warehouse URL."""
+    yield
+    forkserver._forkserver._stop()  # (the private hook CPython's own tests use; a no-op when none runs)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ _RENDEZVOUS_STEPS = (os.cpu_count() or 1) + REFRESH_EXTRA_CONCURRENT
 
 
 def _rendezvous(name: str) -> dg.OpDefinition:
-    @dg.op(name=name, config_schema={"folder": str})  # (config, not the environment: the forkserver may be older)
+    @dg.op(name=name, config_schema={"folder": str})  # (the folder of the test that runs it)
     def step(context) -> int:
         """Waits until every step of the job has started: it succeeds only if they all run at once."""
         folder = Path(context.op_config["folder"])
